@@ -1,0 +1,98 @@
+"""Adjacency matrices: raw, with weighted self-loops, and normalised.
+
+NOTE: rows are receivers. ``A[i, j]`` is the weight of the edge ``j -> i`` (``edge_index[0]`` is
+the source, ``edge_index[1]`` the target), so one round of message passing is ``H' = A H`` and
+the normalised matrix is exactly the operator a GCN layer applies. Degrees are row sums, i.e.
+in-degrees. For undirected graphs (both directions stored) ``A`` is symmetric and this is the
+textbook adjacency matrix. PyG's ``to_dense_adj`` uses the transpose (rows are sources).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_edge_index, check_edge_weight
+
+__all__ = ["adjacency"]
+
+
+def adjacency(
+    edge_index: Tensor,
+    num_nodes: int | None = None,
+    *,
+    edge_weight: Tensor | None = None,
+    self_loop_weight: float = 0.0,
+    normalize: Literal["sym", "rw"] | None = None,
+    layout: Literal["dense", "sparse"] = "dense",
+) -> Tensor:
+    r"""The (normalised) adjacency matrix of a graph with weighted self-loops.
+
+    .. math::
+        \tilde{A} = A + \lambda I, \qquad
+        \tilde{D}_{ii} = \sum_j \tilde{A}_{ij}, \qquad
+        \hat{A}_{\text{sym}} = \tilde{D}^{-1/2} \tilde{A} \tilde{D}^{-1/2}, \qquad
+        \hat{A}_{\text{rw}} = \tilde{D}^{-1} \tilde{A}
+
+    where :math:`A_{ij}` is the weight of the edge :math:`j \to i` (summed over duplicate
+    edges) and :math:`\lambda` is ``self_loop_weight``. ``normalize="sym"`` with
+    :math:`\lambda = 1` is Kipf & Welling's renormalised adjacency (arXiv 1609.02907).
+    Nodes with zero degree get zero rows and columns, never ``inf`` or ``NaN``.
+
+    NOTE: self-loops already present in ``edge_index`` are kept and :math:`\lambda I` is added
+    on top (literally :math:`A + \lambda I`). GCN layers instead follow PyG's
+    ``add_remaining_self_loops``; see :func:`gnnkit.nn.gcn_norm`.
+
+    Args:
+        edge_index (Tensor): edges, shape (2, |E|), row 0 sources, row 1 targets.
+        num_nodes (int, optional): number of nodes; ``None`` means the largest index plus one.
+            (default: ``None``)
+        edge_weight (Tensor, optional): one weight per edge, shape (|E|,). (default: all ones)
+        self_loop_weight (float, optional): :math:`\lambda`. (default: ``0.0``)
+        normalize (str, optional): ``None``, ``"sym"`` or ``"rw"``. (default: ``None``)
+        layout (str, optional): ``"dense"`` or ``"sparse"`` (a coalesced COO tensor).
+            (default: ``"dense"``)
+
+    Shapes:
+        - **input:** ``edge_index`` (2, |E|), ``edge_weight`` (|E|,)
+        - **output:** (|V|, |V|)
+    """
+    num_nodes = check_edge_index(edge_index, num_nodes)
+    check_edge_weight(edge_weight, edge_index.size(1))
+    if normalize not in (None, "sym", "rw"):
+        raise InputError(f"normalize must be None, 'sym' or 'rw', got {normalize!r}")
+    if layout not in ("dense", "sparse"):
+        raise InputError(f"layout must be 'dense' or 'sparse', got {layout!r}")
+    if not isinstance(self_loop_weight, (int, float)) or self_loop_weight != self_loop_weight:
+        raise InputError(f"self_loop_weight must be a number, got {self_loop_weight!r}")
+
+    device = edge_index.device
+    dtype = edge_weight.dtype if edge_weight is not None else torch.get_default_dtype()
+    weight = (
+        edge_weight
+        if edge_weight is not None
+        else torch.ones(edge_index.size(1), dtype=dtype, device=device)
+    )
+    # Rows are receivers: entry (target, source).
+    rows, cols = edge_index[1], edge_index[0]
+    if self_loop_weight != 0.0:
+        loop = torch.arange(num_nodes, device=device)
+        rows, cols = torch.cat([rows, loop]), torch.cat([cols, loop])
+        weight = torch.cat(
+            [weight, torch.full((num_nodes,), float(self_loop_weight), dtype=dtype, device=device)]
+        )
+
+    if normalize is not None:
+        degree = torch.zeros(num_nodes, dtype=dtype, device=device).index_add_(0, rows, weight)
+        power = -0.5 if normalize == "sym" else -1.0
+        inv = degree.pow(power)
+        inv[~torch.isfinite(inv)] = 0.0
+        weight = inv[rows] * weight * inv[cols] if normalize == "sym" else inv[rows] * weight
+
+    matrix = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), weight, (num_nodes, num_nodes), check_invariants=False
+    ).coalesce()
+    return matrix.to_dense() if layout == "dense" else matrix

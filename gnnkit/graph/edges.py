@@ -1,0 +1,79 @@
+"""Building ``edge_index`` tensors from human-readable edge lists."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from gnnkit.errors import InputError
+
+__all__ = ["from_edge_list", "parse_edge_string"]
+
+_TOKEN = re.compile(r"^([^\s-]+)-([^\s-]+)$")
+
+
+def parse_edge_string(edges: str) -> list[str]:
+    """Split ``"A-B,B-C"`` (or ``"A-B B-C"``) into edge tokens ``["A-B", "B-C"]``.
+
+    Commas separate tokens when present, whitespace otherwise. Empty tokens (``"A-B,,B-C"``, a
+    trailing comma, an empty string) are kept so :func:`from_edge_list` can report them.
+    """
+    text = edges.strip()
+    if "," in text:
+        return [token.strip() for token in text.split(",")]
+    return text.split() or [""]
+
+
+def from_edge_list(edges: Iterable[str], directed: bool = False) -> tuple[Tensor, list[str]]:
+    """Turn labelled edges such as ``["A-B", "B-C"]`` into an ``edge_index`` and node labels.
+
+    Nodes are numbered in order of first appearance. An undirected graph gets both directions of
+    every edge, which is how PyG stores undirected graphs; duplicates are removed.
+
+    Args:
+        edges (iterable of str): tokens ``"U-V"``; a label is any text without ``-`` or spaces.
+        directed (bool, optional): keep only ``U -> V`` instead of both directions.
+            (default: ``False``)
+
+    Returns:
+        (Tensor, list[str]): ``edge_index`` of shape (2, |E|) (dtype long, sorted by source then
+        target) and ``labels``, where ``labels[i]`` names node ``i``.
+
+    Example:
+        >>> edge_index, labels = from_edge_list(["A-B", "B-C"])
+        >>> labels
+        ['A', 'B', 'C']
+        >>> edge_index.tolist()
+        [[0, 1, 1, 2], [1, 0, 2, 1]]
+    """
+    if isinstance(edges, str):
+        raise InputError(
+            f"edges must be a list of tokens such as ['A-B', 'B-C'], got the string {edges!r}; "
+            "use parse_edge_string() to split a string"
+        )
+    labels: list[str] = []
+    index: dict[str, int] = {}
+    pairs: set[tuple[int, int]] = set()
+    tokens = list(edges)
+    if not tokens:
+        raise InputError("edges is empty; give at least one edge such as 'A-B'")
+    for position, token in enumerate(tokens, start=1):
+        match = _TOKEN.match(token.strip()) if isinstance(token, str) else None
+        if match is None:
+            raise InputError(
+                f"malformed edge token {token!r} (edge {position}); write each edge as 'U-V', "
+                "two labels joined by a single '-', for example 'A-B'"
+            )
+        u, v = match.groups()
+        for label in (u, v):
+            if label not in index:
+                index[label] = len(labels)
+                labels.append(label)
+        pairs.add((index[u], index[v]))
+        if not directed:
+            pairs.add((index[v], index[u]))
+    edge_index = torch.tensor(sorted(pairs), dtype=torch.long).t().contiguous()
+    return edge_index, labels

@@ -1,0 +1,66 @@
+"""Shared fixtures.
+
+Data: tests that need a registered dataset use the ``dataset`` fixture factory. It loads from
+the session's data root (``$GNNKIT_DATA`` or the repository's ``datasets/``), the mirror
+(``$GNNKIT_MIRROR``) or the network. When the data cannot be obtained the test is skipped,
+unless ``GNNKIT_REQUIRE_DATA=1`` (set by ``.ci/run``), which turns the skip into a failure.
+
+CUDA: tests marked ``cuda`` are skipped on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def require_data() -> bool:
+    return os.environ.get("GNNKIT_REQUIRE_DATA", "").strip() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The data root shared by the whole test session (processed caches are reused)."""
+    return Path(os.environ.get("GNNKIT_DATA") or REPO / "datasets").resolve()
+
+
+@pytest.fixture(scope="session")
+def dataset(data_root):
+    """``dataset(name)`` loads a registered dataset or skips (fails under GNNKIT_REQUIRE_DATA=1)."""
+    from gnnkit.data import load
+    from gnnkit.errors import DataUnavailableError
+
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            try:
+                cache[name] = load(name, root=data_root)
+            except DataUnavailableError as exc:
+                if require_data():
+                    pytest.fail(f"GNNKIT_REQUIRE_DATA=1 but {name} is unavailable:\n{exc}")
+                pytest.skip(f"{name} unavailable: {str(exc).splitlines()[0]}")
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No mirror, no downloads: only the data root counts."""
+    monkeypatch.delenv("GNNKIT_MIRROR", raising=False)
+    monkeypatch.setenv("GNNKIT_OFFLINE", "1")
