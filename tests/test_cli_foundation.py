@@ -1,0 +1,126 @@
+"""The gnnkit CLI: hops, data and demo commands, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gnnkit.cli import main
+from gnnkit.graph import from_edge_list, hop_distances
+
+
+def test_hops_reports_four_layers_from_a_to_e(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    assert (
+        main(["hops", "--edges", "A-B,B-C,C-D,D-E", "--from", "A", "--to", "E", "--json", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "Information from A reaches E after 4 message-passing layers." in printed
+    result = json.loads(out.read_text())
+    assert result["labels"] == ["A", "B", "C", "D", "E"]
+    assert (result["from"], result["to"], result["layers"]) == ("A", "E", 4)
+    edge_index, _ = from_edge_list(["A-B", "B-C", "C-D", "D-E"])
+    assert result["hops"] == hop_distances(edge_index).tolist()
+    # A + I of the chain: ones on the diagonal and the two off-diagonals.
+    expected = [[1.0 if abs(i - j) <= 1 else 0.0 for j in range(5)] for i in range(5)]
+    assert result["adjacency"] == expected
+
+
+def test_hops_self_loop_weight_and_directed(tmp_path, capsys):
+    out = tmp_path / "d.json"
+    assert (
+        main(
+            [
+                "hops",
+                "--edges",
+                "A-B,B-C",
+                "--directed",
+                "--self-loop-weight",
+                "2.5",
+                "--from",
+                "C",
+                "--to",
+                "A",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["layers"] == -1
+    assert result["adjacency"][0][0] == 2.5 and result["adjacency"][1][0] == 1.0
+    assert "never reaches" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["hops", "--edges", "A-,B-C"], "malformed edge token 'A-'"),
+        (["hops", "--edges", "A--B"], "malformed edge token 'A--B'"),
+        (["hops", "--edges", ""], "malformed edge token ''"),
+        (["hops", "--edges", "A-B", "--from", "Z", "--to", "A"], "known labels: A, B"),
+        (["hops", "--edges", "A-B", "--from", "A"], "give both --from and --to"),
+        (["data", "fetch", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+    ],
+)
+def test_cli_errors_exit_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["hops"])
+    assert info.value.code == 2
+    assert "--edges" in capsys.readouterr().err
+
+
+def test_data_list_and_verify(tmp_path, capsys, offline):
+    assert main(["data", "list", "--data-root", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert "karate" in listing and "embedded" in listing and "remote" in listing
+    assert main(["data", "verify", "--data-root", str(tmp_path)]) == 0
+    assert "no dataset is present" in capsys.readouterr().out
+
+
+def test_data_verify_detects_corruption(tmp_path, capsys):
+    from ogb_format import write_ogbn_arxiv
+
+    write_ogbn_arxiv(tmp_path)
+    assert main(["data", "verify", "ogbn-arxiv", "--data-root", str(tmp_path)]) == 0
+    assert "without a known checksum" in capsys.readouterr().out
+    assert main(["data", "fetch", "ogbn-arxiv", "--data-root", str(tmp_path), "--offline"]) == 0
+    (tmp_path / "ogb" / "ogbn_arxiv" / "raw" / "node-label.csv.gz").write_bytes(b"garbage")
+    assert main(["data", "verify", "ogbn-arxiv", "--data-root", str(tmp_path)]) == 1
+    assert "1 corrupt" in capsys.readouterr().out
+
+
+def test_demo_falls_back_to_karate_without_data(tmp_path, capsys, offline):
+    assert main(["demo", "--data-root", str(tmp_path), "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "Cora is not available here" in out
+    assert "karate" in out and "after 4 message-passing layers" in out
+
+
+def test_module_entry_point_in_a_subprocess(tmp_path):
+    env = {**os.environ, "GNNKIT_OFFLINE": "1"}
+    ok = subprocess.run(
+        [sys.executable, "-m", "gnnkit", "hops", "--edges", "A-B,B-C,C-D,D-E", "--from", "A", "--to", "E"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0 and "after 4 message-passing layers" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "gnnkit", "hops", "--edges", "A-"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("gnnkit: error: malformed edge token")
+    assert "Traceback" not in bad.stderr
