@@ -26,6 +26,18 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["result.json"]  # no temporary file left
 
 
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    fresh = atomic_write_json(tmp_path / "fresh.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+    kept = tmp_path / "kept.json"
+    kept.write_text("{}")
+    kept.chmod(0o640)
+    atomic_write_json(kept, {"a": 1})
+    assert kept.stat().st_mode & 0o777 == 0o640
+
+
 def test_atomic_write_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "x.json", {"loss": float("nan")})

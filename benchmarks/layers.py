@@ -1,0 +1,412 @@
+"""One GCN / GAT layer, forward + backward, on a graph of ogbn-arxiv's size: gnnkit against PyG.
+
+Synthetic graph: 169,343 nodes, 1,166,243 uniformly random directed edges, 128 input
+channels (seed 0). Layers, default configuration in both libraries (no caching):
+
+- ``gcn``: ``GCNConv(128, 256)``
+- ``gat``: ``GATConv(128, 32, heads=8)`` (concatenated heads, 256 outputs)
+- ``gcn_cached`` (extra): ``GCNConv(128, 256, cached=True)`` in both, the transductive setting
+
+One step is ``out = layer(x, edge_index); out.backward(grad)`` with a fixed random ``grad`` of
+the output's shape (the input features need no gradient, as in a first layer). Each
+implementation runs in its own fresh process (``spawn``), builds the same graph and copies the
+same weights (gnnkit loads PyG's ``state_dict``), runs ``--warmup`` untimed steps then
+``--repeat`` timed ones; the time is the median step. Memory is the peak resident set size
+during those steps minus the RSS just before them (graph, features, gradient and layer already
+allocated): the kernel's ``VmHWM`` after resetting it through ``/proc/self/clear_refs``. The
+two outputs are compared (they must agree to 1e-3), so both compute the same thing.
+
+``--kernels`` also times the candidate kernels of :mod:`gnnkit.ops` on the same graph (64
+channels): the measurements behind its kernel choices.
+
+Run (hold the lock so that no other benchmark shares the CPU):
+    flock /tmp/gnnkit-bench.lock python benchmarks/layers.py --json benchmarks/results/layers.json
+    python benchmarks/layers.py --quick          # small smoke run, writes nothing by default
+Writes benchmarks/results/layers.md (and the JSON when asked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gnnkit.utils.env import environment
+from gnnkit.utils.io import atomic_write_json, atomic_write_text
+from gnnkit.utils.timing import PeakRSS, run_in_subprocess, time_function
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+LAYERS: dict[str, dict[str, Any]] = {
+    "gcn": {"kind": "gcn", "out": 256, "kwargs": {}, "label": "GCNConv 128 -> 256"},
+    "gat": {"kind": "gat", "out": 32, "kwargs": {"heads": 8}, "label": "GATConv 128 -> 8 x 32"},
+    "gcn_cached": {
+        "kind": "gcn",
+        "out": 256,
+        "kwargs": {"cached": True},
+        "label": "GCNConv 128 -> 256, cached=True",
+    },
+}
+TARGETS = {
+    "gcn": {"speedup": 3.0, "memory_ratio": 0.5},
+    "gat": {"speedup": 1.0, "memory_ratio": 0.33},
+}
+
+
+def build_layer(impl: str, spec: dict[str, Any], in_channels: int) -> torch.nn.Module:
+    """PyG's layer with seed-0 weights, or gnnkit's with those weights copied in."""
+    from torch_geometric.nn import GATConv as PygGAT
+    from torch_geometric.nn import GCNConv as PygGCN
+
+    torch.manual_seed(0)
+    pyg_cls = PygGCN if spec["kind"] == "gcn" else PygGAT
+    reference = pyg_cls(in_channels, spec["out"], **spec["kwargs"])
+    if impl == "pyg":
+        return reference
+    from gnnkit.nn import GATConv, GCNConv
+
+    cls = GCNConv if spec["kind"] == "gcn" else GATConv
+    layer = cls(in_channels, spec["out"], **spec["kwargs"])
+    layer.load_state_dict(reference.state_dict())
+    return layer
+
+
+def measure(
+    impl: str,
+    layer_name: str,
+    nodes: int,
+    edges: int,
+    channels: int,
+    repeat: int,
+    warmup: int,
+    threads: int | None,
+    device: str,
+) -> dict[str, Any]:
+    """Runs in a fresh process: time and peak memory of one layer's forward + backward."""
+    if threads:
+        torch.set_num_threads(threads)
+    spec = LAYERS[layer_name]
+    generator = torch.Generator().manual_seed(0)
+    edge_index = torch.randint(0, nodes, (2, edges), generator=generator).to(device)
+    x = torch.randn(nodes, channels, generator=generator).to(device)
+    layer = build_layer(impl, spec, channels).to(device)
+    out_dim = spec["out"] * spec["kwargs"].get("heads", 1)
+    grad = torch.randn(nodes, out_dim, generator=generator).to(device)
+    first: list[torch.Tensor] = []
+
+    def step() -> None:
+        out = layer(x, edge_index)
+        out.backward(grad)
+        layer.zero_grad(set_to_none=True)
+        if not first:
+            first.append(out.detach()[:2000].cpu().clone())
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    with PeakRSS() as mem:
+        timing = time_function(step, repeat=repeat, warmup=warmup, device=device)
+    result = {
+        "impl": impl,
+        "layer": layer_name,
+        "time": timing.as_dict(),
+        "memory": mem.usage.as_dict(),
+        "output_head": first[0].tolist(),
+        "threads": torch.get_num_threads(),
+    }
+    if cuda:
+        result["cuda_peak_increase_bytes"] = torch.cuda.max_memory_allocated() - base_cuda
+    if impl == "gnnkit":
+        from gnnkit import ops
+
+        result["backend"] = ops.backend_info(device)
+    return result
+
+
+def kernel_timings(nodes: int, edges: int, channels: int, repeat: int) -> list[dict[str, Any]]:
+    """Candidate kernels for each operation of gnnkit.ops, timed on the same graph."""
+    from gnnkit import ops
+
+    generator = torch.Generator().manual_seed(0)
+    src = torch.randint(0, nodes, (edges,), generator=generator)
+    dst = torch.randint(0, nodes, (edges,), generator=generator)
+    graph = ops.CSRGraph.from_edge_index(torch.stack([src, dst]), nodes)
+    row, col = graph.row, graph.col
+    x = torch.randn(nodes, channels, generator=generator)
+    values = torch.rand(edges, generator=generator)
+    scores = torch.randn(edges, 8, generator=generator)
+    ptr, idx = graph.kernel_indices()
+    matrix = torch.sparse_csr_tensor(ptr, idx, values, (nodes, nodes), check_invariants=False)
+    out = torch.empty(nodes, channels)
+    messages = x[col] * values[:, None]
+
+    candidates: list[tuple[str, str, Any]] = [
+        (
+            "scatter sum (E x C)",
+            "torch index_add_",
+            lambda: x.new_zeros(nodes, channels).index_add_(0, row, messages),
+        ),
+        (
+            "scatter max (E x 8)",
+            "torch scatter_reduce",
+            lambda: ops.scatter_max(scores, row, nodes),
+        ),
+        (
+            "segment sum (E x 8)",
+            "torch segment_reduce",
+            lambda: ops.segment_sum(scores, graph.rowptr),
+        ),
+        (
+            "segment max (E x 8)",
+            "torch segment_reduce",
+            lambda: ops.segment_max(scores, graph.rowptr),
+        ),
+        (
+            "SpMM (N x C)",
+            "torch.sparse CSR addmm",
+            lambda: torch.addmm(out, matrix, x, beta=0.0, out=out),
+        ),
+        (
+            "SpMM (N x C)",
+            "gather + index_add_",
+            lambda: x.new_zeros(nodes, channels).index_add_(0, row, x[col] * values[:, None]),
+        ),
+        ("SDDMM (E)", "torch.sparse sampled_addmm", lambda: ops.sddmm(graph, x, x)),
+    ]
+    if ops.torch_scatter_available():
+        import torch_scatter
+
+        candidates += [
+            (
+                "scatter sum (E x C)",
+                "torch_scatter.scatter",
+                lambda: torch_scatter.scatter(messages, row, 0, dim_size=nodes, reduce="sum"),
+            ),
+            (
+                "scatter max (E x 8)",
+                "torch_scatter.scatter_max",
+                lambda: torch_scatter.scatter_max(scores, row, 0, dim_size=nodes),
+            ),
+            (
+                "segment sum (E x 8)",
+                "torch_scatter.segment_csr",
+                lambda: torch_scatter.segment_csr(scores, graph.rowptr, reduce="sum"),
+            ),
+            (
+                "segment max (E x 8)",
+                "torch_scatter.segment_csr",
+                lambda: torch_scatter.segment_csr(scores, graph.rowptr, reduce="max"),
+            ),
+        ]
+    rows = []
+    for operation, kernel, fn in candidates:
+        timing = time_function(fn, repeat=repeat, warmup=1)
+        rows.append({"operation": operation, "kernel": kernel, "median_ms": 1e3 * timing.median_s})
+    rows.sort(key=lambda r: (r["operation"], r["median_ms"]))
+    return rows
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    times = [t for run in runs for t in run["time"]["times_s"]]
+    increase = max(run["memory"]["increase_bytes"] for run in runs)
+    peak = max(run["memory"]["peak_bytes"] for run in runs)
+    return {
+        "time_median_s": statistics.median(times),
+        "times_s": times,
+        "peak_rss_increase_mb": increase / 2**20,
+        "peak_rss_mb": peak / 2**20,
+        "memory_method": runs[0]["memory"]["method"],
+    }
+
+
+def compare(layer_name: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    gnnkit, pyg = summarise(runs["gnnkit"]), summarise(runs["pyg"])
+    head_g = torch.tensor(runs["gnnkit"][0]["output_head"])
+    head_p = torch.tensor(runs["pyg"][0]["output_head"])
+    max_diff = float((head_g - head_p).abs().max())
+    entry = {
+        "label": LAYERS[layer_name]["label"],
+        "speedup": pyg["time_median_s"] / gnnkit["time_median_s"],
+        "memory_ratio": gnnkit["peak_rss_increase_mb"] / pyg["peak_rss_increase_mb"],
+        "total_peak_rss_ratio": gnnkit["peak_rss_mb"] / pyg["peak_rss_mb"],
+        "gnnkit": gnnkit,
+        "pyg": pyg,
+        "outputs_max_abs_diff": max_diff,
+    }
+    if layer_name in TARGETS:
+        target = TARGETS[layer_name]
+        entry["targets"] = target
+        entry["targets_met"] = {
+            "speedup": entry["speedup"] >= target["speedup"],
+            "memory_ratio": entry["memory_ratio"] <= target["memory_ratio"],
+        }
+    if max_diff > 1e-3:
+        raise SystemExit(f"{layer_name}: gnnkit and PyG outputs differ by {max_diff:g}")
+    return entry
+
+
+def markdown(payload: dict[str, Any], command: str) -> str:
+    env, cfg = payload["env"], payload["config"]
+    lines = [
+        "# One layer, forward + backward: gnnkit against PyG",
+        "",
+        f"Synthetic graph of ogbn-arxiv's size: {cfg['nodes']:,} nodes, {cfg['edges']:,} random "
+        f"directed edges, {cfg['channels']} input channels (seed 0). Each implementation runs in "
+        f"its own fresh process; time = median of {cfg['repeat']} timed steps x {cfg['rounds']} "
+        f"round(s) after {cfg['warmup']} warm-up step(s); memory = peak RSS during the steps "
+        "minus RSS just before them (VmHWM reset via /proc/self/clear_refs). Speedup = "
+        "T_pyg / T_gnnkit; memory ratio = M_gnnkit / M_pyg.",
+        "",
+        "| layer | PyG time | gnnkit time | speedup | PyG peak +RSS | gnnkit peak +RSS | memory ratio | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in cfg["layers"]:
+        e = payload[name]
+        if "targets" in e:
+            t = e["targets"]
+            met = "met" if all(e["targets_met"].values()) else "**missed**"
+            target = f"speedup >= {t['speedup']:g}, ratio <= {t['memory_ratio']:g}: {met}"
+        else:
+            target = "(extra)"
+        lines.append(
+            f"| {e['label']} | {e['pyg']['time_median_s']:.2f} s | {e['gnnkit']['time_median_s']:.2f} s "
+            f"| **{e['speedup']:.2f}x** | {e['pyg']['peak_rss_increase_mb']:,.0f} MB "
+            f"| {e['gnnkit']['peak_rss_increase_mb']:,.0f} MB | **{e['memory_ratio']:.2f}** | {target} |"
+        )
+    lines += [
+        "",
+        "Whole-process peak RSS (including the interpreter, torch, graph and features): "
+        + "; ".join(
+            f"{payload[n]['label']}: PyG {payload[n]['pyg']['peak_rss_mb']:,.0f} MB, gnnkit "
+            f"{payload[n]['gnnkit']['peak_rss_mb']:,.0f} MB"
+            for n in cfg["layers"]
+        )
+        + ".",
+        "",
+    ]
+    if payload.get("kernels"):
+        lines += [
+            f"## Kernel candidates ({cfg['nodes']:,} nodes, {cfg['edges']:,} edges, "
+            f"{cfg['kernel_channels']} channels; median of {cfg['repeat']})",
+            "",
+            "| operation | kernel | time |",
+            "|---|---|---:|",
+        ]
+        lines += [
+            f"| {r['operation']} | {r['kernel']} | {r['median_ms']:.1f} ms |"
+            for r in payload["kernels"]
+        ]
+        lines.append("")
+    lines += [
+        f"Machine: {env['cpu']}, {env['threads']} threads, device {env['device']}; torch "
+        f"{env['torch']}, PyG {env['torch_geometric']}, torch-scatter {env['torch_scatter']}; "
+        f"{env['date']}. Load average at start / end: {payload['loadavg_start']} / "
+        f"{payload['loadavg_end']} (a shared machine: ratios come from the same run).",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=169_343)
+    parser.add_argument("--edges", type=int, default=1_166_243)
+    parser.add_argument("--channels", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=5, help="timed steps per process (>= 3)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="processes per implementation")
+    parser.add_argument("--layers", default="gcn,gat,gcn_cached")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--kernels", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--quick", action="store_true", help="small graph, 2 repeats: a smoke run")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, default=None, help="default: results/layers.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.nodes, args.edges, args.repeat, args.kernels = 5_000, 30_000, 2, False
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+    unknown = [name for name in layers if name not in LAYERS]
+    if unknown:
+        parser.error(f"unknown layers {unknown}; choose from {sorted(LAYERS)}")
+
+    loadavg_start = [round(v, 2) for v in os.getloadavg()]
+    payload: dict[str, Any] = {}
+    for name in layers:
+        runs: dict[str, list[dict[str, Any]]] = {"gnnkit": [], "pyg": []}
+        for round_index in range(args.rounds):
+            order = ["pyg", "gnnkit"] if round_index % 2 == 0 else ["gnnkit", "pyg"]
+            for impl in order:
+                started = time.perf_counter()
+                run = run_in_subprocess(
+                    measure,
+                    impl,
+                    name,
+                    args.nodes,
+                    args.edges,
+                    args.channels,
+                    args.repeat,
+                    args.warmup,
+                    args.threads,
+                    args.device,
+                )
+                runs[impl].append(run)
+                print(
+                    f"{name:11s} {impl:6s} median {statistics.median(run['time']['times_s']):.3f} s, "
+                    f"peak +RSS {run['memory']['increase_bytes'] / 2**20:,.0f} MB "
+                    f"({time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
+        payload[name] = compare(name, runs)
+        for run in runs["gnnkit"] + runs["pyg"]:
+            del run["output_head"]
+        payload[name]["runs"] = runs
+    if args.kernels:
+        payload["kernels"] = kernel_timings(args.nodes, args.edges, 64, args.repeat)
+    payload["loadavg_start"] = loadavg_start
+    payload["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    payload["config"] = {
+        "nodes": args.nodes,
+        "edges": args.edges,
+        "channels": args.channels,
+        "repeat": args.repeat,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "layers": layers,
+        "kernel_channels": 64,
+    }
+    env = environment(args.device)
+    if args.threads:
+        env["threads"] = args.threads
+    payload["env"] = env
+    for name in layers:
+        print(
+            f"{name}: speedup {payload[name]['speedup']:.2f}x, memory ratio "
+            f"{payload[name]['memory_ratio']:.3f}"
+        )
+
+    command = "python benchmarks/layers.py " + " ".join(sys.argv[1:])
+    markdown_path = args.markdown or (None if args.quick else RESULTS / "layers.md")
+    if markdown_path is not None:
+        atomic_write_text(markdown_path, markdown(payload, command.strip()))
+        print(f"wrote {markdown_path}")
+    if args.json:
+        atomic_write_json(args.json, payload)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

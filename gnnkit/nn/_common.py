@@ -1,0 +1,79 @@
+"""Input checks and helpers shared by the convolution layers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_edge_index, check_node_features
+
+_SPARSE = (torch.sparse_coo, torch.sparse_csr)
+
+
+def check_channels(**channels: int) -> None:
+    """Each channel count must be a positive int."""
+    for name, value in channels.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InputError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_inputs(layer, x: Tensor, edge_index: Tensor, *, validate: bool) -> int:
+    """Check ``x`` and the form of ``edge_index`` for ``layer``; return the number of nodes.
+
+    Constant-time checks always run (types, dtypes, shapes, ``x`` against ``in_channels``);
+    with ``validate`` NaN/inf in ``x`` is checked too. Node indices are checked where the
+    layer builds its graph structure.
+    """
+    name = type(layer).__name__
+    if isinstance(x, (tuple, list)):
+        raise InputError(
+            f"{name} received a pair of node feature tensors; bipartite message passing is "
+            "not supported, pass one (|V|, F) tensor for all nodes"
+        )
+    if (
+        not isinstance(edge_index, Tensor)
+        or edge_index.is_floating_point()
+        or edge_index.is_complex()
+        or edge_index.dtype == torch.bool
+        or edge_index.dim() != 2
+        or edge_index.size(0) != 2
+    ):
+        check_edge_index(edge_index)  # raises with a message that says how to fix it
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 2:
+        check_node_features(x)  # raises with a message that says how to fix it
+    if x.layout != torch.strided and x.layout not in _SPARSE:
+        raise InputError(f"x must be dense, sparse COO or sparse CSR, got layout {x.layout}")
+    if validate:
+        # One summing pass over the stored values instead of an elementwise isfinite: any NaN
+        # or inf makes the sum non-finite. A non-finite sum (possibly an overflow of finite
+        # values) triggers the full check, which names the problem.
+        stored = x._values() if x.layout == torch.sparse_coo else x
+        stored = stored.values() if stored.layout == torch.sparse_csr else stored
+        if not bool(torch.isfinite(stored.sum())):
+            check_node_features(x)
+    if x.size(1) != layer.in_channels:
+        raise InputError(
+            f"x has {x.size(1)} features per node but {name} was built with "
+            f"in_channels={layer.in_channels}"
+        )
+    weight = layer.lin.weight
+    if x.dtype != weight.dtype:
+        raise InputError(
+            f"x is {x.dtype} but {name}'s parameters are {weight.dtype}; convert x "
+            f"(x.to({weight.dtype})) or the layer (layer.to({x.dtype}))"
+        )
+    if x.device != weight.device or edge_index.device != weight.device:
+        raise InputError(
+            f"x is on {x.device}, edge_index on {edge_index.device} and {name}'s parameters on "
+            f"{weight.device}; move them to one device"
+        )
+    return x.size(0)
+
+
+def linear(x: Tensor, weight: Tensor) -> Tensor:
+    """``x @ weight.T`` for dense, sparse COO or sparse CSR ``x`` (sparse stays sparse)."""
+    if x.layout == torch.strided:
+        return F.linear(x, weight)
+    return torch.sparse.mm(x, weight.t())

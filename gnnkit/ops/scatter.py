@@ -1,0 +1,144 @@
+"""Reductions of edge values onto nodes: over CSR segments and over unsorted indices.
+
+Segment reductions take values already sorted by receiver (CSR order) and a row pointer; they
+are deterministic on every device. Scatter reductions take values in any order plus the
+receiver of each; they use atomic kernels unless deterministic mode is on, where they sort
+first and reduce segments. :mod:`gnnkit.ops.backend` picks the kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from gnnkit.errors import InputError
+from gnnkit.ops import backend
+
+__all__ = ["scatter_max", "scatter_sum", "segment_max", "segment_sum"]
+
+Reduce = Literal["sum", "max"]
+
+
+def _segment(src: Tensor, ptr: Tensor, reduce: Reduce, axis: int = 0) -> Tensor:
+    """Reduce CSR segments of ``src`` along ``axis`` (0, or 1 for head-major (H, |E|) data)."""
+    num_segments = ptr.numel() - 1
+    shape = list(src.shape)
+    shape[axis] = num_segments
+    if src.size(axis) == 0 or num_segments == 0:
+        return src.new_full(shape, 0.0 if reduce == "sum" else float("-inf"))
+    offsets = ptr if axis == 0 else ptr.expand(*src.shape[:axis], -1).contiguous()
+    if backend.segment_kernel() == "torch_scatter":
+        ts = backend.torch_scatter_module()
+        out = ts.segment_csr(src, offsets, reduce=reduce)
+        if reduce == "max":  # torch_scatter fills empty segments with 0
+            empty = ptr[1:] == ptr[:-1]
+            empty = empty.view(-1, *([1] * (src.dim() - 1))) if axis == 0 else empty
+            out = out.masked_fill(empty, float("-inf"))
+        return out
+    return torch.segment_reduce(src, reduce, offsets=offsets, axis=axis, unsafe=True)
+
+
+def segment_sum(src: Tensor, ptr: Tensor) -> Tensor:
+    """Sum of each CSR segment: ``out[i] = src[ptr[i]:ptr[i+1]].sum(0)`` (0 for empty segments).
+
+    Deterministic on every device and differentiable with respect to ``src``.
+
+    Shapes:
+        - **input:** ``src`` (|E|, *), ``ptr`` (|V| + 1,)
+        - **output:** (|V|, *)
+    """
+    return _segment(src, ptr, "sum")
+
+
+def segment_max(src: Tensor, ptr: Tensor) -> Tensor:
+    """Maximum of each CSR segment (``-inf`` for empty segments). Shapes as :func:`segment_sum`."""
+    return _segment(src, ptr, "max")
+
+
+def _check_index(src: Tensor, index: Tensor) -> None:
+    if index.dim() != 1 or index.numel() != src.size(0):
+        raise InputError(
+            f"index must have shape ({src.size(0)},), one target per row of src, "
+            f"got {tuple(index.shape)}"
+        )
+
+
+def _sorted_segments(src: Tensor, index: Tensor, dim_size: int, reduce: Reduce) -> Tensor:
+    """Deterministic scatter: stable sort by index, then one segment reduction."""
+    perm = torch.sort(index, stable=True).indices
+    counts = torch.bincount(index, minlength=dim_size)
+    ptr = torch.zeros(dim_size + 1, dtype=torch.long, device=index.device)
+    torch.cumsum(counts, 0, out=ptr[1:])
+    return _segment(src[perm], ptr, reduce)
+
+
+def scatter_sum(
+    src: Tensor, index: Tensor, dim_size: int, *, deterministic: bool | None = None
+) -> Tensor:
+    """``out[i] = sum of src[e] over e with index[e] == i`` (0 where no ``e`` points to ``i``).
+
+    Differentiable with respect to ``src``.
+
+    Args:
+        src (Tensor): values, (|E|, *).
+        index (Tensor): the target row of each value, (|E|,).
+        dim_size (int): the number of output rows.
+        deterministic (bool, optional): force (``True``) or forbid (``False``) deterministic
+            kernels; ``None`` follows :func:`gnnkit.ops.is_deterministic`. (default: ``None``)
+
+    Shapes:
+        - **input:** ``src`` (|E|, *), ``index`` (|E|,)
+        - **output:** (dim_size, *)
+    """
+    _check_index(src, index)
+    kernel = backend.scatter_kernel("sum", backend.is_deterministic(deterministic))
+    if kernel == "sort+segment":
+        if src.requires_grad:
+            # The sorted path is built from differentiable ops, but segment_reduce's backward
+            # is itself a scatter; gather-based backward keeps it deterministic.
+            return _DeterministicScatterSum.apply(src, index, dim_size)
+        return _sorted_segments(src, index, dim_size, "sum")
+    if kernel == "torch_scatter":
+        ts = backend.torch_scatter_module()
+        return ts.scatter(src, index, dim=0, dim_size=dim_size, reduce="sum")
+    out = src.new_zeros((dim_size, *src.shape[1:]))
+    return out.index_add_(0, index, src)
+
+
+def scatter_max(
+    src: Tensor, index: Tensor, dim_size: int, *, deterministic: bool | None = None
+) -> Tensor:
+    """``out[i] = max of src[e] over e with index[e] == i`` (``-inf`` where none).
+
+    Maximum is order-independent, so every kernel is deterministic in value; the option only
+    changes which kernel runs. Gradients flow to the maximal entries (as ``scatter_reduce``).
+    Shapes as :func:`scatter_sum`.
+    """
+    _check_index(src, index)
+    kernel = backend.scatter_kernel("max", backend.is_deterministic(deterministic))
+    if kernel == "torch_scatter" and not src.requires_grad:
+        ts = backend.torch_scatter_module()
+        out, _ = ts.scatter_max(src, index, dim=0, dim_size=dim_size)
+        empty = torch.bincount(index, minlength=dim_size) == 0
+        return out.masked_fill(empty.view(-1, *([1] * (src.dim() - 1))), float("-inf"))
+    if kernel == "sort+segment" and not src.requires_grad:
+        return _sorted_segments(src, index, dim_size, "max")
+    expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
+    out = src.new_full((dim_size, *src.shape[1:]), float("-inf"))
+    return out.scatter_reduce(0, expanded, src, "amax", include_self=True)
+
+
+class _DeterministicScatterSum(torch.autograd.Function):
+    """Sorted-segment scatter sum whose backward is a plain gather (no atomics anywhere)."""
+
+    @staticmethod
+    def forward(ctx, src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+        ctx.save_for_backward(index)
+        return _sorted_segments(src, index, dim_size, "sum")
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (index,) = ctx.saved_tensors
+        return grad_out[index], None, None

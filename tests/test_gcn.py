@@ -1,0 +1,510 @@
+"""GCNConv and gcn_norm against a dense reference, PyG, and their own properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.nn import GCNConv as PygGCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm as pyg_gcn_norm
+
+from gnnkit import adjacency, ops
+from gnnkit.errors import InputError
+from gnnkit.nn import GCNConv, gcn_norm, sparse_dropout
+
+LAMBDAS = [0.5, 1.0, 2.0, 3.7]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny kernels on one thread (a busy shared machine makes parallel regions slow)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def directed_graph(num_nodes=12, num_edges=40, seed=0, loops=False):
+    """A random directed graph without duplicate edges (and without self-loops by default)."""
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = torch.unique(torch.randint(0, num_nodes, (2, num_edges), generator=gen), dim=1)
+    if not loops:
+        edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    perm = torch.randperm(edge_index.size(1), generator=gen)  # not sorted by anything
+    return edge_index[:, perm]
+
+
+def dense_gcn(x, edge_index, weight, bias, lam, edge_weight=None):
+    """D^-1/2 (A + lam I) D^-1/2 X W^T + b with A[target, source] = edge weight (no loops)."""
+    n = x.size(0)
+    values = (
+        edge_weight if edge_weight is not None else torch.ones(edge_index.size(1), dtype=x.dtype)
+    )
+    a = torch.zeros(n, n, dtype=x.dtype)
+    a[edge_index[1], edge_index[0]] = values
+    a_tilde = a + lam * torch.eye(n, dtype=x.dtype)
+    degree = a_tilde.sum(1)  # in-degree on the target, self-loop included
+    d = torch.diag(degree.pow(-0.5))
+    return d @ a_tilde @ d @ x @ weight.t() + bias
+
+
+def make_layer(in_channels, out_channels, seed=0, dtype=torch.float64, **kwargs):
+    torch.manual_seed(seed)
+    layer = GCNConv(in_channels, out_channels, **kwargs).to(dtype)
+    with torch.no_grad():
+        layer.bias.normal_()  # non-zero bias, so the test sees it
+    return layer
+
+
+# --- the dense reference -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lam", LAMBDAS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(("fin", "fout"), [(6, 3), (3, 7)])  # transform-first, aggregate-first
+def test_gcn_equals_dense_reference_on_directed_graph(lam, weighted, fin, fout):
+    edge_index = directed_graph(seed=int(lam * 10))
+    x = torch.randn(12, fin, dtype=torch.float64)
+    edge_weight = torch.rand(edge_index.size(1), dtype=torch.float64) + 0.1 if weighted else None
+    layer = make_layer(fin, fout, self_loop_weight=lam)
+    expected = dense_gcn(x, edge_index, layer.lin.weight, layer.bias, lam, edge_weight)
+    torch.testing.assert_close(layer(x, edge_index, edge_weight), expected)
+    layer.fuse = False  # PyG's plain message path
+    torch.testing.assert_close(layer(x, edge_index, edge_weight), expected)
+
+
+@pytest.mark.parametrize("lam", LAMBDAS)
+def test_gcn_norm_matches_gnnkit_adjacency(lam):
+    edge_index = directed_graph(seed=3)
+    edge_weight = torch.rand(edge_index.size(1), dtype=torch.float64)
+    ei, w = gcn_norm(edge_index, edge_weight, 12, self_loop_weight=lam)
+    dense = torch.zeros(12, 12, dtype=torch.float64).index_put_((ei[1], ei[0]), w, accumulate=True)
+    reference = adjacency(
+        edge_index, 12, edge_weight=edge_weight, self_loop_weight=lam, normalize="sym"
+    )
+    torch.testing.assert_close(dense, reference)
+
+
+def test_existing_self_loops_keep_their_weight():
+    # Node 1 has a self-loop of weight 5: it is kept (not replaced, not added to) whatever lambda.
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 1, 2, 0]])
+    edge_weight = torch.tensor([1.0, 5.0, 2.0, 3.0], dtype=torch.float64)
+    ei, w = gcn_norm(edge_index, edge_weight, 3, self_loop_weight=2.0)
+    dense = torch.zeros(3, 3, dtype=torch.float64).index_put_((ei[1], ei[0]), w, accumulate=True)
+    a_tilde = torch.tensor([[2.0, 0, 3], [1, 5, 0], [0, 2, 2]], dtype=torch.float64)
+    inv = a_tilde.sum(1).pow(-0.5)
+    torch.testing.assert_close(dense, inv[:, None] * a_tilde * inv[None, :])
+    # Unweighted graphs: an existing loop has weight 1, as in PyG.
+    _, w_unweighted = gcn_norm(edge_index, None, 3, self_loop_weight=2.0, dtype=torch.float64)
+    _, w_ones = gcn_norm(edge_index, torch.ones(4, dtype=torch.float64), 3, self_loop_weight=2.0)
+    torch.testing.assert_close(w_unweighted, w_ones)
+
+
+# --- PyG interoperability ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("improved", [False, True])
+def test_gcn_norm_equals_pyg(improved):
+    edge_index = directed_graph(seed=4, loops=True)
+    edge_weight = torch.rand(edge_index.size(1))
+    ours = gcn_norm(edge_index, edge_weight, 12, self_loop_weight=2.0 if improved else 1.0)
+    theirs = pyg_gcn_norm(edge_index, edge_weight, 12, improved=improved)
+    assert torch.equal(ours[0], theirs[0])
+    torch.testing.assert_close(ours[1], theirs[1])
+
+
+@pytest.mark.parametrize(("fin", "fout"), [(8, 4), (4, 8)])
+def test_gcn_equals_pyg_with_copied_weights(fin, fout):
+    edge_index = directed_graph(seed=5, loops=True)
+    x, edge_weight = torch.randn(12, fin), torch.rand(edge_index.size(1))
+    pyg = PygGCNConv(fin, fout)
+    torch.nn.init.normal_(pyg.bias)
+    ours = GCNConv(fin, fout)
+    ours.load_state_dict(pyg.state_dict())
+    torch.testing.assert_close(ours(x, edge_index), pyg(x, edge_index), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ours(x, edge_index, edge_weight), pyg(x, edge_index, edge_weight), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_self_loop_weight_two_equals_pyg_improved():
+    # PyG 2.8 applies improved=True only when edge weights are given (without them it fills
+    # every weight, loops included, with 1), so compare with explicit unit weights.
+    edge_index = directed_graph(seed=6)
+    x, ones = torch.randn(12, 5), torch.ones(edge_index.size(1))
+    pyg = PygGCNConv(5, 3, improved=True)
+    ours = GCNConv(5, 3, self_loop_weight=2.0)
+    ours.load_state_dict(pyg.state_dict())
+    torch.testing.assert_close(ours(x, edge_index), pyg(x, edge_index, ones), atol=1e-5, rtol=1e-5)
+    weights = torch.rand(edge_index.size(1))
+    torch.testing.assert_close(
+        ours(x, edge_index, weights), pyg(x, edge_index, weights), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_normalize_false_equals_pyg():
+    edge_index = directed_graph(seed=7)
+    x, w = torch.randn(12, 5), torch.rand(edge_index.size(1))
+    pyg = PygGCNConv(5, 3, normalize=False)
+    ours = GCNConv(5, 3, normalize=False)
+    ours.load_state_dict(pyg.state_dict())
+    torch.testing.assert_close(ours(x, edge_index, w), pyg(x, edge_index, w), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours(x, edge_index), pyg(x, edge_index), atol=1e-5, rtol=1e-5)
+
+
+def test_state_dict_names_match_pyg():
+    assert set(GCNConv(3, 4).state_dict()) == set(PygGCNConv(3, 4).state_dict())
+    assert "raw_self_loop_weight" in GCNConv(3, 4, learn_self_loop_weight=True).state_dict()
+
+
+# --- gradients -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fin", "fout"), [(5, 3), (3, 5)])
+def test_gradcheck_inputs_and_parameters(fin, fout):
+    edge_index = directed_graph(8, 24, seed=8)
+    layer = make_layer(fin, fout)
+    x = torch.randn(8, fin, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(edge_index.size(1), dtype=torch.float64) + 0.1).requires_grad_()
+    params = dict(layer.named_parameters())
+
+    def run(x, w, weight, bias):
+        state = {"lin.weight": weight, "bias": bias}
+        return torch.func.functional_call(layer, state, (x, edge_index, w))
+
+    assert torch.autograd.gradcheck(run, (x, w, params["lin.weight"], params["bias"]))
+
+
+def test_gradcheck_learned_self_loop_weight():
+    edge_index = directed_graph(8, 24, seed=9)
+    layer = make_layer(4, 3, self_loop_weight=1.5, learn_self_loop_weight=True)
+    x = torch.randn(8, 4, dtype=torch.float64)
+    raw = layer.raw_self_loop_weight.detach().clone().requires_grad_()
+
+    def run(raw):
+        return torch.func.functional_call(layer, {"raw_self_loop_weight": raw}, (x, edge_index))
+
+    assert torch.autograd.gradcheck(run, (raw,))
+
+
+def test_learned_self_loop_weight_starts_at_its_value_stays_positive_and_learns():
+    edge_index = directed_graph(seed=10)
+    layer = make_layer(4, 3, self_loop_weight=3.7, learn_self_loop_weight=True, cached=True)
+    assert float(layer.self_loop_weight.detach()) == pytest.approx(3.7)
+    x = torch.randn(12, 4, dtype=torch.float64)
+    expected = dense_gcn(x, edge_index, layer.lin.weight, layer.bias, 3.7)
+    torch.testing.assert_close(layer(x, edge_index), expected)
+    optimizer = torch.optim.SGD([layer.raw_self_loop_weight], lr=50.0)
+    for _ in range(3):  # cached structure, fresh weights every step (backward works each time)
+        optimizer.zero_grad()
+        layer(x, edge_index).square().sum().backward()
+        assert layer.raw_self_loop_weight.grad is not None and layer.raw_self_loop_weight.grad != 0
+        optimizer.step()
+    assert float(layer.self_loop_weight.detach()) > 0 and float(
+        layer.self_loop_weight.detach()
+    ) != pytest.approx(3.7)
+    layer.reset_parameters()
+    assert float(layer.self_loop_weight.detach()) == pytest.approx(3.7)
+
+
+# --- sparse features and sparse dropout ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_features_equal_dense_features(layout):
+    edge_index = directed_graph(seed=11)
+    dense = torch.randn(12, 9, dtype=torch.float64) * (torch.rand(12, 9) < 0.3)
+    sparse = dense.to_sparse() if layout == "coo" else dense.to_sparse_csr()
+    for fin, fout in [(9, 4), (9, 16)]:
+        layer = make_layer(fin, fout)
+        out_dense = layer(dense, edge_index)
+        grad_dense = torch.autograd.grad(out_dense.sum(), layer.lin.weight)[0]
+        out_sparse = layer(sparse, edge_index)
+        grad_sparse = torch.autograd.grad(out_sparse.sum(), layer.lin.weight)[0]
+        torch.testing.assert_close(out_sparse, out_dense)
+        torch.testing.assert_close(grad_sparse, grad_dense)
+
+
+def test_sparse_dropout_keeps_a_scaled_subset_of_the_non_zeros():
+    torch.manual_seed(12)
+    dense = torch.rand(300, 200) * (torch.rand(300, 200) < 0.05)
+    x = dense.to_sparse()
+    out = sparse_dropout(x, 0.4)
+    assert out.layout == torch.sparse_coo and out.is_coalesced()
+    kept = out.to_dense() != 0
+    assert kept.sum() < (dense != 0).sum() and not (kept & (dense == 0)).any()
+    torch.testing.assert_close(out.to_dense()[kept], dense[kept] / 0.6)
+    fraction = kept.sum().item() / (dense != 0).sum().item()
+    assert 0.5 < fraction < 0.7  # 0.6 expected; ~3000 entries, seeded
+    assert sparse_dropout(x, 0.4, training=False) is x
+    assert sparse_dropout(x, 0.0) is x
+    assert sparse_dropout(x, 1.0)._nnz() == 0
+
+
+def test_sparse_dropout_csr_drops_the_same_entries_as_coo_for_the_same_seed():
+    dense = torch.rand(50, 40) * (torch.rand(50, 40) < 0.2)
+    torch.manual_seed(13)
+    coo = sparse_dropout(dense.to_sparse(), 0.5)
+    torch.manual_seed(13)
+    csr = sparse_dropout(dense.to_sparse_csr(), 0.5)
+    assert csr.layout == torch.sparse_csr
+    torch.testing.assert_close(csr.to_dense(), coo.to_dense())
+    torch.manual_seed(13)
+    torch.testing.assert_close(sparse_dropout(dense, 0.5).sum() > 0, torch.tensor(True))
+
+
+def test_sparse_dropout_errors():
+    x = torch.eye(3).to_sparse()
+    with pytest.raises(InputError, match=r"number in \[0, 1\]"):
+        sparse_dropout(x, 1.5)
+    with pytest.raises(InputError, match=r"number in \[0, 1\]"):
+        sparse_dropout(x, True)
+    with pytest.raises(InputError, match=r"expects a torch\.Tensor"):
+        sparse_dropout([[1.0]], 0.5)
+    with pytest.raises(InputError, match="supports sparse COO and CSR"):
+        sparse_dropout(torch.eye(3).to_sparse_csc(), 0.5)
+    with pytest.raises(InputError, match="expects a matrix"):
+        sparse_dropout(torch.ones(2, 2, 2).to_sparse(), 0.5)
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+
+def test_permutation_equivariance():
+    edge_index = directed_graph(seed=14)
+    x, w = (
+        torch.randn(12, 5, dtype=torch.float64),
+        torch.rand(edge_index.size(1), dtype=torch.float64),
+    )
+    layer = make_layer(5, 4, self_loop_weight=1.7)
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(14))
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(12)
+    out = layer(x, edge_index, w)
+    out_perm = layer(x[perm], inverse[edge_index], w)  # node perm[i] becomes node i
+    torch.testing.assert_close(out_perm, out[perm])
+
+
+def test_deterministic_runs_are_bit_identical_and_match_default_mode():
+    edge_index = directed_graph(60, 600, seed=15)
+    x = torch.randn(60, 16)
+    layer = GCNConv(16, 8, deterministic=True)
+    runs = []
+    for _ in range(2):
+        out = layer(x, edge_index)
+        runs.append((out, torch.autograd.grad(out.square().sum(), layer.lin.weight)[0]))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    layer.deterministic = False
+    torch.testing.assert_close(layer(x, edge_index), runs[0][0])
+    layer.fuse = False  # plain path: sorted-segment scatter vs index_add
+    layer.deterministic = True
+    plain_det = layer(x, edge_index)
+    assert torch.equal(plain_det, layer(x, edge_index))
+    torch.testing.assert_close(plain_det, runs[0][0])
+
+
+def test_empty_graph_and_zero_nodes():
+    layer = make_layer(4, 3, self_loop_weight=2.5)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    out = layer(x, torch.zeros(2, 0, dtype=torch.long))
+    # Only self-loops: the normalised loop weight is lambda / lambda = 1.
+    torch.testing.assert_close(out, x @ layer.lin.weight.t() + layer.bias)
+    empty = layer(torch.zeros(0, 4, dtype=torch.float64), torch.zeros(2, 0, dtype=torch.long))
+    assert empty.shape == (0, 3)
+
+
+def test_isolated_nodes_give_finite_output():
+    edge_index = torch.tensor([[0, 1], [1, 0]])  # nodes 2, 3 isolated
+    x = torch.randn(4, 3, dtype=torch.float64)
+    for normalize in (True, False):
+        layer = make_layer(3, 2, normalize=normalize)
+        out = layer(x, edge_index)
+        assert torch.isfinite(out).all()
+        isolated = x[2:] @ layer.lin.weight.t() if normalize else 0.0
+        torch.testing.assert_close(out[2:], isolated + layer.bias.expand(2, 2))
+
+
+def test_zero_degree_from_zero_weights_is_finite():
+    edge_index = torch.tensor([[0, 1], [1, 1]])  # node 1 has a loop of weight 0
+    out = make_layer(2, 2)(
+        torch.randn(2, 2, dtype=torch.float64),
+        edge_index,
+        torch.tensor([0.0, 0.0], dtype=torch.float64),
+    )
+    assert torch.isfinite(out).all()
+
+
+# --- caching -------------------------------------------------------------------------------------
+
+
+def test_cache_is_reused_and_detects_a_changed_graph():
+    edge_index = directed_graph(seed=16)
+    x = torch.randn(12, 4, dtype=torch.float64)
+    cached = make_layer(4, 3, cached=True)
+    fresh = make_layer(4, 3)
+    out = cached(x, edge_index)
+    entry = cached._cache.value
+    cached(x, edge_index)
+    assert cached._cache.value is entry  # same tensors: reused
+    cached(x, edge_index.clone())
+    assert cached._cache.value is entry  # equal contents: reused
+    torch.testing.assert_close(out, fresh(x, edge_index))
+
+    changed = edge_index.clone()
+    changed[1] = torch.roll(changed[1], 1)  # same shape, different graph
+    torch.testing.assert_close(cached(x, changed), fresh(x, changed))
+    assert cached._cache.value is not entry
+
+    in_place = changed.clone()
+    cached(x, in_place)
+    in_place[0, :3] = torch.tensor([5, 6, 7])  # in-place edit bumps the version counter
+    torch.testing.assert_close(cached(x, in_place), fresh(x, in_place))
+
+    weights = torch.rand(in_place.size(1), dtype=torch.float64)
+    torch.testing.assert_close(cached(x, in_place, weights), fresh(x, in_place, weights))
+    weights.mul_(2.0)
+    torch.testing.assert_close(cached(x, in_place, weights), fresh(x, in_place, weights))
+    smaller = make_layer(4, 3, cached=True)
+    smaller(x, edge_index)
+    torch.testing.assert_close(
+        smaller(x[:10], edge_index[:, (edge_index < 10).all(0)]),
+        fresh(x[:10], edge_index[:, (edge_index < 10).all(0)]),
+    )
+
+
+def test_cached_edge_weights_with_gradient_are_recomputed_each_call():
+    edge_index = directed_graph(seed=17)
+    x = torch.randn(12, 4, dtype=torch.float64)
+    weights = torch.rand(edge_index.size(1), dtype=torch.float64, requires_grad=True)
+    layer = make_layer(4, 3, cached=True)
+    for _ in range(2):
+        (grad,) = torch.autograd.grad(layer(x, edge_index, weights).sum(), weights)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+# --- backends and bad inputs ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not ops.torch_scatter_available(), reason="torch_scatter is not installed")
+def test_backends_agree():
+    edge_index = directed_graph(seed=18)
+    x, w = torch.randn(12, 6), torch.rand(edge_index.size(1))
+    layer = GCNConv(6, 4)
+    outputs = []
+    for name in ("torch", "torch_scatter"):
+        with ops.use_backend(name):
+            for fuse in (True, False):
+                layer.fuse = fuse
+                outputs.append(layer(x, edge_index, w))
+    for out in outputs[1:]:
+        torch.testing.assert_close(out, outputs[0])
+
+
+def test_bad_inputs_raise_clear_errors():
+    layer = GCNConv(3, 2)
+    x = torch.randn(4, 3)
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    cases = [
+        ((x.long(), edge_index), "must be floating point"),
+        ((x[0], edge_index), r"must have shape \(num_nodes, num_features\)"),
+        (
+            (torch.randn(4, 5), edge_index),
+            "5 features per node but GCNConv was built with in_channels=3",
+        ),
+        ((x.double(), edge_index), "convert x"),
+        ((x, edge_index.float()), "must hold integer node indices"),
+        ((x, edge_index.t()), "it looks transposed"),
+        ((x, torch.tensor([[0, -1], [1, 2]])), "negative node indices"),
+        ((x, torch.tensor([[0, 1], [1, 4]])), "out of range for num_nodes=4"),
+        ((x, [[0, 1], [1, 2]]), "must be a torch.Tensor"),
+        ((torch.tensor([[float("nan")] * 3] * 4), edge_index), "NaN or infinite"),
+        ((torch.tensor([[float("inf")] * 3] * 4).to_sparse(), edge_index), "NaN or infinite"),
+        ((torch.tensor([[float("nan")] * 3] * 4).to_sparse_csr(), edge_index), "NaN or infinite"),
+        ((torch.eye(4, 3).to_sparse_csc(), edge_index), "sparse COO or sparse CSR"),
+        ((x, edge_index, torch.tensor([1.0, float("nan"), 1.0])), "edge_weight holds 1 NaN"),
+        ((x, edge_index, torch.ones(2)), r"edge_weight must have shape \(3,\)"),
+        ((x, edge_index, [1.0, 1.0, 1.0]), "edge_weight must be a floating-point tensor"),
+        ((x, edge_index, torch.ones(3, dtype=torch.float64)), "edge_weight is torch.float64 but x"),
+        (((x, x), edge_index), "bipartite message passing is not supported"),
+        ((x, edge_index, torch.tensor([1.0, -5.0, 1.0])), "in-degree .* is negative"),
+    ]
+    for args, message in cases:
+        with pytest.raises(InputError, match=message):
+            layer(*args)
+
+
+def test_bad_constructor_arguments():
+    cases = [
+        ({"in_channels": 0, "out_channels": 2}, "in_channels must be a positive int"),
+        ({"in_channels": 3, "out_channels": 2.5}, "out_channels must be a positive int"),
+        ({"in_channels": 3, "out_channels": 2, "self_loop_weight": 0.0}, "positive finite number"),
+        ({"in_channels": 3, "out_channels": 2, "self_loop_weight": -1.0}, "positive finite number"),
+        (
+            {"in_channels": 3, "out_channels": 2, "self_loop_weight": float("inf")},
+            "positive finite",
+        ),
+        ({"in_channels": 3, "out_channels": 2, "self_loop_weight": True}, "positive finite number"),
+        (
+            {"in_channels": 3, "out_channels": 2, "normalize": False, "self_loop_weight": 2.0},
+            "no effect",
+        ),
+        (
+            {
+                "in_channels": 3,
+                "out_channels": 2,
+                "normalize": False,
+                "learn_self_loop_weight": True,
+            },
+            "no effect",
+        ),
+        ({"in_channels": 3, "out_channels": 2, "cached": "yes"}, "cached must be True or False"),
+        ({"in_channels": 3, "out_channels": 2, "deterministic": 1}, "deterministic must be"),
+        ({"in_channels": 3, "out_channels": 2, "aggr": "mean"}, "aggr must be 'add'"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InputError, match=message):
+            GCNConv(**kwargs)
+    with pytest.raises(InputError, match="positive finite number"):
+        gcn_norm(torch.tensor([[0], [1]]), self_loop_weight=0)
+
+
+def test_validate_false_skips_full_scans_but_keeps_shape_checks():
+    layer = GCNConv(3, 2, validate=False)
+    x = torch.randn(4, 3)
+    x[0, 0] = float("nan")
+    assert torch.isnan(layer(x, torch.tensor([[0], [1]]))).any()  # not scanned
+    with pytest.raises(InputError, match="in_channels=3"):
+        layer(torch.randn(4, 2), torch.tensor([[0], [1]]))
+
+
+def test_repr_mentions_the_configuration():
+    text = repr(GCNConv(3, 2, self_loop_weight=2.0, cached=True))
+    assert text.startswith("GCNConv(3, 2, self_loop_weight=2") and "cached=True" in text
+    assert "learned, init 1.5" in repr(
+        GCNConv(3, 2, self_loop_weight=1.5, learn_self_loop_weight=True)
+    )
+
+
+# --- CUDA ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+def test_cuda_equals_cpu_and_deterministic_mode_is_bit_identical():
+    edge_index = directed_graph(300, 4000, seed=19)
+    x, w = torch.randn(300, 16), torch.rand(edge_index.size(1))
+    layer = GCNConv(16, 32, learn_self_loop_weight=True)
+    expected = layer(x, edge_index, w)
+    layer_c = layer.cuda()
+    runs = []
+    for _ in range(2):
+        out = layer_c(x.cuda(), edge_index.cuda(), w.cuda())
+        grads = torch.autograd.grad(out.square().sum(), list(layer_c.parameters()))
+        runs.append((out, *grads))
+    torch.testing.assert_close(runs[0][0].cpu(), expected, rtol=1e-4, atol=1e-4)
+    layer_c.deterministic = True
+    det = []
+    for _ in range(2):
+        out = layer_c(x.cuda(), edge_index.cuda(), w.cuda())
+        det.append((out, *torch.autograd.grad(out.square().sum(), list(layer_c.parameters()))))
+    for first, second in zip(det[0], det[1], strict=True):
+        assert torch.equal(first, second)
+    torch.testing.assert_close(det[0][0], runs[0][0], rtol=1e-4, atol=1e-4)
