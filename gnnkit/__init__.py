@@ -21,6 +21,7 @@ from gnnkit.graph import (
     layers_to_reach,
     receptive_field,
 )
+from gnnkit.nn import GATConv, GCNConv, gcn_norm, sparse_dropout
 
 __all__ = [
     "CheckpointError",
