@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "gnnkit.demo",
     "gnnkit.data.cli",
     "gnnkit.graph.cli",
+    "gnnkit.seq.cli",
 )
 
 

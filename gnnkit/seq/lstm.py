@@ -1,0 +1,220 @@
+"""A hand-written LSTM from the reference report's gate equations (Question 1.2).
+
+Long Short-Term Memory (Hochreiter & Schmidhuber, Neural Computation 1997), in the form
+the report writes out, for an input :math:`x^{(t)}` and the previous state
+:math:`(h^{(t-1)}, c^{(t-1)})`:
+
+.. math::
+    g^{(t)} &= \\tanh(W_{gx} x^{(t)} + W_{gh} h^{(t-1)} + b_g)   \\quad\\text{input modulation}
+
+    i^{(t)} &= \\sigma(W_{ix} x^{(t)} + W_{ih} h^{(t-1)} + b_i)  \\quad\\text{input gate}
+
+    f^{(t)} &= \\sigma(W_{fx} x^{(t)} + W_{fh} h^{(t-1)} + b_f)  \\quad\\text{forget gate}
+
+    o^{(t)} &= \\sigma(W_{ox} x^{(t)} + W_{oh} h^{(t-1)} + b_o)  \\quad\\text{output gate}
+
+    c^{(t)} &= g^{(t)} \\odot i^{(t)} + c^{(t-1)} \\odot f^{(t)}
+
+    h^{(t)} &= \\tanh(c^{(t)}) \\odot o^{(t)}
+
+The four gates' weights are stored stacked, in PyTorch's order (i, f, g, o), so one matrix
+product per step computes all of them and weights copy one-to-one from
+:class:`torch.nn.LSTM`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gnnkit.errors import InputError
+
+__all__ = ["LSTM", "LSTMCell", "lstm_num_params"]
+
+State = tuple[Tensor, Tensor]
+
+
+def lstm_num_params(n_input: int, n_hidden: int, n_output: int) -> int:
+    """Parameters of a one-layer LSTM with a linear prediction layer, in closed form.
+
+    .. math::
+        N_{params} = 4 (N_{in} N_h + N_h^2 + N_h) + N_h N_{out} + N_{out}
+
+    four gates, each with an input matrix :math:`W_{\\cdot x}` (:math:`N_h \\times N_{in}`), a
+    recurrent matrix :math:`W_{\\cdot h}` (:math:`N_h \\times N_h`) and one bias
+    :math:`b_\\cdot` (:math:`N_h`), plus the prediction layer :math:`W_{ph}, b_p`.
+
+    NOTE: the report's formula (Question 1.2b) omits the four recurrent matrices
+    (:math:`4 N_h^2`). This counts one bias vector per gate, as the report's equations and
+    :class:`LSTMCell` do; :class:`torch.nn.LSTM` keeps two (``bias_ih`` and ``bias_hh``), so
+    its count is larger by :math:`4 N_h`.
+
+    Args:
+        n_input (int): input size :math:`N_{in}` (the embedding dimension).
+        n_hidden (int): hidden size :math:`N_h`.
+        n_output (int): output size :math:`N_{out}` (the number of classes).
+    """
+    for name, value in (("n_input", n_input), ("n_hidden", n_hidden), ("n_output", n_output)):
+        _check_size(value, name)
+    return (
+        4 * (n_input * n_hidden + n_hidden * n_hidden + n_hidden) + n_hidden * n_output + n_output
+    )
+
+
+def _check_size(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise InputError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+class LSTMCell(nn.Module):
+    """One LSTM step, written out from the report's gate equations (see the module docstring).
+
+    Args:
+        input_size (int): :math:`N_{in}`, features of :math:`x^{(t)}`.
+        hidden_size (int): :math:`N_h`, features of :math:`h^{(t)}` and :math:`c^{(t)}`.
+
+    Attributes:
+        weight_x (Tensor): :math:`[W_{ix}; W_{fx}; W_{gx}; W_{ox}]`, shape (4 N_h, N_in).
+        weight_h (Tensor): :math:`[W_{ih}; W_{fh}; W_{gh}; W_{oh}]`, shape (4 N_h, N_h).
+        bias (Tensor): :math:`[b_i; b_f; b_g; b_o]`, shape (4 N_h,).
+
+    NOTE: one bias per gate (the report's equations), where :class:`torch.nn.LSTMCell` adds
+    two (``bias_ih + bias_hh``); copy their sum to reproduce it exactly. Initialisation is
+    PyTorch's: every parameter uniform on :math:`\\pm 1/\\sqrt{N_h}`.
+
+    Shapes:
+        input: x (B, N_in), state optional ((B, N_h), (B, N_h)), zeros when omitted.
+        output: (h, c), each (B, N_h).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = _check_size(input_size, "input_size")
+        self.hidden_size = _check_size(hidden_size, "hidden_size")
+        self.weight_x = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_h = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def project_input(self, x: Tensor) -> Tensor:
+        """:math:`W_{\\cdot x} x + b_\\cdot` for all gates, (..., N_in) -> (..., 4 N_h).
+
+        Has no recurrence, so :class:`LSTM` computes it for all time steps at once.
+        """
+        return F.linear(x, self.weight_x, self.bias)
+
+    def step(self, x_proj: Tensor, state: State) -> State:
+        """One step from the projected input ``project_input(x)`` (B, 4 N_h) and ``(h, c)``."""
+        h, c = state
+        gates = x_proj + F.linear(h, self.weight_h)  # (B, 4 N_h)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.tanh(g) * torch.sigmoid(i) + c * torch.sigmoid(f)
+        h = torch.tanh(c) * torch.sigmoid(o)
+        return h, c
+
+    def initial_state(self, x: Tensor) -> State:
+        zeros = x.new_zeros(x.size(0), self.hidden_size)
+        return zeros, zeros
+
+    def forward(self, x: Tensor, state: State | None = None) -> State:
+        if x.dim() != 2 or x.size(1) != self.input_size:
+            raise InputError(
+                f"LSTMCell expects x of shape (batch, {self.input_size}), got {tuple(x.shape)}"
+            )
+        return self.step(self.project_input(x), state or self.initial_state(x))
+
+    @torch.no_grad()
+    def copy_from_torch(self, cell: nn.LSTM | nn.LSTMCell) -> LSTMCell:
+        """Copy the weights of a one-layer :class:`torch.nn.LSTM` or :class:`torch.nn.LSTMCell`.
+
+        The two PyTorch biases are summed into one; returns ``self``.
+        """
+        suffix = "_l0" if isinstance(cell, nn.LSTM) else ""
+        if isinstance(cell, nn.LSTM) and (
+            cell.num_layers != 1 or cell.proj_size or cell.bidirectional
+        ):
+            raise InputError("copy_from_torch takes a one-layer, unidirectional nn.LSTM")
+        if (cell.input_size, cell.hidden_size) != (self.input_size, self.hidden_size):
+            raise InputError(
+                f"size mismatch: torch LSTM has input_size={cell.input_size}, hidden_size="
+                f"{cell.hidden_size}; this cell has {self.input_size}, {self.hidden_size}"
+            )
+        self.weight_x.copy_(getattr(cell, f"weight_ih{suffix}"))
+        self.weight_h.copy_(getattr(cell, f"weight_hh{suffix}"))
+        if cell.bias:
+            self.bias.copy_(getattr(cell, f"bias_ih{suffix}") + getattr(cell, f"bias_hh{suffix}"))
+        else:
+            self.bias.zero_()
+        return self
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+class LSTM(nn.Module):
+    """A one-layer, batch-first LSTM that loops :class:`LSTMCell` over time.
+
+    A drop-in for ``torch.nn.LSTM(input_size, hidden_size, batch_first=True)``: the same
+    outputs (tested), written so every gate and hidden state is an ordinary autograd node.
+    The input projections of all time steps are one matrix product before the loop.
+
+    Args:
+        input_size (int): :math:`N_{in}`.
+        hidden_size (int): :math:`N_h`.
+
+    Shapes:
+        input: x (B, T, N_in), state optional ((1, B, N_h), (1, B, N_h)) as in PyTorch.
+        output: (out (B, T, N_h), (h_T (1, B, N_h), c_T (1, B, N_h))).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.cell = LSTMCell(input_size, hidden_size)
+        self.input_size = self.cell.input_size
+        self.hidden_size = self.cell.hidden_size
+
+    def reset_parameters(self) -> None:
+        self.cell.reset_parameters()
+
+    def states(self, x: Tensor, state: State | None = None) -> list[State]:
+        """The list of ``(h_t, c_t)``, one per time step (each (B, N_h))."""
+        if x.dim() != 3 or x.size(2) != self.input_size:
+            raise InputError(
+                f"LSTM expects x of shape (batch, time, {self.input_size}), got {tuple(x.shape)}"
+            )
+        if x.size(1) == 0:
+            raise InputError("LSTM needs at least one time step, got a sequence of length 0")
+        x_proj = self.cell.project_input(x)  # (B, T, 4 N_h)
+        state = state or self.cell.initial_state(x)
+        out = []
+        for t in range(x.size(1)):
+            state = self.cell.step(x_proj[:, t], state)
+            out.append(state)
+        return out
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        if state is not None:
+            state = (state[0].squeeze(0), state[1].squeeze(0))
+        states = self.states(x, state)
+        out = torch.stack([h for h, _ in states], dim=1)  # (B, T, N_h)
+        h_last, c_last = states[-1]
+        return out, (h_last.unsqueeze(0), c_last.unsqueeze(0))
+
+    def copy_from_torch(self, lstm: nn.LSTM) -> LSTM:
+        """Copy the weights of a one-layer, unidirectional :class:`torch.nn.LSTM`; returns ``self``."""
+        self.cell.copy_from_torch(lstm)
+        return self
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, batch_first=True"

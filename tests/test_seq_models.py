@@ -1,0 +1,233 @@
+"""The hand-written LSTM against torch.nn.LSTM, parameter counts, and the classifiers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gnnkit.errors import InputError
+from gnnkit.seq import (
+    LSTM,
+    MODELS,
+    BiLSTM,
+    GRUClassifier,
+    LSTMCell,
+    LSTMClassifier,
+    RandomCombinations,
+    VanillaRNN,
+    build_model,
+    lstm_num_params,
+)
+
+
+def _copy_lstm(ours: LSTM, theirs: nn.LSTM, suffix: str = "") -> None:
+    """Copy by hand, independently of ``copy_from_torch``: one bias = the sum of PyTorch's two."""
+    with torch.no_grad():
+        ours.cell.weight_x.copy_(getattr(theirs, f"weight_ih_l0{suffix}"))
+        ours.cell.weight_h.copy_(getattr(theirs, f"weight_hh_l0{suffix}"))
+        ours.cell.bias.copy_(
+            getattr(theirs, f"bias_ih_l0{suffix}") + getattr(theirs, f"bias_hh_l0{suffix}")
+        )
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_hand_written_lstm_equals_torch_lstm_values_and_gradients(with_state):
+    torch.manual_seed(0)
+    batch, steps, n_in, n_h = 3, 6, 7, 5
+    theirs = nn.LSTM(n_in, n_h, batch_first=True).double()
+    ours = LSTM(n_in, n_h).double()
+    _copy_lstm(ours, theirs)
+    x = torch.randn(batch, steps, n_in, dtype=torch.double)
+    state = None
+    if with_state:
+        state = (
+            torch.randn(1, batch, n_h, dtype=torch.double),
+            torch.randn(1, batch, n_h, dtype=torch.double),
+        )
+    x_ours = x.clone().requires_grad_()
+    x_theirs = x.clone().requires_grad_()
+    out_ours, (h_ours, c_ours) = ours(x_ours, state)
+    out_theirs, (h_theirs, c_theirs) = theirs(x_theirs, state)
+    torch.testing.assert_close(out_ours, out_theirs)
+    torch.testing.assert_close(h_ours, h_theirs)
+    torch.testing.assert_close(c_ours, c_theirs)
+
+    # a loss that reads every output and the final cell state
+    weights = torch.randn(batch, steps, n_h, dtype=torch.double)
+    ((out_ours * weights).sum() + c_ours.pow(2).sum()).backward()
+    ((out_theirs * weights).sum() + c_theirs.pow(2).sum()).backward()
+    torch.testing.assert_close(x_ours.grad, x_theirs.grad)
+    torch.testing.assert_close(ours.cell.weight_x.grad, theirs.weight_ih_l0.grad)
+    torch.testing.assert_close(ours.cell.weight_h.grad, theirs.weight_hh_l0.grad)
+    # d/d(bias_ih) = d/d(bias_hh) = d/d(their sum)
+    torch.testing.assert_close(ours.cell.bias.grad, theirs.bias_ih_l0.grad)
+    torch.testing.assert_close(ours.cell.bias.grad, theirs.bias_hh_l0.grad)
+
+
+def test_lstm_cell_follows_the_report_gate_equations():
+    """One step written out gate by gate with separate matrices, as in the report."""
+    torch.manual_seed(1)
+    n_in, n_h = 4, 3
+    cell = LSTMCell(n_in, n_h).double()
+    x = torch.randn(2, n_in, dtype=torch.double)
+    h0 = torch.randn(2, n_h, dtype=torch.double)
+    c0 = torch.randn(2, n_h, dtype=torch.double)
+    w_x = dict(zip("ifgo", cell.weight_x.detach().split(n_h), strict=True))
+    w_h = dict(zip("ifgo", cell.weight_h.detach().split(n_h), strict=True))
+    b = dict(zip("ifgo", cell.bias.detach().split(n_h), strict=True))
+
+    def pre(k):
+        return x @ w_x[k].T + h0 @ w_h[k].T + b[k]
+
+    g = torch.tanh(pre("g"))
+    i, f, o = (torch.sigmoid(pre(k)) for k in "ifo")
+    c = g * i + c0 * f
+    h = torch.tanh(c) * o
+    h_ours, c_ours = cell(x, (h0, c0))
+    torch.testing.assert_close(h_ours, h)
+    torch.testing.assert_close(c_ours, c)
+
+
+def test_lstm_cell_matches_torch_cell_and_passes_gradcheck():
+    torch.manual_seed(2)
+    theirs = nn.LSTMCell(3, 4).double()
+    ours = LSTMCell(3, 4).double().copy_from_torch(theirs)
+    x = torch.randn(5, 3, dtype=torch.double, requires_grad=True)
+    h, c = ours(x)
+    h_ref, c_ref = theirs(x)
+    torch.testing.assert_close(h, h_ref)
+    torch.testing.assert_close(c, c_ref)
+    state = (torch.randn(5, 4, dtype=torch.double), torch.randn(5, 4, dtype=torch.double))
+    assert torch.autograd.gradcheck(lambda x, h, c: ours(x, (h, c)), (x, *state))
+
+
+def test_copy_from_torch_lstm_and_classifier_backends_agree():
+    torch.manual_seed(3)
+    task = RandomCombinations(6)
+    fast = LSTMClassifier(task.num_tokens, task.num_classes, embed_dim=4, hidden_dim=8)
+    slow = LSTMClassifier(
+        task.num_tokens, task.num_classes, embed_dim=4, hidden_dim=8, backend="gnnkit"
+    )
+    slow.embedding.load_state_dict(fast.embedding.state_dict())
+    slow.head.load_state_dict(fast.head.state_dict())
+    slow.lstm.copy_from_torch(fast.lstm)
+    tokens, _ = next(task.stream(10))
+    torch.testing.assert_close(slow(tokens), fast(tokens))
+    # forward_states gives the same logits and its last state feeds the head
+    for model in (fast, slow):
+        logits, states = model.forward_states(tokens)
+        assert len(states) == tokens.size(1)
+        torch.testing.assert_close(logits, fast(tokens))
+
+
+def test_bilstm_backends_agree_with_copied_weights():
+    torch.manual_seed(4)
+    fast = BiLSTM(5, 5, embed_dim=3, hidden_dim=6)
+    slow = BiLSTM(5, 5, embed_dim=3, hidden_dim=6, backend="gnnkit")
+    slow.embedding.load_state_dict(fast.embedding.state_dict())
+    slow.head.load_state_dict(fast.head.state_dict())
+    _copy_lstm(slow.lstm, fast.lstm)
+    _copy_lstm(slow.lstm_reverse, fast.lstm, "_reverse")
+    tokens = torch.randint(0, 5, (7, 4))
+    torch.testing.assert_close(slow(tokens), fast(tokens))
+    assert fast.head.in_features == 12
+
+
+@pytest.mark.parametrize(("n_in", "n_h", "n_out"), [(10, 20, 5), (1, 1, 1), (30, 256, 15)])
+def test_lstm_num_params_counts_the_parameters(n_in, n_h, n_out):
+    ours = sum(p.numel() for p in LSTM(n_in, n_h).parameters())
+    ours += sum(p.numel() for p in nn.Linear(n_h, n_out).parameters())
+    assert lstm_num_params(n_in, n_h, n_out) == ours
+    # PyTorch keeps two bias vectors per gate: 4 N_h more
+    torch_count = sum(p.numel() for p in nn.LSTM(n_in, n_h).parameters())
+    torch_count += sum(p.numel() for p in nn.Linear(n_h, n_out).parameters())
+    assert torch_count - lstm_num_params(n_in, n_h, n_out) == 4 * n_h
+
+
+def test_lstm_num_params_by_hand():
+    # 4 (10*20 + 20*20 + 20) + 20*5 + 5 = 2480 + 105
+    assert lstm_num_params(10, 20, 5) == 2585
+    with pytest.raises(InputError, match="n_hidden must be >= 1, got 0"):
+        lstm_num_params(10, 0, 5)
+
+
+def test_classifier_parameter_count_without_embedding():
+    model = LSTMClassifier(7, 7, embed_dim=14, hidden_dim=32, backend="gnnkit")
+    count = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("embedding"))
+    assert count == lstm_num_params(14, 32, 7)
+
+
+def test_vanilla_rnn_follows_its_equation():
+    torch.manual_seed(5)
+    model = VanillaRNN(4, 3, embed_dim=2, hidden_dim=5)
+    tokens = torch.tensor([[0, 3, 1], [2, 2, 0]])
+    h = torch.zeros(2, 5)
+    x = model.embedding(tokens)
+    for t in range(3):
+        h = torch.tanh(x[:, t] @ model.weight_x.T + h @ model.weight_h.T + model.bias)
+    torch.testing.assert_close(model(tokens), h @ model.head.weight.T + model.head.bias)
+
+
+def test_gru_forward_states_match_forward():
+    torch.manual_seed(6)
+    model = GRUClassifier(10, 10, embed_dim=4, hidden_dim=8)
+    tokens = torch.randint(0, 10, (5, 6))
+    logits, states = model.forward_states(tokens)
+    torch.testing.assert_close(logits, model(tokens))
+    assert len(states) == 6 and states[0].shape == (5, 8)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_build_model_every_name(name):
+    task = RandomCombinations(5)
+    model = build_model(name, task, hidden_dim=16)
+    assert model.embed_dim == 10  # the report's rule, 2 x seq_len
+    tokens, _ = next(task.stream(3))
+    assert model(tokens).shape == (3, 5)
+    assert "embed_dim=10" in repr(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    model.reset_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_bad_model_arguments():
+    task = RandomCombinations(5)
+    with pytest.raises(InputError, match="unknown model 'transformer'; choose one of: rnn"):
+        build_model("transformer", task)
+    with pytest.raises(InputError, match="embed_dim must be >= 1, got 0"):
+        build_model("lstm", task, embed_dim=0)
+    with pytest.raises(InputError, match="hidden_dim must be >= 1, got -2"):
+        build_model("rnn", task, hidden_dim=-2)
+    with pytest.raises(InputError, match="unknown LSTM backend 'cudnn'"):
+        LSTMClassifier(5, 5, embed_dim=3, backend="cudnn")
+    model = build_model("lstm", task, hidden_dim=8)
+    with pytest.raises(
+        InputError, match=r"tokens must lie in 0..4 \(num_tokens=5\), got values in 0..7"
+    ):
+        model(torch.tensor([[0, 7]]))
+    with pytest.raises(InputError, match="tokens must be an integer tensor"):
+        model(torch.zeros(2, 3))
+    with pytest.raises(InputError, match=r"tokens must have shape \(batch, time\)"):
+        model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(InputError, match="BiLSTM has no per-time-step hidden states"):
+        build_model("bilstm", task, hidden_dim=8).forward_states(
+            torch.zeros(1, 4, dtype=torch.long)
+        )
+
+
+def test_bad_lstm_arguments():
+    with pytest.raises(InputError, match="input_size must be an integer, got float"):
+        LSTMCell(2.5, 3)
+    cell = LSTMCell(3, 4)
+    with pytest.raises(InputError, match=r"LSTMCell expects x of shape \(batch, 3\), got \(2, 5\)"):
+        cell(torch.zeros(2, 5))
+    with pytest.raises(InputError, match="size mismatch"):
+        cell.copy_from_torch(nn.LSTMCell(3, 5))
+    with pytest.raises(InputError, match="one-layer, unidirectional"):
+        LSTM(3, 4).copy_from_torch(nn.LSTM(3, 4, num_layers=2))
+    lstm = LSTM(3, 4)
+    with pytest.raises(InputError, match=r"LSTM expects x of shape \(batch, time, 3\)"):
+        lstm(torch.zeros(2, 3))
+    with pytest.raises(InputError, match="at least one time step"):
+        lstm(torch.zeros(2, 0, 3))

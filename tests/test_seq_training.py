@@ -1,0 +1,115 @@
+"""The report's training protocol: early stopping, confirmation, determinism, convergence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gnnkit.errors import InputError
+from gnnkit.seq import (
+    Palindrome,
+    RandomCombinations,
+    SequenceClassifier,
+    TrainConfig,
+    fit,
+    run_experiment,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one intra-op thread avoids oversubscription on shared CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Oracle(SequenceClassifier):
+    """Names the missing number exactly (or, with ``wrong=True``, never): tests the protocol."""
+
+    def __init__(self, seq_len: int, wrong: bool = False) -> None:
+        super().__init__(seq_len, seq_len, embed_dim=1, hidden_dim=1)
+        self.seq_len = seq_len
+        self.wrong = wrong
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, tokens):
+        seen = torch.zeros(tokens.size(0), self.seq_len).scatter_(1, tokens, 1.0)
+        missing = 1.0 - seen if not self.wrong else seen
+        return self.scale * 10.0 * missing
+
+
+def test_a_perfect_model_stops_after_patience_batches():
+    task = RandomCombinations(6)
+    result = fit(Oracle(6), task, config=TrainConfig(patience=3))
+    assert result.converged and result.batches_to_converge == 3 == result.report_rule_batch
+    assert result.batches == 3 and len(result.loss) == len(result.accuracy) == 3
+    assert result.accuracy == [1.0, 1.0, 1.0]
+    assert result.checks == [[3, 4096 * 4, 0]]  # confirmed on 16,384 fresh samples
+    assert result.val_acc == 1.0
+
+
+def test_a_model_that_is_never_right_never_stops():
+    result = fit(Oracle(5, wrong=True), RandomCombinations(5), config=TrainConfig(max_batches=7))
+    assert not result.converged and result.batches_to_converge is None
+    assert result.report_rule_batch is None and result.batches == 7
+    assert result.val_acc == 0.0 and result.checks == []
+
+
+def test_short_lstm_run_converges_on_t5():
+    result = run_experiment("randomcomb", "lstm", 5, seed=0)
+    assert result.converged
+    assert result.val_acc == 1.0
+    assert result.report_rule_batch <= result.batches_to_converge < 2000
+    assert result.accuracy[-3:] == [1.0, 1.0, 1.0]
+    assert result.loss[-1] < result.loss[0]
+
+
+def test_report_rule_alone_stops_at_the_first_streak():
+    config = TrainConfig(confirm_samples=0)
+    result = run_experiment("randomcomb", "bilstm", 5, seed=1, hidden_dim=64, config=config)
+    assert result.converged and result.checks == []
+    assert result.batches_to_converge == result.report_rule_batch == result.batches
+    first_streak = next(
+        i + 3 for i in range(len(result.accuracy)) if result.accuracy[i : i + 3] == [1.0] * 3
+    )
+    assert result.batches_to_converge == first_streak
+
+
+def test_runs_are_deterministic_and_leave_the_global_rng_alone():
+    state = torch.get_rng_state()
+    config = TrainConfig(max_batches=4)
+    first = run_experiment("palindrome", "rnn", 6, seed=3, hidden_dim=16, config=config)
+    second = run_experiment("palindrome", "rnn", 6, seed=3, hidden_dim=16, config=config)
+    other = run_experiment("palindrome", "rnn", 6, seed=4, hidden_dim=16, config=config)
+    assert first.loss == second.loss and first.val_loss == second.val_loss
+    assert first.loss != other.loss
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_result_to_dict():
+    result = fit(Oracle(4), RandomCombinations(4), config=TrainConfig(confirm_samples=0))
+    full = result.to_dict()
+    assert full["loss"] == result.loss and full["batches_to_converge"] == 3
+    assert "loss" not in result.to_dict(history=False)
+
+
+def test_bad_training_arguments():
+    with pytest.raises(InputError, match=r"TrainConfig.batch_size must be an integer >= 1, got 0"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(InputError, match=r"TrainConfig.lr must be a finite number > 0"):
+        TrainConfig(lr=float("nan"))
+    with pytest.raises(InputError, match=r"TrainConfig.confirm_samples must be an integer >= 0"):
+        TrainConfig(confirm_samples=-1)
+    with pytest.raises(InputError, match="seed must be an integer >= 0, got -1"):
+        run_experiment("randomcomb", "lstm", 5, seed=-1)
+    with pytest.raises(InputError, match="unknown model 'cnn'"):
+        run_experiment("randomcomb", "cnn", 5)
+    with pytest.raises(InputError, match="unknown task 'sort'"):
+        run_experiment("sort", "lstm", 5)
+    with pytest.raises(InputError, match="seq_len must be >= 2, got 1"):
+        run_experiment("palindrome", "lstm", 1)
+    with pytest.raises(InputError, match="needs 10 tokens and 10 classes"):
+        fit(Oracle(5), Palindrome(5))
