@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "gnnkit.data.cli",
     "gnnkit.graph.cli",
     "gnnkit.seq.cli",
+    "gnnkit.hybrid.cli",
 )
 
 
