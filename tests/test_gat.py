@@ -266,6 +266,57 @@ def test_cache_is_reused_and_detects_a_changed_graph():
     assert cached._cache.value is not entry
 
 
+@pytest.mark.parametrize("features", ["dense", "csr", "coo"])
+@pytest.mark.parametrize("fuse", [True, False])
+def test_cache_filled_under_inference_mode_serves_a_later_training_step(features, fuse):
+    # Regression: the cache used to keep inference tensors, and the first training step after
+    # an evaluation under torch.inference_mode() failed ("cannot be saved for backward").
+    edge_index = directed_graph(seed=18)
+    dense = torch.randn(12, 5, dtype=torch.float64) * (torch.rand(12, 5) < 0.6)
+    x = {"dense": dense, "csr": dense.to_sparse_csr(), "coo": dense.to_sparse()}[features]
+    cached = make_layer(5, 3, heads=2, cached=True)
+    fresh = make_layer(5, 3, heads=2)
+    cached.fuse = fresh.fuse = fuse
+    cached.eval()
+    with torch.inference_mode():
+        evaluated = cached(x, edge_index)
+    cached.train()
+    out = cached(x, edge_index)
+    grads = torch.autograd.grad(out.square().sum(), list(cached.parameters()))
+    expected = fresh(dense, edge_index)
+    expected_grads = torch.autograd.grad(expected.square().sum(), list(fresh.parameters()))
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(evaluated, expected.detach())
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_attention_dropout_is_unbiased_and_scaled_like_f_dropout(fuse):
+    # F.dropout's semantics: each coefficient kept with probability 1 - p and scaled by
+    # 1 / (1 - p), so the output averaged over draws is the output without dropout (the
+    # layer is linear in the coefficients), and no draw is the clean output.
+    edge_index = directed_graph(8, 20, seed=19)
+    x = torch.randn(8, 4, dtype=torch.float64)
+    layer = make_layer(4, 3, heads=2, dropout=0.4)
+    layer.fuse = fuse
+    layer.eval()
+    clean = layer(x, edge_index)
+    layer.train()
+    torch.manual_seed(19)
+    draws = torch.stack([layer(x, edge_index) for _ in range(3000)])
+    spread = (draws - clean).abs().amax(0)
+    assert (spread > 1e-3).all()  # every output changes under dropout
+    mean = draws.mean(0)
+    standard_error = draws.std(0) / 3000**0.5
+    assert ((mean - clean).abs() < 5 * standard_error + 1e-9).all()
+    # With p = 0.4 the coefficients of a draw are 0 or alpha / 0.6: a node whose coefficients
+    # are all kept gets exactly (clean - bias) / 0.6 + bias for that head.
+    scaled = (clean - layer.bias) / 0.6 + layer.bias
+    hits = ((draws - scaled).abs() < 1e-9).sum(0)
+    assert (hits > 0).any()
+
+
 @pytest.mark.skipif(not ops.torch_scatter_available(), reason="torch_scatter is not installed")
 def test_backends_agree():
     edge_index = directed_graph(seed=16, loops=True)

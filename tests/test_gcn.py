@@ -9,7 +9,10 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm as pyg_gcn_norm
 
 from gnnkit import adjacency, ops
 from gnnkit.errors import InputError
-from gnnkit.nn import GCNConv, gcn_norm, sparse_dropout
+from gnnkit.nn import GCNConv, gcn_norm, sparse_dropout, sparse_linear, sparse_structure
+from gnnkit.nn._cache import GraphCache
+from gnnkit.nn.dropout import dense_dropout
+from gnnkit.ops.csr import CSRGraph
 
 LAMBDAS = [0.5, 1.0, 2.0, 3.7]
 
@@ -224,20 +227,164 @@ def test_sparse_features_equal_dense_features(layout):
         torch.testing.assert_close(grad_sparse, grad_dense)
 
 
-def test_sparse_dropout_keeps_a_scaled_subset_of_the_non_zeros():
+def sparse_matrix(rows=30, cols=20, density=0.2, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    keep = torch.rand(rows, cols, generator=gen) < density
+    return torch.randn(rows, cols, generator=gen, dtype=dtype) * keep
+
+
+def to_layout(dense, layout):
+    return dense.to_sparse() if layout == "coo" else dense.to_sparse_csr()
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_linear_equals_dense_autograd(layout):
+    dense = sparse_matrix(seed=21)
+    weight = torch.randn(6, 20, dtype=torch.float64, requires_grad=True)
+    reference = dense.clone().requires_grad_()
+    expected = reference @ weight.t()
+    expected_grads = torch.autograd.grad(expected.sin().sum(), (weight, reference))
+    x = to_layout(dense, layout).requires_grad_()  # gradients w.r.t. the stored values too
+    out = sparse_linear(x, weight)
+    out.sin().sum().backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(weight.grad, expected_grads[0])
+    assert x.grad.layout == x.layout
+    # The gradient of a sparse input lives on its stored entries, as with torch.sparse.mm.
+    torch.testing.assert_close(x.grad.to_dense(), expected_grads[1] * (dense != 0))
+    # Without a gradient for the values only the weight's is computed.
+    (grad,) = torch.autograd.grad(sparse_linear(to_layout(dense, layout), weight).sum(), weight)
+    torch.testing.assert_close(grad, torch.ones(30, 6, dtype=torch.float64).t() @ dense)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_linear_gradcheck_weight_and_values(layout):
+    x = to_layout(sparse_matrix(9, 7, 0.3, seed=22), layout)
+    indices = (x.crow_indices(), x.col_indices()) if layout == "csr" else (x.indices(),)
+    values = x.values().clone().requires_grad_()
+    weight = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+
+    def run(values, weight):
+        if layout == "csr":
+            matrix = torch.sparse_csr_tensor(*indices, values, (9, 7), check_invariants=True)
+        else:
+            matrix = torch.sparse_coo_tensor(
+                *indices, values, (9, 7), is_coalesced=True, check_invariants=True
+            )
+        return sparse_linear(matrix, weight)
+
+    assert torch.autograd.gradcheck(run, (values, weight))
+
+
+def test_sparse_linear_uncoalesced_coo_and_hybrid_fallback():
+    indices = torch.tensor([[0, 2, 0, 1], [1, 0, 1, 2]])  # (0, 1) stored twice
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    x = torch.sparse_coo_tensor(indices, values, (3, 3), check_invariants=True)
+    weight = torch.randn(2, 3, dtype=torch.float64)
+    torch.testing.assert_close(sparse_linear(x, weight), x.to_dense() @ weight.t())
+    hybrid = torch.randn(4, 3, dtype=torch.float64).to_sparse(1)  # rows stored, dense columns
+    torch.testing.assert_close(sparse_linear(hybrid, weight), hybrid.to_dense() @ weight.t())
+
+
+def test_sparse_linear_structure_cache_hits_and_is_invalidated():
+    dense = sparse_matrix(seed=23)
+    weight = torch.randn(5, 20, dtype=torch.float64, requires_grad=True)
+    x = dense.to_sparse_csr()
+    cache = GraphCache()
+    structure = sparse_structure(x, cache)
+    torch.manual_seed(23)
+    dropped = sparse_dropout(x, 0.5)  # same index tensors: the cached structure serves it
+    assert sparse_structure(dropped, cache) is structure
+    assert sparse_structure(dense.to_sparse_csr(), cache) is structure  # equal contents
+    out = sparse_linear(dropped, weight, cache=cache)
+    (grad,) = torch.autograd.grad(out.square().sum(), weight)
+    reference = dropped.to_dense()
+    expected = torch.autograd.grad((reference @ weight.t()).square().sum(), weight)[0]
+    torch.testing.assert_close(grad, expected)
+
+    # Same shape and number of entries, other columns: a new structure, correct gradients.
+    moved = torch.roll(dense, 1, dims=1).to_sparse_csr()
+    assert moved.col_indices().shape == x.col_indices().shape
+    (grad,) = torch.autograd.grad(sparse_linear(moved, weight, cache=cache).sum(), weight)
+    assert sparse_structure(moved, cache) is not structure
+    torch.testing.assert_close(grad, torch.ones(5, 30, dtype=torch.float64) @ moved.to_dense())
+
+    # An in-place edit of the indices is seen (version counter), not served stale.
+    coo = dense.to_sparse()
+    first = sparse_structure(coo, cache)
+    with torch.no_grad():
+        coo.indices()[1].copy_(torch.roll(coo.indices()[1], 1))
+    second = sparse_structure(coo, cache)
+    assert second is not first and torch.equal(second.col, coo.indices()[1])
+
+    explicit = sparse_linear(x, weight, structure=CSRGraph.from_sparse(x))
+    torch.testing.assert_close(explicit, dense @ weight.t())
+
+
+def test_sparse_linear_errors():
+    x = sparse_matrix(4, 3, 0.5, seed=24).to_sparse_csr()
+    weight = torch.randn(2, 3, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"expects a sparse CSR or COO x, got torch\.strided"):
+        sparse_linear(x.to_dense(), weight)
+    with pytest.raises(InputError, match=r"weight must have shape \(out_features, 3\)"):
+        sparse_linear(x, torch.randn(2, 4, dtype=torch.float64))
+    with pytest.raises(
+        InputError, match=r"x is torch\.float64 on cpu but weight is torch\.float32"
+    ):
+        sparse_linear(x, weight.float())
+    with pytest.raises(InputError, match=r"expects a matrix x \(2 dimensions\)"):
+        sparse_linear(torch.ones(2, 4, 3).to_sparse_csr(), weight)
+    other = CSRGraph.from_sparse(sparse_matrix(5, 3, 0.5, seed=25).to_sparse_csr())
+    with pytest.raises(InputError, match="build it from x with sparse_structure"):
+        sparse_linear(x, weight, structure=other)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_dropout_statistics_and_structure(layout):
     torch.manual_seed(12)
-    dense = torch.rand(300, 200) * (torch.rand(300, 200) < 0.05)
-    x = dense.to_sparse()
+    dense = torch.rand(300, 200) * (torch.rand(300, 200) < 0.05) + 0.0
+    x = to_layout(dense, layout)
+    indices = (x.crow_indices(), x.col_indices()) if layout == "csr" else (x.indices(),)
     out = sparse_dropout(x, 0.4)
-    assert out.layout == torch.sparse_coo and out.is_coalesced()
-    kept = out.to_dense() != 0
-    assert kept.sum() < (dense != 0).sum() and not (kept & (dense == 0)).any()
-    torch.testing.assert_close(out.to_dense()[kept], dense[kept] / 0.6)
-    fraction = kept.sum().item() / (dense != 0).sum().item()
-    assert 0.5 < fraction < 0.7  # 0.6 expected; ~3000 entries, seeded
+    assert out.layout == x.layout and out._nnz() == x._nnz()
+    out_indices = (out.crow_indices(), out.col_indices()) if layout == "csr" else (out.indices(),)
+    for old, new in zip(indices, out_indices, strict=True):  # the structure itself is kept
+        assert new.data_ptr() == old.data_ptr() and torch.equal(new, old)
+    if layout == "coo":
+        assert out.is_coalesced()
+    values, new_values = x.values(), out.values()
+    kept = new_values != 0
+    torch.testing.assert_close(new_values[kept], values[kept] / 0.6)  # scaled by 1 / (1 - p)
+    fraction = kept.float().mean().item()
+    assert 0.57 < fraction < 0.63  # 0.6 expected; ~3000 entries, seeded (3 sigma ~ 0.027)
+    torch.testing.assert_close(out.to_dense()[dense == 0], torch.zeros(int((dense == 0).sum())))
     assert sparse_dropout(x, 0.4, training=False) is x
     assert sparse_dropout(x, 0.0) is x
-    assert sparse_dropout(x, 1.0)._nnz() == 0
+    dropped = sparse_dropout(x, 1.0)
+    assert dropped._nnz() == x._nnz() and not dropped.values().any()
+    # Unbiased: averaged over draws, the dropped-out matrix is the input.
+    total = sum(sparse_dropout(x, 0.4).to_dense() for _ in range(200)) / 200
+    assert (total - dense).abs().max() < 0.25 and abs((total - dense).sum()) < 0.01 * dense.sum()
+
+
+def test_sparse_dropout_gradient_flows_through_kept_values():
+    x = sparse_matrix(20, 10, 0.4, seed=26).to_sparse_csr().requires_grad_()
+    torch.manual_seed(26)
+    out = sparse_dropout(x, 0.5)
+    out.values().sum().backward()
+    kept = out.values().detach() != 0
+    torch.testing.assert_close(x.grad.values(), kept.double() * 2.0)
+
+
+def test_sparse_dropout_uncoalesced_coo_drops_summed_entries():
+    indices = torch.tensor([[0, 0, 1], [1, 1, 2]])  # (0, 1) stored twice
+    x = torch.sparse_coo_tensor(
+        indices, torch.tensor([1.0, 2.0, 4.0]), (2, 3), check_invariants=True
+    )
+    torch.manual_seed(27)
+    out = sparse_dropout(x, 0.5)
+    assert out.is_coalesced() and out._nnz() == 2
+    assert set(out.values().tolist()) <= {0.0, 6.0, 8.0}  # 1 + 2 kept or dropped together
 
 
 def test_sparse_dropout_csr_drops_the_same_entries_as_coo_for_the_same_seed():
@@ -248,8 +395,21 @@ def test_sparse_dropout_csr_drops_the_same_entries_as_coo_for_the_same_seed():
     csr = sparse_dropout(dense.to_sparse_csr(), 0.5)
     assert csr.layout == torch.sparse_csr
     torch.testing.assert_close(csr.to_dense(), coo.to_dense())
-    torch.manual_seed(13)
-    torch.testing.assert_close(sparse_dropout(dense, 0.5).sum() > 0, torch.tensor(True))
+
+
+def test_dense_dropout_has_the_distribution_and_gradient_of_f_dropout():
+    x = torch.rand(400, 300, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(28)
+    out = dense_dropout(x, 0.3)
+    kept = out != 0
+    assert abs(kept.double().mean().item() - 0.7) < 0.005  # 120,000 draws: 3 sigma ~ 0.004
+    torch.testing.assert_close(out[kept], x[kept] / 0.7)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, kept.double() / 0.7)  # F.dropout's gradient: mask / (1-p)
+    assert dense_dropout(x, 0.3, training=False) is x and dense_dropout(x, 0.0) is x
+    assert not dense_dropout(x, 1.0).any()
+    torch.manual_seed(28)
+    assert torch.equal(sparse_dropout(x.detach(), 0.3), out.detach())  # dense input -> same
 
 
 def test_sparse_dropout_errors():
@@ -379,6 +539,47 @@ def test_cached_edge_weights_with_gradient_are_recomputed_each_call():
     for _ in range(2):
         (grad,) = torch.autograd.grad(layer(x, edge_index, weights).sum(), weights)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("features", ["dense", "csr", "coo"])
+@pytest.mark.parametrize("learned", [False, True])
+def test_cache_filled_under_inference_mode_serves_a_later_training_step(features, learned):
+    # Regression: the cache used to keep inference tensors, and the first training step after
+    # an evaluation under torch.inference_mode() failed ("cannot be saved for backward").
+    edge_index = directed_graph(seed=29)
+    dense = torch.randn(12, 6, dtype=torch.float64) * (torch.rand(12, 6) < 0.5)
+    x = dense if features == "dense" else to_layout(dense, features)
+    cached = make_layer(6, 3, cached=True, learn_self_loop_weight=learned)
+    fresh = make_layer(6, 3, learn_self_loop_weight=learned)
+    cached.eval()
+    with torch.inference_mode():
+        evaluated = cached(x, edge_index)
+    cached.train()
+    out = cached(x, edge_index)
+    grads = torch.autograd.grad(out.square().sum(), list(cached.parameters()))
+    expected = fresh(dense, edge_index)
+    expected_grads = torch.autograd.grad(expected.square().sum(), list(fresh.parameters()))
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(evaluated, expected.detach())
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)
+    with torch.inference_mode():  # and back: evaluation after training still works
+        torch.testing.assert_close(cached(x, edge_index), expected.detach())
+
+
+def test_sparse_features_reuse_the_layers_structure_cache():
+    edge_index = directed_graph(seed=30)
+    dense = torch.rand(12, 9, dtype=torch.float64) * (torch.rand(12, 9) < 0.4)
+    x = dense.to_sparse_csr()
+    layer = make_layer(9, 4)
+    torch.manual_seed(30)
+    layer(sparse_dropout(x, 0.5), edge_index).sum().backward()
+    structure = layer._feature_cache.value
+    assert isinstance(structure, CSRGraph) and structure.num_edges == x._nnz()
+    layer(sparse_dropout(x, 0.5), edge_index).sum().backward()
+    assert layer._feature_cache.value is structure  # built once for every dropped-out copy
+    layer.reset_parameters()
+    assert layer._feature_cache.value is None
 
 
 # --- backends and bad inputs ---------------------------------------------------------------------

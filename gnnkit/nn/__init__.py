@@ -3,5 +3,13 @@
 from gnnkit.nn.dropout import sparse_dropout
 from gnnkit.nn.gat import GATConv
 from gnnkit.nn.gcn import GCNConv, gcn_norm
+from gnnkit.nn.linear import sparse_linear, sparse_structure
 
-__all__ = ["GATConv", "GCNConv", "gcn_norm", "sparse_dropout"]
+__all__ = [
+    "GATConv",
+    "GCNConv",
+    "gcn_norm",
+    "sparse_dropout",
+    "sparse_linear",
+    "sparse_structure",
+]

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gnnkit.errors import InputError
+from gnnkit.nn._cache import GraphCache
+from gnnkit.nn.linear import sparse_linear
 from gnnkit.utils.checks import check_edge_index, check_node_features
 
 _SPARSE = (torch.sparse_coo, torch.sparse_csr)
@@ -72,8 +74,12 @@ def check_inputs(layer, x: Tensor, edge_index: Tensor, *, validate: bool) -> int
     return x.size(0)
 
 
-def linear(x: Tensor, weight: Tensor) -> Tensor:
-    """``x @ weight.T`` for dense, sparse COO or sparse CSR ``x`` (sparse stays sparse)."""
+def linear(x: Tensor, weight: Tensor, cache: GraphCache | None = None) -> Tensor:
+    """``x @ weight.T`` for dense, sparse COO or sparse CSR ``x`` (sparse stays sparse).
+
+    Sparse ``x`` goes through :func:`gnnkit.nn.sparse_linear`, its structure (and the
+    transpose the backward pass needs) kept in ``cache``.
+    """
     if x.layout == torch.strided:
         return F.linear(x, weight)
-    return torch.sparse.mm(x, weight.t())
+    return sparse_linear(x, weight, cache=cache)

@@ -17,7 +17,8 @@ from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
 from gnnkit.nn._common import check_channels, check_inputs, linear
-from gnnkit.ops.csr import CSRGraph
+from gnnkit.nn.dropout import dense_dropout
+from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.utils.checks import check_edge_index
 
 __all__ = ["GATConv"]
@@ -75,8 +76,12 @@ class GATConv(MessagePassing):
     NOTE: departures from PyG's ``GATConv``: bipartite inputs, ``edge_dim``/edge features,
     ``fill_value`` and ``residual`` are not supported; attention weights come from the
     separate method :meth:`attention` rather than a ``return_attention_weights`` flag that
-    changes the return type; ``x`` may be a sparse COO or CSR matrix. Self-loops are handled
-    as PyG does: existing ones are removed and one loop per node is added.
+    changes the return type; ``x`` may be a sparse COO or CSR matrix (multiplied by
+    :math:`W` with :func:`gnnkit.nn.sparse_linear`, its structure cached in the layer).
+    Self-loops are handled as PyG does: existing ones are removed and one loop per node is
+    added. Attention dropout has ``F.dropout``'s distribution but, on CPU, draws its mask
+    from another random stream (uniforms, not Bernoulli samples), so a seed drops other
+    coefficients than PyG's layer would.
 
     Args:
         in_channels (int): :math:`F_{in}`, the size of each input feature vector.
@@ -87,13 +92,17 @@ class GATConv(MessagePassing):
         negative_slope (float, optional): LeakyReLU slope for negative scores.
             (default: ``0.2``)
         dropout (float, optional): dropout probability on the normalised attention
-            coefficients during training. (default: ``0.0``)
+            coefficients during training: each coefficient is zeroed with probability
+            :math:`p` and the others are scaled by :math:`1 / (1 - p)`, as ``F.dropout``
+            does (on CPU the mask is drawn by :func:`gnnkit.nn.dropout.dense_dropout`, same
+            distribution, faster). (default: ``0.0``)
         add_self_loops (bool, optional): replace existing self-loops by one per node, so
             every node attends to itself. (default: ``True``)
         bias (bool, optional): learn the additive bias :math:`b`. (default: ``True``)
         cached (bool, optional): keep the graph with self-loops and its CSR form between
             calls; rebuilt whenever ``edge_index`` differs from the cached one (different
-            contents or an in-place change). (default: ``False``)
+            contents or an in-place change). A cache filled under ``torch.inference_mode()``
+            holds ordinary tensors and serves later training steps. (default: ``False``)
         deterministic (bool, optional): bit-reproducible kernels for this layer (sorted
             segment reductions, no atomics); ``None`` follows
             :func:`gnnkit.ops.is_deterministic`. The plain path's backward also runs PyG's
@@ -169,6 +178,7 @@ class GATConv(MessagePassing):
         self.deterministic = deterministic
         self.validate = validate
         self._cache = GraphCache()
+        self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
 
         self.lin = Linear(
             in_channels, heads * out_channels, bias=False, weight_initializer="glorot"
@@ -189,6 +199,7 @@ class GATConv(MessagePassing):
         glorot(self.att_dst)
         zeros(self.bias)
         self._cache.clear()
+        self._feature_cache.clear()
 
     # -- graph preparation ------------------------------------------------------------------
 
@@ -205,7 +216,8 @@ class GATConv(MessagePassing):
         extra = (num_nodes, lean, self.add_self_loops)
         entry = self._cache.lookup((edge_index,), extra)
         if entry is None:
-            entry = self._build(edge_index, num_nodes, lean)
+            with ordinary_tensors():  # reusable by training even if built under inference_mode
+                entry = self._build(edge_index, num_nodes, lean)
             self._cache.store((edge_index,), extra, entry)
         return entry
 
@@ -225,7 +237,12 @@ class GATConv(MessagePassing):
             if x.layout == torch.strided:  # head-major straight from the GEMM, no transpose
                 xw = torch.matmul(x, weight.transpose(1, 2))  # (H, N, C)
             else:
-                xw = linear(x, self.lin.weight).view(-1, H, C).transpose(0, 1).contiguous()
+                xw = (
+                    linear(x, self.lin.weight, self._feature_cache)
+                    .view(-1, H, C)
+                    .transpose(0, 1)
+                    .contiguous()
+                )
             # a_src[h, j] = <att_src[h], W_h x_j> = <W_h^T att_src[h], x_j>: fold the attention
             # vectors into W first, (2H, F_in), so that neither pass touches an (H, N, C)
             # tensor for the scores.
@@ -235,12 +252,12 @@ class GATConv(MessagePassing):
                     torch.einsum("hc,hcf->hf", self.att_dst[0], weight),
                 ]
             )  # (2H, F_in)
-            logits = linear(x, folded).t().contiguous()  # (2H, N)
+            logits = linear(x, folded, self._feature_cache).t().contiguous()  # (2H, N)
             a_src, a_dst = logits[:H], logits[H:]
             scores = ops.gather_src(graph, a_src) + ops.gather_dst(graph, a_dst)
             scores = F.leaky_relu(scores, self.negative_slope)  # (H, E')
             return xw, structure, ops.edge_softmax(graph, scores)
-        xw = linear(x, self.lin.weight).view(num_nodes, H, C)
+        xw = linear(x, self.lin.weight, self._feature_cache).view(num_nodes, H, C)
         a_src = (xw * self.att_src).sum(-1)  # (N, H)
         a_dst = (xw * self.att_dst).sum(-1)  # (N, H)
         src, dst = structure.edge_index[0], structure.edge_index[1]
@@ -262,7 +279,8 @@ class GATConv(MessagePassing):
         """
         lean = bool(self.fuse) and not self.explain
         xw, structure, alpha = self._scores(x, edge_index, lean)
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
+        alpha = dense_dropout(alpha, self.dropout, self.training)  # (H, E') or (E', H)
         if lean:
             graph = structure.graph
             adj_t = torch.sparse_csr_tensor(

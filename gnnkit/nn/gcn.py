@@ -17,7 +17,7 @@ from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
 from gnnkit.nn._common import check_channels, check_inputs, linear
-from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.utils.checks import check_edge_index, check_edge_weight
 
 __all__ = ["GCNConv", "gcn_norm"]
@@ -233,7 +233,10 @@ class GCNConv(MessagePassing):
     - ``cached=True`` checks that the graph is unchanged before reusing the cache (PyG reuses
       it blindly); a changed graph is renormalised, never silently served stale.
     - ``x`` may be a sparse COO or CSR matrix (e.g. bag-of-words features with
-      :func:`gnnkit.nn.sparse_dropout`); it is multiplied by :math:`W` without densifying.
+      :func:`gnnkit.nn.sparse_dropout`); it is multiplied by :math:`W` without densifying
+      (:func:`gnnkit.nn.sparse_linear`). The layer keeps the sparsity structure of the last
+      sparse ``x`` and its transpose for the backward pass, whatever ``cached`` says; a
+      dropped-out copy of the same matrix reuses them.
     - ``in_channels=-1`` (PyG's lazy initialisation) is not supported.
 
     Args:
@@ -251,7 +254,9 @@ class GCNConv(MessagePassing):
             calls; it is rebuilt whenever ``edge_index`` or ``edge_weight`` differ from the
             cached ones (different tensors with different contents, or an in-place change).
             With a learned :math:`\lambda` or edge weights that require a gradient only the
-            graph structure is cached. (default: ``False``)
+            graph structure is cached. A cache filled under ``torch.inference_mode()``
+            (an evaluation before any training) holds ordinary tensors and serves later
+            training steps. (default: ``False``)
         bias (bool, optional): learn the additive bias :math:`b`. (default: ``True``)
         deterministic (bool, optional): bit-reproducible kernels for this layer (sorted
             segment reductions, no atomics); ``None`` follows
@@ -326,6 +331,7 @@ class GCNConv(MessagePassing):
         self.deterministic = deterministic
         self.validate = validate
         self._cache = GraphCache()
+        self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
 
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         if learn_self_loop_weight:
@@ -349,6 +355,7 @@ class GCNConv(MessagePassing):
                 lam = torch.tensor(self.initial_self_loop_weight, dtype=torch.float64)
                 self.raw_self_loop_weight.fill_(float(lam + torch.log(-torch.expm1(-lam))))
         self._cache.clear()
+        self._feature_cache.clear()
 
     @property
     def self_loop_weight(self) -> float | Tensor:
@@ -417,12 +424,12 @@ class GCNConv(MessagePassing):
             edge_weight is not None and edge_weight.requires_grad
         )
         if entry is None:
-            structure = self._structure(edge_index, edge_weight, num_nodes, fused)
-            if dynamic:
-                entry = (structure, None)
-            else:
-                with torch.no_grad():
-                    entry = (structure, self._weights(structure, edge_weight, dtype))
+            # Ordinary tensors without autograd history even under inference_mode: the entry
+            # outlives this call (an evaluation first, then training steps that save them).
+            with ordinary_tensors():
+                structure = self._structure(edge_index, edge_weight, num_nodes, fused)
+                weights = None if dynamic else self._weights(structure, edge_weight, dtype)
+            entry = (structure, weights)
             self._cache.store(tensors, extra, entry)
         structure, weights = entry
         if weights is None or dynamic:
@@ -449,7 +456,9 @@ class GCNConv(MessagePassing):
         # Multiply by W first when that narrows the features (or x is sparse), so the SpMM
         # runs on min(F_in, F_out) channels.
         transform_first = x.layout != torch.strided or self.out_channels <= self.in_channels
-        h = linear(x, self.lin.weight) if transform_first else x  # (N, F_out) or (N, F_in)
+        h = (
+            linear(x, self.lin.weight, self._feature_cache) if transform_first else x
+        )  # (N, F_out) or (N, F_in)
         if fused:
             graph = structure.graph
             adj_t = graph.to_sparse_csr(weights.detach())

@@ -3,11 +3,17 @@
 :class:`CSRGraph` is built once per graph (one stable sort) and reused by every kernel: SpMM,
 SDDMM, segment reductions and the edge softmax. Its transpose (rows = senders), which the
 backward passes need, is built on first use and kept.
+
+Everything a :class:`CSRGraph` builds is an ordinary tensor, even when it is built under
+:func:`torch.inference_mode`: a graph cached by a layer during evaluation must still serve a
+later training step, which saves some of these tensors for its backward pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -33,6 +39,18 @@ def _stable_argsort(keys: Tensor, upper: int) -> Tensor:
     if upper < 2**31 - 1 and keys.dtype != torch.int32:
         keys = keys.to(torch.int32)
     return torch.sort(keys, stable=True).indices
+
+
+@contextlib.contextmanager
+def ordinary_tensors() -> Iterator[None]:
+    """Build cached structures as ordinary tensors, whatever the caller's mode.
+
+    Tensors created under :func:`torch.inference_mode` cannot be saved for backward; a
+    structure cached during evaluation is reused by training, so it must not be one of them.
+    ``no_grad`` because ``inference_mode(False)`` re-enables gradient recording.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        yield
 
 
 def _ptr_from_sorted(index: Tensor, size: int) -> Tensor:
@@ -109,6 +127,35 @@ class CSRGraph:
         rowptr = _ptr_from_sorted(row, num_nodes)
         return cls(rowptr, col, row, perm, num_nodes, num_cols)
 
+    @classmethod
+    def from_sparse(cls, matrix: Tensor) -> CSRGraph:
+        """The sparsity structure of a 2-D sparse CSR or coalesced COO matrix.
+
+        Row ``i`` of the graph is row ``i`` of ``matrix``, so ``spmm(graph, matrix.values(),
+        y)`` computes ``matrix @ y`` (the values of a CSR matrix, and of a coalesced COO one,
+        are already in CSR order; ``perm`` is the identity). This is how a sparse feature
+        matrix (|V| x F, rows = nodes) reuses the SpMM / SDDMM kernels and the cached
+        transpose of a graph.
+
+        Args:
+            matrix (Tensor): sparse CSR, or sparse COO with ``is_coalesced()``, of shape
+                (rows, cols) with no dense dimensions; not validated further here.
+        """
+        num_rows, num_cols = matrix.shape
+        with ordinary_tensors():
+            if matrix.layout == torch.sparse_csr:
+                rowptr = matrix.crow_indices().long()
+                col = matrix.col_indices().long()
+                counts = rowptr.diff()
+                rows = torch.arange(num_rows, device=col.device)
+                row = torch.repeat_interleave(rows, counts, output_size=col.numel())
+            else:
+                indices = matrix.indices()
+                row, col = indices[0], indices[1]
+                rowptr = _ptr_from_sorted(row, num_rows)
+            perm = torch.arange(col.numel(), device=col.device)
+        return cls(rowptr, col, row, perm, num_rows, num_cols)
+
     @property
     def num_edges(self) -> int:
         """|E|, the number of stored entries."""
@@ -127,10 +174,11 @@ class CSRGraph:
         ``values_csr[perm_t]`` are the values of :math:`A^\\top` in its own CSR order.
         """
         if self._transpose is None:
-            perm_t = _stable_argsort(self.col, self.num_cols)
-            col_t = self.col[perm_t]
-            colptr = _ptr_from_sorted(col_t, self.num_cols)
-            self._transpose = (colptr, self.row[perm_t], col_t, perm_t)
+            with ordinary_tensors():
+                perm_t = _stable_argsort(self.col, self.num_cols)
+                col_t = self.col[perm_t]
+                colptr = _ptr_from_sorted(col_t, self.num_cols)
+                self._transpose = (colptr, self.row[perm_t], col_t, perm_t)
         return self._transpose
 
     def kernel_indices(self, transpose: bool = False, heads: int = 1) -> tuple[Tensor, Tensor]:
@@ -145,20 +193,22 @@ class CSRGraph:
         """
         key = (transpose, heads)
         if key not in self._kernel_indices:
-            ptr, idx = (self.transpose()[:2]) if transpose else (self.rowptr, self.col)
-            num_in = self.num_rows if transpose else self.num_cols
-            nnz = idx.numel()
-            small = heads * max(nnz, self.num_rows, self.num_cols) < 2**31 - 1
-            dtype = torch.int32 if small else torch.int64
-            ptr, idx = ptr.to(dtype), idx.to(dtype)
-            if heads > 1:  # block h: rows shifted by h * nnz entries, columns by h * num_in
-                offsets = torch.arange(heads, dtype=dtype, device=ptr.device).unsqueeze(1)
-                ptr = torch.cat(
-                    [(ptr[:-1] + nnz * offsets).reshape(-1), ptr.new_tensor([heads * nnz])]
-                )
-                idx = (idx + num_in * offsets).reshape(-1)
-            self._kernel_indices[key] = (ptr, idx)
+            with ordinary_tensors():
+                self._kernel_indices[key] = self._build_kernel_indices(transpose, heads)
         return self._kernel_indices[key]
+
+    def _build_kernel_indices(self, transpose: bool, heads: int) -> tuple[Tensor, Tensor]:
+        ptr, idx = (self.transpose()[:2]) if transpose else (self.rowptr, self.col)
+        num_in = self.num_rows if transpose else self.num_cols
+        nnz = idx.numel()
+        small = heads * max(nnz, self.num_rows, self.num_cols) < 2**31 - 1
+        dtype = torch.int32 if small else torch.int64
+        ptr, idx = ptr.to(dtype), idx.to(dtype)
+        if heads > 1:  # block h: rows shifted by h * nnz entries, columns by h * num_in
+            offsets = torch.arange(heads, dtype=dtype, device=ptr.device).unsqueeze(1)
+            ptr = torch.cat([(ptr[:-1] + nnz * offsets).reshape(-1), ptr.new_tensor([heads * nnz])])
+            idx = (idx + num_in * offsets).reshape(-1)
+        return ptr, idx
 
     def to_sparse_csr(self, values: Tensor) -> Tensor:
         """A ``torch.sparse_csr_tensor`` of shape (|V_out|, |V_in|) with ``values`` (CSR order)."""
