@@ -1,0 +1,192 @@
+"""``gnnkit text train | sample | table`` in-process, plus one real subprocess run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gnnkit.cli import main
+from gnnkit.text import generate, load_model
+
+CORPUS = (
+    "I would prefer not to, said Bartleby. for i in range(10): print(i)\n"
+    "The scrivener sat in the office by the window, copying law papers.\n"
+) * 12
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny runs gain nothing from threads, and on a busy machine they lose a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A 2-batch run of the cpu preset on a small file, resumed to 3 batches."""
+    root = tmp_path_factory.mktemp("text")
+    corpus = root / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    out = root / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        common = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+        assert main([*common, "--steps", "2", "--sample-every", "1"]) == 0
+        assert main([*common, "--steps", "3", "--resume"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_train_writes_a_run(run_dir, capsys):
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == [
+        "best.pt",
+        "checkpoint.pt",
+        "history.json",
+        "history.png",
+        "step_000002.pt",  # the end of the first run
+        "step_000003.pt",
+    ]
+    record = json.loads((run_dir / "history.json").read_text())
+    assert record["preset"] == "cpu"
+    assert record["summary"]["steps"] == 3
+    assert len(record["history"]["train_loss"]) == 3
+    assert record["corpus"]["name"] == "corpus.txt"
+    assert load_model(run_dir / "checkpoint.pt").config.hidden_size == 256
+
+
+def test_sample_prints_only_the_text(run_dir, capsys):
+    capsys.readouterr()
+    args = ["text", "sample", "--checkpoint", str(run_dir / "checkpoint.pt")]
+    assert main([*args, "--prompt", "I would", "--length", "25"]) == 0
+    out = capsys.readouterr().out
+    model = load_model(run_dir / "checkpoint.pt")
+    assert out == "I would" + generate(model, "I would", 25) + "\n"
+
+    assert main([*args, "--prompt", "The ", "--temperature", "0.8", "--seed", "3"]) == 0
+    first = capsys.readouterr().out
+    assert main([*args, "--prompt", "The ", "--temperature", "0.8", "--seed", "3"]) == 0
+    assert capsys.readouterr().out == first
+    expected = generate(model, "The ", 100, strategy="temperature", temperature=0.8, seed=3)
+    assert first == "The " + expected + "\n"
+
+    assert main([*args, "--prompt", "r", "--k", "3", "--seed", "1", "--no-prompt"]) == 0
+    assert (
+        capsys.readouterr().out == generate(model, "r", 100, strategy="top-k", k=3, seed=1) + "\n"
+    )
+    assert main([*args, "--prompt", "I~", "--unknown", "skip", "--length", "5"]) == 0
+    assert capsys.readouterr().out.startswith("I~")
+    assert main([*args, "--prompt", "I", "--num", "2", "--length", "5"]) == 0
+    assert len(capsys.readouterr().out.split("\n\n")) == 2
+    # a run folder stands for its checkpoint.pt
+    assert main(["text", "sample", "--checkpoint", str(run_dir), "--prompt", "I wo"]) == 0
+    assert capsys.readouterr().out == "I wo" + generate(model, "I wo", 100) + "\n"
+
+
+def test_table(run_dir, tmp_path, capsys):
+    target = tmp_path / "table.md"
+    args = ["text", "table", "--checkpoint", str(run_dir), "--samples", "2"]
+    assert main([*args, "--out", str(target)]) == 0
+    markdown = target.read_text()
+    assert "| Sampling scheme | Batch | corpus.txt |" in markdown
+    assert markdown.count("| Greedy | 3 |") == 2
+    assert "| `for i in range` |" in markdown
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out == markdown
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--temperature", "0"], "temperature must be a finite number > 0.*--strategy greedy"),
+        (["--strategy", "temperature", "--temperature", "-1"], "temperature must be"),
+        (["--k", "0"], "k must be an integer >= 1"),
+        (["--strategy", "greedy", "--temperature", "2"], "--temperature has no effect"),
+        (["--prompt", "I would prefer ~~ ^"], r"2 character\(s\) outside.*'\^'.*'~'"),
+        (["--prompt", ""], "prompt is empty"),
+    ],
+)
+def test_sample_bad_input(run_dir, capsys, extra, match):
+    args = ["text", "sample", "--checkpoint", str(run_dir / "checkpoint.pt"), "--prompt", "I"]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gnnkit: error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(match, err)
+
+
+def test_sample_bad_checkpoint(tmp_path, run_dir, capsys):
+    blob = (run_dir / "step_000003.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(blob[:1000])
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pt")
+    for name, match in (("cut.pt", "truncated or corrupt"), ("other.pt", "not a gnnkit")):
+        path = str(tmp_path / name)
+        assert main(["text", "sample", "--checkpoint", path, "--prompt", "I"]) == 2
+        assert match in capsys.readouterr().err
+
+
+def test_train_bad_input(tmp_path, run_dir, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    short = tmp_path / "short.txt"
+    short.write_text("far too short\n" * 3)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    cases = [
+        (["--corpus", str(empty), "--out", str(tmp_path / "a")], "empty.txt is empty"),
+        (["--corpus", str(short), "--out", str(tmp_path / "b")], "short.txt is too short"),
+        (["--corpus", "no-such-corpus", "--out", str(tmp_path / "c")], "neither a registered"),
+        (
+            ["--corpus", str(corpus), "--out", str(tmp_path / "d"), "--resume"],
+            "does not exist; drop --resume",
+        ),
+        (["--corpus", str(corpus), "--out", str(run_dir)], "already holds a run"),
+        (
+            ["--corpus", str(corpus), "--out", str(run_dir), "--resume", "--preset", "paper"],
+            "was trained with preset cpu",
+        ),
+        (
+            ["--corpus", str(corpus), "--out", str(run_dir), "--resume", "--steps", "3"],
+            "already at batch 3 of 3",
+        ),
+        (
+            ["--corpus", str(corpus), "--out", str(corpus)],
+            "is a file; give a folder",
+        ),
+    ]
+    for args, match in cases:
+        assert main(["text", "train", "--no-progress", *args]) == 2, args
+        assert match in capsys.readouterr().err, args
+    upper = tmp_path / "upper.txt"
+    upper.write_text(CORPUS.upper())
+    resume = ["--corpus", str(upper), "--out", str(run_dir), "--resume", "--steps", "9"]
+    assert main(["text", "train", "--no-progress", *resume]) == 2
+    assert "checkpoint's vocabulary lacks" in capsys.readouterr().err
+
+
+def test_real_entry_point(run_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "gnnkit", "-q", "text", "sample"),
+            *("--checkpoint", str(run_dir / "checkpoint.pt"), "--prompt", "The", "--length", "12"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("The") and len(result.stdout) == len("The") + 12 + 1
+    assert result.stderr == ""

@@ -1,0 +1,282 @@
+"""Training, checkpoints and resume of gnnkit.text."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gnnkit.errors import CheckpointError, InputError
+from gnnkit.text import (
+    CharLSTM,
+    CharLSTMConfig,
+    TextDataset,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    generate,
+    load_checkpoint,
+    load_model,
+    load_run,
+    plot_history,
+    sample_table,
+    save_model,
+)
+from gnnkit.text.train import CHECKPOINT_NAME
+
+SENTENCE = "the quick brown fox jumps over the lazy dog\n"
+TINY = CharLSTMConfig(embedding_dim=8, hidden_size=24, num_layers=1, dropout=0.0)
+SMALL = CharLSTMConfig(embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.3)
+CORPUS = (SENTENCE + "a stitch in time saves nine, said the scrivener.\n") * 12
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine they lose a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _quick(**kwargs) -> TrainConfig:
+    values = {
+        "steps": 6,
+        "batch_size": 4,
+        "seq_length": 12,
+        "lr": 1e-2,
+        "weight_decay": 0.0,
+        "lr_decay_every": 2,
+        "lr_decay": 0.9,
+        "eval_every": 3,
+        "eval_windows": 8,
+        "sample_every": 3,
+        "sample_length": 10,
+        "checkpoint_every": 3,
+        "snapshot_every": 3,
+        "val_fraction": 0.1,
+        **kwargs,
+    }
+    return TrainConfig(**values)
+
+
+def _setup(config: TrainConfig, model_config: CharLSTMConfig = SMALL, text: str = CORPUS):
+    data = TextDataset(text, config.seq_length, val_fraction=config.val_fraction, name="toy")
+    torch.manual_seed(0)
+    return CharLSTM(data.vocabulary, model_config), data
+
+
+def test_tiny_model_overfits_a_short_string():
+    # one window holding the whole sentence: the model must memorise it from its first letter
+    config = _quick(
+        steps=150,
+        batch_size=2,
+        seq_length=len(SENTENCE) - 1,
+        lr=2e-2,
+        lr_decay=1.0,
+        val_fraction=0.0,
+        eval_every=0,
+        sample_every=0,
+        snapshot_every=0,
+    )
+    model, data = _setup(config, TINY, SENTENCE)
+    assert len(data) == 1
+    history = Trainer(model, data, config).run()
+    assert history.train_acc[-1] == 1.0
+    loss, acc = evaluate(model, *data.windows("train"))
+    assert acc == 1.0 and loss < 0.1
+    assert "t" + generate(model, "t", len(SENTENCE) - 1) == SENTENCE
+    assert history.train_loss[-1] < history.train_loss[0] / 10
+
+
+def test_history_and_outputs(tmp_path):
+    config = _quick()
+    model, data = _setup(config)
+    trainer = Trainer(model, data, config, out_dir=tmp_path, preset="test")
+    history = trainer.run()
+    assert len(history.train_loss) == len(history.train_acc) == len(history.lr) == 6
+    assert history.eval_step == [3, 6]
+    assert len(history.val_acc) == len(history.train_eval_acc) == 2
+    assert [s[0] for s in history.samples] == [3, 6]
+    assert all(len(s[1]) == 10 for s in history.samples)
+    # lr x 0.9 every 2 batches
+    assert history.lr == pytest.approx([1e-2, 1e-2, 9e-3, 9e-3, 8.1e-3, 8.1e-3])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best.pt",
+        CHECKPOINT_NAME,
+        "step_000003.pt",
+        "step_000006.pt",
+    ]
+    summary = history.summary()
+    assert summary["steps"] == 6 and 0 <= summary["val_acc"] <= 1
+    # best.pt holds the weights of the evaluation with the lowest validation loss
+    best = history.eval_step[history.val_loss.index(min(history.val_loss))]
+    assert summary["best_step"] == best
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == best
+    assert plot_history(history, tmp_path / "h.png", title="toy").stat().st_size > 0
+
+
+def test_checkpoint_round_trip(tmp_path):
+    config = _quick(steps=3)
+    model, data = _setup(config)
+    Trainer(model, data, config, out_dir=tmp_path).run()
+    # plain torch.load with weights_only=True reads it (tensors, dicts, lists, str, numbers)
+    raw = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert raw["kind"] == "training" and raw["step"] == 3
+    assert raw["vocabulary"] == data.vocabulary.to_list()
+    for path in (tmp_path / CHECKPOINT_NAME, tmp_path / "step_000003.pt"):
+        loaded = load_model(path)
+        assert loaded.vocabulary == model.vocabulary and loaded.config == model.config
+        assert not loaded.training
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, loaded.state_dict()[key])
+        assert generate(loaded, "the ", 20) == generate(model, "the ", 20)
+    save_model(model, tmp_path / "copy.pt", note="x")
+    assert load_checkpoint(tmp_path / "copy.pt")["note"] == "x"
+
+
+def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
+    config = _quick(steps=6)
+    model, data = _setup(config)  # dropout 0.3: the RNG state must be restored too
+    straight = Trainer(model, data, config, out_dir=tmp_path / "a")
+    straight.run()
+
+    model_b, _ = _setup(config)
+    Trainer(model_b, data, config, out_dir=tmp_path / "b").run(steps=3)
+    torch.manual_seed(123)  # disturb the global RNG: resume must restore it
+    model_c = CharLSTM(data.vocabulary, SMALL)
+    resumed = Trainer(model_c, data, config, out_dir=tmp_path / "b", seed=99)
+    assert resumed.resume() == 3
+    resumed.run()
+    assert resumed.step == 6
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, model_c.state_dict()[key]), key
+    assert resumed.history.train_loss == straight.history.train_loss
+    assert resumed.history.lr == straight.history.lr
+
+
+def test_on_step_can_stop_and_checkpoint(tmp_path):
+    config = _quick(steps=6, checkpoint_every=0)
+    model, data = _setup(config)
+    trainer = Trainer(model, data, config, out_dir=tmp_path)
+    trainer.run(on_step=lambda step, metrics: step == 2)
+    assert trainer.step == 2
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["step"] == 2
+
+
+def test_sample_table_layout(tmp_path):
+    config = _quick()
+    model, data = _setup(config)
+    Trainer(model, data, config, out_dir=tmp_path).run()
+    run = load_run(tmp_path)
+    assert run.name == "toy" and [step for step, _ in run.models] == [3, 6]
+    assert [s for s, _ in load_run(tmp_path / "step_000003.pt").models] == [3]
+    markdown = sample_table([run, run], greedy_samples=2, sample_length=12, completion_length=30)
+    lines = markdown.splitlines()
+    assert "| Sampling scheme | Batch | toy | toy |" in lines
+    assert sum(line.startswith("| Greedy | 3 |") for line in lines) == 2
+    assert sum(line.startswith("| Greedy | 6 |") for line in lines) == 2
+    assert any(line.startswith("| T = 0.5 (report's τ = 2) | 6 |") for line in lines)
+    assert any(line.startswith("| `I would prefer not to.` |") for line in lines)
+    # "I", "D", "R" and "M" are not in the toy vocabulary: skipped and said so
+    assert "(skipped 'DMR')" in markdown
+    with pytest.raises(InputError, match="greedy_samples must be an integer >= 1"):
+        sample_table([run], greedy_samples=0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"holds no checkpoint\.pt"):
+        load_run(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_truncated_checkpoint(tmp_path):
+    config = _quick(steps=3)
+    model, _ = _setup(config)
+    path = save_model(model, tmp_path / "model.pt")
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_model(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nothing.pt")
+
+
+def test_checkpoint_of_another_model(tmp_path):
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "linear.pt")
+    with pytest.raises(CheckpointError, match="not a gnnkit character-model checkpoint"):
+        load_model(tmp_path / "linear.pt")
+    torch.save({"format": "gnnkit.seq.Something", "state_dict": {}}, tmp_path / "seq.pt")
+    with pytest.raises(CheckpointError, match=r"format: 'gnnkit\.seq\.Something'"):
+        load_model(tmp_path / "seq.pt")
+
+
+def test_checkpoint_with_another_vocabulary_or_shape(tmp_path):
+    config = _quick(steps=3)
+    model, _ = _setup(config)
+    payload = load_checkpoint(save_model(model, tmp_path / "m.pt"))
+    payload["vocabulary"] = [*payload["vocabulary"], "#"]
+    torch.save(payload, tmp_path / "vocab.pt")
+    with pytest.raises(
+        CheckpointError, match="vocabulary of 30 characters but it stores a vocabulary of 31"
+    ):
+        load_model(tmp_path / "vocab.pt")
+    payload = load_checkpoint(tmp_path / "m.pt")
+    payload["model_config"]["hidden_size"] = 32
+    torch.save(payload, tmp_path / "shape.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit a CharLSTM"):
+        load_model(tmp_path / "shape.pt")
+    payload["model_config"]["hidden"] = 32
+    torch.save(payload, tmp_path / "config.pt")
+    with pytest.raises(CheckpointError, match="invalid vocabulary or config"):
+        load_model(tmp_path / "config.pt")
+    payload = load_checkpoint(tmp_path / "m.pt")
+    payload["version"] = 99
+    torch.save(payload, tmp_path / "version.pt")
+    with pytest.raises(CheckpointError, match="layout version 99"):
+        load_model(tmp_path / "version.pt")
+
+
+def test_resume_refuses_mismatches(tmp_path):
+    config = _quick(steps=3)
+    model, data = _setup(config)
+    Trainer(model, data, config, out_dir=tmp_path).run()
+
+    other = TextDataset(CORPUS.upper(), config.seq_length, name="upper")
+    trainer = Trainer(CharLSTM(other.vocabulary, SMALL), other, config, out_dir=tmp_path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"trained on another vocabulary \(30 characters; this corpus has 30, 26 of them new",
+    ):
+        trainer.resume()
+
+    shuffled = TextDataset(CORPUS[::-1], config.seq_length, name="reversed")
+    trainer = Trainer(CharLSTM(shuffled.vocabulary, SMALL), shuffled, config, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="trained on another text \\('toy'"):
+        trainer.resume()
+
+    trainer = Trainer(CharLSTM(data.vocabulary, TINY), data, config, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="holds a model"):
+        trainer.resume()
+
+    changed = config.replace(lr=0.5)
+    trainer = Trainer(CharLSTM(data.vocabulary, SMALL), data, changed, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match=r"different schedule \(lr: 0.01 -> 0.5\)"):
+        trainer.resume()
+
+    trainer = Trainer(CharLSTM(data.vocabulary, SMALL), data, config, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="model snapshot without optimizer state"):
+        trainer.resume(tmp_path / "step_000003.pt")
+
+
+def test_trainer_bad_arguments():
+    config = _quick()
+    model, data = _setup(config)
+    other = TextDataset(CORPUS.upper(), config.seq_length)
+    with pytest.raises(InputError, match=r"dataset's vocabulary .* differs from the model's"):
+        Trainer(model, other, config)
+    with pytest.raises(InputError, match=r"windows have length 12 but config\.seq_length is 5"):
+        Trainer(model, data, config.replace(seq_length=5))
+    with pytest.raises(InputError, match="config must be a TrainConfig"):
+        Trainer(model, data, {"steps": 3})
+    with pytest.raises(InputError, match="steps must be an integer >= 1"):
+        Trainer(model, data, config).run(steps=0)
+    with pytest.raises(InputError, match="nowhere to write the checkpoint"):
+        Trainer(model, data, config).save()
