@@ -21,7 +21,9 @@ COMMAND_MODULES = (
     "gnnkit.data.cli",
     "gnnkit.graph.cli",
     "gnnkit.seq.cli",
+    "gnnkit.text.cli",
     "gnnkit.hybrid.cli",
+    "gnnkit.bench",
 )
 
 

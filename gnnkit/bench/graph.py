@@ -1,0 +1,342 @@
+"""``gnnkit bench graph``: molecular property prediction (OGB ``ogbg-mol*``), gnnkit vs PyG.
+
+The protocol is OGB's mol example (:mod:`gnnkit.train.graphprop`): 5 layers of 300, dropout
+0.5, batches of 32 molecules, Adam 1e-3, 100 epochs; the metric comes from
+:class:`ogb.graphproppred.Evaluator` (ROC-AUC for ogbg-molbace, RMSE for ogbg-molesol and
+ogbg-molfreesolv) and the reported test score is the one at the best validation epoch.
+
+With ``--compare pyg`` PyG's reference (``torch_geometric.nn.GCNConv``/``GATConv`` in the same
+architecture, ``benchmarks/references_ogb.py``) trains the same seeds through the same loop;
+the two are stepped in turn epoch by epoch (gnnkit first on even epochs, PyG first on odd
+ones), so both see the same machine load, and each keeps its own random state.
+
+What the table reports, per implementation: the test score as mean +- sample standard
+deviation over the runs, the mean validation score at the selected epochs, and the median
+epoch time over all epochs of all runs (training pass plus evaluation of the validation and
+test graphs). The speed ratio is PyG's median epoch time over gnnkit's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gnnkit.cliutils import data_kwargs, data_options, format_table, positive_int, write_json
+from gnnkit.errors import InputError
+
+__all__ = ["GraphBenchResult", "register", "run", "run_graph_benchmark"]
+
+logger = logging.getLogger(__name__)
+
+COLORS = {"gnnkit": "C0", "pyg": "C1"}
+
+
+@dataclass
+class GraphBenchResult:
+    """Everything ``gnnkit bench graph`` measured; :meth:`to_json` is the ``--json`` payload."""
+
+    dataset: str
+    model: str
+    metric: str
+    epochs: int
+    seeds: list[int]
+    records: dict[str, list[Any]]  # impl -> GraphTrainResult per seed
+    options: dict[str, Any]
+
+    @property
+    def compared(self) -> bool:
+        return "pyg" in self.records
+
+    def summary(self, impl: str) -> dict[str, Any]:
+        """The JSON block of one implementation (the four required keys first)."""
+        records = self.records[impl]
+        tests = [r.test for r in records]
+        epoch_times = [t for r in records for t in r.epoch_times]
+        return {
+            "test_mean": statistics.fmean(tests),
+            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "valid_mean": statistics.fmean(r.valid for r in records),
+            "epoch_s_median": statistics.median(epoch_times),
+            "train_s_median": statistics.median(
+                t for r in records for t in r.history["train_time"]
+            ),
+            "best_epoch": [r.best_epoch for r in records],
+            "test": tests,
+            "valid": [r.valid for r in records],
+        }
+
+    @property
+    def speedup(self) -> float | None:
+        if not self.compared:
+            return None
+        return self.summary("pyg")["epoch_s_median"] / self.summary("gnnkit")["epoch_s_median"]
+
+    def within_one_std(self) -> bool | None:
+        """gnnkit's mean test score is at most one PyG std worse than PyG's, or better."""
+        if not self.compared:
+            return None
+        from gnnkit.train.graphprop import metric_direction
+
+        g, p = self.summary("gnnkit"), self.summary("pyg")
+        gap = g["test_mean"] - p["test_mean"]
+        if metric_direction(self.metric) == "min":
+            gap = -gap
+        return gap >= -p["test_std"]
+
+    def to_json(self, env: dict[str, Any]) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "dataset": self.dataset,
+            "model": self.model,
+            "metric": self.metric,
+            "gnnkit": self.summary("gnnkit"),
+        }
+        if self.compared:
+            payload["pyg"] = self.summary("pyg")
+        payload["speedup"] = self.speedup
+        payload["within_one_std"] = self.within_one_std()
+        payload["runs"] = len(self.seeds)
+        payload["epochs"] = self.epochs
+        payload["seeds"] = self.seeds
+        payload["options"] = self.options
+        payload["env"] = env
+        return payload
+
+    def report(self) -> str:
+        rows = []
+        for impl in self.records:
+            s = self.summary(impl)
+            rows.append(
+                (
+                    impl,
+                    f"{s['test_mean']:.4f} +- {s['test_std']:.4f}",
+                    f"{s['valid_mean']:.4f}",
+                    f"{1000 * s['epoch_s_median']:.0f} ms",
+                )
+            )
+        header = ("implementation", f"test {self.metric}", f"valid {self.metric}", "epoch time")
+        title = (
+            f"{self.model.upper()} on {self.dataset}: {len(self.seeds)} run(s) x {self.epochs} "
+            f"epochs, seeds {self.seeds[0]}-{self.seeds[-1]}, {torch.get_num_threads()} thread(s)"
+        )
+        lines = [title, format_table(header, rows, "lrrr")]
+        if self.compared:
+            verdict = "within one PyG std or better" if self.within_one_std() else "worse"
+            lines.append(
+                f"speedup: gnnkit's epoch is {self.speedup:.2f}x faster than PyG's; accuracy "
+                f"{verdict}"
+            )
+        return "\n".join(lines)
+
+
+def run_graph_benchmark(
+    dataset_obj: Any,
+    *,
+    dataset: str,
+    model: str,
+    compare: str | None = None,
+    runs: int = 10,
+    epochs: int | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    emb_dim: int = 300,
+) -> GraphBenchResult:
+    """Train ``model`` (and PyG's ``pyg-ogbg-<model>`` with ``compare="pyg"``) ``runs`` times.
+
+    Run ``r`` uses seed ``seed + r`` for both implementations. See the module docstring.
+
+    Args:
+        dataset_obj: an OGB graph dataset (:func:`gnnkit.data.load`) or
+            :class:`~gnnkit.train.graphprop.GraphSplits`.
+        dataset (str): its name.
+        model (str): a key of :data:`gnnkit.models.graph.GRAPH_MODELS`.
+        compare (str, optional): ``"pyg"`` also trains PyG's reference.
+        runs (int, optional): seeds per implementation. (default: ``10``)
+        epochs (int, optional): epochs per run. (default: the recipe's, 100)
+        seed (int, optional): seed of the first run. (default: ``0``)
+        batch_size (int, optional): graphs per batch. (default: ``32``)
+        emb_dim (int, optional): layer width. (default: ``300``)
+    """
+    from gnnkit.bench.references import get_reference
+    from gnnkit.models.graph import get_graph_model
+    from gnnkit.train.graphprop import GraphSplits, GraphTrainConfig, GraphTrainer, graph_splits
+    from gnnkit.train.loop import seed_everything
+
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise InputError(f"runs must be a positive integer, got {runs!r}")
+    spec = get_graph_model(model)
+    if compare not in (None, "pyg"):
+        raise InputError(f"--compare supports 'pyg' only, got {compare!r}")
+    specs = {"gnnkit": spec}
+    if compare == "pyg":
+        specs["pyg"] = get_reference(f"pyg-ogbg-{model}")
+    epochs = spec.epochs if epochs is None else epochs
+    splits = (
+        dataset_obj if isinstance(dataset_obj, GraphSplits) else graph_splits(dataset_obj, dataset)
+    )
+    seeds = [seed + r for r in range(runs)]
+    records: dict[str, list[Any]] = {impl: [] for impl in specs}
+    for run_seed in seeds:
+        trainers = {}
+        for impl, s in specs.items():
+            seed_everything(run_seed)
+            net = s.build(emb_dim, splits.num_tasks)
+            config = GraphTrainConfig(epochs=epochs, lr=s.lr, batch_size=batch_size, seed=run_seed)
+            trainers[impl] = GraphTrainer(net, splits, config)
+        step = 0
+        while not all(t.done for t in trainers.values()):
+            order = list(trainers) if step % 2 == 0 else list(reversed(trainers))
+            for impl in order:
+                trainers[impl].train_epoch()
+            step += 1
+        for impl, trainer in trainers.items():
+            result = trainer.result()
+            records[impl].append(result)
+            logger.info(
+                "seed %d %s: test %s %.4f at epoch %d (valid %.4f), median epoch %.0f ms",
+                run_seed, impl, splits.metric, result.test, result.best_epoch, result.valid,
+                1000 * statistics.median(result.epoch_times),
+            )  # fmt: skip
+    return GraphBenchResult(
+        dataset=dataset,
+        model=model,
+        metric=splits.metric,
+        epochs=epochs,
+        seeds=seeds,
+        records=records,
+        options={
+            "runs": runs,
+            "epochs": epochs,
+            "seed": seed,
+            "batch_size": batch_size,
+            "emb_dim": emb_dim,
+            "lr": spec.lr,
+            "compare": compare,
+        },
+    )
+
+
+def plot_graph_benchmark(result: GraphBenchResult, path: str | Path) -> Path:
+    """Training loss and validation / test score per epoch: each seed light, the mean dark."""
+    from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
+
+    panels = (
+        ("loss", "training loss"),
+        ("valid", f"validation {result.metric}"),
+        ("test", f"test {result.metric}"),
+    )
+    fig, axes = subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8))
+    window = max(1, min(5, result.epochs // 20))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for impl, records in result.records.items():
+            plot_seed_curves(
+                ax,
+                [r.history[key] for r in records],
+                label=impl,
+                color=COLORS.get(impl),
+                window=window,
+            )
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(
+        f"{result.model.upper()} on {result.dataset}: {len(result.seeds)} seed(s), mean (dark, "
+        f"smoothed over {window}) and each seed (light)"
+    )
+    try:
+        return save_figure(fig, path)
+    except OSError as exc:
+        raise InputError(f"cannot write --plot {path}: {exc.strerror or exc}") from exc
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from gnnkit.models.graph import GRAPH_MODELS
+
+    parser = subparsers.add_parser(
+        "graph",
+        parents=[data_options()],
+        help="molecular property prediction (ogbg-mol*): gnnkit's GCN/GAT against PyG's",
+        description=(
+            "Train OGB's molecule GNN (5 layers, 300 hidden, mean pooling) over several seeds "
+            "and report the OGB metric on the test graphs at the best validation epoch and the "
+            "epoch time; with --compare pyg, PyG's layers in the same architecture train "
+            "through the same loop, epoch by epoch in turn."
+        ),
+    )
+    parser.add_argument(
+        "--dataset",
+        default="ogbg-molbace",
+        help="an OGB molecule dataset: ogbg-molbace (default), ogbg-molesol, ogbg-molfreesolv...",
+    )
+    parser.add_argument(
+        "--model", default="gcn", help=f"one of: {', '.join(GRAPH_MODELS)} (default: gcn)"
+    )
+    parser.add_argument(
+        "--runs", type=positive_int, default=10, help="seeds per implementation (default: 10)"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="epochs per run (default: 100, OGB's)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the first run; run r uses SEED + r"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="graphs per batch (default: 32)"
+    )
+    parser.add_argument(
+        "--compare", choices=["pyg"], default=None, help="also train PyG's reference model"
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="draw loss and score curves")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    parser.set_defaults(func=run)
+
+
+def load_graph_dataset(name: str, args: argparse.Namespace) -> Any:
+    """Load a registered graph dataset; other kinds are refused with the list of graph datasets."""
+    from gnnkit.data import DATASETS, get_spec, load
+
+    spec = get_spec(name)
+    if spec.kind != "graph":
+        graphs = ", ".join(n for n, s in DATASETS.items() if s.kind == "graph")
+        raise InputError(
+            f"dataset {name!r} is a {spec.kind} dataset; bench graph needs one of: {graphs}"
+        )
+    return load(name, **data_kwargs(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from gnnkit.models.graph import get_graph_model
+    from gnnkit.utils.env import environment
+
+    get_graph_model(args.model)  # unknown names fail before any data is loaded
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = load_graph_dataset(args.dataset, args)
+    result = run_graph_benchmark(
+        dataset,
+        dataset=args.dataset,
+        model=args.model,
+        compare=args.compare,
+        runs=args.runs,
+        epochs=args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    print(result.report())
+    if args.json:
+        print(f"wrote {write_json(args.json, result.to_json(environment('cpu')))}")
+    if args.plot:
+        print(f"wrote {plot_graph_benchmark(result, args.plot)}")
+    return 0

@@ -1,0 +1,113 @@
+"""Checkpoints of a training run: written atomically, loaded safely, refused when foreign.
+
+A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dictionaries, so it
+loads with ``torch.load(weights_only=True)`` (:func:`gnnkit.utils.io.safe_torch_load`) and
+never runs pickled code. It holds everything the training loop needs to continue exactly where
+it stopped:
+
+- ``format``: :data:`CHECKPOINT_FORMAT`;
+- ``run``: the run's identity (:func:`run_identity`): model class, parameter names and shapes,
+  the model's ``repr``, the training configuration and a fingerprint of the data;
+- ``epoch``: the number of completed epochs; ``finished``: why the run ended (``None`` while
+  it runs, ``"epochs"`` or ``"patience"``);
+- ``model``, ``optimizer``: state dictionaries after ``epoch`` epochs;
+- ``best``: the selected epoch so far (``epoch``, ``val_acc``, ``test_acc``, ``train_acc``)
+  and ``best_state``, the model's parameters at that epoch (``None`` unless kept);
+- ``history``, ``epoch_times``: per-epoch metrics and timings so far;
+- ``rng``: torch's CPU generator state (and every CUDA generator's, when CUDA is in use).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gnnkit.errors import CheckpointError
+from gnnkit.utils.io import atomic_torch_save, safe_torch_load
+
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "run_identity", "save_checkpoint"]
+
+#: Written into every checkpoint; a file with another value is refused.
+CHECKPOINT_FORMAT = "gnnkit.train.node/1"
+
+
+def run_identity(model: Any, config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """What must agree between a checkpoint and the run that resumes it.
+
+    Args:
+        model (torch.nn.Module): the model (its class, parameter shapes and ``repr``).
+        config (dict): the training options that shape the trajectory (learning rate, weight
+            decay, seed...; not the number of epochs, which may grow on resume).
+        data (dict): :meth:`gnnkit.train.NodeInputs.fingerprint` of the training data.
+    """
+    cls = type(model)
+    return {
+        "model": f"{cls.__module__}.{cls.__qualname__}",
+        "parameters": {name: list(p.shape) for name, p in model.state_dict().items()},
+        "repr": repr(model),
+        "config": dict(config),
+        "data": dict(data),
+    }
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` (with :data:`CHECKPOINT_FORMAT`) to ``path`` atomically."""
+    return atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
+
+
+def _first_difference(saved: Any, current: Any, where: str) -> str | None:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            if key not in saved:
+                return f"{where}.{key}: absent in the checkpoint, {current[key]!r} now"
+            if key not in current:
+                return f"{where}.{key}: {saved[key]!r} in the checkpoint, absent now"
+            found = _first_difference(saved[key], current[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if saved != current:
+        if isinstance(saved, str) and "\n" in saved:
+            return f"{where} differs"
+        return f"{where}: {saved!r} in the checkpoint, {current!r} now"
+    return None
+
+
+def load_checkpoint(
+    path: str | os.PathLike, expect: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint safely and check that it belongs to the run ``expect`` describes.
+
+    Args:
+        path (str or PathLike): the checkpoint file.
+        expect (dict, optional): :func:`run_identity` of the run about to resume; ``None``
+            skips the check. (default: ``None``)
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt, not a gnnkit training
+            checkpoint, or written by a different model, configuration or dataset.
+    """
+    state = safe_torch_load(path, what="checkpoint")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is not a gnnkit node-classification checkpoint (format "
+            f"{found!r}, expected {CHECKPOINT_FORMAT!r}); delete it or choose another path"
+        )
+    missing = [
+        key
+        for key in ("run", "epoch", "model", "optimizer", "history", "best", "rng")
+        if key not in state
+    ]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: no {', '.join(missing)}")
+    if expect is not None:
+        difference = _first_difference(state["run"], expect, "run")
+        if difference:
+            raise CheckpointError(
+                f"checkpoint {path} was written by a different model, configuration or "
+                f"dataset ({difference.removeprefix('run.')}); resume with the same "
+                "settings, or delete the checkpoint to start afresh"
+            )
+    return state

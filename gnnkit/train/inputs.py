@@ -1,0 +1,216 @@
+"""What a full-batch node classifier is trained on: features, graph, labels and index splits.
+
+:func:`node_inputs` turns a PyG :class:`~torch_geometric.data.Data` with ``train_mask`` /
+``val_mask`` / ``test_mask`` into :class:`NodeInputs`, once, before training: features
+row-normalised (kept sparse where they are sparse), masks turned into index tensors, everything
+on one device. The training loop then does no per-epoch preparation at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_edge_index
+
+__all__ = ["NodeInputs", "node_inputs", "normalize_features"]
+
+Layout = Literal["sparse", "dense", "auto"]
+
+#: ``layout="auto"`` keeps features sparse when at most this fraction of entries is non-zero.
+SPARSE_DENSITY = 0.1
+
+
+def normalize_features(x: Tensor, *, layout: Layout = "auto") -> Tensor:
+    r"""Row-normalise node features as PyG's ``T.NormalizeFeatures``, optionally kept sparse.
+
+    .. math::
+        \tilde{x}_{ij} = \frac{x_{ij} - m}{\max\bigl(1, \sum_k (x_{ik} - m)\bigr)},
+        \qquad m = \min_{i, j} x_{ij}
+
+    For non-negative bag-of-words features (Cora, CiteSeer, PubMed) :math:`m = 0` and each row
+    sums to one: the row-normalisation of Kipf & Welling's ``preprocess_features``.
+
+    NOTE: PyG's transform returns a dense matrix; with ``layout="sparse"`` (or ``"auto"`` on a
+    matrix at most 10 % non-zero) the same values come back as a sparse CSR matrix, so
+    Cora's 2708 x 1433 features (1.3 % non-zero) are never densified during training.
+
+    Args:
+        x (Tensor): dense or sparse (|V|, F) features.
+        layout (str, optional): ``"sparse"`` (CSR), ``"dense"`` or ``"auto"``.
+            (default: ``"auto"``)
+
+    Shapes:
+        - **input:** (|V|, F)
+        - **output:** (|V|, F), dense or sparse CSR
+    """
+    if layout not in ("sparse", "dense", "auto"):
+        raise InputError(f"layout must be 'sparse', 'dense' or 'auto', got {layout!r}")
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise InputError(f"node features must be a (|V|, F) tensor, got {shape}")
+    dense = x.to_dense() if x.layout != torch.strided else x
+    if not dense.is_floating_point():
+        dense = dense.float()
+    if dense.numel():
+        dense = dense - dense.min()
+        dense = dense / dense.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    if layout == "auto":
+        density = float((dense != 0).sum()) / max(dense.numel(), 1)
+        layout = "sparse" if density <= SPARSE_DENSITY else "dense"
+    if layout == "dense":
+        return dense.contiguous()
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        return dense.to_sparse_csr()
+
+
+@dataclass
+class NodeInputs:
+    """Everything full-batch node classification needs, prepared once.
+
+    Attributes:
+        x (Tensor): (|V|, F) node features, dense or sparse.
+        edge_index (Tensor): (2, |E|) edges, source row then target row.
+        y (Tensor): (|V|,) integer class labels.
+        train_idx, val_idx, test_idx (Tensor): node indices of the three splits.
+        num_classes (int): number of classes.
+    """
+
+    x: Tensor
+    edge_index: Tensor
+    y: Tensor
+    train_idx: Tensor
+    val_idx: Tensor
+    test_idx: Tensor
+    num_classes: int
+
+    @property
+    def num_nodes(self) -> int:
+        return self.y.size(0)
+
+    @property
+    def num_features(self) -> int:
+        return self.x.size(1)
+
+    def to(self, device: str | torch.device) -> NodeInputs:
+        """A copy on ``device``."""
+        return NodeInputs(
+            x=self.x.to(device),
+            edge_index=self.edge_index.to(device),
+            y=self.y.to(device),
+            train_idx=self.train_idx.to(device),
+            val_idx=self.val_idx.to(device),
+            test_idx=self.test_idx.to(device),
+            num_classes=self.num_classes,
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """A short description that identifies the task (recorded in checkpoints).
+
+        Sizes plus a hash of the labels, splits and edges; the feature values are not hashed
+        (two feature preprocessings of one dataset share a fingerprint only if their shapes
+        agree, which is checked too).
+        """
+        digest = hashlib.sha256()
+        for tensor in (self.y, self.train_idx, self.val_idx, self.test_idx, self.edge_index):
+            digest.update(tensor.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+        return {
+            "num_nodes": self.num_nodes,
+            "num_features": self.num_features,
+            "num_classes": self.num_classes,
+            "num_edges": int(self.edge_index.size(1)),
+            "splits": [
+                int(self.train_idx.numel()),
+                int(self.val_idx.numel()),
+                int(self.test_idx.numel()),
+            ],
+            "sha256": digest.hexdigest()[:16],
+        }
+
+
+def _mask_to_index(data: Any, name: str, num_nodes: int, device: torch.device) -> Tensor:
+    mask = getattr(data, name, None)
+    if mask is None:
+        raise InputError(
+            f"the dataset has no {name}; node classification needs train_mask, val_mask and "
+            "test_mask (boolean, one entry per node)"
+        )
+    mask = torch.as_tensor(mask)
+    if mask.dim() == 2:
+        raise InputError(
+            f"{name} has shape {tuple(mask.shape)}: several splits are stored; select one "
+            f"column first (data.{name} = data.{name}[:, 0])"
+        )
+    if mask.dtype != torch.bool or mask.shape != (num_nodes,):
+        raise InputError(
+            f"{name} must be a boolean tensor of shape ({num_nodes},), got {mask.dtype} "
+            f"{tuple(mask.shape)}"
+        )
+    index = mask.nonzero().view(-1).to(device)
+    if index.numel() == 0:
+        raise InputError(f"{name} selects no node; every split needs at least one node")
+    return index
+
+
+def node_inputs(
+    data: Any,
+    *,
+    features: Layout | Callable[[Tensor], Tensor] = "auto",
+    device: str | torch.device = "cpu",
+) -> NodeInputs:
+    """Prepare a node-classification dataset for :func:`gnnkit.train.fit`.
+
+    Args:
+        data (torch_geometric.data.Data): with ``x``, ``edge_index``, ``y`` and boolean
+            ``train_mask`` / ``val_mask`` / ``test_mask`` (what :func:`gnnkit.data.load`
+            returns for node datasets). ``num_classes`` is read from ``data.num_classes``
+            when present, else ``y.max() + 1``.
+        features (str or callable, optional): ``"sparse"``, ``"dense"`` or ``"auto"``
+            row-normalise with :func:`normalize_features` in that layout; a callable
+            receives ``data.x`` and returns the features to train on (for example PyG's
+            ``NormalizeFeatures``). (default: ``"auto"``)
+        device (str or torch.device, optional): where to put everything. (default: ``"cpu"``)
+    """
+    device = torch.device(device)
+    x, edge_index, y = (
+        getattr(data, "x", None),
+        getattr(data, "edge_index", None),
+        getattr(data, "y", None),
+    )
+    if x is None or y is None or edge_index is None:
+        missing = [n for n, v in (("x", x), ("edge_index", edge_index), ("y", y)) if v is None]
+        raise InputError(
+            f"the dataset has no {', '.join(missing)}; node classification needs x, edge_index and y"
+        )
+    y = y.view(-1) if y.dim() == 2 and y.size(1) == 1 else y
+    if y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
+        raise InputError(
+            f"y must hold one integer class per node, got {y.dtype} of shape {tuple(y.shape)}"
+        )
+    num_nodes = y.size(0)
+    if x.size(0) != num_nodes:
+        raise InputError(f"x has {x.size(0)} rows but y has {num_nodes} labels")
+    check_edge_index(edge_index, num_nodes)
+    num_classes = int(getattr(data, "num_classes", 0) or 0) or int(y.max()) + 1
+    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise InputError(
+            f"labels must lie in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}]"
+        )
+    prepared = features(x) if callable(features) else normalize_features(x, layout=features)
+    return NodeInputs(
+        x=prepared.to(device),
+        edge_index=edge_index.to(device),
+        y=y.long().to(device),
+        train_idx=_mask_to_index(data, "train_mask", num_nodes, device),
+        val_idx=_mask_to_index(data, "val_mask", num_nodes, device),
+        test_idx=_mask_to_index(data, "test_mask", num_nodes, device),
+        num_classes=num_classes,
+    )

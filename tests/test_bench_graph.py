@@ -1,0 +1,280 @@
+"""``gnnkit bench graph`` and its harness (``gnnkit.train.graphprop``): selection, JSON, errors."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gnnkit.bench.references as references
+import gnnkit.train.graphprop as graphprop
+from gnnkit.cli import main
+from gnnkit.data import load
+from gnnkit.errors import InputError
+from gnnkit.models.graph import MolGNN
+from gnnkit.train.graphprop import (
+    GraphSplits,
+    GraphTrainConfig,
+    GraphTrainer,
+    fit_graph,
+    graph_splits,
+    metric_direction,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ogb_format import write_csv_gz, write_ogbg_mol  # noqa: E402
+
+REQUIRED = {"test_mean", "test_std", "valid_mean", "epoch_s_median"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_molecules(root: Path, name: str = "ogbg-molhiv", num_graphs: int = 24) -> None:
+    """``write_ogbg_mol`` with features folded into OGB's vocabularies and labels such that
+    every split holds both classes (ROC-AUC needs them)."""
+    from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
+
+    written = write_ogbg_mol(root, name, num_graphs=num_graphs, seed=0)
+    raw = root / "ogb" / name.replace("-", "_") / "raw"
+    for stem, dims in (
+        ("node-feat", get_atom_feature_dims()),
+        ("edge-feat", get_bond_feature_dims()),
+    ):
+        with gzip.open(raw / f"{stem}.csv.gz", "rt") as handle:
+            rows = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
+        write_csv_gz(raw / f"{stem}.csv.gz", rows % np.asarray(dims))
+    labels = np.zeros(num_graphs, dtype=np.int64)
+    for index in written["split"].values():
+        labels[index[::2]] = 1
+    write_csv_gz(raw / "graph-label.csv.gz", labels)
+
+
+@pytest.fixture(scope="module")
+def molhiv_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_molecules(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def splits(molhiv_root):
+    return graph_splits(load("ogbg-molhiv", root=molhiv_root, mirror=None, download=False))
+
+
+@pytest.fixture
+def pyg_references(monkeypatch):
+    """The OGB references as ``pyproject.toml`` declares them for a source install."""
+    monkeypatch.syspath_prepend(str(REPO))
+    group = references.ENTRY_POINT_GROUP
+    points = {
+        name: importlib.metadata.EntryPoint(name, f"benchmarks.references_ogb:{attr}", group)
+        for name, attr in (
+            ("pyg-ogbg-gcn", "PYG_OGBG_GCN"),
+            ("pyg-ogbg-gat", "PYG_OGBG_GAT"),
+            ("pyg-ogbg-gcn-virtual", "PYG_OGBG_GCN_VIRTUAL"),
+            ("pyg-ogbg-gat-virtual", "PYG_OGBG_GAT_VIRTUAL"),
+        )
+    }
+    monkeypatch.setattr(references, "entry_points", lambda: points)
+    return points
+
+
+def test_metric_direction():
+    assert metric_direction("rocauc") == "max" and metric_direction("ap") == "max"
+    assert metric_direction("rmse") == "min" and metric_direction("mae") == "min"
+    with pytest.raises(InputError, match="unknown OGB metric 'auroc'"):
+        metric_direction("auroc")
+
+
+@pytest.mark.parametrize(
+    "name, valid, best",
+    [
+        # ROC-AUC: the highest validation score wins; ties keep the earlier epoch.
+        ("ogbg-molhiv", [0.60, 0.80, 0.70, 0.80], 2),
+        # RMSE: the lowest wins.
+        ("ogbg-molesol", [2.0, 1.5, 1.7, 1.2], 4),
+    ],
+)
+def test_test_score_is_taken_at_the_best_validation_epoch(name, valid, best, splits, monkeypatch):
+    metric = "rocauc" if name == "ogbg-molhiv" else "rmse"
+    task = "binary classification" if metric == "rocauc" else "regression"
+    these = GraphSplits(name, splits.train, splits.valid, splits.test, 1, task, metric)
+    test = [0.1, 0.2, 0.3, 0.4]
+    scripted = iter(v for pair in zip(valid, test, strict=True) for v in pair)
+    monkeypatch.setattr(graphprop, "evaluate_graphs", lambda *args: next(scripted))
+    torch.manual_seed(0)
+    result = fit_graph(MolGNN(1, 8, num_layers=2), these, GraphTrainConfig(epochs=4, seed=0))
+    assert result.best_epoch == best
+    assert result.valid == valid[best - 1]
+    assert result.test == test[best - 1]
+    assert result.history["valid"] == valid and result.history["test"] == test
+
+
+def test_harness_on_real_ogb_format_data(splits):
+    torch.manual_seed(0)
+    config = GraphTrainConfig(epochs=3, batch_size=8, seed=0)
+    result = fit_graph(MolGNN(splits.num_tasks, 16, num_layers=2), splits, config)
+    assert result.metric == "rocauc"
+    assert len(result.epoch_times) == 3 and len(result.history["loss"]) == 3
+    assert result.valid == max(result.history["valid"])
+    assert result.test == result.history["test"][result.best_epoch - 1]
+    assert all(0.0 <= v <= 1.0 for v in result.history["test"])
+
+
+def test_same_seed_same_run_and_trainers_keep_their_own_random_state(splits):
+    def run(interleave: bool) -> list[float]:
+        torch.manual_seed(0)
+        a = GraphTrainer(
+            MolGNN(1, 8, num_layers=2), splits, GraphTrainConfig(epochs=2, batch_size=8, seed=1)
+        )
+        b = GraphTrainer(
+            MolGNN(1, 8, num_layers=2), splits, GraphTrainConfig(epochs=2, batch_size=8, seed=2)
+        )
+        while not a.done:
+            a.train_epoch()
+            if interleave:
+                b.train_epoch()
+        return a.result().history["loss"]
+
+    assert run(interleave=False) == run(interleave=True)
+
+
+def test_eval_train_records_the_training_score(splits):
+    torch.manual_seed(0)
+    config = GraphTrainConfig(epochs=1, batch_size=8, seed=0, eval_train=True)
+    result = fit_graph(MolGNN(1, 8, num_layers=2), splits, config)
+    assert len(result.history["train"]) == 1
+
+
+def test_cli_json_plot_and_pyg_comparison(molhiv_root, tmp_path, capsys, pyg_references):
+    out = tmp_path / "graph.json"
+    plot = tmp_path / "graph.png"
+    code = main(
+        [
+            "bench", "graph", "--dataset", "ogbg-molhiv", "--data-root", str(molhiv_root),
+            "--offline", "--model", "gcn", "--runs", "2", "--epochs", "2", "--batch-size", "8",
+            "--compare", "pyg", "--json", str(out), "--plot", str(plot),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "GCN on ogbg-molhiv: 2 run(s) x 2 epochs" in text and "pyg" in text
+    payload = json.loads(out.read_text())
+    assert {"dataset", "model", "metric", "gnnkit", "pyg", "speedup"} <= set(payload)
+    assert payload["dataset"] == "ogbg-molhiv" and payload["metric"] == "rocauc"
+    for impl in ("gnnkit", "pyg"):
+        assert set(payload[impl]) >= REQUIRED
+        assert len(payload[impl]["test"]) == 2
+    assert math.isclose(
+        payload["speedup"], payload["pyg"]["epoch_s_median"] / payload["gnnkit"]["epoch_s_median"]
+    )
+    assert plot.stat().st_size > 0
+
+
+def test_cli_virtual_node_without_comparison(molhiv_root, capsys):
+    code = main(
+        [
+            "bench", "graph", "--dataset", "ogbg-molhiv", "--data-root", str(molhiv_root),
+            "--offline", "--model", "gat-virtual", "--runs", "1", "--epochs", "1",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert "GAT-VIRTUAL on ogbg-molhiv" in capsys.readouterr().out
+
+
+def test_real_molbace_smoke(dataset, capsys):
+    bace = dataset("ogbg-molbace")
+    these = graph_splits(bace, "ogbg-molbace")
+    assert (len(these.train), len(these.valid), len(these.test)) == (1210, 151, 152)
+    torch.manual_seed(0)
+    result = fit_graph(
+        MolGNN(1, 16, num_layers=2), these, GraphTrainConfig(epochs=1, batch_size=128, seed=0)
+    )
+    assert 0.0 <= result.test <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "ogbg-molfoo"], "unknown dataset 'ogbg-molfoo'; known datasets: cora"),
+        (
+            ["--dataset", "karate"],
+            "dataset 'karate' is a node dataset; bench graph needs one of: ogbg-molbace",
+        ),
+        (["--model", "gin"], "unknown graph model 'gin'; known models: gcn, gat"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(args, message, capsys):
+    assert main(["bench", "graph", "--offline", "--runs", "1", "--epochs", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runs", "0"], "expected a positive integer (>= 1), got 0"),
+        (["--epochs", "-3"], "expected a positive integer (>= 1), got -3"),
+        (["--batch-size", "x"], "expected a positive integer, got 'x'"),
+        (["--compare", "dgl"], "invalid choice: 'dgl'"),
+    ],
+)
+def test_argument_errors_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "graph", *args])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_missing_split_file_is_named(tmp_path, capsys):
+    write_molecules(tmp_path)
+    (tmp_path / "ogb" / "ogbg_molhiv" / "split" / "scaffold" / "valid.csv.gz").unlink()
+    code = main(
+        ["bench", "graph", "--dataset", "ogbg-molhiv", "--data-root", str(tmp_path), "--offline"]
+    )
+    assert code == 2
+    assert "ogb/ogbg_molhiv/split/scaffold/valid.csv.gz" in capsys.readouterr().err
+
+
+def test_missing_reference_says_how_to_install(molhiv_root, monkeypatch, capsys):
+    monkeypatch.setattr(references, "entry_points", dict)
+    code = main(
+        [
+            "bench", "graph", "--dataset", "ogbg-molhiv", "--data-root", str(molhiv_root),
+            "--offline", "--runs", "1", "--epochs", "1", "--compare", "pyg",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert "no reference model 'pyg-ogbg-gcn' is registered" in capsys.readouterr().err
+
+
+def test_library_checks(splits):
+    with pytest.raises(InputError, match="epochs must be a positive integer"):
+        GraphTrainConfig(epochs=0)
+    with pytest.raises(InputError, match="lr must be a finite number > 0"):
+        GraphTrainConfig(lr=float("nan"))
+    with pytest.raises(InputError, match="splits must be GraphSplits"):
+        GraphTrainer(MolGNN(1, 8), {"train": []})
+    with pytest.raises(InputError, match="needs an OGB PygGraphPropPredDataset"):
+        graph_splits([1, 2, 3], "x")
+    trainer = GraphTrainer(MolGNN(1, 8, num_layers=2), splits, GraphTrainConfig(epochs=1))
+    trainer.train_epoch()
+    with pytest.raises(InputError, match="already trained all 1 epochs"):
+        trainer.train_epoch()
+    from gnnkit.bench.graph import run_graph_benchmark
+
+    with pytest.raises(InputError, match="runs must be a positive integer"):
+        run_graph_benchmark(splits, dataset="x", model="gcn", runs=0)

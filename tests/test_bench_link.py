@@ -1,0 +1,444 @@
+"""Link prediction (ogbl-ddi set-up): model, Hits@K, training loop, checkpoints, CLI, errors."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.utils import to_undirected
+
+import gnnkit.bench.link as bench_link
+import gnnkit.bench.references as references
+import gnnkit.train.linkpred as linkpred
+from gnnkit.cli import main
+from gnnkit.errors import CheckpointError, InputError
+from gnnkit.models.link import (
+    LINK_MODELS,
+    EmbeddingGNN,
+    HadamardMLP,
+    LinkGNN,
+    _HadamardLayer,
+    get_link_model,
+)
+from gnnkit.train.linkpred import (
+    LinkData,
+    LinkTrainConfig,
+    LinkTrainer,
+    fit_link,
+    hits_at_k,
+    link_data,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+REQUIRED = {"test_mean", "test_std", "valid_mean", "epoch_s_median"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class TinyLinkDataset:
+    """An ogbl-ddi lookalike: ``dataset[0]`` and ``get_edge_split()``, 40 nodes."""
+
+    def __init__(self, num_nodes: int = 40, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        pairs = torch.randint(0, num_nodes, (600, 2), generator=g)
+        pairs = pairs[pairs[:, 0] < pairs[:, 1]]
+        pairs = torch.unique(pairs, dim=0)
+        pairs = pairs[torch.randperm(pairs.size(0), generator=g)]
+        train, valid, test = pairs[:150], pairs[150:180], pairs[180:210]
+        self.num_nodes = num_nodes
+        self.edge_index = to_undirected(train.t(), num_nodes=num_nodes)
+        self.split = {
+            "train": {"edge": train},
+            "valid": {"edge": valid, "edge_neg": torch.randint(0, num_nodes, (50, 2), generator=g)},
+            "test": {"edge": test, "edge_neg": torch.randint(0, num_nodes, (50, 2), generator=g)},
+        }
+
+    def __getitem__(self, index: int) -> Data:
+        return Data(edge_index=self.edge_index, num_nodes=self.num_nodes)
+
+    def get_edge_split(self):
+        return self.split
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return link_data(TinyLinkDataset())
+
+
+def small_model(data: LinkData, conv: str = "gcn", hidden: int = 16) -> LinkGNN:
+    encoder = EmbeddingGNN(data.num_nodes, hidden, conv=conv, heads=2)
+    return LinkGNN(encoder, HadamardMLP(hidden, hidden))
+
+
+@pytest.fixture
+def pyg_references(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    group = references.ENTRY_POINT_GROUP
+    points = {
+        name: importlib.metadata.EntryPoint(name, f"benchmarks.references_ogb:{attr}", group)
+        for name, attr in (("pyg-ddi-gcn", "PYG_DDI_GCN"), ("pyg-ddi-gat", "PYG_DDI_GAT"))
+    }
+    monkeypatch.setattr(references, "entry_points", lambda: points)
+    return points
+
+
+# --------------------------------------------------------------------------- metric and data
+
+
+def test_hits_at_k_by_hand():
+    pos = torch.tensor([0.9, 0.5, 0.3, 0.8])
+    neg = torch.tensor([0.1, 0.6, 0.4, 0.2, 0.7])
+    # K-th best negative: 0.7, 0.6, 0.4; positives strictly above it.
+    assert hits_at_k(pos, neg, 1) == 0.5
+    assert hits_at_k(pos, neg, 2) == 0.5
+    assert hits_at_k(pos, neg, 3) == 0.75
+    assert hits_at_k(pos, neg, 10) == 1.0  # fewer negatives than K: OGB counts every positive
+    with pytest.raises(InputError, match="k must be a positive integer"):
+        hits_at_k(pos, neg, 0)
+
+
+def test_eval_train_sample_is_ogbs(tiny):
+    """OGB's example: torch.manual_seed(12345); randperm(|train|)[:|valid|]."""
+    state = torch.get_rng_state()
+    torch.manual_seed(12345)
+    expected = torch.randperm(tiny.train_pos.size(0))[: tiny.valid_pos.size(0)]
+    torch.set_rng_state(state)
+    assert torch.equal(tiny.eval_train_pos, tiny.train_pos[expected])
+    assert tiny.fingerprint() == link_data(TinyLinkDataset()).fingerprint()
+    assert tiny.fingerprint() != link_data(TinyLinkDataset(seed=1)).fingerprint()
+
+
+def test_link_data_errors():
+    dataset = TinyLinkDataset()
+    split = {**dataset.split, "valid": {"edge": dataset.split["valid"]["edge"]}}
+    with pytest.raises(InputError, match="the edge split has no 'valid'/'edge_neg'"):
+        link_data(None, edge_index=dataset.edge_index, split=split)
+    bad = {
+        **dataset.split,
+        "test": {"edge": torch.tensor([[0, 99]]), "edge_neg": dataset.split["test"]["edge_neg"]},
+    }
+    with pytest.raises(
+        InputError, match=r"split\['test'\]\['edge'\] holds node indices in \[0, 99\]"
+    ):
+        link_data(None, edge_index=dataset.edge_index, split=bad)
+    with pytest.raises(InputError, match=r"must be an integer tensor of shape \(M, 2\)"):
+        link_data(
+            None,
+            edge_index=dataset.edge_index,
+            split={**dataset.split, "train": {"edge": torch.zeros(3)}},
+        )
+
+
+# --------------------------------------------------------------------------- model
+
+
+def test_hadamard_layer_matches_autograd_reference():
+    torch.manual_seed(0)
+    h = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    src, dst = torch.randint(0, 12, (2, 30))
+    keep = torch.rand(30, 7) > 0.5
+    ours = _HadamardLayer.apply(h, src, dst, weight, bias, keep, 2.0)
+    reference = torch.relu((h[src] * h[dst]) @ weight.t() + bias) * keep * 2.0
+    torch.testing.assert_close(ours, reference)
+    upstream = torch.randn_like(reference)
+    got = torch.autograd.grad(ours, (h, weight, bias), upstream)
+    want = torch.autograd.grad(reference, (h, weight, bias), upstream)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(
+        lambda h, w, b: _HadamardLayer.apply(h, src, dst, w, b, keep, 2.0), (h, weight, bias)
+    )
+
+
+@pytest.mark.parametrize("conv", ["gcn", "gat"])
+def test_equals_ogbs_model_on_pyg_layers_with_the_same_weights(conv, tiny, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.references_ogb import PygDDI
+
+    torch.manual_seed(0)
+    theirs = PygDDI(tiny.num_nodes, 16, conv=conv, heads=2).eval()  # float32: PyG's adj_t is
+    ours = small_model(tiny, conv).eval()
+    mapped = {
+        key.replace("emb.", "encoder.embedding.").replace("convs.", "encoder.convs."): value
+        for key, value in theirs.state_dict().items()
+    }
+    ours.load_state_dict(mapped)
+    h_ours = ours.encode(ours.prepare_graph(tiny.edge_index, tiny.num_nodes))
+    h_theirs = theirs.encode(theirs.prepare_graph(tiny.edge_index, tiny.num_nodes))
+    torch.testing.assert_close(h_ours, h_theirs)
+    pairs = tiny.valid_pos.t()
+    # OGB's predictor returns probabilities, ours logits.
+    torch.testing.assert_close(
+        torch.sigmoid(ours.score(h_ours, pairs)), theirs.score(h_theirs, pairs)
+    )
+    pos, neg = tiny.test_pos.t(), tiny.test_neg.t()
+    torch.testing.assert_close(
+        ours.link_loss(h_ours, pos, neg), theirs.link_loss(h_theirs, pos, neg)
+    )
+
+
+def test_model_interface_and_errors(tiny):
+    model = LinkGNN.ogb_ddi(tiny.num_nodes, 32)
+    assert model.encoder.hidden_channels == 32 and len(model.encoder.convs) == 2
+    assert [len(group) for group in model.clip_groups()] == [1, 4, 4]
+    assert "conv=gcn" in repr(model) and "input=hadamard" in repr(model)
+    assert set(LINK_MODELS) == {"gcn", "gat"}
+    assert isinstance(get_link_model("gat").build(10, 8).encoder.convs[0], torch.nn.Module)
+    with pytest.raises(InputError, match="unknown link model 'sage'; known models: gcn, gat"):
+        get_link_model("sage")
+    with pytest.raises(
+        InputError, match=r"pairs hold node indices in \[0, 40\] but there are only 40"
+    ):
+        model.score(torch.randn(40, 32), torch.tensor([[0, 1], [40, 2]]))
+    with pytest.raises(InputError, match=r"pairs must be an integer tensor of shape \(2, B\)"):
+        model.score(torch.randn(40, 32), torch.zeros(5, 2, dtype=torch.long))
+    with pytest.raises(InputError, match="the graph has 39 nodes but the model embeds 40"):
+        model.prepare_graph(tiny.edge_index, 39)
+    with pytest.raises(InputError, match="heads=3 must divide hidden_channels=32"):
+        EmbeddingGNN(10, 32, conv="gat", heads=3)
+    with pytest.raises(InputError, match="num_layers must be an integer >= 2"):
+        HadamardMLP(8, num_layers=1)
+    with pytest.raises(
+        InputError, match="the predictor takes 8 channels but the encoder produces 16"
+    ):
+        LinkGNN(EmbeddingGNN(10, 16), HadamardMLP(8))
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+def test_training_improves_and_reports_test_at_the_best_validation(tiny):
+    torch.manual_seed(0)
+    config = LinkTrainConfig(epochs=12, lr=0.01, batch_size=64, eval_every=3, seed=0)
+    result = fit_link(small_model(tiny), tiny, config)
+    history = result.history
+    assert history["eval_epoch"] == [3, 6, 9, 12] and len(history["loss"]) == 12
+    assert history["loss"][-1] < history["loss"][0]
+    best = max(range(4), key=lambda i: (history["valid_hits@20"][i], -i))
+    assert result.best_epoch == history["eval_epoch"][best]
+    assert result.test_hits == history["test_hits@20"][best]
+    assert result.finished == "epochs" and result.epochs_run == 12
+    assert set(history) >= {"train_hits@10", "valid_hits@30", "test_hits@20", "eval_time"}
+
+
+def test_selection_ties_keep_the_earlier_evaluation(tiny, monkeypatch):
+    valid = iter([0.2, 0.5, 0.5, 0.4])
+    test = iter([0.1, 0.3, 0.9, 0.8])
+
+    def scripted(*args, ks, **kwargs):
+        v, t = next(valid), next(test)
+        return {
+            f"{p}_hits@{k}": x for k in ks for p, x in (("train", 0.0), ("valid", v), ("test", t))
+        }
+
+    monkeypatch.setattr(linkpred, "evaluate_link", scripted)
+    config = LinkTrainConfig(epochs=4, batch_size=128, eval_every=1, seed=0)
+    result = fit_link(small_model(tiny), tiny, config)
+    assert (result.best_epoch, result.valid_hits, result.test_hits) == (2, 0.5, 0.3)
+
+
+def parameters(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_continues_exactly(tiny, tmp_path):
+    config = LinkTrainConfig(epochs=4, batch_size=64, eval_every=2, seed=3)
+    torch.manual_seed(0)
+    straight_model = small_model(tiny)
+    straight = fit_link(straight_model, tiny, config)
+
+    path = tmp_path / "run.pt"
+    torch.manual_seed(0)
+    first = fit_link(
+        small_model(tiny),
+        tiny,
+        LinkTrainConfig(**{**config.__dict__, "epochs": 2}),
+        checkpoint=path,
+    )
+    assert first.epochs_run == 2 and path.exists()
+    torch.manual_seed(123)  # whatever happens between the two calls must not matter
+    resumed_model = small_model(tiny)
+    resumed = fit_link(resumed_model, tiny, config, checkpoint=path, resume=True)
+    assert resumed.resumed_from == 2 and resumed.epochs_run == 4
+    assert resumed.history["loss"] == straight.history["loss"]
+    assert resumed.history["test_hits@20"] == straight.history["test_hits@20"]
+    for key, value in parameters(straight_model).items():
+        torch.testing.assert_close(resumed_model.state_dict()[key], value, rtol=0, atol=0)
+    # A finished run resumed with the same epochs trains nothing more.
+    again = fit_link(small_model(tiny), tiny, config, checkpoint=path, resume=True)
+    assert again.epochs_run == 4 and again.history["loss"] == straight.history["loss"]
+
+
+def test_time_budget_stops_with_a_checkpoint_then_resumes(tiny, tmp_path):
+    path = tmp_path / "budget.pt"
+    config = LinkTrainConfig(epochs=3, batch_size=64, eval_every=2, seed=5)
+    torch.manual_seed(0)
+    straight_model = small_model(tiny)
+    fit_link(straight_model, tiny, config)
+
+    torch.manual_seed(0)
+    tight = LinkTrainConfig(**{**config.__dict__, "time_budget_s": 1e-9})
+    partial = fit_link(small_model(tiny), tiny, tight, checkpoint=path)
+    assert partial.finished == "time-budget" and partial.epochs_run == 1
+    assert partial.best_epoch == 0  # no evaluation yet
+    model = small_model(tiny)
+    done = fit_link(model, tiny, config, checkpoint=path, resume=True)
+    assert done.finished == "epochs" and done.epochs_run == 3 and done.resumed_from == 1
+    for key, value in parameters(straight_model).items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    assert done.wall_time >= partial.wall_time
+
+
+def test_foreign_and_corrupt_checkpoints_are_refused(tiny, tmp_path):
+    path = tmp_path / "run.pt"
+    config = LinkTrainConfig(epochs=2, batch_size=128, seed=0)
+    fit_link(small_model(tiny), tiny, config, checkpoint=path)
+    other = LinkTrainConfig(epochs=3, batch_size=128, seed=0, lr=0.1)
+    with pytest.raises(CheckpointError, match="different model, configuration or dataset"):
+        fit_link(small_model(tiny), tiny, other, checkpoint=path, resume=True)
+    with pytest.raises(CheckpointError, match="has already trained 2 epochs, more than the 1"):
+        fit_link(
+            small_model(tiny),
+            tiny,
+            LinkTrainConfig(**{**config.__dict__, "epochs": 1}),
+            checkpoint=path,
+            resume=True,
+        )
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="is truncated or corrupt"):
+        fit_link(small_model(tiny), tiny, config, checkpoint=path, resume=True)
+
+
+def test_interleaved_trainers_draw_their_own_random_numbers(tiny):
+    def run(interleave: bool) -> list[float]:
+        torch.manual_seed(0)
+        a = LinkTrainer(small_model(tiny), tiny, LinkTrainConfig(epochs=2, batch_size=64, seed=1))
+        b = LinkTrainer(small_model(tiny), tiny, LinkTrainConfig(epochs=2, batch_size=64, seed=2))
+        while not a.done:
+            a.train_epoch()
+            if interleave:
+                b.train_epoch()
+        return a.result().history["loss"]
+
+    assert run(interleave=False) == run(interleave=True)
+
+
+def test_loop_input_errors(tiny):
+    for kwargs, message in (
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"lr": -1.0}, "lr must be finite and > 0"),
+        ({"clip_norm": float("inf")}, "clip_norm must be finite and > 0"),
+        ({"report_ks": [20]}, "report_ks must be a tuple of positive ints"),
+        ({"seed": 1.5}, "seed must be an integer or None"),
+    ):
+        with pytest.raises(InputError, match=message):
+            LinkTrainConfig(**kwargs)
+    with pytest.raises(InputError, match="cannot be trained by fit_link: it has no prepare_graph"):
+        fit_link(torch.nn.Linear(2, 2), tiny)
+    with pytest.raises(InputError, match="resume=True needs a checkpoint path"):
+        fit_link(small_model(tiny), tiny, resume=True)
+    with pytest.raises(InputError, match="data must be LinkData"):
+        fit_link(small_model(tiny), TinyLinkDataset())
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def tiny_cli(monkeypatch):
+    """``gnnkit bench link`` on the tiny graph instead of ogbl-ddi."""
+    monkeypatch.setattr(bench_link, "load_link_dataset", lambda name, args: TinyLinkDataset())
+    return ["bench", "link", "--batch-size", "64", "--eval-every", "1"]
+
+
+def test_cli_compare_json_plot_checkpoints_and_resume(tiny_cli, tmp_path, capsys, pyg_references):
+    out, plot, ckpt = tmp_path / "ddi.json", tmp_path / "ddi.png", tmp_path / "ckpt"
+    args = [*tiny_cli, "--compare", "pyg", "--json", str(out), "--plot", str(plot)]
+    assert main([*args, "--epochs", "2", "--checkpoint-dir", str(ckpt)]) == 0
+    text = capsys.readouterr().out
+    assert "GCN on ogbl-ddi" in text and "speedup" in text
+    payload = json.loads(out.read_text())
+    assert {"dataset", "model", "metric", "gnnkit", "pyg", "speedup"} <= set(payload)
+    assert payload["metric"] == "hits@20" and payload["dataset"] == "ogbl-ddi"
+    for impl in ("gnnkit", "pyg"):
+        assert set(payload[impl]) >= REQUIRED
+        assert payload[impl]["epochs_run"] == [2]
+    assert math.isclose(
+        payload["speedup"], payload["pyg"]["epoch_s_median"] / payload["gnnkit"]["epoch_s_median"]
+    )
+    assert plot.stat().st_size > 0
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "ogbl-ddi-gcn-gnnkit-seed0.pt",
+        "ogbl-ddi-gcn-pyg-seed0.pt",
+    ]
+    assert main([*args, "--epochs", "3", "--checkpoint-dir", str(ckpt), "--resume"]) == 0
+    payload = json.loads(out.read_text())
+    assert (
+        payload["gnnkit"]["epochs_run"] == [3] and len(payload["gnnkit"]["history"][0]["loss"]) == 3
+    )
+
+
+def test_cli_time_budget_reports_a_partial_run(tiny_cli, tmp_path, capsys):
+    out = tmp_path / "partial.json"
+    budget = ["--time-budget", "0.0000001", "--epochs", "5", "--json", str(out)]
+    assert main([*tiny_cli, *budget, "--checkpoint-dir", str(tmp_path)]) == 0
+    assert "partial: stopped by the time budget" in capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    assert payload["gnnkit"]["finished"] == ["time-budget"] and payload["gnnkit"]["epochs_run"] == [
+        1
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "sage"], "unknown link model 'sage'; known models: gcn, gat"),
+        (["--resume"], "--resume needs --checkpoint-dir"),
+        (["--time-budget", "0"], "--time-budget must be a positive number of minutes, got 0"),
+        (["--dataset", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+        (
+            ["--dataset", "ogbg-molbace"],
+            "'ogbg-molbace' is a graph dataset; bench link needs one of: ogbl-ddi",
+        ),
+        (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(args, message, capsys, monkeypatch):
+    if "--device" in args:
+        monkeypatch.setattr(bench_link, "load_link_dataset", lambda name, a: TinyLinkDataset())
+    assert main(["bench", "link", "--offline", "--epochs", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--eval-every", "0"], "expected a positive integer (>= 1), got 0"),
+        (["--runs", "0"], "expected a positive integer (>= 1), got 0"),
+        (["--time-budget", "soon"], "invalid float value: 'soon'"),
+        (["--compare", "dgl"], "invalid choice: 'dgl'"),
+    ],
+)
+def test_argument_errors_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "link", *args])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_missing_ddi_files_are_named(tmp_path, capsys, offline):
+    assert main(["bench", "link", "--data-root", str(tmp_path), "--offline"]) == 2
+    assert "ogb/ogbl_ddi/" in capsys.readouterr().err

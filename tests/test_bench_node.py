@@ -1,0 +1,223 @@
+"""``gnnkit bench node``: table, JSON, plot, --compare pyg, resume, and every bad input."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+import gnnkit.bench.references as references
+from gnnkit.bench.node import run_node_benchmark
+from gnnkit.cli import main
+from gnnkit.data import load
+from gnnkit.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+REQUIRED = {"test_acc_mean", "test_acc_std", "run_time_s_median", "epoch_ms_median", "peak_rss_mb"}
+KARATE = ["bench", "node", "--dataset", "karate", "--warmup", "1", "--no-progress"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny graphs: one thread avoids OpenMP stalls on a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def pyg_references(monkeypatch):
+    """The ``gnnkit.references`` entry points, as a source install declares them."""
+    monkeypatch.syspath_prepend(str(REPO))
+    group = references.ENTRY_POINT_GROUP
+    points = {
+        name: importlib.metadata.EntryPoint(name, f"benchmarks.references:{attr}", group)
+        for name, attr in (("pyg-gcn", "PYG_GCN"), ("pyg-gat", "PYG_GAT"))
+    }
+    monkeypatch.setattr(references, "entry_points", lambda: points)
+    return points
+
+
+def test_karate_table_and_json(tmp_path, capsys):
+    out = tmp_path / "karate.json"
+    argv = [*KARATE, "--model", "gcn", "--runs", "3", "--epochs", "4", "--json", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "GCN on karate: 3 run(s) x 4 epochs, seeds 0-2" in printed
+    assert "implementation  test accuracy" in printed and "\ngnnkit " in printed
+    assert "speedup" not in printed
+    result = json.loads(out.read_text())
+    assert {"dataset", "model", "runs", "epochs", "gnnkit", "speedup", "env"} <= set(result)
+    assert (result["dataset"], result["model"], result["runs"], result["epochs"]) == (
+        "karate",
+        "gcn",
+        3,
+        4,
+    )
+    assert set(result["gnnkit"]) >= REQUIRED and "pyg" not in result and result["speedup"] is None
+    assert {"torch", "torch_geometric", "device", "threads", "cpu"} <= set(result["env"])
+    block = result["gnnkit"]
+    accs = block["test_acc"]
+    assert len(accs) == 3 and all(0 <= a <= 1 for a in accs)
+    assert block["test_acc_mean"] == pytest.approx(statistics.fmean(accs))
+    assert block["test_acc_std"] == pytest.approx(statistics.stdev(accs))
+    assert block["run_time_s_median"] == pytest.approx(statistics.median(block["run_time_s"]))
+    assert result["seeds"] == [0, 1, 2] and block["features"].startswith("sparse csr (34, 34)")
+
+
+@pytest.mark.parametrize("model", ["gcn", "gat"])
+def test_compare_pyg_interleaved_with_json_and_plot(model, tmp_path, capsys, pyg_references):
+    out, plot = tmp_path / "r.json", tmp_path / "curves.png"
+    argv = [*KARATE, "--model", model, "--runs", "2", "--epochs", "5", "--compare", "pyg", "--json", str(out), "--plot", str(plot)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "\npyg " in printed and "faster than PyG per run" in printed
+    result = json.loads(out.read_text())
+    assert set(result["pyg"]) >= REQUIRED and set(result["gnnkit"]) >= REQUIRED
+    ratio = result["pyg"]["run_time_s_median"] / result["gnnkit"]["run_time_s_median"]
+    assert result["speedup"] == pytest.approx(ratio)
+    assert result["pyg"]["features"].startswith("dense (34, 34)")
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_both_implementations_see_the_same_seeds_and_data(pyg_references):
+    data = load("karate")
+    result = run_node_benchmark(
+        data, dataset="karate", model="gcn", compare="pyg", runs=2, epochs=3, warmup_epochs=0
+    )
+    assert (
+        [r.seed for r in result.records["gnnkit"]]
+        == [r.seed for r in result.records["pyg"]]
+        == [0, 1]
+    )
+    # both trained on PyG's NormalizeFeatures values, one sparse and one dense
+    assert result.features["gnnkit"].startswith("sparse") and result.features["pyg"].startswith(
+        "dense"
+    )
+
+
+def test_checkpoints_and_resume_through_the_cli(tmp_path, capsys):
+    ckpt, first, second = tmp_path / "ckpt", tmp_path / "a.json", tmp_path / "b.json"
+    base = [*KARATE, "--model", "gcn", "--runs", "2", "--epochs", "4", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "2"]  # fmt: skip
+    assert main([*base, "--json", str(first)]) == 0
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "karate-gcn-gnnkit-seed0.pt",
+        "karate-gcn-gnnkit-seed1.pt",
+    ]
+    assert main([*base, "--resume", "--json", str(second)]) == 0
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert b["gnnkit"]["resumed_runs"] == 2 and "resumed_runs" not in a["gnnkit"]
+    assert a["gnnkit"]["test_acc"] == b["gnnkit"]["test_acc"]
+
+
+def test_cora_when_available(dataset, data_root, tmp_path, capsys):
+    dataset("cora")  # skips when Cora cannot be obtained
+    out = tmp_path / "cora.json"
+    argv = ["bench", "node", "--dataset", "cora", "--data-root", str(data_root), "--runs", "1", "--epochs", "3", "--warmup", "0", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["dataset"] == "cora" and set(result["gnnkit"]) >= REQUIRED
+    assert result["gnnkit"]["features"] == "sparse csr (2708, 1433), 49216 non-zeros"
+
+
+def test_missing_references_explain_how_to_install_them(monkeypatch, capsys):
+    monkeypatch.setattr(references, "entry_points", dict)
+    assert main([*KARATE, "--runs", "1", "--epochs", "1", "--compare", "pyg"]) == 2
+    err = capsys.readouterr().err
+    assert "no reference model 'pyg-gcn' is registered (registered: none)" in err
+    assert "pip install -e ." in err and err.count("\n") == 1
+
+
+def test_broken_references_are_reported(monkeypatch):
+    group = references.ENTRY_POINT_GROUP
+    broken = {"pyg-gcn": importlib.metadata.EntryPoint("pyg-gcn", "no_such_module_xyz:SPEC", group)}
+    monkeypatch.setattr(references, "entry_points", lambda: broken)
+    with pytest.raises(InputError, match="reference model 'pyg-gcn' could not be imported"):
+        references.get_reference("pyg-gcn")
+    wrong = {"pyg-gcn": importlib.metadata.EntryPoint("pyg-gcn", "gnnkit.errors:InputError", group)}
+    monkeypatch.setattr(references, "entry_points", lambda: wrong)
+    with pytest.raises(InputError, match=r"is a type, not a gnnkit\.models\.ModelSpec"):
+        references.get_reference("pyg-gcn")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+        (
+            ["--dataset", "ogbg-molbace"],
+            "dataset 'ogbg-molbace' is a graph dataset; bench node needs one of: cora, citeseer, pubmed, karate",
+        ),
+        (["--model", "sage"], "unknown model 'sage'; known models: gcn, gat"),
+        (["--resume"], "--resume needs --checkpoint-dir"),
+        (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
+        (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(args, message, capsys):
+    assert main([*KARATE, "--runs", "1", "--epochs", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_unwritable_outputs_exit_2(tmp_path, capsys):
+    assert main([*KARATE, "--runs", "1", "--epochs", "1", "--json", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main([*KARATE, "--runs", "1", "--epochs", "1", "--plot", str(blocker / "x.png")]) == 2
+    assert "cannot write --plot" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runs", "0"], "expected a positive integer (>= 1), got 0"),
+        (["--epochs", "0"], "expected a positive integer (>= 1), got 0"),
+        (["--epochs", "ten"], "expected a positive integer, got 'ten'"),
+        (["--compare", "dgl"], "invalid choice: 'dgl'"),
+    ],
+)
+def test_argument_errors_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*KARATE, *args])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_library_entry_point_rejects_bad_values():
+    data = load("karate")
+    with pytest.raises(InputError, match="runs must be a positive integer, got 0"):
+        run_node_benchmark(data, dataset="karate", model="gcn", runs=0)
+    with pytest.raises(InputError, match="--compare supports 'pyg' only"):
+        run_node_benchmark(data, dataset="karate", model="gcn", compare="dgl")
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            InputError, match="--device cuda was asked for but CUDA is not available"
+        ):
+            run_node_benchmark(data, dataset="karate", model="gcn", device="cuda")
+
+
+def test_release_free_memory_returns_freed_heap_pages():
+    import platform
+
+    from gnnkit.utils.memory import release_free_memory
+    from gnnkit.utils.timing import current_rss
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    chunks = [bytearray(64 * 1024) for _ in range(1000)]  # heap chunks, below mmap's threshold
+    del chunks[::2]  # free every other one: the live ones keep the heap from shrinking
+    before = current_rss()
+    assert release_free_memory() is True
+    assert before - current_rss() > 16 * 1024 * 1024  # most of the freed 32 MiB went back
+
+
+def test_bench_help_lists_node(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "node" in capsys.readouterr().out

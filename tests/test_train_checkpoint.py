@@ -1,0 +1,206 @@
+"""Checkpoints: round trip, refusal of foreign or corrupt files, and resume after a real kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gnnkit.data import load
+from gnnkit.errors import CheckpointError
+from gnnkit.models import GAT, GCN
+from gnnkit.train import (
+    CHECKPOINT_FORMAT,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    node_inputs,
+    seed_everything,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny graphs: one thread avoids OpenMP stalls on a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def karate():
+    return node_inputs(load("karate"))
+
+
+def gcn(inputs, seed=0):
+    seed_everything(seed)
+    return GCN(inputs.num_features, inputs.num_classes)
+
+
+def same_state(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_round_trip(karate, tmp_path):
+    path = tmp_path / "ckpt" / "run.pt"
+    model = gcn(karate)
+    config = TrainConfig(epochs=5, seed=0, restore_best=False, checkpoint_every=2)
+    result = fit(model, karate, config, checkpoint=path)
+    state = load_checkpoint(path)  # weights_only: tensors, numbers, strings, lists, dicts
+    assert state["format"] == CHECKPOINT_FORMAT
+    assert state["epoch"] == 5 and state["finished"] == "epochs"
+    assert same_state(state["model"], model.state_dict())
+    assert state["history"] == result.history and state["epoch_times"] == result.epoch_times
+    assert (
+        state["best"]["epoch"] == result.best_epoch and state["best"]["test_acc"] == result.test_acc
+    )
+    assert state["run"]["model"] == "gnnkit.models.node.GCN"
+    assert state["run"]["config"]["lr"] == 0.01
+    assert not list(path.parent.glob("*.tmp"))  # nothing half-written left behind
+
+
+def test_resuming_a_finished_run_returns_its_result_without_training(karate, tmp_path):
+    path = tmp_path / "run.pt"
+    config = TrainConfig(epochs=4, seed=0)
+    first = fit(gcn(karate), karate, config, checkpoint=path)
+    again_model = gcn(karate, seed=99)  # different initial weights: the checkpoint wins
+    again = fit(again_model, karate, config, checkpoint=path, resume=True)
+    assert again.resumed_from == 4 and again.history == first.history
+    assert (again.best_epoch, again.test_acc) == (first.best_epoch, first.test_acc)
+
+
+def test_resume_with_more_epochs_equals_one_longer_run(karate, tmp_path):
+    path = tmp_path / "run.pt"
+    fit(gcn(karate), karate, TrainConfig(epochs=4, seed=0), checkpoint=path)
+    extended = fit(gcn(karate), karate, TrainConfig(epochs=7, seed=0), checkpoint=path, resume=True)
+    straight = fit(gcn(karate), karate, TrainConfig(epochs=7, seed=0))
+    assert extended.resumed_from == 4 and extended.history == straight.history
+    with pytest.raises(
+        CheckpointError, match="already trained 7 epochs, more than the 5 asked for"
+    ):
+        fit(gcn(karate), karate, TrainConfig(epochs=5, seed=0), checkpoint=path, resume=True)
+
+
+def test_resume_without_a_checkpoint_starts_afresh(karate, tmp_path):
+    path = tmp_path / "absent.pt"
+    result = fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=path, resume=True)
+    assert result.resumed_from == 0 and path.is_file()
+
+
+def test_foreign_checkpoints_are_refused(karate, tmp_path):
+    path = tmp_path / "run.pt"
+    fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=path)
+    seed_everything(0)
+    gat = GAT(karate.num_features, karate.num_classes)
+    with pytest.raises(
+        CheckpointError,
+        match=r"different model, configuration or dataset \(model: 'gnnkit.models.node.GCN' in the checkpoint, 'gnnkit.models.node.GAT' now",
+    ):
+        fit(gat, karate, TrainConfig(epochs=4, seed=0), checkpoint=path, resume=True)
+    with pytest.raises(CheckpointError, match=r"config.lr: 0.01 in the checkpoint, 0.02 now"):
+        fit(
+            gcn(karate),
+            karate,
+            TrainConfig(epochs=4, lr=0.02, seed=0),
+            checkpoint=path,
+            resume=True,
+        )
+    wider = GCN(karate.num_features, karate.num_classes, hidden_channels=8)
+    with pytest.raises(
+        CheckpointError, match=r"parameters.conv1.bias: \[16\] in the checkpoint, \[8\] now"
+    ):
+        fit(wider, karate, TrainConfig(epochs=4, seed=0), checkpoint=path, resume=True)
+    other = node_inputs(load("karate", root=tmp_path), features="dense")
+    other.y = other.y.flip(0)
+    with pytest.raises(CheckpointError, match=r"data.sha256"):
+        fit(gcn(other), other, TrainConfig(epochs=4, seed=0), checkpoint=path, resume=True)
+
+
+def test_corrupt_and_alien_files_are_refused(karate, tmp_path):
+    path = tmp_path / "run.pt"
+    fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=truncated, resume=True)
+    alien = tmp_path / "alien.pt"
+    torch.save({"weights": torch.zeros(2)}, alien)
+    with pytest.raises(CheckpointError, match="not a gnnkit node-classification checkpoint"):
+        load_checkpoint(alien)
+    incomplete = tmp_path / "incomplete.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "run": {}}, incomplete)
+    with pytest.raises(CheckpointError, match="is incomplete: no epoch, model"):
+        load_checkpoint(incomplete)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+CHILD = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+from gnnkit.data import load
+from gnnkit.models import GCN
+from gnnkit.train import TrainConfig, fit, node_inputs, seed_everything
+
+inputs = node_inputs(load("karate"))
+seed_everything(0)
+model = GCN(inputs.num_features, inputs.num_classes)
+config = TrainConfig(epochs={epochs}, seed=0, checkpoint_every=1)
+fit(model, inputs, config, checkpoint=sys.argv[1], resume=True, callback=lambda r: time.sleep(0.02))
+print("finished")
+"""
+
+
+@pytest.mark.timeout(180)
+def test_resume_after_sigkill_equals_an_uninterrupted_run(karate, tmp_path):
+    epochs, kill_after = 150, 12
+    path = tmp_path / "killed.pt"
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CHILD.format(epochs=epochs)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GNNKIT_OFFLINE": "1"}
+    child = subprocess.Popen([sys.executable, str(script), str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and child.poll() is None:
+            if path.exists() and load_checkpoint(path)["epoch"] >= kill_after:
+                break
+            time.sleep(0.01)
+        assert child.poll() is None, f"the child ended before it was killed: {child.communicate()}"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    killed_at = load_checkpoint(path)["epoch"]
+    assert kill_after <= killed_at < epochs
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = TrainConfig(epochs=epochs, seed=0, checkpoint_every=1)
+        resumed_model = gcn(karate, seed=123)  # any weights: the checkpoint restores them
+        resumed = fit(resumed_model, karate, config, checkpoint=path, resume=True)
+        straight_model = gcn(karate)
+        straight = fit(straight_model, karate, config)
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.resumed_from == killed_at
+    assert resumed.history == straight.history  # bit for bit, every epoch
+    assert (resumed.best_epoch, resumed.val_acc, resumed.test_acc) == (
+        straight.best_epoch,
+        straight.val_acc,
+        straight.test_acc,
+    )
+    assert same_state(resumed_model.state_dict(), straight_model.state_dict())
