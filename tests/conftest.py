@@ -64,3 +64,63 @@ def offline(monkeypatch):
     """No mirror, no downloads: only the data root counts."""
     monkeypatch.delenv("GNNKIT_MIRROR", raising=False)
     monkeypatch.setenv("GNNKIT_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny graphs (OpenMP stalls on a busy shared machine).
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def register_references(monkeypatch):
+    """``register({name: "module:ATTR"})`` declares ``gnnkit.references`` entry points, as a
+    source install does in ``pyproject.toml``, with the checkout importable for
+    ``benchmarks/``; returns the entry points by name."""
+    import importlib.metadata
+
+    import gnnkit.bench.references as references
+
+    def register(targets: dict[str, str]) -> dict[str, importlib.metadata.EntryPoint]:
+        monkeypatch.syspath_prepend(str(REPO))
+        group = references.ENTRY_POINT_GROUP
+        points = {
+            name: importlib.metadata.EntryPoint(name, value, group)
+            for name, value in targets.items()
+        }
+        monkeypatch.setattr(references, "entry_points", lambda: points)
+        return points
+
+    return register
+
+
+@pytest.fixture
+def cli_fails(capsys):
+    """``cli_fails(argv, message)``: ``gnnkit`` exits 2 with ``message`` on one stderr line."""
+    from gnnkit.cli import main
+
+    def check(argv: list[str], message: str) -> None:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+    return check
+
+
+@pytest.fixture
+def argparse_fails(capsys):
+    """``argparse_fails(argv, message)``: argparse refuses ``argv`` (exit 2) with ``message``."""
+    from gnnkit.cli import main
+
+    def check(argv: list[str], message: str) -> None:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and message in capsys.readouterr().err
+
+    return check

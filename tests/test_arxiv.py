@@ -6,7 +6,6 @@ format (``tests/ogb_format.write_ogbn_arxiv``) into a temporary data root.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 from pathlib import Path
@@ -16,7 +15,6 @@ import torch
 from ogb.nodeproppred import Evaluator
 from ogb_format import write_ogbn_arxiv
 
-import gnnkit.bench.references as references
 from benchmarks.references_arxiv import PygArxivGAT, PygArxivGCN
 from gnnkit.cli import main
 from gnnkit.data import load
@@ -27,12 +25,7 @@ from gnnkit.train import TrainConfig, fit, node_inputs
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -42,21 +35,16 @@ def arxiv_root(tmp_path, offline) -> Path:
 
 
 @pytest.fixture
-def pyg_references(monkeypatch):
+def pyg_references(register_references):
     """The ``gnnkit.references`` entry points, as a source install declares them."""
-    monkeypatch.syspath_prepend(str(REPO))
-    group = references.ENTRY_POINT_GROUP
-    points = {
-        name: importlib.metadata.EntryPoint(name, value, group)
-        for name, value in (
-            ("pyg-gcn", "benchmarks.references:PYG_GCN"),
-            ("pyg-gat", "benchmarks.references:PYG_GAT"),
-            ("pyg-arxiv-gcn", "benchmarks.references_arxiv:PYG_ARXIV_GCN"),
-            ("pyg-arxiv-gat", "benchmarks.references_arxiv:PYG_ARXIV_GAT"),
-        )
-    }
-    monkeypatch.setattr(references, "entry_points", lambda: points)
-    return points
+    return register_references(
+        {
+            "pyg-gcn": "benchmarks.references:PYG_GCN",
+            "pyg-gat": "benchmarks.references:PYG_GAT",
+            "pyg-arxiv-gcn": "benchmarks.references_arxiv:PYG_ARXIV_GCN",
+            "pyg-arxiv-gat": "benchmarks.references_arxiv:PYG_ARXIV_GAT",
+        }
+    )
 
 
 def random_graph(nodes=50, edges=200, seed=0):

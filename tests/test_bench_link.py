@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 from pathlib import Path
@@ -13,7 +12,6 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 import gnnkit.bench.link as bench_link
-import gnnkit.bench.references as references
 import gnnkit.train.linkpred as linkpred
 from gnnkit.cli import main
 from gnnkit.errors import CheckpointError, InputError
@@ -38,12 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIRED = {"test_mean", "test_std", "valid_mean", "epoch_s_median"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyLinkDataset:
@@ -82,15 +75,13 @@ def small_model(data: LinkData, conv: str = "gcn", hidden: int = 16) -> LinkGNN:
 
 
 @pytest.fixture
-def pyg_references(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    group = references.ENTRY_POINT_GROUP
-    points = {
-        name: importlib.metadata.EntryPoint(name, f"benchmarks.references_ogb:{attr}", group)
-        for name, attr in (("pyg-ddi-gcn", "PYG_DDI_GCN"), ("pyg-ddi-gat", "PYG_DDI_GAT"))
-    }
-    monkeypatch.setattr(references, "entry_points", lambda: points)
-    return points
+def pyg_references(register_references):
+    return register_references(
+        {
+            "pyg-ddi-gcn": "benchmarks.references_ogb:PYG_DDI_GCN",
+            "pyg-ddi-gat": "benchmarks.references_ogb:PYG_DDI_GAT",
+        }
+    )
 
 
 # --------------------------------------------------------------------------- metric and data
@@ -416,12 +407,10 @@ def test_cli_time_budget_reports_a_partial_run(tiny_cli, tmp_path, capsys):
         (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
     ],
 )
-def test_bad_inputs_exit_2_with_one_line(args, message, capsys, monkeypatch):
+def test_bad_inputs_exit_2_with_one_line(args, message, cli_fails, monkeypatch):
     if "--device" in args:
         monkeypatch.setattr(bench_link, "load_link_dataset", lambda name, a: TinyLinkDataset())
-    assert main(["bench", "link", "--offline", "--epochs", "1", *args]) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    cli_fails(["bench", "link", "--offline", "--epochs", "1", *args], message)
 
 
 @pytest.mark.parametrize(
@@ -433,10 +422,8 @@ def test_bad_inputs_exit_2_with_one_line(args, message, capsys, monkeypatch):
         (["--compare", "dgl"], "invalid choice: 'dgl'"),
     ],
 )
-def test_argument_errors_exit_2(args, message, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["bench", "link", *args])
-    assert info.value.code == 2 and message in capsys.readouterr().err
+def test_argument_errors_exit_2(args, message, argparse_fails):
+    argparse_fails(["bench", "link", *args], message)
 
 
 def test_missing_ddi_files_are_named(tmp_path, capsys, offline):

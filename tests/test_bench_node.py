@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,31 +15,19 @@ from gnnkit.cli import main
 from gnnkit.data import load
 from gnnkit.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
 REQUIRED = {"test_acc_mean", "test_acc_std", "run_time_s_median", "epoch_ms_median", "peak_rss_mb"}
 KARATE = ["bench", "node", "--dataset", "karate", "--warmup", "1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny graphs: one thread avoids OpenMP stalls on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def pyg_references(monkeypatch):
+def pyg_references(register_references):
     """The ``gnnkit.references`` entry points, as a source install declares them."""
-    monkeypatch.syspath_prepend(str(REPO))
-    group = references.ENTRY_POINT_GROUP
-    points = {
-        name: importlib.metadata.EntryPoint(name, f"benchmarks.references:{attr}", group)
-        for name, attr in (("pyg-gcn", "PYG_GCN"), ("pyg-gat", "PYG_GAT"))
-    }
-    monkeypatch.setattr(references, "entry_points", lambda: points)
-    return points
+    return register_references(
+        {"pyg-gcn": "benchmarks.references:PYG_GCN", "pyg-gat": "benchmarks.references:PYG_GAT"}
+    )
 
 
 def test_karate_table_and_json(tmp_path, capsys):
@@ -159,10 +146,8 @@ def test_broken_references_are_reported(monkeypatch):
         (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
     ],
 )
-def test_bad_inputs_exit_2_with_one_line(args, message, capsys):
-    assert main([*KARATE, "--runs", "1", "--epochs", "1", *args]) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and err.count("\n") == 1
+def test_bad_inputs_exit_2_with_one_line(args, message, cli_fails):
+    cli_fails([*KARATE, "--runs", "1", "--epochs", "1", *args], message)
 
 
 def test_unwritable_outputs_exit_2(tmp_path, capsys):
@@ -183,10 +168,8 @@ def test_unwritable_outputs_exit_2(tmp_path, capsys):
         (["--compare", "dgl"], "invalid choice: 'dgl'"),
     ],
 )
-def test_argument_errors_exit_2(args, message, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([*KARATE, *args])
-    assert info.value.code == 2 and message in capsys.readouterr().err
+def test_argument_errors_exit_2(args, message, argparse_fails):
+    argparse_fails([*KARATE, *args], message)
 
 
 def test_library_entry_point_rejects_bad_values():

@@ -33,13 +33,7 @@ FILLER = ["the", "method", "of", "model", "data", "we", "results", "parser", "co
 LABEL_CODES = ("o", "p", "n")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models train faster on one thread, and much faster on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_records(

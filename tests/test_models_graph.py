@@ -43,12 +43,7 @@ def write_molecules(root: Path, name: str, num_graphs: int, seed: int) -> None:
         write_csv_gz(raw / f"{stem}.csv.gz", rows % np.asarray(dims))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,7 @@ from gnnkit.models import GAT, GCN, NODE_MODELS, ModelSpec, get_node_model
 from gnnkit.models.node import dropout
 from gnnkit.train import normalize_features
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny graphs: one thread avoids OpenMP stalls on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_graph(num_nodes=40, num_features=30, num_edges=120, seed=0):

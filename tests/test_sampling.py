@@ -15,13 +15,7 @@ from gnnkit.errors import InputError
 from gnnkit.sampling import NeighborLoader, NeighborSampler, SampledSubgraph
 from gnnkit.sampling.neighbor import _floyd_subsets, derive_seed
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def power_law_graph(num_nodes=400, num_edges=3000, seed=0):

@@ -8,13 +8,7 @@ import torch
 from benchmarks import scale
 from gnnkit.data import load
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_power_law_graph_shape_determinism_and_tail():

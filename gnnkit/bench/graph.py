@@ -27,14 +27,14 @@ from typing import Any
 
 import torch
 
-from gnnkit.cliutils import data_kwargs, data_options, format_table, positive_int, write_json
-from gnnkit.errors import InputError
+from gnnkit.bench import common
+from gnnkit.cliutils import data_options, format_table, positive_int
 
 __all__ = ["GraphBenchResult", "register", "run", "run_graph_benchmark"]
 
 logger = logging.getLogger(__name__)
 
-COLORS = {"gnnkit": "C0", "pyg": "C1"}
+COLORS = common.COLORS  # the figures' colours (kept importable from here)
 
 
 @dataclass
@@ -58,9 +58,10 @@ class GraphBenchResult:
         records = self.records[impl]
         tests = [r.test for r in records]
         epoch_times = [t for r in records for t in r.epoch_times]
+        test_mean, test_std = common.mean_std(tests)
         return {
-            "test_mean": statistics.fmean(tests),
-            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "test_mean": test_mean,
+            "test_std": test_std,
             "valid_mean": statistics.fmean(r.valid for r in records),
             "epoch_s_median": statistics.median(epoch_times),
             "train_s_median": statistics.median(
@@ -73,9 +74,7 @@ class GraphBenchResult:
 
     @property
     def speedup(self) -> float | None:
-        if not self.compared:
-            return None
-        return self.summary("pyg")["epoch_s_median"] / self.summary("gnnkit")["epoch_s_median"]
+        return common.speed_ratio(self, "epoch_s_median")
 
     def within_one_std(self) -> bool | None:
         """gnnkit's mean test score is at most one PyG std worse than PyG's, or better."""
@@ -94,10 +93,8 @@ class GraphBenchResult:
             "dataset": self.dataset,
             "model": self.model,
             "metric": self.metric,
-            "gnnkit": self.summary("gnnkit"),
+            **common.summaries(self),
         }
-        if self.compared:
-            payload["pyg"] = self.summary("pyg")
         payload["speedup"] = self.speedup
         payload["within_one_std"] = self.within_one_std()
         payload["runs"] = len(self.seeds)
@@ -162,19 +159,13 @@ def run_graph_benchmark(
         batch_size (int, optional): graphs per batch. (default: ``32``)
         emb_dim (int, optional): layer width. (default: ``300``)
     """
-    from gnnkit.bench.references import get_reference
     from gnnkit.models.graph import get_graph_model
     from gnnkit.train.graphprop import GraphSplits, GraphTrainConfig, GraphTrainer, graph_splits
     from gnnkit.train.loop import seed_everything
 
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise InputError(f"runs must be a positive integer, got {runs!r}")
+    common.check_runs(runs)
     spec = get_graph_model(model)
-    if compare not in (None, "pyg"):
-        raise InputError(f"--compare supports 'pyg' only, got {compare!r}")
-    specs = {"gnnkit": spec}
-    if compare == "pyg":
-        specs["pyg"] = get_reference(f"pyg-ogbg-{model}")
+    specs = common.implementations(spec, compare, f"pyg-ogbg-{model}")
     epochs = spec.epochs if epochs is None else epochs
     splits = (
         dataset_obj if isinstance(dataset_obj, GraphSplits) else graph_splits(dataset_obj, dataset)
@@ -188,12 +179,9 @@ def run_graph_benchmark(
             net = s.build(emb_dim, splits.num_tasks)
             config = GraphTrainConfig(epochs=epochs, lr=s.lr, batch_size=batch_size, seed=run_seed)
             trainers[impl] = GraphTrainer(net, splits, config)
-        step = 0
-        while not all(t.done for t in trainers.values()):
-            order = list(trainers) if step % 2 == 0 else list(reversed(trainers))
+        for order in common.alternate(trainers):
             for impl in order:
                 trainers[impl].train_epoch()
-            step += 1
         for impl, trainer in trainers.items():
             result = trainer.result()
             records[impl].append(result)
@@ -223,36 +211,17 @@ def run_graph_benchmark(
 
 def plot_graph_benchmark(result: GraphBenchResult, path: str | Path) -> Path:
     """Training loss and validation / test score per epoch: each seed light, the mean dark."""
-    from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
-
     panels = (
         ("loss", "training loss"),
         ("valid", f"validation {result.metric}"),
         ("test", f"test {result.metric}"),
     )
-    fig, axes = subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8))
     window = max(1, min(5, result.epochs // 20))
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        for impl, records in result.records.items():
-            plot_seed_curves(
-                ax,
-                [r.history[key] for r in records],
-                label=impl,
-                color=COLORS.get(impl),
-                window=window,
-            )
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(
+    title = (
         f"{result.model.upper()} on {result.dataset}: {len(result.seeds)} seed(s), mean (dark, "
         f"smoothed over {window}) and each seed (light)"
     )
-    try:
-        return save_figure(fig, path)
-    except OSError as exc:
-        raise InputError(f"cannot write --plot {path}: {exc.strerror or exc}") from exc
+    return common.plot_panels(result.records, panels, path, title=title, window=window)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -277,14 +246,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="ogbg-molbace",
         help="an OGB molecule dataset: ogbg-molbace (default), ogbg-molesol, ogbg-molfreesolv...",
     )
-    parser.add_argument(
-        "--model", default="gcn", help=f"one of: {', '.join(GRAPH_MODELS)} (default: gcn)"
-    )
-    parser.add_argument(
-        "--runs", type=positive_int, default=10, help="seeds per implementation (default: 10)"
-    )
-    parser.add_argument(
-        "--epochs", type=positive_int, default=None, help="epochs per run (default: 100, OGB's)"
+    common.add_model_arguments(
+        parser, GRAPH_MODELS, runs=10, epochs_help="epochs per run (default: 100, OGB's)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the first run; run r uses SEED + r"
@@ -292,28 +255,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=32, help="graphs per batch (default: 32)"
     )
-    parser.add_argument(
-        "--compare", choices=["pyg"], default=None, help="also train PyG's reference model"
-    )
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--plot", metavar="PATH", help="draw loss and score curves")
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)"
-    )
+    common.add_output_arguments(parser, plot_help="draw loss and score curves")
+    common.add_threads_argument(parser, default_help="torch's")
     parser.set_defaults(func=run)
 
 
 def load_graph_dataset(name: str, args: argparse.Namespace) -> Any:
     """Load a registered graph dataset; other kinds are refused with the list of graph datasets."""
-    from gnnkit.data import DATASETS, get_spec, load
-
-    spec = get_spec(name)
-    if spec.kind != "graph":
-        graphs = ", ".join(n for n, s in DATASETS.items() if s.kind == "graph")
-        raise InputError(
-            f"dataset {name!r} is a {spec.kind} dataset; bench graph needs one of: {graphs}"
-        )
-    return load(name, **data_kwargs(args))
+    return common.load_dataset_of_kind(name, args, "graph")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -334,9 +283,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
-    print(result.report())
-    if args.json:
-        print(f"wrote {write_json(args.json, result.to_json(environment('cpu')))}")
-    if args.plot:
-        print(f"wrote {plot_graph_benchmark(result, args.plot)}")
-    return 0
+    return common.report_and_write(
+        args, result, lambda: result.to_json(environment("cpu")), plot_graph_benchmark
+    )

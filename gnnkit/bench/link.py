@@ -29,14 +29,15 @@ from typing import Any
 
 import torch
 
-from gnnkit.cliutils import data_kwargs, data_options, format_table, positive_int, write_json
+from gnnkit.bench import common
+from gnnkit.cliutils import data_options, format_table, positive_int
 from gnnkit.errors import InputError
 
 __all__ = ["LinkBenchResult", "register", "run", "run_link_benchmark"]
 
 logger = logging.getLogger(__name__)
 
-COLORS = {"gnnkit": "C0", "pyg": "C1"}
+COLORS = common.COLORS  # the figures' colours (kept importable from here)
 
 
 @dataclass
@@ -66,9 +67,10 @@ class LinkBenchResult:
         tests = [r.test_hits for r in records]
         epoch_times = [t for r in records for t in r.epoch_times]
         eval_times = [t for r in records for t in r.eval_times]
+        test_mean, test_std = common.mean_std(tests)
         block: dict[str, Any] = {
-            "test_mean": statistics.fmean(tests),
-            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "test_mean": test_mean,
+            "test_std": test_std,
             "valid_mean": statistics.fmean(r.valid_hits for r in records),
             "epoch_s_median": statistics.median(epoch_times) if epoch_times else None,
             "eval_s_median": statistics.median(eval_times) if eval_times else None,
@@ -84,20 +86,15 @@ class LinkBenchResult:
 
     @property
     def speedup(self) -> float | None:
-        if not self.compared:
-            return None
-        g, p = self.summary("gnnkit")["epoch_s_median"], self.summary("pyg")["epoch_s_median"]
-        return p / g if g and p else None
+        return common.speed_ratio(self, "epoch_s_median")
 
     def to_json(self, env: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "dataset": self.dataset,
             "model": self.model,
             "metric": self.metric,
-            "gnnkit": self.summary("gnnkit"),
+            **common.summaries(self),
         }
-        if self.compared:
-            payload["pyg"] = self.summary("pyg")
         payload["speedup"] = self.speedup
         payload["epochs"] = self.epochs
         payload["seeds"] = self.seeds
@@ -197,25 +194,16 @@ def run_link_benchmark(
         resume (bool, optional): continue runs from their checkpoints in ``checkpoint_dir``.
         device (str or torch.device, optional): where to train. (default: ``"cpu"``)
     """
-    from gnnkit.bench.references import get_reference
     from gnnkit.models.link import get_link_model
     from gnnkit.train.linkpred import LinkData, LinkTrainConfig, LinkTrainer, link_data
     from gnnkit.train.loop import seed_everything
 
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise InputError(f"runs must be a positive integer, got {runs!r}")
+    common.check_runs(runs)
     spec = get_link_model(model)
-    if compare not in (None, "pyg"):
-        raise InputError(f"--compare supports 'pyg' only, got {compare!r}")
-    specs = {"gnnkit": spec}
-    if compare == "pyg":
-        specs["pyg"] = get_reference(f"pyg-ddi-{model}")
-    if resume and checkpoint_dir is None:
-        raise InputError(
-            "--resume needs --checkpoint-dir (where the interrupted runs wrote checkpoints)"
-        )
+    specs = common.implementations(spec, compare, f"pyg-ddi-{model}")
+    common.check_resume(resume, checkpoint_dir)
     epochs = spec.epochs if epochs is None else epochs
-    device = _device(device)
+    device = common.resolve_device(device)
     config = LinkTrainConfig(
         epochs=epochs,
         lr=spec.lr,
@@ -245,18 +233,15 @@ def run_link_benchmark(
                 resume=resume,
             )
         finished = None
-        step = 0
-        while not all(t.done for t in trainers.values()):
+        for order in common.alternate(trainers):
             if time_budget_s is not None and _over_budget(trainers, began, time_budget_s):
                 finished = "time-budget"
                 logger.info("time budget reached; stopping the runs with a checkpoint")
                 break
-            order = list(trainers) if step % 2 == 0 else list(reversed(trainers))
             for impl in order:
                 if not trainers[impl].done:
                     record = trainers[impl].train_epoch()
                     logger.debug("%s epoch %d: %.2f s", impl, record["epoch"], record["epoch_time"])
-            step += 1
         for impl, trainer in trainers.items():
             records[impl].append(trainer.result(finished))
         if finished:
@@ -291,41 +276,19 @@ def _over_budget(trainers: dict[str, Any], began: float, budget_s: float) -> boo
     return time.perf_counter() - began + sum(estimates) > budget_s
 
 
-def _device(device: Any) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but CUDA is not available here")
-    return device
-
-
 def plot_link_benchmark(result: LinkBenchResult, path: str | Path) -> Path:
     """Training loss per epoch and validation / test Hits@K per evaluation."""
-    from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
-
     k = result.k
     panels = (("loss", "training loss"), (f"valid_hits@{k}", f"validation Hits@{k}"))
     panels += ((f"test_hits@{k}", f"test Hits@{k}"),)
-    fig, axes = subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8))
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        for impl, records in result.records.items():
-            curves = [r.history[key] for r in records]
-            x = None
-            if key != "loss":
-                longest = max(records, key=lambda r: len(r.history["eval_epoch"]))
-                x = longest.history["eval_epoch"]
-            plot_seed_curves(ax, curves, label=impl, color=COLORS.get(impl), x=x)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(f"{result.model.upper()} on {result.dataset}: {len(result.seeds)} seed(s)")
-    try:
-        return save_figure(fig, path)
-    except OSError as exc:
-        raise InputError(f"cannot write --plot {path}: {exc.strerror or exc}") from exc
+
+    def x(key: str, records: list[Any]) -> list[int] | None:
+        if key == "loss":
+            return None
+        return max(records, key=lambda r: len(r.history["eval_epoch"])).history["eval_epoch"]
+
+    title = f"{result.model.upper()} on {result.dataset}: {len(result.seeds)} seed(s)"
+    return common.plot_panels(result.records, panels, path, title=title, x=x)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -348,14 +311,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dataset", default="ogbl-ddi", help="an OGB link dataset: ogbl-ddi (default)"
     )
-    parser.add_argument(
-        "--model", default="gcn", help=f"one of: {', '.join(LINK_MODELS)} (default: gcn)"
-    )
-    parser.add_argument(
-        "--runs", type=positive_int, default=1, help="seeds per implementation (default: 1)"
-    )
-    parser.add_argument(
-        "--epochs", type=positive_int, default=None, help="epochs per run (default: 200, OGB's)"
+    common.add_model_arguments(
+        parser, LINK_MODELS, runs=1, epochs_help="epochs per run (default: 200, OGB's)"
     )
     parser.add_argument(
         "--eval-every",
@@ -380,33 +337,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MIN",
         help="stop cleanly (checkpoint, partial result) before passing MIN minutes",
     )
-    parser.add_argument(
-        "--compare", choices=["pyg"], default=None, help="also train PyG's reference model"
-    )
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--plot", metavar="PATH", help="draw loss and Hits@K curves")
+    common.add_output_arguments(parser, plot_help="draw loss and Hits@K curves")
     parser.add_argument("--checkpoint-dir", metavar="DIR", help="write each run's checkpoints here")
     parser.add_argument(
         "--resume", action="store_true", help="continue interrupted runs from --checkpoint-dir"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)"
-    )
+    common.add_threads_argument(parser, default_help="torch's")
     parser.set_defaults(func=run)
 
 
 def load_link_dataset(name: str, args: argparse.Namespace) -> Any:
     """Load a registered link dataset; other kinds are refused with the list of link datasets."""
-    from gnnkit.data import DATASETS, get_spec, load
-
-    spec = get_spec(name)
-    if spec.kind != "link":
-        links = ", ".join(n for n, s in DATASETS.items() if s.kind == "link")
-        raise InputError(
-            f"dataset {name!r} is a {spec.kind} dataset; bench link needs one of: {links}"
-        )
-    return load(name, **data_kwargs(args))
+    return common.load_dataset_of_kind(name, args, "link")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -418,10 +361,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--time-budget must be a positive number of minutes, got {args.time_budget}"
         )
-    if args.resume and not args.checkpoint_dir:
-        raise InputError(
-            "--resume needs --checkpoint-dir (where the interrupted runs wrote checkpoints)"
-        )
+    common.check_resume(args.resume, args.checkpoint_dir or None)
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = load_link_dataset(args.dataset, args)
@@ -440,9 +380,6 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         device=args.device,
     )
-    print(result.report())
-    if args.json:
-        print(f"wrote {write_json(args.json, result.to_json(environment(args.device)))}")
-    if args.plot:
-        print(f"wrote {plot_link_benchmark(result, args.plot)}")
-    return 0
+    return common.report_and_write(
+        args, result, lambda: result.to_json(environment(args.device)), plot_link_benchmark
+    )

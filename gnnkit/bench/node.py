@@ -48,15 +48,17 @@ from typing import Any
 
 import torch
 
-from gnnkit.cliutils import data_kwargs, data_options, format_table, positive_int, write_json
+from gnnkit.bench import common
+from gnnkit.cliutils import data_options, format_table, positive_int
 from gnnkit.errors import GnnkitError, InputError
 
 __all__ = ["NodeBenchResult", "RunRecord", "register", "run", "run_node_benchmark"]
 
 logger = logging.getLogger(__name__)
 
+COLORS = common.COLORS  # the figures' colours (kept importable from here)
+
 IMPLEMENTATIONS = ("gnnkit", "pyg")
-COLORS = {"gnnkit": "C0", "pyg": "C1"}
 _MB = 1024.0 * 1024.0
 
 
@@ -110,9 +112,10 @@ class NodeBenchResult:
         epoch_times = [t for r in records for t in r.epoch_times_s]
         peaks = [r.peak_rss_mb for r in records if r.peak_rss_mb is not None]
         device_peaks = [r.peak_device_mb for r in records if r.peak_device_mb is not None]
+        test_acc_mean, test_acc_std = common.mean_std(accs)
         block: dict[str, Any] = {
-            "test_acc_mean": statistics.fmean(accs),
-            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "test_acc_mean": test_acc_mean,
+            "test_acc_std": test_acc_std,
             "run_time_s_median": statistics.median(r.run_time_s for r in records),
             "epoch_ms_median": statistics.median(epoch_times) * 1000.0,
             "peak_rss_mb": max(peaks) if peaks else None,
@@ -132,11 +135,7 @@ class NodeBenchResult:
 
     @property
     def speedup(self) -> float | None:
-        if not self.compared:
-            return None
-        return (
-            self.summary("pyg")["run_time_s_median"] / self.summary("gnnkit")["run_time_s_median"]
-        )
+        return common.speed_ratio(self, "run_time_s_median")
 
     def to_json(self, env: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -144,10 +143,8 @@ class NodeBenchResult:
             "model": self.model,
             "runs": self.runs,
             "epochs": self.epochs,
-            "gnnkit": self.summary("gnnkit"),
+            **common.summaries(self),
         }
-        if self.compared:
-            payload["pyg"] = self.summary("pyg")
         payload["speedup"] = self.speedup
         payload["recipe"] = self.recipe or self.model
         payload["mode"] = self.mode
@@ -288,35 +285,22 @@ def run_node_benchmark(
             ``torch.distributed`` process group (mini-batch only; every rank calls this).
             (default: ``False``)
     """
-    from gnnkit.bench.references import get_reference
     from gnnkit.models import get_node_model
     from gnnkit.train import TrainConfig, fit, seed_everything
     from gnnkit.utils.memory import release_free_memory
     from gnnkit.utils.timing import PeakRSS
 
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise InputError(f"runs must be a positive integer, got {runs!r}")
+    common.check_runs(runs)
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise InputError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
     spec = get_node_model(model, dataset)
-    if compare not in (None, "pyg"):
-        raise InputError(f"--compare supports 'pyg' only, got {compare!r}")
+    common.check_compare(compare)
     if distributed and sampling is None:
         raise InputError("--distributed trains on mini-batches: add --mini-batch")
-    specs = {"gnnkit": spec}
-    if compare == "pyg":
-        specs["pyg"] = get_reference(f"pyg-{spec.name}")
-    if resume and checkpoint_dir is None:
-        raise InputError(
-            "--resume needs --checkpoint-dir (where the interrupted runs wrote checkpoints)"
-        )
+    specs = common.implementations(spec, compare, f"pyg-{spec.name}")
+    common.check_resume(resume, checkpoint_dir)
     epochs = spec.epochs if epochs is None else epochs
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but CUDA is not available here")
+    device = common.resolve_device(device)
 
     inputs = {impl: _prepare_inputs(data, s, device) for impl, s in specs.items()}
     num_features = inputs["gnnkit"].num_features
@@ -352,8 +336,7 @@ def run_node_benchmark(
         bar = tqdm(total=runs * len(specs), desc=f"{model} on {dataset}", unit="run", leave=False)
     try:
         for r, run_seed in enumerate(seeds):
-            order = list(specs) if r % 2 == 0 else list(reversed(specs))
-            for impl in order:
+            for impl in common.round_order(specs, r):
                 s = specs[impl]
                 path = None
                 if checkpoint_dir is not None:
@@ -481,36 +464,17 @@ def _mode_label(sampling: Any, distributed: bool) -> str:
 
 def plot_node_benchmark(result: NodeBenchResult, path: str | Path) -> Path:
     """Training loss, validation and test accuracy per epoch: each seed light, the mean dark."""
-    from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
-
     panels = (
         ("loss", "training loss"),
         ("val_acc", "validation accuracy"),
         ("test_acc", "test accuracy"),
     )
-    fig, axes = subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8))
     window = max(1, min(10, result.epochs // 20))
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        for impl, records in result.records.items():
-            plot_seed_curves(
-                ax,
-                [r.history[key] for r in records],
-                label=impl,
-                color=COLORS.get(impl),
-                window=window,
-            )
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(
+    title = (
         f"{result.model.upper()} on {result.dataset}{result.label}: {result.runs} seed(s), "
         f"mean (dark, smoothed over {window}) and each seed (light)"
     )
-    try:
-        return save_figure(fig, path)
-    except OSError as exc:
-        raise InputError(f"cannot write --plot {path}: {exc.strerror or exc}") from exc
+    return common.plot_panels(result.records, panels, path, title=title, window=window)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -534,17 +498,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dataset", default="cora", help=f"one of: {node_datasets} (default: cora)"
     )
-    parser.add_argument(
-        "--model", default="gcn", help=f"one of: {', '.join(NODE_MODELS)} (default: gcn)"
-    )
-    parser.add_argument(
-        "--runs", type=positive_int, default=10, help="seeds per implementation (default: 10)"
-    )
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=None,
-        help="epochs per run (default: the paper's, 200)",
+    common.add_model_arguments(
+        parser, NODE_MODELS, runs=10, epochs_help="epochs per run (default: the paper's, 200)"
     )
     parser.add_argument(
         "--seed",
@@ -558,13 +513,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="early-stopping patience in epochs (default: off)",
     )
-    parser.add_argument(
-        "--compare", choices=["pyg"], default=None, help="also train PyG's reference model"
-    )
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument(
-        "--plot", metavar="PATH", help="draw loss and accuracy curves (PNG, PDF or SVG)"
-    )
+    common.add_output_arguments(parser, plot_help="draw loss and accuracy curves (PNG, PDF or SVG)")
     parser.add_argument("--checkpoint-dir", metavar="DIR", help="write each run's checkpoints here")
     parser.add_argument(
         "--checkpoint-every",
@@ -577,12 +526,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue interrupted runs from --checkpoint-dir"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads (default: torch's choice)",
-    )
+    common.add_threads_argument(parser, default_help="torch's choice")
     parser.add_argument(
         "--warmup",
         type=int,
@@ -636,15 +580,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_node_dataset(name: str, args: argparse.Namespace) -> Any:
     """Load a registered node dataset; other kinds are refused with the list of node datasets."""
-    from gnnkit.data import DATASETS, get_spec, load
-
-    spec = get_spec(name)
-    if spec.kind != "node":
-        nodes = ", ".join(n for n, s in DATASETS.items() if s.kind == "node")
-        raise InputError(
-            f"dataset {name!r} is a {spec.kind} dataset; bench node needs one of: {nodes}"
-        )
-    return load(name, **data_kwargs(args))
+    return common.load_dataset_of_kind(name, args, "node")
 
 
 def sampling_config(args: argparse.Namespace, dataset: str) -> Any:
@@ -715,10 +651,7 @@ def run(args: argparse.Namespace) -> int:
         args.warmup = 1 if args.mini_batch else 5
     if args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
-    if args.resume and not args.checkpoint_dir:
-        raise InputError(
-            "--resume needs --checkpoint-dir (where the interrupted runs wrote checkpoints)"
-        )
+    common.check_resume(args.resume, args.checkpoint_dir or None)
     sampling = sampling_config(args, args.dataset)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -761,30 +694,26 @@ def _run(args: argparse.Namespace, data: Any, sampling: Any, environment: Any) -
         sampling=sampling,
         distributed=args.distributed,
     )
-    print(result.report())
-    if args.json:
-        options = {
-            key: getattr(args, key)
-            for key in (
-                "dataset",
-                "model",
-                "runs",
-                "epochs",
-                "seed",
-                "patience",
-                "compare",
-                "device",
-                "threads",
-                "warmup",
-                "mini_batch",
-                "fanouts",
-                "batch_size",
-                "accumulate",
-                "distributed",
-            )
-        }
-        path = write_json(args.json, result.to_json(environment(args.device), options))
-        print(f"wrote {path}")
-    if args.plot:
-        print(f"wrote {plot_node_benchmark(result, args.plot)}")
-    return 0
+    options = {
+        key: getattr(args, key)
+        for key in (
+            "dataset",
+            "model",
+            "runs",
+            "epochs",
+            "seed",
+            "patience",
+            "compare",
+            "device",
+            "threads",
+            "warmup",
+            "mini_batch",
+            "fanouts",
+            "batch_size",
+            "accumulate",
+            "distributed",
+        )
+    }
+    return common.report_and_write(
+        args, result, lambda: result.to_json(environment(args.device), options), plot_node_benchmark
+    )

@@ -106,7 +106,42 @@ def relu_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return _ReLUDropout.apply(x, p)
 
 
-class ArxivGCN(nn.Module):
+def _check_flags(**flags: Any) -> None:
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise InputError(f"{name} must be True or False, got {flag!r}")
+
+
+class _NormalizedStack(nn.Module):
+    """``convs`` with batch norm (or identity) ``bns``, then ReLU and dropout, between them.
+
+    What :class:`ArxivGCN` and :class:`ArxivGAT` share once their layers are built: both set
+    ``convs`` (:math:`L` layers), ``bns`` (:math:`L - 1`), ``num_layers`` and ``dropout``.
+    """
+
+    convs: nn.ModuleList
+    bns: nn.ModuleList
+    num_layers: int
+    dropout: float
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
+        for bn in self.bns:
+            if isinstance(bn, nn.BatchNorm1d):
+                bn.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
+            x = conv(x, edge_index)  # (|V|, hidden width)
+            x = relu_dropout(bn(x), self.dropout, self.training)
+        return self.convs[-1](x, edge_index)  # (|V|, out)
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, dropout={self.dropout}"
+
+
+class ArxivGCN(_NormalizedStack):
     r"""OGB's GCN for ogbn-arxiv: stacked :class:`gnnkit.nn.GCNConv` layers with batch norm.
 
     From OGB's ``examples/nodeproppred/arxiv/gnn.py``. The convolution is Kipf & Welling's,
@@ -172,9 +207,7 @@ class ArxivGCN(nn.Module):
             hidden_channels=hidden_channels,
             num_layers=num_layers,
         )
-        for name, flag in (("batch_norm", batch_norm), ("cached", cached)):
-            if not isinstance(flag, bool):
-                raise InputError(f"{name} must be True or False, got {flag!r}")
+        _check_flags(batch_norm=batch_norm, cached=cached)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.hidden_channels, self.num_layers = hidden_channels, num_layers
         self.dropout = _check_dropout(dropout)
@@ -190,24 +223,8 @@ class ArxivGCN(nn.Module):
         )
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
-        for bn in self.bns:
-            if isinstance(bn, nn.BatchNorm1d):
-                bn.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
-            x = conv(x, edge_index)  # (|V|, hidden)
-            x = relu_dropout(bn(x), self.dropout, self.training)
-        return self.convs[-1](x, edge_index)  # (|V|, out)
-
-    def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, dropout={self.dropout}"
-
-
-class ArxivGAT(nn.Module):
+class ArxivGAT(_NormalizedStack):
     r"""A GAT of the same shape as :class:`ArxivGCN`: batch norm, ReLU, dropout between layers.
 
     The attention layer is from `"Graph Attention Networks"
@@ -273,9 +290,7 @@ class ArxivGAT(nn.Module):
             out_heads=out_heads,
             num_layers=num_layers,
         )
-        for name, flag in (("batch_norm", batch_norm), ("cached", cached)):
-            if not isinstance(flag, bool):
-                raise InputError(f"{name} must be True or False, got {flag!r}")
+        _check_flags(batch_norm=batch_norm, cached=cached)
         self.in_channels, self.out_channels, self.num_layers = in_channels, out_channels, num_layers
         self.dropout = _check_dropout(dropout)
         attention_dropout = _check_dropout(attention_dropout)
@@ -308,19 +323,3 @@ class ArxivGAT(nn.Module):
             nn.BatchNorm1d(width) if batch_norm else nn.Identity() for _ in range(num_layers - 1)
         )
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
-        for bn in self.bns:
-            if isinstance(bn, nn.BatchNorm1d):
-                bn.reset_parameters()
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
-            x = conv(x, edge_index)  # (|V|, heads * hidden)
-            x = relu_dropout(bn(x), self.dropout, self.training)
-        return self.convs[-1](x, edge_index)  # (|V|, out)
-
-    def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, dropout={self.dropout}"

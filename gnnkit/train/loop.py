@@ -252,6 +252,86 @@ def _device_of(model: nn.Module, inputs: NodeInputs) -> torch.device:
     return device
 
 
+def _check_run(
+    model: nn.Module, inputs: Any, checkpoint: str | os.PathLike | None, resume: bool
+) -> tuple[torch.device, Path | None]:
+    """The checks every node-training entry point makes: the inputs' type, one device for
+    model and inputs, and a checkpoint path to ``resume`` from. Returns that device and path."""
+    if not isinstance(inputs, NodeInputs):
+        raise InputError(
+            f"inputs must be NodeInputs (from gnnkit.train.node_inputs), got {type(inputs).__name__}"
+        )
+    device = _device_of(model, inputs)
+    path = Path(checkpoint) if checkpoint is not None else None
+    if resume and path is None:
+        raise InputError("resume=True needs a checkpoint path")
+    return device, path
+
+
+def _record_epoch(
+    history: dict[str, list[float]],
+    best: dict[str, float],
+    values: list[float],
+    *,
+    epoch: int,
+    lr: float,
+    path: Path | None,
+) -> bool:
+    """Check one epoch's :data:`HISTORY_KEYS` values, append them to ``history`` and update
+    ``best`` in place when the validation accuracy is strictly higher (ties keep the earlier
+    epoch). Returns whether ``best`` changed.
+
+    Raises:
+        NonFiniteLossError: a loss is NaN or infinite (the message names the epoch, the
+            learning rate and whether the checkpoint at ``path`` is left as it was).
+    """
+    if not all(map(math.isfinite, values[:4])):
+        bad = [
+            f"{name}={value}"
+            for name, value in zip(HISTORY_KEYS[:4], values[:4], strict=True)
+            if not math.isfinite(value)
+        ]
+        kept = f"; the last checkpoint ({path}) is unchanged" if path and path.exists() else ""
+        raise NonFiniteLossError(
+            f"the loss became non-finite at epoch {epoch} ({', '.join(bad)}); lower the "
+            f"learning rate (lr={lr}) or check the inputs for NaN/inf{kept}"
+        )
+    for key, value in zip(HISTORY_KEYS, values, strict=True):
+        history[key].append(value)
+    if values[5] <= best["val_acc"]:
+        return False
+    best.update(epoch=epoch, val_acc=values[5], test_acc=values[6], train_acc=values[4])
+    return True
+
+
+def _finished(config: TrainConfig, epoch: int, best: dict[str, float]) -> str | None:
+    """Why the run ends after ``epoch``: ``"patience"``, ``"epochs"``, or ``None`` (it goes on)."""
+    if config.patience is not None and epoch - best["epoch"] >= config.patience:
+        return "patience"
+    return "epochs" if epoch == config.epochs else None
+
+
+def _report_epoch(
+    bar: Any,
+    callback: Callable[[dict[str, float]], None] | None,
+    epoch: int,
+    values: list[float],
+    epoch_time: float,
+) -> None:
+    """Advance the progress bar and call the per-epoch callback, if any."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{values[0]:.3f}", val=f"{values[5]:.3f}", refresh=False)
+    if callback is not None:
+        callback(
+            {
+                "epoch": epoch,
+                **dict(zip(HISTORY_KEYS, values, strict=True)),
+                "epoch_time": epoch_time,
+            }
+        )
+
+
 def fit(
     model: nn.Module,
     inputs: NodeInputs,
@@ -288,14 +368,7 @@ def fit(
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if not isinstance(inputs, NodeInputs):
-        raise InputError(
-            f"inputs must be NodeInputs (from gnnkit.train.node_inputs), got {type(inputs).__name__}"
-        )
-    device = _device_of(model, inputs)
-    path = Path(checkpoint) if checkpoint is not None else None
-    if resume and path is None:
-        raise InputError("resume=True needs a checkpoint path")
+    device, path = _check_run(model, inputs, checkpoint, resume)
     identity = run_identity(model, config.identity(), inputs.fingerprint())
     optimizer = _optimizer(model, config)
 
@@ -373,50 +446,14 @@ def fit(
                 values = evaluate(model(x, edge_index), loss)
             epoch_times.append(time.perf_counter() - tick)
 
-            if not all(map(math.isfinite, values[:4])):
-                bad = [
-                    f"{name}={value}"
-                    for name, value in zip(HISTORY_KEYS[:4], values[:4], strict=True)
-                    if not math.isfinite(value)
-                ]
-                kept = (
-                    f"; the last checkpoint ({path}) is unchanged" if path and path.exists() else ""
-                )
-                raise NonFiniteLossError(
-                    f"the loss became non-finite at epoch {epoch} ({', '.join(bad)}); lower the "
-                    f"learning rate (lr={config.lr}) or check the inputs for NaN/inf{kept}"
-                )
-            for key, value in zip(HISTORY_KEYS, values, strict=True):
-                history[key].append(value)
-            val_acc = values[5]
-            if val_acc > best["val_acc"]:
-                best = {
-                    "epoch": epoch,
-                    "val_acc": val_acc,
-                    "test_acc": values[6],
-                    "train_acc": values[4],
-                }
-                if config.restore_best:
-                    best_state = _copy_state(model)
-            stop = config.patience is not None and epoch - best["epoch"] >= config.patience
-            if stop:
-                finished = "patience"
-            elif epoch == config.epochs:
-                finished = "epochs"
+            improved = _record_epoch(history, best, values, epoch=epoch, lr=config.lr, path=path)
+            if improved and config.restore_best:
+                best_state = _copy_state(model)
+            finished = _finished(config, epoch, best)
             if path is not None and (finished or epoch % config.checkpoint_every == 0):
                 write_checkpoint(epoch, finished)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{values[0]:.3f}", val=f"{val_acc:.3f}", refresh=False)
-            if callback is not None:
-                callback(
-                    {
-                        "epoch": epoch,
-                        **dict(zip(HISTORY_KEYS, values, strict=True)),
-                        "epoch_time": epoch_times[-1],
-                    }
-                )
-            if stop:
+            _report_epoch(bar, callback, epoch, values, epoch_times[-1])
+            if finished == "patience":
                 break
     finally:
         if bar is not None:

@@ -48,13 +48,15 @@ from gnnkit.train.checkpoint import _first_difference, run_identity
 from gnnkit.train.inputs import NodeInputs
 from gnnkit.train.loop import (
     HISTORY_KEYS,
-    NonFiniteLossError,
     TrainConfig,
     TrainResult,
+    _check_run,
     _copy_state,
-    _device_of,
     _Evaluator,
+    _finished,
     _optimizer,
+    _record_epoch,
+    _report_epoch,
 )
 from gnnkit.utils.io import atomic_torch_save, safe_torch_load
 
@@ -302,14 +304,7 @@ def fit_minibatch(
         raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
     if not isinstance(sampling, SamplingConfig):
         raise InputError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}")
-    if not isinstance(inputs, NodeInputs):
-        raise InputError(
-            f"inputs must be NodeInputs (from gnnkit.train.node_inputs), got {type(inputs).__name__}"
-        )
-    device = _device_of(model, inputs)
-    path = Path(checkpoint) if checkpoint is not None else None
-    if resume and path is None:
-        raise InputError("resume=True needs a checkpoint path")
+    device, path = _check_run(model, inputs, checkpoint, resume)
     disable_graph_caches(model)
 
     shards = sampling.accumulate * world.size
@@ -403,49 +398,16 @@ def fit_minibatch(
             run.epoch_times.append(time.perf_counter() - tick)
             run.epoch = epoch
 
-            if not all(map(math.isfinite, values[:4])):
-                bad = [
-                    f"{name}={value}"
-                    for name, value in zip(HISTORY_KEYS[:4], values[:4], strict=True)
-                    if not math.isfinite(value)
-                ]
-                kept = (
-                    f"; the last checkpoint ({path}) is unchanged" if path and path.exists() else ""
-                )
-                raise NonFiniteLossError(
-                    f"the loss became non-finite at epoch {epoch} ({', '.join(bad)}); lower the "
-                    f"learning rate (lr={config.lr}) or check the inputs for NaN/inf{kept}"
-                )
-            for key, value in zip(HISTORY_KEYS, values, strict=True):
-                run.history[key].append(value)
-            if values[5] > run.best["val_acc"]:
-                run.best = {
-                    "epoch": epoch,
-                    "val_acc": values[5],
-                    "test_acc": values[6],
-                    "train_acc": values[4],
-                }
-                if config.restore_best:
-                    run.best_state = _copy_state(model)
-            stop = config.patience is not None and epoch - run.best["epoch"] >= config.patience
-            if stop:
-                run.finished = "patience"
-            elif epoch == config.epochs:
-                run.finished = "epochs"
+            improved = _record_epoch(
+                run.history, run.best, values, epoch=epoch, lr=config.lr, path=path
+            )
+            if improved and config.restore_best:
+                run.best_state = _copy_state(model)
+            run.finished = _finished(config, epoch, run.best)
             if run.finished or epoch % config.checkpoint_every == 0:
                 write_checkpoint()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{values[0]:.3f}", val=f"{values[5]:.3f}", refresh=False)
-            if callback is not None:
-                callback(
-                    {
-                        "epoch": epoch,
-                        **dict(zip(HISTORY_KEYS, values, strict=True)),
-                        "epoch_time": run.epoch_times[-1],
-                    }
-                )
-            if stop:
+            _report_epoch(bar, callback, epoch, values, run.epoch_times[-1])
+            if run.finished == "patience":
                 break
     finally:
         if bar is not None:
