@@ -164,6 +164,18 @@ def test_train_bad_input(tmp_path, run_dir, capsys):
             ["--corpus", str(corpus), "--out", str(corpus)],
             "is a file; give a folder",
         ),
+        (
+            ["--corpus", str(corpus), "--out", str(run_dir), "--resume", "--lr", "0.1"],
+            "--lr and --weight-decay apply to new runs only",
+        ),
+        (
+            ["--corpus", str(corpus), "--out", str(tmp_path / "e"), "--weight-decay", "-1"],
+            "weight_decay must lie in [0.0, inf], got -1.0",
+        ),
+        (
+            ["--corpus", str(corpus), "--out", str(tmp_path / "f"), "--lr", "0"],
+            "lr must lie in (0.0, inf], got 0.0",
+        ),
     ]
     for args, match in cases:
         assert main(["text", "train", "--no-progress", *args]) == 2, args
@@ -173,6 +185,18 @@ def test_train_bad_input(tmp_path, run_dir, capsys):
     resume = ["--corpus", str(upper), "--out", str(run_dir), "--resume", "--steps", "9"]
     assert main(["text", "train", "--no-progress", *resume]) == 2
     assert "checkpoint's vocabulary lacks" in capsys.readouterr().err
+
+
+def test_train_overrides_the_presets_optimizer_settings(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "run"
+    args = ["--corpus", str(corpus), "--out", str(out), "--steps", "1", "--no-progress"]
+    assert main(["text", "train", *args, "--lr", "0.002", "--weight-decay", "0.001"]) == 0
+    config = json.loads((out / "history.json").read_text())["train_config"]
+    assert (config["lr"], config["weight_decay"]) == (0.002, 0.001)
+    group = torch.load(out / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"][0]
+    assert (group["weight_decay"], group["initial_lr"]) == (0.001, 0.002)
 
 
 def test_real_entry_point(run_dir):

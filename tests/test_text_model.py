@@ -160,7 +160,8 @@ def test_paper_preset_is_the_reports_setup():
     assert (paper.model.num_layers, paper.model.hidden_size, paper.model.dropout) == (2, 1024, 0.5)
     t = paper.train
     assert (t.seq_length, t.batch_size, t.steps) == (30, 64, 7500)
-    assert (t.lr, t.weight_decay, t.lr_decay, t.lr_decay_every) == (5e-3, 0.01, 0.995, 75)
+    # weight decay: the report's 0.01 collapses the model under Adam's L2 (see the preset)
+    assert (t.lr, t.weight_decay, t.lr_decay, t.lr_decay_every) == (5e-3, 0.0, 0.995, 75)
     assert set(PRESETS) == {"paper", "cpu"}
     with pytest.raises(InputError, match="unknown preset 'gpu'; choose one of: paper, cpu"):
         get_preset("gpu")

@@ -78,6 +78,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--steps", type=positive_int, help="total training batches (default: the preset's)"
     )
+    train.add_argument(
+        "--lr", type=float, help="Adam's learning rate (default: the preset's; new runs only)"
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=float,
+        help="Adam's L2 penalty (default: the preset's, 0 for both; new runs only). The "
+        "report's 0.01 collapses the paper model to character frequencies; see the README",
+    )
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument(
@@ -218,6 +227,11 @@ def run_train(args: argparse.Namespace) -> int:
             raise InputError(
                 f"--preset {args.preset}: {checkpoint} was trained with preset {stored_preset}"
             )
+        if args.lr is not None or args.weight_decay is not None:
+            raise InputError(
+                "--lr and --weight-decay apply to new runs only: a resumed run keeps its "
+                "optimizer's settings; start a new run with another --out instead"
+            )
         preset_name = stored_preset or args.preset
         model_config = CharLSTMConfig.from_dict(payload["model_config"])
         train_config = TrainConfig.from_dict(payload.get("train_config") or {})
@@ -234,6 +248,8 @@ def run_train(args: argparse.Namespace) -> int:
         key: value
         for key, value in (
             ("steps", args.steps),
+            ("lr", args.lr),
+            ("weight_decay", args.weight_decay),
             ("eval_every", args.eval_every),
             ("sample_every", args.sample_every),
         )

@@ -153,13 +153,18 @@ class Preset:
     train: TrainConfig
 
 
-#: The report's set-up (section 2): 2 x 1024 LSTM, T = 30, Adam 5e-3 with weight decay 0.01,
-#: lr x 0.995 every 75 batches, dropout 0.5, 7,500 batches of 64. Meant for a GPU.
+#: The report's set-up (section 2): 2 x 1024 LSTM, T = 30, Adam 5e-3, lr x 0.995 every 75
+#: batches, dropout 0.5, 7,500 batches of 64. Meant for a GPU.
+#: NOTE: the report also names weight decay 0.01. With ``torch.optim.Adam``'s (coupled) L2
+#: penalty that collapses this model to character frequencies: on an H200, 7,500 batches
+#: ended at 20 % accuracy on both corpora, greedy samples "e e e e". The preset therefore
+#: trains without weight decay (Bartleby 76 %, tutorial 73 % training accuracy there);
+#: ``gnnkit text train --weight-decay 0.01`` reproduces the report's setting literally.
 _PAPER = Preset(
     name="paper",
     description="the report's set-up: 2 x 1024 LSTM, T=30, 7,500 batches of 64 (GPU)",
     model=CharLSTMConfig(embedding_dim=128, hidden_size=1024, num_layers=2, dropout=0.5),
-    train=TrainConfig(),
+    train=TrainConfig(weight_decay=0.0),
 )
 
 #: A model that trains to a useful generator in a few minutes on 2 CPU cores (chosen by
