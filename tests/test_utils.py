@@ -67,6 +67,14 @@ def test_safe_torch_load_round_trip_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not allowed to load safely"):
         safe_torch_load(evil)
 
+    # Files that are no checkpoint at all: torch's weights-only unpickler fails on them with
+    # UnpicklingError or with a bare KeyError/IndexError, depending on the first bytes.
+    for name, content in (("notes.txt", b"hello world\n"), ("zeros.bin", b"x" * 100)):
+        other = tmp_path / name
+        other.write_bytes(content)
+        with pytest.raises(CheckpointError, match=r"is not a torch checkpoint, or it is corrupt"):
+            safe_torch_load(other)
+
 
 def test_check_node_features():
     check_node_features(torch.zeros(3, 2), 3)

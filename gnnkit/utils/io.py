@@ -117,7 +117,14 @@ def safe_torch_load(
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        if "Unsupported global" not in text and "GLOBAL" not in text:
+            # torch's weights-only unpickler met bytes that are no pickle at all
+            raise CheckpointError(
+                f"{what} {path} is not a torch checkpoint, or it is corrupt (it does not "
+                "unpickle); check the path, or delete the file and write it again"
+            ) from exc
+        first = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), "")
         raise CheckpointError(
             f"{what} {path} holds objects that are not allowed to load safely ({first}); "
             "it was not written by this version of gnnkit or it is not a gnnkit file"
@@ -126,4 +133,10 @@ def safe_torch_load(
         raise CheckpointError(
             f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
             "delete it and write it again"
+        ) from exc
+    except Exception as exc:  # the unpickler's KeyError, IndexError... on arbitrary bytes
+        raise CheckpointError(
+            f"{what} {path} is not a torch checkpoint, or it is corrupt "
+            f"({type(exc).__name__} while unpickling); check the path, or delete the file and "
+            "write it again"
         ) from exc
