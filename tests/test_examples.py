@@ -1,0 +1,56 @@
+"""The example scripts run end to end (tiny settings), as a user copying them would run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CORPUS = (
+    "I would prefer not to, said Bartleby. for i in range(10): print(i)\n"
+    "The scrivener sat in the office by the window, copying law papers.\n"
+) * 40
+
+
+def run_example(name: str, *args: str, cwd: Path) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_node_classification_on_karate(tmp_path):
+    out = run_example(
+        "node_classification.py", "--dataset", "karate", "--epochs", "20", cwd=tmp_path
+    )
+    accuracy = [line for line in out.splitlines() if "test accuracy" in line]
+    assert accuracy, out
+
+
+def test_char_generation_on_a_small_file(tmp_path):
+    steps = 3
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    run = tmp_path / "run"
+    out = run_example(
+        "char_generation.py",
+        "--corpus",
+        str(corpus),
+        "--steps",
+        str(steps),
+        "--out",
+        str(run),
+        cwd=tmp_path,
+    )
+    assert f"after {steps} batches" in out
+    assert "greedy       :" in out and "top-k (k=3)  :" in out
+    assert (run / "checkpoint.pt").is_file() and (run / "history.png").is_file()
