@@ -473,7 +473,7 @@ def arxiv_section(args: argparse.Namespace) -> dict[str, Any]:
         payload["splits"] = write_arxiv_like(root, nodes, edges)
         payload["write_s"] = time.perf_counter() - tick
         print(
-            f"wrote an arxiv-sized dataset in OGB format ({payload['write_s']:.0f} s)", flush=True
+            f"wrote a synthetic dataset in ogbn-arxiv's OGB format ({payload['write_s']:.0f} s)", flush=True
         )
         common = ["bench", "node", "--dataset", "ogbn-arxiv", "--offline", "--data-root", tmp]
         common += ["--runs", "1", "--no-progress"]
@@ -535,7 +535,7 @@ def arxiv_markdown(payload: dict[str, Any], command: str) -> str:
         "",
         "(500 epochs per run, the recipe's default; add `--device cuda` on a GPU.)",
         "",
-        f"What ran instead: an arxiv-sized synthetic dataset ({a['nodes']:,} nodes, "
+        f"What ran instead: a synthetic dataset in ogbn-arxiv's format ({a['nodes']:,} nodes, "
         f"{a['edges']:,} power-law directed edges, 128 features, 40 classes that a graph model "
         "can learn: `benchmarks/scale.py:node_task`), written in OGB's raw on-disk format, so that "
         "the whole path runs: `ogb`'s own processing, gnnkit's data layer, symmetrisation, "
