@@ -45,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="epochs per run (default: the papers' 200)",
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads (default: 1; on a busy machine more threads make Cora's small "
+        "kernels wait for cores, up to 10x slower)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -79,6 +86,17 @@ def _references_available() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
     from gnnkit.bench.node import run_node_benchmark
 
     name, data, label = load_demo_data(args)
