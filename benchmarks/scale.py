@@ -473,7 +473,8 @@ def arxiv_section(args: argparse.Namespace) -> dict[str, Any]:
         payload["splits"] = write_arxiv_like(root, nodes, edges)
         payload["write_s"] = time.perf_counter() - tick
         print(
-            f"wrote a synthetic dataset in ogbn-arxiv's OGB format ({payload['write_s']:.0f} s)", flush=True
+            f"wrote a synthetic dataset in ogbn-arxiv's OGB format ({payload['write_s']:.0f} s)",
+            flush=True,
         )
         common = ["bench", "node", "--dataset", "ogbn-arxiv", "--offline", "--data-root", tmp]
         common += ["--runs", "1", "--no-progress"]
