@@ -86,6 +86,88 @@ def test_csr_graph_kernel_indices_are_int32_and_moves_keep_contents():
     )
 
 
+@pytest.mark.parametrize("heads", [1, 3])
+def test_interleaved_heads_graph_is_one_copy_per_head(heads):
+    edge_index = random_graph(7, 30, seed=9)  # duplicates and self-loops included
+    graph = ops.CSRGraph.from_edge_index(edge_index, 7)
+    multi = graph.interleave_heads(heads)
+    assert (multi.num_rows, multi.num_cols, multi.num_edges) == (7 * heads, 7 * heads, 30 * heads)
+    if heads == 1:
+        assert multi is graph
+    # Entry k is edge perm[k] // H of the input, head perm[k] % H: j H + h -> i H + h.
+    edge, head = multi.perm // heads, multi.perm % heads
+    assert torch.equal(multi.col, edge_index[0, edge] * heads + head)
+    assert torch.equal(multi.row, edge_index[1, edge] * heads + head)
+    assert torch.equal(multi.rowptr, torch.searchsorted(multi.row, torch.arange(7 * heads + 1)))
+    assert torch.equal(multi.perm.sort().values, torch.arange(30 * heads))
+    # The same SpMM as head-by-head products, on the (N, H, C) layout without a transpose.
+    values = torch.rand(30, heads, dtype=torch.float64)  # (E, H) in input order
+    x = torch.randn(7, heads, 4, dtype=torch.float64)
+    out = ops.spmm(multi, values.view(-1)[multi.perm], x.view(7 * heads, 4)).view(7, heads, 4)
+    for h in range(heads):
+        torch.testing.assert_close(
+            out[:, h], dense_adjacency(edge_index, values[:, h], 7) @ x[:, h]
+        )
+
+
+@pytest.mark.parametrize("num_nodes, num_edges", [(7, 30), (5, 0)])
+def test_interleaved_heads_transpose_equals_a_sorted_transpose(num_nodes, num_edges):
+    heads = 3
+    edge_index = random_graph(num_nodes, num_edges, seed=10)
+    multi = ops.CSRGraph.from_edge_index(edge_index, num_nodes).interleave_heads(heads)
+    assert multi.col.dtype == multi.row.dtype == torch.int32  # small graph: 32-bit indices
+    # Reference: the same entries as a plain graph, whose transpose is a stable sort.
+    plain = ops.CSRGraph(
+        multi.rowptr, multi.col.long(), multi.row.long(), multi.perm, *(num_nodes * heads,) * 2
+    )
+    for got, expected in zip(multi.transpose(), plain.transpose(), strict=True):
+        assert torch.equal(got.long(), expected)
+
+
+def test_interleaved_heads_gradients_match_per_head_dense_products():
+    heads, n = 2, 6
+    edge_index = random_graph(n, 20, seed=11)
+    multi = ops.CSRGraph.from_edge_index(edge_index, n).interleave_heads(heads)
+    values = torch.rand(20, heads, dtype=torch.float64, requires_grad=True)  # input order
+    x = torch.randn(n, heads, 3, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(n, heads, dtype=torch.float64, requires_grad=True)
+    edge = values.reshape(-1)[multi.perm] * ops.gather_src(multi, a.reshape(-1))
+    out = ops.spmm(multi, edge, x.reshape(n * heads, 3)).view(n, heads, 3)
+    weight = torch.randn(n, heads, 3, dtype=torch.float64)
+    grads = torch.autograd.grad((out * weight).sum(), (values, x, a))
+    # Reference: head by head, dense, with the sender's value a_j on edge j -> i.
+    src = edge_index[0]
+    ref = torch.stack(
+        [dense_adjacency(edge_index, values[:, h] * a[src, h], n) @ x[:, h] for h in range(heads)],
+        dim=1,
+    )
+    expected = torch.autograd.grad((ref * weight).sum(), (values, x, a))
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_interleaved_heads_graph_survives_moves_and_pickling():
+    import pickle
+
+    graph = ops.CSRGraph.from_edge_index(random_graph(6, 15, seed=12), 6)
+    multi = graph.interleave_heads(2)
+    copies = (multi.to("cpu"), pickle.loads(pickle.dumps(multi)))  # perm, transpose not built
+    reference = graph.interleave_heads(2)
+    perm, transpose = reference.perm, reference.transpose()
+    for copy in copies:
+        assert copy._perm is None
+        assert torch.equal(copy.perm, perm)
+        for got, expected in zip(copy.transpose(), transpose, strict=True):
+            assert torch.equal(got, expected)
+
+
+def test_interleaved_heads_rejects_bad_counts():
+    graph = ops.CSRGraph.from_edge_index(random_graph(), 12)
+    for heads in (0, -1, 2.0, True):
+        with pytest.raises(InputError, match="heads must be a positive int"):
+            graph.interleave_heads(heads)
+
+
 def test_csr_graph_of_empty_graph():
     graph = ops.CSRGraph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 3)
     assert graph.rowptr.tolist() == [0, 0, 0, 0]
@@ -177,12 +259,23 @@ def test_sddmm_equals_per_edge_dot_products():
     torch.testing.assert_close(ops.sddmm(graph, a3, b3), torch.stack([expected, 2 * expected]))
 
 
-def test_sddmm_gather_kernel_matches_csr_kernel(monkeypatch):
+@pytest.mark.parametrize("channels", [5, 8])
+def test_sddmm_gather_kernel_matches_csr_kernel(channels, monkeypatch):
     graph = ops.CSRGraph.from_edge_index(random_graph(9, 35, seed=8), 9)
-    a, b = torch.randn(2, 9, 5), torch.randn(2, 9, 5)
+    a, b = torch.randn(2, 9, channels), torch.randn(2, 9, channels)
+    monkeypatch.setattr(backend, "sddmm_kernel", lambda *a: "csr")
     expected = ops.sddmm(graph, a, b)
     monkeypatch.setattr(backend, "sddmm_kernel", lambda *a: "gather")
     torch.testing.assert_close(ops.sddmm(graph, a, b), expected)
+
+
+def test_sddmm_kernel_avoids_sampled_addmm_for_short_rows_on_cpu():
+    cpu = torch.device("cpu")
+    assert backend.sddmm_kernel(cpu, torch.float32, 7) == "gather"
+    assert backend.sddmm_kernel(cpu, torch.float32, 8) == "csr"
+    assert backend.sddmm_kernel(cpu, torch.float64) == "csr"  # length unknown
+    assert backend.sddmm_kernel(cpu, torch.float16, 64) == "gather"
+    assert backend.sddmm_kernel(torch.device("cuda"), torch.float32, 7) == "csr"
 
 
 # --- reductions ----------------------------------------------------------------------------------

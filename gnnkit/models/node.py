@@ -243,7 +243,8 @@ class GAT(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         x = sparse_dropout(x, self.dropout, self.training)  # sparse stays sparse
-        x = F.elu(self.conv1(x, edge_index))  # (|V|, heads * hidden)
+        # In place: the layer returns a fresh tensor (ELU's backward needs only its output).
+        x = F.elu(self.conv1(x, edge_index), inplace=True)  # (|V|, heads * hidden)
         x = dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index)  # (|V|, out)
 

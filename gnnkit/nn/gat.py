@@ -27,7 +27,7 @@ __all__ = ["GATConv"]
 @dataclass
 class _Structure:
     edge_index: Tensor  # (2, E') edges attention runs on (self-loops replaced), PyG order
-    graph: CSRGraph | None  # CSR form (lean path only)
+    graph: CSRGraph | None  # CSR form, one copy per head, interleaved (lean path only)
 
 
 def _replace_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -65,9 +65,14 @@ class GATConv(MessagePassing):
     Memory-lean path (the default): the scores need only the per-node products
     :math:`a^{h\top}_{src} W^h x_j` and :math:`a^{h\top}_{dst} W^h x_i` (|V| x H each), so the
     layer computes |E| x H scores, takes the softmax over each node's incoming edges
-    (:func:`gnnkit.ops.edge_softmax`) and aggregates each head as a weighted CSR matmul
-    (:func:`gnnkit.ops.spmm`). Its backward is an SpMM on the transposed graph and one dot
-    product per edge and head (SDDMM). No |E| x H x C tensor exists in either pass; PyG's
+    (:func:`gnnkit.ops.edge_softmax`) and aggregates as a weighted CSR matmul
+    (:func:`gnnkit.ops.spmm`). All heads run as one graph of |V| H nodes, node :math:`(i, h)`
+    numbered :math:`iH + h` (:meth:`gnnkit.ops.CSRGraph.interleave_heads`, built once per
+    graph), so the (|V|, H, C) features of the linear map are its node features as they
+    are, with no transpose to a head-major layout in either pass, and every kernel runs once
+    for all heads. The two per-node products come from one (|V|, H C) x (H C, 2H) matmul.
+    The backward is an SpMM on the transposed graph and one dot product per edge and head
+    (SDDMM). No |E| x H x C tensor exists in either pass; PyG's
     ``GATConv`` builds several (the messages and their gradients). The layer falls back to
     PyG's plain ``message``/``aggregate`` path (per-edge messages, same result) only when the
     lean path cannot serve: in PyG's explain mode, which needs per-edge messages, and when the
@@ -207,7 +212,11 @@ class GATConv(MessagePassing):
         if self.validate:
             check_edge_index(edge_index, num_nodes)
         ei = _replace_self_loops(edge_index, num_nodes) if self.add_self_loops else edge_index
-        graph = CSRGraph.from_edge_index(ei, num_nodes) if lean else None
+        graph = None
+        if lean:  # node (i, h) is i * H + h: (|V|, H, C) features are (|V| H, C) as they are
+            graph = CSRGraph.from_edge_index(ei, num_nodes).interleave_heads(self.heads)
+            if torch.is_grad_enabled():  # the backward needs the transpose: build it before
+                graph.transpose()  # the activations exist, not on top of them
         return _Structure(ei, graph)
 
     def _structure(self, edge_index: Tensor, num_nodes: int, lean: bool) -> _Structure:
@@ -224,38 +233,29 @@ class GATConv(MessagePassing):
     def _scores(self, x: Tensor, edge_index: Tensor, lean: bool):
         """Transformed features, graph structure and softmax-normalised attention.
 
-        Lean path: features (H, |V|, C) and attention (H, |E'|) head-major, edges in CSR
-        order. Plain path: features (|V|, H, C) and attention (|E'|, H), edges in
-        ``structure.edge_index`` order (PyG's layout).
+        Lean path: features (|V|, H C) and attention (|E'| H,), one entry per edge of the
+        head-interleaved graph, in its CSR order. Plain path: features (|V|, H, C) and
+        attention (|E'|, H), edges in ``structure.edge_index`` order (PyG's layout).
         """
         num_nodes = check_inputs(self, x, edge_index, validate=self.validate)
         H, C = self.heads, self.out_channels
         structure = self._structure(edge_index, num_nodes, lean)
         if lean:
-            graph = structure.graph
-            weight = self.lin.weight.view(H, C, -1)  # (H, C, F_in)
-            if x.layout == torch.strided:  # head-major straight from the GEMM, no transpose
-                xw = torch.matmul(x, weight.transpose(1, 2))  # (H, N, C)
+            graph = structure.graph  # heads interleaved: node (i, h) is i * H + h
+            xw = linear(x, self.lin.weight, self._feature_cache)  # (N, H C) = (N H, C)
+            # a_src[j, h] = <att_src[h], W_h x_j>: both attention products of every head in
+            # one matmul with A, the (H C, 2H) block-diagonal matrix holding the vectors,
+            # on whichever side is narrower: (x W^T) A, or x (W^T A) for dense x with fewer
+            # input than output channels. The latter reads x once more but leaves xw with a
+            # single consumer, so its backward adds no (|V|, H C) gradient.
+            attention = self._attention_matrix()  # (H C, 2H)
+            if x.layout == torch.strided and x.size(1) < H * C:
+                logits = x @ (self.lin.weight.t() @ attention)  # (N, 2H)
             else:
-                xw = (
-                    linear(x, self.lin.weight, self._feature_cache)
-                    .view(-1, H, C)
-                    .transpose(0, 1)
-                    .contiguous()
-                )
-            # a_src[h, j] = <att_src[h], W_h x_j> = <W_h^T att_src[h], x_j>: fold the attention
-            # vectors into W first, (2H, F_in), so that neither pass touches an (H, N, C)
-            # tensor for the scores.
-            folded = torch.cat(
-                [
-                    torch.einsum("hc,hcf->hf", self.att_src[0], weight),
-                    torch.einsum("hc,hcf->hf", self.att_dst[0], weight),
-                ]
-            )  # (2H, F_in)
-            logits = linear(x, folded, self._feature_cache).t().contiguous()  # (2H, N)
-            a_src, a_dst = logits[:H], logits[H:]
+                logits = xw @ attention  # (N, 2H)
+            a_src, a_dst = (part.reshape(-1) for part in logits.split(H, dim=1))  # (N H,) each
             scores = ops.gather_src(graph, a_src) + ops.gather_dst(graph, a_dst)
-            scores = F.leaky_relu(scores, self.negative_slope)  # (H, E')
+            scores = F.leaky_relu(scores, self.negative_slope)  # (E' H,)
             return xw, structure, ops.edge_softmax(graph, scores)
         xw = linear(x, self.lin.weight, self._feature_cache).view(num_nodes, H, C)
         a_src = (xw * self.att_src).sum(-1)  # (N, H)
@@ -264,6 +264,15 @@ class GATConv(MessagePassing):
         scores = F.leaky_relu(a_src[src] + a_dst[dst], self.negative_slope)  # (E', H)
         alpha = ops.scatter_softmax(scores, dst, num_nodes, deterministic=self.deterministic)
         return xw, structure, alpha
+
+    def _attention_matrix(self) -> Tensor:
+        """(H C, 2H) block-diagonal: ``xw @ it`` is ``[a_src | a_dst]``, (|V|, 2H)."""
+        H, C = self.heads, self.out_channels
+        att = torch.cat([self.att_src, self.att_dst])  # (2, H, C)
+        eye = torch.eye(H, dtype=att.dtype, device=att.device)
+        # blocks[h, c, s, k] = att[s, h, c] if k == h else 0
+        blocks = att.permute(1, 2, 0).unsqueeze(-1) * eye.view(H, 1, 1, H)  # (H, C, 2, H)
+        return blocks.reshape(H * C, 2 * H)
 
     # -- forward ----------------------------------------------------------------------------
 
@@ -280,23 +289,23 @@ class GATConv(MessagePassing):
         lean = bool(self.fuse) and not self.explain
         xw, structure, alpha = self._scores(x, edge_index, lean)
         # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
-        alpha = dense_dropout(alpha, self.dropout, self.training)  # (H, E') or (E', H)
+        alpha = dense_dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
         if lean:
             graph = structure.graph
-            adj_t = torch.sparse_csr_tensor(
-                graph.rowptr,
-                graph.col,
-                alpha.detach().t(),
-                (graph.num_rows, graph.num_cols, self.heads),
-                check_invariants=False,
-            )
-            out = self.propagate(adj_t, x=xw, alpha=alpha, graph=graph)  # (H, N, C)
-            out = out.transpose(0, 1)  # (N, H, C), a view
+            adj_t = graph.to_sparse_csr(alpha.detach())  # (N H, N H)
+            xw = xw.view(-1, self.out_channels)  # (N H, C), no copy
+            out = self.propagate(adj_t, x=xw, alpha=alpha, graph=graph)  # (N H, C)
+            out = out.view(-1, self.heads, self.out_channels)  # (N, H, C), no copy
         else:
             out = self.propagate(structure.edge_index, x=xw, alpha=alpha, graph=None)  # (N, H, C)
-        out = out.reshape(-1, self.heads * self.out_channels) if self.concat else out.mean(1)
+        if self.concat:
+            out = out.reshape(-1, self.heads * self.out_channels)  # (N, H C)
+        else:
+            out = out.view(-1, self.out_channels) if self.heads == 1 else out.mean(1)  # (N, C)
         if self.bias is not None:
-            out = out.add_(self.bias)  # in place: `out` is a fresh tensor
+            # Not in place: `out` may be a view of the aggregation's output, and an in-place
+            # add on a view makes autograd copy the whole gradient in the backward pass.
+            out = out + self.bias
         return out
 
     @torch.no_grad()
@@ -318,10 +327,10 @@ class GATConv(MessagePassing):
         """
         lean = bool(self.fuse) and not self.explain
         _, structure, alpha = self._scores(x, edge_index, lean)
-        if lean:  # (H, E') in CSR order -> (E', H) in edge_index order
-            ordered = alpha.new_empty((alpha.size(1), alpha.size(0)))
-            ordered[structure.graph.perm] = alpha.t()
-            alpha = ordered
+        if lean:  # (E' H,) in CSR order -> (E', H) in edge_index order
+            ordered = torch.empty_like(alpha)
+            ordered[structure.graph.perm] = alpha
+            alpha = ordered.view(-1, self.heads)
         return structure.edge_index, alpha
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
@@ -331,7 +340,7 @@ class GATConv(MessagePassing):
         return ops.scatter_sum(inputs, index, dim_size, deterministic=self.deterministic)
 
     def message_and_aggregate(self, adj_t: Tensor, x: Tensor, alpha: Tensor, graph: Any) -> Tensor:
-        # Lean path: alpha (H, E') and x (H, N, C) head-major -> (H, N, C).
+        # Lean path: one graph for all heads, interleaved: alpha (E' H,), x (N H, C) -> (N H, C).
         return ops.spmm(graph, alpha, x, deterministic=self.deterministic)
 
     def extra_repr(self) -> str:

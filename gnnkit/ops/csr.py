@@ -18,6 +18,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from gnnkit.errors import InputError
+
 __all__ = ["CSRGraph"]
 
 # torch warns once per process that CSR support is "beta". gnnkit builds its CSR tensors from
@@ -58,6 +60,33 @@ def _ptr_from_sorted(index: Tensor, size: int) -> Tensor:
     return torch._convert_indices_from_coo_to_csr(index, size, out_int32=False)
 
 
+def _index_dtype(upper: int) -> torch.dtype:
+    """int32 for indices below ``upper`` where it fits, else int64."""
+    return torch.int32 if upper < 2**31 - 1 else torch.int64
+
+
+def _interleave_segments(
+    ptr: Tensor, heads: int, total: int, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Segments of ``ptr`` repeated per head, segment ``(i, h)`` numbered ``i * heads + h``.
+
+    Returns the new pointer (N H + 1,) (int64), the segment of every new entry and the old
+    entry it copies (both (total H,) of ``dtype``), without a sort: segment ``(i, h)`` starts
+    at ``heads * ptr[i] + h * degree[i]`` and copies entries ``ptr[i]:ptr[i + 1]`` in order.
+    """
+    degree = ptr.diff()  # (N,)
+    offsets = torch.arange(heads, device=ptr.device)  # (H,)
+    starts = (ptr[:-1].unsqueeze(1) * heads + offsets * degree.unsqueeze(1)).view(-1)  # (N H,)
+    new_ptr = torch.cat([starts, starts.new_full((1,), heads * total)])
+    counts = degree.to(dtype).repeat_interleave(heads)  # (N H,)
+    segment = torch.repeat_interleave(counts, output_size=heads * total)  # (total H,)
+    # Entry m of segment (i, h) copies entry ptr[i] + m - starts[(i, h)].
+    shift = (ptr[:-1].repeat_interleave(heads) - starts).to(dtype)  # (N H,)
+    source = shift.index_select(0, segment)
+    source += torch.arange(heads * total, dtype=dtype, device=ptr.device)
+    return new_ptr, segment, source
+
+
 class CSRGraph:
     r"""Edges sorted by receiver: row :math:`i` lists the senders of node :math:`i`.
 
@@ -79,12 +108,15 @@ class CSRGraph:
     """
 
     __slots__ = (
+        "_base",
+        "_heads",
         "_kernel_indices",
+        "_perm",
+        "_perm_parts",
         "_transpose",
         "col",
         "num_cols",
         "num_rows",
-        "perm",
         "row",
         "rowptr",
     )
@@ -94,18 +126,23 @@ class CSRGraph:
         rowptr: Tensor,
         col: Tensor,
         row: Tensor,
-        perm: Tensor,
+        perm: Tensor | None,
         num_rows: int,
         num_cols: int,
     ) -> None:
         self.rowptr = rowptr
         self.col = col
         self.row = row
-        self.perm = perm
+        self._perm = perm
         self.num_rows = num_rows
         self.num_cols = num_cols
         self._transpose: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
         self._kernel_indices: dict[tuple[bool, int], tuple[Tensor, Tensor]] = {}
+        # Set by interleave_heads: the head count, the one-head graph this one copies (until
+        # the transpose is built from it) and what perm is built from (its rowptr, perm - row).
+        self._heads = 1
+        self._base: CSRGraph | None = None
+        self._perm_parts: tuple[Tensor, Tensor] | None = None
 
     @classmethod
     def from_edge_index(
@@ -157,6 +194,23 @@ class CSRGraph:
         return cls(rowptr, col, row, perm, num_rows, num_cols)
 
     @property
+    def perm(self) -> Tensor:
+        """(|E|,) input position of each CSR entry (an interleaved graph builds it on first use)."""
+        if self._perm is None:
+            assert self._perm_parts is not None  # only interleave_heads leaves perm unset
+            rowptr, shift = self._perm_parts  # shift: perm_k - i for base entry k into node i
+            heads = self._heads
+            with ordinary_tensors():
+                _, row, edge = _interleave_segments(rowptr, heads, shift.numel(), shift.dtype)
+                # (perm_k H + h) = (perm_k - i) H + (i H + h) for entry k into node i.
+                self._perm = shift.index_select(0, edge).mul_(heads).add_(row)
+        return self._perm
+
+    @perm.setter
+    def perm(self, value: Tensor) -> None:
+        self._perm = value
+
+    @property
     def num_edges(self) -> int:
         """|E|, the number of stored entries."""
         return self.col.numel()
@@ -173,6 +227,10 @@ class CSRGraph:
         ``perm_t[k]`` is the CSR position of the ``k``-th CSC entry, so
         ``values_csr[perm_t]`` are the values of :math:`A^\\top` in its own CSR order.
         """
+        if self._transpose is None and self._base is not None:
+            with ordinary_tensors():
+                self._transpose = self._interleaved_transpose()
+            self._base = None  # everything else it served is built
         if self._transpose is None:
             with ordinary_tensors():
                 perm_t = _stable_argsort(self.col, self.num_cols)
@@ -180,6 +238,31 @@ class CSRGraph:
                 colptr = _ptr_from_sorted(col_t, self.num_cols)
                 self._transpose = (colptr, self.row[perm_t], col_t, perm_t)
         return self._transpose
+
+    def _interleaved_transpose(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The transpose of an interleaved graph from its base graph's transpose, no sort.
+
+        The base transpose is not kept unless it was cached already (it would only serve
+        this call). Temporaries of |E| H entries are freed as soon as they are used.
+        """
+        base, heads, dtype = self._base, self._heads, self.col.dtype
+        assert base is not None
+        cached = base._transpose is not None
+        colptr_b, row_b, col_b, perm_b = base.transpose()
+        if not cached:
+            base._transpose = None
+        # Rows of the transpose are senders (j, h), each listing j's entries in base order.
+        colptr, col_t, edge = _interleave_segments(colptr_b, heads, base.num_edges, dtype)
+        # The receiver of (entry k, head h) is i_k H + h = (i_k - j_k) H + (j_k H + h).
+        row_t = (row_b - col_b).to(dtype).index_select(0, edge).mul_(heads).add_(col_t)
+        # Its position in this graph's CSR order: base CSR entry p = perm_b[k] into node i
+        # sits at H rowptr_i + h degree_i + (p - rowptr_i).
+        perm_t = col_b.to(dtype).index_select(0, edge).mul_(-heads).add_(col_t)  # h
+        degree = base.rowptr.diff()[row_b].to(dtype)  # (|E|,) degree of each entry's receiver
+        perm_t.mul_(degree.index_select(0, edge))
+        first = (perm_b + (heads - 1) * base.rowptr[row_b]).to(dtype)  # (|E|,)
+        perm_t.add_(first.index_select(0, edge))
+        return colptr, row_t, col_t, perm_t
 
     def kernel_indices(self, transpose: bool = False, heads: int = 1) -> tuple[Tensor, Tensor]:
         r"""``(ptr, idx)`` for torch.sparse kernels, built once per ``(transpose, heads)``.
@@ -210,10 +293,51 @@ class CSRGraph:
             idx = (idx + num_in * offsets).reshape(-1)
         return ptr, idx
 
+    def interleave_heads(self, heads: int) -> CSRGraph:
+        r"""``heads`` copies of this graph, one per head, node :math:`(i, h)` numbered :math:`iH + h`.
+
+        Edge :math:`j \to i` of head :math:`h` becomes edge :math:`jH + h \to iH + h`, so a
+        head-interleaved node tensor (|V|, H, C), viewed as (|V| H, C) without a copy, is a
+        plain node-feature matrix of this graph, and an (|V|, H) tensor flattened is one value
+        per node. Every kernel (SpMM, SDDMM, segment reductions, edge softmax) then serves all
+        heads in one call, with no transpose to a head-major layout in either pass (attention
+        heads in :class:`gnnkit.nn.GATConv`).
+
+        The row of node :math:`(i, h)` lists the edges into :math:`i` in this graph's CSR order.
+        ``perm[k]`` is ``perm_e * H + h`` for the ``k``-th entry (edge ``e``, head ``h``): its
+        position in an (|E|, H) tensor in the *input* edge order, flattened. With ``heads == 1``
+        the graph itself is returned.
+
+        Nothing is sorted: the rows, columns and the transpose (built on first use, from this
+        graph's transpose) follow from the row pointers by arithmetic, in a few passes over
+        the |E| H entries. Entry indices are int32 whenever |E| H and |V| H fit (the kernels
+        take them as they are, and they take half the memory); ``perm`` is built on first use
+        (only :meth:`gnnkit.nn.GATConv.attention` needs it).
+
+        Shapes:
+            - **output:** a graph with |V_out| H rows, |V_in| H columns and |E| H entries
+        """
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise InputError(f"heads must be a positive int, got {heads!r}")
+        if heads == 1:
+            return self
+        with ordinary_tensors():
+            itype = _index_dtype(heads * (max(self.num_edges, self.num_rows, self.num_cols) + 1))
+            rowptr, row, edge = _interleave_segments(self.rowptr, heads, self.num_edges, itype)
+            # Entry (edge k, head h) of row i H + h: column col_k H + h = (col_k - i) H + row.
+            col = (self.col - self.row).to(itype).index_select(0, edge).mul_(heads).add_(row)
+        graph = CSRGraph(rowptr, col, row, None, self.num_rows * heads, self.num_cols * heads)
+        graph._heads = heads
+        graph._base = self
+        with ordinary_tensors():
+            graph._perm_parts = (self.rowptr, (self.perm - self.row).to(itype))
+        return graph
+
     def to_sparse_csr(self, values: Tensor) -> Tensor:
         """A ``torch.sparse_csr_tensor`` of shape (|V_out|, |V_in|) with ``values`` (CSR order)."""
+        rowptr = self.rowptr.to(self.col.dtype)  # an interleaved graph's columns may be int32
         return torch.sparse_csr_tensor(
-            self.rowptr,
+            rowptr,
             self.col,
             values,
             (self.num_rows, self.num_cols),
@@ -226,18 +350,24 @@ class CSRGraph:
             self.rowptr.to(device),
             self.col.to(device),
             self.row.to(device),
-            self.perm.to(device),
+            None if self._perm is None else self._perm.to(device),
             self.num_rows,
             self.num_cols,
         )
         if self._transpose is not None:
             moved._transpose = tuple(t.to(device) for t in self._transpose)  # type: ignore[assignment]
+        moved._heads = self._heads
+        if self._base is not None:
+            moved._base = self._base.to(device)
+        if self._perm_parts is not None:
+            moved._perm_parts = tuple(t.to(device) for t in self._perm_parts)  # type: ignore[assignment]
         return moved
 
     def __getstate__(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict) -> None:
+        self._base, self._heads, self._perm, self._perm_parts = None, 1, None, None  # older states
         for name, value in state.items():
             setattr(self, name, value)
 
