@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import gnnkit.bench.references as references
 import gnnkit.train.graphprop as graphprop
 from gnnkit.cli import main
-from gnnkit.data import load
+from gnnkit.data import DATASETS, load
 from gnnkit.errors import InputError
 from gnnkit.models.graph import MolGNN
 from gnnkit.train.graphprop import (
@@ -36,9 +37,12 @@ REQUIRED = {"test_mean", "test_std", "valid_mean", "epoch_s_median"}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_molecules(root: Path, name: str = "ogbg-molhiv", num_graphs: int = 24) -> None:
+def write_molecules(
+    root: Path, name: str = "ogbg-molhiv", num_graphs: int = 24, num_tasks: int = 1
+) -> None:
     """``write_ogbg_mol`` with features folded into OGB's vocabularies and labels such that
-    every split holds both classes (ROC-AUC needs them)."""
+    every split holds both classes (ROC-AUC needs them); with several tasks, some labels are
+    missing (NaN, as in OGB's multi-task sets)."""
     from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 
     written = write_ogbg_mol(root, name, num_graphs=num_graphs, seed=0)
@@ -50,10 +54,15 @@ def write_molecules(root: Path, name: str = "ogbg-molhiv", num_graphs: int = 24)
         with gzip.open(raw / f"{stem}.csv.gz", "rt") as handle:
             rows = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
         write_csv_gz(raw / f"{stem}.csv.gz", rows % np.asarray(dims))
-    labels = np.zeros(num_graphs, dtype=np.int64)
+    labels = np.zeros((num_graphs, num_tasks))
     for index in written["split"].values():
-        labels[index[::2]] = 1
-    write_csv_gz(raw / "graph-label.csv.gz", labels)
+        for task in range(num_tasks):
+            labels[index[task % 2 :: 2], task] = 1
+    if num_tasks > 1:
+        labels[np.arange(num_graphs) % 7 == 3, 1:] = np.nan  # never all of one class
+        write_csv_gz(raw / "graph-label.csv.gz", labels)
+    else:
+        write_csv_gz(raw / "graph-label.csv.gz", labels.astype(np.int64))
 
 
 @pytest.fixture(scope="module")
@@ -173,15 +182,68 @@ def test_cli_json_plot_and_pyg_comparison(molhiv_root, tmp_path, capsys, pyg_ref
     assert plot.stat().st_size > 0
 
 
+def test_any_ogb_molecule_dataset_runs_multi_task_with_missing_labels(tmp_path, capsys):
+    write_molecules(tmp_path, "ogbg-moltox21", num_graphs=28, num_tasks=12)
+    dataset = load("ogbg-moltox21", root=tmp_path, mirror=None, download=False)
+    assert dataset.num_tasks == 12 and torch.isnan(dataset.y).any()
+    out = tmp_path / "tox21.json"
+    code = main(
+        [
+            "bench", "graph", "--dataset", "ogbg-moltox21", "--data-root", str(tmp_path),
+            "--offline", "--model", "gcn", "--runs", "1", "--epochs", "2", "--batch-size", "8",
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert payload["dataset"] == "ogbg-moltox21" and payload["metric"] == "rocauc"
+    assert 0.0 <= payload["gnnkit"]["test_mean"] <= 1.0
+
+
+def test_every_ogb_molecule_dataset_is_registered():
+    import ogb.graphproppred
+
+    master = pd.read_csv(Path(ogb.graphproppred.__file__).parent / "master.csv", index_col=0)
+    molecules = {name for name in master if master[name]["data type"] == "mol"}
+    assert len(molecules) >= 13
+    registered = {name for name, spec in DATASETS.items() if name.startswith("ogbg-mol")}
+    assert registered == molecules
+    assert all(DATASETS[name].kind == "graph" for name in molecules)
+
+
 def test_cli_virtual_node_without_comparison(molhiv_root, capsys):
     code = main(
         [
             "bench", "graph", "--dataset", "ogbg-molhiv", "--data-root", str(molhiv_root),
             "--offline", "--model", "gat-virtual", "--runs", "1", "--epochs", "1",
+            "--device", "cpu",
         ]
     )  # fmt: skip
     assert code == 0
-    assert "GAT-VIRTUAL on ogbg-molhiv" in capsys.readouterr().out
+    assert "GAT-VIRTUAL on ogbg-molhiv: 1 run(s) x 1 epochs, seeds 0-0, cpu" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.cuda
+def test_training_on_cuda_matches_the_cpu_start(splits):
+    torch.manual_seed(0)
+    cpu_model = MolGNN(1, 16, num_layers=2)
+    cuda_model = MolGNN(1, 16, num_layers=2).cuda()
+    cuda_model.load_state_dict(cpu_model.state_dict())
+    config = GraphTrainConfig(epochs=1, batch_size=8, seed=0)
+    on_cuda = GraphTrainer(cuda_model, splits, config)
+    assert on_cuda.device.type == "cuda"
+    on_cpu = GraphTrainer(cpu_model, splits, config)
+    batches = on_cpu.eval_batches["valid"]
+    cpu_model.eval(), cuda_model.eval()
+    with torch.no_grad():
+        for cpu_batch, cuda_batch in zip(batches, on_cuda.eval_batches["valid"], strict=True):
+            torch.testing.assert_close(
+                cuda_model(cuda_batch).cpu(), cpu_model(cpu_batch), rtol=1e-4, atol=1e-4
+            )
+    on_cuda.train_epoch()
+    assert 0.0 <= on_cuda.result().test <= 1.0
 
 
 def test_real_molbace_smoke(dataset, capsys):
@@ -204,6 +266,7 @@ def test_real_molbace_smoke(dataset, capsys):
             "dataset 'karate' is a node dataset; bench graph needs one of: ogbg-molbace",
         ),
         (["--model", "gin"], "unknown graph model 'gin'; known models: gcn, gat"),
+        (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(args, message, cli_fails):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -20,7 +21,9 @@ from gnnkit.models.link import (
     EmbeddingGNN,
     HadamardMLP,
     LinkGNN,
-    _HadamardLayer,
+    _HadamardMLPFunction,
+    _Scratch,
+    dropout_mask,
     get_link_model,
 )
 from gnnkit.train.linkpred import (
@@ -134,24 +137,137 @@ def test_link_data_errors():
 # --------------------------------------------------------------------------- model
 
 
-def test_hadamard_layer_matches_autograd_reference():
+def _reference_predictor(h, src, dst, weight, bias, last_weight, last_bias, p, seed):
+    """The predictor in plain autograd, with the dropout mask dropout_mask draws after seed."""
+    hidden = torch.relu((h[src] * h[dst]) @ weight.t() + bias)
+    if p > 0.0:
+        torch.manual_seed(seed)
+        hidden = hidden * dropout_mask(tuple(hidden.shape), p) / (1.0 - p)
+    return hidden if last_weight is None else hidden @ last_weight.t() + last_bias
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.3])
+@pytest.mark.parametrize("out_channels", [1, 3, None])  # None: the hidden layer is returned
+@pytest.mark.parametrize("reuse", [False, True])
+def test_fused_predictor_matches_autograd_reference(p, out_channels, reuse):
     torch.manual_seed(0)
-    h = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    dtype = torch.float64
+    h = torch.randn(12, 5, dtype=dtype, requires_grad=True)
+    weight = torch.randn(7, 5, dtype=dtype, requires_grad=True)
+    bias = torch.randn(7, dtype=dtype, requires_grad=True)
+    last_weight = last_bias = None
+    inputs = [h, weight, bias]
+    if out_channels is not None:
+        last_weight = torch.randn(out_channels, 7, dtype=dtype, requires_grad=True)
+        last_bias = torch.randn(out_channels, dtype=dtype, requires_grad=True)
+        inputs += [last_weight, last_bias]
     src, dst = torch.randint(0, 12, (2, 30))
-    keep = torch.rand(30, 7) > 0.5
-    ours = _HadamardLayer.apply(h, src, dst, weight, bias, keep, 2.0)
-    reference = torch.relu((h[src] * h[dst]) @ weight.t() + bias) * keep * 2.0
-    torch.testing.assert_close(ours, reference)
-    upstream = torch.randn_like(reference)
-    got = torch.autograd.grad(ours, (h, weight, bias), upstream)
-    want = torch.autograd.grad(reference, (h, weight, bias), upstream)
-    for a, b in zip(got, want, strict=True):
+    scratch = _Scratch()
+
+    def ours(h, weight, bias, last_weight=None, last_bias=None):
+        torch.manual_seed(7)  # the same dropout mask on every call
+        lease = scratch.acquire() if reuse else None
+        return _HadamardMLPFunction.apply(
+            h, src, dst, weight, bias, last_weight, last_bias, p, scratch, lease
+        )
+
+    got = ours(*inputs)
+    want = _reference_predictor(h, src, dst, weight, bias, last_weight, last_bias, p, seed=7)
+    torch.testing.assert_close(got, want)
+    if out_channels is None and p > 0.0:  # dropout zeroed some activations, not all
+        assert 0 < int((got == 0).sum()) < got.numel()
+    upstream = torch.randn_like(want)
+    for a, b in zip(
+        torch.autograd.grad(got, inputs, upstream),
+        torch.autograd.grad(want, inputs, upstream),
+        strict=True,
+    ):
         torch.testing.assert_close(a, b)
-    assert torch.autograd.gradcheck(
-        lambda h, w, b: _HadamardLayer.apply(h, src, dst, w, b, keep, 2.0), (h, weight, bias)
-    )
+    assert torch.autograd.gradcheck(ours, tuple(inputs))
+
+
+def _twin_predictors(num_layers: int = 2):
+    torch.manual_seed(0)
+    fresh = HadamardMLP(6, 8, num_layers=num_layers, reuse_buffers=False)
+    reused = HadamardMLP(6, 8, num_layers=num_layers)
+    reused.load_state_dict(fresh.state_dict())
+    return fresh, reused
+
+
+def _train_step(model, h, batches, seed):
+    """Forward every batch (one graph), then backward; returns the gradients."""
+    torch.manual_seed(seed)
+    h = h.detach().requires_grad_()
+    loss = sum((model(h, pairs) ** 2).sum() for pairs in batches)
+    loss.backward()
+    grads = [h.grad] + [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    return grads
+
+
+@pytest.mark.parametrize("num_layers", [2, 3])
+def test_reused_buffers_give_the_same_steps(num_layers):
+    fresh, reused = _twin_predictors(num_layers)
+    h = torch.randn(20, 6)
+    pairs = torch.randint(0, 20, (2, 50))
+    other = torch.randint(0, 20, (2, 30))
+    for seed, batches in enumerate([[pairs], [pairs, other], [other], [pairs, other, pairs]]):
+        # several forward passes before one backward (the later ones allocate their own)
+        for a, b in zip(
+            _train_step(fresh, h, batches, seed),
+            _train_step(reused, h, batches, seed),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert reused._scratch.nbytes() > 0 and fresh._scratch.nbytes() == 0
+    reused.free_buffers()
+    assert reused._scratch.nbytes() == 0
+
+
+def test_reused_buffers_are_reused_and_never_overwritten_under_a_live_graph():
+    _, model = _twin_predictors()
+    h = torch.randn(20, 6, requires_grad=True)
+    pairs = torch.randint(0, 20, (2, 50))
+    model(h, pairs).sum().backward()
+    pointer = model._scratch._buffers["h_src"].data_ptr()
+    out = model(h, pairs)
+    assert model._scratch._buffers["h_src"].data_ptr() == pointer  # reused after a backward
+    assert model._scratch.acquire() is None  # the live graph holds them
+    del out  # a graph freed without backward gives them back
+    assert model._scratch.acquire() is not None
+
+    # A second backward through a graph whose buffers a later step reused fails loudly.
+    first = model(h, pairs).sum()
+    first.backward(retain_graph=True)
+    model(h, pairs).sum().backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        first.backward()
+
+
+@pytest.mark.cuda
+def test_predictor_on_cuda_equals_cpu():
+    fresh, _ = _twin_predictors()
+    on_cuda = copy.deepcopy(fresh).cuda()
+    h = torch.randn(20, 6)
+    pairs = torch.randint(0, 20, (2, 50))
+    fresh.eval(), on_cuda.eval()
+    torch.testing.assert_close(on_cuda(h.cuda(), pairs.cuda()).cpu(), fresh(h, pairs))
+    on_cuda.train()
+    h_cuda = h.cuda().requires_grad_()
+    (on_cuda(h_cuda, pairs.cuda()) ** 2).sum().backward()
+    assert torch.isfinite(h_cuda.grad).all() and on_cuda._scratch.nbytes() == 0
+
+
+def test_predictor_copies_and_pickles_without_its_buffers(tmp_path):
+    _, model = _twin_predictors()
+    h = torch.randn(20, 6, requires_grad=True)
+    model(h, torch.randint(0, 20, (2, 50))).sum().backward()
+    twin = copy.deepcopy(model)
+    assert twin._scratch.nbytes() == 0 and twin._scratch is not model._scratch
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)  # our own file, just written
+    pairs = torch.randint(0, 20, (2, 9))
+    torch.testing.assert_close(loaded.eval()(h, pairs), model.eval()(h, pairs))
 
 
 @pytest.mark.parametrize("conv", ["gcn", "gat"])

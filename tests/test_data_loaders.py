@@ -38,8 +38,11 @@ def mirrored_root(tmp_path_factory, mirror) -> Path:
 def test_registry_lists_the_promised_datasets():
     expected = {
         "cora": "node", "citeseer": "node", "pubmed": "node", "karate": "node", "ogbn-arxiv": "node",
-        "ogbg-molbace": "graph", "ogbg-molbbbp": "graph", "ogbg-molesol": "graph",
-        "ogbg-molfreesolv": "graph", "ogbg-molhiv": "graph", "ogbl-ddi": "link",
+        **{f"ogbg-mol{name}": "graph" for name in (
+            "bace", "bbbp", "chembl", "clintox", "esol", "freesolv", "hiv", "lipo", "muv", "pcba",
+            "sider", "tox21", "toxcast",
+        )},
+        "ogbl-ddi": "link",
         "bartleby": "text", "pydoc-tutorial": "text", "athar-citations": "citation",
     }  # fmt: skip
     assert {name: spec.kind for name, spec in DATASETS.items()} == expected

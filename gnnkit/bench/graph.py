@@ -119,7 +119,8 @@ class GraphBenchResult:
         header = ("implementation", f"test {self.metric}", f"valid {self.metric}", "epoch time")
         title = (
             f"{self.model.upper()} on {self.dataset}: {len(self.seeds)} run(s) x {self.epochs} "
-            f"epochs, seeds {self.seeds[0]}-{self.seeds[-1]}, {torch.get_num_threads()} thread(s)"
+            f"epochs, seeds {self.seeds[0]}-{self.seeds[-1]}, {self.options.get('device', 'cpu')}, "
+            f"{torch.get_num_threads()} thread(s)"
         )
         lines = [title, format_table(header, rows, "lrrr")]
         if self.compared:
@@ -142,6 +143,7 @@ def run_graph_benchmark(
     seed: int = 0,
     batch_size: int = 32,
     emb_dim: int = 300,
+    device: str | torch.device = "cpu",
 ) -> GraphBenchResult:
     """Train ``model`` (and PyG's ``pyg-ogbg-<model>`` with ``compare="pyg"``) ``runs`` times.
 
@@ -158,12 +160,15 @@ def run_graph_benchmark(
         seed (int, optional): seed of the first run. (default: ``0``)
         batch_size (int, optional): graphs per batch. (default: ``32``)
         emb_dim (int, optional): layer width. (default: ``300``)
+        device (str or torch.device, optional): where to train; batches are moved there
+            one at a time. (default: ``"cpu"``)
     """
     from gnnkit.models.graph import get_graph_model
     from gnnkit.train.graphprop import GraphSplits, GraphTrainConfig, GraphTrainer, graph_splits
     from gnnkit.train.loop import seed_everything
 
     common.check_runs(runs)
+    device = common.resolve_device(device)
     spec = get_graph_model(model)
     specs = common.implementations(spec, compare, f"pyg-ogbg-{model}")
     epochs = spec.epochs if epochs is None else epochs
@@ -176,7 +181,7 @@ def run_graph_benchmark(
         trainers = {}
         for impl, s in specs.items():
             seed_everything(run_seed)
-            net = s.build(emb_dim, splits.num_tasks)
+            net = s.build(emb_dim, splits.num_tasks).to(device)
             config = GraphTrainConfig(epochs=epochs, lr=s.lr, batch_size=batch_size, seed=run_seed)
             trainers[impl] = GraphTrainer(net, splits, config)
         for order in common.alternate(trainers):
@@ -205,6 +210,7 @@ def run_graph_benchmark(
             "emb_dim": emb_dim,
             "lr": spec.lr,
             "compare": compare,
+            "device": str(device),
         },
     )
 
@@ -244,7 +250,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dataset",
         default="ogbg-molbace",
-        help="an OGB molecule dataset: ogbg-molbace (default), ogbg-molesol, ogbg-molfreesolv...",
+        help="any OGB molecule dataset (ogbg-mol*; gnnkit data list shows them): ogbg-molbace "
+        "(default), ogbg-molesol, ogbg-molfreesolv, ogbg-moltox21...",
     )
     common.add_model_arguments(
         parser, GRAPH_MODELS, runs=10, epochs_help="epochs per run (default: 100, OGB's)"
@@ -255,6 +262,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=32, help="graphs per batch (default: 32)"
     )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     common.add_output_arguments(parser, plot_help="draw loss and score curves")
     common.add_threads_argument(parser, default_help="torch's")
     parser.set_defaults(func=run)
@@ -269,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
     from gnnkit.models.graph import get_graph_model
     from gnnkit.utils.env import environment
 
-    get_graph_model(args.model)  # unknown names fail before any data is loaded
+    get_graph_model(args.model)  # unknown names and devices fail before any data is loaded
+    common.resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = load_graph_dataset(args.dataset, args)
@@ -282,7 +291,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         batch_size=args.batch_size,
+        device=args.device,
     )
     return common.report_and_write(
-        args, result, lambda: result.to_json(environment("cpu")), plot_graph_benchmark
+        args, result, lambda: result.to_json(environment(args.device)), plot_graph_benchmark
     )

@@ -118,6 +118,24 @@ def _athar_download(root: Path) -> None:
     loaders.download_file(_ATHAR_URL, root / _ATHAR_FILE, member="citation_sentiment_corpus.txt")
 
 
+#: Every molecule dataset of OGB's ``graphproppred/master.csv``: the same raw layout, so one
+#: loader serves them all.
+_OGB_MOLECULES = {
+    "ogbg-molbace": "BACE inhibition, ROC-AUC",
+    "ogbg-molbbbp": "blood-brain barrier, ROC-AUC",
+    "ogbg-molchembl": "ChEMBL bioactivity, 1,310 tasks, ROC-AUC",
+    "ogbg-molclintox": "clinical toxicity, 2 tasks, ROC-AUC",
+    "ogbg-molesol": "water solubility, RMSE",
+    "ogbg-molfreesolv": "hydration free energy, RMSE",
+    "ogbg-molhiv": "HIV inhibition, ROC-AUC",
+    "ogbg-mollipo": "lipophilicity, RMSE",
+    "ogbg-molmuv": "MUV bioassays, 17 tasks, AP",
+    "ogbg-molpcba": "PubChem bioassays, 128 tasks, AP",
+    "ogbg-molsider": "side effects, 27 tasks, ROC-AUC",
+    "ogbg-moltox21": "toxicity, 12 tasks, ROC-AUC",
+    "ogbg-moltoxcast": "toxicity, 617 tasks, ROC-AUC",
+}
+
 _SPECS = [
     _planetoid("cora", "Cora", "Planetoid Cora citations: 2,708 nodes, 1,433 features, 7 classes"),
     _planetoid(
@@ -136,23 +154,10 @@ _SPECS = [
         files=(),
         loader=loaders.load_karate,
     ),
-    _ogb(
-        "ogbg-molbace", "graph", "OGB molecules, BACE inhibition, ROC-AUC", loaders.load_ogb_graph
+    *(
+        _ogb(name, "graph", f"OGB molecules, {description}", loaders.load_ogb_graph)
+        for name, description in _OGB_MOLECULES.items()
     ),
-    _ogb(
-        "ogbg-molbbbp",
-        "graph",
-        "OGB molecules, blood-brain barrier, ROC-AUC",
-        loaders.load_ogb_graph,
-    ),
-    _ogb("ogbg-molesol", "graph", "OGB molecules, water solubility, RMSE", loaders.load_ogb_graph),
-    _ogb(
-        "ogbg-molfreesolv",
-        "graph",
-        "OGB molecules, hydration free energy, RMSE",
-        loaders.load_ogb_graph,
-    ),
-    _ogb("ogbg-molhiv", "graph", "OGB molecules, HIV inhibition, ROC-AUC", loaders.load_ogb_graph),
     _ogb(
         "ogbl-ddi",
         "link",

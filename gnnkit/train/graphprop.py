@@ -253,6 +253,8 @@ class GraphTrainer:
                 f"{type(splits).__name__}"
             )
         self.model, self.splits, self.config = model, splits, config
+        first = next(iter(model.parameters()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
         self.direction = metric_direction(splits.metric)
         self.evaluator = Evaluator(splits.name)
         if self.evaluator.eval_metric != splits.metric:
@@ -268,7 +270,9 @@ class GraphTrainer:
         self.optimizer = torch.optim.Adam(params, lr=config.lr, fused=fused or None)
         # Evaluation order never changes: collate those batches once.
         self.eval_batches = {
-            key: _collate(getattr(splits, key), config.batch_size)
+            key: [
+                batch.to(self.device) for batch in _collate(getattr(splits, key), config.batch_size)
+            ]
             for key in (("train", "valid", "test") if config.eval_train else ("valid", "test"))
         }
         self.history: dict[str, list[float]] = {
@@ -281,7 +285,7 @@ class GraphTrainer:
         self.epoch = 0
         if config.seed is not None:
             seed_everything(config.seed)
-        self._rng = (_rng_state(torch.device("cpu")), random.getstate())
+        self._rng = (_rng_state(self.device), random.getstate())
 
     @property
     def done(self) -> bool:
@@ -308,6 +312,7 @@ class GraphTrainer:
         for batch in DataLoader(self.splits.train, batch_size=config.batch_size, shuffle=True):
             if batch.x.size(0) == 1 or batch.num_graphs == 1:
                 continue
+            batch = batch.to(self.device, non_blocking=True)
             pred = model(batch)
             y = batch.y.view(pred.shape).to(torch.float32)
             labelled = y == y  # NaN marks a missing label
@@ -320,7 +325,7 @@ class GraphTrainer:
         if losses:
             total = float(torch.stack(losses).double().mean())
         train_time = time.perf_counter() - tick
-        self._rng = (_rng_state(torch.device("cpu")), random.getstate())
+        self._rng = (_rng_state(self.device), random.getstate())
         if not math.isfinite(total):
             raise NonFiniteLossError(
                 f"the loss became non-finite at epoch {self.epoch + 1}; lower the learning "
