@@ -77,16 +77,27 @@ def dropout_mask(
         keep (bool, optional): ``True`` marks the kept entries, ``False`` the dropped ones
             (the complement). (default: ``True``)
     """
-    numel = math.prod(shape)
+    uniform, threshold = _draw_uniform(shape, p, device)
+    return uniform >= threshold if keep else uniform < threshold
+
+
+def _draw_uniform(
+    shape: tuple[int, ...], p: float, device: Any, scratch: _Scratch | None = None
+) -> tuple[Tensor, float | int]:
+    """Uniform draws of :func:`dropout_mask` and the threshold below which an entry drops.
+
+    Random bytes against :math:`256 p` when that is an integer, else ``torch.rand`` against
+    ``p``. With ``scratch`` the random words reuse its ``"words"`` buffer.
+    """
     threshold = 256.0 * p
     if threshold != int(threshold):
-        uniform = torch.rand(shape, device=device)
-        return uniform >= p if keep else uniform < p
-    words = torch.randint(
-        -(2**63), 2**63 - 1, ((numel + 7) // 8,), dtype=torch.int64, device=device
-    )
-    uniform = words.view(torch.uint8)[:numel].view(shape)
-    return uniform >= int(threshold) if keep else uniform < int(threshold)
+        return torch.rand(shape, device=device), p
+    numel = math.prod(shape)
+    size = ((numel + 7) // 8,)
+    int64 = torch.empty((), dtype=torch.int64, device=device)
+    words = int64.new_empty(size) if scratch is None else scratch.take("words", size, int64)
+    torch.randint(-(2**63), 2**63 - 1, size, dtype=torch.int64, out=words)
+    return words.view(torch.uint8)[:numel].view(shape), int(threshold)
 
 
 def _check_dropout(p: Any) -> float:
@@ -183,14 +194,8 @@ def _keep_mask(scratch: _Scratch | None, shape: tuple[int, ...], p: float, like:
     Multiplying by a float mask is 5x faster on CPU than by a bool one (which torch converts
     on the fly).
     """
-    numel = math.prod(shape)
-    threshold = 256.0 * p
-    if threshold != int(threshold):
-        return (torch.rand(shape, device=like.device) >= p).to(like.dtype)
-    words = _empty(scratch, "words", ((numel + 7) // 8,), like.new_empty((), dtype=torch.int64))
-    torch.randint(-(2**63), 2**63 - 1, words.shape, dtype=torch.int64, out=words)
-    uniform = words.view(torch.uint8)[:numel].view(shape)
-    return torch.ge(uniform, int(threshold), out=_empty(scratch, "keep", shape, like))
+    uniform, threshold = _draw_uniform(shape, p, like.device, scratch)
+    return torch.ge(uniform, threshold, out=_empty(scratch, "keep", shape, like))
 
 
 class _HadamardMLPFunction(torch.autograd.Function):
