@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gnnkit.train.graphprop import metric_direction
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,7 +42,7 @@ def _key(entry: dict[str, Any]) -> str:
 
 def _row(entry: dict[str, Any]) -> str:
     g, p = entry["gnnkit"], entry["pyg"]
-    better = "higher" if entry["metric"] in ("rocauc", "ap", "acc") else "lower"
+    better = "higher" if metric_direction(entry["metric"]) == "max" else "lower"
     verdict = "yes" if entry["within_one_std"] else "**no**"
     return (
         f"| {entry['dataset']} | {entry['model'].upper()} | {entry['metric']} ({better} is "

@@ -247,6 +247,11 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, plot_help: str) -> 
     parser.add_argument("--plot", metavar="PATH", help=plot_help)
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda[:N]`` (checked by :func:`resolve_device`)."""
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+
 def add_threads_argument(parser: argparse.ArgumentParser, *, default_help: str) -> None:
     """``--threads N``: torch's CPU threads."""
     parser.add_argument(

@@ -262,7 +262,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=32, help="graphs per batch (default: 32)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    common.add_device_argument(parser)
     common.add_output_arguments(parser, plot_help="draw loss and score curves")
     common.add_threads_argument(parser, default_help="torch's")
     parser.set_defaults(func=run)
@@ -278,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     from gnnkit.utils.env import environment
 
     get_graph_model(args.model)  # unknown names and devices fail before any data is loaded
-    common.resolve_device(args.device)
+    device = common.resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = load_graph_dataset(args.dataset, args)
@@ -291,8 +291,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         batch_size=args.batch_size,
-        device=args.device,
+        device=device,
     )
     return common.report_and_write(
-        args, result, lambda: result.to_json(environment(args.device)), plot_graph_benchmark
+        args, result, lambda: result.to_json(environment(device)), plot_graph_benchmark
     )

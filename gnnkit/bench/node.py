@@ -525,7 +525,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue interrupted runs from --checkpoint-dir"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    common.add_device_argument(parser)
     common.add_threads_argument(parser, default_help="torch's choice")
     parser.add_argument(
         "--warmup",
