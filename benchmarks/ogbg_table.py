@@ -11,15 +11,13 @@ Run:
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.tables import collection_parser, read_collection
 from gnnkit.train.graphprop import metric_direction
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 HEADER = """# OGB molecular property prediction: gnnkit against PyG
 
@@ -111,15 +109,10 @@ def markdown(entries: dict[str, dict[str, Any]], notes: str = "") -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("runs", nargs="*", type=Path, help="bench graph --json files")
-    parser.add_argument("--json", type=Path, default=RESULTS / "ogbg.json")
-    parser.add_argument("--markdown", type=Path, default=RESULTS / "ogbg.md")
+    parser = collection_parser(__doc__, "graph", "ogbg")
     parser.add_argument("--notes", type=Path, help="markdown appended below the table")
     args = parser.parse_args()
-    entries = json.loads(args.json.read_text()) if args.json.exists() else {}
+    entries = read_collection(args.json)
     for path in args.runs:
         entry = json.loads(path.read_text())
         if "pyg" not in entry:

@@ -165,7 +165,7 @@ def plot_panels(
     """
     from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
 
-    fig, axes = subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8))
+    fig, axes = subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8), layout="constrained")
     for ax, (key, panel_title) in zip(axes, panels, strict=True):
         for impl, runs in records.items():
             plot_seed_curves(

@@ -1,0 +1,191 @@
+"""Collect full-protocol ``gnnkit bench link`` runs on ogbl-ddi into ``benchmarks/results/ddi``.
+
+Each argument is the JSON one ``gnnkit bench link --dataset ogbl-ddi --epochs 200 --seed S
+--json PATH`` run wrote (any number of seeds per file). Every seed replaces its entry under
+``"full_runs"`` in ``--json`` (other seeds and other keys are kept). Then the seed table, the
+mean ± std over seeds and the verdict against the target are rewritten between the markers
+``<!-- seeds:begin -->`` and ``<!-- seeds:end -->`` of ``--markdown`` (the rest of the file is
+left alone), and ``--plot`` draws the loss and the validation and test Hits@K of every seed.
+
+A seed that stopped before its last epoch (``--time-budget``) is refused: resume it first.
+
+Run:
+    python benchmarks/ddi_table.py RUN.json [RUN.json ...] [--json benchmarks/results/ddi.json]
+        [--markdown benchmarks/results/ddi.md] [--plot benchmarks/results/ddi_gcn_seeds.png]
+        [--target 0.37]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from benchmarks.tables import RESULTS, collection_parser, read_collection
+from gnnkit.bench.common import mean_std, plot_panels
+from gnnkit.utils.io import atomic_write_json, atomic_write_text
+
+BEGIN, END = "<!-- seeds:begin -->", "<!-- seeds:end -->"
+#: OGB leaderboard, GCN on ogbl-ddi (10 seeds): test and validation Hits@20.
+LEADERBOARD = {"test": (0.3707, 0.0507), "valid": (0.5550, 0.0208)}
+#: Evaluations averaged by :func:`late_test_mean`.
+LATE = 10
+#: Evaluations over which :func:`late_correlation` compares validation and test.
+CORRELATION_WINDOW = 20
+
+
+def split_seeds(run: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """One entry per seed of a ``bench link --json`` payload (gnnkit's implementation).
+
+    Raises:
+        ValueError: the payload is not a bench link result, or a seed did not finish.
+    """
+    block = run.get("gnnkit")
+    if not isinstance(block, dict) or "history" not in block or "seeds" not in run:
+        raise ValueError(f"{source} is not a `gnnkit bench link --json` result")
+    entries = {}
+    for i, seed in enumerate(run["seeds"]):
+        if block["finished"][i] != "epochs":
+            raise ValueError(
+                f"{source}: seed {seed} stopped at epoch {block['epochs_run'][i]} of "
+                f"{run['epochs']} ({block['finished'][i]}); finish it with --resume and the "
+                "same --checkpoint-dir before collecting it"
+            )
+        history = block["history"][i]
+        metric = run["metric"]
+        entries[str(seed)] = {
+            "seed": seed,
+            "dataset": run["dataset"],
+            "model": run["model"],
+            "metric": metric,
+            "epochs": run["epochs"],
+            "test": block["test"][i],
+            "valid": max(history[f"valid_{metric}"]),
+            "best_epoch": block["best_epoch"][i],
+            "epoch_s_median": statistics.median(history["epoch_time"]),
+            "wall_s": block["wall_s"][i],
+            "history": history,
+            "options": run["options"],
+            "env": run["env"],
+        }
+    return entries
+
+
+def _tail(entry: dict[str, Any], n: int = 6) -> str:
+    history, metric = entry["history"], entry["metric"]
+    return ", ".join(f"{v:.3f}" for v in history[f"test_{metric}"][-n:])
+
+
+def late_test_mean(entry: dict[str, Any], n: int = LATE) -> float:
+    """The mean test score of the last ``n`` evaluations (not OGB's statistic: no selection)."""
+    return statistics.fmean(entry["history"][f"test_{entry['metric']}"][-n:])
+
+
+def late_correlation(entry: dict[str, Any], n: int = CORRELATION_WINDOW) -> float:
+    """Pearson correlation of validation and test score over the last ``n`` evaluations.
+
+    Near zero, picking the best validation evaluation picks a test score at random among
+    them. ``nan`` when either series is constant or shorter than two evaluations.
+    """
+    history, metric = entry["history"], entry["metric"]
+    valid, test = history[f"valid_{metric}"][-n:], history[f"test_{metric}"][-n:]
+    try:
+        return statistics.correlation(valid, test)
+    except statistics.StatisticsError:
+        return math.nan
+
+
+def seeds_markdown(runs: dict[str, dict[str, Any]], target: float) -> str:
+    """The seed table, the mean ± std over seeds and the verdict against ``target``."""
+    ordered = sorted(runs.values(), key=lambda e: e["seed"])
+    metric = ordered[0]["metric"]
+    k = metric.split("@")[1]
+    lines = [
+        f"| seed | test Hits@{k} at the best validation | validation Hits@{k} there | best "
+        f"epoch | test Hits@{k}, last six evaluations | mean test of the last {LATE} | "
+        f"valid/test correlation, last {CORRELATION_WINDOW} | median epoch | wall time |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for e in ordered:
+        lines.append(
+            f"| {e['seed']} | **{e['test']:.4f}** | {e['valid']:.4f} | {e['best_epoch']} | "
+            f"{_tail(e)} | {late_test_mean(e):.4f} | {late_correlation(e):.2f} | "
+            f"{e['epoch_s_median']:.1f} s | {e['wall_s'] / 60:.1f} min |"
+        )
+    test_mean, test_std = mean_std([e["test"] for e in ordered])
+    valid_mean, valid_std = mean_std([e["valid"] for e in ordered])
+    late_mean, late_std = mean_std([late_test_mean(e) for e in ordered])
+    verdict = "**met**" if test_mean >= target else "**not met**"
+    (lb_test, lb_test_std), (lb_valid, lb_valid_std) = LEADERBOARD["test"], LEADERBOARD["valid"]
+    lines += [
+        "",
+        f"Over {len(ordered)} seeds: test Hits@{k} **{test_mean:.4f} ± {test_std:.4f}**, "
+        f"validation {valid_mean:.4f} ± {valid_std:.4f} (sample std). OGB leaderboard GCN "
+        f"(10 seeds): test {lb_test:.4f} ± {lb_test_std:.4f}, validation {lb_valid:.4f} ± "
+        f"{lb_valid_std:.4f}. Target test Hits@{k} >= {target}: {verdict}.",
+        "",
+        f"Without the selection, the mean test Hits@{k} of each seed's last {LATE} "
+        f"evaluations averages {late_mean:.4f} ± {late_std:.4f} over the seeds (not OGB's "
+        "statistic; it shows where the test score sits, apart from which evaluation the "
+        "validation score happens to pick).",
+    ]
+    return "\n".join(lines)
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with what lies between the seed markers replaced by ``section``."""
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"the markdown has no {BEGIN} ... {END} section to rewrite")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{section}\n{END}{tail}"
+
+
+def plot_seeds(runs: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Training loss, validation and test Hits@K of every seed (light) and their mean (dark)."""
+    ordered = sorted(runs.values(), key=lambda e: e["seed"])
+    metric = ordered[0]["metric"]
+    records = {"gnnkit": [SimpleNamespace(history=e["history"]) for e in ordered]}
+    panels = (
+        ("loss", "training loss"),
+        (f"valid_{metric}", f"validation {metric}"),
+        (f"test_{metric}", f"test {metric}"),
+    )
+    evaluations = max(ordered, key=lambda e: len(e["history"]["eval_epoch"]))
+    title = f"{ordered[0]['model'].upper()} on {ordered[0]['dataset']}: {len(ordered)} seeds"
+    return plot_panels(
+        records,
+        panels,
+        path,
+        title=title,
+        x=lambda key, _: None if key == "loss" else evaluations["history"]["eval_epoch"],
+    )
+
+
+def main() -> None:
+    parser = collection_parser(__doc__, "link", "ddi")
+    parser.add_argument("--plot", type=Path, default=RESULTS / "ddi_gcn_seeds.png")
+    parser.add_argument("--target", type=float, default=0.37, help="test Hits@K target")
+    args = parser.parse_args()
+    collection = read_collection(args.json)
+    runs = collection.setdefault("full_runs", {})
+    try:
+        for path in args.runs:
+            runs.update(split_seeds(json.loads(path.read_text()), str(path)))
+        if not runs:
+            parser.error("no full runs: pass the JSON of at least one bench link run")
+        markdown = args.markdown.read_text() if args.markdown.exists() else f"{BEGIN}\n{END}\n"
+        markdown = replace_section(markdown, seeds_markdown(runs, args.target))
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    atomic_write_json(args.json, collection)
+    atomic_write_text(args.markdown, markdown)
+    plot_seeds(runs, args.plot)
+    print(f"wrote {args.json}, {args.markdown} and {args.plot} ({len(runs)} seeds)")
+
+
+if __name__ == "__main__":
+    main()
