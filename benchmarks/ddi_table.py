@@ -47,6 +47,7 @@ def split_seeds(run: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     if not isinstance(block, dict) or "history" not in block or "seeds" not in run:
         raise ValueError(f"{source} is not a `gnnkit bench link --json` result")
     entries = {}
+    metric = run["metric"]
     for i, seed in enumerate(run["seeds"]):
         if block["finished"][i] != "epochs":
             raise ValueError(
@@ -55,7 +56,6 @@ def split_seeds(run: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
                 "same --checkpoint-dir before collecting it"
             )
         history = block["history"][i]
-        metric = run["metric"]
         entries[str(seed)] = {
             "seed": seed,
             "dataset": run["dataset"],
@@ -74,14 +74,18 @@ def split_seeds(run: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def _series(entry: dict[str, Any], part: str) -> list[float]:
+    """``part``'s (``"valid"`` or ``"test"``) score at every evaluation of a seed."""
+    return entry["history"][f"{part}_{entry['metric']}"]
+
+
 def _tail(entry: dict[str, Any], n: int = 6) -> str:
-    history, metric = entry["history"], entry["metric"]
-    return ", ".join(f"{v:.3f}" for v in history[f"test_{metric}"][-n:])
+    return ", ".join(f"{v:.3f}" for v in _series(entry, "test")[-n:])
 
 
 def late_test_mean(entry: dict[str, Any], n: int = LATE) -> float:
     """The mean test score of the last ``n`` evaluations (not OGB's statistic: no selection)."""
-    return statistics.fmean(entry["history"][f"test_{entry['metric']}"][-n:])
+    return statistics.fmean(_series(entry, "test")[-n:])
 
 
 def late_correlation(entry: dict[str, Any], n: int = CORRELATION_WINDOW) -> float:
@@ -90,8 +94,7 @@ def late_correlation(entry: dict[str, Any], n: int = CORRELATION_WINDOW) -> floa
     Near zero, picking the best validation evaluation picks a test score at random among
     them. ``nan`` when either series is constant or shorter than two evaluations.
     """
-    history, metric = entry["history"], entry["metric"]
-    valid, test = history[f"valid_{metric}"][-n:], history[f"test_{metric}"][-n:]
+    valid, test = _series(entry, "valid")[-n:], _series(entry, "test")[-n:]
     try:
         return statistics.correlation(valid, test)
     except statistics.StatisticsError:
