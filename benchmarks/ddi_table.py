@@ -122,6 +122,8 @@ def seeds_markdown(runs: dict[str, dict[str, Any]], target: float) -> str:
     valid_mean, valid_std = mean_std([e["valid"] for e in ordered])
     late_mean, late_std = mean_std([late_test_mean(e) for e in ordered])
     verdict = "**met**" if test_mean >= target else "**not met**"
+    sem = test_std / math.sqrt(len(ordered))
+    gap = test_mean - target
     (lb_test, lb_test_std), (lb_valid, lb_valid_std) = LEADERBOARD["test"], LEADERBOARD["valid"]
     lines += [
         "",
@@ -129,6 +131,10 @@ def seeds_markdown(runs: dict[str, dict[str, Any]], target: float) -> str:
         f"validation {valid_mean:.4f} ± {valid_std:.4f} (sample std). OGB leaderboard GCN "
         f"(10 seeds): test {lb_test:.4f} ± {lb_test_std:.4f}, validation {lb_valid:.4f} ± "
         f"{lb_valid_std:.4f}. Target test Hits@{k} >= {target}: {verdict}.",
+        "",
+        f"Standard error of that mean: {test_std:.4f} / √{len(ordered)} = {sem:.4f}; the mean "
+        f"lies {abs(gap):.4f} {'above' if gap >= 0 else 'below'} the target"
+        + (f", {abs(gap) / sem:.2f} standard errors." if sem > 0 else "."),
         "",
         f"Without the selection, the mean test Hits@{k} of each seed's last {LATE} "
         f"evaluations averages {late_mean:.4f} ± {late_std:.4f} over the seeds (not OGB's "

@@ -91,6 +91,9 @@ def test_seeds_merge_and_the_marked_section_is_rewritten(tmp_path, monkeypatch):
     mean, std = 0.35, statistics.stdev([0.30, 0.40])
     assert f"**{mean:.4f} ± {std:.4f}**" in text
     assert "Target test Hits@20 >= 0.37: **not met**" in text
+    sem = std / math.sqrt(2)
+    assert f"{std:.4f} / √2 = {sem:.4f}; the mean lies 0.0200 below the target, " in text
+    assert f", {0.02 / sem:.2f} standard errors." in text
     late = statistics.stdev([0.325, 0.425])  # each seed's mean test over its evaluations
     assert f"last 10 evaluations averages 0.3750 ± {late:.4f}" in text
     assert plot.stat().st_size > 0
