@@ -3,7 +3,9 @@
 Each argument is the JSON one ``gnnkit bench link --dataset ogbl-ddi --epochs 200 --seed S
 --json PATH`` run wrote (any number of seeds per file). Every seed replaces its entry under
 ``"full_runs"`` in ``--json`` (other seeds and other keys are kept). Then the seed table, the
-mean ± std over seeds and the verdict against the target are rewritten between the markers
+mean ± std of the seeds of each machine they ran on (CPU, a GPU) and of all seeds, Welch
+t-tests, and the verdict against the target (read from the mean over all seeds) are rewritten
+between the markers
 ``<!-- seeds:begin -->`` and ``<!-- seeds:end -->`` of ``--markdown`` (the rest of the file is
 left alone), and ``--plot`` draws the loss and the validation and test Hits@K of every seed.
 
@@ -101,43 +103,117 @@ def late_correlation(entry: dict[str, Any], n: int = CORRELATION_WINDOW) -> floa
         return math.nan
 
 
+def machine(entry: dict[str, Any]) -> str:
+    """Where a seed ran, from its run's environment: ``"CPU"`` or ``"GPU (<name>)"``."""
+    device = entry["env"].get("device", "cpu")
+    if device.startswith("cuda"):
+        return f"GPU ({device.partition('(')[2].rstrip(')') or 'cuda'})"
+    return "CPU"
+
+
+def by_machine(runs: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The seeds of each machine, ordered by seed; machines in the order of their first seed."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(runs.values(), key=lambda e: e["seed"]):
+        groups.setdefault(machine(entry), []).append(entry)
+    return groups
+
+
+def _seed_range(entries: list[dict[str, Any]]) -> str:
+    seeds = [e["seed"] for e in entries]
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _summary_row(label: str, where: str, entries: list[dict[str, Any]], target: float) -> str:
+    """One row of the summary table: mean ± std, standard error, distance to ``target``."""
+    test_mean, test_std = mean_std([e["test"] for e in entries])
+    valid_mean, valid_std = mean_std([e["valid"] for e in entries])
+    sem = test_std / math.sqrt(len(entries))
+    gap = test_mean - target
+    side = f"{abs(gap):.4f} {'above' if gap >= 0 else 'below'}"
+    if sem > 0:
+        side += f" ({abs(gap) / sem:.2f} SE)"
+    return (
+        f"| {label} | {where} | {len(entries)} | {test_mean:.4f} ± {test_std:.4f} | "
+        f"{valid_mean:.4f} ± {valid_std:.4f} | {sem:.4f} | {side} |"
+    )
+
+
+def statistics_lines(groups: dict[str, list[dict[str, Any]]], k: str) -> list[str]:
+    """Welch t-tests (scipy): all seeds against the leaderboard, and machine against machine."""
+    from scipy import stats
+
+    tests = [e["test"] for entries in groups.values() for e in entries]
+    lines = []
+    if len(tests) > 1:
+        mean, std = mean_std(tests)
+        lb_mean, lb_std = LEADERBOARD["test"]
+        t, p = stats.ttest_ind_from_stats(mean, std, len(tests), lb_mean, lb_std, 10, False)
+        lines.append(
+            f"- Welch t-test of the test Hits@{k} of all {len(tests)} seeds against the "
+            f"leaderboard's (its mean, std and 10 seeds): t = {t:.2f}, p = {p:.2f}."
+        )
+    if len(groups) == 2 and all(len(entries) > 1 for entries in groups.values()):
+        (a, first), (b, second) = groups.items()
+        t, p = stats.ttest_ind(
+            [e["test"] for e in first], [e["test"] for e in second], equal_var=False
+        )
+        lines.append(f"- Welch t-test of the test Hits@{k}, {a} seeds against {b}: "
+                     f"t = {t:.2f}, p = {p:.2f}.")  # fmt: skip
+    return lines
+
+
 def seeds_markdown(runs: dict[str, dict[str, Any]], target: float) -> str:
-    """The seed table, the mean ± std over seeds and the verdict against ``target``."""
+    """The seed table, the mean ± std per machine and over all seeds, and the verdict.
+
+    The verdict against ``target`` reads the mean over all seeds, every machine's included.
+    """
+    groups = by_machine(runs)
     ordered = sorted(runs.values(), key=lambda e: e["seed"])
     metric = ordered[0]["metric"]
     k = metric.split("@")[1]
     lines = [
-        f"| seed | test Hits@{k} at the best validation | validation Hits@{k} there | best "
-        f"epoch | test Hits@{k}, last six evaluations | mean test of the last {LATE} | "
+        f"| seed | ran on | test Hits@{k} at the best validation | validation Hits@{k} there | "
+        f"best epoch | test Hits@{k}, last six evaluations | mean test of the last {LATE} | "
         f"valid/test correlation, last {CORRELATION_WINDOW} | median epoch | wall time |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for e in ordered:
         lines.append(
-            f"| {e['seed']} | **{e['test']:.4f}** | {e['valid']:.4f} | {e['best_epoch']} | "
-            f"{_tail(e)} | {late_test_mean(e):.4f} | {late_correlation(e):.2f} | "
-            f"{e['epoch_s_median']:.1f} s | {e['wall_s'] / 60:.1f} min |"
+            f"| {e['seed']} | {machine(e)} | **{e['test']:.4f}** | {e['valid']:.4f} | "
+            f"{e['best_epoch']} | {_tail(e)} | {late_test_mean(e):.4f} | "
+            f"{late_correlation(e):.2f} | {e['epoch_s_median']:.1f} s | "
+            f"{e['wall_s'] / 60:.1f} min |"
         )
-    test_mean, test_std = mean_std([e["test"] for e in ordered])
-    valid_mean, valid_std = mean_std([e["valid"] for e in ordered])
-    late_mean, late_std = mean_std([late_test_mean(e) for e in ordered])
-    verdict = "**met**" if test_mean >= target else "**not met**"
-    sem = test_std / math.sqrt(len(ordered))
-    gap = test_mean - target
     (lb_test, lb_test_std), (lb_valid, lb_valid_std) = LEADERBOARD["test"], LEADERBOARD["valid"]
     lines += [
         "",
-        f"Over {len(ordered)} seeds: test Hits@{k} **{test_mean:.4f} ± {test_std:.4f}**, "
-        f"validation {valid_mean:.4f} ± {valid_std:.4f} (sample std). OGB leaderboard GCN "
-        f"(10 seeds): test {lb_test:.4f} ± {lb_test_std:.4f}, validation {lb_valid:.4f} ± "
-        f"{lb_valid_std:.4f}. Target test Hits@{k} >= {target}: {verdict}.",
+        f"| seeds | ran on | n | test Hits@{k} | validation Hits@{k} | standard error of the "
+        f"test mean | test mean against {target} |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for where, entries in groups.items():
+        lines.append(_summary_row(_seed_range(entries), where, entries, target))
+    if len(groups) > 1:
+        lines.append(_summary_row("**all**", "", ordered, target))
+    lines.append(
+        f"| OGB leaderboard GCN | | 10 | {lb_test:.4f} ± {lb_test_std:.4f} | {lb_valid:.4f} ± "
+        f"{lb_valid_std:.4f} | {lb_test_std / math.sqrt(10):.4f} | |"
+    )
+    test_mean, test_std = mean_std([e["test"] for e in ordered])
+    late_mean, late_std = mean_std([late_test_mean(e) for e in ordered])
+    verdict = "**met**" if test_mean >= target else "**not met**"
+    lines += [
         "",
-        f"Standard error of that mean: {test_std:.4f} / √{len(ordered)} = {sem:.4f}; the mean "
-        f"lies {abs(gap):.4f} {'above' if gap >= 0 else 'below'} the target"
-        + (f", {abs(gap) / sem:.2f} standard errors." if sem > 0 else "."),
+        f"Over all {len(ordered)} seeds: test Hits@{k} **{test_mean:.4f} ± {test_std:.4f}** "
+        f"(sample std). Target test Hits@{k} >= {target}, read from the mean over all seeds: "
+        f"{verdict}.",
         "",
-        f"Without the selection, the mean test Hits@{k} of each seed's last {LATE} "
-        f"evaluations averages {late_mean:.4f} ± {late_std:.4f} over the seeds (not OGB's "
+        *statistics_lines(groups, k),
+        f"- Without the selection, the mean test Hits@{k} of each seed's last {LATE} "
+        f"evaluations averages {late_mean:.4f} ± {late_std:.4f} over all seeds (not OGB's "
         "statistic; it shows where the test score sits, apart from which evaluation the "
         "validation score happens to pick).",
     ]
@@ -154,10 +230,17 @@ def replace_section(text: str, section: str) -> str:
 
 
 def plot_seeds(runs: dict[str, dict[str, Any]], path: Path) -> Path:
-    """Training loss, validation and test Hits@K of every seed (light) and their mean (dark)."""
+    """Training loss, validation and test Hits@K of every seed (light) and the mean (dark).
+
+    One colour per machine the seeds ran on.
+    """
+    groups = by_machine(runs)
     ordered = sorted(runs.values(), key=lambda e: e["seed"])
     metric = ordered[0]["metric"]
-    records = {"gnnkit": [SimpleNamespace(history=e["history"]) for e in ordered]}
+    records = {
+        f"{where}, {len(entries)} seeds": [SimpleNamespace(history=e["history"]) for e in entries]
+        for where, entries in groups.items()
+    }
     panels = (
         ("loss", "training loss"),
         (f"valid_{metric}", f"validation {metric}"),

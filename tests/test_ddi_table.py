@@ -81,25 +81,69 @@ def test_seeds_merge_and_the_marked_section_is_rewritten(tmp_path, monkeypatch):
     assert merged["full_runs"]["0"]["epoch_s_median"] == 3.0
 
     text = markdown.read_text()
-    assert text.startswith("# ddi\n\nbefore\n<!-- seeds:begin -->\n| seed |")
+    assert text.startswith("# ddi\n\nbefore\n<!-- seeds:begin -->\n| seed | ran on |")
     assert text.endswith("<!-- seeds:end -->\nafter\n") and "old table" not in text
     rows = [line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
     assert rows[0].startswith(
-        "| 0 | **0.3000** | 0.5500 | 10 | 0.350, 0.300 | 0.3250 | -1.00 | 3.0 s | 10.0 min"
+        "| 0 | CPU | **0.3000** | 0.5500 | 10 | 0.350, 0.300 | 0.3250 | -1.00 | 3.0 s | 10.0 min"
     )
-    assert rows[1].startswith("| 1 | **0.4000** | 0.5700 |")
+    assert rows[1].startswith("| 1 | CPU | **0.4000** | 0.5700 |")
     mean, std = 0.35, statistics.stdev([0.30, 0.40])
-    assert f"**{mean:.4f} ± {std:.4f}**" in text
-    assert "Target test Hits@20 >= 0.37: **not met**" in text
     sem = std / math.sqrt(2)
-    assert f"{std:.4f} / √2 = {sem:.4f}; the mean lies 0.0200 below the target, " in text
-    assert f", {0.02 / sem:.2f} standard errors." in text
+    valid = f"{0.56:.4f} ± {statistics.stdev([0.55, 0.57]):.4f}"
+    assert (
+        f"| 0, 1 | CPU | 2 | {mean:.4f} ± {std:.4f} | {valid} | {sem:.4f} | 0.0200 below "
+        f"({0.02 / sem:.2f} SE) |" in text
+    )
+    assert "| **all** |" not in text  # one machine: its row is the whole
+    assert f"Over all 2 seeds: test Hits@20 **{mean:.4f} ± {std:.4f}**" in text
+    assert "Target test Hits@20 >= 0.37, read from the mean over all seeds: **not met**" in text
     late = statistics.stdev([0.325, 0.425])  # each seed's mean test over its evaluations
     assert f"last 10 evaluations averages 0.3750 ± {late:.4f}" in text
     assert plot.stat().st_size > 0
 
     run(monkeypatch, "--json", collection, "--markdown", markdown, "--plot", plot, "--target", 0.3)
-    assert "Target test Hits@20 >= 0.3: **met**" in markdown.read_text()
+    assert "Target test Hits@20 >= 0.3, read from the mean over all seeds: **met**" in (
+        markdown.read_text()
+    )
+
+
+def test_seeds_of_two_machines_are_summarised_apart_and_together(tmp_path, monkeypatch):
+    cpu_tests, gpu_tests = [0.30, 0.36, 0.33], [0.41, 0.45, 0.38, 0.44]
+    cpu = write(tmp_path / "cpu.json", bench_json([0, 1, 2], cpu_tests, [0.55] * 3))
+    on_gpu = bench_json([10, 11, 12, 13], gpu_tests, [0.56] * 4)
+    on_gpu["env"] = {**ENV, "device": "cuda (NVIDIA Test GPU)"}
+    gpu = write(tmp_path / "gpu.json", on_gpu)
+    markdown = tmp_path / "ddi.md"
+    run(monkeypatch, gpu, cpu, "--json", tmp_path / "o.json", "--markdown", markdown,
+        "--plot", tmp_path / "p.png")  # fmt: skip
+    text = markdown.read_text()
+
+    assert (
+        "| 0 | CPU | **0.3000** |" in text and "| 13 | GPU (NVIDIA Test GPU) | **0.4400** |" in text
+    )
+    assert "| 0-2 | CPU | 3 | 0.3300 ± 0.0300 |" in text
+    assert "| 10-13 | GPU (NVIDIA Test GPU) | 4 |" in text
+    pooled = cpu_tests + gpu_tests
+    mean, std = statistics.fmean(pooled), statistics.stdev(pooled)
+    assert f"| **all** |  | 7 | {mean:.4f} ± {std:.4f} |" in text
+    assert ("**met**" if mean >= 0.37 else "**not met**") in text.split("read from the mean")[1]
+
+    # Welch's t from its formula; the p-value from the Welch-Satterthwaite degrees of freedom.
+    scipy_stats = pytest.importorskip("scipy.stats")
+    va, vb = (statistics.variance(x) / len(x) for x in (cpu_tests, gpu_tests))
+    t = (statistics.fmean(cpu_tests) - statistics.fmean(gpu_tests)) / math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    p = 2 * scipy_stats.t.sf(abs(t), dof)
+    assert f"CPU seeds against GPU (NVIDIA Test GPU): t = {t:.2f}, p = {p:.2f}." in text
+    lb_mean, lb_std = ddi_table.LEADERBOARD["test"]
+    va, vb = std**2 / 7, lb_std**2 / 10
+    t = (mean - lb_mean) / math.sqrt(va + vb)
+    p = 2 * scipy_stats.t.sf(abs(t), (va + vb) ** 2 / (va**2 / 6 + vb**2 / 9))
+    assert (
+        "all 7 seeds against the leaderboard's (its mean, std and 10 seeds): "
+        f"t = {t:.2f}, p = {p:.2f}." in text
+    )
 
 
 def test_an_unfinished_seed_is_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
