@@ -2,13 +2,13 @@
 
 One step of ``gnnkit.train.linkpred``'s loop (OGB's ddi example): encode all 4,267 nodes (two
 GCN layers on 2.1 M edges), draw as many negatives as positives with PyG's
-``negative_sampling``, score the 65,536 + 65,536 pairs with the Hadamard MLP, backward,
+``negative_sampling`` (or, with ``--negatives device``, gnnkit's ``NegativeSampler``), score the 65,536 + 65,536 pairs with the Hadamard MLP, backward,
 clip, Adam. Each part is timed separately; the table shows the median over ``--steps``
 steps after ``--warmup`` ones, for gnnkit's ``LinkGNN`` and for the PyG reference model
 (``benchmarks/references_ogb.py``), in that order in one process.
 
 Run (needs ogbl-ddi: ``GNNKIT_MIRROR`` or the network):
-    python benchmarks/ddi_step.py [--steps 5] [--threads 1] [--json PATH]
+    python benchmarks/ddi_step.py [--steps 5] [--threads 1] [--negatives pyg|device] [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,23 +18,37 @@ import itertools
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from benchmarks.references_ogb import PygDDI
 from gnnkit.data import load
 from gnnkit.models.link import LinkGNN
-from gnnkit.train.linkpred import link_data
+from gnnkit.sampling import NegativeSampler
+from gnnkit.train.linkpred import NEGATIVES, link_data
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_write_json
 
 PARTS = ("encoder", "negative_sampling", "predictor_forward", "backward", "optimizer", "total")
 
 
-def time_steps(model: torch.nn.Module, data, batch_size: int, steps: int, warmup: int):
-    """Median seconds per part of a training step, over ``steps`` steps."""
+def negative_drawer(data, negatives: str) -> Callable[[int], torch.Tensor]:
+    """``draw(k)``: ``k`` negatives from PyG's ``negative_sampling`` or gnnkit's sampler."""
     from torch_geometric.utils import negative_sampling
 
+    if negatives == "device":
+        return NegativeSampler(data.edge_index, data.num_nodes)
+    return lambda k: negative_sampling(
+        data.edge_index, num_nodes=data.num_nodes, num_neg_samples=k, method="dense"
+    )
+
+
+def time_steps(
+    model: torch.nn.Module, data, batch_size: int, steps: int, warmup: int, negatives: str
+):
+    """Median seconds per part of a training step, over ``steps`` steps."""
+    draw = negative_drawer(data, negatives)
     graph = model.prepare_graph(data.edge_index, data.num_nodes)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
     model.train()
@@ -46,9 +60,7 @@ def time_steps(model: torch.nn.Module, data, batch_size: int, steps: int, warmup
         ticks.append(time.perf_counter())
         perm = torch.randperm(data.train_pos.size(0))[:batch_size]
         pos = data.train_pos[perm].t()
-        neg = negative_sampling(
-            data.edge_index, num_nodes=data.num_nodes, num_neg_samples=batch_size, method="dense"
-        )
+        neg = draw(batch_size)
         ticks.append(time.perf_counter())
         loss = model.link_loss(h, pos, neg)
         ticks.append(time.perf_counter())
@@ -72,6 +84,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64 * 1024)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--negatives", choices=NEGATIVES, default="pyg")
     parser.add_argument("--json", help="write the medians as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,15 +93,19 @@ def main() -> None:
     for name, build in (("gnnkit", LinkGNN.ogb_ddi), ("pyg", PygDDI)):
         torch.manual_seed(0)
         results[name] = time_steps(
-            build(data.num_nodes), data, args.batch_size, args.steps, args.warmup
+            build(data.num_nodes), data, args.batch_size, args.steps, args.warmup, args.negatives
         )
-    print(f"seconds per ogbl-ddi training step (median of {args.steps}, {args.threads} thread(s))")
+    print(
+        f"seconds per ogbl-ddi training step (median of {args.steps}, {args.threads} "
+        f"thread(s), negatives: {args.negatives})"
+    )
     print(f"{'part':<20}{'gnnkit':>10}{'PyG':>10}{'ratio':>8}")
     for part in PARTS:
         ours, theirs = results["gnnkit"][part], results["pyg"][part]
         print(f"{part:<20}{ours:>10.3f}{theirs:>10.3f}{theirs / ours:>7.2f}x")
     if args.json:
         payload = {"steps": args.steps, "batch_size": args.batch_size, **results}
+        payload["negatives"] = args.negatives
         payload["env"] = environment()
         atomic_write_json(args.json, payload)
         print(f"wrote {args.json}")

@@ -361,8 +361,9 @@ def parameters(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_continues_exactly(tiny, tmp_path):
-    config = LinkTrainConfig(epochs=4, batch_size=64, eval_every=2, seed=3)
+@pytest.mark.parametrize("negatives", ["pyg", "device"])
+def test_resume_continues_exactly(tiny, tmp_path, negatives):
+    config = LinkTrainConfig(epochs=4, batch_size=64, eval_every=2, seed=3, negatives=negatives)
     torch.manual_seed(0)
     straight_model = small_model(tiny)
     straight = fit_link(straight_model, tiny, config)
@@ -429,6 +430,43 @@ def test_foreign_and_corrupt_checkpoints_are_refused(tiny, tmp_path):
         fit_link(small_model(tiny), tiny, config, checkpoint=path, resume=True)
 
 
+def test_device_negatives_are_non_edges_of_the_batch_size_and_change_the_run(tiny, monkeypatch):
+    drawn = []
+    original = LinkGNN.link_loss
+
+    def spy(model, h, pos, neg):
+        drawn.append(neg)
+        return original(model, h, pos, neg)
+
+    monkeypatch.setattr(LinkGNN, "link_loss", spy)
+    histories = {}
+    for negatives in ("pyg", "device"):
+        torch.manual_seed(0)
+        config = LinkTrainConfig(epochs=2, batch_size=64, seed=4, negatives=negatives)
+        histories[negatives] = fit_link(small_model(tiny), tiny, config).history["loss"]
+    device_drawn = drawn[len(drawn) // 2 :]
+    edges = set(map(tuple, tiny.edge_index.t().tolist()))
+    per_epoch = math.ceil(tiny.train_pos.size(0) / 64)
+    assert len(device_drawn) == 2 * per_epoch
+    for neg in device_drawn:
+        pairs = list(map(tuple, neg.t().tolist()))
+        assert len(set(pairs)) == len(pairs) and not set(pairs) & edges
+        assert all(i != j for i, j in pairs)
+    assert sum(neg.size(1) for neg in device_drawn[:per_epoch]) == tiny.train_pos.size(0)
+    assert histories["pyg"] != histories["device"]  # another random stream, another run
+
+
+def test_negatives_option_in_the_identity_only_when_not_pygs(tiny, tmp_path):
+    # Checkpoints written before the option existed keep resuming under the default.
+    assert "negatives" not in LinkTrainConfig().identity()
+    assert LinkTrainConfig(negatives="device").identity()["negatives"] == "device"
+    path = tmp_path / "run.pt"
+    fit_link(small_model(tiny), tiny, LinkTrainConfig(epochs=1, batch_size=128), checkpoint=path)
+    other = LinkTrainConfig(epochs=2, batch_size=128, negatives="device")
+    with pytest.raises(CheckpointError, match="different model, configuration or dataset"):
+        fit_link(small_model(tiny), tiny, other, checkpoint=path, resume=True)
+
+
 def test_interleaved_trainers_draw_their_own_random_numbers(tiny):
     def run(interleave: bool) -> list[float]:
         torch.manual_seed(0)
@@ -450,6 +488,7 @@ def test_loop_input_errors(tiny):
         ({"clip_norm": float("inf")}, "clip_norm must be finite and > 0"),
         ({"report_ks": [20]}, "report_ks must be a tuple of positive ints"),
         ({"seed": 1.5}, "seed must be an integer or None"),
+        ({"negatives": "numpy"}, "negatives must be one of pyg, device, got 'numpy'"),
     ):
         with pytest.raises(InputError, match=message):
             LinkTrainConfig(**kwargs)
@@ -504,9 +543,18 @@ def test_cli_time_budget_reports_a_partial_run(tiny_cli, tmp_path, capsys):
     assert main([*tiny_cli, *budget, "--checkpoint-dir", str(tmp_path)]) == 0
     assert "partial: stopped by the time budget" in capsys.readouterr().out
     payload = json.loads(out.read_text())
+    assert payload["options"]["negatives"] == "pyg"
     assert payload["gnnkit"]["finished"] == ["time-budget"] and payload["gnnkit"]["epochs_run"] == [
         1
     ]
+
+
+def test_cli_device_negatives(tiny_cli, tmp_path, capsys):
+    out = tmp_path / "device.json"
+    assert main([*tiny_cli, "--epochs", "1", "--negatives", "device", "--json", str(out)]) == 0
+    assert "negatives drawn by device" in capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    assert payload["options"]["negatives"] == "device" and payload["gnnkit"]["epochs_run"] == [1]
 
 
 @pytest.mark.parametrize(
@@ -536,6 +584,7 @@ def test_bad_inputs_exit_2_with_one_line(args, message, cli_fails, monkeypatch):
         (["--runs", "0"], "expected a positive integer (>= 1), got 0"),
         (["--time-budget", "soon"], "invalid float value: 'soon'"),
         (["--compare", "dgl"], "invalid choice: 'dgl'"),
+        (["--negatives", "host"], "invalid choice: 'host'"),
     ],
 )
 def test_argument_errors_exit_2(args, message, argparse_fails):

@@ -6,12 +6,15 @@
 - :class:`SampledSubgraph`: what one call returns (seed nodes first, local ``edge_index``),
   ready for any gnnkit or PyG layer.
 - :class:`NeighborLoader`: batches of seeds, shuffled per epoch, each with its subgraph.
+- :class:`NegativeSampler`: node pairs that are not edges, uniformly and without repeats, drawn
+  on the edges' device (PyG's ``negative_sampling`` distribution, without its host-side draw).
 
 NOTE: PyG's own ``NeighborLoader`` needs ``pyg-lib`` or ``torch-sparse``. Neither installs from
 a wheel here (``pyg-lib`` is not on PyPI, ``torch-sparse`` compiles from source for 10+
 minutes), so gnnkit samples with plain torch operations instead.
 """
 
+from gnnkit.sampling.negative import NegativeSampler
 from gnnkit.sampling.neighbor import NeighborLoader, NeighborSampler, SampledSubgraph
 
-__all__ = ["NeighborLoader", "NeighborSampler", "SampledSubgraph"]
+__all__ = ["NegativeSampler", "NeighborLoader", "NeighborSampler", "SampledSubgraph"]

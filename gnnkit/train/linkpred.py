@@ -6,7 +6,9 @@ example); for each batch:
 1. encode the whole graph (``model.encode``: the GNN on all nodes);
 2. score the batch's observed edges and as many negatives drawn by PyG's
    :func:`torch_geometric.utils.negative_sampling` (``method="dense"``, as OGB: uniform
-   node pairs that are not edges of the message-passing graph);
+   node pairs that are not edges of the message-passing graph), or, with
+   ``negatives="device"``, as many from :class:`gnnkit.sampling.NegativeSampler` (the same
+   distribution, drawn on the graph's device);
 3. one Adam step on ``model.link_loss``, after clipping the gradient norm of each of
    ``model.clip_groups()`` to ``clip_norm`` (OGB: embeddings, GNN and predictor, 1.0 each).
 
@@ -41,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from gnnkit.errors import CheckpointError, InputError
+from gnnkit.sampling.negative import NegativeSampler
 from gnnkit.train.checkpoint import load_checkpoint, run_identity, save_checkpoint
 from gnnkit.train.loop import NonFiniteLossError, _rng_state, _set_rng_state, seed_everything
 
@@ -59,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 #: Seed of OGB's ``eval_train`` sample (``torch.manual_seed(12345)`` in the ddi example).
 EVAL_TRAIN_SEED = 12345
+#: Who draws the training negatives (:attr:`LinkTrainConfig.negatives`).
+NEGATIVES = ("pyg", "device")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,6 +291,10 @@ class LinkTrainConfig:
             epoch). ``None``: no budget. (default: ``None``)
         eval_batch_size (int, optional): pairs scored per call at evaluation.
             (default: ``65536``)
+        negatives (str, optional): who draws the negatives: ``"pyg"``, PyG's
+            ``negative_sampling`` (OGB's; its draw runs on the host), or ``"device"``,
+            :class:`gnnkit.sampling.NegativeSampler` on the graph's device (the same
+            distribution, another random stream: seeds give other runs). (default: ``"pyg"``)
     """
 
     epochs: int = 200
@@ -298,8 +307,13 @@ class LinkTrainConfig:
     seed: int | None = None
     time_budget_s: float | None = None
     eval_batch_size: int = 64 * 1024
+    negatives: str = "pyg"
 
     def __post_init__(self) -> None:
+        if self.negatives not in NEGATIVES:
+            raise InputError(
+                f"negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}"
+            )
         for name in ("epochs", "batch_size", "eval_every", "k", "eval_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -330,6 +344,8 @@ class LinkTrainConfig:
         options = asdict(self)
         for key in ("epochs", "time_budget_s", "eval_batch_size"):
             del options[key]
+        if self.negatives == "pyg":
+            del options["negatives"]  # checkpoints written before the option existed resume
         options["report_ks"] = list(self.report_ks)
         return options
 
@@ -422,6 +438,11 @@ class LinkTrainer:
         self.optimizer = torch.optim.Adam(params, lr=config.lr, fused=fused or None)
         self.graph = model.prepare_graph(data.edge_index, data.num_nodes)
         self.metric = f"valid_hits@{config.k}"
+        self._sampler = (
+            NegativeSampler(data.edge_index, data.num_nodes)
+            if config.negatives == "device"
+            else None
+        )
 
         history: dict[str, list[float]] = {
             "loss": [],
@@ -556,12 +577,15 @@ class LinkTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             h = model.encode(self.graph)
             pos = train_pos[perm].t()  # (2, B)
-            neg = negative_sampling(
-                data.edge_index,
-                num_nodes=data.num_nodes,
-                num_neg_samples=perm.numel(),
-                method="dense",
-            )  # (2, B') with B' <= B
+            if self._sampler is not None:
+                neg = self._sampler(perm.numel())  # (2, B)
+            else:
+                neg = negative_sampling(
+                    data.edge_index,
+                    num_nodes=data.num_nodes,
+                    num_neg_samples=perm.numel(),
+                    method="dense",
+                )  # (2, B') with B' <= B
             loss = model.link_loss(h, pos, neg)
             loss.backward()
             if config.clip_norm is not None:
