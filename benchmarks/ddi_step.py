@@ -2,13 +2,14 @@
 
 One step of ``gnnkit.train.linkpred``'s loop (OGB's ddi example): encode all 4,267 nodes (two
 GCN layers on 2.1 M edges), draw as many negatives as positives with PyG's
-``negative_sampling`` (or, with ``--negatives device``, gnnkit's ``NegativeSampler``), score the 65,536 + 65,536 pairs with the Hadamard MLP, backward,
+``negative_sampling`` (``--negatives device``: gnnkit's ``NegativeSampler``), score the 65,536 + 65,536 pairs with the Hadamard MLP, backward,
 clip, Adam. Each part is timed separately; the table shows the median over ``--steps``
 steps after ``--warmup`` ones, for gnnkit's ``LinkGNN`` and for the PyG reference model
 (``benchmarks/references_ogb.py``), in that order in one process.
 
 Run (needs ogbl-ddi: ``GNNKIT_MIRROR`` or the network):
-    python benchmarks/ddi_step.py [--steps 5] [--threads 1] [--negatives pyg|device] [--json PATH]
+    python benchmarks/ddi_step.py [--steps 5] [--threads 1] [--negatives pyg|device]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,30 +19,17 @@ import itertools
 import json
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
 
 from benchmarks.references_ogb import PygDDI
 from gnnkit.data import load
 from gnnkit.models.link import LinkGNN
-from gnnkit.sampling import NegativeSampler
-from gnnkit.train.linkpred import NEGATIVES, link_data
+from gnnkit.train.linkpred import DEFAULT_NEGATIVES, NEGATIVES, link_data, negative_drawer
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_write_json
 
 PARTS = ("encoder", "negative_sampling", "predictor_forward", "backward", "optimizer", "total")
-
-
-def negative_drawer(data, negatives: str) -> Callable[[int], torch.Tensor]:
-    """``draw(k)``: ``k`` negatives from PyG's ``negative_sampling`` or gnnkit's sampler."""
-    from torch_geometric.utils import negative_sampling
-
-    if negatives == "device":
-        return NegativeSampler(data.edge_index, data.num_nodes)
-    return lambda k: negative_sampling(
-        data.edge_index, num_nodes=data.num_nodes, num_neg_samples=k, method="dense"
-    )
 
 
 def time_steps(
@@ -84,7 +72,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64 * 1024)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--negatives", choices=NEGATIVES, default="pyg")
+    parser.add_argument("--negatives", choices=NEGATIVES, default=DEFAULT_NEGATIVES)
     parser.add_argument("--json", help="write the medians as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -36,6 +36,7 @@ from typing import Any
 
 from benchmarks.tables import RESULTS, collection_parser, read_collection
 from gnnkit.bench.common import mean_std, plot_panels
+from gnnkit.train.linkpred import DEFAULT_NEGATIVES
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 
 BEGIN, END = "<!-- seeds:begin -->", "<!-- seeds:end -->"
@@ -84,6 +85,25 @@ def split_seeds(run: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def merge_seeds(
+    runs: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], source: str
+) -> None:
+    """Put ``new``'s seeds into ``runs``: a seed of the same setting replaces its entry.
+
+    Raises:
+        ValueError: a seed is already collected under another setting (machine or sampler).
+    """
+    for key, entry in new.items():
+        old = runs.get(key)
+        if old is not None and setting(old) != setting(entry):
+            raise ValueError(
+                f"{source}: seed {entry['seed']} ran on {setting(entry)}, but seed "
+                f"{old['seed']} is already collected from {setting(old)}; one seed number "
+                "stands for one run here: rerun with another --seed"
+            )
+        runs[key] = entry
+
+
 def _series(entry: dict[str, Any], part: str) -> list[float]:
     """``part``'s (``"valid"`` or ``"test"``) score at every evaluation of a seed."""
     return entry["history"][f"{part}_{entry['metric']}"]
@@ -112,16 +132,18 @@ def late_correlation(entry: dict[str, Any], n: int = CORRELATION_WINDOW) -> floa
 
 
 def machine(entry: dict[str, Any]) -> str:
-    """Where a seed ran, from its run's environment: ``"CPU"`` or ``"GPU (<name>)"``."""
-    device = entry["env"].get("device", "cpu")
-    if device.startswith("cuda"):
+    """Where a seed ran, from its run's environment: ``"GPU (<name>)"`` for CUDA, else the
+    device type in capitals (``"CPU"``, ``"MPS"``)."""
+    device = entry["env"].get("device", "cpu")  # "cpu", "cuda (NVIDIA H100 ...)", "mps", ...
+    kind = device.split(" ")[0].split(":")[0]
+    if kind == "cuda":
         return f"GPU ({device.partition('(')[2].rstrip(')') or 'cuda'})"
-    return "CPU"
+    return kind.upper()
 
 
 def is_protocol(entry: dict[str, Any]) -> bool:
     """Whether a seed drew its negatives as OGB does, with PyG's ``negative_sampling``."""
-    return entry["options"].get("negatives", "pyg") == "pyg"
+    return entry["options"].get("negatives", DEFAULT_NEGATIVES) == DEFAULT_NEGATIVES
 
 
 def setting(entry: dict[str, Any]) -> str:
@@ -174,7 +196,7 @@ def statistics_lines(
         t, p = stats.ttest_ind_from_stats(mean, std, len(protocol), lb_mean, lb_std, 10, False)
         lines.append(
             f"- Welch t-test of the test Hits@{k} of the {len(protocol)} seeds of OGB's protocol "
-            f"against the leaderboard's (its mean, std and 10 seeds): t = {t:.2f}, p = {p:.2f}."
+            f"against the leaderboard's (its mean, std and 10 seeds): t = {t:.2f}, p = {p:.2g}."
         )
     compared = [(name, entries) for name, entries in groups.items() if len(entries) > 1]
     for (a, first), (b, second) in itertools.combinations(compared, 2):
@@ -182,7 +204,7 @@ def statistics_lines(
             [e["test"] for e in first], [e["test"] for e in second], equal_var=False
         )
         lines.append(f"- Welch t-test of the test Hits@{k}, {a} seeds against {b}: "
-                     f"t = {t:.2f}, p = {p:.2f}.")  # fmt: skip
+                     f"t = {t:.2f}, p = {p:.2g}.")  # fmt: skip
     if len(compared) > 2:
         lines.append(
             f"- {len(compared) * (len(compared) - 1) // 2} pairs compared: multiply each p by "
@@ -307,7 +329,7 @@ def main() -> None:
     runs = collection.setdefault("full_runs", {})
     try:
         for path in args.runs:
-            runs.update(split_seeds(json.loads(path.read_text()), str(path)))
+            merge_seeds(runs, split_seeds(json.loads(path.read_text()), str(path)), str(path))
         if not runs:
             parser.error("no full runs: pass the JSON of at least one bench link run")
         markdown = args.markdown.read_text() if args.markdown.exists() else f"{BEGIN}\n{END}\n"

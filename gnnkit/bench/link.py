@@ -32,6 +32,7 @@ import torch
 from gnnkit.bench import common
 from gnnkit.cliutils import data_options, format_table, positive_int
 from gnnkit.errors import InputError
+from gnnkit.train.linkpred import DEFAULT_NEGATIVES, NEGATIVES
 
 __all__ = ["LinkBenchResult", "register", "run", "run_link_benchmark"]
 
@@ -135,7 +136,7 @@ class LinkBenchResult:
             f"seeds {','.join(map(str, self.seeds))}, {self.device}, "
             f"{torch.get_num_threads()} thread(s)"
         )
-        if self.options.get("negatives", "pyg") != "pyg":
+        if self.options.get("negatives", DEFAULT_NEGATIVES) != DEFAULT_NEGATIVES:
             title += f", negatives drawn by {self.options['negatives']}"
         lines = [title, format_table(header, rows, "lrrrrrl")]
         if self.speedup is not None:
@@ -173,7 +174,7 @@ def run_link_benchmark(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     device: str | torch.device = "cpu",
-    negatives: str = "pyg",
+    negatives: str = DEFAULT_NEGATIVES,
 ) -> LinkBenchResult:
     """Train ``model`` (and PyG's ``pyg-ddi-<model>`` with ``compare="pyg"``) on a link dataset.
 
@@ -304,7 +305,6 @@ def plot_link_benchmark(result: LinkBenchResult, path: str | Path) -> Path:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from gnnkit.models.link import LINK_MODELS
-    from gnnkit.train.linkpred import NEGATIVES
 
     parser = subparsers.add_parser(
         "link",
@@ -349,7 +349,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--negatives",
         choices=NEGATIVES,
-        default="pyg",
+        default=DEFAULT_NEGATIVES,
         help="who draws the training negatives: pyg, PyG's negative_sampling (OGB's; it draws "
         "on the host), or device, gnnkit's NegativeSampler on the training device (same "
         "distribution, far faster on a GPU; another random stream) (default: pyg)",

@@ -10,7 +10,12 @@ one ``searchsorted``, one ``unique`` and one ``randperm``.
 
 The distribution is that of PyG's dense method for a graph that is neither bipartite nor forced
 undirected. A call returns distinct ordered pairs ``(i, j)`` with ``i != j`` that are not
-edges, a uniformly random set of them, in random order. Each pair gets the code
+edges, a uniformly random set of them, in random order.
+
+NOTE: two differences remain, neither of which arises on ogbl-ddi. PyG gives up after three
+rounds of candidates and then returns fewer pairs than asked; this sampler always returns
+``min(num_samples, available)``. When the request is at least the number of all pairs, PyG
+returns them in code order; this sampler shuffles them. Each pair gets the code
 ``i * (N - 1) + j - (j > i)``, which numbers the ``N (N - 1)`` off-diagonal pairs without gaps,
 as PyG's ``edge_index_to_vector`` does.
 
@@ -37,6 +42,11 @@ class NegativeSampler:
             allowed (self-loops are never drawn anyway).
         num_nodes (int): the number of nodes (at least 2).
 
+    Shapes:
+        - **input:** ``edge_index`` (2, |E|), any integer dtype; ``num_samples`` per call
+        - **output:** (2, min(num_samples, :attr:`available`)), ``torch.long``, on the edges'
+          device
+
     Example:
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
         >>> sampler = NegativeSampler(edge_index, num_nodes=3)
@@ -47,7 +57,10 @@ class NegativeSampler:
     def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
         check_edge_index(edge_index, num_nodes)
         if num_nodes < 2:
-            raise InputError(f"num_nodes must be at least 2 to have node pairs, got {num_nodes}")
+            raise InputError(
+                f"num_nodes must be at least 2 to have node pairs, got {num_nodes}; pass the "
+                "graph's node count (e.g. data.num_nodes)"
+            )
         self.num_nodes = num_nodes
         self.device = edge_index.device
         row, col = edge_index.long()
@@ -58,6 +71,12 @@ class NegativeSampler:
         self.population = num_nodes * (num_nodes - 1)
         #: The number of pairs a call can return.
         self.available = self.population - self.edge_codes.numel()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_nodes={self.num_nodes}, "
+            f"edges={self.edge_codes.numel()}, available={self.available})"
+        )
 
     def encode(self, row: Tensor, col: Tensor) -> Tensor:
         """The code of each off-diagonal pair ``(row, col)``: ``row * (N - 1) + col - (col > row)``."""
@@ -88,7 +107,10 @@ class NegativeSampler:
             num_samples (int): how many pairs to return.
         """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
-            raise InputError(f"num_samples must be a non-negative int, got {num_samples!r}")
+            raise InputError(
+                f"num_samples must be a non-negative int, got {num_samples!r}; ask for as many "
+                "negatives as positives, e.g. sampler(batch.size(1))"
+            )
         wanted = min(num_samples, self.available)
         if 4 * wanted >= self.available:
             every = torch.arange(self.population, device=self.device)

@@ -56,6 +56,7 @@ __all__ = [
     "fit_link",
     "hits_at_k",
     "link_data",
+    "negative_drawer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 EVAL_TRAIN_SEED = 12345
 #: Who draws the training negatives (:attr:`LinkTrainConfig.negatives`).
 NEGATIVES = ("pyg", "device")
+#: OGB's choice: PyG's ``negative_sampling``.
+DEFAULT_NEGATIVES = NEGATIVES[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,6 +270,33 @@ def evaluate_link(
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_negatives(negatives: str) -> None:
+    if negatives not in NEGATIVES:
+        raise InputError(
+            f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r} "
+            f"(use {DEFAULT_NEGATIVES!r} for OGB's protocol)"
+        )
+
+
+def negative_drawer(data: LinkData, negatives: str = DEFAULT_NEGATIVES) -> Callable[[int], Tensor]:
+    """``draw(k)``: ``k`` training negatives, shape (2, k') with k' <= k, for ``data``'s graph.
+
+    ``"pyg"``: PyG's :func:`~torch_geometric.utils.negative_sampling` (``method="dense"``, as
+    OGB). ``"device"``: :class:`gnnkit.sampling.NegativeSampler` on the graph's device.
+    """
+    _check_negatives(negatives)
+    if negatives == "device":
+        return NegativeSampler(data.edge_index, data.num_nodes)
+    from torch_geometric.utils import negative_sampling
+
+    def draw(k: int) -> Tensor:
+        return negative_sampling(
+            data.edge_index, num_nodes=data.num_nodes, num_neg_samples=k, method="dense"
+        )
+
+    return draw
+
+
 @dataclass(frozen=True)
 class LinkTrainConfig:
     """How to train (defaults: OGB's ddi example).
@@ -307,13 +337,10 @@ class LinkTrainConfig:
     seed: int | None = None
     time_budget_s: float | None = None
     eval_batch_size: int = 64 * 1024
-    negatives: str = "pyg"
+    negatives: str = DEFAULT_NEGATIVES
 
     def __post_init__(self) -> None:
-        if self.negatives not in NEGATIVES:
-            raise InputError(
-                f"negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}"
-            )
+        _check_negatives(self.negatives)
         for name in ("epochs", "batch_size", "eval_every", "k", "eval_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -344,7 +371,7 @@ class LinkTrainConfig:
         options = asdict(self)
         for key in ("epochs", "time_budget_s", "eval_batch_size"):
             del options[key]
-        if self.negatives == "pyg":
+        if self.negatives == DEFAULT_NEGATIVES:
             del options["negatives"]  # checkpoints written before the option existed resume
         options["report_ks"] = list(self.report_ks)
         return options
@@ -438,11 +465,7 @@ class LinkTrainer:
         self.optimizer = torch.optim.Adam(params, lr=config.lr, fused=fused or None)
         self.graph = model.prepare_graph(data.edge_index, data.num_nodes)
         self.metric = f"valid_hits@{config.k}"
-        self._sampler = (
-            NegativeSampler(data.edge_index, data.num_nodes)
-            if config.negatives == "device"
-            else None
-        )
+        self._draw_negatives = negative_drawer(data, config.negatives)
 
         history: dict[str, list[float]] = {
             "loss": [],
@@ -562,8 +585,6 @@ class LinkTrainer:
 
     def train_epoch(self) -> dict[str, Any]:
         """Train one epoch; evaluate and checkpoint when due. Returns the epoch's record."""
-        from torch_geometric.utils import negative_sampling
-
         if self.done:
             raise InputError(f"the run has already trained all {self.config.epochs} epochs")
         model, data, config = self.model, self.data, self.config
@@ -577,15 +598,7 @@ class LinkTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             h = model.encode(self.graph)
             pos = train_pos[perm].t()  # (2, B)
-            if self._sampler is not None:
-                neg = self._sampler(perm.numel())  # (2, B)
-            else:
-                neg = negative_sampling(
-                    data.edge_index,
-                    num_nodes=data.num_nodes,
-                    num_neg_samples=perm.numel(),
-                    method="dense",
-                )  # (2, B') with B' <= B
+            neg = self._draw_negatives(perm.numel())  # (2, B') with B' <= B
             loss = model.link_loss(h, pos, neg)
             loss.backward()
             if config.clip_norm is not None:
