@@ -2,8 +2,8 @@
 
 One step of ``gnnkit.train.linkpred``'s loop (OGB's ddi example): encode all 4,267 nodes (two
 GCN layers on 2.1 M edges), draw as many negatives as positives with PyG's
-``negative_sampling`` (``--negatives device``: gnnkit's ``NegativeSampler``), score the 65,536 + 65,536 pairs with the Hadamard MLP, backward,
-clip, Adam. Each part is timed separately; the table shows the median over ``--steps``
+``negative_sampling`` (``--negatives device``: gnnkit's ``NegativeSampler``), score the
+65,536 + 65,536 pairs with the Hadamard MLP, backward, clip, Adam. Each part is timed separately; the table shows the median over ``--steps``
 steps after ``--warmup`` ones, for gnnkit's ``LinkGNN`` and for the PyG reference model
 (``benchmarks/references_ogb.py``), in that order in one process.
 

@@ -275,10 +275,9 @@ def seeds_markdown(runs: dict[str, dict[str, Any]], target: float) -> str:
         "",
         *statistics_lines(groups, protocol, k),
         f"- Without the selection, the mean test Hits@{k} of each seed's last {LATE} "
-        f"evaluations averages {late_mean:.4f} ± {late_std:.4f} over the "
-        f"{over} (not OGB's statistic; it shows "
-        "where the test score sits, apart from which evaluation the validation score happens "
-        "to pick).",
+        f"evaluations averages {late_mean:.4f} ± {late_std:.4f} over the {over} (not OGB's "
+        "statistic; it shows where the test score sits, apart from which evaluation the "
+        "validation score happens to pick).",
     ]
     return "\n".join(lines)
 
