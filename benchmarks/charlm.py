@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gnnkit.text import (
+from gnnkit.seq.charlm import (
     CharLSTM,
     History,
     TextDataset,
@@ -92,7 +92,7 @@ def bare_loop(data: TextDataset, model_config, train_config, steps: int, seed: i
 
 
 def gnnkit_loop(data: TextDataset, model_config, train_config, steps: int, seed: int) -> float:
-    """Seconds of ``steps`` batches of :class:`gnnkit.text.Trainer` (no checkpoints).
+    """Seconds of ``steps`` batches of :class:`gnnkit.seq.charlm.Trainer` (no checkpoints).
 
     ``History.train_seconds`` times every batch from sampling the windows to recording its
     loss and accuracy; the one evaluation at the end of ``run`` is not part of the throughput.

@@ -1,6 +1,6 @@
 """Where an ogbl-ddi training step spends its time: gnnkit's model against OGB's on PyG.
 
-One step of ``gnnkit.train.linkpred``'s loop (OGB's ddi example): encode all 4,267 nodes (two
+One step of ``gnnkit.train.link``'s loop (OGB's ddi example): encode all 4,267 nodes (two
 GCN layers on 2.1 M edges), draw as many negatives as positives with PyG's
 ``negative_sampling`` (``--negatives device``: gnnkit's ``NegativeSampler``), score the
 65,536 + 65,536 pairs with the Hadamard MLP, backward, clip, Adam. Each part is timed separately; the table shows the median over ``--steps``
@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from benchmarks.references_ogb import PygDDI
+from gnnkit.bench.pyg import PygDDI
 from gnnkit.data import load
-from gnnkit.models.link import LinkGNN
-from gnnkit.train.linkpred import DEFAULT_NEGATIVES, NEGATIVES, link_data, negative_drawer
+from gnnkit.models import LinkGNN
+from gnnkit.train.link import DEFAULT_NEGATIVES, NEGATIVES, link_data, negative_drawer
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_write_json
 

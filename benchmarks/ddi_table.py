@@ -34,9 +34,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from benchmarks.tables import RESULTS, collection_parser, read_collection
+from _collect import RESULTS, collection_parser, read_collection
+
 from gnnkit.bench.common import mean_std, plot_panels
-from gnnkit.train.linkpred import DEFAULT_NEGATIVES
+from gnnkit.train.link import DEFAULT_NEGATIVES
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 
 BEGIN, END = "<!-- seeds:begin -->", "<!-- seeds:end -->"

@@ -23,14 +23,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.tables import collection_parser, read_collection
+from _collect import collection_parser, read_collection
+
 from gnnkit.bench.graph import SEED_KEYS, summarize, within_one_std
-from gnnkit.train.graphprop import metric_direction
+from gnnkit.train.graph import metric_direction
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 
 HEADER = """# OGB molecular property prediction: gnnkit against PyG
 
-OGB's `examples/graphproppred/mol` protocol (`gnnkit.train.graphprop`): AtomEncoder, 5 layers
+OGB's `examples/graphproppred/mol` protocol (`gnnkit.train.graph`): AtomEncoder, 5 layers
 of 300, batch norm, ReLU, dropout 0.5, mean pooling, linear head, batches of 32 molecules,
 Adam 1e-3; test score at the best validation epoch (OGB's Evaluator), mean ± sample std over
 seeds. Both implementations train the same seeds through the same loop, stepped in turn epoch

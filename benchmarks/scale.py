@@ -5,7 +5,7 @@ Synthetic power-law graphs (Chung-Lu). The largest has ogbn-arxiv's size: 169,34
 edges to nodes. Both endpoints of every edge are drawn with probability proportional to
 ``rank^(-1/(gamma - 1))``, with ``gamma = 2.5``, and the node ids are shuffled.
 
-Models (``gnnkit.models.arxiv`` against ``benchmarks/references_arxiv.py``):
+Models (``gnnkit.models.BatchNormGCN``/``BatchNormGAT`` against ``gnnkit.bench.pyg``):
 
 - ``gcn``: OGB's arxiv GCN (3 layers, 256 hidden, batch norm, ReLU, dropout 0.5), with
   ``cached=True`` in both libraries, as in OGB's example;
@@ -133,14 +133,14 @@ def node_task(
 
 def build_model(impl: str, model: str, in_channels: int, classes: int) -> torch.nn.Module:
     """PyG's reference with seed-0 weights, or gnnkit's model with those weights loaded."""
-    from benchmarks.references_arxiv import PygArxivGAT, PygArxivGCN
-    from gnnkit.models.arxiv import ArxivGAT, ArxivGCN
+    from gnnkit.bench.pyg import PygArxivGAT, PygArxivGCN
+    from gnnkit.models import BatchNormGAT, BatchNormGCN
 
     torch.manual_seed(0)
     reference = (PygArxivGCN if model == "gcn" else PygArxivGAT)(in_channels, classes)
     if impl == "pyg":
         return reference
-    ours = (ArxivGCN if model == "gcn" else ArxivGAT)(in_channels, classes)
+    ours = (BatchNormGCN if model == "gcn" else BatchNormGAT)(in_channels, classes)
     ours.load_state_dict(reference.state_dict())
     return ours
 
@@ -166,7 +166,7 @@ def measure_epoch(
     task = node_task(nodes, edges, channels, classes)
     edge_index = task["edge_index"]
     if symmetric:
-        from gnnkit.models.arxiv import symmetrize
+        from gnnkit.graph import symmetrize
 
         edge_index = symmetrize(edge_index, nodes)
     x, y, train = task["x"], task["y"], task["train"]
@@ -216,7 +216,7 @@ def measure_minibatch_epoch(
     """
     import torch.nn.functional as F
 
-    from gnnkit.models.arxiv import symmetrize
+    from gnnkit.graph import symmetrize
     from gnnkit.sampling import NeighborSampler
     from gnnkit.train.minibatch import disable_graph_caches
 
@@ -302,7 +302,7 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         f"Synthetic power-law (Chung-Lu, gamma 2.5) directed graphs at ogbn-arxiv's edge/node "
         f"ratio; {cfg['channels']} features, {cfg['classes']} classes, 54 % training nodes. "
         "GCN = OGB's arxiv GCN (3 layers, 256 hidden, batch norm, dropout 0.5, `cached=True`); "
-        "GAT = the same shape with 8 heads x 32 (`benchmarks/references_arxiv.py`). One epoch = "
+        "GAT = the same shape with 8 heads x 32 (`gnnkit.bench.pyg.PygArxivGAT`). One epoch = "
         "forward, cross-entropy, backward, fused Adam step. Each cell runs in its own fresh "
         f"process: median of {cfg['repeat']} timed epochs after {cfg['warmup']} warm-up; "
         "memory = peak RSS during the epochs minus RSS before them (graph, features, model "
@@ -416,39 +416,11 @@ def write_arxiv_like(root: Path, nodes: int, edges: int, seed: int = 0) -> dict[
     return {part: int(task[part].numel()) for part in ("train", "valid", "test")}
 
 
-#: The references this script needs, as ``pyproject.toml`` declares them.
-REFERENCES = {
-    "pyg-gcn": "benchmarks.references:PYG_GCN",
-    "pyg-gat": "benchmarks.references:PYG_GAT",
-    "pyg-arxiv-gcn": "benchmarks.references_arxiv:PYG_ARXIV_GCN",
-    "pyg-arxiv-gat": "benchmarks.references_arxiv:PYG_ARXIV_GAT",
-}
-
-
-def cli_with_references(argv: list[str]) -> int:
-    """``gnnkit ARGV`` with this checkout's references registered.
-
-    A source checkout whose installed metadata predates the arxiv references still finds
-    them. Where the entry points are installed this changes nothing.
-    """
-    import importlib.metadata
-
-    import gnnkit.bench.references as references
-    from gnnkit.cli import main as gnnkit_main
-
-    installed = references.entry_points()
-    group = references.ENTRY_POINT_GROUP
-    for name, value in REFERENCES.items():
-        installed.setdefault(name, importlib.metadata.EntryPoint(name, value, group))
-    references.entry_points = lambda: installed
-    return gnnkit_main(argv)
-
-
 def run_cli(argv: list[str], timeout_s: float) -> dict[str, Any]:
     """``gnnkit ARGV`` in a subprocess (the CLI's own code path); returns its JSON and output."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, __file__, "--cli", *argv, "--json", str(out)]
+        command = [sys.executable, "-m", "gnnkit", *argv, "--json", str(out)]
         tick = time.perf_counter()
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout_s, cwd=REPO, check=False
@@ -718,6 +690,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--cli"]:
-        sys.exit(cli_with_references(sys.argv[2:]))
     main()

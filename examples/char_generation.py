@@ -1,6 +1,6 @@
 """Train a character-level LSTM on a corpus and generate text with it.
 
-Shows the whole gnnkit.text workflow of the reference report's section 2 in one script:
+Shows the whole gnnkit.seq.charlm workflow of the reference report's section 2 in one script:
 load a corpus (a registered one or any UTF-8 file), train the ``cpu`` preset for a few hundred
 batches with checkpoints, reload the model from its checkpoint, then continue prompts
 greedily, with temperature and with top-k sampling, one prompt and a batch of them.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from gnnkit.text import (
+from gnnkit.seq.charlm import (
     CharLSTM,
     TextDataset,
     Trainer,

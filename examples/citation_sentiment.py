@@ -1,6 +1,6 @@
 """Citation sentiment on the Athar corpus: an RNN + GNN hybrid beside a text-only BiLSTM.
 
-Shows the path through gnnkit.hybrid: load Athar's (2011) 8,736 citation sentences as a graph
+Shows the path through gnnkit.citation: load Athar's (2011) 8,736 citation sentences as a graph
 (papers are nodes, each sentence an edge from the citing to the cited paper), look at how much
 the graph says about sentiment (label homophily), cut seeded stratified folds, and score a
 text-only BiLSTM against the hybrid (the same BiLSTM fused with GCN embeddings of both papers)
@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from gnnkit.hybrid import (
+from gnnkit.citation import (
     cross_validate,
     label_homophily,
     load_citations,

@@ -79,28 +79,6 @@ def one_thread():
 
 
 @pytest.fixture
-def register_references(monkeypatch):
-    """``register({name: "module:ATTR"})`` declares ``gnnkit.references`` entry points, as a
-    source install does in ``pyproject.toml``, with the checkout importable for
-    ``benchmarks/``; returns the entry points by name."""
-    import importlib.metadata
-
-    import gnnkit.bench.references as references
-
-    def register(targets: dict[str, str]) -> dict[str, importlib.metadata.EntryPoint]:
-        monkeypatch.syspath_prepend(str(REPO))
-        group = references.ENTRY_POINT_GROUP
-        points = {
-            name: importlib.metadata.EntryPoint(name, value, group)
-            for name, value in targets.items()
-        }
-        monkeypatch.setattr(references, "entry_points", lambda: points)
-        return points
-
-    return register
-
-
-@pytest.fixture
 def cli_fails(capsys):
     """``cli_fails(argv, message)``: ``gnnkit`` exits 2 with ``message`` on one stderr line."""
     from gnnkit.cli import main

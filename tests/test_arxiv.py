@@ -15,12 +15,14 @@ import torch
 from ogb.nodeproppred import Evaluator
 from ogb_format import write_ogbn_arxiv
 
-from benchmarks.references_arxiv import PygArxivGAT, PygArxivGCN
+from gnnkit.bench.pyg import PygArxivGAT, PygArxivGCN
 from gnnkit.cli import main
 from gnnkit.data import load
 from gnnkit.errors import InputError
-from gnnkit.models.arxiv import ArxivGAT, ArxivGCN, raw_features, symmetrize
+from gnnkit.graph import symmetrize
+from gnnkit.models import BatchNormGAT, BatchNormGCN
 from gnnkit.train import TrainConfig, fit, node_inputs
+from gnnkit.train.inputs import raw_features
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,19 +34,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def arxiv_root(tmp_path, offline) -> Path:
     write_ogbn_arxiv(tmp_path, num_nodes=80, num_edges=300, num_features=8, seed=1)
     return tmp_path
-
-
-@pytest.fixture
-def pyg_references(register_references):
-    """The ``gnnkit.references`` entry points, as a source install declares them."""
-    return register_references(
-        {
-            "pyg-gcn": "benchmarks.references:PYG_GCN",
-            "pyg-gat": "benchmarks.references:PYG_GAT",
-            "pyg-arxiv-gcn": "benchmarks.references_arxiv:PYG_ARXIV_GCN",
-            "pyg-arxiv-gat": "benchmarks.references_arxiv:PYG_ARXIV_GAT",
-        }
-    )
 
 
 def random_graph(nodes=50, edges=200, seed=0):
@@ -85,7 +74,7 @@ def test_arxiv_gcn_equals_ogb_example_built_from_pyg(batch_norm):
     reference = PygArxivGCN(8, 5, hidden_channels=16)
     if not batch_norm:
         reference.bns = torch.nn.ModuleList(torch.nn.Identity() for _ in reference.bns)
-    ours = ArxivGCN(8, 5, hidden_channels=16, batch_norm=batch_norm)
+    ours = BatchNormGCN(8, 5, hidden_channels=16, batch_norm=batch_norm)
     ours.load_state_dict(reference.state_dict())
     for mode in ("eval", "train"):
         for m in (ours, reference):
@@ -103,19 +92,19 @@ def test_arxiv_gat_equals_pyg_counterpart():
     x, edge_index = random_graph(seed=1)
     torch.manual_seed(0)
     reference = PygArxivGAT(8, 5, hidden_channels=4, heads=3).eval()
-    ours = ArxivGAT(8, 5, hidden_channels=4, heads=3).eval()
+    ours = BatchNormGAT(8, 5, hidden_channels=4, heads=3).eval()
     ours.load_state_dict(reference.state_dict())
     assert torch.allclose(ours(x, edge_index), reference(x, edge_index), atol=1e-5)
 
 
 def test_model_shapes_options_and_errors():
     x, edge_index = random_graph()
-    assert ArxivGCN(8, 3, num_layers=1)(x, edge_index).shape == (50, 3)
-    assert len(ArxivGCN(8, 3).convs) == 3 and len(ArxivGCN(8, 3).bns) == 2
-    assert ArxivGAT(8, 3, num_layers=1, heads=2)(x, edge_index).shape == (50, 3)
-    assert "num_layers=3, dropout=0.5" in repr(ArxivGCN(8, 3))
+    assert BatchNormGCN(8, 3, num_layers=1)(x, edge_index).shape == (50, 3)
+    assert len(BatchNormGCN(8, 3).convs) == 3 and len(BatchNormGCN(8, 3).bns) == 2
+    assert BatchNormGAT(8, 3, num_layers=1, heads=2)(x, edge_index).shape == (50, 3)
+    assert "num_layers=3, dropout=0.5" in repr(BatchNormGCN(8, 3))
     # Dropout is on in training mode only.
-    model = ArxivGCN(8, 3, dropout=0.9).train()
+    model = BatchNormGCN(8, 3, dropout=0.9).train()
     torch.manual_seed(0)
     a = model(x, edge_index)
     torch.manual_seed(1)
@@ -123,15 +112,15 @@ def test_model_shapes_options_and_errors():
     model.eval()
     assert torch.equal(model(x, edge_index), model(x, edge_index))
     with pytest.raises(InputError, match="num_layers must be a positive int"):
-        ArxivGCN(8, 3, num_layers=0)
+        BatchNormGCN(8, 3, num_layers=0)
     with pytest.raises(InputError, match=r"dropout must be a number in \[0, 1\)"):
-        ArxivGCN(8, 3, dropout=1.0)
+        BatchNormGCN(8, 3, dropout=1.0)
     with pytest.raises(InputError, match="batch_norm must be True or False"):
-        ArxivGCN(8, 3, batch_norm="yes")
+        BatchNormGCN(8, 3, batch_norm="yes")
     with pytest.raises(InputError, match="heads must be a positive int"):
-        ArxivGAT(8, 3, heads=0)
+        BatchNormGAT(8, 3, heads=0)
     with pytest.raises(InputError, match="cached must be True or False"):
-        ArxivGAT(8, 3, cached=None)
+        BatchNormGAT(8, 3, cached=None)
 
 
 # --------------------------------------------------------------------------- data and harness
@@ -142,7 +131,7 @@ def test_fit_accuracy_equals_ogb_evaluator(arxiv_root):
     inputs = node_inputs(data, features=raw_features)
     inputs.edge_index = symmetrize(inputs.edge_index, inputs.num_nodes)
     torch.manual_seed(0)
-    model = ArxivGCN(inputs.num_features, inputs.num_classes, hidden_channels=16)
+    model = BatchNormGCN(inputs.num_features, inputs.num_classes, hidden_channels=16)
     result = fit(model, inputs, TrainConfig(epochs=15, lr=0.01, weight_decay=0.0, seed=0))
     model.eval()  # restore_best: the parameters of the selected epoch
     with torch.no_grad():
@@ -178,7 +167,7 @@ def test_minibatch_training_learns_on_synthetic_arxiv(arxiv_root):
     inputs = node_inputs(data, features=raw_features)
     inputs.edge_index = symmetrize(inputs.edge_index, inputs.num_nodes)
     torch.manual_seed(0)
-    model = ArxivGCN(inputs.num_features, inputs.num_classes, hidden_channels=16)
+    model = BatchNormGCN(inputs.num_features, inputs.num_classes, hidden_channels=16)
     config = TrainConfig(epochs=6, lr=0.01, weight_decay=0.0, seed=0)
     result = fit_minibatch(model, inputs, config, SamplingConfig(fanouts=(4, 4, 4), batch_size=8))
     losses = result.history["loss"]
@@ -189,8 +178,7 @@ def test_minibatch_training_learns_on_synthetic_arxiv(arxiv_root):
 
 
 def test_relu_dropout_equals_relu_then_dropout_bit_for_bit():
-    from gnnkit.models.arxiv import relu_dropout
-    from gnnkit.models.node import dropout
+    from gnnkit.nn.functional import dropout, relu_dropout
 
     x = torch.randn(300, 17, generator=torch.Generator().manual_seed(0))
     grad = torch.randn(300, 17, generator=torch.Generator().manual_seed(1))
@@ -223,23 +211,25 @@ def bench(root: Path, *args: str) -> list[str]:
 
 def test_recipe_resolves_and_prepares_the_graph(arxiv_root):
     from gnnkit.bench.node import _prepare_inputs
-    from gnnkit.models import get_node_model
+    from gnnkit.recipes import get_recipe
 
-    spec = get_node_model("gcn", "ogbn-arxiv")
+    spec = get_recipe("node", "gcn", "ogbn-arxiv")
     assert (spec.name, spec.lr, spec.weight_decay, spec.epochs) == ("arxiv-gcn", 0.01, 0.0, 500)
     assert (
-        get_node_model("gcn", "cora").name == "gcn"
-        and get_node_model("gat", "ogbn-arxiv").name == "arxiv-gat"
+        get_recipe("node", "gcn", "cora").name == "gcn"
+        and get_recipe("node", "gat", "ogbn-arxiv").name == "arxiv-gat"
     )
     data = load("ogbn-arxiv", root=arxiv_root)
     inputs = _prepare_inputs(data, spec, torch.device("cpu"))
     assert torch.equal(inputs.edge_index, symmetrize(data.edge_index, data.num_nodes))
     assert torch.equal(inputs.x, data.x)  # raw features, no row normalisation
     model = spec.build(inputs.num_features, inputs.num_classes)
-    assert isinstance(model, ArxivGCN) and model.hidden_channels == 256 and len(model.convs) == 3
+    assert (
+        isinstance(model, BatchNormGCN) and model.hidden_channels == 256 and len(model.convs) == 3
+    )
 
 
-def test_full_batch_path_against_pyg(arxiv_root, tmp_path, capsys, pyg_references):
+def test_full_batch_path_against_pyg(arxiv_root, tmp_path, capsys):
     out = tmp_path / "full.json"
     assert main(bench(arxiv_root, "--compare", "pyg", "--json", str(out))) == 0
     printed = capsys.readouterr().out
@@ -252,7 +242,7 @@ def test_full_batch_path_against_pyg(arxiv_root, tmp_path, capsys, pyg_reference
         assert len(result[impl]["test_acc"]) == 2
 
 
-def test_mini_batch_path_against_pyg_and_resume(arxiv_root, tmp_path, capsys, pyg_references):
+def test_mini_batch_path_against_pyg_and_resume(arxiv_root, tmp_path, capsys):
     out, ckpt = tmp_path / "mb.json", tmp_path / "ckpt"
     args = ["--mini-batch", "--fanouts", "4", "3", "2", "--batch-size", "16", "--compare", "pyg"]
     argv = bench(arxiv_root, *args, "--checkpoint-dir", str(ckpt), "--json", str(out))

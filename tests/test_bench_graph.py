@@ -1,4 +1,4 @@
-"""``gnnkit bench graph`` and its harness (``gnnkit.train.graphprop``): selection, JSON, errors."""
+"""``gnnkit bench graph`` and its harness (``gnnkit.train.graph``): selection, JSON, errors."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ import pandas as pd
 import pytest
 import torch
 
-import gnnkit.bench.references as references
-import gnnkit.train.graphprop as graphprop
+import gnnkit.train.graph as graphprop
 from gnnkit.cli import main
 from gnnkit.data import DATASETS, load
 from gnnkit.errors import InputError
-from gnnkit.models.graph import MolGNN
-from gnnkit.train.graphprop import (
+from gnnkit.models import MolGNN
+from gnnkit.train.graph import (
     GraphSplits,
     GraphTrainConfig,
-    GraphTrainer,
     fit_graph,
+    graph_result,
+    graph_run,
     graph_splits,
     metric_direction,
 )
@@ -77,19 +77,6 @@ def splits(molhiv_root):
     return graph_splits(load("ogbg-molhiv", root=molhiv_root, mirror=None, download=False))
 
 
-@pytest.fixture
-def pyg_references(register_references):
-    """The OGB references as ``pyproject.toml`` declares them for a source install."""
-    return register_references(
-        {
-            "pyg-ogbg-gcn": "benchmarks.references_ogb:PYG_OGBG_GCN",
-            "pyg-ogbg-gat": "benchmarks.references_ogb:PYG_OGBG_GAT",
-            "pyg-ogbg-gcn-virtual": "benchmarks.references_ogb:PYG_OGBG_GCN_VIRTUAL",
-            "pyg-ogbg-gat-virtual": "benchmarks.references_ogb:PYG_OGBG_GAT_VIRTUAL",
-        }
-    )
-
-
 def test_metric_direction():
     assert metric_direction("rocauc") == "max" and metric_direction("ap") == "max"
     assert metric_direction("rmse") == "min" and metric_direction("mae") == "min"
@@ -135,16 +122,16 @@ def test_harness_on_real_ogb_format_data(splits):
 def test_same_seed_same_run_and_trainers_keep_their_own_random_state(splits):
     def run(interleave: bool) -> list[float]:
         torch.manual_seed(0)
-        a = GraphTrainer(
+        a = graph_run(
             MolGNN(1, 8, num_layers=2), splits, GraphTrainConfig(epochs=2, batch_size=8, seed=1)
         )
-        b = GraphTrainer(
+        b = graph_run(
             MolGNN(1, 8, num_layers=2), splits, GraphTrainConfig(epochs=2, batch_size=8, seed=2)
         )
         while not a.done:
-            a.train_epoch()
+            a.step()
             if interleave:
-                b.train_epoch()
+                b.step()
         return a.result().history["loss"]
 
     assert run(interleave=False) == run(interleave=True)
@@ -157,7 +144,7 @@ def test_eval_train_records_the_training_score(splits):
     assert len(result.history["train"]) == 1
 
 
-def test_cli_json_plot_and_pyg_comparison(molhiv_root, tmp_path, capsys, pyg_references):
+def test_cli_json_plot_and_pyg_comparison(molhiv_root, tmp_path, capsys):
     out = tmp_path / "graph.json"
     plot = tmp_path / "graph.png"
     code = main(
@@ -232,18 +219,18 @@ def test_training_on_cuda_matches_the_cpu_start(splits):
     cuda_model = MolGNN(1, 16, num_layers=2).cuda()
     cuda_model.load_state_dict(cpu_model.state_dict())
     config = GraphTrainConfig(epochs=1, batch_size=8, seed=0)
-    on_cuda = GraphTrainer(cuda_model, splits, config)
-    assert on_cuda.device.type == "cuda"
-    on_cpu = GraphTrainer(cpu_model, splits, config)
-    batches = on_cpu.eval_batches["valid"]
+    on_cuda = graph_run(cuda_model, splits, config)
+    assert on_cuda.task.device.type == "cuda"
+    on_cpu = graph_run(cpu_model, splits, config)
+    batches = on_cpu.task.eval_batches["valid"]
     cpu_model.eval(), cuda_model.eval()
     with torch.no_grad():
-        for cpu_batch, cuda_batch in zip(batches, on_cuda.eval_batches["valid"], strict=True):
+        for cpu_batch, cuda_batch in zip(batches, on_cuda.task.eval_batches["valid"], strict=True):
             torch.testing.assert_close(
                 cuda_model(cuda_batch).cpu(), cpu_model(cpu_batch), rtol=1e-4, atol=1e-4
             )
-    on_cuda.train_epoch()
-    assert 0.0 <= on_cuda.result().test <= 1.0
+    on_cuda.step()
+    assert 0.0 <= graph_result(on_cuda.result(), splits.metric).test <= 1.0
 
 
 def test_real_molbace_smoke(dataset, capsys):
@@ -296,31 +283,19 @@ def test_missing_split_file_is_named(tmp_path, capsys):
     assert "ogb/ogbg_molhiv/split/scaffold/valid.csv.gz" in capsys.readouterr().err
 
 
-def test_missing_reference_says_how_to_install(molhiv_root, monkeypatch, capsys):
-    monkeypatch.setattr(references, "entry_points", dict)
-    code = main(
-        [
-            "bench", "graph", "--dataset", "ogbg-molhiv", "--data-root", str(molhiv_root),
-            "--offline", "--runs", "1", "--epochs", "1", "--compare", "pyg",
-        ]
-    )  # fmt: skip
-    assert code == 2
-    assert "no reference model 'pyg-ogbg-gcn' is registered" in capsys.readouterr().err
-
-
 def test_library_checks(splits):
     with pytest.raises(InputError, match="epochs must be a positive integer"):
         GraphTrainConfig(epochs=0)
     with pytest.raises(InputError, match="lr must be a finite number > 0"):
         GraphTrainConfig(lr=float("nan"))
     with pytest.raises(InputError, match="splits must be GraphSplits"):
-        GraphTrainer(MolGNN(1, 8), {"train": []})
+        graph_run(MolGNN(1, 8), {"train": []})
     with pytest.raises(InputError, match="needs an OGB PygGraphPropPredDataset"):
         graph_splits([1, 2, 3], "x")
-    trainer = GraphTrainer(MolGNN(1, 8, num_layers=2), splits, GraphTrainConfig(epochs=1))
-    trainer.train_epoch()
+    trainer = graph_run(MolGNN(1, 8, num_layers=2), splits, GraphTrainConfig(epochs=1))
+    trainer.step()
     with pytest.raises(InputError, match="already trained all 1 epochs"):
-        trainer.train_epoch()
+        trainer.step()
     from gnnkit.bench.graph import run_graph_benchmark
 
     with pytest.raises(InputError, match="runs must be a positive integer"):

@@ -13,26 +13,20 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 import gnnkit.bench.link as bench_link
-import gnnkit.train.linkpred as linkpred
+import gnnkit.train.link as linkpred
 from gnnkit.cli import main
 from gnnkit.errors import CheckpointError, InputError
-from gnnkit.models.link import (
-    LINK_MODELS,
-    EmbeddingGNN,
-    HadamardMLP,
-    LinkGNN,
-    _HadamardMLPFunction,
-    _Scratch,
-    dropout_mask,
-    get_link_model,
-)
-from gnnkit.train.linkpred import (
+from gnnkit.models import EmbeddingGNN, HadamardMLP, LinkGNN
+from gnnkit.nn.functional import dropout_mask
+from gnnkit.ops.hadamard import Workspace, hadamard_mlp
+from gnnkit.recipes import LINK_RECIPES, get_recipe
+from gnnkit.train.link import (
     LinkData,
     LinkTrainConfig,
-    LinkTrainer,
     fit_link,
     hits_at_k,
     link_data,
+    link_run,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,16 +69,6 @@ def tiny():
 def small_model(data: LinkData, conv: str = "gcn", hidden: int = 16) -> LinkGNN:
     encoder = EmbeddingGNN(data.num_nodes, hidden, conv=conv, heads=2)
     return LinkGNN(encoder, HadamardMLP(hidden, hidden))
-
-
-@pytest.fixture
-def pyg_references(register_references):
-    return register_references(
-        {
-            "pyg-ddi-gcn": "benchmarks.references_ogb:PYG_DDI_GCN",
-            "pyg-ddi-gat": "benchmarks.references_ogb:PYG_DDI_GAT",
-        }
-    )
 
 
 # --------------------------------------------------------------------------- metric and data
@@ -162,14 +146,14 @@ def test_fused_predictor_matches_autograd_reference(p, out_channels, reuse):
         last_bias = torch.randn(out_channels, dtype=dtype, requires_grad=True)
         inputs += [last_weight, last_bias]
     src, dst = torch.randint(0, 12, (2, 30))
-    scratch = _Scratch()
+    workspace = Workspace() if reuse else None
 
     def ours(h, weight, bias, last_weight=None, last_bias=None):
         torch.manual_seed(7)  # the same dropout mask on every call
-        lease = scratch.acquire() if reuse else None
-        return _HadamardMLPFunction.apply(
-            h, src, dst, weight, bias, last_weight, last_bias, p, scratch, lease
-        )
+        return hadamard_mlp(
+            h, torch.stack([src, dst]), weight, bias, last_weight, last_bias, p=p,
+            workspace=workspace,
+        )  # fmt: skip
 
     got = ours(*inputs)
     want = _reference_predictor(h, src, dst, weight, bias, last_weight, last_bias, p, seed=7)
@@ -219,9 +203,9 @@ def test_reused_buffers_give_the_same_steps(num_layers):
             strict=True,
         ):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert reused._scratch.nbytes() > 0 and fresh._scratch.nbytes() == 0
+    assert reused._workspace.nbytes() > 0 and fresh._workspace.nbytes() == 0
     reused.free_buffers()
-    assert reused._scratch.nbytes() == 0
+    assert reused._workspace.nbytes() == 0
 
 
 def test_reused_buffers_are_reused_and_never_overwritten_under_a_live_graph():
@@ -229,12 +213,12 @@ def test_reused_buffers_are_reused_and_never_overwritten_under_a_live_graph():
     h = torch.randn(20, 6, requires_grad=True)
     pairs = torch.randint(0, 20, (2, 50))
     model(h, pairs).sum().backward()
-    pointer = model._scratch._buffers["h_src"].data_ptr()
+    pointer = model._workspace._buffers["h_src"].data_ptr()
     out = model(h, pairs)
-    assert model._scratch._buffers["h_src"].data_ptr() == pointer  # reused after a backward
-    assert model._scratch.acquire() is None  # the live graph holds them
+    assert model._workspace._buffers["h_src"].data_ptr() == pointer  # reused after a backward
+    assert model._workspace.acquire() is None  # the live graph holds them
     del out  # a graph freed without backward gives them back
-    assert model._scratch.acquire() is not None
+    assert model._workspace.acquire() is not None
 
     # A second backward through a graph whose buffers a later step reused fails loudly.
     first = model(h, pairs).sum()
@@ -255,7 +239,7 @@ def test_predictor_on_cuda_equals_cpu():
     on_cuda.train()
     h_cuda = h.cuda().requires_grad_()
     (on_cuda(h_cuda, pairs.cuda()) ** 2).sum().backward()
-    assert torch.isfinite(h_cuda.grad).all() and on_cuda._scratch.nbytes() == 0
+    assert torch.isfinite(h_cuda.grad).all() and on_cuda._workspace.nbytes() == 0
 
 
 def test_predictor_copies_and_pickles_without_its_buffers(tmp_path):
@@ -263,7 +247,7 @@ def test_predictor_copies_and_pickles_without_its_buffers(tmp_path):
     h = torch.randn(20, 6, requires_grad=True)
     model(h, torch.randint(0, 20, (2, 50))).sum().backward()
     twin = copy.deepcopy(model)
-    assert twin._scratch.nbytes() == 0 and twin._scratch is not model._scratch
+    assert twin._workspace.nbytes() == 0 and twin._workspace is not model._workspace
     torch.save(model, tmp_path / "model.pt")
     loaded = torch.load(tmp_path / "model.pt", weights_only=False)  # our own file, just written
     pairs = torch.randint(0, 20, (2, 9))
@@ -273,7 +257,7 @@ def test_predictor_copies_and_pickles_without_its_buffers(tmp_path):
 @pytest.mark.parametrize("conv", ["gcn", "gat"])
 def test_equals_ogbs_model_on_pyg_layers_with_the_same_weights(conv, tiny, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO))
-    from benchmarks.references_ogb import PygDDI
+    from gnnkit.bench.pyg import PygDDI
 
     torch.manual_seed(0)
     theirs = PygDDI(tiny.num_nodes, 16, conv=conv, heads=2).eval()  # float32: PyG's adj_t is
@@ -302,10 +286,10 @@ def test_model_interface_and_errors(tiny):
     assert model.encoder.hidden_channels == 32 and len(model.encoder.convs) == 2
     assert [len(group) for group in model.clip_groups()] == [1, 4, 4]
     assert "conv=gcn" in repr(model) and "input=hadamard" in repr(model)
-    assert set(LINK_MODELS) == {"gcn", "gat"}
-    assert isinstance(get_link_model("gat").build(10, 8).encoder.convs[0], torch.nn.Module)
+    assert set(LINK_RECIPES) == {"gcn", "gat"}
+    assert isinstance(get_recipe("link", "gat").build(10, 8).encoder.convs[0], torch.nn.Module)
     with pytest.raises(InputError, match="unknown link model 'sage'; known models: gcn, gat"):
-        get_link_model("sage")
+        get_recipe("link", "sage")
     with pytest.raises(
         InputError, match=r"pairs hold node indices in \[0, 40\] but there are only 40"
     ):
@@ -470,12 +454,12 @@ def test_negatives_option_in_the_identity_only_when_not_pygs(tiny, tmp_path):
 def test_interleaved_trainers_draw_their_own_random_numbers(tiny):
     def run(interleave: bool) -> list[float]:
         torch.manual_seed(0)
-        a = LinkTrainer(small_model(tiny), tiny, LinkTrainConfig(epochs=2, batch_size=64, seed=1))
-        b = LinkTrainer(small_model(tiny), tiny, LinkTrainConfig(epochs=2, batch_size=64, seed=2))
+        a = link_run(small_model(tiny), tiny, LinkTrainConfig(epochs=2, batch_size=64, seed=1))
+        b = link_run(small_model(tiny), tiny, LinkTrainConfig(epochs=2, batch_size=64, seed=2))
         while not a.done:
-            a.train_epoch()
+            a.step()
             if interleave:
-                b.train_epoch()
+                b.step()
         return a.result().history["loss"]
 
     assert run(interleave=False) == run(interleave=True)
@@ -510,7 +494,7 @@ def tiny_cli(monkeypatch):
     return ["bench", "link", "--batch-size", "64", "--eval-every", "1"]
 
 
-def test_cli_compare_json_plot_checkpoints_and_resume(tiny_cli, tmp_path, capsys, pyg_references):
+def test_cli_compare_json_plot_checkpoints_and_resume(tiny_cli, tmp_path, capsys):
     out, plot, ckpt = tmp_path / "ddi.json", tmp_path / "ddi.png", tmp_path / "ckpt"
     args = [*tiny_cli, "--compare", "pyg", "--json", str(out), "--plot", str(plot)]
     assert main([*args, "--epochs", "2", "--checkpoint-dir", str(ckpt)]) == 0

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import statistics
 
 import pytest
 import torch
 
-import gnnkit.bench.references as references
 from gnnkit.bench.node import run_node_benchmark
 from gnnkit.cli import main
 from gnnkit.data import load
@@ -20,14 +18,6 @@ KARATE = ["bench", "node", "--dataset", "karate", "--warmup", "1", "--no-progres
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def pyg_references(register_references):
-    """The ``gnnkit.references`` entry points, as a source install declares them."""
-    return register_references(
-        {"pyg-gcn": "benchmarks.references:PYG_GCN", "pyg-gat": "benchmarks.references:PYG_GAT"}
-    )
 
 
 def test_karate_table_and_json(tmp_path, capsys):
@@ -58,7 +48,7 @@ def test_karate_table_and_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model", ["gcn", "gat"])
-def test_compare_pyg_interleaved_with_json_and_plot(model, tmp_path, capsys, pyg_references):
+def test_compare_pyg_interleaved_with_json_and_plot(model, tmp_path, capsys):
     out, plot = tmp_path / "r.json", tmp_path / "curves.png"
     argv = [*KARATE, "--model", model, "--runs", "2", "--epochs", "5", "--compare", "pyg", "--json", str(out), "--plot", str(plot)]  # fmt: skip
     assert main(argv) == 0
@@ -72,7 +62,7 @@ def test_compare_pyg_interleaved_with_json_and_plot(model, tmp_path, capsys, pyg
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_both_implementations_see_the_same_seeds_and_data(pyg_references):
+def test_both_implementations_see_the_same_seeds_and_data():
     data = load("karate")
     result = run_node_benchmark(
         data, dataset="karate", model="gcn", compare="pyg", runs=2, epochs=3, warmup_epochs=0
@@ -112,24 +102,21 @@ def test_cora_when_available(dataset, data_root, tmp_path, capsys):
     assert result["gnnkit"]["features"] == "sparse csr (2708, 1433), 49216 non-zeros"
 
 
-def test_missing_references_explain_how_to_install_them(monkeypatch, capsys):
-    monkeypatch.setattr(references, "entry_points", dict)
-    assert main([*KARATE, "--runs", "1", "--epochs", "1", "--compare", "pyg"]) == 2
-    err = capsys.readouterr().err
-    assert "no reference model 'pyg-gcn' is registered (registered: none)" in err
-    assert "pip install -e ." in err and err.count("\n") == 1
+def test_every_recipe_has_its_pyg_reference_with_the_same_optimiser():
+    from gnnkit.bench.pyg import reference
+    from gnnkit.recipes import GRAPH_RECIPES, LINK_RECIPES, NODE_RECIPES, Recipe
 
-
-def test_broken_references_are_reported(monkeypatch):
-    group = references.ENTRY_POINT_GROUP
-    broken = {"pyg-gcn": importlib.metadata.EntryPoint("pyg-gcn", "no_such_module_xyz:SPEC", group)}
-    monkeypatch.setattr(references, "entry_points", lambda: broken)
-    with pytest.raises(InputError, match="reference model 'pyg-gcn' could not be imported"):
-        references.get_reference("pyg-gcn")
-    wrong = {"pyg-gcn": importlib.metadata.EntryPoint("pyg-gcn", "gnnkit.errors:InputError", group)}
-    monkeypatch.setattr(references, "entry_points", lambda: wrong)
-    with pytest.raises(InputError, match=r"is a type, not a gnnkit\.models\.ModelSpec"):
-        references.get_reference("pyg-gcn")
+    for recipes in (NODE_RECIPES, GRAPH_RECIPES, LINK_RECIPES):
+        for recipe in recipes.values():
+            pyg = reference(recipe)
+            assert pyg.name == f"pyg-{recipe.name}" and pyg.build is not recipe.build
+            assert (pyg.lr, pyg.weight_decay, pyg.epochs, pyg.task, pyg.graph, pyg.fanouts) == (
+                recipe.lr, recipe.weight_decay, recipe.epochs, recipe.task, recipe.graph,
+                recipe.fanouts,
+            )  # fmt: skip
+    custom = Recipe("mine", "node", build=torch.nn.Linear, lr=0.1, weight_decay=0.0, epochs=1)
+    with pytest.raises(InputError, match="no PyG reference for the node recipe 'mine'"):
+        reference(custom)
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,9 @@ import math
 import statistics
 import sys
 
+import ddi_table
 import pytest
 from scipy import stats as scipy_stats
-
-from benchmarks import ddi_table
 
 ENV = {"cpu": "Test CPU", "threads": 1, "device": "cpu"}
 

@@ -11,8 +11,8 @@ import torch.multiprocessing as mp
 from torch_geometric.data import Data
 
 from gnnkit.errors import InputError
-from gnnkit.models.arxiv import ArxivGCN
-from gnnkit.train import TrainConfig, node_inputs
+from gnnkit.models import BatchNormGCN
+from gnnkit.train import CHECKPOINT_FORMAT, TrainConfig, node_inputs
 from gnnkit.train.distributed import (
     DistributedWorld,
     default_backend,
@@ -21,7 +21,7 @@ from gnnkit.train.distributed import (
     launched_by_torchrun,
     shutdown_distributed,
 )
-from gnnkit.train.minibatch import MINIBATCH_CHECKPOINT_FORMAT, SamplingConfig, fit_minibatch
+from gnnkit.train.minibatch import SamplingConfig, fit_minibatch
 from gnnkit.utils.io import safe_torch_load
 
 EPOCHS = 3
@@ -48,9 +48,9 @@ def synthetic_inputs():
     return node_inputs(data, features="dense")
 
 
-def build_model(rank: int) -> ArxivGCN:
+def build_model(rank: int) -> BatchNormGCN:
     torch.manual_seed(1000 + rank)  # each rank initialises differently; DDP copies rank 0's
-    return ArxivGCN(8, 4, hidden_channels=16, num_layers=2, dropout=0.5)
+    return BatchNormGCN(8, 4, hidden_channels=16, num_layers=2, dropout=0.5)
 
 
 def worker(rank: int, world_size: int, rendezvous: str, out: str) -> None:
@@ -134,7 +134,7 @@ def test_rank_zero_wrote_one_complete_checkpoint(two_ranks):
     files = sorted(p.name for p in two_ranks.iterdir() if p.suffix == ".pt")
     assert files == ["rank0.pt", "rank1.pt", "run.pt"]  # no partial or per-rank copies
     saved = safe_torch_load(two_ranks / "run.pt", what="checkpoint")
-    assert saved["format"] == MINIBATCH_CHECKPOINT_FORMAT and saved["epoch"] == EPOCHS
+    assert saved["format"] == CHECKPOINT_FORMAT and saved["epoch"] == EPOCHS
     assert saved["run"]["config"]["sampling"]["shards"] == 2
     final = torch.load(two_ranks / "rank0.pt", weights_only=True)["state"]
     for key, value in saved["model"].items():

@@ -11,7 +11,7 @@ from gnnkit import adjacency, ops
 from gnnkit.errors import InputError
 from gnnkit.nn import GCNConv, gcn_norm, sparse_dropout, sparse_linear, sparse_structure
 from gnnkit.nn._cache import GraphCache
-from gnnkit.nn.dropout import dense_dropout
+from gnnkit.nn.functional import dropout as dense_dropout
 from gnnkit.ops.csr import CSRGraph
 
 LAMBDAS = [0.5, 1.0, 2.0, 3.7]

@@ -1,4 +1,4 @@
-"""``gnnkit citation info`` and ``gnnkit citation bench`` (gnnkit.hybrid.cli)."""
+"""``gnnkit citation info`` and ``gnnkit citation bench`` (gnnkit.cli.citation)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from test_hybrid_models import synthetic_records
 
 from gnnkit.cli import main
+from gnnkit.cli.citation import parse_models
 from gnnkit.errors import InputError
-from gnnkit.hybrid.cli import parse_models
 
 HEADER = "# Source_Paper  Target_Paper  Sentiment  Citation_Text\n"
 
@@ -65,12 +65,12 @@ def test_bench_writes_table_json_and_plot(corpus_file, tmp_path, capsys):
 
 def test_bench_prints_the_hybrid_against_text_line(monkeypatch, corpus_file, capsys):
     # Stand-ins for the two neural models keep this test fast; the line is what is tested.
-    from gnnkit.hybrid import cli
+    from gnnkit.cli import citation as cli
 
     monkeypatch.setattr(cli, "MODEL_NAMES", ("text", "hybrid"))
 
     def fake(name, *, seed):
-        from gnnkit.hybrid import make_model
+        from gnnkit.citation import make_model
 
         return make_model("svm", C=0.01 if name == "text" else 1.0, seed=seed)
 

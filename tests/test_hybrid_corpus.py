@@ -1,4 +1,4 @@
-"""The Athar corpus reader, tokeniser, vocabulary and graph (gnnkit.hybrid.corpus)."""
+"""The Athar corpus reader, tokeniser, vocabulary and graph (gnnkit.citation.corpus)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from gnnkit.errors import DatasetError, InputError
-from gnnkit.hybrid import (
+from gnnkit.citation import (
     CITATION_TOKEN,
     CitationRecord,
     Vocabulary,
@@ -20,6 +19,7 @@ from gnnkit.hybrid import (
     to_data,
     tokenize,
 )
+from gnnkit.errors import DatasetError, InputError
 
 HEADER = "# a header line\n# Source_Paper  Target_Paper  Sentiment  Citation_Text\n\n"
 

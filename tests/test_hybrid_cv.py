@@ -1,4 +1,4 @@
-"""Cross-validation for citation sentiment (gnnkit.hybrid.cv)."""
+"""Cross-validation for citation sentiment (gnnkit.citation.cv)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from gnnkit.errors import InputError
-from gnnkit.hybrid import (
+from gnnkit.citation import (
     CitationRecord,
     FoldView,
     cross_validate,
@@ -22,6 +21,7 @@ from gnnkit.hybrid import (
     stratified_folds,
     to_data,
 )
+from gnnkit.errors import InputError
 
 
 def labels(counts, seed=0):

@@ -1,4 +1,4 @@
-"""The citation sentiment models (gnnkit.hybrid.models) on small synthetic corpora."""
+"""The citation sentiment models (gnnkit.citation.models) on small synthetic corpora."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnnkit.errors import InputError
-from gnnkit.hybrid import (
+from gnnkit.citation import (
     BiLSTMEncoder,
     CitationRecord,
     Fold,
@@ -23,6 +22,7 @@ from gnnkit.hybrid import (
     textgcn_graph,
     to_data,
 )
+from gnnkit.errors import InputError
 
 CUE_WORDS = {
     0: ["uses", "follows", "adopts", "describes"],

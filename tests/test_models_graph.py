@@ -13,8 +13,9 @@ from torch_geometric.nn import global_mean_pool
 
 from gnnkit.data import load
 from gnnkit.errors import InputError
-from gnnkit.models.graph import GRAPH_MODELS, MolGNN, bond_counts, get_graph_model, mean_pool
-from gnnkit.models.link import dropout_mask
+from gnnkit.models import MolGNN, bond_counts, mean_pool
+from gnnkit.nn.functional import dropout_mask
+from gnnkit.recipes import GRAPH_RECIPES, get_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,8 +58,7 @@ def molecules(tmp_path_factory):
 
 @pytest.fixture
 def reference(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
-    import benchmarks.references_ogb as refs
+    import gnnkit.bench.pyg as refs
 
     return refs
 
@@ -175,12 +175,12 @@ def test_dropout_mask_keeps_the_right_fraction():
 
 
 def test_registry_and_repr():
-    assert set(GRAPH_MODELS) == {"gcn", "gat", "gcn-virtual", "gat-virtual"}
-    model = get_graph_model("gat-virtual").build(20, 3)
+    assert set(GRAPH_RECIPES) == {"gcn", "gat", "gcn-virtual", "gat-virtual"}
+    model = get_recipe("graph", "gat-virtual").build(20, 3)
     assert isinstance(model, MolGNN) and model.virtual_node and model.conv == "gat"
     assert "emb_dim=20" in repr(model) and "virtual_node=True" in repr(model)
     with pytest.raises(InputError, match="unknown graph model 'gin'; known models: gcn, gat"):
-        get_graph_model("gin")
+        get_recipe("graph", "gin")
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_registry_and_repr():
         ({"num_layers": 1}, "num_layers must be an integer >= 2"),
         ({"conv": "gin"}, "conv must be 'gcn' or 'gat'"),
         ({"conv": "gat", "heads": 7}, "heads must be a positive int dividing emb_dim=300"),
-        ({"dropout": 1.0}, r"dropout must be a probability in \[0, 1\)"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
         ({"virtual_node": "yes"}, "virtual_node must be True or False"),
     ],
 )

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 import torch_geometric.nn as pyg
 
 from gnnkit.errors import InputError
-from gnnkit.models import GAT, GCN, NODE_MODELS, ModelSpec, get_node_model
-from gnnkit.models.node import dropout
+from gnnkit.models import GAT, GCN
+from gnnkit.nn.functional import check_dropout, dropout
+from gnnkit.recipes import NODE_RECIPES, Recipe, get_recipe
 from gnnkit.train import normalize_features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -116,7 +117,7 @@ def test_dense_dropout_keeps_the_expectation():
     assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.7))
     assert dropout(x, 0.3, False) is x and dropout(x, 0.0, True) is x
     with pytest.raises(InputError, match=r"dropout must be a number in \[0, 1\), got 1.0"):
-        dropout(x, 1.0, True)
+        check_dropout(1.0)
 
 
 @pytest.mark.parametrize(
@@ -146,16 +147,16 @@ def test_gat_rejects_bad_heads():
 
 
 def test_registry():
-    assert set(NODE_MODELS) >= {"gcn", "gat"}
-    spec = get_node_model("gcn")
-    assert isinstance(spec, ModelSpec) and (spec.lr, spec.weight_decay, spec.epochs) == (
+    assert set(NODE_RECIPES) >= {"gcn", "gat"}
+    spec = get_recipe("node", "gcn")
+    assert isinstance(spec, Recipe) and (spec.lr, spec.weight_decay, spec.epochs) == (
         0.01,
         5e-4,
         200,
     )
     assert isinstance(spec.build(12, 3), GCN) and isinstance(
-        get_node_model("gat").build(12, 3), GAT
+        get_recipe("node", "gat").build(12, 3), GAT
     )
-    assert get_node_model("gat").lr == 0.005
+    assert get_recipe("node", "gat").lr == 0.005
     with pytest.raises(InputError, match="unknown model 'sage'; known models: gcn, gat"):
-        get_node_model("sage")
+        get_recipe("node", "sage")

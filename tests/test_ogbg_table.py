@@ -7,11 +7,11 @@ import statistics
 import sys
 
 import numpy as np
+import ogbg_table
 import pytest
 
-from benchmarks import ogbg_table
 from gnnkit.bench.graph import GraphBenchResult
-from gnnkit.train.graphprop import GraphTrainResult
+from gnnkit.train.graph import GraphTrainResult
 
 ENV = {
     "cpu": "Test CPU",

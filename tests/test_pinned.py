@@ -135,7 +135,7 @@ def seq_memory(load: Callable[[str], Any]) -> dict[str, list[float]]:
 def charlm(load: Callable[[str], Any]) -> dict[str, list[float]]:
     import dataclasses
 
-    from gnnkit.text import CharLSTM, TextDataset, Trainer, get_preset, strip_gutenberg
+    from gnnkit.seq.charlm import CharLSTM, TextDataset, Trainer, get_preset, strip_gutenberg
 
     preset = get_preset("cpu")
     config = dataclasses.replace(
@@ -152,7 +152,7 @@ def charlm(load: Callable[[str], Any]) -> dict[str, list[float]]:
 
 
 def citation_fold(load: Callable[[str], Any]) -> dict[str, list[float]]:
-    from gnnkit.hybrid import fold_view, load_citations, make_model, stratified_folds
+    from gnnkit.citation import fold_view, load_citations, make_model, stratified_folds
 
     data = load_citations(load("athar-citations"))
     fold = stratified_folds(data.y, 10, seed=0)[0]

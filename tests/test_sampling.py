@@ -255,10 +255,10 @@ def tiny_task(num_nodes=120, seed=0):
 
 
 def small_model(seed=0):
-    from gnnkit.models.arxiv import ArxivGCN
+    from gnnkit.models import BatchNormGCN
 
     torch.manual_seed(seed)
-    return ArxivGCN(6, 3, hidden_channels=8, num_layers=2)
+    return BatchNormGCN(6, 3, hidden_channels=8, num_layers=2)
 
 
 def test_minibatch_resume_equals_uninterrupted_run(tmp_path):
@@ -285,7 +285,7 @@ def test_minibatch_resume_equals_uninterrupted_run(tmp_path):
 def test_minibatch_objective_is_the_mean_over_the_step_however_sharded():
     """One shard of 2b seeds and 2 accumulated shards of b: with every neighbour kept, no
     dropout and no batch norm, both give the same loss and gradient."""
-    from gnnkit.models.arxiv import ArxivGCN
+    from gnnkit.models import BatchNormGCN
     from gnnkit.train import TrainConfig
     from gnnkit.train.minibatch import SamplingConfig, fit_minibatch
 
@@ -297,7 +297,7 @@ def test_minibatch_objective_is_the_mean_over_the_step_however_sharded():
         SamplingConfig(fanouts=(-1, -1), batch_size=10, accumulate=2),
     ):
         torch.manual_seed(0)
-        model = ArxivGCN(6, 3, hidden_channels=8, num_layers=2, dropout=0.0, batch_norm=False)
+        model = BatchNormGCN(6, 3, hidden_channels=8, num_layers=2, dropout=0.0, batch_norm=False)
         # Full neighbourhoods, but GCN renormalises on each subgraph: use plain sums so the
         # seeds' outputs do not depend on which other seeds share their subgraph.
         for conv in model.convs:
@@ -360,7 +360,7 @@ def test_minibatch_errors(tmp_path):
         fit_minibatch(small_model(), inputs, TrainConfig(epochs=1), SamplingConfig(accumulate=64))
     foreign = tmp_path / "foreign.pt"
     torch.save({"format": "something else"}, foreign)
-    with pytest.raises(CheckpointError, match="not a gnnkit mini-batch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a gnnkit training checkpoint"):
         fit_minibatch(small_model(), inputs, TrainConfig(epochs=1), checkpoint=foreign, resume=True)
     path = tmp_path / "run.pt"
     sampling = SamplingConfig(fanouts=(2, 2), batch_size=8)
@@ -411,7 +411,7 @@ def test_minibatch_without_seed_resumes_with_the_drawn_seed(tmp_path):
     path = tmp_path / "unseeded.pt"
     torch.manual_seed(11)
     fit_minibatch(small_model(), inputs, TrainConfig(epochs=1), sampling, checkpoint=path)
-    drawn = safe_torch_load(path)["seed"]
+    drawn = safe_torch_load(path)["task"]["seed"]
     straight = small_model()
     fit_minibatch(straight, inputs, TrainConfig(epochs=2, seed=drawn), sampling)
     resumed = small_model()

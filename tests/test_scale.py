@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import scale
 import torch
 
-from benchmarks import scale
 from gnnkit.data import load
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gnnkit.cli import main
-from gnnkit.text import generate, load_model
+from gnnkit.seq.charlm import generate, load_model
 
 CORPUS = (
     "I would prefer not to, said Bartleby. for i in range(10): print(i)\n"

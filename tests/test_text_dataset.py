@@ -1,4 +1,4 @@
-"""Vocabulary, corpus loading and windows of gnnkit.text."""
+"""Vocabulary, corpus loading and windows of gnnkit.seq.charlm."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gnnkit.errors import InputError
-from gnnkit.text import TextDataset, Vocabulary, load_corpus, strip_gutenberg
+from gnnkit.seq.charlm import TextDataset, Vocabulary, load_corpus, strip_gutenberg
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 20
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gnnkit.errors import InputError
-from gnnkit.text import (
+from gnnkit.seq.charlm import (
     CharLSTM,
     CharLSTMConfig,
     Vocabulary,

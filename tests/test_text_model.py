@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gnnkit.errors import InputError
-from gnnkit.text import PRESETS, CharLSTM, CharLSTMConfig, TrainConfig, Vocabulary, get_preset
+from gnnkit.seq.charlm import PRESETS, CharLSTM, CharLSTMConfig, TrainConfig, Vocabulary, get_preset
 
 VOCAB = Vocabulary.from_text("abcdefghij .,")
 
@@ -111,7 +111,7 @@ def test_bad_ids():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(InputError, match=r"must be a gnnkit\.text\.Vocabulary"):
+    with pytest.raises(InputError, match=r"must be a gnnkit\.seq\.charlm\.Vocabulary"):
         CharLSTM(["a", "b"])
     with pytest.raises(InputError, match="config must be a CharLSTMConfig"):
         CharLSTM(VOCAB, {"hidden_size": 4})

@@ -1,4 +1,4 @@
-"""Training, checkpoints and resume of gnnkit.text."""
+"""Training, checkpoints and resume of gnnkit.seq.charlm."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gnnkit.errors import CheckpointError, InputError
-from gnnkit.text import (
+from gnnkit.seq.charlm import (
     CharLSTM,
     CharLSTMConfig,
     TextDataset,
@@ -21,7 +21,7 @@ from gnnkit.text import (
     sample_table,
     save_model,
 )
-from gnnkit.text.train import CHECKPOINT_NAME
+from gnnkit.seq.charlm.training import CHECKPOINT_NAME
 
 SENTENCE = "the quick brown fox jumps over the lazy dog\n"
 TINY = CharLSTMConfig(embedding_dim=8, hidden_size=24, num_layers=1, dropout=0.0)

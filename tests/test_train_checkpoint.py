@@ -60,11 +60,12 @@ def test_checkpoint_round_trip(karate, tmp_path):
     assert state["format"] == CHECKPOINT_FORMAT
     assert state["epoch"] == 5 and state["finished"] == "epochs"
     assert same_state(state["model"], model.state_dict())
-    assert state["history"] == result.history and state["epoch_times"] == result.epoch_times
+    assert {key: state["history"][key] for key in result.history} == result.history
+    assert state["times"]["epoch"] == result.epoch_times
     assert (
         state["best"]["epoch"] == result.best_epoch and state["best"]["test_acc"] == result.test_acc
     )
-    assert state["run"]["model"] == "gnnkit.models.node.GCN"
+    assert state["run"]["model"] == "gnnkit.models.gcn.GCN"
     assert state["run"]["config"]["lr"] == 0.01
     assert not list(path.parent.glob("*.tmp"))  # nothing half-written left behind
 
@@ -104,7 +105,7 @@ def test_foreign_checkpoints_are_refused(karate, tmp_path):
     gat = GAT(karate.num_features, karate.num_classes)
     with pytest.raises(
         CheckpointError,
-        match=r"different model, configuration or dataset \(model: 'gnnkit.models.node.GCN' in the checkpoint, 'gnnkit.models.node.GAT' now",
+        match=r"different model, configuration or dataset \(model: 'gnnkit.models.gcn.GCN' in the checkpoint, 'gnnkit.models.gat.GAT' now",
     ):
         fit(gat, karate, TrainConfig(epochs=4, seed=0), checkpoint=path, resume=True)
     with pytest.raises(CheckpointError, match=r"config.lr: 0.01 in the checkpoint, 0.02 now"):
@@ -135,7 +136,7 @@ def test_corrupt_and_alien_files_are_refused(karate, tmp_path):
         fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=truncated, resume=True)
     alien = tmp_path / "alien.pt"
     torch.save({"weights": torch.zeros(2)}, alien)
-    with pytest.raises(CheckpointError, match="not a gnnkit node-classification checkpoint"):
+    with pytest.raises(CheckpointError, match="not a gnnkit training checkpoint"):
         load_checkpoint(alien)
     incomplete = tmp_path / "incomplete.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "run": {}}, incomplete)

@@ -168,7 +168,7 @@ def test_fit_is_deterministic_with_a_seed():
 
 
 def test_weight_decay_follows_the_models_parameter_groups():
-    from gnnkit.train.loop import _optimizer
+    from gnnkit.train.node import make_optimizer as _optimizer
 
     class Groups(nn.Module):
         def __init__(self):

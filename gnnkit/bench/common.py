@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gnnkit.cliutils import data_kwargs, positive_int, write_json
+from gnnkit.cli.common import data_kwargs, positive_int, write_json
 from gnnkit.errors import InputError
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "add_model_arguments",
     "add_output_arguments",
     "add_threads_argument",
-    "alternate",
     "check_compare",
     "check_resume",
     "check_runs",
@@ -34,7 +33,6 @@ __all__ = [
     "plot_panels",
     "report_and_write",
     "resolve_device",
-    "round_order",
     "speed_ratio",
     "summaries",
 ]
@@ -77,42 +75,20 @@ def resolve_device(device: Any) -> torch.device:
     return device
 
 
-def implementations(spec: Any, compare: str | None, reference: str) -> dict[str, Any]:
-    """``{"gnnkit": spec}``, plus ``"pyg"``: the registered ``reference`` with ``compare="pyg"``.
+def implementations(recipe: Any, compare: str | None) -> dict[str, Any]:
+    """``{"gnnkit": recipe}``, plus ``"pyg"``: PyG's counterpart with ``compare="pyg"``.
 
     Args:
-        spec (ModelSpec): gnnkit's model.
+        recipe (Recipe): gnnkit's model and recipe (:mod:`gnnkit.recipes`).
         compare (str, optional): ``"pyg"`` or ``None``.
-        reference (str): the entry-point name of PyG's model (:mod:`gnnkit.bench.references`).
     """
-    from gnnkit.bench.references import get_reference
-
     check_compare(compare)
-    specs = {"gnnkit": spec}
+    recipes = {"gnnkit": recipe}
     if compare == "pyg":
-        specs["pyg"] = get_reference(reference)
-    return specs
+        from gnnkit.bench.pyg import reference
 
-
-# --------------------------------------------------------------------------- interleaving
-
-
-def round_order(impls: Iterable[str], index: int) -> list[str]:
-    """The implementations in order for round ``index``: as given on even rounds, reversed on odd.
-
-    Alternating who goes first means neither implementation always runs on a warmer (or a
-    busier) machine.
-    """
-    order = list(impls)
-    return order if index % 2 == 0 else order[::-1]
-
-
-def alternate(trainers: Mapping[str, Any]) -> Iterator[list[str]]:
-    """Rounds of epochs: yields each round's :func:`round_order` until every trainer is ``done``."""
-    step = 0
-    while not all(t.done for t in trainers.values()):
-        yield round_order(trainers, step)
-        step += 1
+        recipes["pyg"] = reference(recipe)
+    return recipes
 
 
 # --------------------------------------------------------------------------- summaries

@@ -1,6 +1,6 @@
 """``gnnkit bench graph``: molecular property prediction (OGB ``ogbg-mol*``), gnnkit vs PyG.
 
-The protocol is OGB's mol example (:mod:`gnnkit.train.graphprop`): 5 layers of 300, dropout
+The protocol is OGB's mol example (:mod:`gnnkit.train.graph`): 5 layers of 300, dropout
 0.5, batches of 32 molecules, Adam 1e-3, 100 epochs; the metric comes from
 :class:`ogb.graphproppred.Evaluator` (ROC-AUC for ogbg-molbace, RMSE for ogbg-molesol and
 ogbg-molfreesolv) and the reported test score is the one at the best validation epoch.
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from gnnkit.bench import common
-from gnnkit.cliutils import data_options, format_table, positive_int
+from gnnkit.cli.common import data_options, format_table, positive_int
 
 __all__ = [
     "GraphBenchResult",
@@ -156,7 +156,7 @@ def within_one_std(gnnkit: dict[str, Any], pyg: dict[str, Any], metric: str) -> 
 
     ``gnnkit`` and ``pyg`` are :func:`summarize` blocks; ``metric`` sets the direction.
     """
-    from gnnkit.train.graphprop import metric_direction
+    from gnnkit.train.graph import metric_direction
 
     gap = gnnkit["test_mean"] - pyg["test_mean"]
     if metric_direction(metric) == "min":
@@ -183,9 +183,9 @@ def run_graph_benchmark(
 
     Args:
         dataset_obj: an OGB graph dataset (:func:`gnnkit.data.load`) or
-            :class:`~gnnkit.train.graphprop.GraphSplits`.
+            :class:`~gnnkit.train.graph.GraphSplits`.
         dataset (str): its name.
-        model (str): a key of :data:`gnnkit.models.graph.GRAPH_MODELS`.
+        model (str): a key of :data:`gnnkit.recipes.GRAPH_RECIPES`.
         compare (str, optional): ``"pyg"`` also trains PyG's reference.
         runs (int, optional): seeds per implementation. (default: ``10``)
         epochs (int, optional): epochs per run. (default: the recipe's, 100)
@@ -195,14 +195,20 @@ def run_graph_benchmark(
         device (str or torch.device, optional): where to train; batches are moved there
             one at a time. (default: ``"cpu"``)
     """
-    from gnnkit.models.graph import get_graph_model
-    from gnnkit.train.graphprop import GraphSplits, GraphTrainConfig, GraphTrainer, graph_splits
-    from gnnkit.train.loop import seed_everything
+    from gnnkit.recipes import get_recipe
+    from gnnkit.train.engine import interleave, seed_everything
+    from gnnkit.train.graph import (
+        GraphSplits,
+        GraphTrainConfig,
+        graph_result,
+        graph_run,
+        graph_splits,
+    )
 
     common.check_runs(runs)
     device = common.resolve_device(device)
-    spec = get_graph_model(model)
-    specs = common.implementations(spec, compare, f"pyg-ogbg-{model}")
+    spec = get_recipe("graph", model)
+    specs = common.implementations(spec, compare)
     epochs = spec.epochs if epochs is None else epochs
     splits = (
         dataset_obj if isinstance(dataset_obj, GraphSplits) else graph_splits(dataset_obj, dataset)
@@ -215,12 +221,10 @@ def run_graph_benchmark(
             seed_everything(run_seed)
             net = s.build(emb_dim, splits.num_tasks).to(device)
             config = GraphTrainConfig(epochs=epochs, lr=s.lr, batch_size=batch_size, seed=run_seed)
-            trainers[impl] = GraphTrainer(net, splits, config)
-        for order in common.alternate(trainers):
-            for impl in order:
-                trainers[impl].train_epoch()
+            trainers[impl] = graph_run(net, splits, config)
+        interleave(trainers)
         for impl, trainer in trainers.items():
-            result = trainer.result()
+            result = graph_result(trainer.result(), splits.metric)
             records[impl].append(result)
             logger.info(
                 "seed %d %s: test %s %.4f at epoch %d (valid %.4f), median epoch %.0f ms",
@@ -266,7 +270,7 @@ def plot_graph_benchmark(result: GraphBenchResult, path: str | Path) -> Path:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from gnnkit.models.graph import GRAPH_MODELS
+    from gnnkit.recipes import GRAPH_RECIPES
 
     parser = subparsers.add_parser(
         "graph",
@@ -286,7 +290,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default), ogbg-molesol, ogbg-molfreesolv, ogbg-moltox21...",
     )
     common.add_model_arguments(
-        parser, GRAPH_MODELS, runs=10, epochs_help="epochs per run (default: 100, OGB's)"
+        parser, GRAPH_RECIPES, runs=10, epochs_help="epochs per run (default: 100, OGB's)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the first run; run r uses SEED + r"
@@ -306,10 +310,10 @@ def load_graph_dataset(name: str, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gnnkit.models.graph import get_graph_model
+    from gnnkit.recipes import get_recipe
     from gnnkit.utils.env import environment
 
-    get_graph_model(args.model)  # unknown names and devices fail before any data is loaded
+    get_recipe("graph", args.model)  # unknown names and devices fail before any data is loaded
     device = common.resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

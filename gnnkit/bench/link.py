@@ -1,6 +1,6 @@
 """``gnnkit bench link``: link prediction on ogbl-ddi, gnnkit's model side by side with PyG's.
 
-The protocol is OGB's ddi example (:mod:`gnnkit.train.linkpred`): batches of 64 x 1024
+The protocol is OGB's ddi example (:mod:`gnnkit.train.link`): batches of 64 x 1024
 training edges with as many negatives from PyG's ``negative_sampling``, Adam 0.005, 200
 epochs, Hits@20 from ``ogb.linkproppred.Evaluator`` every ``--eval-every`` epochs; the
 reported test Hits@20 is the one at the evaluation with the best validation Hits@20.
@@ -30,9 +30,9 @@ from typing import Any
 import torch
 
 from gnnkit.bench import common
-from gnnkit.cliutils import data_options, format_table, positive_int
+from gnnkit.cli.common import data_options, format_table, positive_int
 from gnnkit.errors import InputError
-from gnnkit.train.linkpred import DEFAULT_NEGATIVES, NEGATIVES
+from gnnkit.train.link import DEFAULT_NEGATIVES, NEGATIVES
 
 __all__ = ["LinkBenchResult", "register", "run", "run_link_benchmark"]
 
@@ -182,9 +182,9 @@ def run_link_benchmark(
 
     Args:
         dataset_obj: an OGB link dataset (:func:`gnnkit.data.load`), or a
-            :class:`~gnnkit.train.linkpred.LinkData`.
+            :class:`~gnnkit.train.link.LinkData`.
         dataset (str): its name (labels and checkpoint names).
-        model (str): a key of :data:`gnnkit.models.link.LINK_MODELS`.
+        model (str): a key of :data:`gnnkit.recipes.LINK_RECIPES`.
         compare (str, optional): ``"pyg"`` also trains PyG's reference.
         runs (int, optional): seeds per implementation. (default: ``1``)
         epochs (int, optional): epochs per run. (default: the recipe's, 200)
@@ -201,13 +201,13 @@ def run_link_benchmark(
             ``"device"`` (:class:`gnnkit.sampling.NegativeSampler`), for both
             implementations. (default: ``"pyg"``)
     """
-    from gnnkit.models.link import get_link_model
-    from gnnkit.train.linkpred import LinkData, LinkTrainConfig, LinkTrainer, link_data
-    from gnnkit.train.loop import seed_everything
+    from gnnkit.recipes import get_recipe
+    from gnnkit.train.engine import interleave, seed_everything
+    from gnnkit.train.link import LinkData, LinkTrainConfig, link_data, link_result, link_run
 
     common.check_runs(runs)
-    spec = get_link_model(model)
-    specs = common.implementations(spec, compare, f"pyg-ddi-{model}")
+    spec = get_recipe("link", model)
+    specs = common.implementations(spec, compare)
     common.check_resume(resume, checkpoint_dir)
     epochs = spec.epochs if epochs is None else epochs
     device = common.resolve_device(device)
@@ -233,26 +233,19 @@ def run_link_benchmark(
             path = None
             if checkpoint_dir is not None:
                 path = Path(checkpoint_dir) / f"{dataset}-{model}-{impl}-seed{run_seed}.pt"
-            trainers[impl] = LinkTrainer(
+            trainers[impl] = link_run(
                 net,
                 data,
                 dataclasses.replace(config, seed=run_seed),
                 checkpoint=path,
                 resume=resume,
             )
-        finished = None
-        for order in common.alternate(trainers):
-            if time_budget_s is not None and _over_budget(trainers, began, time_budget_s):
-                finished = "time-budget"
-                logger.info("time budget reached; stopping the runs with a checkpoint")
-                break
-            for impl in order:
-                if not trainers[impl].done:
-                    record = trainers[impl].train_epoch()
-                    logger.debug("%s epoch %d: %.2f s", impl, record["epoch"], record["epoch_time"])
+        left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - began)
+        finished = interleave(trainers, time_budget_s=left)
         for impl, trainer in trainers.items():
-            records[impl].append(trainer.result(finished))
+            records[impl].append(link_result(trainer.result(), config.k))
         if finished:
+            logger.info("time budget reached; the runs stopped with a checkpoint")
             break
     return LinkBenchResult(
         dataset=dataset,
@@ -277,14 +270,6 @@ def run_link_benchmark(
     )
 
 
-def _over_budget(trainers: dict[str, Any], began: float, budget_s: float) -> bool:
-    """Whether the next round of epochs would end past the budget (unknown: no)."""
-    estimates = [t.next_epoch_estimate() for t in trainers.values() if not t.done]
-    if any(e is None for e in estimates):
-        return False
-    return time.perf_counter() - began + sum(estimates) > budget_s
-
-
 def plot_link_benchmark(result: LinkBenchResult, path: str | Path) -> Path:
     """Training loss per epoch and validation / test Hits@K per evaluation."""
     k = result.k
@@ -304,7 +289,7 @@ def plot_link_benchmark(result: LinkBenchResult, path: str | Path) -> Path:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from gnnkit.models.link import LINK_MODELS
+    from gnnkit.recipes import LINK_RECIPES
 
     parser = subparsers.add_parser(
         "link",
@@ -321,7 +306,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dataset", default="ogbl-ddi", help="an OGB link dataset: ogbl-ddi (default)"
     )
     common.add_model_arguments(
-        parser, LINK_MODELS, runs=1, epochs_help="epochs per run (default: 200, OGB's)"
+        parser, LINK_RECIPES, runs=1, epochs_help="epochs per run (default: 200, OGB's)"
     )
     parser.add_argument(
         "--eval-every",
@@ -370,10 +355,10 @@ def load_link_dataset(name: str, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gnnkit.models.link import get_link_model
+    from gnnkit.recipes import get_recipe
     from gnnkit.utils.env import environment
 
-    get_link_model(args.model)  # unknown names fail before any data is loaded
+    get_recipe("link", args.model)  # unknown names fail before any data is loaded
     if args.time_budget is not None and not args.time_budget > 0:
         raise InputError(
             f"--time-budget must be a positive number of minutes, got {args.time_budget}"

@@ -30,7 +30,7 @@ interleaving, the table and the JSON, which gains ``"mode"``.
   ``DistributedDataParallel`` runs over gloo on CPU and nccl on CUDA. Rank 0 prints and
   writes the results; its peak memory is the one reported.
 
-On ogbn-arxiv, ``--model gcn`` is OGB's arxiv recipe (:data:`gnnkit.models.DATASET_RECIPES`).
+On ogbn-arxiv, ``--model gcn`` is OGB's arxiv recipe (:data:`gnnkit.recipes.DATASET_RECIPES`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from typing import Any
 import torch
 
 from gnnkit.bench import common
-from gnnkit.cliutils import data_options, format_table, positive_int
+from gnnkit.cli.common import data_options, format_table, positive_int
 from gnnkit.errors import GnnkitError, InputError
 
 __all__ = ["NodeBenchResult", "RunRecord", "register", "run", "run_node_benchmark"]
@@ -265,7 +265,7 @@ def run_node_benchmark(
     Args:
         data (torch_geometric.data.Data): a node dataset (:func:`gnnkit.data.load`).
         dataset (str): its name (labels and checkpoint names).
-        model (str): a key of :data:`gnnkit.models.NODE_MODELS`.
+        model (str): a key of :data:`gnnkit.recipes.NODE_RECIPES`.
         compare (str, optional): ``"pyg"`` also trains the reference ``pyg-<model>``.
         runs (int, optional): seeds per implementation. (default: ``10``)
         epochs (int, optional): epochs per run. (default: the model's, 200)
@@ -285,19 +285,19 @@ def run_node_benchmark(
             ``torch.distributed`` process group (mini-batch only; every rank calls this).
             (default: ``False``)
     """
-    from gnnkit.models import get_node_model
-    from gnnkit.train import TrainConfig, fit, seed_everything
+    from gnnkit.recipes import get_recipe
+    from gnnkit.train import TrainConfig, fit, round_order, seed_everything
     from gnnkit.utils.memory import release_free_memory
     from gnnkit.utils.timing import PeakRSS
 
     common.check_runs(runs)
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise InputError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
-    spec = get_node_model(model, dataset)
+    spec = get_recipe("node", model, dataset)
     common.check_compare(compare)
     if distributed and sampling is None:
         raise InputError("--distributed trains on mini-batches: add --mini-batch")
-    specs = common.implementations(spec, compare, f"pyg-{spec.name}")
+    specs = common.implementations(spec, compare)
     common.check_resume(resume, checkpoint_dir)
     epochs = spec.epochs if epochs is None else epochs
     device = common.resolve_device(device)
@@ -336,7 +336,7 @@ def run_node_benchmark(
         bar = tqdm(total=runs * len(specs), desc=f"{model} on {dataset}", unit="run", leave=False)
     try:
         for r, run_seed in enumerate(seeds):
-            for impl in common.round_order(specs, r):
+            for impl in round_order(specs, r):
                 s = specs[impl]
                 path = None
                 if checkpoint_dir is not None:
@@ -492,14 +492,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     from gnnkit.data import DATASETS
-    from gnnkit.models.registry import NODE_MODELS
+    from gnnkit.recipes import NODE_RECIPES
 
     node_datasets = ", ".join(n for n, spec in DATASETS.items() if spec.kind == "node")
     parser.add_argument(
         "--dataset", default="cora", help=f"one of: {node_datasets} (default: cora)"
     )
     common.add_model_arguments(
-        parser, NODE_MODELS, runs=10, epochs_help="epochs per run (default: the paper's, 200)"
+        parser, NODE_RECIPES, runs=10, epochs_help="epochs per run (default: the paper's, 200)"
     )
     parser.add_argument(
         "--seed",
@@ -585,7 +585,7 @@ def load_node_dataset(name: str, args: argparse.Namespace) -> Any:
 
 def sampling_config(args: argparse.Namespace, dataset: str) -> Any:
     """The :class:`~gnnkit.train.minibatch.SamplingConfig` of ``--mini-batch``, or ``None``."""
-    from gnnkit.models import get_node_model
+    from gnnkit.recipes import get_recipe
     from gnnkit.train.distributed import launched_by_torchrun
     from gnnkit.train.minibatch import SamplingConfig
 
@@ -617,7 +617,7 @@ def sampling_config(args: argparse.Namespace, dataset: str) -> Any:
             "this is one of several processes started by torchrun: add --distributed, or "
             "run without torchrun"
         )
-    spec = get_node_model(args.model, dataset)
+    spec = get_recipe("node", args.model, dataset)
     return SamplingConfig(
         fanouts=tuple(args.fanouts) if args.fanouts is not None else spec.fanouts,
         batch_size=args.batch_size or 1024,
@@ -643,10 +643,10 @@ def _load_on_every_rank(args: argparse.Namespace, world: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gnnkit.models import get_node_model
+    from gnnkit.recipes import get_recipe
     from gnnkit.utils.env import environment
 
-    get_node_model(args.model)  # unknown names fail before any data is loaded
+    get_recipe("node", args.model)  # unknown names fail before any data is loaded
     if args.warmup is None:
         args.warmup = 1 if args.mini_batch else 5
     if args.warmup < 0:

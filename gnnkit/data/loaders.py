@@ -7,7 +7,7 @@ Every loader takes the data root and returns the dataset's natural object:
   ``num_classes``;
 - graph and link datasets: OGB's ``PygGraphPropPredDataset`` / ``PygLinkPropPredDataset``;
 - text corpora: the text as one ``str`` (universal newlines: CRLF becomes LF);
-- citation corpora: the path of the corpus file (parsed by :mod:`gnnkit.hybrid`).
+- citation corpora: the path of the corpus file (parsed by :mod:`gnnkit.citation`).
 
 OGB on torch >= 2.6: ``torch.load`` defaults to ``weights_only=True``, which rejects what ogb
 1.3.6 pickles. :func:`ogb_safe_globals` allow-lists exactly the classes those files need;

@@ -1,4 +1,4 @@
-"""Building ``edge_index`` tensors from human-readable edge lists."""
+"""Building ``edge_index`` tensors: from human-readable edge lists, and symmetric versions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_edge_index
 
-__all__ = ["from_edge_list", "parse_edge_string"]
+__all__ = ["from_edge_list", "parse_edge_string", "symmetrize"]
 
 _TOKEN = re.compile(r"^([^\s-]+)-([^\s-]+)$")
 
@@ -77,3 +78,23 @@ def from_edge_list(edges: Iterable[str], directed: bool = False) -> tuple[Tensor
             pairs.add((index[v], index[u]))
     edge_index = torch.tensor(sorted(pairs), dtype=torch.long).t().contiguous()
     return edge_index, labels
+
+
+def symmetrize(edge_index: Tensor, num_nodes: int | None = None) -> Tensor:
+    """The undirected version of a directed graph: both directions of every edge, once each.
+
+    This is what OGB's example gets from ``adj_t.to_symmetric()``: the pattern of
+    :math:`A + A^\\top` with duplicate edges merged. It is computed with PyG's
+    ``to_undirected``, so it needs no torch-sparse. Self-loops are kept as they are.
+
+    Args:
+        edge_index (Tensor): (2, |E|) directed edges.
+        num_nodes (int, optional): |V|. (default: largest index plus one)
+
+    Returns:
+        Tensor: (2, |E'|) edges sorted by source then target, each edge with its reverse.
+    """
+    from torch_geometric.utils import to_undirected
+
+    num_nodes = check_edge_index(edge_index, num_nodes)
+    return to_undirected(edge_index, num_nodes=num_nodes)

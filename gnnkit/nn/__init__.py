@@ -1,6 +1,10 @@
-"""Graph neural network layers: GCN and GAT convolutions on gnnkit's sparse kernels."""
+"""Graph neural network layers: GCN and GAT convolutions on gnnkit's sparse kernels.
 
-from gnnkit.nn.dropout import sparse_dropout
+:mod:`gnnkit.nn.functional` holds the dropout family the models use.
+"""
+
+from gnnkit.nn._cache import GraphCache
+from gnnkit.nn.functional import dropout, relu_dropout, sparse_dropout
 from gnnkit.nn.gat import GATConv
 from gnnkit.nn.gcn import GCNConv, gcn_norm
 from gnnkit.nn.linear import sparse_linear, sparse_structure
@@ -8,7 +12,10 @@ from gnnkit.nn.linear import sparse_linear, sparse_structure
 __all__ = [
     "GATConv",
     "GCNConv",
+    "GraphCache",
+    "dropout",
     "gcn_norm",
+    "relu_dropout",
     "sparse_dropout",
     "sparse_linear",
     "sparse_structure",

@@ -17,7 +17,7 @@ from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
 from gnnkit.nn._common import check_channels, check_inputs, linear
-from gnnkit.nn.dropout import dense_dropout
+from gnnkit.nn.functional import dropout
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.utils.checks import check_edge_index
 
@@ -99,7 +99,7 @@ class GATConv(MessagePassing):
         dropout (float, optional): dropout probability on the normalised attention
             coefficients during training: each coefficient is zeroed with probability
             :math:`p` and the others are scaled by :math:`1 / (1 - p)`, as ``F.dropout``
-            does (on CPU the mask is drawn by :func:`gnnkit.nn.dropout.dense_dropout`, same
+            does (on CPU the mask is drawn by :func:`gnnkit.nn.functional.dropout`, same
             distribution, faster). (default: ``0.0``)
         add_self_loops (bool, optional): replace existing self-loops by one per node, so
             every node attends to itself. (default: ``True``)
@@ -116,6 +116,10 @@ class GATConv(MessagePassing):
         validate (bool, optional): check the inputs: dtypes and shapes at every call, node
             indices whenever the graph is (re)built, NaN in ``x`` at every call. ``False``
             skips the checks that read whole tensors. (default: ``True``)
+        graph_cache (GraphCache, optional): the cache ``cached=True`` uses; give several
+            layers one :class:`~gnnkit.nn.GraphCache` and the later layers reuse the
+            structure the first one built for the same graph. ``None`` gives the layer its
+            own. (default: ``None``)
         **kwargs (optional): passed to :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes:
@@ -145,6 +149,7 @@ class GATConv(MessagePassing):
         cached: bool = False,
         deterministic: bool | None = None,
         validate: bool = True,
+        graph_cache: GraphCache | None = None,
         **kwargs: Any,
     ) -> None:
         aggr = kwargs.setdefault("aggr", "add")
@@ -182,7 +187,11 @@ class GATConv(MessagePassing):
         self.cached = cached
         self.deterministic = deterministic
         self.validate = validate
-        self._cache = GraphCache()
+        if graph_cache is not None and not isinstance(graph_cache, GraphCache):
+            raise InputError(
+                f"graph_cache must be a gnnkit.nn.GraphCache, got {type(graph_cache).__name__}"
+            )
+        self._cache = graph_cache if graph_cache is not None else GraphCache()
         self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
 
         self.lin = Linear(
@@ -203,6 +212,10 @@ class GATConv(MessagePassing):
         glorot(self.att_src)
         glorot(self.att_dst)
         zeros(self.bias)
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget the cached graph structure and feature structure; the next call rebuilds them."""
         self._cache.clear()
         self._feature_cache.clear()
 
@@ -289,7 +302,7 @@ class GATConv(MessagePassing):
         lean = bool(self.fuse) and not self.explain
         xw, structure, alpha = self._scores(x, edge_index, lean)
         # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
-        alpha = dense_dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
+        alpha = dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
         if lean:
             graph = structure.graph
             adj_t = graph.to_sparse_csr(alpha.detach())  # (N H, N H)

@@ -266,6 +266,10 @@ class GCNConv(MessagePassing):
         validate (bool, optional): check the inputs: dtypes and shapes at every call, node
             indices and NaN in ``edge_weight`` whenever the graph is (re)built, NaN in ``x`` at
             every call. ``False`` skips the checks that read whole tensors. (default: ``True``)
+        graph_cache (GraphCache, optional): the cache ``cached=True`` uses; give several
+            layers one :class:`~gnnkit.nn.GraphCache` and the later layers reuse the
+            structure the first one built for the same graph. ``None`` gives the layer its
+            own. (default: ``None``)
         **kwargs (optional): passed to :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes:
@@ -297,6 +301,7 @@ class GCNConv(MessagePassing):
         bias: bool = True,
         deterministic: bool | None = None,
         validate: bool = True,
+        graph_cache: GraphCache | None = None,
         **kwargs: Any,
     ) -> None:
         aggr = kwargs.setdefault("aggr", "add")
@@ -330,7 +335,11 @@ class GCNConv(MessagePassing):
         self.cached = cached
         self.deterministic = deterministic
         self.validate = validate
-        self._cache = GraphCache()
+        if graph_cache is not None and not isinstance(graph_cache, GraphCache):
+            raise InputError(
+                f"graph_cache must be a gnnkit.nn.GraphCache, got {type(graph_cache).__name__}"
+            )
+        self._cache = graph_cache if graph_cache is not None else GraphCache()
         self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
 
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
@@ -354,6 +363,10 @@ class GCNConv(MessagePassing):
                 # softplus^-1(lambda) = log(exp(lambda) - 1), computed stably.
                 lam = torch.tensor(self.initial_self_loop_weight, dtype=torch.float64)
                 self.raw_self_loop_weight.fill_(float(lam + torch.log(-torch.expm1(-lam))))
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget the cached graph structure and feature structure; the next call rebuilds them."""
         self._cache.clear()
         self._feature_cache.clear()
 

@@ -12,9 +12,7 @@ Example::
     result.batches_to_converge, result.val_acc
 """
 
-from gnnkit.seq.gradients import gradient_norms
-from gnnkit.seq.lstm import LSTM, LSTMCell, lstm_num_params
-from gnnkit.seq.models import (
+from gnnkit.seq.classifiers import (
     DEFAULT_FORGET_BIAS,
     DEFAULT_HIDDEN_DIM,
     MODELS,
@@ -25,9 +23,11 @@ from gnnkit.seq.models import (
     VanillaRNN,
     build_model,
 )
-from gnnkit.seq.table1 import REPORT_TABLE1, run_table1, summarize
+from gnnkit.seq.gradients import gradient_norms
+from gnnkit.seq.lstm import LSTM, LSTMCell, lstm_num_params
+from gnnkit.seq.memory import TrainConfig, TrainResult, evaluate, fit, run_experiment
+from gnnkit.seq.sweep import REPORT_TABLE1, run_table1, summarize
 from gnnkit.seq.tasks import TASKS, MemoryTask, Palindrome, RandomCombinations, make_task
-from gnnkit.seq.training import TrainConfig, TrainResult, evaluate, fit, run_experiment
 
 __all__ = [
     "DEFAULT_FORGET_BIAS",

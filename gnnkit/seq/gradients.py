@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.seq.models import SequenceClassifier
+from gnnkit.seq.classifiers import SequenceClassifier
 
 __all__ = ["gradient_norms"]
 

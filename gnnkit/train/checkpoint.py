@@ -1,20 +1,22 @@
 """Checkpoints of a training run: written atomically, loaded safely, refused when foreign.
 
-A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dictionaries, so it
-loads with ``torch.load(weights_only=True)`` (:func:`gnnkit.utils.io.safe_torch_load`) and
-never runs pickled code. It holds everything the training loop needs to continue exactly where
-it stopped:
+The one checkpoint format of :class:`gnnkit.train.Run`, whatever the task. A checkpoint is a
+plain dictionary of tensors, numbers, strings, lists and dictionaries, so it loads with
+``torch.load(weights_only=True)`` (:func:`gnnkit.utils.io.safe_torch_load`) and never runs
+pickled code. It holds everything the engine needs to continue exactly where it stopped:
 
 - ``format``: :data:`CHECKPOINT_FORMAT`;
 - ``run``: the run's identity (:func:`run_identity`): model class, parameter names and shapes,
   the model's ``repr``, the training configuration and a fingerprint of the data;
 - ``epoch``: the number of completed epochs; ``finished``: why the run ended (``None`` while
-  it runs, ``"epochs"`` or ``"patience"``);
-- ``model``, ``optimizer``: state dictionaries after ``epoch`` epochs;
-- ``best``: the selected epoch so far (``epoch``, ``val_acc``, ``test_acc``, ``train_acc``)
-  and ``best_state``, the model's parameters at that epoch (``None`` unless kept);
-- ``history``, ``epoch_times``: per-epoch metrics and timings so far;
-- ``rng``: torch's CPU generator state (and every CUDA generator's, when CUDA is in use).
+  it runs, ``"epochs"``, ``"patience"``, ``"time-budget"``...);
+- ``model``, ``optimizer``: state dictionaries after ``epoch`` epochs; ``task``: the task's
+  own state (a sampler's seed, a learning-rate schedule, a vocabulary...);
+- ``best``: the selected evaluation so far (its epoch and metrics) and ``best_state``, the
+  model's parameters there (``None`` unless kept);
+- ``history``, ``times``: metrics and timings so far;
+- ``rng``: torch's CPU generator state, Python's, and every CUDA generator's when CUDA is in
+  use.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ from typing import Any
 from gnnkit.errors import CheckpointError
 from gnnkit.utils.io import atomic_torch_save, safe_torch_load
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "run_identity", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "check_identity",
+    "load_checkpoint",
+    "run_identity",
+    "save_checkpoint",
+]
 
 #: Written into every checkpoint; a file with another value is refused.
-CHECKPOINT_FORMAT = "gnnkit.train.node/1"
+CHECKPOINT_FORMAT = "gnnkit.train/1"
 
 
 def run_identity(model: Any, config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +82,22 @@ def _first_difference(saved: Any, current: Any, where: str) -> str | None:
     return None
 
 
+def check_identity(state: dict[str, Any], expect: dict[str, Any], path: Any) -> None:
+    """Refuse a checkpoint whose ``run`` identity differs from ``expect``, naming the first
+    difference.
+
+    Raises:
+        CheckpointError: written by a different model, configuration or dataset.
+    """
+    difference = _first_difference(state["run"], expect, "run")
+    if difference:
+        raise CheckpointError(
+            f"checkpoint {path} was written by a different model, configuration or "
+            f"dataset ({difference.removeprefix('run.')}); resume with the same "
+            "settings, or delete the checkpoint to start afresh"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike, expect: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -92,22 +116,16 @@ def load_checkpoint(
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
-            f"checkpoint {path} is not a gnnkit node-classification checkpoint (format "
-            f"{found!r}, expected {CHECKPOINT_FORMAT!r}); delete it or choose another path"
+            f"checkpoint {path} is not a gnnkit training checkpoint (format {found!r}, "
+            f"expected {CHECKPOINT_FORMAT!r}); delete it or choose another path"
         )
     missing = [
         key
-        for key in ("run", "epoch", "model", "optimizer", "history", "best", "rng")
+        for key in ("run", "epoch", "model", "optimizer", "history", "best", "times", "rng")
         if key not in state
     ]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: no {', '.join(missing)}")
     if expect is not None:
-        difference = _first_difference(state["run"], expect, "run")
-        if difference:
-            raise CheckpointError(
-                f"checkpoint {path} was written by a different model, configuration or "
-                f"dataset ({difference.removeprefix('run.')}); resume with the same "
-                "settings, or delete the checkpoint to start afresh"
-            )
+        check_identity(state, expect, path)
     return state

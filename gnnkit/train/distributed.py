@@ -42,8 +42,8 @@ from torch import Tensor, nn
 
 from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.inputs import NodeInputs
-from gnnkit.train.loop import TrainConfig, TrainResult
 from gnnkit.train.minibatch import SamplingConfig, World, fit_minibatch
+from gnnkit.train.node import TrainConfig, TrainResult
 
 __all__ = [
     "DistributedWorld",

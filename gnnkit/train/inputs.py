@@ -20,9 +20,9 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.utils.checks import check_edge_index
 
-__all__ = ["NodeInputs", "node_inputs", "normalize_features"]
+__all__ = ["NodeInputs", "node_inputs", "normalize_features", "raw_features"]
 
-Layout = Literal["sparse", "dense", "auto"]
+Layout = Literal["sparse", "dense", "auto", "raw"]
 
 #: ``layout="auto"`` keeps features sparse when at most this fraction of entries is non-zero.
 SPARSE_DENSITY = 0.1
@@ -70,6 +70,16 @@ def normalize_features(x: Tensor, *, layout: Layout = "auto") -> Tensor:
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
         return dense.to_sparse_csr()
+
+
+def raw_features(x: Tensor) -> Tensor:
+    """Features as they are, as dense float32: no row normalisation.
+
+    For features that are not bag-of-words counts, such as ogbn-arxiv's 128 averaged
+    word2vec embeddings, which OGB's example feeds in unchanged.
+    """
+    dense = x.to_dense() if x.layout != torch.strided else x
+    return dense.float().contiguous()
 
 
 @dataclass
@@ -174,7 +184,8 @@ def node_inputs(
             returns for node datasets). ``num_classes`` is read from ``data.num_classes``
             when present, else ``y.max() + 1``.
         features (str or callable, optional): ``"sparse"``, ``"dense"`` or ``"auto"``
-            row-normalise with :func:`normalize_features` in that layout; a callable
+            row-normalise with :func:`normalize_features` in that layout; ``"raw"`` keeps
+            the values as they are (:func:`raw_features`); a callable
             receives ``data.x`` and returns the features to train on (for example PyG's
             ``NormalizeFeatures``). (default: ``"auto"``)
         device (str or torch.device, optional): where to put everything. (default: ``"cpu"``)
@@ -204,7 +215,12 @@ def node_inputs(
         raise InputError(
             f"labels must lie in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}]"
         )
-    prepared = features(x) if callable(features) else normalize_features(x, layout=features)
+    if callable(features):
+        prepared = features(x)
+    elif features == "raw":
+        prepared = raw_features(x)
+    else:
+        prepared = normalize_features(x, layout=features)
     return NodeInputs(
         x=prepared.to(device),
         edge_index=edge_index.to(device),

@@ -13,7 +13,7 @@ One epoch is one pass over the training nodes in a fresh random order, then one 
    the mean cross-entropy over the step's seeds, however they are sharded.
 3. Evaluation (``model.eval()``, no gradient): one forward on the *whole* graph. It is exact,
    not sampled: an inference forward keeps no activations for a backward pass. Then come the
-   loss and accuracy of every split, and model selection as in :mod:`gnnkit.train.loop` (the
+   loss and accuracy of every split, and model selection as in :mod:`gnnkit.train.node` (the
    first epoch with the highest validation accuracy; the test accuracy at that epoch).
 
 Randomness. Shard ``q`` of step ``s`` of epoch ``e`` samples from a generator seeded with
@@ -29,12 +29,9 @@ generator with the same value for dropout. The epoch's order comes from ``(seed,
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
 import os
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,35 +39,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.errors import CheckpointError, InputError
+from gnnkit.errors import InputError
 from gnnkit.sampling.neighbor import NeighborSampler, check_fanouts, derive_seed
-from gnnkit.train.checkpoint import _first_difference, run_identity
+from gnnkit.train.checkpoint import run_identity
+from gnnkit.train.engine import Run
 from gnnkit.train.inputs import NodeInputs
-from gnnkit.train.loop import (
+from gnnkit.train.node import (
     HISTORY_KEYS,
+    NodeTask,
     TrainConfig,
     TrainResult,
-    _check_run,
-    _copy_state,
-    _Evaluator,
-    _finished,
-    _optimizer,
-    _record_epoch,
-    _report_epoch,
+    check_node_run,
+    train_result,
 )
-from gnnkit.utils.io import atomic_torch_save, safe_torch_load
 
-__all__ = [
-    "MINIBATCH_CHECKPOINT_FORMAT",
-    "SamplingConfig",
-    "disable_graph_caches",
-    "fit_minibatch",
-]
-
-logger = logging.getLogger(__name__)
-
-#: Written into every mini-batch checkpoint; a file with another value is refused.
-MINIBATCH_CHECKPOINT_FORMAT = "gnnkit.train.minibatch/1"
+__all__ = ["MiniBatchTask", "SamplingConfig", "World", "disable_graph_caches", "fit_minibatch"]
 
 
 @dataclass(frozen=True)
@@ -138,19 +121,20 @@ def disable_graph_caches(model: nn.Module) -> int:
     Mini-batches change the graph at every step. gnnkit's layers check their cache, but
     PyG's ``GCNConv(cached=True)`` reuses the first graph's normalisation blindly, which is
     wrong on the next subgraph and fails when the sizes differ. Every module with a boolean
-    ``cached`` attribute gets ``cached = False``, and its cached tensors are dropped.
+    ``cached`` attribute gets ``cached = False``, and its cached tensors are dropped: gnnkit's
+    layers through their ``clear_cache()``, PyG's ``GCNConv`` by resetting the two attributes
+    it caches in (``_cached_edge_index``, ``_cached_adj_t``).
     """
     changed = 0
     for module in model.modules():
         if isinstance(getattr(module, "cached", None), bool):
             changed += int(module.cached)
             module.cached = False
+            if callable(getattr(module, "clear_cache", None)):
+                module.clear_cache()
             for name in ("_cached_edge_index", "_cached_adj_t"):
                 if hasattr(module, name):
                     setattr(module, name, None)
-            cache = getattr(module, "_cache", None)
-            if cache is not None and hasattr(cache, "clear"):
-                cache.clear()
     return changed
 
 
@@ -176,80 +160,101 @@ def _step_bounds(num_seeds: int, step_size: int, shards: int) -> list[tuple[int,
     return list(zip(starts, [*starts[1:], num_seeds], strict=True))
 
 
-@dataclass
-class _State:
-    history: dict[str, list[float]] = field(
-        default_factory=lambda: {key: [] for key in HISTORY_KEYS}
-    )
-    epoch_times: list[float] = field(default_factory=list)
-    best: dict[str, float] = field(
-        default_factory=lambda: {
-            "epoch": 0,
-            "val_acc": -math.inf,
-            "test_acc": 0.0,
-            "train_acc": 0.0,
+class MiniBatchTask(NodeTask):
+    """Node classification on sampled mini-batches, evaluated on the whole graph, as a
+    :class:`~gnnkit.train.engine.Task` (the schedule and seeding of the module docstring).
+
+    Args:
+        model (torch.nn.Module): the classifier (its graph caches are turned off).
+        inputs (NodeInputs): the whole graph.
+        config (TrainConfig): the optimiser; ``config.seed`` seeds the sampling (``None``:
+            a seed drawn from torch's generator, shared by every process).
+        sampling (SamplingConfig): fan-outs, batch size, accumulation.
+        world (World, optional): this process among the training processes.
+            (default: a single process)
+        module (torch.nn.Module, optional): what runs the forward pass (the
+            ``DistributedDataParallel`` wrapper of ``model``). (default: ``model``)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: NodeInputs,
+        config: TrainConfig,
+        sampling: SamplingConfig,
+        *,
+        world: World | None = None,
+        module: nn.Module | None = None,
+    ) -> None:
+        super().__init__(model, inputs, config)
+        disable_graph_caches(model)
+        self.sampling, self.world = sampling, world or World()
+        self.module = module or model
+        self.shards = sampling.accumulate * self.world.size
+        self.bounds = _step_bounds(
+            inputs.train_idx.numel(), sampling.batch_size * self.shards, self.shards
+        )  # checked before any work
+        self.sampler = NeighborSampler(
+            inputs.edge_index, inputs.num_nodes, sampling.fanouts, replace=sampling.replace
+        )
+        seed = config.seed
+        if seed is None:  # a resumed run reads it from its checkpoint instead
+            seed = int(self.world.broadcast([int(torch.randint(0, 2**62, ()).item())])[0])
+        self.seed = seed
+
+    def identity(self) -> dict[str, Any]:
+        options = self.config.identity()
+        options["sampling"] = {
+            "fanouts": list(self.sampling.fanouts),
+            "batch_size": self.sampling.batch_size,
+            "shards": self.shards,  # accumulate x processes: the trajectory depends on this alone
+            "replace": self.sampling.replace,
         }
-    )
-    best_state: dict[str, Tensor] | None = None
-    epoch: int = 0
-    finished: str | None = None
+        return run_identity(self.model, options, self.inputs.fingerprint())
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}  # the drawn seed of a run started with seed=None
 
-def _identity(
-    model: nn.Module,
-    inputs: NodeInputs,
-    config: TrainConfig,
-    sampling: SamplingConfig,
-    shards: int,
-) -> dict[str, Any]:
-    options = config.identity()
-    options["sampling"] = {
-        "fanouts": list(sampling.fanouts),
-        "batch_size": sampling.batch_size,
-        "shards": shards,  # accumulate x processes: the trajectory depends on this alone
-        "replace": sampling.replace,
-    }
-    return run_identity(model, options, inputs.fingerprint())
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        self.seed = int(state["seed"])
 
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        inputs, world, sampling = self.inputs, self.world, self.sampling
+        x, y, train_idx, device = inputs.x, inputs.y, inputs.train_idx, inputs.y.device
+        mine = range(world.rank * sampling.accumulate, (world.rank + 1) * sampling.accumulate)
+        self.model.train()
+        order_gen = torch.Generator(device=device).manual_seed(derive_seed(self.seed, epoch))
+        order = train_idx[torch.randperm(train_idx.numel(), generator=order_gen, device=device)]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        for step, (start, end) in enumerate(self.bounds):
+            parts = torch.tensor_split(order[start:end], self.shards)
+            scale = world.size / (end - start)  # DDP averages over processes
+            self.optimizer.zero_grad(set_to_none=True)
+            for i, shard in enumerate(mine):
+                seeds = parts[shard]
+                shard_seed = derive_seed(self.seed, epoch, step, shard)
+                generator = torch.Generator(device=self.sampler.device).manual_seed(shard_seed)
+                sub = self.sampler.sample(seeds, generator)
+                torch.manual_seed(shard_seed)  # this shard's dropout
+                last = i == sampling.accumulate - 1
+                with contextlib.nullcontext() if last else world.no_sync(self.module):
+                    out = self.module(_rows(x, sub.node_ids), sub.edge_index)  # (n, C)
+                    loss = F.cross_entropy(out[: sub.batch_size], y[seeds], reduction="sum")
+                    (loss * scale).backward()
+                loss_sum += loss.detach()
+            self.optimizer.step()
+        self._loss = world.sum(loss_sum) / train_idx.numel()
+        world.sync_buffers(self.model)
+        return {}
 
-def _load(path: Path, identity: dict[str, Any], epochs: int) -> tuple[dict[str, Any], _State]:
-    state = safe_torch_load(path, what="checkpoint")
-    if not isinstance(state, dict) or state.get("format") != MINIBATCH_CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(
-            f"checkpoint {path} is not a gnnkit mini-batch checkpoint (format {found!r}, "
-            f"expected {MINIBATCH_CHECKPOINT_FORMAT!r}); delete it or choose another path"
-        )
-    missing = [
-        k
-        for k in ("run", "seed", "epoch", "model", "optimizer", "history", "best")
-        if k not in state
-    ]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} is incomplete: no {', '.join(missing)}")
-    difference = _first_difference(state["run"], identity, "run")
-    if difference:
-        raise CheckpointError(
-            f"checkpoint {path} was written by a different model, configuration or dataset "
-            f"({difference.removeprefix('run.')}); resume with the same settings, or delete "
-            "the checkpoint to start afresh"
-        )
-    if state["epoch"] > epochs:
-        raise CheckpointError(
-            f"checkpoint {path} has already trained {state['epoch']} epochs, more than the "
-            f"{epochs} asked for; ask for at least {state['epoch']} epochs"
-        )
-    run = _State(
-        history={key: list(state["history"][key]) for key in HISTORY_KEYS},
-        epoch_times=list(state.get("epoch_times", [])),
-        best=dict(state["best"]),
-        best_state=state.get("best_state"),
-        epoch=int(state["epoch"]),
-        finished=state.get("finished"),
-    )
-    if run.finished == "epochs" and epochs > run.epoch:
-        run.finished = None  # a finished run asked for more epochs: it continues
-    return state, run
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        values: dict[str, float] = {}
+        if self.world.is_main:
+            self.model.eval()
+            with torch.no_grad():
+                out = self.model(self.inputs.x, self.inputs.edge_index)
+                values = dict(zip(HISTORY_KEYS, self.evaluator(out, self._loss), strict=True))
+        return self.world.broadcast(values)
 
 
 def fit_minibatch(
@@ -299,133 +304,23 @@ def fit_minibatch(
     config = config or TrainConfig()
     sampling = sampling or SamplingConfig()
     world = _world or World()
-    module = _module or model
-    if not isinstance(config, TrainConfig):
-        raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
+    check_node_run(model, inputs, config)
     if not isinstance(sampling, SamplingConfig):
         raise InputError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}")
-    device, path = _check_run(model, inputs, checkpoint, resume)
-    disable_graph_caches(model)
-
-    shards = sampling.accumulate * world.size
-    bounds = _step_bounds(
-        inputs.train_idx.numel(), sampling.batch_size * shards, shards
-    )  # checked before any work
-    identity = _identity(model, inputs, config, sampling, shards)
-    optimizer = _optimizer(model, config)
-    sampler = NeighborSampler(
-        inputs.edge_index, inputs.num_nodes, sampling.fanouts, replace=sampling.replace
+    task = MiniBatchTask(model, inputs, config, sampling, world=world, module=_module)
+    run = Run(
+        task,
+        epochs=config.epochs,
+        patience=config.patience,
+        restore_best=config.restore_best,
+        checkpoint=checkpoint,
+        checkpoint_every=config.checkpoint_every,
+        resume=resume,
+        progress=progress,
+        callback=callback,
+        main_process=world.is_main,
     )
-
-    run = _State()
-    resumed_from = 0
-    seed = config.seed
-    if resume and path is not None and path.exists():
-        saved, run = _load(path, identity, config.epochs)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        seed = int(saved["seed"])  # the drawn seed of a run started with seed=None
-        resumed_from = run.epoch
-        logger.info("resuming %s from epoch %d", path, run.epoch)
-    elif seed is None:
-        seed = int(world.broadcast([int(torch.randint(0, 2**62, ()).item())])[0])
-
-    def write_checkpoint() -> None:
-        if path is None or not world.is_main:
-            return
-        atomic_torch_save(
-            {
-                "format": MINIBATCH_CHECKPOINT_FORMAT,
-                "run": identity,
-                "seed": seed,
-                "epoch": run.epoch,
-                "finished": run.finished,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "history": run.history,
-                "epoch_times": run.epoch_times,
-                "best": run.best,
-                "best_state": run.best_state,
-            },
-            path,
-        )
-
-    evaluate = _Evaluator(inputs)
-    x, y, train_idx = inputs.x, inputs.y, inputs.train_idx
-    mine = range(world.rank * sampling.accumulate, (world.rank + 1) * sampling.accumulate)
-    bar = None
-    if progress and world.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.epochs, initial=run.epoch, desc="epochs", leave=False, unit="ep")
-
-    try:
-        if run.finished == "patience":
-            run.epoch = config.epochs  # a finished run: nothing left to train
-        while run.epoch < config.epochs:
-            epoch = run.epoch + 1
-            tick = time.perf_counter()
-            model.train()
-            order_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, epoch))
-            order = train_idx[torch.randperm(train_idx.numel(), generator=order_gen, device=device)]
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            for step, (start, end) in enumerate(bounds):
-                parts = torch.tensor_split(order[start:end], shards)
-                scale = world.size / (end - start)  # DDP averages over processes
-                optimizer.zero_grad(set_to_none=True)
-                for i, shard in enumerate(mine):
-                    seeds = parts[shard]
-                    shard_seed = derive_seed(seed, epoch, step, shard)
-                    generator = torch.Generator(device=sampler.device).manual_seed(shard_seed)
-                    sub = sampler.sample(seeds, generator)
-                    torch.manual_seed(shard_seed)  # this shard's dropout
-                    last = i == sampling.accumulate - 1
-                    with contextlib.nullcontext() if last else world.no_sync(module):
-                        out = module(_rows(x, sub.node_ids), sub.edge_index)  # (n, C)
-                        loss = F.cross_entropy(out[: sub.batch_size], y[seeds], reduction="sum")
-                        (loss * scale).backward()
-                    loss_sum += loss.detach()
-                optimizer.step()
-            train_loss = world.sum(loss_sum) / train_idx.numel()
-            world.sync_buffers(model)
-
-            values: list[float] = []
-            if world.is_main:
-                model.eval()
-                with torch.no_grad():
-                    values = evaluate(model(x, inputs.edge_index), train_loss)
-            values = world.broadcast(values)
-            run.epoch_times.append(time.perf_counter() - tick)
-            run.epoch = epoch
-
-            improved = _record_epoch(
-                run.history, run.best, values, epoch=epoch, lr=config.lr, path=path
-            )
-            if improved and config.restore_best:
-                run.best_state = _copy_state(model)
-            run.finished = _finished(config, epoch, run.best)
-            if run.finished or epoch % config.checkpoint_every == 0:
-                write_checkpoint()
-            _report_epoch(bar, callback, epoch, values, run.epoch_times[-1])
-            if run.finished == "patience":
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-
-    if config.restore_best and run.best_state is not None:
-        model.load_state_dict(run.best_state)
-    return TrainResult(
-        best_epoch=int(run.best["epoch"]),
-        val_acc=float(run.best["val_acc"]),
-        test_acc=float(run.best["test_acc"]),
-        train_acc=float(run.best["train_acc"]),
-        epochs_run=len(run.history["loss"]),
-        stopped_early=run.finished == "patience",
-        history=run.history,
-        epoch_times=run.epoch_times,
-        resumed_from=resumed_from,
-    )
+    return train_result(run.run())
 
 
 def sampling_identity(sampling: SamplingConfig) -> dict[str, Any]:

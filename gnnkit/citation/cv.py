@@ -1,0 +1,407 @@
+"""Stratified k-fold cross-validation for citation sentiment, with leakage-proof fold views.
+
+Every model sees the same seeded folds (:func:`stratified_folds`). A model never receives the
+corpus itself: it gets a :class:`FoldView`, which holds the graph, every sentence's tokens and
+the *training* labels only (the test labels are not in it), so nothing a model computes can
+depend on them. Which paper cites which, and the text of every sentence, are visible; each
+model builds its vocabulary from the training sentences alone.
+
+Scores (:func:`evaluate`): macro-F1 (the headline: the unweighted mean of the per-class F1, so
+the 280 negative sentences count as much as the 7,627 neutral ones), micro-F1 (equal to
+accuracy for single-label data), per-class F1 and the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from torch_geometric.data import Data
+
+from gnnkit.errors import InputError
+
+__all__ = [
+    "CVResult",
+    "Fold",
+    "FoldView",
+    "cross_validate",
+    "evaluate",
+    "fold_view",
+    "inner_split",
+    "set_threads",
+    "stratified_folds",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split of the sentences: ``train`` and ``test`` are sorted sentence (edge) indices."""
+
+    index: int
+    train: np.ndarray
+    test: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"Fold({self.index}, train={self.train.size}, test={self.test.size})"
+
+
+def _labels_array(y: Any) -> np.ndarray:
+    """A numpy copy of the labels (never a view of a tensor's storage)."""
+    array = y.detach().cpu().numpy().copy() if isinstance(y, torch.Tensor) else np.array(y)
+    if array.ndim != 1:
+        raise InputError(f"labels must be one-dimensional, got shape {tuple(array.shape)}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"labels must be integer class ids, got dtype {array.dtype}")
+    return array
+
+
+def _check_class_counts(
+    y: np.ndarray, n_splits: int, class_names: Sequence[str] | None, what: str
+) -> None:
+    labels, counts = np.unique(y, return_counts=True)
+    if labels.size < 2:
+        raise InputError(f"{what} needs at least two classes, got {labels.size}")
+    small = counts < n_splits
+    if small.any():
+        names = class_names or []
+        worst = [
+            f"{names[c] if c < len(names) else c} ({n})"
+            for c, n in zip(labels[small], counts[small], strict=True)
+        ]
+        fewest = int(counts.min())
+        hint = (
+            f"use --folds {fewest} or fewer"
+            if fewest >= 2
+            else "a class with a single example cannot be cross-validated; remove it"
+        )
+        raise InputError(
+            f"{what}: every class needs at least {n_splits} examples, but "
+            f"{', '.join(worst)} {'has' if len(worst) == 1 else 'have'} fewer; {hint}"
+        )
+
+
+def stratified_folds(
+    y: Any,
+    n_folds: int = 10,
+    *,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> list[Fold]:
+    """Seeded stratified k-fold splits (scikit-learn's ``StratifiedKFold`` with shuffling).
+
+    Each test part holds every class in (almost) the same proportion as the whole corpus, and
+    the test parts partition the sentences. The same ``(y, n_folds, seed)`` always gives the
+    same folds, so every model is scored on identical splits.
+
+    Args:
+        y (Tensor or array): (|E|,) class ids.
+        n_folds (int, optional): :math:`k \\geq 2`. (default: ``10``)
+        seed (int, optional): the shuffling seed. (default: ``0``)
+        class_names (sequence of str, optional): names used in error messages.
+
+    Raises:
+        InputError: ``n_folds`` < 2, or a class with fewer than ``n_folds`` examples (the
+            message suggests a number of folds that works).
+    """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
+        raise InputError(f"cross-validation needs at least 2 folds, got {n_folds!r}")
+    y = _labels_array(y)
+    _check_class_counts(y, n_folds, class_names, f"{n_folds}-fold cross-validation")
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [
+        Fold(i, np.sort(train), np.sort(test))
+        for i, (train, test) in enumerate(splitter.split(np.zeros(y.size), y))
+    ]
+
+
+def inner_split(
+    index: np.ndarray, labels: np.ndarray, *, fraction: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training sentences into a fitting part and a stratified validation part.
+
+    Models choose epochs (early stopping) on this validation part, which comes from the
+    training fold only.
+
+    Args:
+        index (array): (n,) sentence indices of the training fold.
+        labels (array): (n,) their class ids.
+        fraction (float, optional): the share held out for validation. (default: ``0.1``)
+        seed (int, optional): the split's seed. (default: ``0``)
+
+    Returns:
+        (array, array): the fitting and the validation sentence indices (sorted).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise InputError(f"the validation fraction must be in (0, 1), got {fraction!r}")
+    index, labels = np.asarray(index), np.asarray(labels)
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    fit, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(fit), np.sort(val)
+
+
+@dataclass
+class FoldView:
+    """What a model may see of one fold: the graph and all text, but only the training labels.
+
+    Attributes:
+        data (Data): the corpus graph (:func:`gnnkit.citation.to_data`) *without* ``y``.
+        train (array): (n_train,) training sentence indices, sorted.
+        test (array): (n_test,) test sentence indices, sorted.
+        y_train (array): (n_train,) the training labels, aligned with ``train``.
+        num_classes (int): the number of classes.
+        seed (int): the fold's seed for model initialisation and inner splits.
+    """
+
+    data: Data
+    train: np.ndarray
+    test: np.ndarray
+    y_train: np.ndarray
+    num_classes: int
+    seed: int = 0
+
+    @property
+    def tokens(self) -> list[list[str]]:
+        """Every sentence's tokens (training and test)."""
+        return self.data.tokens
+
+    @property
+    def train_tokens(self) -> list[list[str]]:
+        """The training sentences' tokens, aligned with :attr:`train`."""
+        return [self.data.tokens[i] for i in self.train]
+
+    def class_weights(self, power: float = 1.0) -> torch.Tensor:
+        """Class weights ``(n / (C * n_c)) ** power`` from the training labels (0 if absent).
+
+        ``power=1`` is scikit-learn's ``"balanced"``; ``0.5`` a milder square-root weighting.
+        """
+        counts = np.bincount(self.y_train, minlength=self.num_classes).astype(np.float64)
+        balanced = counts.sum() / (self.num_classes * np.maximum(counts, 1))
+        weights = np.where(counts > 0, balanced**power, 0.0)
+        return torch.tensor(weights, dtype=torch.float32)
+
+
+def fold_view(data: Data, fold: Fold, *, seed: int = 0) -> FoldView:
+    """The :class:`FoldView` of ``fold``: ``data`` stripped of its labels plus training labels."""
+    y = _labels_array(data.y)
+    visible = Data(**{k: v for k, v in data.items() if k != "y"})
+    return FoldView(
+        data=visible,
+        train=fold.train,
+        test=fold.test,
+        y_train=y[fold.train].copy(),
+        num_classes=int(data.num_classes),
+        seed=seed,
+    )
+
+
+def evaluate(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:
+    """Macro-F1, micro-F1, per-class F1 and the confusion matrix (rows true, columns predicted).
+
+    A class absent from both ``y_true`` and ``y_pred`` gets F1 0 (scikit-learn's
+    ``zero_division=0``) and still counts in the macro average.
+    """
+    y_true, y_pred = _labels_array(y_true), _labels_array(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise InputError(
+            f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}"
+        )
+    labels = list(range(num_classes))
+    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        "macro_f1": float(np.mean(per_class)),
+        "micro_f1": float(f1_score(y_true, y_pred, labels=labels, average="micro")),
+        "per_class_f1": [float(v) for v in per_class],
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+@dataclass
+class CVResult:
+    """Per-fold scores of every model; :meth:`summary` and :meth:`to_json` aggregate them."""
+
+    folds: int
+    seed: int
+    class_names: list[str]
+    scores: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    times: dict[str, list[float]] = field(default_factory=dict)
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """Mean +- sample std over folds, per-class F1 means, the summed confusion and time."""
+        scores = self.scores[name]
+        macro_mean, macro_std = _mean_std([s["macro_f1"] for s in scores])
+        micro_mean, micro_std = _mean_std([s["micro_f1"] for s in scores])
+        per_class = np.mean([s["per_class_f1"] for s in scores], axis=0)
+        per_class_std = (
+            np.std([s["per_class_f1"] for s in scores], axis=0, ddof=1)
+            if len(scores) > 1
+            else np.zeros(len(self.class_names))
+        )
+        confusion = np.sum([s["confusion"] for s in scores], axis=0)
+        return {
+            "macro_f1_mean": macro_mean,
+            "macro_f1_std": macro_std,
+            "micro_f1_mean": micro_mean,
+            "micro_f1_std": micro_std,
+            "per_class_f1": dict(zip(self.class_names, map(float, per_class), strict=True)),
+            "per_class_f1_std": dict(zip(self.class_names, map(float, per_class_std), strict=True)),
+            "time_s": float(sum(self.times[name])),
+            "fold_time_s": [float(t) for t in self.times[name]],
+            "macro_f1": [s["macro_f1"] for s in scores],
+            "micro_f1": [s["micro_f1"] for s in scores],
+            "confusion": confusion.tolist(),
+        }
+
+    def to_json(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "folds": self.folds,
+            "seed": self.seed,
+            "class_names": self.class_names,
+            "models": {name: self.summary(name) for name in self.scores},
+        }
+        if extra:
+            payload.update(extra)
+        return payload
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` threads in torch and in the BLAS/OpenMP pools of numpy and scipy.
+
+    The models here run many small operations (LSTM steps, sparse products, a truncated SVD)
+    for which extra threads mostly add synchronisation; on a busy machine oversubscribed
+    thread pools can make them many times slower.
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
+
+
+def _init_worker(payload: bytes, threads: int | None) -> None:
+    if threads is not None:
+        set_threads(threads)
+    _WORKER["data"] = pickle.loads(payload)
+
+
+def _fit_predict(
+    data: Data | None, fold: Fold, factory: Callable[..., Any], seed: int
+) -> tuple[np.ndarray, float]:
+    data = _WORKER["data"] if data is None else data
+    view = fold_view(data, fold, seed=seed)
+    start = time.perf_counter()
+    model = factory(seed=seed)
+    model.fit(view)
+    pred = np.asarray(model.predict(view))
+    return pred, time.perf_counter() - start
+
+
+def cross_validate(
+    data: Data,
+    models: Mapping[str, Callable[..., Any]],
+    folds: Sequence[Fold],
+    *,
+    seed: int = 0,
+    jobs: int = 1,
+    threads: int | None = None,
+    on_fold: Callable[[str, Fold, dict[str, Any], float], None] | None = None,
+) -> CVResult:
+    """Fit and score every model on every fold.
+
+    Args:
+        data (Data): the corpus graph with labels ``y`` (:func:`gnnkit.citation.to_data`).
+        models (mapping): name -> ``factory(seed=...)`` returning a fresh model with
+            ``fit(view)`` and ``predict(view)`` (predictions for ``view.test``), e.g.
+            ``functools.partial(make_model, "svm")``.
+        folds (sequence of Fold): the splits, e.g. :func:`stratified_folds`.
+        seed (int, optional): base seed; fold ``k`` uses ``seed + k`` for every model.
+            (default: ``0``)
+        jobs (int, optional): fit this many (model, fold) pairs at once in worker processes;
+            the factories must then be picklable (no lambdas), and a script must call this
+            under ``if __name__ == "__main__":`` (the spawned workers re-import the main
+            module). Results do not depend on ``jobs``. (default: ``1``, in this process)
+        threads (int, optional): torch threads per worker process. (default: torch's default)
+        on_fold (callable, optional): called as ``on_fold(name, fold, scores, seconds)`` after
+            each fit, in completion order (progress bars, logging).
+
+    Returns:
+        CVResult: the scores in fold order for each model. A fold's time covers ``fit`` and
+        ``predict`` (not the process start).
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"jobs must be a positive integer, got {jobs!r}")
+    if not models:
+        raise InputError("cross_validate needs at least one model")
+    y = _labels_array(data.y)
+    num_classes = int(data.num_classes)
+    class_names = list(getattr(data, "class_names", None) or range(num_classes))
+    result = CVResult(folds=len(folds), seed=seed, class_names=[str(c) for c in class_names])
+    tasks = [(name, fold) for fold in folds for name in models]
+    done: dict[tuple[str, int], tuple[dict[str, Any], float]] = {}
+
+    def record(name: str, fold: Fold, pred: np.ndarray, seconds: float) -> None:
+        if pred.shape != fold.test.shape:
+            raise InputError(
+                f"model {name!r} returned {pred.shape[0] if pred.ndim else 0} predictions "
+                f"for {fold.test.size} test sentences"
+            )
+        scores = evaluate(y[fold.test], pred, num_classes)
+        done[name, fold.index] = (scores, seconds)
+        logger.debug(
+            "fold %d %s: macro-F1 %.3f (%.1fs)", fold.index, name, scores["macro_f1"], seconds
+        )
+        if on_fold is not None:
+            on_fold(name, fold, scores, seconds)
+
+    if jobs == 1:
+        for name, fold in tasks:
+            record(name, fold, *_fit_predict(data, fold, models[name], seed + fold.index))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            # Plain pickle: multiprocessing's own pickler would move the caller's tensors
+            # into shared memory (replacing their storage under any existing numpy views).
+            initargs=(pickle.dumps(data), threads),
+        ) as pool:
+            futures = {
+                pool.submit(_fit_predict, None, fold, models[name], seed + fold.index): (
+                    name,
+                    fold,
+                )
+                for name, fold in tasks
+            }
+            try:
+                for future in as_completed(futures):
+                    record(*futures[future], *future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    for name in models:
+        for fold in folds:
+            scores, seconds = done[name, fold.index]
+            result.scores.setdefault(name, []).append(scores)
+            result.times.setdefault(name, []).append(seconds)
+    return result

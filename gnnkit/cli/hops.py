@@ -1,0 +1,111 @@
+"""``gnnkit hops``: adjacency matrix and hop distances of a small labelled graph."""
+
+from __future__ import annotations
+
+import argparse
+
+from gnnkit.cli.common import format_table, write_json
+from gnnkit.errors import InputError
+from gnnkit.graph import adjacency, from_edge_list, hop_distances, parse_edge_string
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "hops",
+        help="adjacency matrix and hop distances of a labelled graph",
+        description=(
+            "Print the adjacency matrix with self-loops and the hop-distance matrix of a small "
+            "labelled graph, and how many message-passing layers information needs between two "
+            "nodes (the reference report's Question 3.2)."
+        ),
+    )
+    parser.add_argument("--edges", required=True, help='edges such as "A-B,B-C,C-D,D-E"')
+    parser.add_argument("--directed", action="store_true", help="edges point from U to V only")
+    parser.add_argument(
+        "--from", dest="source", metavar="LABEL", help="the node information starts at"
+    )
+    parser.add_argument(
+        "--to", dest="target", metavar="LABEL", help="the node information must reach"
+    )
+    parser.add_argument(
+        "--self-loop-weight",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="weight lambda of the self-loops in A + lambda I (default: 1)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    parser.set_defaults(func=run)
+
+
+def _label_index(labels: list[str], label: str, option: str) -> int:
+    if label not in labels:
+        raise InputError(
+            f"{option} {label!r} is not a node of the graph; known labels: {', '.join(labels)}"
+        )
+    return labels.index(label)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
+
+
+def run(args: argparse.Namespace) -> int:
+    edge_index, labels = from_edge_list(parse_edge_string(args.edges), directed=args.directed)
+    if (args.source is None) != (args.target is None):
+        raise InputError("give both --from and --to (or neither)")
+    endpoints = None
+    if args.source is not None:
+        endpoints = (
+            _label_index(labels, args.source, "--from"),
+            _label_index(labels, args.target, "--to"),
+        )
+    num_nodes = len(labels)
+    matrix = adjacency(edge_index, num_nodes, self_loop_weight=args.self_loop_weight)
+    hops = hop_distances(edge_index, num_nodes)
+
+    weight = _number(args.self_loop_weight)
+    print(f"Adjacency matrix A + {weight} I (row i, column j: weight of the edge j -> i):")
+    print(
+        format_table(
+            ["", *labels],
+            [[lab, *map(_number, row)] for lab, row in zip(labels, matrix.tolist(), strict=True)],
+            "l" + "r" * num_nodes,
+            rule=False,
+        )
+    )
+    print()
+    print("Hop distances (row: from, column: to; - = unreachable):")
+    hop_rows = [
+        [lab, *(str(h) if h >= 0 else "-" for h in row)]
+        for lab, row in zip(labels, hops.tolist(), strict=True)
+    ]
+    print(format_table(["", *labels], hop_rows, "l" + "r" * num_nodes, rule=False))
+
+    layers = None
+    if endpoints is not None:
+        layers = int(hops[endpoints])
+        print()
+        if layers < 0:
+            print(f"Information from {args.source} never reaches {args.target}: there is no path.")
+        else:
+            plural = "layer" if layers == 1 else "layers"
+            print(
+                f"Information from {args.source} reaches {args.target} after {layers} message-passing {plural}."
+            )
+
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "labels": labels,
+                "directed": bool(args.directed),
+                "self_loop_weight": args.self_loop_weight,
+                "adjacency": matrix.tolist(),
+                "hops": hops.tolist(),
+                "from": args.source,
+                "to": args.target,
+                "layers": layers,
+            },
+        )
+    return 0

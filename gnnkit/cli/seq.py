@@ -1,0 +1,439 @@
+"""``gnnkit seq``: sequence models on the memory tasks (the reference report's section 1).
+
+``gnnkit seq train`` trains one model, ``gnnkit seq bench`` reproduces Table 1 and Figure 1,
+``gnnkit seq gradients`` measures vanishing gradients (Question 1.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import torch
+
+from gnnkit.cli.common import format_table, write_json
+from gnnkit.errors import InputError
+from gnnkit.seq.classifiers import (
+    DEFAULT_FORGET_BIAS,
+    DEFAULT_HIDDEN_DIM,
+    MODELS,
+    LSTMClassifier,
+    build_model,
+)
+from gnnkit.seq.gradients import gradient_norms
+from gnnkit.seq.memory import TrainConfig, run_experiment
+from gnnkit.seq.sweep import (
+    markdown_table1,
+    plot_gradient_norms,
+    plot_table1,
+    run_table1,
+    summarize,
+)
+from gnnkit.seq.tasks import TASKS, make_task
+from gnnkit.utils.env import environment
+from gnnkit.utils.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def _training_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("training (defaults: the report's protocol)")
+    group.add_argument(
+        "--hidden-dim",
+        type=int,
+        default=DEFAULT_HIDDEN_DIM,
+        metavar="H",
+        help=f"hidden size (default: {DEFAULT_HIDDEN_DIM})",
+    )
+    group.add_argument(
+        "--max-batches",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="training budget in batches (default: 2000)",
+    )
+    group.add_argument(
+        "--confirm-samples",
+        type=int,
+        default=TrainConfig.confirm_samples,
+        metavar="N",
+        help="confirm each early stop on N fresh samples; 0 = the report's rule alone "
+        f"(default: {TrainConfig.confirm_samples})",
+    )
+    group.add_argument(
+        "--forget-bias",
+        default=str(DEFAULT_FORGET_BIAS),
+        metavar="B",
+        help="initial forget-gate bias of the LSTMs, or 'torch' for PyTorch's initialisation "
+        f"(default: {DEFAULT_FORGET_BIAS:g})",
+    )
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch intra-op threads for this command (default: torch's choice); these models "
+        "are small, and 1 thread is often fastest on a busy machine",
+    )
+    return parser
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "seq",
+        help="RNN/LSTM/biLSTM/GRU on synthetic memory tasks (report section 1)",
+        description=(
+            "Sequence classifiers on the random-combinations and palindrome memory tasks: "
+            "train one model, reproduce the reference report's Table 1, or measure vanishing "
+            "gradients."
+        ),
+    )
+    commands = parser.add_subparsers(dest="seq_command", metavar="SUBCOMMAND", required=True)
+    training = _training_options()
+
+    train = commands.add_parser(
+        "train",
+        parents=[training],
+        help="train one model on one task",
+        description="Train one model with the report's protocol and print its validation result.",
+    )
+    train.add_argument("--task", choices=list(TASKS), default="randomcomb")
+    train.add_argument("--model", choices=list(MODELS), default="lstm")
+    train.add_argument("--seq-len", type=int, required=True, metavar="T")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--embed-dim",
+        type=int,
+        default=None,
+        metavar="D",
+        help="embedding size (default: 2 x seq-len, the report's rule)",
+    )
+    train.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    train.set_defaults(func=run_train)
+
+    bench = commands.add_parser(
+        "bench",
+        parents=[training],
+        help="reproduce the report's Table 1 and Figure 1",
+        description=(
+            "Train LSTM and biLSTM (and a vanilla RNN for contrast) on random combinations "
+            "for T = 5, 10, 15 over several seeds; print mean +- std beside the report's Table 1."
+        ),
+    )
+    bench.add_argument("--seeds", type=int, default=3, help="seeds per row (default: 3)")
+    bench.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=[5, 10, 15],
+        metavar="T",
+        help="sequence lengths (default: 5 10 15)",
+    )
+    bench.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(MODELS),
+        default=["lstm", "bilstm", "rnn"],
+        metavar="MODEL",
+        help=f"models to train, from {', '.join(MODELS)} (default: lstm bilstm rnn)",
+    )
+    bench.add_argument("--task", choices=list(TASKS), default="randomcomb")
+    bench.add_argument("--json", metavar="PATH", help="write runs, summary and environment")
+    bench.add_argument("--plot", metavar="PATH", help="write the loss/accuracy curves (.png)")
+    bench.add_argument("--markdown", metavar="PATH", help="write the table as Markdown (.md)")
+    bench.set_defaults(func=run_bench)
+
+    grads = commands.add_parser(
+        "gradients",
+        help="vanishing gradients: ||dL/dh_t|| for RNN vs LSTM",
+        description=(
+            "Gradient norm of the last step's loss with respect to every hidden state, for "
+            "freshly initialised models on one batch (the report's Question 1.1)."
+        ),
+    )
+    grads.add_argument("--task", choices=list(TASKS), default="palindrome")
+    grads.add_argument("--seq-len", type=int, default=30, metavar="T")
+    grads.add_argument(
+        "--models",
+        nargs="+",
+        choices=[name for name, (cls, kw) in MODELS.items() if name != "bilstm"],
+        default=["rnn", "lstm"],
+        metavar="MODEL",
+    )
+    grads.add_argument("--seed", type=int, default=0)
+    grads.add_argument("--batch-size", type=int, default=128)
+    grads.add_argument("--hidden-dim", type=int, default=DEFAULT_HIDDEN_DIM, metavar="H")
+    grads.add_argument(
+        "--forget-bias",
+        nargs="+",
+        default=["torch", str(DEFAULT_FORGET_BIAS)],
+        metavar="B",
+        help="measure every LSTM model once per initial forget-gate bias B ('torch': "
+        f"PyTorch's initialisation) (default: torch {DEFAULT_FORGET_BIAS:g})",
+    )
+    grads.add_argument("--plot", metavar="PATH", help="write the plot (.png)")
+    grads.add_argument("--json", metavar="PATH", help="write the norms as JSON")
+    grads.set_defaults(func=run_gradients)
+
+
+def _forget_bias(text: str) -> float | None:
+    """``--forget-bias``: a number, or ``torch`` (PyTorch's initialisation)."""
+    if text.strip().lower() in ("torch", "none"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(
+            f"--forget-bias must be a number or 'torch' (PyTorch's initialisation), got {text!r}"
+        ) from None
+
+
+def _forget_name(value: float | None) -> str:
+    return "PyTorch init" if value is None else f"forget bias {value:g}"
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    return TrainConfig(max_batches=args.max_batches, confirm_samples=args.confirm_samples)
+
+
+def _progress(args: argparse.Namespace, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=True if args.no_progress else None)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = _config(args)
+    with _progress(args, config.max_batches, f"{args.model} T={args.seq_len}") as bar:
+
+        def update(batch: int, loss: float, accuracy: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}", refresh=False)
+
+        result = run_experiment(
+            args.task,
+            args.model,
+            args.seq_len,
+            seed=args.seed,
+            embed_dim=args.embed_dim,
+            hidden_dim=args.hidden_dim,
+            forget_bias=_forget_bias(args.forget_bias),
+            config=config,
+            callback=update,
+        )
+    if result.converged:
+        status = f"converged after {result.batches_to_converge} batches"
+        if result.report_rule_batch != result.batches_to_converge:
+            status += (
+                f" (the report's 3-batch rule first fired at batch {result.report_rule_batch})"
+            )
+    else:
+        status = f"did not converge in {result.batches} batches"
+    print(f"{args.model} on {args.task} (T={args.seq_len}, seed {args.seed}): {status}")
+    print(
+        f"validation ({config.val_samples:,} samples): accuracy {result.val_acc:.4f}, "
+        f"loss {result.val_loss:.4f}   [{result.seconds:.1f} s]"
+    )
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "task": args.task,
+                "model": args.model,
+                "seq_len": args.seq_len,
+                "seed": args.seed,
+                "converged": result.converged,
+                "batches_to_converge": result.batches_to_converge,
+                "val_acc": result.val_acc,
+                "val_loss": result.val_loss,
+                "report_rule_batch": result.report_rule_batch,
+                "batches": result.batches,
+                "embed_dim": args.embed_dim or 2 * args.seq_len,
+                "hidden_dim": args.hidden_dim,
+                "forget_bias": _forget_bias(args.forget_bias),
+                "seconds": result.seconds,
+            },
+        )
+    return 0
+
+
+def _pm(pair, fmt: str) -> str:
+    return "-" if pair is None else f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
+
+
+def summary_table(rows) -> str:
+    """The bench summary as plain text, ours beside the report's."""
+    header = [
+        "model",
+        "T",
+        "val loss",
+        "val acc",
+        "batches",
+        "3-batch rule",
+        "report loss",
+        "report batches",
+        "ours/report",
+    ]
+    body = []
+    for row in rows:
+        report = row["report"]
+        batches = _pm(row["batches"], ".1f")
+        if row["batches"] is None:
+            batches = f"{row['converged']}/{row['seeds']} converged"
+        body.append(
+            [
+                row["model"],
+                row["seq_len"],
+                _pm(row["val_loss"], ".3f"),
+                _pm(row["val_acc"], ".4f"),
+                batches,
+                _pm(row["report_rule_batches"], ".1f"),
+                _pm(report["loss"], ".2f") if report else "-",
+                _pm(report["batches"], ".1f") if report else "-",
+                f"{row['batches_ratio']:.2f}x" if row["batches_ratio"] else "-",
+            ]
+        )
+    return format_table(header, body, "lrlllllll")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    config = _config(args)
+    start = time.perf_counter()
+    total = len(args.models) * len(args.lengths) * args.seeds
+    with _progress(args, total, "runs") as bar:
+
+        def finished(model, seq_len, seed, result) -> None:
+            bar.update(1)
+            logger.debug(
+                "%s T=%d seed %d: %s batches, val acc %.4f",
+                model,
+                seq_len,
+                seed,
+                result.batches_to_converge,
+                result.val_acc,
+            )
+
+        runs = run_table1(
+            seeds=args.seeds,
+            lengths=args.lengths,
+            models=args.models,
+            task=args.task,
+            hidden_dim=args.hidden_dim,
+            forget_bias=_forget_bias(args.forget_bias),
+            config=config,
+            run_callback=finished,
+        )
+    seconds = time.perf_counter() - start
+    rows = summarize(runs, task=args.task)
+    print(
+        f"{args.task}: mean ± std over {args.seeds} seeds; batches = batches until convergence "
+        f"(confirmed on {config.confirm_samples:,} fresh samples), 3-batch rule = the report's "
+        "rule alone; validation on 4,096 samples"
+    )
+    print(summary_table(rows))
+    print(f"[{seconds:.0f} s]")
+    if args.plot:
+        plot_table1(runs, args.plot)
+    payload = {
+        "command": _bench_command(args),
+        "task": args.task,
+        "seeds": args.seeds,
+        "lengths": args.lengths,
+        "models": args.models,
+        "hidden_dim": args.hidden_dim,
+        "forget_bias": _forget_bias(args.forget_bias),
+        "embed_dim": "2 x seq_len",
+        "config": vars(config),
+        "wall_seconds": seconds,
+        "environment": environment("cpu"),
+        "summary": rows,
+        "runs": runs,
+    }
+    if args.markdown:
+        _write_text(args.markdown, markdown_table1(payload))
+    if args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+def _write_text(path: str, text: str) -> None:
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _bench_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this bench run."""
+    parts = [
+        "gnnkit seq bench",
+        f"--seeds {args.seeds}",
+        f"--lengths {' '.join(map(str, args.lengths))}",
+        f"--models {' '.join(args.models)}",
+        f"--task {args.task}",
+        f"--hidden-dim {args.hidden_dim}",
+        f"--forget-bias {args.forget_bias}",
+        f"--max-batches {args.max_batches}",
+        f"--confirm-samples {args.confirm_samples}",
+    ]
+    if args.threads is not None:
+        parts.append(f"--threads {args.threads}")
+    return " ".join(parts)
+
+
+def run_gradients(args: argparse.Namespace) -> int:
+    task = make_task(args.task, args.seq_len)
+    batch = task.validation_set(args.batch_size, seed=args.seed)
+    biases = [_forget_bias(text) for text in args.forget_bias]
+    variants = []
+    for name in args.models:
+        if MODELS[name][0] is LSTMClassifier:
+            variants += [(f"{name} ({_forget_name(b)})", name, b) for b in biases]
+        else:
+            variants.append((name, name, None))
+    norms = {}
+    for label, name, forget_bias in variants:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            model = build_model(name, task, hidden_dim=args.hidden_dim, forget_bias=forget_bias)
+        norms[label] = gradient_norms(model, batch)
+    steps = task.input_len
+    rows = []
+    for t in range(steps):
+        rows.append([t + 1, *(f"{float(values[t]):.3e}" for values in norms.values())])
+    print(
+        f"mean ||dL/dh_t|| on {args.task} (T={args.seq_len}, {args.batch_size} samples, "
+        f"freshly initialised, seed {args.seed}); L is the loss at the last step t={steps}"
+    )
+    print(format_table(["t", *norms], rows, "r" * (1 + len(norms))))
+    for name, values in norms.items():
+        first, last = float(values[0]), float(values[-1])
+        ratio = first / last if last else float("nan")
+        print(f"{name}: ||dL/dh_1|| / ||dL/dh_{steps}|| = {ratio:.2e}")
+    if args.plot:
+        plot_gradient_norms(
+            norms,
+            args.plot,
+            title=f"{args.task}, T = {args.seq_len}: gradient of the last loss per hidden state",
+        )
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "task": args.task,
+                "seq_len": args.seq_len,
+                "seed": args.seed,
+                "batch_size": args.batch_size,
+                "hidden_dim": args.hidden_dim,
+                "forget_bias": biases,
+                "norms": {name: [float(v) for v in values] for name, values in norms.items()},
+            },
+        )
+    return 0

@@ -1,0 +1,125 @@
+"""Checkpoints of character models: config, vocabulary and weights (plus training state).
+
+A checkpoint is a plain dict of tensors, dicts, lists, strings and numbers, written atomically
+and readable with ``torch.load(weights_only=True)``:
+
+``format``
+    ``"gnnkit.seq.charlm.CharLSTM"``; anything else is refused.
+``version``
+    the layout version (1).
+``kind``
+    ``"training"`` (resumable: optimizer, scheduler, RNG state, history) or ``"model"``
+    (a snapshot: enough to generate).
+``vocabulary``, ``model_config``, ``state_dict``
+    what :func:`load_model` needs to rebuild the model.
+``step``, ``corpus``, ``preset``
+    the batch count, the corpus description (:meth:`TextDataset.info`) and the preset name.
+``train_config``, ``optimizer``, ``scheduler``, ``rng``, ``history``
+    training checkpoints only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gnnkit.errors import CheckpointError, InputError
+from gnnkit.seq.charlm.config import CharLSTMConfig
+from gnnkit.seq.charlm.corpus import Vocabulary
+from gnnkit.seq.charlm.model import CharLSTM
+from gnnkit.utils.io import atomic_torch_save, safe_torch_load
+
+__all__ = ["FORMAT", "VERSION", "load_checkpoint", "load_model", "model_payload", "save_model"]
+
+FORMAT = "gnnkit.seq.charlm.CharLSTM"
+VERSION = 1
+
+
+def model_payload(model: CharLSTM, **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of a model (weights on the CPU), with ``extra`` entries added."""
+    state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": "model",
+        "vocabulary": model.vocabulary.to_list(),
+        "model_config": model.config.to_dict(),
+        "state_dict": state_dict,
+    }
+    payload.update(extra)
+    return payload
+
+
+def save_model(model: CharLSTM, path: str | os.PathLike, **extra: Any) -> Path:
+    """Write a model snapshot (config, vocabulary, weights) atomically."""
+    return atomic_torch_save(model_payload(model, **extra), path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a checkpoint's layout (not yet its weights).
+
+    Raises:
+        CheckpointError: missing, truncated or corrupt file, or not a CharLSTM checkpoint.
+    """
+    payload = safe_torch_load(path, what="checkpoint")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is not a gnnkit character-model checkpoint (format: {found!r}, "
+            f"expected {FORMAT!r}); it was written by another model or program"
+        )
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has layout version {payload.get('version')!r}; this gnnkit "
+            f"reads version {VERSION}"
+        )
+    missing = [k for k in ("vocabulary", "model_config", "state_dict") if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return payload
+
+
+def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<memory>") -> CharLSTM:
+    """Rebuild a :class:`CharLSTM` from a checkpoint dict, refusing mismatched parts."""
+    try:
+        vocabulary = Vocabulary(payload["vocabulary"])
+        config = CharLSTMConfig.from_dict(payload["model_config"])
+    except (InputError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} has an invalid vocabulary or config: {exc}"
+        ) from None
+    model = CharLSTM(vocabulary, config)
+    state_dict = payload["state_dict"]
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"checkpoint {path}: state_dict is not a dict")
+    rows = state_dict.get("embedding.weight")
+    if isinstance(rows, torch.Tensor) and rows.dim() == 2 and rows.shape[0] != len(vocabulary):
+        raise CheckpointError(
+            f"checkpoint {path}: its weights were trained for a vocabulary of {rows.shape[0]} "
+            f"characters but it stores a vocabulary of {len(vocabulary)}; the file mixes two "
+            "models"
+        )
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise CheckpointError(
+            f"checkpoint {path}: the weights do not fit a CharLSTM with config {config} and "
+            f"{len(vocabulary)} characters ({detail})"
+        ) from None
+    return model
+
+
+def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> CharLSTM:
+    """A :class:`CharLSTM` from a training checkpoint or a snapshot, in eval mode.
+
+    Raises:
+        CheckpointError: missing, truncated or corrupt file, a checkpoint of another model, or
+            weights that do not match the stored config and vocabulary.
+    """
+    model = model_from_payload(load_checkpoint(path), path)
+    return model.to(map_location).eval()

@@ -1,0 +1,330 @@
+"""Full-batch node classification on the training engine (:mod:`gnnkit.train.engine`).
+
+One epoch is one optimiser step on the whole graph followed by one evaluation of every split:
+
+1. training step (``model.train()``): forward on all nodes, cross-entropy on the training
+   nodes, backward, optimiser step;
+2. evaluation (``model.eval()`` under ``torch.inference_mode``): one forward, then the mean
+   cross-entropy and the accuracy on the train, validation and test nodes.
+
+Model selection: the selected epoch is the first epoch with the highest validation accuracy
+(ties keep the earlier epoch, as PyG's examples do with ``if val_acc > best_val_acc``); the
+reported test accuracy is the test accuracy measured at that epoch, in the same evaluation.
+With ``restore_best`` the model ends with its parameters from that epoch.
+
+Early stopping (optional): the run stops once ``patience`` consecutive epochs have passed
+without a strictly higher validation accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gnnkit.errors import InputError
+from gnnkit.train.checkpoint import run_identity
+from gnnkit.train.engine import Run, RunResult, Task
+from gnnkit.train.inputs import NodeInputs
+
+__all__ = ["HISTORY_KEYS", "NodeTask", "TrainConfig", "TrainResult", "fit"]
+
+#: The per-epoch series in :attr:`TrainResult.history`, in this order.
+HISTORY_KEYS = (
+    "loss",
+    "train_loss",
+    "val_loss",
+    "test_loss",
+    "train_acc",
+    "val_acc",
+    "test_acc",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Args:
+        epochs (int, optional): the maximum number of epochs. (default: ``200``)
+        lr (float, optional): the learning rate. (default: ``0.01``, Kipf & Welling's)
+        weight_decay (float, optional): L2 penalty added to the gradient (Adam's coupled
+            ``weight_decay``). A model that defines ``parameter_groups(weight_decay)`` decides
+            which parameters receive it (gnnkit's :class:`~gnnkit.models.GCN`: the first
+            layer only, as in Kipf & Welling's code). (default: ``5e-4``)
+        optimizer (str, optional): ``"adam"`` or ``"adamw"``. (default: ``"adam"``)
+        patience (int, optional): stop after this many epochs without a higher validation
+            accuracy; ``None`` trains all epochs. (default: ``None``)
+        seed (int, optional): seed torch's generator when a run starts (not when it
+            resumes: the checkpoint restores the generator). ``None`` leaves it alone.
+            (default: ``None``)
+        restore_best (bool, optional): end with the parameters of the selected epoch.
+            (default: ``True``)
+        checkpoint_every (int, optional): with a checkpoint path, write one every this many
+            epochs, and always after the last epoch. (default: ``10``)
+    """
+
+    epochs: int = 200
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    optimizer: Literal["adam", "adamw"] = "adam"
+    patience: int | None = None
+    seed: int | None = None
+    restore_best: bool = True
+    checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+        positive_int("epochs", self.epochs)
+        positive_int("checkpoint_every", self.checkpoint_every)
+        if self.patience is not None:
+            positive_int("patience", self.patience)
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                bound = "> 0" if name == "lr" else ">= 0"
+                raise InputError(f"{name} must be finite and {bound}, got {value!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise InputError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise InputError(f"seed must be an integer or None, got {self.seed!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The options that shape the trajectory (checked on resume; ``epochs`` may grow)."""
+        options = asdict(self)
+        del options["epochs"], options["checkpoint_every"]
+        return options
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`fit`.
+
+    Attributes:
+        best_epoch (int): the selected epoch (1-based): the first with the highest
+            validation accuracy.
+        val_acc (float): validation accuracy at ``best_epoch``.
+        test_acc (float): test accuracy at ``best_epoch`` (the number to report).
+        train_acc (float): training accuracy at ``best_epoch``.
+        epochs_run (int): epochs trained (fewer than ``epochs`` after early stopping).
+        stopped_early (bool): whether ``patience`` ended the run.
+        history (dict): one list per key of :data:`HISTORY_KEYS`, one entry per epoch.
+            ``loss`` is the training objective of the optimiser step (dropout on, weight
+            decay not included); ``*_loss`` and ``*_acc`` come from the evaluation.
+        epoch_times (list of float): wall seconds of each epoch (training step plus
+            evaluation; checkpoint writes, progress bar and callbacks excluded).
+        resumed_from (int): the epoch a resumed run continued from (0 for a fresh run).
+    """
+
+    best_epoch: int
+    val_acc: float
+    test_acc: float
+    train_acc: float
+    epochs_run: int
+    stopped_early: bool
+    history: dict[str, list[float]]
+    epoch_times: list[float] = field(repr=False)
+    resumed_from: int = 0
+
+    @property
+    def run_time(self) -> float:
+        """Seconds spent in epochs (the sum of :attr:`epoch_times`)."""
+        return math.fsum(self.epoch_times)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW over the model's ``parameter_groups(weight_decay)`` (else every
+    parameter with ``config.weight_decay``), fused where the parameters allow it."""
+    groups_fn = getattr(model, "parameter_groups", None)
+    if callable(groups_fn):
+        groups = list(groups_fn(config.weight_decay))
+    else:
+        groups = [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    # The fused kernel updates every parameter in one call: about 3x faster than the default
+    # per-parameter loop on CPU for the few small tensors of a GCN or GAT.
+    groups = [
+        {**g, "params": [g["params"]] if isinstance(g["params"], Tensor) else list(g["params"])}
+        for g in groups
+    ]
+    params = [p for group in groups for p in group["params"]]
+    fused = bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
+    )
+    return cls(groups, lr=config.lr, fused=fused or None)
+
+
+class NodeEvaluator:
+    """Loss and accuracy of the three splits from one forward pass, one host sync per epoch."""
+
+    def __init__(self, inputs: NodeInputs) -> None:
+        indices = (inputs.train_idx, inputs.val_idx, inputs.test_idx)
+        self.index = torch.cat(indices)  # (M,) nodes of all splits
+        self.split = torch.cat(
+            [torch.full_like(idx, k) for k, idx in enumerate(indices)]
+        )  # (M,) 0 train, 1 val, 2 test
+        self.y = inputs.y[self.index]
+        self.counts = [idx.numel() for idx in indices]
+        self.y_train = inputs.y[inputs.train_idx]
+
+    def __call__(self, logits: Tensor, train_loss: Tensor) -> list[float]:
+        out = logits[self.index].double()  # (M, C); float64 keeps small losses exact
+        # Cross-entropy and accuracy from one row maximum: log-sum-exp written out is several
+        # times faster on CPU than F.cross_entropy for few classes (measured: 143 against
+        # 573 us on Cora's 1640 x 7 evaluated rows, argmax included).
+        top, pred = out.max(dim=-1)  # (M,), (M,)
+        log_norm = (out - top.unsqueeze(-1)).exp_().sum(dim=-1).log_()  # (M,)
+        losses = log_norm.add_(top).sub_(out.gather(1, self.y.unsqueeze(-1)).squeeze(-1))
+        correct = (pred == self.y).double()
+        sums = torch.zeros(3, 2, dtype=torch.float64, device=out.device)
+        sums.index_add_(0, self.split, torch.stack([losses, correct], dim=1))  # (3, 2)
+        values = torch.cat([train_loss.detach().double().view(1), sums.view(-1)]).tolist()
+        loss_sums, correct_sums = values[1::2], values[2::2]
+        return [
+            values[0],
+            *(s / n for s, n in zip(loss_sums, self.counts, strict=True)),
+            *(c / n for c, n in zip(correct_sums, self.counts, strict=True)),
+        ]
+
+
+def _device_of(model: nn.Module, inputs: NodeInputs) -> torch.device:
+    device = inputs.y.device
+    for p in model.parameters():
+        if p.device != device:
+            raise InputError(
+                f"the model's parameters are on {p.device} but the inputs on {device}; "
+                f"move one of them (model.to({str(device)!r}) or inputs.to({str(p.device)!r}))"
+            )
+    return device
+
+
+def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
+    """The checks every node-training entry point makes: the config's and the inputs' types,
+    and one device for model and inputs. Returns that device."""
+    if not isinstance(config, TrainConfig):
+        raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(inputs, NodeInputs):
+        raise InputError(
+            f"inputs must be NodeInputs (from gnnkit.train.node_inputs), got {type(inputs).__name__}"
+        )
+    return _device_of(model, inputs)
+
+
+class NodeTask(Task):
+    """Full-batch node classification as a :class:`~gnnkit.train.engine.Task`.
+
+    Args:
+        model (torch.nn.Module): ``model(inputs.x, inputs.edge_index)`` returns (|V|, C) logits.
+        inputs (NodeInputs): from :func:`gnnkit.train.node_inputs`.
+        config (TrainConfig): the optimiser and the options recorded in checkpoints.
+    """
+
+    monitor = (("val_acc", "max"),)
+    nonfinite = HISTORY_KEYS[:4]
+    progress_keys = (("loss", "loss"), ("val", "val_acc"))
+
+    def __init__(self, model: nn.Module, inputs: NodeInputs, config: TrainConfig) -> None:
+        self.model, self.inputs, self.config = model, inputs, config
+        self.optimizer = make_optimizer(model, config)
+        self.evaluator = NodeEvaluator(inputs)
+        self._loss: Tensor | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return run_identity(self.model, self.config.identity(), self.inputs.fingerprint())
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        inputs, model = self.inputs, self.model
+        model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = model(inputs.x, inputs.edge_index)
+        loss = F.cross_entropy(out[inputs.train_idx], self.evaluator.y_train)
+        loss.backward()
+        self.optimizer.step()
+        self._loss = loss  # read with the evaluation: one host sync per epoch
+        return {}
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        self.model.eval()
+        with torch.inference_mode():
+            values = self.evaluator(self.model(self.inputs.x, self.inputs.edge_index), self._loss)
+        return dict(zip(HISTORY_KEYS, values, strict=True))
+
+
+def train_result(result: RunResult) -> TrainResult:
+    """The :class:`TrainResult` of a node-classification :class:`~gnnkit.train.engine.Run`."""
+    best = result.best
+    return TrainResult(
+        best_epoch=int(best["epoch"]),
+        val_acc=float(best["val_acc"]),
+        test_acc=float(best["test_acc"]),
+        train_acc=float(best["train_acc"]),
+        epochs_run=result.epochs_run,
+        stopped_early=result.finished == "patience",
+        history={key: list(result.history[key]) for key in HISTORY_KEYS},
+        epoch_times=list(result.epoch_times),
+        resumed_from=result.resumed_from,
+    )
+
+
+def fit(
+    model: nn.Module,
+    inputs: NodeInputs,
+    config: TrainConfig | None = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    callback: Callable[[dict[str, float]], Any] | None = None,
+) -> TrainResult:
+    """Train a node classifier full-batch and select the epoch with the best validation accuracy.
+
+    ``model(inputs.x, inputs.edge_index)`` must return (|V|, C) logits. See the module
+    docstring for what one epoch does and how the epoch is selected.
+
+    Args:
+        model (torch.nn.Module): the classifier, on the inputs' device.
+        inputs (NodeInputs): from :func:`gnnkit.train.node_inputs`.
+        config (TrainConfig, optional): how to train. (default: ``TrainConfig()``)
+        checkpoint (str or PathLike, optional): write checkpoints here (atomically) every
+            ``config.checkpoint_every`` epochs and after the last one. (default: none)
+        resume (bool, optional): if ``checkpoint`` exists, continue from it. The result is
+            bit-for-bit that of an uninterrupted run with the same seed. A checkpoint of a
+            different model, configuration or dataset is refused. (default: ``False``)
+        progress (bool, optional): show a tqdm progress bar on stderr. (default: ``False``)
+        callback (callable, optional): called after every epoch with a dict of ``epoch``,
+            the :data:`HISTORY_KEYS` values and ``epoch_time``; returning ``True`` stops the
+            run after a checkpoint. (default: none)
+
+    Raises:
+        NonFiniteLossError: a loss became NaN or infinite (the message names the epoch; the
+            last checkpoint, if any, is left as it was).
+        CheckpointError: ``resume`` met a corrupt or foreign checkpoint.
+    """
+    config = config or TrainConfig()
+    check_node_run(model, inputs, config)
+    run = Run(
+        NodeTask(model, inputs, config),
+        epochs=config.epochs,
+        patience=config.patience,
+        restore_best=config.restore_best,
+        seed=config.seed,
+        checkpoint=checkpoint,
+        checkpoint_every=config.checkpoint_every,
+        resume=resume,
+        progress=progress,
+        callback=callback,
+    )
+    return train_result(run.run())
