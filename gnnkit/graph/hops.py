@@ -2,7 +2,10 @@
 
 After ``k`` rounds of message passing, node ``v`` has received information from exactly the
 nodes within ``k`` hops upstream of it, so the hop distance from ``u`` to ``v`` is the number of
-layers before ``u`` can influence ``v`` (the reference report's Question 3.2).
+layers before ``u`` can influence ``v``: the receptive field of a message-passing network
+(Gilmer et al., "Neural Message Passing for Quantum Chemistry", ICML 2017, arXiv 1704.01212;
+Xu et al., "Representation Learning on Graphs with Jumping Knowledge Networks", ICML 2018,
+arXiv 1806.03536).
 """
 
 from __future__ import annotations

@@ -102,6 +102,66 @@ def mean_pool(h: Tensor, ptr: Tensor) -> Tensor:
     return ops.segment_sum(h, ptr) / counts  # (G, C)
 
 
+def _check_arguments(
+    num_tasks: Any, emb_dim: Any, num_layers: Any, conv: Any, heads: Any, *flags: Any
+) -> None:
+    for name, value in (("num_tasks", num_tasks), ("emb_dim", emb_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
+        raise InputError(f"num_layers must be an integer >= 2 (OGB's rule), got {num_layers!r}")
+    if conv not in ("gcn", "gat"):
+        raise InputError(f"conv must be 'gcn' or 'gat', got {conv!r}")
+    if conv == "gat" and (
+        isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or emb_dim % heads
+    ):
+        raise InputError(f"heads must be a positive int dividing emb_dim={emb_dim}, got {heads!r}")
+    for name, flag in zip(("virtual_node", "residual"), flags, strict=True):
+        if not isinstance(flag, bool):
+            raise InputError(f"{name} must be True or False, got {flag!r}")
+
+
+def _shared_cache_convs(conv: str, emb_dim: int, heads: int, num_layers: int) -> nn.ModuleList:
+    """``num_layers`` GCN or GAT layers of ``emb_dim`` channels on one graph cache.
+
+    Only the first layer validates its inputs; the others see what it has checked. All layers
+    share one :class:`~gnnkit.nn.GraphCache`: within a batch, layers 2..L reuse the structure
+    (self-loops, CSR form, normalised weights) that layer 1 built for the same ``edge_index``;
+    a new batch misses and rebuilds once.
+    """
+    cache = GraphCache()
+    if conv == "gcn":
+        layers = [
+            GCNConv(emb_dim, emb_dim, cached=True, validate=i == 0, graph_cache=cache)
+            for i in range(num_layers)
+        ]
+    else:
+        layers = [
+            GATConv(
+                emb_dim,
+                emb_dim // heads,
+                heads=heads,
+                cached=True,
+                validate=i == 0,
+                graph_cache=cache,
+            )
+            for i in range(num_layers)
+        ]
+    return nn.ModuleList(layers)
+
+
+def _virtual_node_mlp(emb_dim: int) -> nn.Sequential:
+    """OGB's virtual-node update: Linear - BN - ReLU - Linear - BN - ReLU."""
+    return nn.Sequential(
+        nn.Linear(emb_dim, 2 * emb_dim),
+        nn.BatchNorm1d(2 * emb_dim),
+        nn.ReLU(),
+        nn.Linear(2 * emb_dim, emb_dim),
+        nn.BatchNorm1d(emb_dim),
+        nn.ReLU(),
+    )
+
+
 class MolGNN(nn.Module):
     r"""OGB's molecule GNN (``examples/graphproppred/mol``) with gnnkit's GCN or GAT layers.
 
@@ -146,22 +206,7 @@ class MolGNN(nn.Module):
         super().__init__()
         from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
 
-        for name, value in (("num_tasks", num_tasks), ("emb_dim", emb_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
-            raise InputError(f"num_layers must be an integer >= 2 (OGB's rule), got {num_layers!r}")
-        if conv not in ("gcn", "gat"):
-            raise InputError(f"conv must be 'gcn' or 'gat', got {conv!r}")
-        if conv == "gat" and (
-            isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or emb_dim % heads
-        ):
-            raise InputError(
-                f"heads must be a positive int dividing emb_dim={emb_dim}, got {heads!r}"
-            )
-        for name, flag in (("virtual_node", virtual_node), ("residual", residual)):
-            if not isinstance(flag, bool):
-                raise InputError(f"{name} must be True or False, got {flag!r}")
+        _check_arguments(num_tasks, emb_dim, num_layers, conv, heads, virtual_node, residual)
         self.num_tasks = num_tasks
         self.emb_dim = emb_dim
         self.num_layers = num_layers
@@ -174,42 +219,12 @@ class MolGNN(nn.Module):
 
         self.atom_encoder = AtomEncoder(emb_dim)
         self.bond_encoders = nn.ModuleList(BondEncoder(emb_dim) for _ in range(num_layers))
-        # Only the first layer validates its inputs; the others see what it has checked. All
-        # layers share one graph cache: within a batch, layers 2..L reuse the structure
-        # (self-loops, CSR form, normalised weights) that layer 1 built for the same
-        # edge_index; a new batch misses and rebuilds once.
-        cache = GraphCache()
-        if conv == "gcn":
-            layers = [
-                GCNConv(emb_dim, emb_dim, cached=True, validate=i == 0, graph_cache=cache)
-                for i in range(num_layers)
-            ]
-        else:
-            layers = [
-                GATConv(
-                    emb_dim,
-                    emb_dim // heads,
-                    heads=heads,
-                    cached=True,
-                    validate=i == 0,
-                    graph_cache=cache,
-                )
-                for i in range(num_layers)
-            ]
-        self.convs = nn.ModuleList(layers)
+        self.convs = _shared_cache_convs(conv, emb_dim, heads, num_layers)
         self.batch_norms = nn.ModuleList(nn.BatchNorm1d(emb_dim) for _ in range(num_layers))
         if virtual_node:
             self.virtualnode_embedding = nn.Embedding(1, emb_dim)
             self.virtualnode_mlps = nn.ModuleList(
-                nn.Sequential(
-                    nn.Linear(emb_dim, 2 * emb_dim),
-                    nn.BatchNorm1d(2 * emb_dim),
-                    nn.ReLU(),
-                    nn.Linear(2 * emb_dim, emb_dim),
-                    nn.BatchNorm1d(emb_dim),
-                    nn.ReLU(),
-                )
-                for _ in range(num_layers - 1)
+                _virtual_node_mlp(emb_dim) for _ in range(num_layers - 1)
             )
         else:
             self.virtualnode_embedding = None

@@ -116,10 +116,9 @@ class GATConv(MessagePassing):
         validate (bool, optional): check the inputs: dtypes and shapes at every call, node
             indices whenever the graph is (re)built, NaN in ``x`` at every call. ``False``
             skips the checks that read whole tensors. (default: ``True``)
-        graph_cache (GraphCache, optional): the cache ``cached=True`` uses; give several
-            layers one :class:`~gnnkit.nn.GraphCache` and the later layers reuse the
-            structure the first one built for the same graph. ``None`` gives the layer its
-            own. (default: ``None``)
+        graph_cache (GraphCache, optional): the cache of ``cached=True``; layers given one
+            :class:`~gnnkit.nn.GraphCache` share the structure built for a graph. (default:
+            the layer's own)
         **kwargs (optional): passed to :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes:
@@ -187,10 +186,8 @@ class GATConv(MessagePassing):
         self.cached = cached
         self.deterministic = deterministic
         self.validate = validate
-        if graph_cache is not None and not isinstance(graph_cache, GraphCache):
-            raise InputError(
-                f"graph_cache must be a gnnkit.nn.GraphCache, got {type(graph_cache).__name__}"
-            )
+        if not isinstance(graph_cache, GraphCache | None):
+            raise InputError(f"graph_cache must be a GraphCache, got {type(graph_cache).__name__}")
         self._cache = graph_cache if graph_cache is not None else GraphCache()
         self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
 

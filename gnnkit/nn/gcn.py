@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
@@ -94,12 +95,7 @@ def _inverse_sqrt_degree(degree: Tensor) -> Tensor:
 
 
 def _check_self_loop_weight(value: Any, name: str = "self_loop_weight") -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value > 0
-        or value == float("inf")
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise InputError(
             f"{name} must be a positive finite number (1 is the paper, 2 is PyG's "
             f"improved=True), got {value!r}"
@@ -169,12 +165,10 @@ def gcn_norm(
         looped = _add_remaining_self_loops(edge_index, num_nodes)
         edge_index = looped.edge_index
         weight = _looped_weights(looped, edge_weight, self_loop_weight, dtype)
+    elif edge_weight is not None:
+        weight = edge_weight
     else:
-        weight = (
-            edge_weight
-            if edge_weight is not None
-            else torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
-        )
+        weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
     src, dst = edge_index[0], edge_index[1]
     degree = ops.scatter_sum(weight, dst, num_nodes, deterministic=deterministic)
     inv = _inverse_sqrt_degree(degree)
@@ -214,8 +208,8 @@ class GCNConv(MessagePassing):
         \frac{e_{j,i}}{\sqrt{\tilde{d}_j \tilde{d}_i}} h_j \Big) + b
 
     :math:`\lambda = 1` is the paper; :math:`\lambda = 2` is PyG's ``improved=True``; any
-    positive value is allowed, and ``learn_self_loop_weight=True`` learns it (the reference
-    report's Question 3.1(b)). Messages flow from ``edge_index[0]`` to ``edge_index[1]``.
+    positive value is allowed, and ``learn_self_loop_weight=True`` learns it. Messages flow
+    from ``edge_index[0]`` to ``edge_index[1]``.
 
     The aggregation runs as a CSR sparse-dense matmul (:func:`gnnkit.ops.spmm`), whose backward
     is an SpMM on the transposed graph plus, when :math:`\lambda` or the edge weights need a
@@ -266,10 +260,9 @@ class GCNConv(MessagePassing):
         validate (bool, optional): check the inputs: dtypes and shapes at every call, node
             indices and NaN in ``edge_weight`` whenever the graph is (re)built, NaN in ``x`` at
             every call. ``False`` skips the checks that read whole tensors. (default: ``True``)
-        graph_cache (GraphCache, optional): the cache ``cached=True`` uses; give several
-            layers one :class:`~gnnkit.nn.GraphCache` and the later layers reuse the
-            structure the first one built for the same graph. ``None`` gives the layer its
-            own. (default: ``None``)
+        graph_cache (GraphCache, optional): the cache of ``cached=True``; layers given one
+            :class:`~gnnkit.nn.GraphCache` share the structure built for a graph. (default:
+            the layer's own)
         **kwargs (optional): passed to :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes:
@@ -335,10 +328,8 @@ class GCNConv(MessagePassing):
         self.cached = cached
         self.deterministic = deterministic
         self.validate = validate
-        if graph_cache is not None and not isinstance(graph_cache, GraphCache):
-            raise InputError(
-                f"graph_cache must be a gnnkit.nn.GraphCache, got {type(graph_cache).__name__}"
-            )
+        if not isinstance(graph_cache, GraphCache | None):
+            raise InputError(f"graph_cache must be a GraphCache, got {type(graph_cache).__name__}")
         self._cache = graph_cache if graph_cache is not None else GraphCache()
         self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
 
@@ -469,9 +460,7 @@ class GCNConv(MessagePassing):
         # Multiply by W first when that narrows the features (or x is sparse), so the SpMM
         # runs on min(F_in, F_out) channels.
         transform_first = x.layout != torch.strided or self.out_channels <= self.in_channels
-        h = (
-            linear(x, self.lin.weight, self._feature_cache) if transform_first else x
-        )  # (N, F_out) or (N, F_in)
+        h = linear(x, self.lin.weight, self._feature_cache) if transform_first else x  # (N, F)
         if fused:
             graph = structure.graph
             adj_t = graph.to_sparse_csr(weights.detach())

@@ -18,8 +18,10 @@ in ``benchmarks/results/layers.md``: 169,343 nodes, 1,166,243 edges, 64 channels
   indices use ``index_add_`` (sum) and ``scatter_reduce`` (max). torch-scatter's kernels tie
   for sums and are slower for max (segment max about 3x, scatter max about 1.5x), so
   the ``"auto"`` backend does not pick them; ``set_backend("torch_scatter")`` selects them
-  where they exist (for comparison and testing). CUDA choices follow the same structure and
-  have not been measured here (no GPU was available).
+  where they exist (for comparison and testing). CUDA uses the same choices; they were
+  measured as whole layers on an H200 (``benchmarks/results/gpu_h200.md``: GCNConv 4.1x and
+  GATConv 1.7x PyG's at ogbn-arxiv size), not kernel by kernel, whose launches the kernel
+  table does not synchronise.
 
 Kernels that torch.sparse does not provide for a dtype (half and bfloat16 on CPU) fall back to
 gather-and-segment kernels, processed in chunks so that the ``|E| x C`` tensor never exists

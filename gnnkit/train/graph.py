@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from gnnkit.errors import InputError
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import NonFiniteLossError, Run, RunResult, Task
+from gnnkit.train.inputs import GraphSplits, graph_splits
 
 __all__ = [
     "GraphSplits",
@@ -65,69 +66,6 @@ def metric_direction(metric: str) -> str:
     if key in _LOWER:
         return "min"
     raise InputError(f"unknown OGB metric {metric!r}; known: {', '.join(sorted(_HIGHER | _LOWER))}")
-
-
-@dataclass
-class GraphSplits:
-    """A graph dataset split for training, with what the evaluator needs.
-
-    Attributes:
-        name (str): the OGB dataset name (selects :class:`ogb.graphproppred.Evaluator`).
-        train, valid, test: the graphs of each split (OGB dataset subsets or lists of ``Data``).
-        num_tasks (int): labels per graph.
-        task_type (str): OGB's ``task_type`` (``"binary classification"``, ``"regression"``...).
-        metric (str): OGB's ``eval_metric`` (``"rocauc"``, ``"rmse"``...).
-    """
-
-    name: str
-    train: Any
-    valid: Any
-    test: Any
-    num_tasks: int
-    task_type: str
-    metric: str
-
-    @property
-    def is_classification(self) -> bool:
-        return "classification" in self.task_type
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "sizes": [len(self.train), len(self.valid), len(self.test)],
-            "num_tasks": self.num_tasks,
-        }
-
-
-def graph_splits(dataset: Any, name: str | None = None) -> GraphSplits:
-    """:class:`GraphSplits` of an OGB ``PygGraphPropPredDataset`` (``gnnkit.data.load``).
-
-    Raises:
-        InputError: the dataset has no OGB split, or a split is empty.
-    """
-    name = name or getattr(dataset, "name", None)
-    for attr in ("get_idx_split", "num_tasks", "task_type", "eval_metric"):
-        if not hasattr(dataset, attr):
-            raise InputError(
-                f"graph property prediction needs an OGB PygGraphPropPredDataset (from "
-                f"gnnkit.data.load('ogbg-mol...')); {type(dataset).__name__} has no {attr}"
-            )
-    split = dataset.get_idx_split()
-    parts = {}
-    for key in ("train", "valid", "test"):
-        index = split.get(key)
-        if index is None or len(index) == 0:
-            raise InputError(f"the {name} split has no {key!r} graphs")
-        parts[key] = dataset[index]
-    return GraphSplits(
-        name=str(name),
-        train=parts["train"],
-        valid=parts["valid"],
-        test=parts["test"],
-        num_tasks=int(dataset.num_tasks),
-        task_type=str(dataset.task_type),
-        metric=str(dataset.eval_metric),
-    )
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
-"""What a full-batch node classifier is trained on: features, graph, labels and index splits.
+"""What each task is trained on, prepared once before training.
 
-:func:`node_inputs` turns a PyG :class:`~torch_geometric.data.Data` with ``train_mask`` /
-``val_mask`` / ``test_mask`` into :class:`NodeInputs`, once, before training: features
-row-normalised (kept sparse where they are sparse), masks turned into index tensors, everything
-on one device. The training loop then does no per-epoch preparation at all.
+- :func:`node_inputs` turns a PyG :class:`~torch_geometric.data.Data` with ``train_mask`` /
+  ``val_mask`` / ``test_mask`` into :class:`NodeInputs`: features row-normalised (kept sparse
+  where they are sparse), masks turned into index tensors, everything on one device. The
+  training loop then does no per-epoch preparation at all.
+- :func:`graph_splits`: an OGB graph-property dataset's train / valid / test graphs and what
+  its evaluator needs (:class:`GraphSplits`).
+- :func:`link_data`: an OGB link dataset's message-passing graph and edge splits
+  (:class:`LinkData`).
+
+Each has a ``fingerprint()`` that checkpoints record, so a run never resumes on other data.
 """
 
 from __future__ import annotations
@@ -20,7 +26,17 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.utils.checks import check_edge_index
 
-__all__ = ["NodeInputs", "node_inputs", "normalize_features", "raw_features"]
+__all__ = [
+    "EVAL_TRAIN_SEED",
+    "GraphSplits",
+    "LinkData",
+    "NodeInputs",
+    "graph_splits",
+    "link_data",
+    "node_inputs",
+    "normalize_features",
+    "raw_features",
+]
 
 Layout = Literal["sparse", "dense", "auto", "raw"]
 
@@ -229,4 +245,197 @@ def node_inputs(
         val_idx=_mask_to_index(data, "val_mask", num_nodes, device),
         test_idx=_mask_to_index(data, "test_mask", num_nodes, device),
         num_classes=num_classes,
+    )
+
+
+@dataclass
+class GraphSplits:
+    """A graph dataset split for training, with what the evaluator needs.
+
+    Attributes:
+        name (str): the OGB dataset name (selects :class:`ogb.graphproppred.Evaluator`).
+        train, valid, test: the graphs of each split (OGB dataset subsets or lists of ``Data``).
+        num_tasks (int): labels per graph.
+        task_type (str): OGB's ``task_type`` (``"binary classification"``, ``"regression"``...).
+        metric (str): OGB's ``eval_metric`` (``"rocauc"``, ``"rmse"``...).
+    """
+
+    name: str
+    train: Any
+    valid: Any
+    test: Any
+    num_tasks: int
+    task_type: str
+    metric: str
+
+    @property
+    def is_classification(self) -> bool:
+        return "classification" in self.task_type
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sizes": [len(self.train), len(self.valid), len(self.test)],
+            "num_tasks": self.num_tasks,
+        }
+
+
+def graph_splits(dataset: Any, name: str | None = None) -> GraphSplits:
+    """:class:`GraphSplits` of an OGB ``PygGraphPropPredDataset`` (``gnnkit.data.load``).
+
+    Raises:
+        InputError: the dataset has no OGB split, or a split is empty.
+    """
+    name = name or getattr(dataset, "name", None)
+    for attr in ("get_idx_split", "num_tasks", "task_type", "eval_metric"):
+        if not hasattr(dataset, attr):
+            raise InputError(
+                f"graph property prediction needs an OGB PygGraphPropPredDataset (from "
+                f"gnnkit.data.load('ogbg-mol...')); {type(dataset).__name__} has no {attr}"
+            )
+    split = dataset.get_idx_split()
+    parts = {}
+    for key in ("train", "valid", "test"):
+        index = split.get(key)
+        if index is None or len(index) == 0:
+            raise InputError(f"the {name} split has no {key!r} graphs")
+        parts[key] = dataset[index]
+    return GraphSplits(
+        name=str(name),
+        train=parts["train"],
+        valid=parts["valid"],
+        test=parts["test"],
+        num_tasks=int(dataset.num_tasks),
+        task_type=str(dataset.task_type),
+        metric=str(dataset.eval_metric),
+    )
+
+
+#: Seed of OGB's ``eval_train`` sample (``torch.manual_seed(12345)`` in the ddi example).
+EVAL_TRAIN_SEED = 12345
+
+
+def _edge_list(value: Any, name: str, num_nodes: int) -> Tensor:
+    if not isinstance(value, Tensor) or value.dim() != 2 or value.size(1) != 2:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise InputError(f"{name} must be an integer tensor of shape (M, 2), got {shape}")
+    if value.is_floating_point() or value.dtype == torch.bool:
+        raise InputError(f"{name} must hold integer node indices, got {value.dtype}")
+    value = value.long()
+    if value.numel():
+        low, high = int(value.min()), int(value.max())
+        if low < 0 or high >= num_nodes:
+            raise InputError(
+                f"{name} holds node indices in [{low}, {high}] but the graph has {num_nodes} "
+                f"nodes (valid: 0..{num_nodes - 1})"
+            )
+    return value
+
+
+@dataclass
+class LinkData:
+    """A link-prediction task: the message-passing graph and the edge splits.
+
+    Attributes:
+        num_nodes (int): |V|.
+        edge_index (Tensor): (2, |E|) the graph messages run on and negatives avoid (for
+            ogbl-ddi: the training edges in both directions).
+        train_pos (Tensor): (P, 2) training edges (each undirected edge once).
+        valid_pos, valid_neg, test_pos, test_neg (Tensor): (M, 2) evaluation edges and their
+            fixed negatives.
+        eval_train_pos (Tensor): (M, 2) training edges scored at evaluation (OGB's
+            ``eval_train``).
+    """
+
+    num_nodes: int
+    edge_index: Tensor
+    train_pos: Tensor
+    valid_pos: Tensor
+    valid_neg: Tensor
+    test_pos: Tensor
+    test_neg: Tensor
+    eval_train_pos: Tensor
+
+    def to(self, device: torch.device | str) -> LinkData:
+        moved = {
+            k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()
+        }
+        return LinkData(**moved)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Sizes and a hash of every edge list (recorded in checkpoints)."""
+        digest = hashlib.sha256()
+        sizes = {}
+        for name in (
+            "edge_index",
+            "train_pos",
+            "valid_pos",
+            "valid_neg",
+            "test_pos",
+            "test_neg",
+            "eval_train_pos",
+        ):
+            tensor = getattr(self, name)
+            digest.update(tensor.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+            sizes[name] = int(tensor.numel() // 2)
+        return {"num_nodes": self.num_nodes, **sizes, "sha256": digest.hexdigest()[:16]}
+
+
+def link_data(
+    dataset: Any,
+    *,
+    edge_index: Tensor | None = None,
+    split: dict[str, dict[str, Tensor]] | None = None,
+    eval_train_seed: int = EVAL_TRAIN_SEED,
+) -> LinkData:
+    """:class:`LinkData` from an OGB link dataset (``gnnkit.data.load("ogbl-ddi")``).
+
+    Args:
+        dataset: an OGB ``PygLinkPropPredDataset`` (``dataset[0].edge_index`` and
+            ``dataset.get_edge_split()``); ``None`` when ``edge_index`` and ``split`` are given.
+        edge_index (Tensor, optional): the message-passing graph. (default: the dataset's)
+        split (dict, optional): ``{"train": {"edge"}, "valid": {"edge", "edge_neg"},
+            "test": {"edge", "edge_neg"}}`` with (M, 2) tensors. (default: the dataset's)
+        eval_train_seed (int, optional): seed of the permutation that picks the ``eval_train``
+            edges. (default: ``12345``, OGB's)
+
+    Raises:
+        InputError: a split is missing or malformed, or holds nodes outside the graph.
+    """
+    if edge_index is None or split is None:
+        if dataset is None:
+            raise InputError("link_data needs a dataset, or both edge_index and split")
+        data = dataset[0]
+        edge_index = data.edge_index if edge_index is None else edge_index
+        split = dataset.get_edge_split() if split is None else split
+        num_nodes = int(data.num_nodes)
+    else:
+        num_nodes = None
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise InputError("edge_index must be a (2, |E|) integer tensor")
+    if num_nodes is None:
+        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    needed = {"train": ("edge",), "valid": ("edge", "edge_neg"), "test": ("edge", "edge_neg")}
+    for part, keys in needed.items():
+        for key in keys:
+            if part not in split or key not in split[part]:
+                raise InputError(
+                    f"the edge split has no {part!r}/{key!r}; link prediction needs train edges "
+                    "and valid/test edges with their negatives ('edge_neg')"
+                )
+    train = _edge_list(split["train"]["edge"], "split['train']['edge']", num_nodes)
+    if train.size(0) == 0:
+        raise InputError("the training split has no edges")
+    valid = _edge_list(split["valid"]["edge"], "split['valid']['edge']", num_nodes)
+    generator = torch.Generator().manual_seed(eval_train_seed)
+    order = torch.randperm(train.size(0), generator=generator)[: valid.size(0)]
+    return LinkData(
+        num_nodes=num_nodes,
+        edge_index=edge_index.long(),
+        train_pos=train,
+        valid_pos=valid,
+        valid_neg=_edge_list(split["valid"]["edge_neg"], "split['valid']['edge_neg']", num_nodes),
+        test_pos=_edge_list(split["test"]["edge"], "split['test']['edge']", num_nodes),
+        test_neg=_edge_list(split["test"]["edge_neg"], "split['test']['edge_neg']", num_nodes),
+        eval_train_pos=train[order],
     )

@@ -1,4 +1,4 @@
-"""Plots in the reference report's style: per-seed light lines under a dark smoothed mean.
+"""Training curves over seeds: per-seed light lines under a dark smoothed mean.
 
 matplotlib is imported lazily with the non-interactive Agg backend, so plotting works on
 machines without a display and costs nothing for code that never plots.
