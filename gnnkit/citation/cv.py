@@ -6,35 +6,32 @@ the *training* labels only (the test labels are not in it), so nothing a model c
 depend on them. Which paper cites which, and the text of every sentence, are visible; each
 model builds its vocabulary from the training sentences alone.
 
-Scores (:func:`evaluate`): macro-F1 (the headline: the unweighted mean of the per-class F1, so
-the 280 negative sentences count as much as the 7,627 neutral ones), micro-F1 (equal to
-accuracy for single-label data), per-class F1 and the confusion matrix.
+:func:`cross_validate` fits every model on every fold (in worker processes with ``jobs``) and
+scores the predictions (:mod:`gnnkit.citation.metrics`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
-import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch_geometric.data import Data
 
+from gnnkit.citation.metrics import CVResult, evaluate, labels_array
 from gnnkit.errors import InputError
 
 __all__ = [
-    "CVResult",
     "Fold",
     "FoldView",
     "cross_validate",
-    "evaluate",
     "fold_view",
     "inner_split",
     "set_threads",
@@ -54,16 +51,6 @@ class Fold:
 
     def __repr__(self) -> str:
         return f"Fold({self.index}, train={self.train.size}, test={self.test.size})"
-
-
-def _labels_array(y: Any) -> np.ndarray:
-    """A numpy copy of the labels (never a view of a tensor's storage)."""
-    array = y.detach().cpu().numpy().copy() if isinstance(y, torch.Tensor) else np.array(y)
-    if array.ndim != 1:
-        raise InputError(f"labels must be one-dimensional, got shape {tuple(array.shape)}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise InputError(f"labels must be integer class ids, got dtype {array.dtype}")
-    return array
 
 
 def _check_class_counts(
@@ -116,7 +103,7 @@ def stratified_folds(
     """
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
         raise InputError(f"cross-validation needs at least 2 folds, got {n_folds!r}")
-    y = _labels_array(y)
+    y = labels_array(y)
     _check_class_counts(y, n_folds, class_names, f"{n_folds}-fold cross-validation")
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [
@@ -194,7 +181,7 @@ class FoldView:
 
 def fold_view(data: Data, fold: Fold, *, seed: int = 0) -> FoldView:
     """The :class:`FoldView` of ``fold``: ``data`` stripped of its labels plus training labels."""
-    y = _labels_array(data.y)
+    y = labels_array(data.y)
     visible = Data(**{k: v for k, v in data.items() if k != "y"})
     return FoldView(
         data=visible,
@@ -204,79 +191,6 @@ def fold_view(data: Data, fold: Fold, *, seed: int = 0) -> FoldView:
         num_classes=int(data.num_classes),
         seed=seed,
     )
-
-
-def evaluate(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:
-    """Macro-F1, micro-F1, per-class F1 and the confusion matrix (rows true, columns predicted).
-
-    A class absent from both ``y_true`` and ``y_pred`` gets F1 0 (scikit-learn's
-    ``zero_division=0``) and still counts in the macro average.
-    """
-    y_true, y_pred = _labels_array(y_true), _labels_array(y_pred)
-    if y_true.shape != y_pred.shape:
-        raise InputError(
-            f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}"
-        )
-    labels = list(range(num_classes))
-    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
-    return {
-        "macro_f1": float(np.mean(per_class)),
-        "micro_f1": float(f1_score(y_true, y_pred, labels=labels, average="micro")),
-        "per_class_f1": [float(v) for v in per_class],
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-@dataclass
-class CVResult:
-    """Per-fold scores of every model; :meth:`summary` and :meth:`to_json` aggregate them."""
-
-    folds: int
-    seed: int
-    class_names: list[str]
-    scores: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    times: dict[str, list[float]] = field(default_factory=dict)
-
-    def summary(self, name: str) -> dict[str, Any]:
-        """Mean +- sample std over folds, per-class F1 means, the summed confusion and time."""
-        scores = self.scores[name]
-        macro_mean, macro_std = _mean_std([s["macro_f1"] for s in scores])
-        micro_mean, micro_std = _mean_std([s["micro_f1"] for s in scores])
-        per_class = np.mean([s["per_class_f1"] for s in scores], axis=0)
-        per_class_std = (
-            np.std([s["per_class_f1"] for s in scores], axis=0, ddof=1)
-            if len(scores) > 1
-            else np.zeros(len(self.class_names))
-        )
-        confusion = np.sum([s["confusion"] for s in scores], axis=0)
-        return {
-            "macro_f1_mean": macro_mean,
-            "macro_f1_std": macro_std,
-            "micro_f1_mean": micro_mean,
-            "micro_f1_std": micro_std,
-            "per_class_f1": dict(zip(self.class_names, map(float, per_class), strict=True)),
-            "per_class_f1_std": dict(zip(self.class_names, map(float, per_class_std), strict=True)),
-            "time_s": float(sum(self.times[name])),
-            "fold_time_s": [float(t) for t in self.times[name]],
-            "macro_f1": [s["macro_f1"] for s in scores],
-            "micro_f1": [s["micro_f1"] for s in scores],
-            "confusion": confusion.tolist(),
-        }
-
-    def to_json(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "folds": self.folds,
-            "seed": self.seed,
-            "class_names": self.class_names,
-            "models": {name: self.summary(name) for name in self.scores},
-        }
-        if extra:
-            payload.update(extra)
-        return payload
 
 
 _WORKER: dict[str, Any] = {}
@@ -311,6 +225,64 @@ def _fit_predict(
     model.fit(view)
     pred = np.asarray(model.predict(view))
     return pred, time.perf_counter() - start
+
+
+#: One fitted (model, fold) pair: the model's name, the fold, its predictions and seconds.
+_Fitted = tuple[str, Fold, np.ndarray, float]
+
+
+def _fit_here(
+    data: Data, pairs: list[tuple[str, Fold]], models: Mapping[str, Callable[..., Any]], seed: int
+) -> Iterator[_Fitted]:
+    """Fit the (model, fold) pairs one after the other in this process."""
+    for name, fold in pairs:
+        yield name, fold, *_fit_predict(data, fold, models[name], seed + fold.index)
+
+
+def _fit_in_workers(
+    data: Data,
+    pairs: list[tuple[str, Fold]],
+    models: Mapping[str, Callable[..., Any]],
+    seed: int,
+    *,
+    jobs: int,
+    threads: int | None,
+) -> Iterator[_Fitted]:
+    """Fit the (model, fold) pairs in ``jobs`` spawned worker processes, in completion order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        # Plain pickle: multiprocessing's own pickler would move the caller's tensors
+        # into shared memory (replacing their storage under any existing numpy views).
+        initargs=(pickle.dumps(data), threads),
+    ) as pool:
+        futures = {
+            pool.submit(_fit_predict, None, fold, models[name], seed + fold.index): (name, fold)
+            for name, fold in pairs
+        }
+        try:
+            for future in as_completed(futures):
+                yield *futures[future], *future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _score(
+    name: str, fold: Fold, pred: np.ndarray, y: np.ndarray, num_classes: int
+) -> dict[str, Any]:
+    """:func:`evaluate` one fit's predictions of ``fold.test`` (refusing a wrong count)."""
+    if pred.shape != fold.test.shape:
+        raise InputError(
+            f"model {name!r} returned {pred.shape[0] if pred.ndim else 0} predictions "
+            f"for {fold.test.size} test sentences"
+        )
+    return evaluate(y[fold.test], pred, num_classes)
 
 
 def cross_validate(
@@ -349,57 +321,26 @@ def cross_validate(
         raise InputError(f"jobs must be a positive integer, got {jobs!r}")
     if not models:
         raise InputError("cross_validate needs at least one model")
-    y = _labels_array(data.y)
+    y = labels_array(data.y)
     num_classes = int(data.num_classes)
     class_names = list(getattr(data, "class_names", None) or range(num_classes))
-    result = CVResult(folds=len(folds), seed=seed, class_names=[str(c) for c in class_names])
-    tasks = [(name, fold) for fold in folds for name in models]
-    done: dict[tuple[str, int], tuple[dict[str, Any], float]] = {}
-
-    def record(name: str, fold: Fold, pred: np.ndarray, seconds: float) -> None:
-        if pred.shape != fold.test.shape:
-            raise InputError(
-                f"model {name!r} returned {pred.shape[0] if pred.ndim else 0} predictions "
-                f"for {fold.test.size} test sentences"
-            )
-        scores = evaluate(y[fold.test], pred, num_classes)
-        done[name, fold.index] = (scores, seconds)
-        logger.debug(
-            "fold %d %s: macro-F1 %.3f (%.1fs)", fold.index, name, scores["macro_f1"], seconds
-        )
-        if on_fold is not None:
-            on_fold(name, fold, scores, seconds)
-
+    pairs = [(name, fold) for fold in folds for name in models]
     if jobs == 1:
-        for name, fold in tasks:
-            record(name, fold, *_fit_predict(data, fold, models[name], seed + fold.index))
+        fits = _fit_here(data, pairs, models, seed)
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            # Plain pickle: multiprocessing's own pickler would move the caller's tensors
-            # into shared memory (replacing their storage under any existing numpy views).
-            initargs=(pickle.dumps(data), threads),
-        ) as pool:
-            futures = {
-                pool.submit(_fit_predict, None, fold, models[name], seed + fold.index): (
-                    name,
-                    fold,
-                )
-                for name, fold in tasks
-            }
-            try:
-                for future in as_completed(futures):
-                    record(*futures[future], *future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    for name in models:
+        fits = _fit_in_workers(data, pairs, models, seed, jobs=jobs, threads=threads)
+    done: dict[tuple[str, int], tuple[dict[str, Any], float]] = {}
+    with contextlib.closing(fits):  # an error here cancels the workers' pending fits
+        for name, fold, pred, seconds in fits:
+            scores = _score(name, fold, pred, y, num_classes)
+            done[name, fold.index] = (scores, seconds)
+            logger.debug(
+                "fold %d %s: macro-F1 %.3f (%.1fs)", fold.index, name, scores["macro_f1"], seconds
+            )
+            if on_fold is not None:
+                on_fold(name, fold, scores, seconds)
+    result = CVResult(folds=len(folds), seed=seed, class_names=[str(c) for c in class_names])
+    for name in models:  # fold order, whatever the completion order
         for fold in folds:
             scores, seconds = done[name, fold.index]
             result.scores.setdefault(name, []).append(scores)

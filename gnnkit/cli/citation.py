@@ -1,7 +1,7 @@
 """``gnnkit citation``: citation sentiment on the Athar corpus.
 
 ``gnnkit citation info`` prints the corpus's counts; ``gnnkit citation bench`` cross-validates
-the models (:mod:`gnnkit.citation.models`) on the same seeded stratified folds and prints a
+the models (:mod:`gnnkit.citation.registry`) on the same seeded stratified folds and prints a
 table of macro-F1 (the headline), micro-F1 and per-class F1, mean +- sample std over folds,
 with optional JSON results and a confusion-matrix plot.
 """
@@ -15,22 +15,23 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from gnnkit.citation.corpus import LABELS, label_homophily, load_citations
-from gnnkit.citation.cv import CVResult, cross_validate, stratified_folds
-from gnnkit.citation.models import MODEL_NAMES, MODELS, make_model
+# Only the names here: the models, scikit-learn and the corpus code load when a command runs.
+from gnnkit.citation.names import BASE_MODELS, MODEL_NAMES, VARIANTS
 from gnnkit.cli.common import data_kwargs, data_options, format_table, positive_int, write_json
 from gnnkit.errors import InputError
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
+
+    from gnnkit.citation.metrics import CVResult
 
 __all__ = ["parse_models", "plot_confusions", "register", "run", "run_bench", "run_info"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODELS = ",".join(MODELS)
+DEFAULT_MODELS = ",".join(BASE_MODELS)
 
 
 def parse_models(text: str) -> list[str]:
@@ -50,13 +51,8 @@ def parse_models(text: str) -> list[str]:
     return names
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "citation",
-        help="citation sentiment on the Athar corpus (RNN + GNN hybrid and baselines)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
-    )
-    commands = parser.add_subparsers(dest="citation_command", metavar="COMMAND", required=True)
+def _corpus_options() -> argparse.ArgumentParser:
+    """A parent parser with ``--corpus`` and ``--skip-malformed``."""
     corpus = argparse.ArgumentParser(add_help=False)
     group = corpus.add_argument_group("corpus")
     group.add_argument(
@@ -70,22 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip malformed lines (their count is reported) instead of stopping at the first",
     )
+    return corpus
 
-    info = commands.add_parser(
-        "info",
-        parents=[data_options(), corpus],
-        help="counts of the corpus: sentences per label, papers, citation edges",
-    )
-    info.add_argument(
-        "--homophily",
-        action="store_true",
-        help="also print how often sentences sharing a paper pair, source or target agree",
-    )
-    info.set_defaults(func=run)
 
+def _add_bench(
+    commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     bench = commands.add_parser(
         "bench",
-        parents=[data_options(), corpus],
+        parents=parents,
         help="k-fold cross-validation of the models on the same folds",
         description="Stratified k-fold cross-validation of citation sentiment models; every "
         "model is scored on the same seeded folds.",
@@ -95,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MODELS,
         metavar="LIST",
         help=f"comma-separated models (default: {DEFAULT_MODELS}); ablations: "
-        f"{', '.join(n for n in MODEL_NAMES if n not in MODELS)}",
+        f"{', '.join(VARIANTS)}",
     )
     bench.add_argument("--folds", type=positive_int, default=10, help="k (default: 10)")
     bench.add_argument("--seed", type=int, default=0, help="fold and model seed (default: 0)")
@@ -117,7 +106,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=run)
 
 
-def _load(args: argparse.Namespace):
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "citation",
+        help="citation sentiment on the Athar corpus: does the citation graph help a BiLSTM "
+        "read it? (RNN + GNN hybrid and baselines)",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    commands = parser.add_subparsers(dest="citation_command", metavar="COMMAND", required=True)
+    parents = [data_options(), _corpus_options()]
+    info = commands.add_parser(
+        "info",
+        parents=parents,
+        help="counts of the corpus: sentences per label, papers, citation edges",
+    )
+    info.add_argument(
+        "--homophily",
+        action="store_true",
+        help="also print how often sentences sharing a paper pair, source or target agree",
+    )
+    info.set_defaults(func=run)
+    _add_bench(commands, parents)
+
+
+def _load(args: argparse.Namespace) -> Data:
+    from gnnkit.citation.corpus import load_citations
+
     kwargs = {} if args.corpus else data_kwargs(args)
     data = load_citations(args.corpus, skip_malformed=args.skip_malformed, **kwargs)
     if data.skipped_lines:
@@ -125,8 +139,10 @@ def _load(args: argparse.Namespace):
     return data
 
 
-def _corpus_counts(data) -> dict[str, Any]:
-    counts = torch.bincount(data.y, minlength=len(LABELS)).tolist()
+def _corpus_counts(data: Data) -> dict[str, Any]:
+    from gnnkit.citation.corpus import LABELS
+
+    counts = data.y.bincount(minlength=len(LABELS)).tolist()
     return {
         "sentences": int(data.y.numel()),
         "labels": dict(zip(data.class_names, counts, strict=True)),
@@ -143,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from gnnkit.citation.corpus import label_homophily
+
     data = _load(args)
     counts = _corpus_counts(data)
     rows = [("sentences", counts["sentences"])]
@@ -194,6 +212,8 @@ def _comparison(result: CVResult) -> str | None:
     """The hybrid-vs-text line: the gain in macro-F1 in units of the text model's std."""
     if "hybrid" not in result.scores or "text" not in result.scores:
         return None
+    import numpy as np
+
     hybrid, text = result.summary("hybrid"), result.summary("text")
     gain = hybrid["macro_f1_mean"] - text["macro_f1_mean"]
     std = max(hybrid["macro_f1_std"], text["macro_f1_std"])
@@ -208,6 +228,8 @@ def _comparison(result: CVResult) -> str | None:
 
 def plot_confusions(result: CVResult, path: str | Path) -> Path:
     """One row-normalised confusion matrix per model (summed over folds), counts annotated."""
+    import numpy as np
+
     from gnnkit.utils.plotting import save_figure, subplots
 
     names = list(result.scores)
@@ -273,6 +295,7 @@ def run_bench(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and Path(value).is_dir():
             raise InputError(f"--{option} {value} is a folder; give a file name")
+    import torch
     from threadpoolctl import threadpool_limits
 
     previous = torch.get_num_threads()
@@ -287,6 +310,8 @@ def run_bench(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, names: list[str]) -> int:
     from tqdm.auto import tqdm
 
+    from gnnkit.citation.cv import cross_validate, stratified_folds
+    from gnnkit.citation.registry import make_model
     from gnnkit.utils.env import environment
 
     data = _load(args)

@@ -1,4 +1,4 @@
-"""Cross-validation for citation sentiment (gnnkit.citation.cv)."""
+"""Cross-validation and its scores for citation sentiment (gnnkit.citation.cv, .metrics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The citation sentiment models (gnnkit.citation.models) on small synthetic corpora."""
+"""The citation sentiment models (gnnkit.citation.svm, text, graph, hybrid, textgcn and registry)
+on small synthetic corpora."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from gnnkit.citation import (
+    MODEL_NAMES,
     BiLSTMEncoder,
     CitationRecord,
     Fold,
@@ -22,6 +24,7 @@ from gnnkit.citation import (
     textgcn_graph,
     to_data,
 )
+from gnnkit.citation.textgcn import pmi_edges, sliding_windows
 from gnnkit.errors import InputError
 
 CUE_WORDS = {
@@ -266,6 +269,26 @@ def test_textgcn_graph_counts_sliding_windows():
             assert key not in got
 
 
+def test_sliding_windows_and_pmi_edges_by_hand():
+    windows = sliding_windows([[0, 1, 2, 3], [], [0, 1]], num_words=5, window=2)
+    assert windows.toarray().tolist() == [
+        [1, 1, 0, 0, 0],
+        [0, 1, 1, 0, 0],
+        [0, 0, 1, 1, 0],
+        [1, 1, 0, 0, 0],
+    ]  # the empty document has no window; a document of 2 ids has one
+    # #W = 4; #W(0) = 2, #W(1) = 3, #W(2) = 2, #W(3) = 1; pairs 01: 2, 12: 1, 23: 1.
+    r, c, pmi = pmi_edges(windows, min_cooccurrence=1)
+    edges = sorted(zip(r.tolist(), c.tolist(), pmi.tolist(), strict=True))
+    assert [(u, v) for u, v, _ in edges] == [(0, 1), (2, 3)]  # PMI(1, 2) = log(4/6) < 0
+    assert [w for _, _, w in edges] == pytest.approx([math.log(2 * 4 / 6), math.log(4 / 2)])
+    r, c, _ = pmi_edges(windows, min_cooccurrence=2)
+    assert (r.tolist(), c.tolist()) == ([0], [1])
+    none = sliding_windows([[], []], num_words=3, window=2)
+    assert none.shape == (1, 3) and none.nnz == 0
+    assert all(a.size == 0 for a in pmi_edges(none, min_cooccurrence=1))
+
+
 # -- building blocks ---------------------------------------------------------------------------
 
 
@@ -310,6 +333,21 @@ def test_make_model_errors():
         make_model("text", dropout=1.5)
     with pytest.raises(InputError, match=r"val_fraction must be in \(0, 1\)"):
         make_model("textgcn", val_fraction=1.0)
+
+
+def test_every_name_makes_a_model_and_the_package_resolves_every_export():
+    import gnnkit.citation as package
+
+    for name in MODEL_NAMES:
+        model = make_model(name, seed=5)
+        assert model.seed == 5 and model.name == name.split("-")[0]
+    assert make_model("graph-structure").features == "embedding"
+    assert make_model("hybrid-concat", fusion="gated").fusion == "gated"  # overrides win
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    assert set(package.__all__) <= set(dir(package))
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        package.Nope  # noqa: B018
 
 
 def test_module_errors():

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from test_hybrid_models import synthetic_records
+from test_citation_models import synthetic_records
 
 from gnnkit.cli import main
 from gnnkit.cli.citation import parse_models
@@ -65,16 +65,16 @@ def test_bench_writes_table_json_and_plot(corpus_file, tmp_path, capsys):
 
 def test_bench_prints_the_hybrid_against_text_line(monkeypatch, corpus_file, capsys):
     # Stand-ins for the two neural models keep this test fast; the line is what is tested.
+    from gnnkit.citation import registry
     from gnnkit.cli import citation as cli
 
     monkeypatch.setattr(cli, "MODEL_NAMES", ("text", "hybrid"))
+    make_model = registry.make_model
 
     def fake(name, *, seed):
-        from gnnkit.citation import make_model
-
         return make_model("svm", C=0.01 if name == "text" else 1.0, seed=seed)
 
-    monkeypatch.setattr(cli, "make_model", fake)
+    monkeypatch.setattr(registry, "make_model", fake)  # the command imports it when it runs
     argv = ["citation", "bench", "--corpus", str(corpus_file), "--models", "text,hybrid"]
     assert main([*argv, "--folds", "3"]) == 0
     out = capsys.readouterr().out
@@ -133,3 +133,29 @@ def test_entry_point_runs(corpus_file):
     )
     assert proc.returncode == 0, proc.stderr
     assert "papers" in proc.stdout
+
+
+def test_the_parser_loads_neither_the_models_nor_scikit_learn():
+    # `gnnkit --help` builds every subcommand's parser: this one needs the model names only.
+    code = (
+        "import argparse, sys\n"
+        "from gnnkit.cli import citation\n"
+        "citation.register(argparse.ArgumentParser().add_subparsers())\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('sklearn', 'gnnkit.citation')))\n"
+        "print(' '.join(loaded))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["gnnkit.citation", "gnnkit.citation.names"]
+
+
+def test_model_names_match_the_registry():
+    from gnnkit.citation import names, registry
+
+    assert tuple(registry.MODELS) == names.BASE_MODELS
+    assert all(cls.name == name for name, cls in registry.MODELS.items())
+    assert all(base in registry.MODELS for base, _ in names.VARIANTS.values())
+    assert parse_models(",".join(names.MODEL_NAMES)) == list(names.MODEL_NAMES)

@@ -1,0 +1,121 @@
+"""What every citation model shares: the :class:`CitationModel` interface and the argument checks.
+
+A model is fitted on one fold at a time: ``fit(view)`` trains on the training sentences of a
+:class:`~gnnkit.citation.cv.FoldView` (which holds no test label), ``predict(view)`` returns
+class ids for ``view.test``. Also here: the TF-IDF vectoriser of pre-tokenised sentences and
+the MLP head that several models use.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from torch import nn
+
+from gnnkit.citation.cv import FoldView
+from gnnkit.errors import InputError
+
+__all__ = [
+    "CitationModel",
+    "check_choice",
+    "check_positive",
+    "check_probability",
+    "mlp",
+    "tfidf_vectorizer",
+]
+
+
+class CitationModel(ABC):
+    """A sentiment classifier for citation sentences (one fold at a time).
+
+    Subclasses are dataclasses: their fields are the hyper-parameters, so
+    ``replace(model, lr=...)`` and ``repr(model)`` show the whole configuration.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, view: FoldView) -> CitationModel:
+        """Train on ``view.train`` (labels ``view.y_train``); returns ``self``."""
+
+    @abstractmethod
+    def predict(self, view: FoldView, index: np.ndarray | None = None) -> np.ndarray:
+        """Class ids of the sentences ``index`` (default: ``view.test``)."""
+
+    def _check_fitted(self, attribute: str) -> None:
+        if getattr(self, attribute, None) is None:
+            raise InputError(f"{type(self).__name__} is not fitted; call fit(view) first")
+
+    def _check_view(self, view: FoldView) -> None:
+        if not isinstance(view, FoldView):
+            raise InputError(
+                f"{type(self).__name__} expects a FoldView (gnnkit.citation.fold_view), got "
+                f"{type(view).__name__}"
+            )
+        if view.train.size == 0:
+            raise InputError("the fold has no training sentences")
+        present = np.unique(view.y_train)
+        if present.size < 2:
+            raise InputError(
+                f"the training part holds a single class ({int(present[0])}); a classifier "
+                "needs at least two"
+            )
+
+
+def check_positive(**values: Any) -> None:
+    """Raise :class:`InputError` unless every value is a number > 0 (booleans refused)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise InputError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_probability(**values: Any) -> None:
+    """Raise :class:`InputError` unless every value is a number in [0, 1) (a dropout rate)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    """Raise :class:`InputError` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _pretokenized(tokens: Any) -> Any:
+    return tokens
+
+
+def tfidf_vectorizer(**options: Any) -> TfidfVectorizer:
+    """scikit-learn's ``TfidfVectorizer`` for sentences that are already token lists.
+
+    ``options`` go to the vectoriser (``ngram_range``, ``min_df``, ``sublinear_tf``, ``norm``...);
+    tokenising, preprocessing and lower-casing are left to :func:`~gnnkit.citation.tokenize`.
+    """
+    return TfidfVectorizer(
+        tokenizer=_pretokenized,
+        preprocessor=_pretokenized,
+        token_pattern=None,
+        lowercase=False,
+        **options,
+    )
+
+
+def mlp(in_channels: int, hidden: int, out_channels: int, dropout: float) -> nn.Sequential:
+    """Dropout, Linear, ReLU, dropout, Linear: the classification head of the neural models.
+
+    Shapes:
+        - **input:** (B, in_channels)
+        - **output:** (B, out_channels)
+    """
+    return nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(in_channels, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, out_channels),
+    )

@@ -1,0 +1,52 @@
+"""The citation models by name: :data:`MODELS` and :func:`make_model`.
+
+The names themselves (:data:`~gnnkit.citation.names.MODEL_NAMES`, the ablation
+:data:`~gnnkit.citation.names.VARIANTS`) live in :mod:`gnnkit.citation.names`, which imports
+no model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from gnnkit.citation.base import CitationModel
+from gnnkit.citation.graph import GraphModel
+from gnnkit.citation.hybrid import HybridModel
+from gnnkit.citation.names import MODEL_NAMES, VARIANTS
+from gnnkit.citation.svm import SVMModel
+from gnnkit.citation.text import TextModel
+from gnnkit.citation.textgcn import TextGCNModel
+from gnnkit.errors import InputError
+
+__all__ = ["MODELS", "MODEL_NAMES", "VARIANTS", "make_model"]
+
+#: The five models of the benchmark, by name, in the order of
+#: :data:`~gnnkit.citation.names.BASE_MODELS`.
+MODELS: dict[str, type[CitationModel]] = {
+    cls.name: cls for cls in (SVMModel, TextModel, GraphModel, HybridModel, TextGCNModel)
+}
+
+
+def make_model(name: str, *, seed: int = 0, **overrides: Any) -> CitationModel:
+    """A fresh model by name (:data:`MODELS` or a :data:`VARIANTS` ablation), with overrides.
+
+    Raises:
+        InputError: an unknown name or hyper-parameter.
+    """
+    if name in VARIANTS:
+        base, preset = VARIANTS[name]
+        overrides = {**preset, **overrides}
+    elif name in MODELS:
+        base = name
+    else:
+        raise InputError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    cls = MODELS[base]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InputError(
+            f"model {name!r} has no hyper-parameter {', '.join(unknown)}; "
+            f"it has {', '.join(sorted(known))}"
+        )
+    return cls(seed=seed, **overrides)
