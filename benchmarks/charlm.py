@@ -15,9 +15,16 @@
    each strategy, batch 64, against a bare ``nn.LSTM`` step loop and against re-reading the
    whole text for every new character (what generation without state carrying costs).
 
+4. The report's Tables 2 and 3 for every trained run: greedy samples at its snapshots, samples
+   at the report's temperatures (its tau = 1/T: the report multiplies the logits by tau,
+   gnnkit divides them by T) and completions of the report's prompts
+   (:func:`gnnkit.seq.charlm.samples_table`, :func:`gnnkit.seq.charlm.completions_table`).
+
 Run (under the shared benchmark lock):
     flock /tmp/gnnkit-bench.lock python benchmarks/charlm.py [--runs runs/charlm]
-Writes benchmarks/results/charlm.md and charlm.json (and charlm_<corpus>.png plots).
+    python benchmarks/charlm.py --tables-only [--preset paper]   # the tables alone, quick
+Writes benchmarks/results/charlm.md and charlm.json (and charlm_<corpus>.png plots), and the
+tables to charlm_table_<corpus>.md (charlm_<preset>_table_<corpus>.md for other presets).
 """
 
 from __future__ import annotations
@@ -39,17 +46,28 @@ from gnnkit.seq.charlm import (
     History,
     TextDataset,
     Trainer,
+    completions_table,
     generate_batch,
     get_preset,
     load_corpus,
     load_model,
+    load_run,
     plot_history,
+    samples_table,
 )
+from gnnkit.seq.charlm.samples import Run
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORPORA = ("bartleby", "pydoc-tutorial")
+
+#: The report's Table 3 prompts.
+REPORT_PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
+#: gnnkit temperatures T of the report's Table 2 rows (its tau = 2, 1, 0.5).
+REPORT_TEMPERATURES = (0.5, 1.0, 2.0)
+#: Characters per Table 2 sample and per Table 3 completion (prompt included), as the report.
+SAMPLE_LENGTH, COMPLETION_LENGTH = 30, 100
 
 
 # ------------------------------------------------------------------------------ throughput
@@ -226,7 +244,121 @@ def accuracy(runs: Path, preset: str) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------------------- tables
+def report_tau(temperature: float) -> float:
+    """The report's tau for a gnnkit temperature T: the report multiplies the logits by tau,
+    gnnkit divides them by T, so tau = 1/T."""
+    return 1.0 / temperature
+
+
+def report_tables(runs: list[Run], *, greedy_samples: int = 5, seed: int = 0) -> str:
+    """The report's Tables 2 and 3 (Markdown) for ``runs``, one column per run."""
+    samples = samples_table(
+        runs,
+        temperatures=REPORT_TEMPERATURES,
+        greedy_samples=greedy_samples,
+        sample_length=SAMPLE_LENGTH,
+        seed=seed,
+        temperature_label=lambda t: f"T = {t:g} (report's τ = {report_tau(t):g})",
+    )
+    completions = completions_table(
+        runs, prompts=REPORT_PROMPTS, completion_length=COMPLETION_LENGTH
+    )
+    return "\n".join(
+        [
+            f"Table 2: samples of {SAMPLE_LENGTH} characters from random start characters "
+            "(greedy at several checkpoints, then sampled with temperature T from the last one). "
+            "Newlines are shown as `\\n`, tabs as `\\t`; trailing spaces removed.",
+            "",
+            samples,
+            f"Table 3: greedy completions of the input strings to {COMPLETION_LENGTH} characters "
+            "(prompt included), from the last checkpoint.",
+            "",
+            completions,
+        ]
+    )
+
+
+def write_tables(runs: Path, preset: str, out_dir: Path, seed: int = 0) -> list[Path]:
+    """``charlm[_<preset>]_table_<corpus>.md`` in ``out_dir`` for every trained run."""
+    written = []
+    stem = "charlm_table" if preset == "cpu" else f"charlm_{preset}_table"
+    for corpus in CORPORA:
+        folder = runs / f"{corpus}-{preset}"
+        if folder.is_dir():
+            markdown = report_tables([load_run(folder)], seed=seed)
+            written.append(atomic_write_text(out_dir / f"{stem}_{corpus}.md", markdown))
+    return written
+
+
 # ---------------------------------------------------------------------------------- report
+def _accuracy_lines(acc: dict[str, Any]) -> list[str]:
+    if not acc:
+        return ["(no trained runs found)", ""]
+    lines = [
+        "| corpus | chars (distinct) | batches | train acc (last 100 batches) | "
+        "train acc (eval) | val acc | val loss | train time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for corpus, r in acc.items():
+        lines.append(
+            f"| {corpus} | {r['corpus_chars']:,} ({r['vocabulary_size']}) | {r['steps']:,} | "
+            f"{100 * r['train_acc_last100']:.2f} % | {100 * r['train_eval_acc']:.2f} % | "
+            f"**{100 * r['val_acc']:.2f} %** | {r['val_loss']:.3f} | "
+            f"{r['train_seconds'] / 60:.1f} min |"
+        )
+    return [
+        *lines,
+        "",
+        "Target: validation accuracy >= 50 % on each corpus. Train acc (eval) is measured "
+        "like the validation accuracy (eval mode, no dropout) on as many training windows. "
+        "The report's maximum training accuracies (paper preset: 84.22 % Bartleby, "
+        "74.84 % tutorials) need a GPU; no GPU was available for this result. Curves: "
+        + ", ".join(f"`charlm_{c}.png`" for c in acc)
+        + ".",
+        "",
+    ]
+
+
+def _throughput_lines(throughput: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Training throughput against a bare `nn.LSTM` loop of the same shape",
+        "",
+        "| preset shape | corpus | gnnkit chars/s | bare loop chars/s | ratio (target >= 0.9) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for t in throughput:
+        lines.append(
+            f"| {t['preset']} | {t['corpus']} | {t['gnnkit_chars_per_s']:,.0f} | "
+            f"{t['bare_chars_per_s']:,.0f} | **{t['ratio']:.2f}x** |"
+        )
+    repeats = throughput[0]["repeats"]
+    return [*lines, "", f"Medians of interleaved repeats in one process ({repeats} each).", ""]
+
+
+def _generation_lines(g: dict[str, Any] | None) -> list[str]:
+    if not g:
+        return []
+    lines = [
+        f"## Generation speed (`cpu` preset model, {g['length']:,} new characters)",
+        "",
+        "| setting | new chars/s |",
+        "|---|---:|",
+    ]
+    for strategy, rate in g["batch1"].items():
+        lines.append(f"| gnnkit, batch 1, {strategy} | **{rate:,.0f}** |")
+    return [
+        *lines,
+        f"| bare `nn.LSTM` step loop, batch 1, greedy | {g['bare_batch1_greedy']:,.0f} |",
+        f"| gnnkit, batch 64, temperature (all rows) | {g['batch64_temperature']:,.0f} |",
+        f"| re-reading the text per character, batch 1, greedy ({g['reread_length']} chars) "
+        f"| {g['reread_batch1_greedy']:,.0f} |",
+        "",
+        f"Target: >= 2,000 chars/s at batch 1. gnnkit / bare loop: {g['carried_vs_bare']:.2f}x.",
+        "",
+    ]
+
+
 def markdown(payload: dict[str, Any], command: str) -> str:
     env = payload["environment"]
     lines = [
@@ -234,71 +366,9 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         "",
         "## Accuracy of the `cpu` preset (2 x 256 LSTM)",
         "",
-    ]
-    acc = payload["accuracy"]
-    if acc:
-        lines += [
-            "| corpus | chars (distinct) | batches | train acc (last 100 batches) | "
-            "train acc (eval) | val acc | val loss | train time |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for corpus, r in acc.items():
-            lines.append(
-                f"| {corpus} | {r['corpus_chars']:,} ({r['vocabulary_size']}) | {r['steps']:,} | "
-                f"{100 * r['train_acc_last100']:.2f} % | {100 * r['train_eval_acc']:.2f} % | "
-                f"**{100 * r['val_acc']:.2f} %** | {r['val_loss']:.3f} | "
-                f"{r['train_seconds'] / 60:.1f} min |"
-            )
-        lines += [
-            "",
-            "Target: validation accuracy >= 50 % on each corpus. Train acc (eval) is measured "
-            "like the validation accuracy (eval mode, no dropout) on as many training windows. "
-            "The report's maximum training accuracies (paper preset: 84.22 % Bartleby, "
-            "74.84 % tutorials) need a GPU; no GPU was available for this result. Curves: "
-            + ", ".join(f"`charlm_{c}.png`" for c in acc)
-            + ".",
-            "",
-        ]
-    else:
-        lines += ["(no trained runs found)", ""]
-    lines += [
-        "## Training throughput against a bare `nn.LSTM` loop of the same shape",
-        "",
-        "| preset shape | corpus | gnnkit chars/s | bare loop chars/s | ratio (target >= 0.9) |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for t in payload["throughput"]:
-        lines.append(
-            f"| {t['preset']} | {t['corpus']} | {t['gnnkit_chars_per_s']:,.0f} | "
-            f"{t['bare_chars_per_s']:,.0f} | **{t['ratio']:.2f}x** |"
-        )
-    lines += [
-        "",
-        "Medians of interleaved repeats in one process "
-        f"({payload['throughput'][0]['repeats']} each).",
-        "",
-    ]
-    g = payload.get("generation")
-    if g:
-        lines += [
-            f"## Generation speed (`cpu` preset model, {g['length']:,} new characters)",
-            "",
-            "| setting | new chars/s |",
-            "|---|---:|",
-        ]
-        for strategy, rate in g["batch1"].items():
-            lines.append(f"| gnnkit, batch 1, {strategy} | **{rate:,.0f}** |")
-        lines += [
-            f"| bare `nn.LSTM` step loop, batch 1, greedy | {g['bare_batch1_greedy']:,.0f} |",
-            f"| gnnkit, batch 64, temperature (all rows) | {g['batch64_temperature']:,.0f} |",
-            f"| re-reading the text per character, batch 1, greedy ({g['reread_length']} chars) "
-            f"| {g['reread_batch1_greedy']:,.0f} |",
-            "",
-            f"Target: >= 2,000 chars/s at batch 1. gnnkit / bare loop: "
-            f"{g['carried_vs_bare']:.2f}x.",
-            "",
-        ]
-    lines += [
+        *_accuracy_lines(payload["accuracy"]),
+        *_throughput_lines(payload["throughput"]),
+        *_generation_lines(payload.get("generation")),
         f"Machine: {env['cpu']}, {env['threads']} threads; torch {env['torch']}, "
         f"PyG {env['torch_geometric']}, Python {env['python']}, {env['date']}.",
         f"Command: `{command}`",
@@ -307,22 +377,8 @@ def markdown(payload: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=Path, default=Path("runs/charlm"))
-    parser.add_argument("--steps", type=int, default=20, help="batches per throughput repeat")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--paper-steps", type=int, default=3, help="0 skips the paper shape")
-    parser.add_argument("--gen-length", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", type=Path, default=RESULTS / "charlm.json")
-    parser.add_argument("--markdown", type=Path, default=RESULTS / "charlm.md")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Sections 1-3: accuracy of the trained runs, training throughput, generation speed."""
     payload: dict[str, Any] = {"environment": environment("cpu")}
     payload["accuracy"] = accuracy(args.runs, "cpu")
     payload["throughput"] = []
@@ -349,13 +405,40 @@ def main() -> None:
     payload["generation"] = generation(model, args.gen_length, 3)
     payload["generation"]["checkpoint"] = str(checkpoint) if checkpoint.is_file() else None
     print(json.dumps(payload["generation"], indent=1), file=sys.stderr)
+    return payload
 
-    command = "python " + " ".join(["benchmarks/charlm.py", *sys.argv[1:]])
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=Path, default=Path("runs/charlm"))
+    parser.add_argument("--steps", type=int, default=20, help="batches per throughput repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--paper-steps", type=int, default=3, help="0 skips the paper shape")
+    parser.add_argument("--gen-length", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=RESULTS / "charlm.json")
+    parser.add_argument("--markdown", type=Path, default=RESULTS / "charlm.md")
+    parser.add_argument("--tables-only", action="store_true", help="only write the tables")
+    parser.add_argument("--preset", default="cpu", help="the runs the tables show (default: cpu)")
+    parser.add_argument("--tables-dir", type=Path, default=RESULTS, help="where tables go")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    for path in write_tables(args.runs, args.preset, args.tables_dir):
+        print(f"wrote {path}", file=sys.stderr)
+    if args.tables_only:
+        return 0
+    payload = measure(args)
+    command = "python " + " ".join(["benchmarks/charlm.py", *(argv or sys.argv[1:])])
     payload["command"] = command
     atomic_write_json(args.json, payload)
     atomic_write_text(args.markdown, markdown(payload, command))
     print(markdown(payload, command))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,8 +7,9 @@ stream (generated inside every loop):
 - ``bare``: ``nn.Embedding`` -> ``nn.LSTM`` -> ``nn.Linear`` and a hand-written loop
   (forward, loss, backward, clip, step, ``loss.item()``): the reference.
 - ``gnnkit``: :class:`gnnkit.seq.LSTMClassifier` (on ``nn.LSTM``) trained by
-  :func:`gnnkit.seq.fit` (input checks, accuracy, history, early-stop bookkeeping included;
-  the stop rule is switched off so every call trains exactly ``--batches`` batches).
+  :func:`gnnkit.seq.fit` on the training engine (input checks, accuracy, history, early-stop
+  and random-state bookkeeping included; the stop rule is switched off so every call trains
+  exactly ``--batches`` batches).
 - ``gnnkit-hand``: the same with ``backend="gnnkit"``, the hand-written LSTM (a Python loop
   over time steps of :class:`gnnkit.seq.LSTMCell`).
 
@@ -97,19 +98,8 @@ def measure(seq_len: int, hidden: int, batches: int, rounds: int) -> dict[str, l
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[5, 15])
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batches", type=int, default=60, help="batches per timed round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "seq_throughput")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    load_start = os.getloadavg()
-    started = time.perf_counter()
+def run_lengths(args: argparse.Namespace) -> list[dict]:
+    """One row per sequence length: median ms per batch, every round, and the speed ratios."""
     rows = []
     for seq_len in args.lengths:
         times = measure(seq_len, args.hidden, args.batches, args.rounds)
@@ -130,35 +120,11 @@ def main() -> None:
             + ", ".join(f"{n} {r:.2f}x" for n, r in row["speed_ratio"].items()),
             flush=True,
         )
-    env = environment("cpu")
-    payload = {
-        "benchmark": "seq_throughput",
-        "command": "flock /tmp/gnnkit-bench.lock .venv/bin/python benchmarks/seq_throughput.py "
-        + " ".join(
-            [
-                f"--lengths {' '.join(map(str, args.lengths))}",
-                f"--hidden {args.hidden}",
-                f"--batches {args.batches}",
-                f"--rounds {args.rounds}",
-                f"--threads {args.threads}",
-            ]
-        ),
-        "setup": {
-            "task": "randomcomb",
-            "batch_size": 128,
-            "embed_dim": "2 x seq_len",
-            "hidden": args.hidden,
-            "batches_per_round": args.batches,
-            "rounds": args.rounds,
-        },
-        "targets": TARGETS,
-        "results": rows,
-        "wall_seconds": time.perf_counter() - started,
-        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-        "environment": env,
-    }
-    atomic_write_json(args.out.with_suffix(".json"), payload)
+    return rows
 
+
+def markdown(payload: dict, args: argparse.Namespace) -> str:
+    env, load = payload["environment"], payload["load_average"]
     lines = [
         "# Sequence models: training throughput against a bare torch.nn.LSTM loop",
         "",
@@ -171,7 +137,7 @@ def main() -> None:
         "hand-written LSTM + fit | ratio (target >= 0.33) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
+    for row in payload["results"]:
         ms, ratio = row["ms_per_batch"], row["speed_ratio"]
         lines.append(
             f"| {row['seq_len']} | {ms['bare']:.1f} ms | {ms['gnnkit']:.1f} ms | "
@@ -185,11 +151,54 @@ def main() -> None:
         f"Machine: {env['cpu']}, {env['threads']} torch thread(s) of {env['cpu_count']} cores, "
         f"device {env['device']}; torch {env['torch']}, PyG {env['torch_geometric']}, "
         f"Python {env['python']}; {env['date']}. Load average at start / end: "
-        f"{[round(x, 2) for x in load_start]} / {[round(x, 2) for x in os.getloadavg()]} "
+        f"{[round(x, 2) for x in load['start']]} / {[round(x, 2) for x in load['end']]} "
         "(a shared machine: only the ratios, measured in the same run, are meaningful).",
         "",
     ]
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[5, 15])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batches", type=int, default=60, help="batches per timed round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "seq_throughput")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    rows = run_lengths(args)
+    options = [
+        f"--lengths {' '.join(map(str, args.lengths))}",
+        f"--hidden {args.hidden}",
+        f"--batches {args.batches}",
+        f"--rounds {args.rounds}",
+        f"--threads {args.threads}",
+    ]
+    payload = {
+        "benchmark": "seq_throughput",
+        "command": "flock /tmp/gnnkit-bench.lock .venv/bin/python benchmarks/seq_throughput.py "
+        + " ".join(options),
+        "setup": {
+            "task": "randomcomb",
+            "batch_size": 128,
+            "embed_dim": "2 x seq_len",
+            "hidden": args.hidden,
+            "batches_per_round": args.batches,
+            "rounds": args.rounds,
+        },
+        "targets": TARGETS,
+        "results": rows,
+        "wall_seconds": time.perf_counter() - started,
+        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+        "environment": environment("cpu"),
+    }
+    atomic_write_json(args.out.with_suffix(".json"), payload)
+    atomic_write_text(args.out.with_suffix(".md"), markdown(payload, args))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Train a character-level LSTM on a corpus and generate text with it.
 
-Shows the whole gnnkit.seq.charlm workflow of the reference report's section 2 in one script:
-load a corpus (a registered one or any UTF-8 file), train the ``cpu`` preset for a few hundred
+Shows the whole gnnkit.seq.charlm workflow (a character-level LSTM generator after Graves,
+arXiv:1308.0850, and Karpathy's char-rnn) in one script: load a corpus (a registered one or any UTF-8 file), train the ``cpu`` preset for a few hundred
 batches with checkpoints, reload the model from its checkpoint, then continue prompts
 greedily, with temperature and with top-k sampling, one prompt and a batch of them.
 
@@ -52,7 +52,8 @@ torch.manual_seed(0)
 model = CharLSTM(data.vocabulary, preset.model)
 print(model)
 
-# 3. Training: Adam, lr decay, clipping; checkpoint.pt in --out can be resumed.
+# 3. Training on gnnkit's training engine: Adam, lr decay, clipping; checkpoint.pt in --out
+#    resumes bit for bit.
 trainer = Trainer(model, data, config, out_dir=args.out, seed=0, preset="cpu")
 if (args.out / "checkpoint.pt").is_file():
     trainer.resume()
@@ -64,14 +65,15 @@ print(
 )
 print("curves:", plot_history(history, args.out / "history.png", title=name))
 
-# 4. A checkpoint holds config, vocabulary and weights: reload it like a user would.
+# 4. The checkpoint (like the snapshots best.pt, step_*.pt) holds config, vocabulary and
+#    weights: reload the model from it like a user would.
 model = load_model(args.out / "checkpoint.pt")
 
 prompt = "I would prefer not to." if name == "bartleby" else "for i in range"
 prompt = "".join(c for c in prompt if c in model.vocabulary)  # keep known characters
 print(f"\nprompt: {prompt!r}")
 print("greedy       :", repr(generate(model, prompt, 80)))
-# gnnkit divides the logits by T (T -> 0 is greedy); the report's tau is 1 / T.
+# gnnkit divides the logits by T (T -> 0 is greedy, T = 1 the model's own distribution).
 for temperature in (0.5, 1.0, 2.0):
     sample = generate(model, prompt, 80, strategy="temperature", temperature=temperature, seed=0)
     print(f"T = {temperature:<9}:", repr(sample))

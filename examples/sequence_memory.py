@@ -1,12 +1,14 @@
 """Memory tasks with gnnkit.seq: which recurrent network remembers, and why.
 
-Shows, on the reference report's synthetic tasks (section 1):
+Shows, on two synthetic long-time-lag tasks (Hochreiter & Schmidhuber 1997):
 
 1. the data: a random-combinations sample (a permutation missing its last number) and a
    palindrome (whose last digit repeats the first);
-2. training an LSTM, a biLSTM and a vanilla RNN with the report's protocol (Adam 1e-3, batch
-   128, clipping 10, stop after 3 perfect batches) and reading the result;
-3. vanishing gradients: how strongly the last step's loss reaches back to each hidden state.
+2. training an LSTM, a biLSTM and a vanilla RNN with gnnkit.seq.fit's protocol (Adam 1e-3,
+   batch 128, clipping 10, stop after 3 perfect batches confirmed on fresh samples) and
+   reading the result;
+3. vanishing gradients (Bengio, Simard & Frasconi 1994): how strongly the last step's loss
+   reaches back to each hidden state.
 
 Run:
     .venv/bin/python examples/sequence_memory.py              # about a minute on one core
@@ -43,7 +45,7 @@ print(f"random combinations, T=6: input {tokens[0].tolist()} -> label {int(label
 tokens, label = Palindrome(9).sample(1, rng)
 print(f"palindrome, T=9:          input {tokens[0].tolist()} -> label {int(label[0])}\n")
 
-# 2. Training with the report's protocol ---------------------------------------------------
+# 2. Training with gnnkit.seq.fit's protocol -----------------------------------------------
 config = TrainConfig(max_batches=args.max_batches)
 print(f"random combinations, T={args.seq_len}, embedding {2 * args.seq_len}, seed {args.seed}:")
 for model in ("lstm", "bilstm", "rnn"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -68,15 +70,23 @@ def test_bench_table_json_and_plot(tmp_path, capsys):
     args = ["seq", "bench", "--seeds", "2", "--lengths", "5", "--models", "lstm", "rnn"]
     args += ["--hidden-dim", "16", "--max-batches", "6", "--confirm-samples", "0"]
     args += ["--json", str(out), "--plot", str(plot), "--no-progress", "--threads", "1"]
+    args += ["--markdown", str(tmp_path / "t1.md")]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "report batches" in text and "25.0 ± 2.2" in text  # the report's LSTM T=5 row
+    # the report's numbers live in the benchmark script, which the output names
+    assert "report" not in text.split("[")[0] and "python benchmarks/seq_table1.py" in text
+    assert "3-batch rule" in text and "min acc" in text
     payload = json.loads(out.read_text())
     assert len(payload["runs"]) == 4 and {r["model"] for r in payload["runs"]} == {"lstm", "rnn"}
     lstm = next(r for r in payload["summary"] if r["model"] == "lstm")
-    assert lstm["report"]["batches"] == [25.0, 2.2] and lstm["seeds"] == 2
+    assert lstm["seeds"] == 2 and "report" not in lstm
+    assert len(lstm["val_acc"]) == 2 and 0.0 <= lstm["min_val_acc"] <= lstm["val_acc"][0]
     assert payload["environment"]["threads"] == 1
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    markdown = (tmp_path / "t1.md").read_text()
+    assert markdown.startswith("# Memory-task sweep on randomcomb")
+    assert "| model | T | val loss | val acc | min acc | batches | 3-batch rule |" in markdown
+    assert sum(line.startswith("| lstm | 5 |") for line in markdown.splitlines()) == 1
 
 
 def test_gradients_table_and_plot(tmp_path, capsys):
@@ -116,6 +126,46 @@ def test_bad_inputs_exit_2_with_one_line(argv, message, capsys):
     assert main([*argv, *(["--no-progress"] if argv[1] != "gradients" else [])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("gnnkit: error:") and message in err[0]
+
+
+def test_parser_names_mirror_the_library():
+    from gnnkit.cli import seq as cli
+    from gnnkit.seq import (
+        DEFAULT_FORGET_BIAS,
+        DEFAULT_HIDDEN_DIM,
+        MODELS,
+        TASKS,
+        BiLSTM,
+        TrainConfig,
+    )
+
+    assert tuple(TASKS) == cli.TASK_NAMES and tuple(MODELS) == cli.MODEL_NAMES
+    assert (
+        tuple(n for n, (c, _) in MODELS.items() if not issubclass(c, BiLSTM))
+        == cli.STATE_MODEL_NAMES
+    )
+    assert (cli.DEFAULT_HIDDEN_DIM, cli.DEFAULT_FORGET_BIAS) == (
+        DEFAULT_HIDDEN_DIM,
+        DEFAULT_FORGET_BIAS,
+    )
+    config = TrainConfig()
+    assert (
+        config.max_batches,
+        config.confirm_samples,
+    ) == (cli.DEFAULT_MAX_BATCHES, cli.DEFAULT_CONFIRM_SAMPLES)
+
+
+def test_building_the_parser_imports_no_sequence_library():
+    code = (
+        "import argparse, sys\n"
+        "from gnnkit.cli import seq, text\n"
+        "sub = argparse.ArgumentParser().add_subparsers()\n"
+        "seq.register(sub); text.register(sub)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('gnnkit.seq', 'matplotlib'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The report's training protocol: early stopping, confirmation, determinism, convergence."""
+"""The memory-task protocol on the engine: early stopping, confirmation, determinism, convergence."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from gnnkit.seq import (
     RandomCombinations,
     SequenceClassifier,
     TrainConfig,
+    build_model,
     fit,
     run_experiment,
 )
@@ -113,3 +114,57 @@ def test_bad_training_arguments():
         run_experiment("palindrome", "lstm", 1)
     with pytest.raises(InputError, match="needs 10 tokens and 10 classes"):
         fit(Oracle(5), Palindrome(5))
+
+
+def _final_batch_loss(model, task, seed, batches):
+    """The loss ``model`` gives now on training batch ``batches`` of the stream of ``seed``."""
+    stream = task.stream(128, seed=seed)
+    for _ in range(batches):
+        tokens, labels = next(stream)
+    with torch.no_grad():
+        return torch.nn.functional.cross_entropy(model(tokens), labels).item()
+
+
+def test_the_stopping_batch_leaves_the_weights_that_scored_it():
+    task = RandomCombinations(5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model("lstm", task)
+    result = fit(model, task, seed=0)
+    assert result.converged
+    # the last batch's update was skipped: the model still gives that batch's recorded loss
+    assert _final_batch_loss(model, task, 0, result.batches) == result.loss[-1]
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model("lstm", task)
+    budget = fit(model, task, seed=0, config=TrainConfig(max_batches=5))
+    assert not budget.converged and budget.batches == 5
+    # out of budget, the last batch's update is taken before the validation
+    assert _final_batch_loss(model, task, 0, 5) != budget.loss[-1]
+
+
+def test_callback_sees_every_batch_and_cannot_stop_the_run():
+    calls = []
+
+    def callback(batch, loss, accuracy):
+        calls.append((batch, loss, accuracy))
+        return True  # tqdm's update() returns True; it must not interrupt the run
+
+    config = TrainConfig(max_batches=4)
+    result = run_experiment("palindrome", "rnn", 5, hidden_dim=8, config=config, callback=callback)
+    assert result.batches == 4
+    curves = zip(result.loss, result.accuracy, strict=True)
+    assert calls == [(i + 1, loss, acc) for i, (loss, acc) in enumerate(curves)]
+
+
+def test_the_protocol_as_an_engine_task():
+    from gnnkit.seq.memory import SequenceClassifierTask
+    from gnnkit.train.engine import Run
+
+    task = RandomCombinations(6)
+    training = SequenceClassifierTask(Oracle(6), task, TrainConfig(), seed=0)
+    result = Run(training, epochs=10, eval_every=0).run()
+    assert result.finished == "converged" and result.epochs_run == 3
+    assert result.history["eval_epoch"] == [3] and result.history["val_acc"] == [1.0]
+    assert training.converged_at == training.report_rule_batch == 3

@@ -214,3 +214,76 @@ def test_real_entry_point(run_dir):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The") and len(result.stdout) == len("The") + 12 + 1
     assert result.stderr == ""
+
+
+def test_table_prompts_and_temperatures(run_dir, capsys):
+    args = ["text", "table", "--checkpoint", str(run_dir / "step_000002.pt"), "--samples", "1"]
+    args += ["--prompt", "The ", "--prompt", "I w", "--temperature", "0.7"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line[:9] for line in lines if line.startswith("| T = ")] == ["| T = 0.7"]
+    assert sum(line.startswith("| Greedy |") for line in lines) == 1  # step 2 only
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| `")] == [
+        "| `The`",
+        "| `I w`",
+    ]
+    # the reference report's own tables come from the benchmark script, which the log names
+    assert "benchmarks/charlm.py --tables-only" in captured.err
+
+
+def test_sample_reads_a_snapshot_and_a_run_checkpoint_alike(run_dir, capsys):
+    for name in ("step_000003.pt", "checkpoint.pt"):
+        args = ["text", "sample", "--checkpoint", str(run_dir / name), "--prompt", "The"]
+        assert main([*args, "--length", "20"]) == 0
+        outputs = capsys.readouterr().out
+        assert outputs == "The" + generate(load_model(run_dir / "checkpoint.pt"), "The", 20) + "\n"
+
+
+def test_ctrl_c_finishes_the_batch_checkpoints_and_resumes(tmp_path, monkeypatch, capsys):
+    from gnnkit.cli import text as cli
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "run"
+    calls = []
+
+    def press_ctrl_c_at_batch_2(self, step, metrics):
+        calls.append(step)
+        if step == 2:
+            self.interrupt(2, None)
+        return self.stop
+
+    monkeypatch.setattr(cli._Progress, "__call__", press_ctrl_c_at_batch_2)
+    args = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    assert main([*args, "--steps", "4"]) == 130
+    err = capsys.readouterr().err
+    assert "finishing this batch and writing a checkpoint" in err
+    assert "interrupted at batch 2; continue with --resume" in err
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["finished"] is None
+    monkeypatch.undo()
+    assert main([*args, "--steps", "4", "--resume"]) == 0
+    record = json.loads((out / "history.json").read_text())
+    assert record["summary"]["steps"] == 4 and len(record["history"]["train_loss"]) == 4
+    assert calls == [1, 2]
+
+
+def test_parser_names_mirror_the_library():
+    from gnnkit.cli import text as cli
+    from gnnkit.seq.charlm import PRESETS, STRATEGIES
+    from gnnkit.seq.charlm.training import CHECKPOINT_NAME
+
+    assert tuple(sorted(PRESETS)) == cli.PRESET_NAMES and cli.STRATEGY_NAMES == STRATEGIES
+    assert cli.CHECKPOINT_NAME == CHECKPOINT_NAME
+
+
+def test_resume_refuses_a_model_snapshot_with_a_specific_message(run_dir, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes((run_dir / "step_000003.pt").read_bytes())
+    args = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--resume"]
+    assert main([*args, "--steps", "5", "--no-progress"]) == 2
+    assert "is a model snapshot without optimizer state" in capsys.readouterr().err

@@ -15,7 +15,6 @@ from gnnkit.seq.charlm import (
     generate,
     generate_batch,
     pick_next,
-    report_tau,
 )
 
 VOCAB = Vocabulary.from_text("abcdefghijklmnopqrstuvwxyz .,\n")
@@ -117,11 +116,6 @@ def test_pick_next_top_k_only_draws_the_k_best():
     # k larger than the vocabulary is plain temperature sampling
     wide = pick_next(logits, "top-k", k=50, generator=torch.Generator().manual_seed(0))
     assert set(wide.tolist()) == {0, 1, 2, 3, 4}
-
-
-def test_report_tau_mapping():
-    assert report_tau(0.5) == 2.0
-    assert report_tau(2.0) == 0.5
 
 
 def test_length_zero_and_empty_batch(model):

@@ -14,19 +14,22 @@ from gnnkit.seq.charlm import (
     Trainer,
     evaluate,
     generate,
-    load_checkpoint,
     load_model,
     load_run,
     plot_history,
+    read_model_file,
     sample_table,
     save_model,
 )
 from gnnkit.seq.charlm.training import CHECKPOINT_NAME
+from gnnkit.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from gnnkit.train.engine import NonFiniteLossError
 
 SENTENCE = "the quick brown fox jumps over the lazy dog\n"
 TINY = CharLSTMConfig(embedding_dim=8, hidden_size=24, num_layers=1, dropout=0.0)
 SMALL = CharLSTMConfig(embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.3)
 CORPUS = (SENTENCE + "a stitch in time saves nine, said the scrivener.\n") * 12
+PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +114,7 @@ def test_history_and_outputs(tmp_path):
     # best.pt holds the weights of the evaluation with the lowest validation loss
     best = history.eval_step[history.val_loss.index(min(history.val_loss))]
     assert summary["best_step"] == best
-    assert load_checkpoint(tmp_path / "best.pt")["step"] == best
+    assert read_model_file(tmp_path / "best.pt")["step"] == best
     assert plot_history(history, tmp_path / "h.png", title="toy").stat().st_size > 0
 
 
@@ -121,8 +124,14 @@ def test_checkpoint_round_trip(tmp_path):
     Trainer(model, data, config, out_dir=tmp_path).run()
     # plain torch.load with weights_only=True reads it (tensors, dicts, lists, str, numbers)
     raw = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
-    assert raw["kind"] == "training" and raw["step"] == 3
-    assert raw["vocabulary"] == data.vocabulary.to_list()
+    # the training engine's one checkpoint format; the character model's parts under "task"
+    assert raw["format"] == CHECKPOINT_FORMAT and raw["epoch"] == 3
+    assert raw["finished"] == "epochs"
+    assert raw["task"]["vocabulary"] == data.vocabulary.to_list()
+    assert raw["task"]["model_config"] == SMALL.to_dict() and raw["task"]["seed"] == 0
+    assert raw["task"]["corpus"]["sha256"] == data.sha256
+    snapshot = torch.load(tmp_path / "step_000003.pt", weights_only=True)
+    assert snapshot["format"] == "gnnkit.seq.charlm.CharLSTM" and snapshot["kind"] == "model"
     for path in (tmp_path / CHECKPOINT_NAME, tmp_path / "step_000003.pt"):
         loaded = load_model(path)
         assert loaded.vocabulary == model.vocabulary and loaded.config == model.config
@@ -131,7 +140,7 @@ def test_checkpoint_round_trip(tmp_path):
             assert torch.equal(value, loaded.state_dict()[key])
         assert generate(loaded, "the ", 20) == generate(model, "the ", 20)
     save_model(model, tmp_path / "copy.pt", note="x")
-    assert load_checkpoint(tmp_path / "copy.pt")["note"] == "x"
+    assert read_model_file(tmp_path / "copy.pt")["note"] == "x"
 
 
 def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
@@ -154,13 +163,156 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
     assert resumed.history.lr == straight.history.lr
 
 
+def _same_run(a: Trainer, b: Trainer) -> None:
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    first, second = a.history.to_dict(), b.history.to_dict()
+    del first["train_seconds"], second["train_seconds"]
+    assert first == second
+
+
+def test_resume_after_an_interruption_is_bit_identical(tmp_path):
+    config = _quick(steps=7, eval_every=2, sample_every=2, checkpoint_every=0)
+    model, data = _setup(config)
+    straight = Trainer(model, data, config, out_dir=tmp_path / "a")
+    straight.run()
+
+    model_b, _ = _setup(config)
+    stopped = Trainer(model_b, data, config, out_dir=tmp_path / "b")
+    stopped.run(on_step=lambda step, metrics: step == 3)  # Ctrl-C after batch 3
+    assert stopped.step == 3
+    torch.manual_seed(7)  # disturb the global RNG: the checkpoint restores it
+    resumed = Trainer(CharLSTM(data.vocabulary, SMALL), data, config, out_dir=tmp_path / "b")
+    assert resumed.resume() == 3 and resumed.history.eval_step == [2]
+    resumed.run()
+    assert resumed.step == 7
+    _same_run(straight, resumed)
+    assert [s[0] for s in resumed.history.samples] == [2, 4, 6, 7]
+    # both runs wrote the same snapshots, and the same best model
+    assert (
+        read_model_file(tmp_path / "a" / "best.pt")["step"]
+        == read_model_file(tmp_path / "b" / "best.pt")["step"]
+    )
+    assert read_model_file(tmp_path / "b" / CHECKPOINT_NAME)["step"] == 7
+
+
+def test_run_continues_in_the_same_process(tmp_path):
+    config = _quick(steps=6)
+    model, data = _setup(config)
+    straight = Trainer(model, data, config)
+    straight.run()
+    model_b, _ = _setup(config)
+    twice = Trainer(model_b, data, config, out_dir=tmp_path)
+    twice.run(steps=3)
+    assert twice.step == 3 and twice.history.eval_step == [3]
+    torch.manual_seed(7)  # the run keeps its own random state between the calls
+    twice.run(steps=6)
+    # evaluations and samples at 3 (the end of the first call) come on top of the straight run's
+    assert twice.history.eval_step == [3, 6] == straight.history.eval_step
+    assert twice.history.train_loss == straight.history.train_loss
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, twice.model.state_dict()[key]), key
+    assert twice.run(steps=4) is not None and twice.step == 6  # nothing left to do
+
+
+def test_seed_and_samples_come_back_from_the_checkpoint(tmp_path):
+    config = _quick(steps=3)
+    model, data = _setup(config)
+    Trainer(model, data, config, out_dir=tmp_path, seed=5, preset="cpu").run()
+    resumed = Trainer(
+        CharLSTM(data.vocabulary, SMALL), data, config.replace(steps=4), out_dir=tmp_path, seed=99
+    )
+    resumed.resume()
+    assert resumed.seed == 5 and resumed.preset == "cpu"
+    assert [s[0] for s in resumed.history.samples] == [3]
+    assert resumed.state_dict()["seed"] == 5
+    assert resumed.state_dict()["generator"].dtype == torch.uint8
+
+
+def test_save_writes_the_engine_checkpoint_anywhere(tmp_path):
+    config = _quick(steps=2)
+    model, data = _setup(config)
+    trainer = Trainer(model, data, config, out_dir=tmp_path / "run")
+    trainer.save(tmp_path / "at_start.pt")  # before any batch
+    assert read_model_file(tmp_path / "at_start.pt")["step"] == 0
+    trainer.run()
+    trainer.save(tmp_path / "copy.pt")
+    raw = torch.load(tmp_path / "copy.pt", weights_only=True)
+    assert raw["format"] == CHECKPOINT_FORMAT and raw["epoch"] == 2
+    assert (tmp_path / "run" / CHECKPOINT_NAME).is_file()
+    loaded = load_model(tmp_path / "copy.pt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_engine_checkpoint_holds_what_load_model_needs(tmp_path):
+    config = _quick(steps=3)
+    model, data = _setup(config)
+    Trainer(model, data, config, out_dir=tmp_path, preset="cpu").run()
+    payload = read_model_file(tmp_path / CHECKPOINT_NAME)
+    assert payload["step"] == 3 and payload["preset"] == "cpu"
+    assert payload["corpus"]["name"] == "toy" and payload["model_config"] == SMALL.to_dict()
+    run = load_run(tmp_path / CHECKPOINT_NAME)  # the checkpoint and the snapshots beside it
+    assert [step for step, _ in run.models] == [3] and run.name == "toy"
+
+
+def test_files_written_before_the_training_engine(tmp_path):
+    config = _quick(steps=3)
+    model, data = _setup(config)
+    old = save_model(model, tmp_path / CHECKPOINT_NAME, kind="training", step=3)
+    assert load_model(old).config == SMALL  # still a model file
+    trainer = Trainer(CharLSTM(data.vocabulary, SMALL), data, config, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match=r"written by an earlier gnnkit.*cannot be resumed"):
+        trainer.resume()
+
+
+def test_checkpoint_of_another_training_task(tmp_path):
+    config = _quick(steps=3)
+    model, data = _setup(config)
+    state = {"run": {}, "epoch": 1, "model": {}, "optimizer": None, "task": {}}
+    state.update(history={}, best={}, best_state=None, times={}, rng={})
+    path = save_checkpoint(state, tmp_path / CHECKPOINT_NAME)
+    trainer = Trainer(model, data, config, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="not written by a character-LSTM run"):
+        trainer.resume()
+    with pytest.raises(CheckpointError, match="training checkpoint of another model"):
+        load_model(path)
+
+
+def test_resume_refuses_a_run_longer_than_asked(tmp_path):
+    config = _quick(steps=4)
+    model, data = _setup(config)
+    Trainer(model, data, config, out_dir=tmp_path).run()
+    shorter = config.replace(steps=2)
+    trainer = Trainer(CharLSTM(data.vocabulary, SMALL), data, shorter, out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="already trained 4 epochs, more than the 2"):
+        trainer.resume()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        trainer.resume(tmp_path / "nothing.pt")
+
+
+def test_a_nonfinite_loss_stops_the_run_and_keeps_the_checkpoint(tmp_path):
+    config = _quick(steps=4, checkpoint_every=1)
+    model, data = _setup(config)
+    trainer = Trainer(model, data, config, out_dir=tmp_path)
+    trainer.run(steps=2)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at batch 3 \(train_loss=nan\)"):
+        trainer.run()
+    assert read_model_file(tmp_path / CHECKPOINT_NAME)["step"] == 2
+
+
 def test_on_step_can_stop_and_checkpoint(tmp_path):
     config = _quick(steps=6, checkpoint_every=0)
     model, data = _setup(config)
     trainer = Trainer(model, data, config, out_dir=tmp_path)
-    trainer.run(on_step=lambda step, metrics: step == 2)
-    assert trainer.step == 2
-    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["step"] == 2
+    seen = []
+    trainer.run(on_step=lambda step, metrics: seen.append((step, sorted(metrics))) or step == 2)
+    assert trainer.step == 2 and seen == [(1, ["acc", "loss", "lr"]), (2, ["acc", "loss", "lr"])]
+    assert read_model_file(tmp_path / CHECKPOINT_NAME)["step"] == 2
+    # interrupted, not finished: the checkpoint says so, and resumes
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["finished"] is None
 
 
 def test_sample_table_layout(tmp_path):
@@ -170,17 +322,32 @@ def test_sample_table_layout(tmp_path):
     run = load_run(tmp_path)
     assert run.name == "toy" and [step for step, _ in run.models] == [3, 6]
     assert [s for s, _ in load_run(tmp_path / "step_000003.pt").models] == [3]
-    markdown = sample_table([run, run], greedy_samples=2, sample_length=12, completion_length=30)
+    markdown = sample_table(
+        [run, run],
+        prompts=PROMPTS,
+        temperatures=(0.5, 1.0, 2.0),
+        greedy_samples=2,
+        sample_length=12,
+        completion_length=30,
+    )
     lines = markdown.splitlines()
     assert "| Sampling scheme | Batch | toy | toy |" in lines
     assert sum(line.startswith("| Greedy | 3 |") for line in lines) == 2
     assert sum(line.startswith("| Greedy | 6 |") for line in lines) == 2
-    assert any(line.startswith("| T = 0.5 (report's τ = 2) | 6 |") for line in lines)
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| T = ")] == [
+        "| T = 0.5",
+        "| T = 1",
+        "| T = 2",
+    ]
+    assert any(line.startswith("| T = 0.5 | 6 |") for line in lines)
     assert any(line.startswith("| `I would prefer not to.` |") for line in lines)
     # "I", "D", "R" and "M" are not in the toy vocabulary: skipped and said so
     assert "(skipped 'DMR')" in markdown
+    assert "Samples of 12 characters" in markdown and "prompts to 30 characters" in markdown
     with pytest.raises(InputError, match="greedy_samples must be an integer >= 1"):
-        sample_table([run], greedy_samples=0)
+        sample_table([run], prompts=PROMPTS, temperatures=(1.0,), greedy_samples=0)
+    with pytest.raises(InputError, match="completion_length must be an integer >= 1"):
+        sample_table([run], prompts=PROMPTS, temperatures=(1.0,), completion_length=0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match=r"holds no checkpoint\.pt"):
         load_run(tmp_path / "empty")
@@ -211,14 +378,14 @@ def test_checkpoint_of_another_model(tmp_path):
 def test_checkpoint_with_another_vocabulary_or_shape(tmp_path):
     config = _quick(steps=3)
     model, _ = _setup(config)
-    payload = load_checkpoint(save_model(model, tmp_path / "m.pt"))
+    payload = read_model_file(save_model(model, tmp_path / "m.pt"))
     payload["vocabulary"] = [*payload["vocabulary"], "#"]
     torch.save(payload, tmp_path / "vocab.pt")
     with pytest.raises(
         CheckpointError, match="vocabulary of 30 characters but it stores a vocabulary of 31"
     ):
         load_model(tmp_path / "vocab.pt")
-    payload = load_checkpoint(tmp_path / "m.pt")
+    payload = read_model_file(tmp_path / "m.pt")
     payload["model_config"]["hidden_size"] = 32
     torch.save(payload, tmp_path / "shape.pt")
     with pytest.raises(CheckpointError, match="weights do not fit a CharLSTM"):
@@ -227,7 +394,7 @@ def test_checkpoint_with_another_vocabulary_or_shape(tmp_path):
     torch.save(payload, tmp_path / "config.pt")
     with pytest.raises(CheckpointError, match="invalid vocabulary or config"):
         load_model(tmp_path / "config.pt")
-    payload = load_checkpoint(tmp_path / "m.pt")
+    payload = read_model_file(tmp_path / "m.pt")
     payload["version"] = 99
     torch.save(payload, tmp_path / "version.pt")
     with pytest.raises(CheckpointError, match="layout version 99"):

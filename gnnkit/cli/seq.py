@@ -1,7 +1,13 @@
-"""``gnnkit seq``: sequence models on the memory tasks (the reference report's section 1).
+"""``gnnkit seq``: recurrent classifiers on the synthetic memory tasks.
 
-``gnnkit seq train`` trains one model, ``gnnkit seq bench`` reproduces Table 1 and Figure 1,
-``gnnkit seq gradients`` measures vanishing gradients (Question 1.1).
+``gnnkit seq train`` trains one model, ``gnnkit seq bench`` sweeps models x sequence lengths x
+seeds (mean +- std and training curves), ``gnnkit seq gradients`` measures how the gradient of
+the last step's loss vanishes back in time (Bengio, Simard & Frasconi, IEEE TNN 1994), for a
+vanilla RNN against the LSTM (Hochreiter & Schmidhuber, Neural Computation 1997).
+
+The parser is built without importing :mod:`gnnkit.seq`, so ``gnnkit --help`` stays cheap:
+the names and defaults below mirror the library's (``tests/test_seq_cli.py`` checks that they
+agree), and each ``run_*`` function imports what it runs.
 """
 
 from __future__ import annotations
@@ -9,37 +15,30 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-
-import torch
+from typing import Any
 
 from gnnkit.cli.common import format_table, write_json
 from gnnkit.errors import InputError
-from gnnkit.seq.classifiers import (
-    DEFAULT_FORGET_BIAS,
-    DEFAULT_HIDDEN_DIM,
-    MODELS,
-    LSTMClassifier,
-    build_model,
-)
-from gnnkit.seq.gradients import gradient_norms
-from gnnkit.seq.memory import TrainConfig, run_experiment
-from gnnkit.seq.sweep import (
-    markdown_table1,
-    plot_gradient_norms,
-    plot_table1,
-    run_table1,
-    summarize,
-)
-from gnnkit.seq.tasks import TASKS, make_task
-from gnnkit.utils.env import environment
-from gnnkit.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
+
+#: :data:`gnnkit.seq.TASKS`.
+TASK_NAMES = ("randomcomb", "palindrome")
+#: :data:`gnnkit.seq.MODELS`.
+MODEL_NAMES = ("rnn", "lstm", "lstm-gnnkit", "bilstm", "gru")
+#: The models with per-time-step hidden states (all but the bidirectional one).
+STATE_MODEL_NAMES = ("rnn", "lstm", "lstm-gnnkit", "gru")
+#: :data:`gnnkit.seq.DEFAULT_HIDDEN_DIM` and :data:`gnnkit.seq.DEFAULT_FORGET_BIAS`.
+DEFAULT_HIDDEN_DIM, DEFAULT_FORGET_BIAS = 256, 1.0
+#: :class:`gnnkit.seq.TrainConfig`'s ``max_batches`` and ``confirm_samples``.
+DEFAULT_MAX_BATCHES, DEFAULT_CONFIRM_SAMPLES = 2000, 16384
+#: The benchmark script that sets a ``seq bench --json`` file beside the report's Table 1.
+TABLE1_SCRIPT = "benchmarks/seq_table1.py"
 
 
 def _training_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("training (defaults: the report's protocol)")
+    group = parser.add_argument_group("training (defaults: gnnkit.seq.TrainConfig's)")
     group.add_argument(
         "--hidden-dim",
         type=int,
@@ -50,17 +49,17 @@ def _training_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--max-batches",
         type=int,
-        default=2000,
+        default=DEFAULT_MAX_BATCHES,
         metavar="N",
-        help="training budget in batches (default: 2000)",
+        help=f"training budget in batches (default: {DEFAULT_MAX_BATCHES})",
     )
     group.add_argument(
         "--confirm-samples",
         type=int,
-        default=TrainConfig.confirm_samples,
+        default=DEFAULT_CONFIRM_SAMPLES,
         metavar="N",
-        help="confirm each early stop on N fresh samples; 0 = the report's rule alone "
-        f"(default: {TrainConfig.confirm_samples})",
+        help="confirm each early stop on N fresh samples; 0 = the 3-batch rule alone "
+        f"(default: {DEFAULT_CONFIRM_SAMPLES})",
     )
     group.add_argument(
         "--forget-bias",
@@ -84,24 +83,29 @@ def _training_options() -> argparse.ArgumentParser:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "seq",
-        help="RNN/LSTM/biLSTM/GRU on synthetic memory tasks (report section 1)",
+        help="RNN/LSTM/biLSTM/GRU on synthetic memory tasks",
         description=(
             "Sequence classifiers on the random-combinations and palindrome memory tasks: "
-            "train one model, reproduce the reference report's Table 1, or measure vanishing "
-            "gradients."
+            "train one model, sweep models x lengths x seeds, or measure vanishing gradients."
         ),
     )
     commands = parser.add_subparsers(dest="seq_command", metavar="SUBCOMMAND", required=True)
     training = _training_options()
+    _add_train(commands, training)
+    _add_bench(commands, training)
+    _add_gradients(commands)
 
+
+def _add_train(commands: argparse._SubParsersAction, training: argparse.ArgumentParser) -> None:
     train = commands.add_parser(
         "train",
         parents=[training],
         help="train one model on one task",
-        description="Train one model with the report's protocol and print its validation result.",
+        description="Train one model with gnnkit.seq.fit's protocol and print its validation "
+        "result.",
     )
-    train.add_argument("--task", choices=list(TASKS), default="randomcomb")
-    train.add_argument("--model", choices=list(MODELS), default="lstm")
+    train.add_argument("--task", choices=TASK_NAMES, default="randomcomb")
+    train.add_argument("--model", choices=MODEL_NAMES, default="lstm")
     train.add_argument("--seq-len", type=int, required=True, metavar="T")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -109,18 +113,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="D",
-        help="embedding size (default: 2 x seq-len, the report's rule)",
+        help="embedding size (default: 2 x seq-len)",
     )
     train.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     train.set_defaults(func=run_train)
 
+
+def _add_bench(commands: argparse._SubParsersAction, training: argparse.ArgumentParser) -> None:
     bench = commands.add_parser(
         "bench",
         parents=[training],
-        help="reproduce the report's Table 1 and Figure 1",
+        help="sweep models x lengths x seeds: mean +- std and training curves",
         description=(
             "Train LSTM and biLSTM (and a vanilla RNN for contrast) on random combinations "
-            "for T = 5, 10, 15 over several seeds; print mean +- std beside the report's Table 1."
+            "for T = 5, 10, 15 over several seeds; print mean +- std per model and length. "
+            f"{TABLE1_SCRIPT} sets the --json output beside the reference report's Table 1."
         ),
     )
     bench.add_argument("--seeds", type=int, default=3, help="seeds per row (default: 3)")
@@ -135,33 +142,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--models",
         nargs="+",
-        choices=list(MODELS),
+        choices=MODEL_NAMES,
         default=["lstm", "bilstm", "rnn"],
         metavar="MODEL",
-        help=f"models to train, from {', '.join(MODELS)} (default: lstm bilstm rnn)",
+        help=f"models to train, from {', '.join(MODEL_NAMES)} (default: lstm bilstm rnn)",
     )
-    bench.add_argument("--task", choices=list(TASKS), default="randomcomb")
+    bench.add_argument("--task", choices=TASK_NAMES, default="randomcomb")
     bench.add_argument("--json", metavar="PATH", help="write runs, summary and environment")
     bench.add_argument("--plot", metavar="PATH", help="write the loss/accuracy curves (.png)")
     bench.add_argument("--markdown", metavar="PATH", help="write the table as Markdown (.md)")
     bench.set_defaults(func=run_bench)
 
+
+def _add_gradients(commands: argparse._SubParsersAction) -> None:
     grads = commands.add_parser(
         "gradients",
         help="vanishing gradients: ||dL/dh_t|| for RNN vs LSTM",
         description=(
             "Gradient norm of the last step's loss with respect to every hidden state, for "
-            "freshly initialised models on one batch (the report's Question 1.1)."
+            "freshly initialised models on one batch (Bengio, Simard & Frasconi 1994)."
         ),
     )
-    grads.add_argument("--task", choices=list(TASKS), default="palindrome")
+    grads.add_argument("--task", choices=TASK_NAMES, default="palindrome")
     grads.add_argument("--seq-len", type=int, default=30, metavar="T")
     grads.add_argument(
-        "--models",
-        nargs="+",
-        choices=[name for name, (cls, kw) in MODELS.items() if name != "bilstm"],
-        default=["rnn", "lstm"],
-        metavar="MODEL",
+        "--models", nargs="+", choices=STATE_MODEL_NAMES, default=["rnn", "lstm"], metavar="MODEL"
     )
     grads.add_argument("--seed", type=int, default=0)
     grads.add_argument("--batch-size", type=int, default=128)
@@ -195,7 +200,11 @@ def _forget_name(value: float | None) -> str:
     return "PyTorch init" if value is None else f"forget bias {value:g}"
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
+def _config(args: argparse.Namespace):
+    import torch
+
+    from gnnkit.seq import TrainConfig
+
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
@@ -209,7 +218,10 @@ def _progress(args: argparse.Namespace, total: int, desc: str):
     return tqdm(total=total, desc=desc, leave=False, disable=True if args.no_progress else None)
 
 
+# ------------------------------------------------------------------------------------ train
 def run_train(args: argparse.Namespace) -> int:
+    from gnnkit.seq import run_experiment
+
     config = _config(args)
     with _progress(args, config.max_batches, f"{args.model} T={args.seq_len}") as bar:
 
@@ -231,9 +243,7 @@ def run_train(args: argparse.Namespace) -> int:
     if result.converged:
         status = f"converged after {result.batches_to_converge} batches"
         if result.report_rule_batch != result.batches_to_converge:
-            status += (
-                f" (the report's 3-batch rule first fired at batch {result.report_rule_batch})"
-            )
+            status += f" (the 3-batch rule first fired at batch {result.report_rule_batch})"
     else:
         status = f"did not converge in {result.batches} batches"
     print(f"{args.model} on {args.task} (T={args.seq_len}, seed {args.seed}): {status}")
@@ -242,85 +252,46 @@ def run_train(args: argparse.Namespace) -> int:
         f"loss {result.val_loss:.4f}   [{result.seconds:.1f} s]"
     )
     if args.json:
-        write_json(
-            args.json,
-            {
-                "task": args.task,
-                "model": args.model,
-                "seq_len": args.seq_len,
-                "seed": args.seed,
-                "converged": result.converged,
-                "batches_to_converge": result.batches_to_converge,
-                "val_acc": result.val_acc,
-                "val_loss": result.val_loss,
-                "report_rule_batch": result.report_rule_batch,
-                "batches": result.batches,
-                "embed_dim": args.embed_dim or 2 * args.seq_len,
-                "hidden_dim": args.hidden_dim,
-                "forget_bias": _forget_bias(args.forget_bias),
-                "seconds": result.seconds,
-            },
-        )
+        write_json(args.json, _train_record(args, result))
     return 0
 
 
-def _pm(pair, fmt: str) -> str:
-    return "-" if pair is None else f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
+def _train_record(args: argparse.Namespace, result: Any) -> dict[str, Any]:
+    """The ``seq train --json`` payload."""
+    return {
+        "task": args.task,
+        "model": args.model,
+        "seq_len": args.seq_len,
+        "seed": args.seed,
+        "converged": result.converged,
+        "batches_to_converge": result.batches_to_converge,
+        "val_acc": result.val_acc,
+        "val_loss": result.val_loss,
+        "report_rule_batch": result.report_rule_batch,
+        "batches": result.batches,
+        "embed_dim": args.embed_dim or 2 * args.seq_len,
+        "hidden_dim": args.hidden_dim,
+        "forget_bias": _forget_bias(args.forget_bias),
+        "seconds": result.seconds,
+    }
 
 
-def summary_table(rows) -> str:
-    """The bench summary as plain text, ours beside the report's."""
-    header = [
-        "model",
-        "T",
-        "val loss",
-        "val acc",
-        "batches",
-        "3-batch rule",
-        "report loss",
-        "report batches",
-        "ours/report",
-    ]
-    body = []
-    for row in rows:
-        report = row["report"]
-        batches = _pm(row["batches"], ".1f")
-        if row["batches"] is None:
-            batches = f"{row['converged']}/{row['seeds']} converged"
-        body.append(
-            [
-                row["model"],
-                row["seq_len"],
-                _pm(row["val_loss"], ".3f"),
-                _pm(row["val_acc"], ".4f"),
-                batches,
-                _pm(row["report_rule_batches"], ".1f"),
-                _pm(report["loss"], ".2f") if report else "-",
-                _pm(report["batches"], ".1f") if report else "-",
-                f"{row['batches_ratio']:.2f}x" if row["batches_ratio"] else "-",
-            ]
-        )
-    return format_table(header, body, "lrlllllll")
-
-
+# ------------------------------------------------------------------------------------ bench
 def run_bench(args: argparse.Namespace) -> int:
+    from gnnkit.seq.sweep import (
+        markdown_summary,
+        plot_sweep,
+        run_sweep,
+        summarize,
+        summary_cells,
+    )
+    from gnnkit.utils.env import environment
+
     config = _config(args)
     start = time.perf_counter()
     total = len(args.models) * len(args.lengths) * args.seeds
     with _progress(args, total, "runs") as bar:
-
-        def finished(model, seq_len, seed, result) -> None:
-            bar.update(1)
-            logger.debug(
-                "%s T=%d seed %d: %s batches, val acc %.4f",
-                model,
-                seq_len,
-                seed,
-                result.batches_to_converge,
-                result.val_acc,
-            )
-
-        runs = run_table1(
+        runs = run_sweep(
             seeds=args.seeds,
             lengths=args.lengths,
             models=args.models,
@@ -328,19 +299,20 @@ def run_bench(args: argparse.Namespace) -> int:
             hidden_dim=args.hidden_dim,
             forget_bias=_forget_bias(args.forget_bias),
             config=config,
-            run_callback=finished,
+            run_callback=lambda *_: bar.update(1),
         )
     seconds = time.perf_counter() - start
-    rows = summarize(runs, task=args.task)
+    rows = summarize(runs)
     print(
         f"{args.task}: mean ± std over {args.seeds} seeds; batches = batches until convergence "
-        f"(confirmed on {config.confirm_samples:,} fresh samples), 3-batch rule = the report's "
-        "rule alone; validation on 4,096 samples"
+        f"(confirmed on {config.confirm_samples:,} fresh samples), 3-batch rule = that rule "
+        f"alone; validation on {config.val_samples:,} samples"
     )
-    print(summary_table(rows))
+    print(format_table(*summary_cells(rows)))
     print(f"[{seconds:.0f} s]")
+    print(f"beside the reference report's Table 1: python {TABLE1_SCRIPT} BENCH.json (--json)")
     if args.plot:
-        plot_table1(runs, args.plot)
+        plot_sweep(runs, args.plot)
     payload = {
         "command": _bench_command(args),
         "task": args.task,
@@ -357,13 +329,15 @@ def run_bench(args: argparse.Namespace) -> int:
         "runs": runs,
     }
     if args.markdown:
-        _write_text(args.markdown, markdown_table1(payload))
+        _write_text(args.markdown, markdown_summary(payload))
     if args.json:
         write_json(args.json, payload)
     return 0
 
 
 def _write_text(path: str, text: str) -> None:
+    from gnnkit.utils.io import atomic_write_text
+
     try:
         atomic_write_text(path, text)
     except OSError as exc:
@@ -388,26 +362,39 @@ def _bench_command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def run_gradients(args: argparse.Namespace) -> int:
-    task = make_task(args.task, args.seq_len)
-    batch = task.validation_set(args.batch_size, seed=args.seed)
+# -------------------------------------------------------------------------------- gradients
+def _gradient_variants(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
+    """``(label, model, forget_bias)`` per measured model: LSTMs once per ``--forget-bias``."""
+    from gnnkit.seq import MODELS, LSTMClassifier
+
     biases = [_forget_bias(text) for text in args.forget_bias]
     variants = []
     for name in args.models:
-        if MODELS[name][0] is LSTMClassifier:
+        if issubclass(MODELS[name][0], LSTMClassifier):
             variants += [(f"{name} ({_forget_name(b)})", name, b) for b in biases]
         else:
             variants.append((name, name, None))
+    return variants
+
+
+def run_gradients(args: argparse.Namespace) -> int:
+    import torch
+
+    from gnnkit.seq import build_model, gradient_norms, make_task
+    from gnnkit.seq.sweep import plot_gradient_norms
+
+    task = make_task(args.task, args.seq_len)
+    batch = task.validation_set(args.batch_size, seed=args.seed)
     norms = {}
-    for label, name, forget_bias in variants:
+    for label, name, forget_bias in _gradient_variants(args):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(args.seed)
             model = build_model(name, task, hidden_dim=args.hidden_dim, forget_bias=forget_bias)
         norms[label] = gradient_norms(model, batch)
     steps = task.input_len
-    rows = []
-    for t in range(steps):
-        rows.append([t + 1, *(f"{float(values[t]):.3e}" for values in norms.values())])
+    rows = [
+        [t + 1, *(f"{float(values[t]):.3e}" for values in norms.values())] for t in range(steps)
+    ]
     print(
         f"mean ||dL/dh_t|| on {args.task} (T={args.seq_len}, {args.batch_size} samples, "
         f"freshly initialised, seed {args.seed}); L is the loss at the last step t={steps}"
@@ -418,11 +405,8 @@ def run_gradients(args: argparse.Namespace) -> int:
         ratio = first / last if last else float("nan")
         print(f"{name}: ||dL/dh_1|| / ||dL/dh_{steps}|| = {ratio:.2e}")
     if args.plot:
-        plot_gradient_norms(
-            norms,
-            args.plot,
-            title=f"{args.task}, T = {args.seq_len}: gradient of the last loss per hidden state",
-        )
+        title = f"{args.task}, T = {args.seq_len}: gradient of the last loss per hidden state"
+        plot_gradient_norms(norms, args.plot, title=title)
     if args.json:
         write_json(
             args.json,
@@ -432,7 +416,7 @@ def run_gradients(args: argparse.Namespace) -> int:
                 "seed": args.seed,
                 "batch_size": args.batch_size,
                 "hidden_dim": args.hidden_dim,
-                "forget_bias": biases,
+                "forget_bias": [_forget_bias(text) for text in args.forget_bias],
                 "norms": {name: [float(v) for v in values] for name, values in norms.items()},
             },
         )

@@ -1,4 +1,11 @@
-"""``gnnkit text``: train a character LSTM, sample from it, and print the report's tables."""
+"""``gnnkit text``: train a character-level LSTM, sample from it, and tabulate its samples.
+
+The generator of Graves (*Generating Sequences With Recurrent Neural Networks*,
+arXiv:1308.0850) and Karpathy's char-rnn, on :mod:`gnnkit.seq.charlm`. The parser is built
+without importing it, so ``gnnkit --help`` stays cheap: the names below mirror the library's
+(``tests/test_text_cli.py`` checks that they agree), and each ``run_*`` function imports what
+it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gnnkit.cli.common import data_kwargs, data_options, format_table, positive_int, write_json
 from gnnkit.errors import InputError
-from gnnkit.seq.charlm.checkpoint import load_checkpoint, load_model
-from gnnkit.seq.charlm.config import PRESETS, CharLSTMConfig, TrainConfig, get_preset
-from gnnkit.seq.charlm.corpus import TextDataset, load_corpus
-from gnnkit.seq.charlm.generate import STRATEGIES, generate_batch
-from gnnkit.seq.charlm.model import CharLSTM
-from gnnkit.seq.charlm.samples import load_run, sample_table
-from gnnkit.seq.charlm.training import CHECKPOINT_NAME, Trainer, plot_history
-from gnnkit.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
+
+#: :data:`gnnkit.seq.charlm.PRESETS` and :data:`gnnkit.seq.charlm.STRATEGIES`.
+PRESET_NAMES = ("cpu", "paper")
+STRATEGY_NAMES = ("greedy", "temperature", "top-k")
+#: :data:`gnnkit.seq.charlm.training.CHECKPOINT_NAME`.
+CHECKPOINT_NAME = "checkpoint.pt"
+#: ``text table``'s prompts and temperatures unless --prompt / --temperature say otherwise.
+DEFAULT_PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
+DEFAULT_TEMPERATURES = (0.5, 1.0, 2.0)
+#: The benchmark script that writes the reference report's Tables 2 and 3.
+TABLES_SCRIPT = "benchmarks/charlm.py --tables-only"
 
 
 def _float(text: str) -> float:
@@ -47,19 +55,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "text",
         help="character-level LSTM: train, sample, tables",
         description=(
-            "A character-level generative LSTM (the reference report's section 2): train it on "
+            "A character-level generative LSTM (Graves, arXiv:1308.0850): train it on "
             "Bartleby, the Python tutorial or any UTF-8 file, then sample or complete prompts."
         ),
     )
     commands = parser.add_subparsers(dest="text_command", metavar="COMMAND", required=True)
+    _add_train(commands)
+    _add_sample(commands)
+    _add_table(commands)
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train",
         parents=[data_options()],
         help="train a model and write checkpoints, history and a plot to --out",
         description=(
             "Train a CharLSTM with a preset's schedule. --out receives checkpoint.pt "
-            "(resumable), step_NNNNNN.pt snapshots, history.json and history.png."
+            "(resumable), best.pt and step_NNNNNN.pt snapshots, history.json and history.png."
         ),
     )
     train.add_argument(
@@ -69,9 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
+        choices=PRESET_NAMES,
         default=None,
-        help="cpu: 2x256 LSTM, a few minutes on 2 cores; paper: the report's 2x1024 set-up "
+        help="cpu: 2x256 LSTM, a few minutes on 2 cores; paper: the reference 2x1024 set-up "
         "(use a GPU) (default: cpu, or the checkpoint's on --resume)",
     )
     train.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -85,7 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weight-decay",
         type=float,
         help="Adam's L2 penalty (default: the preset's, 0 for both; new runs only). The "
-        "report's 0.01 collapses the paper model to character frequencies; see the README",
+        "reference set-up's 0.01 collapses the paper model to character frequencies; see the "
+        "README",
     )
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -112,17 +126,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
+
+def _add_sample(commands: argparse._SubParsersAction) -> None:
     sample = commands.add_parser(
         "sample",
         help="continue a prompt (prints only the text)",
         description=(
             "Continue a prompt with a trained model and print the text (prompt included unless "
-            "--no-prompt). Temperature T divides the logits: T -> 0 is greedy, the report's tau "
-            "is 1/T."
+            "--no-prompt). Temperature T divides the logits: T -> 0 is greedy."
         ),
     )
     sample.add_argument(
-        "--checkpoint", required=True, metavar="PATH", help="a checkpoint file or run folder"
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a run folder (its checkpoint.pt), a training checkpoint or a model snapshot",
     )
     sample.add_argument("--prompt", required=True, help="the text to continue (non-empty)")
     sample.add_argument(
@@ -130,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sample.add_argument(
         "--strategy",
-        choices=STRATEGIES,
+        choices=STRATEGY_NAMES,
         default=None,
         help="greedy, temperature or top-k (default: top-k with --k, temperature with "
         "--temperature, else greedy)",
@@ -152,12 +170,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--no-prompt", action="store_true", help="print only the new characters")
     sample.set_defaults(func=run_sample)
 
+
+def _add_table(commands: argparse._SubParsersAction) -> None:
     table = commands.add_parser(
         "table",
-        help="the report's Tables 2 and 3 (Markdown) for one or more runs",
+        help="sample tables (Markdown) for one or more runs",
         description=(
-            "Greedy samples at every checkpoint of a run, temperature samples (T = 0.5, 1, 2) "
-            "and completions of the report's prompts, one column per run."
+            "Greedy samples at every snapshot of a run, samples at temperatures T (default: "
+            "0.5, 1, 2) from its last model and greedy completions of prompts, one column per "
+            f"run. {TABLES_SCRIPT} writes the reference report's Tables 2 and 3."
         ),
     )
     table.add_argument(
@@ -165,18 +186,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         action="append",
         metavar="PATH",
-        help="a run folder or checkpoint file (repeat for more columns)",
+        help="a run folder, training checkpoint or model snapshot (repeat for more columns)",
     )
     table.add_argument("--out", metavar="FILE", help="write the Markdown here (default: stdout)")
     table.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     table.add_argument(
         "--samples", type=positive_int, default=5, help="greedy samples per checkpoint"
     )
+    table.add_argument(
+        "--prompt",
+        action="append",
+        metavar="TEXT",
+        help="a prompt to complete (repeat for more rows; default: "
+        + ", ".join(repr(p) for p in DEFAULT_PROMPTS)
+        + ")",
+    )
+    table.add_argument(
+        "--temperature",
+        action="append",
+        type=_float,
+        metavar="T",
+        help="a sampling temperature (repeat for more rows; default: 0.5 1 2)",
+    )
     table.set_defaults(func=run_table)
 
 
 # ------------------------------------------------------------------------------------ train
-def _device(name: str) -> torch.device:
+def _device(name: str) -> Any:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -212,127 +250,162 @@ class _Progress:
         logger.warning("interrupted: finishing this batch and writing a checkpoint")
 
 
-def run_train(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
-    checkpoint = out / CHECKPOINT_NAME
-    payload = None
-    if args.resume:
-        if not checkpoint.is_file():
-            raise InputError(f"--resume: {checkpoint} does not exist; drop --resume to start")
-        payload = load_checkpoint(checkpoint)
-        stored_preset = payload.get("preset")
-        if args.preset is not None and stored_preset not in (None, args.preset):
-            raise InputError(
-                f"--preset {args.preset}: {checkpoint} was trained with preset {stored_preset}"
-            )
-        if args.lr is not None or args.weight_decay is not None:
-            raise InputError(
-                "--lr and --weight-decay apply to new runs only: a resumed run keeps its "
-                "optimizer's settings; start a new run with another --out instead"
-            )
-        preset_name = stored_preset or args.preset
-        model_config = CharLSTMConfig.from_dict(payload["model_config"])
-        train_config = TrainConfig.from_dict(payload.get("train_config") or {})
-    else:
-        if checkpoint.is_file():
-            raise InputError(
-                f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
-                "or choose another --out"
-            )
-        preset = get_preset(args.preset or "cpu")
-        preset_name = preset.name
-        model_config, train_config = preset.model, preset.train
-    changes = {
-        key: value
-        for key, value in (
-            ("steps", args.steps),
-            ("lr", args.lr),
-            ("weight_decay", args.weight_decay),
-            ("eval_every", args.eval_every),
-            ("sample_every", args.sample_every),
+def _resumed_settings(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's preset, configs and vocabulary, after checking the flags against it."""
+    from gnnkit.seq.charlm import CharLSTMConfig, TrainConfig
+    from gnnkit.seq.charlm.training import training_state
+
+    if not checkpoint.is_file():
+        raise InputError(f"--resume: {checkpoint} does not exist; drop --resume to start")
+    state = training_state(checkpoint)
+    stored_preset = state.get("preset")
+    if args.preset is not None and stored_preset not in (None, args.preset):
+        raise InputError(
+            f"--preset {args.preset}: {checkpoint} was trained with preset {stored_preset}"
         )
-        if value is not None
+    if args.lr is not None or args.weight_decay is not None:
+        raise InputError(
+            "--lr and --weight-decay apply to new runs only: a resumed run keeps its "
+            "optimizer's settings; start a new run with another --out instead"
+        )
+    return {
+        "preset": stored_preset or args.preset,
+        "model": CharLSTMConfig.from_dict(state["model_config"]),
+        "train": TrainConfig.from_dict(state.get("train_config") or {}),
+        "vocabulary": state["vocabulary"],
+        "step": state["step"],
     }
-    train_config = train_config.replace(**changes)
-    device = _device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+
+
+def _settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Preset name, model and training configs (flags applied) and, on --resume, the
+    checkpoint's vocabulary and step."""
+    from gnnkit.seq.charlm import get_preset
+
+    checkpoint = out / CHECKPOINT_NAME
+    if args.resume:
+        settings = _resumed_settings(args, checkpoint)
+    elif checkpoint.is_file():
+        raise InputError(
+            f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
+            "or choose another --out"
+        )
+    else:
+        preset = get_preset(args.preset or "cpu")
+        settings = {"preset": preset.name, "model": preset.model, "train": preset.train}
+    flags = ("steps", "lr", "weight_decay", "eval_every", "sample_every")
+    changes = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
+    settings["train"] = settings["train"].replace(**changes)
+    if args.resume and settings["step"] >= settings["train"].steps:
+        raise InputError(
+            f"--resume: {checkpoint} is already at batch {settings['step']} of "
+            f"{settings['train'].steps}; pass a larger --steps to train further"
+        )
+    return settings
+
+
+def _dataset(args: argparse.Namespace, settings: dict[str, Any]) -> Any:
+    """The corpus as a :class:`TextDataset`, in the checkpoint's vocabulary on --resume."""
+    from gnnkit.seq.charlm import TextDataset, Vocabulary, load_corpus
 
     text, name = load_corpus(args.corpus, gutenberg=args.gutenberg, **data_kwargs(args))
-    if payload is not None:
-        from gnnkit.seq.charlm.corpus import Vocabulary
-
-        vocabulary = Vocabulary(payload["vocabulary"])
+    vocabulary = None
+    if "vocabulary" in settings:
+        vocabulary = Vocabulary(settings["vocabulary"])
         unknown = vocabulary.unknown(text)
         if unknown:
             raise InputError(
                 f"--resume: corpus {name} has {len(unknown)} character(s) that the checkpoint's "
                 f"vocabulary lacks ({''.join(unknown[:20])!r}); it was trained on another text"
             )
-    else:
-        vocabulary = None
-    dataset = TextDataset(
-        text,
-        train_config.seq_length,
-        vocabulary=vocabulary,
-        val_fraction=train_config.val_fraction,
-        name=name,
+    config = settings["train"]
+    return TextDataset(
+        text, config.seq_length, vocabulary=vocabulary, val_fraction=config.val_fraction, name=name
     )
+
+
+def _train(trainer: Any, total: int, progress: bool) -> tuple[Any, bool]:
+    """Run the trainer with a progress bar; Ctrl-C finishes the batch and checkpoints.
+    Returns the history and whether the run was interrupted."""
+    bar = _Progress(trainer.step, total, progress)
+    previous = signal.signal(signal.SIGINT, bar.interrupt)
+    try:
+        history = trainer.run(on_step=bar)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.bar.close()
+    return history, bar.stop
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from gnnkit.seq.charlm import CharLSTM, Trainer
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    settings = _settings(args, out)
+    device = _device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = _dataset(args, settings)
     torch.manual_seed(args.seed)
-    model = CharLSTM(dataset.vocabulary, model_config)
+    model = CharLSTM(dataset.vocabulary, settings["model"])
     trainer = Trainer(
         model,
         dataset,
-        train_config,
+        settings["train"],
         out_dir=out,
         seed=args.seed,
         device=device,
-        preset=preset_name,
+        preset=settings["preset"],
     )
-    if payload is not None:
-        trainer.resume(checkpoint)
-        if trainer.step >= train_config.steps:
-            raise InputError(
-                f"--resume: {checkpoint} is already at batch {trainer.step} of "
-                f"{train_config.steps}; pass a larger --steps to train further"
-            )
+    if args.resume:
+        trainer.resume(out / CHECKPOINT_NAME)
     params = sum(p.numel() for p in model.parameters())
     logger.info(
         "training %s on %s (%s characters, %d distinct, %s for training) on %s: %s parameters, "
         "%d batches",
-        preset_name,
-        name,
+        settings["preset"],
+        dataset.name,
         f"{dataset.num_chars:,}",
         len(dataset.vocabulary),
         f"{dataset.train_ids.numel():,}",
         device,
         f"{params:,}",
-        train_config.steps,
+        settings["train"].steps,
     )
-    progress = _Progress(trainer.step, train_config.steps, not args.no_progress)
-    previous = signal.signal(signal.SIGINT, progress.interrupt)
-    try:
-        history = trainer.run(on_step=progress)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        progress.bar.close()
-    summary = history.summary()
+    history, interrupted = _train(trainer, settings["train"].steps, not args.no_progress)
+    _write_outputs(out, trainer, history, settings, params)
+    if interrupted:
+        print(f"interrupted at batch {trainer.step}; continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _write_outputs(
+    out: Path, trainer: Any, history: Any, settings: dict[str, Any], params: int
+) -> None:
+    """history.json, history.png and the summary table."""
+    from gnnkit.seq.charlm import plot_history
+
+    dataset, summary = trainer.dataset, history.summary()
     record = {
         "corpus": dataset.info(),
-        "preset": preset_name,
-        "seed": args.seed,
-        "device": str(device),
+        "preset": settings["preset"],
+        "seed": trainer.seed,
+        "device": str(trainer.device),
         "parameters": params,
         "vocabulary_size": len(dataset.vocabulary),
-        "model_config": model_config.to_dict(),
-        "train_config": train_config.to_dict(),
+        "model_config": settings["model"].to_dict(),
+        "train_config": settings["train"].to_dict(),
         "summary": summary,
         "history": history.to_dict(),
     }
     write_json(out / "history.json", record)
-    plot_history(history, out / "history.png", title=f"{name}, preset {preset_name}")
+    title = f"{dataset.name}, preset {settings['preset']}"
+    plot_history(history, out / "history.png", title=title)
     labels = (
         ("train_acc_last", "training accuracy (last 100 batches)", "percent"),
         ("train_eval_acc", "training accuracy (eval mode)", "percent"),
@@ -346,17 +419,15 @@ def run_train(args: argparse.Namespace) -> int:
             rows.append((label, f"{100 * value:.2f} %" if kind == "percent" else f"{value:.3f}"))
     rows += [
         ("training time", f"{history.train_seconds:.0f} s"),
-        ("checkpoint", str(checkpoint)),
+        ("checkpoint", str(out / CHECKPOINT_NAME)),
     ]
-    print(format_table(["", name], rows, "lr"))
-    if progress.stop:
-        print(f"interrupted at batch {trainer.step}; continue with --resume", file=sys.stderr)
-        return 130
-    return 0
+    print(format_table(["", dataset.name], rows, "lr"))
 
 
 # ----------------------------------------------------------------------------------- sample
 def run_sample(args: argparse.Namespace) -> int:
+    from gnnkit.seq.charlm import generate_batch, load_model
+
     strategy = args.strategy
     if strategy is None:
         strategy = (
@@ -391,11 +462,21 @@ def run_sample(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ table
 def run_table(args: argparse.Namespace) -> int:
+    from gnnkit.seq.charlm import load_run, sample_table
+    from gnnkit.utils.io import atomic_write_text
+
     runs = [load_run(path) for path in args.checkpoint]
-    markdown = sample_table(runs, greedy_samples=args.samples, seed=args.seed)
+    markdown = sample_table(
+        runs,
+        prompts=args.prompt or DEFAULT_PROMPTS,
+        temperatures=args.temperature or DEFAULT_TEMPERATURES,
+        greedy_samples=args.samples,
+        seed=args.seed,
+    )
     if args.out:
         atomic_write_text(args.out, markdown)
         logger.info("wrote %s", args.out)
     else:
         sys.stdout.write(markdown)
+    logger.info("the reference report's Tables 2 and 3 (its tau = 1/T): python %s", TABLES_SCRIPT)
     return 0

@@ -1,9 +1,15 @@
-"""Sequence models on synthetic memory tasks (the reference report's section 1).
+"""Recurrent sequence classifiers on synthetic memory tasks.
 
-Tasks (:class:`RandomCombinations`, :class:`Palindrome`), models (:class:`VanillaRNN`, the
-hand-written :class:`LSTMCell` / :class:`LSTM`, :class:`LSTMClassifier`, :class:`BiLSTM`,
-:class:`GRUClassifier`), the report's training protocol (:func:`fit`,
-:func:`run_experiment`) and vanishing-gradient measurements (:func:`gradient_norms`).
+Tasks that need a long memory (:class:`RandomCombinations`, :class:`Palindrome`); models: a
+vanilla tanh RNN (:class:`VanillaRNN`), the LSTM of Hochreiter & Schmidhuber (*Long
+Short-Term Memory*, Neural Computation 1997), hand-written (:class:`LSTMCell`,
+:class:`LSTM`) and as a classifier (:class:`LSTMClassifier`), the bidirectional LSTM
+(:class:`BiLSTM`, after Schuster & Paliwal, *Bidirectional recurrent neural networks*, IEEE
+TSP 1997) and a GRU (:class:`GRUClassifier`); a training protocol on the training engine
+(:func:`fit`, :func:`run_experiment`), sweeps over models, lengths and seeds
+(:func:`run_sweep`, :func:`summarize`) and the vanishing-gradient measurement of Bengio,
+Simard & Frasconi (IEEE TNN 1994) (:func:`gradient_norms`). The character-level language
+model is :mod:`gnnkit.seq.charlm`.
 
 Example::
 
@@ -26,7 +32,7 @@ from gnnkit.seq.classifiers import (
 from gnnkit.seq.gradients import gradient_norms
 from gnnkit.seq.lstm import LSTM, LSTMCell, lstm_num_params
 from gnnkit.seq.memory import TrainConfig, TrainResult, evaluate, fit, run_experiment
-from gnnkit.seq.sweep import REPORT_TABLE1, run_table1, summarize
+from gnnkit.seq.sweep import run_sweep, summarize
 from gnnkit.seq.tasks import TASKS, MemoryTask, Palindrome, RandomCombinations, make_task
 
 __all__ = [
@@ -34,7 +40,6 @@ __all__ = [
     "DEFAULT_HIDDEN_DIM",
     "LSTM",
     "MODELS",
-    "REPORT_TABLE1",
     "TASKS",
     "BiLSTM",
     "GRUClassifier",
@@ -54,6 +59,6 @@ __all__ = [
     "lstm_num_params",
     "make_task",
     "run_experiment",
-    "run_table1",
+    "run_sweep",
     "summarize",
 ]

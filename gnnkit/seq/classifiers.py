@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-#: Hidden size used throughout. The report does not state its own; 256 converged fastest on
+#: Hidden size used throughout (the reference set-up does not state one); 256 converged fastest on
 #: average on T = 5 in a sweep over 64-1024 (9 seeds each, see the README).
 DEFAULT_HIDDEN_DIM = 256
 
@@ -125,14 +125,17 @@ class SequenceClassifier(nn.Module):
 
 
 class VanillaRNN(SequenceClassifier):
-    """A hand-written Elman RNN with a tanh non-linearity (the report's Question 1.1).
+    """A hand-written Elman RNN with a tanh non-linearity (Elman, *Finding structure in time*,
+    Cognitive Science 1990).
 
     .. math::
         h^{(t)} = \\tanh(W_{hx} x^{(t)} + W_{hh} h^{(t-1)} + b_h), \\qquad h^{(0)} = 0
 
     followed by the prediction layer on :math:`h^{(T)}`. Backpropagation multiplies
     :math:`\\operatorname{diag}(1 - h^{(t)2}) W_{hh}` once per step, so
-    :math:`\\partial L / \\partial h^{(t)}` shrinks (or grows) geometrically with :math:`T - t`.
+    :math:`\\partial L / \\partial h^{(t)}` shrinks (or grows) geometrically with :math:`T - t`
+    (Bengio, Simard & Frasconi, *Learning long-term dependencies with gradient descent is
+    difficult*, IEEE TNN 1994).
 
     Args: as :class:`SequenceClassifier`.
 
@@ -174,7 +177,10 @@ class VanillaRNN(SequenceClassifier):
 
 
 class LSTMClassifier(SequenceClassifier):
-    """An LSTM classifier (the report's Question 1.3): embedding, one LSTM layer, linear layer.
+    """An LSTM classifier: embedding, one LSTM layer, linear layer.
+
+    Long Short-Term Memory (Hochreiter & Schmidhuber, Neural Computation 1997) with the
+    forget gate of Gers, Schmidhuber & Cummins (*Learning to forget*, Neural Computation 2000).
 
     Gate equations in :mod:`gnnkit.seq.lstm`; the prediction uses the last hidden state
     :math:`h^{(T)}` (both directions' last states, concatenated, when bidirectional).
@@ -194,7 +200,8 @@ class LSTMClassifier(SequenceClassifier):
     al., 2000; Jozefowicz et al., ICML 2015; Keras' ``unit_forget_bias``): the cell starts
     with a longer memory, gradients vanish more slowly (``gnnkit seq gradients``) and on
     random combinations T = 10 and 15 it converged in 17-43 % fewer batches (see the README).
-    ``forget_bias=None`` gives PyTorch's initialisation. The report does not say which it used.
+    ``forget_bias=None`` gives PyTorch's initialisation; the reference set-up does not say which
+    it used.
 
     NOTE: with ``backend="torch"`` each gate has PyTorch's two bias vectors, 4 N_h more
     parameters than :func:`gnnkit.seq.lstm_num_params` counts.
@@ -304,7 +311,8 @@ class LSTMClassifier(SequenceClassifier):
 
 
 class BiLSTM(LSTMClassifier):
-    """A bidirectional LSTM classifier (the report's Question 1.4).
+    """A bidirectional LSTM classifier (Schuster & Paliwal, *Bidirectional recurrent neural
+    networks*, IEEE Trans. Signal Processing 1997; Graves & Schmidhuber, Neural Networks 2005).
 
     One LSTM reads the sequence forwards, a second one backwards; the prediction layer sees
     :math:`[\\overrightarrow{h}^{(T)}; \\overleftarrow{h}^{(1)}]`, shape (B, 2 N_h).
@@ -388,7 +396,7 @@ MODELS: dict[str, tuple[type[SequenceClassifier], dict]] = {
 
 
 def default_embed_dim(seq_len: int) -> int:
-    """The report's rule: embedding size = 2 x sequence length."""
+    """The default embedding size: 2 x sequence length (the reference set-up's rule)."""
     return 2 * seq_len
 
 
@@ -406,7 +414,7 @@ def build_model(
         name (str): one of :data:`MODELS` (``rnn``, ``lstm``, ``lstm-gnnkit``, ``bilstm``,
             ``gru``).
         task (MemoryTask): gives ``num_tokens`` and ``num_classes``.
-        embed_dim (int, optional): embedding size; ``None`` means the report's rule
+        embed_dim (int, optional): embedding size; ``None`` means the rule
             ``2 * task.seq_len``. (default: None)
         hidden_dim (int, optional): hidden size. (default: 256)
         forget_bias (float, optional): initial forget-gate bias of the LSTM models (see

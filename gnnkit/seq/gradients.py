@@ -1,7 +1,9 @@
 """Vanishing gradients: how much the loss at the last step depends on each hidden state.
 
-The reference report's Question 1.1: backpropagating from the loss :math:`L` at step
-:math:`T` to the hidden state at step :math:`t` multiplies one Jacobian per step,
+Bengio, Simard & Frasconi (*Learning long-term dependencies with gradient descent is
+difficult*, IEEE TNN 1994) and Hochreiter & Schmidhuber (Neural Computation 1997):
+backpropagating from the loss :math:`L` at step :math:`T` to the hidden state at step
+:math:`t` multiplies one Jacobian per step,
 
 .. math::
     \\frac{\\partial L}{\\partial h^{(t)}} = \\frac{\\partial L}{\\partial h^{(T)}}

@@ -1,7 +1,8 @@
-"""A hand-written LSTM from the reference report's gate equations (Question 1.2).
+"""A hand-written LSTM, gate by gate.
 
-Long Short-Term Memory (Hochreiter & Schmidhuber, Neural Computation 1997), in the form
-the report writes out, for an input :math:`x^{(t)}` and the previous state
+Long Short-Term Memory (Hochreiter & Schmidhuber, Neural Computation 1997) with the forget
+gate of Gers, Schmidhuber & Cummins (*Learning to forget*, Neural Computation 2000), for an
+input :math:`x^{(t)}` and the previous state
 :math:`(h^{(t-1)}, c^{(t-1)})`:
 
 .. math::
@@ -47,9 +48,9 @@ def lstm_num_params(n_input: int, n_hidden: int, n_output: int) -> int:
     recurrent matrix :math:`W_{\\cdot h}` (:math:`N_h \\times N_h`) and one bias
     :math:`b_\\cdot` (:math:`N_h`), plus the prediction layer :math:`W_{ph}, b_p`.
 
-    NOTE: the report's formula (Question 1.2b) omits the four recurrent matrices
-    (:math:`4 N_h^2`). This counts one bias vector per gate, as the report's equations and
-    :class:`LSTMCell` do; :class:`torch.nn.LSTM` keeps two (``bias_ih`` and ``bias_hh``), so
+    NOTE: a count that leaves out the four recurrent matrices (:math:`4 N_h^2`), as the
+    reference set-up's formula does, is wrong. This counts one bias vector per gate, as the
+    equations in the module docstring and :class:`LSTMCell` do; :class:`torch.nn.LSTM` keeps two (``bias_ih`` and ``bias_hh``), so
     its count is larger by :math:`4 N_h`.
 
     Args:
@@ -73,7 +74,7 @@ def _check_size(value: object, name: str) -> int:
 
 
 class LSTMCell(nn.Module):
-    """One LSTM step, written out from the report's gate equations (see the module docstring).
+    """One LSTM step, written out from the gate equations (see the module docstring).
 
     Args:
         input_size (int): :math:`N_{in}`, features of :math:`x^{(t)}`.
@@ -84,7 +85,7 @@ class LSTMCell(nn.Module):
         weight_h (Tensor): :math:`[W_{ih}; W_{fh}; W_{gh}; W_{oh}]`, shape (4 N_h, N_h).
         bias (Tensor): :math:`[b_i; b_f; b_g; b_o]`, shape (4 N_h,).
 
-    NOTE: one bias per gate (the report's equations), where :class:`torch.nn.LSTMCell` adds
+    NOTE: one bias per gate (as in the equations), where :class:`torch.nn.LSTMCell` adds
     two (``bias_ih + bias_hh``); copy their sum to reproduce it exactly. Initialisation is
     PyTorch's: every parameter uniform on :math:`\\pm 1/\\sqrt{N_h}`.
 

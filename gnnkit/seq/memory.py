@@ -1,16 +1,31 @@
-"""The reference report's training protocol for the memory tasks (Questions 1.3 and 1.4).
+"""Training sequence classifiers on the memory tasks, on the training engine.
 
-Adam (learning rate 1e-3), batches of 128 fresh samples, gradient clipping at max-norm 10, at
-most 2,000 batches, early stop once the accuracy is 100 % on the last 3 training batches;
-then loss and accuracy on 4,096 independent validation samples. The report's metric is the
-number of batches until convergence.
+The protocol: Adam (Kingma & Ba, arXiv:1412.6980; learning rate 1e-3), batches of 128 fresh
+samples from the task's training stream, gradient clipping at global L2 norm 10 (Pascanu,
+Mikolov & Bengio, *On the difficulty of training recurrent neural networks*,
+arXiv:1211.5063), at most 2,000 batches, and an early stop once the last 3 training batches
+are 100 % correct; then the loss and accuracy on 4,096 independent validation samples. The
+number of batches until the stop measures how hard the task is for a model: it grows with
+the distance the gradient has to travel back in time (Bengio, Simard & Frasconi, *Learning
+long-term dependencies with gradient descent is difficult*, IEEE TNN 1994), which the LSTM's
+additive cell shortens (Hochreiter & Schmidhuber, *Long Short-Term Memory*, Neural
+Computation 1997).
+
+:class:`SequenceClassifierTask` is this protocol as a task of the training engine
+(:class:`gnnkit.train.engine.Run`): one engine epoch is one training batch, the stopping rule
+is :meth:`~SequenceClassifierTask.should_stop`, and the validation is the one evaluation,
+after the last batch (``eval_every=0``). :func:`fit` runs it and :func:`run_experiment`
+builds the task and the model by name first.
 
 NOTE: 100 % on 3 batches (384 samples) only shows an error rate below about 1 %; on
-T >= 10 the report's rule alone stops models at 98-99.9 % validation accuracy. By default
-:func:`fit` therefore confirms each stop on 4,096 fresh samples from a separate
-"confirmation" stream (never the validation set) and trains on when one is wrong.
-``TrainConfig(confirm_samples=0)`` is the report's rule alone; the batch at which the report's
-rule first fired is always recorded (:attr:`TrainResult.report_rule_batch`).
+T >= 10 that rule alone stops models at 98-99.9 % validation accuracy. By default
+:func:`fit` therefore confirms each stop on ``confirm_samples`` (16,384) fresh samples from a
+separate "confirmation" stream (never the validation set) and trains on when one is wrong.
+``TrainConfig(confirm_samples=0)`` is the 3-batch rule alone; the batch at which that rule
+first fired is always recorded (:attr:`TrainResult.report_rule_batch`).
+
+NOTE: the model that scored the final batch keeps its weights: the optimiser step of the
+batch that stops the run is skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,18 +49,29 @@ from gnnkit.seq.classifiers import (
     build_model,
 )
 from gnnkit.seq.tasks import MemoryTask, generator, make_task
+from gnnkit.train.engine import Run, Task
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "run_experiment"]
+__all__ = [
+    "SequenceClassifierTask",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "fit",
+    "run_experiment",
+]
 
 logger = logging.getLogger(__name__)
 
 #: ``callback(batch, loss, accuracy)``, called after every training batch (1-based).
 Callback = Callable[[int, float, float], None]
 
+#: Why a converged run ended (:attr:`gnnkit.train.engine.RunResult.finished`).
+CONVERGED = "converged"
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters; the defaults are the report's.
+    """Training hyper-parameters of the memory-task protocol (see the module docstring).
 
     Args:
         lr (float): Adam learning rate. (default: 1e-3)
@@ -56,7 +83,7 @@ class TrainConfig:
         val_samples (int): size of the validation set. (default: 4096)
         confirm_samples (int): when the patience rule fires, stop only if the model is also
             100 % correct on this many fresh samples of the confirmation stream; 0 stops on
-            the patience rule alone (the report's protocol). (default: 4096)
+            the patience rule alone. (default: 16384)
     """
 
     lr: float = 1e-3
@@ -91,9 +118,10 @@ class TrainResult:
     Attributes:
         converged (bool): whether the early-stopping criterion fired within the budget.
         batches_to_converge (int or None): the batch at which it fired (1-based), else None.
-        report_rule_batch (int or None): the first batch at which the report's rule alone
+        report_rule_batch (int or None): the first batch at which the 3-batch rule alone
             (``patience`` perfect batches) fired, else None.
-        checks (list of [int, float]): ``[batch, accuracy]`` of every confirmation.
+        checks (list of [int, int, int]): ``[batch, samples checked, mistakes]`` of every
+            confirmation (a confirmation stops at the first chunk of 4,096 with a mistake).
         batches (int): batches seen (the last one's update is skipped when training stops).
         val_acc (float): accuracy on the validation set after training.
         val_loss (float): mean cross-entropy on the validation set after training.
@@ -105,7 +133,7 @@ class TrainResult:
     converged: bool
     batches_to_converge: int | None
     report_rule_batch: int | None
-    checks: list[list[float]]
+    checks: list[list[int]]
     batches: int
     val_acc: float
     val_loss: float
@@ -159,6 +187,107 @@ def _confirm(
     return checked, 0
 
 
+class SequenceClassifierTask(Task):
+    """The memory-task protocol as a :class:`~gnnkit.train.engine.Task`: an epoch is a batch.
+
+    :meth:`train_epoch` draws the next batch of the training stream, scores it (loss and
+    accuracy) and applies the stopping rule to that score; while the run goes on it takes the
+    batch's optimiser step, so the batch that stops the run leaves the weights that scored it
+    (:meth:`should_stop` then says ``"converged"``); :meth:`evaluate` measures the validation
+    set (run it with ``eval_every=0``: once, after the last batch).
+
+    Args:
+        model (SequenceClassifier): a classifier sized for ``task``.
+        task (MemoryTask): the data; its training, validation and confirmation streams are
+            drawn from ``seed`` (:func:`gnnkit.seq.tasks.generator`).
+        config (TrainConfig): the protocol.
+        seed (int): the data seed.
+
+    Attributes:
+        report_rule_batch (int or None): the first batch at which the 3-batch rule fired.
+        converged_at (int or None): the batch at which the run stopped, converged.
+        checks (list of [int, int, int]): ``[batch, samples checked, mistakes]`` of every
+            confirmation.
+
+    NOTE: a non-finite loss does not raise (:attr:`nonfinite` is empty): a diverging model is
+    recorded as not converged, so a sweep over seeds carries on.
+    """
+
+    nonfinite = ()
+    progress_keys = (("loss", "loss"), ("acc", "accuracy"))
+
+    def __init__(
+        self, model: SequenceClassifier, task: MemoryTask, config: TrainConfig, seed: int
+    ) -> None:
+        self.model, self.task, self.config, self.seed = model, task, config, seed
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.confirm_rng = generator(seed, "confirmation")
+        self.stream = task.stream(config.batch_size, seed=seed)
+        self.report_rule_batch: int | None = None
+        self.converged_at: int | None = None
+        self.checks: list[list[int]] = []
+        self._streak = 0
+        model.train()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        tokens, labels = next(self.stream)
+        logits = self.model(tokens)
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean().item()
+        if not self._converged(epoch, accuracy):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_norm)
+            self.optimizer.step()
+        return {"loss": loss.item(), "accuracy": accuracy}
+
+    def should_stop(self) -> str | None:
+        return CONVERGED if self.converged_at is not None else None
+
+    def _converged(self, batch: int, accuracy: float) -> bool:
+        """The stopping rule after ``batch``: ``patience`` perfect batches in a row, confirmed
+        on ``confirm_samples`` fresh samples (a failed confirmation restarts the streak)."""
+        self._streak = self._streak + 1 if accuracy == 1.0 else 0
+        if self._streak < self.config.patience:
+            return False
+        self.report_rule_batch = self.report_rule_batch or batch
+        if self.config.confirm_samples:
+            checked, errors = _confirm(
+                self.model, self.task, self.config.confirm_samples, self.confirm_rng
+            )
+            self.checks.append([batch, checked, errors])
+            if errors:
+                self._streak = 0
+                return False
+        self.converged_at = batch
+        return True
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        val_set = self.task.validation_set(self.config.val_samples, seed=self.seed)
+        val_loss, val_acc = evaluate(self.model, *val_set)
+        return {"val_loss": val_loss, "val_acc": val_acc}
+
+
+def _check_sizes(model: SequenceClassifier, task: MemoryTask) -> None:
+    if model.num_tokens < task.num_tokens or model.num_classes != task.num_classes:
+        raise InputError(
+            f"model has num_tokens={model.num_tokens}, num_classes={model.num_classes}, but "
+            f"{task!r} needs {task.num_tokens} tokens and {task.num_classes} classes"
+        )
+
+
+def _batch_callback(callback: Callback | None) -> Callable[[dict[str, Any]], None] | None:
+    """The engine's ``callback(record)`` calling ``callback(batch, loss, accuracy)``; its
+    return value is ignored (it never interrupts the run)."""
+    if callback is None:
+        return None
+
+    def report(record: dict[str, Any]) -> None:
+        callback(record["epoch"], record["loss"], record["accuracy"])
+
+    return report
+
+
 def fit(
     model: SequenceClassifier,
     task: MemoryTask,
@@ -167,80 +296,42 @@ def fit(
     config: TrainConfig | None = None,
     callback: Callback | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``task`` with the report's protocol and validate it.
+    """Train ``model`` on ``task`` with the memory-task protocol and validate it.
 
     Args:
         model (SequenceClassifier): a classifier sized for ``task``.
         task (MemoryTask): the data; the training stream and validation set use ``seed``.
         seed (int, optional): data seed. (default: 0)
-        config (TrainConfig, optional): hyper-parameters. (default: the report's)
+        config (TrainConfig, optional): hyper-parameters. (default: ``TrainConfig()``)
         callback (callable, optional): ``callback(batch, loss, accuracy)`` after every batch
             (the CLI's progress bar). (default: None)
     """
     config = config or TrainConfig()
-    if model.num_tokens < task.num_tokens or model.num_classes != task.num_classes:
-        raise InputError(
-            f"model has num_tokens={model.num_tokens}, num_classes={model.num_classes}, but "
-            f"{task!r} needs {task.num_tokens} tokens and {task.num_classes} classes"
-        )
+    _check_sizes(model, task)
     start = time.perf_counter()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    losses: list[float] = []
-    accuracies: list[float] = []
-    checks: list[list[float]] = []
-    streak = 0
-    converged_at = report_rule_batch = None
-    confirm_rng = generator(seed, "confirmation")
-    model.train()
-    stream = task.stream(config.batch_size, seed=seed)
-    for batch in range(1, config.max_batches + 1):
-        tokens, labels = next(stream)
-        logits = model(tokens)
-        loss = F.cross_entropy(logits, labels)
-        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean().item()
-        losses.append(loss.item())
-        accuracies.append(accuracy)
-        if callback is not None:
-            callback(batch, losses[-1], accuracy)
-        streak = streak + 1 if accuracy == 1.0 else 0
-        if streak >= config.patience:
-            report_rule_batch = report_rule_batch or batch
-            if not config.confirm_samples:
-                converged_at = batch
-                break
-            checked, errors = _confirm(model, task, config.confirm_samples, confirm_rng)
-            checks.append([batch, checked, errors])
-            if errors == 0:
-                converged_at = batch
-                break
-            streak = 0
-        # the model that scored the final batch is kept: its update is skipped on a stop
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.max_norm)
-        optimizer.step()
-
-    val_loss, val_acc = evaluate(model, *task.validation_set(config.val_samples, seed=seed))
+    training = SequenceClassifierTask(model, task, config, seed)
+    run = Run(training, epochs=config.max_batches, eval_every=0, callback=_batch_callback(callback))
+    history = run.run().history
     seconds = time.perf_counter() - start
     logger.debug(
         "%s on %r: %s after %d batches, val acc %.4f",
         type(model).__name__,
         task,
-        "converged" if converged_at else "not converged",
-        len(losses),
-        val_acc,
+        "converged" if training.converged_at else "not converged",
+        run.epoch,
+        history["val_acc"][-1],
     )
     return TrainResult(
-        converged=converged_at is not None,
-        batches_to_converge=converged_at,
-        report_rule_batch=report_rule_batch,
-        checks=checks,
-        batches=len(losses),
-        val_acc=val_acc,
-        val_loss=val_loss,
+        converged=training.converged_at is not None,
+        batches_to_converge=training.converged_at,
+        report_rule_batch=training.report_rule_batch,
+        checks=training.checks,
+        batches=run.epoch,
+        val_acc=history["val_acc"][-1],
+        val_loss=history["val_loss"][-1],
         seconds=seconds,
-        loss=losses,
-        accuracy=accuracies,
+        loss=history["loss"],
+        accuracy=history["accuracy"],
     )
 
 
@@ -272,7 +363,7 @@ def run_experiment(
         hidden_dim (int, optional): hidden size. (default: 256)
         forget_bias (float, optional): initial forget-gate bias of LSTM models, ``None`` for
             PyTorch's initialisation (see :class:`gnnkit.seq.LSTMClassifier`). (default: 1)
-        config (TrainConfig, optional): hyper-parameters. (default: the report's)
+        config (TrainConfig, optional): hyper-parameters. (default: ``TrainConfig()``)
         callback (callable, optional): see :func:`fit`.
     """
     memory_task = make_task(task, seq_len)

@@ -1,9 +1,13 @@
-"""Reproducing the reference report's Table 1 and Figure 1, and the vanishing-gradient plot.
+"""Sweeps of the memory-task protocol: models x sequence lengths x seeds, summarised and plotted.
 
-:func:`run_table1` trains every (model, sequence length, seed) with the report's protocol
-(:func:`gnnkit.seq.run_experiment`); :func:`summarize` turns the runs into mean +- std rows
-beside the report's numbers (:data:`REPORT_TABLE1`); :func:`plot_table1` draws the loss and
-accuracy curves in the report's style (light per-seed lines under a dark smoothed mean).
+:func:`run_sweep` trains every (model, sequence length, seed) with
+:func:`gnnkit.seq.run_experiment`; :func:`summarize` turns the runs into one row per
+(model, length), mean +- sample std over seeds; :func:`summary_cells` and
+:func:`markdown_summary` format the rows, and further columns (a published baseline, say)
+plug in as :data:`Column` s; :func:`plot_sweep` draws the training curves (light lines single
+seeds under their dark smoothed mean) and :func:`plot_gradient_norms` the gradient norms per
+time step whose decay makes long time lags hard to learn (Bengio, Simard & Frasconi, IEEE TNN
+1994; Hochreiter & Schmidhuber, Neural Computation 1997).
 """
 
 from __future__ import annotations
@@ -23,30 +27,25 @@ from gnnkit.seq.tasks import TASKS
 from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
 
 __all__ = [
-    "REPORT_TABLE1",
-    "markdown_table1",
+    "SUMMARY_COLUMNS",
+    "Column",
+    "format_mean_std",
+    "markdown_summary",
     "plot_gradient_norms",
-    "plot_table1",
-    "run_table1",
+    "plot_sweep",
+    "run_sweep",
     "summarize",
+    "summary_cells",
 ]
-
-#: The report's Table 1 (random combinations, mean +- std over three seeds):
-#: ``(model, seq_len) -> {"loss": (mean, std), "accuracy": (mean, std), "batches": (mean, std)}``.
-REPORT_TABLE1: dict[tuple[str, int], dict[str, tuple[float, float]]] = {
-    ("lstm", 5): {"loss": (0.29, 2.7e-2), "accuracy": (1.0, 0.0), "batches": (25.0, 2.2)},
-    ("lstm", 10): {"loss": (0.04, 1.0e-3), "accuracy": (1.0, 0.0), "batches": (124.7, 15.1)},
-    ("lstm", 15): {"loss": (0.02, 5.9e-3), "accuracy": (1.0, 0.0), "batches": (544.7, 71.0)},
-    ("bilstm", 5): {"loss": (0.23, 7.5e-3), "accuracy": (1.0, 0.0), "batches": (18.3, 0.5)},
-    ("bilstm", 10): {"loss": (0.02, 4.6e-3), "accuracy": (1.0, 0.0), "batches": (80.7, 12.4)},
-    ("bilstm", 15): {"loss": (0.02, 3.8e-3), "accuracy": (1.0, 0.0), "batches": (298.3, 21.5)},
-}
 
 #: ``callback(model, seq_len, seed, result)`` after every finished run.
 RunCallback = Callable[[str, int, int, TrainResult], None]
 
+#: A column of the summary table: ``(header, alignment "l" or "r", row -> cell text)``.
+Column = tuple[str, str, Callable[[dict[str, Any]], str]]
 
-def run_table1(
+
+def run_sweep(
     *,
     seeds: int = 3,
     lengths: Sequence[int] = (5, 10, 15),
@@ -61,14 +60,14 @@ def run_table1(
     """Train every model on every length with seeds ``0 .. seeds-1``.
 
     Args:
-        seeds (int, optional): number of seeds. (default: 3, the report's)
+        seeds (int, optional): number of seeds. (default: 3)
         lengths (sequence of int, optional): sequence lengths. (default: 5, 10, 15)
         models (sequence of str, optional): model names. (default: lstm, bilstm, rnn)
-        task (str, optional): the task. (default: ``"randomcomb"``, the report's)
+        task (str, optional): the task. (default: ``"randomcomb"``)
         hidden_dim (int, optional): hidden size of every model. (default: 256)
         forget_bias (float, optional): initial forget-gate bias of the LSTMs, ``None`` for
             PyTorch's initialisation. (default: 1)
-        config (TrainConfig, optional): training protocol. (default: the report's)
+        config (TrainConfig, optional): training protocol. (default: ``TrainConfig()``)
         batch_callback (callable, optional): passed to :func:`gnnkit.seq.fit`.
         run_callback (callable, optional): called after every run.
 
@@ -111,14 +110,13 @@ def _mean_std(values: Sequence[float]) -> list[float] | None:
     return [statistics.fmean(values), std]
 
 
-def summarize(runs: Sequence[dict[str, Any]], *, task: str = "randomcomb") -> list[dict[str, Any]]:
-    """One row per (model, seq_len): mean +- std over seeds beside the report's numbers.
+def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, seq_len), in the order the runs come: mean +- std over seeds.
 
     Row keys: ``model``, ``seq_len``, ``seeds``, ``converged`` (runs that converged),
-    ``val_loss``, ``val_acc``, ``batches`` (batches until convergence over converged runs,
-    ``None`` when none converged), ``report_rule_batches`` (the report's rule alone),
-    ``min_val_acc``, and ``report`` (the report's row or ``None``), ``batches_ratio``
-    (ours / report's mean batches, or ``None``).
+    ``val_loss``, ``val_acc`` (``[mean, std]``), ``min_val_acc`` (the worst seed),
+    ``batches`` (batches until convergence, ``None`` unless every run converged) and
+    ``report_rule_batches`` (the 3-batch rule alone, ``None`` unless it fired in every run).
     """
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for run in runs:
@@ -127,8 +125,6 @@ def summarize(runs: Sequence[dict[str, Any]], *, task: str = "randomcomb") -> li
     for (model, seq_len), group in groups.items():
         converged = [r["batches_to_converge"] for r in group if r["converged"]]
         rule = [r["report_rule_batch"] for r in group if r["report_rule_batch"] is not None]
-        report = REPORT_TABLE1.get((model, seq_len)) if task == "randomcomb" else None
-        batches = _mean_std(converged) if len(converged) == len(group) else None
         rows.append(
             {
                 "model": model,
@@ -138,24 +134,103 @@ def summarize(runs: Sequence[dict[str, Any]], *, task: str = "randomcomb") -> li
                 "val_loss": _mean_std([r["val_loss"] for r in group]),
                 "val_acc": _mean_std([r["val_acc"] for r in group]),
                 "min_val_acc": min(r["val_acc"] for r in group),
-                "batches": batches,
+                "batches": _mean_std(converged) if len(converged) == len(group) else None,
                 "report_rule_batches": _mean_std(rule) if len(rule) == len(group) else None,
-                "report": {k: list(v) for k, v in report.items()} if report else None,
-                "batches_ratio": (
-                    batches[0] / report["batches"][0] if batches and report else None
-                ),
             }
         )
     return rows
 
 
-def plot_table1(
+def format_mean_std(pair: Sequence[float] | None, fmt: str) -> str:
+    """``"mean ± std"`` with the format spec ``fmt`` (``"-"`` for ``None``)."""
+    return "-" if pair is None else f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
+
+
+def _batches(row: dict[str, Any]) -> str:
+    if row["batches"] is None:
+        return f"{row['converged']}/{row['seeds']} converged"
+    return format_mean_std(row["batches"], ".1f")
+
+
+#: The columns of :func:`summarize` rows.
+SUMMARY_COLUMNS: tuple[Column, ...] = (
+    ("model", "l", lambda row: row["model"]),
+    ("T", "r", lambda row: str(row["seq_len"])),
+    ("val loss", "r", lambda row: format_mean_std(row["val_loss"], ".3f")),
+    ("val acc", "r", lambda row: format_mean_std(row["val_acc"], ".4f")),
+    ("min acc", "r", lambda row: f"{row['min_val_acc']:.4f}"),
+    ("batches", "r", _batches),
+    ("3-batch rule", "r", lambda row: format_mean_std(row["report_rule_batches"], ".1f")),
+)
+
+
+def summary_cells(
+    rows: Sequence[dict[str, Any]], columns: Sequence[Column] = SUMMARY_COLUMNS
+) -> tuple[list[str], list[list[str]], str]:
+    """The table of ``rows``: headers, one list of cells per row, and the alignments."""
+    header = [name for name, _, _ in columns]
+    body = [[cell(row) for _, _, cell in columns] for row in rows]
+    return header, body, "".join(align for _, align, _ in columns)
+
+
+def _forget_label(value: float | None) -> str:
+    return "PyTorch's init" if value is None else f"{value:g}"
+
+
+def markdown_summary(
+    payload: dict[str, Any],
+    *,
+    columns: Sequence[Column] = SUMMARY_COLUMNS,
+    title: str | None = None,
+) -> str:
+    """The ``gnnkit seq bench --json`` payload as a short Markdown report.
+
+    Args:
+        payload (dict): ``summary`` (:func:`summarize` rows), ``config`` (the
+            :class:`TrainConfig` fields), ``task``, ``seeds``, ``hidden_dim``,
+            ``forget_bias``, ``command``, ``wall_seconds`` and ``environment``
+            (:func:`gnnkit.utils.env.environment`).
+        columns (sequence of Column, optional): the table's columns.
+            (default: :data:`SUMMARY_COLUMNS`)
+        title (str, optional): the heading. (default: ``"Memory-task sweep on TASK"``)
+    """
+    config, env, seeds = payload["config"], payload["environment"], payload["seeds"]
+    header, body, align = summary_cells(payload["summary"], columns)
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    lines = [
+        f"# {title or 'Memory-task sweep on ' + payload['task']}",
+        "",
+        f"Mean ± std over {seeds} seeds (0 .. {seeds - 1}). Embedding 2 x T, hidden "
+        f"{payload['hidden_dim']}, LSTM forget-gate bias "
+        f"{_forget_label(payload.get('forget_bias'))}, Adam lr {config['lr']:g}, batch "
+        f"{config['batch_size']}, clipping {config['max_norm']:g}, at most "
+        f"{config['max_batches']:,} batches. *batches* = batches until convergence: "
+        f"{config['patience']} training batches in a row at 100 %, confirmed on "
+        f"{config['confirm_samples']:,} fresh samples (0 = not confirmed); *3-batch rule* = "
+        "the batch at which that rule alone first fired. Validation: "
+        f"{config['val_samples']:,} independent samples, *min acc* = the worst seed.",
+        "",
+        "| " + " | ".join(header) + " |",
+        rule,
+        *("| " + " | ".join(cells) + " |" for cells in body),
+        "",
+        f"Command: `{payload['command']}`; wall time {payload['wall_seconds']:.0f} s.",
+        "",
+        f"Machine: {env['cpu']}, {env['threads']} torch thread(s) of {env['cpu_count']} cores, "
+        f"device {env['device']}; torch {env['torch']}, PyG {env['torch_geometric']}, Python "
+        f"{env['python']}; {env['date']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_sweep(
     runs: Sequence[dict[str, Any]], path: str | os.PathLike, *, window: int = 10
 ) -> Path:
     """Loss and accuracy curves: one row per sequence length, one colour per model.
 
-    Light lines are single seeds, dark lines their mean smoothed over ``window`` batches
-    (the report's Figure 1); the batch axis is logarithmic so short and long runs both show.
+    Light lines are single seeds, dark lines their mean smoothed over ``window`` batches;
+    the batch axis is logarithmic so short and long runs both show.
     """
     lengths = sorted({r["seq_len"] for r in runs})
     models = list(dict.fromkeys(r["model"] for r in runs))
@@ -197,58 +272,3 @@ def plot_gradient_norms(
     ax.legend(loc="best")
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def _pm(pair: Sequence[float] | None, fmt: str) -> str:
-    return "-" if pair is None else f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
-
-
-def _forget_label(value: float | None) -> str:
-    return "PyTorch's init" if value is None else f"{value:g}"
-
-
-def markdown_table1(payload: dict[str, Any]) -> str:
-    """The ``gnnkit seq bench`` JSON payload as a short Markdown report."""
-    rows = payload["summary"]
-    config = payload["config"]
-    lines = [
-        f"# The reference report's Table 1 on {payload['task']}: gnnkit against the report",
-        "",
-        f"Mean ± std over {payload['seeds']} seeds (0 .. {payload['seeds'] - 1}). Embedding "
-        f"2 x T, hidden {payload['hidden_dim']}, LSTM forget-gate bias "
-        f"{_forget_label(payload.get('forget_bias'))}, Adam lr {config['lr']:g}, batch "
-        f"{config['batch_size']}, clipping {config['max_norm']:g}, at most "
-        f"{config['max_batches']:,} batches. *batches* = batches until convergence: "
-        f"{config['patience']} training batches in a row at 100 % (the report's rule), confirmed "
-        f"on {config['confirm_samples']:,} fresh samples (0 = not confirmed); *3-batch rule* = "
-        "the batch at which the report's rule alone first fired. Validation: "
-        f"{config['val_samples']:,} independent samples, *min acc* = the worst seed.",
-        "",
-        "| model | T | val loss | val acc | min acc | batches | 3-batch rule | report loss "
-        "| report batches | ours / report |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        report = row["report"]
-        batches = _pm(row["batches"], ".1f")
-        if row["batches"] is None:
-            batches = f"{row['converged']}/{row['seeds']} converged"
-        ratio = f"**{row['batches_ratio']:.2f}x**" if row["batches_ratio"] else "-"
-        lines.append(
-            f"| {row['model']} | {row['seq_len']} | {_pm(row['val_loss'], '.3f')} "
-            f"| {_pm(row['val_acc'], '.4f')} | {row['min_val_acc']:.4f} | {batches} "
-            f"| {_pm(row['report_rule_batches'], '.1f')} "
-            f"| {_pm(report['loss'], '.2f') if report else '-'} "
-            f"| {_pm(report['batches'], '.1f') if report else '-'} | {ratio} |"
-        )
-    env = payload["environment"]
-    lines += [
-        "",
-        f"Command: `{payload['command']}`; wall time {payload['wall_seconds']:.0f} s.",
-        "",
-        f"Machine: {env['cpu']}, {env['threads']} torch thread(s) of {env['cpu_count']} cores, "
-        f"device {env['device']}; torch {env['torch']}, PyG {env['torch_geometric']}, Python "
-        f"{env['python']}; {env['date']}.",
-        "",
-    ]
-    return "\n".join(lines)

@@ -1,4 +1,9 @@
-"""Synthetic memory tasks for sequence classifiers (the reference report's section 1).
+"""Synthetic memory tasks for sequence classifiers.
+
+Long time lags are what recurrent networks find hard to learn (Bengio, Simard & Frasconi,
+IEEE TNN 1994) and what the LSTM was built for (Hochreiter & Schmidhuber, Neural
+Computation 1997, whose experiments are synthetic long-time-lag tasks like these two): both
+need a memory that spans the whole sequence, so they grow harder with its length T.
 
 Each task draws whole sequences, shows a model all but the last element and asks it to name
 the last one. Samples are generated on the fly from a seeded :class:`numpy.random.Generator`,
@@ -29,7 +34,7 @@ __all__ = [
     "make_task",
 ]
 
-#: Validation-set size used by the report.
+#: The default validation-set size.
 VALIDATION_SAMPLES = 4096
 
 
@@ -118,7 +123,7 @@ class MemoryTask:
         """A fixed validation set, drawn independently of :meth:`stream` with the same seed.
 
         Args:
-            num_samples (int, optional): number of samples. (default: 4096, the report's)
+            num_samples (int, optional): number of samples. (default: 4096)
             seed (int, optional): the seed. (default: 0)
         """
         return self.sample(num_samples, generator(seed, "validation"))
@@ -131,7 +136,7 @@ class RandomCombinations(MemoryTask):
     """A random permutation of ``0 .. T-1``; the label is the one number missing from the input.
 
     The model sees T - 1 distinct numbers and must name the absent one, so it has to remember
-    every number it has seen: the report's task for Questions 1.3 and 1.4.
+    every number it has seen.
 
     Args:
         seq_len (int): T, both the permutation length and the number of classes (>= 2).

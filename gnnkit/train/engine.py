@@ -354,6 +354,18 @@ class Run:
             return False
         return time.perf_counter() - self.started + estimate > self.time_budget_s
 
+    def extend(self, epochs: int) -> None:
+        """Let a run that reached its last epoch, or was interrupted, go on to ``epochs``
+        (a later :meth:`run` in the same process, as a resumed run would)."""
+        _positive_int("epochs", epochs)
+        if epochs < self.epoch:
+            raise InputError(
+                f"the run has already trained {self.epoch} epochs, more than {epochs}"
+            )
+        self.epochs, self.interrupted = epochs, False
+        if self.finished in ("epochs", "time-budget") and epochs > self.epoch:
+            self.finished = None
+
     def stop(self, reason: str) -> None:
         """End the run now for ``reason`` (e.g. ``"time-budget"``), with a checkpoint."""
         logger.info("stopping after epoch %d: %s", self.epoch, reason)

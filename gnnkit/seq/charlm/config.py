@@ -60,7 +60,11 @@ class CharLSTMConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a :class:`~gnnkit.seq.charlm.CharLSTM` is trained (the report's schedule by default).
+    """How a :class:`~gnnkit.seq.charlm.CharLSTM` is trained.
+
+    Teacher forcing on random windows with Adam, a step-wise learning-rate decay and gradient
+    norm clipping, as in Karpathy's char-rnn (after Graves, arXiv:1308.0850); the defaults
+    are the reference set-up's schedule.
 
     Args:
         steps (int, optional): training batches. (default: 7500)
@@ -83,11 +87,11 @@ class TrainConfig:
         checkpoint_every (int, optional): batches between checkpoints (the last batch always
             writes one). (default: 500)
         snapshot_every (int, optional): batches between kept model snapshots
-            ``step_NNNNNN.pt`` (the report samples at 2,500, 5,000 and 7,500); 0 disables them.
+            ``step_NNNNNN.pt`` (the reference set-up samples at 2,500, 5,000 and 7,500); 0 disables them.
             (default: 2500)
 
-    NOTE: the report does not give its clipping norm, embedding size or where its dropout sits;
-    gnnkit clips at 5 (char-rnn's value) and applies dropout between the LSTM layers and before
+    NOTE: the reference set-up does not give its clipping norm, embedding size or where its
+    dropout sits; gnnkit clips at 5 (char-rnn's value) and applies dropout between the LSTM layers and before
     the output layer.
     """
 
@@ -153,13 +157,13 @@ class Preset:
     train: TrainConfig
 
 
-#: The report's set-up (section 2): 2 x 1024 LSTM, T = 30, Adam 5e-3, lr x 0.995 every 75
+#: The reference set-up: 2 x 1024 LSTM, T = 30, Adam 5e-3, lr x 0.995 every 75
 #: batches, dropout 0.5, 7,500 batches of 64. Meant for a GPU.
-#: NOTE: the report also names weight decay 0.01. With ``torch.optim.Adam``'s (coupled) L2
+#: NOTE: the reference set-up also names weight decay 0.01. With ``torch.optim.Adam``'s (coupled) L2
 #: penalty that collapses this model to character frequencies: on an H200, 7,500 batches
 #: ended at 20 % accuracy on both corpora, greedy samples "e e e e". The preset therefore
 #: trains without weight decay (Bartleby 76 %, tutorial 73 % training accuracy there);
-#: ``gnnkit text train --weight-decay 0.01`` reproduces the report's setting literally.
+#: ``gnnkit text train --weight-decay 0.01`` reproduces that setting literally.
 _PAPER = Preset(
     name="paper",
     description="the report's set-up: 2 x 1024 LSTM, T=30, 7,500 batches of 64 (GPU)",

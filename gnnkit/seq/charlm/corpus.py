@@ -1,10 +1,10 @@
 """Character corpora for next-character models: a vocabulary, windows and a validation split.
 
-The reference report (section 2) trains on Melville's *Bartleby, the Scrivener* and on the Python
-tutorial sources. :func:`load_corpus` reads either registry corpus (``"bartleby"``,
-``"pydoc-tutorial"``) or any UTF-8 file; :class:`TextDataset` encodes it with a
-:class:`Vocabulary`, holds the last 10 % out for validation and cuts windows whose targets are
-the inputs shifted by one character.
+Character models learn from plain text (Graves, arXiv:1308.0850; Karpathy's char-rnn).
+:func:`load_corpus` reads a registered corpus (Melville's *Bartleby, the Scrivener*,
+``"bartleby"``; the Python tutorial sources, ``"pydoc-tutorial"``) or any UTF-8 file;
+:class:`TextDataset` encodes it with a :class:`Vocabulary`, holds the last 10 % out for
+validation and cuts windows whose targets are the inputs shifted by one character.
 """
 
 from __future__ import annotations
@@ -189,8 +189,8 @@ def load_corpus(
     Returns:
         ``(text, name)``: the text (newlines normalised to ``\\n``) and a short name for it.
 
-    NOTE: stripping is the default because the report counts 65 distinct characters in
-    Bartleby, which is the body alone (the licence text brings the count to 83).
+    NOTE: stripping is the default because the reference set-up counts 65 distinct characters
+    in Bartleby, which is the body alone (the licence text brings the count to 83).
     """
     from gnnkit.data import DATASETS, load
 

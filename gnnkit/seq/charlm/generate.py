@@ -11,9 +11,12 @@ Strategies, for logits :math:`z` over the vocabulary:
   :math:`T = 1` is the model's distribution, :math:`T \to \infty` tends to uniform;
 - ``"top-k"``: the same, restricted to the :math:`k` most likely characters.
 
-NOTE: the reference report *multiplies* the logits by its temperature :math:`\tau` (large
-:math:`\tau` = greedy). gnnkit divides, like char-rnn and PyTorch's examples, so the report's
-:math:`\tau` is :math:`1 / T` here: its :math:`\tau = 0.5, 1, 2` are :math:`T = 2, 1, 0.5`.
+State carrying and temperature sampling as in Graves, *Generating Sequences With Recurrent
+Neural Networks* (arXiv:1308.0850), and Karpathy's char-rnn.
+
+NOTE: some texts *multiply* the logits by an inverse temperature :math:`\tau` (large
+:math:`\tau` = greedy). gnnkit divides by :math:`T`, like char-rnn and PyTorch's examples, so
+such a :math:`\tau` is :math:`1 / T` here: :math:`\tau = 0.5, 1, 2` are :math:`T = 2, 1, 0.5`.
 """
 
 from __future__ import annotations
@@ -30,15 +33,10 @@ from gnnkit.errors import InputError
 from gnnkit.seq.charlm.corpus import Unknown
 from gnnkit.seq.charlm.model import CharLSTM, State
 
-__all__ = ["STRATEGIES", "generate", "generate_batch", "pick_next", "report_tau"]
+__all__ = ["STRATEGIES", "generate", "generate_batch", "pick_next"]
 
 #: The sampling strategies :func:`generate` accepts.
 STRATEGIES = ("greedy", "temperature", "top-k")
-
-
-def report_tau(temperature: float) -> float:
-    """The reference report's :math:`\\tau` for a gnnkit temperature :math:`T` (:math:`1/T`)."""
-    return 1.0 / temperature
 
 
 def _check_sampling(strategy: str, temperature: float, k: int | None) -> None:
@@ -136,6 +134,23 @@ def _read_prompts(model: CharLSTM, ids: list[Tensor]) -> tuple[Tensor, State]:
     return model.head(h[-1]), (h, c)
 
 
+def _encode_prompts(model: CharLSTM, prompts: Sequence[str], unknown: Unknown) -> list[Tensor]:
+    """Every prompt's character ids, refusing non-strings and (after skipping) empty ones."""
+    ids = []
+    for n, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise InputError(f"prompt {n} must be a str, got {type(prompt).__name__}")
+        what = "prompt" if len(prompts) == 1 else f"prompt {n}"
+        encoded = model.vocabulary.encode(prompt, unknown=unknown, what=what)
+        if encoded.numel() == 0:
+            raise InputError(
+                f"{what} is empty{' after skipping unknown characters' if prompt else ''}; "
+                "give at least one character to start from"
+            )
+        ids.append(encoded)
+    return ids
+
+
 def generate_batch(
     model: CharLSTM,
     prompts: Sequence[str],
@@ -155,8 +170,8 @@ def generate_batch(
         length (int, optional): new characters per prompt. (default: 100)
         strategy (str, optional): ``"greedy"``, ``"temperature"`` or ``"top-k"``.
             (default: ``"greedy"``)
-        temperature (float, optional): :math:`T > 0` for the sampling strategies; the report's
-            :math:`\\tau` is :math:`1/T`. Ignored by greedy. (default: 1.0)
+        temperature (float, optional): :math:`T > 0` for the sampling strategies (the
+            logits are divided by :math:`T`). Ignored by greedy. (default: 1.0)
         k (int, optional): candidates kept by ``"top-k"`` (required there, refused elsewhere).
         seed (int, optional): seed of the sampler; the same seed gives the same text.
             (default: a fresh random seed)
@@ -175,18 +190,7 @@ def generate_batch(
     _check_sampling(strategy, temperature, k)
     if not prompts:
         return []
-    ids = []
-    for n, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise InputError(f"prompt {n} must be a str, got {type(prompt).__name__}")
-        what = "prompt" if len(prompts) == 1 else f"prompt {n}"
-        encoded = model.vocabulary.encode(prompt, unknown=unknown, what=what)
-        if encoded.numel() == 0:
-            raise InputError(
-                f"{what} is empty{' after skipping unknown characters' if prompt else ''}; "
-                "give at least one character to start from"
-            )
-        ids.append(encoded)
+    ids = _encode_prompts(model, prompts, unknown)
     device = model.head.weight.device
     generator = torch.Generator(device=device)
     if seed is None:

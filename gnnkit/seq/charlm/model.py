@@ -1,4 +1,4 @@
-"""A character-level LSTM language model (the reference report's section 2 generator)."""
+"""A character-level LSTM language model (Graves, arXiv:1308.0850; Karpathy's char-rnn)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ State = tuple[Tensor, Tensor]
 class CharLSTM(nn.Module):
     r"""Next-character model: embedding, a stacked LSTM, dropout and a linear read-out.
 
-    From the reference report's section 2 ("Recurrent Nets as Generative Models"), after
-    Graves, *Generating Sequences With Recurrent Neural Networks* (arXiv:1308.0850). For
-    characters :math:`c_1 \dots c_T`,
+    After Graves, *Generating Sequences With Recurrent Neural Networks* (arXiv:1308.0850),
+    section 3, and Karpathy's char-rnn, on the LSTM of Hochreiter & Schmidhuber (*Long
+    Short-Term Memory*, Neural Computation 1997). For characters :math:`c_1 \dots c_T`,
 
     .. math::
         e_t = E[c_t], \qquad
@@ -42,7 +42,8 @@ class CharLSTM(nn.Module):
         - output: logits ``(B, T, V)`` and the state after the last step.
 
     NOTE: dropout (rate ``config.dropout``) sits between the LSTM layers (``nn.LSTM``'s own
-    dropout) and before the read-out; the report only says a dropout layer was added.
+    dropout) and before the read-out, as char-rnn places it; the set-up gnnkit reproduces only
+    says that a dropout layer was added.
     """
 
     def __init__(self, vocabulary: Vocabulary, config: CharLSTMConfig | None = None) -> None:

@@ -1,38 +1,36 @@
-"""The reference report's Tables 2 and 3 for trained runs, as Markdown.
+"""Sample tables of trained character-LSTM runs, as Markdown, one column per run.
 
-Table 2: greedy samples from random start characters at several checkpoints of a run, then
-temperature samples from its last checkpoint. Table 3: completions of fixed prompts. One column
-per run (corpus), as in the report.
+What a character model has learnt shows in its samples (Graves, arXiv:1308.0850; Karpathy's
+char-rnn): :func:`load_run` gathers the snapshots of a run, :func:`samples_table` shows greedy
+samples from random start characters at every snapshot, then samples at the given
+temperatures from the last one, :func:`completions_table` continues the given prompts, and
+:func:`sample_table` puts both under captions.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from gnnkit.errors import CheckpointError, InputError
-from gnnkit.seq.charlm.checkpoint import load_checkpoint, model_from_payload
-from gnnkit.seq.charlm.generate import generate, report_tau
+from gnnkit.seq.charlm.generate import generate
 from gnnkit.seq.charlm.model import CharLSTM
+from gnnkit.seq.charlm.snapshot import model_from_payload, read_model_file
 
-__all__ = ["PROMPTS", "TEMPERATURES", "Run", "load_run", "sample_table"]
-
-#: The report's Table 3 prompts.
-PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
-#: gnnkit temperatures of the report's Table 2 rows (its tau = 2, 1, 0.5).
-TEMPERATURES = (0.5, 1.0, 2.0)
+__all__ = ["Run", "completions_table", "load_run", "sample_table", "samples_table"]
 
 _SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
+_CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
 class Run:
-    """The checkpoints of one training run, by step, and the name of its corpus."""
+    """The models of one training run, by step, and the name of its corpus."""
 
     name: str
     models: list[tuple[int, CharLSTM]]
@@ -43,25 +41,26 @@ class Run:
 
 
 def _load(path: Path) -> tuple[int, str | None, str | None, CharLSTM]:
-    payload = load_checkpoint(path)
+    payload = read_model_file(path)
     corpus = payload.get("corpus") or {}
     model = model_from_payload(payload, path).eval()
     return int(payload.get("step", 0)), corpus.get("name"), corpus.get("sha256"), model
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    """The checkpoints of one run, oldest first.
+    """The models of one run, oldest first.
 
     ``path`` is a run folder (its ``step_NNNNNN.pt`` snapshots and ``checkpoint.pt``) or a
-    checkpoint file (that file plus the earlier snapshots of the same corpus beside it).
+    model file or training checkpoint (that file plus the earlier snapshots of the same
+    corpus beside it).
     """
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if _SNAPSHOT.match(p.name))
-        if (path / "checkpoint.pt").is_file():
-            files.append(path / "checkpoint.pt")
+        if (path / _CHECKPOINT).is_file():
+            files.append(path / _CHECKPOINT)
         if not files:
-            raise CheckpointError(f"{path} holds no checkpoint.pt and no step_*.pt snapshots")
+            raise CheckpointError(f"{path} holds no {_CHECKPOINT} and no step_*.pt snapshots")
         loaded = [_load(f) for f in files]
         anchor = max(loaded, key=lambda item: item[0])
     else:
@@ -103,53 +102,18 @@ def _starts(model: CharLSTM, count: int, seed: int) -> list[str]:
     return [letters[order[i % len(order)]] for i in range(count)]
 
 
-def sample_table(
-    runs: Sequence[Run],
-    *,
-    greedy_samples: int = 5,
-    sample_length: int = 30,
-    temperatures: Sequence[float] = TEMPERATURES,
-    prompts: Sequence[str] = PROMPTS,
-    completion_length: int = 100,
-    seed: int = 0,
-) -> str:
-    """Markdown with the report's Table 2 and Table 3 layout, one column per run.
-
-    Args:
-        runs (sequence of Run): the runs, from :func:`load_run`.
-        greedy_samples (int, optional): greedy samples per checkpoint. (default: 5)
-        sample_length (int, optional): characters per Table 2 sample, the start character
-            included. (default: 30)
-        temperatures (sequence of float, optional): gnnkit temperatures :math:`T` of the
-            sampled rows (the report's :math:`\\tau = 1/T`). (default: 0.5, 1, 2)
-        prompts (sequence of str, optional): Table 3 inputs. (default: the report's)
-        completion_length (int, optional): total characters of a completion, prompt
-            included, as in the report. (default: 100)
-        seed (int, optional): picks the start characters and seeds the samplers. (default: 0)
-    """
-    if not runs:
-        raise InputError("give at least one run")
-    for name, value in (
-        ("greedy_samples", greedy_samples),
-        ("sample_length", sample_length),
-        ("completion_length", completion_length),
-    ):
+def _check_counts(**values: int) -> None:
+    for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    names = [run.name for run in runs]
-    header = "| Sampling scheme | Batch | " + " | ".join(names) + " |"
-    rule = "|---|---:|" + "---|" * len(runs)
-    lines = [
-        f"Table 2: samples of {sample_length} characters from random start characters "
-        "(greedy at several checkpoints, then sampled with temperature T from the last one). "
-        "Newlines are shown as `\\n`, tabs as `\\t`; trailing spaces removed.",
-        "",
-        header,
-        rule,
-    ]
-    steps = sorted({step for run in runs for step, _ in run.models})
-    starts = [_starts(run.final[1], greedy_samples, seed) for run in runs]
-    for step in steps:
+
+
+def _greedy_rows(
+    runs: Sequence[Run], starts: list[list[str]], greedy_samples: int, sample_length: int
+) -> list[str]:
+    """``greedy_samples`` rows per step that any run has a snapshot of."""
+    lines = []
+    for step in sorted({step for run in runs for step, _ in run.models}):
         cells = []
         for run, run_starts in zip(runs, starts, strict=True):
             model = dict(run.models).get(step)
@@ -163,35 +127,86 @@ def sample_table(
                 ]
             )
         for i in range(greedy_samples):
-            row = [c[i] for c in cells]
-            lines.append(f"| Greedy | {_steps(step)} | " + " | ".join(row) + " |")
-    for j, temperature in enumerate(temperatures):
-        cells = []
-        for run, run_starts in zip(runs, starts, strict=True):
-            step, model = run.final
-            start = run_starts[j % len(run_starts)]
-            text = start + generate(
-                model,
-                start,
-                sample_length - 1,
-                strategy="temperature",
-                temperature=temperature,
-                seed=seed + j,
-            )
-            cells.append(_cell(text))
-        tau = report_tau(temperature)
-        final_steps = "/".join(sorted({_steps(run.final[0]) for run in runs}))
-        lines.append(
-            f"| T = {temperature:g} (report's τ = {tau:g}) | {final_steps} | "
-            + " | ".join(cells)
-            + " |"
+            lines.append(f"| Greedy | {_steps(step)} | " + " | ".join(c[i] for c in cells) + " |")
+    return lines
+
+
+def _temperature_row(
+    runs: Sequence[Run], starts: list[list[str]], j: int, temperature: float, length: int, seed: int
+) -> list[str]:
+    """One sample per run from its last model, at ``temperature``."""
+    cells = []
+    for run, run_starts in zip(runs, starts, strict=True):
+        start = run_starts[j % len(run_starts)]
+        text = start + generate(
+            run.final[1],
+            start,
+            length - 1,
+            strategy="temperature",
+            temperature=temperature,
+            seed=seed + j,
         )
-    lines += [
-        "",
-        f"Table 3: greedy completions of the input strings to {completion_length} characters "
-        "(prompt included), from the last checkpoint.",
-        "",
-        "| Input string | " + " | ".join(names) + " |",
+        cells.append(_cell(text))
+    return cells
+
+
+def samples_table(
+    runs: Sequence[Run],
+    *,
+    temperatures: Sequence[float],
+    greedy_samples: int = 5,
+    sample_length: int = 30,
+    seed: int = 0,
+    temperature_label: Callable[[float], str] | None = None,
+) -> str:
+    """Greedy samples at every snapshot, then one sample per temperature from the last one.
+
+    Args:
+        runs (sequence of Run): the runs, from :func:`load_run`; one column each.
+        temperatures (sequence of float): temperatures :math:`T` (logits divided by
+            :math:`T`) of the sampled rows.
+        greedy_samples (int, optional): greedy samples per snapshot. (default: 5)
+        sample_length (int, optional): characters per sample, the start character included.
+            (default: 30)
+        seed (int, optional): picks the start characters and seeds the samplers. (default: 0)
+        temperature_label (callable, optional): the first cell of a temperature's row.
+            (default: ``"T = 0.5"``...)
+    """
+    if not runs:
+        raise InputError("give at least one run")
+    _check_counts(greedy_samples=greedy_samples, sample_length=sample_length)
+    label = temperature_label or (lambda t: f"T = {t:g}")
+    starts = [_starts(run.final[1], greedy_samples, seed) for run in runs]
+    lines = [
+        "| Sampling scheme | Batch | " + " | ".join(run.name for run in runs) + " |",
+        "|---|---:|" + "---|" * len(runs),
+        *_greedy_rows(runs, starts, greedy_samples, sample_length),
+    ]
+    final_steps = "/".join(sorted({_steps(run.final[0]) for run in runs}))
+    for j, temperature in enumerate(temperatures):
+        cells = _temperature_row(runs, starts, j, temperature, sample_length, seed)
+        lines.append(f"| {label(temperature)} | {final_steps} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def completions_table(
+    runs: Sequence[Run], *, prompts: Sequence[str], completion_length: int = 100
+) -> str:
+    """Greedy completions of ``prompts`` by every run's last model, one column per run.
+
+    Prompt characters outside a model's vocabulary are skipped, and the cell says so.
+
+    Args:
+        runs (sequence of Run): the runs, from :func:`load_run`.
+        prompts (sequence of str): the prompts, one row each.
+        completion_length (int, optional): characters of a completion, prompt included.
+            (default: 100)
+    """
+    if not runs:
+        raise InputError("give at least one run")
+    _check_counts(completion_length=completion_length)
+    lines = [
+        "| Input string | " + " | ".join(run.name for run in runs) + " |",
         "|---|" + "---|" * len(runs),
     ]
     for prompt in prompts:
@@ -208,3 +223,40 @@ def sample_table(
             cells.append(_cell(text) + note)
         lines.append(f"| {_cell(prompt)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def sample_table(
+    runs: Sequence[Run],
+    *,
+    prompts: Sequence[str],
+    temperatures: Sequence[float],
+    greedy_samples: int = 5,
+    sample_length: int = 30,
+    completion_length: int = 100,
+    seed: int = 0,
+) -> str:
+    """:func:`samples_table` and :func:`completions_table` under short captions (Markdown).
+
+    See those functions for the arguments.
+    """
+    samples = samples_table(
+        runs,
+        temperatures=temperatures,
+        greedy_samples=greedy_samples,
+        sample_length=sample_length,
+        seed=seed,
+    )
+    completions = completions_table(runs, prompts=prompts, completion_length=completion_length)
+    return "\n".join(
+        [
+            f"Samples of {sample_length} characters from random start characters: greedy at "
+            "every snapshot, then sampled with temperature T (the logits divided by T) from "
+            "the last one. Newlines are shown as `\\n`, tabs as `\\t`; trailing spaces removed.",
+            "",
+            samples,
+            f"Greedy completions of the prompts to {completion_length} characters (prompt "
+            "included), from the last snapshot.",
+            "",
+            completions,
+        ]
+    )

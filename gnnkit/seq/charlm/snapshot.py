@@ -1,21 +1,26 @@
-"""Checkpoints of character models: config, vocabulary and weights (plus training state).
+"""Model files of the character LSTM: config, vocabulary and weights in one small file.
 
-A checkpoint is a plain dict of tensors, dicts, lists, strings and numbers, written atomically
-and readable with ``torch.load(weights_only=True)``:
+The snapshots a training run keeps (``best.pt``, ``step_NNNNNN.pt``) and :func:`save_model`
+write this format; :func:`read_model_file` and :func:`load_model` also read the run's
+resumable ``checkpoint.pt``, written in the training engine's format
+(:data:`gnnkit.train.checkpoint.CHECKPOINT_FORMAT`), which keeps the same parts under
+``task`` (vocabulary, model config, corpus, preset) and ``model`` (the weights).
+
+A model file is a plain dict of tensors, dicts, lists, strings and numbers, written
+atomically and readable with ``torch.load(weights_only=True)``:
 
 ``format``
-    ``"gnnkit.seq.charlm.CharLSTM"``; anything else is refused.
+    :data:`FORMAT`; anything else is refused.
 ``version``
-    the layout version (1).
+    the layout version (:data:`VERSION`).
 ``kind``
-    ``"training"`` (resumable: optimizer, scheduler, RNG state, history) or ``"model"``
-    (a snapshot: enough to generate).
+    ``"model"``. (Files from gnnkit versions before the training engine may say
+    ``"training"``: resumable checkpoints in this format, which still load as models.)
 ``vocabulary``, ``model_config``, ``state_dict``
     what :func:`load_model` needs to rebuild the model.
 ``step``, ``corpus``, ``preset``
-    the batch count, the corpus description (:meth:`TextDataset.info`) and the preset name.
-``train_config``, ``optimizer``, ``scheduler``, ``rng``, ``history``
-    training checkpoints only.
+    the batch count, the corpus description (:meth:`TextDataset.info`) and the preset name,
+    when known.
 """
 
 from __future__ import annotations
@@ -30,16 +35,25 @@ from gnnkit.errors import CheckpointError, InputError
 from gnnkit.seq.charlm.config import CharLSTMConfig
 from gnnkit.seq.charlm.corpus import Vocabulary
 from gnnkit.seq.charlm.model import CharLSTM
+from gnnkit.train.checkpoint import CHECKPOINT_FORMAT
 from gnnkit.utils.io import atomic_torch_save, safe_torch_load
 
-__all__ = ["FORMAT", "VERSION", "load_checkpoint", "load_model", "model_payload", "save_model"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "load_model",
+    "model_from_payload",
+    "model_payload",
+    "read_model_file",
+    "save_model",
+]
 
 FORMAT = "gnnkit.seq.charlm.CharLSTM"
 VERSION = 1
 
 
 def model_payload(model: CharLSTM, **extra: Any) -> dict[str, Any]:
-    """The checkpoint dict of a model (weights on the CPU), with ``extra`` entries added."""
+    """The model file dict of a model (weights on the CPU), with ``extra`` entries added."""
     state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -54,22 +68,47 @@ def model_payload(model: CharLSTM, **extra: Any) -> dict[str, Any]:
 
 
 def save_model(model: CharLSTM, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write a model snapshot (config, vocabulary, weights) atomically."""
+    """Write a model file (config, vocabulary, weights, ``extra`` entries) atomically."""
     return atomic_torch_save(model_payload(model, **extra), path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a checkpoint's layout (not yet its weights).
+def _from_engine_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """The model file dict of a training checkpoint written by the engine."""
+    task = state.get("task")
+    if not isinstance(task, dict) or "vocabulary" not in task or "model" not in state:
+        raise CheckpointError(
+            f"checkpoint {path} is a training checkpoint of another model, not of a character "
+            "LSTM (it holds no vocabulary)"
+        )
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": "training",
+        "vocabulary": task["vocabulary"],
+        "model_config": task.get("model_config"),
+        "state_dict": state["model"],
+        "step": state.get("epoch", 0),
+        "corpus": task.get("corpus"),
+        "preset": task.get("preset"),
+    }
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A model file's dict, or the same parts of a run's training checkpoint (not yet
+    checked against each other: :func:`model_from_payload` does that).
 
     Raises:
-        CheckpointError: missing, truncated or corrupt file, or not a CharLSTM checkpoint.
+        CheckpointError: missing, truncated or corrupt file, or a file of another model.
     """
     payload = safe_torch_load(path, what="checkpoint")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    if found == CHECKPOINT_FORMAT:
+        return _from_engine_checkpoint(payload, path)
+    if found != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not a gnnkit character-model checkpoint (format: {found!r}, "
-            f"expected {FORMAT!r}); it was written by another model or program"
+            f"expected {FORMAT!r} or {CHECKPOINT_FORMAT!r}); it was written by another model "
+            "or program"
         )
     if payload.get("version") != VERSION:
         raise CheckpointError(
@@ -83,7 +122,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<memory>") -> CharLSTM:
-    """Rebuild a :class:`CharLSTM` from a checkpoint dict, refusing mismatched parts."""
+    """Rebuild a :class:`CharLSTM` from a model file dict, refusing mismatched parts."""
     try:
         vocabulary = Vocabulary(payload["vocabulary"])
         config = CharLSTMConfig.from_dict(payload["model_config"])
@@ -115,11 +154,11 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<memo
 
 
 def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> CharLSTM:
-    """A :class:`CharLSTM` from a training checkpoint or a snapshot, in eval mode.
+    """A :class:`CharLSTM` from a model file or a run's training checkpoint, in eval mode.
 
     Raises:
-        CheckpointError: missing, truncated or corrupt file, a checkpoint of another model, or
+        CheckpointError: missing, truncated or corrupt file, a file of another model, or
             weights that do not match the stored config and vocabulary.
     """
-    model = model_from_payload(load_checkpoint(path), path)
+    model = model_from_payload(read_model_file(path), path)
     return model.to(map_location).eval()
