@@ -3,7 +3,7 @@
 The public API is re-exported here; everything else is importable but not promised.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from gnnkit.data import load as load_dataset
 from gnnkit.errors import (

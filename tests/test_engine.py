@@ -217,3 +217,10 @@ def test_bad_settings_are_refused():
     run.run()
     with pytest.raises(InputError, match="already trained all 1 epochs"):
         run.step()
+
+
+def test_a_checkpoint_of_gnnkit_0_1_says_so(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format": "gnnkit.train.node/1", "run": {}}, path)
+    with pytest.raises(CheckpointError, match=r"written by gnnkit 0\.1 .*start the run afresh"):
+        Run(Toy(), epochs=2, checkpoint=path, resume=True)

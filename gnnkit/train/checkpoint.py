@@ -115,6 +115,12 @@ def load_checkpoint(
     state = safe_torch_load(path, what="checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        if isinstance(found, str) and found.startswith("gnnkit.train."):
+            raise CheckpointError(
+                f"checkpoint {path} was written by gnnkit 0.1 (format {found!r}); this gnnkit "
+                f"resumes only its one format {CHECKPOINT_FORMAT!r}: start the run afresh "
+                "(delete the file or choose another path)"
+            )
         raise CheckpointError(
             f"checkpoint {path} is not a gnnkit training checkpoint (format {found!r}, "
             f"expected {CHECKPOINT_FORMAT!r}); delete it or choose another path"
