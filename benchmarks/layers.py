@@ -39,7 +39,7 @@ import torch
 
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
-from gnnkit.utils.timing import PeakRSS, run_in_subprocess, time_function
+from gnnkit.utils.timing import WARMUP_CALLS, PeakRSS, run_in_subprocess, time_function
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -148,66 +148,36 @@ def kernel_timings(nodes: int, edges: int, channels: int, repeat: int) -> list[d
     messages = x[col] * values[:, None]
 
     candidates: list[tuple[str, str, Any]] = [
-        (
-            "scatter sum (E x C)",
-            "torch index_add_",
-            lambda: x.new_zeros(nodes, channels).index_add_(0, row, messages),
-        ),
-        (
-            "scatter max (E x 8)",
-            "torch scatter_reduce",
-            lambda: ops.scatter_max(scores, row, nodes),
-        ),
-        (
-            "segment sum (E x 8)",
-            "torch segment_reduce",
-            lambda: ops.segment_sum(scores, graph.rowptr),
-        ),
-        (
-            "segment max (E x 8)",
-            "torch segment_reduce",
-            lambda: ops.segment_max(scores, graph.rowptr),
-        ),
-        (
-            "SpMM (N x C)",
-            "torch.sparse CSR addmm",
-            lambda: torch.addmm(out, matrix, x, beta=0.0, out=out),
-        ),
-        (
-            "SpMM (N x C)",
-            "gather + index_add_",
-            lambda: x.new_zeros(nodes, channels).index_add_(0, row, x[col] * values[:, None]),
-        ),
+        ("scatter sum (E x C)", "torch index_add_",
+         lambda: x.new_zeros(nodes, channels).index_add_(0, row, messages)),
+        ("scatter max (E x 8)", "torch scatter_reduce",
+         lambda: ops.scatter_max(scores, row, nodes)),
+        ("segment sum (E x 8)", "torch segment_reduce",
+         lambda: ops.segment_sum(scores, graph.rowptr)),
+        ("segment max (E x 8)", "torch segment_reduce",
+         lambda: ops.segment_max(scores, graph.rowptr)),
+        ("SpMM (N x C)", "torch.sparse CSR addmm",
+         lambda: torch.addmm(out, matrix, x, beta=0.0, out=out)),
+        ("SpMM (N x C)", "gather + index_add_",
+         lambda: x.new_zeros(nodes, channels).index_add_(0, row, x[col] * values[:, None])),
         ("SDDMM (E)", "torch.sparse sampled_addmm", lambda: ops.sddmm(graph, x, x)),
-    ]
+    ]  # fmt: skip
     if ops.torch_scatter_available():
         import torch_scatter
 
         candidates += [
-            (
-                "scatter sum (E x C)",
-                "torch_scatter.scatter",
-                lambda: torch_scatter.scatter(messages, row, 0, dim_size=nodes, reduce="sum"),
-            ),
-            (
-                "scatter max (E x 8)",
-                "torch_scatter.scatter_max",
-                lambda: torch_scatter.scatter_max(scores, row, 0, dim_size=nodes),
-            ),
-            (
-                "segment sum (E x 8)",
-                "torch_scatter.segment_csr",
-                lambda: torch_scatter.segment_csr(scores, graph.rowptr, reduce="sum"),
-            ),
-            (
-                "segment max (E x 8)",
-                "torch_scatter.segment_csr",
-                lambda: torch_scatter.segment_csr(scores, graph.rowptr, reduce="max"),
-            ),
-        ]
+            ("scatter sum (E x C)", "torch_scatter.scatter",
+             lambda: torch_scatter.scatter(messages, row, 0, dim_size=nodes, reduce="sum")),
+            ("scatter max (E x 8)", "torch_scatter.scatter_max",
+             lambda: torch_scatter.scatter_max(scores, row, 0, dim_size=nodes)),
+            ("segment sum (E x 8)", "torch_scatter.segment_csr",
+             lambda: torch_scatter.segment_csr(scores, graph.rowptr, reduce="sum")),
+            ("segment max (E x 8)", "torch_scatter.segment_csr",
+             lambda: torch_scatter.segment_csr(scores, graph.rowptr, reduce="max")),
+        ]  # fmt: skip
     rows = []
     for operation, kernel, fn in candidates:
-        timing = time_function(fn, repeat=repeat, warmup=1)
+        timing = time_function(fn, repeat=repeat)
         rows.append({"operation": operation, "kernel": kernel, "median_ms": 1e3 * timing.median_s})
     rows.sort(key=lambda r: (r["operation"], r["median_ms"]))
     return rows
@@ -316,7 +286,7 @@ def markdown(payload: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -324,7 +294,7 @@ def main() -> None:
     parser.add_argument("--edges", type=int, default=1_166_243)
     parser.add_argument("--channels", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per process (>= 3)")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=WARMUP_CALLS, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=1, help="processes per implementation")
     parser.add_argument("--layers", default="gcn,gat,gcn_cached")
     parser.add_argument(
@@ -335,6 +305,37 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small graph, 2 repeats: a smoke run")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path, default=None, help="default: results/layers.md")
+    return parser
+
+
+def measure_layer(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Both implementations of one layer, ``--rounds`` fresh processes each, alternating who
+    goes first; the comparison (:func:`compare`) with every run."""
+    runs: dict[str, list[dict[str, Any]]] = {"gnnkit": [], "pyg": []}
+    for round_index in range(args.rounds):
+        order = ["pyg", "gnnkit"] if round_index % 2 == 0 else ["gnnkit", "pyg"]
+        for impl in order:
+            started = time.perf_counter()
+            run = run_in_subprocess(
+                measure, impl, name, args.nodes, args.edges, args.channels, args.repeat,
+                args.warmup, args.threads, args.device,
+            )  # fmt: skip
+            runs[impl].append(run)
+            print(
+                f"{name:11s} {impl:6s} median {statistics.median(run['time']['times_s']):.3f} s, "
+                f"peak +RSS {run['memory']['increase_bytes'] / 2**20:,.0f} MB "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    entry = compare(name, runs)
+    for run in runs["gnnkit"] + runs["pyg"]:
+        del run["output_head"]
+    entry["runs"] = runs
+    return entry
+
+
+def main() -> None:
+    parser = _parser()
     args = parser.parse_args()
     if args.quick:
         args.nodes, args.edges, args.repeat, args.kernels = 5_000, 30_000, 2, False
@@ -344,36 +345,7 @@ def main() -> None:
         parser.error(f"unknown layers {unknown}; choose from {sorted(LAYERS)}")
 
     loadavg_start = [round(v, 2) for v in os.getloadavg()]
-    payload: dict[str, Any] = {}
-    for name in layers:
-        runs: dict[str, list[dict[str, Any]]] = {"gnnkit": [], "pyg": []}
-        for round_index in range(args.rounds):
-            order = ["pyg", "gnnkit"] if round_index % 2 == 0 else ["gnnkit", "pyg"]
-            for impl in order:
-                started = time.perf_counter()
-                run = run_in_subprocess(
-                    measure,
-                    impl,
-                    name,
-                    args.nodes,
-                    args.edges,
-                    args.channels,
-                    args.repeat,
-                    args.warmup,
-                    args.threads,
-                    args.device,
-                )
-                runs[impl].append(run)
-                print(
-                    f"{name:11s} {impl:6s} median {statistics.median(run['time']['times_s']):.3f} s, "
-                    f"peak +RSS {run['memory']['increase_bytes'] / 2**20:,.0f} MB "
-                    f"({time.perf_counter() - started:.0f} s)",
-                    flush=True,
-                )
-        payload[name] = compare(name, runs)
-        for run in runs["gnnkit"] + runs["pyg"]:
-            del run["output_head"]
-        payload[name]["runs"] = runs
+    payload: dict[str, Any] = {name: measure_layer(name, args) for name in layers}
     if args.kernels:
         payload["kernels"] = kernel_timings(args.nodes, args.edges, 64, args.repeat)
     payload["loadavg_start"] = loadavg_start

@@ -25,7 +25,7 @@ from typing import Any
 
 from _collect import collection_parser, read_collection
 
-from gnnkit.bench.graph import SEED_KEYS, summarize, within_one_std
+from gnnkit.bench.results import join_graph_summaries, within_one_std
 from gnnkit.train.graph import metric_direction
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 
@@ -90,7 +90,7 @@ def join(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """One entry holding the seeds of ``old`` and then of ``new`` (disjoint, joinable)."""
     joined = {**old, "parts": _parts(old) + _parts(new), "seeds": old["seeds"] + new["seeds"]}
     for impl in ("gnnkit", "pyg"):
-        joined[impl] = summarize({k: old[impl][k] + new[impl][k] for k in SEED_KEYS})
+        joined[impl] = join_graph_summaries(old[impl], new[impl])
     g, p = joined["gnnkit"], joined["pyg"]
     joined["speedup"] = p["epoch_s_median"] / g["epoch_s_median"]
     joined["within_one_std"] = within_one_std(g, p, joined["metric"])

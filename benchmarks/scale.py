@@ -36,7 +36,6 @@ Run (hold the lock so that no other benchmark shares the CPU):
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -47,83 +46,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from scale_data import (
+    ARXIV_CLASSES,
+    ARXIV_EDGES,
+    ARXIV_FEATURES,
+    ARXIV_NODES,
+    node_task,
+    nodes_for,
+    write_arxiv_like,
+)
+from scale_report import arxiv_markdown, markdown, plot, ratio
 
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
-from gnnkit.utils.timing import PeakRSS, run_in_subprocess, time_function
+from gnnkit.utils.timing import WARMUP_CALLS, PeakRSS, run_in_subprocess, time_function
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
-ARXIV_NODES, ARXIV_EDGES, ARXIV_FEATURES, ARXIV_CLASSES = 169_343, 1_166_243, 128, 40
 SIZES = (10_000, 31_623, 100_000, 316_228, ARXIV_EDGES)
 MODELS = ("gcn", "gat")
-TARGETS = {"gcn": {"speedup": 2.0, "memory_ratio": 0.5}}
-TRAIN_FRACTION = 0.54  # ogbn-arxiv: 90,941 of 169,343 nodes train
-
-
-# ---------------------------------------------------------------------------------------------
-# Synthetic data
-# ---------------------------------------------------------------------------------------------
-
-
-def _ratio(value: float | None, digits: int = 2) -> str:
-    """A memory ratio for the report; ``n/a`` when PyG's RSS did not grow measurably."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def nodes_for(edges: int) -> int:
-    """Nodes of a graph with ``edges`` edges at ogbn-arxiv's edge/node ratio."""
-    return max(2, round(edges * ARXIV_NODES / ARXIV_EDGES))
-
-
-def power_law_graph(
-    num_nodes: int, num_edges: int, *, gamma: float = 2.5, seed: int = 0
-) -> torch.Tensor:
-    """A directed Chung-Lu graph: both endpoints drawn with weight ``rank^(-1/(gamma-1))``.
-
-    Expected degrees follow a power law with exponent ``gamma``; node ids are shuffled so that
-    degree does not follow id. Multi-edges and self-loops may occur (each counted).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    weights = torch.arange(1, num_nodes + 1, dtype=torch.float64).pow(-1.0 / (gamma - 1.0))
-    ends = torch.multinomial(weights, 2 * num_edges, replacement=True, generator=generator)
-    relabel = torch.randperm(num_nodes, generator=generator)
-    return relabel[ends].view(2, num_edges)
-
-
-def node_task(
-    num_nodes: int, num_edges: int, channels: int, classes: int, seed: int = 0
-) -> dict[str, torch.Tensor]:
-    """Features, a power-law graph, labels a GCN can learn, and 54 / 23 / 23 % splits.
-
-    The label of a node is the argmax of a fixed random linear map of the mean features of
-    its closed neighbourhood in the symmetrised graph, plus noise. A graph model can learn it,
-    so accuracy above chance shows that training works; it means nothing more.
-    """
-    generator = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(num_nodes, channels, generator=generator)
-    edge_index = power_law_graph(num_nodes, num_edges, seed=seed)
-    src = torch.cat([edge_index[0], edge_index[1]])
-    dst = torch.cat([edge_index[1], edge_index[0]])
-    degree = torch.bincount(dst, minlength=num_nodes).add_(1).unsqueeze(1)
-    mean = x.clone().index_add_(0, dst, x[src]).div_(degree)  # (N, F) closed-neighbourhood mean
-    logits = mean @ torch.randn(channels, classes, generator=generator)
-    logits = logits / logits.std() + 0.3 * torch.randn(num_nodes, classes, generator=generator)
-    y = logits.argmax(dim=1)
-    order = torch.randperm(num_nodes, generator=generator)
-    cut_train = int(TRAIN_FRACTION * num_nodes)
-    cut_val = cut_train + (num_nodes - cut_train) // 2
-    return {
-        "x": x,
-        "edge_index": edge_index,
-        "y": y,
-        "train": order[:cut_train].sort().values,
-        "valid": order[cut_train:cut_val].sort().values,
-        "test": order[cut_val:].sort().values,
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +97,7 @@ def measure_epoch(
     channels: int = ARXIV_FEATURES,
     classes: int = ARXIV_CLASSES,
     repeat: int = 3,
-    warmup: int = 1,
+    warmup: int = WARMUP_CALLS,
     threads: int | None = None,
     symmetric: bool = False,
 ) -> dict[str, Any]:
@@ -294,126 +237,9 @@ def compare(runs: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
     return entry
 
 
-def markdown(payload: dict[str, Any], command: str) -> str:
-    env, cfg = payload["env"], payload["config"]
-    lines = [
-        "# Scale study: one full-batch training epoch, gnnkit against PyG",
-        "",
-        f"Synthetic power-law (Chung-Lu, gamma 2.5) directed graphs at ogbn-arxiv's edge/node "
-        f"ratio; {cfg['channels']} features, {cfg['classes']} classes, 54 % training nodes. "
-        "GCN = OGB's arxiv GCN (3 layers, 256 hidden, batch norm, dropout 0.5, `cached=True`); "
-        "GAT = the same shape with 8 heads x 32 (`gnnkit.bench.pyg.PygArxivGAT`). One epoch = "
-        "forward, cross-entropy, backward, fused Adam step. Each cell runs in its own fresh "
-        f"process: median of {cfg['repeat']} timed epochs after {cfg['warmup']} warm-up; "
-        "memory = peak RSS during the epochs minus RSS before them (graph, features, model "
-        "already allocated). Speedup = T_pyg / T_gnnkit; memory ratio = M_gnnkit / M_pyg.",
-        "",
-        "| model | nodes | edges | PyG epoch | gnnkit epoch | speedup | PyG +RSS | gnnkit +RSS | memory ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for e in payload["results"]:
-        ratio = _ratio(e["memory_ratio"])
-        lines.append(
-            f"| {e['model'].upper()} | {e['nodes']:,} | {e['edges']:,} | {_s(e['pyg_s'])} | "
-            f"{_s(e['gnnkit_s'])} | **{e['speedup']:.2f}x** | {e['pyg_mb']:,.0f} MB | "
-            f"{e['gnnkit_mb']:,.0f} MB | **{ratio}** |"
-        )
-    lines.append("")
-    for model, target in TARGETS.items():
-        top = [e for e in payload["results"] if e["model"] == model]
-        if not top:
-            continue
-        top = max(top, key=lambda e: e["edges"])
-        met_speed = top["speedup"] >= target["speedup"]
-        met_mem = top["memory_ratio"] is not None and top["memory_ratio"] <= target["memory_ratio"]
-        lines.append(
-            f"Target at the top size ({top['edges']:,} edges), {model.upper()}: epoch >= "
-            f"{target['speedup']:g}x faster than PyG ({top['speedup']:.2f}x: "
-            f"{'met' if met_speed else '**missed**'}) and peak memory <= "
-            f"{target['memory_ratio']:g}x ({_ratio(top['memory_ratio'])}: "
-            f"{'met' if met_mem else '**missed**'})."
-        )
-    lines += [
-        "",
-        "![epoch time and peak memory against |E|](scale.png)",
-        "",
-        f"Machine: {env['cpu']}, {env['threads']} thread(s), device {env['device']}; torch "
-        f"{env['torch']}, PyG {env['torch_geometric']}, torch-scatter {env['torch_scatter']}; "
-        f"{env['date']}. Load average at start / end: {payload['loadavg_start']} / "
-        f"{payload['loadavg_end']} (a shared machine: read the ratios, which come from the "
-        "same run).",
-        "",
-        f"Command: `{command}`",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _s(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def plot(payload: dict[str, Any], path: Path) -> Path:
-    """Log-log epoch time and peak memory against |E|, one line per (model, library)."""
-    from gnnkit.utils.plotting import save_figure, subplots
-
-    fig, (ax_time, ax_mem) = subplots(1, 2, figsize=(11.0, 4.2))
-    styles = {"gnnkit": "-", "pyg": "--"}
-    colors = {"gcn": "C0", "gat": "C3"}
-    for model in MODELS:
-        rows = sorted(
-            (e for e in payload["results"] if e["model"] == model), key=lambda e: e["edges"]
-        )
-        if not rows:
-            continue
-        edges = [e["edges"] for e in rows]
-        for impl in ("gnnkit", "pyg"):
-            label = f"{model.upper()} {'gnnkit' if impl == 'gnnkit' else 'PyG'}"
-            kw = {"color": colors[model], "linestyle": styles[impl], "marker": "o", "label": label}
-            ax_time.plot(edges, [e[f"{impl}_s"] for e in rows], **kw)
-            ax_mem.plot(edges, [max(e[f"{impl}_mb"], 1e-1) for e in rows], **kw)
-    for ax, title, unit in (
-        (ax_time, "training epoch time", "seconds"),
-        (ax_mem, "peak memory of the epochs (RSS increase)", "MiB"),
-    ):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("|E| (edges)")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.grid(alpha=0.3, which="both")
-    ax_time.legend()
-    fig.suptitle("Full-batch training, 3-layer GCN / GAT (256 hidden), power-law graphs")
-    return save_figure(fig, path)
-
-
 # ---------------------------------------------------------------------------------------------
 # ogbn-arxiv section
 # ---------------------------------------------------------------------------------------------
-
-
-def _write_csv_gz(path: Path, array: np.ndarray, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt", compresslevel=1) as handle:
-        np.savetxt(handle, array if array.ndim == 2 else array[:, None], fmt=fmt, delimiter=",")
-
-
-def write_arxiv_like(root: Path, nodes: int, edges: int, seed: int = 0) -> dict[str, int]:
-    """An ogbn-arxiv-shaped dataset in OGB's raw format under ``root/ogb/ogbn_arxiv``."""
-    task = node_task(nodes, edges, ARXIV_FEATURES, ARXIV_CLASSES, seed=seed)
-    base = root / "ogb" / "ogbn_arxiv"
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "RELEASE_v1.txt").write_text("# Release note\n")
-    raw = base / "raw"
-    _write_csv_gz(raw / "edge.csv.gz", task["edge_index"].t().numpy(), "%d")
-    _write_csv_gz(raw / "node-feat.csv.gz", task["x"].numpy(), "%.4f")
-    _write_csv_gz(raw / "node-label.csv.gz", task["y"].numpy(), "%d")
-    _write_csv_gz(raw / "node_year.csv.gz", np.full(nodes, 2020), "%d")
-    _write_csv_gz(raw / "num-node-list.csv.gz", np.array([nodes]), "%d")
-    _write_csv_gz(raw / "num-edge-list.csv.gz", np.array([edges]), "%d")
-    for part in ("train", "valid", "test"):
-        _write_csv_gz(base / "split" / "time" / f"{part}.csv.gz", task[part].numpy(), "%d")
-    return {part: int(task[part].numel()) for part in ("train", "valid", "test")}
 
 
 def run_cli(argv: list[str], timeout_s: float) -> dict[str, Any]:
@@ -489,103 +315,6 @@ def arxiv_section(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-def arxiv_markdown(payload: dict[str, Any], command: str) -> str:
-    env, a = payload["env"], payload["arxiv"]
-    e = a["epoch"]
-    fb, mb = a["full_batch"]["result"], a["mini_batch"]["result"]
-    steps = a["minibatch_steps"]
-    lines = [
-        "# ogbn-arxiv: OGB's full-batch GCN recipe and the mini-batch mode",
-        "",
-        "**The real ogbn-arxiv is not reachable from this machine** (no network; it is not in "
-        "the mirror), so the leaderboard target (GCN: **71.74 +- 0.29 %** test accuracy over 10 "
-        "seeds) is not measured here. Where the data is available, run:",
-        "",
-        "```",
-        "gnnkit bench node --dataset ogbn-arxiv --runs 10 --compare pyg \\",
-        "    --json benchmarks/results/arxiv_real.json --plot benchmarks/results/arxiv_real.png",
-        "```",
-        "",
-        "(500 epochs per run, the recipe's default; add `--device cuda` on a GPU.)",
-        "",
-        f"What ran instead: a synthetic dataset in ogbn-arxiv's format ({a['nodes']:,} nodes, "
-        f"{a['edges']:,} power-law directed edges, 128 features, 40 classes that a graph model "
-        "can learn: `benchmarks/scale.py:node_task`), written in OGB's raw on-disk format, so that "
-        "the whole path runs: `ogb`'s own processing, gnnkit's data layer, symmetrisation, "
-        "raw features, training, model selection, JSON.",
-        "",
-        "## The whole path (`gnnkit bench node --dataset ogbn-arxiv`)",
-        "",
-        "| mode | implementation | epochs | test accuracy | median epoch | run | peak +RSS |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for mode, result in (("full batch", fb), ("mini-batch", mb)):
-        for impl in ("gnnkit", "pyg"):
-            if impl not in result:
-                continue
-            s = result[impl]
-            peak = "n/a" if s.get("peak_rss_mb") is None else f"{s['peak_rss_mb']:,.0f} MB"
-            lines.append(
-                f"| {mode} | {impl} | {result['epochs']} | {100 * s['test_acc_mean']:.1f} % | "
-                f"{s['epoch_ms_median'] / 1000:.2f} s | {s['run_time_s_median']:.1f} s | {peak} |"
-            )
-    lines += [
-        "",
-        f"Full-batch speedup (PyG run time / gnnkit run time): **{fb['speedup']:.2f}x**. "
-        "Test accuracies on synthetic labels only show that training works end to end; they "
-        "say nothing about the real task.",
-        "",
-        "Commands (inside a temporary data root; `--offline` so nothing is downloaded):",
-        "",
-        "```",
-        " ".join(a["full_batch"]["argv"]),
-        " ".join(a["mini_batch"]["argv"]),
-        "```",
-        "",
-        "## The recipe's training epoch, gnnkit against PyG",
-        "",
-        f"OGB's arxiv GCN (3 x GCNConv, 256 hidden, batch norm, dropout 0.5, cached) on the "
-        f"symmetrised graph ({e['edges']:,} edges), each library in its own fresh process; "
-        f"median of {payload['config']['repeat']} epochs after {payload['config']['warmup']} "
-        "warm-up, peak RSS increase during the epochs:",
-        "",
-        "| | PyG | gnnkit | ratio |",
-        "|---|---:|---:|---:|",
-        f"| epoch time | {_s(e['pyg_s'])} | {_s(e['gnnkit_s'])} | **{e['speedup']:.2f}x** faster |",
-        f"| peak memory | {e['pyg_mb']:,.0f} MB | {e['gnnkit_mb']:,.0f} MB | "
-        f"**{_ratio(e['memory_ratio'])}** |",
-        "",
-        "## Mini-batch steps (the recipe's model on sampled subgraphs)",
-        "",
-        f"Fan-outs {steps['gnnkit']['fanouts']}, {steps['gnnkit']['batch_size']} seeds per "
-        f"step, the first {steps['gnnkit']['steps']} steps of an epoch "
-        f"({steps['gnnkit']['steps_per_epoch']} steps per epoch), both models on gnnkit's "
-        "sampler, each in its own process:",
-        "",
-        "| | PyG model | gnnkit model |",
-        "|---|---:|---:|",
-        f"| median step | {_s(steps['pyg']['step_s_median'])} | "
-        f"{_s(steps['gnnkit']['step_s_median'])} |",
-        f"| of which sampling (median) | {_s(steps['pyg']['sample_s_median'])} | "
-        f"{_s(steps['gnnkit']['sample_s_median'])} |",
-        f"| epoch (estimate, no evaluation) | {_s(steps['pyg']['epoch_s_estimate'])} | "
-        f"{_s(steps['gnnkit']['epoch_s_estimate'])} |",
-        f"| mean subgraph | {steps['gnnkit']['subgraph_nodes_mean']:,.0f} nodes, "
-        f"{steps['gnnkit']['subgraph_edges_mean']:,.0f} edges | same seeds |",
-        f"| peak +RSS | {steps['pyg']['memory']['increase_bytes'] / 2**20:,.0f} MB | "
-        f"{steps['gnnkit']['memory']['increase_bytes'] / 2**20:,.0f} MB |",
-        "",
-        f"Machine: {env['cpu']}, {env['threads']} thread(s); torch {env['torch']}, PyG "
-        f"{env['torch_geometric']}; {env['date']}. Load average at start / end: "
-        f"{payload['loadavg_start']} / {payload['loadavg_end']} (a shared machine: read the "
-        "ratios).",
-        "",
-        f"Command: `{command}`",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
@@ -618,7 +347,7 @@ def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
             entry = compare(runs, model)
             print(
-                f"  speedup {entry['speedup']:.2f}x, memory ratio {_ratio(entry['memory_ratio'], 3)}"
+                f"  speedup {entry['speedup']:.2f}x, memory ratio {ratio(entry['memory_ratio'], 3)}"
             )
             results.append(entry)
     return results
@@ -633,7 +362,7 @@ def main() -> None:
     )
     parser.add_argument("--models", default="gcn,gat")
     parser.add_argument("--repeat", type=int, default=3, help="timed epochs per process")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=WARMUP_CALLS, help="untimed epochs first")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="two small sizes: a smoke run")
     parser.add_argument("--arxiv", action="store_true", help="the ogbn-arxiv section instead")

@@ -165,6 +165,10 @@ def test_library_entry_point_rejects_bad_values():
         run_node_benchmark(data, dataset="karate", model="gcn", runs=0)
     with pytest.raises(InputError, match="--compare supports 'pyg' only"):
         run_node_benchmark(data, dataset="karate", model="gcn", compare="dgl")
+    with pytest.raises(InputError, match="warmup_epochs must be an integer >= 0, got -1"):
+        run_node_benchmark(data, dataset="karate", model="gcn", warmup_epochs=-1)
+    with pytest.raises(InputError, match="--distributed trains on mini-batches"):
+        run_node_benchmark(data, dataset="karate", model="gcn", distributed=True)
     if not torch.cuda.is_available():
         with pytest.raises(
             InputError, match="--device cuda was asked for but CUDA is not available"
@@ -185,6 +189,20 @@ def test_release_free_memory_returns_freed_heap_pages():
     before = current_rss()
     assert release_free_memory() is True
     assert before - current_rss() > 16 * 1024 * 1024  # most of the freed 32 MiB went back
+
+
+def test_warmup_defaults_to_the_one_definition_per_mode(tmp_path):
+    from gnnkit.bench.node import WARMUP_EPOCHS, default_warmup_epochs
+    from gnnkit.train.minibatch import SamplingConfig
+
+    assert default_warmup_epochs() == WARMUP_EPOCHS["full-batch"] == 5
+    assert default_warmup_epochs(SamplingConfig(fanouts=(2, 2))) == WARMUP_EPOCHS["mini-batch"]
+    out = tmp_path / "w.json"
+    argv = ["bench", "node", "--dataset", "karate", "--no-progress", "--runs", "1", "--epochs", "1"]
+    assert main([*argv, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["options"]["warmup"] == WARMUP_EPOCHS["full-batch"]
+    assert main([*argv, "--mini-batch", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["options"]["warmup"] == WARMUP_EPOCHS["mini-batch"]
 
 
 def test_bench_help_lists_node(capsys):

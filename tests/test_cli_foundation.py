@@ -137,3 +137,99 @@ def test_module_entry_point_in_a_subprocess(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("gnnkit: error: malformed edge token")
     assert "Traceback" not in bad.stderr
+
+
+# --------------------------------------------------------------------------- lazy subcommands
+
+#: Modules that ``gnnkit --help``, ``gnnkit hops`` and ``gnnkit data list`` must not import.
+HEAVY = ("sklearn", "matplotlib", "tqdm", "gnnkit.citation", "gnnkit.seq", "gnnkit.bench")
+HEAVY_CLI = ("gnnkit.cli.seq", "gnnkit.cli.text", "gnnkit.cli.citation", "gnnkit.cli.bench")
+
+_PROBE = """
+import contextlib, io, json, sys
+import torch_geometric  # what gnnkit builds on; it may import some of these itself
+before = set(sys.modules)
+from gnnkit.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(json.loads(sys.argv[1]))
+    except SystemExit:
+        pass
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def imported_by(argv: list[str]) -> list[str]:
+    """The modules ``gnnkit ARGV`` imports beyond torch_geometric, in a fresh interpreter."""
+    env = {**os.environ, "GNNKIT_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(argv)],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["hops", "--edges", "A-B,B-C", "--from", "A", "--to", "C"], ["data", "list"]],
+    ids=["help", "hops", "data-list"],
+)
+def test_light_commands_import_no_other_command(argv, tmp_path):
+    if argv[0] == "data":
+        argv = [*argv, "--data-root", str(tmp_path)]
+    modules = imported_by(argv)
+    assert "gnnkit.cli" in modules  # the probe did import the CLI
+    heavy = [m for m in modules if m.startswith(HEAVY) or m.startswith(HEAVY_CLI)]
+    assert heavy == []
+    others = {"gnnkit.cli.demo", "gnnkit.cli.data", "gnnkit.cli.hops"} - {f"gnnkit.cli.{argv[0]}"}
+    assert others.isdisjoint(modules)
+
+
+def test_bench_node_imports_only_the_node_benchmark():
+    modules = imported_by(["bench", "node", "--help"])
+    assert {"gnnkit.cli.bench", "gnnkit.cli.bench_node", "gnnkit.bench.node"} <= set(modules)
+    assert not {"gnnkit.bench.graph", "gnnkit.bench.link", "gnnkit.train.link"} & set(modules)
+    assert [m for m in modules if m.startswith(("gnnkit.seq", "gnnkit.citation", "sklearn"))] == []
+
+
+def test_help_lists_every_command_and_each_command_shows_its_full_help(capsys):
+    from gnnkit.cli import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = " ".join(capsys.readouterr().out.split())
+    for name, _, help_line in COMMANDS:
+        assert f"{name} {' '.join(help_line.split())}" in listing
+    for argv, option in (
+        (["hops", "--help"], "--self-loop-weight"),
+        (["data", "fetch", "--help"], "--mirror"),
+        (["demo", "--help"], "--threads"),
+        (["bench", "node", "--help"], "--mini-batch"),
+        (["bench", "graph", "--help"], "--batch-size"),
+        (["bench", "link", "--help"], "--negatives"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 0 and option in capsys.readouterr().out, argv
+
+
+def test_the_command_table_agrees_with_each_module(capsys):
+    """The help line listed by ``gnnkit --help`` is the one the module's parser declares."""
+    import argparse
+    import importlib
+
+    from gnnkit.cli import COMMANDS
+
+    for name, module, help_line in COMMANDS:
+        parser = argparse.ArgumentParser(prog="gnnkit")
+        subparsers = parser.add_subparsers()
+        importlib.import_module(module).register(subparsers)
+        declared = {action.dest: action.help for action in subparsers._choices_actions}
+        assert declared == {name: help_line}, module
+
+
+def test_unknown_command_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["nosuch"])
+    assert info.value.code == 2
+    assert "invalid choice: 'nosuch'" in capsys.readouterr().err

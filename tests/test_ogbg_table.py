@@ -189,6 +189,18 @@ def test_an_entry_without_per_seed_epoch_times_cannot_take_more_seeds(
     assert "the collected entry has no per-seed epoch times" in capsys.readouterr().err
 
 
+def test_joining_summary_blocks_needs_their_per_seed_lists():
+    from gnnkit.bench.results import GRAPH_SEED_KEYS, join_graph_summaries
+    from gnnkit.errors import InputError
+
+    first, second = bench_json(range(2))["gnnkit"], bench_json(range(2, 4))["gnnkit"]
+    assert join_graph_summaries(first, second) == bench_json(range(4))["gnnkit"]
+    assert set(GRAPH_SEED_KEYS) <= set(first)
+    del second["train_s"]
+    with pytest.raises(InputError, match="a summary block has no per-seed train_s"):
+        join_graph_summaries(first, second)
+
+
 def test_the_summary_block_is_computed_from_the_per_seed_lists():
     payload = bench_json(range(3))
     block = payload["gnnkit"]

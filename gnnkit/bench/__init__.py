@@ -1,26 +1,18 @@
-"""``gnnkit bench``: gnnkit side by side with PyG, one sub-subcommand per task.
+"""The benchmark harness: gnnkit's recipes trained side by side with PyG's references.
 
-Each module in :data:`BENCH_MODULES` exposes ``register(subparsers)``, which adds its parser
-under ``gnnkit bench`` and sets ``func`` (the same protocol as :data:`gnnkit.cli.COMMAND_MODULES`).
+Library only; the ``gnnkit bench`` command is :mod:`gnnkit.cli.bench`. One small function
+per task trains gnnkit's recipe (:mod:`gnnkit.recipes`) and, with ``compare="pyg"``, PyG's
+reference of it (:mod:`gnnkit.bench.pyg`) on the same data and seeds, and returns a result
+that renders as a table, a JSON payload and a figure:
+
+- :func:`gnnkit.bench.node.run_node_benchmark`: node classification (Cora, ogbn-arxiv...),
+  full-batch, mini-batch or multi-process; result: :mod:`gnnkit.bench.node_result`;
+- :func:`gnnkit.bench.graph.run_graph_benchmark`: OGB molecular property prediction;
+- :func:`gnnkit.bench.link.run_link_benchmark`: OGB ogbl-ddi link prediction.
+
+What they share: :mod:`gnnkit.bench.harness` (implementations, checks, seeds and how the two
+implementations are interleaved) and :mod:`gnnkit.bench.results` (the results API that the
+results and the scripts collecting several runs, ``benchmarks/*_table.py``, use).
+
+Nothing is imported here, so that ``gnnkit bench node`` loads the node benchmark alone.
 """
-
-from __future__ import annotations
-
-import argparse
-import importlib
-
-__all__ = ["BENCH_MODULES", "register"]
-
-#: Benchmark modules, in the order ``gnnkit bench --help`` lists them.
-BENCH_MODULES = ("gnnkit.bench.node", "gnnkit.bench.graph", "gnnkit.bench.link")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="benchmarks: gnnkit against PyG on the same data, seeds and harness",
-        description="Benchmarks: gnnkit against PyG on the same data, seeds and harness.",
-    )
-    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    for module in BENCH_MODULES:
-        importlib.import_module(module).register(benchmarks)

@@ -1,16 +1,59 @@
-"""Helpers shared by the ``gnnkit`` subcommands (argument groups, tables, JSON output)."""
+"""Helpers shared by the ``gnnkit`` subcommands (argument groups, tables, JSON output).
+
+:func:`format_table` is :func:`gnnkit.utils.table.format_table`, re-exported for them.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gnnkit.errors import InputError
 from gnnkit.utils.io import atomic_write_json
+from gnnkit.utils.table import format_table
 
-__all__ = ["data_options", "format_table", "positive_int", "write_json"]
+__all__ = [
+    "LazySubParsers",
+    "data_kwargs",
+    "data_options",
+    "format_table",
+    "positive_int",
+    "write_json",
+]
+
+
+class LazySubParsers(argparse._SubParsersAction):
+    """Subcommands listed by name and help line, whose parsers are built only when chosen.
+
+    ``add_lazy(name, help, register)`` lists ``name`` in the parent's ``--help`` at the cost
+    of a string. When the command line chooses it, ``register(subparsers)`` adds the real
+    parser (importing what that command needs, and nothing that the others need), and parsing
+    goes on there: ``gnnkit COMMAND --help`` shows the command's full help.
+
+    Use it as ``parser.add_subparsers(action=LazySubParsers, ...)``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._registers: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+    def add_lazy(
+        self, name: str, help: str, register: Callable[[argparse._SubParsersAction], None]
+    ) -> None:
+        """List ``name`` with ``help``; ``register(self)`` adds its parser once it is chosen."""
+        self.add_parser(name, help=help, add_help=False)  # a placeholder, for --help and choices
+        self._registers[name] = register
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        register = self._registers.pop(values[0], None)
+        if register is not None:
+            # Drop the placeholder (argparse refuses a second parser of the same name).
+            del self._name_parser_map[values[0]]
+            self._choices_actions[:] = [a for a in self._choices_actions if a.dest != values[0]]
+            register(self)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def data_options() -> argparse.ArgumentParser:
@@ -55,32 +98,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
     return value
-
-
-def format_table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    align: str | None = None,
-    *,
-    rule: bool = True,
-) -> str:
-    """A plain-text table; ``align`` has one ``l`` or ``r`` per column (default: all left).
-
-    ``rule`` draws a line of dashes under the header.
-    """
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    align = align or "l" * len(header)
-    lines = []
-    for n, row in enumerate(cells):
-        parts = [
-            c.rjust(w) if a == "r" else c.ljust(w)
-            for c, w, a in zip(row, widths, align, strict=True)
-        ]
-        lines.append("  ".join(parts).rstrip())
-        if n == 0 and rule:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def write_json(path: str | Path, payload: Any) -> Path:

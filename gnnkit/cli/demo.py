@@ -1,10 +1,11 @@
 """``gnnkit demo``: what ``make demo`` runs for a newcomer.
 
-Node classification on Cora, the task GCN and GAT were introduced on: gnnkit's GCN and GAT
-trained side by side with PyG's reference implementations (the models of PyG's own examples)
-through the same harness, with the same seeds, interleaved run by run, ending with one
-comparison table. It is ``gnnkit bench node --compare pyg`` for both models, with a few runs
-each (about two minutes on a 2-core CPU).
+Node classification on Cora, the task GCN and GAT were introduced on (Kipf & Welling, arXiv
+1609.02907; Velickovic et al., arXiv 1710.10903): gnnkit's GCN and GAT trained side by side
+with PyG's reference implementations (the models of PyG's own examples) through the same
+harness, with the same seeds, interleaved run by run, ending with one comparison table. It
+is ``gnnkit bench node --compare pyg`` for both models, with a few runs each (about two
+minutes on a 2-core CPU).
 
 If Cora cannot be obtained (no data root, mirror or network) the demo says how to get it and
 runs the same pipeline on the embedded karate club, clearly labelled.

@@ -1,4 +1,12 @@
-"""``gnnkit hops``: adjacency matrix and hop distances of a small labelled graph."""
+"""``gnnkit hops``: adjacency matrix and hop distances of a small labelled graph.
+
+A K-layer message-passing network mixes each node's features with those of its K-hop
+neighbourhood and no further (Kipf & Welling, "Semi-Supervised Classification with Graph
+Convolutional Networks", arXiv 1609.02907; Gilmer et al., "Neural Message Passing for Quantum
+Chemistry", arXiv 1704.01212), so the hop distance from one node to another is the number of
+layers information needs to travel between them. The adjacency printed is GCN's
+``A + lambda I`` (:func:`gnnkit.graph.adjacency`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Print the adjacency matrix with self-loops and the hop-distance matrix of a small "
             "labelled graph, and how many message-passing layers information needs between two "
-            "nodes (the reference report's Question 3.2)."
+            "nodes (a K-layer GNN sees each node's K-hop neighbourhood)."
         ),
     )
     parser.add_argument("--edges", required=True, help='edges such as "A-B,B-C,C-D,D-E"')

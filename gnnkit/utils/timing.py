@@ -34,6 +34,7 @@ from typing import Any
 from gnnkit.errors import InputError
 
 __all__ = [
+    "WARMUP_CALLS",
     "MemoryUsage",
     "PeakRSS",
     "Timing",
@@ -101,8 +102,14 @@ def _synchronizer(device: Any) -> Callable[[], None]:
     return lambda: None
 
 
+#: Untimed calls before the timed ones: :func:`time_function`'s default, and the ``--warmup``
+#: default of the benchmark scripts that time steps or epochs (``benchmarks/layers.py``,
+#: ``benchmarks/scale.py``).
+WARMUP_CALLS = 1
+
+
 def time_function(
-    fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, device: Any = None
+    fn: Callable[[], Any], *, repeat: int = 5, warmup: int = WARMUP_CALLS, device: Any = None
 ) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeat`` timed ones.
 
@@ -110,7 +117,7 @@ def time_function(
         fn (callable): the work, called without arguments.
         repeat (int, optional): the number of timed calls (at least 1). (default: ``5``)
         warmup (int, optional): untimed calls first (caches, allocator, lazy init).
-            (default: ``1``)
+            (default: :data:`WARMUP_CALLS`, 1)
         device (str or torch.device, optional): synchronise this CUDA device before and after
             each call, so asynchronous kernels are counted. (default: ``None``)
 

@@ -1,0 +1,267 @@
+"""``gnnkit bench node``: node classification, gnnkit's model against PyG's.
+
+The options map onto :func:`gnnkit.bench.node.run_node_benchmark`. ``--mini-batch`` trains on
+sampled neighbourhoods (:class:`gnnkit.train.minibatch.SamplingConfig`); ``--mini-batch
+--distributed``, in each of the processes that ``torchrun --nproc_per_node=N`` starts, trains
+data-parallel: rank 0 loads (and processes) the dataset before the others, and alone prints
+and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+from typing import Any
+
+from gnnkit.cli.bench import (
+    add_checkpoint_arguments,
+    add_machine_arguments,
+    add_model_arguments,
+    add_output_arguments,
+    help_line,
+    load_dataset_of_kind,
+    report_and_write,
+    set_threads,
+)
+from gnnkit.cli.common import data_options, positive_int
+from gnnkit.errors import GnnkitError, InputError
+
+__all__ = ["OPTIONS", "register_node", "run_node", "sampling_config"]
+
+#: The options recorded in the ``--json`` payload, as parsed (``warmup`` resolved).
+OPTIONS = (
+    "dataset", "model", "runs", "epochs", "seed", "patience", "compare", "device", "threads",
+    "warmup", "mini_batch", "fanouts", "batch_size", "accumulate", "distributed",
+)  # fmt: skip
+
+
+def register_node(subparsers: argparse._SubParsersAction) -> None:
+    from gnnkit.bench.node import WARMUP_EPOCHS
+    from gnnkit.data import DATASETS
+    from gnnkit.recipes import NODE_RECIPES
+
+    parser = subparsers.add_parser(
+        "node",
+        parents=[data_options()],
+        help=help_line("node"),
+        description=(
+            "Train a node classifier over several seeds and report test accuracy (at the best "
+            "validation epoch), run and epoch time and peak memory; with --compare pyg, PyG's "
+            "reference model trains through the same harness, interleaved run by run."
+        ),
+    )
+    node_datasets = ", ".join(n for n, spec in DATASETS.items() if spec.kind == "node")
+    parser.add_argument(
+        "--dataset", default="cora", help=f"one of: {node_datasets} (default: cora)"
+    )
+    add_model_arguments(
+        parser, NODE_RECIPES, runs=10, epochs_help="epochs per run (default: the paper's, 200)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the first run; run r uses SEED + r (default: 0)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=None,
+        help="early-stopping patience in epochs (default: off)",
+    )
+    add_output_arguments(parser, plot_help="draw loss and accuracy curves (PNG, PDF or SVG)")
+    add_checkpoint_arguments(parser)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="epochs between checkpoints (default: 10)",
+    )
+    add_machine_arguments(parser, threads_help="torch's choice")
+    full, mini = WARMUP_EPOCHS["full-batch"], WARMUP_EPOCHS["mini-batch"]
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help=f"untimed warm-up epochs per implementation (default: {full}; {mini} with "
+        "--mini-batch)",
+    )
+    _add_sampling_arguments(parser)
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+    parser.set_defaults(func=run_node)
+
+
+def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    sampled = parser.add_argument_group(
+        "mini-batch training (graphs whose full-batch training does not fit in memory)"
+    )
+    sampled.add_argument(
+        "--mini-batch",
+        action="store_true",
+        help="train on sampled neighbourhoods of batches of training nodes; evaluate on the "
+        "whole graph",
+    )
+    sampled.add_argument(
+        "--fanouts",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="neighbours sampled per node at each hop, one per layer; -1 keeps all "
+        "(default: the recipe's: 15 10 5 for ogbn-arxiv, 10 10 for the Cora models)",
+    )
+    sampled.add_argument(
+        "--batch-size",
+        type=positive_int,
+        metavar="N",
+        help="training nodes per shard, i.e. per process and micro-batch (default: 1024)",
+    )
+    sampled.add_argument(
+        "--accumulate",
+        type=positive_int,
+        metavar="N",
+        help="shards whose gradients add up before each optimiser step (default: 1)",
+    )
+    sampled.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes that `torchrun --nproc_per_node=N` started "
+        "(DistributedDataParallel: gloo on CPU, nccl on CUDA)",
+    )
+
+
+def load_node_dataset(name: str, args: argparse.Namespace) -> Any:
+    """Load a registered node dataset; other kinds are refused with the list of node datasets."""
+    return load_dataset_of_kind(name, args, "node")
+
+
+def _one_of_several_torchrun_processes() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    from gnnkit.train.distributed import launched_by_torchrun
+
+    return launched_by_torchrun()
+
+
+def sampling_config(args: argparse.Namespace, dataset: str) -> Any:
+    """The :class:`~gnnkit.train.minibatch.SamplingConfig` of ``--mini-batch``, or ``None``."""
+    given = [
+        flag
+        for flag, value in (
+            ("--fanouts", args.fanouts),
+            ("--batch-size", args.batch_size),
+            ("--accumulate", args.accumulate),
+            ("--distributed", args.distributed or None),
+        )
+        if value is not None
+    ]
+    if not args.mini_batch:
+        if given:
+            raise InputError(f"{given[0]} is a mini-batch option: add --mini-batch")
+        if _one_of_several_torchrun_processes():
+            raise InputError(
+                "this is one of several processes started by torchrun: add --mini-batch "
+                "--distributed to train data-parallel, or run without torchrun"
+            )
+        return None
+    if not args.distributed and _one_of_several_torchrun_processes():
+        raise InputError(
+            "this is one of several processes started by torchrun: add --distributed, or "
+            "run without torchrun"
+        )
+    from gnnkit.recipes import get_recipe
+    from gnnkit.train.minibatch import SamplingConfig
+
+    recipe = get_recipe("node", args.model, dataset)
+    return SamplingConfig(
+        fanouts=tuple(args.fanouts) if args.fanouts is not None else recipe.fanouts,
+        batch_size=args.batch_size or 1024,
+        accumulate=args.accumulate or 1,
+    )
+
+
+def _load_on_every_rank(args: argparse.Namespace, world: Any) -> Any:
+    """Rank 0 loads (and processes) the dataset first, then the others; errors reach all."""
+    failure: str | None = None
+    data = None
+    if world.rank == 0:
+        try:
+            data = load_node_dataset(args.dataset, args)
+        except GnnkitError as exc:
+            failure = str(exc)
+    failure = world.broadcast([failure])[0]
+    if failure is not None:
+        raise GnnkitError(failure)
+    if world.rank != 0:
+        data = load_node_dataset(args.dataset, args)
+    return data
+
+
+def run_node(args: argparse.Namespace) -> int:
+    from gnnkit.bench.harness import check_resume
+    from gnnkit.bench.node import default_warmup_epochs
+    from gnnkit.recipes import get_recipe
+
+    get_recipe("node", args.model)  # unknown names fail before any data is loaded
+    if args.warmup is not None and args.warmup < 0:
+        raise InputError(f"--warmup must be >= 0, got {args.warmup}")
+    check_resume(args.resume, args.checkpoint_dir or None)
+    sampling = sampling_config(args, args.dataset)
+    if args.warmup is None:
+        args.warmup = default_warmup_epochs(sampling)
+    set_threads(args)
+    if not args.distributed:
+        return _run(args, load_node_dataset(args.dataset, args), sampling)
+
+    from gnnkit.train.distributed import init_distributed, local_device, shutdown_distributed
+
+    world = init_distributed(device=args.device)
+    try:
+        args.device = str(local_device(args.device))
+        data = _load_on_every_rank(args, world)
+        if world.rank != 0:  # rank 0 alone prints and writes files
+            args.json = args.plot = None
+            args.progress = False
+            with contextlib.redirect_stdout(io.StringIO()):
+                return _run(args, data, sampling)
+        return _run(args, data, sampling)
+    finally:
+        shutdown_distributed()
+
+
+def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
+    from gnnkit.bench.node import plot_node_benchmark, run_node_benchmark
+    from gnnkit.utils.env import environment
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = run_node_benchmark(
+        data,
+        dataset=args.dataset,
+        model=args.model,
+        compare=args.compare,
+        runs=args.runs,
+        epochs=args.epochs,
+        seed=args.seed,
+        patience=args.patience,
+        device=args.device,
+        warmup_epochs=args.warmup,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        progress=progress,
+        sampling=sampling,
+        distributed=args.distributed,
+    )
+    options = {key: getattr(args, key) for key in OPTIONS}
+    return report_and_write(
+        args, result, lambda: result.to_json(environment(args.device), options), plot_node_benchmark
+    )
