@@ -81,28 +81,16 @@ class Recipe:
 # Builders import their model only when called: listing recipes (``gnnkit --help``) stays cheap.
 
 
-def _gcn(in_channels: int, num_classes: int) -> nn.Module:
-    from gnnkit.models import GCN
+def _node_builder(model: str) -> Callable[[int, int], nn.Module]:
+    """``build(in_channels, num_classes)``: :mod:`gnnkit.models`' ``model`` with its defaults."""
 
-    return GCN(in_channels, num_classes)
+    def build(in_channels: int, num_classes: int) -> nn.Module:
+        from gnnkit import models
 
+        return getattr(models, model)(in_channels, num_classes)
 
-def _gat(in_channels: int, num_classes: int) -> nn.Module:
-    from gnnkit.models import GAT
-
-    return GAT(in_channels, num_classes)
-
-
-def _arxiv_gcn(in_channels: int, num_classes: int) -> nn.Module:
-    from gnnkit.models import BatchNormGCN
-
-    return BatchNormGCN(in_channels, num_classes)
-
-
-def _arxiv_gat(in_channels: int, num_classes: int) -> nn.Module:
-    from gnnkit.models import BatchNormGAT
-
-    return BatchNormGAT(in_channels, num_classes)
+    build.__name__ = model
+    return build
 
 
 def symmetric_graph(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -112,52 +100,55 @@ def symmetric_graph(edge_index: Tensor, num_nodes: int) -> Tensor:
     return symmetrize(edge_index, num_nodes)
 
 
+def _node(name: str, model: str, description: str, **recipe: Any) -> Recipe:
+    return Recipe(
+        name=name, task="node", build=_node_builder(model), description=description, **recipe
+    )
+
+
+#: What the Cora recipes share: the papers' 200 epochs and weight decay 5e-4.
+_CORA: dict[str, Any] = {"features": "auto", "weight_decay": 5e-4, "epochs": 200}
+#: OGB's arxiv recipe, for both layer types: raw features on the symmetric graph, Adam 0.01.
+_ARXIV: dict[str, Any] = {
+    "features": "raw",
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "epochs": 500,
+    "graph": symmetric_graph,
+    "fanouts": (15, 10, 5),
+}
+
 #: Node-classification recipes by name.
 NODE_RECIPES: dict[str, Recipe] = {
-    "gcn": Recipe(
-        name="gcn",
-        task="node",
-        build=_gcn,
-        features="auto",
-        lr=0.01,
-        weight_decay=5e-4,
-        epochs=200,
-        description="GCN (Kipf & Welling 2017): 16 hidden, ReLU, dropout 0.5, Adam 0.01, wd 5e-4 on layer 1",
-    ),
-    "gat": Recipe(
-        name="gat",
-        task="node",
-        build=_gat,
-        features="auto",
-        lr=0.005,
-        weight_decay=5e-4,
-        epochs=200,
-        description="GAT (Velickovic et al. 2018): 8 heads x 8 hidden, ELU, dropout 0.6, Adam 0.005, wd 5e-4",
-    ),
-    "arxiv-gcn": Recipe(
-        name="arxiv-gcn",
-        task="node",
-        build=_arxiv_gcn,
-        features="raw",
-        lr=0.01,
-        weight_decay=0.0,
-        epochs=500,
-        description="OGB's arxiv GCN: 3 layers, 256 hidden, batch norm, dropout 0.5, Adam 0.01, symmetric graph",
-        graph=symmetric_graph,
-        fanouts=(15, 10, 5),
-    ),
-    "arxiv-gat": Recipe(
-        name="arxiv-gat",
-        task="node",
-        build=_arxiv_gat,
-        features="raw",
-        lr=0.01,
-        weight_decay=0.0,
-        epochs=500,
-        description="OGB's arxiv GCN recipe with GAT layers: 3 layers, 8 heads x 32, batch norm, dropout 0.5",
-        graph=symmetric_graph,
-        fanouts=(15, 10, 5),
-    ),
+    recipe.name: recipe
+    for recipe in (
+        _node(
+            "gcn",
+            "GCN",
+            "GCN (Kipf & Welling 2017): 16 hidden, ReLU, dropout 0.5, Adam 0.01, wd 5e-4 on layer 1",
+            lr=0.01,
+            **_CORA,
+        ),
+        _node(
+            "gat",
+            "GAT",
+            "GAT (Velickovic et al. 2018): 8 heads x 8 hidden, ELU, dropout 0.6, Adam 0.005, wd 5e-4",
+            lr=0.005,
+            **_CORA,
+        ),
+        _node(
+            "arxiv-gcn",
+            "BatchNormGCN",
+            "OGB's arxiv GCN: 3 layers, 256 hidden, batch norm, dropout 0.5, Adam 0.01, symmetric graph",
+            **_ARXIV,
+        ),
+        _node(
+            "arxiv-gat",
+            "BatchNormGAT",
+            "OGB's arxiv GCN recipe with GAT layers: 3 layers, 8 heads x 32, batch norm, dropout 0.5",
+            **_ARXIV,
+        ),
+    )
 }
 
 #: Per dataset, the recipe a model name stands for (``gnnkit bench node --dataset D --model M``).
@@ -205,37 +196,32 @@ GRAPH_RECIPES: dict[str, Recipe] = {
 }
 
 
-def _ddi(conv: str) -> Callable[[int, int], nn.Module]:
+def _ddi(conv: str, description: str) -> Recipe:
     def build(num_nodes: int, hidden_channels: int) -> nn.Module:
         from gnnkit.models import LinkGNN
 
         return LinkGNN.ogb_ddi(num_nodes, hidden_channels, conv=conv)
 
     build.__name__ = f"ddi_{conv}"
-    return build
+    return Recipe(
+        name=conv,
+        task="link",
+        build=build,
+        lr=0.005,
+        weight_decay=0.0,
+        epochs=200,
+        description=description,
+    )
 
 
 #: Link-prediction recipes by name: OGB's ddi example (Adam 0.005, 200 epochs, no weight
 #: decay); the nodes have no features, the model learns an embedding per node.
 LINK_RECIPES: dict[str, Recipe] = {
-    "gcn": Recipe(
-        name="gcn",
-        task="link",
-        build=_ddi("gcn"),
-        lr=0.005,
-        weight_decay=0.0,
-        epochs=200,
-        description="ddi GCN: embedding 256, 2 x GCNConv 256, dropout 0.5, Hadamard MLP predictor",
-    ),
-    "gat": Recipe(
-        name="gat",
-        task="link",
-        build=_ddi("gat"),
-        lr=0.005,
-        weight_decay=0.0,
-        epochs=200,
-        description="ddi GAT: embedding 256, 2 x GATConv 4 heads x 64, dropout 0.5, Hadamard MLP",
-    ),
+    recipe.name: recipe
+    for recipe in (
+        _ddi("gcn", "ddi GCN: embedding 256, 2 x GCNConv 256, dropout 0.5, Hadamard MLP predictor"),
+        _ddi("gat", "ddi GAT: embedding 256, 2 x GATConv 4 heads x 64, dropout 0.5, Hadamard MLP"),
+    )
 }
 
 _RECIPES: dict[str, dict[str, Recipe]] = {

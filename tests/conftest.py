@@ -102,3 +102,27 @@ def argparse_fails(capsys):
         assert info.value.code == 2 and message in capsys.readouterr().err
 
     return check
+
+
+@pytest.fixture
+def sample_table_rows():
+    """``sample_table_rows(lines, columns=, greedy=, temperatures=, prompts=)``: the rows of a
+    Markdown sample table (:func:`gnnkit.seq.charlm.sample_table`).
+
+    ``columns``: the runs' names; ``greedy``: ``{batch: greedy samples}`` per snapshot;
+    ``temperatures``: the labels of the temperature rows, in order (their first row is checked
+    at the last snapshot); ``prompts``: prompts that must each have a completion row.
+    """
+
+    def check(lines, *, columns, greedy, temperatures, prompts) -> None:
+        assert f"| Sampling scheme | Batch | {' | '.join(columns)} |" in lines
+        for batch, count in greedy.items():
+            assert sum(line.startswith(f"| Greedy | {batch} |") for line in lines) == count
+        rows = [line.split(" | ")[0] for line in lines if line.startswith("| T = ")]
+        assert rows == [f"| T = {label}" for label in temperatures]
+        last = max(greedy)
+        assert any(line.startswith(f"| T = {temperatures[0]} | {last} |") for line in lines)
+        for prompt in prompts:
+            assert any(line.startswith(f"| `{prompt}` |") for line in lines), prompt
+
+    return check

@@ -89,3 +89,21 @@ def write_ogbg_mol(
         "labels": labels,
         "split": split,
     }
+
+
+def fold_into_ogb_vocabularies(root: Path, name: str) -> None:
+    """Fold the atom and bond features :func:`write_ogbg_mol` wrote into OGB's vocabularies.
+
+    (``write_ogbg_mol`` draws every feature from 0..4 and 0..2; OGB's encoders accept fewer
+    values for some features, e.g. 2 for "is in ring".)
+    """
+    from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
+
+    raw = root / "ogb" / name.replace("-", "_") / "raw"
+    for stem, dims in (
+        ("node-feat", get_atom_feature_dims()),
+        ("edge-feat", get_bond_feature_dims()),
+    ):
+        with gzip.open(raw / f"{stem}.csv.gz", "rt") as handle:
+            rows = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
+        write_csv_gz(raw / f"{stem}.csv.gz", rows % np.asarray(dims))

@@ -126,12 +126,23 @@ def test_model_shapes_options_and_errors():
 # --------------------------------------------------------------------------- data and harness
 
 
-def test_fit_accuracy_equals_ogb_evaluator(arxiv_root):
-    data = load("ogbn-arxiv", root=arxiv_root)
-    inputs = node_inputs(data, features=raw_features)
+@pytest.fixture
+def arxiv_inputs(arxiv_root):
+    """The synthetic arxiv's raw features on its symmetric graph, as the arxiv recipe trains."""
+    inputs = node_inputs(load("ogbn-arxiv", root=arxiv_root), features=raw_features)
     inputs.edge_index = symmetrize(inputs.edge_index, inputs.num_nodes)
+    return inputs
+
+
+def small_arxiv_gcn(inputs):
+    """A seeded BatchNormGCN of 16 hidden channels for ``inputs``."""
     torch.manual_seed(0)
-    model = BatchNormGCN(inputs.num_features, inputs.num_classes, hidden_channels=16)
+    return BatchNormGCN(inputs.num_features, inputs.num_classes, hidden_channels=16)
+
+
+def test_fit_accuracy_equals_ogb_evaluator(arxiv_inputs):
+    inputs = arxiv_inputs
+    model = small_arxiv_gcn(inputs)
     result = fit(model, inputs, TrainConfig(epochs=15, lr=0.01, weight_decay=0.0, seed=0))
     model.eval()  # restore_best: the parameters of the selected epoch
     with torch.no_grad():
@@ -160,14 +171,11 @@ def test_corrupt_processed_arxiv_cache_is_rebuilt(arxiv_root, caplog):
         assert torch.equal(again.x, first.x) and torch.equal(again.train_mask, first.train_mask)
 
 
-def test_minibatch_training_learns_on_synthetic_arxiv(arxiv_root):
+def test_minibatch_training_learns_on_synthetic_arxiv(arxiv_inputs):
     from gnnkit.train.minibatch import SamplingConfig, fit_minibatch
 
-    data = load("ogbn-arxiv", root=arxiv_root)
-    inputs = node_inputs(data, features=raw_features)
-    inputs.edge_index = symmetrize(inputs.edge_index, inputs.num_nodes)
-    torch.manual_seed(0)
-    model = BatchNormGCN(inputs.num_features, inputs.num_classes, hidden_channels=16)
+    inputs = arxiv_inputs
+    model = small_arxiv_gcn(inputs)
     config = TrainConfig(epochs=6, lr=0.01, weight_decay=0.0, seed=0)
     result = fit_minibatch(model, inputs, config, SamplingConfig(fanouts=(4, 4, 4), batch_size=8))
     losses = result.history["loss"]

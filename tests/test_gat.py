@@ -5,28 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conv_checks import assert_inference_cache_serves_training, directed_graph
 from torch_geometric.nn import GATConv as PygGATConv
 
 from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn import GATConv
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny kernels on one thread (a busy shared machine makes parallel regions slow)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def directed_graph(num_nodes=12, num_edges=40, seed=0, loops=False):
-    gen = torch.Generator().manual_seed(seed)
-    edge_index = torch.unique(torch.randint(0, num_nodes, (2, num_edges), generator=gen), dim=1)
-    if not loops:
-        edge_index = edge_index[:, edge_index[0] != edge_index[1]]
-    return edge_index[:, torch.randperm(edge_index.size(1), generator=gen)]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_layer(fin, fout, seed=0, dtype=torch.float64, **kwargs):
@@ -269,26 +255,13 @@ def test_cache_is_reused_and_detects_a_changed_graph():
 @pytest.mark.parametrize("features", ["dense", "csr", "coo"])
 @pytest.mark.parametrize("fuse", [True, False])
 def test_cache_filled_under_inference_mode_serves_a_later_training_step(features, fuse):
-    # Regression: the cache used to keep inference tensors, and the first training step after
-    # an evaluation under torch.inference_mode() failed ("cannot be saved for backward").
     edge_index = directed_graph(seed=18)
     dense = torch.randn(12, 5, dtype=torch.float64) * (torch.rand(12, 5) < 0.6)
     x = {"dense": dense, "csr": dense.to_sparse_csr(), "coo": dense.to_sparse()}[features]
     cached = make_layer(5, 3, heads=2, cached=True)
     fresh = make_layer(5, 3, heads=2)
     cached.fuse = fresh.fuse = fuse
-    cached.eval()
-    with torch.inference_mode():
-        evaluated = cached(x, edge_index)
-    cached.train()
-    out = cached(x, edge_index)
-    grads = torch.autograd.grad(out.square().sum(), list(cached.parameters()))
-    expected = fresh(dense, edge_index)
-    expected_grads = torch.autograd.grad(expected.square().sum(), list(fresh.parameters()))
-    torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(evaluated, expected.detach())
-    for got, want in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(got, want)
+    assert_inference_cache_serves_training(cached, fresh, x, dense, edge_index)
 
 
 @pytest.mark.parametrize("fuse", [True, False])

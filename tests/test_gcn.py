@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
+from conv_checks import assert_inference_cache_serves_training, directed_graph
 from torch_geometric.nn import GCNConv as PygGCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm as pyg_gcn_norm
 
@@ -17,23 +20,7 @@ from gnnkit.ops.csr import CSRGraph
 LAMBDAS = [0.5, 1.0, 2.0, 3.7]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny kernels on one thread (a busy shared machine makes parallel regions slow)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def directed_graph(num_nodes=12, num_edges=40, seed=0, loops=False):
-    """A random directed graph without duplicate edges (and without self-loops by default)."""
-    gen = torch.Generator().manual_seed(seed)
-    edge_index = torch.unique(torch.randint(0, num_nodes, (2, num_edges), generator=gen), dim=1)
-    if not loops:
-        edge_index = edge_index[:, edge_index[0] != edge_index[1]]
-    perm = torch.randperm(edge_index.size(1), generator=gen)  # not sorted by anything
-    return edge_index[:, perm]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def dense_gcn(x, edge_index, weight, bias, lam, edge_weight=None):
@@ -115,43 +102,37 @@ def test_gcn_norm_equals_pyg(improved):
     torch.testing.assert_close(ours[1], theirs[1])
 
 
+def assert_equals_pyg(ours, pyg, x, edge_index, pyg_unweighted=None):
+    """``ours``, given ``pyg``'s weights, computes what ``pyg`` does: without edge weights (PyG
+    then gets ``pyg_unweighted``) and with random ones."""
+    ours.load_state_dict(pyg.state_dict())
+    close = functools.partial(torch.testing.assert_close, atol=1e-5, rtol=1e-5)
+    close(ours(x, edge_index), pyg(x, edge_index, pyg_unweighted))
+    weights = torch.rand(edge_index.size(1))
+    close(ours(x, edge_index, weights), pyg(x, edge_index, weights))
+
+
 @pytest.mark.parametrize(("fin", "fout"), [(8, 4), (4, 8)])
 def test_gcn_equals_pyg_with_copied_weights(fin, fout):
     edge_index = directed_graph(seed=5, loops=True)
-    x, edge_weight = torch.randn(12, fin), torch.rand(edge_index.size(1))
     pyg = PygGCNConv(fin, fout)
     torch.nn.init.normal_(pyg.bias)
-    ours = GCNConv(fin, fout)
-    ours.load_state_dict(pyg.state_dict())
-    torch.testing.assert_close(ours(x, edge_index), pyg(x, edge_index), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(
-        ours(x, edge_index, edge_weight), pyg(x, edge_index, edge_weight), atol=1e-5, rtol=1e-5
-    )
+    assert_equals_pyg(GCNConv(fin, fout), pyg, torch.randn(12, fin), edge_index)
 
 
 def test_self_loop_weight_two_equals_pyg_improved():
     # PyG 2.8 applies improved=True only when edge weights are given (without them it fills
     # every weight, loops included, with 1), so compare with explicit unit weights.
     edge_index = directed_graph(seed=6)
-    x, ones = torch.randn(12, 5), torch.ones(edge_index.size(1))
-    pyg = PygGCNConv(5, 3, improved=True)
-    ours = GCNConv(5, 3, self_loop_weight=2.0)
-    ours.load_state_dict(pyg.state_dict())
-    torch.testing.assert_close(ours(x, edge_index), pyg(x, edge_index, ones), atol=1e-5, rtol=1e-5)
-    weights = torch.rand(edge_index.size(1))
-    torch.testing.assert_close(
-        ours(x, edge_index, weights), pyg(x, edge_index, weights), atol=1e-5, rtol=1e-5
-    )
+    ours, pyg = GCNConv(5, 3, self_loop_weight=2.0), PygGCNConv(5, 3, improved=True)
+    ones = torch.ones(edge_index.size(1))
+    assert_equals_pyg(ours, pyg, torch.randn(12, 5), edge_index, pyg_unweighted=ones)
 
 
 def test_normalize_false_equals_pyg():
     edge_index = directed_graph(seed=7)
-    x, w = torch.randn(12, 5), torch.rand(edge_index.size(1))
-    pyg = PygGCNConv(5, 3, normalize=False)
-    ours = GCNConv(5, 3, normalize=False)
-    ours.load_state_dict(pyg.state_dict())
-    torch.testing.assert_close(ours(x, edge_index, w), pyg(x, edge_index, w), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ours(x, edge_index), pyg(x, edge_index), atol=1e-5, rtol=1e-5)
+    ours, pyg = GCNConv(5, 3, normalize=False), PygGCNConv(5, 3, normalize=False)
+    assert_equals_pyg(ours, pyg, torch.randn(12, 5), edge_index)
 
 
 def test_state_dict_names_match_pyg():
@@ -544,27 +525,12 @@ def test_cached_edge_weights_with_gradient_are_recomputed_each_call():
 @pytest.mark.parametrize("features", ["dense", "csr", "coo"])
 @pytest.mark.parametrize("learned", [False, True])
 def test_cache_filled_under_inference_mode_serves_a_later_training_step(features, learned):
-    # Regression: the cache used to keep inference tensors, and the first training step after
-    # an evaluation under torch.inference_mode() failed ("cannot be saved for backward").
     edge_index = directed_graph(seed=29)
     dense = torch.randn(12, 6, dtype=torch.float64) * (torch.rand(12, 6) < 0.5)
     x = dense if features == "dense" else to_layout(dense, features)
     cached = make_layer(6, 3, cached=True, learn_self_loop_weight=learned)
     fresh = make_layer(6, 3, learn_self_loop_weight=learned)
-    cached.eval()
-    with torch.inference_mode():
-        evaluated = cached(x, edge_index)
-    cached.train()
-    out = cached(x, edge_index)
-    grads = torch.autograd.grad(out.square().sum(), list(cached.parameters()))
-    expected = fresh(dense, edge_index)
-    expected_grads = torch.autograd.grad(expected.square().sum(), list(fresh.parameters()))
-    torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(evaluated, expected.detach())
-    for got, want in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(got, want)
-    with torch.inference_mode():  # and back: evaluation after training still works
-        torch.testing.assert_close(cached(x, edge_index), expected.detach())
+    assert_inference_cache_serves_training(cached, fresh, x, dense, edge_index)
 
 
 def test_sparse_features_reuse_the_layers_structure_cache():

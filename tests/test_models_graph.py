@@ -19,29 +19,13 @@ from gnnkit.recipes import GRAPH_RECIPES, get_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ogb_format import write_csv_gz, write_ogbg_mol  # noqa: E402
+from ogb_format import fold_into_ogb_vocabularies, write_ogbg_mol  # noqa: E402
 
 
 def write_molecules(root: Path, name: str, num_graphs: int, seed: int) -> None:
-    """``write_ogbg_mol`` with atom and bond features folded into OGB's vocabularies.
-
-    (``write_ogbg_mol`` draws every feature from 0..4 and 0..2; OGB's encoders accept fewer
-    values for some features, e.g. 2 for "is in ring".)
-    """
-    import gzip
-
-    import numpy as np
-    from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
-
+    """``write_ogbg_mol`` with atom and bond features folded into OGB's vocabularies."""
     write_ogbg_mol(root, name, num_graphs=num_graphs, seed=seed)
-    raw = root / "ogb" / name.replace("-", "_") / "raw"
-    for stem, dims in (
-        ("node-feat", get_atom_feature_dims()),
-        ("edge-feat", get_bond_feature_dims()),
-    ):
-        with gzip.open(raw / f"{stem}.csv.gz", "rt") as handle:
-            rows = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
-        write_csv_gz(raw / f"{stem}.csv.gz", rows % np.asarray(dims))
+    fold_into_ogb_vocabularies(root, name)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

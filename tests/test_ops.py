@@ -30,14 +30,7 @@ def dense_adjacency(edge_index, values, num_nodes):
     return dense.index_put_((edge_index[1], edge_index[0]), values, accumulate=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny kernels on one thread: on a busy shared machine every multi-threaded parallel
-    region waits for a second core (milliseconds per call), which only slows the tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

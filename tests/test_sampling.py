@@ -365,34 +365,17 @@ def test_minibatch_errors(tmp_path):
     path = tmp_path / "run.pt"
     sampling = SamplingConfig(fanouts=(2, 2), batch_size=8)
     fit_minibatch(small_model(), inputs, TrainConfig(epochs=2, seed=0), sampling, checkpoint=path)
+
+    def resume(config: TrainConfig):
+        return fit_minibatch(small_model(), inputs, config, sampling, checkpoint=path, resume=True)
+
     with pytest.raises(CheckpointError, match="already trained 2 epochs"):
-        fit_minibatch(
-            small_model(),
-            inputs,
-            TrainConfig(epochs=1, seed=0),
-            sampling,
-            checkpoint=path,
-            resume=True,
-        )
+        resume(TrainConfig(epochs=1, seed=0))
     with pytest.raises(CheckpointError, match=r"different model.*lr"):
-        fit_minibatch(
-            small_model(),
-            inputs,
-            TrainConfig(epochs=3, seed=0, lr=0.5),
-            sampling,
-            checkpoint=path,
-            resume=True,
-        )
+        resume(TrainConfig(epochs=3, seed=0, lr=0.5))
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="checkpoint"):
-        fit_minibatch(
-            small_model(),
-            inputs,
-            TrainConfig(epochs=3, seed=0),
-            sampling,
-            checkpoint=path,
-            resume=True,
-        )
+        resume(TrainConfig(epochs=3, seed=0))
     bad = tiny_task()
     bad.x[0, 0] = float("nan")
     model = small_model()

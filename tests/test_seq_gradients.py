@@ -15,13 +15,7 @@ from gnnkit.seq import (
     gradient_norms,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rnn_reference(model: VanillaRNN, tokens, labels) -> torch.Tensor:

@@ -20,30 +20,19 @@ CORPUS = (
 ) * 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny runs gain nothing from threads, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, one_thread):
     """A 2-batch run of the cpu preset on a small file, resumed to 3 batches."""
     root = tmp_path_factory.mktemp("text")
     corpus = root / "corpus.txt"
     corpus.write_text(CORPUS, encoding="utf-8")
     out = root / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        common = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
-        assert main([*common, "--steps", "2", "--sample-every", "1"]) == 0
-        assert main([*common, "--steps", "3", "--resume"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    common = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    assert main([*common, "--steps", "2", "--sample-every", "1"]) == 0
+    assert main([*common, "--steps", "3", "--resume"]) == 0
     return out
 
 

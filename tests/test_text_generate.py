@@ -20,13 +20,7 @@ from gnnkit.seq.charlm import (
 VOCAB = Vocabulary.from_text("abcdefghijklmnopqrstuvwxyz .,\n")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,7 @@ from gnnkit.seq.charlm import PRESETS, CharLSTM, CharLSTMConfig, TrainConfig, Vo
 VOCAB = Vocabulary.from_text("abcdefghij .,")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**kwargs) -> CharLSTM:

@@ -32,13 +32,7 @@ CORPUS = (SENTENCE + "a stitch in time saves nine, said the scrivener.\n") * 12
 PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _quick(**kwargs) -> TrainConfig:
@@ -315,7 +309,7 @@ def test_on_step_can_stop_and_checkpoint(tmp_path):
     assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["finished"] is None
 
 
-def test_sample_table_layout(tmp_path):
+def test_sample_table_layout(tmp_path, sample_table_rows):
     config = _quick()
     model, data = _setup(config)
     Trainer(model, data, config, out_dir=tmp_path).run()
@@ -330,17 +324,13 @@ def test_sample_table_layout(tmp_path):
         sample_length=12,
         completion_length=30,
     )
-    lines = markdown.splitlines()
-    assert "| Sampling scheme | Batch | toy | toy |" in lines
-    assert sum(line.startswith("| Greedy | 3 |") for line in lines) == 2
-    assert sum(line.startswith("| Greedy | 6 |") for line in lines) == 2
-    assert [line.split(" | ")[0] for line in lines if line.startswith("| T = ")] == [
-        "| T = 0.5",
-        "| T = 1",
-        "| T = 2",
-    ]
-    assert any(line.startswith("| T = 0.5 | 6 |") for line in lines)
-    assert any(line.startswith("| `I would prefer not to.` |") for line in lines)
+    sample_table_rows(
+        markdown.splitlines(),
+        columns=["toy", "toy"],
+        greedy={3: 2, 6: 2},
+        temperatures=["0.5", "1", "2"],
+        prompts=["I would prefer not to."],
+    )
     # "I", "D", "R" and "M" are not in the toy vocabulary: skipped and said so
     assert "(skipped 'DMR')" in markdown
     assert "Samples of 12 characters" in markdown and "prompts to 30 characters" in markdown

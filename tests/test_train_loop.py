@@ -26,13 +26,7 @@ from gnnkit.train import (
 LABELS = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny graphs: one thread avoids OpenMP stalls on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_inputs(num_classes: int = 2) -> NodeInputs:

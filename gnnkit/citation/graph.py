@@ -36,7 +36,7 @@ from gnnkit.citation.base import (
     tfidf_vectorizer,
 )
 from gnnkit.citation.cv import FoldView
-from gnnkit.citation.training import CitationTask, NeuralModel
+from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
 from gnnkit.nn import GATConv, GCNConv
 
@@ -211,6 +211,19 @@ class PaperInputs:
         self.edge_index = torch.cat([citations, citations.flip(0)], dim=1)
         self.src, self.dst = view.data.edge_index
         self.feature_dim = 0 if self.x is None else self.x.size(1)
+        self.num_nodes = int(view.data.num_nodes)
+        self.features = features
+
+    def gnn(self, *, embed_dim: int, hidden: int, conv: str, dropout: float) -> PaperGNN:
+        """A :class:`PaperGNN` for these inputs (no paper embeddings with ``features="text"``)."""
+        return PaperGNN(
+            self.num_nodes,
+            self.feature_dim,
+            embed_dim=0 if self.features == "text" else embed_dim,
+            hidden=hidden,
+            conv=conv,
+            dropout=dropout,
+        )
 
 
 @dataclass
@@ -252,43 +265,20 @@ class GraphModel(NeuralModel):
         check_choice("conv", self.conv, ("gcn", "gat"))
 
     def fit(self, view: FoldView) -> GraphModel:
-        self._check_view(view)
-        torch.manual_seed(self.seed)
-        fit, val, labels = self._split(view)
+        split = self._split(view)
         self.graph_ = PaperInputs(
             view, features=self.features, feature_dim=self.feature_dim, seed=self.seed
         )
-        gnn = PaperGNN(
-            int(view.data.num_nodes),
-            self.graph_.feature_dim,
-            embed_dim=0 if self.features == "text" else self.embed_dim,
-            hidden=self.gnn_hidden,
-            conv=self.conv,
-            dropout=self.dropout,
+        gnn = self.graph_.gnn(
+            embed_dim=self.embed_dim, hidden=self.gnn_hidden, conv=self.conv, dropout=self.dropout
         )
         head = mlp(2 * gnn.out_channels, self.mlp_hidden, view.num_classes, self.dropout)
         self.module_ = nn.ModuleDict({"gnn": gnn, "head": head})
-        task = CitationTask(
-            self.module_,
-            self._optimizer(),
-            logits=self._logits,
-            fit=fit,
-            val=val,
-            labels=labels,
-            weight=view.class_weights(self.class_weight_power),
-        )
-        self._train(task)
+        self._train(view, split)
         return self
 
-    def _logits(self, index: np.ndarray) -> Tensor:
+    def _all_logits(self, index: np.ndarray) -> Tensor:
         index = torch.as_tensor(index)
         h = self.module_["gnn"](self.graph_.x, self.graph_.edge_index)  # (N, D)
         pair = torch.cat([h[self.graph_.src[index]], h[self.graph_.dst[index]]], dim=1)  # (B, 2D)
         return self.module_["head"](pair)  # (B, C)
-
-    def predict(self, view: FoldView, index: np.ndarray | None = None) -> np.ndarray:
-        self._check_fitted("module_")
-        self.module_.eval()
-        index = view.test if index is None else np.asarray(index)
-        with torch.no_grad():
-            return self._logits(index).argmax(1).numpy().astype(np.int64)

@@ -117,10 +117,8 @@ class HybridModel(SentenceModel):
 
     def _build(self, view: FoldView) -> nn.Module:
         encoder = BiLSTMEncoder(len(self.vocab_), self.embed_dim, self.hidden, self.dropout)
-        gnn = PaperGNN(
-            int(view.data.num_nodes),
-            self.graph_.feature_dim,
-            embed_dim=0 if self.features == "text" else self.paper_embed_dim,
+        gnn = self.graph_.gnn(
+            embed_dim=self.paper_embed_dim,
             hidden=self.gnn_hidden,
             conv=self.conv,
             dropout=self.graph_dropout,

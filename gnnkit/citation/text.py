@@ -201,28 +201,20 @@ class SentenceModel(NeuralModel):
         """Anything computed once per fold before training (graph features)."""
 
     def fit(self, view: FoldView) -> SentenceModel:
-        self._check_view(view)
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
-        fit, val, labels = self._split(view)
+        split = self._split(view)
         self.vocab_ = Vocabulary.from_corpus(view.train_tokens, min_count=self.min_count)
         self.sentences_ = _Sentences(view.tokens, self.vocab_, self.max_len)
         self._prepare(view)
         self.module_ = self._build(view)
-        task = SentenceTask(
-            self.module_,
-            self._optimizer(),
+        self._train(
+            view,
+            split,
+            SentenceTask,
             batch_logits=self._batch_logits,
             lengths=self.sentences_.lengths,
             batch_size=self.batch_size,
-            rng=rng,
-            logits=self._all_logits,
-            fit=fit,
-            val=val,
-            labels=labels,
-            weight=view.class_weights(self.class_weight_power),
+            rng=np.random.default_rng(self.seed),
         )
-        self._train(task)
         return self
 
     def _batch_logits(self, index: np.ndarray) -> Tensor:
@@ -239,12 +231,6 @@ class SentenceModel(NeuralModel):
                     out = torch.empty(index.size, logits.size(1))
                 out[[position[i] for i in batch.tolist()]] = logits
         return out
-
-    def predict(self, view: FoldView, index: np.ndarray | None = None) -> np.ndarray:
-        self._check_fitted("module_")
-        self.module_.eval()
-        index = view.test if index is None else np.asarray(index)
-        return self._all_logits(index).argmax(dim=1).numpy().astype(np.int64)
 
 
 class _TextNet(nn.Module):

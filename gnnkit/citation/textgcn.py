@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from gnnkit.citation.base import check_positive, tfidf_vectorizer
 from gnnkit.citation.cv import FoldView
-from gnnkit.citation.training import CitationTask, NeuralModel
+from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
 from gnnkit.nn import GCNConv, sparse_dropout
 
@@ -240,9 +240,7 @@ class TextGCNModel(NeuralModel):
         check_positive(hidden=self.hidden)
 
     def fit(self, view: FoldView) -> TextGCNModel:
-        self._check_view(view)
-        torch.manual_seed(self.seed)
-        fit, val, labels = self._split(view)
+        split = self._split(view)
         self.graph_ = textgcn_graph(
             view.tokens,
             view.train,
@@ -260,27 +258,10 @@ class TextGCNModel(NeuralModel):
             check_invariants=False,
         )
         self.module_ = _TextGCNNet(n, self.hidden, view.num_classes, self.dropout)
-        task = CitationTask(
-            self.module_,
-            self._optimizer(),
-            logits=self._logits,
-            fit=fit,
-            val=val,
-            labels=labels,
-            weight=view.class_weights(self.class_weight_power),
-        )
-        self._train(task)
+        self._train(view, split)
         return self
 
-    def _logits(self, index: np.ndarray) -> Tensor:
+    def _all_logits(self, index: np.ndarray) -> Tensor:
         """The logits of the documents ``index`` (one forward pass over the whole graph)."""
         out = self.module_(self.x_, self.graph_.edge_index, self.graph_.edge_weight)  # (N, C)
         return out[torch.as_tensor(index)]
-
-    def predict(self, view: FoldView, index: np.ndarray | None = None) -> np.ndarray:
-        self._check_fitted("module_")
-        self.module_.eval()
-        index = view.test if index is None else np.asarray(index)
-        with torch.no_grad():
-            logits = self._logits(index)
-        return logits.argmax(1).numpy().astype(np.int64)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -176,17 +176,44 @@ class NeuralModel(CitationModel):
         return None if self.history_ is None else self.history_.best_epoch
 
     def _split(self, view: FoldView) -> tuple[np.ndarray, np.ndarray, Tensor]:
-        """The fitting and the validation sentences, and every sentence's training label
-        (``-1`` for test sentences)."""
+        """Check ``view`` and seed torch (how every ``fit`` begins); return the fitting and the
+        validation sentences, and every sentence's training label (``-1`` for test sentences)."""
+        self._check_view(view)
+        torch.manual_seed(self.seed)
         fit, val = inner_split(view.train, view.y_train, fraction=self.val_fraction, seed=view.seed)
         labels = torch.full((len(view.tokens),), -1, dtype=torch.long)
         labels[torch.as_tensor(view.train)] = torch.as_tensor(view.y_train, dtype=torch.long)
         return fit, val, labels
 
-    def _optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay
+    def _train(
+        self,
+        view: FoldView,
+        split: tuple[np.ndarray, np.ndarray, Tensor],
+        task_type: type[CitationTask] = CitationTask,
+        **options: Any,
+    ) -> None:
+        """Train ``self.module_`` with Adam as a ``task_type`` task (``options`` are that
+        task's own arguments) on the :meth:`_split` ``split``; keep the history."""
+        fit, val, labels = split
+        task = task_type(
+            self.module_,
+            torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay),
+            logits=self._all_logits,
+            fit=fit,
+            val=val,
+            labels=labels,
+            weight=view.class_weights(self.class_weight_power),
+            **options,
         )
-
-    def _train(self, task: CitationTask) -> None:
         self.history_ = train(task, epochs=self.epochs, patience=self.patience)
+
+    def _all_logits(self, index: np.ndarray) -> Tensor:
+        """The (len(index), C) logits of the sentences ``index``, in that order."""
+        raise NotImplementedError
+
+    def predict(self, view: FoldView, index: np.ndarray | None = None) -> np.ndarray:
+        self._check_fitted("module_")
+        self.module_.eval()
+        index = view.test if index is None else np.asarray(index)
+        with torch.no_grad():
+            return self._all_logits(index).argmax(1).numpy().astype(np.int64)

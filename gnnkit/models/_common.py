@@ -1,15 +1,24 @@
-"""What the models share: argument checks and the batch-normalised layer stack."""
+"""What the models share: argument checks, the two-layer paper network, the batch-normalised
+layer stack and stacks of same-width layers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
-from gnnkit.nn.functional import relu_dropout
+from gnnkit.nn import GATConv, GCNConv, GraphCache
+from gnnkit.nn.functional import dropout, relu_dropout, sparse_dropout
 
-__all__ = ["NormalizedStack", "check_flags", "check_positive"]
+__all__ = [
+    "NormalizedStack",
+    "TwoLayerNetwork",
+    "check_flags",
+    "check_positive",
+    "same_width_convs",
+]
 
 
 def check_positive(**values: Any) -> None:
@@ -26,6 +35,36 @@ def check_flags(**flags: Any) -> None:
             raise InputError(f"{name} must be True or False, got {flag!r}")
 
 
+class TwoLayerNetwork(nn.Module):
+    """Dropout on the input (sparse stays sparse), ``conv1`` and its :meth:`activation`,
+    dropout, ``conv2``.
+
+    What :class:`~gnnkit.models.GCN` and :class:`~gnnkit.models.GAT` share once their layers
+    are built: both set ``conv1``, ``conv2`` and ``dropout``.
+    """
+
+    conv1: nn.Module
+    conv2: nn.Module
+    dropout: float
+
+    def activation(self, x: Tensor) -> Tensor:
+        """The nonlinearity after the first layer."""
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        self.conv1.reset_parameters()
+        self.conv2.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = sparse_dropout(x, self.dropout, self.training)  # sparse stays sparse
+        x = self.activation(self.conv1(x, edge_index))  # (|V|, hidden width)
+        x = dropout(x, self.dropout, self.training)
+        return self.conv2(x, edge_index)  # (|V|, out)
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}"
+
+
 class NormalizedStack(nn.Module):
     """``convs`` with batch norm (or identity) ``bns``, then ReLU and dropout, between them.
 
@@ -37,6 +76,16 @@ class NormalizedStack(nn.Module):
     bns: nn.ModuleList
     num_layers: int
     dropout: float
+
+    def _set_layers(self, convs: Iterable[nn.Module], width: int, batch_norm: bool) -> None:
+        """Keep ``convs``, put batch norm over ``width`` channels (or identity) between them,
+        and initialise."""
+        self.convs = nn.ModuleList(convs)
+        self.bns = nn.ModuleList(
+            nn.BatchNorm1d(width) if batch_norm else nn.Identity()
+            for _ in range(self.num_layers - 1)
+        )
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for conv in self.convs:
@@ -53,3 +102,37 @@ class NormalizedStack(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, dropout={self.dropout}"
+
+
+def same_width_convs(
+    conv: str,
+    channels: int,
+    num_layers: int,
+    *,
+    heads: int = 1,
+    graph_cache: GraphCache | None = None,
+) -> nn.ModuleList:
+    """``num_layers`` cached GCN or GAT layers of ``channels`` channels each.
+
+    ``conv="gat"`` layers have ``heads`` heads of ``channels // heads`` channels, concatenated.
+    Only the first layer validates its inputs; the others see what it has checked. Layers
+    given one ``graph_cache`` share the structure built for a graph (default: each its own).
+    """
+    if conv == "gcn":
+        layers = [
+            GCNConv(channels, channels, cached=True, validate=i == 0, graph_cache=graph_cache)
+            for i in range(num_layers)
+        ]
+    else:
+        layers = [
+            GATConv(
+                channels,
+                channels // heads,
+                heads=heads,
+                cached=True,
+                validate=i == 0,
+                graph_cache=graph_cache,
+            )
+            for i in range(num_layers)
+        ]
+    return nn.ModuleList(layers)

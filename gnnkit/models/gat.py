@@ -11,16 +11,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from gnnkit.models._common import NormalizedStack, check_flags, check_positive
+from gnnkit.models._common import NormalizedStack, TwoLayerNetwork, check_flags, check_positive
 from gnnkit.nn import GATConv
-from gnnkit.nn.functional import check_dropout, dropout, sparse_dropout
+from gnnkit.nn.functional import check_dropout
 
 __all__ = ["GAT", "BatchNormGAT"]
 
 
-class GAT(nn.Module):
+class GAT(TwoLayerNetwork):
     r"""The two-layer graph attention network of `"Graph Attention Networks"
     <https://arxiv.org/abs/1710.10903>`_ (Veličković et al., ICLR 2018, arXiv 1710.10903).
 
@@ -93,43 +93,25 @@ class GAT(nn.Module):
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.dropout = check_dropout(dropout)
-        self.conv1 = GATConv(
-            in_channels,
-            hidden_channels,
-            heads=heads,
-            dropout=dropout,
-            negative_slope=negative_slope,
-            cached=cached,
-        )
+        options = {"dropout": dropout, "negative_slope": negative_slope, "cached": cached}
+        self.conv1 = GATConv(in_channels, hidden_channels, heads=heads, **options)
         self.conv2 = GATConv(
             hidden_channels * heads,
             out_channels,
             heads=out_heads,
             concat=False,
-            dropout=dropout,
-            negative_slope=negative_slope,
-            cached=cached,
             validate=False,
+            **options,
         )
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        self.conv1.reset_parameters()
-        self.conv2.reset_parameters()
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        x = sparse_dropout(x, self.dropout, self.training)  # sparse stays sparse
+    def activation(self, x: Tensor) -> Tensor:
         # In place: the layer returns a fresh tensor (ELU's backward needs only its output).
-        x = F.elu(self.conv1(x, edge_index), inplace=True)  # (|V|, heads * hidden)
-        x = dropout(x, self.dropout, self.training)
-        return self.conv2(x, edge_index)  # (|V|, out)
+        return F.elu(x, inplace=True)  # (|V|, heads * hidden)
 
     def parameter_groups(self, weight_decay: float) -> Iterable[dict[str, Any]]:
         """Optimiser parameter groups: ``weight_decay`` on every parameter."""
         return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}"
 
 
 class BatchNormGAT(NormalizedStack):
@@ -203,31 +185,18 @@ class BatchNormGAT(NormalizedStack):
         self.dropout = check_dropout(dropout)
         attention_dropout = check_dropout(attention_dropout)
         width = hidden_channels * heads
-        convs: list[nn.Module] = []
-        for i in range(num_layers - 1):
-            convs.append(
-                GATConv(
-                    in_channels if i == 0 else width,
-                    hidden_channels,
-                    heads=heads,
-                    dropout=attention_dropout,
-                    cached=cached,
-                    validate=i == 0,
-                )
-            )
-        convs.append(
-            GATConv(
-                in_channels if num_layers == 1 else width,
-                out_channels,
-                heads=out_heads,
-                concat=False,
+
+        def layer(i: int) -> GATConv:
+            """Hidden layers concatenate ``heads`` heads; the last averages ``out_heads``."""
+            last = i == num_layers - 1
+            return GATConv(
+                in_channels if i == 0 else width,
+                out_channels if last else hidden_channels,
+                heads=out_heads if last else heads,
+                concat=not last,
                 dropout=attention_dropout,
                 cached=cached,
-                validate=num_layers == 1,
+                validate=i == 0,
             )
-        )
-        self.convs = nn.ModuleList(convs)
-        self.bns = nn.ModuleList(
-            nn.BatchNorm1d(width) if batch_norm else nn.Identity() for _ in range(num_layers - 1)
-        )
-        self.reset_parameters()
+
+        self._set_layers((layer(i) for i in range(num_layers)), width, batch_norm)

@@ -9,16 +9,16 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from gnnkit.models._common import NormalizedStack, check_flags, check_positive
+from gnnkit.models._common import NormalizedStack, TwoLayerNetwork, check_flags, check_positive
 from gnnkit.nn import GCNConv
-from gnnkit.nn.functional import check_dropout, dropout, sparse_dropout
+from gnnkit.nn.functional import check_dropout
 
 __all__ = ["GCN", "BatchNormGCN"]
 
 
-class GCN(nn.Module):
+class GCN(TwoLayerNetwork):
     r"""The two-layer graph convolutional network of `"Semi-Supervised Classification with
     Graph Convolutional Networks" <https://arxiv.org/abs/1609.02907>`_ (Kipf & Welling,
     ICLR 2017, arXiv 1609.02907).
@@ -95,15 +95,8 @@ class GCN(nn.Module):
         )
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        self.conv1.reset_parameters()
-        self.conv2.reset_parameters()
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        x = sparse_dropout(x, self.dropout, self.training)  # sparse stays sparse
-        x = self.conv1(x, edge_index).relu()  # (|V|, hidden)
-        x = dropout(x, self.dropout, self.training)
-        return self.conv2(x, edge_index)  # (|V|, out)
+    def activation(self, x: Tensor) -> Tensor:
+        return x.relu()
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups: ``weight_decay`` on the first layer, none on the second."""
@@ -111,9 +104,6 @@ class GCN(nn.Module):
             {"params": list(self.conv1.parameters()), "weight_decay": weight_decay},
             {"params": list(self.conv2.parameters()), "weight_decay": 0.0},
         ]
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}"
 
 
 class BatchNormGCN(NormalizedStack):
@@ -188,12 +178,11 @@ class BatchNormGCN(NormalizedStack):
         self.dropout = check_dropout(dropout)
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         # Layers after the first read the previous layer's output: no NaN scan needed.
-        self.convs = nn.ModuleList(
-            GCNConv(a, b, cached=cached, validate=i == 0)
-            for i, (a, b) in enumerate(itertools.pairwise(sizes))
+        self._set_layers(
+            (
+                GCNConv(a, b, cached=cached, validate=i == 0)
+                for i, (a, b) in enumerate(itertools.pairwise(sizes))
+            ),
+            hidden_channels,
+            batch_norm,
         )
-        self.bns = nn.ModuleList(
-            nn.BatchNorm1d(hidden_channels) if batch_norm else nn.Identity()
-            for _ in range(num_layers - 1)
-        )
-        self.reset_parameters()

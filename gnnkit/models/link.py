@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
-from gnnkit.nn import GATConv, GCNConv
+from gnnkit.models._common import check_positive, same_width_convs
 from gnnkit.nn.functional import check_dropout, dropout
 from gnnkit.ops.hadamard import Workspace, hadamard_mlp
 
@@ -90,7 +90,7 @@ class HadamardMLP(nn.Module):
         reuse_buffers: bool = True,
     ) -> None:
         super().__init__()
-        _check_channels(
+        check_positive(
             in_channels=in_channels, hidden_channels=hidden_channels, out_channels=out_channels
         )
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
@@ -143,12 +143,6 @@ class HadamardMLP(nn.Module):
             f"{self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
             f"num_layers={self.num_layers}, dropout={self.dropout:g}, input=hadamard"
         )
-
-
-def _check_channels(**channels: Any) -> None:
-    for name, value in channels.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_pairs(pairs: Any, num_nodes: int) -> None:
@@ -220,13 +214,13 @@ class EmbeddingGNN(nn.Module):
         heads: int = 4,
     ) -> None:
         super().__init__()
-        _check_channels(num_nodes=num_nodes, hidden_channels=hidden_channels)
+        check_positive(num_nodes=num_nodes, hidden_channels=hidden_channels)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise InputError(f"num_layers must be a positive int, got {num_layers!r}")
         if conv not in ("gcn", "gat"):
             raise InputError(f"conv must be 'gcn' or 'gat', got {conv!r}")
         if conv == "gat":
-            _check_channels(heads=heads)
+            check_positive(heads=heads)
             if hidden_channels % heads:
                 raise InputError(
                     f"heads={heads} must divide hidden_channels={hidden_channels} (each head "
@@ -239,15 +233,7 @@ class EmbeddingGNN(nn.Module):
         self.conv = conv
         self.heads = heads if conv == "gat" else 1
         self.embedding = nn.Embedding(num_nodes, hidden_channels)
-        C = hidden_channels
-        if conv == "gcn":
-            layers = [GCNConv(C, C, cached=True, validate=i == 0) for i in range(num_layers)]
-        else:
-            layers = [
-                GATConv(C, C // heads, heads=heads, cached=True, validate=i == 0)
-                for i in range(num_layers)
-            ]
-        self.convs = nn.ModuleList(layers)
+        self.convs = same_width_convs(conv, hidden_channels, num_layers, heads=heads)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -44,7 +44,8 @@ from torch import Tensor, nn
 
 from gnnkit import ops
 from gnnkit.errors import InputError
-from gnnkit.nn import GATConv, GCNConv, GraphCache
+from gnnkit.models._common import check_flags, check_positive, same_width_convs
+from gnnkit.nn import GraphCache
 from gnnkit.nn.functional import check_dropout, dropout, relu_dropout
 
 __all__ = ["MolGNN", "bond_counts", "mean_pool"]
@@ -103,11 +104,15 @@ def mean_pool(h: Tensor, ptr: Tensor) -> Tensor:
 
 
 def _check_arguments(
-    num_tasks: Any, emb_dim: Any, num_layers: Any, conv: Any, heads: Any, *flags: Any
+    num_tasks: Any,
+    emb_dim: Any,
+    num_layers: Any,
+    conv: Any,
+    heads: Any,
+    virtual_node: Any,
+    residual: Any,
 ) -> None:
-    for name, value in (("num_tasks", num_tasks), ("emb_dim", emb_dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
+    check_positive(num_tasks=num_tasks, emb_dim=emb_dim)
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
         raise InputError(f"num_layers must be an integer >= 2 (OGB's rule), got {num_layers!r}")
     if conv not in ("gcn", "gat"):
@@ -116,38 +121,7 @@ def _check_arguments(
         isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or emb_dim % heads
     ):
         raise InputError(f"heads must be a positive int dividing emb_dim={emb_dim}, got {heads!r}")
-    for name, flag in zip(("virtual_node", "residual"), flags, strict=True):
-        if not isinstance(flag, bool):
-            raise InputError(f"{name} must be True or False, got {flag!r}")
-
-
-def _shared_cache_convs(conv: str, emb_dim: int, heads: int, num_layers: int) -> nn.ModuleList:
-    """``num_layers`` GCN or GAT layers of ``emb_dim`` channels on one graph cache.
-
-    Only the first layer validates its inputs; the others see what it has checked. All layers
-    share one :class:`~gnnkit.nn.GraphCache`: within a batch, layers 2..L reuse the structure
-    (self-loops, CSR form, normalised weights) that layer 1 built for the same ``edge_index``;
-    a new batch misses and rebuilds once.
-    """
-    cache = GraphCache()
-    if conv == "gcn":
-        layers = [
-            GCNConv(emb_dim, emb_dim, cached=True, validate=i == 0, graph_cache=cache)
-            for i in range(num_layers)
-        ]
-    else:
-        layers = [
-            GATConv(
-                emb_dim,
-                emb_dim // heads,
-                heads=heads,
-                cached=True,
-                validate=i == 0,
-                graph_cache=cache,
-            )
-            for i in range(num_layers)
-        ]
-    return nn.ModuleList(layers)
+    check_flags(virtual_node=virtual_node, residual=residual)
 
 
 def _virtual_node_mlp(emb_dim: int) -> nn.Sequential:
@@ -219,7 +193,11 @@ class MolGNN(nn.Module):
 
         self.atom_encoder = AtomEncoder(emb_dim)
         self.bond_encoders = nn.ModuleList(BondEncoder(emb_dim) for _ in range(num_layers))
-        self.convs = _shared_cache_convs(conv, emb_dim, heads, num_layers)
+        # One graph cache for all layers: within a batch, layers 2..L reuse the structure
+        # (self-loops, CSR form, normalised weights) that layer 1 built; a new batch rebuilds once.
+        self.convs = same_width_convs(
+            conv, emb_dim, num_layers, heads=heads, graph_cache=GraphCache()
+        )
         self.batch_norms = nn.ModuleList(nn.BatchNorm1d(emb_dim) for _ in range(num_layers))
         if virtual_node:
             self.virtualnode_embedding = nn.Embedding(1, emb_dim)

@@ -21,6 +21,31 @@ def check_channels(**channels: int) -> None:
             raise InputError(f"{name} must be a positive int, got {value!r}")
 
 
+def check_sum_aggregation(layer: str, kwargs: dict) -> None:
+    """The layers aggregate by sum: ``aggr`` in the ``MessagePassing`` ``kwargs`` must be
+    ``"add"`` (set when absent)."""
+    aggr = kwargs.setdefault("aggr", "add")
+    if aggr != "add":
+        raise InputError(f"{layer} aggregates by sum; aggr must be 'add', got {aggr!r}")
+
+
+def check_options(deterministic: bool | None, **flags: bool) -> None:
+    """Each flag must be ``True`` or ``False``; ``deterministic`` may also be ``None``."""
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise InputError(f"{name} must be True or False, got {flag!r}")
+    if deterministic is not None and not isinstance(deterministic, bool):
+        raise InputError(f"deterministic must be True, False or None, got {deterministic!r}")
+
+
+def layer_caches(graph_cache: GraphCache | None) -> tuple[GraphCache, GraphCache]:
+    """A layer's graph cache (``graph_cache``, shared, or its own) and its own feature cache
+    (the structure of sparse ``x``, see :func:`gnnkit.nn.sparse_linear`)."""
+    if not isinstance(graph_cache, GraphCache | None):
+        raise InputError(f"graph_cache must be a GraphCache, got {type(graph_cache).__name__}")
+    return graph_cache if graph_cache is not None else GraphCache(), GraphCache()
+
+
 def check_inputs(layer, x: Tensor, edge_index: Tensor, *, validate: bool) -> int:
     """Check ``x`` and the form of ``edge_index`` for ``layer``; return the number of nodes.
 

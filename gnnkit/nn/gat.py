@@ -16,7 +16,14 @@ from torch_geometric.nn.inits import glorot, zeros
 from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
-from gnnkit.nn._common import check_channels, check_inputs, linear
+from gnnkit.nn._common import (
+    check_channels,
+    check_inputs,
+    check_options,
+    check_sum_aggregation,
+    layer_caches,
+    linear,
+)
 from gnnkit.nn.functional import dropout
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.utils.checks import check_edge_index
@@ -151,9 +158,7 @@ class GATConv(MessagePassing):
         graph_cache: GraphCache | None = None,
         **kwargs: Any,
     ) -> None:
-        aggr = kwargs.setdefault("aggr", "add")
-        if aggr != "add":
-            raise InputError(f"GATConv aggregates by sum; aggr must be 'add', got {aggr!r}")
+        check_sum_aggregation("GATConv", kwargs)
         super().__init__(node_dim=0, **kwargs)
         check_channels(in_channels=in_channels, out_channels=out_channels, heads=heads)
         if (
@@ -164,17 +169,14 @@ class GATConv(MessagePassing):
             raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
             raise InputError(f"negative_slope must be a number, got {negative_slope!r}")
-        for name, flag in (
-            ("concat", concat),
-            ("add_self_loops", add_self_loops),
-            ("bias", bias),
-            ("cached", cached),
-            ("validate", validate),
-        ):
-            if not isinstance(flag, bool):
-                raise InputError(f"{name} must be True or False, got {flag!r}")
-        if deterministic is not None and not isinstance(deterministic, bool):
-            raise InputError(f"deterministic must be True, False or None, got {deterministic!r}")
+        check_options(
+            deterministic,
+            concat=concat,
+            add_self_loops=add_self_loops,
+            bias=bias,
+            cached=cached,
+            validate=validate,
+        )
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -186,10 +188,7 @@ class GATConv(MessagePassing):
         self.cached = cached
         self.deterministic = deterministic
         self.validate = validate
-        if not isinstance(graph_cache, GraphCache | None):
-            raise InputError(f"graph_cache must be a GraphCache, got {type(graph_cache).__name__}")
-        self._cache = graph_cache if graph_cache is not None else GraphCache()
-        self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
+        self._cache, self._feature_cache = layer_caches(graph_cache)
 
         self.lin = Linear(
             in_channels, heads * out_channels, bias=False, weight_initializer="glorot"

@@ -17,7 +17,14 @@ from torch_geometric.nn.inits import zeros
 from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
-from gnnkit.nn._common import check_channels, check_inputs, linear
+from gnnkit.nn._common import (
+    check_channels,
+    check_inputs,
+    check_options,
+    check_sum_aggregation,
+    layer_caches,
+    linear,
+)
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.utils.checks import check_edge_index, check_edge_weight
 
@@ -297,9 +304,7 @@ class GCNConv(MessagePassing):
         graph_cache: GraphCache | None = None,
         **kwargs: Any,
     ) -> None:
-        aggr = kwargs.setdefault("aggr", "add")
-        if aggr != "add":
-            raise InputError(f"GCNConv aggregates by sum; aggr must be 'add', got {aggr!r}")
+        check_sum_aggregation("GCNConv", kwargs)
         super().__init__(**kwargs)
         check_channels(in_channels=in_channels, out_channels=out_channels)
         _check_self_loop_weight(self_loop_weight)
@@ -308,17 +313,14 @@ class GCNConv(MessagePassing):
                 "normalize=False adds no self-loops, so self_loop_weight and "
                 "learn_self_loop_weight have no effect; leave them at their defaults"
             )
-        for name, flag in (
-            ("learn_self_loop_weight", learn_self_loop_weight),
-            ("normalize", normalize),
-            ("cached", cached),
-            ("bias", bias),
-            ("validate", validate),
-        ):
-            if not isinstance(flag, bool):
-                raise InputError(f"{name} must be True or False, got {flag!r}")
-        if deterministic is not None and not isinstance(deterministic, bool):
-            raise InputError(f"deterministic must be True, False or None, got {deterministic!r}")
+        check_options(
+            deterministic,
+            learn_self_loop_weight=learn_self_loop_weight,
+            normalize=normalize,
+            cached=cached,
+            bias=bias,
+            validate=validate,
+        )
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -328,10 +330,7 @@ class GCNConv(MessagePassing):
         self.cached = cached
         self.deterministic = deterministic
         self.validate = validate
-        if not isinstance(graph_cache, GraphCache | None):
-            raise InputError(f"graph_cache must be a GraphCache, got {type(graph_cache).__name__}")
-        self._cache = graph_cache if graph_cache is not None else GraphCache()
-        self._feature_cache = GraphCache()  # structure of sparse x (see gnnkit.nn.sparse_linear)
+        self._cache, self._feature_cache = layer_caches(graph_cache)
 
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         if learn_self_loop_weight:

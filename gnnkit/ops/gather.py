@@ -17,30 +17,23 @@ from gnnkit.ops.scatter import _segment
 __all__ = ["gather_dst", "gather_src"]
 
 
-class _GatherDst(torch.autograd.Function):
+class _Gather(torch.autograd.Function):
+    """``x[..., row_e]`` (``receivers=True``) or ``x[..., col_e]``; the gradient is a segment
+    sum over the CSR rows or over the transpose's rows."""
+
     @staticmethod
-    def forward(ctx, x: Tensor, graph: CSRGraph) -> Tensor:
-        ctx.graph = graph
-        return x.index_select(x.dim() - 1, graph.row)
+    def forward(ctx, x: Tensor, graph: CSRGraph, receivers: bool) -> Tensor:
+        ctx.graph, ctx.receivers = graph, receivers
+        return x.index_select(x.dim() - 1, graph.row if receivers else graph.col)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        return _segment(grad.contiguous(), ctx.graph.rowptr, "sum", grad.dim() - 1), None
-
-
-class _GatherSrc(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, graph: CSRGraph) -> Tensor:
-        ctx.graph = graph
-        return x.index_select(x.dim() - 1, graph.col)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        colptr, _, _, perm_t = ctx.graph.transpose()
         axis = grad.dim() - 1
-        return _segment(grad.index_select(axis, perm_t), colptr, "sum", axis), None
+        if ctx.receivers:
+            return _segment(grad.contiguous(), ctx.graph.rowptr, "sum", axis), None, None
+        colptr, _, _, perm_t = ctx.graph.transpose()
+        return _segment(grad.index_select(axis, perm_t), colptr, "sum", axis), None, None
 
 
 def gather_dst(graph: CSRGraph, x: Tensor) -> Tensor:
@@ -50,7 +43,7 @@ def gather_dst(graph: CSRGraph, x: Tensor) -> Tensor:
         - **input:** ``x`` (|V|,) or (H, |V|)
         - **output:** (|E|,) or (H, |E|)
     """
-    return _GatherDst.apply(x, graph)
+    return _Gather.apply(x, graph, True)
 
 
 def gather_src(graph: CSRGraph, x: Tensor) -> Tensor:
@@ -60,4 +53,4 @@ def gather_src(graph: CSRGraph, x: Tensor) -> Tensor:
         - **input:** ``x`` (|V|,) or (H, |V|)
         - **output:** (|E|,) or (H, |E|)
     """
-    return _GatherSrc.apply(x, graph)
+    return _Gather.apply(x, graph, False)

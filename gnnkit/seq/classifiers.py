@@ -124,6 +124,20 @@ class SequenceClassifier(nn.Module):
         )
 
 
+def _step_by_step(rnn: nn.LSTM | nn.GRU, x: Tensor) -> list[Tensor]:
+    """The hidden states (B, N_h) of a one-layer, batch-first ``rnn`` run over ``x`` one time
+    step at a time: each step reads the recorded :math:`h^{(t)}` of the one before (and, for
+    an LSTM, its cell state), so every :math:`h^{(t)}` is its own autograd node."""
+    state, states = None, []
+    for t in range(x.size(1)):
+        _, state = rnn(x[:, t : t + 1], state)
+        lstm = isinstance(state, tuple)
+        states.append((state[0] if lstm else state)[0])  # (B, N_h)
+        h = states[-1].unsqueeze(0)
+        state = (h, state[1]) if lstm else h
+    return states
+
+
 class VanillaRNN(SequenceClassifier):
     """A hand-written Elman RNN with a tanh non-linearity (Elman, *Finding structure in time*,
     Cognitive Science 1990).
@@ -292,13 +306,7 @@ class LSTMClassifier(SequenceClassifier):
         if self.backend == "gnnkit":
             states = [h for h, _ in self.lstm.states(x)]
         else:
-            # step nn.LSTM one time step at a time; the next step reads the recorded h_t
-            state = None
-            states = []
-            for t in range(x.size(1)):
-                _, (h, c) = self.lstm(x[:, t : t + 1], state)
-                states.append(h[0])  # (B, N_h)
-                state = (states[-1].unsqueeze(0), c)
+            states = _step_by_step(self.lstm, x)
         return self.head(states[-1]), states
 
     def extra_repr(self) -> str:
@@ -375,13 +383,7 @@ class GRUClassifier(SequenceClassifier):
         return self.head(h_n[0])
 
     def forward_states(self, tokens: Tensor) -> tuple[Tensor, list[Tensor]]:
-        x = self.embed(tokens)
-        h = None
-        states = []
-        for t in range(x.size(1)):
-            _, h = self.gru(x[:, t : t + 1], h)
-            states.append(h[0])  # (B, N_h)
-            h = states[-1].unsqueeze(0)  # the next step reads the recorded h_t
+        states = _step_by_step(self.gru, self.embed(tokens))
         return self.head(states[-1]), states
 
 

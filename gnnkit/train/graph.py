@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
+from gnnkit.train._checks import check_instance, check_positive_fields, check_seed
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import NonFiniteLossError, Run, RunResult, Task
 from gnnkit.train.inputs import GraphSplits, graph_splits
@@ -89,10 +90,7 @@ class GraphTrainConfig:
     eval_train: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_fields(self, "epochs", "batch_size")
         if (
             isinstance(self.lr, bool)
             or not isinstance(self.lr, (int, float))
@@ -100,12 +98,13 @@ class GraphTrainConfig:
             or self.lr <= 0
         ):
             raise InputError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise InputError(f"seed must be an integer or None, got {self.seed!r}")
+        check_seed(self.seed)
         if not isinstance(self.eval_train, bool):
             raise InputError(f"eval_train must be True or False, got {self.eval_train!r}")
+
+    def run_options(self) -> dict[str, Any]:
+        """What this configuration sets of a :class:`~gnnkit.train.engine.Run`."""
+        return {"epochs": self.epochs, "seed": self.seed}
 
 
 @dataclass
@@ -182,13 +181,10 @@ class GraphTask(Task):
     def __init__(self, model: nn.Module, splits: GraphSplits, config: GraphTrainConfig) -> None:
         from ogb.graphproppred import Evaluator
 
-        if not isinstance(config, GraphTrainConfig):
-            raise InputError(f"config must be a GraphTrainConfig, got {type(config).__name__}")
-        if not isinstance(splits, GraphSplits):
-            raise InputError(
-                f"splits must be GraphSplits (from gnnkit.train.graph.graph_splits), got "
-                f"{type(splits).__name__}"
-            )
+        check_instance("config", config, GraphTrainConfig, "a GraphTrainConfig")
+        check_instance(
+            "splits", splits, GraphSplits, "GraphSplits (from gnnkit.train.graph.graph_splits)"
+        )
         self.model, self.splits, self.config = model, splits, config
         first = next(iter(model.parameters()), None)
         self.device = first.device if first is not None else torch.device("cpu")
@@ -265,7 +261,7 @@ def graph_run(
     ``config.seed``); :func:`graph_result` summarises it."""
     config = config or GraphTrainConfig()
     task = GraphTask(model, splits, config)
-    return Run(task, epochs=config.epochs, seed=config.seed, checkpoint=checkpoint, resume=resume)
+    return Run(task, checkpoint=checkpoint, resume=resume, **config.run_options())
 
 
 def graph_result(result: RunResult, metric: str) -> GraphTrainResult:

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from gnnkit.errors import InputError
 from gnnkit.sampling.negative import NegativeSampler
+from gnnkit.train._checks import check_instance, check_positive_fields, check_seed
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
 from gnnkit.train.inputs import LinkData, link_data
@@ -208,10 +209,7 @@ class LinkTrainConfig:
 
     def __post_init__(self) -> None:
         _check_negatives(self.negatives)
-        for name in ("epochs", "batch_size", "eval_every", "k", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_fields(self, "epochs", "batch_size", "eval_every", "k", "eval_batch_size")
         if not isinstance(self.report_ks, tuple) or not all(
             isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.report_ks
         ):
@@ -224,14 +222,22 @@ class LinkTrainConfig:
                 raise InputError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value) or value <= 0:
                 raise InputError(f"{name} must be finite and > 0, got {value!r}")
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise InputError(f"seed must be an integer or None, got {self.seed!r}")
+        check_seed(self.seed)
 
     @property
     def ks(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.report_ks) | {self.k}))
+
+    def run_options(self) -> dict[str, Any]:
+        """What this configuration sets of a :class:`~gnnkit.train.engine.Run`: evaluations,
+        and checkpoints with them, every ``eval_every`` epochs."""
+        return {
+            "epochs": self.epochs,
+            "eval_every": self.eval_every,
+            "seed": self.seed,
+            "checkpoint_every": self.eval_every,
+            "time_budget_s": self.time_budget_s,
+        }
 
     def identity(self) -> dict[str, Any]:
         """The options that shape the trajectory (checked on resume)."""
@@ -305,12 +311,8 @@ class LinkTask(Task):
     progress_keys = (("loss", "loss"),)
 
     def __init__(self, model: nn.Module, data: LinkData, config: LinkTrainConfig) -> None:
-        if not isinstance(config, LinkTrainConfig):
-            raise InputError(f"config must be a LinkTrainConfig, got {type(config).__name__}")
-        if not isinstance(data, LinkData):
-            raise InputError(
-                f"data must be LinkData (from gnnkit.train.link.link_data), got {type(data).__name__}"
-            )
+        check_instance("config", config, LinkTrainConfig, "a LinkTrainConfig")
+        check_instance("data", data, LinkData, "LinkData (from gnnkit.train.link.link_data)")
         _check_model(model)
         self.model, self.data, self.config = model, data, config
         self.device = data.edge_index.device
@@ -380,14 +382,10 @@ def link_run(
     config = config or LinkTrainConfig()
     return Run(
         LinkTask(model, data, config),
-        epochs=config.epochs,
-        eval_every=config.eval_every,
-        seed=config.seed,
         checkpoint=checkpoint,
-        checkpoint_every=config.eval_every,
         resume=resume,
-        time_budget_s=config.time_budget_s,
         callback=callback,
+        **config.run_options(),
     )
 
 

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from gnnkit.errors import InputError
 from gnnkit.sampling.neighbor import NeighborSampler, check_fanouts, derive_seed
+from gnnkit.train._checks import check_instance, check_positive_fields
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run
 from gnnkit.train.inputs import NodeInputs
@@ -77,10 +78,7 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fanouts", check_fanouts(self.fanouts))
-        for name in ("batch_size", "accumulate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_fields(self, "batch_size", "accumulate")
         if not isinstance(self.replace, bool):
             raise InputError(f"replace must be True or False, got {self.replace!r}")
 
@@ -305,20 +303,16 @@ def fit_minibatch(
     sampling = sampling or SamplingConfig()
     world = _world or World()
     check_node_run(model, inputs, config)
-    if not isinstance(sampling, SamplingConfig):
-        raise InputError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}")
+    check_instance("sampling", sampling, SamplingConfig, "a SamplingConfig")
     task = MiniBatchTask(model, inputs, config, sampling, world=world, module=_module)
     run = Run(
         task,
-        epochs=config.epochs,
-        patience=config.patience,
-        restore_best=config.restore_best,
         checkpoint=checkpoint,
-        checkpoint_every=config.checkpoint_every,
         resume=resume,
         progress=progress,
         callback=callback,
         main_process=world.is_main,
+        **config.run_options(),
     )
     return train_result(run.run())
 

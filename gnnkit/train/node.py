@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
+from gnnkit.train._checks import check_instance, check_positive_fields, check_seed
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
 from gnnkit.train.inputs import NodeInputs
@@ -80,14 +81,9 @@ class TrainConfig:
     checkpoint_every: int = 10
 
     def __post_init__(self) -> None:
-        def positive_int(name: str, value: Any) -> None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-
-        positive_int("epochs", self.epochs)
-        positive_int("checkpoint_every", self.checkpoint_every)
+        check_positive_fields(self, "epochs", "checkpoint_every")
         if self.patience is not None:
-            positive_int("patience", self.patience)
+            check_positive_fields(self, "patience")
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -97,16 +93,23 @@ class TrainConfig:
                 raise InputError(f"{name} must be finite and {bound}, got {value!r}")
         if self.optimizer not in ("adam", "adamw"):
             raise InputError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise InputError(f"seed must be an integer or None, got {self.seed!r}")
+        check_seed(self.seed)
 
     def identity(self) -> dict[str, Any]:
         """The options that shape the trajectory (checked on resume; ``epochs`` may grow)."""
         options = asdict(self)
         del options["epochs"], options["checkpoint_every"]
         return options
+
+    def run_options(self) -> dict[str, Any]:
+        """What this configuration sets of a :class:`~gnnkit.train.engine.Run` (not the
+        seed: full-batch runs seed the engine, mini-batch tasks seed their own draws)."""
+        return {
+            "epochs": self.epochs,
+            "patience": self.patience,
+            "restore_best": self.restore_best,
+            "checkpoint_every": self.checkpoint_every,
+        }
 
 
 @dataclass
@@ -214,12 +217,8 @@ def _device_of(model: nn.Module, inputs: NodeInputs) -> torch.device:
 def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
     """The checks every node-training entry point makes: the config's and the inputs' types,
     and one device for model and inputs. Returns that device."""
-    if not isinstance(config, TrainConfig):
-        raise InputError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if not isinstance(inputs, NodeInputs):
-        raise InputError(
-            f"inputs must be NodeInputs (from gnnkit.train.node_inputs), got {type(inputs).__name__}"
-        )
+    check_instance("config", config, TrainConfig, "a TrainConfig")
+    check_instance("inputs", inputs, NodeInputs, "NodeInputs (from gnnkit.train.node_inputs)")
     return _device_of(model, inputs)
 
 
@@ -317,14 +316,11 @@ def fit(
     check_node_run(model, inputs, config)
     run = Run(
         NodeTask(model, inputs, config),
-        epochs=config.epochs,
-        patience=config.patience,
-        restore_best=config.restore_best,
         seed=config.seed,
         checkpoint=checkpoint,
-        checkpoint_every=config.checkpoint_every,
         resume=resume,
         progress=progress,
         callback=callback,
+        **config.run_options(),
     )
     return train_result(run.run())
