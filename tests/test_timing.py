@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 
 import pytest
@@ -11,8 +12,11 @@ from gnnkit.utils import timing
 
 
 def _allocate_and_report_pid(megabytes: int) -> int:
-    block = bytearray(megabytes * 2**20)
+    # An anonymous map gets fresh pages from the kernel: malloc could instead reuse memory
+    # that an earlier test freed but the process kept resident, which raises no peak.
+    block = mmap.mmap(-1, megabytes * 2**20)
     block[::4096] = b"\x01" * len(block[::4096])  # touch every page
+    block.close()
     return os.getpid()
 
 
