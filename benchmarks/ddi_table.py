@@ -36,7 +36,7 @@ from typing import Any
 
 from _collect import RESULTS, collection_parser, read_collection
 
-from gnnkit.bench.results import mean_std, plot_panels
+from gnnkit.bench.harness import mean_std, plot_panels
 from gnnkit.train.link import DEFAULT_NEGATIVES
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 

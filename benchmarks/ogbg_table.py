@@ -25,7 +25,7 @@ from typing import Any
 
 from _collect import collection_parser, read_collection
 
-from gnnkit.bench.results import join_graph_summaries, within_one_std
+from gnnkit.bench.graph import join_graph_summaries, within_one_std
 from gnnkit.train.graph import metric_direction
 from gnnkit.utils.io import atomic_write_json, atomic_write_text
 

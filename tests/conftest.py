@@ -126,3 +126,50 @@ def sample_table_rows():
             assert any(line.startswith(f"| `{prompt}` |") for line in lines), prompt
 
     return check
+
+
+@pytest.fixture
+def interleaving_changes_nothing():
+    """``interleaving_changes_nothing(make_run)``: a training run's losses are the same whether it
+    steps alone or in turn with another one, so each run keeps its own random state.
+
+    ``make_run(seed)`` builds the model and its run (``step()``, ``done``, ``result()``) with
+    that seed; the two runs compared are seeded 1 and 2, after ``torch.manual_seed(0)``.
+    """
+
+    def check(make_run) -> None:
+        def losses(interleave: bool) -> list[float]:
+            torch.manual_seed(0)
+            a, b = make_run(1), make_run(2)
+            while not a.done:
+                a.step()
+                if interleave:
+                    b.step()
+            return a.result().history["loss"]
+
+        assert losses(interleave=False) == losses(interleave=True)
+
+    return check
+
+
+@pytest.fixture
+def pyg_comparison():
+    """``pyg_comparison(path, dataset=, metric=)``: the JSON that ``gnnkit bench graph|link
+    --compare pyg --json PATH`` wrote, once what both commands write is checked: the dataset and
+    metric, the summary of both implementations, and the speedup, the ratio of their median
+    epoch times. Returns the payload for the command's own checks."""
+    import json
+    import math
+
+    summary = {"test_mean", "test_std", "valid_mean", "epoch_s_median"}
+
+    def check(path: Path, *, dataset: str, metric: str) -> dict:
+        payload = json.loads(Path(path).read_text())
+        assert {"dataset", "model", "metric", "gnnkit", "pyg", "speedup"} <= set(payload)
+        assert payload["dataset"] == dataset and payload["metric"] == metric
+        assert set(payload["gnnkit"]) >= summary and set(payload["pyg"]) >= summary
+        times = payload["pyg"]["epoch_s_median"], payload["gnnkit"]["epoch_s_median"]
+        assert math.isclose(payload["speedup"], times[0] / times[1])
+        return payload
+
+    return check

@@ -111,13 +111,13 @@ def test_model_shapes_options_and_errors():
     assert not torch.allclose(a, model(x, edge_index))
     model.eval()
     assert torch.equal(model(x, edge_index), model(x, edge_index))
-    with pytest.raises(InputError, match="num_layers must be a positive int"):
+    with pytest.raises(InputError, match="num_layers must be an integer >= 1, got 0"):
         BatchNormGCN(8, 3, num_layers=0)
     with pytest.raises(InputError, match=r"dropout must be a number in \[0, 1\)"):
         BatchNormGCN(8, 3, dropout=1.0)
     with pytest.raises(InputError, match="batch_norm must be True or False"):
         BatchNormGCN(8, 3, batch_norm="yes")
-    with pytest.raises(InputError, match="heads must be a positive int"):
+    with pytest.raises(InputError, match="heads must be an integer >= 1, got 0"):
         BatchNormGAT(8, 3, heads=0)
     with pytest.raises(InputError, match="cached must be True or False"):
         BatchNormGAT(8, 3, cached=None)

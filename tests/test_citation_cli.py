@@ -91,10 +91,10 @@ def test_bench_prints_the_hybrid_against_text_line(monkeypatch, corpus_file, cap
         (["--folds", "30"], "use --folds 24 or fewer"),
     ],
 )
-def test_bench_bad_arguments(corpus_file, capsys, argv, message):
-    code = main(["citation", "bench", "--corpus", str(corpus_file), *argv])
-    assert code == 2
-    assert message in capsys.readouterr().err
+def test_bench_bad_arguments(corpus_file, cli_fails, argv, message):
+    # Each needs the corpus (--folds is checked against its classes); the rows of the other
+    # commands: test_cli_errors.py.
+    cli_fails(["citation", "bench", "--corpus", str(corpus_file), *argv], message)
 
 
 def test_bench_json_to_a_folder_is_refused(corpus_file, tmp_path, capsys):

@@ -327,11 +327,11 @@ def test_make_model_errors():
         make_model("graph", conv="sage")
     with pytest.raises(InputError, match="features must be one of"):
         make_model("graph", features="labels")
-    with pytest.raises(InputError, match="lr must be a positive number"):
+    with pytest.raises(InputError, match="lr must be a finite number > 0, got 0"):
         make_model("text", lr=0)
     with pytest.raises(InputError, match=r"dropout must be a number in \[0, 1\)"):
         make_model("text", dropout=1.5)
-    with pytest.raises(InputError, match=r"val_fraction must be in \(0, 1\)"):
+    with pytest.raises(InputError, match=r"val_fraction must be a number in \(0, 1\), got 1.0"):
         make_model("textgcn", val_fraction=1.0)
 
 
@@ -355,9 +355,9 @@ def test_module_errors():
         PaperGNN(5, 3, hidden=10, conv="gat", heads=4)
     with pytest.raises(InputError, match="needs paper embeddings"):
         PaperGNN(5, 0, embed_dim=0)
-    with pytest.raises(InputError, match="vocab_size must be a positive number"):
+    with pytest.raises(InputError, match="vocab_size must be an integer >= 1, got 0"):
         BiLSTMEncoder(0)
-    with pytest.raises(InputError, match="min_df must be a positive number"):
+    with pytest.raises(InputError, match="min_df must be an integer >= 1, got 0"):
         textgcn_graph([["a"]], np.array([0]), min_df=0)
     with pytest.raises(InputError, match="at least one training document"):
         textgcn_graph([["a"]], np.array([], dtype=int))

@@ -171,8 +171,9 @@ def test_registry_and_repr():
     "kwargs, message",
     [
         ({"num_layers": 1}, "num_layers must be an integer >= 2"),
-        ({"conv": "gin"}, "conv must be 'gcn' or 'gat'"),
-        ({"conv": "gat", "heads": 7}, "heads must be a positive int dividing emb_dim=300"),
+        ({"conv": "gin"}, "conv must be one of 'gcn', 'gat', got 'gin'"),
+        ({"conv": "gat", "heads": 7}, "heads=7 must divide emb_dim=300"),
+        ({"conv": "gat", "heads": 0}, "heads must be an integer >= 1, got 0"),
         ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
         ({"virtual_node": "yes"}, "virtual_node must be True or False"),
     ],
@@ -180,7 +181,7 @@ def test_registry_and_repr():
 def test_bad_construction(kwargs, message):
     with pytest.raises(InputError, match=message):
         MolGNN(1, 300, **kwargs)
-    with pytest.raises(InputError, match="num_tasks must be a positive int"):
+    with pytest.raises(InputError, match="num_tasks must be an integer >= 1, got 0"):
         MolGNN(0)
 
 

@@ -123,10 +123,10 @@ def test_dense_dropout_keeps_the_expectation():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"in_channels": 0, "out_channels": 3}, "in_channels must be a positive int, got 0"),
+        ({"in_channels": 0, "out_channels": 3}, "in_channels must be an integer >= 1, got 0"),
         (
             {"in_channels": 5, "out_channels": 3, "hidden_channels": 2.0},
-            "hidden_channels must be a positive int",
+            "hidden_channels must be an integer >= 1, got 2.0",
         ),
         (
             {"in_channels": 5, "out_channels": 3, "dropout": 1.0},
@@ -142,7 +142,7 @@ def test_models_reject_bad_arguments(cls, kwargs, message):
 
 
 def test_gat_rejects_bad_heads():
-    with pytest.raises(InputError, match="heads must be a positive int, got 0"):
+    with pytest.raises(InputError, match="heads must be an integer >= 1, got 0"):
         GAT(5, 3, heads=0)
 
 

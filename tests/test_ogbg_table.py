@@ -190,7 +190,7 @@ def test_an_entry_without_per_seed_epoch_times_cannot_take_more_seeds(
 
 
 def test_joining_summary_blocks_needs_their_per_seed_lists():
-    from gnnkit.bench.results import GRAPH_SEED_KEYS, join_graph_summaries
+    from gnnkit.bench.graph import GRAPH_SEED_KEYS, join_graph_summaries
     from gnnkit.errors import InputError
 
     first, second = bench_json(range(2))["gnnkit"], bench_json(range(2, 4))["gnnkit"]

@@ -20,7 +20,7 @@ import json
 import math
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,33 +60,35 @@ def _floats(values: Any) -> list[float]:
 # ------------------------------------------------------------------------------------- cases
 
 
-def node_cora(load: Callable[[str], Any], model: str) -> dict[str, list[float]]:
+def first_run_series(
+    result: Any, keys: Callable[[dict[str, Any]], Iterable[str]] = dict.keys
+) -> dict[str, list[float]]:
+    """``{"<implementation>.<key>": floats}`` from the first run of each implementation in a
+    benchmark result; ``keys(history)`` picks the series, in order (default: all, as recorded)."""
+    return {
+        f"{impl}.{key}": _floats(records[0].history[key])
+        for impl, records in result.records.items()
+        for key in keys(records[0].history)
+    }
+
+
+def node_cora(
+    load: Callable[[str], Any], model: str, epochs: int = 200, sampling: Any = None
+) -> dict[str, list[float]]:
     from gnnkit.bench.node import run_node_benchmark
 
     result = run_node_benchmark(
-        load("cora"), dataset="cora", model=model, compare="pyg", runs=1, epochs=200,
-        warmup_epochs=0,
+        load("cora"), dataset="cora", model=model, compare="pyg", runs=1, epochs=epochs,
+        warmup_epochs=0, sampling=sampling,
     )  # fmt: skip
-    return {
-        f"{impl}.{key}": _floats(values)
-        for impl, records in result.records.items()
-        for key, values in records[0].history.items()
-    }
+    return first_run_series(result)
 
 
 def node_cora_minibatch(load: Callable[[str], Any]) -> dict[str, list[float]]:
-    from gnnkit.bench.node import run_node_benchmark
     from gnnkit.train.minibatch import SamplingConfig
 
-    result = run_node_benchmark(
-        load("cora"), dataset="cora", model="gcn", compare="pyg", runs=1, epochs=3,
-        warmup_epochs=0, sampling=SamplingConfig(fanouts=(10, 5), batch_size=48, accumulate=2),
-    )  # fmt: skip
-    return {
-        f"{impl}.{key}": _floats(values)
-        for impl, records in result.records.items()
-        for key, values in records[0].history.items()
-    }
+    sampling = SamplingConfig(fanouts=(10, 5), batch_size=48, accumulate=2)
+    return node_cora(load, "gcn", epochs=3, sampling=sampling)
 
 
 def graph_molesol(load: Callable[[str], Any]) -> dict[str, list[float]]:
@@ -96,11 +98,7 @@ def graph_molesol(load: Callable[[str], Any]) -> dict[str, list[float]]:
         load("ogbg-molesol"), dataset="ogbg-molesol", model="gcn", compare="pyg", runs=1,
         epochs=1,
     )  # fmt: skip
-    return {
-        f"{impl}.{key}": _floats(records[0].history[key])
-        for impl, records in result.records.items()
-        for key in ("loss", "valid", "test")
-    }
+    return first_run_series(result, keys=lambda history: ("loss", "valid", "test"))
 
 
 def link_ddi(load: Callable[[str], Any]) -> dict[str, list[float]]:
@@ -110,12 +108,9 @@ def link_ddi(load: Callable[[str], Any]) -> dict[str, list[float]]:
         load("ogbl-ddi"), dataset="ogbl-ddi", model="gcn", compare="pyg", runs=1, epochs=1,
         eval_every=1,
     )  # fmt: skip
-    return {
-        f"{impl}.{key}": _floats(values)
-        for impl, records in result.records.items()
-        for key, values in records[0].history.items()
-        if not key.endswith("_time")
-    }
+    return first_run_series(
+        result, keys=lambda history: [key for key in history if not key.endswith("_time")]
+    )
 
 
 def seq_memory(load: Callable[[str], Any]) -> dict[str, list[float]]:

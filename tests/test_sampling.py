@@ -339,9 +339,9 @@ def test_minibatch_errors(tmp_path):
     from gnnkit.train import NonFiniteLossError, TrainConfig
     from gnnkit.train.minibatch import SamplingConfig, fit_minibatch
 
-    with pytest.raises(InputError, match="batch_size must be a positive integer"):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1, got 0"):
         SamplingConfig(batch_size=0)
-    with pytest.raises(InputError, match="accumulate must be a positive integer"):
+    with pytest.raises(InputError, match="accumulate must be an integer >= 1, got True"):
         SamplingConfig(accumulate=True)
     with pytest.raises(InputError, match="each fan-out"):
         SamplingConfig(fanouts=(2, -3))

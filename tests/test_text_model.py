@@ -116,8 +116,8 @@ def test_bad_constructor_arguments():
     [
         ({"hidden_size": 0}, "hidden_size must be an integer >= 1"),
         ({"num_layers": 1.5}, "num_layers must be an integer"),
-        ({"dropout": 1.0}, "dropout must be < 1"),
-        ({"dropout": -0.1}, r"dropout must lie in \[0.0, 1.0\]"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
+        ({"dropout": -0.1}, r"dropout must be a number in \[0, 1\), got -0.1"),
     ],
 )
 def test_bad_model_config(kwargs, match):
@@ -129,11 +129,11 @@ def test_bad_model_config(kwargs, match):
     ("kwargs", "match"),
     [
         ({"steps": 0}, "steps must be an integer >= 1"),
-        ({"lr": 0.0}, r"lr must lie in \(0.0"),
-        ({"lr_decay": 1.5}, r"lr_decay must lie in \(0.0, 1.0\]"),
-        ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
+        ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+        ({"lr_decay": 1.5}, r"lr_decay must be a number in \(0, 1\], got 1.5"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0, got nan"),
         ({"eval_every": -1}, "eval_every must be an integer >= 0"),
-        ({"val_fraction": 1.0}, "val_fraction must be < 1"),
+        ({"val_fraction": 1.0}, r"val_fraction must be a number in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_train_config(kwargs, match):

@@ -199,15 +199,15 @@ def test_progress_bar_and_callback(capsys):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
-        ({"epochs": 2.5}, "epochs must be a positive integer"),
-        ({"lr": 0.0}, "lr must be finite and > 0"),
-        ({"lr": math.nan}, "lr must be finite"),
-        ({"weight_decay": -1.0}, "weight_decay must be finite and >= 0"),
-        ({"patience": 0}, "patience must be a positive integer"),
-        ({"optimizer": "sgd"}, "optimizer must be 'adam' or 'adamw'"),
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"epochs": 2.5}, "epochs must be an integer >= 1, got 2.5"),
+        ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+        ({"lr": math.nan}, "lr must be a finite number > 0, got nan"),
+        ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0, got -1.0"),
+        ({"patience": 0}, "patience must be an integer >= 1 or None, got 0"),
+        ({"optimizer": "sgd"}, "optimizer must be one of 'adam', 'adamw', got 'sgd'"),
         ({"seed": "1"}, "seed must be an integer or None"),
-        ({"checkpoint_every": 0}, "checkpoint_every must be a positive integer"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be an integer >= 1, got 0"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):

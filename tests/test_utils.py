@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import torch
 
 from gnnkit.errors import CheckpointError, InputError
-from gnnkit.utils.checks import check_node_features
+from gnnkit.utils.checks import (
+    FLAG,
+    OPTIONAL_POSITIVE_NUMBER,
+    POSITIVE_INT,
+    PROBABILITY,
+    SEED,
+    check_choice,
+    check_flag,
+    check_flags,
+    check_int,
+    check_ints,
+    check_node_features,
+    check_number,
+    check_probability,
+    check_seed,
+    check_type,
+    one_of,
+    rule,
+    validate_fields,
+)
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_open, atomic_torch_save, atomic_write_json, safe_torch_load
 from gnnkit.utils.plotting import plot_seed_curves, save_figure, smooth, subplots
@@ -87,6 +108,146 @@ def test_check_node_features():
         check_node_features(torch.tensor([[float("nan")]]))
     with pytest.raises(InputError, match="NaN"):
         check_node_features(torch.tensor([[0.0, float("inf")]]).to_sparse())
+
+
+def test_check_int():
+    check_int("epochs", 1)
+    check_int("eval_every", 0, 0)
+    check_int("seed", -5, None)
+    check_int("patience", None, optional=True)
+    for value in (0, -1):
+        with pytest.raises(InputError, match=f"epochs must be an integer >= 1, got {value}$"):
+            check_int("epochs", value)
+    with pytest.raises(InputError, match=r"epochs must be an integer >= 1, got 2\.5"):
+        check_int("epochs", 2.5)
+    with pytest.raises(InputError, match="epochs must be an integer >= 1, got True"):
+        check_int("epochs", True)  # a bool is no count
+    with pytest.raises(InputError, match="num_layers must be an integer >= 2, got 1"):
+        check_int("num_layers", 1, 2)
+    with pytest.raises(InputError, match="patience must be an integer >= 1 or None, got 0"):
+        check_int("patience", 0, optional=True)
+    with pytest.raises(InputError, match="epochs must be an integer >= 1, got None"):
+        check_int("epochs", None)
+    check_ints(in_channels=3, heads=8)
+    with pytest.raises(InputError, match="heads must be an integer >= 1, got 0"):
+        check_ints(in_channels=3, heads=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "bounds", "message"),
+    [
+        (0.0, {"low": 0.0, "open_low": True}, "lr must be a finite number > 0, got 0.0"),
+        (-1, {"low": 0.0}, "lr must be a finite number >= 0, got -1"),
+        (math.nan, {"low": 0.0}, "lr must be a finite number >= 0, got nan"),
+        (math.inf, {"low": 0.0}, "lr must be a finite number >= 0, got inf"),
+        (math.inf, {}, "lr must be a finite number, got inf"),
+        (6, {"high": 5.0, "open_high": True}, "lr must be a finite number < 5, got 6"),
+        (True, {"low": 0.0}, "lr must be a finite number >= 0, got True"),
+        ("0.1", {"low": 0.0}, "lr must be a finite number >= 0, got '0.1'"),
+        (1.0, {"low": 0.0, "high": 1.0, "open_high": True}, r"lr must be a number in \[0, 1\)"),
+        (0.0, {"low": 0.0, "high": 1.0, "open_low": True}, r"lr must be a number in \(0, 1\]"),
+        (
+            1.5,
+            {"low": 0.0, "high": 1.0, "open_low": True, "open_high": True},
+            r"lr must be a number in \(0, 1\), got 1.5",
+        ),
+        (-1e-3, {"low": 0.0, "optional": True}, "lr must be a finite number >= 0 or None"),
+    ],
+)
+def test_check_number_rejects(value, bounds, message):
+    with pytest.raises(InputError, match=message):
+        check_number("lr", value, **bounds)
+
+
+def test_check_number_accepts_the_range_and_its_closed_ends():
+    check_number("lr", 0.0, 0.0)
+    check_number("lr", 3, 0.0, open_low=True)  # an int is a number
+    check_number("decay", 1.0, 0.0, 1.0, open_low=True)
+    check_number("clip", None, 0.0, optional=True)
+    check_probability("dropout", 0.0)
+    check_probability("dropout", 0.999)
+    for value in (1.0, -0.1, math.nan, None):
+        with pytest.raises(InputError, match=r"dropout must be a number in \[0, 1\), got"):
+            check_probability("dropout", value)
+
+
+def test_check_flag_choice_seed_and_type():
+    check_flag("cached", False)
+    check_flags(cached=True, residual=False)
+    with pytest.raises(InputError, match="cached must be True or False, got 1"):
+        check_flag("cached", 1)
+    with pytest.raises(InputError, match="residual must be True or False, got 'yes'"):
+        check_flags(cached=True, residual="yes")
+    check_choice("conv", "gat", ("gcn", "gat"))
+    with pytest.raises(InputError, match="conv must be one of 'gcn', 'gat', got 'sage'"):
+        check_choice("conv", "sage", ("gcn", "gat"))
+    for seed in (None, 0, -3, 2**40):
+        check_seed("seed", seed)
+    for seed in (1.5, "1", True):
+        with pytest.raises(InputError, match="seed must be an integer or None, got"):
+            check_seed("seed", seed)
+    check_type("config", 3, int, "an int")
+    with pytest.raises(InputError, match="config must be a TrainConfig, got dict"):
+        check_type("config", {}, tuple, "a TrainConfig")
+
+
+@dataclass(frozen=True)
+class _Config:
+    epochs: int = field(default=10, metadata=POSITIVE_INT)
+    dropout: float = field(default=0.5, metadata=PROBABILITY)
+    clip: float | None = field(default=None, metadata=OPTIONAL_POSITIVE_NUMBER)
+    mode: str = field(default="a", metadata=one_of("a", "b"))
+    decay: float = field(default=1.0, metadata=rule(check_number, low=0.0, high=1.0, open_low=True))
+    seed: int | None = field(default=None, metadata=SEED)
+    shuffle: bool = field(default=True, metadata=FLAG)
+    note: object = None  # no rule: never checked
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class _Longer(_Config):
+    epochs: int = 100  # a new default keeps the base class's rule
+    mode: str = field(default="c", metadata=one_of("c", "d"))  # a new rule replaces it
+
+
+@dataclass(frozen=True)
+class _Qualified:
+    size: int = field(default=1, metadata=POSITIVE_INT)
+
+    def __post_init__(self) -> None:
+        validate_fields(self, qualified=True)  # messages name "_Qualified.size"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
+        ({"clip": 0.0}, "clip must be a finite number > 0 or None, got 0.0"),
+        ({"mode": "c"}, "mode must be one of 'a', 'b', got 'c'"),
+        ({"decay": 0.0}, r"decay must be a number in \(0, 1\], got 0.0"),
+        ({"seed": "7"}, "seed must be an integer or None, got '7'"),
+        ({"shuffle": None}, "shuffle must be True or False, got None"),
+        ({"epochs": -1, "dropout": 2.0}, "epochs must be"),  # the first field in order
+    ],
+)
+def test_validate_fields_applies_each_fields_rule(changes, message):
+    with pytest.raises(InputError, match=message):
+        _Config(**changes)
+
+
+def test_validate_fields_accepts_valid_values_and_follows_subclasses():
+    config = _Config(clip=2.0, mode="b", decay=0.5, seed=-1, shuffle=False, note=object())
+    assert (config.epochs, config.clip, config.mode) == (10, 2.0, "b")
+    assert _Longer().epochs == 100 and _Longer(mode="d").mode == "d"
+    with pytest.raises(InputError, match="epochs must be an integer >= 1, got 0"):
+        _Longer(epochs=0)
+    with pytest.raises(InputError, match="mode must be one of 'c', 'd', got 'a'"):
+        _Longer(mode="a")
+    with pytest.raises(InputError, match=r"_Qualified\.size must be an integer >= 1, got 0"):
+        _Qualified(size=0)
 
 
 def test_smooth_is_a_trailing_moving_average():

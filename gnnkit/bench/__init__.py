@@ -10,9 +10,10 @@ that renders as a table, a JSON payload and a figure:
 - :func:`gnnkit.bench.graph.run_graph_benchmark`: OGB molecular property prediction;
 - :func:`gnnkit.bench.link.run_link_benchmark`: OGB ogbl-ddi link prediction.
 
-What they share: :mod:`gnnkit.bench.harness` (implementations, checks, seeds and how the two
-implementations are interleaved) and :mod:`gnnkit.bench.results` (the results API that the
-results and the scripts collecting several runs, ``benchmarks/*_table.py``, use).
+What they share is :mod:`gnnkit.bench.harness`: implementations, checks, seeds, how the two
+implementations are interleaved, and the results API (the :class:`~gnnkit.bench.harness.Comparison`
+base of every result, summaries and figures) that the scripts collecting several runs,
+``benchmarks/*_table.py``, use too.
 
 Nothing is imported here, so that ``gnnkit bench node`` loads the node benchmark alone.
 """

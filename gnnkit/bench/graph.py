@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,23 +29,84 @@ from typing import Any
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.results import (
-    graph_summary,
-    plot_panels,
-    speed_ratio,
-    summaries,
-    within_one_std,
-)
+from gnnkit.bench.harness import Comparison, mean_std, plot_panels
+from gnnkit.errors import InputError
+from gnnkit.train.graph import metric_direction
 from gnnkit.utils.table import format_table
 
-__all__ = ["GraphBenchResult", "plot_graph_benchmark", "run_graph_benchmark"]
+__all__ = [
+    "GRAPH_SEED_KEYS",
+    "GraphBenchResult",
+    "graph_summary",
+    "join_graph_summaries",
+    "plot_graph_benchmark",
+    "run_graph_benchmark",
+    "within_one_std",
+]
 
 logger = logging.getLogger(__name__)
 
 
+#: The per-seed lists of a graph benchmark's summary block, in seed order; its statistics are
+#: computed from them (:func:`graph_summary`), so the seeds of runs made apart can be joined.
+GRAPH_SEED_KEYS = ("test", "valid", "best_epoch", "epoch_s", "train_s")
+
+
+def graph_summary(seeds: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """A graph benchmark's JSON block of one implementation from its per-seed lists.
+
+    Args:
+        seeds (mapping): :data:`GRAPH_SEED_KEYS` -> one entry per seed: the test and
+            validation scores, the best epoch, and ``epoch_s`` and ``train_s``, one list of
+            per-epoch seconds per seed.
+
+    Returns:
+        dict: ``test_mean``, ``test_std`` (sample std), ``valid_mean`` and ``epoch_s_median``
+        (over all epochs of all seeds) first, then ``train_s_median`` and the per-seed lists.
+    """
+    test_mean, test_std = mean_std(seeds["test"])
+    return {
+        "test_mean": test_mean,
+        "test_std": test_std,
+        "valid_mean": statistics.fmean(seeds["valid"]),
+        "epoch_s_median": statistics.median(t for run in seeds["epoch_s"] for t in run),
+        "train_s_median": statistics.median(t for run in seeds["train_s"] for t in run),
+        **{key: list(seeds[key]) for key in GRAPH_SEED_KEYS},
+    }
+
+
+def join_graph_summaries(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """The block of ``first``'s seeds followed by ``second``'s (two :func:`graph_summary`).
+
+    The result equals the block of one run of all the seeds, because every statistic is
+    computed again from the per-seed lists.
+
+    Raises:
+        InputError: a block has no per-seed lists (written before they were recorded).
+    """
+    missing = [key for key in GRAPH_SEED_KEYS if key not in first or key not in second]
+    if missing:
+        raise InputError(f"a summary block has no per-seed {', '.join(missing)}; cannot join")
+    return graph_summary({key: first[key] + second[key] for key in GRAPH_SEED_KEYS})
+
+
+def within_one_std(gnnkit: Mapping[str, Any], pyg: Mapping[str, Any], metric: str) -> bool:
+    """gnnkit's mean test score is at most one PyG std worse than PyG's, or better.
+
+    ``gnnkit`` and ``pyg`` are summary blocks (``test_mean``, ``test_std``); ``metric`` (an
+    OGB metric name) sets which direction is better.
+    """
+    gap = gnnkit["test_mean"] - pyg["test_mean"]
+    if metric_direction(metric) == "min":
+        gap = -gap
+    return gap >= -pyg["test_std"]
+
+
 @dataclass
-class GraphBenchResult:
+class GraphBenchResult(Comparison):
     """Everything a graph benchmark measured; :meth:`to_json` is the ``--json`` payload."""
+
+    speed_key = "epoch_s_median"
 
     dataset: str
     model: str
@@ -54,12 +116,8 @@ class GraphBenchResult:
     records: dict[str, list[Any]]  # impl -> GraphTrainResult per seed
     options: dict[str, Any]
 
-    @property
-    def compared(self) -> bool:
-        return "pyg" in self.records
-
     def summary(self, impl: str) -> dict[str, Any]:
-        """The JSON block of one implementation (:func:`~gnnkit.bench.results.graph_summary`)."""
+        """The JSON block of one implementation (:func:`graph_summary`)."""
         records = self.records[impl]
         return graph_summary(
             {
@@ -71,10 +129,6 @@ class GraphBenchResult:
             }
         )
 
-    @property
-    def speedup(self) -> float | None:
-        return speed_ratio(self, "epoch_s_median")
-
     def within_one_std(self) -> bool | None:
         """gnnkit's mean test score is at most one PyG std worse than PyG's, or better."""
         if not self.compared:
@@ -82,13 +136,7 @@ class GraphBenchResult:
         return within_one_std(self.summary("gnnkit"), self.summary("pyg"), self.metric)
 
     def to_json(self, env: dict[str, Any]) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "dataset": self.dataset,
-            "model": self.model,
-            "metric": self.metric,
-            **summaries(self),
-        }
-        payload["speedup"] = self.speedup
+        payload = self.payload(dataset=self.dataset, model=self.model, metric=self.metric)
         payload["within_one_std"] = self.within_one_std()
         payload["runs"] = len(self.seeds)
         payload["epochs"] = self.epochs

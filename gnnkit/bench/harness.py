@@ -1,4 +1,4 @@
-"""The comparison protocol every benchmark shares: implementations, checks, seeds, interleaving.
+"""The benchmark harness: the comparison protocol every benchmark shares, and its results.
 
 A benchmark trains gnnkit's recipe (:mod:`gnnkit.recipes`) and, with ``compare="pyg"``, PyG's
 reference of it (:func:`gnnkit.bench.pyg.reference`: the same optimiser, epochs and data, only
@@ -14,30 +14,45 @@ of two ways:
   before the other implementation's starts (:func:`gnnkit.train.round_order`: gnnkit first on
   even runs, PyG first on odd ones), because the node benchmark measures each run's peak
   memory, which two runs alive at once would mix.
+
+Results: every benchmark's result is a :class:`Comparison` (one record per implementation and
+seed; ``summary(impl)`` is one JSON block of statistics over the seeds, ``to_json`` the whole
+``--json`` payload). :func:`mean_std` and :func:`plot_panels` are also what the scripts that
+collect several runs into one table use (``benchmarks/ddi_table.py``,
+``benchmarks/ogbg_table.py``), so that no script depends on a benchmark's internals.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 
 from gnnkit.errors import InputError
 
 __all__ = [
+    "COLORS",
+    "Comparison",
     "check_compare",
     "check_resume",
     "check_runs",
     "implementations",
     "interleave_seeds",
+    "mean_std",
+    "plot_panels",
     "resolve_device",
     "seeds",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Line colour of each implementation in the figures.
+COLORS = {"gnnkit": "C0", "pyg": "C1"}
 
 _RESUME_NEEDS_DIR = "--resume needs --checkpoint-dir (where the interrupted runs wrote checkpoints)"
 
@@ -136,3 +151,95 @@ def interleave_seeds(
             logger.info("time budget reached; the runs stopped with a checkpoint")
             break
     return records
+
+
+# --------------------------------------------------------------------------------- results
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation (``0.0`` for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+class Comparison:
+    """What every benchmark result shares: the implementations' records and the speed ratio.
+
+    A result (:class:`~gnnkit.bench.node.NodeBenchResult`,
+    :class:`~gnnkit.bench.graph.GraphBenchResult`, :class:`~gnnkit.bench.link.LinkBenchResult`)
+    sets ``records`` (implementation -> one record per seed) and implements :meth:`summary`;
+    :attr:`speed_key` names the summary's time whose PyG / gnnkit ratio is the speedup.
+    """
+
+    records: dict[str, list[Any]]
+    speed_key: ClassVar[str]
+
+    def summary(self, impl: str) -> dict[str, Any]:
+        """One implementation's JSON block of statistics over its seeds."""
+        raise NotImplementedError
+
+    @property
+    def compared(self) -> bool:
+        """Whether PyG's reference was trained too."""
+        return "pyg" in self.records
+
+    @property
+    def speedup(self) -> float | None:
+        """PyG's :attr:`speed_key` over gnnkit's; ``None`` without PyG or a time."""
+        if not self.compared:
+            return None
+        g, p = self.summary("gnnkit")[self.speed_key], self.summary("pyg")[self.speed_key]
+        return p / g if g and p else None
+
+    def payload(self, **head: Any) -> dict[str, Any]:
+        """The ``--json`` payload's start: ``head``, then gnnkit's and (when compared) PyG's
+        summary blocks, then ``speedup``."""
+        blocks = {impl: self.summary(impl) for impl in ("gnnkit", "pyg") if impl in self.records}
+        return {**head, **blocks, "speedup": self.speedup}
+
+
+def plot_panels(
+    records: Mapping[str, Sequence[Any]],
+    panels: Sequence[tuple[str, str]],
+    path: str | Path,
+    *,
+    title: str,
+    window: int = 1,
+    x: Callable[[str, Sequence[Any]], Sequence[float] | None] | None = None,
+) -> Path:
+    """One panel per ``(history key, panel title)``: every seed light, the mean dark.
+
+    Args:
+        records (mapping): a label (an implementation, or a setting) -> one result per seed,
+            each with a ``history`` dict of per-epoch (or per-evaluation) series.
+        panels (sequence): ``(key, title)`` of each panel, left to right.
+        path (str or Path): the figure file (PNG, PDF or SVG).
+        title (str): the figure's title.
+        window (int, optional): smoothing window of the mean. (default: ``1``)
+        x (callable, optional): ``x(key, records)``, the x values of a panel's series
+            (default: epochs 1, 2, ...).
+
+    Raises:
+        InputError: the figure cannot be written (named as ``--plot PATH``).
+    """
+    from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
+
+    fig, axes = subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8), layout="constrained")
+    for ax, (key, panel_title) in zip(axes, panels, strict=True):
+        for label, runs in records.items():
+            plot_seed_curves(
+                ax,
+                [r.history[key] for r in runs],
+                label=label,
+                color=COLORS.get(label),
+                window=window,
+                x=None if x is None else x(key, runs),
+            )
+        ax.set_title(panel_title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    try:
+        return save_figure(fig, path)
+    except OSError as exc:
+        raise InputError(f"cannot write --plot {path}: {exc.strerror or exc}") from exc

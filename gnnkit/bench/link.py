@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.results import mean_std, plot_panels, speed_ratio, summaries
+from gnnkit.bench.harness import Comparison, mean_std, plot_panels
 from gnnkit.train.link import DEFAULT_NEGATIVES
 from gnnkit.utils.table import format_table
 
@@ -36,8 +36,10 @@ __all__ = ["LinkBenchResult", "plot_link_benchmark", "run_link_benchmark"]
 
 
 @dataclass
-class LinkBenchResult:
+class LinkBenchResult(Comparison):
     """Everything a link benchmark measured; :meth:`to_json` is the ``--json`` payload."""
+
+    speed_key = "epoch_s_median"
 
     dataset: str
     model: str
@@ -47,10 +49,6 @@ class LinkBenchResult:
     k: int
     records: dict[str, list[Any]]  # impl -> LinkTrainResult per seed
     options: dict[str, Any]
-
-    @property
-    def compared(self) -> bool:
-        return "pyg" in self.records
 
     @property
     def metric(self) -> str:
@@ -78,18 +76,8 @@ class LinkBenchResult:
             "history": [r.history for r in records],
         }
 
-    @property
-    def speedup(self) -> float | None:
-        return speed_ratio(self, "epoch_s_median")
-
     def to_json(self, env: dict[str, Any]) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "dataset": self.dataset,
-            "model": self.model,
-            "metric": self.metric,
-            **summaries(self),
-        }
-        payload["speedup"] = self.speedup
+        payload = self.payload(dataset=self.dataset, model=self.model, metric=self.metric)
         payload["epochs"] = self.epochs
         payload["seeds"] = self.seeds
         payload["options"] = self.options

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from gnnkit.bench.results import mean_std, plot_panels, speed_ratio, summaries
+from gnnkit.bench.harness import Comparison, mean_std, plot_panels
 from gnnkit.utils.table import format_table
 
 __all__ = ["NodeBenchResult", "RunRecord", "plot_node_benchmark"]
@@ -49,8 +49,10 @@ class RunRecord:
 
 
 @dataclass
-class NodeBenchResult:
+class NodeBenchResult(Comparison):
     """Everything a node benchmark measured; :meth:`to_json` is the ``--json`` payload."""
+
+    speed_key = "run_time_s_median"
 
     dataset: str
     model: str
@@ -69,10 +71,6 @@ class NodeBenchResult:
     @property
     def runs(self) -> int:
         return len(self.seeds)
-
-    @property
-    def compared(self) -> bool:
-        return "pyg" in self.records
 
     def summary(self, impl: str) -> dict[str, Any]:
         """The JSON block of one implementation (the five required keys first)."""
@@ -102,19 +100,10 @@ class NodeBenchResult:
             block["resumed_runs"] = resumed
         return block
 
-    @property
-    def speedup(self) -> float | None:
-        return speed_ratio(self, "run_time_s_median")
-
     def to_json(self, env: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "dataset": self.dataset,
-            "model": self.model,
-            "runs": self.runs,
-            "epochs": self.epochs,
-            **summaries(self),
-        }
-        payload["speedup"] = self.speedup
+        payload = self.payload(
+            dataset=self.dataset, model=self.model, runs=self.runs, epochs=self.epochs
+        )
         payload["recipe"] = self.recipe or self.model
         payload["mode"] = self.mode
         if self.sampling is not None:

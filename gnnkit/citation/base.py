@@ -1,4 +1,4 @@
-"""What every citation model shares: the :class:`CitationModel` interface and the argument checks.
+"""What every citation model shares: the :class:`CitationModel` interface.
 
 A model is fitted on one fold at a time: ``fit(view)`` trains on the training sentences of a
 :class:`~gnnkit.citation.cv.FoldView` (which holds no test label), ``predict(view)`` returns
@@ -9,7 +9,6 @@ the MLP head that several models use.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,14 +18,7 @@ from torch import nn
 from gnnkit.citation.cv import FoldView
 from gnnkit.errors import InputError
 
-__all__ = [
-    "CitationModel",
-    "check_choice",
-    "check_positive",
-    "check_probability",
-    "mlp",
-    "tfidf_vectorizer",
-]
+__all__ = ["CitationModel", "mlp", "tfidf_vectorizer"]
 
 
 class CitationModel(ABC):
@@ -64,26 +56,6 @@ class CitationModel(ABC):
                 f"the training part holds a single class ({int(present[0])}); a classifier "
                 "needs at least two"
             )
-
-
-def check_positive(**values: Any) -> None:
-    """Raise :class:`InputError` unless every value is a number > 0 (booleans refused)."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise InputError(f"{name} must be a positive number, got {value!r}")
-
-
-def check_probability(**values: Any) -> None:
-    """Raise :class:`InputError` unless every value is a number in [0, 1) (a dropout rate)."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
-    """Raise :class:`InputError` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def _pretokenized(tokens: Any) -> Any:

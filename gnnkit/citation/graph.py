@@ -18,7 +18,7 @@ The paper-side inputs (:class:`PaperInputs`) and :class:`PaperGNN` are shared wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -28,22 +28,19 @@ import torch.nn.functional as F
 from sklearn.decomposition import TruncatedSVD
 from torch import Tensor, nn
 
-from gnnkit.citation.base import (
-    check_choice,
-    check_positive,
-    check_probability,
-    mlp,
-    tfidf_vectorizer,
-)
+from gnnkit.citation.base import mlp, tfidf_vectorizer
 from gnnkit.citation.cv import FoldView
 from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
 from gnnkit.nn import GATConv, GCNConv
+from gnnkit.utils.checks import check_choice, check_ints, check_probability, one_of
 
-__all__ = ["PAPER_FEATURES", "GraphModel", "PaperGNN", "PaperInputs", "paper_features"]
+__all__ = ["CONVS", "PAPER_FEATURES", "GraphModel", "PaperGNN", "PaperInputs", "paper_features"]
 
 #: What a paper node starts from: learned embeddings and pooled sentence features, one of them.
 PAPER_FEATURES = ("both", "embedding", "text")
+#: The graph convolutions of :class:`PaperGNN`.
+CONVS = ("gcn", "gat")
 
 
 def _sentence_vectors(view: FoldView, dim: int, seed: int) -> np.ndarray:
@@ -156,13 +153,13 @@ class PaperGNN(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        check_positive(num_nodes=num_nodes, hidden=hidden, heads=heads)
-        check_choice("conv", conv, ("gcn", "gat"))
+        check_ints(num_nodes=num_nodes, hidden=hidden, heads=heads)
+        check_choice("conv", conv, CONVS)
         if embed_dim + feature_dim <= 0:
             raise InputError("PaperGNN needs paper embeddings (embed_dim > 0) or features")
         if conv == "gat" and hidden % heads:
             raise InputError(f"hidden ({hidden}) must be divisible by heads ({heads}) for gat")
-        check_probability(dropout=dropout)
+        check_probability("dropout", dropout)
         self.embedding = nn.Embedding(num_nodes, embed_dim) if embed_dim > 0 else None
         in_channels = embed_dim + feature_dim
         if conv == "gcn":
@@ -247,8 +244,8 @@ class GraphModel(NeuralModel):
     """
 
     name: ClassVar[str] = "graph"
-    features: str = "both"
-    conv: str = "gcn"
+    features: str = field(default="both", metadata=one_of(*PAPER_FEATURES))
+    conv: str = field(default="gcn", metadata=one_of(*CONVS))
     embed_dim: int = 32
     feature_dim: int = 64
     gnn_hidden: int = 64
@@ -258,11 +255,6 @@ class GraphModel(NeuralModel):
     lr: float = 5e-3
     weight_decay: float = 5e-4
     dropout: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice("features", self.features, PAPER_FEATURES)
-        check_choice("conv", self.conv, ("gcn", "gat"))
 
     def fit(self, view: FoldView) -> GraphModel:
         split = self._split(view)

@@ -10,17 +10,18 @@ a GAT, Velickovic et al., arXiv 1710.10903); both are trained jointly, end to en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gnnkit.citation.base import check_choice, check_probability, mlp
+from gnnkit.citation.base import mlp
 from gnnkit.citation.cv import FoldView
-from gnnkit.citation.graph import PAPER_FEATURES, PaperGNN, PaperInputs
+from gnnkit.citation.graph import CONVS, PAPER_FEATURES, PaperGNN, PaperInputs
 from gnnkit.citation.text import BiLSTMEncoder, SentenceModel
+from gnnkit.utils.checks import PROBABILITY, one_of
 
 __all__ = ["HybridModel"]
 
@@ -94,21 +95,14 @@ class HybridModel(SentenceModel):
     """
 
     name: ClassVar[str] = "hybrid"
-    fusion: str = "gated"
-    features: str = "both"
-    conv: str = "gcn"
+    fusion: str = field(default="gated", metadata=one_of("concat", "gated"))
+    features: str = field(default="both", metadata=one_of(*PAPER_FEATURES))
+    conv: str = field(default="gcn", metadata=one_of(*CONVS))
     paper_embed_dim: int = 32
     feature_dim: int = 64
     gnn_hidden: int = 64
     fused_dim: int = 64
-    graph_dropout: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice("fusion", self.fusion, ("concat", "gated"))
-        check_choice("features", self.features, PAPER_FEATURES)
-        check_choice("conv", self.conv, ("gcn", "gat"))
-        check_probability(graph_dropout=self.graph_dropout)
+    graph_dropout: float = field(default=0.5, metadata=PROBABILITY)
 
     def _prepare(self, view: FoldView) -> None:
         self.graph_ = PaperInputs(

@@ -9,15 +9,16 @@ did best.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from gnnkit.citation.base import CitationModel, check_positive, tfidf_vectorizer
+from gnnkit.citation.base import CitationModel, tfidf_vectorizer
 from gnnkit.citation.cv import FoldView
+from gnnkit.utils.checks import POSITIVE_INT, POSITIVE_NUMBER, validate_fields
 
 __all__ = ["SVMModel"]
 
@@ -41,13 +42,13 @@ class SVMModel(CitationModel):
 
     name: ClassVar[str] = "svm"
     ngram_range: tuple[int, int] = (1, 3)
-    C: float = 0.5
-    min_df: int = 1
+    C: float = field(default=0.5, metadata=POSITIVE_NUMBER)
+    min_df: int = field(default=1, metadata=POSITIVE_INT)
     sublinear_tf: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_positive(C=self.C, min_df=self.min_df)
+        validate_fields(self)
         self.vectorizer_: TfidfVectorizer | None = None
         self.svm_: LinearSVC | None = None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.citation.base import check_positive, check_probability, mlp
+from gnnkit.citation.base import mlp
 from gnnkit.citation.corpus import Vocabulary
 from gnnkit.citation.cv import FoldView
 from gnnkit.citation.training import CitationTask, NeuralModel
+from gnnkit.utils.checks import POSITIVE_INT, check_ints, check_probability
 
 __all__ = ["BiLSTMEncoder", "SentenceModel", "SentenceTask", "TextModel"]
 
@@ -63,8 +64,8 @@ class BiLSTMEncoder(nn.Module):
         self, vocab_size: int, embed_dim: int = 64, hidden: int = 48, dropout: float = 0.3
     ) -> None:
         super().__init__()
-        check_positive(vocab_size=vocab_size, embed_dim=embed_dim, hidden=hidden)
-        check_probability(dropout=dropout)
+        check_ints(vocab_size=vocab_size, embed_dim=embed_dim, hidden=hidden)
+        check_probability("dropout", dropout)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
         self.dropout = dropout
@@ -174,21 +175,14 @@ class SentenceModel(NeuralModel):
     ids and sentence indices (:meth:`_logits`).
     """
 
-    embed_dim: int = 64
-    hidden: int = 48
-    mlp_hidden: int = 64
-    min_count: int = 2
-    max_len: int = 60
+    embed_dim: int = field(default=64, metadata=POSITIVE_INT)
+    hidden: int = field(default=48, metadata=POSITIVE_INT)
+    mlp_hidden: int = field(default=64, metadata=POSITIVE_INT)
+    min_count: int = field(default=2, metadata=POSITIVE_INT)
+    max_len: int = field(default=60, metadata=POSITIVE_INT)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(
-            embed_dim=self.embed_dim,
-            hidden=self.hidden,
-            mlp_hidden=self.mlp_hidden,
-            min_count=self.min_count,
-            max_len=self.max_len,
-        )
         self.vocab_: Vocabulary | None = None
 
     @abstractmethod

@@ -13,7 +13,7 @@ words each window holds) and :func:`pmi_edges` (the word-word edges).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from sklearn.feature_extraction.text import TfidfVectorizer
 from torch import Tensor, nn
 
-from gnnkit.citation.base import check_positive, tfidf_vectorizer
+from gnnkit.citation.base import tfidf_vectorizer
 from gnnkit.citation.cv import FoldView
 from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
 from gnnkit.nn import GCNConv, sparse_dropout
+from gnnkit.utils.checks import POSITIVE_INT, check_ints
 
 __all__ = ["TextGCNGraph", "TextGCNModel", "pmi_edges", "sliding_windows", "textgcn_graph"]
 
@@ -149,7 +150,7 @@ def textgcn_graph(
     Returns:
         TextGCNGraph: ``edge_index`` and ``edge_weight`` hold each edge in both directions.
     """
-    check_positive(min_df=min_df, window=window, min_cooccurrence=min_cooccurrence)
+    check_ints(min_df=min_df, window=window, min_cooccurrence=min_cooccurrence)
     train = np.asarray(train)
     if train.size == 0:
         raise InputError("textgcn_graph needs at least one training document")
@@ -226,7 +227,7 @@ class TextGCNModel(NeuralModel):
     """
 
     name: ClassVar[str] = "textgcn"
-    hidden: int = 128
+    hidden: int = field(default=128, metadata=POSITIVE_INT)
     min_df: int = 2
     window: int = 20
     min_cooccurrence: int = 2
@@ -234,10 +235,6 @@ class TextGCNModel(NeuralModel):
     patience: int = 10
     lr: float = 0.02
     dropout: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive(hidden=self.hidden)
 
     def fit(self, view: FoldView) -> TextGCNModel:
         split = self._split(view)

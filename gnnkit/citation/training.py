@@ -30,11 +30,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.citation.base import CitationModel, check_positive, check_probability
+from gnnkit.citation.base import CitationModel
 from gnnkit.citation.cv import FoldView, inner_split
 from gnnkit.citation.metrics import macro_f1
 from gnnkit.errors import InputError
 from gnnkit.train.engine import Run, RunResult, Task
+from gnnkit.utils.checks import (
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    check_number,
+    rule,
+    validate_fields,
+)
 
 __all__ = ["CitationTask", "NeuralModel", "TrainingHistory", "train"]
 
@@ -150,23 +158,20 @@ class NeuralModel(CitationModel):
     """The hyper-parameters, inner split and training shared by the neural models."""
 
     name: ClassVar[str]
-    epochs: int = 20
-    patience: int = 4
-    lr: float = 3e-3
+    epochs: int = field(default=20, metadata=POSITIVE_INT)
+    patience: int = field(default=4, metadata=POSITIVE_INT)
+    lr: float = field(default=3e-3, metadata=POSITIVE_NUMBER)
     weight_decay: float = 0.0
-    batch_size: int = 128
-    dropout: float = 0.3
-    val_fraction: float = 0.1
+    batch_size: int = field(default=128, metadata=POSITIVE_INT)
+    dropout: float = field(default=0.3, metadata=PROBABILITY)
+    val_fraction: float = field(
+        default=0.1, metadata=rule(check_number, low=0.0, high=1.0, open_low=True, open_high=True)
+    )
     class_weight_power: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_positive(
-            epochs=self.epochs, patience=self.patience, lr=self.lr, batch_size=self.batch_size
-        )
-        check_probability(dropout=self.dropout)
-        if not 0 < self.val_fraction < 1:
-            raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        validate_fields(self)
         self.module_: nn.Module | None = None
         self.history_: TrainingHistory | None = None
 

@@ -4,39 +4,48 @@ Each benchmark parses its options, loads its dataset, calls the library function
 (:func:`~gnnkit.bench.node.run_node_benchmark`, :func:`~gnnkit.bench.graph.run_graph_benchmark`,
 :func:`~gnnkit.bench.link.run_link_benchmark`), prints the result's report and writes
 ``--json`` and ``--plot``. Only the chosen benchmark's parser is built
-(:class:`~gnnkit.cli.common.LazySubParsers`); ``gnnkit bench node`` also launches
-data-parallel training under ``torchrun`` (:mod:`gnnkit.cli.bench_node`).
+(:class:`~gnnkit.cli.LazySubParsers`). The node benchmark is here, with the options every
+benchmark shares; the OGB graph and link benchmarks are in :mod:`gnnkit.cli.bench_ogb`.
+
+``gnnkit bench node``: ``--mini-batch`` trains on sampled neighbourhoods
+(:class:`gnnkit.train.minibatch.SamplingConfig`); ``--mini-batch --distributed``, in each of
+the processes that ``torchrun --nproc_per_node=N`` starts, trains data-parallel: rank 0 loads
+(and processes) the dataset before the others, and alone prints and writes files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from gnnkit.cli.common import LazySubParsers, data_kwargs, data_options, positive_int, write_json
-from gnnkit.errors import InputError
+from gnnkit.cli import LazySubParsers, data_kwargs, data_options, positive_int, write_json
+from gnnkit.errors import GnnkitError, InputError
 
-__all__ = ["BENCHMARKS", "register"]
+__all__ = ["BENCHMARKS", "OPTIONS", "register", "register_node", "run_node", "sampling_config"]
 
 #: ``(name, module, help line)`` of each benchmark, in the order ``gnnkit bench --help`` lists
 #: them; ``module.register_<name>(subparsers)`` adds its parser when it is chosen.
 BENCHMARKS = (
     (
         "node",
-        "gnnkit.cli.bench_node",
+        "gnnkit.cli.bench",
         "node classification (Cora...): gnnkit's GCN/GAT against PyG's",
     ),
     (
         "graph",
-        "gnnkit.cli.bench",
+        "gnnkit.cli.bench_ogb",
         "molecular property prediction (ogbg-mol*): gnnkit's GCN/GAT against PyG's",
     ),
     (
         "link",
-        "gnnkit.cli.bench",
+        "gnnkit.cli.bench_ogb",
         "link prediction (ogbl-ddi): gnnkit's GCN/GAT against PyG's, Hits@20",
     ),
 )
@@ -150,173 +159,240 @@ def report_and_write(
     return 0
 
 
-# --------------------------------------------------------------------------- bench graph
+# --------------------------------------------------------------------------- bench node
 
 
-def register_graph(subparsers: argparse._SubParsersAction) -> None:
-    from gnnkit.recipes import GRAPH_RECIPES
-
-    parser = subparsers.add_parser(
-        "graph",
-        parents=[data_options()],
-        help=help_line("graph"),
-        description=(
-            "Train OGB's molecule GNN (5 layers, 300 hidden, mean pooling) over several seeds "
-            "and report the OGB metric on the test graphs at the best validation epoch and the "
-            "epoch time; with --compare pyg, PyG's layers in the same architecture train "
-            "through the same loop, epoch by epoch in turn."
-        ),
-    )
-    parser.add_argument(
-        "--dataset",
-        default="ogbg-molbace",
-        help="any OGB molecule dataset (ogbg-mol*; gnnkit data list shows them): ogbg-molbace "
-        "(default), ogbg-molesol, ogbg-molfreesolv, ogbg-moltox21...",
-    )
-    add_model_arguments(
-        parser, GRAPH_RECIPES, runs=10, epochs_help="epochs per run (default: 100, OGB's)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the first run; run r uses SEED + r"
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=32, help="graphs per batch (default: 32)"
-    )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    add_output_arguments(parser, plot_help="draw loss and score curves")
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)"
-    )
-    parser.set_defaults(func=run_graph)
+#: The options recorded in the ``--json`` payload, as parsed (``warmup`` resolved).
+OPTIONS = (
+    "dataset", "model", "runs", "epochs", "seed", "patience", "compare", "device", "threads",
+    "warmup", "mini_batch", "fanouts", "batch_size", "accumulate", "distributed",
+)  # fmt: skip
 
 
-def load_graph_dataset(name: str, args: argparse.Namespace) -> Any:
-    """Load a registered graph dataset; other kinds are refused with the list of graph datasets."""
-    return load_dataset_of_kind(name, args, "graph")
-
-
-def run_graph(args: argparse.Namespace) -> int:
-    from gnnkit.bench.graph import plot_graph_benchmark, run_graph_benchmark
-    from gnnkit.bench.harness import resolve_device
-    from gnnkit.recipes import get_recipe
-    from gnnkit.utils.env import environment
-
-    get_recipe("graph", args.model)  # unknown names and devices fail before any data is loaded
-    device = resolve_device(args.device)
-    set_threads(args)
-    dataset = load_graph_dataset(args.dataset, args)
-    result = run_graph_benchmark(
-        dataset,
-        dataset=args.dataset,
-        model=args.model,
-        compare=args.compare,
-        runs=args.runs,
-        epochs=args.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        device=device,
-    )
-    return report_and_write(
-        args, result, lambda: result.to_json(environment(device)), plot_graph_benchmark
-    )
-
-
-# --------------------------------------------------------------------------- bench link
-
-
-def register_link(subparsers: argparse._SubParsersAction) -> None:
-    from gnnkit.recipes import LINK_RECIPES
-    from gnnkit.train.link import DEFAULT_NEGATIVES, NEGATIVES
+def register_node(subparsers: argparse._SubParsersAction) -> None:
+    from gnnkit.bench.node import WARMUP_EPOCHS
+    from gnnkit.data import DATASETS
+    from gnnkit.recipes import NODE_RECIPES
 
     parser = subparsers.add_parser(
-        "link",
+        "node",
         parents=[data_options()],
-        help=help_line("link"),
+        help=help_line("node"),
         description=(
-            "Train OGB's ddi link predictor (learned node embeddings, two graph layers, an MLP "
-            "on the Hadamard product, sampled negatives) and report test Hits@20 at the best "
-            "validation evaluation and the training epoch time; with --compare pyg, PyG's "
-            "reference trains through the same loop, epoch by epoch in turn."
+            "Train a node classifier over several seeds and report test accuracy (at the best "
+            "validation epoch), run and epoch time and peak memory; with --compare pyg, PyG's "
+            "reference model trains through the same harness, interleaved run by run."
         ),
     )
+    node_datasets = ", ".join(n for n, spec in DATASETS.items() if spec.kind == "node")
     parser.add_argument(
-        "--dataset", default="ogbl-ddi", help="an OGB link dataset: ogbl-ddi (default)"
+        "--dataset", default="cora", help=f"one of: {node_datasets} (default: cora)"
     )
     add_model_arguments(
-        parser, LINK_RECIPES, runs=1, epochs_help="epochs per run (default: 200, OGB's)"
+        parser, NODE_RECIPES, runs=10, epochs_help="epochs per run (default: the paper's, 200)"
     )
     parser.add_argument(
-        "--eval-every",
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the first run; run r uses SEED + r (default: 0)",
+    )
+    parser.add_argument(
+        "--patience",
         type=positive_int,
-        default=5,
+        default=None,
+        help="early-stopping patience in epochs (default: off)",
+    )
+    add_output_arguments(parser, plot_help="draw loss and accuracy curves (PNG, PDF or SVG)")
+    add_checkpoint_arguments(parser)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="epochs between checkpoints (default: 10)",
+    )
+    add_machine_arguments(parser, threads_help="torch's choice")
+    full, mini = WARMUP_EPOCHS["full-batch"], WARMUP_EPOCHS["mini-batch"]
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help=f"untimed warm-up epochs per implementation (default: {full}; {mini} with "
+        "--mini-batch)",
+    )
+    _add_sampling_arguments(parser)
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+    parser.set_defaults(func=run_node)
+
+
+def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    sampled = parser.add_argument_group(
+        "mini-batch training (graphs whose full-batch training does not fit in memory)"
+    )
+    sampled.add_argument(
+        "--mini-batch",
+        action="store_true",
+        help="train on sampled neighbourhoods of batches of training nodes; evaluate on the "
+        "whole graph",
+    )
+    sampled.add_argument(
+        "--fanouts",
+        type=int,
+        nargs="+",
         metavar="K",
-        help="evaluate every K epochs and after the last (default: 5, OGB's)",
+        help="neighbours sampled per node at each hop, one per layer; -1 keeps all "
+        "(default: the recipe's: 15 10 5 for ogbn-arxiv, 10 10 for the Cora models)",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the first run; run r uses SEED + r"
-    )
-    parser.add_argument(
+    sampled.add_argument(
         "--batch-size",
         type=positive_int,
-        default=64 * 1024,
-        help="training edges per step (default: 65536, OGB's)",
+        metavar="N",
+        help="training nodes per shard, i.e. per process and micro-batch (default: 1024)",
     )
-    parser.add_argument(
-        "--time-budget",
-        type=float,
-        default=None,
-        metavar="MIN",
-        help="stop cleanly (checkpoint, partial result) before passing MIN minutes",
+    sampled.add_argument(
+        "--accumulate",
+        type=positive_int,
+        metavar="N",
+        help="shards whose gradients add up before each optimiser step (default: 1)",
     )
-    parser.add_argument(
-        "--negatives",
-        choices=NEGATIVES,
-        default=DEFAULT_NEGATIVES,
-        help="who draws the training negatives: pyg, PyG's negative_sampling (OGB's; it draws "
-        "on the host), or device, gnnkit's NegativeSampler on the training device (same "
-        "distribution, far faster on a GPU; another random stream) (default: pyg)",
+    sampled.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes that `torchrun --nproc_per_node=N` started "
+        "(DistributedDataParallel: gloo on CPU, nccl on CUDA)",
     )
-    add_output_arguments(parser, plot_help="draw loss and Hits@K curves")
-    add_checkpoint_arguments(parser)
-    add_machine_arguments(parser, threads_help="torch's")
-    parser.set_defaults(func=run_link)
 
 
-def load_link_dataset(name: str, args: argparse.Namespace) -> Any:
-    """Load a registered link dataset; other kinds are refused with the list of link datasets."""
-    return load_dataset_of_kind(name, args, "link")
+def load_node_dataset(name: str, args: argparse.Namespace) -> Any:
+    """Load a registered node dataset; other kinds are refused with the list of node datasets."""
+    return load_dataset_of_kind(name, args, "node")
 
 
-def run_link(args: argparse.Namespace) -> int:
-    from gnnkit.bench.harness import check_resume
-    from gnnkit.bench.link import plot_link_benchmark, run_link_benchmark
+def _one_of_several_torchrun_processes() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    from gnnkit.train.distributed import launched_by_torchrun
+
+    return launched_by_torchrun()
+
+
+def sampling_config(args: argparse.Namespace, dataset: str) -> Any:
+    """The :class:`~gnnkit.train.minibatch.SamplingConfig` of ``--mini-batch``, or ``None``."""
+    given = [
+        flag
+        for flag, value in (
+            ("--fanouts", args.fanouts),
+            ("--batch-size", args.batch_size),
+            ("--accumulate", args.accumulate),
+            ("--distributed", args.distributed or None),
+        )
+        if value is not None
+    ]
+    if not args.mini_batch:
+        if given:
+            raise InputError(f"{given[0]} is a mini-batch option: add --mini-batch")
+        if _one_of_several_torchrun_processes():
+            raise InputError(
+                "this is one of several processes started by torchrun: add --mini-batch "
+                "--distributed to train data-parallel, or run without torchrun"
+            )
+        return None
+    if not args.distributed and _one_of_several_torchrun_processes():
+        raise InputError(
+            "this is one of several processes started by torchrun: add --distributed, or "
+            "run without torchrun"
+        )
     from gnnkit.recipes import get_recipe
+    from gnnkit.train.minibatch import SamplingConfig
+
+    recipe = get_recipe("node", args.model, dataset)
+    return SamplingConfig(
+        fanouts=tuple(args.fanouts) if args.fanouts is not None else recipe.fanouts,
+        batch_size=args.batch_size or 1024,
+        accumulate=args.accumulate or 1,
+    )
+
+
+def _load_on_every_rank(args: argparse.Namespace, world: Any) -> Any:
+    """Rank 0 loads (and processes) the dataset first, then the others; errors reach all."""
+    failure: str | None = None
+    data = None
+    if world.rank == 0:
+        try:
+            data = load_node_dataset(args.dataset, args)
+        except GnnkitError as exc:
+            failure = str(exc)
+    failure = world.broadcast([failure])[0]
+    if failure is not None:
+        raise GnnkitError(failure)
+    if world.rank != 0:
+        data = load_node_dataset(args.dataset, args)
+    return data
+
+
+def run_node(args: argparse.Namespace) -> int:
+    from gnnkit.bench.harness import check_resume
+    from gnnkit.bench.node import default_warmup_epochs
+    from gnnkit.recipes import get_recipe
+
+    get_recipe("node", args.model)  # unknown names fail before any data is loaded
+    if args.warmup is not None and args.warmup < 0:
+        raise InputError(f"--warmup must be >= 0, got {args.warmup}")
+    check_resume(args.resume, args.checkpoint_dir or None)
+    sampling = sampling_config(args, args.dataset)
+    if args.warmup is None:
+        args.warmup = default_warmup_epochs(sampling)
+    set_threads(args)
+    if not args.distributed:
+        return _run(args, load_node_dataset(args.dataset, args), sampling)
+
+    from gnnkit.train.distributed import init_distributed, local_device, shutdown_distributed
+
+    world = init_distributed(device=args.device)
+    try:
+        args.device = str(local_device(args.device))
+        data = _load_on_every_rank(args, world)
+        if world.rank != 0:  # rank 0 alone prints and writes files
+            args.json = args.plot = None
+            args.progress = False
+            with contextlib.redirect_stdout(io.StringIO()):
+                return _run(args, data, sampling)
+        return _run(args, data, sampling)
+    finally:
+        shutdown_distributed()
+
+
+def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
+    from gnnkit.bench.node import plot_node_benchmark, run_node_benchmark
     from gnnkit.utils.env import environment
 
-    get_recipe("link", args.model)  # unknown names fail before any data is loaded
-    if args.time_budget is not None and not args.time_budget > 0:
-        raise InputError(
-            f"--time-budget must be a positive number of minutes, got {args.time_budget}"
-        )
-    check_resume(args.resume, args.checkpoint_dir or None)
-    set_threads(args)
-    dataset = load_link_dataset(args.dataset, args)
-    result = run_link_benchmark(
-        dataset,
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = run_node_benchmark(
+        data,
         dataset=args.dataset,
         model=args.model,
         compare=args.compare,
         runs=args.runs,
         epochs=args.epochs,
-        eval_every=args.eval_every,
         seed=args.seed,
-        batch_size=args.batch_size,
-        time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
-        checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume,
+        patience=args.patience,
         device=args.device,
-        negatives=args.negatives,
+        warmup_epochs=args.warmup,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        progress=progress,
+        sampling=sampling,
+        distributed=args.distributed,
     )
+    options = {key: getattr(args, key) for key in OPTIONS}
     return report_and_write(
-        args, result, lambda: result.to_json(environment(args.device)), plot_link_benchmark
+        args, result, lambda: result.to_json(environment(args.device), options), plot_node_benchmark
     )

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 # Only the names here: the models, scikit-learn and the corpus code load when a command runs.
 from gnnkit.citation.names import BASE_MODELS, MODEL_NAMES, VARIANTS
-from gnnkit.cli.common import data_kwargs, data_options, format_table, positive_int, write_json
+from gnnkit.cli import data_kwargs, data_options, positive_int, write_json
 from gnnkit.errors import InputError
+from gnnkit.utils.table import format_table
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data

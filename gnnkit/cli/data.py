@@ -6,9 +6,10 @@ import argparse
 
 from torch_geometric.data import Data, Dataset
 
-from gnnkit.cli.common import data_kwargs, data_options, format_table
+from gnnkit.cli import data_kwargs, data_options
 from gnnkit.data import registry
 from gnnkit.data.store import data_root
+from gnnkit.utils.table import format_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,9 +18,10 @@ import logging
 import sys
 from typing import Any
 
-from gnnkit.cli.common import data_kwargs, data_options, format_table, positive_int
+from gnnkit.cli import data_kwargs, data_options, positive_int
 from gnnkit.data import load
 from gnnkit.errors import DatasetError
+from gnnkit.utils.table import format_table
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from gnnkit.cli.common import format_table, write_json
+from gnnkit.cli import write_json
 from gnnkit.errors import InputError
 from gnnkit.graph import adjacency, from_edge_list, hop_distances, parse_edge_string
+from gnnkit.utils.table import format_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

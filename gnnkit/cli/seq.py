@@ -17,8 +17,9 @@ import logging
 import time
 from typing import Any
 
-from gnnkit.cli.common import format_table, write_json
+from gnnkit.cli import write_json
 from gnnkit.errors import InputError
+from gnnkit.utils.table import format_table
 
 logger = logging.getLogger(__name__)
 

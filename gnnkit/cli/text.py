@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gnnkit.cli.common import data_kwargs, data_options, format_table, positive_int, write_json
+from gnnkit.cli import data_kwargs, data_options, positive_int, write_json
 from gnnkit.errors import InputError
+from gnnkit.utils.table import format_table
 
 logger = logging.getLogger(__name__)
 

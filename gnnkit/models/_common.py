@@ -1,5 +1,6 @@
-"""What the models share: argument checks, the two-layer paper network, the batch-normalised
-layer stack and stacks of same-width layers."""
+"""What the models share: the two-layer paper network, the batch-normalised layer stack and
+stacks of same-width layers with their argument check. (The scalar checks are
+:mod:`gnnkit.utils.checks`.)"""
 
 from __future__ import annotations
 
@@ -11,28 +12,9 @@ from torch import Tensor, nn
 from gnnkit.errors import InputError
 from gnnkit.nn import GATConv, GCNConv, GraphCache
 from gnnkit.nn.functional import dropout, relu_dropout, sparse_dropout
+from gnnkit.utils.checks import check_choice, check_int
 
-__all__ = [
-    "NormalizedStack",
-    "TwoLayerNetwork",
-    "check_flags",
-    "check_positive",
-    "same_width_convs",
-]
-
-
-def check_positive(**values: Any) -> None:
-    """Each value must be a positive ``int``."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
-
-
-def check_flags(**flags: Any) -> None:
-    """Each flag must be ``True`` or ``False``."""
-    for name, flag in flags.items():
-        if not isinstance(flag, bool):
-            raise InputError(f"{name} must be True or False, got {flag!r}")
+__all__ = ["NormalizedStack", "TwoLayerNetwork", "check_same_width_convs", "same_width_convs"]
 
 
 class TwoLayerNetwork(nn.Module):
@@ -136,3 +118,17 @@ def same_width_convs(
             for i in range(num_layers)
         ]
     return nn.ModuleList(layers)
+
+
+def check_same_width_convs(conv: Any, heads: Any, width_name: str, width: int) -> None:
+    """Check the layer arguments of :func:`same_width_convs`: ``conv`` is ``"gcn"`` or
+    ``"gat"``, and a GAT's ``heads`` is a positive int that divides the ``width`` channels
+    (called ``width_name`` in the message)."""
+    check_choice("conv", conv, ("gcn", "gat"))
+    if conv == "gat":
+        check_int("heads", heads)
+        if width % heads:
+            raise InputError(
+                f"heads={heads} must divide {width_name}={width} (each head gets "
+                f"{width_name} // heads channels)"
+            )

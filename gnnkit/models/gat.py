@@ -13,9 +13,10 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from gnnkit.models._common import NormalizedStack, TwoLayerNetwork, check_flags, check_positive
+from gnnkit.models._common import NormalizedStack, TwoLayerNetwork
 from gnnkit.nn import GATConv
 from gnnkit.nn.functional import check_dropout
+from gnnkit.utils.checks import check_flags, check_ints
 
 __all__ = ["GAT", "BatchNormGAT"]
 
@@ -84,7 +85,7 @@ class GAT(TwoLayerNetwork):
         cached: bool = True,
     ) -> None:
         super().__init__()
-        check_positive(
+        check_ints(
             in_channels=in_channels,
             out_channels=out_channels,
             hidden_channels=hidden_channels,
@@ -172,7 +173,7 @@ class BatchNormGAT(NormalizedStack):
         cached: bool = True,
     ) -> None:
         super().__init__()
-        check_positive(
+        check_ints(
             in_channels=in_channels,
             out_channels=out_channels,
             hidden_channels=hidden_channels,

@@ -11,9 +11,10 @@ from typing import Any
 
 from torch import Tensor
 
-from gnnkit.models._common import NormalizedStack, TwoLayerNetwork, check_flags, check_positive
+from gnnkit.models._common import NormalizedStack, TwoLayerNetwork
 from gnnkit.nn import GCNConv
 from gnnkit.nn.functional import check_dropout
+from gnnkit.utils.checks import check_flags, check_ints
 
 __all__ = ["GCN", "BatchNormGCN"]
 
@@ -76,7 +77,7 @@ class GCN(TwoLayerNetwork):
         cached: bool = True,
     ) -> None:
         super().__init__()
-        check_positive(
+        check_ints(
             in_channels=in_channels, out_channels=out_channels, hidden_channels=hidden_channels
         )
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -166,7 +167,7 @@ class BatchNormGCN(NormalizedStack):
         cached: bool = True,
     ) -> None:
         super().__init__()
-        check_positive(
+        check_ints(
             in_channels=in_channels,
             out_channels=out_channels,
             hidden_channels=hidden_channels,

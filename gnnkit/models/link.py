@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
-from gnnkit.models._common import check_positive, same_width_convs
+from gnnkit.models._common import check_same_width_convs, same_width_convs
 from gnnkit.nn.functional import check_dropout, dropout
 from gnnkit.ops.hadamard import Workspace, hadamard_mlp
+from gnnkit.utils.checks import check_int, check_ints
 
 __all__ = ["EmbeddingGNN", "HadamardMLP", "LinkGNN"]
 
@@ -90,11 +91,10 @@ class HadamardMLP(nn.Module):
         reuse_buffers: bool = True,
     ) -> None:
         super().__init__()
-        check_positive(
+        check_ints(
             in_channels=in_channels, hidden_channels=hidden_channels, out_channels=out_channels
         )
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
-            raise InputError(f"num_layers must be an integer >= 2, got {num_layers!r}")
+        check_int("num_layers", num_layers, 2)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
@@ -214,18 +214,8 @@ class EmbeddingGNN(nn.Module):
         heads: int = 4,
     ) -> None:
         super().__init__()
-        check_positive(num_nodes=num_nodes, hidden_channels=hidden_channels)
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise InputError(f"num_layers must be a positive int, got {num_layers!r}")
-        if conv not in ("gcn", "gat"):
-            raise InputError(f"conv must be 'gcn' or 'gat', got {conv!r}")
-        if conv == "gat":
-            check_positive(heads=heads)
-            if hidden_channels % heads:
-                raise InputError(
-                    f"heads={heads} must divide hidden_channels={hidden_channels} (each head "
-                    "gets hidden_channels // heads channels)"
-                )
+        check_ints(num_nodes=num_nodes, hidden_channels=hidden_channels, num_layers=num_layers)
+        check_same_width_convs(conv, heads, "hidden_channels", hidden_channels)
         self.num_nodes = num_nodes
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers

@@ -44,9 +44,10 @@ from torch import Tensor, nn
 
 from gnnkit import ops
 from gnnkit.errors import InputError
-from gnnkit.models._common import check_flags, check_positive, same_width_convs
+from gnnkit.models._common import check_same_width_convs, same_width_convs
 from gnnkit.nn import GraphCache
 from gnnkit.nn.functional import check_dropout, dropout, relu_dropout
+from gnnkit.utils.checks import check_flags, check_int, check_ints
 
 __all__ = ["MolGNN", "bond_counts", "mean_pool"]
 
@@ -112,15 +113,9 @@ def _check_arguments(
     virtual_node: Any,
     residual: Any,
 ) -> None:
-    check_positive(num_tasks=num_tasks, emb_dim=emb_dim)
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
-        raise InputError(f"num_layers must be an integer >= 2 (OGB's rule), got {num_layers!r}")
-    if conv not in ("gcn", "gat"):
-        raise InputError(f"conv must be 'gcn' or 'gat', got {conv!r}")
-    if conv == "gat" and (
-        isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or emb_dim % heads
-    ):
-        raise InputError(f"heads must be a positive int dividing emb_dim={emb_dim}, got {heads!r}")
+    check_ints(num_tasks=num_tasks, emb_dim=emb_dim)
+    check_int("num_layers", num_layers, 2)  # OGB's rule
+    check_same_width_convs(conv, heads, "emb_dim", emb_dim)
     check_flags(virtual_node=virtual_node, residual=residual)
 
 

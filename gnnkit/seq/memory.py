@@ -31,7 +31,6 @@ batch that stops the run is skipped.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -50,6 +49,7 @@ from gnnkit.seq.classifiers import (
 )
 from gnnkit.seq.tasks import MemoryTask, generator, make_task
 from gnnkit.train.engine import Run, Task
+from gnnkit.utils.checks import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, validate_fields
 
 __all__ = [
     "SequenceClassifierTask",
@@ -86,29 +86,16 @@ class TrainConfig:
             the patience rule alone. (default: 16384)
     """
 
-    lr: float = 1e-3
-    batch_size: int = 128
-    max_norm: float = 10.0
-    max_batches: int = 2000
-    patience: int = 3
-    val_samples: int = 4096
-    confirm_samples: int = 16384
+    lr: float = field(default=1e-3, metadata=POSITIVE_NUMBER)
+    batch_size: int = field(default=128, metadata=POSITIVE_INT)
+    max_norm: float = field(default=10.0, metadata=POSITIVE_NUMBER)
+    max_batches: int = field(default=2000, metadata=POSITIVE_INT)
+    patience: int = field(default=3, metadata=POSITIVE_INT)
+    val_samples: int = field(default=4096, metadata=POSITIVE_INT)
+    confirm_samples: int = field(default=16384, metadata=NON_NEGATIVE_INT)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_batches", "patience", "val_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
-        value = self.confirm_samples
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(
-                f"TrainConfig.confirm_samples must be an integer >= 0 (0: no confirmation), "
-                f"got {value!r}"
-            )
-        for name in ("lr", "max_norm"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise InputError(f"TrainConfig.{name} must be a finite number > 0, got {value!r}")
+        validate_fields(self, qualified=True)  # "TrainConfig.lr must be ...", as seq's CLI shows
 
 
 @dataclass

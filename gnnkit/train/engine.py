@@ -359,9 +359,7 @@ class Run:
         (a later :meth:`run` in the same process, as a resumed run would)."""
         _positive_int("epochs", epochs)
         if epochs < self.epoch:
-            raise InputError(
-                f"the run has already trained {self.epoch} epochs, more than {epochs}"
-            )
+            raise InputError(f"the run has already trained {self.epoch} epochs, more than {epochs}")
         self.epochs, self.interrupted = epochs, False
         if self.finished in ("epochs", "time-budget") and epochs > self.epoch:
             self.finished = None

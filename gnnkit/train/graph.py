@@ -36,10 +36,17 @@ import torch
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
-from gnnkit.train._checks import check_instance, check_positive_fields, check_seed
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import NonFiniteLossError, Run, RunResult, Task
 from gnnkit.train.inputs import GraphSplits, graph_splits
+from gnnkit.utils.checks import (
+    FLAG,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    SEED,
+    check_type,
+    validate_fields,
+)
 
 __all__ = [
     "GraphSplits",
@@ -83,24 +90,14 @@ class GraphTrainConfig:
             example does; nothing is selected on it). (default: ``False``)
     """
 
-    epochs: int = 100
-    lr: float = 1e-3
-    batch_size: int = 32
-    seed: int | None = None
-    eval_train: bool = False
+    epochs: int = field(default=100, metadata=POSITIVE_INT)
+    lr: float = field(default=1e-3, metadata=POSITIVE_NUMBER)
+    batch_size: int = field(default=32, metadata=POSITIVE_INT)
+    seed: int | None = field(default=None, metadata=SEED)
+    eval_train: bool = field(default=False, metadata=FLAG)
 
     def __post_init__(self) -> None:
-        check_positive_fields(self, "epochs", "batch_size")
-        if (
-            isinstance(self.lr, bool)
-            or not isinstance(self.lr, (int, float))
-            or not math.isfinite(self.lr)
-            or self.lr <= 0
-        ):
-            raise InputError(f"lr must be a finite number > 0, got {self.lr!r}")
-        check_seed(self.seed)
-        if not isinstance(self.eval_train, bool):
-            raise InputError(f"eval_train must be True or False, got {self.eval_train!r}")
+        validate_fields(self)
 
     def run_options(self) -> dict[str, Any]:
         """What this configuration sets of a :class:`~gnnkit.train.engine.Run`."""
@@ -181,8 +178,8 @@ class GraphTask(Task):
     def __init__(self, model: nn.Module, splits: GraphSplits, config: GraphTrainConfig) -> None:
         from ogb.graphproppred import Evaluator
 
-        check_instance("config", config, GraphTrainConfig, "a GraphTrainConfig")
-        check_instance(
+        check_type("config", config, GraphTrainConfig, "a GraphTrainConfig")
+        check_type(
             "splits", splits, GraphSplits, "GraphSplits (from gnnkit.train.graph.graph_splits)"
         )
         self.model, self.splits, self.config = model, splits, config

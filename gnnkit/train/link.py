@@ -30,7 +30,6 @@ run past the budget.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,10 +40,19 @@ from torch import Tensor, nn
 
 from gnnkit.errors import InputError
 from gnnkit.sampling.negative import NegativeSampler
-from gnnkit.train._checks import check_instance, check_positive_fields, check_seed
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
 from gnnkit.train.inputs import LinkData, link_data
+from gnnkit.utils.checks import (
+    OPTIONAL_POSITIVE_NUMBER,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    SEED,
+    check_choice,
+    check_type,
+    one_of,
+    validate_fields,
+)
 
 __all__ = [
     "LinkData",
@@ -138,21 +146,13 @@ def evaluate_link(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_negatives(negatives: str) -> None:
-    if negatives not in NEGATIVES:
-        raise InputError(
-            f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r} "
-            f"(use {DEFAULT_NEGATIVES!r} for OGB's protocol)"
-        )
-
-
 def negative_drawer(data: LinkData, negatives: str = DEFAULT_NEGATIVES) -> Callable[[int], Tensor]:
     """``draw(k)``: ``k`` training negatives, shape (2, k') with k' <= k, for ``data``'s graph.
 
     ``"pyg"``: PyG's :func:`~torch_geometric.utils.negative_sampling` (``method="dense"``, as
     OGB). ``"device"``: :class:`gnnkit.sampling.NegativeSampler` on the graph's device.
     """
-    _check_negatives(negatives)
+    check_choice("negatives", negatives, NEGATIVES)
     if negatives == "device":
         return NegativeSampler(data.edge_index, data.num_nodes)
     from torch_geometric.utils import negative_sampling
@@ -195,34 +195,24 @@ class LinkTrainConfig:
             distribution, another random stream: seeds give other runs). (default: ``"pyg"``)
     """
 
-    epochs: int = 200
-    lr: float = 0.005
-    batch_size: int = 64 * 1024
-    eval_every: int = 5
-    k: int = 20
+    epochs: int = field(default=200, metadata=POSITIVE_INT)
+    lr: float = field(default=0.005, metadata=POSITIVE_NUMBER)
+    batch_size: int = field(default=64 * 1024, metadata=POSITIVE_INT)
+    eval_every: int = field(default=5, metadata=POSITIVE_INT)
+    k: int = field(default=20, metadata=POSITIVE_INT)
     report_ks: tuple[int, ...] = (10, 20, 30)
-    clip_norm: float | None = 1.0
-    seed: int | None = None
-    time_budget_s: float | None = None
-    eval_batch_size: int = 64 * 1024
-    negatives: str = DEFAULT_NEGATIVES
+    clip_norm: float | None = field(default=1.0, metadata=OPTIONAL_POSITIVE_NUMBER)
+    seed: int | None = field(default=None, metadata=SEED)
+    time_budget_s: float | None = field(default=None, metadata=OPTIONAL_POSITIVE_NUMBER)
+    eval_batch_size: int = field(default=64 * 1024, metadata=POSITIVE_INT)
+    negatives: str = field(default=DEFAULT_NEGATIVES, metadata=one_of(*NEGATIVES))
 
     def __post_init__(self) -> None:
-        _check_negatives(self.negatives)
-        check_positive_fields(self, "epochs", "batch_size", "eval_every", "k", "eval_batch_size")
+        validate_fields(self)
         if not isinstance(self.report_ks, tuple) or not all(
             isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.report_ks
         ):
             raise InputError(f"report_ks must be a tuple of positive ints, got {self.report_ks!r}")
-        for name, allow_none in (("lr", False), ("clip_norm", True), ("time_budget_s", True)):
-            value = getattr(self, name)
-            if value is None and allow_none:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise InputError(f"{name} must be finite and > 0, got {value!r}")
-        check_seed(self.seed)
 
     @property
     def ks(self) -> tuple[int, ...]:
@@ -311,8 +301,8 @@ class LinkTask(Task):
     progress_keys = (("loss", "loss"),)
 
     def __init__(self, model: nn.Module, data: LinkData, config: LinkTrainConfig) -> None:
-        check_instance("config", config, LinkTrainConfig, "a LinkTrainConfig")
-        check_instance("data", data, LinkData, "LinkData (from gnnkit.train.link.link_data)")
+        check_type("config", config, LinkTrainConfig, "a LinkTrainConfig")
+        check_type("data", data, LinkData, "LinkData (from gnnkit.train.link.link_data)")
         _check_model(model)
         self.model, self.data, self.config = model, data, config
         self.device = data.edge_index.device

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ from torch import Tensor, nn
 
 from gnnkit.errors import InputError
 from gnnkit.sampling.neighbor import NeighborSampler, check_fanouts, derive_seed
-from gnnkit.train._checks import check_instance, check_positive_fields
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run
 from gnnkit.train.inputs import NodeInputs
@@ -53,6 +52,7 @@ from gnnkit.train.node import (
     check_node_run,
     train_result,
 )
+from gnnkit.utils.checks import FLAG, POSITIVE_INT, check_type, validate_fields
 
 __all__ = ["MiniBatchTask", "SamplingConfig", "World", "disable_graph_caches", "fit_minibatch"]
 
@@ -72,15 +72,13 @@ class SamplingConfig:
     """
 
     fanouts: tuple[int, ...] = (15, 10, 5)
-    batch_size: int = 1024
-    accumulate: int = 1
-    replace: bool = False
+    batch_size: int = field(default=1024, metadata=POSITIVE_INT)
+    accumulate: int = field(default=1, metadata=POSITIVE_INT)
+    replace: bool = field(default=False, metadata=FLAG)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fanouts", check_fanouts(self.fanouts))
-        check_positive_fields(self, "batch_size", "accumulate")
-        if not isinstance(self.replace, bool):
-            raise InputError(f"replace must be True or False, got {self.replace!r}")
+        validate_fields(self)
 
 
 class World:
@@ -303,7 +301,7 @@ def fit_minibatch(
     sampling = sampling or SamplingConfig()
     world = _world or World()
     check_node_run(model, inputs, config)
-    check_instance("sampling", sampling, SamplingConfig, "a SamplingConfig")
+    check_type("sampling", sampling, SamplingConfig, "a SamplingConfig")
     task = MiniBatchTask(model, inputs, config, sampling, world=world, module=_module)
     run = Run(
         task,

@@ -29,10 +29,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
-from gnnkit.train._checks import check_instance, check_positive_fields, check_seed
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
 from gnnkit.train.inputs import NodeInputs
+from gnnkit.utils.checks import (
+    NON_NEGATIVE_NUMBER,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    SEED,
+    check_type,
+    one_of,
+    validate_fields,
+)
 
 __all__ = ["HISTORY_KEYS", "NodeTask", "TrainConfig", "TrainResult", "fit"]
 
@@ -71,29 +80,17 @@ class TrainConfig:
             epochs, and always after the last epoch. (default: ``10``)
     """
 
-    epochs: int = 200
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    optimizer: Literal["adam", "adamw"] = "adam"
-    patience: int | None = None
-    seed: int | None = None
+    epochs: int = field(default=200, metadata=POSITIVE_INT)
+    lr: float = field(default=0.01, metadata=POSITIVE_NUMBER)
+    weight_decay: float = field(default=5e-4, metadata=NON_NEGATIVE_NUMBER)
+    optimizer: Literal["adam", "adamw"] = field(default="adam", metadata=one_of("adam", "adamw"))
+    patience: int | None = field(default=None, metadata=OPTIONAL_POSITIVE_INT)
+    seed: int | None = field(default=None, metadata=SEED)
     restore_best: bool = True
-    checkpoint_every: int = 10
+    checkpoint_every: int = field(default=10, metadata=POSITIVE_INT)
 
     def __post_init__(self) -> None:
-        check_positive_fields(self, "epochs", "checkpoint_every")
-        if self.patience is not None:
-            check_positive_fields(self, "patience")
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-                bound = "> 0" if name == "lr" else ">= 0"
-                raise InputError(f"{name} must be finite and {bound}, got {value!r}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise InputError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        check_seed(self.seed)
+        validate_fields(self)
 
     def identity(self) -> dict[str, Any]:
         """The options that shape the trajectory (checked on resume; ``epochs`` may grow)."""
@@ -217,8 +214,8 @@ def _device_of(model: nn.Module, inputs: NodeInputs) -> torch.device:
 def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
     """The checks every node-training entry point makes: the config's and the inputs' types,
     and one device for model and inputs. Returns that device."""
-    check_instance("config", config, TrainConfig, "a TrainConfig")
-    check_instance("inputs", inputs, NodeInputs, "NodeInputs (from gnnkit.train.node_inputs)")
+    check_type("config", config, TrainConfig, "a TrainConfig")
+    check_type("inputs", inputs, NodeInputs, "NodeInputs (from gnnkit.train.node_inputs)")
     return _device_of(model, inputs)
 
 

@@ -1,17 +1,60 @@
 """Input validation shared by every public entry point.
 
 Each check raises :class:`gnnkit.errors.InputError` (a ``ValueError``) whose message names the
-argument, says what was received and how to fix it.
+argument, says what was received and the valid range (or how to fix it). Three kinds:
+
+- tensors: :func:`check_edge_index`, :func:`check_edge_weight`, :func:`check_finite`,
+  :func:`check_node_features`;
+- scalar arguments: :func:`check_int`, :func:`check_number`, :func:`check_probability`,
+  :func:`check_flag`, :func:`check_choice`, :func:`check_seed`, :func:`check_type`;
+- configuration dataclasses: each field names its rule in its metadata
+  (``field(default=64, metadata=POSITIVE_INT)``) and ``__post_init__`` calls
+  :func:`validate_fields`, which applies the scalar checks above.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from functools import partial
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
 
-__all__ = ["check_edge_index", "check_edge_weight", "check_finite", "check_node_features"]
+__all__ = [
+    "CHECK",
+    "FLAG",
+    "NON_NEGATIVE_INT",
+    "NON_NEGATIVE_NUMBER",
+    "OPTIONAL_POSITIVE_INT",
+    "OPTIONAL_POSITIVE_NUMBER",
+    "POSITIVE_INT",
+    "POSITIVE_NUMBER",
+    "PROBABILITY",
+    "SEED",
+    "Check",
+    "check_choice",
+    "check_edge_index",
+    "check_edge_weight",
+    "check_finite",
+    "check_flag",
+    "check_flags",
+    "check_int",
+    "check_ints",
+    "check_node_features",
+    "check_number",
+    "check_probability",
+    "check_seed",
+    "check_type",
+    "one_of",
+    "rule",
+    "validate_fields",
+]
 
 
 def _preview(values: Tensor, limit: int = 5) -> str:
@@ -125,3 +168,196 @@ def check_node_features(x: Tensor, num_nodes: int | None = None, *, name: str = 
     elif x.layout in (torch.sparse_coo, torch.sparse_csr):
         values = x.coalesce().values() if x.layout == torch.sparse_coo else x.values()
         check_finite(values, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar arguments
+# ---------------------------------------------------------------------------------------------
+
+
+def check_type(name: str, value: Any, cls: type | tuple[type, ...], what: str) -> None:
+    """Raise unless ``value`` is a ``cls``; the message says that ``name`` must be ``what``
+    (``"a TrainConfig"``, ``"NodeInputs (from gnnkit.train.node_inputs)"``)."""
+    if not isinstance(value, cls):
+        raise InputError(f"{name} must be {what}, got {type(value).__name__}")
+
+
+def check_int(name: str, value: Any, minimum: int | None = 1, *, optional: bool = False) -> None:
+    """Raise unless ``value`` is an ``int`` >= ``minimum`` (booleans refused).
+
+    Args:
+        name (str): the argument name used in the message.
+        value (Any): the value received.
+        minimum (int, optional): the smallest valid value; ``None``: no bound. (default: ``1``)
+        optional (bool, optional): ``None`` is valid too. (default: ``False``)
+    """
+    if value is None and optional:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+    ):
+        bound = "" if minimum is None else f" >= {minimum}"
+        none = " or None" if optional else ""
+        raise InputError(f"{name} must be an integer{bound}{none}, got {value!r}")
+
+
+def check_ints(*, minimum: int = 1, **values: Any) -> None:
+    """:func:`check_int` on each keyword argument: ``check_ints(in_channels=3, heads=8)``."""
+    for name, value in values.items():
+        check_int(name, value, minimum)
+
+
+def _interval(low: float, high: float, open_low: bool, open_high: bool) -> str:
+    """``"> 0"``, ``">= 0"``, ``"in [0, 1)"``...: the valid range, as messages write it."""
+    if math.isinf(high):
+        return "" if math.isinf(low) else f" {'>' if open_low else '>='} {low:g}"
+    if math.isinf(low):
+        return f" {'<' if open_high else '<='} {high:g}"
+    return f" in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+
+def check_number(
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raise unless ``value`` is a finite ``int`` or ``float`` between ``low`` and ``high``.
+
+    NaN and infinity are refused whatever the bounds; so are booleans.
+
+    Args:
+        name (str): the argument name used in the message.
+        value (Any): the value received.
+        low, high (float, optional): the bounds, included unless ``open_low`` / ``open_high``.
+            (default: ``-inf``, ``inf``: no bound)
+        open_low, open_high (bool, optional): exclude the bound itself. (default: ``False``)
+        optional (bool, optional): ``None`` is valid too. (default: ``False``)
+    """
+    if value is None and optional:
+        return
+    valid = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and (value > low if open_low else value >= low)
+        and (value < high if open_high else value <= high)
+    )
+    if not valid:
+        bounded = not (math.isinf(low) or math.isinf(high))
+        what = "a number" if bounded else "a finite number"
+        none = " or None" if optional else ""
+        interval = _interval(low, high, open_low, open_high)
+        raise InputError(f"{name} must be {what}{interval}{none}, got {value!r}")
+
+
+def check_probability(name: str, value: Any) -> None:
+    """Raise unless ``value`` is a number in [0, 1) (a dropout rate, a held-out share)."""
+    check_number(name, value, 0.0, 1.0, open_high=True)
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Raise unless ``value`` is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+
+
+def check_flags(**values: Any) -> None:
+    """:func:`check_flag` on each keyword argument: ``check_flags(cached=True, residual=False)``."""
+    for name, value in values.items():
+        check_flag(name, value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_seed(name: str, value: Any) -> None:
+    """Raise unless ``value`` is an ``int`` (any sign) or ``None`` (booleans refused)."""
+    check_int(name, value, None, optional=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataclass fields
+# ---------------------------------------------------------------------------------------------
+
+#: The key of a dataclass field's ``metadata`` that holds its check.
+CHECK = "gnnkit.check"
+
+#: A check of one value: ``check(name, value)`` raises :class:`~gnnkit.errors.InputError`.
+Check = Callable[[str, Any], None]
+
+
+def rule(check: Callable[..., None], **options: Any) -> Mapping[str, Check]:
+    """Field metadata that makes :func:`validate_fields` call ``check(name, value, **options)``.
+
+    ``epochs: int = field(default=200, metadata=rule(check_int, minimum=1))``; the common rules
+    have names (:data:`POSITIVE_INT`, :data:`PROBABILITY`...).
+    """
+    return MappingProxyType({CHECK: partial(check, **options)})
+
+
+def one_of(*choices: Any) -> Mapping[str, Check]:
+    """Field metadata: the value must be one of ``choices`` (:func:`check_choice`)."""
+    return rule(check_choice, choices=choices)
+
+
+#: An ``int`` >= 1.
+POSITIVE_INT = rule(check_int, minimum=1)
+#: An ``int`` >= 1, or ``None``.
+OPTIONAL_POSITIVE_INT = rule(check_int, minimum=1, optional=True)
+#: An ``int`` >= 0.
+NON_NEGATIVE_INT = rule(check_int, minimum=0)
+#: A finite number > 0.
+POSITIVE_NUMBER = rule(check_number, low=0.0, open_low=True)
+#: A finite number > 0, or ``None``.
+OPTIONAL_POSITIVE_NUMBER = rule(check_number, low=0.0, open_low=True, optional=True)
+#: A finite number >= 0.
+NON_NEGATIVE_NUMBER = rule(check_number, low=0.0)
+#: A number in [0, 1).
+PROBABILITY = rule(check_probability)
+#: ``True`` or ``False``.
+FLAG = rule(check_flag)
+#: An ``int`` or ``None``.
+SEED = rule(check_seed)
+
+
+def _field_check(cls: type, name: str) -> Check | None:
+    """The check of field ``name``: its own, else that of the nearest base class declaring one."""
+    for klass in cls.__mro__:
+        spec = vars(klass).get("__dataclass_fields__", {}).get(name)
+        if spec is not None and CHECK in spec.metadata:
+            return spec.metadata[CHECK]
+    return None
+
+
+def validate_fields(config: Any, *, qualified: bool = False) -> None:
+    """Check every field of the dataclass instance ``config`` that declares a rule, in order.
+
+    A field declares its rule in its metadata (:func:`rule`, :data:`POSITIVE_INT`...); call
+    this first thing in ``__post_init__``. A subclass that redeclares a field only to change
+    its default (``epochs: int = 300``) keeps the rule of the base class that declared it.
+
+    Args:
+        config (dataclass instance): the configuration to check.
+        qualified (bool, optional): name fields ``ClassName.field`` in messages.
+            (default: ``False``)
+
+    Raises:
+        InputError: the first field whose value breaks its rule (the message names the
+            field, the value and the valid range).
+    """
+    cls = type(config)
+    prefix = f"{cls.__name__}." if qualified else ""
+    for spec in fields(config):
+        check = _field_check(cls, spec.name)
+        if check is not None:
+            check(prefix + spec.name, getattr(config, spec.name))

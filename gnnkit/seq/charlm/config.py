@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import (
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_NUMBER,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    check_number,
+    rule,
+    validate_fields,
+)
 
 __all__ = ["PRESETS", "CharLSTMConfig", "Preset", "TrainConfig", "get_preset"]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_float(name: str, value: Any, low: float, high: float, *, open_low: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    if (value <= low if open_low else value < low) or value > high:
-        bracket = "(" if open_low else "["
-        raise InputError(f"{name} must lie in {bracket}{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -37,18 +33,13 @@ class CharLSTMConfig:
             (default: 0.5)
     """
 
-    embedding_dim: int = 128
-    hidden_size: int = 1024
-    num_layers: int = 2
-    dropout: float = 0.5
+    embedding_dim: int = field(default=128, metadata=POSITIVE_INT)
+    hidden_size: int = field(default=1024, metadata=POSITIVE_INT)
+    num_layers: int = field(default=2, metadata=POSITIVE_INT)
+    dropout: float = field(default=0.5, metadata=PROBABILITY)
 
     def __post_init__(self) -> None:
-        _check_int("embedding_dim", self.embedding_dim, 1)
-        _check_int("hidden_size", self.hidden_size, 1)
-        _check_int("num_layers", self.num_layers, 1)
-        _check_float("dropout", self.dropout, 0.0, 1.0, open_low=False)
-        if self.dropout >= 1.0:
-            raise InputError(f"dropout must be < 1, got {self.dropout!r}")
+        validate_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,35 +86,26 @@ class TrainConfig:
     the output layer.
     """
 
-    steps: int = 7500
-    batch_size: int = 64
-    seq_length: int = 30
-    lr: float = 5e-3
-    weight_decay: float = 0.01
-    lr_decay: float = 0.995
-    lr_decay_every: int = 75
-    clip_norm: float = 5.0
-    val_fraction: float = 0.1
-    eval_every: int = 250
-    eval_windows: int = 2048
-    sample_every: int = 500
-    sample_length: int = 60
-    checkpoint_every: int = 500
-    snapshot_every: int = 2500
+    steps: int = field(default=7500, metadata=POSITIVE_INT)
+    batch_size: int = field(default=64, metadata=POSITIVE_INT)
+    seq_length: int = field(default=30, metadata=POSITIVE_INT)
+    lr: float = field(default=5e-3, metadata=POSITIVE_NUMBER)
+    weight_decay: float = field(default=0.01, metadata=NON_NEGATIVE_NUMBER)
+    lr_decay: float = field(
+        default=0.995, metadata=rule(check_number, low=0.0, high=1.0, open_low=True)
+    )
+    lr_decay_every: int = field(default=75, metadata=POSITIVE_INT)
+    clip_norm: float = field(default=5.0, metadata=NON_NEGATIVE_NUMBER)
+    val_fraction: float = field(default=0.1, metadata=PROBABILITY)
+    eval_every: int = field(default=250, metadata=NON_NEGATIVE_INT)
+    eval_windows: int = field(default=2048, metadata=POSITIVE_INT)
+    sample_every: int = field(default=500, metadata=NON_NEGATIVE_INT)
+    sample_length: int = field(default=60, metadata=POSITIVE_INT)
+    checkpoint_every: int = field(default=500, metadata=NON_NEGATIVE_INT)
+    snapshot_every: int = field(default=2500, metadata=NON_NEGATIVE_INT)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seq_length", "lr_decay_every", "eval_windows"):
-            _check_int(name, getattr(self, name), 1)
-        for name in ("eval_every", "sample_every", "checkpoint_every", "snapshot_every"):
-            _check_int(name, getattr(self, name), 0)
-        _check_int("sample_length", self.sample_length, 1)
-        _check_float("lr", self.lr, 0.0, math.inf, open_low=True)
-        _check_float("weight_decay", self.weight_decay, 0.0, math.inf, open_low=False)
-        _check_float("lr_decay", self.lr_decay, 0.0, 1.0, open_low=True)
-        _check_float("clip_norm", self.clip_norm, 0.0, math.inf, open_low=False)
-        _check_float("val_fraction", self.val_fraction, 0.0, 1.0, open_low=False)
-        if self.val_fraction >= 1.0:
-            raise InputError(f"val_fraction must be < 1, got {self.val_fraction!r}")
+        validate_fields(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated)."""

@@ -1,0 +1,184 @@
+"""Bad command lines of every ``gnnkit`` command, in two tables grouped by command.
+
+- ``ERRORS``: input only the command can check (an unknown dataset, a negative value). ``gnnkit``
+  exits 2 with one line, ``gnnkit: error: <message>``, and no traceback (``cli_fails``).
+- ``USAGE_ERRORS``: input argparse refuses (an unknown command or choice, a malformed number):
+  exit 2 with argparse's usage and message (``argparse_fails``).
+
+The rows that need a module's own data stay in that module and call ``cli_fails`` too: the
+citation corpus (``test_citation_cli.py``), a trained character model (``test_text_cli.py``) and
+the tiny link graph behind ``bench link --device`` (``test_bench_link_cli.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+# A command may set torch's thread count before it refuses an input: restore it afterwards.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: ``bench node`` on the embedded karate club, so that no row needs a download.
+KARATE = ["bench", "node", "--dataset", "karate", "--warmup", "1", "--no-progress"]
+#: The shortest benchmark, for rows whose input is checked only when the command runs.
+ONE_EPOCH = ["--runs", "1", "--epochs", "1"]
+
+
+def rows(command: list[str], table: list[tuple[list[str], str]]) -> list:
+    """``(command + args, message)`` for each ``(args, message)`` of ``table``, with a test id
+    made of the command's name and ``args``."""
+    name = list(itertools.takewhile(lambda word: not word.startswith("-"), command))
+    return [
+        pytest.param([*command, *args], message, id=" ".join([*name, *args]))
+        for args, message in table
+    ]
+
+
+ERRORS = [
+    # gnnkit hops
+    *rows(
+        ["hops"],
+        [
+            (["--edges", "A-,B-C"], "malformed edge token 'A-'"),
+            (["--edges", "A--B"], "malformed edge token 'A--B'"),
+            (["--edges", ""], "malformed edge token ''"),
+            (
+                ["--edges", "A-B", "--from", "Z", "--to", "A"],
+                "--from 'Z' is not a node of the graph; known labels: A, B",
+            ),
+            (["--edges", "A-B", "--from", "A"], "give both --from and --to"),
+        ],
+    ),
+    # gnnkit data
+    *rows(
+        ["data", "fetch"],
+        [(["nosuch"], "unknown dataset 'nosuch'; known datasets: cora")],
+    ),
+    # gnnkit bench node
+    *rows(
+        [*KARATE, *ONE_EPOCH],
+        [
+            (["--dataset", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+            (
+                ["--dataset", "ogbg-molbace"],
+                "dataset 'ogbg-molbace' is a graph dataset; bench node needs one of: "
+                "cora, citeseer, pubmed, karate",
+            ),
+            (["--model", "sage"], "unknown model 'sage'; known models: gcn, gat"),
+            (["--resume"], "--resume needs --checkpoint-dir"),
+            (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
+            (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
+        ],
+    ),
+    # gnnkit bench graph
+    *rows(
+        ["bench", "graph", "--offline", *ONE_EPOCH],
+        [
+            (["--dataset", "ogbg-molfoo"], "unknown dataset 'ogbg-molfoo'; known datasets: cora"),
+            (
+                ["--dataset", "karate"],
+                "dataset 'karate' is a node dataset; bench graph needs one of: ogbg-molbace",
+            ),
+            (["--model", "gin"], "unknown graph model 'gin'; known models: gcn, gat"),
+            (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
+        ],
+    ),
+    # gnnkit bench link (--device: test_bench_link_cli.py)
+    *rows(
+        ["bench", "link", "--offline", "--epochs", "1"],
+        [
+            (["--model", "sage"], "unknown link model 'sage'; known models: gcn, gat"),
+            (["--resume"], "--resume needs --checkpoint-dir"),
+            (["--time-budget", "0"], "--time-budget must be a positive number of minutes, got 0"),
+            (["--dataset", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+            (
+                ["--dataset", "ogbg-molbace"],
+                "dataset 'ogbg-molbace' is a graph dataset; bench link needs one of: ogbl-ddi",
+            ),
+        ],
+    ),
+    # gnnkit seq train
+    *rows(
+        ["seq", "train", "--no-progress"],
+        [
+            (["--seq-len", "1"], "seq_len must be >= 2, got 1"),
+            (["--seq-len", "5", "--embed-dim", "0"], "embed_dim must be >= 1, got 0"),
+            (["--seq-len", "5", "--seed", "-2"], "seed must be an integer >= 0"),
+            (["--seq-len", "5", "--threads", "0"], "--threads must be >= 1, got 0"),
+            (["--seq-len", "5", "--max-batches", "0"], "TrainConfig.max_batches"),
+            (["--seq-len", "5", "--forget-bias", "big"], "--forget-bias must be a number"),
+            (["--seq-len", "5", "--forget-bias", "nan"], "forget_bias must be a finite"),
+        ],
+    ),
+    # gnnkit seq bench
+    *rows(
+        ["seq", "bench", "--no-progress"],
+        [(["--seeds", "0"], "seeds must be an integer >= 1, got 0")],
+    ),
+    # gnnkit seq gradients
+    *rows(
+        ["seq", "gradients"],
+        [
+            (["--seq-len", "1"], "seq_len must be >= 2, got 1"),
+            (["--batch-size", "0"], "num_samples must be >= 1, got 0"),
+        ],
+    ),
+]
+
+
+USAGE_ERRORS = [
+    # gnnkit: an unknown command (argparse lists the commands)
+    *rows([], [(["nosuch"], "invalid choice: 'nosuch'")]),
+    # gnnkit hops
+    *rows(["hops"], [([], "--edges")]),
+    # gnnkit bench node
+    *rows(
+        KARATE,
+        [
+            (["--runs", "0"], "expected a positive integer (>= 1), got 0"),
+            (["--epochs", "0"], "expected a positive integer (>= 1), got 0"),
+            (["--epochs", "ten"], "expected a positive integer, got 'ten'"),
+            (["--compare", "dgl"], "invalid choice: 'dgl'"),
+        ],
+    ),
+    # gnnkit bench graph
+    *rows(
+        ["bench", "graph"],
+        [
+            (["--runs", "0"], "expected a positive integer (>= 1), got 0"),
+            (["--epochs", "-3"], "expected a positive integer (>= 1), got -3"),
+            (["--batch-size", "x"], "expected a positive integer, got 'x'"),
+            (["--compare", "dgl"], "invalid choice: 'dgl'"),
+        ],
+    ),
+    # gnnkit bench link
+    *rows(
+        ["bench", "link"],
+        [
+            (["--eval-every", "0"], "expected a positive integer (>= 1), got 0"),
+            (["--runs", "0"], "expected a positive integer (>= 1), got 0"),
+            (["--time-budget", "soon"], "invalid float value: 'soon'"),
+            (["--compare", "dgl"], "invalid choice: 'dgl'"),
+            (["--negatives", "host"], "invalid choice: 'host'"),
+        ],
+    ),
+    # gnnkit seq train
+    *rows(
+        ["seq", "train", "--seq-len", "5"],
+        [
+            (["--model", "transformer"], "invalid choice"),
+            (["--task", "copy"], "invalid choice"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), ERRORS)
+def test_error_exits_2_with_one_line(argv, message, cli_fails):
+    cli_fails(argv, f"gnnkit: error: {message}")
+
+
+@pytest.mark.parametrize(("argv", "message"), USAGE_ERRORS)
+def test_usage_error_exits_2(argv, message, argparse_fails):
+    argparse_fails(argv, message)
