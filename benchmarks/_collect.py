@@ -1,13 +1,113 @@
-"""What the result collectors (``ogbg_table.py``, ``ddi_table.py``) share."""
+"""What the benchmark scripts share: their parser, the machine they ran on, their outputs.
+
+- every script: :func:`script_parser`, :func:`command_line`, :func:`load_average`,
+  :func:`run_environment`, its report (:func:`machine_line`, :func:`markdown_report`) and
+  :func:`write_outputs`;
+- the scripts that time gnnkit against PyG in fresh processes (``layers.py``, ``scale.py``):
+  :func:`with_pyg_weights`;
+- the result collectors (``ogbg_table.py``, ``ddi_table.py``): :func:`collection_parser`,
+  :func:`read_collection`.
+
+Scripts import them as ``from _collect import ...`` (``python benchmarks/SCRIPT.py`` puts this
+folder on ``sys.path``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A script's parser, its module docstring (``doc``) the description, kept as written."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def command_line(prefix: str = "python") -> str:
+    """The command that ran this script: ``PREFIX benchmarks/SCRIPT.py ARGS``."""
+    script = f"benchmarks/{Path(sys.argv[0]).name}"
+    return " ".join([prefix, script, *sys.argv[1:]])
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded: how busy the (shared) machine was."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def run_environment(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """:func:`gnnkit.utils.env.environment`, with ``threads`` when the script was given it
+    (the thread count that the measuring processes set)."""
+    from gnnkit.utils.env import environment
+
+    env = environment(device)
+    if threads:
+        env["threads"] = threads
+    return env
+
+
+def machine_line(env: dict[str, Any], start: list[float], end: list[float], note: str) -> str:
+    """The report's machine: CPU, threads, device, library versions and date (what ``env``
+    has of them), the load averages at ``start`` and ``end``, then ``note`` (how to read the
+    numbers of a shared machine)."""
+    where = f"{env['cpu']}, {env['threads']} thread(s)"
+    if "device" in env:
+        where += f", device {env['device']}"
+    versions = f"torch {env['torch']}, PyG {env['torch_geometric']}"
+    if "torch_scatter" in env:
+        versions += f", torch-scatter {env['torch_scatter']}"
+    return (
+        f"Machine: {where}; {versions}; {env['date']}. Load average at start / end: {start} / "
+        f"{end} ({note})."
+    )
+
+
+def markdown_report(title: str, intro: str, body: list[str], *, machine: str, command: str) -> str:
+    """A benchmark's Markdown report: ``# title``, the ``intro`` paragraph, the ``body`` lines
+    (tables, notes), then the ``machine`` line (:func:`machine_line`) and the ``command``."""
+    lines = [f"# {title}", "", intro, "", *body, "", machine, "", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(
+    payload: dict[str, Any],
+    *,
+    json_path: Path | None,
+    markdown_path: Path | None,
+    markdown: Callable[[], str],
+) -> None:
+    """Write the Markdown report (``markdown()``) and the JSON payload, each when its path is
+    given, and say so."""
+    from gnnkit.utils.io import atomic_write_json, atomic_write_text
+
+    if markdown_path is not None:
+        atomic_write_text(markdown_path, markdown())
+        print(f"wrote {markdown_path}")
+    if json_path is not None:
+        atomic_write_json(json_path, payload)
+        print(f"wrote {json_path}")
+
+
+def with_pyg_weights(impl: str, pyg: Callable[[], Any], gnnkit: Callable[[], Any]) -> Any:
+    """PyG's module ``pyg()`` built with seed-0 weights, or for ``impl="gnnkit"`` gnnkit's
+    ``gnnkit()`` with those weights loaded: both libraries start from the same parameters."""
+    import torch
+
+    torch.manual_seed(0)
+    reference = pyg()
+    if impl == "pyg":
+        return reference
+    ours = gnnkit()
+    ours.load_state_dict(reference.state_dict())
+    return ours
 
 
 def collection_parser(doc: str | None, command: str, stem: str) -> argparse.ArgumentParser:
@@ -15,9 +115,7 @@ def collection_parser(doc: str | None, command: str, stem: str) -> argparse.Argu
 
     The collection defaults to ``benchmarks/results/STEM.json`` and ``STEM.md``.
     """
-    parser = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(doc)
     parser.add_argument("runs", nargs="*", type=Path, help=f"bench {command} --json files")
     parser.add_argument("--json", type=Path, default=RESULTS / f"{stem}.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / f"{stem}.md")

@@ -12,25 +12,19 @@ Writes benchmarks/results/hops.md (and the JSON when asked).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
 
 import networkx as nx
 import torch
+from _collect import RESULTS, run_environment, script_parser, write_outputs
 
 from gnnkit.graph import hop_distances
-from gnnkit.utils.env import environment
-from gnnkit.utils.io import atomic_write_json, atomic_write_text
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--nodes", type=int, default=100_000)
     parser.add_argument("--edges", type=int, default=1_000_000)
     parser.add_argument("--sources", type=int, default=100)
@@ -73,7 +67,7 @@ def main() -> None:
         "networkx_ms_per_source": round(1000 * nx_per_source, 1),
         "networkx_s_extrapolated": round(nx_total, 1),
         "speedup": round(nx_total / gnnkit_s, 1),
-        "env": environment(),
+        "env": run_environment(),
     }
     env = result["env"]
     table = f"""# Hop distances from {args.sources} sources
@@ -92,10 +86,8 @@ Speedup: **{nx_total / gnnkit_s:.1f}x**.
 Machine: {env["cpu"]}, {env["threads"]} threads; torch {env["torch"]}, PyG {env["torch_geometric"]}, {env["date"]}.
 Command: `python benchmarks/hops.py --nodes {args.nodes} --edges {args.edges} --sources {args.sources}`
 """
-    atomic_write_text(args.markdown, table)
-    if args.json:
-        atomic_write_json(args.json, result)
     print(table)
+    write_outputs(result, json_path=args.json, markdown_path=args.markdown, markdown=lambda: table)
 
 
 if __name__ == "__main__":

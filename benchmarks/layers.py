@@ -28,20 +28,26 @@ Writes benchmarks/results/layers.md (and the JSON when asked).
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _collect import (
+    RESULTS,
+    command_line,
+    load_average,
+    machine_line,
+    markdown_report,
+    run_environment,
+    script_parser,
+    with_pyg_weights,
+    write_outputs,
+)
 
-from gnnkit.utils.env import environment
-from gnnkit.utils.io import atomic_write_json, atomic_write_text
 from gnnkit.utils.timing import WARMUP_CALLS, PeakRSS, run_in_subprocess, time_function
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 LAYERS: dict[str, dict[str, Any]] = {
     "gcn": {"kind": "gcn", "out": 256, "kwargs": {}, "label": "GCNConv 128 -> 256"},
@@ -61,25 +67,22 @@ TARGETS = {
 
 def build_layer(impl: str, spec: dict[str, Any], in_channels: int) -> torch.nn.Module:
     """PyG's layer with seed-0 weights, or gnnkit's with those weights copied in."""
-    from torch_geometric.nn import GATConv as PygGAT
-    from torch_geometric.nn import GCNConv as PygGCN
 
-    torch.manual_seed(0)
-    pyg_cls = PygGCN if spec["kind"] == "gcn" else PygGAT
-    reference = pyg_cls(in_channels, spec["out"], **spec["kwargs"])
-    if impl == "pyg":
-        return reference
-    from gnnkit.nn import GATConv, GCNConv
+    def layer(library: str) -> torch.nn.Module:
+        cls = getattr(importlib.import_module(library), f"{spec['kind'].upper()}Conv")
+        return cls(in_channels, spec["out"], **spec["kwargs"])
 
-    cls = GCNConv if spec["kind"] == "gcn" else GATConv
-    layer = cls(in_channels, spec["out"], **spec["kwargs"])
-    layer.load_state_dict(reference.state_dict())
-    return layer
+    return with_pyg_weights(impl, lambda: layer("torch_geometric.nn"), lambda: layer("gnnkit.nn"))
+
+
+#: The options of the command line that :func:`measure` takes.
+SETTINGS = ("nodes", "edges", "channels", "repeat", "warmup", "threads", "device")
 
 
 def measure(
     impl: str,
     layer_name: str,
+    *,
     nodes: int,
     edges: int,
     channels: int,
@@ -223,17 +226,16 @@ def compare(layer_name: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str,
 
 
 def markdown(payload: dict[str, Any], command: str) -> str:
-    env, cfg = payload["env"], payload["config"]
-    lines = [
-        "# One layer, forward + backward: gnnkit against PyG",
-        "",
+    cfg = payload["config"]
+    intro = (
         f"Synthetic graph of ogbn-arxiv's size: {cfg['nodes']:,} nodes, {cfg['edges']:,} random "
         f"directed edges, {cfg['channels']} input channels (seed 0). Each implementation runs in "
         f"its own fresh process; time = median of {cfg['repeat']} timed steps x {cfg['rounds']} "
         f"round(s) after {cfg['warmup']} warm-up step(s); memory = peak RSS during the steps "
         "minus RSS just before them (VmHWM reset via /proc/self/clear_refs). Speedup = "
-        "T_pyg / T_gnnkit; memory ratio = M_gnnkit / M_pyg.",
-        "",
+        "T_pyg / T_gnnkit; memory ratio = M_gnnkit / M_pyg."
+    )
+    body = [
         "| layer | PyG time | gnnkit time | speedup | PyG peak +RSS | gnnkit peak +RSS | memory ratio | target |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -245,12 +247,12 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             target = f"speedup >= {t['speedup']:g}, ratio <= {t['memory_ratio']:g}: {met}"
         else:
             target = "(extra)"
-        lines.append(
+        body.append(
             f"| {e['label']} | {e['pyg']['time_median_s']:.2f} s | {e['gnnkit']['time_median_s']:.2f} s "
             f"| **{e['speedup']:.2f}x** | {e['pyg']['peak_rss_increase_mb']:,.0f} MB "
             f"| {e['gnnkit']['peak_rss_increase_mb']:,.0f} MB | **{e['memory_ratio']:.2f}** | {target} |"
         )
-    lines += [
+    body += [
         "",
         "Whole-process peak RSS (including the interpreter, torch, graph and features): "
         + "; ".join(
@@ -259,37 +261,28 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             for n in cfg["layers"]
         )
         + ".",
-        "",
     ]
     if payload.get("kernels"):
-        lines += [
+        body += [
+            "",
             f"## Kernel candidates ({cfg['nodes']:,} nodes, {cfg['edges']:,} edges, "
             f"{cfg['kernel_channels']} channels; median of {cfg['repeat']})",
             "",
             "| operation | kernel | time |",
             "|---|---|---:|",
         ]
-        lines += [
+        body += [
             f"| {r['operation']} | {r['kernel']} | {r['median_ms']:.1f} ms |"
             for r in payload["kernels"]
         ]
-        lines.append("")
-    lines += [
-        f"Machine: {env['cpu']}, {env['threads']} threads, device {env['device']}; torch "
-        f"{env['torch']}, PyG {env['torch_geometric']}, torch-scatter {env['torch_scatter']}; "
-        f"{env['date']}. Load average at start / end: {payload['loadavg_start']} / "
-        f"{payload['loadavg_end']} (a shared machine: ratios come from the same run).",
-        "",
-        f"Command: `{command}`",
-        "",
-    ]
-    return "\n".join(lines)
+    note = "a shared machine: ratios come from the same run"
+    machine = machine_line(payload["env"], payload["loadavg_start"], payload["loadavg_end"], note)
+    title = "One layer, forward + backward: gnnkit against PyG"
+    return markdown_report(title, intro, body, machine=machine, command=command)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--nodes", type=int, default=169_343)
     parser.add_argument("--edges", type=int, default=1_166_243)
     parser.add_argument("--channels", type=int, default=128)
@@ -316,10 +309,8 @@ def measure_layer(name: str, args: argparse.Namespace) -> dict[str, Any]:
         order = ["pyg", "gnnkit"] if round_index % 2 == 0 else ["gnnkit", "pyg"]
         for impl in order:
             started = time.perf_counter()
-            run = run_in_subprocess(
-                measure, impl, name, args.nodes, args.edges, args.channels, args.repeat,
-                args.warmup, args.threads, args.device,
-            )  # fmt: skip
+            settings = {key: getattr(args, key) for key in SETTINGS}
+            run = run_in_subprocess(measure, impl, name, **settings)
             runs[impl].append(run)
             print(
                 f"{name:11s} {impl:6s} median {statistics.median(run['time']['times_s']):.3f} s, "
@@ -344,40 +335,28 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown layers {unknown}; choose from {sorted(LAYERS)}")
 
-    loadavg_start = [round(v, 2) for v in os.getloadavg()]
+    loadavg_start = load_average()
     payload: dict[str, Any] = {name: measure_layer(name, args) for name in layers}
     if args.kernels:
         payload["kernels"] = kernel_timings(args.nodes, args.edges, 64, args.repeat)
     payload["loadavg_start"] = loadavg_start
-    payload["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
-    payload["config"] = {
-        "nodes": args.nodes,
-        "edges": args.edges,
-        "channels": args.channels,
-        "repeat": args.repeat,
-        "warmup": args.warmup,
-        "rounds": args.rounds,
-        "layers": layers,
-        "kernel_channels": 64,
-    }
-    env = environment(args.device)
-    if args.threads:
-        env["threads"] = args.threads
-    payload["env"] = env
+    payload["loadavg_end"] = load_average()
+    recorded = ("nodes", "edges", "channels", "repeat", "warmup", "rounds")
+    payload["config"] = {key: getattr(args, key) for key in recorded}
+    payload["config"].update(layers=layers, kernel_channels=64)
+    payload["env"] = run_environment(args.device, args.threads)
     for name in layers:
         print(
             f"{name}: speedup {payload[name]['speedup']:.2f}x, memory ratio "
             f"{payload[name]['memory_ratio']:.3f}"
         )
 
-    command = "python benchmarks/layers.py " + " ".join(sys.argv[1:])
-    markdown_path = args.markdown or (None if args.quick else RESULTS / "layers.md")
-    if markdown_path is not None:
-        atomic_write_text(markdown_path, markdown(payload, command.strip()))
-        print(f"wrote {markdown_path}")
-    if args.json:
-        atomic_write_json(args.json, payload)
-        print(f"wrote {args.json}")
+    write_outputs(
+        payload,
+        json_path=args.json,
+        markdown_path=args.markdown or (None if args.quick else RESULTS / "layers.md"),
+        markdown=lambda: markdown(payload, command_line()),
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _collect import (
+    RESULTS,
+    command_line,
+    load_average,
+    run_environment,
+    script_parser,
+    with_pyg_weights,
+    write_outputs,
+)
 from scale_data import (
     ARXIV_CLASSES,
     ARXIV_EDGES,
@@ -58,11 +66,8 @@ from scale_data import (
 )
 from scale_report import arxiv_markdown, markdown, plot, ratio
 
-from gnnkit.utils.env import environment
-from gnnkit.utils.io import atomic_write_json, atomic_write_text
 from gnnkit.utils.timing import WARMUP_CALLS, PeakRSS, run_in_subprocess, time_function
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
 SIZES = (10_000, 31_623, 100_000, 316_228, ARXIV_EDGES)
@@ -79,13 +84,10 @@ def build_model(impl: str, model: str, in_channels: int, classes: int) -> torch.
     from gnnkit.bench.pyg import PygArxivGAT, PygArxivGCN
     from gnnkit.models import BatchNormGAT, BatchNormGCN
 
-    torch.manual_seed(0)
-    reference = (PygArxivGCN if model == "gcn" else PygArxivGAT)(in_channels, classes)
-    if impl == "pyg":
-        return reference
-    ours = (BatchNormGCN if model == "gcn" else BatchNormGAT)(in_channels, classes)
-    ours.load_state_dict(reference.state_dict())
-    return ours
+    pyg, ours = (PygArxivGCN, BatchNormGCN) if model == "gcn" else (PygArxivGAT, BatchNormGAT)
+    return with_pyg_weights(
+        impl, lambda: pyg(in_channels, classes), lambda: ours(in_channels, classes)
+    )
 
 
 def measure_epoch(
@@ -285,21 +287,7 @@ def arxiv_section(args: argparse.Namespace) -> dict[str, Any]:
         payload["mini_batch"] = run_cli([*mini, "--mini-batch"], timeout_s=3600)
         print(payload["mini_batch"]["stdout"], flush=True)
     # The recipe's epoch (symmetrised graph), each library in its own process.
-    runs = {}
-    for impl in ("pyg", "gnnkit"):
-        runs[impl] = run_in_subprocess(
-            measure_epoch,
-            impl,
-            "gcn",
-            nodes,
-            edges,
-            repeat=args.repeat,
-            warmup=args.warmup,
-            threads=args.threads,
-            symmetric=True,
-        )
-        print(f"arxiv recipe {impl}: {runs[impl]['time']['median_s']:.2f} s/epoch", flush=True)
-    payload["epoch"] = compare(runs, "gcn")
+    payload["epoch"] = epoch_comparison(args, "gcn", nodes, edges, "arxiv recipe", symmetric=True)
     payload["minibatch_steps"] = {
         impl: run_in_subprocess(
             measure_minibatch_epoch, impl, nodes, edges, threads=args.threads, max_steps=15
@@ -320,32 +308,39 @@ def arxiv_section(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def epoch_comparison(
+    args: argparse.Namespace,
+    model: str,
+    nodes: int,
+    edges: int,
+    label: str,
+    *,
+    symmetric: bool = False,
+) -> dict[str, Any]:
+    """One (model, graph): each library's epochs (:func:`measure_epoch`) in its own fresh
+    process, PyG first, then :func:`compare`; each measurement is printed after ``label``."""
+    runs = {}
+    for impl in ("pyg", "gnnkit"):
+        tick = time.perf_counter()
+        runs[impl] = run_in_subprocess(
+            measure_epoch, impl, model, nodes, edges, repeat=args.repeat, warmup=args.warmup,
+            threads=args.threads, symmetric=symmetric,
+        )  # fmt: skip
+        print(
+            f"{label} {impl:6s} epoch {runs[impl]['time']['median_s']:.3f} s, +RSS "
+            f"{runs[impl]['memory']['increase_bytes'] / 2**20:,.0f} MB "
+            f"({time.perf_counter() - tick:.0f} s)",
+            flush=True,
+        )
+    return compare(runs, model)
+
+
 def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     for model in args.models:
         for edges in args.sizes:
             nodes = nodes_for(edges) if edges != ARXIV_EDGES else ARXIV_NODES
-            runs = {}
-            for impl in ("pyg", "gnnkit"):
-                tick = time.perf_counter()
-                runs[impl] = run_in_subprocess(
-                    measure_epoch,
-                    impl,
-                    model,
-                    nodes,
-                    edges,
-                    repeat=args.repeat,
-                    warmup=args.warmup,
-                    threads=args.threads,
-                )
-                print(
-                    f"{model} |E|={edges:>9,} {impl:6s} epoch "
-                    f"{runs[impl]['time']['median_s']:.3f} s, +RSS "
-                    f"{runs[impl]['memory']['increase_bytes'] / 2**20:,.0f} MB "
-                    f"({time.perf_counter() - tick:.0f} s)",
-                    flush=True,
-                )
-            entry = compare(runs, model)
+            entry = epoch_comparison(args, model, nodes, edges, f"{model} |E|={edges:>9,}")
             print(
                 f"  speedup {entry['speedup']:.2f}x, memory ratio {ratio(entry['memory_ratio'], 3)}"
             )
@@ -354,9 +349,7 @@ def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--sizes", default=",".join(map(str, SIZES)), help="edge counts, comma-separated"
     )
@@ -383,39 +376,27 @@ def main() -> None:
         args.sizes, args.repeat = [10_000, 30_000], 2
         args.arxiv_nodes, args.arxiv_edges, args.arxiv_epochs = 2_000, 14_000, 3
 
-    command = ("python benchmarks/scale.py " + " ".join(sys.argv[1:])).strip()
-    payload: dict[str, Any] = {"loadavg_start": [round(v, 2) for v in os.getloadavg()]}
+    payload: dict[str, Any] = {"loadavg_start": load_average()}
     if args.arxiv:
         payload["arxiv"] = arxiv_section(args)
     else:
         payload["results"] = run_scale(args)
-    payload["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
-    payload["config"] = {
-        "sizes": args.sizes,
-        "models": args.models,
-        "repeat": args.repeat,
-        "warmup": args.warmup,
-        "channels": ARXIV_FEATURES,
-        "classes": ARXIV_CLASSES,
-    }
-    env = environment("cpu")
-    if args.threads:
-        env["threads"] = args.threads
-    payload["env"] = env
+    payload["loadavg_end"] = load_average()
+    payload["config"] = {key: getattr(args, key) for key in ("sizes", "models", "repeat", "warmup")}
+    payload["config"].update(channels=ARXIV_FEATURES, classes=ARXIV_CLASSES)
+    payload["env"] = run_environment("cpu", args.threads)
 
-    name = "arxiv" if args.arxiv else "scale"
-    markdown_path = args.markdown or (None if args.quick else RESULTS / f"{name}.md")
-    if markdown_path is not None:
-        text = arxiv_markdown(payload, command) if args.arxiv else markdown(payload, command)
-        atomic_write_text(markdown_path, text)
-        print(f"wrote {markdown_path}")
     if not args.arxiv:
         plot_path = args.plot or (None if args.quick else RESULTS / "scale.png")
         if plot_path is not None:
             print(f"wrote {plot(payload, plot_path)}")
-    if args.json:
-        atomic_write_json(args.json, payload)
-        print(f"wrote {args.json}")
+    name, report = ("arxiv", arxiv_markdown) if args.arxiv else ("scale", markdown)
+    write_outputs(
+        payload,
+        json_path=args.json,
+        markdown_path=args.markdown or (None if args.quick else RESULTS / f"{name}.md"),
+        markdown=lambda: report(payload, command_line()),
+    )
 
 
 if __name__ == "__main__":

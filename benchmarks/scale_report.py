@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from _collect import machine_line, markdown_report
+
 #: What gnnkit should reach at the largest size, per model: the epoch at least ``speedup``
 #: times faster than PyG's, and at most ``memory_ratio`` times its peak memory.
 TARGETS = {"gcn": {"speedup": 2.0, "memory_ratio": 0.5}}
@@ -17,10 +19,8 @@ def ratio(value: float | None, digits: int = 2) -> str:
 
 
 def markdown(payload: dict[str, Any], command: str) -> str:
-    env, cfg = payload["env"], payload["config"]
-    lines = [
-        "# Scale study: one full-batch training epoch, gnnkit against PyG",
-        "",
+    cfg = payload["config"]
+    intro = (
         f"Synthetic power-law (Chung-Lu, gamma 2.5) directed graphs at ogbn-arxiv's edge/node "
         f"ratio; {cfg['channels']} features, {cfg['classes']} classes, 54 % training nodes. "
         "GCN = OGB's arxiv GCN (3 layers, 256 hidden, batch norm, dropout 0.5, `cached=True`); "
@@ -28,8 +28,9 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         "forward, cross-entropy, backward, fused Adam step. Each cell runs in its own fresh "
         f"process: median of {cfg['repeat']} timed epochs after {cfg['warmup']} warm-up; "
         "memory = peak RSS during the epochs minus RSS before them (graph, features, model "
-        "already allocated). Speedup = T_pyg / T_gnnkit; memory ratio = M_gnnkit / M_pyg.",
-        "",
+        "already allocated). Speedup = T_pyg / T_gnnkit; memory ratio = M_gnnkit / M_pyg."
+    )
+    lines = [
         "| model | nodes | edges | PyG epoch | gnnkit epoch | speedup | PyG +RSS | gnnkit +RSS | memory ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -55,20 +56,11 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             f"{target['memory_ratio']:g}x ({ratio(top['memory_ratio'])}: "
             f"{'met' if met_mem else '**missed**'})."
         )
-    lines += [
-        "",
-        "![epoch time and peak memory against |E|](scale.png)",
-        "",
-        f"Machine: {env['cpu']}, {env['threads']} thread(s), device {env['device']}; torch "
-        f"{env['torch']}, PyG {env['torch_geometric']}, torch-scatter {env['torch_scatter']}; "
-        f"{env['date']}. Load average at start / end: {payload['loadavg_start']} / "
-        f"{payload['loadavg_end']} (a shared machine: read the ratios, which come from the "
-        "same run).",
-        "",
-        f"Command: `{command}`",
-        "",
-    ]
-    return "\n".join(lines)
+    lines += ["", "![epoch time and peak memory against |E|](scale.png)"]
+    note = "a shared machine: read the ratios, which come from the same run"
+    machine = machine_line(payload["env"], payload["loadavg_start"], payload["loadavg_end"], note)
+    title = "Scale study: one full-batch training epoch, gnnkit against PyG"
+    return markdown_report(title, intro, lines, machine=machine, command=command)
 
 
 def _s(seconds: float) -> str:
@@ -109,19 +101,22 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
 
 def arxiv_markdown(payload: dict[str, Any], command: str) -> str:
     """The ogbn-arxiv section's report: the whole CLI path, then the recipe's epoch."""
-    return "\n".join([*_arxiv_path_lines(payload["arxiv"]), *_arxiv_epoch_lines(payload, command)])
+    intro = (
+        "**The real ogbn-arxiv is not reachable from this machine** (no network; it is not in "
+        "the mirror), so the leaderboard target (GCN: **71.74 +- 0.29 %** test accuracy over 10 "
+        "seeds) is not measured here. Where the data is available, run:"
+    )
+    body = [*_arxiv_path_lines(payload["arxiv"]), *_arxiv_epoch_lines(payload)]
+    note = "a shared machine: read the ratios"
+    machine = machine_line(payload["env"], payload["loadavg_start"], payload["loadavg_end"], note)
+    title = "ogbn-arxiv: OGB's full-batch GCN recipe and the mini-batch mode"
+    return markdown_report(title, intro, body, machine=machine, command=command)
 
 
 def _arxiv_path_lines(a: dict[str, Any]) -> list[str]:
     """What ran through ``gnnkit bench node --dataset ogbn-arxiv``, full batch and mini-batch."""
     fb, mb = a["full_batch"]["result"], a["mini_batch"]["result"]
     lines = [
-        "# ogbn-arxiv: OGB's full-batch GCN recipe and the mini-batch mode",
-        "",
-        "**The real ogbn-arxiv is not reachable from this machine** (no network; it is not in "
-        "the mirror), so the leaderboard target (GCN: **71.74 +- 0.29 %** test accuracy over 10 "
-        "seeds) is not measured here. Where the data is available, run:",
-        "",
         "```",
         "gnnkit bench node --dataset ogbn-arxiv --runs 10 --compare pyg \\",
         "    --json benchmarks/results/arxiv_real.json --plot benchmarks/results/arxiv_real.png",
@@ -166,9 +161,9 @@ def _arxiv_path_lines(a: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _arxiv_epoch_lines(payload: dict[str, Any], command: str) -> list[str]:
-    """The recipe's training epoch and mini-batch steps, gnnkit against PyG; the machine."""
-    env, a = payload["env"], payload["arxiv"]
+def _arxiv_epoch_lines(payload: dict[str, Any]) -> list[str]:
+    """The recipe's training epoch and mini-batch steps, gnnkit against PyG."""
+    a = payload["arxiv"]
     e, steps = a["epoch"], a["minibatch_steps"]
     return [
         "",
@@ -204,12 +199,4 @@ def _arxiv_epoch_lines(payload: dict[str, Any], command: str) -> list[str]:
         f"{steps['gnnkit']['subgraph_edges_mean']:,.0f} edges | same seeds |",
         f"| peak +RSS | {steps['pyg']['memory']['increase_bytes'] / 2**20:,.0f} MB | "
         f"{steps['gnnkit']['memory']['increase_bytes'] / 2**20:,.0f} MB |",
-        "",
-        f"Machine: {env['cpu']}, {env['threads']} thread(s); torch {env['torch']}, PyG "
-        f"{env['torch_geometric']}; {env['date']}. Load average at start / end: "
-        f"{payload['loadavg_start']} / {payload['loadavg_end']} (a shared machine: read the "
-        "ratios).",
-        "",
-        f"Command: `{command}`",
-        "",
     ]

@@ -26,20 +26,24 @@ Writes benchmarks/results/seq_throughput.md and .json (``--out`` to change the s
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _collect import (
+    RESULTS,
+    load_average,
+    machine_line,
+    markdown_report,
+    run_environment,
+    write_outputs,
+)
 from torch import nn
 
 from gnnkit.seq import LSTMClassifier, RandomCombinations, TrainConfig, fit
-from gnnkit.utils.env import environment
-from gnnkit.utils.io import atomic_write_json, atomic_write_text
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"gnnkit": 0.9, "gnnkit-hand": 1 / 3}
 
 
@@ -124,38 +128,29 @@ def run_lengths(args: argparse.Namespace) -> list[dict]:
 
 
 def markdown(payload: dict, args: argparse.Namespace) -> str:
-    env, load = payload["environment"], payload["load_average"]
-    lines = [
-        "# Sequence models: training throughput against a bare torch.nn.LSTM loop",
-        "",
+    intro = (
         f"Random combinations, batch 128, embedding 2 T, hidden {args.hidden}, Adam + clipping "
         f"(the report's protocol). Time per batch = median of {args.rounds} interleaved rounds "
         f"of {args.batches} batches after a warm-up round; data generation included in every "
-        "loop. Speed ratio = t_bare / t_impl (higher is faster; 1.0 = the bare loop).",
-        "",
+        "loop. Speed ratio = t_bare / t_impl (higher is faster; 1.0 = the bare loop)."
+    )
+    table = [
         "| T | bare nn.LSTM loop | gnnkit LSTMClassifier + fit | ratio (target >= 0.9) | "
         "hand-written LSTM + fit | ratio (target >= 0.33) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for row in payload["results"]:
         ms, ratio = row["ms_per_batch"], row["speed_ratio"]
-        lines.append(
+        table.append(
             f"| {row['seq_len']} | {ms['bare']:.1f} ms | {ms['gnnkit']:.1f} ms | "
             f"**{ratio['gnnkit']:.2f}x** | {ms['gnnkit-hand']:.1f} ms | "
             f"**{ratio['gnnkit-hand']:.2f}x** |"
         )
-    lines += [
-        "",
-        f"Command: `{payload['command']}`",
-        "",
-        f"Machine: {env['cpu']}, {env['threads']} torch thread(s) of {env['cpu_count']} cores, "
-        f"device {env['device']}; torch {env['torch']}, PyG {env['torch_geometric']}, "
-        f"Python {env['python']}; {env['date']}. Load average at start / end: "
-        f"{[round(x, 2) for x in load['start']]} / {[round(x, 2) for x in load['end']]} "
-        "(a shared machine: only the ratios, measured in the same run, are meaningful).",
-        "",
-    ]
-    return "\n".join(lines)
+    load = payload["load_average"]
+    note = "a shared machine: only the ratios, measured in the same run, are meaningful"
+    machine = machine_line(payload["environment"], load["start"], load["end"], note)
+    title = "Sequence models: training throughput against a bare torch.nn.LSTM loop"
+    return markdown_report(title, intro, table, machine=machine, command=payload["command"])
 
 
 def main() -> None:
@@ -169,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    load_start = os.getloadavg()
+    load_start = load_average()
     started = time.perf_counter()
     rows = run_lengths(args)
     options = [
@@ -194,11 +189,15 @@ def main() -> None:
         "targets": TARGETS,
         "results": rows,
         "wall_seconds": time.perf_counter() - started,
-        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-        "environment": environment("cpu"),
+        "load_average": {"start": load_start, "end": load_average()},
+        "environment": run_environment("cpu", args.threads),
     }
-    atomic_write_json(args.out.with_suffix(".json"), payload)
-    atomic_write_text(args.out.with_suffix(".md"), markdown(payload, args))
+    write_outputs(
+        payload,
+        json_path=args.out.with_suffix(".json"),
+        markdown_path=args.out.with_suffix(".md"),
+        markdown=lambda: markdown(payload, args),
+    )
 
 
 if __name__ == "__main__":

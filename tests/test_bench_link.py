@@ -20,14 +20,7 @@ from gnnkit.models import EmbeddingGNN, HadamardMLP, LinkGNN
 from gnnkit.nn.functional import dropout_mask
 from gnnkit.ops.hadamard import Workspace, hadamard_mlp
 from gnnkit.recipes import LINK_RECIPES, get_recipe
-from gnnkit.train.link import (
-    LinkData,
-    LinkTrainConfig,
-    fit_link,
-    hits_at_k,
-    link_data,
-    link_run,
-)
+from gnnkit.train.link import LinkData, LinkTrainConfig, fit_link, hits_at_k, link_data, link_run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -105,7 +105,6 @@ ERRORS = [
             (["--seq-len", "1"], "seq_len must be >= 2, got 1"),
             (["--seq-len", "5", "--embed-dim", "0"], "embed_dim must be >= 1, got 0"),
             (["--seq-len", "5", "--seed", "-2"], "seed must be an integer >= 0"),
-            (["--seq-len", "5", "--threads", "0"], "--threads must be >= 1, got 0"),
             (["--seq-len", "5", "--max-batches", "0"], "TrainConfig.max_batches"),
             (["--seq-len", "5", "--forget-bias", "big"], "--forget-bias must be a number"),
             (["--seq-len", "5", "--forget-bias", "nan"], "forget_bias must be a finite"),
@@ -169,6 +168,7 @@ USAGE_ERRORS = [
         [
             (["--model", "transformer"], "invalid choice"),
             (["--task", "copy"], "invalid choice"),
+            (["--threads", "0"], "expected a positive integer (>= 1), got 0"),
         ],
     ),
 ]

@@ -205,3 +205,19 @@ def test_the_command_table_agrees_with_each_module(capsys):
         importlib.import_module(module).register(subparsers)
         declared = {action.dest: action.help for action in subparsers._choices_actions}
         assert declared == {name: help_line}, module
+
+
+def test_integer_types_refuse_what_is_not_an_integer_or_below_the_bound():
+    import argparse
+
+    from gnnkit.cli import nonnegative_int, positive_int
+
+    assert (positive_int("3"), nonnegative_int("0")) == (3, 0)
+    for parse, text, message in (
+        (positive_int, "0", r"expected a positive integer \(>= 1\), got 0"),
+        (positive_int, "ten", "expected a positive integer, got 'ten'"),
+        (nonnegative_int, "-1", r"expected a non-negative integer \(>= 0\), got -1"),
+        (nonnegative_int, "1.5", "expected a non-negative integer, got '1.5'"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse(text)

@@ -1,4 +1,5 @@
-"""Atomic writes, safe loading, input checks, plotting helpers and environment facts."""
+"""Atomic writes, safe loading, input checks, random state, plotting helpers and environment
+facts."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from gnnkit.utils.checks import (
 from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_open, atomic_torch_save, atomic_write_json, safe_torch_load
 from gnnkit.utils.plotting import plot_seed_curves, save_figure, smooth, subplots
+from gnnkit.utils.rng import rng_state, seed_everything, set_rng_state
+from gnnkit.utils.tensors import MIB, describe_layout, tensor_mib
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -250,6 +253,25 @@ def test_validate_fields_accepts_valid_values_and_follows_subclasses():
         _Qualified(size=0)
 
 
+def test_rng_state_restores_what_torch_python_and_numpy_seeding_drew():
+    import random
+
+    seed_everything(7)
+    state = rng_state(cuda=False)
+    assert set(state) == {"torch", "python"}  # no CUDA state unless asked for
+    first = (torch.rand(3), random.random())
+    set_rng_state(state)
+    assert torch.equal(torch.rand(3), first[0]) and random.random() == first[1]
+    set_rng_state({"torch": state["torch"]})  # Python's generator is left where it was
+    assert torch.equal(torch.rand(3), first[0]) and random.random() != first[1]
+    seed_everything(7)
+    assert torch.equal(torch.rand(3), first[0])
+    seed_everything(2**32 + 7)  # NumPy takes the seed modulo 2**32
+    numpy_draw = np.random.rand()
+    seed_everything(7)
+    assert np.random.rand() == numpy_draw
+
+
 def test_smooth_is_a_trailing_moving_average():
     values = [1.0, 3.0, 5.0, 7.0]
     assert smooth(values, 2).tolist() == [1.0, 2.0, 4.0, 6.0]
@@ -272,3 +294,21 @@ def test_environment_reports_versions():
     env = environment()
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert env["threads"] == torch.get_num_threads() and env["cpu"]
+
+
+def test_tensor_mib_counts_values_and_sparse_indices():
+    dense = torch.zeros(4, 8)  # 32 float32 values
+    assert tensor_mib(dense) == pytest.approx(32 * 4 / MIB)
+    index = torch.tensor([[0, 1, 1], [2, 0, 2]])
+    coo = torch.sparse_coo_tensor(torch.cat([index, index], 1), torch.ones(6), (2, 3))
+    # coalesced: 3 positions, two int64 indices and one float32 value each
+    assert tensor_mib(coo) == pytest.approx(3 * (2 * 8 + 4) / MIB)
+    csr = coo.coalesce().to_sparse_csr()  # 3 row pointers, 3 columns, 3 values
+    assert tensor_mib(csr) == pytest.approx((3 * 8 + 3 * 8 + 3 * 4) / MIB)
+
+
+def test_describe_layout_names_the_layout_shape_and_non_zeros():
+    dense = torch.eye(3)
+    assert describe_layout(dense) == "dense (3, 3)"
+    assert describe_layout(dense.to_sparse()) == "sparse coo (3, 3), 3 non-zeros"
+    assert describe_layout(dense.to_sparse_csr()) == "sparse csr (3, 3), 3 non-zeros"

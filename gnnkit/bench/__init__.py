@@ -6,7 +6,7 @@ reference of it (:mod:`gnnkit.bench.pyg`) on the same data and seeds, and return
 that renders as a table, a JSON payload and a figure:
 
 - :func:`gnnkit.bench.node.run_node_benchmark`: node classification (Cora, ogbn-arxiv...),
-  full-batch, mini-batch or multi-process; result: :mod:`gnnkit.bench.node_result`;
+  full-batch, mini-batch or multi-process;
 - :func:`gnnkit.bench.graph.run_graph_benchmark`: OGB molecular property prediction;
 - :func:`gnnkit.bench.link.run_link_benchmark`: OGB ogbl-ddi link prediction.
 

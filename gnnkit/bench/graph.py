@@ -29,10 +29,9 @@ from typing import Any
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.harness import Comparison, mean_std, plot_panels
+from gnnkit.bench.harness import Comparison, machine, mean_std, plot_training_curves
 from gnnkit.errors import InputError
 from gnnkit.train.graph import metric_direction
-from gnnkit.utils.table import format_table
 
 __all__ = [
     "GRAPH_SEED_KEYS",
@@ -104,16 +103,17 @@ def within_one_std(gnnkit: Mapping[str, Any], pyg: Mapping[str, Any], metric: st
 
 @dataclass
 class GraphBenchResult(Comparison):
-    """Everything a graph benchmark measured; :meth:`to_json` is the ``--json`` payload."""
+    """Everything a graph benchmark measured; :meth:`to_json` is the ``--json`` payload.
+
+    Besides :class:`~gnnkit.bench.harness.Comparison`'s fields (``records``: one
+    :class:`~gnnkit.train.graph.GraphTrainResult` per seed): the OGB ``metric`` and the
+    ``options`` the benchmark ran with.
+    """
 
     speed_key = "epoch_s_median"
+    align = "lrrr"
 
-    dataset: str
-    model: str
     metric: str
-    epochs: int
-    seeds: list[int]
-    records: dict[str, list[Any]]  # impl -> GraphTrainResult per seed
     options: dict[str, Any]
 
     def summary(self, impl: str) -> dict[str, Any]:
@@ -136,36 +136,32 @@ class GraphBenchResult(Comparison):
         return within_one_std(self.summary("gnnkit"), self.summary("pyg"), self.metric)
 
     def to_json(self, env: dict[str, Any]) -> dict[str, Any]:
-        payload = self.payload(dataset=self.dataset, model=self.model, metric=self.metric)
-        payload["within_one_std"] = self.within_one_std()
-        payload["runs"] = len(self.seeds)
-        payload["epochs"] = self.epochs
-        payload["seeds"] = self.seeds
-        payload["options"] = self.options
-        payload["env"] = env
-        return payload
+        head = dict(dataset=self.dataset, model=self.model, metric=self.metric)
+        tail = dict(within_one_std=self.within_one_std(), runs=len(self.seeds), epochs=self.epochs)
+        tail.update(seeds=self.seeds, options=self.options, env=env)
+        return self.payload(head, tail)
 
-    def report(self) -> str:
-        rows = []
-        for impl in self.records:
-            s = self.summary(impl)
-            test = f"{s['test_mean']:.4f} +- {s['test_std']:.4f}"
-            epoch = f"{1000 * s['epoch_s_median']:.0f} ms"
-            rows.append((impl, test, f"{s['valid_mean']:.4f}", epoch))
-        header = ("implementation", f"test {self.metric}", f"valid {self.metric}", "epoch time")
-        title = (
+    def title(self) -> str:
+        return (
             f"{self.model.upper()} on {self.dataset}: {len(self.seeds)} run(s) x {self.epochs} "
-            f"epochs, seeds {self.seeds[0]}-{self.seeds[-1]}, {self.options.get('device', 'cpu')}, "
-            f"{torch.get_num_threads()} thread(s)"
+            f"epochs, seeds {self.seeds[0]}-{self.seeds[-1]}, "
+            f"{machine(self.options.get('device', 'cpu'))}"
         )
-        lines = [title, format_table(header, rows, "lrrr")]
-        if self.compared:
-            verdict = "within one PyG std or better" if self.within_one_std() else "worse"
-            lines.append(
-                f"speedup: gnnkit's epoch is {self.speedup:.2f}x faster than PyG's; accuracy "
-                f"{verdict}"
-            )
-        return "\n".join(lines)
+
+    def header(self) -> tuple[str, ...]:
+        return ("implementation", f"test {self.metric}", f"valid {self.metric}", "epoch time")
+
+    def row(self, impl: str, s: Mapping[str, Any]) -> tuple[str, ...]:
+        test = f"{s['test_mean']:.4f} +- {s['test_std']:.4f}"
+        return (impl, test, f"{s['valid_mean']:.4f}", f"{1000 * s['epoch_s_median']:.0f} ms")
+
+    def notes(self) -> list[str]:
+        if not self.compared:
+            return []
+        verdict = "within one PyG std or better" if self.within_one_std() else "worse"
+        return [
+            f"speedup: gnnkit's epoch is {self.speedup:.2f}x faster than PyG's; accuracy {verdict}"
+        ]
 
 
 def run_graph_benchmark(
@@ -249,14 +245,5 @@ def run_graph_benchmark(
 
 def plot_graph_benchmark(result: GraphBenchResult, path: str | Path) -> Path:
     """Training loss and validation / test score per epoch: each seed light, the mean dark."""
-    panels = (
-        ("loss", "training loss"),
-        ("valid", f"validation {result.metric}"),
-        ("test", f"test {result.metric}"),
-    )
-    window = max(1, min(5, result.epochs // 20))
-    title = (
-        f"{result.model.upper()} on {result.dataset}: {len(result.seeds)} seed(s), mean (dark, "
-        f"smoothed over {window}) and each seed (light)"
-    )
-    return plot_panels(result.records, panels, path, title=title, window=window)
+    panels = (("valid", f"validation {result.metric}"), ("test", f"test {result.metric}"))
+    return plot_training_curves(result, path, panels, max_window=5)

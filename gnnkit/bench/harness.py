@@ -16,8 +16,8 @@ of two ways:
   memory, which two runs alive at once would mix.
 
 Results: every benchmark's result is a :class:`Comparison` (one record per implementation and
-seed; ``summary(impl)`` is one JSON block of statistics over the seeds, ``to_json`` the whole
-``--json`` payload). :func:`mean_std` and :func:`plot_panels` are also what the scripts that
+seed; ``summary(impl)`` is one JSON block of statistics over the seeds, ``report()`` what
+``gnnkit bench`` prints, ``to_json`` the whole ``--json`` payload). :func:`mean_std` and :func:`plot_panels` are also what the scripts that
 collect several runs into one table use (``benchmarks/ddi_table.py``,
 ``benchmarks/ogbg_table.py``), so that no script depends on a benchmark's internals.
 """
@@ -28,12 +28,14 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from gnnkit.errors import InputError
+from gnnkit.utils.table import format_table
 
 __all__ = [
     "COLORS",
@@ -41,10 +43,13 @@ __all__ = [
     "check_compare",
     "check_resume",
     "check_runs",
+    "checkpoint_path",
     "implementations",
     "interleave_seeds",
+    "machine",
     "mean_std",
     "plot_panels",
+    "plot_training_curves",
     "resolve_device",
     "seeds",
 ]
@@ -107,6 +112,16 @@ def seeds(seed: int, runs: int) -> list[int]:
     return [seed + r for r in range(runs)]
 
 
+def checkpoint_path(
+    checkpoint_dir: str | Path | None, stem: str, impl: str, seed: int, suffix: str = ""
+) -> Path | None:
+    """The checkpoint file of one run, ``DIR/STEM-IMPL-seedSEED[SUFFIX].pt`` (the stem names
+    the dataset and model); ``None`` without a checkpoint folder."""
+    if checkpoint_dir is None:
+        return None
+    return Path(checkpoint_dir) / f"{stem}-{impl}-seed{seed}{suffix}.pt"
+
+
 def interleave_seeds(
     recipes: Mapping[str, Any],
     run_seeds: list[int],
@@ -161,21 +176,54 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+@dataclass
 class Comparison:
-    """What every benchmark result shares: the implementations' records and the speed ratio.
+    """What every benchmark result shares: its setting, the records, the table and the payload.
 
     A result (:class:`~gnnkit.bench.node.NodeBenchResult`,
     :class:`~gnnkit.bench.graph.GraphBenchResult`, :class:`~gnnkit.bench.link.LinkBenchResult`)
-    sets ``records`` (implementation -> one record per seed) and implements :meth:`summary`;
-    :attr:`speed_key` names the summary's time whose PyG / gnnkit ratio is the speedup.
+    adds its own fields and implements :meth:`summary` (one JSON block per implementation),
+    :meth:`title`, :meth:`header` and :meth:`row` (its table: one row per implementation, aligned
+    by :attr:`align`), :meth:`notes` (the lines under the table) and ``to_json`` (the ``--json``
+    payload, through :meth:`payload`); :attr:`speed_key` names the summary's time whose PyG /
+    gnnkit ratio is the speedup.
+
+    Args:
+        dataset (str): the dataset's name.
+        model (str): gnnkit's recipe (:mod:`gnnkit.recipes`).
+        epochs (int): epochs per run.
+        seeds (list of int): the seed of every run, in order.
+        records (dict): implementation -> one record per seed.
     """
 
-    records: dict[str, list[Any]]
     speed_key: ClassVar[str]
+    align: ClassVar[str]
+
+    dataset: str
+    model: str
+    epochs: int
+    seeds: list[int]
+    records: dict[str, list[Any]]
 
     def summary(self, impl: str) -> dict[str, Any]:
         """One implementation's JSON block of statistics over its seeds."""
         raise NotImplementedError
+
+    def title(self) -> str:
+        """The line above the table."""
+        raise NotImplementedError
+
+    def header(self) -> Sequence[str]:
+        """The table's column names."""
+        raise NotImplementedError
+
+    def row(self, impl: str, summary: Mapping[str, Any]) -> Sequence[str]:
+        """One implementation's table row, from its :meth:`summary`."""
+        raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """The lines under the table (the speedup...)."""
+        return []
 
     @property
     def compared(self) -> bool:
@@ -190,11 +238,25 @@ class Comparison:
         g, p = self.summary("gnnkit")[self.speed_key], self.summary("pyg")[self.speed_key]
         return p / g if g and p else None
 
-    def payload(self, **head: Any) -> dict[str, Any]:
-        """The ``--json`` payload's start: ``head``, then gnnkit's and (when compared) PyG's
-        summary blocks, then ``speedup``."""
+    def payload(self, head: Mapping[str, Any], tail: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``--json`` payload: ``head``, gnnkit's and (when compared) PyG's summary blocks,
+        ``speedup``, then ``tail``."""
         blocks = {impl: self.summary(impl) for impl in ("gnnkit", "pyg") if impl in self.records}
-        return {**head, **blocks, "speedup": self.speedup}
+        return {**head, **blocks, "speedup": self.speedup, **tail}
+
+    def table(self) -> str:
+        """:meth:`header` over one :meth:`row` per implementation."""
+        rows = [self.row(impl, self.summary(impl)) for impl in self.records]
+        return format_table(self.header(), rows, self.align)
+
+    def report(self) -> str:
+        """What ``gnnkit bench`` prints: :meth:`title`, :meth:`table`, then :meth:`notes`."""
+        return "\n".join([self.title(), self.table(), *self.notes()])
+
+
+def machine(device: Any) -> str:
+    """``"<device>, <torch's CPU threads> thread(s)"``: where a benchmark ran, for its title."""
+    return f"{device}, {torch.get_num_threads()} thread(s)"
 
 
 def plot_panels(
@@ -243,3 +305,25 @@ def plot_panels(
         return save_figure(fig, path)
     except OSError as exc:
         raise InputError(f"cannot write --plot {path}: {exc.strerror or exc}") from exc
+
+
+def plot_training_curves(
+    result: Comparison,
+    path: str | Path,
+    panels: Sequence[tuple[str, str]],
+    *,
+    max_window: int,
+    label: str = "",
+) -> Path:
+    """The training loss, then ``panels`` (:func:`plot_panels`), per epoch of every seed (light)
+    and their mean (dark, smoothed over up to ``max_window`` epochs: one per 20 epochs).
+
+    ``label`` follows the dataset's name in the title.
+    """
+    window = max(1, min(max_window, result.epochs // 20))
+    title = (
+        f"{result.model.upper()} on {result.dataset}{label}: {len(result.seeds)} seed(s), "
+        f"mean (dark, smoothed over {window}) and each seed (light)"
+    )
+    panels = (("loss", "training loss"), *panels)
+    return plot_panels(result.records, panels, path, title=title, window=window)

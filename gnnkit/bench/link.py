@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,26 +29,26 @@ from typing import Any
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.harness import Comparison, mean_std, plot_panels
+from gnnkit.bench.harness import Comparison, machine, mean_std, plot_panels
 from gnnkit.train.link import DEFAULT_NEGATIVES
-from gnnkit.utils.table import format_table
 
 __all__ = ["LinkBenchResult", "plot_link_benchmark", "run_link_benchmark"]
 
 
 @dataclass
 class LinkBenchResult(Comparison):
-    """Everything a link benchmark measured; :meth:`to_json` is the ``--json`` payload."""
+    """Everything a link benchmark measured; :meth:`to_json` is the ``--json`` payload.
+
+    Besides :class:`~gnnkit.bench.harness.Comparison`'s fields (``records``: one
+    :class:`~gnnkit.train.link.LinkTrainResult` per seed): the ``device``, the ``k`` of
+    Hits@K and the ``options`` the benchmark ran with.
+    """
 
     speed_key = "epoch_s_median"
+    align = "lrrrrrl"
 
-    dataset: str
-    model: str
-    epochs: int
-    seeds: list[int]
     device: str
     k: int
-    records: dict[str, list[Any]]  # impl -> LinkTrainResult per seed
     options: dict[str, Any]
 
     @property
@@ -77,38 +78,34 @@ class LinkBenchResult(Comparison):
         }
 
     def to_json(self, env: dict[str, Any]) -> dict[str, Any]:
-        payload = self.payload(dataset=self.dataset, model=self.model, metric=self.metric)
-        payload["epochs"] = self.epochs
-        payload["seeds"] = self.seeds
-        payload["options"] = self.options
-        payload["env"] = env
-        return payload
+        head = dict(dataset=self.dataset, model=self.model, metric=self.metric)
+        tail = dict(epochs=self.epochs, seeds=self.seeds, options=self.options, env=env)
+        return self.payload(head, tail)
 
-    def table(self) -> str:
-        rows = []
-        for impl in self.records:
-            s = self.summary(impl)
-            done = ", ".join(
-                f"{n}" + ("" if f == "epochs" else f" ({f})")
-                for n, f in zip(s["epochs_run"], s["finished"], strict=True)
-            )
-            test = f"{s['test_mean']:.4f} +- {s['test_std']:.4f}"
-            epoch, evaluation = _seconds(s["epoch_s_median"]), _seconds(s["eval_s_median"])
-            wall = _seconds(sum(s["wall_s"]))
-            rows.append((impl, test, f"{s['valid_mean']:.4f}", epoch, evaluation, wall, done))
-        header = ("implementation", f"test Hits@{self.k}", "valid", "epoch time", "eval time",
-                  "wall time", "epochs")  # fmt: skip
-        return format_table(header, rows, "lrrrrrl")
-
-    def report(self) -> str:
+    def title(self) -> str:
         title = (
             f"{self.model.upper()} on {self.dataset}: {len(self.seeds)} run(s), "
-            f"seeds {','.join(map(str, self.seeds))}, {self.device}, "
-            f"{torch.get_num_threads()} thread(s)"
+            f"seeds {','.join(map(str, self.seeds))}, {machine(self.device)}"
         )
         if self.options.get("negatives", DEFAULT_NEGATIVES) != DEFAULT_NEGATIVES:
             title += f", negatives drawn by {self.options['negatives']}"
-        lines = [title, self.table()]
+        return title
+
+    def header(self) -> tuple[str, ...]:
+        return ("implementation", f"test Hits@{self.k}", "valid", "epoch time", "eval time",
+                "wall time", "epochs")  # fmt: skip
+
+    def row(self, impl: str, s: Mapping[str, Any]) -> tuple[str, ...]:
+        done = ", ".join(
+            f"{n}" + ("" if f == "epochs" else f" ({f})")
+            for n, f in zip(s["epochs_run"], s["finished"], strict=True)
+        )
+        test = f"{s['test_mean']:.4f} +- {s['test_std']:.4f}"
+        times = map(_seconds, (s["epoch_s_median"], s["eval_s_median"], sum(s["wall_s"])))
+        return (impl, test, f"{s['valid_mean']:.4f}", *times, done)
+
+    def notes(self) -> list[str]:
+        lines = []
         if self.speedup is not None:
             lines.append(
                 f"speedup: gnnkit's training epoch is {self.speedup:.2f}x faster than PyG's"
@@ -119,7 +116,7 @@ class LinkBenchResult(Comparison):
                 "partial: stopped by the time budget; continue with --resume and the same "
                 "--checkpoint-dir"
             )
-        return "\n".join(lines)
+        return lines
 
 
 def _seconds(value: float | None) -> str:
@@ -172,7 +169,7 @@ def run_link_benchmark(
             implementations. (default: ``"pyg"``)
     """
     from gnnkit.recipes import get_recipe
-    from gnnkit.train.link import LinkData, LinkTrainConfig, link_data
+    from gnnkit.train.link import LinkData, LinkTrainConfig, link_data, link_result, link_run
 
     harness.check_runs(runs)
     recipe = get_recipe("link", model)
@@ -184,57 +181,28 @@ def run_link_benchmark(
         epochs=epochs, lr=recipe.lr, batch_size=batch_size, eval_every=eval_every,
         time_budget_s=time_budget_s, negatives=negatives,
     )  # fmt: skip
-    data = dataset_obj if isinstance(dataset_obj, LinkData) else link_data(dataset_obj)
-    link_runs = _LinkRuns(data.to(device), config, hidden_channels, device, resume,
-                          checkpoint_dir, stem=f"{dataset}-{model}")  # fmt: skip
+    data = (dataset_obj if isinstance(dataset_obj, LinkData) else link_data(dataset_obj)).to(device)
+
+    def start(impl: str, recipe: Any, run_seed: int) -> Any:
+        net = recipe.build(data.num_nodes, hidden_channels).to(device)
+        path = harness.checkpoint_path(checkpoint_dir, f"{dataset}-{model}", impl, run_seed)
+        run_config = dataclasses.replace(config, seed=run_seed)
+        return link_run(net, data, run_config, checkpoint=path, resume=resume)
+
+    def finish(impl: str, run_seed: int, run_result: Any) -> Any:
+        return link_result(run_result, config.k)
+
     seeds = harness.seeds(seed, runs)
-    records = harness.interleave_seeds(
-        recipes, seeds, link_runs.start, link_runs.finish, time_budget_s=time_budget_s
-    )
+    records = harness.interleave_seeds(recipes, seeds, start, finish, time_budget_s=time_budget_s)
     options = {
         "runs": runs, "epochs": epochs, "eval_every": eval_every, "seed": seed,
         "batch_size": batch_size, "hidden_channels": hidden_channels, "lr": recipe.lr,
         "time_budget_s": time_budget_s, "compare": compare, "negatives": negatives,
     }  # fmt: skip
     return LinkBenchResult(
-        dataset=dataset,
-        model=model,
-        epochs=epochs,
-        seeds=seeds[: len(records["gnnkit"])],
-        device=str(device),
-        k=config.k,
-        records=records,
-        options=options,
-    )
-
-
-@dataclass
-class _LinkRuns:
-    """One link run per implementation and seed, for :func:`harness.interleave_seeds`."""
-
-    data: Any
-    config: Any
-    hidden_channels: int
-    device: torch.device
-    resume: bool
-    checkpoint_dir: Any
-    stem: str  # checkpoints are STEM-IMPL-seedSEED.pt
-
-    def start(self, impl: str, recipe: Any, run_seed: int) -> Any:
-        """The recipe's model on the device and its run (resumed from its checkpoint)."""
-        from gnnkit.train.link import link_run
-
-        net = recipe.build(self.data.num_nodes, self.hidden_channels).to(self.device)
-        path = None
-        if self.checkpoint_dir is not None:
-            path = Path(self.checkpoint_dir) / f"{self.stem}-{impl}-seed{run_seed}.pt"
-        config = dataclasses.replace(self.config, seed=run_seed)
-        return link_run(net, self.data, config, checkpoint=path, resume=self.resume)
-
-    def finish(self, impl: str, run_seed: int, result: Any) -> Any:
-        from gnnkit.train.link import link_result
-
-        return link_result(result, self.config.k)
+        dataset=dataset, model=model, epochs=epochs, seeds=seeds[: len(records["gnnkit"])],
+        device=str(device), k=config.k, records=records, options=options,
+    )  # fmt: skip
 
 
 def plot_link_benchmark(result: LinkBenchResult, path: str | Path) -> Path:

@@ -5,7 +5,18 @@ seeds, in the same process, interleaved run by run (even runs train gnnkit first
 first, so neither always runs on a warmer machine; :mod:`gnnkit.bench.harness`). Before the
 timed runs each implementation trains a few untimed warm-up epochs (:data:`WARMUP_EPOCHS`).
 
-What is measured and reported: :mod:`gnnkit.bench.node_result`.
+What the table (:class:`NodeBenchResult`) reports, per implementation:
+
+- test accuracy: mean +- sample standard deviation over the runs of the test accuracy at the
+  epoch with the best validation accuracy (see :mod:`gnnkit.train.node`);
+- run time: the median over runs of one whole run's time (every epoch's training step plus
+  its evaluation of all splits; data preparation, checkpoint writes excluded);
+- epoch time: the median over all epochs of all runs;
+- peak memory: the largest rise of the process's resident memory during a run (model
+  construction and training; the prepared inputs, built once beforehand, are not counted and
+  are reported separately as ``inputs_mb`` in the JSON).
+
+The speed ratio is PyG's median run time divided by gnnkit's.
 
 Two other modes train through other harnesses. Everything else stays the same: seeds,
 interleaving, the table and the JSON, which gains ``"mode"``.
@@ -23,15 +34,19 @@ On ogbn-arxiv, ``model="gcn"`` is OGB's arxiv recipe (:data:`gnnkit.recipes.DATA
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.node_result import NodeBenchResult, RunRecord, plot_node_benchmark
+from gnnkit.bench.harness import Comparison, machine, mean_std, plot_training_curves
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_int
+from gnnkit.utils.tensors import MIB, describe_layout, tensor_mib
 
 __all__ = [
     "WARMUP_EPOCHS",
@@ -47,8 +62,6 @@ logger = logging.getLogger(__name__)
 #: Untimed warm-up epochs per implementation before the timed runs, by training mode (the
 #: only definition: ``gnnkit bench node --warmup`` and :func:`run_node_benchmark` default to it).
 WARMUP_EPOCHS = {"full-batch": 5, "mini-batch": 1}
-
-_MB = 1024.0 * 1024.0
 
 
 def default_warmup_epochs(sampling: Any = None) -> int:
@@ -103,29 +116,14 @@ def run_node_benchmark(
             ``torch.distributed`` process group (mini-batch only; every rank calls this).
             (default: ``False``)
     """
-    options = _Options(
-        dataset=dataset,
-        model=model,
-        compare=compare,
-        runs=runs,
-        epochs=epochs,
-        seed=seed,
-        patience=patience,
-        device=device,
-        warmup_epochs=default_warmup_epochs(sampling) if warmup_epochs is None else warmup_epochs,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        progress=progress,
-        sampling=sampling,
-        distributed=distributed,
-    )
-    return _NodeBench(data, options).run()
+    # First statement: ``locals()`` holds exactly the keyword arguments above.
+    arguments = {name: value for name, value in locals().items() if name != "data"}
+    return _NodeBench(data, _Options(**arguments)).run()
 
 
 @dataclass(frozen=True)
 class _Options:
-    """The keyword arguments of :func:`run_node_benchmark`, grouped (the warm-up resolved)."""
+    """The keyword arguments of :func:`run_node_benchmark`, grouped."""
 
     dataset: str
     model: str
@@ -135,7 +133,7 @@ class _Options:
     seed: int
     patience: int | None
     device: Any
-    warmup_epochs: int
+    warmup_epochs: int | None
     checkpoint_dir: Any
     checkpoint_every: int
     resume: bool
@@ -152,9 +150,9 @@ class _NodeBench:
 
         o = self.options = options
         harness.check_runs(o.runs)
-        warmup = o.warmup_epochs
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise InputError(f"warmup_epochs must be an integer >= 0, got {warmup!r}")
+        warmup = default_warmup_epochs(o.sampling) if o.warmup_epochs is None else o.warmup_epochs
+        check_int("warmup_epochs", warmup, 0)
+        self.warmup_epochs = warmup
         self.recipe = get_recipe("node", o.model, o.dataset)
         harness.check_compare(o.compare)
         if o.distributed and o.sampling is None:
@@ -173,10 +171,9 @@ class _NodeBench:
 
     def run(self) -> NodeBenchResult:
         """Warm up, then train every run of every implementation."""
-        o = self.options
-        if o.warmup_epochs:
+        if self.warmup_epochs:
             self.warm_up()
-        seeds = harness.seeds(o.seed, o.runs)
+        seeds = harness.seeds(self.options.seed, self.options.runs)
         return self.result(seeds, self.train_runs(seeds))
 
     def config(self, recipe: Any, run_seed: int, epochs: int) -> Any:
@@ -199,7 +196,7 @@ class _NodeBench:
         """Untimed epochs of each implementation first (caches, allocator, lazy init)."""
         from gnnkit.train import seed_everything
 
-        seed, epochs = self.options.seed, self.options.warmup_epochs
+        seed, epochs = self.options.seed, self.warmup_epochs
         for impl, recipe in self.recipes.items():
             seed_everything(seed)
             self.train(self.build(recipe), self.inputs[impl], self.config(recipe, seed, epochs))
@@ -233,22 +230,17 @@ class _NodeBench:
                 bar.close()
         return records
 
-    def checkpoint(self, impl: str, run_seed: int) -> Path | None:
-        """The checkpoint file of one run (``None`` without a checkpoint folder)."""
-        o = self.options
-        if o.checkpoint_dir is None:
-            return None
-        mode = "" if o.sampling is None else "-minibatch"
-        return Path(o.checkpoint_dir) / f"{o.dataset}-{o.model}-{impl}-seed{run_seed}{mode}.pt"
-
     def train_run(self, impl: str, run_seed: int) -> RunRecord:
         """One run, measuring the peak memory of building and training the model."""
         from gnnkit.train import seed_everything
         from gnnkit.utils.memory import release_free_memory
         from gnnkit.utils.timing import PeakRSS
 
-        recipe, device = self.recipes[impl], self.device
-        path = self.checkpoint(impl, run_seed)
+        o, recipe, device = self.options, self.recipes[impl], self.device
+        mode = "" if o.sampling is None else "-minibatch"
+        path = harness.checkpoint_path(
+            o.checkpoint_dir, f"{o.dataset}-{o.model}", impl, run_seed, mode
+        )
         seed_everything(run_seed)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -256,12 +248,10 @@ class _NodeBench:
         with PeakRSS() as peak:
             net = self.build(recipe)
             config = self.config(recipe, run_seed, self.epochs)
-            result = self.train(
-                net, self.inputs[impl], config, checkpoint=path, resume=self.options.resume
-            )
+            result = self.train(net, self.inputs[impl], config, checkpoint=path, resume=o.resume)
         device_peak = None
         if device.type == "cuda":
-            device_peak = torch.cuda.max_memory_allocated(device) / _MB
+            device_peak = torch.cuda.max_memory_allocated(device) / MIB
         del net
         return RunRecord(
             seed=run_seed,
@@ -286,8 +276,8 @@ class _NodeBench:
             seeds=seeds,
             device=str(self.device),
             records=records,
-            inputs_mb={impl: _tensor_mb(inp.x) for impl, inp in self.inputs.items()},
-            features={impl: _describe_features(inp.x) for impl, inp in self.inputs.items()},
+            inputs_mb={impl: tensor_mib(inp.x) for impl, inp in self.inputs.items()},
+            features={impl: describe_layout(inp.x) for impl, inp in self.inputs.items()},
             label=_mode_label(sampling, o.distributed),
             recipe=self.recipe.name,
             mode="full-batch" if sampling is None else "mini-batch",
@@ -327,26 +317,7 @@ def _peak_mb(usage: Any) -> float | None:
     """The rise of resident memory in MiB; ``None`` where only the process-lifetime peak exists."""
     if usage is None or not usage.method.startswith("VmHWM"):
         return None
-    return usage.increase_bytes / _MB
-
-
-def _tensor_mb(t: torch.Tensor) -> float:
-    if t.layout == torch.sparse_csr:
-        parts = (t.crow_indices(), t.col_indices(), t.values())
-    elif t.layout == torch.sparse_coo:
-        t = t.coalesce()
-        parts = (t.indices(), t.values())
-    else:
-        parts = (t,)
-    return sum(p.numel() * p.element_size() for p in parts) / _MB
-
-
-def _describe_features(x: torch.Tensor) -> str:
-    if x.layout == torch.strided:
-        return f"dense {tuple(x.shape)}"
-    nnz = x._nnz() if x.layout == torch.sparse_coo else x.values().numel()
-    layout = "csr" if x.layout == torch.sparse_csr else "coo"
-    return f"sparse {layout} {tuple(x.shape)}, {nnz} non-zeros"
+    return usage.increase_bytes / MIB
 
 
 def _sampling_json(sampling: Any) -> dict[str, Any]:
@@ -374,3 +345,134 @@ def _mode_label(sampling: Any, distributed: bool) -> str:
     if distributed:
         parts.append(f"{_world_size()} processes")
     return f" ({', '.join(parts)})"
+
+
+# ------------------------------------------------------------------------------------ result
+
+
+@dataclass
+class RunRecord:
+    """One training run of one implementation."""
+
+    seed: int
+    test_acc: float
+    val_acc: float
+    best_epoch: int
+    epochs_run: int
+    run_time_s: float
+    epoch_times_s: list[float] = field(repr=False)
+    peak_rss_mb: float | None
+    history: dict[str, list[float]] = field(repr=False)
+    resumed_from: int = 0
+    peak_device_mb: float | None = None
+
+
+@dataclass
+class NodeBenchResult(Comparison):
+    """Everything a node benchmark measured; :meth:`to_json` is the ``--json`` payload.
+
+    Besides :class:`~gnnkit.bench.harness.Comparison`'s fields: the ``device``, each
+    implementation's prepared features (``inputs_mb``, ``features``: :func:`tensor_mib`,
+    :func:`describe_layout`), the mode's ``label`` for the title, the ``recipe``'s name, the
+    ``mode``, and with mini-batches the ``sampling`` settings and the ``world_size``.
+    """
+
+    speed_key = "run_time_s_median"
+    align = "lrrrr"
+
+    device: str
+    inputs_mb: dict[str, float]
+    features: dict[str, str]
+    label: str = ""
+    recipe: str = ""
+    mode: str = "full-batch"
+    sampling: dict[str, Any] | None = None
+    world_size: int = 1
+
+    @property
+    def runs(self) -> int:
+        return len(self.seeds)
+
+    def summary(self, impl: str) -> dict[str, Any]:
+        """The JSON block of one implementation (the five required keys first)."""
+        records = self.records[impl]
+        accs = [r.test_acc for r in records]
+        epoch_times = [t for r in records for t in r.epoch_times_s]
+        peaks = [r.peak_rss_mb for r in records if r.peak_rss_mb is not None]
+        device_peaks = [r.peak_device_mb for r in records if r.peak_device_mb is not None]
+        test_acc_mean, test_acc_std = mean_std(accs)
+        block: dict[str, Any] = {
+            "test_acc_mean": test_acc_mean,
+            "test_acc_std": test_acc_std,
+            "run_time_s_median": statistics.median(r.run_time_s for r in records),
+            "epoch_ms_median": statistics.median(epoch_times) * 1000.0,
+            "peak_rss_mb": max(peaks) if peaks else None,
+            "val_acc_mean": statistics.fmean(r.val_acc for r in records),
+            "best_epoch_median": statistics.median(r.best_epoch for r in records),
+            "inputs_mb": self.inputs_mb[impl],
+            "features": self.features[impl],
+            "test_acc": accs,
+            "run_time_s": [r.run_time_s for r in records],
+        }
+        if device_peaks:
+            block["peak_device_mb"] = max(device_peaks)
+        resumed = sum(1 for r in records if r.resumed_from)
+        if resumed:
+            block["resumed_runs"] = resumed
+        return block
+
+    def to_json(self, env: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
+        head = dict(dataset=self.dataset, model=self.model, runs=self.runs, epochs=self.epochs)
+        tail: dict[str, Any] = {"recipe": self.recipe or self.model, "mode": self.mode}
+        if self.sampling is not None:
+            tail.update(sampling=self.sampling, world_size=self.world_size)
+        tail.update(env=env, seeds=self.seeds)
+        if options:
+            tail["options"] = options
+        return self.payload(head, tail)
+
+    def title(self) -> str:
+        model = self.model.upper()
+        if self.recipe and self.recipe != self.model:
+            model = f"{model} ({self.recipe})"
+        return (
+            f"{model} on {self.dataset}{self.label}: {self.runs} run(s) x {self.epochs} epochs, "
+            f"seeds {_seed_range(self.seeds)}, {machine(self.device)}"
+        )
+
+    def header(self) -> tuple[str, ...]:
+        return ("implementation", "test accuracy", "run time", "epoch time", "peak memory")
+
+    def row(self, impl: str, s: Mapping[str, Any]) -> tuple[str, ...]:
+        peak = "n/a" if s["peak_rss_mb"] is None else f"{s['peak_rss_mb']:.1f} MiB"
+        accuracy = f"{100 * s['test_acc_mean']:.1f} +- {100 * s['test_acc_std']:.1f} %"
+        epoch = f"{s['epoch_ms_median']:.2f} ms"
+        return (impl, accuracy, _seconds(s["run_time_s_median"]), epoch, peak)
+
+    def notes(self) -> list[str]:
+        if not self.compared:
+            return []
+        g = self.summary("gnnkit")["run_time_s_median"]
+        p = self.summary("pyg")["run_time_s_median"]
+        return [
+            f"speedup: gnnkit is {p / g:.1f}x faster than PyG per run "
+            f"(median run {_seconds(g)} vs {_seconds(p)})"
+        ]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def _seed_range(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return str(seeds[0])
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+def plot_node_benchmark(result: NodeBenchResult, path: str | Path) -> Path:
+    """Training loss, validation and test accuracy per epoch: each seed light, the mean dark."""
+    panels = (("val_acc", "validation accuracy"), ("test_acc", "test accuracy"))
+    return plot_training_curves(result, path, panels, max_window=10, label=result.label)

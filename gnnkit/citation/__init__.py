@@ -25,64 +25,53 @@ corpus it does not hold: the graph carries almost no sentiment signal; see
   alone are in :mod:`~gnnkit.citation.names`;
 - :mod:`gnnkit.cli.citation`: ``gnnkit citation info`` and ``gnnkit citation bench``.
 
-Importing this package imports none of its modules: each name below is imported from its
-module on first use, so ``gnnkit.citation.names`` (all the command line needs to build its
-parser) comes without scikit-learn or the models.
+Importing this package imports none of its modules. A name is looked up on first use in the
+modules' ``__all__``, importing them in the order of ``_MODULES`` until one has it, so
+``gnnkit.citation.names`` (all the command line needs to build its parser) comes without
+scikit-learn or the models.
 """
 
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import Any
 
-#: Where each public name lives.
-_MODULES: dict[str, tuple[str, ...]] = {
-    "corpus": (
-        "CITATION_TOKEN",
-        "CLASS_NAMES",
-        "LABELS",
-        "CitationCorpus",
-        "CitationRecord",
-        "Vocabulary",
-        "label_homophily",
-        "load_citations",
-        "read_corpus",
-        "to_data",
-        "tokenize",
-    ),
-    "cv": (
-        "Fold",
-        "FoldView",
-        "cross_validate",
-        "fold_view",
-        "inner_split",
-        "set_threads",
-        "stratified_folds",
-    ),
-    "metrics": ("CVResult", "evaluate"),
-    "base": ("CitationModel",),
-    "svm": ("SVMModel",),
-    "text": ("BiLSTMEncoder", "TextModel"),
-    "graph": ("GraphModel", "PaperGNN", "paper_features"),
-    "hybrid": ("HybridModel",),
-    "textgcn": ("TextGCNGraph", "TextGCNModel", "textgcn_graph"),
-    "training": ("CitationTask", "TrainingHistory"),
-    "names": ("MODEL_NAMES", "VARIANTS"),
-    "registry": ("MODELS", "make_model"),
-}
-_MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
+#: The modules whose ``__all__`` the package re-exports, in lookup order: each imports only
+#: modules before it, so a lookup imports little that the name does not need.
+_MODULES = (
+    "names",
+    "corpus",
+    "metrics",
+    "cv",
+    "base",
+    "training",
+    "svm",
+    "text",
+    "graph",
+    "hybrid",
+    "textgcn",
+    "registry",
+)
 
-__all__ = sorted(_MODULE_OF)
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if name == "__all__":
+        value: Any = sorted({public for module in _MODULES for public in _module(module).__all__})
+    else:
+        found = None
+        if not name.startswith("__"):  # never import the models to answer a probe
+            found = next((m for m in map(_module, _MODULES) if name in m.__all__), None)
+        if found is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(found, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__getattr__("__all__")})

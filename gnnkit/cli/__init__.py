@@ -5,7 +5,9 @@ shows them without importing any of those modules; a module is imported only whe
 runs (:class:`LazySubParsers`), and its ``register(subparsers)`` then adds the command's
 parser and sets ``func``. User errors (:class:`gnnkit.errors.GnnkitError`) print one line and
 exit with code 2. What the command modules share is here too: the data options
-(:func:`data_options`, :func:`data_kwargs`), :func:`positive_int` and :func:`write_json`.
+(:func:`data_options`, :func:`data_kwargs`), a command's parser (:func:`add_command`), the
+options several commands have (:func:`add_outputs`, :func:`add_seed`, :func:`add_threads`), the integer types
+(:func:`positive_int`, :func:`nonnegative_int`) and :func:`write_json`.
 """
 
 from __future__ import annotations
@@ -25,16 +27,21 @@ from gnnkit.utils.io import atomic_write_json
 __all__ = [
     "COMMANDS",
     "LazySubParsers",
+    "add_command",
+    "add_outputs",
+    "add_seed",
+    "add_threads",
     "build_parser",
     "data_kwargs",
     "data_options",
     "main",
+    "nonnegative_int",
     "positive_int",
     "write_json",
 ]
 
 #: ``(name, module, help line)`` of every subcommand, in the order ``gnnkit --help`` lists them.
-#: The help line is the one the module's parser declares (a test checks that they agree).
+#: The help line is written here only: each module's parser takes it (:func:`add_command`).
 COMMANDS = (
     (
         "demo",
@@ -91,6 +98,29 @@ class LazySubParsers(argparse._SubParsersAction):
         super().__call__(parser, namespace, values, option_string)
 
 
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    description: str | None = None,
+    *,
+    table: Sequence[tuple[str, str, str]] = COMMANDS,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """The parser of command ``name``, listed with its help line in ``table``.
+
+    Args:
+        subparsers (argparse._SubParsersAction): where the command goes.
+        name (str): the command.
+        description (str, optional): the paragraph atop the command's own ``--help``.
+        table (sequence, optional): ``(name, module, help line)`` rows, the one place a help
+            line is written: :data:`COMMANDS`, or :data:`gnnkit.cli.bench.BENCHMARKS`.
+            (default: :data:`COMMANDS`)
+        **kwargs: more of ``add_parser``'s keyword arguments (``parents``...).
+    """
+    help_line = next(line for command, _, line in table if command == name)
+    return subparsers.add_parser(name, help=help_line, description=description, **kwargs)
+
+
 def data_options() -> argparse.ArgumentParser:
     """A parent parser with ``--data-root``, ``--mirror`` and ``--offline``."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -126,13 +156,55 @@ def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
+    return _integer(text, 1, "a positive integer")
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _integer(text, 0, "a non-negative integer")
+
+
+def _integer(text: str, minimum: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what} (>= {minimum}), got {value}")
     return value
+
+
+def add_outputs(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    json: str | None = None,
+    plot: str | None = None,
+    markdown: str | None = None,
+) -> None:
+    """``--json PATH``, ``--plot PATH`` and ``--markdown PATH``: each whose help is given."""
+    for option, help_text in (("--json", json), ("--plot", plot), ("--markdown", markdown)):
+        if help_text is not None:
+            parser.add_argument(option, metavar="PATH", help=help_text)
+
+
+def add_seed(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    help: str = "random seed (default: 0)",
+    *,
+    default: int | None = 0,
+) -> None:
+    """``--seed SEED``, an integer."""
+    parser.add_argument("--seed", type=int, default=default, help=help)
+
+
+def add_threads(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    help: str = "torch CPU threads (default: torch's choice)",
+    *,
+    default: int | None = None,
+) -> None:
+    """``--threads N``, torch's CPU threads for the command (:func:`positive_int`)."""
+    parser.add_argument("--threads", type=positive_int, default=default, metavar="N", help=help)
 
 
 def write_json(path: str | Path, payload: Any) -> Path:

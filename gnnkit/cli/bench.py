@@ -21,11 +21,21 @@ import importlib
 import io
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gnnkit.cli import LazySubParsers, data_kwargs, data_options, positive_int, write_json
+from gnnkit.cli import (
+    LazySubParsers,
+    add_command,
+    add_outputs,
+    add_seed,
+    add_threads,
+    data_kwargs,
+    data_options,
+    positive_int,
+    write_json,
+)
 from gnnkit.errors import GnnkitError, InputError
 
 __all__ = ["BENCHMARKS", "OPTIONS", "register", "register_node", "run_node", "sampling_config"]
@@ -52,10 +62,8 @@ BENCHMARKS = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="benchmarks: gnnkit against PyG on the same data, seeds and harness",
-        description="Benchmarks: gnnkit against PyG on the same data, seeds and harness.",
+    parser = add_command(
+        subparsers, "bench", "Benchmarks: gnnkit against PyG on the same data, seeds and harness."
     )
     benchmarks = parser.add_subparsers(
         action=LazySubParsers, dest="benchmark", metavar="BENCHMARK", required=True
@@ -71,18 +79,35 @@ def _registrar(name: str, module: str) -> Callable[[argparse._SubParsersAction],
     return register_benchmark
 
 
-def help_line(name: str) -> str:
-    """The help line of benchmark ``name`` (:data:`BENCHMARKS`)."""
-    return next(line for bench, _, line in BENCHMARKS if bench == name)
-
-
 # --------------------------------------------------------------------------- shared options
 
 
-def add_model_arguments(
-    parser: argparse.ArgumentParser, models: Iterable[str], *, runs: int, epochs_help: str
-) -> None:
-    """``--model`` (default ``gcn``), ``--runs`` and ``--epochs`` (default: the recipe's)."""
+#: The parsed options that every benchmark function takes as they are (:func:`run_benchmark`).
+COMMON = ("dataset", "model", "compare", "runs", "epochs", "seed", "device")
+
+
+def add_benchmark_parser(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    description: str,
+    *,
+    dataset: str,
+    dataset_help: str,
+    runs: int,
+    plot_help: str,
+) -> argparse.ArgumentParser:
+    """The parser of benchmark ``name`` with the options every benchmark has.
+
+    They are the data options (:func:`~gnnkit.cli.data_options`), ``--dataset`` (default
+    ``dataset``), ``--model`` (a recipe of the task ``name``, default ``gcn``), ``--runs``
+    (default ``runs``), ``--epochs`` (default: the recipe's), ``--seed``, ``--compare pyg``,
+    ``--json PATH``, ``--plot PATH``, ``--device`` and ``--threads``.
+    """
+    from gnnkit.recipes import GRAPH_RECIPES, LINK_RECIPES, NODE_RECIPES
+
+    models = {"node": NODE_RECIPES, "graph": GRAPH_RECIPES, "link": LINK_RECIPES}[name]
+    parser = add_command(subparsers, name, description, table=BENCHMARKS, parents=[data_options()])
+    parser.add_argument("--dataset", default=dataset, help=dataset_help)
     parser.add_argument(
         "--model", default="gcn", help=f"one of: {', '.join(models)} (default: gcn)"
     )
@@ -92,27 +117,17 @@ def add_model_arguments(
         default=runs,
         help=f"seeds per implementation (default: {runs})",
     )
-    parser.add_argument("--epochs", type=positive_int, default=None, help=epochs_help)
-
-
-def add_output_arguments(parser: argparse.ArgumentParser, *, plot_help: str) -> None:
-    """``--compare pyg``, ``--json PATH`` and ``--plot PATH``."""
+    parser.add_argument(
+        "--epochs", type=positive_int, help="epochs per run (default: the recipe's)"
+    )
+    add_seed(parser, "seed of the first run; run r uses SEED + r (default: 0)")
     parser.add_argument(
         "--compare", choices=["pyg"], default=None, help="also train PyG's reference model"
     )
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--plot", metavar="PATH", help=plot_help)
-
-
-def add_machine_arguments(parser: argparse.ArgumentParser, *, threads_help: str) -> None:
-    """``--device cpu|cuda[:N]`` and ``--threads N`` (torch's CPU threads)."""
+    add_outputs(parser, json="write the results as JSON", plot=plot_help)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help=f"torch CPU threads (default: {threads_help})",
-    )
+    add_threads(parser)
+    return parser
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,16 +159,36 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def report_and_write(
+def run_benchmark(
     args: argparse.Namespace,
-    result: Any,
-    payload: Callable[[], dict[str, Any]],
+    run: Callable[..., Any],
     plot: Callable[[Any, str], Path],
+    data: Any,
+    *,
+    json_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> int:
-    """Print ``result.report()``, then write ``--json`` (``payload()``) and ``--plot``; ``0``."""
+    """Run a benchmark, print its report and write ``--json`` and ``--plot``; ``0``.
+
+    Args:
+        args (argparse.Namespace): the parsed command line (:func:`add_benchmark_parser`).
+        run (callable): the library function, ``run(data, **kwargs)`` -> a
+            :class:`~gnnkit.bench.harness.Comparison`; it receives the :data:`COMMON` options
+            and ``options``.
+        plot (callable): ``plot(result, path)``, the figure of ``--plot``.
+        data: the dataset.
+        json_options (dict, optional): the options the ``--json`` payload records, for a
+            result whose ``to_json(env, options)`` takes them.
+        **options: the benchmark's own keyword arguments of ``run``.
+    """
+    from gnnkit.utils.env import environment
+
+    result = run(data, **{key: getattr(args, key) for key in COMMON}, **options)
     print(result.report())
     if args.json:
-        print(f"wrote {write_json(args.json, payload())}")
+        env = environment(args.device)
+        payload = result.to_json(env) if json_options is None else result.to_json(env, json_options)
+        print(f"wrote {write_json(args.json, payload)}")
     if args.plot:
         print(f"wrote {plot(result, args.plot)}")
     return 0
@@ -172,30 +207,18 @@ OPTIONS = (
 def register_node(subparsers: argparse._SubParsersAction) -> None:
     from gnnkit.bench.node import WARMUP_EPOCHS
     from gnnkit.data import DATASETS
-    from gnnkit.recipes import NODE_RECIPES
 
-    parser = subparsers.add_parser(
-        "node",
-        parents=[data_options()],
-        help=help_line("node"),
-        description=(
-            "Train a node classifier over several seeds and report test accuracy (at the best "
-            "validation epoch), run and epoch time and peak memory; with --compare pyg, PyG's "
-            "reference model trains through the same harness, interleaved run by run."
-        ),
-    )
     node_datasets = ", ".join(n for n, spec in DATASETS.items() if spec.kind == "node")
-    parser.add_argument(
-        "--dataset", default="cora", help=f"one of: {node_datasets} (default: cora)"
-    )
-    add_model_arguments(
-        parser, NODE_RECIPES, runs=10, epochs_help="epochs per run (default: the paper's, 200)"
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the first run; run r uses SEED + r (default: 0)",
+    parser = add_benchmark_parser(
+        subparsers,
+        "node",
+        "Train a node classifier over several seeds and report test accuracy (at the best "
+        "validation epoch), run and epoch time and peak memory; with --compare pyg, PyG's "
+        "reference model trains through the same harness, interleaved run by run.",
+        dataset="cora",
+        dataset_help=f"one of: {node_datasets} (default: cora)",
+        runs=10,
+        plot_help="draw loss and accuracy curves (PNG, PDF or SVG)",
     )
     parser.add_argument(
         "--patience",
@@ -203,7 +226,6 @@ def register_node(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="early-stopping patience in epochs (default: off)",
     )
-    add_output_arguments(parser, plot_help="draw loss and accuracy curves (PNG, PDF or SVG)")
     add_checkpoint_arguments(parser)
     parser.add_argument(
         "--checkpoint-every",
@@ -212,7 +234,6 @@ def register_node(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="epochs between checkpoints (default: 10)",
     )
-    add_machine_arguments(parser, threads_help="torch's choice")
     full, mini = WARMUP_EPOCHS["full-batch"], WARMUP_EPOCHS["mini-batch"]
     parser.add_argument(
         "--warmup",
@@ -371,28 +392,19 @@ def run_node(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
     from gnnkit.bench.node import plot_node_benchmark, run_node_benchmark
-    from gnnkit.utils.env import environment
 
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    result = run_node_benchmark(
+    return run_benchmark(
+        args,
+        run_node_benchmark,
+        plot_node_benchmark,
         data,
-        dataset=args.dataset,
-        model=args.model,
-        compare=args.compare,
-        runs=args.runs,
-        epochs=args.epochs,
-        seed=args.seed,
+        json_options={key: getattr(args, key) for key in OPTIONS},
         patience=args.patience,
-        device=args.device,
         warmup_epochs=args.warmup,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
-        progress=progress,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
         sampling=sampling,
         distributed=args.distributed,
-    )
-    options = {key: getattr(args, key) for key in OPTIONS}
-    return report_and_write(
-        args, result, lambda: result.to_json(environment(args.device), options), plot_node_benchmark
     )

@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 # Only the names here: the models, scikit-learn and the corpus code load when a command runs.
 from gnnkit.citation.names import BASE_MODELS, MODEL_NAMES, VARIANTS
-from gnnkit.cli import data_kwargs, data_options, positive_int, write_json
+from gnnkit.cli import (
+    add_command,
+    add_outputs,
+    add_seed,
+    add_threads,
+    data_kwargs,
+    data_options,
+    positive_int,
+    write_json,
+)
 from gnnkit.errors import InputError
 from gnnkit.utils.table import format_table
 
@@ -88,32 +97,27 @@ def _add_bench(
         f"{', '.join(VARIANTS)}",
     )
     bench.add_argument("--folds", type=positive_int, default=10, help="k (default: 10)")
-    bench.add_argument("--seed", type=int, default=0, help="fold and model seed (default: 0)")
+    add_seed(bench, "fold and model seed (default: 0)")
     bench.add_argument(
         "--jobs",
         type=positive_int,
         default=1,
         help="fit this many (model, fold) pairs at once in worker processes (default: 1)",
     )
-    bench.add_argument(
-        "--threads",
-        type=positive_int,
+    add_threads(
+        bench,
+        "torch threads per process (default: 1; the small recurrent and sparse operations here "
+        "run best single-threaded, use --jobs for parallelism)",
         default=1,
-        help="torch threads per process (default: 1; the small recurrent and sparse "
-        "operations here run best single-threaded, use --jobs for parallelism)",
     )
-    bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    bench.add_argument("--plot", metavar="PATH", help="save the confusion matrices (.png/.pdf)")
+    add_outputs(
+        bench, json="write the results as JSON", plot="save the confusion matrices (.png/.pdf)"
+    )
     bench.set_defaults(func=run)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "citation",
-        help="citation sentiment on the Athar corpus: does the citation graph help a BiLSTM "
-        "read it? (RNN + GNN hybrid and baselines)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
-    )
+    parser = add_command(subparsers, "citation", __doc__.split("\n\n")[1].replace("\n", " "))
     commands = parser.add_subparsers(dest="citation_command", metavar="COMMAND", required=True)
     parents = [data_options(), _corpus_options()]
     info = commands.add_parser(

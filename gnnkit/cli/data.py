@@ -6,14 +6,14 @@ import argparse
 
 from torch_geometric.data import Data, Dataset
 
-from gnnkit.cli import data_kwargs, data_options
+from gnnkit.cli import add_command, data_kwargs, data_options
 from gnnkit.data import registry
 from gnnkit.data.store import data_root
 from gnnkit.utils.table import format_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="list, fetch and verify datasets")
+    parser = add_command(subparsers, "data")
     commands = parser.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     common = data_options()
 

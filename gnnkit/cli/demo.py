@@ -18,7 +18,7 @@ import logging
 import sys
 from typing import Any
 
-from gnnkit.cli import data_kwargs, data_options, positive_int
+from gnnkit.cli import add_command, add_threads, data_kwargs, data_options, positive_int
 from gnnkit.data import load
 from gnnkit.errors import DatasetError
 from gnnkit.utils.table import format_table
@@ -29,14 +29,12 @@ MODELS = ("gcn", "gat")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "demo",
+        "Train gnnkit's GCN and GAT on Cora next to PyG's reference models (same harness, same "
+        "seeds) and compare accuracy and speed.",
         parents=[data_options()],
-        help="the newcomer's demo (what `make demo` runs): GCN and GAT on Cora against PyG",
-        description=(
-            "Train gnnkit's GCN and GAT on Cora next to PyG's reference models (same harness, "
-            "same seeds) and compare accuracy and speed."
-        ),
     )
     parser.add_argument("--runs", type=positive_int, default=3, help="seeds per model (default: 3)")
     parser.add_argument(
@@ -45,12 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="epochs per run (default: the papers' 200)",
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="torch CPU threads (default: 1; on a busy machine more threads make Cora's small "
+    add_threads(
+        parser,
+        "torch CPU threads (default: 1; on a busy machine more threads make Cora's small "
         "kernels wait for cores, up to 10x slower)",
+        default=1,
     )
     parser.set_defaults(func=run)
 

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import argparse
 
-from gnnkit.cli import write_json
+from gnnkit.cli import add_command, add_outputs, write_json
 from gnnkit.errors import InputError
 from gnnkit.graph import adjacency, from_edge_list, hop_distances, parse_edge_string
 from gnnkit.utils.table import format_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "hops",
-        help="adjacency matrix and hop distances of a labelled graph",
-        description=(
-            "Print the adjacency matrix with self-loops and the hop-distance matrix of a small "
-            "labelled graph, and how many message-passing layers information needs between two "
-            "nodes (a K-layer GNN sees each node's K-hop neighbourhood)."
-        ),
+        "Print the adjacency matrix with self-loops and the hop-distance matrix of a small "
+        "labelled graph, and how many message-passing layers information needs between two "
+        "nodes (a K-layer GNN sees each node's K-hop neighbourhood).",
     )
     parser.add_argument("--edges", required=True, help='edges such as "A-B,B-C,C-D,D-E"')
     parser.add_argument("--directed", action="store_true", help="edges point from U to V only")
@@ -43,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="W",
         help="weight lambda of the self-loops in A + lambda I (default: 1)",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    add_outputs(parser, json="also write the result as JSON")
     parser.set_defaults(func=run)
 
 

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from gnnkit.cli import write_json
+from gnnkit.cli import add_command, add_outputs, add_seed, add_threads, write_json
 from gnnkit.errors import InputError
 from gnnkit.utils.table import format_table
 
@@ -70,25 +70,20 @@ def _training_options() -> argparse.ArgumentParser:
         f"(default: {DEFAULT_FORGET_BIAS:g})",
     )
     group.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    group.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="torch intra-op threads for this command (default: torch's choice); these models "
-        "are small, and 1 thread is often fastest on a busy machine",
+    add_threads(
+        group,
+        "torch intra-op threads for this command (default: torch's choice); these models are "
+        "small, and 1 thread is often fastest on a busy machine",
     )
     return parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "seq",
-        help="RNN/LSTM/biLSTM/GRU on synthetic memory tasks",
-        description=(
-            "Sequence classifiers on the random-combinations and palindrome memory tasks: "
-            "train one model, sweep models x lengths x seeds, or measure vanishing gradients."
-        ),
+        "Sequence classifiers on the random-combinations and palindrome memory tasks: train one "
+        "model, sweep models x lengths x seeds, or measure vanishing gradients.",
     )
     commands = parser.add_subparsers(dest="seq_command", metavar="SUBCOMMAND", required=True)
     training = _training_options()
@@ -108,7 +103,7 @@ def _add_train(commands: argparse._SubParsersAction, training: argparse.Argument
     train.add_argument("--task", choices=TASK_NAMES, default="randomcomb")
     train.add_argument("--model", choices=MODEL_NAMES, default="lstm")
     train.add_argument("--seq-len", type=int, required=True, metavar="T")
-    train.add_argument("--seed", type=int, default=0)
+    add_seed(train)
     train.add_argument(
         "--embed-dim",
         type=int,
@@ -116,7 +111,7 @@ def _add_train(commands: argparse._SubParsersAction, training: argparse.Argument
         metavar="D",
         help="embedding size (default: 2 x seq-len)",
     )
-    train.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    add_outputs(train, json="also write the result as JSON")
     train.set_defaults(func=run_train)
 
 
@@ -149,9 +144,12 @@ def _add_bench(commands: argparse._SubParsersAction, training: argparse.Argument
         help=f"models to train, from {', '.join(MODEL_NAMES)} (default: lstm bilstm rnn)",
     )
     bench.add_argument("--task", choices=TASK_NAMES, default="randomcomb")
-    bench.add_argument("--json", metavar="PATH", help="write runs, summary and environment")
-    bench.add_argument("--plot", metavar="PATH", help="write the loss/accuracy curves (.png)")
-    bench.add_argument("--markdown", metavar="PATH", help="write the table as Markdown (.md)")
+    add_outputs(
+        bench,
+        json="write runs, summary and environment",
+        plot="write the loss/accuracy curves (.png)",
+        markdown="write the table as Markdown (.md)",
+    )
     bench.set_defaults(func=run_bench)
 
 
@@ -169,7 +167,7 @@ def _add_gradients(commands: argparse._SubParsersAction) -> None:
     grads.add_argument(
         "--models", nargs="+", choices=STATE_MODEL_NAMES, default=["rnn", "lstm"], metavar="MODEL"
     )
-    grads.add_argument("--seed", type=int, default=0)
+    add_seed(grads)
     grads.add_argument("--batch-size", type=int, default=128)
     grads.add_argument("--hidden-dim", type=int, default=DEFAULT_HIDDEN_DIM, metavar="H")
     grads.add_argument(
@@ -180,8 +178,7 @@ def _add_gradients(commands: argparse._SubParsersAction) -> None:
         help="measure every LSTM model once per initial forget-gate bias B ('torch': "
         f"PyTorch's initialisation) (default: torch {DEFAULT_FORGET_BIAS:g})",
     )
-    grads.add_argument("--plot", metavar="PATH", help="write the plot (.png)")
-    grads.add_argument("--json", metavar="PATH", help="write the norms as JSON")
+    add_outputs(grads, json="write the norms as JSON", plot="write the plot (.png)")
     grads.set_defaults(func=run_gradients)
 
 
@@ -207,8 +204,6 @@ def _config(args: argparse.Namespace):
     from gnnkit.seq import TrainConfig
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     return TrainConfig(max_batches=args.max_batches, confirm_samples=args.confirm_samples)
 
@@ -289,19 +284,14 @@ def run_bench(args: argparse.Namespace) -> int:
     from gnnkit.utils.env import environment
 
     config = _config(args)
+    sweep = {
+        key: getattr(args, key) for key in ("task", "seeds", "lengths", "models", "hidden_dim")
+    }
+    sweep["forget_bias"] = _forget_bias(args.forget_bias)
     start = time.perf_counter()
     total = len(args.models) * len(args.lengths) * args.seeds
     with _progress(args, total, "runs") as bar:
-        runs = run_sweep(
-            seeds=args.seeds,
-            lengths=args.lengths,
-            models=args.models,
-            task=args.task,
-            hidden_dim=args.hidden_dim,
-            forget_bias=_forget_bias(args.forget_bias),
-            config=config,
-            run_callback=lambda *_: bar.update(1),
-        )
+        runs = run_sweep(**sweep, config=config, run_callback=lambda *_: bar.update(1))
     seconds = time.perf_counter() - start
     rows = summarize(runs)
     print(
@@ -316,12 +306,7 @@ def run_bench(args: argparse.Namespace) -> int:
         plot_sweep(runs, args.plot)
     payload = {
         "command": _bench_command(args),
-        "task": args.task,
-        "seeds": args.seeds,
-        "lengths": args.lengths,
-        "models": args.models,
-        "hidden_dim": args.hidden_dim,
-        "forget_bias": _forget_bias(args.forget_bias),
+        **sweep,
         "embed_dim": "2 x seq_len",
         "config": vars(config),
         "wall_seconds": seconds,

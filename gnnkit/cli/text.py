@@ -16,7 +16,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gnnkit.cli import data_kwargs, data_options, positive_int, write_json
+from gnnkit.cli import (
+    add_command,
+    add_seed,
+    add_threads,
+    data_kwargs,
+    data_options,
+    nonnegative_int,
+    positive_int,
+    write_json,
+)
 from gnnkit.errors import InputError
 from gnnkit.utils.table import format_table
 
@@ -41,24 +50,12 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "text",
-        help="character-level LSTM: train, sample, tables",
-        description=(
-            "A character-level generative LSTM (Graves, arXiv:1308.0850): train it on "
-            "Bartleby, the Python tutorial or any UTF-8 file, then sample or complete prompts."
-        ),
+        "A character-level generative LSTM (Graves, arXiv:1308.0850): train it on Bartleby, the "
+        "Python tutorial or any UTF-8 file, then sample or complete prompts.",
     )
     commands = parser.add_subparsers(dest="text_command", metavar="COMMAND", required=True)
     _add_train(commands)
@@ -103,7 +100,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "README",
     )
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_seed(train)
     train.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)"
     )
@@ -114,16 +111,14 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="strip or keep a Project Gutenberg licence header/footer (default: strip)",
     )
     train.add_argument(
-        "--eval-every", type=_nonnegative_int, help="batches between evaluations (0: at the end)"
+        "--eval-every", type=nonnegative_int, help="batches between evaluations (0: at the end)"
     )
     train.add_argument(
         "--sample-every",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         help="batches between logged greedy samples (0: none)",
     )
-    train.add_argument(
-        "--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)"
-    )
+    add_threads(train)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
@@ -145,7 +140,7 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
     )
     sample.add_argument("--prompt", required=True, help="the text to continue (non-empty)")
     sample.add_argument(
-        "--length", type=_nonnegative_int, default=100, help="new characters (default: 100)"
+        "--length", type=nonnegative_int, default=100, help="new characters (default: 100)"
     )
     sample.add_argument(
         "--strategy",
@@ -158,7 +153,7 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         "--temperature", type=_float, default=None, help="T > 0 for sampling (default: 1)"
     )
     sample.add_argument("--k", type=int, default=None, help="candidates kept by top-k (>= 1)")
-    sample.add_argument("--seed", type=int, default=None, help="seed of the sampler")
+    add_seed(sample, "seed of the sampler", default=None)
     sample.add_argument(
         "--num", type=positive_int, default=1, help="independent samples, batched (default: 1)"
     )
@@ -190,7 +185,7 @@ def _add_table(commands: argparse._SubParsersAction) -> None:
         help="a run folder, training checkpoint or model snapshot (repeat for more columns)",
     )
     table.add_argument("--out", metavar="FILE", help="write the Markdown here (default: stdout)")
-    table.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    add_seed(table, "seed (default: 0)")
     table.add_argument(
         "--samples", type=positive_int, default=5, help="greedy samples per checkpoint"
     )

@@ -1,89 +1,18 @@
-"""What the models share: the two-layer paper network, the batch-normalised layer stack and
-stacks of same-width layers with their argument check. (The scalar checks are
-:mod:`gnnkit.utils.checks`.)"""
+"""What the link and molecule models share: stacks of same-width GCN or GAT layers and their
+argument check. (The two-layer and batch-norm designs are in :mod:`gnnkit.models.gcn`; the
+scalar checks are :mod:`gnnkit.utils.checks`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from gnnkit.errors import InputError
 from gnnkit.nn import GATConv, GCNConv, GraphCache
-from gnnkit.nn.functional import dropout, relu_dropout, sparse_dropout
 from gnnkit.utils.checks import check_choice, check_int
 
-__all__ = ["NormalizedStack", "TwoLayerNetwork", "check_same_width_convs", "same_width_convs"]
-
-
-class TwoLayerNetwork(nn.Module):
-    """Dropout on the input (sparse stays sparse), ``conv1`` and its :meth:`activation`,
-    dropout, ``conv2``.
-
-    What :class:`~gnnkit.models.GCN` and :class:`~gnnkit.models.GAT` share once their layers
-    are built: both set ``conv1``, ``conv2`` and ``dropout``.
-    """
-
-    conv1: nn.Module
-    conv2: nn.Module
-    dropout: float
-
-    def activation(self, x: Tensor) -> Tensor:
-        """The nonlinearity after the first layer."""
-        raise NotImplementedError
-
-    def reset_parameters(self) -> None:
-        self.conv1.reset_parameters()
-        self.conv2.reset_parameters()
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        x = sparse_dropout(x, self.dropout, self.training)  # sparse stays sparse
-        x = self.activation(self.conv1(x, edge_index))  # (|V|, hidden width)
-        x = dropout(x, self.dropout, self.training)
-        return self.conv2(x, edge_index)  # (|V|, out)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}"
-
-
-class NormalizedStack(nn.Module):
-    """``convs`` with batch norm (or identity) ``bns``, then ReLU and dropout, between them.
-
-    What :class:`~gnnkit.models.BatchNormGCN` and :class:`~gnnkit.models.BatchNormGAT` share once their layers are built: both set
-    ``convs`` (:math:`L` layers), ``bns`` (:math:`L - 1`), ``num_layers`` and ``dropout``.
-    """
-
-    convs: nn.ModuleList
-    bns: nn.ModuleList
-    num_layers: int
-    dropout: float
-
-    def _set_layers(self, convs: Iterable[nn.Module], width: int, batch_norm: bool) -> None:
-        """Keep ``convs``, put batch norm over ``width`` channels (or identity) between them,
-        and initialise."""
-        self.convs = nn.ModuleList(convs)
-        self.bns = nn.ModuleList(
-            nn.BatchNorm1d(width) if batch_norm else nn.Identity()
-            for _ in range(self.num_layers - 1)
-        )
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
-        for bn in self.bns:
-            if isinstance(bn, nn.BatchNorm1d):
-                bn.reset_parameters()
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
-            x = conv(x, edge_index)  # (|V|, hidden width)
-            x = relu_dropout(bn(x), self.dropout, self.training)
-        return self.convs[-1](x, edge_index)  # (|V|, out)
-
-    def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, dropout={self.dropout}"
+__all__ = ["check_same_width_convs", "same_width_convs"]
 
 
 def same_width_convs(

@@ -13,10 +13,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from gnnkit.models._common import NormalizedStack, TwoLayerNetwork
+from gnnkit.models.gcn import NormalizedStack, TwoLayerNetwork
 from gnnkit.nn import GATConv
 from gnnkit.nn.functional import check_dropout
-from gnnkit.utils.checks import check_flags, check_ints
 
 __all__ = ["GAT", "BatchNormGAT"]
 
@@ -84,16 +83,9 @@ class GAT(TwoLayerNetwork):
         negative_slope: float = 0.2,
         cached: bool = True,
     ) -> None:
-        super().__init__()
-        check_ints(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            hidden_channels=hidden_channels,
-            heads=heads,
-            out_heads=out_heads,
+        super().__init__(
+            in_channels, out_channels, hidden_channels, dropout, heads=heads, out_heads=out_heads
         )
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.dropout = check_dropout(dropout)
         options = {"dropout": dropout, "negative_slope": negative_slope, "cached": cached}
         self.conv1 = GATConv(in_channels, hidden_channels, heads=heads, **options)
         self.conv2 = GATConv(
@@ -172,18 +164,17 @@ class BatchNormGAT(NormalizedStack):
         batch_norm: bool = True,
         cached: bool = True,
     ) -> None:
-        super().__init__()
-        check_ints(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            hidden_channels=hidden_channels,
+        super().__init__(
+            in_channels,
+            out_channels,
+            hidden_channels,
             heads=heads,
             out_heads=out_heads,
             num_layers=num_layers,
+            dropout=dropout,
+            batch_norm=batch_norm,
+            cached=cached,
         )
-        check_flags(batch_norm=batch_norm, cached=cached)
-        self.in_channels, self.out_channels, self.num_layers = in_channels, out_channels, num_layers
-        self.dropout = check_dropout(dropout)
         attention_dropout = check_dropout(attention_dropout)
         width = hidden_channels * heads
 

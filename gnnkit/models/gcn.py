@@ -1,22 +1,156 @@
-"""Graph convolutional networks from :class:`gnnkit.nn.GCNConv` layers.
+"""Graph convolutional networks from :class:`gnnkit.nn.GCNConv` layers, and their two designs.
 
-- :class:`GCN`: the two-layer network of Kipf & Welling's Cora set-up.
-- :class:`BatchNormGCN`: a deeper stack with batch norm between layers (OGB's ogbn-arxiv GCN).
+- :class:`GCN`: the two-layer network of Kipf & Welling's Cora set-up, a
+  :class:`TwoLayerNetwork`.
+- :class:`BatchNormGCN`: a deeper stack with batch norm between layers (OGB's ogbn-arxiv GCN),
+  a :class:`NormalizedStack`.
+
+The GAT models (:mod:`gnnkit.models.gat`) reuse both designs with attention layers.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from gnnkit.models._common import NormalizedStack, TwoLayerNetwork
 from gnnkit.nn import GCNConv
-from gnnkit.nn.functional import check_dropout
+from gnnkit.nn.functional import check_dropout, dropout, relu_dropout, sparse_dropout
 from gnnkit.utils.checks import check_flags, check_ints
 
-__all__ = ["GCN", "BatchNormGCN"]
+__all__ = ["GCN", "BatchNormGCN", "NormalizedStack", "TwoLayerNetwork"]
+
+
+class TwoLayerNetwork(nn.Module):
+    """Kipf & Welling's two-layer design: dropout on the input (sparse stays sparse),
+    ``conv1`` and its :meth:`activation`, dropout, ``conv2``.
+
+    What :class:`GCN` and :class:`~gnnkit.models.GAT` share: their ``__init__`` checks the
+    sizes and the dropout here, then sets ``conv1`` and ``conv2`` and calls
+    :meth:`reset_parameters`.
+
+    Args:
+        in_channels (int): :math:`F_{in}`, features per node.
+        out_channels (int): the number of classes.
+        hidden_channels (int): the first layer's width (per head, for attention layers).
+        dropout (float): dropout probability on the input and hidden features.
+        **sizes (int): the subclass's other sizes, checked after ``hidden_channels``.
+    """
+
+    conv1: nn.Module
+    conv2: nn.Module
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        dropout: float,
+        **sizes: int,
+    ) -> None:
+        super().__init__()
+        check_ints(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            hidden_channels=hidden_channels,
+            **sizes,
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.hidden_channels = hidden_channels
+        self.dropout = check_dropout(dropout)
+
+    def activation(self, x: Tensor) -> Tensor:
+        """The nonlinearity after the first layer."""
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        self.conv1.reset_parameters()
+        self.conv2.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = sparse_dropout(x, self.dropout, self.training)  # sparse stays sparse
+        x = self.activation(self.conv1(x, edge_index))  # (|V|, hidden width)
+        x = dropout(x, self.dropout, self.training)
+        return self.conv2(x, edge_index)  # (|V|, out)
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}"
+
+
+class NormalizedStack(nn.Module):
+    """OGB's deeper design: ``convs`` with batch norm (or identity) ``bns``, then ReLU and
+    dropout, between them.
+
+    What :class:`BatchNormGCN` and :class:`~gnnkit.models.BatchNormGAT` share: their
+    ``__init__`` checks the sizes and options here, then builds the :math:`L` layers and
+    calls :meth:`_set_layers`, which adds the :math:`L - 1` batch norms.
+
+    Args:
+        in_channels (int): :math:`F_{in}`, features per node.
+        out_channels (int): the number of classes.
+        hidden_channels (int): the hidden layers' width (per head, for attention layers).
+        num_layers (int): :math:`L`, the number of convolutions.
+        dropout (float): dropout on the hidden features.
+        batch_norm (bool): batch norm after each hidden convolution.
+        cached (bool): the layers cache the graph between calls.
+        **sizes (int): the subclass's other sizes, checked after ``hidden_channels``.
+    """
+
+    convs: nn.ModuleList
+    bns: nn.ModuleList
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        *,
+        num_layers: int,
+        dropout: float,
+        batch_norm: bool,
+        cached: bool,
+        **sizes: int,
+    ) -> None:
+        super().__init__()
+        check_ints(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            hidden_channels=hidden_channels,
+            **sizes,
+            num_layers=num_layers,
+        )
+        check_flags(batch_norm=batch_norm, cached=cached)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.hidden_channels, self.num_layers = hidden_channels, num_layers
+        self.dropout = check_dropout(dropout)
+
+    def _set_layers(self, convs: Iterable[nn.Module], width: int, batch_norm: bool) -> None:
+        """Keep ``convs``, put batch norm over ``width`` channels (or identity) between them,
+        and initialise."""
+        self.convs = nn.ModuleList(convs)
+        self.bns = nn.ModuleList(
+            nn.BatchNorm1d(width) if batch_norm else nn.Identity()
+            for _ in range(self.num_layers - 1)
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
+        for bn in self.bns:
+            if isinstance(bn, nn.BatchNorm1d):
+                bn.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
+            x = conv(x, edge_index)  # (|V|, hidden width)
+            x = relu_dropout(bn(x), self.dropout, self.training)
+        return self.convs[-1](x, edge_index)  # (|V|, out)
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, dropout={self.dropout}"
 
 
 class GCN(TwoLayerNetwork):
@@ -76,13 +210,7 @@ class GCN(TwoLayerNetwork):
         self_loop_weight: float = 1.0,
         cached: bool = True,
     ) -> None:
-        super().__init__()
-        check_ints(
-            in_channels=in_channels, out_channels=out_channels, hidden_channels=hidden_channels
-        )
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.hidden_channels = hidden_channels
-        self.dropout = check_dropout(dropout)
+        super().__init__(in_channels, out_channels, hidden_channels, dropout)
         self.conv1 = GCNConv(
             in_channels, hidden_channels, self_loop_weight=self_loop_weight, cached=cached
         )
@@ -166,17 +294,15 @@ class BatchNormGCN(NormalizedStack):
         batch_norm: bool = True,
         cached: bool = True,
     ) -> None:
-        super().__init__()
-        check_ints(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            hidden_channels=hidden_channels,
+        super().__init__(
+            in_channels,
+            out_channels,
+            hidden_channels,
             num_layers=num_layers,
+            dropout=dropout,
+            batch_norm=batch_norm,
+            cached=cached,
         )
-        check_flags(batch_norm=batch_norm, cached=cached)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.hidden_channels, self.num_layers = hidden_channels, num_layers
-        self.dropout = check_dropout(dropout)
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         # Layers after the first read the previous layer's output: no NaN scan needed.
         self._set_layers(

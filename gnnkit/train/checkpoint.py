@@ -23,17 +23,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gnnkit.errors import CheckpointError
 from gnnkit.utils.io import atomic_torch_save, safe_torch_load
+
+if TYPE_CHECKING:
+    from gnnkit.train.engine import Task
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "check_identity",
     "load_checkpoint",
+    "resume_task",
     "run_identity",
     "save_checkpoint",
+    "task_state",
 ]
 
 #: Written into every checkpoint; a file with another value is refused.
@@ -134,4 +139,37 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint {path} is incomplete: no {', '.join(missing)}")
     if expect is not None:
         check_identity(state, expect, path)
+    return state
+
+
+def task_state(task: Task) -> dict[str, Any]:
+    """A checkpoint's entries for ``task``: ``run`` (its identity), ``model``, ``optimizer``
+    (``None`` without one) and ``task`` (its own state)."""
+    return {
+        "run": task.identity(),
+        "model": task.model.state_dict(),
+        "optimizer": task.optimizer.state_dict() if task.optimizer is not None else None,
+        "task": task.state_dict(),
+    }
+
+
+def resume_task(task: Task, path: Path, epochs: int) -> dict[str, Any]:
+    """Load the checkpoint ``path`` into ``task`` (model, optimizer, task state) and return it.
+
+    Raises:
+        CheckpointError: :func:`load_checkpoint`'s refusals, the task's own
+            (:meth:`Task.check_checkpoint`), or a checkpoint past ``epochs``.
+    """
+    state = load_checkpoint(path)
+    task.check_checkpoint(state, path)
+    check_identity(state, task.identity(), path)
+    if state["epoch"] > epochs:
+        raise CheckpointError(
+            f"checkpoint {path} has already trained {state['epoch']} epochs, more than "
+            f"the {epochs} asked for; ask for at least {state['epoch']} epochs"
+        )
+    task.model.load_state_dict(state["model"])
+    if task.optimizer is not None:
+        task.optimizer.load_state_dict(state["optimizer"])
+    task.load_state_dict(state.get("task") or {}, path)
     return state

@@ -42,8 +42,8 @@ from torch import Tensor, nn
 
 from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.inputs import NodeInputs
-from gnnkit.train.minibatch import SamplingConfig, World, fit_minibatch
-from gnnkit.train.node import TrainConfig, TrainResult
+from gnnkit.train.minibatch import World, fit_minibatch
+from gnnkit.train.node import TrainResult
 
 __all__ = [
     "DistributedWorld",
@@ -158,53 +158,34 @@ class DistributedWorld(World):
     def no_sync(self, module: nn.Module) -> contextlib.AbstractContextManager:
         return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
 
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """``DistributedDataParallel`` over ``model``; building it copies rank 0's parameters
+        and buffers to every rank."""
+        device_ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, broadcast_buffers=True
+        )
+
     def barrier(self) -> None:
         dist.barrier()
 
 
 def fit_distributed(
-    model: nn.Module,
-    inputs: NodeInputs,
-    config: TrainConfig | None = None,
-    sampling: SamplingConfig | None = None,
-    *,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: bool = False,
-    callback: Any = None,
+    model: nn.Module, inputs: NodeInputs, *args: Any, **options: Any
 ) -> TrainResult:
     """Train ``model`` data-parallel on this process group; every rank calls it alike.
+
+    The arguments are :func:`~gnnkit.train.minibatch.fit_minibatch`'s (``config``,
+    ``sampling``, ``checkpoint``, ``resume``, ``progress``, ``callback``), and so is the
+    training, on :class:`DistributedWorld`. ``model`` is this rank's replica, on this rank's
+    device (the inputs'); ``inputs`` is the whole graph, identical on every rank.
 
     The model is wrapped in ``DistributedDataParallel``, whose construction copies rank 0's
     parameters and buffers to every rank, so the replicas start identical whatever each rank
     initialised. Every rank returns the same :class:`~gnnkit.train.TrainResult`, and ``model``
-    ends with the same parameters and buffers on every rank.
-
-    Args:
-        model (torch.nn.Module): this rank's replica, on this rank's device (the inputs').
-        inputs (NodeInputs): the whole graph, identical on every rank.
-        config (TrainConfig, optional): as for :func:`gnnkit.train.fit`.
-        sampling (SamplingConfig, optional): fan-outs, seeds per shard and shards per rank.
-        checkpoint (str or PathLike, optional): the checkpoint file; rank 0 writes it.
-        resume (bool, optional): continue from ``checkpoint``. The checkpoint must have the
-            same number of shards per step (``accumulate x world size``); the number of
-            processes may change.
-        progress (bool, optional): a progress bar on rank 0.
-        callback (callable, optional): called after every epoch on every rank.
+    ends with the same parameters and buffers on every rank. Rank 0 writes the checkpoint and
+    shows the progress bar; the callback runs on every rank. A resumed checkpoint must have
+    the same number of shards per step (``accumulate x world size``); the number of processes
+    may change.
     """
-    world = DistributedWorld()
-    device = inputs.y.device
-    device_ids = [device.index] if device.type == "cuda" else None
-    ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=True)
-    return fit_minibatch(
-        model,
-        inputs,
-        config,
-        sampling,
-        checkpoint=checkpoint,
-        resume=resume,
-        progress=progress,
-        callback=callback,
-        _world=world,
-        _module=ddp,
-    )
+    return fit_minibatch(model, inputs, *args, _world=DistributedWorld(), **options)

@@ -1,25 +1,18 @@
-"""The training engine: one loop, with checkpoints, selection and early stopping, for every task.
+"""The training engine: the :class:`Task` interface and the :class:`Run` that drives it.
 
-A :class:`Task` knows how to train one epoch and how to evaluate; :class:`Run` owns
-everything around that, once for all of gnnkit's tasks (node classification full-batch,
-mini-batch and distributed, graph property and link prediction, the memory-task RNNs, the
-character LSTM and the citation models):
+A task trains one epoch and evaluates; a run does everything around that, once for every
+training path of gnnkit (node classification full-batch, mini-batch and distributed, graph
+property and link prediction, the memory-task RNNs, the character LSTM, the citation models):
+the epoch loop, model selection (the task's ``monitor`` metrics rank evaluations
+lexicographically; ties keep the earlier one), early stopping (patience, the task's own rule,
+a time budget), checkpoints (:mod:`gnnkit.train.checkpoint`; ``resume=True`` continues bit for
+bit), non-finite losses, progress bars and callbacks.
 
-- the **epoch loop** (:meth:`Run.step` advances one epoch, :meth:`Run.run` to the end), with
-  an evaluation every ``eval_every`` epochs and after the last one;
-- **model selection**: the task's ``monitor`` metrics rank evaluations lexicographically
-  (ties keep the earlier one); ``restore_best`` ends the run with the selected parameters;
-- **early stopping**: ``patience`` epochs without a better evaluation, or the task's own rule
-  (:meth:`Task.should_stop`), or a ``time_budget_s`` the next epoch would overrun;
-- **checkpoints**: written atomically every ``checkpoint_every`` epochs and whenever the run
-  stops (:mod:`gnnkit.train.checkpoint`); ``resume=True`` continues bit for bit;
-- **random state**: each run keeps its own torch (CPU and CUDA) and Python generator states
-  and swaps them in around its epochs, so runs stepped in turn (:func:`interleave`) draw
-  exactly what each would draw alone, and a checkpoint holds the run's own state;
-- **non-finite losses**, **progress bars** and **callbacks**.
-
-One "epoch" is whatever the task makes it: a pass over the training nodes, graphs or edges,
-or one batch of a stream (the sequence models count batches).
+Each run swaps its own torch (CPU, CUDA) and Python generator states in around its epochs
+(:mod:`gnnkit.utils.rng`), so runs stepped in turn (:func:`interleave`) draw exactly what each
+would draw alone, and a checkpoint holds the run's own state. One "epoch" is whatever the task
+makes it: a pass over the training nodes, graphs or edges, or one batch of a stream (the
+sequence models count batches).
 """
 
 from __future__ import annotations
@@ -27,18 +20,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gnnkit.errors import CheckpointError, InputError
-from gnnkit.train.checkpoint import check_identity, load_checkpoint, save_checkpoint
-from gnnkit.train.task import NonFiniteLossError, RunResult, Task, seed_everything
+from gnnkit.errors import GnnkitError, InputError
+from gnnkit.train.checkpoint import resume_task, save_checkpoint, task_state
+from gnnkit.utils.checks import check_int
+from gnnkit.utils.rng import rng_state, seed_everything, set_rng_state
 
 __all__ = [
     "NonFiniteLossError",
@@ -52,16 +46,115 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``callback(record)`` after every epoch: ``epoch``, the epoch's metrics (and the
-#: evaluation's, when one ran) and ``epoch_time``. Returning ``True`` stops the run after a
-#: checkpoint (Ctrl-C handling).
+
+class NonFiniteLossError(GnnkitError, FloatingPointError):
+    """A loss became NaN or infinite; the message names the epoch."""
+
+
+class Task:
+    """What :class:`Run` trains: one epoch at a time, plus an evaluation.
+
+    Subclasses set :attr:`model` (and :attr:`optimizer`, which checkpoints hold) and
+    implement :meth:`train_epoch`; every other method has a default.
+
+    Attributes:
+        model (torch.nn.Module): the model being trained.
+        optimizer (torch.optim.Optimizer, optional): saved and restored with checkpoints.
+        monitor (sequence of (str, str)): ``(metric, "max" | "min")`` pairs that rank
+            evaluations in order (a tie on the first goes to the second); empty: no selection.
+        nonfinite (sequence of str): metrics that must stay finite (losses).
+        progress_keys (sequence of (str, str)): ``(label, metric)`` pairs the progress bar
+            shows after every epoch.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    monitor: Sequence[tuple[str, str]] = ()
+    nonfinite: Sequence[str] = ("loss",)
+    progress_keys: Sequence[tuple[str, str]] = (("loss", "loss"),)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train epoch ``epoch`` (1-based); returns its metrics (e.g. the mean loss)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement train_epoch")
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """Metrics after epoch ``epoch`` (validation and test scores). (default: none)"""
+        return {}
+
+    def should_stop(self) -> str | None:
+        """A reason to end the run after the epoch just trained (e.g. ``"converged"``)."""
+        return None
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must agree on to be resumed
+        (:func:`gnnkit.train.checkpoint.run_identity`)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Task state beyond the model and optimizer that a checkpoint must hold."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        """Restore :meth:`state_dict` from the checkpoint ``path``."""
+
+    def check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse, with a specific message, a checkpoint this task cannot resume (called
+        before the generic identity check)."""
+
+    def on_evaluated(self, epoch: int, metrics: dict[str, float], improved: bool) -> None:
+        """Called after every evaluation (logging, best-model files)."""
+
+    def on_epoch_end(self, epoch: int, finished: str | None) -> None:
+        """Called after every epoch, before the checkpoint (samples, snapshots)."""
+
+    def nonfinite_message(self, epoch: int, bad: list[str]) -> str:
+        """The error message for non-finite ``bad`` metrics (``name=value``) at ``epoch``."""
+        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None
+        hint = "lower the learning rate" + (f" (lr={lr})" if lr is not None else "")
+        return (
+            f"the loss became non-finite at epoch {epoch} ({', '.join(bad)}); {hint} or check "
+            "the inputs for NaN/inf"
+        )
+
+
+@dataclass
+class RunResult:
+    """The outcome of a :class:`Run`.
+
+    Attributes:
+        history (dict): one list per metric: the epochs' metrics (one entry per epoch) and
+            the evaluations' (one entry per evaluation, whose epochs are ``eval_epoch``).
+        best (dict): the selected evaluation's ``epoch`` and metrics (empty: none selected).
+        epochs_run (int): epochs trained, over every call that trained the run.
+        finished (str or None): why the run ended: ``"epochs"``, ``"patience"``,
+            ``"time-budget"``, a task's reason, or ``None`` (interrupted, resumable).
+        epoch_times (list of float): seconds of each epoch (training plus evaluation;
+            checkpoints, progress bars and callbacks excluded).
+        train_times, eval_times (list of float): seconds of each epoch's training alone, and
+            of each evaluation.
+        resumed_from (int): the epoch this call continued from (0 for a fresh run).
+        wall_time (float): seconds of training, evaluation and checkpoints over all calls.
+    """
+
+    history: dict[str, list[Any]]
+    best: dict[str, Any]
+    epochs_run: int
+    finished: str | None
+    epoch_times: list[float] = field(repr=False)
+    train_times: list[float] = field(repr=False)
+    eval_times: list[float] = field(repr=False)
+    resumed_from: int = 0
+    wall_time: float = 0.0
+
+    @property
+    def run_time(self) -> float:
+        """Seconds spent in epochs (the sum of :attr:`epoch_times`)."""
+        return math.fsum(self.epoch_times)
+
+
+#: ``callback(record)`` after every epoch (``epoch``, its metrics, the evaluation's when one
+#: ran, ``epoch_time``); returning ``True`` stops the run after a checkpoint (Ctrl-C handling).
 Callback = Callable[[dict[str, Any]], "bool | None"]
-
-
-def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _better(
@@ -80,53 +173,26 @@ def _better(
     return False
 
 
-def _rng_state(cuda: bool) -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": [version, list(internal), gauss],
-    }
-    if cuda:
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _copy_state(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 class Run:
     """One training run of a :class:`Task`, advanced an epoch at a time.
 
     Args:
         task (Task): what to train.
         epochs (int): the number of epochs to reach (a resumed run continues to it).
-        eval_every (int, optional): evaluate after every this many epochs, and always after
-            the last one; ``0`` evaluates only after the last. (default: ``1``)
-        patience (int, optional): stop after this many epochs without a better evaluation.
-            (default: none)
-        restore_best (bool, optional): end with the parameters of the selected evaluation.
-            (default: ``False``)
+        eval_every (int, optional): evaluate after every this many epochs and after the
+            last; ``0``: only after the last. (default: ``1``)
+        patience (int, optional): stop after this many epochs without improvement. (default: none)
+        restore_best (bool, optional): end with the selected parameters. (default: ``False``)
         seed (int, optional): :func:`seed_everything` when a run starts (not when it
             resumes: the checkpoint restores the generators). (default: none)
         checkpoint (str or PathLike, optional): the checkpoint file. (default: none)
-        checkpoint_every (int, optional): write it every this many epochs (and whenever the
-            run stops); ``0`` only when it stops. (default: ``0``)
-        resume (bool, optional): continue from ``checkpoint`` if it exists. The result equals
-            an uninterrupted run's. A checkpoint of another model, configuration or dataset
-            is refused. (default: ``False``)
+        checkpoint_every (int, optional): write it every this many epochs and whenever the
+            run stops; ``0``: only when it stops. (default: ``0``)
+        resume (bool, optional): continue from ``checkpoint`` if it exists, to the result of
+            an uninterrupted run; a checkpoint of another model, configuration or dataset is
+            refused. (default: ``False``)
         time_budget_s (float, optional): stop, with a checkpoint, before an epoch that would
-            end past this many seconds of this call (estimated from the previous epoch).
-            (default: none)
+            end past this many seconds of this call (judged by the previous epoch). (default: none)
         progress (bool, optional): a tqdm bar on stderr. (default: ``False``)
         progress_unit (str, optional): the bar's unit. (default: ``"ep"``)
         callback (callable, optional): :data:`Callback`, after every epoch.
@@ -152,11 +218,11 @@ class Run:
         callback: Callback | None = None,
         main_process: bool = True,
     ) -> None:
-        _positive_int("epochs", epochs)
-        _positive_int("eval_every", eval_every, allow_zero=True)
-        _positive_int("checkpoint_every", checkpoint_every, allow_zero=True)
+        check_int("epochs", epochs)
+        check_int("eval_every", eval_every, 0)
+        check_int("checkpoint_every", checkpoint_every, 0)
         if patience is not None:
-            _positive_int("patience", patience)
+            check_int("patience", patience)
         self.task, self.epochs, self.eval_every = task, epochs, eval_every
         self.patience, self.restore_best = patience, restore_best
         self.path = Path(checkpoint) if checkpoint is not None else None
@@ -172,15 +238,14 @@ class Run:
         self.epoch_times: list[float] = []
         self.train_times: list[float] = []
         self.eval_times: list[float] = []
-        self.epoch, self.finished, self._wall_before = 0, None, 0.0
-        self.interrupted = False
+        self.epoch, self.finished, self.interrupted, self._wall_before = 0, None, False, 0.0
         if resume and self.path is not None and self.path.exists():
             self._load()
         elif seed is not None:
             seed_everything(seed)
         self.resumed_from = self.epoch
         self._written = self.epoch if self.resumed_from else -1
-        self._rng = _rng_state(self.cuda)
+        self._rng = rng_state(self.cuda)
         self.started = time.perf_counter()
         self._bar = None
         if progress and main_process:
@@ -223,15 +288,11 @@ class Run:
         """Write the checkpoint now (no-op without a path, or outside the main process)."""
         if self.path is None or not self.main_process:
             return
-        task = self.task
         save_checkpoint(
             {
-                "run": task.identity(),
+                **task_state(self.task),
                 "epoch": self.epoch,
                 "finished": self.finished,
-                "model": task.model.state_dict(),
-                "optimizer": task.optimizer.state_dict() if task.optimizer is not None else None,
-                "task": task.state_dict(),
                 "history": self.history,
                 "best": self.best,
                 "best_state": self.best_state,
@@ -248,19 +309,7 @@ class Run:
         self._written = self.epoch
 
     def _load(self) -> None:
-        path, task = self.path, self.task
-        state = load_checkpoint(path)
-        task.check_checkpoint(state, path)
-        check_identity(state, task.identity(), path)
-        if state["epoch"] > self.epochs:
-            raise CheckpointError(
-                f"checkpoint {path} has already trained {state['epoch']} epochs, more than "
-                f"the {self.epochs} asked for; ask for at least {state['epoch']} epochs"
-            )
-        task.model.load_state_dict(state["model"])
-        if task.optimizer is not None:
-            task.optimizer.load_state_dict(state["optimizer"])
-        task.load_state_dict(state.get("task") or {}, path)
+        state = resume_task(self.task, self.path, self.epochs)
         self.history = {key: list(values) for key, values in state["history"].items()}
         self.best, self.best_state = dict(state["best"]), state["best_state"]
         times = state["times"]
@@ -269,8 +318,8 @@ class Run:
         self.epoch, self.finished = int(state["epoch"]), state["finished"]
         if self.finished in ("epochs", "time-budget") and self.epochs > self.epoch:
             self.finished = None  # a run asked for more epochs, or for more time, goes on
-        _set_rng_state(state["rng"])
-        logger.info("resuming %s from epoch %d", path, self.epoch)
+        set_rng_state(state["rng"])
+        logger.info("resuming %s from epoch %d", self.path, self.epoch)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -281,31 +330,29 @@ class Run:
             if key in metrics and not math.isfinite(metrics[key])
         ]
         if bad:
-            kept = ""
-            if self.path is not None and self.path.exists():
-                kept = f"; the last checkpoint ({self.path}) is unchanged"
-            raise NonFiniteLossError(self.task.nonfinite_message(epoch, bad) + kept)
+            kept = self.path is not None and self.path.exists()
+            note = f"; the last checkpoint ({self.path}) is unchanged" if kept else ""
+            raise NonFiniteLossError(self.task.nonfinite_message(epoch, bad) + note)
 
     def step(self) -> dict[str, Any]:
         """Train one epoch, evaluate and checkpoint when due; returns the epoch's record."""
         if self.done:
             raise InputError(f"the run has already trained all {self.epochs} epochs")
         task, epoch = self.task, self.epoch + 1
-        _set_rng_state(self._rng)
+        set_rng_state(self._rng)
         tick = time.perf_counter()
         record = dict(task.train_epoch(epoch))
         train_time = time.perf_counter() - tick
         self._check_finite(epoch, record)
         stop = task.should_stop()
-        last = stop is not None or epoch == self.epochs
         metrics: dict[str, float] | None = None
-        if self._evaluates(epoch) or last:
+        if self._evaluates(epoch) or stop is not None:  # the last epoch is always evaluated
             eval_tick = time.perf_counter()
             metrics = dict(task.evaluate(epoch))
             self.eval_times.append(time.perf_counter() - eval_tick)
         self.epoch_times.append(time.perf_counter() - tick)
         self.train_times.append(train_time)
-        self._rng = _rng_state(self.cuda)
+        self._rng = rng_state(self.cuda)
         self.epoch = epoch
         self._append(record)
         if metrics is not None:
@@ -316,9 +363,12 @@ class Run:
             if improved:
                 self.best = {"epoch": epoch, **metrics}
                 if self.restore_best:
-                    self.best_state = _copy_state(task.model)
+                    state = task.model.state_dict()
+                    self.best_state = {k: v.detach().clone() for k, v in state.items()}
             task.on_evaluated(epoch, metrics, improved)
-        self.finished = stop or self._stopped_by_patience(epoch)
+        waited = epoch - self.best.get("epoch", 0)
+        patience_ran_out = self.patience is not None and waited >= self.patience
+        self.finished = stop or ("patience" if patience_ran_out else None)
         if self.finished is None and epoch == self.epochs:
             self.finished = "epochs"
         task.on_epoch_end(epoch, self.finished)
@@ -329,11 +379,6 @@ class Run:
             self.interrupted = True  # resumable: the checkpoint says it has not finished
             self.save()
         return record
-
-    def _stopped_by_patience(self, epoch: int) -> str | None:
-        if self.patience is not None and epoch - self.best.get("epoch", 0) >= self.patience:
-            return "patience"
-        return None
 
     def _report(self, record: dict[str, Any]) -> bool:
         """Advance the progress bar and call the callback; whether it asked to stop."""
@@ -357,7 +402,7 @@ class Run:
     def extend(self, epochs: int) -> None:
         """Let a run that reached its last epoch, or was interrupted, go on to ``epochs``
         (a later :meth:`run` in the same process, as a resumed run would)."""
-        _positive_int("epochs", epochs)
+        check_int("epochs", epochs)
         if epochs < self.epoch:
             raise InputError(f"the run has already trained {self.epoch} epochs, more than {epochs}")
         self.epochs, self.interrupted = epochs, False
@@ -393,7 +438,14 @@ class Run:
         parameters, checkpoint if anything is unwritten) and summarise it."""
         evaluated = self.history.get("eval_epoch", [None])[-1]
         if self.epoch >= self.epochs and evaluated != self.epoch:
-            self._evaluate_resumed_last()
+            # A run resumed at its last epoch from a checkpoint written between evaluations.
+            tick = time.perf_counter()
+            metrics = dict(self.task.evaluate(self.epoch))
+            self.eval_times.append(time.perf_counter() - tick)
+            self._append({"eval_epoch": self.epoch, **metrics})
+            if self.task.monitor and _better(metrics, self.best, self.task.monitor):
+                self.best = {"epoch": self.epoch, **metrics}
+            self.task.on_evaluated(self.epoch, metrics, False)
         if self.finished is None and self.epoch >= self.epochs:
             self.finished = "epochs"
         if self._written != self.epoch and self.epoch:
@@ -412,16 +464,6 @@ class Run:
             wall_time=self.wall_time(),
         )
 
-    def _evaluate_resumed_last(self) -> None:
-        """The last epoch of a run resumed from a checkpoint written between evaluations."""
-        tick = time.perf_counter()
-        metrics = dict(self.task.evaluate(self.epoch))
-        self.eval_times.append(time.perf_counter() - tick)
-        self._append({"eval_epoch": self.epoch, **metrics})
-        if self.task.monitor and _better(metrics, self.best, self.task.monitor):
-            self.best = {"epoch": self.epoch, **metrics}
-        self.task.on_evaluated(self.epoch, metrics, False)
-
 
 def round_order(names: Iterable[str], index: int) -> list[str]:
     """The names in order for round ``index``: as given on even rounds, reversed on odd.
@@ -433,13 +475,6 @@ def round_order(names: Iterable[str], index: int) -> list[str]:
     return order if index % 2 == 0 else order[::-1]
 
 
-def _rounds(runs: Mapping[str, Run]) -> Iterator[list[str]]:
-    index = 0
-    while not all(run.done for run in runs.values()):
-        yield round_order(runs, index)
-        index += 1
-
-
 def interleave(runs: Mapping[str, Run], *, time_budget_s: float | None = None) -> str | None:
     """Step several runs in turn, epoch by epoch (:func:`round_order`), until all are done.
 
@@ -447,19 +482,18 @@ def interleave(runs: Mapping[str, Run], *, time_budget_s: float | None = None) -
     the same machine load. With ``time_budget_s`` every run stops, with a checkpoint, before
     a round of epochs that would end past the budget; returns ``"time-budget"`` then.
     """
-    began = time.perf_counter()
-    for order in _rounds(runs):
+    began, index = time.perf_counter(), 0
+    while not all(run.done for run in runs.values()):
         if time_budget_s is not None:
+            elapsed = time.perf_counter() - began
             estimates = [run.next_epoch_estimate() for run in runs.values() if not run.done]
-            if (
-                None not in estimates
-                and time.perf_counter() - began + sum(estimates) > time_budget_s
-            ):
+            if None not in estimates and elapsed + sum(estimates) > time_budget_s:
                 for run in runs.values():
                     if not run.done:
                         run.stop("time-budget")
                 return "time-budget"
-        for name in order:
+        for name in round_order(runs, index):
             if not runs[name].done:
                 runs[name].step()
+        index += 1
     return None

@@ -358,25 +358,14 @@ class LinkTask(Task):
 
 
 def link_run(
-    model: nn.Module,
-    data: LinkData,
-    config: LinkTrainConfig | None = None,
-    *,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
-    callback: Callable[[dict[str, Any]], Any] | None = None,
+    model: nn.Module, data: LinkData, config: LinkTrainConfig | None = None, **options: Any
 ) -> Run:
     """The :class:`~gnnkit.train.engine.Run` of ``model`` on ``data``: evaluations (and
     checkpoints) every ``config.eval_every`` epochs and after the last; :func:`link_result`
-    summarises it."""
+    summarises it. ``options`` go to the run: :func:`fit_link`'s ``checkpoint``, ``resume``
+    and ``callback``."""
     config = config or LinkTrainConfig()
-    return Run(
-        LinkTask(model, data, config),
-        checkpoint=checkpoint,
-        resume=resume,
-        callback=callback,
-        **config.run_options(),
-    )
+    return Run(LinkTask(model, data, config), **options, **config.run_options())
 
 
 def link_result(result: RunResult, k: int) -> LinkTrainResult:

@@ -85,7 +85,7 @@ class World:
     """This process's place among the training processes (one process: rank 0 of 1).
 
     :mod:`gnnkit.train.distributed` passes one built on ``torch.distributed``; the methods
-    here are the only collectives the trainer needs.
+    here are all the trainer needs of it: the collectives and the model's wrapper.
     """
 
     rank: int = 0
@@ -109,6 +109,10 @@ class World:
     def no_sync(self, module: nn.Module) -> contextlib.AbstractContextManager:
         """Suspend gradient synchronisation for a micro-batch that is not the step's last."""
         return contextlib.nullcontext()
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """What runs the forward pass of ``model`` (on ``device``): the model itself here."""
+        return model
 
 
 def disable_graph_caches(model: nn.Module) -> int:
@@ -264,7 +268,6 @@ def fit_minibatch(
     progress: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
     _world: World | None = None,
-    _module: nn.Module | None = None,
 ) -> TrainResult:
     """Train a node classifier on sampled mini-batches; evaluate on the whole graph.
 
@@ -302,7 +305,8 @@ def fit_minibatch(
     world = _world or World()
     check_node_run(model, inputs, config)
     check_type("sampling", sampling, SamplingConfig, "a SamplingConfig")
-    task = MiniBatchTask(model, inputs, config, sampling, world=world, module=_module)
+    module = world.wrap(model, inputs.y.device)
+    task = MiniBatchTask(model, inputs, config, sampling, world=world, module=module)
     run = Run(
         task,
         checkpoint=checkpoint,

@@ -1,1 +1,2 @@
-"""Small shared helpers: atomic file writes, safe loading, environment facts."""
+"""Small shared helpers: input checks, atomic file writes, safe loading, random state, timing,
+memory, plots, environment facts."""

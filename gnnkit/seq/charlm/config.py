@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from gnnkit.errors import InputError
 from gnnkit.utils.checks import (
@@ -20,9 +20,36 @@ from gnnkit.utils.checks import (
 
 __all__ = ["PRESETS", "CharLSTMConfig", "Preset", "TrainConfig", "get_preset"]
 
+_C = TypeVar("_C", bound="_Config")
+
+
+class _Config:
+    """What both configurations share: their fields are checked when made, and they travel
+    through checkpoints as plain dicts."""
+
+    #: What messages call this configuration.
+    what: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[_C], values: dict[str, Any]) -> _C:
+        """The configuration of ``values`` (a dict of its fields); unknown fields are refused."""
+        if not isinstance(values, dict):
+            raise InputError(f"{cls.what} must be a dict, got {type(values).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InputError(f"{cls.what} has unknown fields {unknown}; known: {sorted(names)}")
+        return cls(**values)
+
 
 @dataclass(frozen=True)
-class CharLSTMConfig:
+class CharLSTMConfig(_Config):
     """The shape of a :class:`~gnnkit.seq.charlm.CharLSTM` (the vocabulary size comes with the data).
 
     Args:
@@ -38,19 +65,11 @@ class CharLSTMConfig:
     num_layers: int = field(default=2, metadata=POSITIVE_INT)
     dropout: float = field(default=0.5, metadata=PROBABILITY)
 
-    def __post_init__(self) -> None:
-        validate_fields(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> CharLSTMConfig:
-        return cls(**_known(cls, values, "model config"))
+    what: ClassVar[str] = "model config"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Config):
     """How a :class:`~gnnkit.seq.charlm.CharLSTM` is trained.
 
     Teacher forcing on random windows with Adam, a step-wise learning-rate decay and gradient
@@ -104,29 +123,11 @@ class TrainConfig:
     checkpoint_every: int = field(default=500, metadata=NON_NEGATIVE_INT)
     snapshot_every: int = field(default=2500, metadata=NON_NEGATIVE_INT)
 
-    def __post_init__(self) -> None:
-        validate_fields(self)
+    what: ClassVar[str] = "training config"
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        return cls(**_known(cls, values, "training config"))
-
-
-def _known(cls: type, values: dict[str, Any], what: str) -> dict[str, Any]:
-    if not isinstance(values, dict):
-        raise InputError(f"{what} must be a dict, got {type(values).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise InputError(f"{what} has unknown fields {unknown}; known: {sorted(names)}")
-    return values
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -218,33 +219,15 @@ def generate_batch(
     return [decode(row) for row in out.cpu().tolist()]
 
 
-def generate(
-    model: CharLSTM,
-    prompt: str,
-    length: int = 100,
-    *,
-    strategy: str = "greedy",
-    temperature: float = 1.0,
-    k: int | None = None,
-    seed: int | None = None,
-    unknown: Unknown = "error",
-) -> str:
+def generate(model: CharLSTM, prompt: str, length: int = 100, **options: Any) -> str:
     """Continue one prompt by ``length`` characters; returns the continuation only.
 
-    See :func:`generate_batch` for the arguments. Example::
+    ``options`` are :func:`generate_batch`'s keyword arguments (``strategy``,
+    ``temperature``, ``k``, ``seed``, ``unknown``), which also documents the others. Example::
 
         text = generate(model, "I would prefer not to.", 100, strategy="temperature",
                         temperature=0.8, seed=0)
     """
     if not isinstance(prompt, str):
         raise InputError(f"prompt must be a str, got {type(prompt).__name__}")
-    return generate_batch(
-        model,
-        [prompt],
-        length,
-        strategy=strategy,
-        temperature=temperature,
-        k=k,
-        seed=seed,
-        unknown=unknown,
-    )[0]
+    return generate_batch(model, [prompt], length, **options)[0]

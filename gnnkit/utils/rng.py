@@ -1,0 +1,46 @@
+"""Random state: seed every generator, capture and restore torch's, Python's and CUDA's.
+
+:class:`gnnkit.train.Run` keeps each run's own generator states (:func:`rng_state`) and swaps
+them in around its epochs (:func:`set_rng_state`), so runs stepped in turn draw what each would
+draw alone, and a checkpoint holds them as plain tensors and lists.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+__all__ = ["rng_state", "seed_everything", "set_rng_state"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device)."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state(cuda: bool) -> dict[str, Any]:
+    """torch's CPU generator state, Python's (as lists) and, with ``cuda``, every CUDA device's."""
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(internal), gauss],
+    }
+    if cuda:
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (Python's and CUDA's only where present)."""
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
