@@ -12,6 +12,9 @@ comparison always train alike.
 - :data:`GRAPH_RECIPES`: OGB's molecule example (``examples/graphproppred/mol``) with GCN or
   GAT layers, with or without a virtual node.
 - :data:`LINK_RECIPES`: OGB's ogbl-ddi example (``examples/linkproppred/ddi/gnn.py``).
+- :data:`CITATION_MODELS`, :data:`CITATION_VARIANTS`: the models of the citation-sentiment
+  study (:mod:`gnnkit.citation`) by name, and its ablations as overrides of their
+  hyper-parameters.
 
 Some datasets have their own recipe for a model name (:data:`DATASET_RECIPES`): on
 ogbn-arxiv ``gcn`` means ``arxiv-gcn``, which :func:`get_recipe` resolves and the benchmark
@@ -29,6 +32,9 @@ from torch import Tensor, nn
 from gnnkit.errors import InputError
 
 __all__ = [
+    "CITATION_MODELS",
+    "CITATION_MODEL_NAMES",
+    "CITATION_VARIANTS",
     "DATASET_RECIPES",
     "GRAPH_RECIPES",
     "LINK_RECIPES",
@@ -223,6 +229,22 @@ LINK_RECIPES: dict[str, Recipe] = {
         _ddi("gat", "ddi GAT: embedding 256, 2 x GATConv 4 heads x 64, dropout 0.5, Hadamard MLP"),
     )
 }
+
+#: The five models of the citation-sentiment study (:func:`gnnkit.citation.make_model`): a
+#: linear SVM, a BiLSTM, a GNN over the papers, the RNN + GNN hybrid and TextGCN.
+CITATION_MODELS: tuple[str, ...] = ("svm", "text", "graph", "hybrid", "textgcn")
+#: The study's ablations: name -> (base model, hyper-parameter overrides).
+CITATION_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "hybrid-concat": ("hybrid", {"fusion": "concat"}),
+    "hybrid-gated": ("hybrid", {"fusion": "gated"}),
+    "hybrid-gat": ("hybrid", {"conv": "gat"}),
+    "hybrid-structure": ("hybrid", {"features": "embedding"}),
+    "graph-gat": ("graph", {"conv": "gat"}),
+    "graph-structure": ("graph", {"features": "embedding"}),
+    "graph-text": ("graph", {"features": "text"}),
+}
+#: Every name the citation study accepts: the models, then the ablations.
+CITATION_MODEL_NAMES: tuple[str, ...] = CITATION_MODELS + tuple(CITATION_VARIANTS)
 
 _RECIPES: dict[str, dict[str, Recipe]] = {
     "node": NODE_RECIPES,

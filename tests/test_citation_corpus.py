@@ -9,16 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from gnnkit.citation import (
-    CITATION_TOKEN,
-    CitationRecord,
-    Vocabulary,
-    label_homophily,
-    load_citations,
-    read_corpus,
-    to_data,
-    tokenize,
-)
+from gnnkit.citation import corpus as athar
 from gnnkit.errors import DatasetError, InputError
 
 HEADER = "# a header line\n# Source_Paper  Target_Paper  Sentiment  Citation_Text\n\n"
@@ -48,26 +39,26 @@ def write(tmp_path, body: str, name: str = "corpus.txt"):
     ],
 )
 def test_tokenize_examples(text, expected):
-    assert tokenize(text) == expected
+    assert athar.tokenize(text) == expected
 
 
 def test_tokenize_keeps_every_non_space_character_outside_citations():
     text = "A model: p(x|y) = 0.5; great!"
-    tokens = tokenize(text)
-    assert CITATION_TOKEN not in tokens
+    tokens = athar.tokenize(text)
+    assert athar.CITATION_TOKEN not in tokens
     assert "".join(t if t != "<num>" else "0.5" for t in tokens) == text.lower().replace(" ", "")
 
 
 def test_tokenize_rejects_non_strings():
     with pytest.raises(InputError, match="expects a str"):
-        tokenize(["not", "text"])
+        athar.tokenize(["not", "text"])
 
 
 # -- vocabulary --------------------------------------------------------------------------------
 
 
 def test_vocabulary_orders_by_frequency_and_maps_unknowns():
-    vocab = Vocabulary.from_corpus([["b", "a", "b"], ["c", "b", "a"]], min_count=2)
+    vocab = athar.Vocabulary.from_corpus([["b", "a", "b"], ["c", "b", "a"]], min_count=2)
     assert vocab.itos == ["<pad>", "<unk>", "b", "a"]
     assert vocab.encode(["a", "c", "zzz", "b"]) == [3, 1, 1, 2]
     assert "c" not in vocab and "a" in vocab
@@ -76,11 +67,11 @@ def test_vocabulary_orders_by_frequency_and_maps_unknowns():
 
 def test_vocabulary_errors():
     with pytest.raises(InputError, match="min_count must be an integer >= 1"):
-        Vocabulary.from_corpus([["a"]], min_count=0)
+        athar.Vocabulary.from_corpus([["a"]], min_count=0)
     with pytest.raises(InputError, match="must be distinct"):
-        Vocabulary(["a", "a"])
+        athar.Vocabulary(["a", "a"])
     with pytest.raises(InputError, match="must be str"):
-        Vocabulary(["a", 3])
+        athar.Vocabulary(["a", 3])
 
 
 # -- reader ------------------------------------------------------------------------------------
@@ -95,9 +86,9 @@ def test_read_corpus_parses_records_with_line_numbers(tmp_path):
         "# a comment in the middle\n"
         "P1\tP4\tn\tIt fails.\n",
     )
-    corpus = read_corpus(path)
+    corpus = athar.read_corpus(path)
     assert [r.line for r in corpus.records] == [4, 6, 8]
-    assert corpus.records[0] == CitationRecord("P1", "P2", "o", "We use (Smith, 2001).", 4)
+    assert corpus.records[0] == athar.CitationRecord("P1", "P2", "o", "We use (Smith, 2001).", 4)
     assert [r.label_id for r in corpus.records] == [0, 1, 2]
     assert corpus.counts() == {"o": 1, "p": 1, "n": 1}
     assert corpus.skipped == []
@@ -119,32 +110,32 @@ def test_read_corpus_parses_records_with_line_numbers(tmp_path):
 def test_malformed_line_is_reported_with_its_number(tmp_path, line, message):
     path = write(tmp_path, "P1\tP2\to\tfine.\n" + line)
     with pytest.raises(DatasetError, match=message):
-        read_corpus(path)
+        athar.read_corpus(path)
     with pytest.raises(DatasetError, match="--skip-malformed"):
-        read_corpus(path)
+        athar.read_corpus(path)
 
 
 def test_skip_malformed_counts_and_warns(tmp_path, caplog):
     path = write(tmp_path, "P1\tP2\to\tfine.\nbad line\nP1\tP2\tq\ttext\nP2\tP3\tp\tgood.\n")
     with caplog.at_level(logging.WARNING, logger="gnnkit"):
-        corpus = read_corpus(path, skip_malformed=True)
+        corpus = athar.read_corpus(path, skip_malformed=True)
     assert len(corpus) == 2
     assert [n for n, _ in corpus.skipped] == [5, 6]
     assert "skipped 2 malformed line(s)" in caplog.text
     assert "line 5" in caplog.text
-    data = load_citations(path, skip_malformed=True)
+    data = athar.load_citations(path, skip_malformed=True)
     assert data.skipped_lines == 2
 
 
 def test_reader_file_errors(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
-        read_corpus(tmp_path / "missing.txt")
+        athar.read_corpus(tmp_path / "missing.txt")
     with pytest.raises(DatasetError, match="holds no records"):
-        read_corpus(write(tmp_path, "# only comments\n"))
+        athar.read_corpus(write(tmp_path, "# only comments\n"))
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(b"P1\tP2\to\tna\xefve\n")
     with pytest.raises(DatasetError, match="not UTF-8"):
-        read_corpus(bad)
+        athar.read_corpus(bad)
 
 
 # -- graph -------------------------------------------------------------------------------------
@@ -155,7 +146,7 @@ def test_to_data_keeps_multi_edges_and_builds_the_simple_graph(tmp_path):
         tmp_path,
         "A\tB\to\tone.\nA\tB\tp\ttwo.\nC\tB\tn\tthree.\nB\tA\to\tfour.\nA\tB\to\tfive.\n",
     )
-    data = to_data(read_corpus(path))
+    data = athar.to_data(athar.read_corpus(path))
     assert data.paper_ids == ["A", "B", "C"]
     assert data.num_nodes == 3
     assert data.edge_index.tolist() == [[0, 0, 2, 1, 0], [1, 1, 1, 0, 1]]
@@ -172,7 +163,7 @@ def test_to_data_keeps_multi_edges_and_builds_the_simple_graph(tmp_path):
 
 def test_to_data_rejects_an_empty_corpus():
     with pytest.raises(InputError, match="at least one citation record"):
-        to_data([])
+        athar.to_data([])
 
 
 def test_label_homophily_against_brute_force(tmp_path):
@@ -181,7 +172,7 @@ def test_label_homophily_against_brute_force(tmp_path):
     path = write(
         tmp_path, "".join(f"{s}\t{t}\t{y}\ttext {i}.\n" for i, (s, t, y) in enumerate(rows))
     )
-    data = load_citations(path)
+    data = athar.load_citations(path)
     for group, key in (
         ("pair", lambda r: r[:2]),
         ("source", lambda r: r[0]),
@@ -189,7 +180,7 @@ def test_label_homophily_against_brute_force(tmp_path):
     ):
         pairs = [(a[2], b[2]) for i, a in enumerate(rows) for j, b in enumerate(rows)
                  if i != j and key(a) == key(b)]  # fmt: skip
-        result = label_homophily(data, group)
+        result = athar.label_homophily(data, group)
         assert result["pairs"] == len(pairs)
         assert result["agreement"] == pytest.approx(sum(a == b for a, b in pairs) / len(pairs))
         first = Counter(a for a, _ in pairs)
@@ -201,7 +192,7 @@ def test_label_homophily_against_brute_force(tmp_path):
                 given = sum(a == b == code for a, b in pairs) / first[code]
                 assert result["lift"][name] == pytest.approx(given / (second[code] / len(pairs)))
     with pytest.raises(InputError, match="group must be one of pair, source, target"):
-        label_homophily(data, "venue")
+        athar.label_homophily(data, "venue")
 
 
 # -- the real corpus ---------------------------------------------------------------------------
@@ -210,7 +201,7 @@ def test_label_homophily_against_brute_force(tmp_path):
 @pytest.mark.data
 def test_athar_counts_match_the_published_figures(dataset):
     path = dataset("athar-citations")
-    data = load_citations(path)
+    data = athar.load_citations(path)
     # The figures of Athar (2011) and the dataset README: 8,736 sentences (o 7,627, p 829,
     # n 280), 3,069 papers, 5,042 distinct paper-to-paper edges.
     assert data.y.numel() == 8736

@@ -21,57 +21,79 @@ corpus it does not hold: the graph carries almost no sentiment signal; see
   :mod:`~gnnkit.citation.graph` (GCN/GAT over the papers), :mod:`~gnnkit.citation.hybrid`
   and :mod:`~gnnkit.citation.textgcn`; the neural ones train on gnnkit's engine
   (:mod:`~gnnkit.citation.training`);
-- :mod:`~gnnkit.citation.registry`: the models by name (:func:`make_model`), whose names
-  alone are in :mod:`~gnnkit.citation.names`;
+- :mod:`~gnnkit.citation.registry`: the models by name (:func:`make_model`); the names and
+  the ablations are recipes (:data:`gnnkit.recipes.CITATION_VARIANTS`);
 - :mod:`gnnkit.cli.citation`: ``gnnkit citation info`` and ``gnnkit citation bench``.
-
-Importing this package imports none of its modules. A name is looked up on first use in the
-modules' ``__all__``, importing them in the order of ``_MODULES`` until one has it, so
-``gnnkit.citation.names`` (all the command line needs to build its parser) comes without
-scikit-learn or the models.
 """
 
-from __future__ import annotations
-
-import importlib
-from types import ModuleType
-from typing import Any
-
-#: The modules whose ``__all__`` the package re-exports, in lookup order: each imports only
-#: modules before it, so a lookup imports little that the name does not need.
-_MODULES = (
-    "names",
-    "corpus",
-    "metrics",
-    "cv",
-    "base",
-    "training",
-    "svm",
-    "text",
-    "graph",
-    "hybrid",
-    "textgcn",
-    "registry",
+from gnnkit.citation.base import CitationModel
+from gnnkit.citation.corpus import (
+    CITATION_TOKEN,
+    CLASS_NAMES,
+    LABELS,
+    CitationCorpus,
+    CitationRecord,
+    Vocabulary,
+    label_homophily,
+    load_citations,
+    read_corpus,
+    to_data,
+    tokenize,
 )
+from gnnkit.citation.cv import (
+    Fold,
+    FoldView,
+    cross_validate,
+    fold_view,
+    inner_split,
+    set_threads,
+    stratified_folds,
+)
+from gnnkit.citation.graph import GraphModel, PaperGNN, paper_features
+from gnnkit.citation.hybrid import HybridModel
+from gnnkit.citation.metrics import CVResult, evaluate
+from gnnkit.citation.registry import MODEL_NAMES, MODELS, VARIANTS, make_model
+from gnnkit.citation.svm import SVMModel
+from gnnkit.citation.text import BiLSTMEncoder, TextModel
+from gnnkit.citation.textgcn import TextGCNGraph, TextGCNModel, textgcn_graph
+from gnnkit.citation.training import CitationTask, TrainingHistory
 
-
-def _module(name: str) -> ModuleType:
-    return importlib.import_module(f"{__name__}.{name}")
-
-
-def __getattr__(name: str) -> Any:
-    if name == "__all__":
-        value: Any = sorted({public for module in _MODULES for public in _module(module).__all__})
-    else:
-        found = None
-        if not name.startswith("__"):  # never import the models to answer a probe
-            found = next((m for m in map(_module, _MODULES) if name in m.__all__), None)
-        if found is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(found, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__getattr__("__all__")})
+__all__ = [
+    "CITATION_TOKEN",
+    "CLASS_NAMES",
+    "LABELS",
+    "MODELS",
+    "MODEL_NAMES",
+    "VARIANTS",
+    "BiLSTMEncoder",
+    "CVResult",
+    "CitationCorpus",
+    "CitationModel",
+    "CitationRecord",
+    "CitationTask",
+    "Fold",
+    "FoldView",
+    "GraphModel",
+    "HybridModel",
+    "PaperGNN",
+    "SVMModel",
+    "TextGCNGraph",
+    "TextGCNModel",
+    "TextModel",
+    "TrainingHistory",
+    "Vocabulary",
+    "cross_validate",
+    "evaluate",
+    "fold_view",
+    "inner_split",
+    "label_homophily",
+    "load_citations",
+    "make_model",
+    "paper_features",
+    "read_corpus",
+    "set_threads",
+    "stratified_folds",
+    "textgcn_graph",
+    "to_data",
+    "tokenize",
+]

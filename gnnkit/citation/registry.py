@@ -1,8 +1,8 @@
 """The citation models by name: :data:`MODELS` and :func:`make_model`.
 
-The names themselves (:data:`~gnnkit.citation.names.MODEL_NAMES`, the ablation
-:data:`~gnnkit.citation.names.VARIANTS`) live in :mod:`gnnkit.citation.names`, which imports
-no model.
+The names and the ablations are recipes (:data:`gnnkit.recipes.CITATION_MODELS`,
+:data:`gnnkit.recipes.CITATION_VARIANTS`), which the command line reads without importing any
+model.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from typing import Any
 from gnnkit.citation.base import CitationModel
 from gnnkit.citation.graph import GraphModel
 from gnnkit.citation.hybrid import HybridModel
-from gnnkit.citation.names import MODEL_NAMES, VARIANTS
 from gnnkit.citation.svm import SVMModel
 from gnnkit.citation.text import TextModel
 from gnnkit.citation.textgcn import TextGCNModel
 from gnnkit.errors import InputError
+from gnnkit.recipes import CITATION_MODEL_NAMES as MODEL_NAMES
+from gnnkit.recipes import CITATION_VARIANTS as VARIANTS
 
 __all__ = ["MODELS", "MODEL_NAMES", "VARIANTS", "make_model"]
 
 #: The five models of the benchmark, by name, in the order of
-#: :data:`~gnnkit.citation.names.BASE_MODELS`.
+#: :data:`gnnkit.recipes.CITATION_MODELS`.
 MODELS: dict[str, type[CitationModel]] = {
     cls.name: cls for cls in (SVMModel, TextModel, GraphModel, HybridModel, TextGCNModel)
 }

@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# Only the names here: the models, scikit-learn and the corpus code load when a command runs.
-from gnnkit.citation.names import BASE_MODELS, MODEL_NAMES, VARIANTS
 from gnnkit.cli import (
     add_command,
     add_outputs,
@@ -30,6 +28,11 @@ from gnnkit.cli import (
     write_json,
 )
 from gnnkit.errors import InputError
+
+# Only the names here: the models, scikit-learn and the corpus code load when a command runs.
+from gnnkit.recipes import CITATION_MODEL_NAMES as MODEL_NAMES
+from gnnkit.recipes import CITATION_MODELS as BASE_MODELS
+from gnnkit.recipes import CITATION_VARIANTS as VARIANTS
 from gnnkit.utils.table import format_table
 
 if TYPE_CHECKING:
