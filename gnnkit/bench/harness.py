@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 @dataclass
-class Comparison:
+class Comparison(ABC):
     """What every benchmark result shares: its setting, the records, the table and the payload.
 
     A result (:class:`~gnnkit.bench.node.NodeBenchResult`,
@@ -205,21 +206,21 @@ class Comparison:
     seeds: list[int]
     records: dict[str, list[Any]]
 
+    @abstractmethod
     def summary(self, impl: str) -> dict[str, Any]:
         """One implementation's JSON block of statistics over its seeds."""
-        raise NotImplementedError
 
+    @abstractmethod
     def title(self) -> str:
         """The line above the table."""
-        raise NotImplementedError
 
+    @abstractmethod
     def header(self) -> Sequence[str]:
         """The table's column names."""
-        raise NotImplementedError
 
+    @abstractmethod
     def row(self, impl: str, summary: Mapping[str, Any]) -> Sequence[str]:
         """One implementation's table row, from its :meth:`summary`."""
-        raise NotImplementedError
 
     def notes(self) -> list[str]:
         """The lines under the table (the speedup...)."""

@@ -21,6 +21,7 @@ and the loss is :math:`\\sum_i w_{y_i} \\ell_i / \\sum_i w_{y_i}`.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -212,9 +213,9 @@ class NeuralModel(CitationModel):
         )
         self.history_ = train(task, epochs=self.epochs, patience=self.patience)
 
+    @abstractmethod
     def _all_logits(self, index: np.ndarray) -> Tensor:
         """The (len(index), C) logits of the sentences ``index``, in that order."""
-        raise NotImplementedError
 
     def predict(self, view: FoldView, index: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted("module_")

@@ -11,6 +11,7 @@ The GAT models (:mod:`gnnkit.models.gat`) reuse both designs with attention laye
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +24,7 @@ from gnnkit.utils.checks import check_flags, check_ints
 __all__ = ["GCN", "BatchNormGCN", "NormalizedStack", "TwoLayerNetwork"]
 
 
-class TwoLayerNetwork(nn.Module):
+class TwoLayerNetwork(nn.Module, ABC):
     """Kipf & Welling's two-layer design: dropout on the input (sparse stays sparse),
     ``conv1`` and its :meth:`activation`, dropout, ``conv2``.
 
@@ -61,9 +62,9 @@ class TwoLayerNetwork(nn.Module):
         self.hidden_channels = hidden_channels
         self.dropout = check_dropout(dropout)
 
+    @abstractmethod
     def activation(self, x: Tensor) -> Tensor:
         """The nonlinearity after the first layer."""
-        raise NotImplementedError
 
     def reset_parameters(self) -> None:
         self.conv1.reset_parameters()
