@@ -160,3 +160,15 @@ def test_registry():
     assert get_recipe("node", "gat").lr == 0.005
     with pytest.raises(InputError, match="unknown model 'sage'; known models: gcn, gat"):
         get_recipe("node", "sage")
+
+
+def test_train_config_defaults_are_the_gcn_recipe():
+    # TrainConfig's defaults are Kipf & Welling's Cora set-up: the recipe, not a second copy.
+    from gnnkit.train import TrainConfig
+
+    recipe, config = get_recipe("node", "gcn"), TrainConfig()
+    assert (config.lr, config.weight_decay, config.epochs) == (
+        recipe.lr,
+        recipe.weight_decay,
+        recipe.epochs,
+    )

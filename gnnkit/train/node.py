@@ -59,7 +59,8 @@ HISTORY_KEYS = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train.
+    """How to train. The defaults are Kipf & Welling's Cora set-up, the ``gcn`` recipe of
+    :data:`gnnkit.recipes.NODE_RECIPES` (a test keeps the two equal).
 
     Args:
         epochs (int, optional): the maximum number of epochs. (default: ``200``)
@@ -71,8 +72,8 @@ class TrainConfig:
         optimizer (str, optional): ``"adam"`` or ``"adamw"``. (default: ``"adam"``)
         patience (int, optional): stop after this many epochs without a higher validation
             accuracy; ``None`` trains all epochs. (default: ``None``)
-        seed (int, optional): seed torch's generator when a run starts (not when it
-            resumes: the checkpoint restores the generator). ``None`` leaves it alone.
+        seed (int, optional): seed Python's, NumPy's and torch's generators when a run starts
+            (not when it resumes: the checkpoint restores them). ``None`` leaves them alone.
             (default: ``None``)
         restore_best (bool, optional): end with the parameters of the selected epoch.
             (default: ``True``)
