@@ -319,16 +319,22 @@ def test_bad_inputs_raise_clear_errors():
             "5 features per node but GATConv was built with in_channels=3",
         ),
         ((x, edge_index.float()), "must hold integer node indices"),
-        ((x, torch.tensor([[0, 1], [1, 9]])), "out of range for num_nodes=4"),
-        ((x, torch.tensor([[0, 1, 2]])), r"must have shape \(2, num_edges\)"),
+        (
+            (x, torch.tensor([[0, 1], [1, 9]])),
+            "refers to node 9, but the features have only 4 rows",
+        ),
+        ((x, torch.tensor([[0, 1, 2]])), r"must have shape \(2, \|E\|\)"),
         ((torch.full((4, 3), float("inf")), edge_index), "NaN or infinite"),
-        (((x, x), edge_index), "bipartite message passing is not supported"),
+        (((x, None), edge_index), r"x_dst is None, so .* pass size="),
+        (((x, torch.randn(3, 3)), edge_index), "refers to node 3, but the features have only 3"),
+        ((x, edge_index, None, (5, 4)), "the graph has 5 source nodes .* features have 4"),
+        ((x, edge_index, None, (4,)), r"size must be \(num_src_nodes, num_dst_nodes\)"),
         ((x.double(), edge_index), "convert x"),
     ]
     for args, message in cases:
         with pytest.raises(InputError, match=message):
             layer(*args)
-    with pytest.raises(InputError, match="out of range"):
+    with pytest.raises(InputError, match="refers to node 7"):
         layer.attention(x, torch.tensor([[0], [7]]))
 
 
@@ -346,13 +352,25 @@ def test_bad_constructor_arguments():
     for kwargs, message in cases:
         with pytest.raises(InputError, match=message):
             GATConv(3, 2, **kwargs)
-    with pytest.raises(InputError, match="in_channels must be a positive int"):
-        GATConv(-1, 2)
+    with pytest.raises(InputError, match=r"in_channels must be a positive int or -1"):
+        GATConv(-2, 2)
+    with pytest.raises(InputError, match="fill_value must be"):
+        GATConv(3, 2, fill_value="median")
+    with pytest.raises(InputError, match="edge_dim must be a positive int"):
+        GATConv(3, 2, edge_dim=0)
+    with pytest.raises(
+        TypeError,
+        match=r"GATConv got unexpected keyword argument\(s\) 'improved'; it accepts in_channels, .*residual",
+    ):
+        GATConv(3, 2, improved=True)
 
 
-def test_repr_mentions_the_configuration():
-    text = repr(GATConv(3, 2, heads=4, concat=False, dropout=0.6))
-    assert text.startswith("GATConv(3, 2, heads=4, concat=False") and "dropout=0.6" in text
+def test_repr_is_pygs_plus_gnnkit_extras_away_from_their_defaults():
+    assert repr(GATConv(3, 2, heads=4, concat=False, dropout=0.6)) == "GATConv(3, 2, heads=4)"
+    assert repr(GATConv((3, 5), 2)) == "GATConv((3, 5), 2, heads=1)"
+    assert repr(GATConv(3, 2, cached=True, validate=False)) == (
+        "GATConv(3, 2, heads=1, cached=True, validate=False)"
+    )
 
 
 # --- CUDA ----------------------------------------------------------------------------------------

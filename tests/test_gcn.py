@@ -580,9 +580,12 @@ def test_bad_inputs_raise_clear_errors():
         ((x.double(), edge_index), "convert x"),
         ((x, edge_index.float()), "must hold integer node indices"),
         ((x, edge_index.t()), "it looks transposed"),
-        ((x, torch.tensor([[0, -1], [1, 2]])), "negative node indices"),
-        ((x, torch.tensor([[0, 1], [1, 4]])), "out of range for num_nodes=4"),
-        ((x, [[0, 1], [1, 2]]), "must be a torch.Tensor"),
+        ((x, torch.tensor([[0, -1], [1, 2]])), "negative node index"),
+        (
+            (x, torch.tensor([[0, 1], [1, 4]])),
+            r"refers to node 4, but the features have only 4 rows",
+        ),
+        ((x, [[0, 1], [1, 2]]), r"edge_index must be a \(2, \|E\|\) integer tensor"),
         ((torch.tensor([[float("nan")] * 3] * 4), edge_index), "NaN or infinite"),
         ((torch.tensor([[float("inf")] * 3] * 4).to_sparse(), edge_index), "NaN or infinite"),
         ((torch.tensor([[float("nan")] * 3] * 4).to_sparse_csr(), edge_index), "NaN or infinite"),
@@ -591,7 +594,7 @@ def test_bad_inputs_raise_clear_errors():
         ((x, edge_index, torch.ones(2)), r"edge_weight must have shape \(3,\)"),
         ((x, edge_index, [1.0, 1.0, 1.0]), "edge_weight must be a floating-point tensor"),
         ((x, edge_index, torch.ones(3, dtype=torch.float64)), "edge_weight is torch.float64 but x"),
-        (((x, x), edge_index), "bipartite message passing is not supported"),
+        (((x, x), edge_index), "does not support bipartite message passing"),
         ((x, edge_index, torch.tensor([1.0, -5.0, 1.0])), "in-degree .* is negative"),
     ]
     for args, message in cases:
@@ -643,11 +646,13 @@ def test_validate_false_skips_full_scans_but_keeps_shape_checks():
         layer(torch.randn(4, 2), torch.tensor([[0], [1]]))
 
 
-def test_repr_mentions_the_configuration():
-    text = repr(GCNConv(3, 2, self_loop_weight=2.0, cached=True))
-    assert text.startswith("GCNConv(3, 2, self_loop_weight=2") and "cached=True" in text
-    assert "learned, init 1.5" in repr(
-        GCNConv(3, 2, self_loop_weight=1.5, learn_self_loop_weight=True)
+def test_repr_is_pygs_plus_gnnkit_extras_away_from_their_defaults():
+    assert repr(GCNConv(3, 2, cached=True)) == "GCNConv(3, 2)"
+    assert repr(GCNConv(3, 2, improved=True)) == "GCNConv(3, 2)"
+    assert repr(GCNConv(3, 2, self_loop_weight=2.0)) == "GCNConv(3, 2, self_loop_weight=2)"
+    assert repr(GCNConv(-1, 2, deterministic=True)) == "GCNConv(-1, 2, deterministic=True)"
+    assert repr(GCNConv(3, 2, self_loop_weight=1.5, learn_self_loop_weight=True)) == (
+        "GCNConv(3, 2, learn_self_loop_weight=True, init 1.5)"
     )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gnnkit.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -77,3 +79,47 @@ class GraphCache:
         self._keys = tuple(_fingerprint(t) for t in tensors)
         self._extra = extra
         self.value = value
+
+
+class PygCacheAttributes:
+    """PyG's private cache attributes, ``_cached_edge_index`` and ``_cached_adj_t``, over a
+    layer's :class:`GraphCache` (whose entries are ``(structure, weights, form)``).
+
+    Code written for PyG checks them (``is not None``) or clears the cache by setting them to
+    ``None``; both work. They read ``(edge_index, normalised weights)`` in edge order.
+    """
+
+    @property
+    def _cached_edge_index(self) -> tuple[Tensor, Tensor | None] | None:
+        """PyG's cache attribute: ``(edge_index, normalised weights)`` while a graph given as
+        ``edge_index`` is cached, else ``None``; setting it to ``None`` clears the cache."""
+        return self._cached_entry(("edge_index",))
+
+    @_cached_edge_index.setter
+    def _cached_edge_index(self, value: None) -> None:
+        self._clear_cached(value)
+
+    @property
+    def _cached_adj_t(self) -> tuple[Tensor, Tensor | None] | None:
+        """PyG's cache attribute for an adjacency input; like :attr:`_cached_edge_index`."""
+        return self._cached_entry(("torch.sparse", "SparseTensor"))
+
+    @_cached_adj_t.setter
+    def _cached_adj_t(self, value: None) -> None:
+        self._clear_cached(value)
+
+    def _cached_entry(self, forms: tuple[str, ...]) -> tuple[Tensor, Tensor | None] | None:
+        entry = self._cache.value
+        if entry is None or entry[2] not in forms:
+            return None
+        structure, weights, _ = entry
+        if weights is not None and structure.graph is not None:  # CSR order -> edge order
+            ordered = torch.empty_like(weights)
+            ordered[structure.graph.perm] = weights
+            weights = ordered
+        return structure.edge_index, weights
+
+    def _clear_cached(self, value: None) -> None:
+        if value is not None:
+            raise InputError("the GCN cache can only be cleared (set to None), not assigned")
+        self.clear_cache()

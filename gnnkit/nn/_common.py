@@ -5,20 +5,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
 from gnnkit.nn.linear import sparse_linear
-from gnnkit.utils.checks import check_edge_index, check_node_features
+from gnnkit.utils.checks import check_node_features
 
 _SPARSE = (torch.sparse_coo, torch.sparse_csr)
 
 
-def check_channels(**channels: int) -> None:
-    """Each channel count must be a positive int."""
+def check_channels(lazy: tuple[str, ...] = (), **channels: int) -> None:
+    """Each channel count must be a positive int; those named in ``lazy`` may also be -1
+    (PyG's lazy initialisation: inferred from the first input)."""
     for name, value in channels.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
+            if name in lazy and value == -1 and not isinstance(value, bool):
+                continue
+            extra = " or -1 (inferred from the first input)" if name in lazy else ""
+            raise InputError(f"{name} must be a positive int{extra}, got {value!r}")
 
 
 def check_sum_aggregation(layer: str, kwargs: dict) -> None:
@@ -46,32 +51,49 @@ def layer_caches(graph_cache: GraphCache | None) -> tuple[GraphCache, GraphCache
     return graph_cache if graph_cache is not None else GraphCache(), GraphCache()
 
 
-def check_inputs(layer, x: Tensor, edge_index: Tensor, *, validate: bool) -> int:
-    """Check ``x`` and the form of ``edge_index`` for ``layer``; return the number of nodes.
+_MESSAGE_PASSING_KWARGS = ("aggr", "aggr_kwargs", "flow", "node_dim", "decomposed_layers")
 
-    Constant-time checks always run (types, dtypes, shapes, ``x`` against ``in_channels``);
-    with ``validate`` NaN/inf in ``x`` is checked too. Node indices are checked where the
-    layer builds its graph structure.
-    """
-    name = type(layer).__name__
-    if isinstance(x, (tuple, list)):
-        raise InputError(
-            f"{name} received a pair of node feature tensors; bipartite message passing is "
-            "not supported, pass one (|V|, F) tensor for all nodes"
+
+def check_kwargs(layer: str, kwargs: dict, accepted: tuple[str, ...]) -> None:
+    """Refuse keywords neither the layer nor ``MessagePassing`` takes, listing what they take."""
+    unknown = sorted(set(kwargs) - set(_MESSAGE_PASSING_KWARGS))
+    if unknown:
+        raise TypeError(
+            f"{layer} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; it "
+            f"accepts {', '.join(accepted + _MESSAGE_PASSING_KWARGS)}"
         )
-    if (
-        not isinstance(edge_index, Tensor)
-        or edge_index.is_floating_point()
-        or edge_index.is_complex()
-        or edge_index.dtype == torch.bool
-        or edge_index.dim() != 2
-        or edge_index.size(0) != 2
-    ):
-        check_edge_index(edge_index)  # raises with a message that says how to fix it
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 2:
-        check_node_features(x)  # raises with a message that says how to fix it
+
+
+def is_lazy(lin) -> bool:
+    """Whether a PyG ``Linear`` built with ``in_channels=-1`` still waits for its first input."""
+    return is_uninitialized_parameter(lin.weight)
+
+
+def materialize(lin, x: Tensor) -> None:
+    """Give a lazy PyG ``Linear`` its input size from ``x`` (PyG's lazy initialisation)."""
+    if is_lazy(lin):
+        lin.initialize_parameters(lin, (x,))
+
+
+def check_features(
+    layer, x: object, lin, *, validate: bool, name: str = "x", static: bool = False
+) -> Tensor:
+    """Check node features ``x`` for the PyG ``Linear`` ``lin`` that transforms them.
+
+    Constant-time checks always run (type, dtype, shape, layout, channels, device); with
+    ``validate`` NaN/inf in ``x`` is checked too. ``static`` allows a dense (B, |V|, F) batch
+    of feature matrices on one graph (PyG's static graphs).
+    """
+    layer_name = type(layer).__name__
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() not in (2, 3):
+        check_node_features(x, name=name)  # raises with a message that says how to fix it
+    if x.dim() == 3 and not (static and x.layout == torch.strided):
+        raise InputError(
+            f"{layer_name}: {name} must be a (|V|, F) matrix, got shape {tuple(x.shape)}"
+            + ("; static graphs (B, |V|, F) must be dense" if static else "")
+        )
     if x.layout != torch.strided and x.layout not in _SPARSE:
-        raise InputError(f"x must be dense, sparse COO or sparse CSR, got layout {x.layout}")
+        raise InputError(f"{name} must be dense, sparse COO or sparse CSR, got layout {x.layout}")
     if validate:
         # One summing pass over the stored values instead of an elementwise isfinite: any NaN
         # or inf makes the sum non-finite. A non-finite sum (possibly an overflow of finite
@@ -79,24 +101,54 @@ def check_inputs(layer, x: Tensor, edge_index: Tensor, *, validate: bool) -> int
         stored = x._values() if x.layout == torch.sparse_coo else x
         stored = stored.values() if stored.layout == torch.sparse_csr else stored
         if not bool(torch.isfinite(stored.sum())):
-            check_node_features(x)
-    if x.size(1) != layer.in_channels:
+            check_node_features(x, name=name)
+    materialize(lin, x)
+    weight = lin.weight
+    if x.size(-1) != lin.in_channels:
         raise InputError(
-            f"x has {x.size(1)} features per node but {name} was built with "
-            f"in_channels={layer.in_channels}"
+            f"{name} has {x.size(-1)} features per node but {layer_name} was built with "
+            f"in_channels={lin.in_channels}; pass in_channels={x.size(-1)} (or -1 to infer it)"
         )
-    weight = layer.lin.weight
     if x.dtype != weight.dtype:
         raise InputError(
-            f"x is {x.dtype} but {name}'s parameters are {weight.dtype}; convert x "
-            f"(x.to({weight.dtype})) or the layer (layer.to({x.dtype}))"
+            f"{name} is {x.dtype} but {layer_name}'s parameters are {weight.dtype}; convert "
+            f"{name} ({name}.to({weight.dtype})) or the layer (layer.to({x.dtype}))"
         )
-    if x.device != weight.device or edge_index.device != weight.device:
+    if x.device != weight.device:
         raise InputError(
-            f"x is on {x.device}, edge_index on {edge_index.device} and {name}'s parameters on "
-            f"{weight.device}; move them to one device"
+            f"{name} is on {x.device} and {layer_name}'s parameters on {weight.device}; move "
+            "them to one device"
         )
-    return x.size(0)
+    return x
+
+
+def check_graph_device(layer, graph_tensor: Tensor, weight: Tensor) -> None:
+    """The graph must sit on the parameters' device."""
+    if graph_tensor.device != weight.device:
+        raise InputError(
+            f"edge_index is on {graph_tensor.device} and {type(layer).__name__}'s parameters "
+            f"on {weight.device}; move them to one device"
+        )
+
+
+def uses_plain_path(layer) -> bool:
+    """Whether ``layer`` must run PyG's ``message``/``aggregate`` path instead of its fused one.
+
+    The fused kernels never build per-edge messages, so they cannot serve PyG's explain mode,
+    hooks registered on ``message`` or ``aggregate``, ``decomposed_layers > 1`` (which splits
+    the messages), nor ``torch.compile`` (PyG's path is the one written to trace without
+    breaks). ``layer.fuse = False`` asks for the plain path explicitly.
+    """
+    return (
+        not layer.fuse
+        or layer.explain
+        or layer.decomposed_layers > 1
+        or bool(layer._message_forward_pre_hooks)
+        or bool(layer._message_forward_hooks)
+        or bool(layer._aggregate_forward_pre_hooks)
+        or bool(layer._aggregate_forward_hooks)
+        or torch.compiler.is_compiling()
+    )
 
 
 def linear(x: Tensor, weight: Tensor, cache: GraphCache | None = None) -> Tensor:

@@ -1,9 +1,12 @@
-"""Graph attention (Velickovic et al.) with a memory-lean sparse path."""
+"""Graph attention (Velickovic et al.) with a memory-lean sparse path.
 
-from __future__ import annotations
+:class:`GATConv` is a drop-in replacement for PyG's ``GATConv``: the same constructor
+(positional order and defaults), inputs, outputs and ``MessagePassing`` semantics, with
+gnnkit's extras keyword-only. This module has no ``from __future__ import annotations``: PyG's
+inspector reads the annotations of ``message`` and ``aggregate``.
+"""
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -12,36 +15,35 @@ from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
+from torch_geometric.typing import Adj, OptTensor
 
 from gnnkit import ops
-from gnnkit.errors import InputError
+from gnnkit.nn._adjacency import GraphInput, attention_adjacency, read_graph
 from gnnkit.nn._cache import GraphCache
 from gnnkit.nn._common import (
-    check_channels,
-    check_inputs,
+    check_graph_device,
+    check_kwargs,
     check_options,
     check_sum_aggregation,
     layer_caches,
     linear,
+    uses_plain_path,
+)
+from gnnkit.nn._gat_inputs import (
+    ACCEPTED,
+    Sides,
+    Structure,
+    att_block,
+    build_structure,
+    check_arguments,
+    edge_scores,
+    read_sides,
+    sizes,
 )
 from gnnkit.nn.functional import dropout
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
-from gnnkit.utils.checks import check_edge_index
 
 __all__ = ["GATConv"]
-
-
-@dataclass
-class _Structure:
-    edge_index: Tensor  # (2, E') edges attention runs on (self-loops replaced), PyG order
-    graph: CSRGraph | None  # CSR form, one copy per head, interleaved (lean path only)
-
-
-def _replace_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """Drop existing self-loops and append one per node (PyG's remove + add_self_loops)."""
-    keep = edge_index[0] != edge_index[1]
-    nodes = torch.arange(num_nodes, dtype=edge_index.dtype, device=edge_index.device)
-    return torch.cat([edge_index[:, keep], torch.stack([nodes, nodes])], dim=1)
 
 
 class GATConv(MessagePassing):
@@ -85,18 +87,26 @@ class GATConv(MessagePassing):
     lean path cannot serve: in PyG's explain mode, which needs per-edge messages, and when the
     user sets ``layer.fuse = False``.
 
-    NOTE: departures from PyG's ``GATConv``: bipartite inputs, ``edge_dim``/edge features,
-    ``fill_value`` and ``residual`` are not supported; attention weights come from the
-    separate method :meth:`attention` rather than a ``return_attention_weights`` flag that
-    changes the return type; ``x`` may be a sparse COO or CSR matrix (multiplied by
-    :math:`W` with :func:`gnnkit.nn.sparse_linear`, its structure cached in the layer).
-    Self-loops are handled as PyG does: existing ones are removed and one loop per node is
-    added. Attention dropout has ``F.dropout``'s distribution but, on CPU, draws its mask
+    The layer is a drop-in replacement for PyG's ``GATConv`` (see
+    ``docs/pyg-compatibility.md``): bipartite ``(x_src, x_dst)`` input with separate weights
+    for ``(in_src, in_dst)`` channels, ``size=``, edge features (``edge_dim``, with
+    ``fill_value`` for the self-loops' features), ``residual``, ``return_attention_weights``,
+    and ``edge_index`` as a tensor, ``EdgeIndex``, torch.sparse or ``SparseTensor``
+    adjacency. With edge features the score adds
+    :math:`a^{h\top}_{edge} W^h_{edge} e_{j,i}` (PyG's form).
+
+    NOTE: departures from PyG's ``GATConv``: ``x`` may be a sparse COO or CSR matrix
+    (multiplied by :math:`W` with :func:`gnnkit.nn.sparse_linear`, its structure cached in the
+    layer). Attention dropout has ``F.dropout``'s distribution but, on CPU, draws its mask
     from another random stream (uniforms, not Bernoulli samples), so a seed drops other
-    coefficients than PyG's layer would.
+    coefficients than PyG's layer would. TorchScript is not supported (PyG's ``GATConv``
+    scripts only with its own plain path); :meth:`attention` gives the coefficients without
+    dropout, as a convenience beside ``return_attention_weights``.
 
     Args:
-        in_channels (int): :math:`F_{in}`, the size of each input feature vector.
+        in_channels (int or tuple): :math:`F_{in}`, the size of each input feature vector;
+            a pair ``(F_src, F_dst)`` gives source and target nodes their own weights
+            (``lin_src``, ``lin_dst``); -1 infers a size from the first input.
         out_channels (int): :math:`C`, the size of each head's output.
         heads (int, optional): :math:`H`, the number of attention heads. (default: ``1``)
         concat (bool, optional): concatenate the heads (output :math:`H C`); ``False``
@@ -108,18 +118,25 @@ class GATConv(MessagePassing):
             :math:`p` and the others are scaled by :math:`1 / (1 - p)`, as ``F.dropout``
             does (on CPU the mask is drawn by :func:`gnnkit.nn.functional.dropout`, same
             distribution, faster). (default: ``0.0``)
-        add_self_loops (bool, optional): replace existing self-loops by one per node, so
-            every node attends to itself. (default: ``True``)
+        add_self_loops (bool, optional): replace existing self-loops by one per node (per
+            node present on both sides of a bipartite graph), so every node attends to
+            itself. (default: ``True``)
+        edge_dim (int, optional): the size of edge features ``edge_attr``; ``None`` ignores
+            them, as PyG does. (default: ``None``)
+        fill_value (float, Tensor or str, optional): the features of the added self-loops:
+            a value, or ``"mean"``, ``"add"``, ``"max"``, ``"min"``, ``"mul"`` of the features
+            of the edges into the node (PyG's ``add_self_loops``). (default: ``"mean"``)
         bias (bool, optional): learn the additive bias :math:`b`. (default: ``True``)
+        residual (bool, optional): add a learned linear map of the target nodes' input
+            features (``res``) to the output. (default: ``False``)
         cached (bool, optional): keep the graph with self-loops and its CSR form between
-            calls; rebuilt whenever ``edge_index`` differs from the cached one (different
-            contents or an in-place change). A cache filled under ``torch.inference_mode()``
-            holds ordinary tensors and serves later training steps. (default: ``False``)
+            calls (keyword-only); rebuilt whenever ``edge_index`` differs from the cached one
+            (different contents or an in-place change). A cache filled under
+            ``torch.inference_mode()`` holds ordinary tensors and serves later training
+            steps. (default: ``False``)
         deterministic (bool, optional): bit-reproducible kernels for this layer (sorted
             segment reductions, no atomics); ``None`` follows
-            :func:`gnnkit.ops.is_deterministic`. The plain path's backward also runs PyG's
-            gather, which is atomic on CUDA unless ``torch.use_deterministic_algorithms(True)``
-            is set as well. (default: ``None``)
+            :func:`gnnkit.ops.is_deterministic`. (default: ``None``)
         validate (bool, optional): check the inputs: dtypes and shapes at every call, node
             indices whenever the graph is (re)built, NaN in ``x`` at every call. ``False``
             skips the checks that read whole tensors. (default: ``True``)
@@ -129,9 +146,12 @@ class GATConv(MessagePassing):
         **kwargs (optional): passed to :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes:
-        - **input:** node features ``x`` (|V|, F_in), dense or sparse COO/CSR;
-          ``edge_index`` (2, |E|)
-        - **output:** (|V|, H C) with ``concat=True``, else (|V|, C)
+        - **input:** node features ``x`` (|V|, F_in), dense or sparse COO/CSR, or a pair
+          ((|V_src|, F_src), (|V_dst|, F_dst) or ``None``); ``edge_index`` (2, |E|) or an
+          adjacency (|V_dst|, |V_src|); ``edge_attr`` (|E|, D) *(optional)*
+        - **output:** (|V_dst|, H C) with ``concat=True``, else (|V_dst|, C); with
+          ``return_attention_weights`` also the edges with self-loops and
+          :math:`\alpha` (|E'|, H), in PyG's form for the input
 
     Example:
         >>> conv = GATConv(16, 8, heads=8, dropout=0.6)
@@ -139,41 +159,42 @@ class GATConv(MessagePassing):
         >>> loops_edge_index, alpha = conv.attention(x, edge_index)  # alpha: (|E'|, 8)
     """
 
-    propagate_type: ClassVar[dict[str, Any]] = {"x": Tensor, "alpha": Tensor, "graph": Any}
+    # PyG reads these types when it generates propagate().
+    propagate_type = {"x": Tensor, "alpha": Tensor}  # noqa: RUF012
 
     def __init__(
         self,
-        in_channels: int,
+        in_channels: "int | tuple[int, int]",
         out_channels: int,
-        *,
         heads: int = 1,
         concat: bool = True,
         negative_slope: float = 0.2,
         dropout: float = 0.0,
         add_self_loops: bool = True,
+        edge_dim: "int | None" = None,
+        fill_value: "float | Tensor | str" = "mean",
         bias: bool = True,
+        residual: bool = False,
+        *,
         cached: bool = False,
-        deterministic: bool | None = None,
+        deterministic: "bool | None" = None,
         validate: bool = True,
-        graph_cache: GraphCache | None = None,
+        graph_cache: "GraphCache | None" = None,
         **kwargs: Any,
     ) -> None:
+        check_kwargs("GATConv", kwargs, ACCEPTED)
         check_sum_aggregation("GATConv", kwargs)
         super().__init__(node_dim=0, **kwargs)
-        check_channels(in_channels=in_channels, out_channels=out_channels, heads=heads)
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not (0.0 <= dropout < 1.0)
-        ):
-            raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
-            raise InputError(f"negative_slope must be a number, got {negative_slope!r}")
+        in_channels = check_arguments(
+            in_channels, out_channels, heads, dropout, negative_slope, edge_dim, fill_value
+        )
+        pair = isinstance(in_channels, tuple)
         check_options(
             deterministic,
             concat=concat,
             add_self_loops=add_self_loops,
             bias=bias,
+            residual=residual,
             cached=cached,
             validate=validate,
         )
@@ -185,18 +206,38 @@ class GATConv(MessagePassing):
         self.negative_slope = float(negative_slope)
         self.dropout = float(dropout)
         self.add_self_loops = add_self_loops
+        self.edge_dim = edge_dim
+        self.fill_value = fill_value
+        self.residual = residual
         self.cached = cached
         self.deterministic = deterministic
         self.validate = validate
         self._cache, self._feature_cache = layer_caches(graph_cache)
+        self._fused_graph: CSRGraph | None = None  # set during a lean call
 
-        self.lin = Linear(
-            in_channels, heads * out_channels, bias=False, weight_initializer="glorot"
-        )
+        # Bipartite channels (F_src, F_dst): source and target nodes get their own weights.
+        self.lin = self.lin_src = self.lin_dst = None
+        if pair:
+            self.lin_src = Linear(in_channels[0], heads * out_channels, False, "glorot")
+            self.lin_dst = Linear(in_channels[1], heads * out_channels, False, "glorot")
+        else:
+            self.lin = Linear(in_channels, heads * out_channels, False, "glorot")
         self.att_src = Parameter(torch.empty(1, heads, out_channels))
         self.att_dst = Parameter(torch.empty(1, heads, out_channels))
+        if edge_dim is not None:
+            self.lin_edge = Linear(edge_dim, heads * out_channels, False, "glorot")
+            self.att_edge = Parameter(torch.empty(1, heads, out_channels))
+        else:
+            self.lin_edge = None
+            self.register_parameter("att_edge", None)
+        total_out = out_channels * (heads if concat else 1)
+        if residual:
+            res_in = in_channels[1] if pair else in_channels
+            self.res = Linear(res_in, total_out, bias=False, weight_initializer="glorot")
+        else:
+            self.register_parameter("res", None)
         if bias:
-            self.bias = Parameter(torch.empty(heads * out_channels if concat else out_channels))
+            self.bias = Parameter(torch.empty(total_out))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -204,9 +245,12 @@ class GATConv(MessagePassing):
     def reset_parameters(self) -> None:
         """Glorot weights and attention vectors, zero bias; clear the graph cache."""
         super().reset_parameters()
-        self.lin.reset_parameters()
+        for lin in (self.lin, self.lin_src, self.lin_dst, self.lin_edge, self.res):
+            if lin is not None:
+                lin.reset_parameters()
         glorot(self.att_src)
         glorot(self.att_dst)
+        glorot(self.att_edge)
         zeros(self.bias)
         self.clear_cache()
 
@@ -215,150 +259,220 @@ class GATConv(MessagePassing):
         self._cache.clear()
         self._feature_cache.clear()
 
-    # -- graph preparation ------------------------------------------------------------------
+    # -- inputs and graph preparation -------------------------------------------------------
 
-    def _build(self, edge_index: Tensor, num_nodes: int, lean: bool) -> _Structure:
-        if self.validate:
-            check_edge_index(edge_index, num_nodes)
-        ei = _replace_self_loops(edge_index, num_nodes) if self.add_self_loops else edge_index
-        graph = None
-        if lean:  # node (i, h) is i * H + h: (|V|, H, C) features are (|V| H, C) as they are
-            graph = CSRGraph.from_edge_index(ei, num_nodes).interleave_heads(self.heads)
-            if torch.is_grad_enabled():  # the backward needs the transpose: build it before
-                graph.transpose()  # the activations exist, not on top of them
-        return _Structure(ei, graph)
-
-    def _structure(self, edge_index: Tensor, num_nodes: int, lean: bool) -> _Structure:
+    def _structure(self, graph: GraphInput, num_src: int, num_dst: int, lean: bool) -> Structure:
         if not self.cached:
-            return self._build(edge_index, num_nodes, lean)
-        extra = (num_nodes, lean, self.add_self_loops)
-        entry = self._cache.lookup((edge_index,), extra)
+            return build_structure(self, graph, num_src, num_dst, lean)
+        extra = (num_src, num_dst, lean, self.add_self_loops)
+        entry = self._cache.lookup((graph.edge_index,), extra)
         if entry is None:
             with ordinary_tensors():  # reusable by training even if built under inference_mode
-                entry = self._build(edge_index, num_nodes, lean)
-            self._cache.store((edge_index,), extra, entry)
+                entry = build_structure(self, graph, num_src, num_dst, lean)
+            self._cache.store((graph.edge_index,), extra, entry)
         return entry
 
-    def _scores(self, x: Tensor, edge_index: Tensor, lean: bool):
-        """Transformed features, graph structure and softmax-normalised attention.
+    # -- attention --------------------------------------------------------------------------
 
-        Lean path: features (|V|, H C) and attention (|E'| H,), one entry per edge of the
-        head-interleaved graph, in its CSR order. Plain path: features (|V|, H, C) and
-        attention (|E'|, H), edges in ``structure.edge_index`` order (PyG's layout).
+    def _attend(
+        self,
+        sides: Sides,
+        structure: Structure,
+        edge_scores: "Tensor | None",
+        lean: bool,
+        num_dst: int,
+    ) -> "tuple[Tensor, Tensor]":
+        """Transformed sender features and softmax-normalised attention.
+
+        Lean path: features (|V_src|, H C) and attention (|E'| H,), one entry per edge of the
+        head-interleaved graph, in its CSR order. Plain path: features (|V_src|, H, C) and
+        attention (|E'|, H) in ``structure.edge_index`` order (PyG's layout).
         """
-        num_nodes = check_inputs(self, x, edge_index, validate=self.validate)
         H, C = self.heads, self.out_channels
-        structure = self._structure(edge_index, num_nodes, lean)
+        xw = linear(sides.x_src, sides.lin_src.weight, self._feature_cache)  # (N_s, H C)
         if lean:
-            graph = structure.graph  # heads interleaved: node (i, h) is i * H + h
-            xw = linear(x, self.lin.weight, self._feature_cache)  # (N, H C) = (N H, C)
-            # a_src[j, h] = <att_src[h], W_h x_j>: both attention products of every head in
-            # one matmul with A, the (H C, 2H) block-diagonal matrix holding the vectors,
-            # on whichever side is narrower: (x W^T) A, or x (W^T A) for dense x with fewer
-            # input than output channels. The latter reads x once more but leaves xw with a
-            # single consumer, so its backward adds no (|V|, H C) gradient.
-            attention = self._attention_matrix()  # (H C, 2H)
-            if x.layout == torch.strided and x.size(1) < H * C:
-                logits = x @ (self.lin.weight.t() @ attention)  # (N, 2H)
-            else:
-                logits = xw @ attention  # (N, 2H)
-            a_src, a_dst = (part.reshape(-1) for part in logits.split(H, dim=1))  # (N H,) each
-            scores = ops.gather_src(graph, a_src) + ops.gather_dst(graph, a_dst)
+            a_src, a_dst = self._node_scores(sides, xw)  # (N_s H,), (N_d H,) or None
+            csr = structure.graph  # heads interleaved: node (i, h) is i * H + h
+            scores = ops.gather_src(csr, a_src)
+            if a_dst is not None:
+                scores = scores + ops.gather_dst(csr, a_dst)
+            if edge_scores is not None:
+                scores = scores + edge_scores.reshape(-1)[csr.perm]
             scores = F.leaky_relu(scores, self.negative_slope)  # (E' H,)
-            return xw, structure, ops.edge_softmax(graph, scores)
-        xw = linear(x, self.lin.weight, self._feature_cache).view(num_nodes, H, C)
-        a_src = (xw * self.att_src).sum(-1)  # (N, H)
-        a_dst = (xw * self.att_dst).sum(-1)  # (N, H)
+            return xw, ops.edge_softmax(csr, scores)
+        xw = xw.view(-1, H, C)
+        a_src = (xw * sides.att_src).sum(-1)  # (N_s, H)
         src, dst = structure.edge_index[0], structure.edge_index[1]
-        scores = F.leaky_relu(a_src[src] + a_dst[dst], self.negative_slope)  # (E', H)
-        alpha = ops.scatter_softmax(scores, dst, num_nodes, deterministic=self.deterministic)
-        return xw, structure, alpha
+        scores = a_src[src]
+        if sides.x_dst is not None:
+            xw_dst = xw if sides.shared else self._dst_features(sides).view(-1, H, C)
+            scores = scores + (xw_dst * sides.att_dst).sum(-1)[dst]
+        if edge_scores is not None:
+            scores = scores + edge_scores
+        scores = F.leaky_relu(scores, self.negative_slope)  # (E', H)
+        alpha = ops.scatter_softmax(scores, dst, num_dst, deterministic=self.deterministic)
+        return xw, alpha
 
-    def _attention_matrix(self) -> Tensor:
-        """(H C, 2H) block-diagonal: ``xw @ it`` is ``[a_src | a_dst]``, (|V|, 2H)."""
-        H, C = self.heads, self.out_channels
-        att = torch.cat([self.att_src, self.att_dst])  # (2, H, C)
+    def _dst_features(self, sides: Sides) -> Tensor:
+        return linear(sides.x_dst, sides.lin_dst.weight)  # (N_d, H C)
+
+    def _node_scores(self, sides: Sides, xw: Tensor) -> "tuple[Tensor, Tensor | None]":
+        """Per-node attention products, flattened (node, head): one matmul with the
+        block-diagonal matrix of the attention vectors, on whichever side is narrower."""
+        H = self.heads
+        if not sides.shared:
+            a_src = (xw @ att_block(sides.att_src)).reshape(-1)
+            if sides.x_dst is None:
+                return a_src, None
+            return a_src, (self._dst_features(sides) @ att_block(sides.att_dst)).reshape(-1)
+        # a_src[j, h] = <att_src[h], W_h x_j>: both products of every head in one matmul with
+        # A (H C, 2H), as (x W^T) A, or x (W^T A) for dense x with fewer input than output
+        # channels: that reads x once more but leaves xw with a single consumer, so its
+        # backward adds no (|V|, H C) gradient.
+        att = torch.cat([sides.att_src, sides.att_dst])  # (2, H, C)
         eye = torch.eye(H, dtype=att.dtype, device=att.device)
-        # blocks[h, c, s, k] = att[s, h, c] if k == h else 0
+        # blocks[h, c, s, k] = att[s, h, c] if k == h else 0; the product keeps the permuted
+        # (column-major) layout, which selects the GEMM kernel the results were pinned with.
         blocks = att.permute(1, 2, 0).unsqueeze(-1) * eye.view(H, 1, 1, H)  # (H, C, 2, H)
-        return blocks.reshape(H * C, 2 * H)
+        attention = blocks.reshape(-1, 2 * H)  # (H C, 2H)
+        x = sides.x_src
+        if x.layout == torch.strided and x.size(1) < xw.size(1):
+            logits = x @ (sides.lin_src.weight.t() @ attention)  # (N, 2H)
+        else:
+            logits = xw @ attention  # (N, 2H)
+        a_src, a_dst = (part.reshape(-1) for part in logits.split(H, dim=1))
+        return a_src, a_dst
+
+    def _run(self, x: Any, edge_index: Any, edge_attr: "Tensor | None", size: Any):
+        """Everything up to the attention coefficients (before dropout)."""
+        graph = read_graph("GATConv", edge_index, size, self.flow)
+        sides = read_sides(self, x, graph)
+        check_graph_device(self, graph.edge_index, sides.x_src)
+        num_src, num_dst = sizes(sides, graph)
+        lean = not uses_plain_path(self)
+        structure = self._structure(graph, num_src, num_dst, lean)
+        scores = edge_scores(self, graph, edge_attr, structure.num_loops)
+        xw, alpha = self._attend(sides, structure, scores, lean, num_dst)
+        return graph, sides, structure, xw, alpha, (num_src, num_dst), lean
+
+    def _edge_order(self, structure: Structure, alpha: Tensor, lean: bool) -> Tensor:
+        """Attention as (|E'|, H) in ``structure.edge_index`` order."""
+        if not lean:
+            return alpha
+        ordered = torch.empty_like(alpha)  # (E' H,) in CSR order -> edge order
+        ordered[structure.graph.perm] = alpha
+        return ordered.view(-1, self.heads)
 
     # -- forward ----------------------------------------------------------------------------
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(
+        self,
+        x: "Tensor | tuple[Tensor, Tensor | None]",
+        edge_index: Adj,
+        edge_attr: OptTensor = None,
+        size: "tuple[int, int] | None" = None,
+        return_attention_weights: "bool | None" = None,
+    ) -> Any:
         """Apply the attention layer.
 
         Args:
-            x (Tensor): node features (|V|, F_in), dense or sparse COO/CSR.
-            edge_index (Tensor): (2, |E|) edges, row 0 sources, row 1 targets.
+            x (Tensor or (Tensor, Tensor or None)): node features (|V|, F_in), dense or sparse
+                COO/CSR, or a pair of source and target node features.
+            edge_index (Tensor, EdgeIndex, torch.sparse or SparseTensor): (2, |E|) edges (row
+                0 sources, row 1 targets), or the transposed adjacency ``adj_t``.
+            edge_attr (Tensor, optional): (|E|, edge_dim) edge features. (default: ``None``)
+            size ((int, int), optional): (|V_src|, |V_dst|). (default: from ``x``)
+            return_attention_weights (bool, optional): also return the attention
+                coefficients after dropout, in PyG's form: ``(edge_index, alpha)`` with
+                ``alpha`` (|E'|, H); for a torch.sparse input ``(adj, alpha)`` with ``adj``
+                holding ``alpha``; for a ``SparseTensor`` one holding ``alpha``.
+                (default: ``None``)
 
         Returns:
-            Tensor: (|V|, H C) with ``concat=True``, else (|V|, C).
+            Tensor: (|V_dst|, H C) with ``concat=True``, else (|V_dst|, C); or
+            ``(out, attention)`` with ``return_attention_weights=True``.
         """
-        lean = bool(self.fuse) and not self.explain
-        xw, structure, alpha = self._scores(x, edge_index, lean)
+        graph, sides, structure, xw, alpha, (num_src, num_dst), lean = self._run(
+            x, edge_index, edge_attr, size
+        )
         # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
         alpha = dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
-        if lean:
-            graph = structure.graph
-            adj_t = graph.to_sparse_csr(alpha.detach())  # (N H, N H)
-            xw = xw.view(-1, self.out_channels)  # (N H, C), no copy
-            out = self.propagate(adj_t, x=xw, alpha=alpha, graph=graph)  # (N H, C)
-            out = out.view(-1, self.heads, self.out_channels)  # (N, H, C), no copy
-        else:
-            out = self.propagate(structure.edge_index, x=xw, alpha=alpha, graph=None)  # (N, H, C)
-        if self.concat:
-            out = out.reshape(-1, self.heads * self.out_channels)  # (N, H C)
-        else:
-            out = out.view(-1, self.out_channels) if self.heads == 1 else out.mean(1)  # (N, C)
+        H, C = self.heads, self.out_channels
+        # The structure is already oriented (senders in row 0), so PyG's propagate runs it
+        # with the default flow whatever the layer's flow is.
+        flow, self.flow = self.flow, "source_to_target"
+        try:
+            if lean:
+                csr = self._fused_graph = structure.graph
+                adj_t = csr.to_sparse_csr(alpha.detach())  # (N_d H, N_s H)
+                out = self.propagate(adj_t, x=xw.view(-1, C), alpha=alpha)  # (N_d H, C)
+                out = out.view(-1, H, C)  # (N_d, H, C), no copy
+            else:
+                out = self.propagate(
+                    structure.edge_index, x=xw, alpha=alpha, size=(num_src, num_dst)
+                )  # (N_d, H, C)
+        finally:
+            self.flow, self._fused_graph = flow, None
+        # (N_d, H C), or (N_d, C) averaged over heads (one head: a view, no copy)
+        out = out.reshape(-1, H * C) if self.concat or H == 1 else out.mean(1)
+        if self.res is not None and sides.residual_input is not None:
+            out = out + linear(sides.residual_input, self.res.weight)
         if self.bias is not None:
             # Not in place: `out` may be a view of the aggregation's output, and an in-place
             # add on a view makes autograd copy the whole gradient in the backward pass.
             out = out + self.bias
+        if return_attention_weights:
+            alpha = self._edge_order(structure, alpha, lean)
+            return out, attention_adjacency(graph, structure.edge_index, alpha, num_src, num_dst)
         return out
 
     @torch.no_grad()
-    def attention(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def attention(
+        self,
+        x: "Tensor | tuple[Tensor, Tensor | None]",
+        edge_index: Adj,
+        edge_attr: OptTensor = None,
+        size: "tuple[int, int] | None" = None,
+    ) -> "tuple[Tensor, Tensor]":
         r"""The attention coefficients :math:`\alpha^h_{j \to i}` the layer would use.
 
         Computed without attention dropout and without gradients (for inspection and
         plotting). Every node's coefficients sum to 1 per head.
 
-        Args:
-            x (Tensor): node features (|V|, F_in).
-            edge_index (Tensor): (2, |E|) edges.
-
         Returns:
-            (Tensor, Tensor): the edges attention runs on, (2, |E'|) — with
-            ``add_self_loops=True`` the input's non-loop edges in input order, then one loop
-            per node, as PyG's ``return_attention_weights`` — and the coefficients (|E'|, H)
-            in the same order.
+            (Tensor, Tensor): the edges attention runs on, (2, |E'|) in the input's
+            orientation — with ``add_self_loops=True`` the input's non-loop edges in input
+            order, then one loop per node, as PyG's ``return_attention_weights`` — and the
+            coefficients (|E'|, H) in the same order.
         """
-        lean = bool(self.fuse) and not self.explain
-        _, structure, alpha = self._scores(x, edge_index, lean)
-        if lean:  # (E' H,) in CSR order -> (E', H) in edge_index order
-            ordered = torch.empty_like(alpha)
-            ordered[structure.graph.perm] = alpha
-            alpha = ordered.view(-1, self.heads)
-        return structure.edge_index, alpha
+        graph, _, structure, _, alpha, _, lean = self._run(x, edge_index, edge_attr, size)
+        return graph.as_input(structure.edge_index), self._edge_order(structure, alpha, lean)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j  # (E', H, C)
 
-    def aggregate(self, inputs: Tensor, index: Tensor, dim_size: int | None = None) -> Tensor:
+    def aggregate(
+        self,
+        inputs: Tensor,
+        index: Tensor,
+        ptr: OptTensor = None,
+        dim_size: Optional[int] = None,  # noqa: UP045 (PyG reads these annotations)
+    ) -> Tensor:
         return ops.scatter_sum(inputs, index, dim_size, deterministic=self.deterministic)
 
-    def message_and_aggregate(self, adj_t: Tensor, x: Tensor, alpha: Tensor, graph: Any) -> Tensor:
+    def message_and_aggregate(self, adj_t: Adj, x: Tensor, alpha: Tensor) -> Tensor:
         # Lean path: one graph for all heads, interleaved: alpha (E' H,), x (N H, C) -> (N H, C).
-        return ops.spmm(graph, alpha, x, deterministic=self.deterministic)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, heads={self.heads}, concat={self.concat}, "
-            f"negative_slope={self.negative_slope:g}, dropout={self.dropout:g}, "
-            f"add_self_loops={self.add_self_loops}, cached={self.cached}, "
-            f"bias={self.bias is not None}"
-        )
+        return ops.spmm(self._fused_graph, alpha, x, deterministic=self.deterministic)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.extra_repr()})"
+        extras = [f"heads={self.heads}"]
+        if self.cached:
+            extras.append("cached=True")
+        if self.deterministic is not None:
+            extras.append(f"deterministic={self.deterministic}")
+        if not self.validate:
+            extras.append("validate=False")
+        return (
+            f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+            f"{', '.join(extras)})"
+        )

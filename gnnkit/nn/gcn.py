@@ -1,10 +1,15 @@
-"""Graph convolution (Kipf & Welling) with a weighted self-loop, and its normalisation."""
+"""Graph convolution (Kipf & Welling) with a weighted self-loop, and its normalisation.
 
-from __future__ import annotations
+:class:`GCNConv` is a drop-in replacement for PyG's: the same constructor (positional order and
+defaults), inputs (``edge_index``, ``EdgeIndex``, torch.sparse and ``SparseTensor`` adjacency,
+static graphs), ``MessagePassing`` semantics (``flow``, hooks, ``decomposed_layers``, explain
+mode, TorchScript) and ``repr``; gnnkit's extras are keyword-only. This module has no
+``from __future__ import annotations``: TorchScript reads the annotations of the methods it
+compiles.
+"""
 
-import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -13,173 +18,51 @@ from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
+from torch_geometric.typing import Adj, OptTensor
 
 from gnnkit import ops
 from gnnkit.errors import InputError
-from gnnkit.nn._cache import GraphCache
+from gnnkit.nn._adjacency import GraphInput, check_indices, read_graph
+from gnnkit.nn._cache import GraphCache, PygCacheAttributes
 from gnnkit.nn._common import (
     check_channels,
-    check_inputs,
+    check_features,
+    check_graph_device,
+    check_kwargs,
     check_options,
     check_sum_aggregation,
     layer_caches,
     linear,
+    uses_plain_path,
+)
+from gnnkit.nn._loops import LoopedEdges, add_loops, looped_weights
+from gnnkit.nn.gcn_norm import (
+    _inverse_sqrt_degree,
+    _resolve_self_loop_weight,
+    _script_gcn_norm,
+    gcn_norm,
 )
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
-from gnnkit.utils.checks import check_edge_index, check_edge_weight
+from gnnkit.utils.checks import check_edge_weight
 
 __all__ = ["GCNConv", "gcn_norm"]
 
-
-# ---------------------------------------------------------------------------------------------
-# Normalisation (pure functions)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _LoopedEdges:
-    """``edge_index`` with remaining self-loops added (PyG's ``add_remaining_self_loops``).
-
-    ``edge_index`` holds the input's non-loop edges in input order, then one loop per node
-    ``0 .. |V|-1``. ``keep`` are the input positions of the non-loop edges; ``loop_edge[i]`` is
-    the input position of node ``i``'s own self-loop (the last one if several), or -1.
-    """
-
-    edge_index: Tensor  # (2, E_nl + N)
-    keep: Tensor  # (E_nl,)
-    loop_edge: Tensor  # (N,)
-    num_nodes: int
-
-
-def _add_remaining_self_loops(edge_index: Tensor, num_nodes: int) -> _LoopedEdges:
-    src, dst = edge_index[0], edge_index[1]
-    is_loop = src == dst
-    keep = (~is_loop).nonzero().view(-1)
-    loop_edge = torch.full((num_nodes,), -1, dtype=torch.long, device=edge_index.device)
-    loop_pos = is_loop.nonzero().view(-1)
-    if loop_pos.numel():
-        loop_edge.scatter_reduce_(0, src[loop_pos].long(), loop_pos, "amax")
-    nodes = torch.arange(num_nodes, dtype=edge_index.dtype, device=edge_index.device)
-    looped = torch.cat([edge_index[:, keep], torch.stack([nodes, nodes])], dim=1)
-    return _LoopedEdges(looped, keep, loop_edge, num_nodes)
-
-
-def _looped_weights(
-    looped: _LoopedEdges,
-    edge_weight: Tensor | None,
-    self_loop_weight: float | Tensor,
-    dtype: torch.dtype,
-) -> Tensor:
-    """Unnormalised weights of ``looped.edge_index``: input weights, then the loop weights.
-
-    A node's existing self-loop keeps its own weight (1 without ``edge_weight``); nodes without
-    one get ``self_loop_weight``.
-    """
-    device = looped.edge_index.device
-    has_loop = looped.loop_edge >= 0
-    if edge_weight is None:
-        edge_part = torch.ones(looped.keep.numel(), dtype=dtype, device=device)
-        existing = torch.ones(looped.num_nodes, dtype=dtype, device=device)
-    else:
-        edge_part = edge_weight[looped.keep]
-        existing = edge_weight[looped.loop_edge.clamp(min=0)]
-    if isinstance(self_loop_weight, Tensor):
-        fill = self_loop_weight.to(dtype).expand(looped.num_nodes)
-    else:
-        fill = torch.full((looped.num_nodes,), float(self_loop_weight), dtype=dtype, device=device)
-    return torch.cat([edge_part, torch.where(has_loop, existing, fill)])
-
-
-def _inverse_sqrt_degree(degree: Tensor) -> Tensor:
-    if degree.numel() and bool((degree < 0).any()):
-        bad = (degree < 0).nonzero().view(-1)[:5].tolist()
-        raise InputError(
-            f"the weighted in-degree (including the self-loop) is negative for nodes {bad}; "
-            "symmetric normalisation D^-1/2 needs non-negative edge weights"
-        )
-    inv = degree.pow(-0.5)
-    return inv.masked_fill_(torch.isinf(inv), 0.0)
-
-
-def _check_self_loop_weight(value: Any, name: str = "self_loop_weight") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise InputError(
-            f"{name} must be a positive finite number (1 is the paper, 2 is PyG's "
-            f"improved=True), got {value!r}"
-        )
-    return float(value)
-
-
-def gcn_norm(
-    edge_index: Tensor,
-    edge_weight: Tensor | None = None,
-    num_nodes: int | None = None,
-    *,
-    self_loop_weight: float | Tensor = 1.0,
-    add_self_loops: bool = True,
-    dtype: torch.dtype | None = None,
-    deterministic: bool | None = None,
-) -> tuple[Tensor, Tensor]:
-    r"""The symmetric GCN normalisation of a graph with weighted self-loops.
-
-    Returns the edges and weights of
-
-    .. math::
-        \hat{A} = \tilde{D}^{-1/2} (A + \lambda I) \tilde{D}^{-1/2}, \qquad
-        \tilde{D}_{ii} = \lambda + \sum_{j \to i} e_{j,i}
-
-    i.e. per edge :math:`j \to i`: :math:`\hat{e}_{j,i} = e_{j,i} / \sqrt{\tilde{d}_j
-    \tilde{d}_i}`, where :math:`e_{j,i}` is the weight of edge :math:`j \to i` (1 without
-    ``edge_weight``) and :math:`\lambda` is ``self_loop_weight``. Degrees are in-degrees
-    counted on the target (``edge_index[1]``), as in PyG's ``gcn_norm``; nodes of zero degree
-    get zero weights, never ``inf`` or ``NaN``.
-
-    NOTE: self-loops follow PyG's ``add_remaining_self_loops``: a node that already has a
-    self-loop keeps it with its own weight (1 for an unweighted graph, whatever
-    :math:`\lambda`); only nodes without one get a loop of weight :math:`\lambda`. If a node
-    has several self-loops, the last one's weight is used and the others are dropped.
-    :func:`gnnkit.adjacency` instead adds :math:`\lambda I` on top of existing loops.
-
-    Args:
-        edge_index (Tensor): (2, |E|) edges, row 0 sources, row 1 targets.
-        edge_weight (Tensor, optional): (|E|,) edge weights. (default: all ones)
-        num_nodes (int, optional): the number of nodes. (default: largest index plus one)
-        self_loop_weight (float or Tensor, optional): :math:`\lambda > 0`; 1 is the paper,
-            2 is PyG's ``improved=True``. A 0-dimensional tensor keeps the gradient.
-            (default: ``1.0``)
-        add_self_loops (bool, optional): ``False`` normalises :math:`A` alone (no loops are
-            added or removed and ``self_loop_weight`` is unused). (default: ``True``)
-        dtype (torch.dtype, optional): dtype of the returned weights without ``edge_weight``.
-            (default: ``torch.get_default_dtype()``)
-        deterministic (bool, optional): bit-reproducible degree sums; ``None`` follows
-            :func:`gnnkit.ops.is_deterministic`. (default: ``None``)
-
-    Returns:
-        (Tensor, Tensor): ``edge_index`` (2, |E'|) — the input's non-loop edges in input order,
-        then the self-loops of nodes 0 .. |V|-1 (PyG's order) — and the normalised weights
-        (|E'|,).
-
-    Shapes:
-        - **input:** ``edge_index`` (2, |E|), ``edge_weight`` (|E|,)
-        - **output:** (2, |E'|) and (|E'|,) with |E'| = |E| - #loops + |V|
-    """
-    num_nodes = check_edge_index(edge_index, num_nodes)
-    check_edge_weight(edge_weight, edge_index.size(1))
-    if not isinstance(self_loop_weight, Tensor):
-        _check_self_loop_weight(self_loop_weight)
-    dtype = edge_weight.dtype if edge_weight is not None else dtype or torch.get_default_dtype()
-    if add_self_loops:
-        looped = _add_remaining_self_loops(edge_index, num_nodes)
-        edge_index = looped.edge_index
-        weight = _looped_weights(looped, edge_weight, self_loop_weight, dtype)
-    elif edge_weight is not None:
-        weight = edge_weight
-    else:
-        weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
-    src, dst = edge_index[0], edge_index[1]
-    degree = ops.scatter_sum(weight, dst, num_nodes, deterministic=deterministic)
-    inv = _inverse_sqrt_degree(degree)
-    return edge_index, inv[src] * weight * inv[dst]
+# How each input form gets its self-loops in PyG's GCNConv (see gnnkit.nn._loops).
+_LOOP_MODES = {"edge_index": "remaining", "torch.sparse": "add", "SparseTensor": "replace"}
+_ACCEPTED = (
+    "in_channels",
+    "out_channels",
+    "improved",
+    "cached",
+    "add_self_loops",
+    "normalize",
+    "bias",
+    "self_loop_weight",
+    "learn_self_loop_weight",
+    "deterministic",
+    "validate",
+    "graph_cache",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,16 +70,7 @@ def gcn_norm(
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Structure:
-    """What a GCN layer derives from a graph, independent of lambda and edge weights."""
-
-    looped: _LoopedEdges | None  # None when normalize=False (no loops added)
-    edge_index: Tensor  # (2, E') the edges messages run on, PyG order
-    graph: CSRGraph | None  # CSR form (fused path only)
-
-
-class GCNConv(MessagePassing):
+class GCNConv(PygCacheAttributes, MessagePassing):
     r"""The graph convolution of `"Semi-Supervised Classification with Graph Convolutional
     Networks" <https://arxiv.org/abs/1609.02907>`_ (Kipf & Welling, ICLR 2017, arXiv
     1609.02907), with a weighted self-loop.
@@ -226,11 +100,19 @@ class GCNConv(MessagePassing):
     ``layer.fuse = False`` or in PyG's explain mode the layer uses PyG's plain
     ``message``/``aggregate`` path instead (same result).
 
+    A drop-in replacement for PyG's ``GCNConv`` (``docs/pyg-compatibility.md``): the same
+    constructor, inputs (``edge_index``, ``EdgeIndex``, torch.sparse or ``SparseTensor``
+    ``adj_t`` whose values are the weights, static (B, |V|, F) features) and semantics. Hooks
+    on ``message``/``aggregate``, ``decomposed_layers > 1``, explain mode, ``torch.compile``
+    and TorchScript run PyG's plain path, transforming first as PyG does.
+
     NOTE: departures from the paper and from PyG's ``GCNConv``:
 
-    - Self-loops follow PyG's ``add_remaining_self_loops`` (see :func:`gcn_norm`): an existing
-      self-loop keeps its own weight; only nodes without one get :math:`\lambda`.
-    - ``self_loop_weight`` generalises PyG's ``improved`` flag.
+    - Self-loops follow PyG for each input form (see :mod:`gnnkit.nn._loops`): with
+      ``edge_index``, an existing self-loop keeps its own weight and only nodes without one
+      get :math:`\lambda`.
+    - ``self_loop_weight`` generalises PyG's ``improved`` flag; ``improved=True`` is
+      :math:`\lambda = 2` and giving both inconsistently is an error.
     - ``cached=True`` checks that the graph is unchanged before reusing the cache (PyG reuses
       it blindly); a changed graph is renormalised, never silently served stale.
     - ``x`` may be a sparse COO or CSR matrix (e.g. bag-of-words features with
@@ -238,19 +120,14 @@ class GCNConv(MessagePassing):
       (:func:`gnnkit.nn.sparse_linear`). The layer keeps the sparsity structure of the last
       sparse ``x`` and its transpose for the backward pass, whatever ``cached`` says; a
       dropped-out copy of the same matrix reuses them.
-    - ``in_channels=-1`` (PyG's lazy initialisation) is not supported.
+    - An adjacency input carries the edge weights; passing ``edge_weight`` as well is an
+      error (PyG ignores it).
 
     Args:
-        in_channels (int): :math:`F_{in}`, the size of each input feature vector.
+        in_channels (int): :math:`F_{in}`, the size of each input feature vector; -1 infers
+            it from the first input (PyG's lazy initialisation).
         out_channels (int): :math:`F_{out}`, the size of each output feature vector.
-        self_loop_weight (float, optional): :math:`\lambda > 0`, or its initial value when
-            learned. (default: ``1.0``)
-        learn_self_loop_weight (bool, optional): learn :math:`\lambda` as
-            :math:`\operatorname{softplus}(\rho)`, a positive function of the parameter
-            ``raw_self_loop_weight`` (:math:`\rho`). (default: ``False``)
-        normalize (bool, optional): ``False`` computes :math:`H' = A H W + b` with no
-            self-loops and no normalisation (PyG's ``normalize=False``); ``self_loop_weight``
-            must then stay at its default. (default: ``True``)
+        improved (bool, optional): PyG's flag for :math:`\lambda = 2`. (default: ``False``)
         cached (bool, optional): keep the normalised adjacency (and its CSR form) between
             calls; it is rebuilt whenever ``edge_index`` or ``edge_weight`` differ from the
             cached ones (different tensors with different contents, or an in-place change).
@@ -258,7 +135,16 @@ class GCNConv(MessagePassing):
             graph structure is cached. A cache filled under ``torch.inference_mode()``
             (an evaluation before any training) holds ordinary tensors and serves later
             training steps. (default: ``False``)
+        add_self_loops (bool, optional): add self-loops before normalising; ``False`` with
+            ``normalize=True`` normalises :math:`A` alone. (default: ``normalize``)
+        normalize (bool, optional): ``False`` computes :math:`H' = A H W + b` with no
+            self-loops and no normalisation (PyG's ``normalize=False``). (default: ``True``)
         bias (bool, optional): learn the additive bias :math:`b`. (default: ``True``)
+        self_loop_weight (float, optional): :math:`\lambda > 0`, or its initial value when
+            learned (keyword-only). (default: 2 with ``improved=True``, else 1)
+        learn_self_loop_weight (bool, optional): learn :math:`\lambda` as
+            :math:`\operatorname{softplus}(\rho)`, a positive function of the parameter
+            ``raw_self_loop_weight`` (:math:`\rho`). (default: ``False``)
         deterministic (bool, optional): bit-reproducible kernels for this layer (sorted
             segment reductions, no atomics); ``None`` follows
             :func:`gnnkit.ops.is_deterministic`. The plain path's backward also runs PyG's
@@ -270,67 +156,86 @@ class GCNConv(MessagePassing):
         graph_cache (GraphCache, optional): the cache of ``cached=True``; layers given one
             :class:`~gnnkit.nn.GraphCache` share the structure built for a graph. (default:
             the layer's own)
-        **kwargs (optional): passed to :class:`torch_geometric.nn.conv.MessagePassing`.
+        **kwargs (optional): passed to :class:`torch_geometric.nn.conv.MessagePassing`
+            (``aggr`` must stay ``"add"``; ``flow``, ``node_dim``, ``decomposed_layers``).
 
     Shapes:
-        - **input:** node features ``x`` (|V|, F_in), dense or sparse COO/CSR; ``edge_index``
-          (2, |E|); ``edge_weight`` (|E|,) *(optional)*
-        - **output:** (|V|, F_out)
+        - **input:** node features ``x`` (|V|, F_in), dense or sparse COO/CSR, or (B, |V|,
+          F_in) dense; ``edge_index`` (2, |E|) or an adjacency (|V|, |V|); ``edge_weight``
+          (|E|,) *(optional)*
+        - **output:** (|V|, F_out), or (B, |V|, F_out)
 
     Example:
-        >>> conv = GCNConv(16, 32, self_loop_weight=2.0)
+        >>> conv = GCNConv(16, 32, improved=True)  # or self_loop_weight=2.0
         >>> out = conv(x, edge_index)  # (|V|, 32)
     """
 
-    # PyG compiles propagate() from these types; it cannot parse ``Tensor | None``.
-    propagate_type: ClassVar[dict[str, Any]] = {
-        "x": Tensor,
-        "edge_weight": Optional[Tensor],  # noqa: UP045
-        "graph": Any,
-    }
+    # PyG compiles propagate() from these types (for TorchScript as well).
+    propagate_type = {"x": Tensor, "edge_weight": Optional[Tensor]}  # noqa: RUF012, UP045
+    # Properties TorchScript must not compile (they return Python objects).
+    __jit_unused_properties__ = [  # noqa: RUF012
+        "self_loop_weight",
+        "_cached_edge_index",
+        "_cached_adj_t",
+    ]
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        *,
-        self_loop_weight: float = 1.0,
-        learn_self_loop_weight: bool = False,
-        normalize: bool = True,
+        improved: bool = False,
         cached: bool = False,
+        add_self_loops: bool | None = None,
+        normalize: bool = True,
         bias: bool = True,
+        *,
+        self_loop_weight: float | None = None,
+        learn_self_loop_weight: bool = False,
         deterministic: bool | None = None,
         validate: bool = True,
         graph_cache: GraphCache | None = None,
         **kwargs: Any,
     ) -> None:
+        check_kwargs("GCNConv", kwargs, _ACCEPTED)
         check_sum_aggregation("GCNConv", kwargs)
         super().__init__(**kwargs)
-        check_channels(in_channels=in_channels, out_channels=out_channels)
-        _check_self_loop_weight(self_loop_weight)
-        if not normalize and (learn_self_loop_weight or self_loop_weight != 1.0):
-            raise InputError(
-                "normalize=False adds no self-loops, so self_loop_weight and "
-                "learn_self_loop_weight have no effect; leave them at their defaults"
-            )
+        check_channels(("in_channels",), in_channels=in_channels, out_channels=out_channels)
+        if add_self_loops is None:
+            add_self_loops = normalize
         check_options(
             deterministic,
-            learn_self_loop_weight=learn_self_loop_weight,
-            normalize=normalize,
+            improved=improved,
             cached=cached,
+            add_self_loops=add_self_loops,
+            normalize=normalize,
             bias=bias,
+            learn_self_loop_weight=learn_self_loop_weight,
             validate=validate,
         )
+        if add_self_loops and not normalize:
+            raise InputError(
+                "'GCNConv' does not support adding self-loops to the graph when no on-the-fly "
+                "normalization is applied; pass add_self_loops=False with normalize=False"
+            )
+        lam = _resolve_self_loop_weight(improved, self_loop_weight)
+        if not add_self_loops and (learn_self_loop_weight or lam != 1.0):
+            raise InputError(
+                "add_self_loops=False (or normalize=False) adds no self-loops, so improved, "
+                "self_loop_weight and learn_self_loop_weight have no effect; leave them unset"
+            )
 
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.initial_self_loop_weight = float(self_loop_weight)
-        self.learn_self_loop_weight = learn_self_loop_weight
-        self.normalize = normalize
+        self.improved = improved
         self.cached = cached
+        self.add_self_loops = add_self_loops
+        self.normalize = normalize
+        self.initial_self_loop_weight = float(lam)
+        self.learn_self_loop_weight = learn_self_loop_weight
         self.deterministic = deterministic
         self.validate = validate
         self._cache, self._feature_cache = layer_caches(graph_cache)
+        self._fused_graph: CSRGraph | None = None
 
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         if learn_self_loop_weight:
@@ -361,7 +266,7 @@ class GCNConv(MessagePassing):
         self._feature_cache.clear()
 
     @property
-    def self_loop_weight(self) -> float | Tensor:
+    def self_loop_weight(self) -> "float | Tensor":
         """:math:`\\lambda`: a float, or a 0-dim tensor with a gradient when learned."""
         if self.raw_self_loop_weight is None:
             return self.initial_self_loop_weight
@@ -370,58 +275,61 @@ class GCNConv(MessagePassing):
     # -- graph preparation ------------------------------------------------------------------
 
     def _structure(
-        self, edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int, fused: bool
-    ) -> _Structure:
+        self, graph: GraphInput, edge_weight: "Tensor | None", num_nodes: int, fused: bool
+    ) -> "_Structure":
+        ei = graph.edge_index
         if self.validate:
-            check_edge_index(edge_index, num_nodes)
-            check_edge_weight(edge_weight, edge_index.size(1))
-        if self.normalize:
-            looped = _add_remaining_self_loops(edge_index, num_nodes)
+            check_indices("GCNConv", graph, num_nodes, num_nodes)
+            check_edge_weight(edge_weight, ei.size(1))
+        looped = None
+        if self.add_self_loops:
+            looped = add_loops(ei, num_nodes, _LOOP_MODES[graph.form])
             ei = looped.edge_index
-        else:
-            looped, ei = None, edge_index
-        graph = CSRGraph.from_edge_index(ei, num_nodes) if fused else None
-        return _Structure(looped, ei, graph)
+        csr = CSRGraph.from_edge_index(ei, num_nodes) if fused else None
+        return _Structure(looped, ei, csr, num_nodes)
 
     def _weights(
-        self, structure: _Structure, edge_weight: Tensor | None, dtype: torch.dtype
+        self, structure: "_Structure", edge_weight: "Tensor | None", dtype: torch.dtype
     ) -> Tensor:
         """Normalised edge weights in CSR order (fused) or ``structure.edge_index`` order."""
-        graph = structure.graph
-        if structure.looped is None:
-            ei = structure.edge_index
-            weight = (
-                edge_weight
-                if edge_weight is not None
-                else torch.ones(ei.size(1), dtype=dtype, device=ei.device)
-            )
-            return weight[graph.perm] if graph is not None else weight
-        weight = _looped_weights(structure.looped, edge_weight, self.self_loop_weight, dtype)
-        if graph is None:
-            dst = structure.edge_index[1]
+        csr, ei = structure.graph, structure.edge_index
+        if structure.looped is not None:
+            weight = looped_weights(structure.looped, edge_weight, self.self_loop_weight, dtype)
+        elif edge_weight is not None:
+            weight = edge_weight
+        else:
+            weight = torch.ones(ei.size(1), dtype=dtype, device=ei.device)
+        if csr is not None:
+            weight = weight[csr.perm]  # CSR order: rows are targets
+        if not self.normalize:
+            return weight
+        if csr is None:
+            dst = ei[1]
             degree = ops.scatter_sum(
-                weight, dst, structure.looped.num_nodes, deterministic=self.deterministic
+                weight, dst, structure.num_nodes, deterministic=self.deterministic
             )
             inv = _inverse_sqrt_degree(degree)
-            return inv[structure.edge_index[0]] * weight * inv[dst]
-        weight = weight[graph.perm]  # CSR order: rows are targets
-        inv = _inverse_sqrt_degree(ops.segment_sum(weight, graph.rowptr))
-        return ops.gather_dst(graph, inv) * weight * ops.gather_src(graph, inv)
+            return inv[ei[0]] * weight * inv[dst]
+        inv = _inverse_sqrt_degree(ops.segment_sum(weight, csr.rowptr))
+        return ops.gather_dst(csr, inv) * weight * ops.gather_src(csr, inv)
 
     def _prepare(
-        self, edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int, dtype, fused: bool
-    ) -> tuple[_Structure, Tensor]:
-        if edge_weight is not None and not isinstance(edge_weight, Tensor):
-            check_edge_weight(edge_weight, edge_index.size(1))  # raises, saying how to fix it
+        self,
+        graph: GraphInput,
+        edge_weight: "Tensor | None",
+        num_nodes: int,
+        dtype: torch.dtype,
+        fused: bool,
+    ) -> "tuple[_Structure, Tensor]":
         if edge_weight is not None and edge_weight.dtype != dtype:
             raise InputError(
                 f"edge_weight is {edge_weight.dtype} but x is {dtype}; convert one to the other"
             )
         if not self.cached:
-            structure = self._structure(edge_index, edge_weight, num_nodes, fused)
+            structure = self._structure(graph, edge_weight, num_nodes, fused)
             return structure, self._weights(structure, edge_weight, dtype)
-        tensors = (edge_index, edge_weight)
-        extra = (num_nodes, dtype, fused, self.normalize)
+        tensors = (graph.edge_index, edge_weight)
+        extra = (num_nodes, dtype, fused, graph.form)
         entry = self._cache.lookup(tensors, extra)
         dynamic = self.raw_self_loop_weight is not None or (
             edge_weight is not None and edge_weight.requires_grad
@@ -430,69 +338,162 @@ class GCNConv(MessagePassing):
             # Ordinary tensors without autograd history even under inference_mode: the entry
             # outlives this call (an evaluation first, then training steps that save them).
             with ordinary_tensors():
-                structure = self._structure(edge_index, edge_weight, num_nodes, fused)
+                structure = self._structure(graph, edge_weight, num_nodes, fused)
                 weights = None if dynamic else self._weights(structure, edge_weight, dtype)
-            entry = (structure, weights)
+            entry = (structure, weights, graph.form)
             self._cache.store(tensors, extra, entry)
-        structure, weights = entry
+        structure, weights, _ = entry
         if weights is None or dynamic:
             weights = self._weights(structure, edge_weight, dtype)
         return structure, weights
 
     # -- forward ----------------------------------------------------------------------------
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor = None) -> Tensor:
         """Apply the convolution.
 
         Args:
-            x (Tensor): node features (|V|, F_in), dense or sparse COO/CSR.
-            edge_index (Tensor): (2, |E|) edges, row 0 sources, row 1 targets.
+            x (Tensor): node features (|V|, F_in), dense or sparse COO/CSR, or a static batch
+                (B, |V|, F_in).
+            edge_index (Tensor, EdgeIndex, torch.sparse or SparseTensor): (2, |E|) edges
+                (row 0 sources, row 1 targets), or the transposed adjacency ``adj_t``.
             edge_weight (Tensor, optional): (|E|,) non-negative edge weights. (default: ``None``)
 
         Returns:
-            Tensor: (|V|, F_out).
+            Tensor: (|V|, F_out), or (B, |V|, F_out).
         """
-        num_nodes = check_inputs(self, x, edge_index, validate=self.validate)
-        fused = bool(self.fuse) and not self.explain
-        structure, weights = self._prepare(edge_index, edge_weight, num_nodes, x.dtype, fused)
+        if torch.jit.is_scripting():
+            return self._forward_script(x, edge_index, edge_weight)
+        return self._forward(x, edge_index, edge_weight)
 
+    @torch.jit.unused
+    def _forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor) -> Tensor:
+        if isinstance(x, (tuple, list)):
+            raise InputError(
+                "'GCNConv' received a tuple of node features, but it does not support "
+                "bipartite message passing; use one (|V|, F) tensor, or a layer such as "
+                "SAGEConv, GraphConv or gnnkit's GATConv"
+            )
+        graph = read_graph("GCNConv", edge_index, None, self.flow)
+        if graph.values is not None:
+            if edge_weight is not None:
+                raise InputError(
+                    "GCNConv: the adjacency's values are the edge weights; do not pass "
+                    "edge_weight as well"
+                )
+            edge_weight = graph.values
+        x = check_features(self, x, self.lin, validate=self.validate, static=True)
+        check_graph_device(self, graph.edge_index, self.lin.weight)
+        num_nodes = x.size(-2)
+        for count in (graph.num_src, graph.num_dst):
+            if count is not None and count != num_nodes:
+                raise InputError(
+                    f"GCNConv: the graph has {graph.num_dst} x {graph.num_src} nodes but x has "
+                    f"{num_nodes}; pass a square adjacency over x's nodes"
+                )
+        if edge_weight is not None and not isinstance(edge_weight, Tensor):
+            check_edge_weight(edge_weight, graph.edge_index.size(1))  # raises, saying how to fix
+        plain = uses_plain_path(self)
+        structure, weights = self._prepare(graph, edge_weight, num_nodes, x.dtype, not plain)
+        if plain:  # PyG's order: transform, then message and aggregate
+            out = self.propagate(
+                graph.as_input(structure.edge_index), x=self._transform(x), edge_weight=weights
+            )
+            return out if self.bias is None else out + self.bias
         # Multiply by W first when that narrows the features (or x is sparse), so the SpMM
         # runs on min(F_in, F_out) channels.
-        transform_first = x.layout != torch.strided or self.out_channels <= self.in_channels
-        h = linear(x, self.lin.weight, self._feature_cache) if transform_first else x  # (N, F)
-        if fused:
-            graph = structure.graph
-            adj_t = graph.to_sparse_csr(weights.detach())
-            out = self.propagate(adj_t, x=h, edge_weight=weights, graph=graph)
-        else:
-            out = self.propagate(structure.edge_index, x=h, edge_weight=weights, graph=None)
+        transform_first = x.layout != torch.strided or self.out_channels <= x.size(-1)
+        h = self._transform(x) if transform_first else x  # (..., N, F)
+        out = self._fused_propagate(h, structure, weights)
         if not transform_first:
-            return F.linear(out, self.lin.weight, self.bias)  # (N, F_out), bias fused
+            return F.linear(out, self.lin.weight, self.bias)  # (..., N, F_out), bias fused
         if self.bias is not None:
             out = out.add_(self.bias)  # in place: the aggregation's output is ours alone
         return out
 
-    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
+    def _transform(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:
+            return F.linear(x, self.lin.weight)
+        return linear(x, self.lin.weight, self._feature_cache)
+
+    def _fused_propagate(self, h: Tensor, structure: "_Structure", weights: Tensor) -> Tensor:
+        """One SpMM on the cached CSR graph; a static batch (B, N, F) runs as (N, B F)."""
+        csr = structure.graph
+        batch = h.size(0) if h.dim() == 3 else 0
+        if batch:
+            h = h.transpose(0, 1).reshape(h.size(1), -1)  # (N, B F)
+        # The CSR graph is already oriented (rows receive), so PyG's propagate runs it with the
+        # default flow whatever the layer's flow is.
+        self._fused_graph, flow, self.flow = csr, self.flow, "source_to_target"
+        try:
+            out = self.propagate(csr.to_sparse_csr(weights.detach()), x=h, edge_weight=weights)
+        finally:
+            self._fused_graph, self.flow = None, flow
+        if batch:
+            out = out.view(out.size(0), batch, -1).transpose(0, 1)  # (B, N, F)
+        return out
+
+    def _forward_script(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor) -> Tensor:
+        """PyG's path for ``torch.jit.script``: an ``edge_index`` tensor input."""
+        if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+            raise RuntimeError("a scripted gnnkit GCNConv takes an edge_index tensor")
+        h = self.lin(x)
+        if self.normalize:
+            fill = torch.tensor(self.initial_self_loop_weight)
+            raw = self.raw_self_loop_weight
+            if raw is not None:
+                fill = F.softplus(raw)
+            edge_index, edge_weight = _script_gcn_norm(
+                edge_index, edge_weight, x.size(-2), fill, self.add_self_loops, self.flow,
+                h.dtype,
+            )  # fmt: skip
+        out = self.propagate(edge_index, x=h, edge_weight=edge_weight)
+        bias = self.bias
+        if bias is not None:
+            out = out + bias
+        return out
+
+    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
-    def aggregate(self, inputs: Tensor, index: Tensor, dim_size: int | None = None) -> Tensor:
+    def aggregate(
+        self,
+        inputs: Tensor,
+        index: Tensor,
+        ptr: OptTensor = None,
+        dim_size: Optional[int] = None,  # noqa: UP045 (PyG reads these annotations)
+    ) -> Tensor:
+        if torch.jit.is_scripting() or inputs.dim() != 2:
+            return self.aggr_module(inputs, index, ptr=ptr, dim_size=dim_size, dim=self.node_dim)
+        return self._scatter(inputs, index, dim_size)
+
+    @torch.jit.unused
+    def _scatter(self, inputs: Tensor, index: Tensor, dim_size: int | None) -> Tensor:
         return ops.scatter_sum(inputs, index, dim_size, deterministic=self.deterministic)
 
-    def message_and_aggregate(
-        self, adj_t: Tensor, x: Tensor, edge_weight: Tensor | None, graph: Any
-    ) -> Tensor:
-        return ops.spmm(graph, edge_weight, x, deterministic=self.deterministic)
-
-    def extra_repr(self) -> str:
-        lam = (
-            f"learned, init {self.initial_self_loop_weight:g}"
-            if self.learn_self_loop_weight
-            else f"{self.initial_self_loop_weight:g}"
-        )
-        return (
-            f"{self.in_channels}, {self.out_channels}, self_loop_weight={lam}, "
-            f"normalize={self.normalize}, cached={self.cached}, bias={self.bias is not None}"
-        )
+    @torch.jit.unused
+    def message_and_aggregate(self, adj_t: Adj, x: Tensor, edge_weight: OptTensor) -> Tensor:
+        return ops.spmm(self._fused_graph, edge_weight, x, deterministic=self.deterministic)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.extra_repr()})"
+        extras = []
+        if self.learn_self_loop_weight:
+            extras.append(f"learn_self_loop_weight=True, init {self.initial_self_loop_weight:g}")
+        elif self.initial_self_loop_weight != (2.0 if self.improved else 1.0):
+            extras.append(f"self_loop_weight={self.initial_self_loop_weight:g}")
+        if self.deterministic is not None:
+            extras.append(f"deterministic={self.deterministic}")
+        if not self.validate:
+            extras.append("validate=False")
+        tail = "".join(f", {e}" for e in extras)
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}{tail})"
+
+
+@dataclass
+class _Structure:
+    """What a GCN layer derives from a graph, independent of lambda and edge weights."""
+
+    looped: LoopedEdges | None
+    edge_index: Tensor  # (2, E') the edges messages run on, senders first, PyG order
+    graph: CSRGraph | None
+    num_nodes: int
