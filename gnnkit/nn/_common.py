@@ -81,7 +81,8 @@ def check_features(
     """Check node features ``x`` for the PyG ``Linear`` ``lin`` that transforms them.
 
     Constant-time checks always run (type, dtype, shape, layout, channels, device); with
-    ``validate`` NaN/inf in ``x`` is checked too. ``static`` allows a dense (B, |V|, F) batch
+    ``validate`` NaN/inf in ``x`` is checked too (not under ``torch.compile``, where a
+    data-dependent check would break the graph). ``static`` allows a dense (B, |V|, F) batch
     of feature matrices on one graph (PyG's static graphs).
     """
     layer_name = type(layer).__name__
@@ -94,7 +95,7 @@ def check_features(
         )
     if x.layout != torch.strided and x.layout not in _SPARSE:
         raise InputError(f"{name} must be dense, sparse COO or sparse CSR, got layout {x.layout}")
-    if validate:
+    if validate and not torch.compiler.is_compiling():
         # One summing pass over the stored values instead of an elementwise isfinite: any NaN
         # or inf makes the sum non-finite. A non-finite sum (possibly an overflow of finite
         # values) triggers the full check, which names the problem.

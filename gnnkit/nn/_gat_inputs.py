@@ -142,8 +142,8 @@ def att_block(att: Tensor) -> Tensor:
 
 
 def read_sides(layer, x: Any, graph: GraphInput) -> Sides:
-    """Senders and receivers of this call. Under ``flow="target_to_source"`` PyG sends
-    from the second element of a pair and scores senders with ``att_dst``: so here."""
+    """Senders and receivers of this call: ``x`` or the pair ``(x_src, x_dst)``, with the
+    linear map of each side."""
     pair = isinstance(x, (tuple, list))
     if pair:
         if len(x) != 2 or (x[0] is None and x[1] is None):
@@ -156,10 +156,14 @@ def read_sides(layer, x: Any, graph: GraphInput) -> Sides:
         layer.lin_src,
         layer.lin_dst,
     )  # fmt: skip
-    sides = [(first, lin_first, layer.att_src), (second, lin_second, layer.att_dst)]
-    if graph.flipped:
-        sides.reverse()
-    (x_src, lin_src, att_src), (x_dst, lin_dst, att_dst) = sides
+    if graph.flipped and (pair or layer.lin is None):
+        raise InputError(
+            'GATConv: flow="target_to_source" is supported for one feature matrix and int '
+            "in_channels only (PyG mixes the roles of a bipartite pair under it); flip "
+            "edge_index and use the default flow"
+        )
+    (x_src, lin_src), (x_dst, lin_dst) = (first, lin_first), (second, lin_second)
+    att_src, att_dst = layer.att_src, layer.att_dst
     if x_src is None:
         raise InputError("GATConv: the source node features (x_src) must be a tensor")
     x_src = check_features(

@@ -27,32 +27,37 @@ class LoopedEdges:
     """``edge_index`` with self-loops added by one of the modes above.
 
     ``edge_index`` holds the kept input edges in input order, then one loop per node
-    ``0 .. num_nodes - 1``. ``keep`` are the input positions of the kept edges; ``loop_edge[i]``
+    ``0 .. num_nodes - 1``. ``keep`` marks the kept input edges (``None``: all kept);
+    ``loop_edge[i]``
     is the input position of node ``i``'s own self-loop whose weight it keeps (mode
     ``"remaining"``; the last one if several), or -1.
     """
 
     edge_index: Tensor  # (2, E_kept + N)
-    keep: Tensor  # (E_kept,)
+    keep: Tensor | None  # (E,) bool, or None when every edge is kept
     loop_edge: Tensor  # (N,)
     num_nodes: int
 
 
 def add_loops(edge_index: Tensor, num_nodes: int, mode: str = "remaining") -> LoopedEdges:
-    """Add one self-loop per node ``0 .. num_nodes - 1`` (see the module docstring for modes)."""
+    """Add one self-loop per node ``0 .. num_nodes - 1`` (see the module docstring for modes).
+
+    Written without ``nonzero``: one boolean selection is the only data-dependent shape, so
+    ``torch.compile`` breaks the graph once here, as in PyG's ``add_remaining_self_loops``.
+    """
     src, dst = edge_index[0], edge_index[1]
     device = edge_index.device
     loop_edge = torch.full((num_nodes,), -1, dtype=torch.long, device=device)
-    if mode == "add":
-        keep = torch.arange(edge_index.size(1), device=device)
-    else:
+    keep = None
+    if mode != "add":
         is_loop = src == dst
-        keep = (~is_loop).nonzero().view(-1)
-        loop_pos = is_loop.nonzero().view(-1)
-        if mode == "remaining" and loop_pos.numel():
-            loop_edge.scatter_reduce_(0, src[loop_pos].long(), loop_pos, "amax")
+        keep = ~is_loop
+        if mode == "remaining":  # the last self-loop of each node: the largest position
+            positions = torch.arange(edge_index.size(1), device=device)
+            positions = torch.where(is_loop, positions, -1)
+            loop_edge.scatter_reduce_(0, src.long(), positions, "amax")
     nodes = torch.arange(num_nodes, dtype=edge_index.dtype, device=device)
-    kept = edge_index if mode == "add" else edge_index[:, keep]
+    kept = edge_index if keep is None else edge_index[:, keep]
     looped = torch.cat([kept, torch.stack([nodes, nodes])], dim=1)
     return LoopedEdges(looped, keep, loop_edge, num_nodes)
 
@@ -74,11 +79,12 @@ def looped_weights(
     else:
         fill = torch.full((looped.num_nodes,), float(self_loop_weight), dtype=dtype, device=device)
     if edge_weight is None:
-        edge_part = torch.ones(looped.keep.numel(), dtype=dtype, device=device)
+        num_kept = looped.edge_index.size(1) - looped.num_nodes
+        edge_part = torch.ones(num_kept, dtype=dtype, device=device)
         existing = torch.ones(looped.num_nodes, dtype=dtype, device=device)
     elif edge_weight.numel() == 0:  # no edges, so no existing loops
         return torch.cat([edge_weight, fill])
     else:
-        edge_part = edge_weight[looped.keep]
+        edge_part = edge_weight if looped.keep is None else edge_weight[looped.keep]
         existing = edge_weight[looped.loop_edge.clamp(min=0)]
     return torch.cat([edge_part, torch.where(looped.loop_edge >= 0, existing, fill)])

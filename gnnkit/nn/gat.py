@@ -343,17 +343,12 @@ class GATConv(MessagePassing):
         a_src, a_dst = (part.reshape(-1) for part in logits.split(H, dim=1))
         return a_src, a_dst
 
-    def _run(self, x: Any, edge_index: Any, edge_attr: "Tensor | None", size: Any):
-        """Everything up to the attention coefficients (before dropout)."""
+    def _read(self, x: Any, edge_index: Any, size: Any):
+        """The graph, the two sides, (|V_src|, |V_dst|) and whether the lean path serves."""
         graph = read_graph("GATConv", edge_index, size, self.flow)
         sides = read_sides(self, x, graph)
         check_graph_device(self, graph.edge_index, sides.x_src)
-        num_src, num_dst = sizes(sides, graph)
-        lean = not uses_plain_path(self)
-        structure = self._structure(graph, num_src, num_dst, lean)
-        scores = edge_scores(self, graph, edge_attr, structure.num_loops)
-        xw, alpha = self._attend(sides, structure, scores, lean, num_dst)
-        return graph, sides, structure, xw, alpha, (num_src, num_dst), lean
+        return graph, sides, sizes(sides, graph), not uses_plain_path(self)
 
     def _edge_order(self, structure: Structure, alpha: Tensor, lean: bool) -> Tensor:
         """Attention as (|E'|, H) in ``structure.edge_index`` order."""
@@ -392,9 +387,16 @@ class GATConv(MessagePassing):
             Tensor: (|V_dst|, H C) with ``concat=True``, else (|V_dst|, C); or
             ``(out, attention)`` with ``return_attention_weights=True``.
         """
-        graph, sides, structure, xw, alpha, (num_src, num_dst), lean = self._run(
-            x, edge_index, edge_attr, size
+        graph, sides, (num_src, num_dst), lean = self._read(x, edge_index, size)
+        # Built here, not in a helper: under torch.compile the self-loop removal breaks the
+        # graph once per frame on the stack, so it sits as shallow as in PyG's layer.
+        structure = (
+            self._structure(graph, num_src, num_dst, lean)
+            if self.cached
+            else build_structure(self, graph, num_src, num_dst, lean)
         )
+        scores = edge_scores(self, graph, edge_attr, structure.num_loops)
+        xw, alpha = self._attend(sides, structure, scores, lean, num_dst)
         # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
         alpha = dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
         H, C = self.heads, self.out_channels
@@ -445,7 +447,10 @@ class GATConv(MessagePassing):
             order, then one loop per node, as PyG's ``return_attention_weights`` — and the
             coefficients (|E'|, H) in the same order.
         """
-        graph, _, structure, _, alpha, _, lean = self._run(x, edge_index, edge_attr, size)
+        graph, sides, (num_src, num_dst), lean = self._read(x, edge_index, size)
+        structure = self._structure(graph, num_src, num_dst, lean)
+        scores = edge_scores(self, graph, edge_attr, structure.num_loops)
+        _, alpha = self._attend(sides, structure, scores, lean, num_dst)
         return graph.as_input(structure.edge_index), self._edge_order(structure, alpha, lean)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:

@@ -112,7 +112,9 @@ class GCNConv(PygCacheAttributes, MessagePassing):
       ``edge_index``, an existing self-loop keeps its own weight and only nodes without one
       get :math:`\lambda`.
     - ``self_loop_weight`` generalises PyG's ``improved`` flag; ``improved=True`` is
-      :math:`\lambda = 2` and giving both inconsistently is an error.
+      :math:`\lambda = 2` and giving both inconsistently is an error. PyG 2.8's
+      ``improved=True`` adds loops of weight 2 only when ``edge_weight`` is given (its
+      ``add_remaining_self_loops`` drops the fill value otherwise); gnnkit always does.
     - ``cached=True`` checks that the graph is unchanged before reusing the cache (PyG reuses
       it blindly); a changed graph is renormalised, never silently served stale.
     - ``x`` may be a sparse COO or CSR matrix (e.g. bag-of-words features with
@@ -218,9 +220,9 @@ class GCNConv(PygCacheAttributes, MessagePassing):
                 "normalization is applied; pass add_self_loops=False with normalize=False"
             )
         lam = _resolve_self_loop_weight(improved, self_loop_weight)
-        if not add_self_loops and (learn_self_loop_weight or lam != 1.0):
+        if not add_self_loops and (learn_self_loop_weight or self_loop_weight is not None):
             raise InputError(
-                "add_self_loops=False (or normalize=False) adds no self-loops, so improved, "
+                "add_self_loops=False (or normalize=False) adds no self-loops, so "
                 "self_loop_weight and learn_self_loop_weight have no effect; leave them unset"
             )
 

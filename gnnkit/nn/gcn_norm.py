@@ -19,7 +19,7 @@ __all__ = ["gcn_norm"]
 
 
 def _inverse_sqrt_degree(degree: Tensor) -> Tensor:
-    if degree.numel() and bool((degree < 0).any()):
+    if degree.numel() and not torch.compiler.is_compiling() and bool((degree < 0).any()):
         bad = (degree < 0).nonzero().view(-1)[:5].tolist()
         raise InputError(
             f"the weighted in-degree (including the self-loop) is negative for nodes {bad}; "
