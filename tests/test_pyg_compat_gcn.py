@@ -268,3 +268,24 @@ def test_torch_compile_forward_and_backward_equal_eager_without_more_breaks_than
     torch.testing.assert_close(out, expected)
     for got, want in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("layer_cls", ["gcn", "gat"])
+def test_structure_is_reused_while_the_graph_is_unchanged_and_rebuilt_when_it_changes(layer_cls):
+    from gnnkit.nn import GATConv
+
+    ei, _ = graph_with_loops(seed=12)
+    x = torch.randn(10, 5, dtype=torch.float64)
+    make = (lambda: GCNConv(5, 3)) if layer_cls == "gcn" else (lambda: GATConv(5, 3, heads=2))
+    layer = make().double()  # cached=False: PyG recomputes everything per call
+    layer(x, ei)
+    entry = layer._cache.value
+    assert entry is not None
+    layer(x, ei.clone())  # equal contents: the structure is reused
+    assert layer._cache.value is entry
+    ei[0, 0] = (ei[0, 0] + 1) % 10  # an in-place change: rebuilt, never stale
+    out = layer(x, ei)
+    assert layer._cache.value is not entry
+    fresh = make().double()
+    fresh.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(out, fresh(x, ei))

@@ -110,7 +110,7 @@ class PygCacheAttributes:
 
     def _cached_entry(self, forms: tuple[str, ...]) -> tuple[Tensor, Tensor | None] | None:
         entry = self._cache.value
-        if entry is None or entry[2] not in forms:
+        if not self.cached or entry is None or entry[2] not in forms:
             return None
         structure, weights, _ = entry
         if weights is not None and structure.graph is not None:  # CSR order -> edge order

@@ -129,9 +129,10 @@ class GATConv(MessagePassing):
         bias (bool, optional): learn the additive bias :math:`b`. (default: ``True``)
         residual (bool, optional): add a learned linear map of the target nodes' input
             features (``res``) to the output. (default: ``False``)
-        cached (bool, optional): keep the graph with self-loops and its CSR form between
-            calls (keyword-only); rebuilt whenever ``edge_index`` differs from the cached one
-            (different contents or an in-place change). A cache filled under
+        cached (bool, optional): kept for compatibility with earlier gnnkit versions (keyword
+            only): every layer keeps the graph with self-loops and its CSR form between calls,
+            reused while ``edge_index`` is unchanged (the same tensor unmodified, or equal
+            contents) and rebuilt otherwise. A structure built under
             ``torch.inference_mode()`` holds ordinary tensors and serves later training
             steps. (default: ``False``)
         deterministic (bool, optional): bit-reproducible kernels for this layer (sorted
@@ -262,8 +263,7 @@ class GATConv(MessagePassing):
     # -- inputs and graph preparation -------------------------------------------------------
 
     def _structure(self, graph: GraphInput, num_src: int, num_dst: int, lean: bool) -> Structure:
-        if not self.cached:
-            return build_structure(self, graph, num_src, num_dst, lean)
+        """The graph's structure, kept between calls while ``edge_index`` is unchanged."""
         extra = (num_src, num_dst, lean, self.add_self_loops)
         entry = self._cache.lookup((graph.edge_index,), extra)
         if entry is None:
@@ -388,12 +388,13 @@ class GATConv(MessagePassing):
             ``(out, attention)`` with ``return_attention_weights=True``.
         """
         graph, sides, (num_src, num_dst), lean = self._read(x, edge_index, size)
-        # Built here, not in a helper: under torch.compile the self-loop removal breaks the
-        # graph once per frame on the stack, so it sits as shallow as in PyG's layer.
+        # Under torch.compile, no cache (a lookup reads tensor addresses) and built here, not
+        # in a helper: the self-loop removal breaks the graph once per frame on the stack, so
+        # it sits as shallow as in PyG's layer.
         structure = (
-            self._structure(graph, num_src, num_dst, lean)
-            if self.cached
-            else build_structure(self, graph, num_src, num_dst, lean)
+            build_structure(self, graph, num_src, num_dst, lean)
+            if torch.compiler.is_compiling()
+            else self._structure(graph, num_src, num_dst, lean)
         )
         scores = edge_scores(self, graph, edge_attr, structure.num_loops)
         xw, alpha = self._attend(sides, structure, scores, lean, num_dst)

@@ -96,15 +96,14 @@ class GCNConv(PygCacheAttributes, MessagePassing):
     is an SpMM on the transposed graph plus, when :math:`\lambda` or the edge weights need a
     gradient, one dot product per edge: no ``|E| x C`` message tensor exists in either pass.
     The layer multiplies by :math:`W` first when ``out_channels <= in_channels`` and
-    aggregates first otherwise, so the SpMM always runs on the narrower side. With
-    ``layer.fuse = False`` or in PyG's explain mode the layer uses PyG's plain
-    ``message``/``aggregate`` path instead (same result).
+    aggregates first otherwise, so the SpMM always runs on the narrower side.
 
     A drop-in replacement for PyG's ``GCNConv`` (``docs/pyg-compatibility.md``): the same
     constructor, inputs (``edge_index``, ``EdgeIndex``, torch.sparse or ``SparseTensor``
     ``adj_t`` whose values are the weights, static (B, |V|, F) features) and semantics. Hooks
-    on ``message``/``aggregate``, ``decomposed_layers > 1``, explain mode, ``torch.compile``
-    and TorchScript run PyG's plain path, transforming first as PyG does.
+    on ``message``/``aggregate``, ``decomposed_layers > 1``, explain mode, ``fuse = False``,
+    ``torch.compile`` and TorchScript run PyG's plain path (transform, then per-edge
+    messages), with the same result.
 
     NOTE: departures from the paper and from PyG's ``GCNConv``:
 
@@ -115,13 +114,11 @@ class GCNConv(PygCacheAttributes, MessagePassing):
       :math:`\lambda = 2` and giving both inconsistently is an error. PyG 2.8's
       ``improved=True`` adds loops of weight 2 only when ``edge_weight`` is given (its
       ``add_remaining_self_loops`` drops the fill value otherwise); gnnkit always does.
-    - ``cached=True`` checks that the graph is unchanged before reusing the cache (PyG reuses
-      it blindly); a changed graph is renormalised, never silently served stale.
+    - The graph's structure is reused between calls only while the graph is unchanged (PyG's
+      ``cached=True`` reuses it blindly); a changed graph is rebuilt, never served stale.
     - ``x`` may be a sparse COO or CSR matrix (e.g. bag-of-words features with
       :func:`gnnkit.nn.sparse_dropout`); it is multiplied by :math:`W` without densifying
-      (:func:`gnnkit.nn.sparse_linear`). The layer keeps the sparsity structure of the last
-      sparse ``x`` and its transpose for the backward pass, whatever ``cached`` says; a
-      dropped-out copy of the same matrix reuses them.
+      (:func:`gnnkit.nn.sparse_linear`), whose structure the layer keeps, as the graph's.
     - An adjacency input carries the edge weights; passing ``edge_weight`` as well is an
       error (PyG ignores it).
 
@@ -130,13 +127,13 @@ class GCNConv(PygCacheAttributes, MessagePassing):
             it from the first input (PyG's lazy initialisation).
         out_channels (int): :math:`F_{out}`, the size of each output feature vector.
         improved (bool, optional): PyG's flag for :math:`\lambda = 2`. (default: ``False``)
-        cached (bool, optional): keep the normalised adjacency (and its CSR form) between
-            calls; it is rebuilt whenever ``edge_index`` or ``edge_weight`` differ from the
-            cached ones (different tensors with different contents, or an in-place change).
-            With a learned :math:`\lambda` or edge weights that require a gradient only the
-            graph structure is cached. A cache filled under ``torch.inference_mode()``
-            (an evaluation before any training) holds ordinary tensors and serves later
-            training steps. (default: ``False``)
+        cached (bool, optional): keep the normalised weights between calls too. The graph
+            structure (self-loops, CSR form) is always kept and reused while ``edge_index``
+            is unchanged (the same tensor unmodified, or equal contents); ``cached=True``
+            also keeps the normalised weights while ``edge_weight`` is unchanged, and
+            recomputes them for a learned :math:`\lambda` or weights that require a
+            gradient. A cache filled under ``torch.inference_mode()`` holds ordinary
+            tensors and serves later training steps. (default: ``False``)
         add_self_loops (bool, optional): add self-loops before normalising; ``False`` with
             ``normalize=True`` normalises :math:`A` alone. (default: ``normalize``)
         normalize (bool, optional): ``False`` computes :math:`H' = A H W + b` with no
@@ -327,14 +324,19 @@ class GCNConv(PygCacheAttributes, MessagePassing):
             raise InputError(
                 f"edge_weight is {edge_weight.dtype} but x is {dtype}; convert one to the other"
             )
-        if not self.cached:
+        if torch.compiler.is_compiling():  # a cache lookup reads tensor addresses: no
             structure = self._structure(graph, edge_weight, num_nodes, fused)
             return structure, self._weights(structure, edge_weight, dtype)
-        tensors = (graph.edge_index, edge_weight)
-        extra = (num_nodes, dtype, fused, graph.form)
+        # The structure (self-loops, CSR form) is always kept for the next call, validated;
+        # cached=True keeps the normalised weights as well, keyed by edge_weight too.
+        cached = self.cached
+        tensors = (graph.edge_index, edge_weight) if cached else (graph.edge_index,)
+        extra = (num_nodes, dtype, fused, graph.form, cached)
         entry = self._cache.lookup(tensors, extra)
-        dynamic = self.raw_self_loop_weight is not None or (
-            edge_weight is not None and edge_weight.requires_grad
+        dynamic = (
+            not cached
+            or self.raw_self_loop_weight is not None
+            or (edge_weight is not None and edge_weight.requires_grad)
         )
         if entry is None:
             # Ordinary tensors without autograd history even under inference_mode: the entry
@@ -344,6 +346,8 @@ class GCNConv(PygCacheAttributes, MessagePassing):
                 weights = None if dynamic else self._weights(structure, edge_weight, dtype)
             entry = (structure, weights, graph.form)
             self._cache.store(tensors, extra, entry)
+        elif not cached and self.validate:  # a known graph, maybe with new weights
+            check_edge_weight(edge_weight, graph.edge_index.size(1))
         structure, weights, _ = entry
         if weights is None or dynamic:
             weights = self._weights(structure, edge_weight, dtype)
@@ -352,18 +356,9 @@ class GCNConv(PygCacheAttributes, MessagePassing):
     # -- forward ----------------------------------------------------------------------------
 
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor = None) -> Tensor:
-        """Apply the convolution.
-
-        Args:
-            x (Tensor): node features (|V|, F_in), dense or sparse COO/CSR, or a static batch
-                (B, |V|, F_in).
-            edge_index (Tensor, EdgeIndex, torch.sparse or SparseTensor): (2, |E|) edges
-                (row 0 sources, row 1 targets), or the transposed adjacency ``adj_t``.
-            edge_weight (Tensor, optional): (|E|,) non-negative edge weights. (default: ``None``)
-
-        Returns:
-            Tensor: (|V|, F_out), or (B, |V|, F_out).
-        """
+        """Apply the convolution: ``x`` (|V|, F_in), sparse COO/CSR or a static (B, |V|, F_in)
+        batch; ``edge_index`` (2, |E|), an ``EdgeIndex`` or ``adj_t``; ``edge_weight`` (|E|,)
+        non-negative. Returns (|V|, F_out), or (B, |V|, F_out)."""
         if torch.jit.is_scripting():
             return self._forward_script(x, edge_index, edge_weight)
         return self._forward(x, edge_index, edge_weight)
