@@ -14,6 +14,7 @@ __all__ = [
     "DatasetError",
     "GnnkitError",
     "InputError",
+    "OutputError",
     "UnknownDatasetError",
 ]
 
@@ -44,3 +45,8 @@ class DataUnavailableError(DatasetError):
 
 class CheckpointError(GnnkitError):
     """A checkpoint is truncated, corrupt, or was written by a different model."""
+
+
+class OutputError(GnnkitError, OSError):
+    """A file or folder cannot be written: not a regular file, no permission, a read-only or
+    full disk, a file where a folder is expected. The message names the path and the fix."""

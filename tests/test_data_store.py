@@ -72,7 +72,7 @@ def test_corrupt_mirror_file_raises_and_leaves_nothing(tmp_path, manifest, mirro
     with pytest.raises(ChecksumError, match=r"checksum mismatch for .*set/raw/b\.bin"):
         resolve_files(plan(), root=root, mirror=mirror)
     # a.txt was copied and verified before b failed, but nothing is left behind: all or nothing.
-    assert not [p for p in root.rglob("*") if p.is_file()]
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name != ".gnnkit.lock"]
 
 
 def test_data_root_is_used_first_and_needs_no_mirror(tmp_path, manifest, mirror, offline):
@@ -147,27 +147,57 @@ def test_mirror_missing_files_falls_through_to_download(tmp_path, manifest, mirr
     assert (root / "set/raw/b.bin").read_bytes() == FILES["set/raw/b.bin"]
 
 
-def test_download_differing_from_manifest_is_recorded(tmp_path, manifest, monkeypatch, caplog):
+def upstream(root, relpaths=tuple(FILES)):
+    """A download that writes a different release of each file in ``relpaths``."""
+    for relpath in FILES:
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        data = b"upstream release " + relpath.encode() if relpath in relpaths else FILES[relpath]
+        (root / relpath).write_bytes(data)
+
+
+def test_download_differing_from_the_manifest_is_refused_and_deleted(
+    tmp_path, manifest, monkeypatch
+):
     monkeypatch.delenv("GNNKIT_MIRROR", raising=False)
     monkeypatch.delenv("GNNKIT_OFFLINE", raising=False)
+    root = tmp_path / "root"
+    with pytest.raises(
+        ChecksumError,
+        match=r"checksum mismatch for set/raw/a\.txt downloaded from https://example\.invalid/toy"
+        r": expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}; the file was deleted",
+    ):
+        resolve_files(plan(download=upstream), root=root)
+    assert not (root / "set/raw/a.txt").exists()
+    assert "set/raw/a.txt" not in store._local_checksums(root.resolve())
 
-    def download(root):
-        for relpath in FILES:
-            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
-            (root / relpath).write_bytes(b"upstream release " + relpath.encode())
 
+def test_derived_file_may_differ_upstream_and_is_recorded(tmp_path, manifest, monkeypatch, caplog):
+    monkeypatch.delenv("GNNKIT_MIRROR", raising=False)
+    monkeypatch.delenv("GNNKIT_OFFLINE", raising=False)
+    monkeypatch.setattr(store, "_derived", lambda: frozenset({"set/raw/a.txt"}))
     root = tmp_path / "root"
     with caplog.at_level(logging.WARNING, logger="gnnkit"):
-        resolve_files(plan(download=download), root=root)
-    assert "differs from the manifest" in caplog.text
+        resolve_files(plan(download=lambda r: upstream(r, ("set/raw/a.txt",))), root=root)
+    assert "differs from the mirror's derived copy" in caplog.text
     assert store.verify_files(root.resolve(), FILES).complete
     (root / "set/raw/a.txt").write_bytes(b"tampered")
     assert store.verify_files(root.resolve(), FILES).mismatched == ["set/raw/a.txt"]
 
 
+def test_manifest_is_the_authority_over_local_records(tmp_path, manifest, mirror, offline):
+    """A flipped byte plus an edited record in .gnnkit-checksums.json is still caught."""
+    root = tmp_path / "root"
+    resolve_files(plan(), root=root, mirror=mirror)
+    (root / "set/raw/a.txt").write_bytes(b"flipped\n")
+    store._record_local_checksums(root.resolve(), {"set/raw/a.txt": sha(b"flipped\n")})
+    assert store.verify_files(root.resolve(), FILES).mismatched == ["set/raw/a.txt"]
+    resolve_files(plan(), root=root, mirror=mirror)  # fetched again from the mirror
+    assert (root / "set/raw/a.txt").read_bytes() == FILES["set/raw/a.txt"]
+
+
 def test_packaged_manifest_matches_datasets_manifest():
     repo_manifest = Path(__file__).resolve().parents[1] / "datasets" / "manifest.json"
-    store._manifest.cache_clear()
+    store._manifest_json.cache_clear()
     assert repo_manifest.resolve().read_text() == (
         Path(store.__file__).with_name("manifest.json").read_text()
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,7 +75,18 @@ def test_rows_are_receivers():
     [
         ({"normalize": "left"}, "normalize must be"),
         ({"layout": "csr"}, "layout must be"),
-        ({"self_loop_weight": "one"}, "self_loop_weight must be a number"),
+        ({"self_loop_weight": "one"}, "self_loop_weight must be a finite number, got 'one'"),
+        ({"self_loop_weight": float("inf")}, "self_loop_weight must be a finite number, got inf"),
+        (
+            {"self_loop_weight": float("inf"), "normalize": "sym"},
+            r"self_loop_weight must be a finite number >= 0 with normalize='sym', got inf",
+        ),
+        (
+            {"self_loop_weight": -1.0, "normalize": "sym"},
+            r"finite number >= 0 with normalize='sym', got -1\.0",
+        ),
+        ({"self_loop_weight": -0.5, "normalize": "rw"}, r"with normalize='rw', got -0\.5"),
+        ({"self_loop_weight": float("nan")}, "finite number"),
         ({"edge_weight": torch.ones(3)}, r"shape \(7,\)"),
         ({"edge_weight": torch.ones(7, dtype=torch.long)}, "floating-point"),
         ({"edge_weight": torch.tensor([1.0] * 6 + [float("nan")])}, "NaN"),
@@ -83,6 +95,31 @@ def test_rows_are_receivers():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(InputError, match=match):
         adjacency(GRAPH, 5, **kwargs)
+
+
+def test_numpy_and_zero_dim_tensor_numbers_are_accepted():
+    expected = reference(GRAPH, 5, 1.0, "sym")
+    for lam in (np.float64(1.0), np.int64(1), torch.tensor(1.0)):
+        got = adjacency(GRAPH, np.int64(5), self_loop_weight=lam, normalize="sym")
+        torch.testing.assert_close(got.double(), expected)
+    assert adjacency(GRAPH, torch.tensor(5)).shape == (5, 5)
+
+
+def test_negative_loop_weight_without_normalisation_is_literal():
+    got = adjacency(GRAPH, 5, self_loop_weight=-1.0)
+    torch.testing.assert_close(got.double(), reference(GRAPH, 5, -1.0, None))
+
+
+def test_a_huge_dense_matrix_is_refused_before_allocating():
+    with pytest.raises(
+        InputError, match=r"dense adjacency of 1,000,000,000 nodes .* layout='sparse'"
+    ):
+        adjacency(GRAPH, 10**9)
+
+
+def test_parse_edge_string_refuses_non_strings():
+    with pytest.raises(InputError, match=r"edges must be a string such as 'A-B,B-C', got NoneType"):
+        parse_edge_string(None)
 
 
 def test_from_edge_list_undirected_and_directed():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 
@@ -95,6 +96,27 @@ def test_receptive_field_equals_nodes_within_k_hops_upstream():
             "sources holds node indices",
         ),
         (lambda: layers_to_reach(torch.tensor([[0], [1]]), 0, 9), "dst holds node indices"),
+        (
+            lambda: layers_to_reach(torch.tensor([[0], [1]]), 7, 0),
+            r"^src holds node indices \[7\] out of range 0 \.\. 1$",
+        ),
+        (
+            lambda: layers_to_reach(torch.tensor([[0], [1]]), torch.tensor([0, 1]), 0),
+            r"src must be an integer, got a tensor of shape \(2,\)",
+        ),
+        (lambda: layers_to_reach(torch.tensor([[0], [1]]), 0.5, 0), "src must be an integer"),
+        (
+            lambda: hop_distances(torch.tensor([[0], [1]]), sources=[]),
+            r"sources is empty; give at least one node index \(or sources=None for all pairs\)",
+        ),
+        (
+            lambda: hop_distances(torch.tensor([[0], [1]]), sources=[[0, 1]]),
+            r"sources must be one node index or a 1-D sequence of them, got shape \(1, 2\)",
+        ),
+        (
+            lambda: hop_distances(torch.tensor([[0, 1], [1, 2]]), num_nodes=2),
+            r"pass a larger num_nodes \(to a layer: an x with one row per node\)",
+        ),
         (lambda: receptive_field(torch.tensor([[0], [1]]), 0, -1), "num_layers"),
         (lambda: hop_distances("0-1"), "must be a torch.Tensor"),
     ],
@@ -102,6 +124,13 @@ def test_receptive_field_equals_nodes_within_k_hops_upstream():
 def test_bad_inputs_are_named(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_numpy_and_zero_dim_tensor_indices_are_accepted():
+    chain = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    for src, dst in ((np.int64(0), np.int32(3)), (torch.tensor(0), torch.tensor(3))):
+        assert layers_to_reach(chain, src, dst, num_nodes=np.int64(4)) == 3
+    assert receptive_field(chain, torch.tensor(3), 1).tolist() == [2, 3]
 
 
 def test_all_pairs_refused_on_large_graphs():

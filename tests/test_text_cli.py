@@ -143,7 +143,7 @@ def test_train_bad_input(tmp_path, run_dir, cli_fails):
             ["--corpus", str(corpus), "--out", str(tmp_path / "d"), "--resume"],
             "does not exist; drop --resume",
         ),
-        (["--corpus", str(corpus), "--out", str(run_dir)], "already holds a run"),
+        (["--corpus", str(corpus), "--out", str(run_dir)], "already holds a checkpoint"),
         (
             ["--corpus", str(corpus), "--out", str(run_dir), "--resume", "--preset", "paper"],
             "was trained with preset cpu",
@@ -154,7 +154,7 @@ def test_train_bad_input(tmp_path, run_dir, cli_fails):
         ),
         (
             ["--corpus", str(corpus), "--out", str(corpus)],
-            "is a file; give a folder",
+            "is a file, not a folder",
         ),
         (
             ["--corpus", str(corpus), "--out", str(run_dir), "--resume", "--lr", "0.1"],

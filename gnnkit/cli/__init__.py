@@ -3,8 +3,9 @@
 :data:`COMMANDS` lists every subcommand with its module and help line. ``gnnkit --help``
 shows them without importing any of those modules; a module is imported only when its command
 runs (:class:`LazySubParsers`), and its ``register(subparsers)`` then adds the command's
-parser and sets ``func``. User errors (:class:`gnnkit.errors.GnnkitError`) print one line and
-exit with code 2. What the command modules share is here too: the data options
+parser and sets ``func``. User errors (:class:`gnnkit.errors.GnnkitError`) and OS errors
+(:func:`gnnkit.utils.io.describe_os_error`) print one line and exit with code 2; every output
+path is checked before the command starts (:func:`check_outputs`). What the command modules share is here too: the data options
 (:func:`data_options`, :func:`data_kwargs`), a command's parser (:func:`add_command`), the
 options several commands have (:func:`add_outputs`, :func:`add_seed`, :func:`add_threads`), the integer types
 (:func:`positive_int`, :func:`nonnegative_int`) and :func:`write_json`.
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from gnnkit import __version__
-from gnnkit.errors import GnnkitError, InputError
-from gnnkit.utils.io import atomic_write_json
+from gnnkit.errors import GnnkitError
+from gnnkit.utils.io import atomic_write_json, check_output, check_output_dir, describe_os_error
 
 __all__ = [
     "COMMANDS",
@@ -32,8 +33,10 @@ __all__ = [
     "add_seed",
     "add_threads",
     "build_parser",
+    "check_outputs",
     "data_kwargs",
     "data_options",
+    "finite_float",
     "main",
     "nonnegative_int",
     "positive_int",
@@ -164,6 +167,17 @@ def nonnegative_int(text: str) -> int:
     return _integer(text, 0, "a non-negative integer")
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no NaN, no infinity)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _integer(text: str, minimum: int, what: str) -> int:
     try:
         value = int(text)
@@ -208,16 +222,29 @@ def add_threads(
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
-    """Write a result atomically; a folder or unwritable path becomes a clear error."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(
-            f"--json {path} is a folder; give a file name such as {target / 'result.json'}"
-        )
-    try:
-        return atomic_write_json(target, payload)
-    except OSError as exc:
-        raise InputError(f"cannot write --json {path}: {exc.strerror or exc}") from exc
+    """Write a result atomically as strict JSON; a bad path or a NaN is one clear error."""
+    return atomic_write_json(path, payload, option="--json")
+
+
+#: Options naming files a command writes, checked before it starts (:func:`check_outputs`).
+FILE_OPTIONS = ("json", "plot", "markdown")
+#: Options naming folders a command writes into.
+FOLDER_OPTIONS = ("checkpoint_dir",)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Check every output path of a command before any work: ``--json``, ``--plot``,
+    ``--markdown``, ``--checkpoint-dir``, and ``--out`` (a file or a folder, as the command's
+    ``out_kind`` default says). An empty, unwritable or non-regular path is one clear error."""
+    files = [name for name in FILE_OPTIONS if getattr(args, name, None) is not None]
+    folders = [name for name in FOLDER_OPTIONS if getattr(args, name, None) is not None]
+    kind = getattr(args, "out_kind", None)
+    if getattr(args, "out", None) is not None and kind is not None:
+        (files if kind == "file" else folders).append("out")
+    for name in files:
+        check_output(getattr(args, name), "--" + name.replace("_", "-"))
+    for name in folders:
+        check_output_dir(getattr(args, name), "--" + name.replace("_", "-"))
 
 
 def _importer(module: str):
@@ -265,9 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
+        check_outputs(args)
         return int(args.func(args) or 0)
     except GnnkitError as exc:
         print(f"gnnkit: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # permissions, a read-only or full disk, a file in place of a folder
+        print(f"gnnkit: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gnnkit: interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ import importlib
 import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,32 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue interrupted runs from --checkpoint-dir"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace this benchmark's existing checkpoints in --checkpoint-dir (without it, "
+        "or --resume, they are refused)",
+    )
+
+
+@contextlib.contextmanager
+def checkpoint_guard(args: argparse.Namespace, folder: Any, resume: bool) -> Iterator[None]:
+    """Claim ``--checkpoint-dir`` for this benchmark (refuse, keep or delete its existing
+    checkpoints: :func:`gnnkit.train.checkpoint.claim_checkpoint_dir`) and hold its lock while
+    the benchmark runs, so two commands never write the same checkpoints."""
+    from gnnkit.train.checkpoint import claim_checkpoint_dir
+    from gnnkit.utils.io import folder_lock
+
+    overwrite = bool(getattr(args, "overwrite", False))
+    claim_checkpoint_dir(None, "", resume=resume, overwrite=overwrite)  # the flags agree
+    if folder is None or os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    with folder_lock(folder, option="--checkpoint-dir"):
+        claim_checkpoint_dir(
+            folder, f"{args.dataset}-{args.model}-", resume=resume, overwrite=overwrite
+        )
+        yield
 
 
 def load_dataset_of_kind(name: str, args: argparse.Namespace, kind: str) -> Any:
@@ -183,7 +209,8 @@ def run_benchmark(
     """
     from gnnkit.utils.env import environment
 
-    result = run(data, **{key: getattr(args, key) for key in COMMON}, **options)
+    with checkpoint_guard(args, options.get("checkpoint_dir"), bool(options.get("resume"))):
+        result = run(data, **{key: getattr(args, key) for key in COMMON}, **options)
     print(result.report())
     if args.json:
         env = environment(args.device)

@@ -95,7 +95,7 @@ def run_verify(args: argparse.Namespace) -> int:
             rows.append((name, "embedded", "-"))
             continue
         report = registry.verify(name, root=args.data_root)
-        if report.complete:
+        if report.trusted:
             verdict = (
                 "ok"
                 if not report.unknown
@@ -104,7 +104,11 @@ def run_verify(args: argparse.Namespace) -> int:
         else:
             failed = True
             verdict = f"{len(report.missing)} missing, {len(report.mismatched)} corrupt"
-        first_bad = (report.mismatched + report.missing)[:1]
+            if report.untrusted:
+                verdict += (
+                    f", {len(report.untrusted)} untrusted cache file(s) (rebuilt on next load)"
+                )
+        first_bad = (report.mismatched + report.missing + report.untrusted)[:1]
         rows.append((name, verdict, first_bad[0] if first_bad else "-"))
     print(format_table(["name", "result", "first problem"], rows))
     return 1 if failed else 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from gnnkit.cli import add_command, add_outputs, write_json
+from gnnkit.cli import add_command, add_outputs, finite_float, write_json
 from gnnkit.errors import InputError
 from gnnkit.graph import adjacency, from_edge_list, hop_distances, parse_edge_string
 from gnnkit.utils.table import format_table
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--self-loop-weight",
-        type=float,
+        type=finite_float,
         default=1.0,
         metavar="W",
         help="weight lambda of the self-loops in A + lambda I (default: 1)",

@@ -324,10 +324,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def _write_text(path: str, text: str) -> None:
     from gnnkit.utils.io import atomic_write_text
 
-    try:
-        atomic_write_text(path, text)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    atomic_write_text(path, text, option="--markdown")
 
 
 def _bench_command(args: argparse.Namespace) -> str:

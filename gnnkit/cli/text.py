@@ -100,6 +100,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "README",
     )
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a DIR that holds a run, replacing its checkpoint",
+    )
+    train.set_defaults(out_kind="dir")
     add_seed(train)
     train.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)"
@@ -185,6 +191,7 @@ def _add_table(commands: argparse._SubParsersAction) -> None:
         help="a run folder, training checkpoint or model snapshot (repeat for more columns)",
     )
     table.add_argument("--out", metavar="FILE", help="write the Markdown here (default: stdout)")
+    table.set_defaults(out_kind="file")
     add_seed(table, "seed (default: 0)")
     table.add_argument(
         "--samples", type=positive_int, default=5, help="greedy samples per checkpoint"
@@ -277,15 +284,13 @@ def _settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Preset name, model and training configs (flags applied) and, on --resume, the
     checkpoint's vocabulary and step."""
     from gnnkit.seq.charlm import get_preset
+    from gnnkit.train.checkpoint import claim_checkpoint_dir
 
     checkpoint = out / CHECKPOINT_NAME
+    stem = CHECKPOINT_NAME.removesuffix(".pt")
+    claim_checkpoint_dir(out, stem, resume=args.resume, overwrite=args.overwrite)
     if args.resume:
         settings = _resumed_settings(args, checkpoint)
-    elif checkpoint.is_file():
-        raise InputError(
-            f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
-            "or choose another --out"
-        )
     else:
         preset = get_preset(args.preset or "cpu")
         settings = {"preset": preset.name, "model": preset.model, "train": preset.train}
@@ -334,13 +339,21 @@ def _train(trainer: Any, total: int, progress: bool) -> tuple[Any, bool]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from gnnkit.seq.charlm import CharLSTM, Trainer
+    """``text train``, holding the lock of ``--out`` so two runs never share a folder."""
+    from gnnkit.utils.io import folder_lock
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
+    with folder_lock(out, option="--out"):
+        return _run_train(args, out)
+
+
+def _run_train(args: argparse.Namespace, out: Path) -> int:
+    import torch
+
+    from gnnkit.seq.charlm import CharLSTM, Trainer
+
     settings = _settings(args, out)
     device = _device(args.device)
     if args.threads:
@@ -470,7 +483,7 @@ def run_table(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if args.out:
-        atomic_write_text(args.out, markdown)
+        atomic_write_text(args.out, markdown, option="--out")
         logger.info("wrote %s", args.out)
     else:
         sys.stdout.write(markdown)

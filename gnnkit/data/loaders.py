@@ -9,10 +9,21 @@ Every loader takes the data root and returns the dataset's natural object:
 - text corpora: the text as one ``str`` (universal newlines: CRLF becomes LF);
 - citation corpora: the path of the corpus file (parsed by :mod:`gnnkit.citation`).
 
-OGB on torch >= 2.6: ``torch.load`` defaults to ``weights_only=True``, which rejects what ogb
-1.3.6 pickles. :func:`ogb_safe_globals` allow-lists exactly the classes those files need;
-``weights_only`` is never turned off. OGB's interactive prompts are answered by an error, never
-by waiting, and its prints go to the log instead of stdout.
+No file in the data root runs code when it is loaded:
+
+- every ``torch.load`` that PyG or OGB makes while gnnkit builds a dataset is forced to
+  ``weights_only=True`` (:func:`weights_only_loads`), with :func:`ogb_safe_globals` as the
+  allow-list: PyG's own fallback to ``weights_only=False`` and its ``pre_transform.pt`` /
+  ``pre_filter.pt`` checks cannot unpickle arbitrary objects;
+- a processed cache is used only if gnnkit wrote it (its sha256 is recorded in the data
+  root; :func:`gnnkit.data.store.untrusted_processed`); any other cache is deleted and rebuilt
+  from the checksummed raw files;
+- Planetoid's raw files (Python 2 pickles of numpy and scipy arrays) are read with an
+  unpickler that builds only those classes (:func:`restricted_pickle_load`).
+
+OGB's interactive prompts are answered by an error, never by waiting, and its prints go to the
+log instead of stdout. Downloads go through ``pooch`` (retries, a temporary file renamed into
+place, sha256 checks against the manifest).
 """
 
 from __future__ import annotations
@@ -21,9 +32,10 @@ import builtins
 import contextlib
 import io
 import logging
+import os
 import pickle
-import shutil
-import urllib.request
+import tempfile
+import types
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -34,7 +46,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from gnnkit.errors import DatasetError
+from gnnkit.data.store import forget_processed, record_processed, untrusted_processed
+from gnnkit.errors import ChecksumError, DatasetError
 from gnnkit.utils.io import atomic_open
 
 __all__ = [
@@ -46,6 +59,8 @@ __all__ = [
     "load_planetoid",
     "no_prompts",
     "ogb_safe_globals",
+    "restricted_pickle_load",
+    "weights_only_loads",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,27 +123,125 @@ def no_prompts(what: str) -> Iterator[None]:
                 logger.debug("%s: %s", what, line.strip())
 
 
-def _with_cache_retry(processed_dir: Path, build: Callable[[], T], what: str) -> T:
-    """Build a dataset; if its processed cache is corrupt, delete the cache and rebuild once."""
+@contextlib.contextmanager
+def weights_only_loads(allow: list[Any]) -> Iterator[None]:
+    """Force every ``torch.load`` inside the block to ``weights_only=True`` with ``allow``.
+
+    NOTE: PyG reads ``processed/pre_transform.pt`` with ``weights_only=False`` and falls back
+    to it for ``processed/data.pt``; neither can be configured, so :func:`torch.load` itself is
+    replaced for the duration of the block (process-wide: a load in another thread meanwhile is
+    only made safer).
+    """
+    original = torch.load
+
+    def load(f: Any, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return original(f, map_location, *args, **kwargs)
+
+    torch.load = load
     try:
-        return build()
-    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
-        if not processed_dir.is_dir():
+        with torch.serialization.safe_globals(allow), warnings.catch_warnings():
+            # PyG's note before its unsafe fallback, which is made safe here.
+            warnings.filterwarnings("ignore", message="Weights only load failed")
+            yield
+    finally:
+        torch.load = original
+
+
+_UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, ValueError)
+
+
+def _guarded_build(root: Path, processed: str, build: Callable[[], T], what: str) -> T:
+    """Build a dataset from a processed cache gnnkit wrote, or rebuild the cache from raw files.
+
+    A cache with a file gnnkit did not write (planted, edited, or from before gnnkit recorded
+    caches) is deleted first; a cache that does not load is deleted and rebuilt once. After a
+    successful build the cache's sha256 sums are recorded.
+    """
+    untrusted = untrusted_processed(root, processed)
+    if untrusted:
+        logger.warning(
+            "%s: processed cache %s holds %d file(s) gnnkit did not write, or that changed since "
+            "(first: %s); deleting it and rebuilding from the checksummed raw files",
+            what,
+            root / processed,
+            len(untrusted),
+            untrusted[0],
+        )
+        forget_processed(root, processed)
+    try:
+        result = build()
+    except _UNREADABLE as exc:
+        if not (root / processed).is_dir():
             raise DatasetError(f"{what} failed to load: {type(exc).__name__}: {exc}") from exc
         logger.warning(
             "%s: processed cache %s is unreadable (%s); rebuilding it from the raw files",
             what,
-            processed_dir,
+            root / processed,
             type(exc).__name__,
         )
-        shutil.rmtree(processed_dir)
+        forget_processed(root, processed)
+        try:
+            result = build()
+        except _UNREADABLE as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise DatasetError(
+                f"{what} failed to load even after rebuilding its processed cache: "
+                f"{type(exc).__name__}: {first}"
+            ) from exc
+    record_processed(root, processed)
+    return result
+
+
+#: The only globals Planetoid's raw pickles may name (numpy arrays, scipy CSR matrices, the
+#: adjacency dict of lists), under their Python 2 and 3 module names.
+_PLANETOID_GLOBALS = {
+    (module, name)
+    for modules, name in (
+        (("numpy",), "ndarray"),
+        (("numpy",), "dtype"),
+        (("numpy.core.multiarray", "numpy._core.multiarray"), "_reconstruct"),
+        (("scipy.sparse.csr", "scipy.sparse._csr"), "csr_matrix"),
+        (("collections",), "defaultdict"),
+        (("__builtin__", "builtins"), "list"),
+        (("__builtin__", "builtins"), "object"),
+        (("copy_reg", "copyreg"), "_reconstructor"),
+    )
+    for module in modules
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PLANETOID_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"global {module}.{name} is not allowed in a Planetoid raw file"
+            )
+        if name == "csr_matrix":  # scipy deprecates its old module path; same class
+            import scipy.sparse
+
+            return scipy.sparse.csr_matrix
+        return super().find_class(module, name)
+
+
+def restricted_pickle_load(file: Any, **kwargs: Any) -> Any:
+    """:func:`pickle.load` that builds only numpy arrays, scipy CSR matrices, lists and
+    defaultdicts (what Planetoid's raw files hold); anything else raises
+    :class:`pickle.UnpicklingError`."""
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+@contextlib.contextmanager
+def _planetoid_reader() -> Iterator[None]:
+    """PyG's Planetoid reader, with :func:`restricted_pickle_load` for its ``pickle.load``."""
+    from torch_geometric.io import planetoid as reader
+
+    original = reader.pickle
+    reader.pickle = types.SimpleNamespace(load=restricted_pickle_load)
     try:
-        return build()
-    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
-        raise DatasetError(
-            f"{what} failed to load even after rebuilding its processed cache: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from exc
+        yield
+    finally:
+        reader.pickle = original
 
 
 # --------------------------------------------------------------------------- Planetoid
@@ -143,17 +256,26 @@ def planetoid_files(name: str) -> tuple[str, ...]:
     )
 
 
+def planetoid_processed(name: str) -> str:
+    """The processed cache folder of a Planetoid dataset, relative to the data root."""
+    return f"planetoid/{name}/processed"
+
+
 def _planetoid(root: Path, name: str):
     from torch_geometric.datasets import Planetoid
 
-    with no_prompts(f"Planetoid {name}"):
+    with (
+        no_prompts(f"Planetoid {name}"),
+        weights_only_loads(ogb_safe_globals()),
+        _planetoid_reader(),
+    ):
         return Planetoid(str(root / "planetoid"), name)
 
 
 def load_planetoid(root: Path, name: str) -> Data:
     """Planetoid ``name`` with its public split (Cora: 140 / 500 / 1000)."""
-    dataset = _with_cache_retry(
-        root / "planetoid" / name / "processed", lambda: _planetoid(root, name), f"Planetoid {name}"
+    dataset = _guarded_build(
+        root, planetoid_processed(name), lambda: _planetoid(root, name), f"Planetoid {name}"
     )
     data = dataset[0]
     data.num_classes = int(dataset.num_classes)
@@ -197,6 +319,11 @@ def ogb_dir(name: str) -> str:
     return name.replace("-", "_")
 
 
+def ogb_processed(name: str) -> str:
+    """The processed cache folder of an OGB dataset, relative to the data root."""
+    return f"ogb/{ogb_dir(name)}/processed"
+
+
 def ogb_files(name: str) -> tuple[str, ...]:
     """The files of an OGB dataset in OGB's raw on-disk format, relative to the data root."""
     base = f"ogb/{ogb_dir(name)}"
@@ -216,13 +343,12 @@ def ogb_files(name: str) -> tuple[str, ...]:
 
 
 def _ogb(cls: Callable[..., T], root: Path, name: str) -> T:
-    with no_prompts(f"OGB {name}"), torch.serialization.safe_globals(ogb_safe_globals()):
+    with no_prompts(f"OGB {name}"), weights_only_loads(ogb_safe_globals()):
         return cls(name=name, root=str(root / "ogb"))
 
 
 def _load_ogb(cls: Callable[..., T], root: Path, name: str) -> T:
-    processed = root / "ogb" / ogb_dir(name) / "processed"
-    return _with_cache_retry(processed, lambda: _ogb(cls, root, name), f"OGB {name}")
+    return _guarded_build(root, ogb_processed(name), lambda: _ogb(cls, root, name), f"OGB {name}")
 
 
 def load_ogb_graph(root: Path, name: str):
@@ -236,8 +362,16 @@ class _SafeLinkDataset:
     """Mixin: OGB's ``get_edge_split`` with the allow-listed ``torch.load``."""
 
     def get_edge_split(self, split_type: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
-        with torch.serialization.safe_globals(ogb_safe_globals()):
-            return super().get_edge_split(split_type)  # type: ignore[misc]
+        try:
+            with weights_only_loads(ogb_safe_globals()):
+                return super().get_edge_split(split_type)  # type: ignore[misc]
+        except pickle.UnpicklingError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise DatasetError(
+                f"a split file of {self.name} under {self.root}/split holds objects that are not "
+                f"allowed to load safely ({first}); delete the folder's files that are not "
+                "train.pt, valid.pt and test.pt (split_dict.pt...), or fetch the dataset again"
+            ) from exc
 
 
 def load_ogb_link(root: Path, name: str):
@@ -268,26 +402,63 @@ def load_ogb_node(root: Path, name: str) -> Data:
 
 
 def download_ogb(root: Path, name: str, kind: str) -> None:
-    """Download an OGB dataset through the ``ogb`` package (from snap.stanford.edu)."""
+    """Download an OGB dataset through the ``ogb`` package (from snap.stanford.edu).
+
+    NOTE: the processed cache OGB builds here is not recorded as trusted: the downloaded raw
+    files are checked against the manifest only afterwards, so the first load rebuilds the
+    cache from the verified files.
+    """
     if kind == "graph":
-        load_ogb_graph(root, name)
+        from ogb.graphproppred import PygGraphPropPredDataset as cls
     elif kind == "link":
-        load_ogb_link(root, name)
+        from ogb.linkproppred import PygLinkPropPredDataset as cls
     else:
-        load_ogb_node(root, name)
+        from ogb.nodeproppred import PygNodePropPredDataset as cls
+    _ogb(cls, root, name)
 
 
 # --------------------------------------------------------------------------- text
 
 
 def download_file(
-    url: str, target: Path, *, member: str | None = None, timeout: float = 60.0
+    url: str,
+    target: Path,
+    *,
+    member: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+    retries: int = 3,
 ) -> None:
-    """Download ``url`` to ``target`` atomically; with ``member``, extract it from a zip."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        payload = response.read()
-    if member is not None:
-        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+    """Download ``url`` to ``target`` through ``pooch``; with ``member``, extract it from a zip.
+
+    pooch retries ``retries`` times, writes a temporary file and renames it into place, so an
+    interrupted download leaves nothing half-written. With ``sha256`` (of the file, or of the
+    member) a different download is deleted and refused with a :class:`ChecksumError`.
+    """
+    import pooch
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as staging:
+        fetcher = pooch.create(
+            path=staging,
+            base_url="",
+            registry={"payload": f"sha256:{sha256}" if sha256 and member is None else None},
+            urls={"payload": url},
+            retry_if_failed=retries,
+        )
+        try:
+            fetched = Path(
+                fetcher.fetch("payload", downloader=pooch.HTTPDownloader(timeout=timeout))
+            )
+        except ValueError as exc:  # pooch's hash mismatch
+            raise ChecksumError(
+                f"{url} does not match the known sha256 of {target.name} ({exc}); the download "
+                "was deleted: try again, or use a mirror (GNNKIT_MIRROR)"
+            ) from exc
+        if member is None:
+            os.replace(fetched, target)
+            return
+        with zipfile.ZipFile(fetched) as archive:
             matches = [n for n in archive.namelist() if n.endswith(member)]
             if not matches:
                 raise DatasetError(f"{url} has no member {member!r}")

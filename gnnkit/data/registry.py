@@ -14,7 +14,9 @@ from gnnkit.data import loaders
 from gnnkit.data.store import (
     FetchPlan,
     VerifyReport,
+    data_lock,
     data_root,
+    known_checksum,
     mirror_root,
     resolve_files,
     verify_files,
@@ -40,6 +42,8 @@ class DatasetSpec:
         files (tuple of str): raw files, relative to the data root; empty when embedded.
         loader (callable): data root -> the loaded object (see :mod:`gnnkit.data.loaders`).
         download (callable, optional): data root -> downloads the files upstream.
+        processed (tuple of str): the processed cache folders PyG / OGB write, relative to the
+            data root (checked by :func:`verify`, rebuilt when gnnkit did not write them).
     """
 
     name: str
@@ -49,6 +53,7 @@ class DatasetSpec:
     files: tuple[str, ...]
     loader: Callable[[Path], Any]
     download: Callable[[Path], Any] | None = None
+    processed: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -68,6 +73,7 @@ def _planetoid(name: str, display: str, description: str) -> DatasetSpec:
         files=loaders.planetoid_files(display),
         loader=partial(loaders.load_planetoid, name=display),
         download=partial(loaders.download_planetoid, name=display),
+        processed=(loaders.planetoid_processed(display),),
     )
 
 
@@ -80,6 +86,7 @@ def _ogb(name: str, kind: Kind, description: str, loader: Callable[..., Any]) ->
         files=loaders.ogb_files(name),
         loader=partial(loader, name=name),
         download=partial(loaders.download_ogb, name=name, kind=kind),
+        processed=(loaders.ogb_processed(name),),
     )
 
 
@@ -89,7 +96,7 @@ def _text(
     def download(root: Path) -> None:
         for relpath, url in zip(files, urls, strict=True):
             if not (root / relpath).is_file():
-                loaders.download_file(url, root / relpath)
+                loaders.download_file(url, root / relpath, sha256=known_checksum(relpath))
 
     return DatasetSpec(
         name=name,
@@ -246,7 +253,11 @@ def load(
         (4, 4)
     """
     spec = get_spec(name)
-    return spec.loader(resolve(name, root=root, mirror=mirror, download=download))
+    if spec.embedded:
+        return spec.loader(data_root(root))
+    root_path = data_root(root)
+    with data_lock(root_path):  # re-entrant: resolve takes it too
+        return spec.loader(resolve(name, root=root_path, mirror=mirror, download=download))
 
 
 def status(
@@ -270,6 +281,11 @@ def status(
 
 
 def verify(name: str, *, root: str | os.PathLike | None = None) -> VerifyReport:
-    """Check the files of ``name`` in the data root against their checksums."""
+    """Check the raw files of ``name`` in the data root against their checksums, and its
+    processed caches against what gnnkit recorded when it wrote them."""
     spec = get_spec(name)
-    return verify_files(data_root(root), spec.files)
+    root_path = data_root(root)
+    if not root_path.is_dir() or not os.access(root_path, os.W_OK):
+        return verify_files(root_path, spec.files, spec.processed)  # nothing can change it
+    with data_lock(root_path):
+        return verify_files(root_path, spec.files, spec.processed)

@@ -13,18 +13,31 @@ Resolution order for a dataset's raw files (see :func:`resolve`):
    fix it.
 
 Checksums come from the package's ``manifest.json`` (the same file as ``datasets/manifest.json``
-in a source checkout). A file without a known checksum is verified on first use only: its
-sha256 is recorded in ``<data root>/.gnnkit-checksums.json`` so later corruption is caught.
+in a source checkout). The manifest is the authority for every file it knows: a local record
+never overrides it, and an upstream download that differs from it is refused (deleted, with a
+:class:`~gnnkit.errors.ChecksumError`). Only files the manifest lists as ``derived`` (the
+mirror wrote them itself, so upstream's copy legitimately differs) accept a recorded upstream
+checksum too. A file without a known checksum is verified on first use only: its sha256 is
+recorded in ``<data root>/.gnnkit-checksums.json`` so later corruption is caught.
+
+Processed caches (what PyG and OGB write under ``processed/``) are pickles, so gnnkit never
+trusts one it did not write: :func:`record_processed` stores the sha256 of every cache file
+right after gnnkit built it, and :func:`untrusted_processed` names any cache file that is
+unrecorded or differs; the loaders delete such a cache and rebuild it from the checksummed raw
+files (:mod:`gnnkit.data.loaders`). Every operation on a data root holds its lock
+(:func:`gnnkit.utils.io.file_lock`), so concurrent processes leave one consistent copy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,17 +46,27 @@ from pathlib import Path
 from typing import Any
 
 from gnnkit.errors import ChecksumError, DataUnavailableError, GnnkitError
-from gnnkit.utils.io import atomic_write_json
+from gnnkit.utils.io import (
+    TEMP_SUFFIX,
+    atomic_write_json,
+    describe_os_error,
+    file_lock,
+    remove_stale_temps,
+)
 
 __all__ = [
     "LOCAL_CHECKSUMS",
     "FetchPlan",
+    "data_lock",
     "data_root",
     "downloads_enabled",
+    "forget_processed",
     "known_checksum",
     "mirror_root",
+    "record_processed",
     "resolve_files",
     "sha256_file",
+    "untrusted_processed",
     "verify_files",
 ]
 
@@ -57,14 +80,39 @@ _CHUNK = 1 << 20
 
 
 @cache
-def _manifest() -> dict[str, str]:
+def _manifest_json() -> dict[str, Any]:
     text = resources.files("gnnkit.data").joinpath("manifest.json").read_text(encoding="utf-8")
-    return json.loads(text)["files"]
+    return json.loads(text)
+
+
+def _manifest() -> dict[str, str]:
+    return _manifest_json()["files"]
+
+
+def _derived() -> frozenset[str]:
+    """Files the mirror derived itself: an upstream copy may differ from the manifest."""
+    return frozenset(_manifest_json().get("derived", ()))
 
 
 def known_checksum(relpath: str) -> str | None:
     """The manifest's sha256 for a file (path relative to the data root), or ``None``."""
     return _manifest().get(relpath)
+
+
+def _accepted(relpath: str, local: dict[str, str]) -> set[str]:
+    """The checksums a file may have: the manifest's (the authority), the local record only for
+    files the manifest does not know or lists as derived."""
+    known = known_checksum(relpath)
+    if known is None:
+        return {local[relpath]} if relpath in local else set()
+    if relpath in _derived() and relpath in local:
+        return {known, local[relpath]}
+    return {known}
+
+
+def data_lock(root: Path, *, timeout: float = 3600.0):
+    """The data root's inter-process lock (a context manager); see :func:`file_lock`."""
+    return file_lock(root, timeout=timeout, option="data root (--data-root, $GNNKIT_DATA)")
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -125,15 +173,23 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    untrusted: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        """Every file is present and none contradicts its checksum."""
+        """Every raw file is present and none contradicts its checksum (processed caches are
+        judged by :attr:`trusted`)."""
         return not self.missing and not self.mismatched
 
+    @property
+    def trusted(self) -> bool:
+        """:attr:`complete`, and every processed cache file is one gnnkit wrote."""
+        return self.complete and not self.untrusted
 
-def verify_files(root: Path, files: Iterable[str]) -> VerifyReport:
-    """Check each file under ``root`` against its recorded or manifest checksum."""
+
+def verify_files(root: Path, files: Iterable[str], processed: Iterable[str] = ()) -> VerifyReport:
+    """Check each file under ``root`` against its manifest (or recorded) checksum, and the
+    processed cache folders ``processed`` against what gnnkit recorded when it wrote them."""
     report = VerifyReport()
     local = _local_checksums(root)
     for relpath in files:
@@ -141,14 +197,55 @@ def verify_files(root: Path, files: Iterable[str]) -> VerifyReport:
         if not path.is_file():
             report.missing.append(relpath)
             continue
-        expected = local.get(relpath) or known_checksum(relpath)
-        if expected is None:
+        accepted = _accepted(relpath, local)
+        if not accepted:
             report.unknown.append(relpath)
-        elif sha256_file(path) == expected:
+        elif sha256_file(path) in accepted:
             report.ok.append(relpath)
         else:
             report.mismatched.append(relpath)
+    for folder in processed:
+        report.untrusted.extend(untrusted_processed(root, folder, local))
     return report
+
+
+def _processed_files(root: Path, folder: str) -> list[str]:
+    base = root / folder
+    if not base.is_dir():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if not p.is_dir())
+
+
+def untrusted_processed(root: Path, folder: str, local: dict[str, str] | None = None) -> list[str]:
+    """Files under the processed cache ``folder`` (relative to ``root``) that gnnkit did not
+    write: no recorded sha256, another one, or not a regular file."""
+    local = _local_checksums(root) if local is None else local
+    return [
+        relpath
+        for relpath in _processed_files(root, folder)
+        if relpath not in local
+        or not (root / relpath).is_file()
+        or (root / relpath).is_symlink()
+        or sha256_file(root / relpath) != local[relpath]
+    ]
+
+
+def record_processed(root: Path, folder: str) -> None:
+    """Record the sha256 of every file under the processed cache ``folder``, which gnnkit has
+    just written, and forget the records of files no longer there."""
+    prefix = folder.rstrip("/") + "/"
+    present = _processed_files(root, folder)
+    stale = [k for k in _local_checksums(root) if k.startswith(prefix) and k not in present]
+    _record_local_checksums(root, {f: sha256_file(root / f) for f in present}, drop=stale)
+
+
+def forget_processed(root: Path, folder: str) -> None:
+    """Delete the processed cache ``folder`` and its records (it is rebuilt from raw files)."""
+    shutil.rmtree(root / folder, ignore_errors=True)
+    prefix = folder.rstrip("/") + "/"
+    _record_local_checksums(
+        root, {}, drop=[k for k in _local_checksums(root) if k.startswith(prefix)]
+    )
 
 
 def _copy_from_mirror(mirror: Path, root: Path, files: list[str]) -> None:
@@ -162,7 +259,12 @@ def _copy_from_mirror(mirror: Path, root: Path, files: list[str]) -> None:
         for relpath in files:
             source, target = mirror / relpath, root / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.gnnkit-tmp")
+            remove_stale_temps(target)  # of a copy killed midway
+            fd, name = tempfile.mkstemp(
+                prefix=f".{target.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=target.parent
+            )
+            os.close(fd)
+            temp = Path(name)
             staged.append((temp, target))
             shutil.copyfile(source, temp)
             os.chmod(temp, 0o644)  # the mirror is read-only; the copy must not be
@@ -194,25 +296,40 @@ def _copy_from_mirror(mirror: Path, root: Path, files: list[str]) -> None:
 
 
 def _after_download(root: Path, files: list[str], source: str) -> None:
-    """Record checksums of downloaded files; a manifest mismatch is reported, then trusted.
+    """Check downloaded files against the manifest; refuse a mismatch, record the rest.
 
-    The manifest holds checksums of the mirror's copies; an upstream release may differ (a
-    re-packed archive, a derived split file), so a mismatch after an HTTPS download from the
-    official source is a warning, and the new sha256 is recorded for later verification.
+    A file the manifest knows must match it: otherwise it is deleted and a
+    :class:`ChecksumError` names it. Files the manifest lists as derived (the mirror wrote them
+    itself) may differ upstream: their sha256 is recorded, with a warning. Files the manifest
+    does not know are recorded (trust on first use).
     """
     recorded: dict[str, str] = {}
     for relpath in files:
         actual, expected = sha256_file(root / relpath), known_checksum(relpath)
-        if expected != actual:
+        if expected is None:
             recorded[relpath] = actual
-            if expected is not None:
-                logger.warning(
-                    "%s downloaded from %s differs from the manifest's checksum of the mirror copy; "
-                    "keeping the upstream file and recording its sha256",
-                    relpath,
-                    source,
-                )
+        elif actual != expected and relpath in _derived():
+            recorded[relpath] = actual
+            logger.warning(
+                "%s downloaded from %s differs from the mirror's derived copy; keeping the "
+                "upstream file and recording its sha256",
+                relpath,
+                source,
+            )
+        elif actual != expected:
+            (root / relpath).unlink(missing_ok=True)
+            raise ChecksumError(
+                f"checksum mismatch for {relpath} downloaded from {source}: expected sha256 "
+                f"{expected}, got {actual}; the file was deleted. The download was corrupted "
+                "or the upstream file changed: try again, or use a mirror (GNNKIT_MIRROR)"
+            )
     _record_local_checksums(root, recorded, drop=[f for f in files if f not in recorded])
+
+
+#: OS errors about the data root itself (not the network), reported as such.
+_USER_OS_ERRORS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+)
 
 
 @dataclass(frozen=True)
@@ -244,6 +361,13 @@ def resolve_files(
     See the module docstring for the order in which sources are tried.
     """
     root_path = data_root(root)
+    with data_lock(root_path):
+        return _resolve_locked(plan, root_path, mirror, download)
+
+
+def _resolve_locked(
+    plan: FetchPlan, root_path: Path, mirror: str | os.PathLike | None, download: bool | None
+) -> Path:
     files = list(plan.files)
     report = verify_files(root_path, files)
     if report.unknown and not report.missing and not report.mismatched:
@@ -290,6 +414,14 @@ def resolve_files(
             plan.download(root_path)
         except GnnkitError:
             raise
+        except OSError as exc:
+            if exc.filename is not None and exc.errno in _USER_OS_ERRORS:
+                raise DataUnavailableError(
+                    describe_os_error(exc, f"cannot store dataset {plan.name!r}")
+                ) from exc
+            tried.append(
+                f"upstream download from {plan.source}: failed ({type(exc).__name__}: {exc})"
+            )
         except Exception as exc:  # network errors come in many types (URLError, OSError, HTTP...)
             tried.append(
                 f"upstream download from {plan.source}: failed ({type(exc).__name__}: {exc})"

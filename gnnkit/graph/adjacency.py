@@ -9,6 +9,7 @@ textbook adjacency matrix. PyG's ``to_dense_adj`` uses the transpose (rows are s
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -18,6 +19,35 @@ from gnnkit.errors import InputError
 from gnnkit.utils.checks import check_edge_index, check_edge_weight
 
 __all__ = ["adjacency"]
+
+#: The largest dense matrix :func:`adjacency` builds, in entries (2**31: 8 GiB of float32).
+DENSE_LIMIT = 2**31
+
+
+def _check_loop_weight(value: object, normalize: str | None) -> float:
+    """``self_loop_weight`` as a float: finite, and >= 0 when normalising (a negative weight
+    makes degrees zero or negative, whose inverse square root does not exist)."""
+    if isinstance(value, Tensor) and value.dim() == 0:
+        value = value.item()
+    valid = not isinstance(value, (bool, str, Tensor)) and hasattr(value, "__float__")
+    number = float(value) if valid else math.nan  # type: ignore[arg-type]
+    if normalize is not None and not (math.isfinite(number) and number >= 0):
+        raise InputError(
+            f"self_loop_weight must be a finite number >= 0 with normalize={normalize!r}, "
+            f"got {value!r}"
+        )
+    if not math.isfinite(number):
+        raise InputError(f"self_loop_weight must be a finite number, got {value!r}")
+    return number
+
+
+def _check_dense_size(num_nodes: int, layout: str) -> None:
+    if layout == "dense" and num_nodes * num_nodes > DENSE_LIMIT:
+        raise InputError(
+            f"a dense adjacency of {num_nodes:,} nodes has {num_nodes * num_nodes:,} entries, "
+            f"above the limit of {DENSE_LIMIT:,} ({DENSE_LIMIT * 4 // 2**30} GiB of float32); "
+            "pass layout='sparse', or fix num_nodes"
+        )
 
 
 def adjacency(
@@ -51,7 +81,8 @@ def adjacency(
         num_nodes (int, optional): number of nodes; ``None`` means the largest index plus one.
             (default: ``None``)
         edge_weight (Tensor, optional): one weight per edge, shape (|E|,). (default: all ones)
-        self_loop_weight (float, optional): :math:`\lambda`. (default: ``0.0``)
+        self_loop_weight (float, optional): :math:`\lambda`, finite, and >= 0 with
+            ``normalize``. (default: ``0.0``)
         normalize (str, optional): ``None``, ``"sym"`` or ``"rw"``. (default: ``None``)
         layout (str, optional): ``"dense"`` or ``"sparse"`` (a coalesced COO tensor).
             (default: ``"dense"``)
@@ -66,8 +97,8 @@ def adjacency(
         raise InputError(f"normalize must be None, 'sym' or 'rw', got {normalize!r}")
     if layout not in ("dense", "sparse"):
         raise InputError(f"layout must be 'dense' or 'sparse', got {layout!r}")
-    if not isinstance(self_loop_weight, (int, float)) or self_loop_weight != self_loop_weight:
-        raise InputError(f"self_loop_weight must be a number, got {self_loop_weight!r}")
+    self_loop_weight = _check_loop_weight(self_loop_weight, normalize)
+    _check_dense_size(num_nodes, layout)
 
     device = edge_index.device
     dtype = edge_weight.dtype if edge_weight is not None else torch.get_default_dtype()

@@ -22,6 +22,11 @@ def parse_edge_string(edges: str) -> list[str]:
     Commas separate tokens when present, whitespace otherwise. Empty tokens (``"A-B,,B-C"``, a
     trailing comma, an empty string) are kept so :func:`from_edge_list` can report them.
     """
+    if not isinstance(edges, str):
+        raise InputError(
+            f"edges must be a string such as 'A-B,B-C', got {type(edges).__name__}; pass a list "
+            "of tokens to from_edge_list() directly"
+        )
     text = edges.strip()
     if "," in text:
         return [token.strip() for token in text.split(",")]

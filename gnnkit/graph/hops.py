@@ -20,7 +20,7 @@ from torch import Tensor
 from torch_geometric.utils import k_hop_subgraph
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import check_edge_index
+from gnnkit.utils.checks import as_index, check_edge_index
 
 __all__ = ["hop_distances", "layers_to_reach", "receptive_field"]
 
@@ -29,9 +29,20 @@ ALL_PAIRS_LIMIT = 20_000
 
 
 def _check_nodes(nodes: Sequence[int] | Tensor, num_nodes: int, name: str) -> np.ndarray:
-    array = np.asarray(nodes.tolist() if isinstance(nodes, Tensor) else nodes)
+    try:
+        array = np.asarray(nodes.tolist() if isinstance(nodes, Tensor) else nodes)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must hold integer node indices, got {nodes!r}") from None
     if array.ndim == 0:
         array = array.reshape(1)
+    if array.ndim != 1:
+        raise InputError(
+            f"{name} must be one node index or a 1-D sequence of them, got shape {array.shape}"
+        )
+    if array.size == 0:
+        raise InputError(
+            f"{name} is empty; give at least one node index (or sources=None for all pairs)"
+        )
     if array.dtype.kind not in "iu":
         raise InputError(f"{name} must hold integer node indices, got {array.tolist()!r}")
     bad = array[(array < 0) | (array >= num_nodes)]
@@ -105,8 +116,9 @@ def layers_to_reach(edge_index: Tensor, src: int, dst: int, num_nodes: int | Non
     ``dst`` can never be reached from ``src``, and ``0`` when ``src == dst``.
     """
     num_nodes = check_edge_index(edge_index, num_nodes)
-    dst_index = int(_check_nodes([dst], num_nodes, "dst")[0])
-    return int(hop_distances(edge_index, num_nodes, sources=[src])[0, dst_index])
+    src_index = int(_check_nodes([as_index("src", src)], num_nodes, "src")[0])
+    dst_index = int(_check_nodes([as_index("dst", dst)], num_nodes, "dst")[0])
+    return int(hop_distances(edge_index, num_nodes, sources=[src_index])[0, dst_index])
 
 
 def receptive_field(
@@ -123,7 +135,7 @@ def receptive_field(
     num_nodes = check_edge_index(edge_index, num_nodes)
     if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 0:
         raise InputError(f"num_layers must be a non-negative int, got {num_layers!r}")
-    node_index = int(_check_nodes([node], num_nodes, "node")[0])
+    node_index = int(_check_nodes([as_index("node", node)], num_nodes, "node")[0])
     if num_layers == 0:
         return torch.tensor([node_index], dtype=torch.long)
     subset, _, _, _ = k_hop_subgraph(

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnnkit.errors import CheckpointError
+from gnnkit.errors import CheckpointError, InputError
 from gnnkit.utils.io import atomic_torch_save, safe_torch_load
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_FORMAT",
     "check_identity",
+    "claim_checkpoint",
+    "claim_checkpoint_dir",
     "load_checkpoint",
     "resume_task",
     "run_identity",
@@ -67,6 +69,53 @@ def run_identity(model: Any, config: dict[str, Any], data: dict[str, Any]) -> di
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` (with :data:`CHECKPOINT_FORMAT`) to ``path`` atomically."""
     return atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
+
+
+def claim_checkpoint(
+    path: str | os.PathLike | None, *, resume: bool, overwrite: bool = False
+) -> None:
+    """The one rule for a checkpoint that already exists, used by every trainer that writes one.
+
+    An existing checkpoint is continued with ``resume``, replaced with ``overwrite``, and
+    otherwise refused, so no run silently destroys another's work. Without a path, or when the
+    file does not exist yet, there is nothing to decide.
+
+    Raises:
+        InputError: both ``resume`` and ``overwrite``.
+        CheckpointError: ``path`` exists and neither flag is given.
+    """
+    if resume and overwrite:
+        raise InputError(
+            "--resume and --overwrite contradict each other: resume continues the existing "
+            "checkpoint, overwrite starts afresh and replaces it; pass one of them"
+        )
+    if path is None or resume or overwrite or not os.path.lexists(path):
+        return
+    raise CheckpointError(
+        f"{path} already holds a checkpoint; pass --resume (resume=True) to continue it, "
+        "--overwrite (overwrite=True) to start afresh and replace it, or choose another path"
+    )
+
+
+def claim_checkpoint_dir(
+    folder: str | os.PathLike | None, prefix: str, *, resume: bool, overwrite: bool = False
+) -> list[Path]:
+    """:func:`claim_checkpoint` for the checkpoints ``folder/PREFIX*.pt`` a command will write.
+
+    With ``overwrite`` the existing ones are deleted (and returned); with ``resume`` they are
+    kept; otherwise the first is refused.
+    """
+    claim_checkpoint(None, resume=resume, overwrite=overwrite)  # the flags agree
+    if folder is None or not Path(folder).is_dir():
+        return []
+    existing = sorted(Path(folder).glob(f"{prefix}*.pt"))
+    for path in existing[:1]:
+        claim_checkpoint(path, resume=resume, overwrite=overwrite)
+    if overwrite:
+        for path in existing:
+            path.unlink(missing_ok=True)
+        return existing
+    return []
 
 
 def _first_difference(saved: Any, current: Any, where: str) -> str | None:

@@ -15,6 +15,7 @@ argument, says what was received and the valid range (or how to fix it). Three k
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from functools import partial
@@ -38,6 +39,7 @@ __all__ = [
     "PROBABILITY",
     "SEED",
     "Check",
+    "as_index",
     "check_choice",
     "check_edge_index",
     "check_edge_weight",
@@ -61,6 +63,19 @@ def _preview(values: Tensor, limit: int = 5) -> str:
     shown = values.flatten()[:limit].tolist()
     more = "" if values.numel() <= limit else f" ... ({values.numel()} in all)"
     return f"{shown}{more}"
+
+
+def as_index(name: str, value: Any) -> int:
+    """``value`` as a Python ``int``: an ``int``, a numpy integer or a 0-dim integer tensor
+    (booleans, floats and anything else are refused with a message naming ``name``)."""
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = value.item() if value.dtype != torch.bool else value
+    if isinstance(value, bool) or not hasattr(value, "__index__") or isinstance(value, Tensor):
+        shown = (
+            f"a tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)
+        )
+        raise InputError(f"{name} must be an integer, got {shown}")
+    return int(value.__index__())
 
 
 def check_edge_index(
@@ -96,10 +111,13 @@ def check_edge_index(
         raise InputError(
             f"{name} must have shape (2, num_edges), got {tuple(edge_index.shape)}{hint}"
         )
-    if num_nodes is not None and (
-        not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 0
-    ):
-        raise InputError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
+    if num_nodes is not None:
+        try:
+            num_nodes = as_index("num_nodes", num_nodes)
+        except InputError:
+            raise InputError(f"num_nodes must be a non-negative int, got {num_nodes!r}") from None
+        if num_nodes < 0:
+            raise InputError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
     if edge_index.numel() == 0:
         return 0 if num_nodes is None else num_nodes
     negative = edge_index[edge_index < 0]
@@ -114,7 +132,8 @@ def check_edge_index(
         too_big = edge_index[edge_index >= num_nodes]
         raise InputError(
             f"{name} holds node indices {_preview(too_big)} out of range for num_nodes={num_nodes} "
-            f"(valid: 0 .. {num_nodes - 1}); pass a larger num_nodes or fix the edges"
+            f"(valid: 0 .. {num_nodes - 1}); pass a larger num_nodes (to a layer: an x with one row "
+            "per node) or fix the edges"
         )
     return num_nodes
 
@@ -183,7 +202,7 @@ def check_type(name: str, value: Any, cls: type | tuple[type, ...], what: str) -
 
 
 def check_int(name: str, value: Any, minimum: int | None = 1, *, optional: bool = False) -> None:
-    """Raise unless ``value`` is an ``int`` >= ``minimum`` (booleans refused).
+    """Raise unless ``value`` is an integer (``int`` or numpy) >= ``minimum`` (booleans refused).
 
     Args:
         name (str): the argument name used in the message.
@@ -195,12 +214,17 @@ def check_int(name: str, value: Any, minimum: int | None = 1, *, optional: bool 
         return
     if (
         isinstance(value, bool)
-        or not isinstance(value, int)
+        or not isinstance(value, numbers.Integral)  # int and numpy integers
         or (minimum is not None and value < minimum)
     ):
         bound = "" if minimum is None else f" >= {minimum}"
         none = " or None" if optional else ""
-        raise InputError(f"{name} must be an integer{bound}{none}, got {value!r}")
+        hint = (
+            f"; pass int({name}) for a 0-dim tensor"
+            if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point()
+            else ""
+        )
+        raise InputError(f"{name} must be an integer{bound}{none}, got {value!r}{hint}")
 
 
 def check_ints(*, minimum: int = 1, **values: Any) -> None:

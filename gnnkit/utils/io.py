@@ -1,17 +1,37 @@
-"""Atomic writes and safe loads.
+"""Atomic writes, safe loads, output checks and locks: the one safe file writer of gnnkit.
 
-Results and checkpoints are never half-written: every writer here writes a temporary file in the
-destination folder, flushes and fsyncs it, then renames it over the destination
-(:func:`os.replace` is atomic on POSIX and Windows). A crash leaves either the old file or the
-new one, never a truncated mix.
+Results and checkpoints are never half-written: every writer here goes through
+:func:`atomic_open`, which
+
+- refuses a destination that is not a regular file (a folder, a device such as ``/dev/full``, a
+  FIFO or a socket) and an empty path, with an :class:`~gnnkit.errors.OutputError` that names
+  the path and the fix;
+- follows a symbolic link to its final target: the link stays, the file it points to is
+  replaced (what ``open(path, "w")`` would write to, but atomically); a dangling link gets its
+  target created;
+- writes a uniquely named temporary file beside the target (``.NAME.PID-RANDOM.gnnkit-tmp``),
+  flushes and fsyncs it, then renames it over the destination (:func:`os.replace` is atomic
+  on POSIX and Windows), so a crash leaves the old file or the new one, never a mix;
+- removes, on the next write to the same destination, temporary files that a killed process
+  (``kill -9``, power loss) left behind: those whose process id no longer runs on this host.
+
+Every :class:`OSError` (permissions, a read-only or full disk, a file where a folder is expected)
+becomes an :class:`~gnnkit.errors.OutputError` with one line naming the path and the fix
+(:func:`describe_os_error`). :func:`check_output` and :func:`check_output_dir` run the same
+checks before any work starts, so an unwritable ``--json`` is found before training, not after.
+:func:`file_lock` is the one inter-process lock (``filelock``) for folders several gnnkit
+processes may share: the data root and checkpoint folders.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
 import pickle
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -20,15 +40,54 @@ from typing import IO, Any
 
 import torch
 
-from gnnkit.errors import CheckpointError
+from gnnkit.errors import CheckpointError, InputError, OutputError
 
 __all__ = [
+    "TEMP_SUFFIX",
     "atomic_open",
     "atomic_torch_save",
     "atomic_write_json",
     "atomic_write_text",
+    "check_output",
+    "check_output_dir",
+    "describe_os_error",
+    "file_lock",
+    "folder_lock",
+    "remove_stale_temps",
     "safe_torch_load",
 ]
+
+#: Suffix of the writer's temporary files (``.NAME.PID-RANDOM.gnnkit-tmp`` beside the target).
+TEMP_SUFFIX = ".gnnkit-tmp"
+
+_FIXES = {
+    errno.EACCES: "permission denied; choose a location you can write to, or change its permissions",
+    errno.EPERM: "operation not permitted; choose a location you can write to",
+    errno.EROFS: "the file system is read-only; choose a location on a writable disk",
+    errno.ENOSPC: "no space left on the device; free some space or choose another disk",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another disk",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; fix the path",
+    errno.EISDIR: "it is a folder; give a file name inside it",
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.EEXIST: "a file is in the way; remove it or choose another path",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+    errno.ELOOP: "too many levels of symbolic links; fix the link",
+}
+
+
+def describe_os_error(exc: OSError, what: str = "", path: Any = None) -> str:
+    """One line for an :class:`OSError`: what failed, the path, why and how to fix it.
+
+    Args:
+        exc (OSError): the error.
+        what (str, optional): what gnnkit was doing with the path (``"cannot write --json"``).
+            (default: ``"cannot access"``)
+        path (optional): the path to name. (default: the error's own ``filename``)
+    """
+    where = path if path is not None else exc.filename
+    fix = _FIXES.get(exc.errno or -1) or (exc.strerror or str(exc) or type(exc).__name__)
+    head = what or "cannot access"
+    return f"{head} {where}: {fix}" if where is not None else f"{head}: {fix}"
 
 
 def _umask() -> int:
@@ -37,25 +96,127 @@ def _umask() -> int:
     return current
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # a process of another user, or not ours to ask: keep its file
+    return True
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove this writer's temporary files for ``path`` whose process no longer runs."""
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        prefix = f".{path.name}."
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
+                continue
+            pid = name[len(prefix) : -len(TEMP_SUFFIX)].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _destination(path: str | os.PathLike, option: str) -> Path:
+    """The file a write to ``path`` replaces (symlinks followed); refuses non-regular files."""
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise OutputError(f"{option} is empty; give a file name such as result.json")
+    target = Path(text).expanduser()
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except NotADirectoryError as exc:
+        raise OutputError(_not_a_folder(option, target)) from exc
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"cannot write {option}", target)) from exc
+    if stat.S_ISDIR(mode):
+        raise OutputError(
+            f"{option} {target} is a folder; give a file name such as {target / 'result.json'}"
+        )
+    if not stat.S_ISREG(mode):
+        kind = (
+            "device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else (
+                "FIFO"
+                if stat.S_ISFIFO(mode)
+                else "socket"
+                if stat.S_ISSOCK(mode)
+                else "special file"
+            )
+        )
+        raise OutputError(
+            f"{option} {target} is a {kind}, not a regular file; gnnkit replaces files "
+            "atomically and never writes into one: give the path of a regular file"
+        )
+    return target
+
+
+def _make_folder(folder: Path, option: str) -> None:
+    """Create ``folder`` and its parents; a file in the way or no permission: one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder is expected
+        raise OutputError(_not_a_folder(option, folder)) from exc
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"cannot write {option}", folder)) from exc
+
+
+def _not_a_folder(option: str, path: Path) -> str:
+    return (
+        f"cannot write {option} {path}: {_first_file(path)} is a file, not a folder; fix the path"
+    )
+
+
+def _first_file(folder: Path) -> Path:
+    """The first ancestor of ``folder`` (itself included) that exists and is not a folder."""
+    for part in reversed([folder, *folder.parents]):  # from the root down
+        if part.exists() and not part.is_dir():
+            return part
+    return folder
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+def atomic_open(
+    path: str | os.PathLike, mode: str = "w", *, option: str = "output", **kwargs: Any
+) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. See the
+    module docstring for what is refused and how symbolic links are followed.
 
     Args:
         path (str or PathLike): the destination.
         mode (str, optional): ``"w"`` (text) or ``"wb"`` (binary). (default: ``"w"``)
+        option (str, optional): how to name the destination in messages (``"--json"``).
+            (default: ``"output"``)
         **kwargs: passed to :func:`open` (``encoding``, ``newline``...).
+
+    Raises:
+        OutputError: the destination is empty, a folder, a device, a FIFO or a socket, or an
+            OS error (permissions, read-only or full disk...) stopped the write.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports mode 'w' or 'wb', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = _destination(path, option)
+    _make_folder(target.parent, option)
+    remove_stale_temps(target)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=target.parent
+        )
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"cannot write {option}", target)) from exc
     # mkstemp creates 0600; give the result the mode a plain open() would: the existing file's
     # mode, or 0666 less the umask.
-    os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+    os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
     if mode == "w":
         kwargs.setdefault("encoding", "utf-8")
     try:
@@ -63,31 +224,150 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(describe_os_error(exc, f"cannot write {option}", target)) from exc
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, *, option: str = "output") -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
-    with atomic_open(path, "w") as handle:
+    with atomic_open(path, "w", option=option) as handle:
         handle.write(text)
     return Path(path)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    return atomic_write_text(path, text)
+def _non_finite(obj: Any, where: str = "") -> str | None:
+    """Where ``obj`` holds a NaN or an infinity (``"loss[3]"``), or ``None``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "the value"
+    if isinstance(obj, dict):
+        items: Iterable[tuple[str, Any]] = (
+            (f"{where}.{k}" if where else str(k), v) for k, v in obj.items()
+        )
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    return next((found for key, value in items if (found := _non_finite(value, key))), None)
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, option: str = "output") -> Path:
+    """Write ``obj`` as indented, strict JSON to ``path`` atomically and return the path.
+
+    Raises:
+        InputError: ``obj`` holds a NaN or an infinity (strict JSON has neither).
+        OutputError: as :func:`atomic_open`.
+    """
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError as exc:
+        where = _non_finite(obj) or "a value"
+        raise InputError(
+            f"cannot write {option} {path}: {where} is NaN or infinite, which strict JSON cannot "
+            "hold; check the inputs that produced it (a non-finite argument or a diverged run)"
+        ) from exc
+    return atomic_write_text(path, text, option=option)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, option: str = "checkpoint") -> Path:
     """:func:`torch.save` ``obj`` to ``path`` atomically and return the path."""
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb", option=option) as handle:
         torch.save(obj, handle)
     return Path(path)
+
+
+def _probe(folder: Path, option: str, shown: Any) -> None:
+    """Create and remove a temporary file in ``folder``: the only reliable writability test
+    (``os.access`` says yes to root on a read-only disk)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".probe.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"cannot write {option}", shown)) from exc
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output(path: str | os.PathLike | None, option: str) -> Path | None:
+    """Check, before any work, that ``path`` can be written by :func:`atomic_open`.
+
+    Creates missing parent folders; writes nothing else. ``None`` (no such output) passes.
+
+    Raises:
+        OutputError: the path is empty, not a regular file, or its folder cannot be written.
+    """
+    if path is None:
+        return None
+    target = _destination(path, option)
+    _make_folder(target.parent, option)
+    _probe(target.parent, option, target)
+    return target
+
+
+def check_output_dir(path: str | os.PathLike | None, option: str) -> Path | None:
+    """Check, before any work, that the folder ``path`` exists or can be made, and is writable.
+
+    Raises:
+        OutputError: the path is empty, a file, or a folder that cannot be written.
+    """
+    if path is None:
+        return None
+    if not str(os.fspath(path)).strip():
+        raise OutputError(f"{option} is empty; give a folder name")
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option} {folder} is a file, not a folder; give a folder name")
+    _make_folder(folder, option)
+    _probe(folder, option, folder)
+    return folder
+
+
+#: One lock object per lock file and process: a ``filelock`` lock is re-entrant per thread
+#: (exclusive between threads and processes), and a second object on the same file in the same
+#: thread would wait for the first forever.
+_LOCKS: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def file_lock(
+    folder: str | os.PathLike,
+    *,
+    name: str = ".gnnkit.lock",
+    timeout: float = 3600.0,
+    option: str = "folder",
+) -> Iterator[None]:
+    """Hold an inter-process lock on ``folder`` (``filelock``, re-entrant in one process).
+
+    Other gnnkit processes that lock the same folder wait; the operating system drops the lock
+    of a process that dies, so a killed run never leaves the folder locked.
+
+    Raises:
+        OutputError: the folder cannot hold the lock file (read-only, a file...), or another
+            process held the lock for longer than ``timeout`` seconds.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    _make_folder(folder, option)
+    key = str(folder.resolve() / name)
+    lock = _LOCKS.setdefault(key, FileLock(key))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout as exc:
+        waited = "" if timeout <= 0 else f" for more than {timeout:.0f} s"
+        raise OutputError(
+            f"{option} {folder} is locked by another gnnkit process{waited} (lock file {key}); "
+            "wait for it to finish, or choose another folder"
+        ) from exc
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"cannot lock {option}", folder)) from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def safe_torch_load(
@@ -140,3 +420,13 @@ def safe_torch_load(
             f"({type(exc).__name__} while unpickling); check the path, or delete the file and "
             "write it again"
         ) from exc
+
+
+def folder_lock(folder: str | os.PathLike, *, option: str, timeout: float = 0.0) -> Any:
+    """The lock of an output folder (a checkpoint folder, a run's ``--out``), kept beside it
+    as ``.NAME.gnnkit-lock`` so the folder itself holds only what the run writes. With the
+    default ``timeout=0`` a folder in use by another process is refused at once."""
+    folder = Path(folder).expanduser().absolute()
+    return file_lock(
+        folder.parent, name=f".{folder.name}.gnnkit-lock", timeout=timeout, option=option
+    )

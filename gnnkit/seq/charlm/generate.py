@@ -90,11 +90,25 @@ def pick_next(
         return logits.argmax(dim=-1)
     if strategy == "top-k" and k < logits.shape[-1]:
         values, indices = logits.topk(k, dim=-1)  # (B, k)
-        probs = torch.softmax(values.float() / temperature, dim=-1)
+        probs = _probabilities(values, temperature)
         choice = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
         return indices.gather(-1, choice)[:, 0]
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = _probabilities(logits, temperature)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def _probabilities(logits: Tensor, temperature: float) -> Tensor:
+    """:math:`\\mathrm{softmax}(z / T)`, finite for every finite ``T > 0``.
+
+    NOTE: a tiny ``T`` (1e-45) overflows ``z / T`` to infinities and softmax to NaN; then the
+    logits are shifted by their maximum first (the same distribution: all mass on the largest
+    logits). Ordinary temperatures take the unshifted path, bit for bit as before.
+    """
+    scaled = logits.float() / temperature
+    if not torch.isfinite(scaled).all():
+        shifted = logits.double() - logits.double().amax(dim=-1, keepdim=True)
+        scaled = shifted / temperature  # (B, V), in [-inf, 0]; float64 keeps T > 0 from 0
+    return torch.softmax(scaled, dim=-1)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,207 @@
+"""Bad output paths, data roots and checkpoints through the ``gnnkit`` command line.
+
+Every row is a fault a careless user can cause; ``gnnkit`` must exit 2 with one line,
+``gnnkit: error: ...``, naming the path and the fix, and no traceback. Output paths are checked
+before any work, so a bad ``--json`` never costs a training run. ``{tmp}`` is a fresh folder
+holding ``file`` (a regular file), ``pipe`` (a FIFO) and ``dir/`` (an empty folder).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from gnnkit.utils import io
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+KARATE = ["bench", "node", "--dataset", "karate", "--warmup", "0", "--no-progress"]
+ONE = ["--runs", "1", "--epochs", "1"]
+HOPS = ["hops", "--edges", "A-B,B-C"]
+
+ROWS = [
+    ([*HOPS, "--json", ""], "--json is empty; give a file name"),
+    ([*HOPS, "--json", "{tmp}/dir"], "is a folder; give a file name such as"),
+    ([*HOPS, "--json", "{tmp}/pipe"], "pipe is a FIFO, not a regular file"),
+    ([*HOPS, "--json", "{tmp}/file/x.json"], "file is a file, not a folder; fix the path"),
+    ([*KARATE, *ONE, "--plot", "{tmp}/pipe"], "--plot {tmp}/pipe is a FIFO"),
+    ([*KARATE, *ONE, "--json", "{tmp}/file/r.json"], "is a file, not a folder"),
+    ([*KARATE, *ONE, "--checkpoint-dir", "{tmp}/file"], "--checkpoint-dir {tmp}/file is a file"),
+    ([*KARATE, *ONE, "--checkpoint-dir", ""], "--checkpoint-dir is empty"),
+    (
+        [*KARATE, *ONE, "--checkpoint-dir", "{tmp}/dir", "--resume", "--overwrite"],
+        "--resume and --overwrite contradict each other",
+    ),
+    (
+        ["data", "fetch", "cora", "--offline", "--data-root", "{tmp}/file"],
+        "is a file, not a folder",
+    ),
+    (
+        ["data", "fetch", "cora", "--offline", "--data-root", "{tmp}/file/sub"],
+        "file is a file, not a folder",
+    ),
+    (
+        ["text", "train", "--corpus", "bartleby", "--out", "{tmp}/file"],
+        "--out {tmp}/file is a file",
+    ),
+    (["text", "table", "--checkpoint", "{tmp}/dir", "--out", "{tmp}/pipe"], "is a FIFO"),
+    (["seq", "train", "--seq-len", "5", "--json", "{tmp}/dir"], "is a folder"),
+]
+
+
+@pytest.fixture
+def tmp(tmp_path):
+    (tmp_path / "file").write_text("not a folder\n")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "dir").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), ROWS, ids=[f"{i}-{' '.join(r[0][:2])}" for i, r in enumerate(ROWS)]
+)
+def test_a_bad_path_is_one_line_and_exit_2(tmp, argv, message, capsys):
+    from gnnkit.cli import main
+
+    fill = [arg.replace("{tmp}", str(tmp)) for arg in argv]
+    assert main(fill) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gnnkit: error: ") and err.count("\n") == 1
+    assert message.replace("{tmp}", str(tmp)) in err
+    assert (tmp / "file").read_text() == "not a folder\n"  # nothing was replaced
+    assert sorted(p.name for p in tmp.iterdir()) == ["dir", "file", "pipe"]
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.EACCES, "permission denied"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.ENOSPC, "no space left on the device"),
+    ],
+)
+def test_an_unwritable_output_is_found_before_training(tmp_path, monkeypatch, cli_fails, code, fix):
+    trained = []
+    monkeypatch.setattr("gnnkit.bench.node.run_node_benchmark", lambda *a, **k: trained.append(1))
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    cli_fails([*KARATE, *ONE, "--json", str(tmp_path / "r.json")], f"r.json: {fix}")
+    assert trained == []
+
+
+def test_an_os_error_inside_a_command_is_one_line(monkeypatch, cli_fails):
+    def broken(args):
+        raise PermissionError(errno.EACCES, "Permission denied", "/srv/data/x")
+
+    from gnnkit.cli import hops
+
+    monkeypatch.setattr(hops, "run", broken, raising=False)
+    monkeypatch.setattr("gnnkit.graph.from_edge_list", lambda *a, **k: broken(None))
+    cli_fails(HOPS, "gnnkit: error: cannot access /srv/data/x: permission denied")
+
+
+def test_non_finite_numbers_are_refused_with_their_range(argparse_fails):
+    argparse_fails([*HOPS, "--self-loop-weight", "inf"], "expected a finite number, got 'inf'")
+    argparse_fails([*HOPS, "--self-loop-weight", "nan"], "expected a finite number, got 'nan'")
+
+
+def test_an_existing_checkpoint_is_refused_then_resumed_or_overwritten(tmp_path, capsys):
+    from gnnkit.cli import main
+
+    folder = tmp_path / "ck"
+    base = [*KARATE, "--runs", "1", "--epochs", "2", "--checkpoint-dir", str(folder)]
+    assert main(base) == 0
+    written = sorted(p.name for p in folder.glob("*.pt"))
+    assert written == ["karate-gcn-gnnkit-seed0.pt"]
+    before = (folder / written[0]).read_bytes()
+    capsys.readouterr()
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "karate-gcn-gnnkit-seed0.pt already holds a checkpoint" in err
+    assert "pass --resume" in err and "--overwrite" in err
+    assert (folder / written[0]).read_bytes() == before  # untouched
+    assert main([*base, "--resume"]) == 0
+    assert main([*base, "--overwrite"]) == 0
+    assert sorted(p.name for p in folder.glob("*.pt")) == written
+    # another model's checkpoints in the same folder are not this run's to refuse or delete
+    assert (
+        main(
+            [
+                *KARATE,
+                "--model",
+                "gat",
+                "--runs",
+                "1",
+                "--epochs",
+                "1",
+                "--checkpoint-dir",
+                str(folder),
+            ]
+        )
+        == 0
+    )
+
+
+def test_a_locked_checkpoint_dir_is_refused(tmp_path, cli_fails):
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    folder = tmp_path / "ck"
+    ready = tmp_path / "ready"
+    holder = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from gnnkit.utils.io import folder_lock
+        with folder_lock({str(folder)!r}, option="test"):
+            Path({str(ready)!r}).touch()
+            time.sleep(60)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", holder])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        cli_fails(
+            [*KARATE, *ONE, "--checkpoint-dir", str(folder)],
+            "is locked by another gnnkit process",
+        )
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_real_read_only_data_root_and_checkpoint_dir(tmp_path):
+    from test_writer import in_private_mounts
+
+    root, ck = tmp_path / "root", tmp_path / "ck"
+    root.mkdir()
+    ck.mkdir()
+    setup = " && ".join(f"mount --bind {p} {p} && mount -o remount,bind,ro {p}" for p in (root, ck))
+    result = in_private_mounts(
+        tmp_path,
+        setup,
+        f"""
+        from gnnkit.cli import main
+        print(main(["data", "fetch", "cora", "--offline", "--data-root", {str(root)!r}]))
+        print(main([*{KARATE!r}, *{ONE!r}, "--checkpoint-dir", {str(ck)!r}]))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "2"]
+    errors = result.stderr.splitlines()
+    assert errors == [
+        f"gnnkit: error: cannot lock data root (--data-root, $GNNKIT_DATA) {root}: the file "
+        "system is read-only; choose a location on a writable disk",
+        f"gnnkit: error: cannot write --checkpoint-dir {ck}: the file system is read-only; "
+        "choose a location on a writable disk",
+    ]
