@@ -2,6 +2,9 @@
 #
 #   make demo                 set up .venv, obtain Cora, run the main benchmark
 #   make test                 set up .venv with the dev and scatter extras, run ruff and pytest
+#   make docs                 build the documentation site strictly (warnings fail) into
+#                             docs/_build/html; the docs extra is installed on first use
+#   make typecheck            mypy on the package (its scope is in pyproject.toml)
 #   make TORCH="torch==2.5.1+cu121 --index-url https://download.pytorch.org/whl/cu121" test
 #                             choose your own torch build (the default is the CPU wheel)
 #
@@ -15,10 +18,15 @@ PIP := $(BIN)/python -m pip
 # Stamps record what has been installed; they are rebuilt when pyproject.toml changes.
 BASE_STAMP := $(VENV)/.gnnkit-base
 DEV_STAMP := $(VENV)/.gnnkit-dev
+DOCS_STAMP := $(VENV)/.gnnkit-docs
 # Holds the TORCH value last installed; rewritten (and so newer) only when TORCH changes.
 TORCH_STAMP := $(VENV)/.gnnkit-torch
+# -W: warnings are errors; --keep-going: report all of them; -n: every unresolved reference;
+# -E: a fresh environment, so a page's warnings come back on every build (an incremental build
+# would stay silent about pages it did not reread).
+SPHINXOPTS ?= -W --keep-going -n -E
 
-.PHONY: demo test lint format install dev clean-venv FORCE
+.PHONY: demo test lint format typecheck docs install dev clean-venv FORCE
 
 demo: $(BASE_STAMP)
 	$(BIN)/gnnkit demo
@@ -27,6 +35,13 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -b html $(SPHINXOPTS) docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -57,6 +72,10 @@ $(DEV_STAMP): $(BASE_STAMP)
 	$(PIP) install --quiet -e ".[dev]"
 	$(BIN)/python -c "import torch_scatter" 2>/dev/null || \
 		MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install --no-build-isolation "torch-scatter>=2.1"
+	touch $@
+
+$(DOCS_STAMP): $(BASE_STAMP)
+	$(PIP) install --quiet -e ".[docs]"
 	touch $@
 
 clean-venv:

@@ -3,7 +3,8 @@
 The public API is re-exported here; everything else is importable but not promised.
 """
 
-__version__ = "0.2.0"
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from gnnkit.data import load as load_dataset
 from gnnkit.errors import (
@@ -22,6 +23,12 @@ from gnnkit.graph import (
     receptive_field,
 )
 from gnnkit.nn import GATConv, GCNConv, gcn_norm, sparse_dropout
+
+try:
+    #: The installed distribution's version (``pyproject.toml`` is the one place it is written).
+    __version__: str = _version("gnnkit")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "CheckpointError",

@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.harness import Comparison, machine, mean_std, plot_training_curves
+from gnnkit.bench.harness import (
+    Comparison,
+    machine,
+    mean_std,
+    mean_std_text,
+    plot_training_curves,
+    speed_text,
+)
 from gnnkit.errors import InputError
 from gnnkit.train.graph import metric_direction
 
@@ -137,7 +144,9 @@ class GraphBenchResult(Comparison):
 
     def to_json(self, env: dict[str, Any]) -> dict[str, Any]:
         head = dict(dataset=self.dataset, model=self.model, metric=self.metric)
-        tail = dict(within_one_std=self.within_one_std(), runs=len(self.seeds), epochs=self.epochs)
+        tail: dict[str, Any] = dict(
+            within_one_std=self.within_one_std(), runs=len(self.seeds), epochs=self.epochs
+        )
         tail.update(seeds=self.seeds, options=self.options, env=env)
         return self.payload(head, tail)
 
@@ -152,15 +161,16 @@ class GraphBenchResult(Comparison):
         return ("implementation", f"test {self.metric}", f"valid {self.metric}", "epoch time")
 
     def row(self, impl: str, s: Mapping[str, Any]) -> tuple[str, ...]:
-        test = f"{s['test_mean']:.4f} +- {s['test_std']:.4f}"
+        test = mean_std_text(s["test_mean"], s["test_std"], len(self.records.get(impl, ())))
         return (impl, test, f"{s['valid_mean']:.4f}", f"{1000 * s['epoch_s_median']:.0f} ms")
 
     def notes(self) -> list[str]:
-        if not self.compared:
+        if not self.compared or self.speedup is None:
             return []
         verdict = "within one PyG std or better" if self.within_one_std() else "worse"
         return [
-            f"speedup: gnnkit's epoch is {self.speedup:.2f}x faster than PyG's; accuracy {verdict}"
+            f"speedup: gnnkit's epoch is {speed_text(self.speedup, '.2f')} than PyG's; "
+            f"accuracy {verdict}"
         ]
 
 

@@ -49,10 +49,12 @@ __all__ = [
     "interleave_seeds",
     "machine",
     "mean_std",
+    "mean_std_text",
     "plot_panels",
     "plot_training_curves",
     "resolve_device",
     "seeds",
+    "speed_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -177,6 +179,24 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def mean_std_text(mean: float, std: float, runs: int, fmt: str = ".4f", unit: str = "") -> str:
+    """``"mean +- std"`` over ``runs`` runs, or the mean alone for one run (which has no spread).
+
+    Example: ``mean_std_text(81.7, 0.8, 20, ".1f", " %")`` is ``"81.7 +- 0.8 %"``.
+    """
+    if runs > 1:
+        return f"{mean:{fmt}} +- {std:{fmt}}{unit}"
+    return f"{mean:{fmt}}{unit}"
+
+
+def speed_text(ratio: float, fmt: str = ".1f") -> str:
+    """A speed ratio (the reference's time over gnnkit's) in words: ``"2.5 x faster"`` when
+    gnnkit is faster, ``"1.4 x slower"`` (the inverse ratio) when it is slower."""
+    if ratio >= 1:
+        return f"{ratio:{fmt}} x faster"
+    return f"{1 / ratio:{fmt}} x slower"
+
+
 @dataclass
 class Comparison(ABC):
     """What every benchmark result shares: its setting, the records, the table and the payload.
@@ -242,7 +262,9 @@ class Comparison(ABC):
     def payload(self, head: Mapping[str, Any], tail: Mapping[str, Any]) -> dict[str, Any]:
         """The ``--json`` payload: ``head``, gnnkit's and (when compared) PyG's summary blocks,
         ``speedup``, then ``tail``."""
-        blocks = {impl: self.summary(impl) for impl in ("gnnkit", "pyg") if impl in self.records}
+        blocks: dict[str, Any] = {
+            impl: self.summary(impl) for impl in ("gnnkit", "pyg") if impl in self.records
+        }
         return {**head, **blocks, "speedup": self.speedup, **tail}
 
     def table(self) -> str:

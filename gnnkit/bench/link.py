@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.harness import Comparison, machine, mean_std, plot_panels
+from gnnkit.bench.harness import (
+    Comparison,
+    machine,
+    mean_std,
+    mean_std_text,
+    plot_panels,
+    speed_text,
+)
 from gnnkit.train.link import DEFAULT_NEGATIVES
 
 __all__ = ["LinkBenchResult", "plot_link_benchmark", "run_link_benchmark"]
@@ -100,7 +107,7 @@ class LinkBenchResult(Comparison):
             f"{n}" + ("" if f == "epochs" else f" ({f})")
             for n, f in zip(s["epochs_run"], s["finished"], strict=True)
         )
-        test = f"{s['test_mean']:.4f} +- {s['test_std']:.4f}"
+        test = mean_std_text(s["test_mean"], s["test_std"], len(self.records.get(impl, ())))
         times = map(_seconds, (s["epoch_s_median"], s["eval_s_median"], sum(s["wall_s"])))
         return (impl, test, f"{s['valid_mean']:.4f}", *times, done)
 
@@ -108,7 +115,7 @@ class LinkBenchResult(Comparison):
         lines = []
         if self.speedup is not None:
             lines.append(
-                f"speedup: gnnkit's training epoch is {self.speedup:.2f}x faster than PyG's"
+                f"speedup: gnnkit's training epoch is {speed_text(self.speedup, '.2f')} than PyG's"
             )
         partial = [r for rs in self.records.values() for r in rs if r.finished != "epochs"]
         if partial:
@@ -208,10 +215,13 @@ def run_link_benchmark(
 def plot_link_benchmark(result: LinkBenchResult, path: str | Path) -> Path:
     """Training loss per epoch and validation / test Hits@K per evaluation."""
     k = result.k
-    panels = (("loss", "training loss"), (f"valid_hits@{k}", f"validation Hits@{k}"))
-    panels += ((f"test_hits@{k}", f"test Hits@{k}"),)
+    panels: tuple[tuple[str, str], ...] = (
+        ("loss", "training loss"),
+        (f"valid_hits@{k}", f"validation Hits@{k}"),
+        (f"test_hits@{k}", f"test Hits@{k}"),
+    )
 
-    def x(key: str, records: list[Any]) -> list[int] | None:
+    def x(key: str, records: Sequence[Any]) -> list[int] | None:
         if key == "loss":
             return None
         return max(records, key=lambda r: len(r.history["eval_epoch"])).history["eval_epoch"]

@@ -43,7 +43,14 @@ from typing import Any
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.harness import Comparison, machine, mean_std, plot_training_curves
+from gnnkit.bench.harness import (
+    Comparison,
+    machine,
+    mean_std,
+    mean_std_text,
+    plot_training_curves,
+    speed_text,
+)
 from gnnkit.errors import InputError
 from gnnkit.utils.checks import check_int
 from gnnkit.utils.tensors import MIB, describe_layout, tensor_mib
@@ -445,7 +452,10 @@ class NodeBenchResult(Comparison):
 
     def row(self, impl: str, s: Mapping[str, Any]) -> tuple[str, ...]:
         peak = "n/a" if s["peak_rss_mb"] is None else f"{s['peak_rss_mb']:.1f} MiB"
-        accuracy = f"{100 * s['test_acc_mean']:.1f} +- {100 * s['test_acc_std']:.1f} %"
+        runs = len(self.records.get(impl, ()))
+        accuracy = mean_std_text(
+            100 * s["test_acc_mean"], 100 * s["test_acc_std"], runs, ".1f", " %"
+        )
         epoch = f"{s['epoch_ms_median']:.2f} ms"
         return (impl, accuracy, _seconds(s["run_time_s_median"]), epoch, peak)
 
@@ -455,7 +465,7 @@ class NodeBenchResult(Comparison):
         g = self.summary("gnnkit")["run_time_s_median"]
         p = self.summary("pyg")["run_time_s_median"]
         return [
-            f"speedup: gnnkit is {p / g:.1f}x faster than PyG per run "
+            f"speedup: gnnkit is {speed_text(p / g)} than PyG per run "
             f"(median run {_seconds(g)} vs {_seconds(p)})"
         ]
 

@@ -141,26 +141,33 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_mean_std(pair: Sequence[float] | None, fmt: str) -> str:
-    """``"mean ± std"`` with the format spec ``fmt`` (``"-"`` for ``None``)."""
-    return "-" if pair is None else f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
+def format_mean_std(pair: Sequence[float] | None, fmt: str, count: int = 2) -> str:
+    """``"mean ± std"`` with the format spec ``fmt`` (``"-"`` for ``None``); the mean alone
+    when it comes from ``count == 1`` value, which has no spread."""
+    if pair is None:
+        return "-"
+    return f"{pair[0]:{fmt}}" if count == 1 else f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
 
 
 def _batches(row: dict[str, Any]) -> str:
     if row["batches"] is None:
         return f"{row['converged']}/{row['seeds']} converged"
-    return format_mean_std(row["batches"], ".1f")
+    return format_mean_std(row["batches"], ".1f", row["seeds"])
 
 
 #: The columns of :func:`summarize` rows.
 SUMMARY_COLUMNS: tuple[Column, ...] = (
     ("model", "l", lambda row: row["model"]),
     ("T", "r", lambda row: str(row["seq_len"])),
-    ("val loss", "r", lambda row: format_mean_std(row["val_loss"], ".3f")),
-    ("val acc", "r", lambda row: format_mean_std(row["val_acc"], ".4f")),
+    ("val loss", "r", lambda row: format_mean_std(row["val_loss"], ".3f", row["seeds"])),
+    ("val acc", "r", lambda row: format_mean_std(row["val_acc"], ".4f", row["seeds"])),
     ("min acc", "r", lambda row: f"{row['min_val_acc']:.4f}"),
     ("batches", "r", _batches),
-    ("3-batch rule", "r", lambda row: format_mean_std(row["report_rule_batches"], ".1f")),
+    (
+        "3-batch rule",
+        "r",
+        lambda row: format_mean_std(row["report_rule_batches"], ".1f", row["seeds"]),
+    ),
 )
 
 

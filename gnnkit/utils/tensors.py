@@ -19,6 +19,7 @@ def tensor_mib(t: torch.Tensor) -> float:
 
     A COO tensor is counted coalesced (one entry per position).
     """
+    parts: tuple[torch.Tensor, ...]
     if t.layout == torch.sparse_csr:
         parts = (t.crow_indices(), t.col_indices(), t.values())
     elif t.layout == torch.sparse_coo:

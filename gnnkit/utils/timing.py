@@ -250,6 +250,7 @@ def run_in_subprocess(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def _measured_call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, MemoryUsage]:
     with PeakRSS() as mem:
         result = fn(*args, **kwargs)
+    assert mem.usage is not None  # set when the block exits
     return result, mem.usage
 
 

@@ -55,8 +55,7 @@ class Vocabulary:
         if bad:
             raise InputError(f"a vocabulary holds single characters, got {bad[:5]!r}")
         if len(set(chars)) != len(chars):
-            seen: set[str] = set()
-            dupes = sorted({c for c in chars if c in seen or seen.add(c)})
+            dupes = sorted({c for c in chars if chars.count(c) > 1})
             raise InputError(f"vocabulary characters must be distinct; repeated: {dupes!r}")
         if not chars:
             raise InputError("a vocabulary needs at least one character")
