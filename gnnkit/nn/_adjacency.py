@@ -11,6 +11,7 @@ see one form; :func:`attention_adjacency` turns per-edge values back into the ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -93,7 +94,7 @@ def _from_torch_sparse(adj_t: Tensor) -> tuple[Tensor, Tensor, int, int]:
     return edge_index, adj_t.values(), num_src, num_dst
 
 
-def read_graph(layer: str, edge_index: object, size: object, flow: str) -> GraphInput:
+def read_graph(layer: str, edge_index: Any, size: Any, flow: str) -> GraphInput:
     """Read ``edge_index`` in any of PyG's forms (see the module docstring).
 
     Args:

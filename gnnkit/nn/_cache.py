@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -67,7 +67,7 @@ class GraphCache:
         if tuple(_shape(t) for t in tensors) != tuple(_shape(t) for t in self._refs):
             return None
         for new, old in zip(tensors, self._refs, strict=True):
-            if new is not None and not torch.equal(new, old):
+            if new is not None and (old is None or not torch.equal(new, old)):
                 logger.debug("graph changed since it was cached; rebuilding")
                 return None
         self._refs, self._keys = tensors, keys
@@ -88,6 +88,13 @@ class PygCacheAttributes:
     Code written for PyG checks them (``is not None``) or clears the cache by setting them to
     ``None``; both work. They read ``(edge_index, normalised weights)`` in edge order.
     """
+
+    if TYPE_CHECKING:  # provided by the layer; not class annotations, which TorchScript reads
+        _cache: GraphCache
+        cached: bool
+
+    def clear_cache(self) -> None:
+        raise NotImplementedError  # the layer defines it
 
     @property
     def _cached_edge_index(self) -> tuple[Tensor, Tensor | None] | None:

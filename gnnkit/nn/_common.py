@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -76,7 +78,7 @@ def materialize(lin, x: Tensor) -> None:
 
 
 def check_features(
-    layer, x: object, lin, *, validate: bool, name: str = "x", static: bool = False
+    layer, x: Any, lin, *, validate: bool, name: str = "x", static: bool = False
 ) -> Tensor:
     """Check node features ``x`` for the PyG ``Linear`` ``lin`` that transforms them.
 

@@ -189,7 +189,6 @@ class GATConv(MessagePassing):
         in_channels = check_arguments(
             in_channels, out_channels, heads, dropout, negative_slope, edge_dim, fill_value
         )
-        pair = isinstance(in_channels, tuple)
         check_options(
             deterministic,
             concat=concat,
@@ -218,7 +217,7 @@ class GATConv(MessagePassing):
 
         # Bipartite channels (F_src, F_dst): source and target nodes get their own weights.
         self.lin = self.lin_src = self.lin_dst = None
-        if pair:
+        if isinstance(in_channels, tuple):
             self.lin_src = Linear(in_channels[0], heads * out_channels, False, "glorot")
             self.lin_dst = Linear(in_channels[1], heads * out_channels, False, "glorot")
         else:
@@ -233,7 +232,7 @@ class GATConv(MessagePassing):
             self.register_parameter("att_edge", None)
         total_out = out_channels * (heads if concat else 1)
         if residual:
-            res_in = in_channels[1] if pair else in_channels
+            res_in = in_channels[1] if isinstance(in_channels, tuple) else in_channels
             self.res = Linear(res_in, total_out, bias=False, weight_initializer="glorot")
         else:
             self.register_parameter("res", None)
@@ -293,6 +292,7 @@ class GATConv(MessagePassing):
         if lean:
             a_src, a_dst = self._node_scores(sides, xw)  # (N_s H,), (N_d H,) or None
             csr = structure.graph  # heads interleaved: node (i, h) is i * H + h
+            assert csr is not None  # the lean path builds it
             scores = ops.gather_src(csr, a_src)
             if a_dst is not None:
                 scores = scores + ops.gather_dst(csr, a_dst)
@@ -314,6 +314,7 @@ class GATConv(MessagePassing):
         return xw, alpha
 
     def _dst_features(self, sides: Sides) -> Tensor:
+        assert sides.x_dst is not None
         return linear(sides.x_dst, sides.lin_dst.weight)  # (N_d, H C)
 
     def _node_scores(self, sides: Sides, xw: Tensor) -> "tuple[Tensor, Tensor | None]":
@@ -355,6 +356,7 @@ class GATConv(MessagePassing):
         if not lean:
             return alpha
         ordered = torch.empty_like(alpha)  # (E' H,) in CSR order -> edge order
+        assert structure.graph is not None  # the lean path builds it
         ordered[structure.graph.perm] = alpha
         return ordered.view(-1, self.heads)
 
@@ -403,10 +405,12 @@ class GATConv(MessagePassing):
         H, C = self.heads, self.out_channels
         # The structure is already oriented (senders in row 0), so PyG's propagate runs it
         # with the default flow whatever the layer's flow is.
-        flow, self.flow = self.flow, "source_to_target"
+        flow: str = self.flow  # type: ignore[has-type]
+        self.flow = "source_to_target"
         try:
             if lean:
                 csr = self._fused_graph = structure.graph
+                assert csr is not None  # the lean path builds it
                 adj_t = csr.to_sparse_csr(alpha.detach())  # (N_d H, N_s H)
                 out = self.propagate(adj_t, x=xw.view(-1, C), alpha=alpha)  # (N_d H, C)
                 out = out.view(-1, H, C)  # (N_d, H, C), no copy
@@ -464,11 +468,14 @@ class GATConv(MessagePassing):
         ptr: OptTensor = None,
         dim_size: Optional[int] = None,  # noqa: UP045 (PyG reads these annotations)
     ) -> Tensor:
-        return ops.scatter_sum(inputs, index, dim_size, deterministic=self.deterministic)
+        size = dim_size if dim_size is not None else int(index.max()) + 1 if index.numel() else 0
+        return ops.scatter_sum(inputs, index, size, deterministic=self.deterministic)
 
     def message_and_aggregate(self, adj_t: Adj, x: Tensor, alpha: Tensor) -> Tensor:
         # Lean path: one graph for all heads, interleaved: alpha (E' H,), x (N H, C) -> (N H, C).
-        return ops.spmm(self._fused_graph, alpha, x, deterministic=self.deterministic)
+        graph = self._fused_graph
+        assert graph is not None, "message_and_aggregate serves the lean path only"
+        return ops.spmm(graph, alpha, x, deterministic=self.deterministic)
 
     def __repr__(self) -> str:
         extras = [f"heads={self.heads}"]

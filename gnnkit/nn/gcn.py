@@ -409,19 +409,20 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         return out
 
     def _transform(self, x: Tensor) -> Tensor:
-        if x.dim() == 3:
-            return F.linear(x, self.lin.weight)
-        return linear(x, self.lin.weight, self._feature_cache)
+        cache = self._feature_cache if x.dim() == 2 else None  # a static batch is dense
+        return linear(x, self.lin.weight, cache)
 
     def _fused_propagate(self, h: Tensor, structure: "_Structure", weights: Tensor) -> Tensor:
         """One SpMM on the cached CSR graph; a static batch (B, N, F) runs as (N, B F)."""
         csr = structure.graph
+        assert csr is not None
         batch = h.size(0) if h.dim() == 3 else 0
         if batch:
             h = h.transpose(0, 1).reshape(h.size(1), -1)  # (N, B F)
         # The CSR graph is already oriented (rows receive), so PyG's propagate runs it with the
         # default flow whatever the layer's flow is.
-        self._fused_graph, flow, self.flow = csr, self.flow, "source_to_target"
+        flow: str = self.flow  # type: ignore[has-type]
+        self._fused_graph, self.flow = csr, "source_to_target"
         try:
             out = self.propagate(csr.to_sparse_csr(weights.detach()), x=h, edge_weight=weights)
         finally:
@@ -466,11 +467,14 @@ class GCNConv(PygCacheAttributes, MessagePassing):
 
     @torch.jit.unused
     def _scatter(self, inputs: Tensor, index: Tensor, dim_size: int | None) -> Tensor:
-        return ops.scatter_sum(inputs, index, dim_size, deterministic=self.deterministic)
+        size = dim_size if dim_size is not None else int(index.max()) + 1 if index.numel() else 0
+        return ops.scatter_sum(inputs, index, size, deterministic=self.deterministic)
 
     @torch.jit.unused
     def message_and_aggregate(self, adj_t: Adj, x: Tensor, edge_weight: OptTensor) -> Tensor:
-        return ops.spmm(self._fused_graph, edge_weight, x, deterministic=self.deterministic)
+        graph = self._fused_graph
+        assert graph is not None, "message_and_aggregate serves the fused path only"
+        return ops.spmm(graph, edge_weight, x, deterministic=self.deterministic)
 
     def __repr__(self) -> str:
         extras = []

@@ -20,10 +20,9 @@ def _plain_matrix(x: Tensor) -> bool:
 
 def _structure_key(x: Tensor) -> tuple[tuple[Tensor, ...], tuple]:
     """The tensors that define ``x``'s sparsity structure, and the settings beside them."""
-    if x.layout == torch.sparse_csr:
-        tensors = (x.crow_indices(), x.col_indices())
-    else:
-        tensors = (x.indices(),)
+    tensors: tuple[Tensor, ...] = (
+        (x.crow_indices(), x.col_indices()) if x.layout == torch.sparse_csr else (x.indices(),)
+    )
     return tensors, (x.layout, tuple(x.shape), x.device)
 
 
