@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gnnkit.bench.harness import mean_std_text, speed_text
     from gnnkit.bench.node import run_node_benchmark
 
     name, data, label = load_demo_data(args)
@@ -117,10 +118,12 @@ def _run(args: argparse.Namespace) -> int:
                 (
                     result.model.upper(),
                     impl,
-                    f"{100 * s['test_acc_mean']:.1f} +- {100 * s['test_acc_std']:.1f} %",
+                    mean_std_text(
+                        100 * s["test_acc_mean"], 100 * s["test_acc_std"], args.runs, ".1f", " %"
+                    ),
                     f"{s['run_time_s_median']:.2f} s",
                     f"{s['epoch_ms_median']:.2f} ms",
-                    f"{speedup:.1f}x" if impl == "gnnkit" and speedup else "",
+                    speed_text(speedup) if impl == "gnnkit" and speedup else "",
                 )
             )
     print(f"Summary on {name}{label}: {args.runs} run(s) per model and implementation")

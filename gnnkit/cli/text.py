@@ -236,7 +236,12 @@ class _Progress:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=total, initial=start, unit="batch", disable=not enabled, dynamic_ncols=True
+            # disable=None: tqdm draws only on a terminal, never into a piped log
+            total=total,
+            initial=start,
+            unit="batch",
+            disable=None if enabled else True,
+            dynamic_ncols=True,
         )
         self.stop = False
 
