@@ -58,6 +58,27 @@ LAYERS: dict[str, dict[str, Any]] = {
         "kwargs": {"cached": True},
         "label": "GCNConv 128 -> 256, cached=True",
     },
+    "gcn_adj": {
+        "kind": "gcn",
+        "out": 256,
+        "kwargs": {},
+        "input": "adj_t",
+        "label": "GCNConv 128 -> 256, torch.sparse CSR adj_t input",
+    },
+    "gat_edge": {
+        "kind": "gat",
+        "out": 32,
+        "kwargs": {"heads": 8, "edge_dim": 16},
+        "input": "edge_attr",
+        "label": "GATConv 128 -> 8 x 32, 16 edge features",
+    },
+    "gat_bipartite": {
+        "kind": "gat",
+        "out": 32,
+        "kwargs": {"heads": 8, "add_self_loops": False},
+        "input": "bipartite",
+        "label": "GATConv (128, 128) -> 8 x 32, bipartite: |V|/2 targets",
+    },
 }
 TARGETS = {
     "gcn": {"speedup": 3.0, "memory_ratio": 0.5},
@@ -67,12 +88,41 @@ TARGETS = {
 
 def build_layer(impl: str, spec: dict[str, Any], in_channels: int) -> torch.nn.Module:
     """PyG's layer with seed-0 weights, or gnnkit's with those weights copied in."""
+    channels = (in_channels, in_channels) if spec.get("input") == "bipartite" else in_channels
 
     def layer(library: str) -> torch.nn.Module:
         cls = getattr(importlib.import_module(library), f"{spec['kind'].upper()}Conv")
-        return cls(in_channels, spec["out"], **spec["kwargs"])
+        return cls(channels, spec["out"], **spec["kwargs"])
 
-    return with_pyg_weights(impl, lambda: layer("torch_geometric.nn"), lambda: layer("gnnkit.nn"))
+    gnnkit = "gnnkit" if impl.startswith("gnnkit") else impl
+    return with_pyg_weights(gnnkit, lambda: layer("torch_geometric.nn"), lambda: layer("gnnkit.nn"))
+
+
+def layer_inputs(spec: dict[str, Any], x: torch.Tensor, edge_index: torch.Tensor) -> tuple:
+    """The call's arguments for the layer's input form (``spec["input"]``)."""
+    form = spec.get("input", "edge_index")
+    nodes = x.size(0)
+    if form == "adj_t":  # PyG's transposed convention: row = target
+        adj = torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(edge_index.size(1)))
+        return x, adj.coalesce().to_sparse_csr()
+    if form == "edge_attr":
+        generator = torch.Generator().manual_seed(1)
+        attr = torch.randn(edge_index.size(1), spec["kwargs"]["edge_dim"], generator=generator)
+        return x, edge_index, attr.to(x.device)
+    if form == "bipartite":  # every node sends; the first half receive
+        half = nodes // 2
+        return (x, x[:half]), torch.stack([edge_index[0], edge_index[1] % half])
+    return x, edge_index
+
+
+def use_revision(impl: str) -> None:
+    """For ``impl = "gnnkit@DIR"``: import gnnkit from ``DIR`` (an older tree) from now on."""
+    import sys
+
+    folder = impl.partition("@")[2]
+    for name in [m for m in sys.modules if m == "gnnkit" or m.startswith("gnnkit.")]:
+        del sys.modules[name]
+    sys.path.insert(0, folder)
 
 
 #: The options of the command line that :func:`measure` takes.
@@ -94,17 +144,21 @@ def measure(
     """Runs in a fresh process: time and peak memory of one layer's forward + backward."""
     if threads:
         torch.set_num_threads(threads)
+    if "@" in impl:
+        use_revision(impl)
     spec = LAYERS[layer_name]
     generator = torch.Generator().manual_seed(0)
     edge_index = torch.randint(0, nodes, (2, edges), generator=generator).to(device)
     x = torch.randn(nodes, channels, generator=generator).to(device)
     layer = build_layer(impl, spec, channels).to(device)
+    inputs = layer_inputs(spec, x, edge_index)
     out_dim = spec["out"] * spec["kwargs"].get("heads", 1)
-    grad = torch.randn(nodes, out_dim, generator=generator).to(device)
+    out_rows = nodes // 2 if spec.get("input") == "bipartite" else nodes
+    grad = torch.randn(out_rows, out_dim, generator=generator).to(device)
     first: list[torch.Tensor] = []
 
     def step() -> None:
-        out = layer(x, edge_index)
+        out = layer(*inputs)
         out.backward(grad)
         layer.zero_grad(set_to_none=True)
         if not first:
@@ -126,7 +180,7 @@ def measure(
     }
     if cuda:
         result["cuda_peak_increase_bytes"] = torch.cuda.max_memory_allocated() - base_cuda
-    if impl == "gnnkit":
+    if impl.startswith("gnnkit"):
         from gnnkit import ops
 
         result["backend"] = ops.backend_info(device)
@@ -225,6 +279,14 @@ def compare(layer_name: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str,
     return entry
 
 
+def baseline_cell(entry: dict[str, Any]) -> str:
+    """gnnkit's time against the older revision's, as a ratio (1.00: unchanged)."""
+    if "baseline" not in entry:
+        return "-"
+    b = entry["baseline"]
+    return f"{b['time_median_s']:.2f} s, {b['speedup_over_baseline']:.2f}x"
+
+
 def markdown(payload: dict[str, Any], command: str) -> str:
     cfg = payload["config"]
     intro = (
@@ -236,8 +298,10 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         "T_pyg / T_gnnkit; memory ratio = M_gnnkit / M_pyg."
     )
     body = [
-        "| layer | PyG time | gnnkit time | speedup | PyG peak +RSS | gnnkit peak +RSS | memory ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| layer | PyG time | gnnkit time | speedup | PyG peak +RSS | gnnkit peak +RSS | memory ratio | target | vs gnnkit "
+        + (cfg.get("baseline") or "-")
+        + " |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for name in cfg["layers"]:
         e = payload[name]
@@ -250,7 +314,8 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         body.append(
             f"| {e['label']} | {e['pyg']['time_median_s']:.2f} s | {e['gnnkit']['time_median_s']:.2f} s "
             f"| **{e['speedup']:.2f}x** | {e['pyg']['peak_rss_increase_mb']:,.0f} MB "
-            f"| {e['gnnkit']['peak_rss_increase_mb']:,.0f} MB | **{e['memory_ratio']:.2f}** | {target} |"
+            f"| {e['gnnkit']['peak_rss_increase_mb']:,.0f} MB | **{e['memory_ratio']:.2f}** | {target} "
+            f"| {baseline_cell(e)} |"
         )
     body += [
         "",
@@ -289,36 +354,64 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per process (>= 3)")
     parser.add_argument("--warmup", type=int, default=WARMUP_CALLS, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=1, help="processes per implementation")
-    parser.add_argument("--layers", default="gcn,gat,gcn_cached")
+    parser.add_argument("--layers", default="gcn,gat,gcn_cached,gcn_adj,gat_edge,gat_bipartite")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--kernels", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--quick", action="store_true", help="small graph, 2 repeats: a smoke run")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="also time gnnkit at this git revision (edge_index layers only), interleaved",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path, default=None, help="default: results/layers.md")
     return parser
+
+
+def extract_tree(revision: str) -> str:
+    """gnnkit's package at ``revision`` in a temporary folder (``git archive``)."""
+    import subprocess
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="gnnkit-baseline-")
+    archive = subprocess.run(
+        ["git", "archive", revision, "gnnkit"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return folder
 
 
 def measure_layer(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Both implementations of one layer, ``--rounds`` fresh processes each, alternating who
     goes first; the comparison (:func:`compare`) with every run."""
     runs: dict[str, list[dict[str, Any]]] = {"gnnkit": [], "pyg": []}
+    baseline = f"gnnkit@{args.baseline_tree}" if args.baseline_tree else None
+    if baseline and "input" not in LAYERS[name]:  # the older tree takes edge_index only
+        runs[baseline] = []
     for round_index in range(args.rounds):
-        order = ["pyg", "gnnkit"] if round_index % 2 == 0 else ["gnnkit", "pyg"]
+        order = list(runs) if round_index % 2 == 0 else list(runs)[::-1]
         for impl in order:
             started = time.perf_counter()
             settings = {key: getattr(args, key) for key in SETTINGS}
             run = run_in_subprocess(measure, impl, name, **settings)
             runs[impl].append(run)
             print(
-                f"{name:11s} {impl:6s} median {statistics.median(run['time']['times_s']):.3f} s, "
+                f"{name:13s} {impl[:14]:14s} median {statistics.median(run['time']['times_s']):.3f} s, "
                 f"peak +RSS {run['memory']['increase_bytes'] / 2**20:,.0f} MB "
                 f"({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
     entry = compare(name, runs)
+    if baseline in runs:
+        old = summarise(runs.pop(baseline))
+        entry["baseline"] = {
+            "revision": args.baseline,
+            "time_median_s": old["time_median_s"],
+            "speedup_over_baseline": old["time_median_s"] / entry["gnnkit"]["time_median_s"],
+        }
     for run in runs["gnnkit"] + runs["pyg"]:
         del run["output_head"]
     entry["runs"] = runs
@@ -335,13 +428,14 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown layers {unknown}; choose from {sorted(LAYERS)}")
 
+    args.baseline_tree = extract_tree(args.baseline) if args.baseline else None
     loadavg_start = load_average()
     payload: dict[str, Any] = {name: measure_layer(name, args) for name in layers}
     if args.kernels:
         payload["kernels"] = kernel_timings(args.nodes, args.edges, 64, args.repeat)
     payload["loadavg_start"] = loadavg_start
     payload["loadavg_end"] = load_average()
-    recorded = ("nodes", "edges", "channels", "repeat", "warmup", "rounds")
+    recorded = ("nodes", "edges", "channels", "repeat", "warmup", "rounds", "baseline")
     payload["config"] = {key: getattr(args, key) for key in recorded}
     payload["config"].update(layers=layers, kernel_channels=64)
     payload["env"] = run_environment(args.device, args.threads)

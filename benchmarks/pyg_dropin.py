@@ -164,6 +164,11 @@ def main() -> None:
     )
 
 
+def speed(ratio: float) -> str:
+    """``ratio`` (reference time over gnnkit's) as "N x faster" or "N x slower"."""
+    return f"{ratio:.1f} x faster" if ratio >= 1 else f"{1 / ratio:.1f} x slower"
+
+
 def report(payload: dict, machine: str) -> str:
     body = ["| PyG test file | PyG | gnnkit | PyG, FULL_TEST=1 | gnnkit, FULL_TEST=1 |"]
     body.append("|---|---:|---:|---:|---:|")
@@ -186,7 +191,7 @@ def report(payload: dict, machine: str) -> str:
         body.append(
             f"| `{name}` | {p['test_mean']:.1f} ± {p['test_std']:.1f} | "
             f"{g['test_mean']:.1f} ± {g['test_std']:.1f} | {p['epoch_s']:.4f} | "
-            f"{g['epoch_s']:.4f} | {p['epoch_s'] / g['epoch_s']:.1f} x faster |"
+            f"{g['epoch_s']:.4f} | {speed(p['epoch_s'] / g['epoch_s'])} |"
         )
     intro = (
         f"PyG {payload['tag']}'s own test files and examples, run as shipped and with only the "
