@@ -166,7 +166,7 @@ def main() -> None:
 
 def speed(ratio: float) -> str:
     """``ratio`` (reference time over gnnkit's) as "N x faster" or "N x slower"."""
-    return f"{ratio:.1f} x faster" if ratio >= 1 else f"{1 / ratio:.1f} x slower"
+    return f"{ratio:.2f} x faster" if ratio >= 1 else f"{1 / ratio:.2f} x slower"
 
 
 def report(payload: dict, machine: str) -> str:
@@ -198,7 +198,11 @@ def report(payload: dict, machine: str) -> str:
         "layer's import line swapped to gnnkit. Accuracy: the examples' reported test accuracy "
         "(at the best validation epoch), mean ± std over seeds; time: median epoch (train + "
         "evaluation), as the examples print it. The examples densify Cora's features and "
-        "apply their own dropout outside the layer, so the speed-up is the layer's alone."
+        "apply their own dropout to them outside the layer; that dense work is most of their "
+        "epoch, so swapping the import alone changes the epoch time little (the layers' own "
+        "speed: benchmarks/results/layers.md). With FULL_TEST=1, PyG's GAT test file also "
+        "scripts GATConv with TorchScript: that fails for PyG's own layer as well under this "
+        "torch, and gnnkit's GATConv does not support TorchScript."
     )
     return markdown_report(
         "PyG's tests and examples with gnnkit's layers",
