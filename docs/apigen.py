@@ -28,6 +28,7 @@ PACKAGES = [
     "gnnkit.models",
     "gnnkit.recipes",
     "gnnkit.train",
+    "gnnkit.distributed",
     "gnnkit.seq",
     "gnnkit.seq.charlm",
     "gnnkit.citation",

@@ -44,7 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     "seq": {"errors", "utils", "data", "train"},
     "citation": {"errors", "utils", "ops", "nn", "graph", "data", "recipes", "train"},
     "bench": _BELOW_BENCH,
-    "cli": {"gnnkit", "seq", "citation", "bench", *_BELOW_BENCH},
+    "distributed": {"errors", "utils", "ops", "train"},
+    "cli": {"gnnkit", "seq", "citation", "bench", "distributed", *_BELOW_BENCH},
     "gnnkit": {"errors", "utils", "ops", "nn", "graph", "data", "recipes", "models", "train"},
     "__main__": {"cli"},
 }

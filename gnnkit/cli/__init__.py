@@ -62,6 +62,11 @@ COMMANDS = (
         "(RNN + GNN hybrid and baselines)",
     ),
     (
+        "partition",
+        "gnnkit.cli.partition",
+        "cut a graph into P shards for partition-parallel training (torchrun -m gnnkit.distributed)",
+    ),
+    (
         "bench",
         "gnnkit.cli.bench",
         "benchmarks: gnnkit against PyG on the same data, seeds and harness",

@@ -1,0 +1,152 @@
+"""Faults of a partitioned job: every rank stops with one clear line, none hangs (issue 20).
+
+Each test starts the ranks as forked processes running ``python -m gnnkit.distributed``'s
+:func:`main` with torchrun's environment variables, and waits for all of them with a deadline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gnnkit.distributed import partition_dataset
+from gnnkit.distributed.synthetic import power_law_graph
+
+DEADLINE_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank(rank: int, world: int, port: int, argv: list[str], out: str, sabotage: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    err = os.open(Path(out) / f"rank{rank}.err", os.O_WRONLY | os.O_CREAT)
+    os.dup2(err, 2)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    from gnnkit.distributed import __main__ as entry
+    from gnnkit.distributed import train
+
+    if sabotage == "version" and rank == 1:
+        train.version_hash = lambda: "0" * 16  # type: ignore[assignment]
+    if sabotage == "die" and rank == 1:
+        original = train.PartitionTask.train_epoch
+
+        def train_epoch(self, epoch):
+            if epoch == 2:
+                os._exit(17)  # a crash: no clean-up, no goodbye to the other ranks
+            return original(self, epoch)
+
+        train.PartitionTask.train_epoch = train_epoch  # type: ignore[method-assign]
+    code = entry.main(argv)
+    (Path(out) / f"rank{rank}.code").write_text(str(code))
+    os._exit(0)
+
+
+def launch(tmp_path: Path, world: int, argv: list[str], sabotage: str = "") -> list[str]:
+    """Run ``world`` ranks; returns each rank's stderr, with its exit code appended."""
+    ctx = multiprocessing.get_context("fork")
+    port = _free_port()
+    procs = [
+        ctx.Process(target=_rank, args=(r, world, port, argv, str(tmp_path), sabotage))
+        for r in range(world)
+    ]
+    start = time.monotonic()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(max(1.0, DEADLINE_S - (time.monotonic() - start)))
+    hung = [r for r, p in enumerate(procs) if p.is_alive()]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    assert hung == [], f"ranks {hung} hung"
+    out = []
+    for r in range(world):
+        code = tmp_path / f"rank{r}.code"
+        text = (tmp_path / f"rank{r}.err").read_text()
+        out.append(text + f"\nexit={code.read_text() if code.exists() else 'died'}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards") / "syn-2"
+    data = power_law_graph(200, avg_degree=5, num_features=8, num_classes=3, seed=1)
+    partition_dataset(data, folder, 2, dataset="syn", method="random")
+    return folder
+
+
+ARGS = ["--epochs", "3", "--timeout", "10"]
+
+
+def test_a_clean_run_exits_zero(tmp_path, shards):
+    result = tmp_path / "result.json"
+    logs = launch(tmp_path, 2, ["--shards", str(shards), *ARGS, "--json", str(result)])
+    assert all(log.endswith("exit=0") for log in logs), logs
+    assert result.exists()
+
+
+def test_a_world_size_that_differs_from_the_parts_is_one_line_on_every_rank(tmp_path, shards):
+    logs = launch(tmp_path, 3, ["--shards", str(shards), *ARGS])
+    for log in logs:
+        assert "holds 2 parts but the job has 3 ranks" in log
+        assert log.endswith("exit=2")
+
+
+def test_shards_of_another_dataset_are_refused(tmp_path, shards):
+    logs = launch(tmp_path, 2, ["--shards", str(shards), "--dataset", "cora", *ARGS])
+    for log in logs:
+        assert "holds shards of 'syn', not 'cora'" in log
+        assert log.endswith("exit=2")
+
+
+def test_mismatched_gnnkit_versions_are_one_line_on_every_rank(tmp_path, shards):
+    logs = launch(tmp_path, 2, ["--shards", str(shards), *ARGS], sabotage="version")
+    for log in logs:
+        assert "the ranks run different gnnkit versions" in log
+        assert "rank 1: 0000000000000000" in log
+        assert log.endswith("exit=2")
+
+
+def test_a_rank_that_dies_stops_the_others_within_the_timeout(tmp_path, shards):
+    tick = time.monotonic()
+    logs = launch(tmp_path, 2, ["--shards", str(shards), *ARGS], sabotage="die")
+    assert time.monotonic() - tick < DEADLINE_S
+    assert logs[1].endswith("exit=died")
+    assert "rank 0 lost contact with another rank" in logs[0], logs[0]
+    assert logs[0].endswith("exit=1")
+
+
+def test_a_restarted_job_resumes_from_the_checkpoint_to_the_uninterrupted_result(tmp_path, shards):
+    import json
+
+    def losses(folder: Path, argv: list[str]) -> list[float]:
+        folder.mkdir()
+        result = folder / "result.json"
+        logs = launch(folder, 2, ["--shards", str(shards), *argv, "--json", str(result)])
+        assert all(log.endswith("exit=0") for log in logs), logs
+        return json.loads(result.read_text())["history"]["loss"]
+
+    straight = losses(tmp_path / "a", ["--epochs", "4"])
+    checkpoint = str(tmp_path / "ckpt.pt")
+    first = losses(tmp_path / "b", ["--epochs", "2", "--checkpoint", checkpoint])
+    resumed = losses(tmp_path / "c", ["--epochs", "4", "--checkpoint", checkpoint, "--resume"])
+    assert first == straight[:2]
+    assert resumed == straight  # the history comes back with the checkpoint

@@ -1,0 +1,204 @@
+"""Partitions, shards and their folders (issue 20): checked against the whole graph."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.utils import degree
+
+from gnnkit.cli import main as cli_main
+from gnnkit.distributed import (
+    PartitionGraph,
+    build_shards,
+    exchange_halo,
+    halo_sizes,
+    keep_mask,
+    load_shard,
+    metis_available,
+    node_dropout,
+    partition_dataset,
+    partition_nodes,
+    read_manifest,
+)
+from gnnkit.distributed import partition as partition_module
+from gnnkit.distributed.synthetic import power_law_graph
+from gnnkit.errors import CheckpointError, ChecksumError, InputError
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return power_law_graph(400, avg_degree=6, num_features=5, num_classes=3, seed=2)
+
+
+def tiny() -> Data:
+    # 0 -> 1, 1 -> 2, 2 -> 0, 3 -> 0, 1 -> 3 and a self-loop 2 -> 2 (dropped, then re-added)
+    edge_index = torch.tensor([[0, 1, 2, 3, 1, 2], [1, 2, 0, 0, 3, 2]])
+    mask = torch.tensor([True, False, True, False])
+    return Data(
+        x=torch.arange(8.0).view(4, 2),
+        y=torch.tensor([0, 1, 0, 1]),
+        edge_index=edge_index,
+        train_mask=mask,
+        val_mask=~mask,
+        test_mask=~mask,
+        num_nodes=4,
+    )
+
+
+@pytest.mark.parametrize("method", ["metis", "random", "contiguous"])
+def test_every_method_assigns_every_node_to_a_part_in_balance(graph, method):
+    if method == "metis" and not metis_available():
+        pytest.skip("pymetis is not installed")
+    parts = partition_nodes(graph.edge_index, graph.num_nodes, 4, method=method, seed=1)
+    sizes = torch.bincount(parts, minlength=4)
+    assert parts.shape == (graph.num_nodes,) and sizes.sum() == graph.num_nodes
+    assert sizes.min() >= 0.8 * graph.num_nodes / 4
+    again = partition_nodes(graph.edge_index, graph.num_nodes, 4, method=method, seed=1)
+    assert torch.equal(parts, again)  # deterministic for a seed
+
+
+@pytest.mark.skipif(not metis_available(), reason="pymetis is not installed")
+def test_metis_halo_is_less_than_half_of_randoms_on_a_graph_with_communities(graph):
+    metis = partition_nodes(graph.edge_index, graph.num_nodes, 4, method="metis")
+    rand = partition_nodes(graph.edge_index, graph.num_nodes, 4, method="random")
+    assert sum(halo_sizes(graph.edge_index, metis, 4)) < 0.5 * sum(
+        halo_sizes(graph.edge_index, rand, 4)
+    )
+
+
+def test_bad_partition_arguments_are_refused(graph, monkeypatch):
+    with pytest.raises(InputError, match="unknown partition method 'spectral'"):
+        partition_nodes(graph.edge_index, graph.num_nodes, 2, method="spectral")
+    with pytest.raises(InputError, match="num_parts must be between 1 and"):
+        partition_nodes(graph.edge_index, graph.num_nodes, 0)
+    monkeypatch.setattr(partition_module, "metis_available", lambda: False)
+    with pytest.raises(InputError, match="METIS partitions need pymetis"):
+        partition_nodes(graph.edge_index, graph.num_nodes, 2, method="metis")
+
+
+def test_a_tiny_shard_worked_out_on_paper():
+    parts = torch.tensor([0, 0, 1, 1])
+    s0, s1 = build_shards(tiny(), parts, 2)
+    # part 0 owns 0 and 1; into 0: 2, 3 (both remote) and itself; into 1: 0 and itself
+    assert s0["node_ids"].tolist() == [0, 1] and s0["halo_ids"].tolist() == [2, 3]
+    assert s0["rowptr"].tolist() == [0, 3, 5]
+    assert s0["col"].tolist() == [2, 3, 0, 0, 1]  # columns: 0, 1 local; 2 -> 2, 3 -> 3
+    # in-degrees with a self-loop: node 0: 3, 1: 2, 2: 2 (1 -> 2 and the loop), 3: 2
+    expected = torch.tensor([3.0, 2.0, 2.0, 2.0]).pow(-0.5).double()
+    assert torch.allclose(s0["norm"], expected[[0, 1, 2, 3]])
+    assert s0["recv_counts"].tolist() == [0, 2]
+    # part 1 needs node 1 (1 -> 2, 1 -> 3) from part 0: part 0 sends its local row 1
+    assert s0["send_idx"].tolist() == [1] and s0["send_counts"].tolist() == [0, 1]
+    assert s1["halo_ids"].tolist() == [1] and s1["send_idx"].tolist() == [0, 1]
+
+
+def test_shards_together_hold_every_edge_once_with_global_degrees(graph):
+    parts = partition_nodes(graph.edge_index, graph.num_nodes, 3, method="random")
+    shards = build_shards(graph, parts, 3)
+    edges = []
+    for shard in shards:
+        columns = torch.cat([shard["node_ids"], shard["halo_ids"]])
+        rows = torch.repeat_interleave(shard["node_ids"], shard["rowptr"].diff())
+        edges.append(torch.stack([columns[shard["col"]], rows]))
+        deg = degree(graph.edge_index[1], graph.num_nodes) + 1  # PyG's in-degree, plus the loop
+        assert torch.allclose(shard["norm"], deg[columns].double().pow(-0.5))
+        assert torch.equal(shard["x"], graph.x[shard["node_ids"]])
+    got = torch.cat(edges, 1)
+    loops = torch.arange(graph.num_nodes).repeat(2, 1)
+    want = torch.cat([graph.edge_index, loops], 1)
+    key = lambda e: torch.sort(e[0] * graph.num_nodes + e[1]).values  # noqa: E731
+    assert torch.equal(key(got), key(want))
+    for p, shard in enumerate(shards):  # what p sends q is q's halo from p, in q's order
+        sent = shard["node_ids"][shard["send_idx"]].split(shard["send_counts"].tolist())
+        for q, other in enumerate(shards):
+            from_p = other["halo_ids"].split(other["recv_counts"].tolist())[p]
+            assert torch.equal(sent[q], from_p)
+
+
+def test_one_part_has_no_halo_and_exchanges_nothing(graph, tmp_path):
+    partition_dataset(graph, tmp_path, 1, dataset="g")
+    shard, _ = load_shard(tmp_path, 0, num_parts=1, dataset="g")
+    part = PartitionGraph(shard)
+    assert part.plan.num_halo == 0
+    assert exchange_halo(torch.ones(part.num_local, 3), part.plan).shape == (0, 3)
+
+
+def test_a_shard_folder_refuses_another_launch(graph, tmp_path):
+    manifest = partition_dataset(graph, tmp_path, 2, dataset="g", method="contiguous")
+    assert manifest["num_parts"] == 2 and len(manifest["shards"]) == 2
+    assert manifest["split_sizes"]["train"] == int(graph.train_mask.sum())
+    with pytest.raises(InputError, match="holds 2 parts but the job has 4 ranks"):
+        load_shard(tmp_path, 0, num_parts=4)
+    with pytest.raises(InputError, match="holds shards of 'g', not 'cora'"):
+        load_shard(tmp_path, 0, dataset="cora")
+    with pytest.raises(InputError, match="part 2 is out of range"):
+        load_shard(tmp_path, 2)
+    path = tmp_path / "part-00001.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="does not match the sha256"):
+        load_shard(tmp_path, 1)
+    path.unlink()
+    with pytest.raises(InputError, match="is missing"):
+        load_shard(tmp_path, 1)
+
+
+def test_a_folder_without_a_valid_manifest_is_refused(tmp_path):
+    with pytest.raises(InputError, match="is not a shard folder"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "other/9"}))
+    with pytest.raises(InputError, match="has format 'other/9'"):
+        read_manifest(tmp_path)
+
+
+def test_a_shard_that_is_a_pickle_of_code_is_never_executed(graph, tmp_path):
+    import hashlib
+
+    partition_dataset(graph, tmp_path, 1, dataset="g")
+    path = tmp_path / "part-00000.pt"
+    torch.save({"x": torch.zeros(1), "evil": print}, path)
+    manifest = read_manifest(tmp_path)
+    manifest["shards"][0]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="not allowed to load safely"):
+        load_shard(tmp_path, 0)
+
+
+def test_dropout_masks_depend_on_the_global_id_only():
+    ids = torch.arange(5000)
+    full = keep_mask(ids, 40, 0.3, seed=7, step=2, layer=1)
+    some = torch.tensor([4999, 3, 1234])
+    assert torch.equal(keep_mask(some, 40, 0.3, seed=7, step=2, layer=1), full[some])
+    assert abs(full.float().mean().item() - 0.7) < 0.01
+    for other in ({"seed": 8, "step": 2, "layer": 1}, {"seed": 7, "step": 3, "layer": 1}):
+        assert (keep_mask(ids, 40, 0.3, **other) != full).float().mean() > 0.3
+    x = torch.ones(5000, 40)
+    out = node_dropout(x, ids, 0.3, seed=7, step=2, layer=1, training=True)
+    assert torch.allclose(out, full.float() / 0.7)
+    assert node_dropout(x, ids, 0.3, seed=7, step=2, layer=1, training=False) is x
+    with pytest.raises(InputError, match=r"dropout p must be in \[0, 1\), got 1.0"):
+        node_dropout(x, ids, 1.0, seed=7, step=2, layer=1, training=True)
+
+
+def test_the_synthetic_graph_is_undirected_without_loops_or_duplicates(graph):
+    src, dst = graph.edge_index
+    key = src * graph.num_nodes + dst
+    assert torch.equal(torch.sort(key).values, torch.sort(dst * graph.num_nodes + src).values)
+    assert bool((src != dst).all()) and key.unique().numel() == key.numel()
+    with pytest.raises(InputError, match="gamma > 2"):
+        power_law_graph(10, gamma=1.5)
+
+
+def test_the_partition_command_writes_shards(tmp_path, capsys):
+    out = tmp_path / "shards"
+    argv = ["partition", "--dataset", "synthetic", "--nodes", "300", "--parts", "3"]
+    assert cli_main([*argv, "--method", "random", "--out", str(out)]) == 0
+    assert "torchrun --nproc-per-node 3 -m gnnkit.distributed" in capsys.readouterr().out
+    assert read_manifest(out)["dataset"] == "synthetic-300-0"
+    with pytest.raises(SystemExit):
+        cli_main([*argv, "--method", "spectral", "--out", str(out)])
+    assert "invalid choice: 'spectral'" in capsys.readouterr().err
