@@ -47,7 +47,7 @@ def test_bench_writes_table_json_and_plot(corpus_file, tmp_path, capsys):
     argv += ["--folds", "3", "--seed", "1", "--json", str(result), "--plot", str(plot)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "3-fold stratified CV, seed 1" in out
+    assert "3-fold grouped stratified CV, seed 1" in out
     assert "svm" in out and "graph-structure" in out and "macro-F1" in out
     payload = json.loads(result.read_text())
     assert payload["folds"] == 3

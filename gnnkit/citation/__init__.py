@@ -7,20 +7,25 @@ corpus it does not hold: the graph carries almost no sentiment signal; see
 ``benchmarks/results/citation.md``):
 
 >>> import functools
->>> from gnnkit.citation import load_citations, stratified_folds, cross_validate, make_model
+>>> from gnnkit.citation import load_citations, citation_folds, cross_validate, make_model
 >>> data = load_citations()                      # papers as nodes, sentences as edges
->>> folds = stratified_folds(data.y, 10, seed=0)
+>>> folds = citation_folds(data, 10, seed=0)     # stratified, copies of a sentence together
 >>> result = cross_validate(data, {"svm": functools.partial(make_model, "svm")}, folds)
 >>> result.summary("svm")["macro_f1_mean"]       # doctest: +SKIP
 
 - :mod:`~gnnkit.citation.corpus`: the corpus reader, tokeniser, vocabulary and PyG graph;
-- :mod:`~gnnkit.citation.cv`: seeded stratified folds, leakage-proof fold views and
+- :mod:`~gnnkit.citation.cv`: seeded stratified folds grouped by sentence text (the
+  default, :func:`citation_folds`; plain :func:`stratified_folds` for comparison),
+  leakage-proof fold views and
   cross-validation; :mod:`~gnnkit.citation.metrics`: the scores;
 - the models, one module each, behind one interface (:mod:`~gnnkit.citation.base`):
   :mod:`~gnnkit.citation.svm`, :mod:`~gnnkit.citation.text` (BiLSTM),
   :mod:`~gnnkit.citation.graph` (GCN/GAT over the papers), :mod:`~gnnkit.citation.hybrid`
   and :mod:`~gnnkit.citation.textgcn`; the neural ones train on gnnkit's engine
   (:mod:`~gnnkit.citation.training`);
+- the models that read the *sentence* graph's training labels (issue 21):
+  :mod:`~gnnkit.citation.labeltrick` (``labels``) and :mod:`~gnnkit.citation.smoothing`
+  (``cs``, Correct & Smooth), over :mod:`~gnnkit.citation.siblings`;
 - :mod:`~gnnkit.citation.registry`: the models by name (:func:`make_model`); the names and
   the ablations are recipes (:data:`gnnkit.recipes.CITATION_VARIANTS`);
 - :mod:`gnnkit.cli.citation`: ``gnnkit citation info`` and ``gnnkit citation bench``.
@@ -43,16 +48,22 @@ from gnnkit.citation.corpus import (
 from gnnkit.citation.cv import (
     Fold,
     FoldView,
+    citation_folds,
     cross_validate,
     fold_view,
     inner_split,
+    normalize_text,
     set_threads,
     stratified_folds,
+    text_groups,
 )
 from gnnkit.citation.graph import GraphModel, PaperGNN, paper_features
 from gnnkit.citation.hybrid import HybridModel
+from gnnkit.citation.labeltrick import LabelTrickModel
 from gnnkit.citation.metrics import CVResult, evaluate
-from gnnkit.citation.registry import MODEL_NAMES, MODELS, VARIANTS, make_model
+from gnnkit.citation.registry import MODEL_NAMES, MODELS, SIBLING_MODELS, VARIANTS, make_model
+from gnnkit.citation.siblings import normalized_adjacency, sibling_graph, sibling_label_features
+from gnnkit.citation.smoothing import CorrectSmoothModel, correct_and_smooth
 from gnnkit.citation.svm import SVMModel
 from gnnkit.citation.text import BiLSTMEncoder, TextModel
 from gnnkit.citation.textgcn import TextGCNGraph, TextGCNModel, textgcn_graph
@@ -64,6 +75,7 @@ __all__ = [
     "LABELS",
     "MODELS",
     "MODEL_NAMES",
+    "SIBLING_MODELS",
     "VARIANTS",
     "BiLSTMEncoder",
     "CVResult",
@@ -71,10 +83,12 @@ __all__ = [
     "CitationModel",
     "CitationRecord",
     "CitationTask",
+    "CorrectSmoothModel",
     "Fold",
     "FoldView",
     "GraphModel",
     "HybridModel",
+    "LabelTrickModel",
     "PaperGNN",
     "SVMModel",
     "TextGCNGraph",
@@ -82,6 +96,8 @@ __all__ = [
     "TextModel",
     "TrainingHistory",
     "Vocabulary",
+    "citation_folds",
+    "correct_and_smooth",
     "cross_validate",
     "evaluate",
     "fold_view",
@@ -89,10 +105,15 @@ __all__ = [
     "label_homophily",
     "load_citations",
     "make_model",
+    "normalize_text",
+    "normalized_adjacency",
     "paper_features",
     "read_corpus",
     "set_threads",
+    "sibling_graph",
+    "sibling_label_features",
     "stratified_folds",
+    "text_groups",
     "textgcn_graph",
     "to_data",
     "tokenize",

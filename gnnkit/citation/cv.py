@@ -1,6 +1,11 @@
 """Stratified k-fold cross-validation for citation sentiment, with leakage-proof fold views.
 
-Every model sees the same seeded folds (:func:`stratified_folds`). A model never receives the
+Every model sees the same seeded folds. The study's default (:func:`citation_folds`) groups
+the sentences by their normalised text (:func:`text_groups`): a sentence that cites several
+papers is one row per cited paper in the corpus (1,269 of the 8,736 rows share their text with
+another row), and every copy goes into the same fold, so no test sentence is also a training
+sentence. :func:`stratified_folds` without ``groups`` gives the plain stratified folds of
+earlier versions, for comparison. A model never receives the
 corpus itself: it gets a :class:`FoldView`, which holds the graph, every sentence's tokens and
 the *training* labels only (the test labels are not in it), so nothing a model computes can
 depend on them. Which paper cites which, and the text of every sentence, are visible; each
@@ -15,14 +20,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 from torch_geometric.data import Data
 
 from gnnkit.citation.metrics import CVResult, evaluate, labels_array
@@ -31,11 +38,14 @@ from gnnkit.errors import InputError
 __all__ = [
     "Fold",
     "FoldView",
+    "citation_folds",
     "cross_validate",
     "fold_view",
     "inner_split",
+    "normalize_text",
     "set_threads",
     "stratified_folds",
+    "text_groups",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,38 +88,96 @@ def _check_class_counts(
         )
 
 
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize_text(text: str) -> str:
+    """A sentence's text for duplicate detection: NFKC, case-folded, every run of
+    non-alphanumeric characters (punctuation, quotes, spaces) one space, stripped."""
+    if not isinstance(text, str):
+        raise InputError(f"normalize_text expects a str, got {type(text).__name__}")
+    return " ".join(_NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+def text_groups(texts: Sequence[str]) -> np.ndarray:
+    """(n,) int64 group ids: equal for sentences whose :func:`normalize_text` is equal.
+
+    Ids follow the order in which each normalised text first appears.
+    """
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(normalize_text(t), len(ids)) for t in texts], dtype=np.int64)
+
+
 def stratified_folds(
     y: Any,
     n_folds: int = 10,
     *,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
+    groups: Any = None,
 ) -> list[Fold]:
-    """Seeded stratified k-fold splits (scikit-learn's ``StratifiedKFold`` with shuffling).
+    """Seeded stratified k-fold splits, optionally keeping groups of sentences together.
 
-    Each test part holds every class in (almost) the same proportion as the whole corpus, and
-    the test parts partition the sentences. The same ``(y, n_folds, seed)`` always gives the
-    same folds, so every model is scored on identical splits.
+    Without ``groups``: scikit-learn's ``StratifiedKFold`` with shuffling; each test part
+    holds every class in (almost) the same proportion as the whole corpus. With ``groups``:
+    ``StratifiedGroupKFold`` with shuffling; every group lies in one test part, and the class
+    proportions are kept as closely as whole groups allow. Either way the test parts
+    partition the sentences, and the same arguments always give the same folds.
 
     Args:
         y (Tensor or array): (|E|,) class ids.
         n_folds (int, optional): :math:`k \\geq 2`. (default: ``10``)
         seed (int, optional): the shuffling seed. (default: ``0``)
         class_names (sequence of str, optional): names used in error messages.
+        groups (array, optional): (|E|,) group ids, e.g. :func:`text_groups`; ``None`` for
+            plain stratified folds. (default: ``None``)
 
     Raises:
-        InputError: ``n_folds`` < 2, or a class with fewer than ``n_folds`` examples (the
-            message suggests a number of folds that works).
+        InputError: ``n_folds`` < 2, a class with fewer than ``n_folds`` examples (the
+            message suggests a number of folds that works), ``groups`` of the wrong length or
+            fewer groups than folds.
     """
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
         raise InputError(f"cross-validation needs at least 2 folds, got {n_folds!r}")
     y = labels_array(y)
     _check_class_counts(y, n_folds, class_names, f"{n_folds}-fold cross-validation")
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return [
-        Fold(i, np.sort(train), np.sort(test))
-        for i, (train, test) in enumerate(splitter.split(np.zeros(y.size), y))
-    ]
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(y.size), y)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != y.shape:
+            raise InputError(
+                f"groups must hold one id per sentence ({y.size}), got shape {groups.shape}"
+            )
+        distinct = np.unique(groups).size
+        if distinct < n_folds:
+            raise InputError(
+                f"{n_folds}-fold cross-validation needs {n_folds} groups, got {distinct}"
+            )
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(y.size), y, groups)
+    return [Fold(i, np.sort(train), np.sort(test)) for i, (train, test) in enumerate(splits)]
+
+
+def citation_folds(
+    data: Data, n_folds: int = 10, *, seed: int = 0, grouped: bool = True
+) -> list[Fold]:
+    """The citation study's folds of ``data``: stratified, grouped by normalised sentence text.
+
+    ``grouped=False`` gives the plain stratified folds of earlier versions (copies of a
+    sentence can then be in the training and the test part of a fold, which flatters every
+    model that reads the text).
+
+    Args:
+        data (Data): the corpus graph (:func:`gnnkit.citation.to_data`) with ``y`` and
+            ``text``.
+        n_folds, seed: as in :func:`stratified_folds`.
+        grouped (bool, optional): keep copies of a sentence in one fold. (default: ``True``)
+    """
+    groups = text_groups(data.text) if grouped else None
+    names = getattr(data, "class_names", None)
+    return stratified_folds(data.y, n_folds, seed=seed, class_names=names, groups=groups)
 
 
 def inner_split(
@@ -167,6 +235,14 @@ class FoldView:
     def train_tokens(self) -> list[list[str]]:
         """The training sentences' tokens, aligned with :attr:`train`."""
         return [self.data.tokens[i] for i in self.train]
+
+    def labels_of(self, index: np.ndarray) -> np.ndarray:
+        """The training labels of the training sentences ``index`` (a test sentence raises)."""
+        index = np.asarray(index, dtype=np.int64)
+        position = np.searchsorted(self.train, index).clip(max=max(self.train.size - 1, 0))
+        if index.size and not np.array_equal(self.train[position], index):
+            raise InputError("labels_of takes training sentences only; test labels are hidden")
+        return self.y_train[position]
 
     def class_weights(self, power: float = 1.0) -> torch.Tensor:
         """Class weights ``(n / (C * n_c)) ** power`` from the training labels (0 if absent).

@@ -1,7 +1,8 @@
 """``gnnkit citation``: citation sentiment on the Athar corpus.
 
 ``gnnkit citation info`` prints the corpus's counts; ``gnnkit citation bench`` cross-validates
-the models (:mod:`gnnkit.citation.registry`) on the same seeded stratified folds and prints a
+the models (:mod:`gnnkit.citation.registry`) on the same seeded folds (stratified, and grouped
+by sentence text unless ``--grouping none``) and prints a
 table of macro-F1 (the headline), micro-F1 and per-class F1, mean +- sample std over folds,
 with optional JSON results and a confusion-matrix plot.
 """
@@ -100,6 +101,13 @@ def _add_bench(
         f"{', '.join(VARIANTS)}",
     )
     bench.add_argument("--folds", type=positive_int, default=10, help="k (default: 10)")
+    bench.add_argument(
+        "--grouping",
+        choices=("text", "none"),
+        default="text",
+        help="text: keep copies of a sentence (equal normalised text) in one fold (default); "
+        "none: the plain stratified folds of gnnkit <= 0.2",
+    )
     add_seed(bench, "fold and model seed (default: 0)")
     bench.add_argument(
         "--jobs",
@@ -286,6 +294,7 @@ def _command(args: argparse.Namespace, names: list[str]) -> str:
         "gnnkit citation bench",
         f"--models {','.join(names)}",
         f"--folds {args.folds}",
+        f"--grouping {args.grouping}",
         f"--seed {args.seed}",
         f"--jobs {args.jobs}",
         f"--threads {args.threads}",
@@ -318,12 +327,12 @@ def run_bench(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, names: list[str]) -> int:
     from tqdm.auto import tqdm
 
-    from gnnkit.citation.cv import cross_validate, stratified_folds
+    from gnnkit.citation.cv import citation_folds, cross_validate
     from gnnkit.citation.registry import make_model
     from gnnkit.utils.env import environment
 
     data = _load(args)
-    folds = stratified_folds(data.y, args.folds, seed=args.seed, class_names=data.class_names)
+    folds = citation_folds(data, args.folds, seed=args.seed, grouped=args.grouping == "text")
     models = {name: functools.partial(make_model, name) for name in names}
     bar = tqdm(total=len(folds) * len(names), desc="citation CV", unit="fit", disable=None)
 
@@ -347,7 +356,8 @@ def _bench(args: argparse.Namespace, names: list[str]) -> int:
         bar.close()
     wall = time.perf_counter() - start
 
-    print(f"Athar citation sentiment: {len(folds)}-fold stratified CV, seed {args.seed}")
+    kind = "grouped stratified" if args.grouping == "text" else "stratified"
+    print(f"Athar citation sentiment: {len(folds)}-fold {kind} CV, seed {args.seed}")
     print(_table(result))
     comparison = _comparison(result)
     if comparison:
@@ -361,6 +371,7 @@ def _bench(args: argparse.Namespace, names: list[str]) -> int:
                 "options": {
                     "models": names,
                     "folds": args.folds,
+                    "grouping": args.grouping,
                     "seed": args.seed,
                     "jobs": args.jobs,
                     "threads": args.threads,
