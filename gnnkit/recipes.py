@@ -34,6 +34,7 @@ from gnnkit.errors import InputError
 __all__ = [
     "CITATION_MODELS",
     "CITATION_MODEL_NAMES",
+    "CITATION_SIBLING_MODELS",
     "CITATION_VARIANTS",
     "DATASET_RECIPES",
     "GRAPH_RECIPES",
@@ -70,6 +71,10 @@ class Recipe:
             keeps them as the dataset stores them.
         fanouts (tuple of int): neighbours sampled per node at each hop in mini-batch mode,
             one per layer of the model (``-1``: all of them).
+        protocol (str, optional): node recipes: the paper's own training protocol, a key of
+            :data:`gnnkit.train.protocols.PROTOCOLS` (its stopping rule, maximum epochs and
+            reported epoch), which ``gnnkit bench node --protocol paper`` trains with;
+            ``None``: the recipe has none.
     """
 
     name: str
@@ -82,6 +87,7 @@ class Recipe:
     features: str | Callable[[Tensor], Tensor] = "none"
     graph: Callable[[Tensor, int], Tensor] | None = None
     fanouts: tuple[int, ...] = (10, 10)
+    protocol: str | None = None
 
 
 # Builders import their model only when called: listing recipes (``gnnkit --help``) stays cheap.
@@ -133,6 +139,7 @@ NODE_RECIPES: dict[str, Recipe] = {
             "GCN",
             "GCN (Kipf & Welling 2017): 16 hidden, ReLU, dropout 0.5, Adam 0.01, wd 5e-4 on layer 1",
             lr=0.01,
+            protocol="kipf-welling",
             **_CORA,
         ),
         _node(
@@ -140,6 +147,7 @@ NODE_RECIPES: dict[str, Recipe] = {
             "GAT",
             "GAT (Velickovic et al. 2018): 8 heads x 8 hidden, ELU, dropout 0.6, Adam 0.005, wd 5e-4",
             lr=0.005,
+            protocol="velickovic",
             **_CORA,
         ),
         _node(
@@ -243,8 +251,14 @@ CITATION_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "graph-structure": ("graph", {"features": "embedding"}),
     "graph-text": ("graph", {"features": "text"}),
 }
-#: Every name the citation study accepts: the models, then the ablations.
-CITATION_MODEL_NAMES: tuple[str, ...] = CITATION_MODELS + tuple(CITATION_VARIANTS)
+#: Models that read the sentence graph's labels (issue 21): the label trick and Correct &
+#: Smooth over sentences sharing a citing paper or a (citing, cited) pair; not in the default
+#: benchmark.
+CITATION_SIBLING_MODELS: tuple[str, ...] = ("labels", "cs")
+#: Every name the citation study accepts: the models, the ablations, the sibling models.
+CITATION_MODEL_NAMES: tuple[str, ...] = (
+    CITATION_MODELS + tuple(CITATION_VARIANTS) + CITATION_SIBLING_MODELS
+)
 
 _RECIPES: dict[str, dict[str, Recipe]] = {
     "node": NODE_RECIPES,

@@ -192,3 +192,23 @@ def test_speed_and_spread_are_phrased_for_what_they_are():
     assert speed_text(1.0) == "1.0 x faster" and speed_text(0.8, ".2f") == "1.25 x slower"
     assert mean_std_text(81.7, 0.8, 20, ".1f", " %") == "81.7 +- 0.8 %"
     assert mean_std_text(81.7, 0.0, 1, ".1f", " %") == "81.7 %"  # one run has no spread
+
+
+def test_protocol_paper_is_accepted_and_recorded(tmp_path, capsys):
+    out, default, plain = tmp_path / "p.json", tmp_path / "d.json", tmp_path / "n.json"
+    base = [*KARATE, "--model", "gat", "--runs", "2", "--epochs", "150"]
+    assert main([*base, "--protocol", "paper", "--json", str(out)]) == 0
+    assert "GAT on karate (velickovic protocol: stops early): 2 run(s)" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["options"]["protocol"] == "paper"
+    assert result["options"]["paper_protocol"] == "velickovic"
+    block = result["gnnkit"]
+    assert 1 <= block["best_epoch_median"] <= block["epochs_run_median"] <= 150
+    # --protocol default is today's protocol: the same numbers as no option at all
+    assert main([*base, "--protocol", "default", "--json", str(default)]) == 0
+    assert main([*base, "--json", str(plain)]) == 0
+    a, b = json.loads(default.read_text()), json.loads(plain.read_text())
+    assert (
+        a["gnnkit"]["test_acc"] == b["gnnkit"]["test_acc"]
+        and a["options"]["paper_protocol"] is None
+    )

@@ -69,6 +69,19 @@ ERRORS = [
             (["--resume"], "--resume needs --checkpoint-dir"),
             (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
             (["--device", "gpu0"], "--device must be cpu, cuda or cuda:N, got 'gpu0'"),
+            (
+                ["--protocol", "paper", "--patience", "5"],
+                "--protocol paper stops by the paper's own rule: drop --patience",
+            ),
+            (
+                ["--protocol", "paper", "--mini-batch"],
+                "--protocol paper trains full-batch, as the papers do: drop --mini-batch",
+            ),
+            (
+                ["--protocol", "paper", "--dataset", "ogbn-arxiv"],
+                "--protocol paper: the arxiv-gcn recipe has no paper protocol (models with one: "
+                "gcn, gat)",
+            ),
         ],
     ),
     # gnnkit bench graph
@@ -139,6 +152,7 @@ USAGE_ERRORS = [
             (["--epochs", "0"], "expected a positive integer (>= 1), got 0"),
             (["--epochs", "ten"], "expected a positive integer, got 'ten'"),
             (["--compare", "dgl"], "invalid choice: 'dgl'"),
+            (["--protocol", "papers"], "invalid choice: 'papers'"),
         ],
     ),
     # gnnkit bench graph

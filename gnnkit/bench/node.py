@@ -8,7 +8,8 @@ timed runs each implementation trains a few untimed warm-up epochs (:data:`WARMU
 What the table (:class:`NodeBenchResult`) reports, per implementation:
 
 - test accuracy: mean +- sample standard deviation over the runs of the test accuracy at the
-  epoch with the best validation accuracy (see :mod:`gnnkit.train.node`);
+  epoch with the best validation accuracy (see :mod:`gnnkit.train.node`), or under a
+  ``protocol`` the epoch its rule keeps (:mod:`gnnkit.train.protocols`; both implementations);
 - run time: the median over runs of one whole run's time (every epoch's training step plus
   its evaluation of all splits; data preparation, checkpoint writes excluded);
 - epoch time: the median over all epochs of all runs;
@@ -33,6 +34,7 @@ On ogbn-arxiv, ``model="gcn"`` is OGB's arxiv recipe (:data:`gnnkit.recipes.DATA
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
 from collections.abc import Mapping
@@ -94,6 +96,7 @@ def run_node_benchmark(
     progress: bool = False,
     sampling: Any = None,
     distributed: bool = False,
+    protocol: str | None = None,
 ) -> NodeBenchResult:
     """Train ``model`` (and PyG's reference with ``compare="pyg"``) ``runs`` times on ``data``.
 
@@ -106,7 +109,7 @@ def run_node_benchmark(
         model (str): a key of :data:`gnnkit.recipes.NODE_RECIPES`.
         compare (str, optional): ``"pyg"`` also trains the reference ``pyg-<model>``.
         runs (int, optional): seeds per implementation. (default: ``10``)
-        epochs (int, optional): epochs per run. (default: the model's, 200)
+        epochs (int, optional): epochs per run, at most. (default: a protocol's, else the recipe's)
         seed (int, optional): seed of the first run. (default: ``0``)
         patience (int, optional): early-stopping patience. (default: none)
         device (str or torch.device, optional): where to train. (default: ``"cpu"``)
@@ -122,6 +125,8 @@ def run_node_benchmark(
         distributed (bool, optional): train data-parallel over the initialised
             ``torch.distributed`` process group (mini-batch only; every rank calls this).
             (default: ``False``)
+        protocol (str, optional): a paper's protocol for every run, a key of
+            :data:`gnnkit.train.protocols.PROTOCOLS` (full-batch only). (default: none)
     """
     # First statement: ``locals()`` holds exactly the keyword arguments above.
     arguments = {name: value for name, value in locals().items() if name != "data"}
@@ -147,6 +152,7 @@ class _Options:
     progress: bool
     sampling: Any
     distributed: bool
+    protocol: str | None
 
 
 class _NodeBench:
@@ -154,6 +160,7 @@ class _NodeBench:
 
     def __init__(self, data: Any, options: _Options) -> None:
         from gnnkit.recipes import get_recipe
+        from gnnkit.train.protocols import make_protocol
 
         o = self.options = options
         harness.check_runs(o.runs)
@@ -166,7 +173,8 @@ class _NodeBench:
             raise InputError("--distributed trains on mini-batches: add --mini-batch")
         self.recipes = harness.implementations(self.recipe, o.compare)
         harness.check_resume(o.resume, o.checkpoint_dir)
-        self.epochs = self.recipe.epochs if o.epochs is None else o.epochs
+        maximum = self.recipe.epochs if o.protocol is None else make_protocol(o.protocol).epochs
+        self.epochs = maximum if o.epochs is None else o.epochs
         self.device = harness.resolve_device(o.device)
         self.inputs = {
             impl: _prepare_inputs(data, recipe, self.device)
@@ -174,7 +182,7 @@ class _NodeBench:
         }
         self.num_features = self.inputs["gnnkit"].num_features
         self.num_classes = self.inputs["gnnkit"].num_classes
-        self.train = _trainer(o.sampling, o.distributed)
+        self.train = _trainer(o.sampling, o.distributed, o.protocol)
 
     def run(self) -> NodeBenchResult:
         """Warm up, then train every run of every implementation."""
@@ -285,7 +293,7 @@ class _NodeBench:
             records=records,
             inputs_mb={impl: tensor_mib(inp.x) for impl, inp in self.inputs.items()},
             features={impl: describe_layout(inp.x) for impl, inp in self.inputs.items()},
-            label=_mode_label(sampling, o.distributed),
+            label=_mode_label(sampling, o.distributed, o.protocol),
             recipe=self.recipe.name,
             mode="full-batch" if sampling is None else "mini-batch",
             sampling=None if sampling is None else _sampling_json(sampling),
@@ -303,12 +311,14 @@ def _prepare_inputs(data: Any, recipe: Any, device: torch.device) -> Any:
     return replace(prepared, edge_index=recipe.graph(prepared.edge_index, prepared.num_nodes))
 
 
-def _trainer(sampling: Any, distributed: bool) -> Any:
+def _trainer(sampling: Any, distributed: bool, protocol: str | None) -> Any:
     """``train(model, inputs, config, checkpoint=None, resume=False)`` for the chosen mode."""
     if sampling is None:
         from gnnkit.train import fit
 
-        return fit
+        return fit if protocol is None else functools.partial(fit, protocol=protocol)
+    if protocol is not None:
+        raise InputError("a paper's protocol trains full-batch, as the papers do: no mini-batches")
     if distributed:
         from gnnkit.train.distributed import fit_distributed as fit_sampled
     else:
@@ -342,9 +352,9 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
-def _mode_label(sampling: Any, distributed: bool) -> str:
+def _mode_label(sampling: Any, distributed: bool, protocol: str | None = None) -> str:
     if sampling is None:
-        return ""
+        return "" if protocol is None else f" ({protocol} protocol: stops early)"
     fanouts = ",".join(map(str, sampling.fanouts))
     parts = [f"mini-batch, fan-outs {fanouts}, {sampling.batch_size} seeds per shard"]
     if sampling.accumulate > 1:
@@ -416,6 +426,7 @@ class NodeBenchResult(Comparison):
             "peak_rss_mb": max(peaks) if peaks else None,
             "val_acc_mean": statistics.fmean(r.val_acc for r in records),
             "best_epoch_median": statistics.median(r.best_epoch for r in records),
+            "epochs_run_median": statistics.median(r.epochs_run for r in records),
             "inputs_mb": self.inputs_mb[impl],
             "features": self.features[impl],
             "test_acc": accs,

@@ -7,7 +7,10 @@ Each benchmark parses its options, loads its dataset, calls the library function
 (:class:`~gnnkit.cli.LazySubParsers`). The node benchmark is here, with the options every
 benchmark shares; the OGB graph and link benchmarks are in :mod:`gnnkit.cli.bench_ogb`.
 
-``gnnkit bench node``: ``--mini-batch`` trains on sampled neighbourhoods
+``gnnkit bench node``: ``--protocol paper`` trains each model under its paper's own protocol
+(the recipe's :attr:`~gnnkit.recipes.Recipe.protocol`, :mod:`gnnkit.train.protocols`: GCN
+stops by Kipf & Welling's window rule within 200 epochs, GAT by Veličković et al.'s patience
+of 100 within 100,000), PyG's reference too; ``--mini-batch`` trains on sampled neighbourhoods
 (:class:`gnnkit.train.minibatch.SamplingConfig`); ``--mini-batch --distributed``, in each of
 the processes that ``torchrun --nproc_per_node=N`` starts, trains data-parallel: rank 0 loads
 (and processes) the dataset before the others, and alone prints and writes files.
@@ -227,7 +230,7 @@ def run_benchmark(
 #: The options recorded in the ``--json`` payload, as parsed (``warmup`` resolved).
 OPTIONS = (
     "dataset", "model", "runs", "epochs", "seed", "patience", "compare", "device", "threads",
-    "warmup", "mini_batch", "fanouts", "batch_size", "accumulate", "distributed",
+    "warmup", "mini_batch", "fanouts", "batch_size", "accumulate", "distributed", "protocol",
 )  # fmt: skip
 
 
@@ -252,6 +255,15 @@ def register_node(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         help="early-stopping patience in epochs (default: off)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=["default", "paper"],
+        default="default",
+        help="default: --epochs epochs, test accuracy at the best validation accuracy; paper: "
+        "the model's paper protocol (GCN: Kipf & Welling's stopping window of 10 within 200 "
+        "epochs, final model; GAT: Velickovic et al.'s patience of 100 on validation loss and "
+        "accuracy within 100,000 epochs, the model where both were best); --epochs caps it",
     )
     add_checkpoint_arguments(parser)
     parser.add_argument(
@@ -368,6 +380,27 @@ def sampling_config(args: argparse.Namespace, dataset: str) -> Any:
     )
 
 
+def _paper_protocol(args: argparse.Namespace, sampling: Any) -> str | None:
+    """The protocol of ``--protocol paper`` (a key of :data:`gnnkit.train.protocols.PROTOCOLS`),
+    or ``None`` for the default; refuses the options a paper's protocol does not take."""
+    if args.protocol != "paper":
+        return None
+    from gnnkit.recipes import NODE_RECIPES, get_recipe
+
+    recipe = get_recipe("node", args.model, args.dataset)
+    if recipe.protocol is None:
+        covered = ", ".join(name for name, r in NODE_RECIPES.items() if r.protocol)
+        raise InputError(
+            f"--protocol paper: the {recipe.name} recipe has no paper protocol (models with one: "
+            f"{covered})"
+        )
+    if sampling is not None:
+        raise InputError("--protocol paper trains full-batch, as the papers do: drop --mini-batch")
+    if args.patience is not None:
+        raise InputError("--protocol paper stops by the paper's own rule: drop --patience")
+    return recipe.protocol
+
+
 def _load_on_every_rank(args: argparse.Namespace, world: Any) -> Any:
     """Rank 0 loads (and processes) the dataset first, then the others; errors reach all."""
     failure: str | None = None
@@ -395,6 +428,7 @@ def run_node(args: argparse.Namespace) -> int:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     check_resume(args.resume, args.checkpoint_dir or None)
     sampling = sampling_config(args, args.dataset)
+    _paper_protocol(args, sampling)  # refused before any data is loaded
     if args.warmup is None:
         args.warmup = default_warmup_epochs(sampling)
     set_threads(args)
@@ -420,12 +454,13 @@ def run_node(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
     from gnnkit.bench.node import plot_node_benchmark, run_node_benchmark
 
+    protocol = _paper_protocol(args, sampling)
     return run_benchmark(
         args,
         run_node_benchmark,
         plot_node_benchmark,
         data,
-        json_options={key: getattr(args, key) for key in OPTIONS},
+        json_options={**{key: getattr(args, key) for key in OPTIONS}, "paper_protocol": protocol},
         patience=args.patience,
         warmup_epochs=args.warmup,
         checkpoint_dir=args.checkpoint_dir,
@@ -434,4 +469,5 @@ def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
         sampling=sampling,
         distributed=args.distributed,
+        protocol=protocol,
     )

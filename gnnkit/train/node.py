@@ -14,6 +14,17 @@ With ``restore_best`` the model ends with its parameters from that epoch.
 
 Early stopping (optional): the run stops once ``patience`` consecutive epochs have passed
 without a strictly higher validation accuracy.
+
+A paper's protocol instead (``fit(..., protocol=NAME)``, :mod:`gnnkit.train.protocols`): its
+rule reads every epoch's validation loss and accuracy, decides when the run stops and which
+epoch's model is kept; the selected epoch is then the last one the rule kept, and the reported
+test accuracy is the one measured at that epoch (with ``restore_best`` the model ends with
+that epoch's parameters, as the GAT code restores its checkpoint; Kipf & Welling's rule keeps
+every epoch, so it reports the final model). NOTE: so that the rule can end the run after the
+epoch whose validation triggered it (the engine asks :meth:`NodeTask.should_stop` before it
+evaluates), the task evaluates right after the training step, within :meth:`NodeTask.train_epoch`,
+and hands that evaluation to the engine; the numbers are those of the usual order, and
+``RunResult.train_times`` then include the evaluation.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from gnnkit.errors import InputError
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
 from gnnkit.train.inputs import NodeInputs
+from gnnkit.train.protocols import StoppingRule, make_protocol
 from gnnkit.utils.checks import (
     NON_NEGATIVE_NUMBER,
     OPTIONAL_POSITIVE_INT,
@@ -116,12 +128,12 @@ class TrainResult:
 
     Attributes:
         best_epoch (int): the selected epoch (1-based): the first with the highest
-            validation accuracy.
+            validation accuracy (with a protocol: the last epoch its rule kept).
         val_acc (float): validation accuracy at ``best_epoch``.
         test_acc (float): test accuracy at ``best_epoch`` (the number to report).
         train_acc (float): training accuracy at ``best_epoch``.
         epochs_run (int): epochs trained (fewer than ``epochs`` after early stopping).
-        stopped_early (bool): whether ``patience`` ended the run.
+        stopped_early (bool): whether ``patience``, or the protocol's rule, ended the run.
         history (dict): one list per key of :data:`HISTORY_KEYS`, one entry per epoch.
             ``loss`` is the training objective of the optimiser step (dropout on, weight
             decay not included); ``*_loss`` and ``*_acc`` come from the evaluation.
@@ -227,20 +239,48 @@ class NodeTask(Task):
         model (torch.nn.Module): ``model(inputs.x, inputs.edge_index)`` returns (|V|, C) logits.
         inputs (NodeInputs): from :func:`gnnkit.train.node_inputs`.
         config (TrainConfig): the optimiser and the options recorded in checkpoints.
+        protocol (StoppingRule, optional): a paper's rule (:mod:`gnnkit.train.protocols`)
+            that stops the run and chooses the epoch to report. Its evaluations carry one
+            more metric, ``"kept"``: how many epochs the rule has kept so far, which the
+            engine's selection follows (it rises exactly when an epoch is kept).
+            (default: none, selection by validation accuracy)
     """
 
-    monitor = (("val_acc", "max"),)
+    monitor: tuple[tuple[str, str], ...] = (("val_acc", "max"),)
     nonfinite = HISTORY_KEYS[:4]
     progress_keys = (("loss", "loss"), ("val", "val_acc"))
 
-    def __init__(self, model: nn.Module, inputs: NodeInputs, config: TrainConfig) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: NodeInputs,
+        config: TrainConfig,
+        protocol: StoppingRule | None = None,
+    ) -> None:
         self.model, self.inputs, self.config = model, inputs, config
         self.optimizer = make_optimizer(model, config)
         self.evaluator = NodeEvaluator(inputs)
         self._loss: Tensor | None = None
+        self.protocol, self.kept, self._stop = protocol, 0, False
+        self._measured: dict[str, float] | None = None
+        if protocol is not None:
+            self.monitor = (("kept", "max"),)
 
     def identity(self) -> dict[str, Any]:
-        return run_identity(self.model, self.config.identity(), self.inputs.fingerprint())
+        options = self.config.identity()
+        if self.protocol is not None:
+            options["protocol"] = self.protocol.name
+        return run_identity(self.model, options, self.inputs.fingerprint())
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.protocol is None:
+            return {}
+        return {"protocol": self.protocol.state_dict(), "kept": self.kept}
+
+    def load_state_dict(self, state: dict[str, Any], path: Any) -> None:
+        if self.protocol is not None:
+            self.protocol.load_state_dict(state["protocol"])
+            self.kept = int(state["kept"])
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         inputs, model = self.inputs, self.model
@@ -251,13 +291,50 @@ class NodeTask(Task):
         loss.backward()
         self.optimizer.step()
         self._loss = loss  # read with the evaluation: one host sync per epoch
+        if self.protocol is not None:  # evaluated now, for should_stop (module docstring)
+            self._measured = self._judge(self.protocol, self._measure())
         return {}
 
     def evaluate(self, epoch: int) -> dict[str, float]:
+        if self._measured is not None:
+            measured, self._measured = self._measured, None
+            return measured
+        metrics = self._measure()
+        if self.protocol is not None:  # a resumed run's last epoch: reported, not judged
+            metrics["kept"] = float(self.kept)
+        return metrics
+
+    def should_stop(self) -> str | None:
+        return "early-stopping" if self._stop else None
+
+    def _measure(self) -> dict[str, float]:
         self.model.eval()
         with torch.inference_mode():
             values = self.evaluator(self.model(self.inputs.x, self.inputs.edge_index), self._loss)
         return dict(zip(HISTORY_KEYS, values, strict=True))
+
+    def _judge(self, protocol: StoppingRule, metrics: dict[str, float]) -> dict[str, float]:
+        """Feed ``protocol`` this epoch's validation; ``metrics`` with ``"kept"`` added."""
+        val_loss = metrics["val_loss"]
+        if protocol.loss_includes_l2:
+            val_loss += l2_penalty(self.optimizer)
+        decision = protocol.update(val_loss, metrics["val_acc"])
+        self.kept += decision.keep
+        self._stop = decision.stop
+        return {**metrics, "kept": float(self.kept)}
+
+
+def l2_penalty(optimizer: torch.optim.Optimizer) -> float:
+    r""":math:`\sum_g \frac{\lambda_g}{2} \lVert \theta_g \rVert^2` over the optimizer's
+    parameter groups: the L2 term whose gradient is Adam's coupled ``weight_decay``
+    (``tf.nn.l2_loss`` times the decay in Kipf & Welling's code)."""
+    total = 0.0
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            if group["weight_decay"]:
+                squares = sum(float(p.double().pow(2).sum()) for p in group["params"])
+                total += 0.5 * group["weight_decay"] * squares
+    return total
 
 
 def train_result(result: RunResult) -> TrainResult:
@@ -269,7 +346,7 @@ def train_result(result: RunResult) -> TrainResult:
         test_acc=float(best["test_acc"]),
         train_acc=float(best["train_acc"]),
         epochs_run=result.epochs_run,
-        stopped_early=result.finished == "patience",
+        stopped_early=result.finished in ("patience", "early-stopping"),
         history={key: list(result.history[key]) for key in HISTORY_KEYS},
         epoch_times=list(result.epoch_times),
         resumed_from=result.resumed_from,
@@ -285,8 +362,10 @@ def fit(
     resume: bool = False,
     progress: bool = False,
     callback: Callable[[dict[str, float]], Any] | None = None,
+    protocol: str | None = None,
 ) -> TrainResult:
-    """Train a node classifier full-batch and select the epoch with the best validation accuracy.
+    """Train a node classifier full-batch and select the epoch with the best validation accuracy
+    (or the epoch a paper's ``protocol`` keeps).
 
     ``model(inputs.x, inputs.edge_index)`` must return (|V|, C) logits. See the module
     docstring for what one epoch does and how the epoch is selected.
@@ -304,6 +383,11 @@ def fit(
         callback (callable, optional): called after every epoch with a dict of ``epoch``,
             the :data:`HISTORY_KEYS` values and ``epoch_time``; returning ``True`` stops the
             run after a checkpoint. (default: none)
+        protocol (str, optional): a paper's protocol, a key of
+            :data:`gnnkit.train.protocols.PROTOCOLS` (``"kipf-welling"``, ``"velickovic"``):
+            its rule stops the run and chooses the reported epoch, within ``config.epochs``
+            (set that to the rule's ``epochs`` for the paper's maximum). Exclusive with
+            ``config.patience``. (default: none)
 
     Raises:
         NonFiniteLossError: a loss became NaN or infinite (the message names the epoch; the
@@ -312,8 +396,14 @@ def fit(
     """
     config = config or TrainConfig()
     check_node_run(model, inputs, config)
+    rule = None if protocol is None else make_protocol(protocol)
+    if rule is not None and config.patience is not None:
+        raise InputError(
+            f"patience={config.patience} and protocol={protocol!r} both stop the run: the "
+            "protocol has its own rule; leave patience at None"
+        )
     run = Run(
-        NodeTask(model, inputs, config),
+        NodeTask(model, inputs, config, rule),
         seed=config.seed,
         checkpoint=checkpoint,
         resume=resume,
