@@ -43,10 +43,10 @@ class GAT(TwoLayerNetwork):
 
     - Sparse features: ``x`` may be a sparse CSR or COO matrix; input dropout is
       :func:`gnnkit.nn.sparse_dropout` (PyG's example runs dense dropout on dense features).
-    - Weight decay applies to every parameter (biases too), as in PyG's example; the paper's
-      code excludes biases.
-    - ``cached=True`` by default: the graph with self-loops is built once and reused while
-      ``edge_index`` is unchanged.
+    - Weight decay applies to every parameter (biases too), as in PyG's example and in the
+      paper's released code (its filter for bias names never matches TensorFlow's scoped names,
+      so biases are decayed there as well).
+    - The graph with self-loops is built once and reused while ``edge_index`` is unchanged.
     - Hidden-feature dropout draws uniforms instead of Bernoulli samples on CPU
       (:func:`gnnkit.nn.functional.dropout`: same distribution, faster).
     - On PubMed the paper uses 8 output heads, lr 0.01 and weight decay 1e-3; pass
