@@ -38,3 +38,37 @@ def assert_inference_cache_serves_training(cached, fresh, x, dense, edge_index):
         torch.testing.assert_close(got, want)
     with torch.inference_mode():  # and back: evaluation after training still works
         torch.testing.assert_close(cached(x, edge_index), expected.detach())
+
+
+def paired_layers(ours_cls, theirs_cls, *args, fused=True, **kwargs):
+    """gnnkit's layer and PyG's with the same weights (float64, PyG's seeded ones) and the same
+    non-zero bias; ``fused=False`` puts gnnkit's on PyG's plain message/aggregate path."""
+    theirs = theirs_cls(*args, **kwargs).double()
+    ours = ours_cls(*args, **kwargs).double()
+    ours.load_state_dict(theirs.state_dict())
+    if ours.bias is not None:
+        with torch.no_grad():
+            ours.bias.normal_()
+            theirs.bias.copy_(ours.bias)
+    ours.fuse = fused
+    return ours, theirs
+
+
+def assert_compiles_like_pyg(ours, theirs, *inputs):
+    """``torch.compile`` breaks ``ours`` into no more graphs than PyG's ``theirs`` on
+    ``inputs``, and the compiled forward and backward equal eager ones."""
+    import torch._dynamo as dynamo
+
+    def breaks(layer):
+        dynamo.reset()
+        return dynamo.explain(lambda *a: layer(*a).sum())(*inputs).graph_break_count
+
+    assert breaks(ours) <= breaks(theirs)
+    dynamo.reset()
+    out = torch.compile(ours, backend="aot_eager")(*inputs)
+    grads = torch.autograd.grad(out.square().sum(), list(ours.parameters()))
+    expected = ours(*inputs)
+    expected_grads = torch.autograd.grad(expected.square().sum(), list(ours.parameters()))
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)

@@ -10,7 +10,7 @@ import inspect
 import pytest
 import torch
 import torch_geometric.nn as pyg
-from conv_checks import directed_graph
+from conv_checks import assert_compiles_like_pyg, directed_graph, paired_layers
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_coo_tensor
 
@@ -24,15 +24,8 @@ PATHS = ["lean", "plain"]
 
 def pair(*args, path="lean", **kwargs):
     """gnnkit's and PyG's layer with the same weights (float64), in eval mode."""
-    theirs = pyg.GATConv(*args, **kwargs).double().eval()
-    ours = GATConv(*args, **kwargs).double().eval()
-    ours.load_state_dict(theirs.state_dict())
-    if ours.bias is not None:
-        with torch.no_grad():
-            ours.bias.normal_()
-            theirs.bias.copy_(ours.bias)
-    ours.fuse = path == "lean"
-    return ours, theirs
+    ours, theirs = paired_layers(GATConv, pyg.GATConv, *args, fused=path == "lean", **kwargs)
+    return ours.eval(), theirs.eval()
 
 
 def assert_same_grads(ours, theirs, out, expected):
@@ -233,25 +226,9 @@ def test_attention_dropout_in_training_returns_the_dropped_coefficients():
 
 
 def test_torch_compile_forward_and_backward_equal_eager_without_more_breaks_than_pyg():
-    import torch._dynamo as dynamo
-
     ei = directed_graph(10, 40, seed=11)
     x = torch.randn(10, 5, dtype=torch.float64)
     ours = GATConv(5, 3, heads=2).double()
     theirs = pyg.GATConv(5, 3, heads=2).double()
     theirs.load_state_dict(ours.state_dict())
-
-    def breaks(layer):
-        dynamo.reset()
-        return dynamo.explain(lambda x, ei: layer(x, ei).sum())(x, ei).graph_break_count
-
-    assert breaks(ours) <= breaks(theirs)
-    dynamo.reset()
-    compiled = torch.compile(ours, backend="aot_eager")
-    out = compiled(x, ei)
-    grads = torch.autograd.grad(out.square().sum(), list(ours.parameters()))
-    expected = ours(x, ei)
-    expected_grads = torch.autograd.grad(expected.square().sum(), list(ours.parameters()))
-    torch.testing.assert_close(out, expected)
-    for got, want in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(got, want)
+    assert_compiles_like_pyg(ours, theirs, x, ei)

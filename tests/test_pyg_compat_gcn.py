@@ -9,7 +9,7 @@ import inspect
 import pytest
 import torch
 import torch_geometric.nn as pyg
-from conv_checks import directed_graph
+from conv_checks import assert_compiles_like_pyg, directed_graph, paired_layers
 from torch_geometric import EdgeIndex
 from torch_geometric.utils import to_torch_coo_tensor
 
@@ -23,15 +23,7 @@ PATHS = ["fused", "plain"]
 
 def pair(*args, path="fused", **kwargs):
     """gnnkit's and PyG's layer with the same weights (float64)."""
-    theirs = pyg.GCNConv(*args, **kwargs).double()
-    ours = GCNConv(*args, **kwargs).double()
-    ours.load_state_dict(theirs.state_dict())
-    if ours.bias is not None:
-        with torch.no_grad():
-            ours.bias.normal_()
-            theirs.bias.copy_(ours.bias)
-    ours.fuse = path == "fused"
-    return ours, theirs
+    return paired_layers(GCNConv, pyg.GCNConv, *args, fused=path == "fused", **kwargs)
 
 
 def graph_with_loops(num_nodes=10, seed=0):
@@ -246,28 +238,12 @@ def test_tuple_input_is_refused_as_pyg_does():
 
 
 def test_torch_compile_forward_and_backward_equal_eager_without_more_breaks_than_pyg():
-    import torch._dynamo as dynamo
-
     ei, w = graph_with_loops(seed=11)
     x, w = torch.randn(10, 5), w.float()
     ours = GCNConv(5, 3)
     theirs = pyg.GCNConv(5, 3)
     theirs.load_state_dict(ours.state_dict())
-
-    def breaks(layer):
-        dynamo.reset()
-        return dynamo.explain(lambda x, ei, w: layer(x, ei, w).sum())(x, ei, w).graph_break_count
-
-    assert breaks(ours) <= breaks(theirs)
-    dynamo.reset()
-    compiled = torch.compile(ours, backend="aot_eager")
-    out = compiled(x, ei, w)
-    grads = torch.autograd.grad(out.square().sum(), list(ours.parameters()))
-    expected = ours(x, ei, w)
-    expected_grads = torch.autograd.grad(expected.square().sum(), list(ours.parameters()))
-    torch.testing.assert_close(out, expected)
-    for got, want in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(got, want)
+    assert_compiles_like_pyg(ours, theirs, x, ei, w)
 
 
 @pytest.mark.parametrize("layer_cls", ["gcn", "gat"])

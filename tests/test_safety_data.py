@@ -109,40 +109,13 @@ def test_a_planted_processed_file_never_runs(tmp_path_factory, mirror, name, fol
 def test_data_verify_and_fetch_through_the_cli(tmp_path, mirror, capsys):
     root = tmp_path / "root"
     marker = tmp_path / "ran"
-    assert (
-        main(
-            [
-                "data",
-                "fetch",
-                "cora",
-                "--data-root",
-                str(root),
-                "--mirror",
-                str(mirror),
-                "--offline",
-            ]
-        )
-        == 0
-    )
+    fetch = ["data", "fetch", "cora", "--data-root", str(root), "--mirror", str(mirror)]
+    assert main([*fetch, "--offline"]) == 0
     plant(root / "planetoid/Cora/processed/pre_transform.pt", marker)
     assert main(["data", "verify", "cora", "--data-root", str(root)]) == 1
     out = capsys.readouterr().out
     assert "1 untrusted cache file(s)" in out and "pre_transform.pt" in out
-    assert (
-        main(
-            [
-                "data",
-                "fetch",
-                "cora",
-                "--data-root",
-                str(root),
-                "--mirror",
-                str(mirror),
-                "--offline",
-            ]
-        )
-        == 0
-    )
+    assert main([*fetch, "--offline"]) == 0
     assert not marker.exists()
     assert main(["data", "verify", "cora", "--data-root", str(root)]) == 0
     assert " ok " in capsys.readouterr().out

@@ -93,8 +93,7 @@ class PygCacheAttributes:
         _cache: GraphCache
         cached: bool
 
-    def clear_cache(self) -> None:
-        raise NotImplementedError  # the layer defines it
+        def clear_cache(self) -> None: ...
 
     @property
     def _cached_edge_index(self) -> tuple[Tensor, Tensor | None] | None:
