@@ -74,11 +74,19 @@ def run_page(path: Path) -> int:
         where = f"{_label(path)}:{block.line}"
         if block.language == "pycon":
             test = parser.get_doctest(block.code, namespace, where, str(path), block.line)
-            runner = doctest.DocTestRunner(optionflags=flags)
-            failures = []
-            runner.run(test, out=failures.append, clear_globs=False)
+            # DebugRunner stops at the first problem and raises it, so an exception the page
+            # did not expect (a dataset that is not at hand) reaches the caller as itself.
+            runner = doctest.DebugRunner(optionflags=flags)
+            try:
+                runner.run(test, clear_globs=False)
+            except doctest.UnexpectedException as exc:
+                raise exc.exc_info[1] from None
+            except doctest.DocTestFailure as exc:
+                raise AssertionError(
+                    f"{where}: printed output differs at {exc.example.source.strip()!r}: "
+                    f"expected {exc.example.want!r}, got {exc.got!r}"
+                ) from None
             namespace.update(test.globs)  # DocTest ran on a copy; later blocks see its names
-            assert runner.failures == 0, f"{where}: printed output differs\n" + "".join(failures)
         else:
             exec(compile(block.code, where, "exec"), namespace)
         ran += 1
