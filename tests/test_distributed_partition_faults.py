@@ -54,8 +54,20 @@ def _rank(rank: int, world: int, port: int, argv: list[str], out: str, sabotage:
             return original(self, epoch)
 
         train.PartitionTask.train_epoch = train_epoch  # type: ignore[method-assign]
+    if sabotage == "hang" and rank == 1:
+        original = train.PartitionTask.train_epoch
+
+        def train_epoch(self, epoch):
+            if epoch == 2:  # alive but stuck, until rank 0 has given up (or a minute passed)
+                stop = time.monotonic() + DEADLINE_S
+                while not (Path(out) / "rank0.code").exists() and time.monotonic() < stop:
+                    time.sleep(0.05)
+            return original(self, epoch)
+
+        train.PartitionTask.train_epoch = train_epoch  # type: ignore[method-assign]
     code = entry.main(argv)
     (Path(out) / f"rank{rank}.code").write_text(str(code))
+    (Path(out) / f"rank{rank}.time").write_text(str(time.monotonic()))
     os._exit(0)
 
 
@@ -134,6 +146,18 @@ def test_a_rank_that_dies_stops_the_others_within_the_timeout(tmp_path, shards):
     assert logs[0].endswith("exit=1")
 
 
+def test_a_rank_that_hangs_stops_the_others_after_the_timeout(tmp_path, shards):
+    tick = time.monotonic()
+    logs = launch(tmp_path, 2, ["--shards", str(shards), "--epochs", "3", "--timeout", "3"], "hang")
+    waited = float((tmp_path / "rank0.time").read_text()) - tick
+    assert "rank 0 lost contact with another rank" in logs[0], logs[0]
+    assert "timed out" in logs[0].lower() and "--timeout 3 s" in logs[0]
+    assert logs[0].endswith("exit=1")
+    assert 3 <= waited < 40, waited  # the timeout, not the deadline, ended the wait
+    # the stuck rank, once it moves again, finds its peer gone and stops with a line too
+    assert "lost contact" in logs[1] and logs[1].endswith("exit=1"), logs[1]
+
+
 def test_a_restarted_job_resumes_from_the_checkpoint_to_the_uninterrupted_result(tmp_path, shards):
     import json
 
@@ -150,3 +174,10 @@ def test_a_restarted_job_resumes_from_the_checkpoint_to_the_uninterrupted_result
     resumed = losses(tmp_path / "c", ["--epochs", "4", "--checkpoint", checkpoint, "--resume"])
     assert first == straight[:2]
     assert resumed == straight  # the history comes back with the checkpoint
+
+
+def test_a_timeout_that_is_not_positive_is_one_line(capsys):
+    from gnnkit.distributed.__main__ import main
+
+    assert main(["--shards", "anywhere", "--timeout", "0"]) == 2
+    assert "--timeout must be a positive number of seconds, got 0.0" in capsys.readouterr().err

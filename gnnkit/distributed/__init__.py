@@ -9,12 +9,18 @@ rank holds only its nodes, their in-edges and the halo rows its layers fetch wit
 single-process full-batch training (the guide: ``docs/guide/distributed.md``).
 """
 
-from gnnkit.distributed.dropout import keep_mask, node_dropout
+from gnnkit.distributed.dropout import (
+    ATTENTION_STREAM,
+    attention_dropout,
+    keep_mask,
+    node_dropout,
+)
 from gnnkit.distributed.halo import HaloPlan, PartitionGraph, exchange_halo
 from gnnkit.distributed.layers import PartitionGAT, PartitionGATConv, PartitionGCN, PartitionGCNConv
 from gnnkit.distributed.partition import (
     PARTITION_METHODS,
     build_shards,
+    global_edges,
     halo_sizes,
     metis_available,
     partition_dataset,
@@ -30,6 +36,7 @@ from gnnkit.distributed.train import (
 )
 
 __all__ = [
+    "ATTENTION_STREAM",
     "PARTITION_METHODS",
     "HaloPlan",
     "PartitionConfig",
@@ -39,11 +46,13 @@ __all__ = [
     "PartitionGCNConv",
     "PartitionGraph",
     "PartitionTask",
+    "attention_dropout",
     "build_model",
     "build_shards",
     "check_same_version",
     "exchange_halo",
     "fit_partitioned",
+    "global_edges",
     "halo_sizes",
     "keep_mask",
     "load_shard",

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from gnnkit.distributed.train import PartitionConfig, fit_partitioned
-from gnnkit.errors import GnnkitError
+from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.distributed import init_distributed, local_device, shutdown_distributed
 from gnnkit.utils.io import atomic_write_json, check_output
 
@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=int, default=None, help="(default: 16 GCN, 8 GAT)")
     parser.add_argument("--heads", type=int, default=8, help="GAT's hidden heads (default: 8)")
     parser.add_argument("--dropout", type=float, default=None, help="(default: 0.5 GCN, 0.6 GAT)")
+    parser.add_argument(
+        "--attention-dropout",
+        type=float,
+        default=None,
+        help="GAT's attention dropout (default: --dropout)",
+    )
     parser.add_argument("--lr", type=float, default=None, help="(default: 0.01 GCN, 0.005 GAT)")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--eval-every", type=int, default=1)
@@ -57,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:LOCAL_RANK per rank)")
     parser.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds a collective waits (default: 300)"
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds a collective waits for the other ranks; past it a rank that died or hangs "
+        "stops the job (default: 300)",
     )
     parser.add_argument("--checkpoint", metavar="PATH", help="rank 0 writes it; all ranks resume")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -88,11 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         check_output(args.json, "--json")
+        if not args.timeout > 0:
+            raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
         config = PartitionConfig(
             model=args.model,
             hidden=args.hidden,
             heads=args.heads,
             dropout=args.dropout,
+            attention_dropout=args.attention_dropout,
             lr=args.lr,
             weight_decay=args.weight_decay,
             epochs=args.epochs,

@@ -105,6 +105,7 @@ class PartitionGraph:
         csr (CSRGraph): rows = local nodes, columns = local then halo nodes.
         gcn_weight (Tensor): (|E_local|,) :math:`\\hat d_i^{-1/2} \\hat d_j^{-1/2}` in CSR order.
         node_ids (Tensor): (|V_local|,) global ids of the local nodes.
+        edge_ids (Tensor): (|E_local|,) global ids of the local edges, in CSR order.
         plan (HaloPlan): the halo exchange.
     """
 
@@ -126,6 +127,7 @@ class PartitionGraph:
         norm = shard["norm"].to(device)
         self.gcn_weight = (norm[self.csr.row] * norm[self.csr.col]).to(dtype)
         self.node_ids = shard["node_ids"].to(device)
+        self.edge_ids = shard["edge_ids"].long().to(device)[self.csr.perm]
         self.plan = HaloPlan(
             send_idx=shard["send_idx"].long().to(device),
             send_counts=[int(c) for c in shard["send_counts"]],

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.distributed.dropout import node_dropout
+from gnnkit.distributed.dropout import attention_dropout, node_dropout
 from gnnkit.distributed.halo import PartitionGraph
 from gnnkit.errors import InputError
 from gnnkit.ops import edge_softmax, gather_dst, gather_src, spmm
@@ -54,7 +54,11 @@ class PartitionGCNConv(nn.Module):
         nn.init.xavier_uniform_(self.lin.weight)
         nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, graph: PartitionGraph) -> Tensor:
+    def forward(
+        self, x: Tensor, graph: PartitionGraph, *, seed: int = 0, step: int = 0, layer: int = 0
+    ) -> Tensor:
+        """``seed``, ``step`` and ``layer`` are unused (no randomness), taken so that a model
+        calls GCN and GAT layers alike."""
         h = graph.with_halo(self.lin(x))  # (|V_local| + |V_halo|, F_out)
         return spmm(graph.csr, graph.gcn_weight.to(h.dtype), h) + self.bias
 
@@ -74,8 +78,11 @@ class PartitionGATConv(nn.Module):
     (heads concatenated, or averaged with ``concat=False``). The softmax runs over node
     :math:`i`'s in-edges, all of which its owner holds once the halo's :math:`W x_j` arrived.
 
-    NOTE: no attention dropout (its mask would need global edge ids); feature dropout is the
-    model's, drawn by global node id.
+    NOTE: attention dropout (probability ``dropout``, on :math:`\alpha` after the softmax, as
+    in the paper and PyG) draws its mask from the global edge id and the head
+    (:func:`gnnkit.distributed.attention_dropout`), not from a generator, so every number of
+    parts drops the same coefficients; ``seed``, ``step`` and ``layer`` of :meth:`forward`
+    pick the mask.
 
     Args:
         in_channels (int): F_in.
@@ -83,6 +90,7 @@ class PartitionGATConv(nn.Module):
         heads (int, optional): H. (default: ``1``)
         concat (bool, optional): concatenate the heads, else average them. (default: ``True``)
         negative_slope (float, optional): of the LeakyReLU. (default: ``0.2``)
+        dropout (float, optional): attention dropout, in [0, 1). (default: ``0.0``)
 
     Shapes:
         - **input:** ``x`` (|V_local|, F_in)
@@ -96,10 +104,13 @@ class PartitionGATConv(nn.Module):
         heads: int = 1,
         concat: bool = True,
         negative_slope: float = 0.2,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"attention dropout must be in [0, 1), got {dropout}")
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
-        self.concat, self.negative_slope = concat, negative_slope
+        self.concat, self.negative_slope, self.dropout = concat, negative_slope, dropout
         self.lin = nn.Linear(in_channels, heads * out_channels, bias=False)
         self.att_src = nn.Parameter(torch.zeros(1, heads, out_channels))
         self.att_dst = nn.Parameter(torch.zeros(1, heads, out_channels))
@@ -112,23 +123,32 @@ class PartitionGATConv(nn.Module):
         nn.init.xavier_uniform_(self.att_dst)
         nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, graph: PartitionGraph) -> Tensor:
+    def forward(
+        self, x: Tensor, graph: PartitionGraph, *, seed: int = 0, step: int = 0, layer: int = 0
+    ) -> Tensor:
+        """Outputs of the local nodes; ``seed``, ``step`` and ``layer`` key attention dropout."""
         H, C, n = self.heads, self.out_channels, x.size(0)
         h = graph.with_halo(self.lin(x)).view(-1, H, C)  # (|V_local| + |V_halo|, H, C)
         a_src = (h * self.att_src).sum(-1).t().contiguous()  # (H, |V_local| + |V_halo|)
         a_dst = (h[:n] * self.att_dst).sum(-1).t().contiguous()  # (H, |V_local|)
         scores = gather_src(graph.csr, a_src) + gather_dst(graph.csr, a_dst)  # (H, |E|)
-        alpha = edge_softmax(graph.csr, F.leaky_relu(scores, self.negative_slope))
+        alpha = edge_softmax(graph.csr, F.leaky_relu(scores, self.negative_slope))  # (H, |E|)
+        alpha = attention_dropout(
+            alpha, graph.edge_ids, self.dropout, seed=seed, step=step, layer=layer,
+            training=self.training,
+        )  # fmt: skip
         out = spmm(graph.csr, alpha, h.transpose(0, 1).contiguous())  # (H, |V_local|, C)
         out = out.transpose(0, 1).reshape(n, H * C) if self.concat else out.mean(0)
         return out + self.bias
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, heads={self.heads}"
+        return (
+            f"{self.in_channels}, {self.out_channels}, heads={self.heads}, dropout={self.dropout}"
+        )
 
 
 class _TwoLayer(nn.Module):
-    """Dropout, layer, activation, dropout, layer; dropout keyed by global node id."""
+    """Dropout, layer, activation, dropout, layer; dropout keyed by global node (and edge) id."""
 
     conv1: nn.Module
     conv2: nn.Module
@@ -146,9 +166,9 @@ class _TwoLayer(nn.Module):
         """Logits of the local nodes; ``seed`` and ``step`` pick the dropout masks."""
         ids, p, train = graph.node_ids, self.dropout, self.training
         x = node_dropout(x, ids, p, seed=seed, step=step, layer=0, training=train)
-        x = self.activation(self.conv1(x, graph))
+        x = self.activation(self.conv1(x, graph, seed=seed, step=step, layer=0))
         x = node_dropout(x, ids, p, seed=seed, step=step, layer=1, training=train)
-        return self.conv2(x, graph)
+        return self.conv2(x, graph, seed=seed, step=step, layer=1)
 
 
 class PartitionGCN(_TwoLayer):
@@ -178,7 +198,9 @@ class PartitionGAT(_TwoLayer):
         hidden_channels (int): channels per hidden head.
         out_channels (int): the number of classes.
         heads (int, optional): hidden heads. (default: ``8``)
-        dropout (float, optional): before each layer. (default: ``0.6``)
+        dropout (float, optional): feature dropout before each layer. (default: ``0.6``)
+        attention_dropout (float, optional): of each layer's attention coefficients; ``None``
+            takes ``dropout``, as the paper does. (default: ``None``)
     """
 
     def __init__(
@@ -188,10 +210,14 @@ class PartitionGAT(_TwoLayer):
         out_channels: int,
         heads: int = 8,
         dropout: float = 0.6,
+        attention_dropout: float | None = None,
     ) -> None:
         super().__init__(dropout)
-        self.conv1 = PartitionGATConv(in_channels, hidden_channels, heads)
-        self.conv2 = PartitionGATConv(hidden_channels * heads, out_channels, 1, concat=False)
+        att = dropout if attention_dropout is None else attention_dropout
+        self.conv1 = PartitionGATConv(in_channels, hidden_channels, heads, dropout=att)
+        self.conv2 = PartitionGATConv(
+            hidden_channels * heads, out_channels, 1, concat=False, dropout=att
+        )
 
     def activation(self, x: Tensor) -> Tensor:
         return F.elu(x)

@@ -12,6 +12,8 @@ part:
 - ``norm``: :math:`\\hat d^{-1/2}` of every column, :math:`\\hat d` the **global** in-degree with
   the self-loop, so the GCN weight of edge :math:`j \\to i` is ``norm[i] * norm[j]`` exactly as in
   the whole graph;
+- ``edge_ids``: the **global** id of every CSR entry, its position in :func:`global_edges`
+  (GAT's attention dropout is keyed by it, so it is the same on every P);
 - the halo plan: ``recv_counts[q]`` halo rows come from part ``q`` and ``send_idx`` /
   ``send_counts`` list the local rows this part sends to each other part, in that part's halo
   order (the arguments of :func:`torch.distributed.all_to_all_single`).
@@ -34,6 +36,7 @@ from gnnkit.errors import InputError
 __all__ = [
     "PARTITION_METHODS",
     "build_shards",
+    "global_edges",
     "halo_sizes",
     "metis_available",
     "partition_dataset",
@@ -114,11 +117,25 @@ def partition_nodes(
     return _metis(edge_index, num_nodes, num_parts, seed)
 
 
-def _with_self_loops(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+def global_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """The edges a partitioned model runs on, in the order that numbers them.
+
+    The input's edges without its self-loops, in their order, then one self-loop per node
+    (node ``i``'s is edge ``|E'| + i``). Edge ``k`` of this list has global id ``k``: the id
+    every shard stores for it (``edge_ids``) and the key of its attention-dropout mask, so a
+    single-process reference that numbers the edges this way draws the same masks.
+
+    Args:
+        edge_index (Tensor): (2, |E|) edges, row 0 senders, row 1 receivers.
+        num_nodes (int): |V|.
+
+    Returns:
+        Tensor: (2, |E'| + |V|) int64 edges, row 0 senders, row 1 receivers.
+    """
     src, dst = edge_index[0].long(), edge_index[1].long()
     keep = src != dst
     loops = torch.arange(num_nodes)
-    return torch.cat([src[keep], loops]), torch.cat([dst[keep], loops])
+    return torch.stack([torch.cat([src[keep], loops]), torch.cat([dst[keep], loops])])
 
 
 def _local_index(parts: Tensor, num_parts: int) -> Tensor:
@@ -150,14 +167,14 @@ def build_shards(data: Any, parts: Tensor, num_parts: int) -> list[dict[str, Ten
             f"parts must be (|V|,) = ({num_nodes},) with values below {num_parts}, "
             f"got shape {tuple(parts.shape)}"
         )
-    src, dst = _with_self_loops(data.edge_index, num_nodes)
+    src, dst = global_edges(data.edge_index, num_nodes)
     degree = torch.bincount(dst, minlength=num_nodes).double()
     norm = degree.pow(-0.5)
     local = _local_index(parts, num_parts)
     halos: list[Tensor] = []
     shards: list[dict[str, Tensor]] = []
     for p in range(num_parts):
-        into = parts[dst] == p
+        into = (parts[dst] == p).nonzero().view(-1)  # global ids of the part's in-edges
         s, d = src[into], dst[into]
         remote = parts[s] != p
         halo_key = torch.unique(parts[s[remote]] * num_nodes + s[remote])  # by owner, then id
@@ -184,6 +201,7 @@ def build_shards(data: Any, parts: Tensor, num_parts: int) -> list[dict[str, Ten
                 "test_mask": data.test_mask[nodes].contiguous(),
                 "rowptr": rowptr,
                 "col": col[order].contiguous(),
+                "edge_ids": into[order].contiguous(),
                 "norm": torch.cat([norm[nodes], norm[halo]]),
                 "recv_counts": torch.bincount(parts[halo], minlength=num_parts),
             }

@@ -42,7 +42,7 @@ __all__ = [
 #: The manifest's file name inside a shard folder.
 MANIFEST = "manifest.json"
 #: The format tag a manifest must carry.
-SHARD_FORMAT = "gnnkit.partition/1"
+SHARD_FORMAT = "gnnkit.partition/2"
 #: The tensors every shard holds.
 SHARD_KEYS = (
     "node_ids",
@@ -54,6 +54,7 @@ SHARD_KEYS = (
     "test_mask",
     "rowptr",
     "col",
+    "edge_ids",
     "norm",
     "recv_counts",
     "send_idx",

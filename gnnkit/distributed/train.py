@@ -8,8 +8,9 @@ model (same seed, then rank 0's parameters broadcast), and trains with
   *global* number of training nodes; the ranks' losses add up to the full-batch mean.
 - **Gradients.** Backward runs through the halo exchanges (their gradients go back to the
   owners), then one ``all_reduce`` sums the parameters' gradients, so every replica takes the
-  full-batch step. Dropout masks come from the global node id (``gnnkit.distributed.dropout``),
-  so the whole run equals single-process full-batch training up to float rounding.
+  full-batch step. Dropout masks come from the global node id, and GAT's attention-dropout
+  masks from the global edge id (``gnnkit.distributed.dropout``), so the whole run equals
+  single-process full-batch training up to float rounding.
 - **Evaluation.** Each rank scores its own nodes; correct counts and losses are summed with
   one ``all_reduce``. No rank ever holds the whole graph.
 - **Start-up checks.** The world size must equal the number of parts, and every rank must run
@@ -56,6 +57,9 @@ class PartitionConfig:
         hidden (int, optional): hidden width (per head for GAT). (default: ``16`` GCN, ``8`` GAT)
         heads (int, optional): GAT's hidden heads. (default: ``8``)
         dropout (float, optional): feature dropout. (default: ``0.5`` GCN, ``0.6`` GAT)
+        attention_dropout (float, optional): GAT's dropout of attention coefficients, keyed by
+            global edge id; ``None`` takes ``dropout`` for GAT (the paper's setting). GCN has
+            none. (default: ``None``)
         lr (float, optional): Adam's learning rate. (default: ``0.01`` GCN, ``0.005`` GAT)
         weight_decay (float, optional): Adam's weight decay. (default: ``5e-4``)
         epochs (int, optional): (default: ``200``)
@@ -69,6 +73,7 @@ class PartitionConfig:
     hidden: int | None = None
     heads: int = 8
     dropout: float | None = None
+    attention_dropout: float | None = None
     lr: float | None = None
     weight_decay: float = 5e-4
     epochs: int = 200
@@ -85,6 +90,12 @@ class PartitionConfig:
         gat = self.model == "gat"
         self.hidden = self.hidden if self.hidden is not None else (8 if gat else 16)
         self.dropout = self.dropout if self.dropout is not None else (0.6 if gat else 0.5)
+        if not gat and self.attention_dropout:
+            raise InputError(
+                f"attention_dropout applies to GAT only, got {self.attention_dropout} for GCN"
+            )
+        if gat and self.attention_dropout is None:
+            self.attention_dropout = self.dropout
         self.lr = self.lr if self.lr is not None else (0.005 if gat else 0.01)
 
 
@@ -93,7 +104,14 @@ def build_model(config: PartitionConfig, in_channels: int, num_classes: int) -> 
     torch.manual_seed(config.seed)
     assert config.hidden is not None and config.dropout is not None  # set by __post_init__
     if config.model == "gat":
-        return PartitionGAT(in_channels, config.hidden, num_classes, config.heads, config.dropout)
+        return PartitionGAT(
+            in_channels,
+            config.hidden,
+            num_classes,
+            config.heads,
+            config.dropout,
+            attention_dropout=config.attention_dropout,
+        )
     return PartitionGCN(in_channels, config.hidden, num_classes, config.dropout)
 
 
