@@ -15,6 +15,9 @@ Run (one worker per core; the five models take about 15-30 minutes on two cores)
     python benchmarks/citation_folds.py --models hybrid-concat,hybrid-structure,graph-structure,\\
         graph-text,graph-gat --folds-kind grouped --jobs 2 \\
         --json benchmarks/results/citation_ablation_grouped_graph.json   # and _hybrid
+    python benchmarks/citation_folds.py --models hybrid-concat,hybrid-structure \\
+        --folds-kind stratified --jobs 2 \\
+        --json benchmarks/results/citation_ablation_stratified_hybrid.json
     python benchmarks/citation_folds.py --table benchmarks/results/citation_folds.md
 """
 
@@ -59,6 +62,9 @@ def table(path: Path) -> None:
         "ablation_grouped_graph",
         "ablation_grouped_hybrid",
         "ablation",
+        "ablation_stratified_hybrid",
+        "rgcn_grouped",
+        "rgcn_controls_grouped",
     ):
         file = RESULTS / f"citation_{name}.json"
         runs[name] = json.loads(file.read_text()) if file.exists() else {"models": {}}
@@ -66,8 +72,16 @@ def table(path: Path) -> None:
         **runs["grouped"]["models"],
         **runs["ablation_grouped_graph"]["models"],
         **runs["ablation_grouped_hybrid"]["models"],
+        **runs["rgcn_grouped"]["models"],
+        **runs["rgcn_controls_grouped"]["models"],
     }
-    stratified = {**runs["stratified"]["models"], **runs["ablation"]["models"]}
+    # The 2026-11-25 ablation run (citation_ablation.json) was on the stratified folds; a
+    # re-run of some of its models replaces their rows.
+    stratified = {
+        **runs["stratified"]["models"],
+        **runs["ablation"]["models"],
+        **runs["ablation_stratified_hybrid"]["models"],
+    }
     lines = [
         "# Citation sentiment: grouped against plain stratified folds (issue 21, part 2)",
         "",

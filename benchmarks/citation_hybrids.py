@@ -14,9 +14,16 @@ labelled sentences at which a gain ``delta`` would exceed one std of the paired 
 ``N = n (s / delta)^2`` (the usual assumption: the gain stays, the std falls as
 ``1 / sqrt(n)``), for the measured gain and for gains of 0.005, 0.01 and 0.02 macro-F1.
 
-Run (about 10 minutes on one core):
+The typed-edge sentence GNN (``rgcn``) takes longer; it is cross-validated by
+``citation_folds.py`` on the same folds and seeds, and ``--add`` pairs its result with the
+text-only models here without re-running the others.
+
+Run (about 10 minutes on one core, plus about 30 for ``rgcn``):
     python benchmarks/citation_hybrids.py --json benchmarks/results/citation_hybrids.json \\
         --markdown benchmarks/results/citation_hybrids.md
+    python benchmarks/citation_folds.py --models rgcn --folds-kind grouped \\
+        --json benchmarks/results/citation_rgcn_grouped.json
+    python benchmarks/citation_hybrids.py --add benchmarks/results/citation_rgcn_grouped.json
 """
 
 from __future__ import annotations
@@ -160,12 +167,53 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines)
 
 
+def add(paths: list[Path], json_path: Path, markdown_path: Path, argv) -> int:
+    """Add the models of other grouped, seed-0 runs; pair every ``rgcn*`` model fold by fold
+    with ``svm``, ``text`` and ``rgcn-text`` (the same network without the graph)."""
+    payload = json.loads(json_path.read_text())
+    for path in paths:
+        run = json.loads(path.read_text())
+        if run.get("folds_kind") != "grouped" or run.get("seed") != 0:
+            raise SystemExit(f"{path}: --add takes grouped folds with seed 0")
+        payload["models"].update(run["models"])
+        payload.setdefault("added", {})[path.name] = run["command"]
+    # rgcn-text is the same network without the graph: the control for what the graph adds.
+    n = payload["power"]["points"][-1]["sentences"]
+    for name in [m for m in payload["models"] if m.startswith("rgcn") and m != "rgcn-text"]:
+        for base in [b for b in ("svm", "text", "rgcn-text") if b in payload["models"]]:
+            key = f"{name} - {base}"
+            p = payload["paired"][key] = paired(
+                payload["models"][name]["macro_f1"], payload["models"][base]["macro_f1"]
+            )
+            for gain in (p["mean"], *GAINS):
+                payload["power"]["sentences_needed"][f"{key} @ {gain:+.4f}"] = (
+                    float(n * (p["std"] / gain) ** 2) if gain > 0 else None
+                )
+    payload["date"] += time.strftime(" (models added %Y-%m-%d %H:%M UTC)", time.gmtime())
+    payload["command"] += " && python benchmarks/citation_hybrids.py " + " ".join(
+        argv or sys.argv[1:]
+    )
+    atomic_write_json(json_path, payload)
+    atomic_write_text(markdown_path, markdown(payload))
+    print(markdown(payload))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=RESULTS / "citation_hybrids.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "citation_hybrids.md")
     parser.add_argument("--grouped", type=Path, default=RESULTS / "citation_grouped.json")
+    parser.add_argument(
+        "--add",
+        type=Path,
+        nargs="+",
+        help="only add these citation_folds.py results (grouped folds, seed 0) to --json and"
+        " pair them with svm and text",
+    )
     args = parser.parse_args(argv)
+    if args.add:
+        return add(args.add, args.json, args.markdown, argv)
     set_threads(1)
     records = read_corpus(load("athar-citations")).records
     start = time.perf_counter()

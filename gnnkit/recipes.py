@@ -250,11 +250,13 @@ CITATION_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "graph-gat": ("graph", {"conv": "gat"}),
     "graph-structure": ("graph", {"features": "embedding"}),
     "graph-text": ("graph", {"features": "text"}),
+    "rgcn-text": ("rgcn", {"relations": (), "label_features": False}),
+    "rgcn-edges": ("rgcn", {"label_features": False}),
 }
-#: Models that read the sentence graph's labels (issue 21): the label trick and Correct &
-#: Smooth over sentences sharing a citing paper or a (citing, cited) pair; not in the default
-#: benchmark.
-CITATION_SIBLING_MODELS: tuple[str, ...] = ("labels", "cs")
+#: Models that read the sentence graph (issue 21): the label trick and Correct & Smooth over
+#: sentences sharing a citing paper or a (citing, cited) pair, and a relational GCN over
+#: typed sentence edges; not in the default benchmark.
+CITATION_SIBLING_MODELS: tuple[str, ...] = ("labels", "cs", "rgcn")
 #: Every name the citation study accepts: the models, the ablations, the sibling models.
 CITATION_MODEL_NAMES: tuple[str, ...] = (
     CITATION_MODELS + tuple(CITATION_VARIANTS) + CITATION_SIBLING_MODELS

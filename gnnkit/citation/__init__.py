@@ -23,9 +23,10 @@ corpus it does not hold: the graph carries almost no sentiment signal; see
   :mod:`~gnnkit.citation.graph` (GCN/GAT over the papers), :mod:`~gnnkit.citation.hybrid`
   and :mod:`~gnnkit.citation.textgcn`; the neural ones train on gnnkit's engine
   (:mod:`~gnnkit.citation.training`);
-- the models that read the *sentence* graph's training labels (issue 21):
-  :mod:`~gnnkit.citation.labeltrick` (``labels``) and :mod:`~gnnkit.citation.smoothing`
-  (``cs``, Correct & Smooth), over :mod:`~gnnkit.citation.siblings`;
+- the models that read the *sentence* graph (issue 21):
+  :mod:`~gnnkit.citation.labeltrick` (``labels``), :mod:`~gnnkit.citation.smoothing`
+  (``cs``, Correct & Smooth) and :mod:`~gnnkit.citation.rgcn` (``rgcn``, a relational GCN
+  over typed sentence edges), over :mod:`~gnnkit.citation.siblings`;
 - :mod:`~gnnkit.citation.registry`: the models by name (:func:`make_model`); the names and
   the ablations are recipes (:data:`gnnkit.recipes.CITATION_VARIANTS`);
 - :mod:`gnnkit.cli.citation`: ``gnnkit citation info`` and ``gnnkit citation bench``.
@@ -62,6 +63,13 @@ from gnnkit.citation.hybrid import HybridModel
 from gnnkit.citation.labeltrick import LabelTrickModel
 from gnnkit.citation.metrics import CVResult, evaluate
 from gnnkit.citation.registry import MODEL_NAMES, MODELS, SIBLING_MODELS, VARIANTS, make_model
+from gnnkit.citation.rgcn import (
+    RGCNModel,
+    SentenceRGCN,
+    SiblingMean,
+    sibling_means,
+    typed_sentence_edges,
+)
 from gnnkit.citation.siblings import normalized_adjacency, sibling_graph, sibling_label_features
 from gnnkit.citation.smoothing import CorrectSmoothModel, correct_and_smooth
 from gnnkit.citation.svm import SVMModel
@@ -90,7 +98,10 @@ __all__ = [
     "HybridModel",
     "LabelTrickModel",
     "PaperGNN",
+    "RGCNModel",
     "SVMModel",
+    "SentenceRGCN",
+    "SiblingMean",
     "TextGCNGraph",
     "TextGCNModel",
     "TextModel",
@@ -112,9 +123,11 @@ __all__ = [
     "set_threads",
     "sibling_graph",
     "sibling_label_features",
+    "sibling_means",
     "stratified_folds",
     "text_groups",
     "textgcn_graph",
     "to_data",
     "tokenize",
+    "typed_sentence_edges",
 ]

@@ -14,6 +14,7 @@ from gnnkit.citation.base import CitationModel
 from gnnkit.citation.graph import GraphModel
 from gnnkit.citation.hybrid import HybridModel
 from gnnkit.citation.labeltrick import LabelTrickModel
+from gnnkit.citation.rgcn import RGCNModel
 from gnnkit.citation.smoothing import CorrectSmoothModel
 from gnnkit.citation.svm import SVMModel
 from gnnkit.citation.text import TextModel
@@ -32,7 +33,7 @@ MODELS: dict[str, type[CitationModel]] = {
 #: The models that read the sentence graph's training labels, in the order of
 #: :data:`gnnkit.recipes.CITATION_SIBLING_MODELS`.
 SIBLING_MODELS: dict[str, type[CitationModel]] = {
-    cls.name: cls for cls in (LabelTrickModel, CorrectSmoothModel)
+    cls.name: cls for cls in (LabelTrickModel, CorrectSmoothModel, RGCNModel)
 }
 
 

@@ -29,13 +29,20 @@ from torch_geometric.data import Data
 from gnnkit.citation.cv import FoldView, text_groups
 from gnnkit.errors import InputError
 
-__all__ = ["RELATIONS", "normalized_adjacency", "sibling_graph", "sibling_label_features"]
+__all__ = [
+    "RELATIONS",
+    "normalized_adjacency",
+    "relation_keys",
+    "sibling_graph",
+    "sibling_label_features",
+]
 
 #: The relations that link two sentences.
 RELATIONS = ("pair", "source", "target")
 
 
-def _relation_keys(data: Data, relation: str) -> np.ndarray:
+def relation_keys(data: Data, relation: str) -> np.ndarray:
+    """(|E|,) int64: each sentence's key under ``relation`` (pair id, citing or cited paper)."""
     if relation not in RELATIONS:
         raise InputError(f"relation must be one of {', '.join(RELATIONS)}, got {relation!r}")
     if relation == "pair":
@@ -61,7 +68,7 @@ def sibling_graph(data: Data, relation: str, *, link_copies: bool = False) -> sp
     Returns:
         scipy.sparse.csr_matrix: symmetric, float64, zero diagonal.
     """
-    keys = _relation_keys(data, relation)
+    keys = relation_keys(data, relation)
     b = _incidence(keys)
     adjacency = (b @ b.T).tocsr()  # (|E|, |E|): shared key
     if not link_copies:
