@@ -5,11 +5,16 @@ Synthetic power-law graphs (Chung-Lu). The largest has ogbn-arxiv's size: 169,34
 edges to nodes. Both endpoints of every edge are drawn with probability proportional to
 ``rank^(-1/(gamma - 1))``, with ``gamma = 2.5``, and the node ids are shuffled.
 
-Models (``gnnkit.models.BatchNormGCN``/``BatchNormGAT`` against ``gnnkit.bench.pyg``):
+Models (``gnnkit.models.BatchNormGCN``/``BatchNormGAT`` against ``gnnkit.bench.pyg`` and
+``gnnkit.bench.pyg_tuned``):
 
 - ``gcn``: OGB's arxiv GCN (3 layers, 256 hidden, batch norm, ReLU, dropout 0.5), with
   ``cached=True`` in both libraries, as in OGB's example;
-- ``gat``: the same shape with GAT layers, 8 heads x 32 hidden.
+- ``gat``: the same shape with GAT layers, 8 heads x 32 hidden;
+- ``pyg-tuned`` (``--references pyg,pyg-tuned``, the default): the same PyG models in the
+  strongest configuration, ``PygTunedArxivGCN`` (``GCNConv(cached=True)`` on a transposed CSR
+  adjacency built once) and ``PygTunedArxivGAT`` (``GATConv(add_self_loops=False)`` on the
+  edges with the self-loops added once, sorted by target).
 
 Every (model, library, size) runs in its own fresh process (``spawn``). The process builds the
 graph and model (gnnkit loads PyG's initial ``state_dict``), checks that both libraries'
@@ -80,10 +85,17 @@ MODELS = ("gcn", "gat")
 
 
 def build_model(impl: str, model: str, in_channels: int, classes: int) -> torch.nn.Module:
-    """PyG's reference with seed-0 weights, or gnnkit's model with those weights loaded."""
+    """PyG's reference with seed-0 weights, or gnnkit's model with those weights loaded;
+    ``pyg-tuned``: the tuned reference, built with the same seed-0 weights."""
     from gnnkit.bench.pyg import PygArxivGAT, PygArxivGCN
     from gnnkit.models import BatchNormGAT, BatchNormGCN
 
+    if impl == "pyg-tuned":
+        from gnnkit.bench.pyg_tuned import PygTunedArxivGAT, PygTunedArxivGCN
+
+        torch.manual_seed(0)
+        tuned = PygTunedArxivGCN if model == "gcn" else PygTunedArxivGAT
+        return tuned(in_channels, classes)
     pyg, ours = (PygArxivGCN, BatchNormGCN) if model == "gcn" else (PygArxivGAT, BatchNormGAT)
     return with_pyg_weights(
         impl, lambda: pyg(in_channels, classes), lambda: ours(in_channels, classes)
@@ -214,11 +226,18 @@ def measure_minibatch_epoch(
 
 
 def compare(runs: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
-    """Ratios of one (model, size) from the two processes' results; checks outputs agree."""
+    """Ratios of one (model, size) from the processes' results (gnnkit, PyG and, when it ran,
+    ``pyg-tuned``); checks that the outputs agree."""
     g, p = runs["gnnkit"], runs["pyg"]
-    diff = float((torch.tensor(g["output_head"]) - torch.tensor(p["output_head"])).abs().max())
+    head = torch.tensor(g["output_head"])
+    references = [impl for impl in ("pyg", "pyg-tuned") if impl in runs]
+    diff = max(
+        float((head - torch.tensor(runs[impl]["output_head"])).abs().max()) for impl in references
+    )
     if diff > 1e-3:
-        raise SystemExit(f"{model} at |E|={g['edges']}: gnnkit and PyG outputs differ by {diff:g}")
+        raise SystemExit(
+            f"{model} at |E|={g['edges']}: gnnkit's and the references' outputs differ by {diff:g}"
+        )
     entry = {
         "model": model,
         "nodes": g["nodes"],
@@ -233,7 +252,15 @@ def compare(runs: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
         "outputs_max_abs_diff": diff,
     }
     entry["memory_ratio"] = entry["gnnkit_mb"] / entry["pyg_mb"] if entry["pyg_mb"] else None
-    for run in (g, p):
+    if "pyg-tuned" in runs:
+        t = runs["pyg-tuned"]
+        entry["pyg_tuned_s"] = t["time"]["median_s"]
+        entry["speedup_tuned"] = t["time"]["median_s"] / g["time"]["median_s"]
+        entry["pyg_tuned_mb"] = t["memory"]["increase_bytes"] / 2**20
+        entry["pyg_tuned_process_mb"] = t["memory"]["peak_bytes"] / 2**20
+        tuned_mb = entry["pyg_tuned_mb"]
+        entry["memory_ratio_tuned"] = entry["gnnkit_mb"] / tuned_mb if tuned_mb else None
+    for run in runs.values():
         run.pop("output_head", None)
     entry["runs"] = runs
     return entry
@@ -317,17 +344,18 @@ def epoch_comparison(
     *,
     symmetric: bool = False,
 ) -> dict[str, Any]:
-    """One (model, graph): each library's epochs (:func:`measure_epoch`) in its own fresh
-    process, PyG first, then :func:`compare`; each measurement is printed after ``label``."""
+    """One (model, graph): each implementation's epochs (:func:`measure_epoch`) in its own
+    fresh process, the references first (``--references``), then :func:`compare`; each
+    measurement is printed after ``label``."""
     runs = {}
-    for impl in ("pyg", "gnnkit"):
+    for impl in (*args.references, "gnnkit"):
         tick = time.perf_counter()
         runs[impl] = run_in_subprocess(
             measure_epoch, impl, model, nodes, edges, repeat=args.repeat, warmup=args.warmup,
             threads=args.threads, symmetric=symmetric,
         )  # fmt: skip
         print(
-            f"{label} {impl:6s} epoch {runs[impl]['time']['median_s']:.3f} s, +RSS "
+            f"{label} {impl:9s} epoch {runs[impl]['time']['median_s']:.3f} s, +RSS "
             f"{runs[impl]['memory']['increase_bytes'] / 2**20:,.0f} MB "
             f"({time.perf_counter() - tick:.0f} s)",
             flush=True,
@@ -341,8 +369,11 @@ def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
         for edges in args.sizes:
             nodes = nodes_for(edges) if edges != ARXIV_EDGES else ARXIV_NODES
             entry = epoch_comparison(args, model, nodes, edges, f"{model} |E|={edges:>9,}")
+            tuned = entry.get("speedup_tuned")
             print(
-                f"  speedup {entry['speedup']:.2f}x, memory ratio {ratio(entry['memory_ratio'], 3)}"
+                f"  speedup {entry['speedup']:.2f}x"
+                + ("" if tuned is None else f", over pyg-tuned {tuned:.2f}x")
+                + f", memory ratio {ratio(entry['memory_ratio'], 3)}"
             )
             results.append(entry)
     return results
@@ -357,6 +388,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed epochs per process")
     parser.add_argument("--warmup", type=int, default=WARMUP_CALLS, help="untimed epochs first")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--references",
+        default="pyg,pyg-tuned",
+        help="PyG references timed beside gnnkit: pyg, or pyg,pyg-tuned (default)",
+    )
     parser.add_argument("--quick", action="store_true", help="two small sizes: a smoke run")
     parser.add_argument("--arxiv", action="store_true", help="the ogbn-arxiv section instead")
     parser.add_argument("--arxiv-nodes", type=int, default=ARXIV_NODES)
@@ -372,6 +408,9 @@ def main() -> None:
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    args.references = [r.strip() for r in args.references.split(",") if r.strip()]
+    if "pyg" not in args.references or not set(args.references) <= {"pyg", "pyg-tuned"}:
+        parser.error(f"--references is pyg or pyg,pyg-tuned, got {','.join(args.references)}")
     if args.quick:
         args.sizes, args.repeat = [10_000, 30_000], 2
         args.arxiv_nodes, args.arxiv_edges, args.arxiv_epochs = 2_000, 14_000, 3
@@ -382,7 +421,8 @@ def main() -> None:
     else:
         payload["results"] = run_scale(args)
     payload["loadavg_end"] = load_average()
-    payload["config"] = {key: getattr(args, key) for key in ("sizes", "models", "repeat", "warmup")}
+    recorded = ("sizes", "models", "repeat", "warmup", "references")
+    payload["config"] = {key: getattr(args, key) for key in recorded}
     payload["config"].update(channels=ARXIV_FEATURES, classes=ARXIV_CLASSES)
     payload["env"] = run_environment("cpu", args.threads)
 

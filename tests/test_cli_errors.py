@@ -152,6 +152,8 @@ USAGE_ERRORS = [
             (["--epochs", "0"], "expected a positive integer (>= 1), got 0"),
             (["--epochs", "ten"], "expected a positive integer, got 'ten'"),
             (["--compare", "dgl"], "invalid choice: 'dgl'"),
+            (["--compare", "pyg,dgl"], "invalid choice: 'dgl' (choose from 'pyg', 'pyg-tuned')"),
+            (["--compare", "pyg", "--compare", "pyg,"], "invalid choice: ''"),
             (["--protocol", "papers"], "invalid choice: 'papers'"),
         ],
     ),
@@ -163,6 +165,7 @@ USAGE_ERRORS = [
             (["--epochs", "-3"], "expected a positive integer (>= 1), got -3"),
             (["--batch-size", "x"], "expected a positive integer, got 'x'"),
             (["--compare", "dgl"], "invalid choice: 'dgl'"),
+            (["--compare", "pyg-tuned"], "invalid choice: 'pyg-tuned' (choose from 'pyg')"),
         ],
     ),
     # gnnkit bench link

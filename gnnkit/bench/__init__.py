@@ -2,8 +2,10 @@
 
 Library only; the ``gnnkit bench`` command is :mod:`gnnkit.cli.bench`. One small function
 per task trains gnnkit's recipe (:mod:`gnnkit.recipes`) and, with ``compare="pyg"``, PyG's
-reference of it (:mod:`gnnkit.bench.pyg`) on the same data and seeds, and returns a result
-that renders as a table, a JSON payload and a figure:
+reference of it (:mod:`gnnkit.bench.pyg`) on the same data and seeds (node classification
+also takes ``"pyg-tuned"``, the same PyG layers in their fastest configuration,
+:mod:`gnnkit.bench.pyg_tuned`, or both: ``"pyg,pyg-tuned"``), and returns a result that
+renders as a table, a JSON payload and a figure:
 
 - :func:`gnnkit.bench.node.run_node_benchmark`: node classification (Cora, ogbn-arxiv...),
   full-batch, mini-batch or multi-process;

@@ -1,18 +1,20 @@
 """The benchmark harness: the comparison protocol every benchmark shares, and its results.
 
-A benchmark trains gnnkit's recipe (:mod:`gnnkit.recipes`) and, with ``compare="pyg"``, PyG's
-reference of it (:func:`gnnkit.bench.pyg.reference`: the same optimiser, epochs and data, only
-the model differs) on the same seeds: run ``r`` of both uses seed ``seed + r``. The two
-implementations alternate so that neither always trains on a warmer or busier machine, in one
-of two ways:
+A benchmark trains gnnkit's recipe (:mod:`gnnkit.recipes`) and the references that
+``compare`` names (:func:`parse_compare`: ``"pyg"``, the model of PyG's example;
+``"pyg-tuned"``, the strongest configuration of PyG's layers; or both, ``"pyg,pyg-tuned"``),
+each from :func:`gnnkit.bench.pyg.reference` (the same optimiser, epochs and data, only the
+model and its feature preparation differ), on the same seeds: run ``r`` of every
+implementation uses seed ``seed + r``. The implementations alternate so that none always
+trains on a warmer or busier machine, in one of two ways:
 
 - **epoch by epoch** (:func:`interleave_seeds`, graph and link benchmarks): for each seed, one
   :class:`gnnkit.train.Run` per implementation, stepped in turn by
-  :func:`gnnkit.train.interleave` (gnnkit first on even epochs, PyG first on odd ones). Each
+  :func:`gnnkit.train.interleave` (in order on even epochs, reversed on odd ones). Each
   run keeps its own random state, so each draws what it would draw alone.
 - **run by run** (:func:`gnnkit.bench.node.run_node_benchmark`): each run trains to its end
-  before the other implementation's starts (:func:`gnnkit.train.round_order`: gnnkit first on
-  even runs, PyG first on odd ones), because the node benchmark measures each run's peak
+  before the next implementation's starts (:func:`gnnkit.train.round_order`: in order on
+  even runs, reversed on odd ones), because the node benchmark measures each run's peak
   memory, which two runs alive at once would mix.
 
 Results: every benchmark's result is a :class:`Comparison` (one record per implementation and
@@ -40,6 +42,8 @@ from gnnkit.utils.table import format_table
 
 __all__ = [
     "COLORS",
+    "REFERENCES",
+    "REFERENCE_LABELS",
     "Comparison",
     "check_compare",
     "check_resume",
@@ -50,6 +54,7 @@ __all__ = [
     "machine",
     "mean_std",
     "mean_std_text",
+    "parse_compare",
     "plot_panels",
     "plot_training_curves",
     "resolve_device",
@@ -60,7 +65,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Line colour of each implementation in the figures.
-COLORS = {"gnnkit": "C0", "pyg": "C1"}
+COLORS = {"gnnkit": "C0", "pyg": "C1", "pyg-tuned": "C2"}
+
+#: The references ``--compare`` takes, in the order they train and report: the models of
+#: PyG's examples (:mod:`gnnkit.bench.pyg`) and the strongest configuration of PyG's layers
+#: (:mod:`gnnkit.bench.pyg_tuned`).
+REFERENCES = ("pyg", "pyg-tuned")
+
+#: How reports name each reference in their speed lines.
+REFERENCE_LABELS = {"pyg": "PyG", "pyg-tuned": "tuned PyG"}
 
 _RESUME_NEEDS_DIR = "--resume needs --checkpoint-dir (where the interrupted runs wrote checkpoints)"
 
@@ -71,10 +84,34 @@ def check_runs(runs: Any) -> None:
         raise InputError(f"runs must be a positive integer, got {runs!r}")
 
 
+def parse_compare(compare: Any) -> tuple[str, ...]:
+    """The references of ``compare``, in the order given, each once.
+
+    ``compare`` is ``None`` (no reference), one name, a comma list (``"pyg,pyg-tuned"``) or a
+    list of those; the names are :data:`REFERENCES`.
+
+    Raises:
+        InputError: an unknown or empty name.
+    """
+    if compare is None:
+        return ()
+    items = [compare] if isinstance(compare, str) else compare
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise InputError(f"--compare takes names of references, got {compare!r}")
+    names: list[str] = []
+    for name in (part.strip() for item in items for part in item.split(",")):
+        if name not in REFERENCES:
+            raise InputError(
+                f"--compare takes {' and/or '.join(REFERENCES)} (a comma list), got {name!r}"
+            )
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
 def check_compare(compare: Any) -> None:
-    """Refuse a ``compare`` other than ``None`` or ``"pyg"``."""
-    if compare not in (None, "pyg"):
-        raise InputError(f"--compare supports 'pyg' only, got {compare!r}")
+    """Refuse a ``compare`` that :func:`parse_compare` does not take."""
+    parse_compare(compare)
 
 
 def check_resume(resume: bool, checkpoint_dir: Any) -> None:
@@ -94,19 +131,21 @@ def resolve_device(device: Any) -> torch.device:
     return device
 
 
-def implementations(recipe: Any, compare: str | None) -> dict[str, Any]:
-    """``{"gnnkit": recipe}``, plus ``"pyg"``: PyG's counterpart with ``compare="pyg"``.
+def implementations(recipe: Any, compare: Any) -> dict[str, Any]:
+    """``{"gnnkit": recipe}``, plus each reference of ``compare`` by name (``"pyg"``,
+    ``"pyg-tuned"``): its recipe from :func:`gnnkit.bench.pyg.reference`.
 
     Args:
         recipe (Recipe): gnnkit's model and recipe (:mod:`gnnkit.recipes`).
-        compare (str, optional): ``"pyg"`` or ``None``.
+        compare: the references (:func:`parse_compare`), or ``None``.
     """
-    check_compare(compare)
+    references = parse_compare(compare)
     recipes = {"gnnkit": recipe}
-    if compare == "pyg":
+    if references:
         from gnnkit.bench.pyg import reference
 
-        recipes["pyg"] = reference(recipe)
+        for kind in references:
+            recipes[kind] = reference(recipe, kind)
     return recipes
 
 
@@ -201,7 +240,7 @@ def speed_text(ratio: float, fmt: str = ".1f") -> str:
 class Comparison(ABC):
     """What every benchmark result shares: its setting, the records, the table and the payload.
 
-    A result (:class:`~gnnkit.bench.node.NodeBenchResult`,
+    A result (:class:`~gnnkit.bench.node_result.NodeBenchResult`,
     :class:`~gnnkit.bench.graph.GraphBenchResult`, :class:`~gnnkit.bench.link.LinkBenchResult`)
     adds its own fields and implements :meth:`summary` (one JSON block per implementation),
     :meth:`title`, :meth:`header` and :meth:`row` (its table: one row per implementation, aligned
@@ -247,30 +286,44 @@ class Comparison(ABC):
         return []
 
     @property
+    def references(self) -> list[str]:
+        """The references trained beside gnnkit (``"pyg"``, ``"pyg-tuned"``), in order."""
+        return [impl for impl in self.records if impl != "gnnkit"]
+
+    @property
     def compared(self) -> bool:
-        """Whether PyG's reference was trained too."""
-        return "pyg" in self.records
+        """Whether a reference was trained too."""
+        return bool(self.references)
+
+    def speedup_over(self, impl: str) -> float | None:
+        """``impl``'s :attr:`speed_key` over gnnkit's; ``None`` without ``impl`` or a time."""
+        if impl not in self.records:
+            return None
+        g, p = self.summary("gnnkit")[self.speed_key], self.summary(impl)[self.speed_key]
+        return p / g if g and p else None
+
+    @property
+    def speedups(self) -> dict[str, float | None]:
+        """:meth:`speedup_over` of every reference, by name."""
+        return {impl: self.speedup_over(impl) for impl in self.references}
 
     @property
     def speedup(self) -> float | None:
-        """PyG's :attr:`speed_key` over gnnkit's; ``None`` without PyG or a time."""
-        if not self.compared:
-            return None
-        g, p = self.summary("gnnkit")[self.speed_key], self.summary("pyg")[self.speed_key]
-        return p / g if g and p else None
+        """The speed-up over PyG's examples (``"pyg"``); ``None`` without them or a time."""
+        return self.speedup_over("pyg")
 
     def payload(self, head: Mapping[str, Any], tail: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``--json`` payload: ``head``, gnnkit's and (when compared) PyG's summary blocks,
-        ``speedup``, then ``tail``."""
-        blocks: dict[str, Any] = {
-            impl: self.summary(impl) for impl in ("gnnkit", "pyg") if impl in self.records
-        }
-        return {**head, **blocks, "speedup": self.speedup, **tail}
+        """The ``--json`` payload: ``head``, the summary block of gnnkit and of each
+        reference, ``speedup`` (over ``"pyg"``), ``speedups`` (over each reference), then
+        ``tail``."""
+        blocks: dict[str, Any] = {impl: self.summary(impl) for impl in self.records}
+        return {**head, **blocks, "speedup": self.speedup, "speedups": self.speedups, **tail}
 
     def table(self) -> str:
         """:meth:`header` over one :meth:`row` per implementation."""
+        header = self.header()
         rows = [self.row(impl, self.summary(impl)) for impl in self.records]
-        return format_table(self.header(), rows, self.align)
+        return format_table(header, rows, self.align[: len(header)])
 
     def report(self) -> str:
         """What ``gnnkit bench`` prints: :meth:`title`, :meth:`table`, then :meth:`notes`."""

@@ -1,11 +1,13 @@
 """Node classification: gnnkit's model side by side with PyG's (``gnnkit bench node``).
 
-Both implementations go through the same harness (:func:`gnnkit.train.fit`) with the same
-seeds, in the same process, interleaved run by run (even runs train gnnkit first, odd runs PyG
-first, so neither always runs on a warmer machine; :mod:`gnnkit.bench.harness`). Before the
-timed runs each implementation trains a few untimed warm-up epochs (:data:`WARMUP_EPOCHS`).
+gnnkit's model and the references of ``compare`` (``"pyg"``, PyG's example model;
+``"pyg-tuned"``, the strongest configuration of PyG's layers, :mod:`gnnkit.bench.pyg_tuned`;
+or both) go through the same harness (:func:`gnnkit.train.fit`) with the same seeds, in the
+same process, interleaved run by run (even runs in order, odd runs reversed, so none always
+runs on a warmer machine; :mod:`gnnkit.bench.harness`). Before the timed runs each
+implementation trains a few untimed warm-up epochs (:data:`WARMUP_EPOCHS`).
 
-What the table (:class:`NodeBenchResult`) reports, per implementation:
+What the table (:class:`~gnnkit.bench.node_result.NodeBenchResult`) reports, per implementation:
 
 - test accuracy: mean +- sample standard deviation over the runs of the test accuracy at the
   epoch with the best validation accuracy (see :mod:`gnnkit.train.node`), or under a
@@ -17,7 +19,7 @@ What the table (:class:`NodeBenchResult`) reports, per implementation:
   construction and training; the prepared inputs, built once beforehand, are not counted and
   are reported separately as ``inputs_mb`` in the JSON).
 
-The speed ratio is PyG's median run time divided by gnnkit's.
+The speed ratio over each reference is its median run time divided by gnnkit's.
 
 Two other modes train through other harnesses. Everything else stays the same: seeds,
 interleaving, the table and the JSON, which gains ``"mode"``.
@@ -36,35 +38,19 @@ from __future__ import annotations
 
 import functools
 import logging
-import statistics
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gnnkit.bench import harness
-from gnnkit.bench.harness import (
-    Comparison,
-    machine,
-    mean_std,
-    mean_std_text,
-    plot_training_curves,
-    speed_text,
-)
+from gnnkit.bench.node_result import NodeBenchResult, RunRecord
 from gnnkit.errors import InputError
 from gnnkit.utils.checks import check_int
 from gnnkit.utils.tensors import MIB, describe_layout, tensor_mib
 
-__all__ = [
-    "WARMUP_EPOCHS",
-    "NodeBenchResult",
-    "RunRecord",
-    "default_warmup_epochs",
-    "plot_node_benchmark",
-    "run_node_benchmark",
-]
+__all__ = ["WARMUP_EPOCHS", "default_warmup_epochs", "run_node_benchmark"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +69,7 @@ def run_node_benchmark(
     *,
     dataset: str,
     model: str,
-    compare: str | None = None,
+    compare: str | list[str] | None = None,
     runs: int = 10,
     epochs: int | None = None,
     seed: int = 0,
@@ -98,16 +84,18 @@ def run_node_benchmark(
     distributed: bool = False,
     protocol: str | None = None,
 ) -> NodeBenchResult:
-    """Train ``model`` (and PyG's reference with ``compare="pyg"``) ``runs`` times on ``data``.
+    """Train ``model`` (and the references of ``compare``) ``runs`` times on ``data``.
 
-    Run ``r`` uses seed ``seed + r`` for both implementations. See the module docstring for
+    Run ``r`` uses seed ``seed + r`` for every implementation. See the module docstring for
     what is measured.
 
     Args:
         data (torch_geometric.data.Data): a node dataset (:func:`gnnkit.data.load`).
         dataset (str): its name (labels and checkpoint names).
         model (str): a key of :data:`gnnkit.recipes.NODE_RECIPES`.
-        compare (str, optional): ``"pyg"`` also trains the reference ``pyg-<model>``.
+        compare (str or list of str, optional): the references to train beside gnnkit:
+            ``"pyg"`` (the reference ``pyg-<model>``), ``"pyg-tuned"`` (``pyg-tuned-<model>``,
+            full batch only), a comma list or a list of them. (default: none)
         runs (int, optional): seeds per implementation. (default: ``10``)
         epochs (int, optional): epochs per run, at most. (default: a protocol's, else the recipe's)
         seed (int, optional): seed of the first run. (default: ``0``)
@@ -139,7 +127,7 @@ class _Options:
 
     dataset: str
     model: str
-    compare: str | None
+    compare: Any
     runs: int
     epochs: int | None
     seed: int
@@ -168,9 +156,14 @@ class _NodeBench:
         check_int("warmup_epochs", warmup, 0)
         self.warmup_epochs = warmup
         self.recipe = get_recipe("node", o.model, o.dataset)
-        harness.check_compare(o.compare)
+        references = harness.parse_compare(o.compare)
         if o.distributed and o.sampling is None:
             raise InputError("--distributed trains on mini-batches: add --mini-batch")
+        if o.sampling is not None and "pyg-tuned" in references:
+            raise InputError(
+                "--compare pyg-tuned caches the whole graph (GCNConv(cached=True)): it trains "
+                "full batch; drop --mini-batch or pyg-tuned"
+            )
         self.recipes = harness.implementations(self.recipe, o.compare)
         harness.check_resume(o.resume, o.checkpoint_dir)
         maximum = self.recipe.epochs if o.protocol is None else make_protocol(o.protocol).epochs
@@ -362,138 +355,3 @@ def _mode_label(sampling: Any, distributed: bool, protocol: str | None = None) -
     if distributed:
         parts.append(f"{_world_size()} processes")
     return f" ({', '.join(parts)})"
-
-
-# ------------------------------------------------------------------------------------ result
-
-
-@dataclass
-class RunRecord:
-    """One training run of one implementation."""
-
-    seed: int
-    test_acc: float
-    val_acc: float
-    best_epoch: int
-    epochs_run: int
-    run_time_s: float
-    epoch_times_s: list[float] = field(repr=False)
-    peak_rss_mb: float | None
-    history: dict[str, list[float]] = field(repr=False)
-    resumed_from: int = 0
-    peak_device_mb: float | None = None
-
-
-@dataclass
-class NodeBenchResult(Comparison):
-    """Everything a node benchmark measured; :meth:`to_json` is the ``--json`` payload.
-
-    Besides :class:`~gnnkit.bench.harness.Comparison`'s fields: the ``device``, each
-    implementation's prepared features (``inputs_mb``, ``features``: :func:`tensor_mib`,
-    :func:`describe_layout`), the mode's ``label`` for the title, the ``recipe``'s name, the
-    ``mode``, and with mini-batches the ``sampling`` settings and the ``world_size``.
-    """
-
-    speed_key = "run_time_s_median"
-    align = "lrrrr"
-
-    device: str
-    inputs_mb: dict[str, float]
-    features: dict[str, str]
-    label: str = ""
-    recipe: str = ""
-    mode: str = "full-batch"
-    sampling: dict[str, Any] | None = None
-    world_size: int = 1
-
-    @property
-    def runs(self) -> int:
-        return len(self.seeds)
-
-    def summary(self, impl: str) -> dict[str, Any]:
-        """The JSON block of one implementation (the five required keys first)."""
-        records = self.records[impl]
-        accs = [r.test_acc for r in records]
-        epoch_times = [t for r in records for t in r.epoch_times_s]
-        peaks = [r.peak_rss_mb for r in records if r.peak_rss_mb is not None]
-        device_peaks = [r.peak_device_mb for r in records if r.peak_device_mb is not None]
-        test_acc_mean, test_acc_std = mean_std(accs)
-        block: dict[str, Any] = {
-            "test_acc_mean": test_acc_mean,
-            "test_acc_std": test_acc_std,
-            "run_time_s_median": statistics.median(r.run_time_s for r in records),
-            "epoch_ms_median": statistics.median(epoch_times) * 1000.0,
-            "peak_rss_mb": max(peaks) if peaks else None,
-            "val_acc_mean": statistics.fmean(r.val_acc for r in records),
-            "best_epoch_median": statistics.median(r.best_epoch for r in records),
-            "epochs_run_median": statistics.median(r.epochs_run for r in records),
-            "inputs_mb": self.inputs_mb[impl],
-            "features": self.features[impl],
-            "test_acc": accs,
-            "run_time_s": [r.run_time_s for r in records],
-        }
-        if device_peaks:
-            block["peak_device_mb"] = max(device_peaks)
-        resumed = sum(1 for r in records if r.resumed_from)
-        if resumed:
-            block["resumed_runs"] = resumed
-        return block
-
-    def to_json(self, env: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
-        head = dict(dataset=self.dataset, model=self.model, runs=self.runs, epochs=self.epochs)
-        tail: dict[str, Any] = {"recipe": self.recipe or self.model, "mode": self.mode}
-        if self.sampling is not None:
-            tail.update(sampling=self.sampling, world_size=self.world_size)
-        tail.update(env=env, seeds=self.seeds)
-        if options:
-            tail["options"] = options
-        return self.payload(head, tail)
-
-    def title(self) -> str:
-        model = self.model.upper()
-        if self.recipe and self.recipe != self.model:
-            model = f"{model} ({self.recipe})"
-        return (
-            f"{model} on {self.dataset}{self.label}: {self.runs} run(s) x {self.epochs} epochs, "
-            f"seeds {_seed_range(self.seeds)}, {machine(self.device)}"
-        )
-
-    def header(self) -> tuple[str, ...]:
-        return ("implementation", "test accuracy", "run time", "epoch time", "peak memory")
-
-    def row(self, impl: str, s: Mapping[str, Any]) -> tuple[str, ...]:
-        peak = "n/a" if s["peak_rss_mb"] is None else f"{s['peak_rss_mb']:.1f} MiB"
-        runs = len(self.records.get(impl, ()))
-        accuracy = mean_std_text(
-            100 * s["test_acc_mean"], 100 * s["test_acc_std"], runs, ".1f", " %"
-        )
-        epoch = f"{s['epoch_ms_median']:.2f} ms"
-        return (impl, accuracy, _seconds(s["run_time_s_median"]), epoch, peak)
-
-    def notes(self) -> list[str]:
-        if not self.compared:
-            return []
-        g = self.summary("gnnkit")["run_time_s_median"]
-        p = self.summary("pyg")["run_time_s_median"]
-        return [
-            f"speedup: gnnkit is {speed_text(p / g)} than PyG per run "
-            f"(median run {_seconds(g)} vs {_seconds(p)})"
-        ]
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
-
-
-def _seed_range(seeds: list[int]) -> str:
-    if len(seeds) == 1:
-        return str(seeds[0])
-    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds))
-
-
-def plot_node_benchmark(result: NodeBenchResult, path: str | Path) -> Path:
-    """Training loss, validation and test accuracy per epoch: each seed light, the mean dark."""
-    panels = (("val_acc", "validation accuracy"), ("test_acc", "test accuracy"))
-    return plot_training_curves(result, path, panels, max_window=10, label=result.label)

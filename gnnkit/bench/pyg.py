@@ -2,7 +2,9 @@
 
 ``gnnkit bench ... --compare pyg`` trains these through the same harness and with the same
 recipe (:mod:`gnnkit.recipes`: learning rate, weight decay, epochs) as gnnkit's models;
-:func:`reference` gives the recipe of the reference for any recipe gnnkit has.
+:func:`reference` gives the recipe of the reference for any recipe gnnkit has, and with
+``kind="pyg-tuned"`` the strongest configuration of the same PyG layers
+(:mod:`gnnkit.bench.pyg_tuned`, ``--compare pyg-tuned``).
 
 - Node classification on Cora: :class:`PygGCN` follows PyG's ``examples/gcn.py``
   (``torch_geometric.nn.GCNConv`` x 2, 16 hidden, ReLU, ``F.dropout(p=0.5)`` on the dense
@@ -50,6 +52,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GATConv, GCNConv, global_add_pool, global_mean_pool
 from torch_geometric.utils import scatter
 
+from gnnkit.bench.harness import REFERENCES
 from gnnkit.errors import InputError
 from gnnkit.recipes import Recipe
 
@@ -105,13 +108,17 @@ class PygGAT(torch.nn.Module):
     """``examples/gat.py``'s ``GAT`` (Cora: one output head)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, hidden_channels: int = 8, heads: int = 8
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int = 8,
+        heads: int = 8,
+        add_self_loops: bool = True,
     ) -> None:
         super().__init__()
-        self.conv1 = GATConv(in_channels, hidden_channels, heads, dropout=0.6)
-        self.conv2 = GATConv(
-            hidden_channels * heads, out_channels, heads=1, concat=False, dropout=0.6
-        )
+        loops = {"dropout": 0.6, "add_self_loops": add_self_loops}
+        self.conv1 = GATConv(in_channels, hidden_channels, heads, **loops)
+        self.conv2 = GATConv(hidden_channels * heads, out_channels, heads=1, concat=False, **loops)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         x = F.dropout(x, p=0.6, training=self.training)
@@ -161,16 +168,19 @@ class PygArxivGAT(torch.nn.Module):
         heads: int = 8,
         num_layers: int = 3,
         dropout: float = 0.5,
+        add_self_loops: bool = True,
     ) -> None:
         super().__init__()
         width = hidden_channels * heads
+        loops = {"add_self_loops": add_self_loops}
         self.convs = torch.nn.ModuleList()
         self.bns = torch.nn.ModuleList()
         for i in range(num_layers - 1):
-            self.convs.append(GATConv(in_channels if i == 0 else width, hidden_channels, heads))
+            first = in_channels if i == 0 else width
+            self.convs.append(GATConv(first, hidden_channels, heads, **loops))
             self.bns.append(torch.nn.BatchNorm1d(width))
         last_in = in_channels if num_layers == 1 else width
-        self.convs.append(GATConv(last_in, out_channels, heads=1, concat=False))
+        self.convs.append(GATConv(last_in, out_channels, heads=1, concat=False, **loops))
         self.dropout = dropout
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
@@ -405,20 +415,40 @@ _REFERENCES: dict[tuple[str, str], tuple[Callable[..., nn.Module], Any, str]] = 
 }
 
 
-def reference(recipe: Recipe) -> Recipe:
+def reference(recipe: Recipe, kind: str = "pyg") -> Recipe:
     """The recipe of PyG's counterpart of ``recipe``: PyG's model (and its feature
     preparation), with ``recipe``'s learning rate, weight decay, epochs, graph and fan-outs.
 
+    Args:
+        recipe (Recipe): gnnkit's recipe (:mod:`gnnkit.recipes`).
+        kind (str, optional): ``"pyg"``, the model of PyG's (or OGB's) example, or
+            ``"pyg-tuned"``, the strongest configuration of PyG's layers
+            (:mod:`gnnkit.bench.pyg_tuned`). The recipe is named ``<kind>-<name>``.
+            (default: ``"pyg"``)
+
     Raises:
-        InputError: PyG has no counterpart of that recipe here.
+        InputError: an unknown ``kind``, or PyG has no such counterpart of that recipe here.
     """
+    if kind == "pyg":
+        table = _REFERENCES
+    elif kind == "pyg-tuned":
+        from gnnkit.bench.pyg_tuned import TUNED_REFERENCES
+
+        table = TUNED_REFERENCES
+    else:
+        raise InputError(f"unknown reference {kind!r}; known: {', '.join(REFERENCES)}")
     key = (recipe.task, recipe.name)
-    if key not in _REFERENCES:
-        known = ", ".join(f"{task} {name}" for task, name in _REFERENCES)
+    if key not in table:
+        known = ", ".join(f"{task} {name}" for task, name in table)
         raise InputError(
-            f"no PyG reference for the {recipe.task} recipe {recipe.name!r}; known: {known}"
+            f"no {'PyG' if kind == 'pyg' else kind} reference for the {recipe.task} recipe "
+            f"{recipe.name!r}; known: {known}"
         )
-    build, features, description = _REFERENCES[key]
+    build, features, description = table[key]
     return dataclasses.replace(
-        recipe, name=f"pyg-{recipe.name}", build=build, features=features, description=description
+        recipe,
+        name=f"{kind}-{recipe.name}",
+        build=build,
+        features=features,
+        description=description,
     )

@@ -39,6 +39,7 @@ from gnnkit.cli import (
     positive_int,
     write_json,
 )
+from gnnkit.cli.bench_compare import add_compare
 from gnnkit.errors import GnnkitError, InputError
 
 __all__ = ["BENCHMARKS", "OPTIONS", "register", "register_node", "run_node", "sampling_config"]
@@ -98,13 +99,16 @@ def add_benchmark_parser(
     dataset_help: str,
     runs: int,
     plot_help: str,
+    references: tuple[str, ...] = ("pyg",),
 ) -> argparse.ArgumentParser:
     """The parser of benchmark ``name`` with the options every benchmark has.
 
     They are the data options (:func:`~gnnkit.cli.data_options`), ``--dataset`` (default
     ``dataset``), ``--model`` (a recipe of the task ``name``, default ``gcn``), ``--runs``
-    (default ``runs``), ``--epochs`` (default: the recipe's), ``--seed``, ``--compare pyg``,
-    ``--json PATH``, ``--plot PATH``, ``--device`` and ``--threads``.
+    (default ``runs``), ``--epochs`` (default: the recipe's), ``--seed``, ``--compare REF``
+    (one of ``references``, a comma list or repeated:
+    :func:`~gnnkit.cli.bench_compare.add_compare`), ``--json PATH``, ``--plot PATH``,
+    ``--device`` and ``--threads``.
     """
     from gnnkit.recipes import GRAPH_RECIPES, LINK_RECIPES, NODE_RECIPES
 
@@ -124,9 +128,7 @@ def add_benchmark_parser(
         "--epochs", type=positive_int, help="epochs per run (default: the recipe's)"
     )
     add_seed(parser, "seed of the first run; run r uses SEED + r (default: 0)")
-    parser.add_argument(
-        "--compare", choices=["pyg"], default=None, help="also train PyG's reference model"
-    )
+    add_compare(parser, references)
     add_outputs(parser, json="write the results as JSON", plot=plot_help)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     add_threads(parser)
@@ -235,6 +237,7 @@ OPTIONS = (
 
 
 def register_node(subparsers: argparse._SubParsersAction) -> None:
+    from gnnkit.bench.harness import REFERENCES
     from gnnkit.bench.node import WARMUP_EPOCHS
     from gnnkit.data import DATASETS
 
@@ -243,12 +246,14 @@ def register_node(subparsers: argparse._SubParsersAction) -> None:
         subparsers,
         "node",
         "Train a node classifier over several seeds and report test accuracy (at the best "
-        "validation epoch), run and epoch time and peak memory; with --compare pyg, PyG's "
-        "reference model trains through the same harness, interleaved run by run.",
+        "validation epoch), run and epoch time and peak memory; with --compare pyg (the model "
+        "of PyG's example), pyg-tuned (PyG's layers in their fastest configuration) or "
+        "pyg,pyg-tuned, the references train through the same harness, interleaved run by run.",
         dataset="cora",
         dataset_help=f"one of: {node_datasets} (default: cora)",
         runs=10,
         plot_help="draw loss and accuracy curves (PNG, PDF or SVG)",
+        references=REFERENCES,
     )
     parser.add_argument(
         "--patience",
@@ -452,7 +457,8 @@ def run_node(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
-    from gnnkit.bench.node import plot_node_benchmark, run_node_benchmark
+    from gnnkit.bench.node import run_node_benchmark
+    from gnnkit.bench.node_result import plot_node_benchmark
 
     protocol = _paper_protocol(args, sampling)
     return run_benchmark(
