@@ -23,6 +23,7 @@ PACKAGES = [
     "gnnkit.ops",
     "gnnkit.nn",
     "gnnkit.graph",
+    "gnnkit.transforms",
     "gnnkit.data",
     "gnnkit.sampling",
     "gnnkit.models",

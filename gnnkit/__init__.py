@@ -23,6 +23,7 @@ from gnnkit.graph import (
     receptive_field,
 )
 from gnnkit.nn import GATConv, GCNConv, gcn_norm, sparse_dropout
+from gnnkit.transforms import SparseFeatures
 
 try:
     #: The installed distribution's version (``pyproject.toml`` is the one place it is written).
@@ -38,6 +39,7 @@ __all__ = [
     "GCNConv",
     "GnnkitError",
     "InputError",
+    "SparseFeatures",
     "UnknownDatasetError",
     "__version__",
     "adjacency",

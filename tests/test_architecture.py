@@ -45,8 +45,20 @@ ALLOWED: dict[str, set[str]] = {
     "citation": {"errors", "utils", "ops", "nn", "graph", "data", "recipes", "train"},
     "bench": _BELOW_BENCH,
     "distributed": {"errors", "utils", "ops", "train"},
+    "transforms": {"errors"},
     "cli": {"gnnkit", "seq", "citation", "bench", "distributed", *_BELOW_BENCH},
-    "gnnkit": {"errors", "utils", "ops", "nn", "graph", "data", "recipes", "models", "train"},
+    "gnnkit": {
+        "errors",
+        "utils",
+        "ops",
+        "nn",
+        "graph",
+        "data",
+        "recipes",
+        "models",
+        "train",
+        "transforms",
+    },
     "__main__": {"cli"},
 }
 

@@ -36,6 +36,14 @@ def test_node_classification_on_karate(tmp_path):
     assert accuracy, out
 
 
+def test_own_script_with_the_one_step_on_karate(tmp_path):
+    for model in ("gcn", "gat"):
+        out = run_example(
+            "own_script.py", "--dataset", "karate", "--model", model, "--epochs", "5", cwd=tmp_path
+        )
+        assert "torch.sparse_csr" in out and "test accuracy at the best validation epoch" in out
+
+
 def test_char_generation_on_a_small_file(tmp_path):
     steps = 3
     corpus = tmp_path / "corpus.txt"

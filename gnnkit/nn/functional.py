@@ -4,9 +4,10 @@ Dropout (Srivastava et al., JMLR 2014) keeps each entry with probability :math:`
 scales it by :math:`1 / (1 - p)`. Every function here has ``F.dropout``'s distribution; they
 differ in what they avoid:
 
-- :func:`dropout`: dense tensors. On CPU the mask comes from uniforms compared with
-  :math:`p` (2-3x faster there than ``F.dropout``'s ``bernoulli_``), or with
-  ``draw="bytes"`` from one random byte per entry (:func:`dropout_mask`).
+- :func:`dropout`: a drop-in for ``F.dropout(x, p, training)``. On CPU the mask comes from
+  uniforms compared with :math:`p` (2-3x faster there than ``F.dropout``'s ``bernoulli_``),
+  or with ``draw="bytes"`` from one random byte per entry (:func:`dropout_mask`). A sparse
+  COO or CSR input goes to :func:`sparse_dropout` and stays sparse.
 - :func:`sparse_dropout`: the stored entries of a sparse matrix, as in Kipf & Welling's GCN
   code; a bag-of-words matrix is never densified.
 - :func:`relu_dropout`: ``dropout(relu(x))`` that keeps only its output for the backward pass.
@@ -86,11 +87,17 @@ def _scaled_mask(values: Tensor, p: float) -> Tensor:
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, *, draw: Draw = "uniform") -> Tensor:
-    r"""Dropout on a dense tensor: ``F.dropout``'s distribution, faster on CPU.
+    r"""Dropout: ``F.dropout``'s distribution, faster on CPU, and sparse input stays sparse.
 
     Each element is kept with probability :math:`1 - p` and scaled by :math:`1 / (1 - p)`,
     dropped elements are 0, and the gradient flows through the kept ones with the same scale:
-    exactly ``F.dropout(x, p, training)`` in distribution.
+    exactly ``F.dropout(x, p, training)`` in distribution, so ``from gnnkit.nn import dropout``
+    replaces ``F.dropout`` in a model's ``forward``.
+
+    A sparse COO or CSR ``x`` (for example features from
+    :class:`gnnkit.transforms.SparseFeatures`) goes to :func:`sparse_dropout`: only its stored
+    entries are drawn and the result keeps ``x``'s structure, where ``F.dropout``, which
+    refuses sparse CSR input, would need ``x`` densified.
 
     - ``draw="uniform"``: on CPU the mask comes from uniforms compared with :math:`p`
       (``torch.rand_like(x) >= p``) instead of ``bernoulli_``, which is 2-3x slower there; on
@@ -99,12 +106,21 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, *, draw: Draw = "u
       entry when :math:`256 p` is an integer).
 
     Args:
-        x (Tensor): any dense tensor.
+        x (Tensor): any dense tensor, or a sparse COO or CSR matrix.
         p (float, optional): the probability of dropping an element, in [0, 1].
             (default: ``0.5``)
         training (bool, optional): apply dropout; ``False`` returns ``x``. (default: ``True``)
-        draw (str, optional): ``"uniform"`` or ``"bytes"`` (see above). (default: ``"uniform"``)
+        draw (str, optional): ``"uniform"`` or ``"bytes"`` (see above); for sparse input, how
+            the stored values are drawn. (default: ``"uniform"``)
+
+    Shapes:
+        - **input:** any shape, dense; or (|V|, F) sparse COO or CSR
+        - **output:** the input's shape and layout (sparse: the same stored entries)
     """
+    if x.layout != torch.strided:
+        return sparse_dropout(x, p, training, draw=draw)
+    if not 0.0 <= p <= 1.0:  # F.dropout refuses these too
+        raise InputError(f"dropout probability p must be a number in [0, 1], got {p!r}")
     if not training or p == 0.0:
         return x
     if draw == "bytes" and p < 1.0:
@@ -167,7 +183,9 @@ def relu_dropout(x: Tensor, p: float, training: bool, *, draw: Draw = "uniform")
     return _ReLUDropout.apply(x, p, draw)
 
 
-def sparse_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def sparse_dropout(
+    x: Tensor, p: float = 0.5, training: bool = True, *, draw: Draw = "uniform"
+) -> Tensor:
     r"""Dropout on the stored entries of a sparse matrix, as in Kipf & Welling's GCN code.
 
     Each stored entry is kept with probability :math:`1 - p` and scaled by
@@ -195,6 +213,8 @@ def sparse_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         p (float, optional): the probability of dropping an entry, in [0, 1]. (default: ``0.5``)
         training (bool, optional): apply dropout; ``False`` returns ``x`` unchanged.
             (default: ``True``)
+        draw (str, optional): how the stored values are drawn, as in :func:`dropout`.
+            (default: ``"uniform"``)
 
     Shapes:
         - **input:** (|V|, F), sparse COO or CSR
@@ -204,8 +224,9 @@ def sparse_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise InputError(f"dropout probability p must be a number in [0, 1], got {p!r}")
     if not isinstance(x, Tensor):
         raise InputError(f"sparse_dropout expects a torch.Tensor, got {type(x).__name__}")
+    _check_draw(draw)
     if x.layout == torch.strided:
-        return dropout(x, float(p), training)
+        return dropout(x, float(p), training, draw=draw)
     if x.layout not in (torch.sparse_coo, torch.sparse_csr):
         raise InputError(
             f"sparse_dropout supports sparse COO and CSR tensors, got layout {x.layout}; "
@@ -223,7 +244,7 @@ def sparse_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         values = x.values()  # (nnz,), or (nnz, F) for a hybrid matrix: masked elementwise
         return torch.sparse_coo_tensor(
             x.indices(),
-            values * _scaled_mask(values, float(p)),
+            dropout(values, float(p), True, draw=draw),
             x.shape,
             is_coalesced=True,
             check_invariants=False,
@@ -232,7 +253,7 @@ def sparse_dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     return torch.sparse_csr_tensor(
         x.crow_indices(),
         x.col_indices(),
-        values * _scaled_mask(values, float(p)),
+        dropout(values, float(p), True, draw=draw),
         x.shape,
         check_invariants=False,
     )
