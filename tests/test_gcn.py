@@ -646,6 +646,74 @@ def test_validate_false_skips_full_scans_but_keeps_shape_checks():
         layer(torch.randn(4, 2), torch.tensor([[0], [1]]))
 
 
+@pytest.mark.parametrize("layout", ["dense", "coo", "csr"])
+def test_nan_written_in_place_after_a_checked_call_is_caught(layout):
+    # The layer skips the NaN scan for features it has already found finite; an in-place
+    # change (a new version of the values) must be scanned again.
+    layer = GCNConv(3, 2)
+    edge_index = torch.tensor([[0, 1], [1, 2]])
+    dense = torch.rand(4, 3) + 0.5
+    x = {"dense": dense, "coo": dense.to_sparse(), "csr": dense.to_sparse_csr()}[layout]
+    layer(x, edge_index)
+    layer(x, edge_index)  # known finite: no scan, same answer
+    stored = x if layout == "dense" else x._values() if layout == "coo" else x.values()
+    stored.view(-1)[0] = float("nan")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        layer(x, edge_index)
+
+
+def test_nan_check_remembers_two_inputs_per_layer():
+    # Training alternates a fresh (dropped-out) input with the evaluation's fixed one.
+    layer = GCNConv(3, 2)
+    edge_index = torch.tensor([[0, 1], [1, 2]])
+    fixed = torch.rand(4, 3)
+    for _ in range(3):
+        layer(torch.rand(4, 3), edge_index)
+        layer(fixed, edge_index)
+    fixed[1, 1] = float("inf")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        layer(fixed, edge_index)
+
+
+def _record_output_shape(seen, module, inputs, output):
+    seen.append(output.shape)
+
+
+def test_propagate_hooks_run_and_give_the_direct_kernels_answer():
+    # Without hooks the fused path calls the SpMM directly; a hook on propagate or on
+    # message_and_aggregate sends it through PyG's propagate, with the same values and grads.
+    edge_index = directed_graph(seed=3)
+    x = torch.randn(12, 6, dtype=torch.float64)
+    direct = make_layer(6, 3)
+    out = direct(x, edge_index)
+    out.square().sum().backward()
+    for register in (
+        "register_propagate_forward_hook",
+        "register_message_and_aggregate_forward_hook",
+    ):
+        hooked = make_layer(6, 3)
+        seen: list[torch.Size] = []
+        getattr(hooked, register)(functools.partial(_record_output_shape, seen))
+        got = hooked(x, edge_index)
+        got.square().sum().backward()
+        assert seen == [(12, 3)]
+        torch.testing.assert_close(got, out, rtol=0, atol=0)
+        torch.testing.assert_close(hooked.lin.weight.grad, direct.lin.weight.grad, rtol=0, atol=0)
+        torch.testing.assert_close(hooked.bias.grad, direct.bias.grad, rtol=0, atol=0)
+
+
+def test_bias_is_added_out_of_place_under_autograd():
+    # In place on the SpMM's output view, autograd would copy it through as_strided in the
+    # backward pass; out of place, the bias's gradient node is a plain addition.
+    layer = make_layer(6, 3)
+    out = layer(torch.randn(12, 6, dtype=torch.float64), directed_graph(seed=4))
+    assert type(out.grad_fn).__name__ == "AddBackward0"
+    with torch.no_grad():  # in place where nothing records it
+        assert (
+            layer(torch.randn(12, 6, dtype=torch.float64), directed_graph(seed=4)).grad_fn is None
+        )
+
+
 def test_repr_is_pygs_plus_gnnkit_extras_away_from_their_defaults():
     assert repr(GCNConv(3, 2, cached=True)) == "GCNConv(3, 2)"
     assert repr(GCNConv(3, 2, improved=True)) == "GCNConv(3, 2)"
@@ -680,3 +748,37 @@ def test_cuda_equals_cpu_and_deterministic_mode_is_bit_identical():
     for first, second in zip(det[0], det[1], strict=True):
         assert torch.equal(first, second)
     torch.testing.assert_close(det[0][0], runs[0][0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_uncached_layer_reuses_weights_only_while_edge_weight_is_unchanged(fused, monkeypatch):
+    """cached=False keeps the normalised weights for the same, unmodified edge_weight (or
+    none), and recomputes them for an in-place change or another tensor: always the dense
+    reference's output."""
+    edge_index, n = directed_graph(), 12
+    x = torch.randn(n, 3, dtype=torch.float64)
+    layer = make_layer(3, 2)
+    layer.fuse = fused
+    calls = []
+    compute = layer._weights
+    monkeypatch.setattr(layer, "_weights", lambda *a: calls.append(1) or compute(*a))
+
+    def check(edge_weight):
+        expected = dense_gcn(x, edge_index, layer.lin.weight, layer.bias, 1.0, edge_weight)
+        torch.testing.assert_close(layer(x, edge_index, edge_weight), expected)
+
+    check(None)
+    check(None)
+    assert len(calls) == 1  # no edge_weight: computed once
+    weight = torch.rand(edge_index.size(1), dtype=torch.float64) + 0.5
+    check(weight)
+    check(weight)
+    assert len(calls) == 2  # the same tensor, unmodified
+    weight.mul_(2.0)
+    check(weight)
+    assert len(calls) == 3  # modified in place: recomputed
+    check(weight.clone())
+    assert len(calls) == 4  # another tensor: recomputed
+    check(weight.clone().requires_grad_())
+    check(weight.clone().requires_grad_())
+    assert len(calls) == 6  # weights with a gradient: every call

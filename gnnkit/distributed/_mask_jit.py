@@ -6,9 +6,10 @@ int64 tensor operations, each a full pass over |V| x C temporaries; this kernel 
 arithmetic (products wrap modulo 2**64, so their low 32 bits are exact, as in the torch path).
 The masks are bit-identical (``tests/test_distributed_dropout.py``).
 
-NOTE: the kernel is serial. Ranks are often forked processes (``torch.multiprocessing``, the
-tests), and numba's parallel layers are not fork-safe: GNU OpenMP aborts or hangs a child
-forked from a process that used it. One process per part already uses the cores.
+Rows are independent, so the kernel is a serial function over a range of rows spread over
+``torch.get_num_threads()`` threads by :func:`gnnkit.ops._jit.run_rows` (not numba's
+``parallel=True``, whose OpenMP layer aborts or hangs a child forked from a process that used
+it: ranks are often forked processes, ``torch.multiprocessing`` and the tests).
 
 This module imports numba through :func:`gnnkit.ops._jit.jit_kernel`; its caller imports it only
 when a mask is first drawn with numba available.
@@ -20,17 +21,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gnnkit.ops._jit import jit_kernel
+from gnnkit.ops._jit import jit_kernel, run_rows
 
 __all__ = ["keep_mask_cpu"]
 
 
-@jit_kernel(parallel=False)
-def _keep_kernel(row, column, threshold, out):  # pragma: no cover - compiled by numba
+@jit_kernel()
+def _keep_rows(lo, hi, row, column, threshold, out):  # pragma: no cover - compiled by numba
     m32 = np.uint64(0xFFFFFFFF)
     c1, c2 = np.uint64(0x7FEB352D), np.uint64(0x846CA68B)
     s15, s16 = np.uint64(15), np.uint64(16)
-    for i in range(row.shape[0]):
+    for i in range(lo, hi):
         r = row[i]
         for j in range(column.shape[0]):
             x = r ^ column[j]
@@ -54,5 +55,5 @@ def keep_mask_cpu(row: Tensor, column: Tensor, threshold: int) -> Tensor:
     if out.size:
         rows = row.contiguous().numpy().astype(np.uint64)
         columns = column.contiguous().numpy().astype(np.uint64)
-        _keep_kernel(rows, columns, np.uint64(threshold), out)
+        run_rows(_keep_rows, out.shape[0], rows, columns, np.uint64(threshold), out)
     return torch.from_numpy(out)

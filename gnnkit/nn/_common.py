@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import weakref
 from typing import Any
 
 import torch
@@ -98,13 +100,7 @@ def check_features(
     if x.layout != torch.strided and x.layout not in _SPARSE:
         raise InputError(f"{name} must be dense, sparse COO or sparse CSR, got layout {x.layout}")
     if validate and not torch.compiler.is_compiling():
-        # One summing pass over the stored values instead of an elementwise isfinite: any NaN
-        # or inf makes the sum non-finite. A non-finite sum (possibly an overflow of finite
-        # values) triggers the full check, which names the problem.
-        stored = x._values() if x.layout == torch.sparse_coo else x
-        stored = stored.values() if stored.layout == torch.sparse_csr else stored
-        if not bool(torch.isfinite(stored.sum())):
-            check_node_features(x, name=name)
+        _check_finite(layer, x, name)
     materialize(lin, x)
     weight = lin.weight
     if x.size(-1) != lin.in_channels:
@@ -123,6 +119,31 @@ def check_features(
             "them to one device"
         )
     return x
+
+
+# The two feature tensors each layer last found finite, most recent first, as (weak
+# reference, fingerprint of the values): a training step's fresh input (after dropout) does
+# not push out the features every evaluation passes.
+_FINITE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _check_finite(layer, x: Tensor, name: str) -> None:
+    """Raise unless ``x`` is finite; skipped when ``layer`` has found this very tensor
+    finite and its values have not changed since (one of its last two inputs)."""
+    stored = x._values() if x.layout == torch.sparse_coo else x
+    stored = stored.values() if stored.layout == torch.sparse_csr else stored
+    key = (stored.data_ptr(), stored._version, stored.shape, stored.stride(), stored.device)
+    seen = _FINITE.get(layer, ())
+    for ref, known in seen:
+        if ref() is x and known == key:
+            _FINITE[layer] = ((ref, key), *(e for e in seen if e[0] is not ref))
+            return
+    # One summing pass over the stored values instead of an elementwise isfinite: any NaN
+    # or inf makes the sum non-finite. A non-finite sum (possibly an overflow of finite
+    # values) triggers the full check, which names the problem.
+    if not math.isfinite(stored.sum().item()):
+        check_node_features(x, name=name)
+    _FINITE[layer] = ((weakref.ref(x), key), *seen[:1])
 
 
 def check_graph_device(layer, graph_tensor: Tensor, weight: Tensor) -> None:
@@ -151,6 +172,19 @@ def uses_plain_path(layer) -> bool:
         or bool(layer._aggregate_forward_pre_hooks)
         or bool(layer._aggregate_forward_hooks)
         or torch.compiler.is_compiling()
+    )
+
+
+def runs_propagate(layer: Any, base: Any) -> bool:
+    """Whether ``layer``'s fused path must call PyG's ``propagate`` rather than its own
+    kernel directly: for hooks on ``propagate`` or ``message_and_aggregate``, or a subclass
+    of ``base`` (which may override what ``propagate`` calls)."""
+    return (
+        type(layer) is not base
+        or bool(layer._propagate_forward_pre_hooks)
+        or bool(layer._propagate_forward_hooks)
+        or bool(layer._message_and_aggregate_forward_pre_hooks)
+        or bool(layer._message_and_aggregate_forward_hooks)
     )
 
 

@@ -58,11 +58,16 @@ class Structure:
     """What a GAT layer derives from a graph (cached with ``cached=True``)."""
 
     edge_index: Tensor  # (2, E') senders first, self-loops replaced, PyG's order
-    graph: CSRGraph | None  # CSR form, one copy per head, interleaved (lean path only)
+    # CSR form (lean path only): one copy per edge for the fused kernel, else one copy per
+    # head, interleaved
+    graph: CSRGraph | None
     num_loops: int  # self-loops added, for nodes 0 .. num_loops - 1
+    fused: bool = False  # graph serves gnnkit.ops.fused_gat
 
 
-def build_structure(layer, graph: GraphInput, num_src: int, num_dst: int, lean: bool) -> Structure:
+def build_structure(
+    layer, graph: GraphInput, num_src: int, num_dst: int, lean: bool, fused: bool = False
+) -> Structure:
     """The edges attention runs on (self-loops replaced, PyG's order) and their CSR form."""
     if layer.validate:
         check_indices("GATConv", graph, num_src, num_dst)
@@ -72,11 +77,15 @@ def build_structure(layer, graph: GraphInput, num_src: int, num_dst: int, lean: 
         nodes = torch.arange(num_loops, dtype=ei.dtype, device=ei.device)
         ei = torch.cat([ei[:, ei[0] != ei[1]], torch.stack([nodes, nodes])], dim=1)
     csr = None
-    if lean:  # node (i, h) is i * H + h: (|V|, H, C) features are (|V| H, C) as they are
+    if fused:
+        csr = CSRGraph.from_edge_index(ei, num_dst, num_src)
+        if torch.is_grad_enabled():  # the backward needs the transpose: build it before
+            csr.transpose()  # the activations exist, not on top of them
+    elif lean:  # node (i, h) is i * H + h: (|V|, H, C) features are (|V| H, C) as they are
         csr = CSRGraph.from_edge_index(ei, num_dst, num_src).interleave_heads(layer.heads)
         if torch.is_grad_enabled():  # the backward needs the transpose: build it before
             csr.transpose()  # the activations exist, not on top of them
-    return Structure(ei, csr, num_loops)
+    return Structure(ei, csr, num_loops, fused)
 
 
 @dataclass

@@ -29,11 +29,11 @@ from gnnkit.nn._common import (
     linear,
     uses_plain_path,
 )
+from gnnkit.nn._gat_attend import dst_features, fused_attend, node_scores, uses_fused_kernel
 from gnnkit.nn._gat_inputs import (
     ACCEPTED,
     Sides,
     Structure,
-    att_block,
     build_structure,
     check_arguments,
     edge_scores,
@@ -72,20 +72,31 @@ class GATConv(MessagePassing):
     :math:`a^\top [W x_i \Vert W x_j]` is the same thing with :math:`a = [a_{dst} \Vert a_{src}]`.
 
     Memory-lean path (the default): the scores need only the per-node products
-    :math:`a^{h\top}_{src} W^h x_j` and :math:`a^{h\top}_{dst} W^h x_i` (|V| x H each), so the
-    layer computes |E| x H scores, takes the softmax over each node's incoming edges
-    (:func:`gnnkit.ops.edge_softmax`) and aggregates as a weighted CSR matmul
-    (:func:`gnnkit.ops.spmm`). All heads run as one graph of |V| H nodes, node :math:`(i, h)`
-    numbered :math:`iH + h` (:meth:`gnnkit.ops.CSRGraph.interleave_heads`, built once per
-    graph), so the (|V|, H, C) features of the linear map are its node features as they
-    are, with no transpose to a head-major layout in either pass, and every kernel runs once
-    for all heads. The two per-node products come from one (|V|, H C) x (H C, 2H) matmul.
-    The backward is an SpMM on the transposed graph and one dot product per edge and head
-    (SDDMM). No |E| x H x C tensor exists in either pass; PyG's
-    ``GATConv`` builds several (the messages and their gradients). The layer falls back to
-    PyG's plain ``message``/``aggregate`` path (per-edge messages, same result) only when the
-    lean path cannot serve: in PyG's explain mode, which needs per-edge messages, and when the
-    user sets ``layer.fuse = False``.
+    :math:`a^{h\top}_{src} W^h x_j` and :math:`a^{h\top}_{dst} W^h x_i` (|V| x H each, from one
+    (|V|, H C) x (H C, 2H) matmul). Where a fused kernel serves the device and dtype (float32
+    and float64: numba on CPU, Triton on CUDA), the rest runs in one pass over the CSR graph,
+    :func:`gnnkit.ops.fused_gat`: per receiver, the edge scores, leaky ReLU, softmax over its
+    incoming edges, attention dropout and the weighted sum of its senders' features, and a
+    backward of one pass over receivers and one over senders (the FusedMM / dgNN approach).
+    Otherwise the layer computes |E| x H scores, takes the softmax over each node's incoming
+    edges (:func:`gnnkit.ops.edge_softmax`) and aggregates as a weighted CSR matmul
+    (:func:`gnnkit.ops.spmm`) on a graph of |V| H nodes, node :math:`(i, h)` numbered
+    :math:`iH + h` (:meth:`gnnkit.ops.CSRGraph.interleave_heads`), so every kernel runs once for
+    all heads. Either way the CSR structure (and the transpose the backward needs) is built
+    once per graph, and no |E| x H x C tensor exists in either pass; PyG's ``GATConv`` builds
+    several (the messages and their gradients). The layer falls back to PyG's plain
+    ``message``/``aggregate`` path (per-edge messages, same result) only when the lean path
+    cannot serve: in PyG's explain mode, which needs per-edge messages, and when the user sets
+    ``layer.fuse = False``. ``GNNKIT_FUSED_GAT=0`` in the environment (read at every call)
+    turns the fused kernel off.
+
+    NOTE: the CPU kernel is compiled by numba on its first call (tens of seconds, once per
+    dtype), then loaded from numba's on-disk cache; ``GNNKIT_JIT=0``, or numba missing, gives
+    the unfused lean path. The fused kernel sums in another order than the unfused path, and
+    draws the attention-dropout mask as (|E'|, H) in CSR order, so a seed drops other
+    coefficients than the unfused path did: results agree to float rounding, training runs
+    differ. Coefficients requested with ``return_attention_weights`` while gradients are
+    recorded come from the unfused path (the kernel's carry no gradient).
 
     The layer is a drop-in replacement for PyG's ``GATConv`` (see
     ``docs/pyg-compatibility.md``): bipartite ``(x_src, x_dst)`` input with separate weights
@@ -261,13 +272,15 @@ class GATConv(MessagePassing):
 
     # -- inputs and graph preparation -------------------------------------------------------
 
-    def _structure(self, graph: GraphInput, num_src: int, num_dst: int, lean: bool) -> Structure:
+    def _structure(
+        self, graph: GraphInput, num_src: int, num_dst: int, lean: bool, fused: bool
+    ) -> Structure:
         """The graph's structure, kept between calls while ``edge_index`` is unchanged."""
-        extra = (num_src, num_dst, lean, self.add_self_loops)
+        extra = (num_src, num_dst, lean, fused, self.add_self_loops)
         entry = self._cache.lookup((graph.edge_index,), extra)
         if entry is None:
             with ordinary_tensors():  # reusable by training even if built under inference_mode
-                entry = build_structure(self, graph, num_src, num_dst, lean)
+                entry = build_structure(self, graph, num_src, num_dst, lean, fused)
             self._cache.store((graph.edge_index,), extra, entry)
         return entry
 
@@ -290,12 +303,12 @@ class GATConv(MessagePassing):
         H, C = self.heads, self.out_channels
         xw = linear(sides.x_src, sides.lin_src.weight, self._feature_cache)  # (N_s, H C)
         if lean:
-            a_src, a_dst = self._node_scores(sides, xw)  # (N_s H,), (N_d H,) or None
+            a_src, a_dst = node_scores(self, sides, xw)  # (N_s, H), (N_d, H) or None
             csr = structure.graph  # heads interleaved: node (i, h) is i * H + h
             assert csr is not None  # the lean path builds it
-            scores = ops.gather_src(csr, a_src)
+            scores = ops.gather_src(csr, a_src.reshape(-1))
             if a_dst is not None:
-                scores = scores + ops.gather_dst(csr, a_dst)
+                scores = scores + ops.gather_dst(csr, a_dst.reshape(-1))
             if edge_scores is not None:
                 scores = scores + edge_scores.reshape(-1)[csr.perm]
             scores = F.leaky_relu(scores, self.negative_slope)  # (E' H,)
@@ -305,44 +318,13 @@ class GATConv(MessagePassing):
         src, dst = structure.edge_index[0], structure.edge_index[1]
         scores = a_src[src]
         if sides.x_dst is not None:
-            xw_dst = xw if sides.shared else self._dst_features(sides).view(-1, H, C)
+            xw_dst = xw if sides.shared else dst_features(sides).view(-1, H, C)
             scores = scores + (xw_dst * sides.att_dst).sum(-1)[dst]
         if edge_scores is not None:
             scores = scores + edge_scores
         scores = F.leaky_relu(scores, self.negative_slope)  # (E', H)
         alpha = ops.scatter_softmax(scores, dst, num_dst, deterministic=self.deterministic)
         return xw, alpha
-
-    def _dst_features(self, sides: Sides) -> Tensor:
-        assert sides.x_dst is not None
-        return linear(sides.x_dst, sides.lin_dst.weight)  # (N_d, H C)
-
-    def _node_scores(self, sides: Sides, xw: Tensor) -> "tuple[Tensor, Tensor | None]":
-        """Per-node attention products, flattened (node, head): one matmul with the
-        block-diagonal matrix of the attention vectors, on whichever side is narrower."""
-        H = self.heads
-        if not sides.shared:
-            a_src = (xw @ att_block(sides.att_src)).reshape(-1)
-            if sides.x_dst is None:
-                return a_src, None
-            return a_src, (self._dst_features(sides) @ att_block(sides.att_dst)).reshape(-1)
-        # a_src[j, h] = <att_src[h], W_h x_j>: both products of every head in one matmul with
-        # A (H C, 2H), as (x W^T) A, or x (W^T A) for dense x with fewer input than output
-        # channels: that reads x once more but leaves xw with a single consumer, so its
-        # backward adds no (|V|, H C) gradient.
-        att = torch.cat([sides.att_src, sides.att_dst])  # (2, H, C)
-        eye = torch.eye(H, dtype=att.dtype, device=att.device)
-        # blocks[h, c, s, k] = att[s, h, c] if k == h else 0; the product keeps the permuted
-        # (column-major) layout, which selects the GEMM kernel the results were pinned with.
-        blocks = att.permute(1, 2, 0).unsqueeze(-1) * eye.view(H, 1, 1, H)  # (H, C, 2, H)
-        attention = blocks.reshape(-1, 2 * H)  # (H C, 2H)
-        x = sides.x_src
-        if x.layout == torch.strided and x.size(1) < xw.size(1):
-            logits = x @ (sides.lin_src.weight.t() @ attention)  # (N, 2H)
-        else:
-            logits = xw @ attention  # (N, 2H)
-        a_src, a_dst = (part.reshape(-1) for part in logits.split(H, dim=1))
-        return a_src, a_dst
 
     def _read(self, x: Any, edge_index: Any, size: Any):
         """The graph, the two sides, (|V_src|, |V_dst|) and whether the lean path serves."""
@@ -351,11 +333,32 @@ class GATConv(MessagePassing):
         check_graph_device(self, graph.edge_index, sides.x_src)
         return graph, sides, sizes(sides, graph), not uses_plain_path(self)
 
+    def _aggregate_unfused(
+        self, structure: Structure, xw: Tensor, alpha: Tensor, lean: bool, size: "tuple[int, int]"
+    ) -> Tensor:
+        """PyG's propagate: a CSR matmul on the head-interleaved graph (lean) or per-edge
+        messages (plain). Returns (N_d, H, C)."""
+        H, C = self.heads, self.out_channels
+        # The structure is already oriented (senders in row 0), so PyG's propagate runs it
+        # with the default flow whatever the layer's flow is.
+        flow: str = self.flow  # type: ignore[has-type]
+        self.flow = "source_to_target"
+        try:
+            if lean:
+                csr = self._fused_graph = structure.graph
+                assert csr is not None  # the lean path builds it
+                adj_t = csr.to_sparse_csr(alpha.detach())  # (N_d H, N_s H)
+                out = self.propagate(adj_t, x=xw.view(-1, C), alpha=alpha)  # (N_d H, C)
+                return out.view(-1, H, C)  # (N_d, H, C), no copy
+            return self.propagate(structure.edge_index, x=xw, alpha=alpha, size=size)
+        finally:
+            self.flow, self._fused_graph = flow, None
+
     def _edge_order(self, structure: Structure, alpha: Tensor, lean: bool) -> Tensor:
         """Attention as (|E'|, H) in ``structure.edge_index`` order."""
         if not lean:
             return alpha
-        ordered = torch.empty_like(alpha)  # (E' H,) in CSR order -> edge order
+        ordered = torch.empty_like(alpha)  # (E', H) or (E' H,) in CSR order -> edge order
         assert structure.graph is not None  # the lean path builds it
         ordered[structure.graph.perm] = alpha
         return ordered.view(-1, self.heads)
@@ -390,36 +393,26 @@ class GATConv(MessagePassing):
             ``(out, attention)`` with ``return_attention_weights=True``.
         """
         graph, sides, (num_src, num_dst), lean = self._read(x, edge_index, size)
+        fused = uses_fused_kernel(self, sides, lean, bool(return_attention_weights))
         # Under torch.compile, no cache (a lookup reads tensor addresses) and built here, not
         # in a helper: the self-loop removal breaks the graph once per frame on the stack, so
         # it sits as shallow as in PyG's layer.
         structure = (
             build_structure(self, graph, num_src, num_dst, lean)
             if torch.compiler.is_compiling()
-            else self._structure(graph, num_src, num_dst, lean)
+            else self._structure(graph, num_src, num_dst, lean, fused)
         )
         scores = edge_scores(self, graph, edge_attr, structure.num_loops)
-        xw, alpha = self._attend(sides, structure, scores, lean, num_dst)
-        # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
-        alpha = dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
         H, C = self.heads, self.out_channels
-        # The structure is already oriented (senders in row 0), so PyG's propagate runs it
-        # with the default flow whatever the layer's flow is.
-        flow: str = self.flow  # type: ignore[has-type]
-        self.flow = "source_to_target"
-        try:
-            if lean:
-                csr = self._fused_graph = structure.graph
-                assert csr is not None  # the lean path builds it
-                adj_t = csr.to_sparse_csr(alpha.detach())  # (N_d H, N_s H)
-                out = self.propagate(adj_t, x=xw.view(-1, C), alpha=alpha)  # (N_d H, C)
-                out = out.view(-1, H, C)  # (N_d, H, C), no copy
-            else:
-                out = self.propagate(
-                    structure.edge_index, x=xw, alpha=alpha, size=(num_src, num_dst)
-                )  # (N_d, H, C)
-        finally:
-            self.flow, self._fused_graph = flow, None
+        if fused:  # scores, softmax, dropout and aggregation in one kernel: (N_d, H, C)
+            out, alpha = fused_attend(
+                self, sides, structure, scores, self.training, bool(return_attention_weights)
+            )
+        else:
+            xw, alpha = self._attend(sides, structure, scores, lean, num_dst)
+            # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
+            alpha = dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
+            out = self._aggregate_unfused(structure, xw, alpha, lean, (num_src, num_dst))
         # (N_d, H C), or (N_d, C) averaged over heads (one head: a view, no copy)
         out = out.reshape(-1, H * C) if self.concat or H == 1 else out.mean(1)
         if self.res is not None and sides.residual_input is not None:
@@ -429,6 +422,7 @@ class GATConv(MessagePassing):
             # add on a view makes autograd copy the whole gradient in the backward pass.
             out = out + self.bias
         if return_attention_weights:
+            assert alpha is not None  # asked for
             alpha = self._edge_order(structure, alpha, lean)
             return out, attention_adjacency(graph, structure.edge_index, alpha, num_src, num_dst)
         return out
@@ -453,9 +447,14 @@ class GATConv(MessagePassing):
             coefficients (|E'|, H) in the same order.
         """
         graph, sides, (num_src, num_dst), lean = self._read(x, edge_index, size)
-        structure = self._structure(graph, num_src, num_dst, lean)
+        fused = uses_fused_kernel(self, sides, lean, True)
+        structure = self._structure(graph, num_src, num_dst, lean, fused)
         scores = edge_scores(self, graph, edge_attr, structure.num_loops)
-        _, alpha = self._attend(sides, structure, scores, lean, num_dst)
+        if fused:
+            _, alpha = fused_attend(self, sides, structure, scores, False, True)
+        else:
+            _, alpha = self._attend(sides, structure, scores, lean, num_dst)
+        assert alpha is not None
         return graph.as_input(structure.edge_index), self._edge_order(structure, alpha, lean)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:

@@ -8,7 +8,6 @@ mode, TorchScript) and ``repr``; gnnkit's extras are keyword-only. This module h
 compiles.
 """
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -33,13 +32,15 @@ from gnnkit.nn._common import (
     check_sum_aggregation,
     layer_caches,
     linear,
+    runs_propagate,
     uses_plain_path,
 )
-from gnnkit.nn._loops import LoopedEdges, add_loops, looped_weights
+from gnnkit.nn._loops import add_loops, looped_weights
 from gnnkit.nn.gcn_norm import (
     _inverse_sqrt_degree,
     _resolve_self_loop_weight,
     _script_gcn_norm,
+    _Structure,
     gcn_norm,
 )
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
@@ -127,13 +128,15 @@ class GCNConv(PygCacheAttributes, MessagePassing):
             it from the first input (PyG's lazy initialisation).
         out_channels (int): :math:`F_{out}`, the size of each output feature vector.
         improved (bool, optional): PyG's flag for :math:`\lambda = 2`. (default: ``False``)
-        cached (bool, optional): keep the normalised weights between calls too. The graph
-            structure (self-loops, CSR form) is always kept and reused while ``edge_index``
-            is unchanged (the same tensor unmodified, or equal contents); ``cached=True``
-            also keeps the normalised weights while ``edge_weight`` is unchanged, and
-            recomputes them for a learned :math:`\lambda` or weights that require a
-            gradient. A cache filled under ``torch.inference_mode()`` holds ordinary
-            tensors and serves later training steps. (default: ``False``)
+        cached (bool, optional): PyG's flag; gnnkit keeps what it can in any case. The graph
+            structure (self-loops, CSR form) is kept while ``edge_index`` is unchanged (the
+            same tensor unmodified, or equal contents), and the normalised weights while
+            ``edge_weight`` is too: with ``cached=False`` while it is the same tensor,
+            unmodified (or absent); with ``cached=True`` also for another tensor with equal
+            contents. Weights from a learned :math:`\lambda` or an ``edge_weight`` that
+            requires a gradient are recomputed on every call. A cache filled under
+            ``torch.inference_mode()`` holds ordinary tensors and serves later training
+            steps. (default: ``False``)
         add_self_loops (bool, optional): add self-loops before normalising; ``False`` with
             ``normalize=True`` normalises :math:`A` alone. (default: ``normalize``)
         normalize (bool, optional): ``False`` computes :math:`H' = A H W + b` with no
@@ -333,24 +336,26 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         tensors = (graph.edge_index, edge_weight) if cached else (graph.edge_index,)
         extra = (num_nodes, dtype, fused, graph.form, cached)
         entry = self._cache.lookup(tensors, extra)
-        dynamic = (
-            not cached
-            or self.raw_self_loop_weight is not None
-            or (edge_weight is not None and edge_weight.requires_grad)
+        fixed = self.raw_self_loop_weight is None and not (
+            edge_weight is not None and edge_weight.requires_grad
         )
         if entry is None:
             # Ordinary tensors without autograd history even under inference_mode: the entry
             # outlives this call (an evaluation first, then training steps that save them).
             with ordinary_tensors():
                 structure = self._structure(graph, edge_weight, num_nodes, fused)
-                weights = None if dynamic else self._weights(structure, edge_weight, dtype)
+                weights = self._weights(structure, edge_weight, dtype) if cached and fixed else None
             entry = (structure, weights, graph.form)
             self._cache.store(tensors, extra, entry)
         elif not cached and self.validate:  # a known graph, maybe with new weights
             check_edge_weight(edge_weight, graph.edge_index.size(1))
         structure, weights, _ = entry
-        if weights is None or dynamic:
-            weights = self._weights(structure, edge_weight, dtype)
+        if not fixed:  # a learned lambda or weights with a gradient: computed on every call
+            return structure, self._weights(structure, edge_weight, dtype)
+        if weights is None:  # cached=False: reused while edge_weight is the same, unmodified
+            weights = structure.normalised(
+                edge_weight, dtype, lambda: self._weights(structure, edge_weight, dtype)
+            )
         return structure, weights
 
     # -- forward ----------------------------------------------------------------------------
@@ -404,9 +409,11 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         out = self._fused_propagate(h, structure, weights)
         if not transform_first:
             return F.linear(out, self.lin.weight, self.bias)  # (..., N, F_out), bias fused
-        if self.bias is not None:
-            out = out.add_(self.bias)  # in place: the aggregation's output is ours alone
-        return out
+        if self.bias is None:
+            return out
+        # Under autograd out-of-place: an in-place add on the aggregation's output (a view)
+        # would make autograd copy it through as_strided in the backward pass.
+        return out + self.bias if torch.is_grad_enabled() else out.add_(self.bias)
 
     def _transform(self, x: Tensor) -> Tensor:
         cache = self._feature_cache if x.dim() == 2 else None  # a static batch is dense
@@ -419,14 +426,17 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         batch = h.size(0) if h.dim() == 3 else 0
         if batch:
             h = h.transpose(0, 1).reshape(h.size(1), -1)  # (N, B F)
-        # The CSR graph is already oriented (rows receive), so PyG's propagate runs it with the
-        # default flow whatever the layer's flow is.
-        flow: str = self.flow  # type: ignore[has-type]
-        self._fused_graph, self.flow = csr, "source_to_target"
-        try:
-            out = self.propagate(csr.to_sparse_csr(weights.detach()), x=h, edge_weight=weights)
-        finally:
-            self._fused_graph, self.flow = None, flow
+        if runs_propagate(self, GCNConv):
+            # PyG's propagate, for its hooks: the CSR graph is already oriented (rows
+            # receive), so it runs with the default flow whatever the layer's flow is.
+            flow: str = self.flow  # type: ignore[has-type]
+            self._fused_graph, self.flow = csr, "source_to_target"
+            try:
+                out = self.propagate(csr.to_sparse_csr(weights.detach()), x=h, edge_weight=weights)
+            finally:
+                self._fused_graph, self.flow = None, flow
+        else:  # what propagate would run: message_and_aggregate's SpMM
+            out = ops.spmm(csr, weights, h, deterministic=self.deterministic)
         if batch:
             out = out.view(out.size(0), batch, -1).transpose(0, 1)  # (B, N, F)
         return out
@@ -488,13 +498,3 @@ class GCNConv(PygCacheAttributes, MessagePassing):
             extras.append("validate=False")
         tail = "".join(f", {e}" for e in extras)
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}{tail})"
-
-
-@dataclass
-class _Structure:
-    """What a GCN layer derives from a graph, independent of lambda and edge weights."""
-
-    looped: LoopedEdges | None
-    edge_index: Tensor  # (2, E') the edges messages run on, senders first, PyG order
-    graph: CSRGraph | None
-    num_nodes: int

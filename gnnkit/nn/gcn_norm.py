@@ -5,6 +5,8 @@
 """
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,7 +14,8 @@ from torch import Tensor
 
 from gnnkit import ops
 from gnnkit.errors import InputError
-from gnnkit.nn._loops import add_loops, looped_weights
+from gnnkit.nn._loops import LoopedEdges, add_loops, looped_weights
+from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.utils.checks import check_edge_index, check_edge_weight
 
 __all__ = ["gcn_norm"]
@@ -163,3 +166,31 @@ def _script_gcn_norm(
     inv = degree.scatter_add(0, index, edge_weight).pow(-0.5)
     inv = inv.masked_fill(torch.isinf(inv), 0.0)
     return edge_index, inv[edge_index[0]] * edge_weight * inv[edge_index[1]]
+
+
+@dataclass
+class _Structure:
+    """What a GCN layer derives from a graph, independent of lambda and edge weights."""
+
+    looped: LoopedEdges | None
+    edge_index: Tensor  # (2, E') the edges messages run on, senders first, PyG order
+    graph: CSRGraph | None
+    num_nodes: int
+    # The last normalised weights with what they were computed from: (edge_weight, its
+    # version, dtype, weights). Serves later calls given the same edge_weight tensor,
+    # unmodified (or none), whatever ``cached`` says; weights that need a gradient or depend
+    # on a learned lambda are never kept.
+    memo: "tuple[Tensor | None, int, torch.dtype, Tensor] | None" = None
+
+    def normalised(
+        self, edge_weight: "Tensor | None", dtype: torch.dtype, compute: Callable[[], Tensor]
+    ) -> Tensor:
+        """``compute()``'s weights, reused while ``edge_weight`` is the same, unmodified."""
+        version = -1 if edge_weight is None else edge_weight._version
+        memo = self.memo
+        if memo is not None and memo[0] is edge_weight and memo[1:3] == (version, dtype):
+            return memo[3]
+        with ordinary_tensors():  # kept beyond this call, maybe built under inference_mode
+            weights = compute()
+        self.memo = (edge_weight, version, dtype, weights)
+        return weights

@@ -7,10 +7,14 @@
   reductions of edge values onto nodes.
 - :func:`gather_src`, :func:`gather_dst`: node values onto edges, with deterministic gradients.
 - :func:`edge_softmax`, :func:`scatter_softmax`: softmax over each node's incoming edges.
+- :func:`fused_gat`: a graph attention layer's scores, edge softmax, attention dropout and
+  aggregation in one pass over the CSR graph and one backward (numba on CPU, Triton on CUDA,
+  torch elsewhere); :func:`fused_gat_backend` says which runs.
 - :func:`backend_info`, :func:`set_backend`, :func:`set_deterministic`, :func:`deterministic`:
   what runs, and how to change it.
 """
 
+from gnnkit.ops.attention import fused_gat, fused_gat_backend
 from gnnkit.ops.backend import (
     backend_info,
     deterministic,
@@ -32,6 +36,8 @@ __all__ = [
     "backend_info",
     "deterministic",
     "edge_softmax",
+    "fused_gat",
+    "fused_gat_backend",
     "gather_dst",
     "gather_src",
     "get_backend",

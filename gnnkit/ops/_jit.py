@@ -6,22 +6,48 @@ to the module or in the user's cache folder), so only the first call of a fresh 
 pays the compile. Where numba is missing, fails to import, or ``GNNKIT_JIT=0`` is set, every
 caller takes its torch path instead, with the same results to floating-point rounding.
 
-Kernels run on numba's thread pool, sized to ``torch.get_num_threads()`` at each call, so
-``torch.set_num_threads`` (and the benchmarks' one-thread setting) governs them too.
+This module holds what the kernel modules share: the decorator (:func:`jit_kernel`), a
+software prefetch for use inside kernels (``prefetch``, built on first use, and
+:func:`prefetch_distance`), the runner that spreads a serial kernel over threads
+(:func:`run_rows`) and a zero-operator numpy view of a tensor (:func:`as_numpy`).
+
+NOTE: kernels are serial functions over a range of rows, ``kernel(lo, hi, *args)``, compiled
+with ``nogil`` and run on chunks of rows by a Python thread pool sized to
+``torch.get_num_threads()``; numba's own ``parallel=True`` (``prange``) is not used. Its
+threading layer (OpenMP or TBB) keeps idle workers spinning after each parallel region on the
+cores torch needs (measured: a Cora GAT step 10-30x slower after one parallel call), starting
+it changes the process-wide OpenMP thread count that torch reports and uses, a process forked
+after it ran aborts or hangs in its next parallel region (GNU OpenMP is not fork-safe, and
+gnnkit's ranks and data loaders fork), and its parfor compilation took about 4x as long as the
+serial kernels'. A thread pool of serial kernels has none of these: idle threads sleep, torch's
+setting is only read, and a forked child starts a fresh pool.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
+from torch import Tensor
 
-__all__ = ["jit_available", "jit_kernel", "jit_threads"]
+__all__ = [
+    "as_numpy",
+    "jit_available",
+    "jit_kernel",
+    "prefetch_distance",
+    "run_rows",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+CHUNKS_PER_THREAD = 4  # row chunks per thread, so one slow chunk does not idle the others
+_PREFETCH_BYTES = 8192  # bytes of rows requested ahead of the row in use (prefetch_distance)
 
 
 @functools.cache
@@ -41,19 +67,14 @@ def jit_available() -> bool:
     return _numba() is not None
 
 
-def jit_threads() -> None:
-    """Size numba's thread pool to torch's intra-op thread count (call before a kernel)."""
-    numba = _numba()
-    if numba is not None:
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def jit_kernel(parallel: bool = False, **options: Any) -> Callable[[F], F]:
+    """Decorate a numba kernel: compiled lazily on first call, cached on disk, GIL released,
+    fastmath off unless ``options`` say otherwise.
 
-
-def jit_kernel(parallel: bool = True, **options: Any) -> Callable[[F], F]:
-    """Decorate a numba kernel: compiled lazily on first call, cached on disk, fastmath off.
-
-    The decorated function must only be called when :func:`jit_available` is true; the
-    Python function is returned unchanged otherwise (so a module defining kernels always
-    imports).
+    ``parallel`` stays ``False`` for gnnkit's kernels (see the module docstring); run a serial
+    range kernel on several threads with :func:`run_rows`. The decorated function must only
+    be called when :func:`jit_available` is true; the Python function is returned unchanged
+    otherwise (so a module defining kernels always imports).
     """
 
     def wrap(function: F) -> F:
@@ -63,3 +84,161 @@ def jit_kernel(parallel: bool = True, **options: Any) -> Callable[[F], F]:
         return numba.njit(parallel=parallel, cache=True, nogil=True, **options)(function)
 
     return wrap
+
+
+def __getattr__(name: str) -> Any:
+    """``prefetch``, built on first use: defining it imports numba, which ``import gnnkit``
+    must not (kernel modules, imported only when a kernel first runs, import it)."""
+    if name == "prefetch":
+        return _prefetch()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _prefetch() -> Any:
+    """``prefetch(array, i, j, ...)`` inside a kernel: ask for the cache line of
+    ``array[i, j, ...]`` (LLVM ``llvm.prefetch``: read, keep in every cache level), one integer
+    index per dimension. A hint only: nothing is loaded and no bounds are checked. A Python
+    no-op where numba is unavailable (the kernels are never called then)."""
+    numba = _numba()
+    if numba is None:
+
+        def prefetch_python(array: Any, *index: Any) -> None:
+            return None
+
+        return prefetch_python
+
+    from llvmlite import binding, ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    # The intrinsic's name carries its pointer type: opaque ``p0`` since LLVM 16's pointers,
+    # ``p0i8`` (i8*) before (numba 0.60-0.61).
+    name = "llvm.prefetch.p0" if binding.llvm_version_info[0] >= 16 else "llvm.prefetch.p0i8"
+
+    def codegen(context, builder, signature, args):  # pragma: no cover - compiled
+        array_type, index_types = signature.args
+        data = context.make_array(array_type)(context, builder, args[0])
+        values = cgutils.unpack_tuple(builder, args[1], len(index_types))
+        index = [
+            context.cast(builder, value, kind, types.intp)
+            for value, kind in zip(values, index_types, strict=True)
+        ]
+        pointer = cgutils.get_item_pointer(
+            context, builder, array_type, data, index, wraparound=False
+        )
+        byte_pointer = ir.IntType(8).as_pointer()
+        int32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32]),
+            name,
+        )
+        # read, keep in every cache level, data cache
+        builder.call(
+            function, [builder.bitcast(pointer, byte_pointer), int32(0), int32(3), int32(1)]
+        )
+        return context.get_dummy_value()
+
+    @intrinsic
+    def prefetch_intrinsic(typingctx, array, *index):  # pragma: no cover - compiled
+        if not isinstance(array, types.Array) or len(index) != array.ndim:
+            return None
+        if not all(isinstance(kind, types.Integer) for kind in index):
+            return None
+        return types.void(array, types.StarArgTuple.from_types(index)), codegen
+
+    return prefetch_intrinsic
+
+
+def prefetch_distance(row_bytes: int) -> int:
+    """How many CSR entries ahead a kernel prefetches rows of ``row_bytes`` bytes: about 8 KiB
+    of rows, at least 16 and at most 64 entries.
+
+    Sender rows are read in random order, so a kernel whose features outgrow the last-level
+    cache waits on the latency of each load rather than on bandwidth; asking for the rows
+    this far ahead keeps many loads in flight.
+    """
+    return min(64, max(16, _PREFETCH_BYTES // max(1, row_bytes)))
+
+
+def run_rows(kernel: Callable[..., None], rows: np.ndarray | int, *args: Any) -> None:
+    """Run ``kernel(lo, hi, *args)`` over every row, on ``torch.get_num_threads()`` threads.
+
+    ``rows`` is either a CSR row pointer (|V| + 1,), whose rows are cut into chunks of about
+    equal edge counts, or a row count whose rows cost the same (chunks of equal row counts).
+    With one thread, or too few rows for four chunks per thread, the kernel runs once over all
+    rows in the calling thread; otherwise each chunk runs on a cached thread pool (the kernel
+    must release the GIL: :func:`jit_kernel` compiles with ``nogil``). The kernel must write
+    each row from that row's inputs alone; then the result does not depend on the thread count.
+    """
+    num_rows = rows if isinstance(rows, int) else len(rows) - 1
+    threads = torch.get_num_threads()
+    chunks = CHUNKS_PER_THREAD * threads
+    if threads == 1 or num_rows < 2 * chunks:
+        kernel(0, num_rows, *args)
+        return
+    if isinstance(rows, int):
+        bounds = np.linspace(0, num_rows, chunks + 1).astype(np.int64)
+    else:
+        targets = np.linspace(0, int(rows[-1]), chunks + 1).astype(np.int64)
+        bounds = np.minimum(np.searchsorted(rows, targets), num_rows)
+        bounds[0], bounds[-1] = 0, num_rows
+    pool = _pool(threads)
+    jobs = [
+        pool.submit(kernel, int(lo), int(hi), *args)
+        for lo, hi in itertools.pairwise(bounds)
+        if hi > lo
+    ]
+    for job in jobs:
+        job.result()
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="gnnkit-jit")
+
+
+# A forked child inherits the cached pools without their threads: let it start its own.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
+_TYPESTR = {
+    torch.float32: "<f4",
+    torch.float64: "<f8",
+    torch.int64: "<i8",
+    torch.int32: "<i4",
+    torch.uint8: "|u1",
+    torch.bool: "|b1",
+}
+
+
+class _Interface:
+    """An object numpy reads as an array (``__array_interface__``) over a tensor's memory."""
+
+    __slots__ = ("__array_interface__", "tensor")
+    __array_interface__: dict[str, Any]
+    tensor: Tensor
+
+
+def as_numpy(t: Tensor) -> np.ndarray:
+    """A numpy view of a contiguous CPU tensor, taken without a torch operator.
+
+    ``Tensor.numpy()`` dispatches ``resolve_conj``/``resolve_neg`` and needs a tensor without
+    gradient (one ``detach`` more): with a dozen arrays per call that is most of the operators
+    of a fused GAT layer on a small graph. The array holds the tensor (its ``base`` is the
+    interface object), so the memory outlives any temporary copy made here. A non-contiguous
+    tensor is copied first: pass only contiguous tensors as outputs.
+    """
+    if not t.is_contiguous():
+        t = t.contiguous()
+    view = _Interface()
+    view.tensor = t
+    view.__array_interface__ = {
+        "data": (t.data_ptr(), False),
+        "shape": tuple(t.shape),
+        "typestr": _TYPESTR[t.dtype],
+        "version": 3,
+    }
+    return np.asarray(view)

@@ -19,6 +19,8 @@ Its backward never materialises an ``|E| x C`` (or ``H x |E| x C``) tensor:
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -77,6 +79,13 @@ def _segment_matmul(ptr: Tensor, idx: Tensor, values: Tensor, x: Tensor, out: Te
             out[h, start:stop] = _segment(msg, ptr[start : stop + 1] - lo, "sum")
 
 
+def _cpu_kernels() -> ModuleType:
+    """:mod:`gnnkit.ops._spmm_cpu`, imported (with numba) when its kernel first runs."""
+    from gnnkit.ops import _spmm_cpu
+
+    return _spmm_cpu
+
+
 def _spmm_raw(graph: CSRGraph, transpose: bool, values: Tensor, x: Tensor, kernel: str) -> Tensor:
     """(H, E) values and (H, N_in, C) features -> (H, N_out, C), for A or its transpose."""
     num_out = graph.num_cols if transpose else graph.num_rows
@@ -91,6 +100,9 @@ def _spmm_raw(graph: CSRGraph, transpose: bool, values: Tensor, x: Tensor, kerne
     if kernel == "csr":
         ptr, idx = graph.kernel_indices(transpose, heads=x.size(0))
         _csr_matmul(ptr, idx, values, x, out)
+    elif kernel == "numba":
+        ptr, idx = graph.kernel_indices(transpose)  # one head's indices serve every head
+        _cpu_kernels().spmm(ptr, idx, values, x, out)
     else:
         ptr, idx = graph.transpose()[:2] if transpose else (graph.rowptr, graph.col)
         _segment_matmul(ptr, idx, values, x, out)
@@ -143,7 +155,8 @@ def _take_edges(values: Tensor, index: Tensor) -> Tensor:
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: CSRGraph, values: Tensor, x: Tensor, deterministic: bool) -> Tensor:
-        kernel = backend.spmm_kernel(x.device, x.dtype, deterministic)
+        entries = x.size(0) * graph.num_edges
+        kernel = backend.spmm_kernel(x.device, x.dtype, deterministic, x.size(2), entries)
         out = _spmm_raw(graph, False, values, x, kernel)
         ctx.graph = graph
         ctx.kernel = kernel

@@ -1,0 +1,95 @@
+"""The attention scores of :class:`gnnkit.nn.GATConv`, and its fused lean path.
+
+The per-node products :math:`a^{h\\top}_{src} W^h x_j` and :math:`a^{h\\top}_{dst} W^h x_i`
+come from one matmul (:func:`node_scores`). Where a fused kernel serves the device and dtype
+(:func:`gnnkit.ops.fused_gat`: numba on CPU, Triton on CUDA), :func:`fused_attend` runs the
+rest of the layer's sparse part (scores per edge, leaky ReLU, softmax, attention dropout,
+aggregation) in one pass over the CSR graph; otherwise the layer takes its unfused lean path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gnnkit.nn._common import linear
+from gnnkit.nn._gat_inputs import Sides, Structure, att_block
+from gnnkit.ops.attention import fused_gat, fused_gat_backend
+
+__all__ = ["dst_features", "fused_attend", "node_scores", "uses_fused_kernel"]
+
+
+def uses_fused_kernel(layer, sides: Sides, lean: bool, attention_weights: bool) -> bool:
+    """Whether this call runs :func:`gnnkit.ops.fused_gat` (a kernel, not its torch form).
+
+    Not for coefficients returned with gradients recorded: the kernel's coefficients carry
+    none, and PyG's carry them.
+    """
+    if not lean or (attention_weights and torch.is_grad_enabled()):
+        return False
+    weight = sides.lin_src.weight
+    return fused_gat_backend(sides.x_src.device, weight.dtype) != "torch"
+
+
+def dst_features(sides: Sides) -> Tensor:
+    assert sides.x_dst is not None
+    return linear(sides.x_dst, sides.lin_dst.weight)  # (N_d, H C)
+
+
+def node_scores(layer, sides: Sides, xw: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Per-node attention products (|V_src|, H) and (|V_dst|, H) or ``None``: one matmul
+    with the block-diagonal matrix of the attention vectors, on whichever side is narrower."""
+    H = layer.heads
+    if not sides.shared:
+        a_src = xw @ att_block(sides.att_src)
+        if sides.x_dst is None:
+            return a_src, None
+        return a_src, dst_features(sides) @ att_block(sides.att_dst)
+    # a_src[j, h] = <att_src[h], W_h x_j>: both products of every head in one matmul with
+    # A (H C, 2H), as (x W^T) A, or x (W^T A) for dense x with fewer input than output
+    # channels: that reads x once more but leaves xw with a single consumer, so its
+    # backward adds no (|V|, H C) gradient.
+    att = torch.cat([sides.att_src, sides.att_dst])  # (2, H, C)
+    eye = torch.eye(H, dtype=att.dtype, device=att.device)
+    # blocks[h, c, s, k] = att[s, h, c] if k == h else 0; the product keeps the permuted
+    # (column-major) layout, which selects the GEMM kernel the results were pinned with.
+    blocks = att.permute(1, 2, 0).unsqueeze(-1) * eye.view(H, 1, 1, H)  # (H, C, 2, H)
+    attention = blocks.reshape(-1, 2 * H)  # (H C, 2H)
+    x = sides.x_src
+    if x.layout == torch.strided and x.size(1) < xw.size(1):
+        logits = x @ (sides.lin_src.weight.t() @ attention)  # (N, 2H)
+    else:
+        logits = xw @ attention  # (N, 2H)
+    a_src, a_dst = logits.split(H, dim=1)
+    return a_src, a_dst
+
+
+def fused_attend(
+    layer,
+    sides: Sides,
+    structure: Structure,
+    edge_scores: Tensor | None,
+    training: bool,
+    return_attention: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """The aggregated features (|V_dst|, H, C) and, if asked, the coefficients after dropout
+    (|E'|, H) in CSR order, through :func:`gnnkit.ops.fused_gat`."""
+    H, C = layer.heads, layer.out_channels
+    csr = structure.graph
+    assert csr is not None and structure.fused  # built for the fused kernel
+    xw = linear(sides.x_src, sides.lin_src.weight, layer._feature_cache)  # (N_s, H C)
+    a_src, a_dst = node_scores(layer, sides, xw)  # (N_s, H), (N_d, H) or None
+    if edge_scores is not None:
+        edge_scores = edge_scores.index_select(0, csr.perm)  # (E', H) edge -> CSR order
+    return fused_gat(
+        csr,
+        a_src,
+        a_dst,
+        edge_scores,
+        xw.view(-1, H, C),
+        layer.negative_slope,
+        layer.dropout,
+        training,
+        deterministic=layer.deterministic,
+        return_attention=return_attention,
+    )

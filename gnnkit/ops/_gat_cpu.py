@@ -1,0 +1,267 @@
+"""numba kernels of the fused GAT layer on CPU (see :func:`gnnkit.ops.fused_gat`).
+
+One row-parallel pass over the CSR graph (rows = receivers) computes the scores, the leaky
+ReLU, the softmax over each row, attention dropout and the weighted sum of the senders'
+features, with no per-edge message tensor (the FusedMM / dgNN approach: Rahman et al.,
+"FusedMM: A Unified SDDMM-SpMM Kernel for Graph Embedding and Graph Neural Networks", IPDPS
+2021, arXiv 2011.06391; Zhang et al., "Understanding GNN Computational Graph: A Coordinated
+Computation, IO, and Memory Perspective", MLSys 2022, arXiv 2110.09524). The backward runs
+one pass over receivers (score gradients) and one over senders on the transposed structure
+(feature and sender-score gradients), so every sum runs in a fixed order in one thread: the
+results are bit-identical run to run and for any thread count, with no atomics. Rows are
+spread over ``torch.get_num_threads()`` threads in chunks of about equal edge counts
+(:func:`gnnkit.ops._jit.run_rows`). Feature
+rows are prefetched 16-64 edges ahead (the senders' rows are read in random order), and the
+per-edge dot products of the backward are vectorised (reassociated in a fixed pattern).
+
+This module imports numba (through :func:`gnnkit.ops._jit.jit_kernel`); callers import it only
+when a CPU kernel is first needed. Optional inputs travel as empty arrays with a flag, so each
+kernel compiles once per float dtype (float32, float64): about 20 s per dtype on a busy
+2-core machine, then loaded from numba's on-disk cache.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gnnkit.ops._jit import as_numpy, jit_kernel, prefetch, prefetch_distance, run_rows
+
+__all__ = ["backward", "forward"]
+
+
+@jit_kernel()
+def _prefetch_row(array, row):  # pragma: no cover - compiled
+    """Every cache line of ``array[row]`` (H, C), 64 bytes apart in float32 and float64."""
+    heads, channels = array.shape[1], array.shape[2]
+    step = 64 // array.itemsize
+    for h in range(heads):
+        for c in range(0, channels, step):
+            prefetch(array, row, h, c)
+
+
+def _distance(xw: Tensor) -> int:
+    """How many CSR entries ahead the kernels prefetch feature rows."""
+    return prefetch_distance(xw.shape[1] * xw.shape[2] * xw.element_size())
+
+
+# Each pass is a serial kernel over a range of rows, run on chunks of rows of about equal edge
+# counts by gnnkit.ops._jit.run_rows (see gnnkit.ops._jit for why not numba's parallel=True).
+
+
+@jit_kernel(fastmath={"reassoc"})
+def _dot(a, b, total):  # pragma: no cover - compiled
+    """``total`` + <a, b> for two 1-D arrays. Reassociation lets LLVM keep several partial
+    sums in vector lanes; the order is fixed by the compiled code, so the result is the same every run and
+    for every thread count."""
+    for c in range(a.shape[0]):
+        total += a[c] * b[c]
+    return total
+
+
+@jit_kernel()
+def _forward_rows(
+    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, params, keep,
+    has_keep, out, alpha, peak, total, distance,
+):  # fmt: skip
+    heads, channels, num_edges = xw.shape[1], xw.shape[2], col.shape[0]
+    slope, scale, zero = params[0], params[1], params[2]  # in the features' dtype
+    for i in range(lo, hi):
+        start, end = rowptr[i], rowptr[i + 1]
+        for h in range(heads):
+            peak[i, h] = -np.inf
+            total[i, h] = zero
+            for c in range(channels):
+                out[i, h, c] = zero
+        # Scores after the leaky ReLU, and each head's maximum over the row.
+        for e in range(start, end):
+            j = col[e]
+            for h in range(heads):
+                s = a_src[j, h]
+                if has_dst:
+                    s += a_dst[i, h]
+                if has_score:
+                    s += edge_score[e, h]
+                z = s if s > 0 else s * slope
+                alpha[e, h] = z
+                if z > peak[i, h]:
+                    peak[i, h] = z
+        for e in range(start, end):
+            for h in range(heads):
+                ez = math.exp(alpha[e, h] - peak[i, h])
+                alpha[e, h] = ez
+                total[i, h] += ez
+        for e in range(start, end):
+            if e + distance < num_edges:
+                _prefetch_row(xw, col[e + distance])
+            j = col[e]
+            for h in range(heads):
+                a = alpha[e, h] / total[i, h]
+                alpha[e, h] = a
+                if has_keep:
+                    a = a * scale if keep[e, h] else zero
+                row_out, row_in = out[i, h], xw[j, h]
+                for c in range(channels):
+                    row_out[c] += a * row_in[c]
+
+
+@jit_kernel()
+def _score_grad_rows(
+    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, alpha, params,
+    keep, has_keep, grad_out, grad_dst, grad_score, weighted, distance,
+):  # fmt: skip
+    """Pass 1 over receivers: g_alpha = <grad_out_i, xw_j> * mask, then the softmax and leaky
+    ReLU backward; grad_score gets the score gradient g_s of every edge."""
+    heads, num_edges = xw.shape[1], col.shape[0]
+    slope, scale, zero = params[0], params[1], params[2]  # in the features' dtype
+    for i in range(lo, hi):
+        start, end = rowptr[i], rowptr[i + 1]
+        for h in range(heads):
+            weighted[i, h] = zero
+            grad_dst[i, h] = zero
+        for e in range(start, end):
+            if e + distance < num_edges:
+                _prefetch_row(xw, col[e + distance])
+            j = col[e]
+            for h in range(heads):
+                g = _dot(grad_out[i, h], xw[j, h], zero)
+                if has_keep:
+                    g = g * scale if keep[e, h] else zero
+                grad_score[e, h] = g
+                weighted[i, h] += alpha[e, h] * g
+        for e in range(start, end):
+            j = col[e]
+            for h in range(heads):
+                g = alpha[e, h] * (grad_score[e, h] - weighted[i, h])
+                s = a_src[j, h]
+                if has_dst:
+                    s += a_dst[i, h]
+                if has_score:
+                    s += edge_score[e, h]
+                if not s > 0:
+                    g = g * slope
+                grad_score[e, h] = g
+                grad_dst[i, h] += g
+
+
+@jit_kernel()
+def _sender_grad_rows(
+    lo, hi, colptr, row_t, perm_t, alpha, params, keep, has_keep, grad_out, grad_score,
+    grad_xw, grad_src, distance,
+):  # fmt: skip
+    """Pass 2 over senders, on the transposed structure in its fixed order."""
+    heads, channels, num_edges = grad_xw.shape[1], grad_xw.shape[2], row_t.shape[0]
+    scale, zero = params[1], params[2]
+    for j in range(lo, hi):
+        for h in range(heads):
+            grad_src[j, h] = zero
+            for c in range(channels):
+                grad_xw[j, h, c] = zero
+        for k in range(colptr[j], colptr[j + 1]):
+            if k + distance < num_edges:  # the receiver's row and the edge's values
+                _prefetch_row(grad_out, row_t[k + distance])
+                ahead = perm_t[k + distance]
+                prefetch(alpha, ahead, 0)
+                prefetch(grad_score, ahead, 0)
+                if has_keep:
+                    prefetch(keep, ahead, 0)
+            e, i = perm_t[k], row_t[k]
+            for h in range(heads):
+                grad_src[j, h] += grad_score[e, h]
+                d = alpha[e, h]
+                if has_keep:
+                    d = d * scale if keep[e, h] else zero
+                row_out, row_in = grad_xw[j, h], grad_out[i, h]
+                for c in range(channels):
+                    row_out[c] += d * row_in[c]
+
+
+_EMPTY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _optional(t: Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
+    """``t`` as a numpy (rows, H) array, or an empty one and ``False`` for ``None``."""
+    if t is None:
+        return np.empty((0, 0), dtype=_EMPTY.get(dtype, np.bool_)), False
+    if t.dtype == torch.uint8:  # a keep mask: one kernel specialisation, for bool
+        t = t.view(torch.bool)
+    return as_numpy(t), True
+
+
+def _params(dtype: torch.dtype, negative_slope: float, scale: float) -> np.ndarray:
+    """(slope, scale, 0) in the features' dtype, so the kernels compute in that dtype."""
+    return np.array([negative_slope, scale, 0.0], dtype=_EMPTY[dtype])
+
+
+def forward(
+    rowptr: Tensor,
+    col: Tensor,
+    a_src: Tensor,
+    a_dst: Tensor | None,
+    edge_score: Tensor | None,
+    xw: Tensor,
+    negative_slope: float,
+    keep: Tensor | None,
+    scale: float,
+) -> tuple[Tensor, Tensor]:
+    """``(out (N_d, H, C), alpha (E, H))``: the fused GAT forward (alpha before dropout)."""
+    num_rows, (_, heads, channels), dtype = rowptr.numel() - 1, xw.shape, xw.dtype
+    out = xw.new_empty(num_rows, heads, channels)
+    alpha = xw.new_empty(col.numel(), heads)
+    work = np.empty((2, num_rows, heads), dtype=_EMPTY[dtype])  # row maxima and sums
+    args = (
+        as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
+        *_optional(edge_score, dtype), as_numpy(xw), _params(dtype, negative_slope, scale),
+        *_optional(keep, torch.bool), as_numpy(out), as_numpy(alpha), work[0], work[1],
+        _distance(xw),
+    )  # fmt: skip
+    run_rows(_forward_rows, args[0], *args)
+    return out, alpha
+
+
+def backward(
+    rowptr: Tensor,
+    col: Tensor,
+    colptr: Tensor,
+    row_t: Tensor,
+    perm_t: Tensor,
+    a_src: Tensor,
+    a_dst: Tensor | None,
+    edge_score: Tensor | None,
+    xw: Tensor,
+    alpha: Tensor,
+    negative_slope: float,
+    keep: Tensor | None,
+    scale: float,
+    grad_out: Tensor,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``(grad_xw, grad_a_src, grad_a_dst or None, grad_edge_score or None)``."""
+    (num_src, heads, channels), dtype = xw.shape, xw.dtype
+    num_rows = rowptr.numel() - 1
+    grad_xw = xw.new_empty(num_src, heads, channels)
+    grad_src = xw.new_empty(num_src, heads)
+    grad_dst = xw.new_empty(num_rows, heads)
+    grad_score = xw.new_empty(col.numel(), heads)
+    weighted = np.empty((num_rows, heads), dtype=_EMPTY[dtype])
+    params = _params(dtype, negative_slope, scale)
+    alpha_np, grad_out_np, mask = as_numpy(alpha), as_numpy(grad_out), _optional(keep, torch.bool)
+    scores = (
+        as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
+        *_optional(edge_score, dtype), as_numpy(xw), alpha_np, params, *mask, grad_out_np,
+        as_numpy(grad_dst), as_numpy(grad_score), weighted, _distance(xw),
+    )  # fmt: skip
+    senders = (
+        as_numpy(colptr), as_numpy(row_t), as_numpy(perm_t), alpha_np, params, *mask,
+        grad_out_np, as_numpy(grad_score), as_numpy(grad_xw), as_numpy(grad_src), _distance(xw),
+    )  # fmt: skip
+    run_rows(_score_grad_rows, scores[0], *scores)
+    run_rows(_sender_grad_rows, senders[0], *senders)
+    return (
+        grad_xw,
+        grad_src,
+        grad_dst if a_dst is not None else None,
+        grad_score if edge_score is not None else None,
+    )

@@ -1,0 +1,266 @@
+r"""The graph attention layer's whole sparse part in one pass: :func:`fused_gat`.
+
+For every receiver :math:`i` and head :math:`h`, over the edges :math:`e = (j \to i)` of row
+:math:`i` of a :class:`~gnnkit.ops.CSRGraph`:
+
+.. math::
+    s_{e h} = a^{src}_{j h} + a^{dst}_{i h} + \sigma_{e h}, \qquad
+    \alpha_{e h} = \frac{\exp(\operatorname{LeakyReLU}(s_{e h}) - m_{i h})}
+    {\sum_{e' \to i} \exp(\operatorname{LeakyReLU}(s_{e' h}) - m_{i h})}, \qquad
+    x'_{i h} = \sum_{e \to i} \frac{\kappa_{e h}}{1 - p}\, \alpha_{e h}\, x_{j h}
+
+with :math:`m_{i h}` the row maximum of the leaky-ReLU scores, :math:`\sigma` optional edge
+scores and :math:`\kappa \in \{0, 1\}` the attention-dropout keep mask (all ones outside
+training). Rows without edges give zeros.
+
+Backends, chosen per call by :func:`fused_gat_backend`:
+
+- ``"numba"`` on CPU (:mod:`gnnkit.ops._gat_cpu`, compiled on first use and cached on disk),
+- ``"triton"`` on CUDA when Triton imports (:mod:`gnnkit.ops._gat_triton`),
+- ``"torch"`` elsewhere: the same math as gathers and segment reductions (per-edge messages
+  of |E| x H x C; the reference the kernels are tested against).
+
+The kernels fuse scores, leaky ReLU, softmax, dropout and aggregation into one row-parallel
+pass over the receivers, and the backward into one pass over receivers and one over senders
+(the transposed structure), the FusedMM / dgNN approach (Rahman et al., arXiv 2011.06391;
+Zhang et al., arXiv 2110.09524): no |E| x H x C tensor in either direction, and every sum in a
+fixed order, so results are bit-identical run to run on every backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gnnkit.errors import InputError
+from gnnkit.ops._jit import jit_available
+from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.random import uniform_draws
+from gnnkit.ops.scatter import segment_max, segment_sum
+
+__all__ = ["fused_gat", "fused_gat_backend"]
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+@functools.cache
+def _triton_kernels() -> ModuleType | None:
+    """:mod:`gnnkit.ops._gat_triton`, or ``None`` where Triton (or the module) is missing."""
+    try:
+        from gnnkit.ops import _gat_triton  # type: ignore[attr-defined,unused-ignore]
+    except Exception:  # a module that fails to import: the torch path serves
+        return None
+    return _gat_triton if _gat_triton.available() else None  # no Triton: the torch path
+
+
+def _cpu_kernels() -> ModuleType:
+    from gnnkit.ops import _gat_cpu  # imports numba: only when a CPU kernel first runs
+
+    return _gat_cpu
+
+
+def fused_gat_backend(device: torch.device | str, dtype: torch.dtype) -> str:
+    """The backend :func:`fused_gat` uses on ``device`` for ``dtype``.
+
+    ``"numba"`` (CPU, numba available), ``"triton"`` (CUDA, Triton available) or ``"torch"``.
+    The environment variable ``GNNKIT_FUSED_GAT=0``, read at every call, forces ``"torch"``
+    (and makes :class:`gnnkit.nn.GATConv` take its unfused lean path), for comparisons.
+    """
+    if os.environ.get("GNNKIT_FUSED_GAT", "1").strip().lower() in ("0", "false", "no", "off"):
+        return "torch"
+    if dtype not in _KERNEL_DTYPES:
+        return "torch"
+    kind = torch.device(device).type
+    if kind == "cpu" and jit_available():
+        return "numba"
+    if kind == "cuda" and _triton_kernels() is not None:
+        return "triton"
+    return "torch"
+
+
+class _FusedGAT(torch.autograd.Function):
+    """The kernels' forward and backward; ``alpha`` (before dropout) is saved, not recomputed."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        kernels: ModuleType,
+        graph: CSRGraph,
+        a_src: Tensor,
+        a_dst: Tensor | None,
+        edge_score: Tensor | None,
+        xw: Tensor,
+        negative_slope: float,
+        keep: Tensor | None,
+        scale: float,
+    ) -> tuple[Tensor, Tensor]:
+        out, alpha = kernels.forward(
+            graph.rowptr, graph.col, a_src, a_dst, edge_score, xw, negative_slope, keep, scale
+        )
+        ctx.kernels, ctx.graph, ctx.options = kernels, graph, (negative_slope, scale)
+        ctx.save_for_backward(a_src, a_dst, edge_score, xw, alpha, keep)
+        ctx.mark_non_differentiable(alpha)
+        return out, alpha
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor, _grad_alpha: Tensor | None) -> tuple[Any, ...]:
+        a_src, a_dst, edge_score, xw, alpha, keep = ctx.saved_tensors
+        graph: CSRGraph = ctx.graph
+        colptr, row_t, _, perm_t = graph.transpose()
+        slope, scale = ctx.options
+        grad_xw, grad_src, grad_dst, grad_score = ctx.kernels.backward(
+            graph.rowptr, graph.col, colptr, row_t, perm_t, a_src, a_dst, edge_score, xw,
+            alpha, slope, keep, scale, grad_out.contiguous(),
+        )  # fmt: skip
+        return None, None, grad_src, grad_dst, grad_score, grad_xw, None, None, None
+
+
+def reference_gat(
+    graph: CSRGraph,
+    a_src: Tensor,
+    a_dst: Tensor | None,
+    edge_score: Tensor | None,
+    xw: Tensor,
+    negative_slope: float,
+    keep: Tensor | None,
+    scale: float,
+) -> tuple[Tensor, Tensor]:
+    """The same math as torch operations (autograd through them): ``(out, alpha)``, alpha
+    before dropout. Builds the (|E|, H, C) messages; deterministic (segment sums only)."""
+    scores = a_src.index_select(0, graph.col)  # (E, H)
+    if a_dst is not None:
+        scores = scores + a_dst.index_select(0, graph.row)
+    if edge_score is not None:
+        scores = scores + edge_score
+    scores = F.leaky_relu(scores, negative_slope)
+    peak = segment_max(scores.detach(), graph.rowptr)  # (N_d, H), -inf on empty rows
+    exp = (scores - peak.index_select(0, graph.row)).exp()
+    alpha = exp / segment_sum(exp, graph.rowptr).index_select(0, graph.row)  # (E, H)
+    weights = alpha if keep is None else alpha * keep * scale
+    messages = weights.unsqueeze(-1) * xw.index_select(0, graph.col)  # (E, H, C)
+    return segment_sum(messages, graph.rowptr), alpha
+
+
+def _check(
+    graph: Any,
+    a_src: Tensor,
+    a_dst: Tensor | None,
+    edge_score: Tensor | None,
+    xw: Tensor,
+    negative_slope: Any,
+    dropout_p: Any,
+) -> None:
+    if not isinstance(graph, CSRGraph):
+        raise InputError(f"fused_gat: graph must be a CSRGraph, got {type(graph).__name__}")
+    if graph._heads != 1:
+        raise InputError("fused_gat: graph must have one copy per edge (not interleave_heads)")
+    if not isinstance(xw, Tensor) or xw.dim() != 3 or xw.size(0) != graph.num_cols:
+        got = tuple(xw.shape) if isinstance(xw, Tensor) else type(xw).__name__
+        raise InputError(f"fused_gat: xw must be (|V_src|={graph.num_cols}, H, C), got {got}")
+    heads = xw.size(1)
+    expected = {
+        "a_src": (a_src, (graph.num_cols, heads)),
+        "a_dst": (a_dst, (graph.num_rows, heads)),
+        "edge_score": (edge_score, (graph.num_edges, heads)),
+    }
+    for name, (tensor, shape) in expected.items():
+        if tensor is None and name != "a_src":
+            continue
+        if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape:
+            found = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise InputError(f"fused_gat: {name} must have shape {shape}, got {found}")
+        if tensor.dtype != xw.dtype or tensor.device != xw.device:
+            raise InputError(
+                f"fused_gat: {name} is {tensor.dtype} on {tensor.device} but xw is {xw.dtype} "
+                f"on {xw.device}; convert one of them"
+            )
+    if not xw.is_floating_point():
+        raise InputError(f"fused_gat: xw must be a floating-point tensor, got {xw.dtype}")
+    if graph.device != xw.device:
+        raise InputError(f"fused_gat: graph is on {graph.device} but xw on {xw.device}")
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+        raise InputError(f"fused_gat: negative_slope must be a number, got {negative_slope!r}")
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)):
+        raise InputError(f"fused_gat: dropout_p must be a number in [0, 1), got {dropout_p!r}")
+    if not 0 <= dropout_p < 1:
+        raise InputError(f"fused_gat: dropout_p must be a number in [0, 1), got {dropout_p!r}")
+
+
+def fused_gat(
+    graph: CSRGraph,
+    a_src: Tensor,
+    a_dst: Tensor | None,
+    edge_score: Tensor | None,
+    xw: Tensor,
+    negative_slope: float = 0.2,
+    dropout_p: float = 0.0,
+    training: bool = False,
+    *,
+    deterministic: bool | None = None,
+    return_attention: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    r"""Attention scores, leaky ReLU, edge softmax, attention dropout and aggregation in one
+    pass over ``graph`` (the sparse part of :class:`gnnkit.nn.GATConv`; math in the module
+    docstring).
+
+    The dropout mask is drawn here, by torch (:func:`gnnkit.ops.random.uniform_draws`, one
+    entry per edge and head in CSR order), so every backend drops the same coefficients for
+    the same seed. The transposed structure the backward needs is ``graph.transpose()``,
+    built once per graph and kept.
+
+    Args:
+        graph (CSRGraph): the edges (rows = receivers), one copy per edge (not
+            :meth:`~gnnkit.ops.CSRGraph.interleave_heads`).
+        a_src (Tensor): (|V_src|, H) per-sender scores :math:`a^{src}`.
+        a_dst (Tensor, optional): (|V_dst|, H) per-receiver scores; ``None`` for none.
+        edge_score (Tensor, optional): (|E|, H) per-edge scores :math:`\sigma` in CSR order.
+        xw (Tensor): (|V_src|, H, C) the senders' features per head.
+        negative_slope (float, optional): the leaky ReLU's slope. (default: ``0.2``)
+        dropout_p (float, optional): attention dropout probability in [0, 1).
+            (default: ``0.0``)
+        training (bool, optional): apply dropout. (default: ``False``)
+        deterministic (bool, optional): accepted for symmetry with the other ops; every
+            backend of this op is deterministic already (fixed-order sums, no atomics).
+            (default: ``None``)
+        return_attention (bool, optional): also return the coefficients after dropout
+            (detached). (default: ``False``)
+
+    Returns:
+        ``(out, alpha)``: ``out`` (|V_dst|, H, C), and ``alpha`` (|E|, H) in CSR order after
+        dropout, or ``None`` unless ``return_attention``.
+
+    NOTE: ``alpha`` carries no gradient (the kernels' backward does not take one for it);
+    :class:`gnnkit.nn.GATConv` takes its unfused path for ``return_attention_weights`` while
+    gradients are recorded.
+    """
+    _check(graph, a_src, a_dst, edge_score, xw, negative_slope, dropout_p)
+    if deterministic is not None and not isinstance(deterministic, bool):
+        raise InputError(f"fused_gat: deterministic must be None or a bool, got {deterministic!r}")
+    keep, scale = None, 1.0
+    if training and dropout_p > 0:
+        draws, threshold = uniform_draws((graph.num_edges, xw.size(1)), dropout_p, xw.device)
+        keep, scale = draws >= threshold, 1.0 / (1.0 - dropout_p)
+    backend = fused_gat_backend(xw.device, xw.dtype)
+    if backend == "torch":
+        out, alpha = reference_gat(
+            graph, a_src, a_dst, edge_score, xw, float(negative_slope), keep, scale
+        )
+        alpha = alpha.detach()
+    else:
+        kernels = _cpu_kernels() if backend == "numba" else _triton_kernels()
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (a_src, a_dst, edge_score, xw)
+        ):
+            graph.transpose()  # built once per graph, before the activations exist
+        out, alpha = _FusedGAT.apply(
+            kernels, graph, a_src, a_dst, edge_score, xw, float(negative_slope), keep, scale
+        )
+    if not return_attention:
+        return out, None
+    return out, alpha if keep is None else alpha * keep * scale

@@ -1,0 +1,303 @@
+"""The fused GAT op (gnnkit.ops.fused_gat): numba kernels against a dense masked softmax and
+against the torch form, gradients, determinism, and GATConv with the fused path on and off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gnnkit.errors import InputError
+from gnnkit.nn import GATConv
+from gnnkit.ops import CSRGraph, fused_gat
+from gnnkit.ops._jit import jit_available
+from gnnkit.ops.attention import _FusedGAT, fused_gat_backend, reference_gat
+
+needs_jit = pytest.mark.skipif(not jit_available(), reason="numba is not available")
+SLOPE, P = 0.2, 0.4
+
+
+def kernels():
+    from gnnkit.ops import _gat_cpu
+
+    return _gat_cpu
+
+
+def graph_inputs(dtype=torch.float32, num_src=9, num_dst=7, heads=3, channels=4, seed=0):
+    """A bipartite graph without duplicate edges, receiver 2 without edges, and inputs."""
+    gen = torch.Generator().manual_seed(seed)
+    dense = torch.rand(num_dst, num_src, generator=gen) < 0.45
+    dense[2] = False
+    dst, src = dense.nonzero().t()
+    perm = torch.randperm(src.numel(), generator=gen)  # any input order
+    graph = CSRGraph.from_edge_index(torch.stack([src[perm], dst[perm]]), num_dst, num_src)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=dtype)
+
+    inputs = {
+        "a_src": rand(num_src, heads),
+        "a_dst": rand(num_dst, heads),
+        "edge_score": rand(graph.num_edges, heads),
+        "xw": rand(num_src, heads, channels),
+    }
+    keep = torch.rand(graph.num_edges, heads, generator=gen) >= P
+    return graph, inputs, keep
+
+
+def dense_gat(graph, a_src, a_dst, edge_score, xw, keep, scale):
+    """Masked dense softmax over (|V_dst|, |V_src|, H) score matrices."""
+    num_dst, num_src, heads = graph.num_rows, graph.num_cols, xw.size(1)
+    scores = a_src.unsqueeze(0).expand(num_dst, num_src, heads).clone()
+    if a_dst is not None:
+        scores = scores + a_dst.unsqueeze(1)
+    edge = torch.zeros(num_dst, num_src, heads, dtype=xw.dtype)
+    if edge_score is not None:
+        edge[graph.row, graph.col] = edge_score
+    mask = torch.zeros(num_dst, num_src, dtype=torch.bool)
+    mask[graph.row, graph.col] = True
+    scores = F.leaky_relu(scores + edge, SLOPE).masked_fill(~mask.unsqueeze(-1), float("-inf"))
+    alpha = torch.softmax(scores, dim=1).nan_to_num(0.0)  # rows without edges: 0
+    weights = alpha.clone()
+    if keep is not None:
+        dense_keep = torch.zeros(num_dst, num_src, heads, dtype=xw.dtype)
+        dense_keep[graph.row, graph.col] = keep.to(xw.dtype)
+        weights = weights * dense_keep * scale
+    return torch.einsum("ijh,jhc->ihc", weights, xw), alpha[graph.row, graph.col]
+
+
+@needs_jit
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_dropout", [False, True])
+@pytest.mark.parametrize("optional", ["all", "no_dst", "no_edge_score"])
+def test_kernel_forward_matches_dense_softmax(dtype, with_dropout, optional):
+    graph, inputs, keep = graph_inputs(dtype)
+    if optional == "no_dst":
+        inputs["a_dst"] = None
+    if optional == "no_edge_score":
+        inputs["edge_score"] = None
+    keep, scale = (keep, 1 / (1 - P)) if with_dropout else (None, 1.0)
+    args = (inputs["a_src"], inputs["a_dst"], inputs["edge_score"], inputs["xw"], SLOPE)
+    out, alpha = kernels().forward(graph.rowptr, graph.col, *args, keep, scale)
+    want_out, want_alpha = dense_gat(graph, *args[:4], keep, scale)
+    tol = {"atol": 1e-6, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 0}
+    torch.testing.assert_close(out, want_out, **tol)
+    torch.testing.assert_close(alpha, want_alpha, **tol)
+    assert out[2].abs().sum() == 0  # the receiver without edges
+    ref_out, ref_alpha = reference_gat(graph, *args, keep, scale)
+    torch.testing.assert_close(out, ref_out, **tol)
+    torch.testing.assert_close(alpha, ref_alpha, **tol)
+
+
+@needs_jit
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("optional", ["all", "no_dst", "no_edge_score"])
+def test_kernel_backward_matches_autograd_of_torch_form(dtype, optional):
+    graph, inputs, keep = graph_inputs(dtype, seed=1)
+    if optional == "no_dst":
+        inputs["a_dst"] = None
+    if optional == "no_edge_score":
+        inputs["edge_score"] = None
+    names = [n for n in ("a_src", "a_dst", "edge_score", "xw") if inputs[n] is not None]
+    for name in names:
+        inputs[name].requires_grad_(True)
+    args = (inputs["a_src"], inputs["a_dst"], inputs["edge_score"], inputs["xw"], SLOPE)
+    scale = 1 / (1 - P)
+    ref_out, _ = reference_gat(graph, *args, keep, scale)
+    grad_out = torch.randn_like(ref_out)
+    want = dict(
+        zip(names, torch.autograd.grad(ref_out, [inputs[n] for n in names], grad_out), strict=True)
+    )
+    _, alpha = kernels().forward(graph.rowptr, graph.col, *args, keep, scale)
+    colptr, row_t, _, perm_t = graph.transpose()
+    grads = kernels().backward(
+        graph.rowptr, graph.col, colptr, row_t, perm_t, *args[:4], alpha, SLOPE, keep, scale,
+        grad_out,
+    )  # fmt: skip
+    got = dict(zip(("xw", "a_src", "a_dst", "edge_score"), grads, strict=True))
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 0}
+    for name in ("a_dst", "edge_score"):
+        assert (got[name] is None) == (inputs[name] is None)
+    for name in names:
+        torch.testing.assert_close(got[name], want[name], **tol)
+
+
+@needs_jit
+def test_numba_backward_matches_numeric_gradient():
+    """gradcheck of the autograd Function on the kernels, with a fixed dropout mask."""
+    graph, inputs, keep = graph_inputs(torch.float64, num_src=6, num_dst=5, heads=2, channels=3)
+    tensors = [inputs[n].requires_grad_(True) for n in ("a_src", "a_dst", "edge_score", "xw")]
+
+    def function(a_src, a_dst, edge_score, xw):
+        out, _ = _FusedGAT.apply(
+            kernels(), graph, a_src, a_dst, edge_score, xw, SLOPE, keep, 1 / (1 - P)
+        )
+        return out
+
+    assert torch.autograd.gradcheck(function, tensors)
+
+
+@pytest.mark.parametrize("backend", ["torch", "kernel"])
+def test_fused_gat_gradcheck(backend, monkeypatch):
+    if backend == "torch":
+        monkeypatch.setenv("GNNKIT_FUSED_GAT", "0")
+    elif not jit_available():
+        pytest.skip("numba is not available")
+    assert (fused_gat_backend("cpu", torch.float64) == "torch") == (backend == "torch")
+    graph, inputs, _ = graph_inputs(torch.float64, num_src=6, num_dst=5, heads=2, channels=3)
+    tensors = [inputs[n].requires_grad_(True) for n in ("a_src", "a_dst", "edge_score", "xw")]
+
+    def function(a_src, a_dst, edge_score, xw):
+        return fused_gat(graph, a_src, a_dst, edge_score, xw, SLOPE)[0]
+
+    assert torch.autograd.gradcheck(function, tensors)
+
+
+@needs_jit
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_gat_is_bit_reproducible(threads):
+    """Two seeded training calls agree bit for bit; one and two threads agree too."""
+    previous = torch.get_num_threads()
+    graph, inputs, _ = graph_inputs(torch.float32, num_src=40, num_dst=30, heads=4, channels=8)
+
+    def run(num_threads):
+        torch.set_num_threads(num_threads)
+        torch.manual_seed(5)
+        leaves = {n: t.clone().requires_grad_(True) for n, t in inputs.items()}
+        out, alpha = fused_gat(graph, *leaves.values(), SLOPE, 0.5, True, return_attention=True)
+        out.backward(torch.ones_like(out))
+        return [out, alpha, *(leaf.grad for leaf in leaves.values())]
+
+    try:
+        first, second, serial = run(threads), run(threads), run(1)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b, c in zip(first, second, serial, strict=True):
+        assert torch.equal(a, b)
+        assert torch.equal(a, c)
+
+
+def test_fused_gat_draws_dropout_in_csr_order_with_torchs_generator(monkeypatch):
+    """The kernel and the torch form drop the same entries for a seed (same mask draw)."""
+    graph, inputs, _ = graph_inputs(torch.float64)
+    results = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("GNNKIT_FUSED_GAT", flag)
+        torch.manual_seed(3)
+        results.append(fused_gat(graph, *inputs.values(), SLOPE, P, True, return_attention=True))
+    (out, alpha), (ref_out, ref_alpha) = results
+    torch.testing.assert_close(out, ref_out, atol=1e-12, rtol=0)
+    torch.testing.assert_close(alpha, ref_alpha, atol=1e-12, rtol=0)
+    dropped = (alpha == 0).float().mean().item()
+    assert 0.2 < dropped < 0.6  # about P of the coefficients, not all or none
+    _, eval_alpha = fused_gat(graph, *inputs.values(), SLOPE, P, False, return_attention=True)
+    assert eval_alpha is not None and (eval_alpha > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"graph": "not a graph"}, "graph must be a CSRGraph"),
+        ({"xw": torch.randn(9, 3)}, "xw must be"),
+        ({"a_src": torch.randn(8, 3)}, "a_src must have shape"),
+        ({"a_dst": torch.randn(7, 2)}, "a_dst must have shape"),
+        ({"edge_score": torch.randn(1, 3)}, "edge_score must have shape"),
+        ({"a_src": torch.randn(9, 3, dtype=torch.float64)}, "a_src is torch.float64"),
+        ({"negative_slope": "0.2"}, "negative_slope must be a number"),
+        ({"dropout_p": 1.0}, r"dropout_p must be a number in \[0, 1\)"),
+        ({"deterministic": "yes"}, "deterministic must be None or a bool"),
+    ],
+)
+def test_fused_gat_rejects_bad_inputs(change, match):
+    graph, inputs, _ = graph_inputs()
+    kwargs = {"graph": graph, **inputs, "negative_slope": SLOPE, "dropout_p": 0.0, **change}
+    with pytest.raises(InputError, match=match):
+        fused_gat(**kwargs)
+
+
+def test_fused_gat_rejects_interleaved_graphs_and_integer_features():
+    graph, inputs, _ = graph_inputs()
+    with pytest.raises(InputError, match="one copy per edge"):
+        fused_gat(graph.interleave_heads(3), *inputs.values())
+    inputs = {n: t.long() for n, t in inputs.items()}
+    with pytest.raises(InputError, match="floating-point"):
+        fused_gat(graph, *inputs.values())
+
+
+@needs_jit
+@pytest.mark.parametrize(
+    "case", ["plain", "edge_dim", "bipartite", "mean", "float64", "adj_t", "attention"]
+)
+def test_gatconv_fused_equals_unfused(case, monkeypatch):
+    """GATConv's outputs, coefficients and gradients with the fused kernel on and off."""
+    torch.manual_seed(0)
+    dtype = torch.float64 if case == "float64" else torch.float32
+    n, fin = 12, 5
+    edge_index = torch.randint(0, n, (2, 40))
+    kwargs: dict = {"heads": 3, "concat": case != "mean"}
+    x: object = torch.randn(n, fin, dtype=dtype)
+    call: dict = {}
+    if case == "edge_dim":
+        kwargs["edge_dim"] = 2
+        call["edge_attr"] = torch.randn(40, 2)
+    if case == "bipartite":
+        x = (torch.randn(n, fin), torch.randn(8, 4))
+        edge_index = torch.stack([torch.randint(0, n, (40,)), torch.randint(0, 8, (40,))])
+        fin = (fin, 4)
+    if case == "adj_t":
+        from torch_geometric.utils import to_torch_csr_tensor
+
+        edge_index = to_torch_csr_tensor(edge_index.flip(0), size=(n, n))
+    layer = GATConv(fin, 4, **kwargs).to(dtype)
+    results = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("GNNKIT_FUSED_GAT", flag)
+        layer.zero_grad()
+        if case == "attention":
+            results.append(layer.attention(x, edge_index)[1])
+            continue
+        out = layer(x, edge_index, **call)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out))
+        results.append([out.detach(), *(p.grad.clone() for p in layer.parameters())])
+        layer.eval()
+        with torch.no_grad():
+            _, (_, alpha) = layer(x, edge_index, **call, return_attention_weights=True)
+        layer.train()
+        results[-1].append(alpha if isinstance(alpha, torch.Tensor) else alpha.values())
+    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {}
+    torch.testing.assert_close(results[0], results[1], **tol)
+
+
+@needs_jit
+def test_gatconv_runs_the_kernel_and_caches_its_graph(monkeypatch):
+    calls = []
+    original = _FusedGAT.apply
+
+    def counting(*args):
+        calls.append(args[1])  # the CSR graph
+        return original(*args)
+
+    monkeypatch.setattr(_FusedGAT, "apply", counting)
+    layer = GATConv(5, 4, heads=2, dropout=0.5)
+    x, edge_index = torch.randn(10, 5), torch.randint(0, 10, (2, 30))
+    for _ in range(2):
+        layer(x, edge_index).sum().backward()
+    assert len(calls) == 2 and calls[0] is calls[1]  # one structure, built once
+    monkeypatch.setenv("GNNKIT_FUSED_GAT", "0")
+    layer(x, edge_index)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("flag", ["1", "0"])
+@pytest.mark.parametrize("num_nodes", [0, 5])
+def test_fused_gat_on_a_graph_without_edges(flag, num_nodes, monkeypatch):
+    monkeypatch.setenv("GNNKIT_FUSED_GAT", flag)
+    graph = CSRGraph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), num_nodes)
+    xw = torch.randn(num_nodes, 2, 3, requires_grad=True)
+    a_src = torch.randn(num_nodes, 2, requires_grad=True)
+    out, alpha = fused_gat(graph, a_src, None, None, xw, SLOPE, P, True, return_attention=True)
+    assert out.shape == (num_nodes, 2, 3) and not out.any()
+    assert alpha is not None and alpha.shape == (0, 2)
+    if flag == "1" and jit_available():  # the kernel's output is part of the autograd graph
+        out.sum().backward()
+        assert xw.grad is not None and not xw.grad.any()
