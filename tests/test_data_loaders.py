@@ -177,3 +177,34 @@ def test_copy_from_a_partial_mirror_is_refused_cleanly(tmp_path, mirror, offline
             )  # contents only, not read-only modes
     with pytest.raises(DataUnavailableError, match=r"local mirror .*partial: 1 file\(s\) absent"):
         resolve("cora", root=tmp_path / "root", mirror=partial)
+
+
+def test_failed_ogb_download_leaves_no_folder_that_makes_ogb_prompt(tmp_path, monkeypatch):
+    """A download that fails before its first file (no network) leaves OGB's empty dataset
+    folder, which OGB would later take for an outdated release and ask about on stdin:
+    gnnkit removes such a folder, before the download and after a failure, and never one
+    that holds a file."""
+    import ogb.graphproppred
+
+    from gnnkit.data.loaders import download_ogb, drop_empty_tree
+
+    folder = tmp_path / "ogb" / "ogbg_molbace"
+    (folder / "raw").mkdir(parents=True)  # the trace of an earlier failed attempt
+    seen = []
+
+    class Offline:
+        def __init__(self, name, root):
+            seen.append((tmp_path / "ogb" / "ogbg_molbace").exists())
+            (folder / "raw").mkdir(parents=True)  # OGB creates the folder, then fails
+            raise OSError("network unreachable")
+
+    monkeypatch.setattr(ogb.graphproppred, "PygGraphPropPredDataset", Offline)
+    with pytest.raises(OSError, match="unreachable"):
+        download_ogb(tmp_path, "ogbg-molbace", "graph")
+    assert seen == [False] and not folder.exists()
+
+    kept = tmp_path / "kept" / "raw"
+    kept.mkdir(parents=True)
+    (kept / "edge.csv.gz").write_bytes(b"data")
+    drop_empty_tree(kept.parent)
+    assert (kept / "edge.csv.gz").read_bytes() == b"data"

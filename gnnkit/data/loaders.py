@@ -34,6 +34,7 @@ import io
 import logging
 import os
 import pickle
+import shutil
 import tempfile
 import types
 import warnings
@@ -414,7 +415,26 @@ def download_ogb(root: Path, name: str, kind: str) -> None:
         from ogb.linkproppred import PygLinkPropPredDataset as cls
     else:
         from ogb.nodeproppred import PygNodePropPredDataset as cls
-    _ogb(cls, root, name)
+    folder = root / "ogb" / name.replace("-", "_")
+    drop_empty_tree(folder)  # an earlier download that failed before writing a file
+    try:
+        _ogb(cls, root, name)
+    except BaseException:
+        drop_empty_tree(folder)
+        raise
+
+
+def drop_empty_tree(folder: Path) -> None:
+    """Remove ``folder`` if it holds no file at all, only (empty) folders.
+
+    A download that fails before its first file (no network) leaves OGB's dataset folder
+    behind; OGB then takes it for an outdated release and asks on stdin whether to update it.
+    A folder with any file in it is left alone, so no data is ever removed.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    if not any(not path.is_dir() or path.is_symlink() for path in folder.rglob("*")):
+        shutil.rmtree(folder)
 
 
 # --------------------------------------------------------------------------- text
