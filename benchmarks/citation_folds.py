@@ -18,6 +18,11 @@ Run (one worker per core; the five models take about 15-30 minutes on two cores)
     python benchmarks/citation_folds.py --models hybrid-concat,hybrid-structure \\
         --folds-kind stratified --jobs 2 \\
         --json benchmarks/results/citation_ablation_stratified_hybrid.json
+    python benchmarks/citation_folds.py --models graph-structure,graph-text,graph-gat \\
+        --folds-kind stratified --jobs 2 \\
+        --json benchmarks/results/citation_ablation_stratified_graph.json
+    python benchmarks/citation_folds.py --models rgcn,rgcn-text,rgcn-edges \\
+        --folds-kind stratified --jobs 2 --json benchmarks/results/citation_rgcn_stratified.json
     python benchmarks/citation_folds.py --table benchmarks/results/citation_folds.md
 """
 
@@ -63,8 +68,10 @@ def table(path: Path) -> None:
         "ablation_grouped_hybrid",
         "ablation",
         "ablation_stratified_hybrid",
+        "ablation_stratified_graph",
         "rgcn_grouped",
         "rgcn_controls_grouped",
+        "rgcn_stratified",
     ):
         file = RESULTS / f"citation_{name}.json"
         runs[name] = json.loads(file.read_text()) if file.exists() else {"models": {}}
@@ -81,6 +88,8 @@ def table(path: Path) -> None:
         **runs["stratified"]["models"],
         **runs["ablation"]["models"],
         **runs["ablation_stratified_hybrid"]["models"],
+        **runs["ablation_stratified_graph"]["models"],
+        **runs["rgcn_stratified"]["models"],
     }
     lines = [
         "# Citation sentiment: grouped against plain stratified folds (issue 21, part 2)",
