@@ -84,6 +84,10 @@ def test_prefetch_distance_covers_about_8_kib():
     assert prefetch_distance(256) == 32
     assert prefetch_distance(512) == 16
     assert prefetch_distance(4096) == 16  # wide rows: floor
+    # Features that fit in cache are not prefetched: the distance passes every entry index.
+    assert prefetch_distance(64, _jit.PREFETCH_MIN_BYTES - 1) == _jit.NO_PREFETCH
+    assert prefetch_distance(64, _jit.PREFETCH_MIN_BYTES) == 64
+    assert _jit.NO_PREFETCH > 2**40  # beyond any edge count, and e + distance fits in int64
 
 
 @needs_jit

@@ -70,10 +70,13 @@ class TwoLayerNetwork(nn.Module, ABC):
         self.conv1.reset_parameters()
         self.conv2.reset_parameters()
 
+    def activation_dropout(self, x: Tensor) -> Tensor:
+        """:meth:`activation`, then dropout (a subclass may fuse the two)."""
+        return dropout(self.activation(x), self.dropout, self.training)
+
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         x = sparse_dropout(x, self.dropout, self.training)  # sparse stays sparse
-        x = self.activation(self.conv1(x, edge_index))  # (|V|, hidden width)
-        x = dropout(x, self.dropout, self.training)
+        x = self.activation_dropout(self.conv1(x, edge_index))  # (|V|, hidden width)
         return self.conv2(x, edge_index)  # (|V|, out)
 
     def extra_repr(self) -> str:
@@ -227,6 +230,10 @@ class GCN(TwoLayerNetwork):
 
     def activation(self, x: Tensor) -> Tensor:
         return x.relu()
+
+    def activation_dropout(self, x: Tensor) -> Tensor:
+        # One pass, the same draws and values as relu then dropout (relu_dropout's contract).
+        return relu_dropout(x, self.dropout, self.training)
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups: ``weight_decay`` on the first layer, none on the second."""

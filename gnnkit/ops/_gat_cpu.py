@@ -45,7 +45,7 @@ def _prefetch_row(array, row):  # pragma: no cover - compiled
 
 def _distance(xw: Tensor) -> int:
     """How many CSR entries ahead the kernels prefetch feature rows."""
-    return prefetch_distance(xw.shape[1] * xw.shape[2] * xw.element_size())
+    return prefetch_distance(xw.shape[1] * xw.shape[2] * xw.element_size(), xw.nbytes)
 
 
 # Each pass is a serial kernel over a range of rows, run on chunks of rows of about equal edge
@@ -63,20 +63,18 @@ def _dot(a, b, total):  # pragma: no cover - compiled
 
 
 @jit_kernel()
-def _forward_rows(
-    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, params, keep,
-    has_keep, out, alpha, peak, total, distance,
+def _score_rows(
+    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, params, alpha,
 ):  # fmt: skip
-    heads, channels, num_edges = xw.shape[1], xw.shape[2], col.shape[0]
-    slope, scale, zero = params[0], params[1], params[2]  # in the features' dtype
+    """Pass 1 over receivers: ``alpha[e, h]`` = the leaky-ReLU score minus its row's maximum
+    (each head's), so every entry is at most 0 and the row's largest is exactly 0."""
+    heads = a_src.shape[1]
+    slope = params[0]
+    peak = np.empty(heads, dtype=alpha.dtype)
     for i in range(lo, hi):
         start, end = rowptr[i], rowptr[i + 1]
         for h in range(heads):
-            peak[i, h] = -np.inf
-            total[i, h] = zero
-            for c in range(channels):
-                out[i, h, c] = zero
-        # Scores after the leaky ReLU, and each head's maximum over the row.
+            peak[h] = -np.inf
         for e in range(start, end):
             j = col[e]
             for h in range(heads):
@@ -87,25 +85,84 @@ def _forward_rows(
                     s += edge_score[e, h]
                 z = s if s > 0 else s * slope
                 alpha[e, h] = z
-                if z > peak[i, h]:
-                    peak[i, h] = z
+                if z > peak[h]:
+                    peak[h] = z
         for e in range(start, end):
             for h in range(heads):
-                ez = math.exp(alpha[e, h] - peak[i, h])
-                alpha[e, h] = ez
-                total[i, h] += ez
+                alpha[e, h] -= peak[h]
+
+
+# exp(x) for float32 x <= 0 as 2^n * p(r), x = n ln 2 + r, |r| <= ln(2) / 2: Cephes' expf
+# (S. Moshier, Cephes Math Library 2.2, 1992): ln 2 in two parts, a degree-6 polynomial, about
+# 1 ulp. Written without a library call, so LLVM vectorises the loop over entries.
+_LOG2E, _LN2_HI, _LN2_LO = 1.44269504088896341, 0.693359375, -2.12194440e-4
+_P0, _P1, _P2 = 1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3
+_P3, _P4, _P5 = 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1
+_EXP_FLOOR = -87.0  # exp(-87) ~ 1.6e-38 is still a normal float32; below it, that value
+_ROUND = 12582912.0  # 1.5 * 2^23: adding and subtracting it rounds a float32 to an integer
+
+
+@jit_kernel(fastmath={"contract"})
+def _exp_entries_f32(lo, hi, values, powers):  # pragma: no cover - compiled
+    """``values[k] = exp(values[k])`` for float32 ``values[k] <= 0``; ``powers`` is an int32
+    scratch array as long as ``values`` (2^n is built from its exponent bits). A NaN stays
+    NaN. The loops run over 0-based slices with no shift or call, which LLVM vectorises
+    (16 lanes on AVX-512: 0.2 ns an entry against 1.6-2.2 for the C library's ``expf``)."""
+    f = np.float32
+    v, bits = values[lo:hi], powers[lo:hi]
+    for k in range(v.shape[0]):
+        x = v[k]
+        x = x if not x < f(_EXP_FLOOR) else f(_EXP_FLOOR)
+        n = (x * f(_LOG2E) + f(_ROUND)) - f(_ROUND)  # round to nearest, no call
+        r = x - n * f(_LN2_HI) - n * f(_LN2_LO)
+        p = f(_P0) * r + f(_P1)
+        p = p * r + f(_P2)
+        p = p * r + f(_P3)
+        p = p * r + f(_P4)
+        p = p * r + f(_P5)
+        v[k] = p * r * r + r + f(1.0)
+        bits[k] = (np.int32(n) + np.int32(127)) * np.int32(1 << 23)  # the bits of 2^n
+    two_n = bits.view(np.float32)
+    for k in range(v.shape[0]):
+        v[k] *= two_n[k]
+
+
+@jit_kernel()
+def _exp_entries(lo, hi, values, powers):  # pragma: no cover - compiled
+    """``values[k] = exp(values[k])`` through the C library (float64: full precision)."""
+    for k in range(lo, hi):
+        values[k] = math.exp(values[k])
+
+
+@jit_kernel()
+def _aggregate_rows(
+    lo, hi, rowptr, col, xw, params, keep, has_keep, out, alpha, distance,
+):  # fmt: skip
+    """Pass 3 over receivers: each row's exponentials normalised (alpha, before dropout),
+    then the weighted sum of the senders' rows with the dropout mask applied."""
+    heads, channels, num_edges = xw.shape[1], xw.shape[2], col.shape[0]
+    scale, zero = params[1], params[2]  # in the features' dtype
+    total = np.empty(heads, dtype=alpha.dtype)
+    for i in range(lo, hi):
+        start, end = rowptr[i], rowptr[i + 1]
+        for h in range(heads):
+            total[h] = zero
+            for c in range(channels):
+                out[i, h, c] = zero
+        for e in range(start, end):
+            for h in range(heads):
+                total[h] += alpha[e, h]
         for e in range(start, end):
             if e + distance < num_edges:
                 _prefetch_row(xw, col[e + distance])
             j = col[e]
             for h in range(heads):
-                a = alpha[e, h] / total[i, h]
+                a = alpha[e, h] / total[h]
                 alpha[e, h] = a
                 if has_keep:
                     a = a * scale if keep[e, h] else zero
-                row_out, row_in = out[i, h], xw[j, h]
                 for c in range(channels):
-                    row_out[c] += a * row_in[c]
+                    out[i, h, c] += a * xw[j, h, c]
 
 
 @jit_kernel()
@@ -207,18 +264,30 @@ def forward(
     keep: Tensor | None,
     scale: float,
 ) -> tuple[Tensor, Tensor]:
-    """``(out (N_d, H, C), alpha (E, H))``: the fused GAT forward (alpha before dropout)."""
+    """``(out (N_d, H, C), alpha (E, H))``: the fused GAT forward (alpha before dropout).
+
+    Three passes: scores less each row's maximum (rows), their exponentials (all entries at
+    once, a vectorised loop), normalisation and aggregation (rows).
+    """
     num_rows, (_, heads, channels), dtype = rowptr.numel() - 1, xw.shape, xw.dtype
     out = xw.new_empty(num_rows, heads, channels)
     alpha = xw.new_empty(col.numel(), heads)
-    work = np.empty((2, num_rows, heads), dtype=_EMPTY[dtype])  # row maxima and sums
-    args = (
-        as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
-        *_optional(edge_score, dtype), as_numpy(xw), _params(dtype, negative_slope, scale),
-        *_optional(keep, torch.bool), as_numpy(out), as_numpy(alpha), work[0], work[1],
-        _distance(xw),
+    params = _params(dtype, negative_slope, scale)
+    ptr, alpha_np = as_numpy(rowptr), as_numpy(alpha)
+    scores = (
+        ptr, as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
+        *_optional(edge_score, dtype), params, alpha_np,
     )  # fmt: skip
-    run_rows(_forward_rows, args[0], *args)
+    run_rows(_score_rows, ptr, *scores)
+    flat = alpha_np.reshape(-1)
+    powers = np.empty(flat.shape[0], dtype=np.int32)
+    exp = _exp_entries_f32 if dtype == torch.float32 else _exp_entries
+    run_rows(exp, flat.shape[0], flat, powers)
+    sums = (
+        ptr, as_numpy(col), as_numpy(xw), params, *_optional(keep, torch.bool), as_numpy(out),
+        alpha_np, _distance(xw),
+    )  # fmt: skip
+    run_rows(_aggregate_rows, ptr, *sums)
     return out, alpha
 
 

@@ -48,6 +48,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CHUNKS_PER_THREAD = 4  # row chunks per thread, so one slow chunk does not idle the others
 _PREFETCH_BYTES = 8192  # bytes of rows requested ahead of the row in use (prefetch_distance)
+PREFETCH_MIN_BYTES = 12 * 2**20  # gathered features below this stay in cache: no prefetch
+NO_PREFETCH = 2**62  # a prefetch distance no CSR entry index reaches
 
 
 @functools.cache
@@ -152,14 +154,19 @@ def _prefetch() -> Any:
     return prefetch_intrinsic
 
 
-def prefetch_distance(row_bytes: int) -> int:
+def prefetch_distance(row_bytes: int, total_bytes: int | None = None) -> int:
     """How many CSR entries ahead a kernel prefetches rows of ``row_bytes`` bytes: about 8 KiB
-    of rows, at least 16 and at most 64 entries.
+    of rows, at least 16 and at most 64 entries; :data:`NO_PREFETCH` (a distance past any
+    entry) when the rows gathered, ``total_bytes`` in all, fit in :data:`PREFETCH_MIN_BYTES`.
 
     Sender rows are read in random order, so a kernel whose features outgrow the last-level
     cache waits on the latency of each load rather than on bandwidth; asking for the rows
-    this far ahead keeps many loads in flight.
+    this far ahead keeps many loads in flight. Features that stay in cache gain nothing and
+    pay for the requests: the fused GAT forward on Cora (0.66 MiB of features) took 1.18x as
+    long with them, at 3.9 MiB 1.10x, at 7.8 MiB 1.08x, and at 15.6 MiB 0.89x (1 thread).
     """
+    if total_bytes is not None and total_bytes < PREFETCH_MIN_BYTES:
+        return NO_PREFETCH
     return min(64, max(16, _PREFETCH_BYTES // max(1, row_bytes)))
 
 

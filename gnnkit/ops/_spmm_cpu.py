@@ -86,7 +86,8 @@ def spmm(rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Ten
         raise ValueError("spmm: `out` must be contiguous (the kernel writes through a view)")
     advise_huge_pages(out)
     features = as_numpy(x)
-    distance = prefetch_distance(features.shape[2] * features.itemsize)
+    row_bytes = features.shape[2] * features.itemsize
+    distance = prefetch_distance(row_bytes, features.shape[1] * row_bytes)  # one head's rows
     ptr = as_numpy(rowptr)
     if values is None:
         weights, weighted = np.empty((1, 0), features.dtype), False

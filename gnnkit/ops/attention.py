@@ -41,7 +41,7 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops.csr import CSRGraph
-from gnnkit.ops.random import uniform_draws
+from gnnkit.ops.random import keep_mask
 from gnnkit.ops.scatter import segment_max, segment_sum
 
 __all__ = ["fused_gat", "fused_gat_backend"]
@@ -209,7 +209,7 @@ def fused_gat(
     pass over ``graph`` (the sparse part of :class:`gnnkit.nn.GATConv`; math in the module
     docstring).
 
-    The dropout mask is drawn here, by torch (:func:`gnnkit.ops.random.uniform_draws`, one
+    The dropout mask is drawn here (:func:`gnnkit.ops.random.keep_mask`, one
     entry per edge and head in CSR order), so every backend drops the same coefficients for
     the same seed. The transposed structure the backward needs is ``graph.transpose()``,
     built once per graph and kept.
@@ -244,8 +244,8 @@ def fused_gat(
         raise InputError(f"fused_gat: deterministic must be None or a bool, got {deterministic!r}")
     keep, scale = None, 1.0
     if training and dropout_p > 0:
-        draws, threshold = uniform_draws((graph.num_edges, xw.size(1)), dropout_p, xw.device)
-        keep, scale = draws >= threshold, 1.0 / (1.0 - dropout_p)
+        keep = keep_mask((graph.num_edges, xw.size(1)), dropout_p, xw.device)
+        scale = 1.0 / (1.0 - dropout_p)
     backend = fused_gat_backend(xw.device, xw.dtype)
     if backend == "torch":
         out, alpha = reference_gat(

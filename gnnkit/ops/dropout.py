@@ -1,0 +1,138 @@
+r"""Dropout on CPU in one compiled pass: counter-based draws, no mask kept for the backward.
+
+Dropout (Srivastava et al., JMLR 2014) keeps each entry with probability :math:`1 - p` and
+scales it by :math:`1 / (1 - p)`. Drawn with torch on CPU, ``x * (torch.rand_like(x) >= p) /
+(1 - p)`` costs five passes over the tensor and a mask kept for the backward pass, and
+``rand_like`` itself (a Mersenne twister, one call per entry) is most of the time. Here one
+numba pass (:mod:`gnnkit.ops._dropout_cpu`) draws every entry's uniform from a counter-based
+generator (SplitMix64: Steele, Lea & Flood, OOPSLA 2014), compares, scales and writes, and the
+backward pass draws the same mask again from the seed:
+
+.. math::
+    y_i = x_i \, \frac{\mathbb{1}[u_i \ge p]}{1 - p}, \qquad
+    u_i = 2^{-24} \lfloor \mathrm{SplitMix64}(s, i) / 2^{40} \rfloor, \qquad
+    \frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial y_i} \,
+    \frac{\mathbb{1}[u_i \ge p]}{1 - p}
+
+The seed :math:`s` is one 63-bit draw from torch's default generator per call, so
+``torch.manual_seed`` reproduces the masks, and the mask does not depend on the number of
+threads. The uniforms have 24 bits, as ``torch.rand``'s float32 ones do; :math:`p` is rounded
+to a multiple of :math:`2^{-24}` (exact for 0.5, 0.6 off by less than :math:`6 \cdot 10^{-8}`).
+
+:func:`counter_dropout_available` says when this runs (a float32 or float64 CPU tensor with
+numba available); elsewhere callers use torch's draws, which have the same distribution but
+another random stream.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gnnkit.ops._jit import as_numpy, jit_available, run_rows
+
+__all__ = ["counter_dropout", "counter_dropout_available", "counter_keep_mask"]
+
+_BITS = 24  # bits of each uniform draw
+_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _kernels() -> ModuleType:
+    """:mod:`gnnkit.ops._dropout_cpu`, imported (with numba) when a kernel first runs."""
+    from gnnkit.ops import _dropout_cpu
+
+    return _dropout_cpu
+
+
+def counter_dropout_available(x: Tensor) -> bool:
+    """Whether :func:`counter_dropout` runs for ``x``: a float32 or float64 CPU tensor, numba
+    available (``GNNKIT_JIT`` not 0)."""
+    return x.device.type == "cpu" and x.dtype in _DTYPES and jit_available()
+
+
+def _seed() -> np.uint64:
+    """One draw from torch's default generator: the seed of one call's counter stream."""
+    return np.uint64(int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64)))
+
+
+def _threshold(p: float) -> np.uint64:
+    return np.uint64(round(p * 2**_BITS))
+
+
+def _mask(x: Tensor, seed: np.uint64, p: float, relu: bool) -> Tensor:
+    """``x`` (contiguous, flat or not) times its scaled keep mask for ``seed``."""
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    scale = _DTYPES[x.dtype](1.0 / (1.0 - p) if p < 1.0 else 0.0)
+    flat = as_numpy(x.reshape(-1))
+    run_rows(
+        _kernels().mask_entries,
+        flat.shape[0],
+        flat,
+        as_numpy(out.view(-1)),
+        seed,
+        _threshold(p),
+        scale,
+        relu,
+    )
+    return out
+
+
+class _CounterDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, p: float, relu: bool) -> Tensor:
+        seed = _seed()
+        out = _mask(x.contiguous(), seed, p, relu)
+        ctx.seed, ctx.p, ctx.relu = seed, p, relu
+        if relu:  # out > 0 exactly where x > 0 and the entry was kept
+            ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        grad = grad.contiguous()
+        if not ctx.relu:
+            return _mask(grad, ctx.seed, ctx.p, False), None, None
+        (out,) = ctx.saved_tensors
+        result = torch.empty_like(grad)
+        scale = _DTYPES[grad.dtype](1.0 / (1.0 - ctx.p))
+        flat = as_numpy(grad.view(-1))
+        run_rows(
+            _kernels().relu_grad_entries,
+            flat.shape[0],
+            as_numpy(out.view(-1)),
+            flat,
+            as_numpy(result.view(-1)),
+            scale,
+        )
+        return result, None, None
+
+
+def counter_dropout(x: Tensor, p: float, *, relu: bool = False) -> Tensor:
+    r"""``dropout(x, p)`` (``dropout(relu(x), p)`` with ``relu``) in one compiled pass.
+
+    Only for tensors where :func:`counter_dropout_available` holds. Differentiable in ``x``;
+    the backward pass draws the mask again from the call's seed (``relu``: reads the output,
+    which is positive exactly where the gradient passes), so nothing of the size of ``x`` is
+    kept but what ``relu`` needs. Values are ``x * mask`` to the bit: NaN stays NaN.
+
+    Args:
+        x (Tensor): float32 or float64 on CPU, any shape.
+        p (float): the probability of dropping an entry, in [0, 1].
+        relu (bool, optional): apply ReLU before dropout. (default: ``False``)
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _CounterDropout.apply(x, float(p), relu)
+    return _mask(x.contiguous(), _seed(), float(p), relu)
+
+
+def counter_keep_mask(shape: tuple[int, ...], p: float) -> Tensor:
+    """A boolean CPU keep mask from the counter stream: entry ``i`` (flat) is kept with
+    probability :math:`1 - p`. Only where :func:`gnnkit.ops._jit.jit_available` holds."""
+    out = torch.empty(shape, dtype=torch.bool)
+    flat = as_numpy(out.view(-1))
+    run_rows(_kernels().keep_entries, flat.shape[0], flat, _seed(), _threshold(p))
+    return out
