@@ -236,6 +236,24 @@ def _sender_grad_rows(
                     row_out[c] += d * row_in[c]
 
 
+@jit_kernel()
+def _forward_rows(
+    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, params, keep,
+    has_keep, out, alpha, powers, fast_exp, distance,
+):  # fmt: skip
+    """The three forward passes over rows ``lo:hi``; their entries ``rowptr[lo]:rowptr[hi]``
+    are contiguous in ``alpha``, so the exponentials run over that slice in one loop."""
+    _score_rows(lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, params, alpha)
+    heads = alpha.shape[1]
+    flat = alpha.reshape(-1)
+    first, last = rowptr[lo] * heads, rowptr[hi] * heads
+    if fast_exp:
+        _exp_entries_f32(first, last, flat, powers)
+    else:
+        _exp_entries(first, last, flat, powers)
+    _aggregate_rows(lo, hi, rowptr, col, xw, params, keep, has_keep, out, alpha, distance)
+
+
 _EMPTY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
@@ -266,28 +284,19 @@ def forward(
 ) -> tuple[Tensor, Tensor]:
     """``(out (N_d, H, C), alpha (E, H))``: the fused GAT forward (alpha before dropout).
 
-    Three passes: scores less each row's maximum (rows), their exponentials (all entries at
-    once, a vectorised loop), normalisation and aggregation (rows).
+    Three passes over each chunk of rows: scores less each row's maximum, their exponentials
+    (all the chunk's entries in one vectorised loop), normalisation and aggregation.
     """
     num_rows, (_, heads, channels), dtype = rowptr.numel() - 1, xw.shape, xw.dtype
     out = xw.new_empty(num_rows, heads, channels)
     alpha = xw.new_empty(col.numel(), heads)
-    params = _params(dtype, negative_slope, scale)
-    ptr, alpha_np = as_numpy(rowptr), as_numpy(alpha)
-    scores = (
-        ptr, as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
-        *_optional(edge_score, dtype), params, alpha_np,
+    args = (
+        as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
+        *_optional(edge_score, dtype), as_numpy(xw), _params(dtype, negative_slope, scale),
+        *_optional(keep, torch.bool), as_numpy(out), as_numpy(alpha),
+        np.empty(alpha.numel(), dtype=np.int32), dtype == torch.float32, _distance(xw),
     )  # fmt: skip
-    run_rows(_score_rows, ptr, *scores)
-    flat = alpha_np.reshape(-1)
-    powers = np.empty(flat.shape[0], dtype=np.int32)
-    exp = _exp_entries_f32 if dtype == torch.float32 else _exp_entries
-    run_rows(exp, flat.shape[0], flat, powers)
-    sums = (
-        ptr, as_numpy(col), as_numpy(xw), params, *_optional(keep, torch.bool), as_numpy(out),
-        alpha_np, _distance(xw),
-    )  # fmt: skip
-    run_rows(_aggregate_rows, ptr, *sums)
+    run_rows(_forward_rows, args[0], *args)
     return out, alpha
 
 
