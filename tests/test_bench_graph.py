@@ -141,6 +141,27 @@ def test_cli_json_plot_and_pyg_comparison(molhiv_root, tmp_path, capsys, pyg_com
     assert plot.stat().st_size > 0
 
 
+def test_cli_compares_with_tuned_pyg_too(molhiv_root, tmp_path, capsys):
+    out = tmp_path / "graph.json"
+    code = main(
+        [
+            "bench", "graph", "--dataset", "ogbg-molhiv", "--data-root", str(molhiv_root),
+            "--offline", "--model", "gat", "--runs", "1", "--epochs", "1", "--batch-size", "8",
+            "--compare", "pyg,pyg-tuned", "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "than PyG's" in text and "than tuned PyG's" in text
+    payload = json.loads(out.read_text())
+    assert set(payload["speedups"]) == {"pyg", "pyg-tuned"}
+    tuned = payload["pyg-tuned"]
+    assert tuned["epoch_s_median"] > 0 and len(tuned["test"]) == 1
+    assert payload["speedups"]["pyg-tuned"] == pytest.approx(
+        tuned["epoch_s_median"] / payload["gnnkit"]["epoch_s_median"]
+    )
+
+
 def test_any_ogb_molecule_dataset_runs_multi_task_with_missing_labels(tmp_path, capsys):
     write_molecules(tmp_path, "ogbg-moltox21", num_graphs=28, num_tasks=12)
     dataset = load("ogbg-moltox21", root=tmp_path, mirror=None, download=False)

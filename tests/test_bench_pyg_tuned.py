@@ -226,8 +226,8 @@ def test_tuned_reference_alone_and_its_refusals():
             data, dataset="karate", model="gcn", compare="pyg-tuned",
             sampling=SamplingConfig(fanouts=(5, 5)),
         )  # fmt: skip
-    with pytest.raises(InputError, match="no pyg-tuned reference for the graph recipe 'gcn'"):
-        reference(get_recipe("graph", "gcn"), "pyg-tuned")
+    with pytest.raises(InputError, match="no pyg-tuned reference for the link recipe 'gcn'"):
+        reference(get_recipe("link", "gcn"), "pyg-tuned")
     with pytest.raises(InputError, match="unknown reference 'dgl'; known: pyg, pyg-tuned"):
         reference(get_recipe("node", "gcn"), "dgl")
 

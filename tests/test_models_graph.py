@@ -89,6 +89,26 @@ def test_equals_pyg_layers_with_the_same_weights(conv, virtual_node, molecules, 
     torch.testing.assert_close(ours(molecules), theirs(molecules))
 
 
+@pytest.mark.parametrize("conv", ["gcn", "gat"])
+@pytest.mark.parametrize("virtual_node", [False, True])
+def test_tuned_pyg_reference_equals_the_example_with_the_same_weights(
+    conv, virtual_node, molecules, reference
+):
+    """``pyg-tuned`` prepares each batch's graph once (gcn_norm, self-loops) for all layers;
+    OGB's example with PyG's layers, which prepares it in every layer, is the reference."""
+    from gnnkit.bench.pyg_tuned import PygTunedMolGNN
+
+    sizes = {"num_layers": 3, "conv": conv, "virtual_node": virtual_node}
+    example = reference.PygMolGNN(2, 24, **sizes).double().eval()
+    tuned = PygTunedMolGNN(2, 24, **sizes).double().eval()
+    tuned.load_state_dict(example.state_dict())
+    torch.testing.assert_close(tuned(molecules), example(molecules))
+    recipe = reference.reference(
+        get_recipe("graph", f"{conv}{'-virtual' if virtual_node else ''}"), "pyg-tuned"
+    )
+    assert isinstance(recipe.build(24, 2), PygTunedMolGNN)
+
+
 def test_layers_share_one_structure_per_batch_and_never_reuse_a_stale_one(molecules):
     torch.manual_seed(0)
     model = MolGNN(1, 16, num_layers=3).eval()

@@ -239,6 +239,11 @@ class PygMolGNN(nn.Module):
             )
         self.graph_pred_linear = nn.Linear(emb_dim, num_tasks)
 
+    def prepare(self, edge_index: Tensor, num_nodes: int) -> tuple[Tensor, ...]:
+        """What every layer takes after the features for this batch: ``(edge_index,)``, as in
+        OGB's example (each layer prepares the graph itself)."""
+        return (edge_index,)
+
     def forward(self, batch) -> Tensor:
         x, edge_index, edge_attr, index = batch.x, batch.edge_index, batch.edge_attr, batch.batch
         num_graphs = batch.num_graphs
@@ -247,13 +252,14 @@ class PygMolGNN(nn.Module):
             vn = self.virtualnode_embedding(
                 torch.zeros(num_graphs, dtype=edge_index.dtype, device=edge_index.device)
             )
+        graph = self.prepare(edge_index, h.size(0))
         for layer in range(self.num_layers):
             if self.virtual_node:
                 h = h + vn[index]
             bonds = scatter(
                 self.bond_encoders[layer](edge_attr), edge_index[1], 0, h.size(0), reduce="sum"
             )
-            out = self.batch_norms[layer](self.convs[layer](h + bonds, edge_index))
+            out = self.batch_norms[layer](self.convs[layer](h + bonds, *graph))
             if layer < self.num_layers - 1:
                 out = F.relu(out)
             out = F.dropout(out, self.dropout, training=self.training)

@@ -30,13 +30,14 @@ def register_graph(subparsers: argparse._SubParsersAction) -> None:
         "graph",
         "Train OGB's molecule GNN (5 layers, 300 hidden, mean pooling) over several seeds and "
         "report the OGB metric on the test graphs at the best validation epoch and the epoch "
-        "time; with --compare pyg, PyG's layers in the same architecture train through the "
-        "same loop, epoch by epoch in turn.",
+        "time; with --compare pyg (and/or pyg-tuned), PyG's layers in the same architecture "
+        "train through the same loop, epoch by epoch in turn.",
         dataset="ogbg-molbace",
         dataset_help="any OGB molecule dataset (ogbg-mol*; gnnkit data list shows them): "
         "ogbg-molbace (default), ogbg-molesol, ogbg-molfreesolv, ogbg-moltox21...",
         runs=10,
         plot_help="draw loss and score curves",
+        references=("pyg", "pyg-tuned"),
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=32, help="graphs per batch (default: 32)"
