@@ -220,7 +220,7 @@ def measure(kind: str, cora: Any, seeds: int, epochs: int) -> dict[str, Any]:
 
 def table(kind: str, rows: dict[str, Any]) -> list[str]:
     lines = [
-        f"### Cora {kind.upper()}",
+        f"## Cora {kind.upper()}",
         "",
         "| variant | epoch, CPU (ms) | times faster than PyG's example | times slower than the "
         "harness | wall: epoch (ms), vs harness | test accuracy (%) |",

@@ -412,6 +412,12 @@ def test_backend_info_reports_the_measured_defaults():
     info = ops.backend_info()
     assert info["backend"] == "auto" and info["device"] == "cpu"
     assert info["kernels"]["spmm"].startswith("torch.sparse CSR addmm")
+    # the size rule that sends wide, large products to the numba kernel is spelled out
+    from gnnkit.ops._jit import jit_available
+
+    numba_rule = "numba row kernel (gnnkit.ops._spmm_cpu) for rows of >= 32 channels"
+    assert (numba_rule in info["kernels"]["spmm"]) == jit_available()
+    assert "2**20 multiply-adds" in info["kernels"]["spmm"] or not jit_available()
     assert info["kernels"]["scatter_max"] == "Tensor.scatter_reduce_"
     assert ops.backend_info(dtype=torch.float16)["kernels"]["spmm"].startswith("gather")
     with ops.use_backend("torch"):

