@@ -291,28 +291,16 @@ class PygTunedMolGNN(PygMolGNN):
     ``GATConv(add_self_loops=False)``. Same layers, sizes and initialisation as the example.
     """
 
-    def __init__(
-        self,
-        num_tasks: int,
-        emb_dim: int = 300,
-        *,
-        num_layers: int = 5,
-        conv: str = "gcn",
-        heads: int = 4,
-        dropout: float = 0.5,
-        virtual_node: bool = False,
-    ) -> None:
-        super().__init__(
-            num_tasks, emb_dim, num_layers=num_layers, conv=conv, heads=heads, dropout=dropout,
-            virtual_node=virtual_node,
-        )  # fmt: skip
-        self.conv = conv
-        if conv == "gcn":
-            convs = [GCNConv(emb_dim, emb_dim, normalize=False) for _ in range(num_layers)]
+    def __init__(self, num_tasks: int, emb_dim: int = 300, **options: Any) -> None:
+        super().__init__(num_tasks, emb_dim, **options)  # PygMolGNN's options, its defaults
+        self.conv = options.get("conv", "gcn")
+        heads = options.get("heads", 4)
+        if self.conv == "gcn":
+            convs = [GCNConv(emb_dim, emb_dim, normalize=False) for _ in range(self.num_layers)]
         else:
             convs = [
                 GATConv(emb_dim, emb_dim // heads, heads=heads, add_self_loops=False)
-                for _ in range(num_layers)
+                for _ in range(self.num_layers)
             ]
         self.convs = nn.ModuleList(convs)
 
