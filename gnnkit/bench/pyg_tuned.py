@@ -288,26 +288,22 @@ class PygTunedMolGNN(PygMolGNN):
     share the per-batch work between the layers: GCN's self-loops and symmetric
     normalisation (PyG's ``gcn_norm``) computed once and passed as ``edge_weight`` to
     ``GCNConv(normalize=False)``, GAT's self-loops added once for
-    ``GATConv(add_self_loops=False)``. Same layers, sizes and initialisation as the example.
+    ``GATConv(add_self_loops=False)``. The example's own layers, with those two flags set.
     """
 
     def __init__(self, num_tasks: int, emb_dim: int = 300, **options: Any) -> None:
-        super().__init__(num_tasks, emb_dim, **options)  # PygMolGNN's options, its defaults
-        self.conv = options.get("conv", "gcn")
-        heads = options.get("heads", 4)
-        if self.conv == "gcn":
-            convs = [GCNConv(emb_dim, emb_dim, normalize=False) for _ in range(self.num_layers)]
-        else:
-            convs = [
-                GATConv(emb_dim, emb_dim // heads, heads=heads, add_self_loops=False)
-                for _ in range(self.num_layers)
-            ]
-        self.convs = nn.ModuleList(convs)
+        super().__init__(num_tasks, emb_dim, **options)  # the example's layers, unchanged...
+        self.gcn = isinstance(self.convs[0], GCNConv)
+        for conv in self.convs:  # ...told that the graph comes prepared (read in forward)
+            if isinstance(conv, GCNConv):
+                conv.normalize = False
+            elif isinstance(conv, GATConv):
+                conv.add_self_loops = False
 
     def prepare(self, edge_index: Tensor, num_nodes: int) -> tuple[Tensor, ...]:
         """``(edges with self-loops, normalised weights)`` for GCN, ``(edges with self-loops,)``
         for GAT: once per batch."""
-        if self.conv == "gcn":
+        if self.gcn:
             edges, weights = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
             return edges, weights
         edges, _ = remove_self_loops(edge_index)
