@@ -129,7 +129,8 @@ def _exp_entries_f32(lo, hi, values, powers):  # pragma: no cover - compiled
 
 @jit_kernel()
 def _exp_entries(lo, hi, values, powers):  # pragma: no cover - compiled
-    """``values[k] = exp(values[k])`` through the C library (float64: full precision)."""
+    """``values[k] = exp(values[k])`` through the C library (float64: full precision);
+    ``powers`` is unused (the float32 kernel's scratch, empty here)."""
     for k in range(lo, hi):
         values[k] = math.exp(values[k])
 
@@ -290,11 +291,12 @@ def forward(
     num_rows, (_, heads, channels), dtype = rowptr.numel() - 1, xw.shape, xw.dtype
     out = xw.new_empty(num_rows, heads, channels)
     alpha = xw.new_empty(col.numel(), heads)
+    fast_exp = dtype == torch.float32  # the vectorised expf, with its int32 scratch
     args = (
         as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
         *_optional(edge_score, dtype), as_numpy(xw), _params(dtype, negative_slope, scale),
         *_optional(keep, torch.bool), as_numpy(out), as_numpy(alpha),
-        np.empty(alpha.numel(), dtype=np.int32), dtype == torch.float32, _distance(xw),
+        np.empty(alpha.numel() if fast_exp else 0, dtype=np.int32), fast_exp, _distance(xw),
     )  # fmt: skip
     run_rows(_forward_rows, args[0], *args)
     return out, alpha
