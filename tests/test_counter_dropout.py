@@ -1,7 +1,8 @@
 """Counter-based dropout on CPU (gnnkit.ops.dropout): the draws, the values, the gradients.
 
 References: SplitMix64 written out here in Python integers (the published constants, wrapped
-modulo 2**64 by hand), ``x * mask / (1 - p)`` and ``relu`` in torch, and the torch path of
+modulo 2**64 by hand), ``x * mask / (1 - p)``, ``relu`` and ``elu`` in torch (float64 for
+ELU's accuracy), autograd through those, and the torch path of
 :func:`gnnkit.nn.dropout` with numba switched off (a subprocess with ``GNNKIT_JIT=0``).
 """
 
@@ -13,10 +14,17 @@ import sys
 import pytest
 import torch
 
+from gnnkit.errors import InputError
 from gnnkit.nn import dropout
-from gnnkit.nn.functional import relu_dropout
+from gnnkit.nn.functional import elu_dropout, relu_dropout
 from gnnkit.ops._jit import jit_available
-from gnnkit.ops.dropout import counter_dropout, counter_dropout_available, counter_keep_mask
+from gnnkit.ops.dropout import (
+    counter_dropout,
+    counter_dropout_available,
+    counter_elu_dropout,
+    counter_keep_mask,
+    relu_dropout_grad,
+)
 from gnnkit.ops.random import keep_mask
 
 pytestmark = pytest.mark.skipif(not jit_available(), reason="numba is not available")
@@ -162,3 +170,85 @@ def test_without_numba_dropout_takes_torchs_draws():
     env = {"GNNKIT_JIT": "0", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def elu_inputs(dtype=torch.float32):
+    x = torch.randn(64, 33, dtype=dtype) * 4
+    edge = [0.0, -0.0, 1e-8, -1e-8, -1e-3, 0.3, -0.3465, -0.3466, -20.0, -87.5, -1e4, 88.0]
+    x[0, : len(edge)] = torch.tensor(edge, dtype=dtype)
+    x[1, 0], x[1, 1], x[1, 2] = float("nan"), float("inf"), -float("inf")
+    return x
+
+
+def test_elu_variant_is_elu_within_an_ulp_float32_and_exact_float64():
+    x = elu_inputs()
+    ours = counter_elu_dropout(x, 0.6, training=False)
+    exact = torch.nn.functional.elu(x.double())  # the float64 reference, then its rounding
+    assert torch.equal(ours.isnan(), exact.isnan())
+    assert torch.equal(ours[exact.isinf()].double(), exact[exact.isinf()])
+    finite = exact.isfinite()
+    spacing = torch.finfo(torch.float32).eps * exact[finite].abs()
+    error = (ours[finite].double() - exact[finite]).abs()
+    assert bool((error <= spacing).all()), error.max()
+    x64 = elu_inputs(torch.float64)
+    assert torch.allclose(counter_elu_dropout(x64, 0.6, False), torch.nn.functional.elu(x64),
+                          rtol=1e-15, atol=0, equal_nan=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_elu_variant_draws_dropouts_mask(dtype):
+    x = elu_inputs(dtype)
+    torch.manual_seed(3)
+    fused = elu_dropout(x, 0.6, training=True)
+    torch.manual_seed(3)
+    keep = counter_keep_mask(tuple(x.shape), 0.6)
+    elu = counter_elu_dropout(x, 0.6, training=False)
+    expected = elu * keep.to(dtype) * torch.tensor(1 / 0.4, dtype=dtype)
+    assert torch.equal(fused.isnan(), expected.isnan())
+    assert torch.equal(fused.nan_to_num(), expected.nan_to_num())
+
+
+def test_elu_variant_gradient_is_the_chain_of_elu_and_dropout():
+    # ELU's derivative from its output (e^x = ELU(x) + 1), as F.elu(inplace=True) computes it
+    x = torch.randn(200, 9, dtype=torch.float64) * 3
+    grad = torch.randn_like(x)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    torch.manual_seed(8)
+    counter_elu_dropout(ours, 0.5, training=True).backward(grad)
+    torch.manual_seed(8)
+    counter_dropout(torch.nn.functional.elu(theirs * 1, inplace=True), 0.5).backward(grad)
+    assert torch.allclose(ours.grad, theirs.grad, rtol=1e-12, atol=1e-15)
+    probe = torch.randn(12, 4, dtype=torch.float64).requires_grad_()
+
+    def fixed(t: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(5)
+        return counter_elu_dropout(t, 0.5, training=True)
+
+    assert torch.autograd.gradcheck(fixed, (probe,))
+    assert torch.autograd.gradcheck(lambda t: counter_elu_dropout(t, 0.5, False), (probe,))
+
+
+def test_elu_dropout_elsewhere_is_elu_then_dropout():
+    x = torch.randn(30, 8)
+    torch.manual_seed(2)
+    ours = elu_dropout(x, 0.5, training=True, draw="bytes")
+    torch.manual_seed(2)
+    assert torch.equal(ours, dropout(torch.nn.functional.elu(x), 0.5, draw="bytes"))
+    copy = x.clone()
+    elu_dropout(copy, 0.5, training=False, draw="bytes", inplace=True)
+    assert torch.equal(copy, torch.nn.functional.elu(x))  # the input was overwritten
+    for p in (1.0, -0.1, 2):
+        with pytest.raises(InputError, match="dropout probability"):
+            elu_dropout(x, p, training=True)
+
+
+def test_relu_dropout_grad_kernel_equals_torch():
+    out = torch.relu(torch.randn(50, 12))
+    out[0, :3] = 0.0
+    grad = torch.randn(50, 12)
+    grad[1, 1] = float("nan")
+    kernel = relu_dropout_grad(out, grad, 0.5)
+    reference = relu_dropout_grad(out.t().contiguous().t(), grad, 0.5)  # strided: torch's path
+    assert torch.equal(kernel.nan_to_num(nan=7.0), reference.nan_to_num(nan=7.0))
+    assert torch.equal(reference.nan_to_num(nan=7.0),
+                       torch.where(out > 0, grad * 2, 0.0).nan_to_num(nan=7.0))  # fmt: skip

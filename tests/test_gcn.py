@@ -782,3 +782,24 @@ def test_uncached_layer_reuses_weights_only_while_edge_weight_is_unchanged(fused
     check(weight.clone().requires_grad_())
     check(weight.clone().requires_grad_())
     assert len(calls) == 6  # weights with a gradient: every call
+
+
+@pytest.mark.parametrize("layer", ["gcn", "gat"])
+def test_tensors_made_under_inference_mode_are_checked_and_never_served_stale(layer):
+    # such tensors have no version counter: the caches must neither crash nor trust them
+    from gnnkit.nn import GATConv
+
+    conv = GCNConv(5, 3, cached=True) if layer == "gcn" else GATConv(5, 3, cached=True)
+    with torch.inference_mode():
+        x = torch.randn(6, 5)
+        edge_index = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+        first = conv(x.to_sparse_csr(), edge_index)
+        edge_index[1, 0] = 5  # modified in place: no counter says so
+        second = conv(x.to_sparse_csr(), edge_index)
+        fresh = (GCNConv(5, 3) if layer == "gcn" else GATConv(5, 3)).requires_grad_(False)
+        fresh.load_state_dict(conv.state_dict())
+        assert torch.allclose(second, fresh(x, edge_index), atol=1e-6)
+        assert not torch.allclose(first, second)
+        x[0, 0] = float("nan")
+        with pytest.raises(InputError, match="NaN"):
+            conv(x.to_sparse_csr(), edge_index)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from gnnkit.models.gcn import NormalizedStack, TwoLayerNetwork
 from gnnkit.nn import GATConv
-from gnnkit.nn.functional import check_dropout
+from gnnkit.nn.functional import check_dropout, elu_dropout
 
 __all__ = ["GAT", "BatchNormGAT"]
 
@@ -101,6 +101,10 @@ class GAT(TwoLayerNetwork):
     def activation(self, x: Tensor) -> Tensor:
         # In place: the layer returns a fresh tensor (ELU's backward needs only its output).
         return F.elu(x, inplace=True)  # (|V|, heads * hidden)
+
+    def activation_dropout(self, x: Tensor) -> Tensor:
+        # One pass on CPU, the same mask as ELU then dropout (elu_dropout's contract).
+        return elu_dropout(x, self.dropout, self.training, inplace=True)
 
     def parameter_groups(self, weight_decay: float) -> Iterable[dict[str, Any]]:
         """Optimiser parameter groups: ``weight_decay`` on every parameter."""

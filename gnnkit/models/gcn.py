@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from gnnkit.models._fused_gcn import fused_gcn
 from gnnkit.nn import GCNConv
 from gnnkit.nn.functional import check_dropout, dropout, relu_dropout, sparse_dropout
 from gnnkit.utils.checks import check_flags, check_ints
@@ -227,6 +228,12 @@ class GCN(TwoLayerNetwork):
             validate=False,
         )
         self.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        # Sparse CPU features: the whole network as one autograd node, the same arithmetic
+        # (gnnkit.models._fused_gcn); anything else runs layer by layer.
+        out = fused_gcn(self, x, edge_index)
+        return super().forward(x, edge_index) if out is None else out
 
     def activation(self, x: Tensor) -> Tensor:
         return x.relu()

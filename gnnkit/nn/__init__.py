@@ -4,7 +4,7 @@
 """
 
 from gnnkit.nn._cache import GraphCache
-from gnnkit.nn.functional import dropout, relu_dropout, sparse_dropout
+from gnnkit.nn.functional import dropout, elu_dropout, relu_dropout, sparse_dropout
 from gnnkit.nn.gat import GATConv
 from gnnkit.nn.gcn import GCNConv, gcn_norm
 from gnnkit.nn.linear import sparse_linear, sparse_structure
@@ -14,6 +14,7 @@ __all__ = [
     "GCNConv",
     "GraphCache",
     "dropout",
+    "elu_dropout",
     "gcn_norm",
     "relu_dropout",
     "sparse_dropout",

@@ -155,6 +155,27 @@ def read_graph(layer: str, edge_index: Any, size: Any, flow: str) -> GraphInput:
     return GraphInput(edge_index, None, num_src, num_dst, "edge_index")
 
 
+def square_graph_weights(
+    layer: str, graph: GraphInput, edge_weight: Tensor | None, num_nodes: int
+) -> Tensor | None:
+    """The edge weights of a graph over ``num_nodes`` nodes: an adjacency's values, else
+    ``edge_weight``; refused when both are given or the graph is not square over the nodes."""
+    if graph.values is not None:
+        if edge_weight is not None:
+            raise InputError(
+                f"{layer}: the adjacency's values are the edge weights; do not pass "
+                "edge_weight as well"
+            )
+        edge_weight = graph.values
+    for count in (graph.num_src, graph.num_dst):
+        if count is not None and count != num_nodes:
+            raise InputError(
+                f"{layer}: the graph has {graph.num_dst} x {graph.num_src} nodes but x has "
+                f"{num_nodes}; pass a square adjacency over x's nodes"
+            )
+    return edge_weight
+
+
 def _raise_bad_edge_index(layer: str, edge_index: object) -> None:
     if not isinstance(edge_index, Tensor):
         raise InputError(

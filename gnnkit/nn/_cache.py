@@ -16,13 +16,16 @@ logger = logging.getLogger(__name__)
 def _fingerprint(tensor: Tensor | None) -> tuple | None:
     if tensor is None:
         return None
+    # A tensor made under torch.inference_mode() has no version counter, so nothing proves
+    # it unmodified: a fresh object makes its fingerprint match nothing, not even itself.
+    version = object() if tensor.is_inference() else tensor._version
     return (
         tensor.data_ptr(),
         tuple(tensor.shape),
         tuple(tensor.stride()),
         tensor.dtype,
         tensor.device,
-        tensor._version,
+        version,
     )
 
 
@@ -42,6 +45,7 @@ class GraphCache:
 
     NOTE: an in-place change made outside PyTorch's knowledge (through a NumPy array that
     shares memory with the tensor) does not bump the version counter and is not detected.
+    Tensors made under ``torch.inference_mode()`` have no version counter: they never hit.
     """
 
     def __init__(self) -> None:

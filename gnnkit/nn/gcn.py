@@ -21,7 +21,7 @@ from torch_geometric.typing import Adj, OptTensor
 
 from gnnkit import ops
 from gnnkit.errors import InputError
-from gnnkit.nn._adjacency import GraphInput, check_indices, read_graph
+from gnnkit.nn._adjacency import GraphInput, check_indices, read_graph, square_graph_weights
 from gnnkit.nn._cache import GraphCache, PygCacheAttributes
 from gnnkit.nn._common import (
     check_channels,
@@ -370,33 +370,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
 
     @torch.jit.unused
     def _forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor) -> Tensor:
-        if isinstance(x, (tuple, list)):
-            raise InputError(
-                "'GCNConv' received a tuple of node features, but it does not support "
-                "bipartite message passing; use one (|V|, F) tensor, or a layer such as "
-                "SAGEConv, GraphConv or gnnkit's GATConv"
-            )
-        graph = read_graph("GCNConv", edge_index, None, self.flow)
-        if graph.values is not None:
-            if edge_weight is not None:
-                raise InputError(
-                    "GCNConv: the adjacency's values are the edge weights; do not pass "
-                    "edge_weight as well"
-                )
-            edge_weight = graph.values
-        x = check_features(self, x, self.lin, validate=self.validate, static=True)
-        check_graph_device(self, graph.edge_index, self.lin.weight)
-        num_nodes = x.size(-2)
-        for count in (graph.num_src, graph.num_dst):
-            if count is not None and count != num_nodes:
-                raise InputError(
-                    f"GCNConv: the graph has {graph.num_dst} x {graph.num_src} nodes but x has "
-                    f"{num_nodes}; pass a square adjacency over x's nodes"
-                )
-        if edge_weight is not None and not isinstance(edge_weight, Tensor):
-            check_edge_weight(edge_weight, graph.edge_index.size(1))  # raises, saying how to fix
-        plain = uses_plain_path(self)
-        structure, weights = self._prepare(graph, edge_weight, num_nodes, x.dtype, not plain)
+        x, graph, plain, structure, weights = self._checked_inputs(x, edge_index, edge_weight)
         if plain:  # PyG's order: transform, then message and aggregate
             out = self.propagate(
                 graph.as_input(structure.edge_index), x=self._transform(x), edge_weight=weights
@@ -414,6 +388,30 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         # Under autograd out-of-place: an in-place add on the aggregation's output (a view)
         # would make autograd copy it through as_strided in the backward pass.
         return out + self.bias if torch.is_grad_enabled() else out.add_(self.bias)
+
+    @torch.jit.unused
+    def _checked_inputs(
+        self, x: Tensor, edge_index: Adj, edge_weight: OptTensor
+    ) -> "tuple[Tensor, GraphInput, bool, _Structure, Tensor]":
+        """``forward``'s checks and graph preparation: the checked ``x``, the graph read from
+        ``edge_index``, whether PyG's plain path runs, the structure and normalised weights
+        (CSR order unless plain). :class:`gnnkit.models.GCN`'s fused step calls it too."""
+        if isinstance(x, (tuple, list)):
+            raise InputError(
+                "'GCNConv' received a tuple of node features, but it does not support "
+                "bipartite message passing; use one (|V|, F) tensor, or a layer such as "
+                "SAGEConv, GraphConv or gnnkit's GATConv"
+            )
+        graph = read_graph("GCNConv", edge_index, None, self.flow)
+        x = check_features(self, x, self.lin, validate=self.validate, static=True)
+        check_graph_device(self, graph.edge_index, self.lin.weight)
+        num_nodes = x.size(-2)
+        edge_weight = square_graph_weights("GCNConv", graph, edge_weight, num_nodes)
+        if edge_weight is not None and not isinstance(edge_weight, Tensor):
+            check_edge_weight(edge_weight, graph.edge_index.size(1))  # raises, saying how to fix
+        plain = uses_plain_path(self)
+        structure, weights = self._prepare(graph, edge_weight, num_nodes, x.dtype, not plain)
+        return x, graph, plain, structure, weights
 
     def _transform(self, x: Tensor) -> Tensor:
         cache = self._feature_cache if x.dim() == 2 else None  # a static batch is dense

@@ -16,11 +16,21 @@ Every kernel is a serial function over a range of flat entries, spread over thre
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from gnnkit.ops import _expf as E
 from gnnkit.ops._jit import jit_kernel
 
-__all__ = ["keep_entries", "mask_entries", "relu_grad_entries"]
+__all__ = [
+    "elu_entries",
+    "elu_entries_f32",
+    "elu_grad_entries",
+    "keep_entries",
+    "mask_entries",
+    "relu_grad_entries",
+]
 
 
 @jit_kernel()
@@ -62,3 +72,51 @@ def keep_entries(lo, hi, out, seed, threshold):  # pragma: no cover - compiled
     dst = out[lo:hi]
     for k in range(dst.shape[0]):
         dst[k] = _draw(seed, lo + k) >= threshold
+
+
+@jit_kernel(fastmath={"contract"})
+def elu_entries_f32(lo, hi, x, elu, out, seed, threshold, scale, drop):  # pragma: no cover
+    """``elu[i] = ELU(x[i])`` (:math:`\\alpha = 1`) and ``out[i] = elu[i] * m`` as in
+    :func:`mask_entries` (``m = 1`` without ``drop``), for flat float32 arrays.
+
+    :math:`\\mathrm{expm1}(x) = 2^n (1 + q) - 1 = 2^n q + (2^n - 1)` with Cephes' reduction
+    :math:`x = n \\ln 2 + r` and :math:`q = e^r - 1 = r + r^2 p(r)` (:mod:`gnnkit.ops._expf`):
+    no cancellation near 0, where :math:`n = 0` and the result is :math:`q` itself (within
+    2 ulp of ``torch.expm1``). The first loop leaves :math:`q` in ``elu`` and the bits of
+    :math:`2^n` in ``out``; both loops vectorise. A NaN stays NaN."""
+    f = np.float32
+    src, y, dst = x[lo:hi], elu[lo:hi], out[lo:hi]
+    bits = dst.view(np.int32)
+    for k in range(src.shape[0]):
+        v = src[k]
+        y[k], bits[k] = E.reduced(v if not v > f(0.0) else f(0.0))  # x itself where positive
+    for k in range(src.shape[0]):
+        v = src[k]
+        two_n = dst[k]
+        e = v if v > f(0.0) else two_n * y[k] + (two_n - f(1.0))
+        e = e if v == v else v  # NaN in, NaN out
+        y[k] = e
+        dst[k] = e * (scale if not drop or _draw(seed, lo + k) >= threshold else f(0.0))
+
+
+@jit_kernel()
+def elu_entries(lo, hi, x, elu, out, seed, threshold, scale, drop):  # pragma: no cover
+    """:func:`elu_entries_f32` through the C library's ``expm1`` (float64)."""
+    zero = x.dtype.type(0)
+    for k in range(lo, hi):
+        v = x[k]
+        e = v if v > zero else math.expm1(v)
+        elu[k] = e
+        out[k] = e * (scale if not drop or _draw(seed, k) >= threshold else zero)
+
+
+@jit_kernel()
+def elu_grad_entries(lo, hi, elu, grad, result, seed, threshold, scale, drop):  # pragma: no cover
+    """The gradient through ``out = dropout(ELU(x))`` from ``elu``, ELU's output: the dropout
+    backward (``grad * m``, NaN stays NaN) times ELU's derivative, 1 where ``elu > 0`` and
+    ``elu + 1`` (:math:`e^x`) elsewhere."""
+    zero, one = grad.dtype.type(0), grad.dtype.type(1)
+    y, src, dst = elu[lo:hi], grad[lo:hi], result[lo:hi]
+    for k in range(src.shape[0]):
+        g = src[k] * (scale if not drop or _draw(seed, lo + k) >= threshold else zero)
+        dst[k] = g * (one if y[k] > zero else y[k] + one)

@@ -35,7 +35,13 @@ from torch import Tensor
 
 from gnnkit.ops._jit import as_numpy, jit_available, run_rows
 
-__all__ = ["counter_dropout", "counter_dropout_available", "counter_keep_mask"]
+__all__ = [
+    "counter_dropout",
+    "counter_dropout_available",
+    "counter_elu_dropout",
+    "counter_keep_mask",
+    "relu_dropout_grad",
+]
 
 _BITS = 24  # bits of each uniform draw
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -97,18 +103,28 @@ class _CounterDropout(torch.autograd.Function):
         if not ctx.relu:
             return _mask(grad, ctx.seed, ctx.p, False), None, None
         (out,) = ctx.saved_tensors
-        result = torch.empty_like(grad)
-        scale = _DTYPES[grad.dtype](1.0 / (1.0 - ctx.p))
-        flat = as_numpy(grad.view(-1))
-        run_rows(
-            _kernels().relu_grad_entries,
-            flat.shape[0],
-            as_numpy(out.view(-1)),
-            flat,
-            as_numpy(result.view(-1)),
-            scale,
-        )
-        return result, None, None
+        return relu_dropout_grad(out, grad, ctx.p), None, None
+
+
+def relu_dropout_grad(out: Tensor, grad: Tensor, p: float) -> Tensor:
+    """The gradient through ``out = dropout(relu(x), p)``: ``grad / (1 - p)`` where ``out > 0``
+    (a kept, positive unit), else 0. One compiled pass for float32 and float64 CPU tensors
+    with numba (10-30x faster than ``torch.where`` on Cora's hidden layer), else torch."""
+    scale = 1.0 / (1.0 - p)
+    if not (counter_dropout_available(grad) and out.is_contiguous()):
+        return torch.where(out > 0, grad, 0.0).mul_(scale)
+    grad = grad.contiguous()
+    result = torch.empty_like(grad)
+    flat = as_numpy(grad.view(-1))
+    run_rows(
+        _kernels().relu_grad_entries,
+        flat.shape[0],
+        as_numpy(out.view(-1)),
+        flat,
+        as_numpy(result.view(-1)),
+        _DTYPES[grad.dtype](scale),
+    )
+    return result
 
 
 def counter_dropout(x: Tensor, p: float, *, relu: bool = False) -> Tensor:
@@ -136,3 +152,51 @@ def counter_keep_mask(shape: tuple[int, ...], p: float) -> Tensor:
     flat = as_numpy(out.view(-1))
     run_rows(_kernels().keep_entries, flat.shape[0], flat, _seed(), _threshold(p))
     return out
+
+
+def _elu_mask(x: Tensor, seed: np.uint64, p: float, drop: bool) -> tuple[Tensor, Tensor]:
+    """ELU of contiguous ``x`` and that times its scaled keep mask (the ELU without ``drop``)."""
+    elu, out = torch.empty_like(x), torch.empty_like(x)
+    kernels = _kernels()
+    kernel = kernels.elu_entries_f32 if x.dtype == torch.float32 else kernels.elu_entries
+    flat = as_numpy(x.view(-1))
+    scale = _DTYPES[x.dtype](1.0 / (1.0 - p) if drop else 1.0)
+    run_rows(kernel, flat.shape[0], flat, as_numpy(elu.view(-1)), as_numpy(out.view(-1)),
+             seed, _threshold(p), scale, drop)  # fmt: skip
+    return elu, out
+
+
+class _CounterELUDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, p: float, drop: bool) -> Tensor:
+        seed = _seed() if drop else np.uint64(0)
+        elu, out = _elu_mask(x.contiguous(), seed, p, drop)
+        ctx.seed, ctx.p, ctx.drop = seed, p, drop
+        ctx.save_for_backward(elu)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (elu,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        result = torch.empty_like(grad)
+        flat = as_numpy(grad.view(-1))
+        scale = _DTYPES[grad.dtype](1.0 / (1.0 - ctx.p) if ctx.drop else 1.0)
+        run_rows(_kernels().elu_grad_entries, flat.shape[0], as_numpy(elu.view(-1)), flat,
+                 as_numpy(result.view(-1)), ctx.seed, _threshold(ctx.p), scale, ctx.drop)  # fmt: skip
+        return result, None, None
+
+
+def counter_elu_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    r"""``dropout(elu(x), p)`` (ELU with :math:`\alpha = 1`; just ELU unless ``training``)
+    in one compiled pass, with :func:`counter_dropout`'s draws.
+
+    Only for tensors where :func:`counter_dropout_available` holds. ELU's negative branch is
+    computed in float32 by a vectorised ``expm1`` (Cephes' reduction, within 2 ulp of
+    ``torch.expm1``; float64 calls the C library). The backward pass keeps ELU's output, as
+    ``F.elu(inplace=True)`` does, and draws the mask again from the seed.
+    """
+    drop = training and p > 0.0
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _CounterELUDropout.apply(x, float(p), drop)
+    return _elu_mask(x.contiguous(), _seed() if drop else np.uint64(0), float(p), drop)[1]

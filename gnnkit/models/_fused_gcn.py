@@ -1,0 +1,185 @@
+r"""The two-layer GCN on sparse CPU features as one autograd node.
+
+A Cora epoch of :class:`gnnkit.models.GCN` is dominated by fixed costs: each layer checks its
+inputs, looks up its cached graph and records several autograd nodes (the sparse transform,
+the aggregation, the bias, the dropouts), and the backward pass walks them one by one. Here
+the network
+
+.. math::
+    H_0 = \mathrm{dropout}(X) W_1^\top, \quad Z_1 = \hat{A}_1 H_0 + b_1, \quad
+    A_1 = \mathrm{dropout}(\mathrm{ReLU}(Z_1)), \quad
+    Z_2 = \hat{A}_2 (A_1 W_2^\top) + b_2
+
+runs as one :class:`torch.autograd.Function` whose backward pass is written out:
+
+.. math::
+    \bar{b}_2 = \textstyle\sum_i \bar{Z}_{2,i}, \quad \bar{H}_1 = \hat{A}_2^\top \bar{Z}_2,
+    \quad \bar{W}_2 = \bar{H}_1^\top A_1, \quad
+    \bar{Z}_1 = \frac{\mathbb{1}[A_1 > 0]}{1 - p} \odot \bar{H}_1 W_2, \quad
+    \bar{b}_1 = \textstyle\sum_i \bar{Z}_{1,i}, \quad
+    \bar{W}_1 = \bigl(\mathrm{dropout}(X)^\top \hat{A}_1^\top \bar{Z}_1\bigr)^\top
+
+(:math:`A_1 > 0` exactly where ReLU passed and dropout kept the unit, as in
+:func:`gnnkit.nn.relu_dropout`). Every product is the kernel the layers call
+(:func:`gnnkit.ops.spmm`'s, ``F.linear``, the same dropout draws in the same order), so the
+output and the gradients equal the layer-by-layer network's bit for bit (tested); only the
+bookkeeping around them goes. The checks and the cached graphs are the layers' own
+(:meth:`gnnkit.nn.GCNConv._checked_inputs`).
+
+:func:`fused_gcn` returns ``None`` whenever the layers would do something this pass does not:
+dense or COO features, another device than the CPU, hooks on either layer, PyG's plain path,
+a learned self-loop weight or edge weights that need a gradient, no bias, a second layer
+wider than the first (aggregated before its transform), features that need a gradient, or
+``torch.compile`` and TorchScript. The caller then runs the layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gnnkit.nn import GCNConv
+from gnnkit.nn._common import runs_propagate, uses_plain_path
+from gnnkit.nn.functional import dropout, relu_dropout
+from gnnkit.nn.linear import sparse_structure
+from gnnkit.ops import backend
+from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.dropout import relu_dropout_grad
+from gnnkit.ops.matmul import _spmm_raw
+
+if TYPE_CHECKING:
+    from gnnkit.models.gcn import GCN
+
+__all__ = ["fused_gcn"]
+
+
+@dataclass(frozen=True)
+class _Product:
+    """A sparse matrix for :func:`_spmm_raw`: structure, values in CSR order and the kernel."""
+
+    graph: CSRGraph
+    values: Tensor  # (1, nnz)
+    deterministic: bool
+
+    def __call__(self, x: Tensor, transpose: bool = False) -> Tensor:
+        """``self @ x`` (or its transpose times ``x``) for a dense (N, C) ``x``."""
+        values = self.values
+        if transpose:
+            values = values.index_select(1, self.graph.transpose()[3])  # A^T in its CSR order
+        kernel = backend.spmm_kernel(
+            x.device, x.dtype, self.deterministic, x.size(-1), self.graph.num_edges
+        )
+        return _spmm_raw(self.graph, transpose, values, x.contiguous().unsqueeze(0), kernel)[0]
+
+
+@dataclass(frozen=True)
+class _Network:
+    """What one pass needs besides the parameters: the dropped-out features and the graphs."""
+
+    features: _Product  # dropout(X), (|V|, F_in)
+    first: _Product  # the first layer's normalised adjacency
+    second: _Product  # the second layer's
+    p: float  # hidden dropout
+    training: bool
+
+
+def _forward(net: _Network, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> tuple[Tensor, ...]:
+    """The logits, and the hidden activations the backward pass needs."""
+    h0 = net.features(w1.t())  # (|V|, hidden): sparse_linear's product
+    z1 = net.first(h0)
+    z1 = z1.add_(b1)
+    a1 = relu_dropout(z1, net.p, net.training)  # the layers' draw, in the layers' order
+    z2 = net.second(F.linear(a1, w2))  # (|V|, out)
+    return z2.add_(b2), a1
+
+
+class _TwoLayerGCN(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, net: _Network, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor
+    ) -> Tensor:
+        out, a1 = _forward(net, w1, b1, w2, b2)
+        ctx.net = net
+        ctx.save_for_backward(a1, w2)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        net: _Network = ctx.net
+        a1, w2 = ctx.saved_tensors
+        grad = grad.contiguous()
+        _, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
+        g_b2 = grad.sum(0) if need_b2 else None
+        g_h1 = net.second(grad, transpose=True)  # (|V|, out)
+        g_w2 = g_h1.t().mm(a1) if need_w2 else None
+        g_w1 = g_b1 = None
+        if need_w1 or need_b1:
+            # (|V|, hidden), then through ReLU and dropout (scale 1 in evaluation mode)
+            g_z1 = relu_dropout_grad(a1, g_h1.mm(w2), net.p if net.training else 0.0)
+            g_b1 = g_z1.sum(0) if need_b1 else None
+            if need_w1:
+                g_w1 = net.features(net.first(g_z1, transpose=True), transpose=True).t()
+        return None, g_w1, g_b1, g_w2, g_b2
+
+
+def _eligible(model: GCN, x: Any) -> bool:
+    """Whether the layers would run exactly what :func:`_forward` runs (module docstring)."""
+    if torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    if not isinstance(x, Tensor) or x.layout != torch.sparse_csr or x.dim() != 2:
+        return False
+    if x.device.type != "cpu" or x.requires_grad:
+        return False
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return False
+    for conv in (model.conv1, model.conv2):
+        if type(conv) is not GCNConv or runs_propagate(conv, GCNConv) or uses_plain_path(conv):
+            return False
+        if conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks:
+            return False
+        if conv.bias is None or conv.raw_self_loop_weight is not None:
+            return False
+    first, second = model.conv1.lin.weight, model.conv2.lin.weight
+    return (
+        second.dim() == 2  # not a lazy weight
+        and second.size(1) == first.size(0)
+        and second.size(0) <= second.size(1)  # transformed before it is aggregated
+        and second.dtype == x.dtype
+        and second.device == x.device
+    )
+
+
+def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
+    """``model(x, edge_index)`` as one autograd node, or ``None`` where the layers must run.
+
+    The first layer checks ``x`` and the graph as its ``forward`` would; both layers keep
+    their graphs in their own caches.
+    """
+    if not _eligible(model, x):
+        return None
+    conv1, conv2 = model.conv1, model.conv2
+    x, graph, plain, first, weights1 = conv1._checked_inputs(x, edge_index, None)
+    if plain or weights1.requires_grad:
+        return None
+    second, weights2 = conv2._prepare(graph, graph.values, x.size(0), x.dtype, True)
+    if weights2.requires_grad:
+        return None
+    values = dropout(x.values(), model.dropout, model.training)  # sparse_dropout's draw
+    features = sparse_structure(x, conv1._feature_cache)
+    det1 = backend.is_deterministic(conv1.deterministic)
+    det2 = backend.is_deterministic(conv2.deterministic)
+    net = _Network(
+        _Product(features, values.unsqueeze(0), det1),
+        _Product(first.graph, weights1.unsqueeze(0), det1),
+        _Product(second.graph, weights2.unsqueeze(0), det2),
+        model.dropout,
+        model.training,
+    )
+    params = (conv1.lin.weight, conv1.bias, conv2.lin.weight, conv2.bias)
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        return _TwoLayerGCN.apply(net, *params)
+    return _forward(net, *params)[0]
