@@ -301,3 +301,31 @@ def test_fused_gat_on_a_graph_without_edges(flag, num_nodes, monkeypatch):
     if flag == "1" and jit_available():  # the kernel's output is part of the autograd graph
         out.sum().backward()
         assert xw.grad is not None and not xw.grad.any()
+
+
+@needs_jit
+@pytest.mark.parametrize("threads", [1, 2])
+def test_node_scores_kernel_equals_the_products_and_their_gradients(threads):
+    from gnnkit.ops.attention import node_scores, node_scores_available
+
+    gen = torch.Generator().manual_seed(4)
+    xw = torch.randn(300, 4, 5, dtype=torch.float64, generator=gen).requires_grad_()
+    att = [torch.randn(1, 4, 5, dtype=torch.float64, generator=gen).requires_grad_() for _ in "sd"]
+    assert node_scores_available(xw) and not node_scores_available(xw.half())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a_src, a_dst = node_scores(xw, *att)
+        grads = torch.autograd.grad((a_src * 1.5 + a_dst.sin()).sum(), [xw, *att])
+    finally:
+        torch.set_num_threads(previous)
+    expected = [(xw * a).sum(-1) for a in att]  # the per-head dot products, in torch
+    assert a_src.is_contiguous() and a_dst.is_contiguous()
+    assert torch.allclose(a_src, expected[0]) and torch.allclose(a_dst, expected[1])
+    reference = torch.autograd.grad((expected[0] * 1.5 + expected[1].sin()).sum(), [xw, *att])
+    for ours, theirs in zip(grads, reference, strict=True):
+        assert ours.shape == theirs.shape and torch.allclose(ours, theirs)
+    probe = [t.detach()[:6].clone().requires_grad_() if t is xw else t for t in (xw, *att)]
+    assert torch.autograd.gradcheck(node_scores, tuple(probe))
+    with pytest.raises(InputError, match="node_scores expects xw"):
+        node_scores(xw, att[0][..., :4], att[1])

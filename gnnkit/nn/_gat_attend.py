@@ -14,7 +14,8 @@ from torch import Tensor
 
 from gnnkit.nn._common import linear
 from gnnkit.nn._gat_inputs import Sides, Structure, att_block
-from gnnkit.ops.attention import fused_gat, fused_gat_backend
+from gnnkit.ops.attention import fused_gat, fused_gat_backend, node_scores_available
+from gnnkit.ops.attention import node_scores as ops_node_scores
 
 __all__ = ["dst_features", "fused_attend", "node_scores", "uses_fused_kernel"]
 
@@ -37,29 +38,32 @@ def dst_features(sides: Sides) -> Tensor:
 
 
 def node_scores(layer, sides: Sides, xw: Tensor) -> tuple[Tensor, Tensor | None]:
-    """Per-node attention products (|V_src|, H) and (|V_dst|, H) or ``None``: one matmul
-    with the block-diagonal matrix of the attention vectors, on whichever side is narrower."""
+    """Per-node attention products (|V_src|, H) and (|V_dst|, H) or ``None``: one compiled
+    pass (:func:`gnnkit.ops.attention.node_scores`) or one matmul with the block-diagonal
+    matrix of the attention vectors, on whichever side is narrower."""
     H = layer.heads
     if not sides.shared:
         a_src = xw @ att_block(sides.att_src)
         if sides.x_dst is None:
             return a_src, None
         return a_src, dst_features(sides) @ att_block(sides.att_dst)
-    # a_src[j, h] = <att_src[h], W_h x_j>: both products of every head in one matmul with
-    # A (H C, 2H), as (x W^T) A, or x (W^T A) for dense x with fewer input than output
-    # channels: that reads x once more but leaves xw with a single consumer, so its
-    # backward adds no (|V|, H C) gradient.
+    # a_src[j, h] = <att_src[h], W_h x_j>. On CPU one compiled pass over xw computes both
+    # (a matmul costs more in operator calls than in arithmetic on small graphs). Else both
+    # products of every head in one matmul with A (H C, 2H), as (x W^T) A, or x (W^T A) for
+    # dense x with fewer input than output channels: that reads x once more but leaves xw
+    # with a single consumer, so its backward adds no (|V|, H C) gradient.
+    x = sides.x_src
+    narrow_input = x.layout == torch.strided and x.size(1) < xw.size(1)
+    if not narrow_input and node_scores_available(xw):
+        return ops_node_scores(xw.view(xw.size(0), H, -1), sides.att_src, sides.att_dst)
     att = torch.cat([sides.att_src, sides.att_dst])  # (2, H, C)
     eye = torch.eye(H, dtype=att.dtype, device=att.device)
     # blocks[h, c, s, k] = att[s, h, c] if k == h else 0; the product keeps the permuted
     # (column-major) layout, which selects the GEMM kernel the results were pinned with.
     blocks = att.permute(1, 2, 0).unsqueeze(-1) * eye.view(H, 1, 1, H)  # (H, C, 2, H)
     attention = blocks.reshape(-1, 2 * H)  # (H C, 2H)
-    x = sides.x_src
-    if x.layout == torch.strided and x.size(1) < xw.size(1):
-        logits = x @ (sides.lin_src.weight.t() @ attention)  # (N, 2H)
-    else:
-        logits = xw @ attention  # (N, 2H)
+    # (N, 2H)
+    logits = x @ (sides.lin_src.weight.t() @ attention) if narrow_input else xw @ attention
     a_src, a_dst = logits.split(H, dim=1)
     return a_src, a_dst
 

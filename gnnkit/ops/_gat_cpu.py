@@ -31,7 +31,7 @@ from torch import Tensor
 from gnnkit.ops import _expf as E
 from gnnkit.ops._jit import as_numpy, jit_kernel, prefetch, prefetch_distance, run_rows
 
-__all__ = ["backward", "forward"]
+__all__ = ["backward", "forward", "node_scores", "node_scores_grad"]
 
 
 @jit_kernel()
@@ -329,3 +329,46 @@ def backward(
         grad_dst if a_dst is not None else None,
         grad_score if edge_score is not None else None,
     )
+
+
+@jit_kernel()
+def _node_score_rows(lo, hi, xw, att_src, att_dst, out_src, out_dst):  # pragma: no cover
+    """``out_src[j, h] = <xw[j, h], att_src[h]>``, and ``out_dst`` with ``att_dst``."""
+    heads, channels = xw.shape[1], xw.shape[2]
+    zero = xw.dtype.type(0)
+    for j in range(lo, hi):
+        for h in range(heads):
+            s, d = zero, zero
+            for c in range(channels):
+                s += xw[j, h, c] * att_src[h, c]
+                d += xw[j, h, c] * att_dst[h, c]
+            out_src[j, h] = s
+            out_dst[j, h] = d
+
+
+@jit_kernel()
+def _node_score_grad_rows(lo, hi, g_src, g_dst, att_src, att_dst, grad_xw):  # pragma: no cover
+    """``grad_xw[j, h, c] = g_src[j, h] att_src[h, c] + g_dst[j, h] att_dst[h, c]``."""
+    heads, channels = grad_xw.shape[1], grad_xw.shape[2]
+    for j in range(lo, hi):
+        for h in range(heads):
+            a, b = g_src[j, h], g_dst[j, h]
+            for c in range(channels):
+                grad_xw[j, h, c] = a * att_src[h, c] + b * att_dst[h, c]
+
+
+def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
+    """Both attention products of every node, (N, H) each (``xw`` (N, H, C) contiguous,
+    ``att_*`` (H, C) contiguous)."""
+    out_src, out_dst = xw.new_empty(xw.shape[:2]), xw.new_empty(xw.shape[:2])
+    run_rows(_node_score_rows, xw.size(0), as_numpy(xw), as_numpy(att_src), as_numpy(att_dst),
+             as_numpy(out_src), as_numpy(out_dst))  # fmt: skip
+    return out_src, out_dst
+
+
+def node_scores_grad(g_src: Tensor, g_dst: Tensor, att_src: Tensor, att_dst: Tensor) -> Tensor:
+    """The gradient of :func:`node_scores` with respect to ``xw``, (N, H, C)."""
+    grad_xw = g_src.new_empty(*g_src.shape, att_src.size(-1))
+    run_rows(_node_score_grad_rows, g_src.size(0), as_numpy(g_src), as_numpy(g_dst),
+             as_numpy(att_src), as_numpy(att_dst), as_numpy(grad_xw))  # fmt: skip
+    return grad_xw

