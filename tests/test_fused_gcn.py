@@ -7,6 +7,11 @@ and the layer path wherever the fused step must not run.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch_geometric.nn as pyg
@@ -141,3 +146,35 @@ def test_bad_inputs_get_the_layers_messages():
         model(bad.to_sparse_csr(), edge_index)
     with pytest.raises(InputError, match="has 29 features per node"):
         model(x[:, :29].to_sparse_csr(), edge_index)
+
+
+def test_a_second_derivative_is_refused_not_wrong():
+    x, edge_index = random_graph()
+    model = GCN(30, 5)
+    out = model(x.to_sparse_csr(), edge_index)
+    (grad,) = torch.autograd.grad(out.square().sum(), model.conv1.bias, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()
+
+
+def test_without_numba_the_fused_step_still_equals_the_layers():
+    code = (
+        "import sys, torch\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_fused_gcn import run\n"
+        "from test_models_node import random_graph\n"
+        "from gnnkit.models import GCN\n"
+        "from gnnkit.ops._jit import jit_available\n"
+        "assert not jit_available()\n"
+        "x, edge_index = random_graph()\n"
+        "model = GCN(30, 5)\n"
+        "fused, node = run(model, x.to_sparse_csr(), edge_index, fused=True)\n"
+        "layers, _ = run(model, x.to_sparse_csr(), edge_index, fused=False)\n"
+        "assert type(node).__name__ == '_TwoLayerGCNBackward'\n"
+        "assert all(torch.equal(a, b) for a, b in zip(fused, layers, strict=True))\n"
+    )
+    env = {**os.environ, "GNNKIT_JIT": "0"}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from gnnkit.nn import GCNConv
 from gnnkit.nn._common import runs_propagate, uses_plain_path
@@ -108,6 +109,7 @@ class _TwoLayerGCN(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # the kernels record no graph: a second derivative is refused
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         net: _Network = ctx.net
         a1, w2 = ctx.saved_tensors
