@@ -21,7 +21,8 @@ runs as one :class:`torch.autograd.Function` whose backward pass is written out:
 
 (:math:`A_1 > 0` exactly where ReLU passed and dropout kept the unit, as in
 :func:`gnnkit.nn.relu_dropout`). Every product is the kernel the layers call
-(:func:`gnnkit.ops.spmm`'s, ``F.linear``, the same dropout draws in the same order), so the
+(:func:`gnnkit.ops.spmm`'s, :func:`gnnkit.ops.linear.linear`, the same dropout draws in the
+same order), so the
 output and the gradients equal the layer-by-layer network's bit for bit (tested); only the
 bookkeeping around them goes. The checks and the cached graphs are the layers' own
 (:meth:`gnnkit.nn.GCNConv._checked_inputs`).
@@ -39,7 +40,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
@@ -50,6 +50,7 @@ from gnnkit.nn.linear import sparse_structure
 from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.dropout import relu_dropout_grad
+from gnnkit.ops.linear import linear as dense_linear
 from gnnkit.ops.matmul import _spmm_raw
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def _forward(net: _Network, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> t
     z1 = net.first(h0)
     z1 = z1.add_(b1)
     a1 = relu_dropout(z1, net.p, net.training)  # the layers' draw, in the layers' order
-    z2 = net.second(F.linear(a1, w2))  # (|V|, out)
+    z2 = net.second(dense_linear(a1, w2))  # (|V|, out): the second layer's transform
     return z2.add_(b2), a1
 
 

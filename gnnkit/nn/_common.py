@@ -7,13 +7,13 @@ import weakref
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
 from gnnkit.nn.linear import sparse_linear
+from gnnkit.ops.linear import linear as dense_linear
 from gnnkit.utils.checks import check_node_features
 
 _SPARSE = (torch.sparse_coo, torch.sparse_csr)
@@ -199,5 +199,5 @@ def linear(x: Tensor, weight: Tensor, cache: GraphCache | None = None) -> Tensor
     transpose the backward pass needs) kept in ``cache``.
     """
     if x.layout == torch.strided:
-        return F.linear(x, weight)
+        return dense_linear(x, weight)  # F.linear, compiled for few outputs on CPU
     return sparse_linear(x, weight, cache=cache)

@@ -1,0 +1,72 @@
+"""gnnkit.ops.linear: the compiled linear map for few outputs on CPU against F.linear."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gnnkit.ops._jit import jit_available
+from gnnkit.ops.linear import NARROW_OUTPUTS, linear
+
+pytestmark = pytest.mark.skipif(not jit_available(), reason="numba is not available")
+
+
+def node_of(out):
+    return type(out.grad_fn).__name__
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(700, 16, 7), (300, 64, 1), (129, 37, NARROW_OUTPUTS)])
+def test_equals_f_linear_with_its_gradients(dtype, shape):
+    rows, inputs, outputs = shape
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(rows, inputs, dtype=dtype, generator=gen).requires_grad_()
+    weight = torch.randn(outputs, inputs, dtype=dtype, generator=gen).requires_grad_()
+    ours = linear(x, weight)
+    assert node_of(ours) == "_NarrowLinearBackward"
+    theirs = F.linear(x, weight)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(ours, theirs, rtol=tol, atol=tol)
+    grad = torch.randn_like(ours)
+    assert all(
+        torch.allclose(a, b, rtol=tol, atol=tol)
+        for a, b in zip(
+            torch.autograd.grad(ours, (x, weight), grad),
+            torch.autograd.grad(theirs, (x, weight), grad),
+            strict=True,
+        )
+    )
+
+
+def test_gradcheck_and_non_contiguous_input():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 130, dtype=torch.float64, generator=gen)[:, ::2].requires_grad_()
+    weight = torch.randn(3, 65, dtype=torch.float64, generator=gen).requires_grad_()
+    assert torch.autograd.gradcheck(linear, (x, weight))
+
+
+def test_the_same_for_any_thread_count():
+    x, weight = torch.randn(5000, 24), torch.randn(5, 24)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = linear(x, weight)
+        torch.set_num_threads(2)
+        two = linear(x, weight)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize(
+    "x, weight",
+    [
+        (torch.randn(500, 16), torch.randn(NARROW_OUTPUTS + 1, 16)),  # too many outputs
+        (torch.randn(4, 500, 16), torch.randn(7, 16)),  # a batch of matrices
+        (torch.randn(10, 16), torch.randn(7, 16)),  # too small to gain
+        (torch.randn(500, 16).half(), torch.randn(7, 16).half()),
+    ],
+)
+def test_other_inputs_are_f_linear_exactly(x, weight):
+    assert torch.equal(linear(x, weight), F.linear(x, weight))
