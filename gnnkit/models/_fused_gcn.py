@@ -129,31 +129,36 @@ class _TwoLayerGCN(torch.autograd.Function):
         return None, g_w1, g_b1, g_w2, g_b2
 
 
-def _eligible(model: GCN, x: Any) -> bool:
-    """Whether the layers would run exactly what :func:`_forward` runs (module docstring)."""
+def _eligible(model: GCN, x: Any) -> tuple[GCNConv, GCNConv] | None:
+    """The two layers, where they would run exactly what :func:`_forward` runs (module
+    docstring); else ``None``."""
     if torch.jit.is_scripting() or torch.compiler.is_compiling():
-        return False
+        return None
     if not isinstance(x, Tensor) or x.layout != torch.sparse_csr or x.dim() != 2:
-        return False
+        return None
     if x.device.type != "cpu" or x.requires_grad:
-        return False
+        return None
     if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-        return False
-    for conv in (model.conv1, model.conv2):
+        return None
+    conv1, conv2 = model.conv1, model.conv2
+    if not (isinstance(conv1, GCNConv) and isinstance(conv2, GCNConv)):
+        return None
+    for conv in (conv1, conv2):
         if type(conv) is not GCNConv or runs_propagate(conv, GCNConv) or uses_plain_path(conv):
-            return False
+            return None
         if conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks:
-            return False
+            return None
         if conv.bias is None or conv.raw_self_loop_weight is not None:
-            return False
-    first, second = model.conv1.lin.weight, model.conv2.lin.weight
-    return (
+            return None
+    first, second = conv1.lin.weight, conv2.lin.weight
+    fits = (
         second.dim() == 2  # not a lazy weight
         and second.size(1) == first.size(0)
         and second.size(0) <= second.size(1)  # transformed before it is aggregated
         and second.dtype == x.dtype
         and second.device == x.device
     )
+    return (conv1, conv2) if fits else None
 
 
 def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
@@ -162,15 +167,16 @@ def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
     The first layer checks ``x`` and the graph as its ``forward`` would; both layers keep
     their graphs in their own caches.
     """
-    if not _eligible(model, x):
+    layers = _eligible(model, x)
+    if layers is None:
         return None
-    conv1, conv2 = model.conv1, model.conv2
+    conv1, conv2 = layers
     x, graph, plain, first, weights1 = conv1._checked_inputs(x, edge_index, None)
     if plain or weights1.requires_grad:
         return None
     second, weights2 = conv2._prepare(graph, graph.values, x.size(0), x.dtype, True)
-    if weights2.requires_grad:
-        return None
+    if weights2.requires_grad or first.graph is None or second.graph is None:
+        return None  # (the CSR graphs exist: both were prepared for the fused kernels)
     values = dropout(x.values(), model.dropout, model.training)  # sparse_dropout's draw
     features = sparse_structure(x, conv1._feature_cache)
     det1 = backend.is_deterministic(conv1.deterministic)

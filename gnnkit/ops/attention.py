@@ -44,7 +44,7 @@ from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.random import keep_mask
 from gnnkit.ops.scatter import segment_max, segment_sum
 
-__all__ = ["fused_gat", "fused_gat_backend", "node_scores"]
+__all__ = ["fused_gat", "fused_gat_backend", "node_scores", "node_scores_available"]
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
@@ -299,7 +299,8 @@ def node_scores_available(xw: Tensor) -> bool:
 def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
     r"""GAT's per-node attention products, :math:`a^{src}_{jh} = \langle x_{jh},
     a^{src}_h \rangle` and :math:`a^{dst}_{jh} = \langle x_{jh}, a^{dst}_h \rangle`, in one
-    compiled pass over ``xw`` (CPU; see :func:`node_scores_available`).
+    compiled pass over ``xw`` (CPU; see
+    :func:`~gnnkit.ops.attention.node_scores_available`).
 
     On a small graph the block-diagonal matmul that computes both at once costs more in
     operator calls than in arithmetic (Cora: 0.11 ms for the two layers' forward against
