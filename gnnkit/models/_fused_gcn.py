@@ -51,7 +51,7 @@ from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.dropout import relu_dropout_grad
 from gnnkit.ops.linear import linear as dense_linear
-from gnnkit.ops.matmul import _spmm_raw
+from gnnkit.ops.matmul import _spmm_raw, _take_edges
 
 if TYPE_CHECKING:
     from gnnkit.models.gcn import GCN
@@ -70,8 +70,8 @@ class _Product:
     def __call__(self, x: Tensor, transpose: bool = False) -> Tensor:
         """``self @ x`` (or its transpose times ``x``) for a dense (N, C) ``x``."""
         values = self.values
-        if transpose:
-            values = values.index_select(1, self.graph.transpose()[3])  # A^T in its CSR order
+        if transpose:  # A^T's values in its CSR order, as spmm's backward takes them
+            values = _take_edges(values, self.graph.transpose()[3])
         kernel = backend.spmm_kernel(
             x.device, x.dtype, self.deterministic, x.size(-1), self.graph.num_edges
         )
@@ -92,8 +92,7 @@ class _Network:
 def _forward(net: _Network, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> tuple[Tensor, ...]:
     """The logits, and the hidden activations the backward pass needs."""
     h0 = net.features(w1.t())  # (|V|, hidden): sparse_linear's product
-    z1 = net.first(h0)
-    z1 = z1.add_(b1)
+    z1 = net.first(h0).add_(b1)
     a1 = relu_dropout(z1, net.p, net.training)  # the layers' draw, in the layers' order
     z2 = net.second(dense_linear(a1, w2))  # (|V|, out): the second layer's transform
     return z2.add_(b2), a1

@@ -1,4 +1,5 @@
-"""Constants of Cephes' float32 ``expf``, shared by the CPU kernels that vectorise it.
+"""Cephes' float32 ``expf`` (its constants and range reduction), shared by the CPU kernels
+that vectorise it.
 
 exp(x) for float32 x <= 0 is computed as :math:`2^n p(r)` with :math:`x = n \\ln 2 + r`,
 :math:`|r| \\le \\ln(2) / 2`: ln 2 in two parts, a degree-6 polynomial, about 1 ulp (S. Moshier,

@@ -303,9 +303,10 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
     :func:`~gnnkit.ops.attention.node_scores_available`).
 
     On a small graph the block-diagonal matmul that computes both at once costs more in
-    operator calls than in arithmetic (Cora: 0.11 ms for the two layers' forward against
-    0.02 here). The backward pass writes the features' gradient in one pass and sums the
-    attention vectors' over the nodes (``einsum``).
+    operator calls than in arithmetic (Cora's first layer, 8 heads x 8 channels: 0.14 ms
+    forward against 0.10 here, 0.35 against 0.32 with the backward pass; at ogbn-arxiv's size
+    the two are even). The backward pass writes the features' gradient in one pass and sums
+    the attention vectors' over the nodes (``einsum``).
 
     Args:
         xw (Tensor): (N, H, C) transformed features per head.

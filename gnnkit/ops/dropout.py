@@ -69,21 +69,18 @@ def _threshold(p: float) -> np.uint64:
     return np.uint64(round(p * 2**_BITS))
 
 
+def _entries(kernel: Any, *args: Any) -> None:
+    """Run a flat-entry kernel of :mod:`gnnkit.ops._dropout_cpu` over all entries: its tensor
+    arguments (contiguous, one size) go in as flat numpy views, the others as they are."""
+    arrays = [as_numpy(a.view(-1)) if isinstance(a, Tensor) else a for a in args]
+    run_rows(kernel, args[0].numel(), *arrays)
+
+
 def _mask(x: Tensor, seed: np.uint64, p: float, relu: bool) -> Tensor:
-    """``x`` (contiguous, flat or not) times its scaled keep mask for ``seed``."""
+    """``x`` (contiguous, any shape) times its scaled keep mask for ``seed``."""
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     scale = _DTYPES[x.dtype](1.0 / (1.0 - p) if p < 1.0 else 0.0)
-    flat = as_numpy(x.reshape(-1))
-    run_rows(
-        _kernels().mask_entries,
-        flat.shape[0],
-        flat,
-        as_numpy(out.view(-1)),
-        seed,
-        _threshold(p),
-        scale,
-        relu,
-    )
+    _entries(_kernels().mask_entries, x, out, seed, _threshold(p), scale, relu)
     return out
 
 
@@ -115,15 +112,7 @@ def relu_dropout_grad(out: Tensor, grad: Tensor, p: float) -> Tensor:
         return torch.where(out > 0, grad, 0.0).mul_(scale)
     grad = grad.contiguous()
     result = torch.empty_like(grad)
-    flat = as_numpy(grad.view(-1))
-    run_rows(
-        _kernels().relu_grad_entries,
-        flat.shape[0],
-        as_numpy(out.view(-1)),
-        flat,
-        as_numpy(result.view(-1)),
-        _DTYPES[grad.dtype](scale),
-    )
+    _entries(_kernels().relu_grad_entries, out, grad, result, _DTYPES[grad.dtype](scale))
     return result
 
 
@@ -149,8 +138,7 @@ def counter_keep_mask(shape: tuple[int, ...], p: float) -> Tensor:
     """A boolean CPU keep mask from the counter stream: entry ``i`` (flat) is kept with
     probability :math:`1 - p`. Only where :func:`gnnkit.ops._jit.jit_available` holds."""
     out = torch.empty(shape, dtype=torch.bool)
-    flat = as_numpy(out.view(-1))
-    run_rows(_kernels().keep_entries, flat.shape[0], flat, _seed(), _threshold(p))
+    _entries(_kernels().keep_entries, out, _seed(), _threshold(p))
     return out
 
 
@@ -159,10 +147,8 @@ def _elu_mask(x: Tensor, seed: np.uint64, p: float, drop: bool) -> tuple[Tensor,
     elu, out = torch.empty_like(x), torch.empty_like(x)
     kernels = _kernels()
     kernel = kernels.elu_entries_f32 if x.dtype == torch.float32 else kernels.elu_entries
-    flat = as_numpy(x.view(-1))
     scale = _DTYPES[x.dtype](1.0 / (1.0 - p) if drop else 1.0)
-    run_rows(kernel, flat.shape[0], flat, as_numpy(elu.view(-1)), as_numpy(out.view(-1)),
-             seed, _threshold(p), scale, drop)  # fmt: skip
+    _entries(kernel, x, elu, out, seed, _threshold(p), scale, drop)
     return elu, out
 
 
@@ -180,10 +166,9 @@ class _CounterELUDropout(torch.autograd.Function):
         (elu,) = ctx.saved_tensors
         grad = grad.contiguous()
         result = torch.empty_like(grad)
-        flat = as_numpy(grad.view(-1))
         scale = _DTYPES[grad.dtype](1.0 / (1.0 - ctx.p) if ctx.drop else 1.0)
-        run_rows(_kernels().elu_grad_entries, flat.shape[0], as_numpy(elu.view(-1)), flat,
-                 as_numpy(result.view(-1)), ctx.seed, _threshold(ctx.p), scale, ctx.drop)  # fmt: skip
+        _entries(_kernels().elu_grad_entries, elu, grad, result, ctx.seed, _threshold(ctx.p),
+                 scale, ctx.drop)  # fmt: skip
         return result, None, None
 
 
