@@ -13,7 +13,8 @@ The machine:
   beyond every cache): copy ``a = b`` (8 bytes per element) and triad ``a = b + s c``
   (12 bytes per element), counting bytes as STREAM does (no write-allocate traffic);
 - the SGEMM rate at the shapes the layers multiply (|V| x 128 times 128 x 256, and the
-  weight gradient 128 x |V| times |V| x 256).
+  weight gradient 128 x |V| times |V| x 256), written into outputs whose pages are already
+  mapped (the page faults of a fresh output are not the machine's GEMM rate).
 
 The model (float32 values and features, int32 indices; B = the median triad bandwidth at the
 same thread count, G = the measured SGEMM rate at the layer's shape):
@@ -139,6 +140,9 @@ class Machine:
         self.x = torch.randn(nodes, 128, generator=gen).to(device)
         self.w = torch.randn(128, 256, generator=gen).to(device)
         self.g = torch.randn(nodes, 256, generator=gen).to(device)
+        self.y = torch.empty(nodes, 256, device=device)  # written before timing: no page faults
+        self.y.zero_()
+        self.dw = torch.empty(128, 256, device=device)
         self.triad_bytes = 3 * FLOAT * elements
         self.gemm_flops = 2 * nodes * 128 * 256
 
@@ -147,8 +151,8 @@ class Machine:
             "triad": lambda: torch.add(self.b, self.c, alpha=3.0, out=self.a)
         }
         if gemm:
-            refs["gemm_forward"] = lambda: self.x @ self.w
-            refs["gemm_weight_grad"] = lambda: self.x.t() @ self.g
+            refs["gemm_forward"] = lambda: torch.mm(self.x, self.w, out=self.y)
+            refs["gemm_weight_grad"] = lambda: torch.mm(self.x.t(), self.g, out=self.dw)
         return refs
 
     def bandwidth(self, times: dict[str, float]) -> float:

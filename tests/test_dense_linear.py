@@ -1,4 +1,5 @@
-"""gnnkit.ops.linear: the compiled linear map for few outputs on CPU against F.linear."""
+"""gnnkit.ops.linear against F.linear: the compiled map for few outputs on CPU, and the product
+into huge-page memory for large outputs."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import gnnkit.ops.linear as linear_module
 from gnnkit.ops._jit import jit_available
+from gnnkit.ops._memory import MIN_ADVISED_BYTES
 from gnnkit.ops.linear import NARROW_OUTPUTS, linear
 
-pytestmark = pytest.mark.skipif(not jit_available(), reason="numba is not available")
+needs_jit = pytest.mark.skipif(not jit_available(), reason="numba is not available")
 
 
 def node_of(out):
     return type(out.grad_fn).__name__
 
 
+@needs_jit
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(700, 16, 7), (300, 64, 1), (129, 37, NARROW_OUTPUTS)])
 def test_equals_f_linear_with_its_gradients(dtype, shape):
@@ -39,6 +43,7 @@ def test_equals_f_linear_with_its_gradients(dtype, shape):
     )
 
 
+@needs_jit
 def test_gradcheck_and_non_contiguous_input():
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(40, 130, dtype=torch.float64, generator=gen)[:, ::2].requires_grad_()
@@ -46,6 +51,7 @@ def test_gradcheck_and_non_contiguous_input():
     assert torch.autograd.gradcheck(linear, (x, weight))
 
 
+@needs_jit
 def test_the_same_for_any_thread_count():
     x, weight = torch.randn(5000, 24), torch.randn(5, 24)
     previous = torch.get_num_threads()
@@ -59,6 +65,7 @@ def test_the_same_for_any_thread_count():
     assert torch.equal(one, two)
 
 
+@needs_jit
 @pytest.mark.parametrize(
     "x, weight",
     [
@@ -70,3 +77,36 @@ def test_the_same_for_any_thread_count():
 )
 def test_other_inputs_are_f_linear_exactly(x, weight):
     assert torch.equal(linear(x, weight), F.linear(x, weight))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_large_output_is_f_linear_bit_for_bit(dtype):
+    outputs = 64
+    rows = MIN_ADVISED_BYTES // (outputs * torch.finfo(dtype).bits // 8) + 3
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(rows, 32, dtype=dtype, generator=gen).requires_grad_()
+    weight = torch.randn(outputs, 32, dtype=dtype, generator=gen).requires_grad_()
+    ours, theirs = linear(x, weight), F.linear(x, weight)
+    assert node_of(ours) == "_LargeLinearBackward"
+    assert torch.equal(ours, theirs)
+    grad = torch.randn_like(ours)
+    for a, b in zip(
+        torch.autograd.grad(ours, (x, weight), grad),
+        torch.autograd.grad(theirs, (x, weight), grad),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    assert node_of(linear(x[:-4], weight)) != "_LargeLinearBackward"  # under the threshold
+
+
+def test_the_large_output_path_is_twice_differentiable(monkeypatch):
+    monkeypatch.setattr(linear_module, "MIN_ADVISED_BYTES", 0)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 4, dtype=torch.float64, generator=gen).requires_grad_()
+    weight = torch.randn(NARROW_OUTPUTS + 3, 4, dtype=torch.float64, generator=gen)
+    weight.requires_grad_()
+    assert node_of(linear(x, weight)) == "_LargeLinearBackward"
+    assert torch.autograd.gradcheck(linear, (x, weight))
+    assert torch.autograd.gradgradcheck(linear, (x, weight))
+    assert node_of(linear(x.half(), weight.half())) != "_LargeLinearBackward"
+    assert node_of(linear(x.unsqueeze(0), weight)) != "_LargeLinearBackward"

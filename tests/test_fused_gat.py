@@ -226,15 +226,25 @@ def test_fused_gat_rejects_interleaved_graphs_and_integer_features():
 
 @needs_jit
 @pytest.mark.parametrize(
-    "case", ["plain", "edge_dim", "bipartite", "mean", "float64", "adj_t", "attention"]
-)
+    "case",
+    [
+        "plain", "edge_dim", "bipartite", "mean", "one_head_mean", "residual", "user_in_place",
+        "float64", "adj_t", "attention",
+    ],
+)  # fmt: skip
 def test_gatconv_fused_equals_unfused(case, monkeypatch):
-    """GATConv's outputs, coefficients and gradients with the fused kernel on and off."""
+    """GATConv's outputs, coefficients and gradients with the fused kernel on and off (the
+    fused path adds the bias in place on the kernel's output, unless a residual or the mean
+    over heads comes first; a user's own in-place edit of the output must still work)."""
     torch.manual_seed(0)
     dtype = torch.float64 if case == "float64" else torch.float32
     n, fin = 12, 5
     edge_index = torch.randint(0, n, (2, 40))
-    kwargs: dict = {"heads": 3, "concat": case != "mean"}
+    kwargs: dict = {"heads": 3, "concat": case not in ("mean", "one_head_mean")}
+    if case == "one_head_mean":
+        kwargs["heads"] = 1
+    if case == "residual":
+        kwargs["residual"] = True
     x: object = torch.randn(n, fin, dtype=dtype)
     call: dict = {}
     if case == "edge_dim":
@@ -257,6 +267,8 @@ def test_gatconv_fused_equals_unfused(case, monkeypatch):
             results.append(layer.attention(x, edge_index)[1])
             continue
         out = layer(x, edge_index, **call)
+        if case == "user_in_place":
+            out = out.relu_()
         out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out))
         results.append([out.detach(), *(p.grad.clone() for p in layer.parameters())])
         layer.eval()

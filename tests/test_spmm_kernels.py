@@ -187,7 +187,7 @@ def test_spmm_falls_back_to_torch_without_numba(monkeypatch):
 
 
 def test_huge_page_advice_keeps_contents():
-    from gnnkit.ops._spmm_cpu import advise_huge_pages
+    from gnnkit.ops._memory import advise_huge_pages
 
     large = torch.arange(3 * 2**20, dtype=torch.float32)  # 12 MiB: advised on Linux
     expected = large.clone()

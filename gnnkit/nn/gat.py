@@ -413,11 +413,17 @@ class GATConv(MessagePassing):
             # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
             alpha = dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
             out = self._aggregate_unfused(structure, xw, alpha, lean, (num_src, num_dst))
+        residual = self.res is not None and sides.residual_input is not None
+        bias_in_place = fused and self.bias is not None and (self.concat or H == 1) and not residual
+        if bias_in_place:
+            # On the kernel's own (N_d, H, C) output, which nothing saved for the backward pass:
+            # the same sums (so the same bits) without a second output of that size.
+            out.add_(self.bias.view(H, C))
         # (N_d, H C), or (N_d, C) averaged over heads (one head: a view, no copy)
         out = out.reshape(-1, H * C) if self.concat or H == 1 else out.mean(1)
-        if self.res is not None and sides.residual_input is not None:
+        if residual:
             out = out + linear(sides.residual_input, self.res.weight)
-        if self.bias is not None:
+        if self.bias is not None and not bias_in_place:
             # Not in place: `out` may be a view of the aggregation's output, and an in-place
             # add on a view makes autograd copy the whole gradient in the backward pass.
             out = out + self.bias

@@ -6,12 +6,21 @@ features, with no per-edge message tensor (the FusedMM / dgNN approach: Rahman e
 "FusedMM: A Unified SDDMM-SpMM Kernel for Graph Embedding and Graph Neural Networks", IPDPS
 2021, arXiv 2011.06391; Zhang et al., "Understanding GNN Computational Graph: A Coordinated
 Computation, IO, and Memory Perspective", MLSys 2022, arXiv 2110.09524). The backward runs
-one pass over receivers (score gradients) and one over senders on the transposed structure
-(feature and sender-score gradients), so every sum runs in a fixed order in one thread: the
-results are bit-identical run to run and for any thread count, with no atomics. Rows are
-spread over ``torch.get_num_threads()`` threads in chunks of about equal edge counts
-(:func:`gnnkit.ops._jit.run_rows`). Feature
-rows are prefetched 16-64 edges ahead (the senders' rows are read in random order), and the
+three passes, every sum in a fixed order in one thread (the results are bit-identical run to
+run and for any thread count, with no atomics):
+
+1. over senders, on the transposed structure: for each edge ``j -> i`` the attention gradient
+   ``<grad_out_i, xw_j>`` and the feature gradient ``grad_xw_j += alpha * grad_out_i``. The
+   sender's own row stays in cache, so the one row gathered per edge is ``grad_out_i``'s;
+2. over receivers: the softmax and leaky-ReLU backward of each row (per-edge scalars only);
+3. over senders: the sender-score gradient, a sum of per-edge scalars.
+
+Two passes that each gather a feature row per edge (``xw_j`` over receivers for the attention
+gradient, ``grad_out_i`` over senders) took 369 ms at ogbn-arxiv's size (8 heads x 32
+channels, 1 thread); these three take 178 ms, with the large outputs in huge-page memory
+(:func:`gnnkit.ops._memory.empty_advised`). Rows are spread over ``torch.get_num_threads()``
+threads in chunks of about equal edge counts (:func:`gnnkit.ops._jit.run_rows`). Feature rows
+are prefetched 16-64 edges ahead (the gathered rows are read in random order), and the
 per-edge dot products of the backward are vectorised (reassociated in a fixed pattern).
 
 This module imports numba (through :func:`gnnkit.ops._jit.jit_kernel`); callers import it only
@@ -30,6 +39,7 @@ from torch import Tensor
 
 from gnnkit.ops import _expf as E
 from gnnkit.ops._jit import as_numpy, jit_kernel, prefetch, prefetch_distance, run_rows
+from gnnkit.ops._memory import empty_advised
 
 __all__ = ["backward", "forward", "node_scores", "node_scores_grad"]
 
@@ -99,11 +109,11 @@ def _score_rows(
 @jit_kernel(fastmath={"contract"})
 def _exp_entries_f32(lo, hi, values, powers):  # pragma: no cover - compiled
     """``values[k] = exp(values[k])`` for float32 ``values[k] <= 0``; ``powers`` is an int32
-    scratch array as long as ``values`` (2^n is built from its exponent bits). A NaN stays
-    NaN. The loops run over 0-based slices with no library call (``reduced`` is inlined),
+    scratch array of at least ``hi - lo`` entries (2^n is built from its exponent bits). A
+    NaN stays NaN. The loops run over 0-based slices with no library call (``reduced`` is inlined),
     which LLVM vectorises
     (16 lanes on AVX-512: 0.2 ns an entry against 1.6-2.2 for the C library's ``expf``)."""
-    v, bits = values[lo:hi], powers[lo:hi]
+    v, bits = values[lo:hi], powers[: hi - lo]
     for k in range(v.shape[0]):
         q, bits[k] = E.reduced(v[k])
         v[k] = q + np.float32(1.0)
@@ -113,9 +123,8 @@ def _exp_entries_f32(lo, hi, values, powers):  # pragma: no cover - compiled
 
 
 @jit_kernel()
-def _exp_entries(lo, hi, values, powers):  # pragma: no cover - compiled
-    """``values[k] = exp(values[k])`` through the C library (float64: full precision);
-    ``powers`` is unused (the float32 kernel's scratch, empty here)."""
+def _exp_entries(lo, hi, values):  # pragma: no cover - compiled
+    """``values[k] = exp(values[k])`` through the C library (float64: full precision)."""
     for k in range(lo, hi):
         values[k] = math.exp(values[k])
 
@@ -152,33 +161,66 @@ def _aggregate_rows(
 
 
 @jit_kernel()
-def _score_grad_rows(
-    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, alpha, params,
-    keep, has_keep, grad_out, grad_dst, grad_score, weighted, distance,
+def _sender_grad_rows(
+    lo, hi, colptr, row_t, perm_t, xw, alpha, params, keep, has_keep, grad_out, grad_xw,
+    grad_alpha, distance,
 ):  # fmt: skip
-    """Pass 1 over receivers: g_alpha = <grad_out_i, xw_j> * mask, then the softmax and leaky
-    ReLU backward; grad_score gets the score gradient g_s of every edge."""
-    heads, num_edges = xw.shape[1], col.shape[0]
-    slope, scale, zero = params[0], params[1], params[2]  # in the features' dtype
+    """Backward pass 1 over senders, on the transposed structure in its fixed order: for each
+    edge e = (j -> i), g_alpha = <grad_out_i, xw_j> * mask (stored at e) and
+    grad_xw_j += alpha_e * mask * grad_out_i. The sender's own row xw_j stays in cache, so the
+    one row gathered per edge is grad_out_i's."""
+    heads, channels, num_edges = grad_xw.shape[1], grad_xw.shape[2], row_t.shape[0]
+    scale, zero = params[1], params[2]
+    for j in range(lo, hi):
+        for h in range(heads):
+            for c in range(channels):
+                grad_xw[j, h, c] = zero
+        for k in range(colptr[j], colptr[j + 1]):
+            if k + distance < num_edges:  # the receiver's row and the edge's values
+                _prefetch_row(grad_out, row_t[k + distance])
+                ahead = perm_t[k + distance]
+                prefetch(alpha, ahead, 0)
+                prefetch(grad_alpha, ahead, 0)
+                if has_keep:
+                    prefetch(keep, ahead, 0)
+            e, i = perm_t[k], row_t[k]
+            for h in range(heads):
+                row_in = grad_out[i, h]
+                g = _dot(row_in, xw[j, h], zero)
+                d = alpha[e, h]
+                if has_keep:
+                    if keep[e, h]:
+                        g, d = g * scale, d * scale
+                    else:
+                        g, d = zero, zero
+                grad_alpha[e, h] = g
+                row_out = grad_xw[j, h]
+                for c in range(channels):
+                    row_out[c] += d * row_in[c]
+
+
+@jit_kernel()
+def _score_grad_rows(
+    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, alpha, params,
+    grad_score, grad_dst,
+):  # fmt: skip
+    """Backward pass 2 over receivers: the softmax and leaky-ReLU backward of each row.
+    ``grad_score`` holds g_alpha on entry and the score gradient g_s on exit."""
+    heads = alpha.shape[1]
+    slope, zero = params[0], params[2]  # in the features' dtype
+    weighted = np.empty(heads, dtype=alpha.dtype)
     for i in range(lo, hi):
         start, end = rowptr[i], rowptr[i + 1]
         for h in range(heads):
-            weighted[i, h] = zero
+            weighted[h] = zero
             grad_dst[i, h] = zero
         for e in range(start, end):
-            if e + distance < num_edges:
-                _prefetch_row(xw, col[e + distance])
-            j = col[e]
             for h in range(heads):
-                g = _dot(grad_out[i, h], xw[j, h], zero)
-                if has_keep:
-                    g = g * scale if keep[e, h] else zero
-                grad_score[e, h] = g
-                weighted[i, h] += alpha[e, h] * g
+                weighted[h] += alpha[e, h] * grad_score[e, h]
         for e in range(start, end):
             j = col[e]
             for h in range(heads):
-                g = alpha[e, h] * (grad_score[e, h] - weighted[i, h])
+                g = alpha[e, h] * (grad_score[e, h] - weighted[h])
                 s = a_src[j, h]
                 if has_dst:
                     s += a_dst[i, h]
@@ -191,52 +233,41 @@ def _score_grad_rows(
 
 
 @jit_kernel()
-def _sender_grad_rows(
-    lo, hi, colptr, row_t, perm_t, alpha, params, keep, has_keep, grad_out, grad_score,
-    grad_xw, grad_src, distance,
-):  # fmt: skip
-    """Pass 2 over senders, on the transposed structure in its fixed order."""
-    heads, channels, num_edges = grad_xw.shape[1], grad_xw.shape[2], row_t.shape[0]
-    scale, zero = params[1], params[2]
+def _source_grad_rows(lo, hi, colptr, perm_t, grad_score, grad_src, zero, distance):
+    """Backward pass 3 over senders: grad_a_src_j = the sum of its edges' score gradients."""
+    heads, num_edges = grad_src.shape[1], perm_t.shape[0]
     for j in range(lo, hi):
         for h in range(heads):
             grad_src[j, h] = zero
-            for c in range(channels):
-                grad_xw[j, h, c] = zero
         for k in range(colptr[j], colptr[j + 1]):
-            if k + distance < num_edges:  # the receiver's row and the edge's values
-                _prefetch_row(grad_out, row_t[k + distance])
-                ahead = perm_t[k + distance]
-                prefetch(alpha, ahead, 0)
-                prefetch(grad_score, ahead, 0)
-                if has_keep:
-                    prefetch(keep, ahead, 0)
-            e, i = perm_t[k], row_t[k]
+            if k + distance < num_edges:
+                prefetch(grad_score, perm_t[k + distance], 0)
+            e = perm_t[k]
             for h in range(heads):
                 grad_src[j, h] += grad_score[e, h]
-                d = alpha[e, h]
-                if has_keep:
-                    d = d * scale if keep[e, h] else zero
-                row_out, row_in = grad_xw[j, h], grad_out[i, h]
-                for c in range(channels):
-                    row_out[c] += d * row_in[c]
+
+
+_EXP_BLOCK = 4096  # exponentials per vectorised block: the int32 scratch stays in L1 (16 KiB)
 
 
 @jit_kernel()
 def _forward_rows(
     lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, params, keep,
-    has_keep, out, alpha, powers, fast_exp, distance,
+    has_keep, out, alpha, fast_exp, distance,
 ):  # fmt: skip
     """The three forward passes over rows ``lo:hi``; their entries ``rowptr[lo]:rowptr[hi]``
-    are contiguous in ``alpha``, so the exponentials run over that slice in one loop."""
+    are contiguous in ``alpha``, so the exponentials run over that slice, in blocks of
+    :data:`_EXP_BLOCK` entries that share one small scratch array."""
     _score_rows(lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, params, alpha)
     heads = alpha.shape[1]
     flat = alpha.reshape(-1)
     first, last = rowptr[lo] * heads, rowptr[hi] * heads
     if fast_exp:
-        _exp_entries_f32(first, last, flat, powers)
+        powers = np.empty(min(_EXP_BLOCK, last - first), dtype=np.int32)
+        for block in range(first, last, _EXP_BLOCK):
+            _exp_entries_f32(block, min(block + _EXP_BLOCK, last), flat, powers)
     else:
-        _exp_entries(first, last, flat, powers)
+        _exp_entries(first, last, flat)
     _aggregate_rows(lo, hi, rowptr, col, xw, params, keep, has_keep, out, alpha, distance)
 
 
@@ -274,14 +305,13 @@ def forward(
     (all the chunk's entries in one vectorised loop), normalisation and aggregation.
     """
     num_rows, (_, heads, channels), dtype = rowptr.numel() - 1, xw.shape, xw.dtype
-    out = xw.new_empty(num_rows, heads, channels)
-    alpha = xw.new_empty(col.numel(), heads)
-    fast_exp = dtype == torch.float32  # the vectorised expf, with its int32 scratch
+    out = empty_advised(xw, num_rows, heads, channels)
+    alpha = empty_advised(xw, col.numel(), heads)
+    fast_exp = dtype == torch.float32  # the vectorised expf
     args = (
         as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
         *_optional(edge_score, dtype), as_numpy(xw), _params(dtype, negative_slope, scale),
-        *_optional(keep, torch.bool), as_numpy(out), as_numpy(alpha),
-        np.empty(alpha.numel() if fast_exp else 0, dtype=np.int32), fast_exp, _distance(xw),
+        *_optional(keep, torch.bool), as_numpy(out), as_numpy(alpha), fast_exp, _distance(xw),
     )  # fmt: skip
     run_rows(_forward_rows, args[0], *args)
     return out, alpha
@@ -306,24 +336,26 @@ def backward(
     """``(grad_xw, grad_a_src, grad_a_dst or None, grad_edge_score or None)``."""
     (num_src, heads, channels), dtype = xw.shape, xw.dtype
     num_rows = rowptr.numel() - 1
-    grad_xw = xw.new_empty(num_src, heads, channels)
+    grad_xw = empty_advised(xw, num_src, heads, channels)
     grad_src = xw.new_empty(num_src, heads)
     grad_dst = xw.new_empty(num_rows, heads)
-    grad_score = xw.new_empty(col.numel(), heads)
-    weighted = np.empty((num_rows, heads), dtype=_EMPTY[dtype])
+    grad_score = empty_advised(xw, col.numel(), heads)  # g_alpha, then the score gradient
     params = _params(dtype, negative_slope, scale)
-    alpha_np, grad_out_np, mask = as_numpy(alpha), as_numpy(grad_out), _optional(keep, torch.bool)
+    alpha_np, grad_score_np = as_numpy(alpha), as_numpy(grad_score)
+    colptr_np, perm_np, distance = as_numpy(colptr), as_numpy(perm_t), _distance(xw)
+    senders = (
+        colptr_np, as_numpy(row_t), perm_np, as_numpy(xw), alpha_np, params,
+        *_optional(keep, torch.bool), as_numpy(grad_out), as_numpy(grad_xw), grad_score_np,
+        distance,
+    )  # fmt: skip
     scores = (
         as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
-        *_optional(edge_score, dtype), as_numpy(xw), alpha_np, params, *mask, grad_out_np,
-        as_numpy(grad_dst), as_numpy(grad_score), weighted, _distance(xw),
+        *_optional(edge_score, dtype), alpha_np, params, grad_score_np, as_numpy(grad_dst),
     )  # fmt: skip
-    senders = (
-        as_numpy(colptr), as_numpy(row_t), as_numpy(perm_t), alpha_np, params, *mask,
-        grad_out_np, as_numpy(grad_score), as_numpy(grad_xw), as_numpy(grad_src), _distance(xw),
-    )  # fmt: skip
+    run_rows(_sender_grad_rows, colptr_np, *senders)
     run_rows(_score_grad_rows, scores[0], *scores)
-    run_rows(_sender_grad_rows, senders[0], *senders)
+    sources = (colptr_np, perm_np, grad_score_np, as_numpy(grad_src), params[2], distance)
+    run_rows(_source_grad_rows, colptr_np, *sources)
     return (
         grad_xw,
         grad_src,

@@ -32,15 +32,11 @@ kernel compiles once per float dtype and index dtype.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import sys
-from typing import Any
-
 import numpy as np
 from torch import Tensor
 
 from gnnkit.ops._jit import as_numpy, jit_kernel, prefetch, prefetch_distance, run_rows
+from gnnkit.ops._memory import advise_huge_pages
 
 __all__ = ["advise_huge_pages", "spmm"]
 
@@ -96,44 +92,3 @@ def spmm(rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Ten
         weights, weighted = as_numpy(values), True
     run_rows(_spmm_rows, ptr, ptr, as_numpy(col), weights, weighted, features,
              as_numpy(out), distance)  # fmt: skip
-
-
-_HUGE_PAGE = 2 << 20  # bytes in an x86-64 / arm64 transparent huge page
-_MADV_HUGEPAGE = 14  # <sys/mman.h> on Linux
-_MIN_ADVISED_BYTES = 8 << 20
-
-
-@functools.cache
-def _madvise() -> Any:
-    """libc's ``madvise``, or ``None`` off Linux or where it cannot be loaded."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
-
-
-def advise_huge_pages(tensor: Tensor) -> None:
-    """Ask Linux for transparent huge pages under a large, freshly allocated output.
-
-    A new output of ogbn-arxiv's size (87 MB at 128 channels) is fresh memory, and its first
-    touch costs one page fault per 4 KiB page: measured as long as the SpMM itself at 128
-    channels, and cut about 5x with 2 MiB pages. ``MADV_HUGEPAGE`` on the 2 MiB-aligned interior
-    of the buffer is only a hint (the kernel's ``transparent_hugepage`` setting ``madvise`` or
-    ``always`` honours it, ``never`` ignores it); contents and size are unchanged, and failures
-    are ignored. torch's own ``THP_MEM_ALLOC_ENABLE=1`` does this for every allocation, but only
-    when set before torch starts.
-    """
-    nbytes = tensor.numel() * tensor.element_size()
-    madvise = _madvise() if nbytes >= _MIN_ADVISED_BYTES else None
-    if madvise is None:
-        return
-    start = tensor.data_ptr()
-    first = -(-start // _HUGE_PAGE) * _HUGE_PAGE
-    last = (start + nbytes) // _HUGE_PAGE * _HUGE_PAGE
-    if last > first:
-        madvise(first, last - first, _MADV_HUGEPAGE)

@@ -1,0 +1,65 @@
+"""Fresh memory for large kernel outputs: transparent huge pages (Linux).
+
+A new output of ogbn-arxiv's size (87 MB at 128 channels, 173 MB for a GAT layer's 8 x 32) is
+fresh memory: glibc serves allocations this large with ``mmap``, so every call's output is
+new pages, and its first touch costs one page fault per 4 KiB page. Measured on one thread:
+filling a fresh 173 MB tensor took 62 ms, 9 ms with 2 MiB pages, about as long as the SpMM
+itself at 128 channels without them. The kernels ask for huge pages under their large outputs
+(:func:`advise_huge_pages`, :func:`empty_advised`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import sys
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["MIN_ADVISED_BYTES", "advise_huge_pages", "empty_advised"]
+
+_HUGE_PAGE = 2 << 20  # bytes in an x86-64 / arm64 transparent huge page
+_MADV_HUGEPAGE = 14  # <sys/mman.h> on Linux
+MIN_ADVISED_BYTES = 8 << 20  # smaller tensors are left alone
+
+
+@functools.cache
+def _madvise() -> Any:
+    """libc's ``madvise``, or ``None`` off Linux or where it cannot be loaded."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+def advise_huge_pages(tensor: Tensor) -> None:
+    """Ask Linux for transparent huge pages under a large, freshly allocated output.
+
+    ``MADV_HUGEPAGE`` on the 2 MiB-aligned interior of the buffer is only a hint (the kernel's
+    ``transparent_hugepage`` setting ``madvise`` or ``always`` honours it, ``never`` ignores
+    it); contents and size are unchanged, and failures are ignored. Tensors under 8 MiB are
+    left alone. torch's own ``THP_MEM_ALLOC_ENABLE=1`` does this for every allocation, but only
+    when set before torch starts.
+    """
+    nbytes = tensor.numel() * tensor.element_size()
+    madvise = _madvise() if nbytes >= MIN_ADVISED_BYTES else None
+    if madvise is None:
+        return
+    start = tensor.data_ptr()
+    first = -(-start // _HUGE_PAGE) * _HUGE_PAGE
+    last = (start + nbytes) // _HUGE_PAGE * _HUGE_PAGE
+    if last > first:
+        madvise(first, last - first, _MADV_HUGEPAGE)
+
+
+def empty_advised(like: Tensor, *shape: int) -> Tensor:
+    """``like.new_empty(shape)``, with huge pages asked for when it is large."""
+    out = like.new_empty(shape)
+    advise_huge_pages(out)
+    return out
