@@ -51,8 +51,15 @@ leaves out (torch's ``THP_MEM_ALLOC_ENABLE=1`` cuts them with huge pages). Then
 and ``gnnkit.nn.GATConv(128, 32, heads=8)``, forward + backward against a fixed output
 gradient, whatever their kernels are when the script runs.
 
+Fresh outputs also cost page faults in the layers (about 600 MB a GAT step at arxiv size);
+the second run below keeps freed memory in malloc, so the layers run without them, as in long
+training with such an allocator (:mod:`gnnkit.ops._memory`). The report names the allocator.
+
 Run (hold the lock so that no other benchmark shares the CPU):
     flock /tmp/gnnkit-bench.lock python benchmarks/roofline.py
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \
+        python benchmarks/roofline.py --json benchmarks/results/roofline_reuse.json \
+        --markdown benchmarks/results/roofline_reuse.md
     python benchmarks/roofline.py --device cuda --threads 1   # on a CUDA machine
     python benchmarks/roofline.py --quick                      # smoke run, writes nothing
 Writes benchmarks/results/roofline.md and .json (``roofline_cuda`` on CUDA).
@@ -352,6 +359,17 @@ def measure(args: argparse.Namespace, threads: int) -> dict[str, Any]:
     }
 
 
+def allocator_line() -> str:
+    """How this process gets large outputs' memory (see :mod:`gnnkit.ops._memory`)."""
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    malloc = f"`GLIBC_TUNABLES={tunables}`" if tunables else "glibc's default malloc"
+    preload = os.environ.get("LD_PRELOAD")
+    if preload:
+        malloc += f", `LD_PRELOAD={preload}`"
+    huge = os.environ.get("GNNKIT_HUGE_PAGES", "1")
+    return f"{malloc}; huge-page advice for large kernel outputs {'off' if huge == '0' else 'on'}"
+
+
 def pct(bound: float, measured: float) -> str:
     return f"{100 * bound / measured:.0f} %"
 
@@ -420,7 +438,8 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         "of `benchmarks/roofline.py`. Random graphs of ogbn-arxiv's and Cora's sizes, float32, "
         f"{payload['config']['rounds']} interleaved rounds, medians. With more than one thread "
         "on a busy shared machine a parallel region can wait for a descheduled thread (Cora "
-        "rows of about 12 ms): read those rows as what the load allowed."
+        "rows of about 12 ms): read those rows as what the load allowed. Memory: "
+        f"{payload['environment'].get('allocator', 'not recorded')}."
     )
     env = payload["environment"]
     machine = machine_line(
@@ -466,6 +485,7 @@ def main() -> None:
         print(f"measured {threads} thread(s)", flush=True)
     environment = run_environment(args.device)
     environment["threads"] = ", ".join(str(t) for t in thread_counts)
+    environment["allocator"] = allocator_line()
     payload = {
         "config": {
             "device": args.device, "threads": thread_counts, "channels": args.channels,

@@ -196,6 +196,27 @@ def test_huge_page_advice_keeps_contents():
     assert torch.equal(large, expected)
 
 
+@pytest.mark.parametrize(
+    "setting, advised", [(None, True), ("1", True), ("0", False), ("off", False)]
+)
+def test_huge_page_advice_follows_the_environment(setting, advised, monkeypatch):
+    from gnnkit.ops import _memory
+
+    calls = []
+    monkeypatch.setattr(_memory, "_madvise", lambda: lambda *args: calls.append(args) or 0)
+    if setting is None:
+        monkeypatch.delenv("GNNKIT_HUGE_PAGES", raising=False)
+    else:
+        monkeypatch.setenv("GNNKIT_HUGE_PAGES", setting)
+    out = _memory.empty_advised(torch.empty(0), 3 * 2**20)  # 12 MiB of float32
+    assert out.shape == (3 * 2**20,)
+    assert bool(calls) == advised
+    if advised:  # the 2 MiB-aligned interior, MADV_HUGEPAGE
+        start, length, advice = calls[0]
+        assert start % (2 << 20) == 0 and length % (2 << 20) == 0 and advice == 14
+        assert out.data_ptr() <= start and start + length <= out.data_ptr() + out.nbytes
+
+
 @needs_jit
 def test_numba_spmm_rejects_a_non_contiguous_output():
     from gnnkit.ops import _spmm_cpu

@@ -5,13 +5,27 @@ fresh memory: glibc serves allocations this large with ``mmap``, so every call's
 new pages, and its first touch costs one page fault per 4 KiB page. Measured on one thread:
 filling a fresh 173 MB tensor took 62 ms, 9 ms with 2 MiB pages, about as long as the SpMM
 itself at 128 channels without them. The kernels ask for huge pages under their large outputs
-(:func:`advise_huge_pages`, :func:`empty_advised`).
+(:func:`advise_huge_pages`, :func:`empty_advised`); ``GNNKIT_HUGE_PAGES=0`` turns that off.
+
+Two ways around the page faults, measured on the GAT layer at ogbn-arxiv's size (1 thread,
+forward + backward, about 600 MB of fresh outputs a step), in a virtual machine whose host
+takes back freed memory (virtio free page reporting):
+
+- huge pages: 830 to 610-650 ms per step, but about one step in three then waited 0.7-0.9 s in
+  the kernel for memory the host had taken back (mean 0.8-1.0 s, against 0.85-0.9 s without);
+  on a machine without free page reporting the wait does not arise;
+- an allocator that keeps freed memory for reuse (glibc:
+  ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184``, set
+  before Python starts; or jemalloc / tcmalloc through ``LD_PRELOAD``): no page faults after the
+  first step, 530-560 ms per step, steady. This is the setting for long training on large
+  graphs (its cost: memory freed by Python stays with the process).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sys
 from typing import Any
 
@@ -38,17 +52,27 @@ def _madvise() -> Any:
     return function
 
 
+def _enabled() -> bool:
+    """False when ``GNNKIT_HUGE_PAGES`` is 0 (read on every call, like ``GNNKIT_FUSED_GAT``)."""
+    return os.environ.get("GNNKIT_HUGE_PAGES", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+
+
 def advise_huge_pages(tensor: Tensor) -> None:
     """Ask Linux for transparent huge pages under a large, freshly allocated output.
 
     ``MADV_HUGEPAGE`` on the 2 MiB-aligned interior of the buffer is only a hint (the kernel's
     ``transparent_hugepage`` setting ``madvise`` or ``always`` honours it, ``never`` ignores
     it); contents and size are unchanged, and failures are ignored. Tensors under 8 MiB are
-    left alone. torch's own ``THP_MEM_ALLOC_ENABLE=1`` does this for every allocation, but only
+    left alone, and every tensor when ``GNNKIT_HUGE_PAGES=0``. torch's own ``THP_MEM_ALLOC_ENABLE=1`` does this for every allocation, but only
     when set before torch starts.
     """
     nbytes = tensor.numel() * tensor.element_size()
-    madvise = _madvise() if nbytes >= MIN_ADVISED_BYTES else None
+    madvise = _madvise() if nbytes >= MIN_ADVISED_BYTES and _enabled() else None
     if madvise is None:
         return
     start = tensor.data_ptr()
