@@ -32,10 +32,32 @@ def script_parser(doc: str | None) -> argparse.ArgumentParser:
     )
 
 
+# Environment variables that change how the measured processes get memory (and so the timings
+# of layers that allocate large outputs: gnnkit.ops._memory); reports name them.
+MEMORY_VARIABLES = ("GLIBC_TUNABLES", "LD_PRELOAD", "GNNKIT_HUGE_PAGES")
+
+
 def command_line(prefix: str = "python") -> str:
-    """The command that ran this script: ``PREFIX benchmarks/SCRIPT.py ARGS``."""
+    """The command that ran this script: ``[VAR=VALUE ...] PREFIX benchmarks/SCRIPT.py ARGS``,
+    with the memory settings of :data:`MEMORY_VARIABLES` that were set."""
     script = f"benchmarks/{Path(sys.argv[0]).name}"
-    return " ".join([prefix, script, *sys.argv[1:]])
+    settings = [f"{name}={os.environ[name]}" for name in MEMORY_VARIABLES if name in os.environ]
+    return " ".join([*settings, prefix, script, *sys.argv[1:]])
+
+
+def allocator_line() -> str:
+    """How this process (and the ones it starts) gets large outputs' memory."""
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    malloc = f"`GLIBC_TUNABLES={tunables}`" if tunables else "glibc's default malloc"
+    if os.environ.get("LD_PRELOAD"):
+        malloc += f", `LD_PRELOAD={os.environ['LD_PRELOAD']}`"
+    huge = os.environ.get("GNNKIT_HUGE_PAGES", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+    return f"{malloc}; gnnkit's huge-page advice {'on' if huge else 'off'}"
 
 
 def load_average() -> list[float]:
@@ -51,6 +73,7 @@ def run_environment(device: str = "cpu", threads: int | None = None) -> dict[str
     env = environment(device)
     if threads:
         env["threads"] = threads
+    env["allocator"] = allocator_line()
     return env
 
 
@@ -64,9 +87,10 @@ def machine_line(env: dict[str, Any], start: list[float], end: list[float], note
     versions = f"torch {env['torch']}, PyG {env['torch_geometric']}"
     if "torch_scatter" in env:
         versions += f", torch-scatter {env['torch_scatter']}"
+    memory = f" Memory: {env['allocator']}." if "allocator" in env else ""
     return (
         f"Machine: {where}; {versions}; {env['date']}. Load average at start / end: {start} / "
-        f"{end} ({note})."
+        f"{end} ({note}).{memory}"
     )
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import statistics
 import time
 from pathlib import Path
@@ -425,6 +426,8 @@ def markdown(payload: dict[str, Any], command: str) -> str:
     note = "a shared machine: ratios come from the same run"
     machine = machine_line(payload["env"], payload["loadavg_start"], payload["loadavg_end"], note)
     title = "One layer, forward + backward: gnnkit against PyG and tuned PyG"
+    if os.environ.get("GLIBC_TUNABLES"):  # layers_tuned_reuse.md
+        title = "One layer, forward + backward, every process keeping freed memory in malloc"
     return markdown_report(title, intro, body, machine=machine, command=command)
 
 

@@ -359,17 +359,6 @@ def measure(args: argparse.Namespace, threads: int) -> dict[str, Any]:
     }
 
 
-def allocator_line() -> str:
-    """How this process gets large outputs' memory (see :mod:`gnnkit.ops._memory`)."""
-    tunables = os.environ.get("GLIBC_TUNABLES")
-    malloc = f"`GLIBC_TUNABLES={tunables}`" if tunables else "glibc's default malloc"
-    preload = os.environ.get("LD_PRELOAD")
-    if preload:
-        malloc += f", `LD_PRELOAD={preload}`"
-    huge = os.environ.get("GNNKIT_HUGE_PAGES", "1")
-    return f"{malloc}; huge-page advice for large kernel outputs {'off' if huge == '0' else 'on'}"
-
-
 def pct(bound: float, measured: float) -> str:
     return f"{100 * bound / measured:.0f} %"
 
@@ -438,14 +427,16 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         "of `benchmarks/roofline.py`. Random graphs of ogbn-arxiv's and Cora's sizes, float32, "
         f"{payload['config']['rounds']} interleaved rounds, medians. With more than one thread "
         "on a busy shared machine a parallel region can wait for a descheduled thread (Cora "
-        "rows of about 12 ms): read those rows as what the load allowed. Memory: "
-        f"{payload['environment'].get('allocator', 'not recorded')}."
+        "rows of about 12 ms): read those rows as what the load allowed."
     )
     env = payload["environment"]
     machine = machine_line(
         env, payload["load_start"], payload["load_end"], "a shared machine: compare ratios"
     )
-    return markdown_report("Roofline", intro, body, machine=machine, command=command)
+    title = "Roofline"
+    if os.environ.get("GLIBC_TUNABLES"):  # roofline_reuse.md
+        title += ", with freed memory kept by malloc"
+    return markdown_report(title, intro, body, machine=machine, command=command)
 
 
 def main() -> None:
@@ -485,7 +476,6 @@ def main() -> None:
         print(f"measured {threads} thread(s)", flush=True)
     environment = run_environment(args.device)
     environment["threads"] = ", ".join(str(t) for t in thread_counts)
-    environment["allocator"] = allocator_line()
     payload = {
         "config": {
             "device": args.device, "threads": thread_counts, "channels": args.channels,
