@@ -110,3 +110,13 @@ def test_the_large_output_path_is_twice_differentiable(monkeypatch):
     assert torch.autograd.gradgradcheck(linear, (x, weight))
     assert node_of(linear(x.half(), weight.half())) != "_LargeLinearBackward"
     assert node_of(linear(x.unsqueeze(0), weight)) != "_LargeLinearBackward"
+
+
+@pytest.mark.parametrize("outputs", [7, 64])
+def test_autocast_keeps_f_linears_compute_dtype(outputs):
+    rows = MIN_ADVISED_BYTES // (4 * outputs) + 3  # large enough for the huge-page path at 64
+    x, weight = torch.randn(rows, 16), torch.randn(outputs, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, theirs = linear(x, weight), F.linear(x, weight)
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    assert torch.equal(ours, theirs)

@@ -119,14 +119,15 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     """``F.linear(x, weight)`` (no bias): a compiled kernel for 2-D float CPU input with at
     most :data:`NARROW_OUTPUTS` outputs (equal to ``F.linear`` to float rounding, the same every
     run and for every thread count), ``F.linear``'s product into huge-page memory for a large
-    2-D CPU output (bit-identical to it), ``F.linear`` otherwise.
+    2-D CPU output (bit-identical to it), ``F.linear`` otherwise (and under autocast, which
+    chooses ``F.linear``'s compute dtype).
 
     Args:
         x (Tensor): (N, K) dense features (any shape ``F.linear`` takes, off the kernel).
         weight (Tensor): (M, K), as ``torch.nn.Linear.weight``.
     """
-    if torch.compiler.is_compiling() or x.dim() != 2:
-        return F.linear(x, weight)
+    if torch.compiler.is_compiling() or x.dim() != 2 or torch.is_autocast_enabled(x.device.type):
+        return F.linear(x, weight)  # autocast picks F.linear's compute dtype
     if _narrow(x, weight):
         return _NarrowLinear.apply(x, weight)
     if _large(x, weight):
