@@ -47,17 +47,14 @@ def command_line(prefix: str = "python") -> str:
 
 def allocator_line() -> str:
     """How this process (and the ones it starts) gets large outputs' memory."""
+    from gnnkit.utils.env import switched_off
+
     tunables = os.environ.get("GLIBC_TUNABLES")
     malloc = f"`GLIBC_TUNABLES={tunables}`" if tunables else "glibc's default malloc"
     if os.environ.get("LD_PRELOAD"):
         malloc += f", `LD_PRELOAD={os.environ['LD_PRELOAD']}`"
-    huge = os.environ.get("GNNKIT_HUGE_PAGES", "1").strip().lower() not in (
-        "0",
-        "false",
-        "no",
-        "off",
-    )
-    return f"{malloc}; gnnkit's huge-page advice {'on' if huge else 'off'}"
+    huge = "off" if switched_off("GNNKIT_HUGE_PAGES") else "on"
+    return f"{malloc}; gnnkit's huge-page advice {huge}"
 
 
 def load_average() -> list[float]:

@@ -110,9 +110,9 @@ def _score_rows(
 def _exp_entries_f32(lo, hi, values, powers):  # pragma: no cover - compiled
     """``values[k] = exp(values[k])`` for float32 ``values[k] <= 0``; ``powers`` is an int32
     scratch array of at least ``hi - lo`` entries (2^n is built from its exponent bits). A
-    NaN stays NaN. The loops run over 0-based slices with no library call (``reduced`` is inlined),
-    which LLVM vectorises
-    (16 lanes on AVX-512: 0.2 ns an entry against 1.6-2.2 for the C library's ``expf``)."""
+    NaN stays NaN. The loops run over 0-based slices with no library call (``reduced`` is
+    inlined), which LLVM vectorises (16 lanes on AVX-512: 0.2 ns an entry against 1.6-2.2 for
+    the C library's ``expf``)."""
     v, bits = values[lo:hi], powers[: hi - lo]
     for k in range(v.shape[0]):
         q, bits[k] = E.reduced(v[k])

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnnkit.utils.env import switched_off
+
 __all__ = [
     "as_numpy",
     "jit_available",
@@ -55,7 +57,7 @@ NO_PREFETCH = 2**62  # a prefetch distance no CSR entry index reaches
 @functools.cache
 def _numba() -> Any:
     """The numba module, or ``None`` when it is absent, broken or switched off."""
-    if os.environ.get("GNNKIT_JIT", "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off("GNNKIT_JIT"):
         return None
     try:
         import numba

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import sys
 from typing import Any
 
 from torch import Tensor
+
+from gnnkit.utils.env import switched_off
 
 __all__ = ["MIN_ADVISED_BYTES", "advise_huge_pages", "empty_advised"]
 
@@ -52,27 +53,20 @@ def _madvise() -> Any:
     return function
 
 
-def _enabled() -> bool:
-    """False when ``GNNKIT_HUGE_PAGES`` is 0 (read on every call, like ``GNNKIT_FUSED_GAT``)."""
-    return os.environ.get("GNNKIT_HUGE_PAGES", "1").strip().lower() not in (
-        "0",
-        "false",
-        "no",
-        "off",
-    )
-
-
 def advise_huge_pages(tensor: Tensor) -> None:
     """Ask Linux for transparent huge pages under a large, freshly allocated output.
 
     ``MADV_HUGEPAGE`` on the 2 MiB-aligned interior of the buffer is only a hint (the kernel's
     ``transparent_hugepage`` setting ``madvise`` or ``always`` honours it, ``never`` ignores
     it); contents and size are unchanged, and failures are ignored. Tensors under 8 MiB are
-    left alone, and every tensor when ``GNNKIT_HUGE_PAGES=0``. torch's own ``THP_MEM_ALLOC_ENABLE=1`` does this for every allocation, but only
-    when set before torch starts.
+    left alone, and every tensor when ``GNNKIT_HUGE_PAGES=0`` (read on every call). torch's
+    own ``THP_MEM_ALLOC_ENABLE=1`` does this for every allocation, but only when set before
+    torch starts.
     """
     nbytes = tensor.numel() * tensor.element_size()
-    madvise = _madvise() if nbytes >= MIN_ADVISED_BYTES and _enabled() else None
+    if nbytes < MIN_ADVISED_BYTES or switched_off("GNNKIT_HUGE_PAGES"):
+        return
+    madvise = _madvise()
     if madvise is None:
         return
     start = tensor.data_ptr()

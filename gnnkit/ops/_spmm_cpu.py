@@ -38,7 +38,7 @@ from torch import Tensor
 from gnnkit.ops._jit import as_numpy, jit_kernel, prefetch, prefetch_distance, run_rows
 from gnnkit.ops._memory import advise_huge_pages
 
-__all__ = ["advise_huge_pages", "spmm"]
+__all__ = ["spmm"]
 
 _CACHE_LINE_FLOATS = 16  # channels per 64-byte cache line in float32 (two lines in float64)
 

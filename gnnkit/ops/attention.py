@@ -30,7 +30,6 @@ fixed order, so results are bit-identical run to run on every backend.
 from __future__ import annotations
 
 import functools
-import os
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +42,7 @@ from gnnkit.ops._jit import jit_available
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.random import keep_mask
 from gnnkit.ops.scatter import segment_max, segment_sum
+from gnnkit.utils.env import switched_off
 
 __all__ = ["fused_gat", "fused_gat_backend", "node_scores", "node_scores_available"]
 
@@ -72,7 +72,7 @@ def fused_gat_backend(device: torch.device | str, dtype: torch.dtype) -> str:
     The environment variable ``GNNKIT_FUSED_GAT=0``, read at every call, forces ``"torch"``
     (and makes :class:`gnnkit.nn.GATConv` take its unfused lean path), for comparisons.
     """
-    if os.environ.get("GNNKIT_FUSED_GAT", "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off("GNNKIT_FUSED_GAT"):
         return "torch"
     if dtype not in _KERNEL_DTYPES:
         return "torch"

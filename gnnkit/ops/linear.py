@@ -77,7 +77,7 @@ class _LargeLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor) -> Tensor:
         ctx.save_for_backward(x, weight)
-        return torch.mm(x, weight.t(), out=empty_advised(x, x.size(0), weight.size(0)))
+        return _product(x, weight.t())  # large (the caller checked), and no graph in forward
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:

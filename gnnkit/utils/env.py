@@ -1,4 +1,5 @@
-"""Facts about the machine and library versions, recorded beside every benchmark result."""
+"""Facts about the machine and library versions, recorded beside every benchmark result, and
+the reading of gnnkit's on/off environment switches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["cpu_name", "environment"]
+__all__ = ["cpu_name", "environment", "switched_off"]
+
+_OFF = ("0", "false", "no", "off")
+
+
+def switched_off(variable: str) -> bool:
+    """Whether the environment variable ``variable`` (``GNNKIT_JIT``, ``GNNKIT_FUSED_GAT``,
+    ``GNNKIT_HUGE_PAGES``) is set to 0, false, no or off, in any case; unset means on."""
+    return os.environ.get(variable, "1").strip().lower() in _OFF
 
 
 def cpu_name() -> str:
