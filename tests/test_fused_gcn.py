@@ -178,3 +178,24 @@ def test_without_numba_the_fused_step_still_equals_the_layers():
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
                           text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_the_kept_adjacency_matrices_follow_the_graph_and_its_weights():
+    # The fused step keeps A and A^T per cached structure and normalised weights: a second
+    # graph, the first again, and weights changed in place must each give the layers' result.
+    x, first = random_graph(num_nodes=50, num_features=20, num_edges=150, seed=1)
+    _, second = random_graph(num_nodes=50, num_features=20, num_edges=120, seed=2)
+    x = x.to_sparse_csr()
+    model = GCN(20, 4, hidden_channels=8)
+    for edge_index in (first, second, first):
+        fused, _ = run(model, x, edge_index, fused=True)
+        layers, _ = run(model, x, edge_index, fused=False)
+        assert all(torch.equal(a, b) for a, b in zip(fused, layers, strict=True))
+    _, _, _, structure, weights = model.conv1._checked_inputs(x, first, None)
+    assert structure.matrices is not None and structure.matrices[0] is weights
+    with torch.no_grad():
+        weights.mul_(0.5)  # a new version: A and A^T are built again from these values
+    fused, _ = run(model, x, first, fused=True)
+    layers, _ = run(model, x, first, fused=False)
+    assert all(torch.equal(a, b) for a, b in zip(fused, layers, strict=True))
+    assert structure.matrices[1] == weights._version

@@ -46,9 +46,10 @@ from torch.autograd.function import once_differentiable
 from gnnkit.nn import GCNConv
 from gnnkit.nn._common import runs_propagate, uses_plain_path
 from gnnkit.nn.functional import dropout, relu_dropout
+from gnnkit.nn.gcn_norm import _Structure
 from gnnkit.nn.linear import sparse_structure
 from gnnkit.ops import backend
-from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.ops.dropout import relu_dropout_grad
 from gnnkit.ops.linear import linear as dense_linear
 from gnnkit.ops.matmul import _spmm_raw, _take_edges
@@ -59,23 +60,61 @@ if TYPE_CHECKING:
 __all__ = ["fused_gcn"]
 
 
+def _matrix(graph: CSRGraph, values: Tensor, transpose: bool) -> Tensor:
+    """``A`` (or ``A^T``) as a torch.sparse CSR matrix for values (1, nnz) in ``A``'s CSR
+    order: the one-head matrix :func:`gnnkit.ops.spmm`'s CSR kernel multiplies by."""
+    ptr, idx = graph.kernel_indices(transpose)
+    if transpose:  # A^T's values in its CSR order, as spmm's backward takes them
+        values = _take_edges(values, graph.transpose()[3])
+    rows, cols = graph.num_rows, graph.num_cols
+    shape = (cols, rows) if transpose else (rows, cols)
+    return torch.sparse_csr_tensor(ptr, idx, values.reshape(-1), shape, check_invariants=False)
+
+
+def _adjacency(structure: _Structure, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """``(A, A^T)`` for a layer's normalised weights, built once while they are the same,
+    unmodified tensor (kept on the layer's cached structure)."""
+    memo = structure.matrices
+    if memo is not None and memo[0] is weights and memo[1] == weights._version:
+        return memo[2], memo[3]
+    graph = structure.graph
+    assert graph is not None
+    with ordinary_tensors():  # kept beyond this call, maybe built under inference_mode
+        values = weights.detach().unsqueeze(0)
+        matrices = (_matrix(graph, values, False), _matrix(graph, values, True))
+    structure.matrices = (weights, weights._version, *matrices)
+    return matrices
+
+
 @dataclass(frozen=True)
 class _Product:
-    """A sparse matrix for :func:`_spmm_raw`: structure, values in CSR order and the kernel."""
+    """A sparse matrix times dense rows: structure, values in CSR order, the kernel mode and,
+    for fixed values, the matrix and its transpose built once (:func:`_adjacency`)."""
 
     graph: CSRGraph
     values: Tensor  # (1, nnz)
     deterministic: bool
+    matrices: tuple[Tensor, Tensor] | None = None
 
     def __call__(self, x: Tensor, transpose: bool = False) -> Tensor:
-        """``self @ x`` (or its transpose times ``x``) for a dense (N, C) ``x``."""
-        values = self.values
-        if transpose:  # A^T's values in its CSR order, as spmm's backward takes them
-            values = _take_edges(values, self.graph.transpose()[3])
+        """``self @ x`` (or its transpose times ``x``) for a dense (N, C) ``x``: one
+        ``addmm`` into a fresh output where spmm would run its CSR kernel (the same call,
+        so the same bits), else :func:`gnnkit.ops.spmm`'s other kernel."""
+        graph = self.graph
         kernel = backend.spmm_kernel(
-            x.device, x.dtype, self.deterministic, x.size(-1), self.graph.num_edges
+            x.device, x.dtype, self.deterministic, x.size(-1), graph.num_edges
         )
-        return _spmm_raw(self.graph, transpose, values, x.contiguous().unsqueeze(0), kernel)[0]
+        if kernel != "csr" or graph.num_edges == 0:
+            values = self.values
+            if transpose:
+                values = _take_edges(values, graph.transpose()[3])
+            return _spmm_raw(graph, transpose, values, x.contiguous().unsqueeze(0), kernel)[0]
+        matrix = (
+            self.matrices[transpose] if self.matrices else _matrix(graph, self.values, transpose)
+        )
+        out = x.new_empty(matrix.size(0), x.size(-1))
+        # beta=0: MKL writes every row, those without entries as 0 (as in _spmm_raw)
+        return torch.addmm(out, matrix, x.contiguous(), beta=0.0, out=out)
 
 
 @dataclass(frozen=True)
@@ -182,8 +221,8 @@ def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
     det2 = backend.is_deterministic(conv2.deterministic)
     net = _Network(
         _Product(features, values.unsqueeze(0), det1),
-        _Product(first.graph, weights1.unsqueeze(0), det1),
-        _Product(second.graph, weights2.unsqueeze(0), det2),
+        _Product(first.graph, weights1.unsqueeze(0), det1, _adjacency(first, weights1)),
+        _Product(second.graph, weights2.unsqueeze(0), det2, _adjacency(second, weights2)),
         model.dropout,
         model.training,
     )

@@ -181,6 +181,10 @@ class _Structure:
     # unmodified (or none), whatever ``cached`` says; weights that need a gradient or depend
     # on a learned lambda are never kept.
     memo: "tuple[Tensor | None, int, torch.dtype, Tensor] | None" = None
+    # torch.sparse CSR matrices of the normalised adjacency and of its transpose, built by
+    # gnnkit.models.GCN's fused step for the last weights it was given: (weights, their
+    # version, A, A^T). Their lifetime is the structure's, that is the layer cache entry's.
+    matrices: "tuple[Tensor, int, Tensor, Tensor] | None" = None
 
     def normalised(
         self, edge_weight: "Tensor | None", dtype: torch.dtype, compute: Callable[[], Tensor]
