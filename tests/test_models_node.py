@@ -172,3 +172,32 @@ def test_train_config_defaults_are_the_gcn_recipe():
         recipe.weight_decay,
         recipe.epochs,
     )
+
+
+@pytest.mark.parametrize("name", ["gcn", "gat"])
+def test_the_input_weight_is_stored_transposed_with_pyg_values(name, tmp_path):
+    # GCN and GAT keep conv1's weight column-major (W^T contiguous, what the sparse product
+    # reads), initialised with the values PyG's layers draw for the same seed.
+    from gnnkit.nn import GATConv, GCNConv
+
+    torch.manual_seed(0)
+    model = GCN(30, 5) if name == "gcn" else GAT(30, 5)
+    torch.manual_seed(0)
+    if name == "gcn":
+        first, second = GCNConv(30, 16), GCNConv(16, 5)
+    else:
+        first, second = GATConv(30, 8, heads=8), GATConv(64, 5, concat=False)
+    first.reset_parameters(), second.reset_parameters()
+    weight = model.conv1.lin.weight
+    assert weight.t().is_contiguous() and not weight.is_contiguous()
+    assert torch.equal(weight, first.lin.weight)
+    # a state dict round trip keeps values and layout; a PyG layer loads the values
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    clone = GCN(30, 5) if name == "gcn" else GAT(30, 5)
+    clone.load_state_dict(torch.load(path, weights_only=True))
+    assert (
+        torch.equal(clone.conv1.lin.weight, weight) and clone.conv1.lin.weight.t().is_contiguous()
+    )
+    first.load_state_dict(model.conv1.state_dict())
+    assert torch.equal(first.lin.weight, weight) and first.lin.weight.is_contiguous()

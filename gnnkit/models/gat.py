@@ -97,6 +97,7 @@ class GAT(TwoLayerNetwork):
             **options,
         )
         self.reset_parameters()
+        self._store_input_weight_transposed()
 
     def activation(self, x: Tensor) -> Tensor:
         # In place: the layer returns a fresh tensor (ELU's backward needs only its output).
