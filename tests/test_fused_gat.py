@@ -67,11 +67,12 @@ def dense_gat(graph, a_src, a_dst, edge_score, xw, keep, scale):
 
 
 @needs_jit
+@pytest.mark.parametrize("heads", [1, 3])  # one head: gnnkit.ops._gat_cpu_one_head's passes
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("with_dropout", [False, True])
 @pytest.mark.parametrize("optional", ["all", "no_dst", "no_edge_score"])
-def test_kernel_forward_matches_dense_softmax(dtype, with_dropout, optional):
-    graph, inputs, keep = graph_inputs(dtype)
+def test_kernel_forward_matches_dense_softmax(dtype, with_dropout, optional, heads):
+    graph, inputs, keep = graph_inputs(dtype, heads=heads)
     if optional == "no_dst":
         inputs["a_dst"] = None
     if optional == "no_edge_score":
@@ -90,10 +91,11 @@ def test_kernel_forward_matches_dense_softmax(dtype, with_dropout, optional):
 
 
 @needs_jit
+@pytest.mark.parametrize("heads", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("optional", ["all", "no_dst", "no_edge_score"])
-def test_kernel_backward_matches_autograd_of_torch_form(dtype, optional):
-    graph, inputs, keep = graph_inputs(dtype, seed=1)
+def test_kernel_backward_matches_autograd_of_torch_form(dtype, optional, heads):
+    graph, inputs, keep = graph_inputs(dtype, seed=1, heads=heads)
     if optional == "no_dst":
         inputs["a_dst"] = None
     if optional == "no_edge_score":

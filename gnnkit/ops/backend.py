@@ -19,12 +19,16 @@ in ``benchmarks/results/layers.md``: 169,343 nodes, 1,166,243 edges, 64 channels
   ogbn-arxiv's size (1,166,243 edges) the operation is 1.8-2.2x faster than with MKL's kernel
   for 32 channels, 3.8x for 64, 4.7-4.8x for 128 and 2.9x for 256 (bare kernels: 2.1-2.3x,
   3.1-3.3x, 3.9-4.3x, 2.3x; the numba kernel reaches 55-85 % of the streaming bound from 64
-  channels, MKL's 20-27 %); at Cora's size (13,264 edges) the bare numba kernel is slower up to
-  64 channels (0.4-0.85x: a call costs 15-40 us more) and faster from 128 (1.2-1.3x), which the
-  product-size threshold follows. For 16 channels MKL's kernel wins or loses by turns (0.6-2x at
+  channels, MKL's 20-27 %). The product-size threshold followed the first numba kernel, slower
+  than MKL's at Cora's size (13,264 edges) up to 64 channels; since rows that stay in cache take
+  a kernel adding four entries a pass, the operation as dispatched is 1.3x slower than MKL's at
+  32 channels there, and faster from 64 channels at every size measured (0.74-0.91 of MKL's
+  time from 500 to 4,267 nodes), so the threshold now keeps MKL for some products numba would
+  win. For 16 channels MKL's kernel wins or loses by turns (0.6-2x at
   arxiv size: its sender rows, 11 MB, stay in the last-level cache when the machine is quiet),
-  so it keeps them. Both kernels add each row's entries in CSR order, without fused
-  multiply-adds, and gave the same bits in every measurement. The rule is fixed in code rather
+  so it keeps them. The prefetching numba kernel adds each row's entries in CSR order, without
+  fused multiply-adds, as MKL's does (the same bits in every measurement); the cache-resident
+  one four entries at a time (last-bit differences). The rule is fixed in code rather
   than timed per shape at run time, so that every process picks the same kernel, no first call
   pays for a timing and no noisy measurement on a shared machine decides it.
 - Per-edge dot products (SDDMM) run as ``torch.sparse.sampled_addmm`` on the CSR pattern,
