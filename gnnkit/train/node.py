@@ -183,7 +183,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 class NodeEvaluator:
     """Loss and accuracy of the three splits from one forward pass, one host sync per epoch
-    (the sums in one compiled pass on CPU: :func:`gnnkit.ops.metrics.split_metrics`)."""
+    (the sums in two compiled passes on CPU: :func:`gnnkit.ops.metrics.split_metrics`)."""
 
     def __init__(self, inputs: NodeInputs) -> None:
         indices = (inputs.train_idx, inputs.val_idx, inputs.test_idx)
