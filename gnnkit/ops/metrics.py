@@ -55,19 +55,7 @@ def split_metrics(
     """
     logits = logits.detach()
     if _compiled(logits, index):
-        from gnnkit.ops import _metrics_cpu
-
-        rows, classes = index.numel(), logits.size(1)
-        shifted = np.empty((rows, classes))  # float64 work arrays, no torch operator
-        top, hit, exps = np.empty(rows), np.empty(rows, np.bool_), np.empty((rows, classes))
-        target_np = as_numpy(target)
-        _metrics_cpu.shifted_rows(
-            as_numpy(logits.contiguous()), as_numpy(index), target_np, shifted, top, hit
-        )
-        np.exp(shifted, out=exps)  # vectorised (the module docstring)
-        sums = torch.zeros(num_splits, 2, dtype=torch.float64)
-        _metrics_cpu.split_sums(exps, shifted, top, target_np, hit, as_numpy(split), as_numpy(sums))
-        return sums
+        return _compiled_sums(logits, index, target, split, num_splits)
     out = logits[index].double()  # (M, C)
     top, pred = out.max(dim=-1, keepdim=True)  # (M, 1), (M, 1)
     log_norm = (out - top).exp_().sum(dim=-1, keepdim=True).log_()  # (M, 1)
@@ -76,3 +64,22 @@ def split_metrics(
     stats = torch.cat([losses, pred == y], dim=1)  # (M, 2) loss, correct (0 or 1)
     sums = torch.zeros(num_splits, 2, dtype=torch.float64, device=out.device)
     return sums.index_add_(0, split, stats)
+
+
+def _compiled_sums(
+    logits: Tensor, index: Tensor, target: Tensor, split: Tensor, num_splits: int
+) -> Tensor:
+    """:func:`split_metrics` on CPU: two compiled passes around one numpy ``exp``."""
+    from gnnkit.ops import _metrics_cpu
+
+    rows, classes = index.numel(), logits.size(1)
+    shifted = np.empty((rows, classes))  # float64 work arrays, no torch operator
+    top, hit, exps = np.empty(rows), np.empty(rows, np.bool_), np.empty((rows, classes))
+    target_np = as_numpy(target)
+    _metrics_cpu.shifted_rows(
+        as_numpy(logits.contiguous()), as_numpy(index), target_np, shifted, top, hit
+    )
+    np.exp(shifted, out=exps)  # vectorised (the module docstring)
+    sums = torch.zeros(num_splits, 2, dtype=torch.float64)
+    _metrics_cpu.split_sums(exps, shifted, top, target_np, hit, as_numpy(split), as_numpy(sums))
+    return sums
