@@ -343,3 +343,20 @@ def test_node_scores_kernel_equals_the_products_and_their_gradients(threads):
     assert torch.autograd.gradcheck(node_scores, tuple(probe))
     with pytest.raises(InputError, match="node_scores expects xw"):
         node_scores(xw, att[0][..., :4], att[1])
+
+
+@needs_jit
+@pytest.mark.parametrize("frozen", [0, 1])
+def test_node_scores_gradient_of_one_attention_vector(frozen):
+    # With one attention vector frozen, only the other one gets a gradient, from its own sum.
+    from gnnkit.ops.attention import node_scores
+
+    gen = torch.Generator().manual_seed(5)
+    xw = torch.randn(50, 3, 4, dtype=torch.float64, generator=gen)
+    att = [torch.randn(1, 3, 4, dtype=torch.float64, generator=gen) for _ in "sd"]
+    att[1 - frozen].requires_grad_()
+    a_src, a_dst = node_scores(xw, *att)
+    (grad,) = torch.autograd.grad((a_src * 2 + a_dst.cos()).sum(), [att[1 - frozen]])
+    expected = [(xw * a).sum(-1) for a in att]
+    (want,) = torch.autograd.grad((expected[0] * 2 + expected[1].cos()).sum(), [att[1 - frozen]])
+    torch.testing.assert_close(grad, want)
