@@ -52,7 +52,7 @@ from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.ops.dropout import relu_dropout_grad
 from gnnkit.ops.linear import linear as dense_linear
-from gnnkit.ops.matmul import _spmm_raw, _take_edges
+from gnnkit.ops.matmul import _csr_matrix, _csr_product, _spmm_raw, _take_edges
 
 if TYPE_CHECKING:
     from gnnkit.models.gcn import GCN
@@ -67,8 +67,7 @@ def _matrix(graph: CSRGraph, values: Tensor, transpose: bool) -> Tensor:
     if transpose:  # A^T's values in its CSR order, as spmm's backward takes them
         values = _take_edges(values, graph.transpose()[3])
     rows, cols = graph.num_rows, graph.num_cols
-    shape = (cols, rows) if transpose else (rows, cols)
-    return torch.sparse_csr_tensor(ptr, idx, values.reshape(-1), shape, check_invariants=False)
+    return _csr_matrix(ptr, idx, values, (cols, rows) if transpose else (rows, cols))
 
 
 def _adjacency(structure: _Structure, weights: Tensor) -> tuple[Tensor, Tensor]:
@@ -112,9 +111,7 @@ class _Product:
         matrix = (
             self.matrices[transpose] if self.matrices else _matrix(graph, self.values, transpose)
         )
-        out = x.new_empty(matrix.size(0), x.size(-1))
-        # beta=0: MKL writes every row, those without entries as 0 (as in _spmm_raw)
-        return torch.addmm(out, matrix, x.contiguous(), beta=0.0, out=out)
+        return _csr_product(matrix, x.contiguous(), x.new_empty(matrix.size(0), x.size(-1)))
 
 
 @dataclass(frozen=True)
