@@ -14,6 +14,10 @@ from gnnkit.ops import metrics
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops.metrics import split_metrics
 
+needs_jit = pytest.mark.skipif(not jit_available(), reason="numba is not installed")
+# the compiled path where numba is installed; the torch path (numba switched off) everywhere
+PATHS = [pytest.param(True, marks=needs_jit, id="compiled"), pytest.param(False, id="torch")]
+
 
 def _case(seed: int, dtype: torch.dtype, nodes: int = 80, classes: int = 6, rows: int = 50):
     g = torch.Generator().manual_seed(seed)
@@ -38,11 +42,9 @@ def _torch_path(monkeypatch):
     monkeypatch.setattr(metrics, "jit_available", lambda: False)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("compiled", PATHS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sums_equal_cross_entropy_and_argmax(compiled, dtype, monkeypatch):
-    if compiled and not jit_available():
-        pytest.skip("numba is not installed: only the torch path runs here")
     if not compiled:
         _torch_path(monkeypatch)
     for seed in range(3):
@@ -54,7 +56,7 @@ def test_sums_equal_cross_entropy_and_argmax(compiled, dtype, monkeypatch):
         assert got[3].tolist() == [0.0, 0.0]
 
 
-@pytest.mark.skipif(not jit_available(), reason="numba is not installed")
+@needs_jit
 def test_compiled_and_torch_paths_agree(monkeypatch):
     case = _case(7, torch.float32, nodes=500, classes=7, rows=400)
     compiled = split_metrics(*case, 3)
@@ -62,10 +64,8 @@ def test_compiled_and_torch_paths_agree(monkeypatch):
     torch.testing.assert_close(compiled, split_metrics(*case, 3), rtol=1e-13, atol=0.0)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("compiled", PATHS)
 def test_a_nan_logit_makes_its_split_loss_nan(compiled, monkeypatch):
-    if compiled and not jit_available():
-        pytest.skip("numba is not installed")
     if not compiled:
         _torch_path(monkeypatch)
     logits = torch.zeros(4, 3)
