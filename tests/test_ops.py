@@ -415,8 +415,10 @@ def test_backend_info_reports_the_measured_defaults():
     # the size rule that sends wide, large products to the numba kernel is spelled out
     from gnnkit.ops._jit import jit_available
 
-    numba_rule = "numba row kernel (gnnkit.ops._spmm_cpu) for rows of >= 32 channels"
+    numba_rule = "numba row kernel (gnnkit.ops._spmm_cpu) for other rows of >= 32 channels"
     assert (numba_rule in info["kernels"]["spmm"]) == jit_available()
+    narrow_rule = "(gnnkit.ops._spmm_narrow) for rows of 8 to 63 channels, and of 64 channels"
+    assert (narrow_rule in info["kernels"]["spmm"]) == jit_available()
     assert "2**20 multiply-adds" in info["kernels"]["spmm"] or not jit_available()
     assert info["kernels"]["scatter_max"] == "Tensor.scatter_reduce_"
     assert ops.backend_info(dtype=torch.float16)["kernels"]["spmm"].startswith("gather")

@@ -43,6 +43,14 @@ def dense_reference(edge_index, graph, values, x, nodes):
     return torch.stack(out)
 
 
+def differentiable_case(heads, channels):
+    """A small float64 case whose values and features require gradients (one head: 1-D / 2-D)."""
+    _, graph, values, x = random_case(12, 50, heads, channels, torch.float64, 8, empty_rows=2)
+    values.requires_grad_(True)
+    x.requires_grad_(True)
+    return (graph, values[0], x[0]) if heads == 1 else (graph, values, x)
+
+
 def numba_spmm(graph, values, x, index_dtype=torch.int32, transpose=False):
     from gnnkit.ops import _spmm_cpu
 
@@ -121,11 +129,7 @@ def test_spmm_gradients_through_the_numba_kernel(heads, monkeypatch):
     calls = []
     real = _spmm_cpu.spmm
     monkeypatch.setattr(_spmm_cpu, "spmm", lambda *args: calls.append(1) or real(*args))
-    _, graph, values, x = random_case(12, 50, heads, 4, torch.float64, 8, empty_rows=2)
-    values.requires_grad_(True)
-    x.requires_grad_(True)
-    if heads == 1:
-        values, x = values[0], x[0]
+    graph, values, x = differentiable_case(heads, 4)
 
     def fn(v, features):
         return ops.spmm(graph, v, features)
@@ -147,6 +151,7 @@ def test_spmm_gradients_through_the_numba_kernel(heads, monkeypatch):
 @needs_jit
 def test_spmm_with_numba_kernel_is_deterministic_in_deterministic_mode(monkeypatch):
     monkeypatch.setattr(backend, "_CPU_SPMM_JIT_MIN_WORK", 0)
+    monkeypatch.setattr(backend, "_CPU_SPMM_NARROW_CHANNELS", (0, 0))  # the row kernel
     _, graph, values, x = random_case(300, 4000, 1, 64, torch.float32, 9)
     x = x[0].requires_grad_(True)
     grad = torch.randn(300, 64)
@@ -161,17 +166,25 @@ def test_spmm_with_numba_kernel_is_deterministic_in_deterministic_mode(monkeypat
 
 
 def test_spmm_kernel_rule():
-    expected = "numba" if jit_available() else "csr"
-    wide, many = 32, 2**15  # 2**20 multiply-adds
-    assert backend.spmm_kernel(CPU, torch.float32, False, wide, many) == expected
-    assert backend.spmm_kernel(CPU, torch.float64, True, wide, many) == expected  # deterministic
-    assert backend.spmm_kernel(CPU, torch.float32, False, wide, many - 1) == "csr"  # small product
-    assert backend.spmm_kernel(CPU, torch.float32, False, wide - 1, 2**30) == "csr"  # narrow rows
+    numba = "numba" if jit_available() else "csr"
+    narrow = "narrow" if jit_available() else "csr"
+    many = 2**15  # with 32 channels, 2**20 multiply-adds
+    resident = (12 * 2**20) // (64 * 4) - 1  # 64-channel float32 sender rows below 12 MiB
+    assert backend.spmm_kernel(CPU, torch.float32, False, 32, many) == narrow
+    assert backend.spmm_kernel(CPU, torch.float32, False, 8, 1) == narrow  # any size
+    assert backend.spmm_kernel(CPU, torch.float64, True, 63, 2**30) == narrow  # deterministic
+    assert backend.spmm_kernel(CPU, torch.float32, False, 64, 2**30, resident) == narrow
+    assert backend.spmm_kernel(CPU, torch.float32, False, 64, 2**30, resident + 1) == numba
+    assert backend.spmm_kernel(CPU, torch.float64, False, 64, 2**30, resident) == numba  # 8 B
+    assert backend.spmm_kernel(CPU, torch.float32, False, 64, 2**30) == numba  # rows unknown
+    assert backend.spmm_kernel(CPU, torch.float32, False, 65, many) == numba
+    assert backend.spmm_kernel(CPU, torch.float32, False, 65, many // 4) == "csr"  # small product
+    assert backend.spmm_kernel(CPU, torch.float32, False, 7, 2**30) == "csr"  # narrow rows
     assert backend.spmm_kernel(CPU, torch.float32, False) == "csr"  # size unknown
-    assert backend.spmm_kernel(CPU, torch.bfloat16, False, wide, many) == "segment"
+    assert backend.spmm_kernel(CPU, torch.bfloat16, False, 32, many) == "segment"
     cuda = torch.device("cuda")
-    assert backend.spmm_kernel(cuda, torch.float32, False, wide, many) == "csr"
-    assert backend.spmm_kernel(cuda, torch.float32, True, wide, many) == "segment"
+    assert backend.spmm_kernel(cuda, torch.float32, False, 32, many) == "csr"
+    assert backend.spmm_kernel(cuda, torch.float32, True, 32, many) == "segment"
 
 
 def test_spmm_falls_back_to_torch_without_numba(monkeypatch):

@@ -52,7 +52,13 @@ from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.ops.dropout import relu_dropout_grad
 from gnnkit.ops.linear import linear as dense_linear
-from gnnkit.ops.matmul import _csr_matrix, _csr_product, _spmm_raw, _take_edges
+from gnnkit.ops.matmul import (
+    _csr_matrix,
+    _csr_product,
+    _spmm_raw,
+    _spmm_transposed,
+    _take_edges,
+)
 
 if TYPE_CHECKING:
     from gnnkit.models.gcn import GCN
@@ -95,23 +101,29 @@ class _Product:
     deterministic: bool
     matrices: tuple[Tensor, Tensor] | None = None
 
-    def __call__(self, x: Tensor, transpose: bool = False) -> Tensor:
-        """``self @ x`` (or its transpose times ``x``) for a dense (N, C) ``x``: one
-        ``addmm`` into a fresh output where spmm would run its CSR kernel (the same call,
-        so the same bits), else :func:`gnnkit.ops.spmm`'s other kernel."""
+    def __call__(self, x: Tensor, transpose: bool = False, bias: Tensor | None = None) -> Tensor:
+        """``self @ x + bias`` (or the transpose times ``x``, no bias) for a dense (N, C)
+        ``x``: one ``addmm`` into a fresh output where spmm would run its CSR kernel (the
+        same call, so the same bits), else :func:`gnnkit.ops.spmm`'s other kernel (on the
+        transposed values kept in ``matrices`` where there are any). The bias is added as
+        ``add_`` would, by the narrow kernel as it stores each row."""
         graph = self.graph
         kernel = backend.spmm_kernel(
-            x.device, x.dtype, self.deterministic, x.size(-1), graph.num_edges
+            x.device, x.dtype, self.deterministic, x.size(-1), graph.num_edges, x.size(0)
         )
         if kernel != "csr" or graph.num_edges == 0:
-            values = self.values
-            if transpose:
-                values = _take_edges(values, graph.transpose()[3])
-            return _spmm_raw(graph, transpose, values, x.contiguous().unsqueeze(0), kernel)[0]
+            x = x.contiguous().unsqueeze(0)
+            if not transpose:
+                return _spmm_raw(graph, False, self.values, x, kernel, bias)[0]
+            if self.matrices:  # A^T's values in its CSR order, gathered once
+                values = self.matrices[1].values().unsqueeze(0)
+                return _spmm_raw(graph, True, values, x, kernel)[0]
+            return _spmm_transposed(graph, self.values, x, kernel)[0]
         matrix = (
             self.matrices[transpose] if self.matrices else _matrix(graph, self.values, transpose)
         )
-        return _csr_product(matrix, x.contiguous(), x.new_empty(matrix.size(0), x.size(-1)))
+        out = _csr_product(matrix, x.contiguous(), x.new_empty(matrix.size(0), x.size(-1)))
+        return out if bias is None else out.add_(bias)
 
 
 @dataclass(frozen=True)
@@ -128,10 +140,10 @@ class _Network:
 def _forward(net: _Network, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> tuple[Tensor, ...]:
     """The logits, and the hidden activations the backward pass needs."""
     h0 = net.features(w1.t())  # (|V|, hidden): sparse_linear's product
-    z1 = net.first(h0).add_(b1)
+    z1 = net.first(h0, bias=b1)
     a1 = relu_dropout(z1, net.p, net.training)  # the layers' draw, in the layers' order
-    z2 = net.second(dense_linear(a1, w2))  # (|V|, out): the second layer's transform
-    return z2.add_(b2), a1
+    z2 = net.second(dense_linear(a1, w2), bias=b2)  # (|V|, out): the second layer's transform
+    return z2, a1
 
 
 class _TwoLayerGCN(torch.autograd.Function):

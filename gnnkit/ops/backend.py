@@ -24,11 +24,19 @@ in ``benchmarks/results/layers.md``: 169,343 nodes, 1,166,243 edges, 64 channels
   a kernel adding four entries a pass, the operation as dispatched is 1.3x slower than MKL's at
   32 channels there, and faster from 64 channels at every size measured (0.74-0.91 of MKL's
   time from 500 to 4,267 nodes), so the threshold now keeps MKL for some products numba would
-  win. For 16 channels MKL's kernel wins or loses by turns (0.6-2x at
-  arxiv size: its sender rows, 11 MB, stay in the last-level cache when the machine is quiet),
-  so it keeps them. The prefetching numba kernel adds each row's entries in CSR order, without
-  fused multiply-adds, as MKL's does (the same bits in every measurement); the cache-resident
-  one four entries at a time (last-bit differences). The rule is fixed in code rather
+  win. Rows of 8 to 63 channels, and of 64 channels whose sender rows fit in 12 MiB, take
+  a third kernel, written out per channel count so that LLVM vectorises rows that narrow
+  (:mod:`gnnkit.ops._spmm_narrow`; ``python benchmarks/roofline.py`` and the kernel's module
+  docstring). Measured against MKL's kernel, interleaved, 1 thread: on Cora's 13,264-entry
+  graph 15 against 26 us at 16 channels, 18 against 27 at 32, 31 against 63 at 64 (13.7
+  against 16.4 at 7 channels, where MKL keeps them); on ogbl-ddi's size (2 million entries)
+  1.0 against 1.7 ms at 16 channels and 3.2 against 8.7 at 64 (6.4 for the four-entry
+  kernel); at ogbn-arxiv's size 1.6 against 2.3 ms at 8 channels, 1.8 against 2.4 at 16, 4.6
+  against 8.8 at 32 and 9.8 against 22.1 at 48, but 13.1 against the prefetching kernel's
+  11.4 at 64, which keeps those. The prefetching numba kernel and the narrow one add each
+  row's entries in CSR order, without fused multiply-adds, as MKL's does (the same bits in
+  every measurement); the cache-resident four-entry kernel adds them four at a time
+  (last-bit differences). The rule is fixed in code rather
   than timed per shape at run time, so that every process picks the same kernel, no first call
   pays for a timing and no noisy measurement on a shared machine decides it.
 - Per-edge dot products (SDDMM) run as ``torch.sparse.sampled_addmm`` on the CSR pattern,
@@ -65,7 +73,7 @@ from typing import Any, Literal
 import torch
 
 from gnnkit.errors import InputError
-from gnnkit.ops._jit import jit_available
+from gnnkit.ops._jit import PREFETCH_MIN_BYTES, jit_available
 
 __all__ = [
     "backend_info",
@@ -103,6 +111,9 @@ _CPU_SDDMM_MIN_CHANNELS = 8
 # The numba SpMM kernel beats MKL's on CPU for rows this wide, in products this large (|E| H C).
 _CPU_SPMM_JIT_MIN_CHANNELS = 32
 _CPU_SPMM_JIT_MIN_WORK = 2**20
+# Rows this wide take the numba kernel written out per channel count (the upper bound only
+# when the sender rows fit in cache); see spmm_kernel.
+_CPU_SPMM_NARROW_CHANNELS = (8, 64)
 
 
 def torch_scatter_available() -> bool:
@@ -205,31 +216,39 @@ def spmm_kernel(
     deterministic: bool,
     channels: int | None = None,
     entries: int | None = None,
+    senders: int | None = None,
 ) -> str:
-    """``"csr"`` (torch.sparse CSR matmul), ``"numba"`` (gnnkit's compiled row kernel, CPU) or
-    ``"segment"`` (chunked gather + segment sum).
+    """``"csr"`` (torch.sparse CSR matmul), ``"narrow"`` or ``"numba"`` (gnnkit's compiled
+    row kernels, CPU) or ``"segment"`` (chunked gather + segment sum).
 
-    ``channels`` is the width C of the dense rows and ``entries`` the number of sparse entries
-    (|E| H for H heads), where known. On CPU, with numba available, rows of at least 32
-    channels in a product of at least ``2**20`` multiply-adds (``entries * channels``) take
-    :mod:`gnnkit.ops._spmm_cpu`'s row kernel; narrower rows, smaller products and products of
-    unknown size take MKL's CSR kernel. Both add each row's entries in CSR order and give the
-    same result. The measurements behind the rule are in the module docstring.
+    ``channels`` is the width C of the dense rows, ``entries`` the number of sparse entries
+    (|E| H for H heads) and ``senders`` the number of dense rows gathered (|V_in| H), where
+    known. On CPU, with numba available, rows of 8 to 63 channels take
+    :mod:`gnnkit.ops._spmm_narrow`'s kernel, and so do rows of 64 channels whose sender rows
+    fit in cache; otherwise rows of at least 32 channels in a product of at least ``2**20``
+    multiply-adds take :mod:`gnnkit.ops._spmm_cpu`'s, and narrower rows, smaller products
+    and products of unknown size MKL's CSR kernel. All add each row's entries in CSR order
+    and give the same result. The measurements behind the rule are in the module docstring.
     """
     if deterministic and device.type != "cpu":
         return "segment"
-    if dtype in _SPARSE_DTYPES.get(device.type, ()):
-        if (
-            device.type == "cpu"
-            and channels is not None
-            and entries is not None
-            and channels >= _CPU_SPMM_JIT_MIN_CHANNELS
-            and entries * channels >= _CPU_SPMM_JIT_MIN_WORK
-            and jit_available()
-        ):
-            return "numba"
+    if dtype not in _SPARSE_DTYPES.get(device.type, ()):
+        return "segment"
+    if device.type != "cpu" or channels is None or not jit_available():
         return "csr"
-    return "segment"
+    if _CPU_SPMM_NARROW_CHANNELS[0] <= channels < _CPU_SPMM_NARROW_CHANNELS[1] or (
+        channels == _CPU_SPMM_NARROW_CHANNELS[1]
+        and senders is not None
+        and senders * channels * dtype.itemsize < PREFETCH_MIN_BYTES
+    ):
+        return "narrow"
+    if (
+        entries is not None
+        and channels >= _CPU_SPMM_JIT_MIN_CHANNELS
+        and entries * channels >= _CPU_SPMM_JIT_MIN_WORK
+    ):
+        return "numba"
+    return "csr"
 
 
 def sddmm_kernel(device: torch.device, dtype: torch.dtype, channels: int | None = None) -> str:
@@ -272,16 +291,19 @@ def _gat_kernel_name(device: torch.device, dtype: torch.dtype) -> str:
 
 
 def _spmm_description(device: torch.device, dtype: torch.dtype, det: bool, default: str) -> str:
-    """The SpMM kernel of unknown or small products, and the size rule that picks numba's."""
+    """The SpMM kernel of unknown or small products, and the rules that pick numba's."""
     wide = spmm_kernel(
         device, dtype, det, _CPU_SPMM_JIT_MIN_CHANNELS, _CPU_SPMM_JIT_MIN_WORK
     )  # the smallest product the rule sends to numba
-    if wide != "numba":
+    if wide not in ("numba", "narrow"):
         return default
+    low, high = _CPU_SPMM_NARROW_CHANNELS
     return (
-        f"{default}; gnnkit's numba row kernel (gnnkit.ops._spmm_cpu) for rows of >= "
-        f"{_CPU_SPMM_JIT_MIN_CHANNELS} channels in products of >= 2**"
-        f"{_CPU_SPMM_JIT_MIN_WORK.bit_length() - 1} multiply-adds"
+        f"{default}; gnnkit's numba kernels written per channel count "
+        f"(gnnkit.ops._spmm_narrow) for rows of {low} to {high - 1} channels, and of {high} "
+        f"channels whose sender rows fit in {PREFETCH_MIN_BYTES >> 20} MiB; gnnkit's numba "
+        f"row kernel (gnnkit.ops._spmm_cpu) for other rows of >= {_CPU_SPMM_JIT_MIN_CHANNELS} "
+        f"channels in products of >= 2**{_CPU_SPMM_JIT_MIN_WORK.bit_length() - 1} multiply-adds"
     )
 
 

@@ -97,17 +97,38 @@ def _cpu_kernels() -> ModuleType:
     return _spmm_cpu
 
 
-def _spmm_raw(graph: CSRGraph, transpose: bool, values: Tensor, x: Tensor, kernel: str) -> Tensor:
-    """(H, E) values and (H, N_in, C) features -> (H, N_out, C), for A or its transpose."""
+def _narrow_kernels() -> ModuleType:
+    """:mod:`gnnkit.ops._spmm_narrow`, imported (with numba) when its kernel first runs."""
+    from gnnkit.ops import _spmm_narrow
+
+    return _spmm_narrow
+
+
+def _spmm_raw(
+    graph: CSRGraph,
+    transpose: bool,
+    values: Tensor,
+    x: Tensor,
+    kernel: str,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """(H, E) values and (H, N_in, C) features -> (H, N_out, C), for A or its transpose; plus
+    a (C,) ``bias`` where given (added in the narrow kernel as it stores a row, else after:
+    the same bits)."""
     num_out = graph.num_cols if transpose else graph.num_rows
     shape = (x.size(0), num_out, x.size(2))
     # MKL honours beta=0 (rows without entries come out as 0, whatever `out` held); zero the
     # buffer elsewhere rather than rely on every backend doing the same.
     out = x.new_empty(shape) if x.device.type == "cpu" else x.new_zeros(shape)
     if graph.num_edges == 0 or out.numel() == 0:
-        return out.zero_()
+        out.zero_()
+        return out if bias is None else out.add_(bias)
     x = x.contiguous()
     values = values.contiguous()
+    if kernel == "narrow":
+        ptr, idx = graph.kernel_indices(transpose)
+        _narrow_kernels().spmm(ptr, idx, values, x, out, bias)
+        return out
     if kernel == "csr":
         ptr, idx = graph.kernel_indices(transpose, heads=x.size(0))
         _csr_matmul(ptr, idx, values, x, out)
@@ -117,7 +138,23 @@ def _spmm_raw(graph: CSRGraph, transpose: bool, values: Tensor, x: Tensor, kerne
     else:
         ptr, idx = graph.transpose()[:2] if transpose else (graph.rowptr, graph.col)
         _segment_matmul(ptr, idx, values, x, out)
-    return out
+    return out if bias is None else out.add_(bias)
+
+
+def _spmm_transposed(graph: CSRGraph, values: Tensor, x: Tensor, kernel: str) -> Tensor:
+    """``A^T x`` for (H, E) values in ``A``'s CSR order and (H, N_out, C) ``x``.
+
+    With the narrow kernel on one thread, straight from ``A``'s own CSR order
+    (:func:`gnnkit.ops._spmm_narrow.spmm_transposed`: the same bits, without gathering the
+    values into the transpose's order); otherwise the values are gathered and the transpose
+    multiplied (:func:`_spmm_raw`).
+    """
+    if kernel == "narrow" and torch.get_num_threads() == 1 and graph.num_edges > 0:
+        out = x.new_empty(x.size(0), graph.num_cols, x.size(2))
+        ptr, idx = graph.kernel_indices(False)
+        _narrow_kernels().spmm_transposed(ptr, idx, values.contiguous(), x.contiguous(), out)
+        return out
+    return _spmm_raw(graph, True, _take_edges(values, graph.transpose()[3]), x, kernel)
 
 
 def _sddmm_raw(graph: CSRGraph, a: Tensor, b: Tensor, kernel: str) -> Tensor:
@@ -166,8 +203,10 @@ def _take_edges(values: Tensor, index: Tensor) -> Tensor:
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: CSRGraph, values: Tensor, x: Tensor, deterministic: bool) -> Tensor:
-        entries = x.size(0) * graph.num_edges
-        kernel = backend.spmm_kernel(x.device, x.dtype, deterministic, x.size(2), entries)
+        heads = x.size(0)
+        kernel = backend.spmm_kernel(
+            x.device, x.dtype, deterministic, x.size(2), heads * graph.num_edges, heads * x.size(1)
+        )
         out = _spmm_raw(graph, False, values, x, kernel)
         ctx.graph = graph
         ctx.kernel = kernel
@@ -189,8 +228,7 @@ class _SpMM(torch.autograd.Function):
             kernel = backend.sddmm_kernel(x.device, x.dtype, x.size(2))
             grad_values = _sddmm_raw(graph, grad_out, x, kernel)
         if ctx.needs_input_grad[2]:
-            values_t = _take_edges(values, graph.transpose()[3])  # A^T in its CSR order
-            grad_x = _spmm_raw(graph, True, values_t, grad_out, ctx.kernel)
+            grad_x = _spmm_transposed(graph, values, grad_out, ctx.kernel)
         return None, grad_values, grad_x, None
 
 

@@ -1,0 +1,172 @@
+"""The numba SpMM kernels written per channel count (gnnkit.ops._spmm_narrow).
+
+References: a dense ``A @ X`` in float64, torch's CSR ``addmm`` (MKL, which adds each row's
+entries in CSR order without fused multiply-adds, as these kernels do: the bits must agree),
+and the product on the transposed structure with gathered values.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_spmm_kernels import dense_reference, differentiable_case, random_case
+
+from gnnkit import ops
+from gnnkit.ops import backend
+from gnnkit.ops import matmul as matmul_module
+from gnnkit.ops._jit import jit_available
+
+pytestmark = [
+    pytest.mark.skipif(not jit_available(), reason="numba is not available"),
+    pytest.mark.usefixtures("one_thread"),
+]
+CPU = torch.device("cpu")
+
+
+def narrow():
+    from gnnkit.ops import _spmm_narrow
+
+    return _spmm_narrow
+
+
+def run(graph, values, x, index_dtype=torch.int32, bias=None):
+    out = torch.full((x.size(0), graph.num_rows, x.size(2)), float("nan"), dtype=x.dtype)
+    ptr, idx = graph.rowptr.to(index_dtype), graph.col.to(index_dtype)
+    narrow().spmm(ptr, idx, values, x, out, bias)
+    return out
+
+
+def transposed(graph, values, x, index_dtype=torch.int32):
+    out = torch.full((x.size(0), graph.num_cols, x.size(2)), float("nan"), dtype=x.dtype)
+    ptr, idx = graph.rowptr.to(index_dtype), graph.col.to(index_dtype)
+    narrow().spmm_transposed(ptr, idx, values, x, out)
+    return out
+
+
+SHAPES = {  # nodes, edges, heads, channels, receivers without edges
+    "one entry": (1, 1, 1, 8, 0),
+    "three heads": (40, 300, 3, 13, 5),
+    "64 channels": (64, 900, 1, 64, 3),
+}
+
+
+@pytest.mark.parametrize("case", list(SHAPES))
+@pytest.mark.parametrize(
+    ("dtype", "index_dtype"),
+    [(d, i) for d in (torch.float32, torch.float64) for i in (torch.int32, torch.int64)],
+)
+def test_narrow_spmm_matches_dense_and_is_mkls_bits(case, dtype, index_dtype):
+    nodes, edges, heads, channels, empty = SHAPES[case]
+    edge_index, graph, values, x = random_case(nodes, edges, heads, channels, dtype, 3, empty)
+    out = run(graph, values, x, index_dtype)
+    digits = 5 if dtype == torch.float32 else 12
+    torch.testing.assert_close(
+        out.double(),
+        dense_reference(edge_index, graph, values, x, nodes),
+        rtol=10**-digits,
+        atol=10**-digits,
+    )
+    assert not out[:, nodes - empty :].any()  # rows without entries are zero
+    csr = torch.empty_like(out)
+    matmul_module._csr_matmul(*graph.kernel_indices(heads=heads), values, x, csr)
+    assert torch.equal(out, csr)  # CSR order, no FMA: MKL's own bits
+
+
+def test_narrow_spmm_without_values_sums_sender_rows():
+    edge_index, graph, values, x = random_case(30, 200, 2, 24, torch.float64, 5, empty_rows=4)
+    out = run(graph, None, x)
+    reference = dense_reference(edge_index, graph, torch.ones_like(values), x, 30)
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bias_is_added_as_add_would(dtype):
+    _, graph, values, x = random_case(50, 400, 2, 16, dtype, 4, empty_rows=3)
+    bias = torch.randn(16, dtype=dtype)
+    expected = run(graph, values, x).add_(bias)
+    assert torch.equal(run(graph, values, x, bias=bias), expected)
+    # through matmul's dispatcher, on every kernel (empty rows come out as the bias)
+    for kernel in ("narrow", "csr", "segment"):
+        out = matmul_module._spmm_raw(graph, False, values, x, kernel, bias)
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    empty = ops.CSRGraph.from_edge_index(torch.empty(2, 0, dtype=torch.long), 5)
+    out = matmul_module._spmm_raw(empty, False, values[:, :0], x[:, :5], "narrow", bias)
+    assert torch.equal(out, bias.expand(2, 5, 16))
+
+
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize(("heads", "channels"), [(1, 16), (2, 9)])
+def test_transposed_product_without_gathering_values(index_dtype, heads, channels):
+    # bipartite, duplicate edges and empty rows included: 9 receivers, 25 senders
+    edge_index, graph, values, _ = random_case(9, 60, heads, channels, torch.float32, 6, 2, 25)
+    grad_out = torch.randn(heads, 9, channels)
+    out = transposed(graph, values, grad_out, index_dtype)  # (H, 25, C): A^T @ grad_out
+    gathered = matmul_module._take_edges(values, graph.transpose()[3])
+    reference = torch.empty_like(out)
+    narrow().spmm(*graph.kernel_indices(True), gathered, grad_out, reference)
+    assert torch.equal(out, reference)  # the transpose's CSR order: the same bits
+    for h in range(heads):
+        dense = torch.zeros(9, 25, dtype=torch.float64)
+        input_order = torch.empty_like(values[h]).scatter_(0, graph.perm, values[h])
+        dense.index_put_((edge_index[1], edge_index[0]), input_order.double(), accumulate=True)
+        reference_h = dense.t() @ grad_out[h].double()
+        torch.testing.assert_close(out[h].double(), reference_h, rtol=1e-5, atol=1e-5)
+
+
+def test_same_bits_for_every_thread_count():
+    _, graph, values, x = random_case(500, 6000, 1, 48, torch.float32, 7)
+    first = run(graph, values, x)
+    grad = torch.randn(1, 500, 48)
+    first_t = matmul_module._spmm_transposed(graph, values, grad, "narrow")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert torch.equal(first, run(graph, values, x))
+        # two threads gather the values and multiply the transpose (no shared rows)
+        assert torch.equal(first_t, matmul_module._spmm_transposed(graph, values, grad, "narrow"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_slp_vectoriser_is_switched_on_only_while_compiling():
+    from numba.core import config
+
+    before = config.SLP_VECTORIZE
+    _, graph, values, x = random_case(20, 100, 1, 11, torch.float32, 8)
+    run(graph, values, x)  # compiles the 11-channel kernel
+    after = config.SLP_VECTORIZE
+    assert after == before
+    kernel = narrow()._dispatcher(11, "rows")
+    assert len(kernel.overloads) == 1  # one compiled signature, reused
+    run(graph, values, x)
+    assert len(kernel.overloads) == 1
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_spmm_gradients_through_the_narrow_kernel(heads, monkeypatch):
+    calls = []
+    real, real_t = narrow().spmm, narrow().spmm_transposed
+    monkeypatch.setattr(narrow(), "spmm", lambda *args: calls.append("rows") or real(*args))
+    monkeypatch.setattr(
+        narrow(), "spmm_transposed", lambda *args: calls.append("transposed") or real_t(*args)
+    )
+    graph, values, x = differentiable_case(heads, 10)
+    assert backend.spmm_kernel(CPU, torch.float64, False, 10, heads * 50, heads * 12) == "narrow"
+    assert torch.autograd.gradcheck(lambda v, features: ops.spmm(graph, v, features), (values, x))
+    assert {"rows", "transposed"} <= set(calls)  # forward and backward ran the kernels
+    out = ops.spmm(graph, values, x)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (values, x), grad)
+    monkeypatch.setattr(backend, "_CPU_SPMM_NARROW_CHANNELS", (0, 0))  # MKL's kernel
+    out_csr = ops.spmm(graph, values, x)
+    theirs = torch.autograd.grad(out_csr, (values, x), grad)
+    assert torch.equal(out, out_csr)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_narrow_spmm_rejects_a_non_contiguous_output():
+    _, graph, values, x = random_case(10, 40, 1, 8, torch.float32, 9)
+    out = torch.empty(1, 8, 10).transpose(1, 2)
+    with pytest.raises(ValueError, match="contiguous"):
+        narrow().spmm(graph.rowptr, graph.col, values, x, out)
