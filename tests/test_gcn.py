@@ -702,16 +702,26 @@ def test_propagate_hooks_run_and_give_the_direct_kernels_answer():
         torch.testing.assert_close(hooked.bias.grad, direct.bias.grad, rtol=0, atol=0)
 
 
-def test_bias_is_added_out_of_place_under_autograd():
-    # In place on the SpMM's output view, autograd would copy it through as_strided in the
-    # backward pass; out of place, the bias's gradient node is a plain addition.
+def test_bias_is_added_inside_the_spmm_or_out_of_place():
+    # gnnkit's SpMM adds the bias itself (one autograd node, bias gradient = the output
+    # gradient summed over rows); where PyG's propagate runs (hooks), the bias is added out of
+    # place: in place on the SpMM's output view, autograd would copy it through as_strided.
+    x, edge_index = torch.randn(12, 6, dtype=torch.float64), directed_graph(seed=4)
     layer = make_layer(6, 3)
-    out = layer(torch.randn(12, 6, dtype=torch.float64), directed_graph(seed=4))
-    assert type(out.grad_fn).__name__ == "AddBackward0"
+    out = layer(x, edge_index)
+    assert type(out.grad_fn).__name__ == "_SpMMBackward"  # one node
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    torch.testing.assert_close(layer.bias.grad, grad.sum(0), rtol=0, atol=1e-12)
+    hooked = make_layer(6, 3)
+    hooked.load_state_dict(layer.state_dict())
+    hooked.register_propagate_forward_hook(lambda *args: None)
+    out_hooked = hooked(x, edge_index)
+    assert type(out_hooked.grad_fn).__name__ == "AddBackward0"
+    torch.testing.assert_close(out_hooked, out, rtol=0, atol=1e-12)
     with torch.no_grad():  # in place where nothing records it
-        assert (
-            layer(torch.randn(12, 6, dtype=torch.float64), directed_graph(seed=4)).grad_fn is None
-        )
+        assert hooked(x, edge_index).grad_fn is None
+        assert layer(x, edge_index).grad_fn is None
 
 
 def test_repr_is_pygs_plus_gnnkit_extras_away_from_their_defaults():

@@ -109,7 +109,13 @@ class _Product:
         ``add_`` would, by the narrow kernel as it stores each row."""
         graph = self.graph
         kernel = backend.spmm_kernel(
-            x.device, x.dtype, self.deterministic, x.size(-1), graph.num_edges, x.size(0)
+            x.device,
+            x.dtype,
+            self.deterministic,
+            x.size(-1),
+            graph.num_edges,
+            x.size(0),
+            biased=bias is not None,
         )
         if kernel != "csr" or graph.num_edges == 0:
             x = x.contiguous().unsqueeze(0)

@@ -379,15 +379,10 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         # Multiply by W first when that narrows the features (or x is sparse), so the SpMM
         # runs on min(F_in, F_out) channels.
         transform_first = x.layout != torch.strided or self.out_channels <= x.size(-1)
-        h = self._transform(x) if transform_first else x  # (..., N, F)
-        out = self._fused_propagate(h, structure, weights)
-        if not transform_first:
-            return F.linear(out, self.lin.weight, self.bias)  # (..., N, F_out), bias fused
-        if self.bias is None:
-            return out
-        # Under autograd out-of-place: an in-place add on the aggregation's output (a view)
-        # would make autograd copy it through as_strided in the backward pass.
-        return out + self.bias if torch.is_grad_enabled() else out.add_(self.bias)
+        if not transform_first:  # aggregated, then (..., N, F_out) with F.linear's bias
+            out = self._fused_propagate(x, structure, weights)
+            return F.linear(out, self.lin.weight, self.bias)
+        return self._fused_propagate(self._transform(x), structure, weights, self.bias)
 
     @torch.jit.unused
     def _checked_inputs(
@@ -417,27 +412,33 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         cache = self._feature_cache if x.dim() == 2 else None  # a static batch is dense
         return linear(x, self.lin.weight, cache)
 
-    def _fused_propagate(self, h: Tensor, structure: "_Structure", weights: Tensor) -> Tensor:
-        """One SpMM on the cached CSR graph; a static batch (B, N, F) runs as (N, B F)."""
+    def _fused_propagate(
+        self, h: Tensor, structure: "_Structure", weights: Tensor, bias: OptTensor = None
+    ) -> Tensor:
+        """One SpMM on the cached CSR graph, plus ``bias`` (added by gnnkit's SpMM as it stores
+        each row, else after); a static batch (B, N, F) runs as (N, B F)."""
         csr = structure.graph
         assert csr is not None
         batch = h.size(0) if h.dim() == 3 else 0
         if batch:
             h = h.transpose(0, 1).reshape(h.size(1), -1)  # (N, B F)
-        if runs_propagate(self, GCNConv):
-            # PyG's propagate, for its hooks: the CSR graph is already oriented (rows
-            # receive), so it runs with the default flow whatever the layer's flow is.
+        if not runs_propagate(self, GCNConv):  # what propagate would run: the SpMM (+ bias)
+            fused, bias = (None, bias) if batch else (bias, None)  # (N, B F): added after
+            out = ops.spmm(csr, weights, h, bias=fused, deterministic=self.deterministic)
+        else:
+            # PyG's propagate for its hooks, on the oriented CSR graph: with the default flow
             flow: str = self.flow  # type: ignore[has-type]
             self._fused_graph, self.flow = csr, "source_to_target"
             try:
                 out = self.propagate(csr.to_sparse_csr(weights.detach()), x=h, edge_weight=weights)
             finally:
                 self._fused_graph, self.flow = None, flow
-        else:  # what propagate would run: message_and_aggregate's SpMM
-            out = ops.spmm(csr, weights, h, deterministic=self.deterministic)
         if batch:
             out = out.view(out.size(0), batch, -1).transpose(0, 1)  # (B, N, F)
-        return out
+        # Out of place under autograd: added in place to the SpMM's output (a view), autograd
+        # would copy it through as_strided in the backward pass.
+        grad = torch.is_grad_enabled()
+        return out if bias is None else (out + bias if grad else out.add_(bias))
 
     def _forward_script(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor) -> Tensor:
         """PyG's path for ``torch.jit.script``: an ``edge_index`` tensor input."""

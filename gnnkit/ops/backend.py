@@ -217,13 +217,15 @@ def spmm_kernel(
     channels: int | None = None,
     entries: int | None = None,
     senders: int | None = None,
+    biased: bool = False,
 ) -> str:
     """``"csr"`` (torch.sparse CSR matmul), ``"narrow"`` or ``"numba"`` (gnnkit's compiled
     row kernels, CPU) or ``"segment"`` (chunked gather + segment sum).
 
     ``channels`` is the width C of the dense rows, ``entries`` the number of sparse entries
     (|E| H for H heads) and ``senders`` the number of dense rows gathered (|V_in| H), where
-    known. On CPU, with numba available, rows of 8 to 63 channels take
+    known; ``biased``: a bias is added to the product. On CPU, with numba available, rows of
+    8 to 63 channels (1 to 63 with a bias, which that kernel adds as it stores each row) take
     :mod:`gnnkit.ops._spmm_narrow`'s kernel, and so do rows of 64 channels whose sender rows
     fit in cache; otherwise rows of at least 32 channels in a product of at least ``2**20``
     multiply-adds take :mod:`gnnkit.ops._spmm_cpu`'s, and narrower rows, smaller products
@@ -236,7 +238,8 @@ def spmm_kernel(
         return "segment"
     if device.type != "cpu" or channels is None or not jit_available():
         return "csr"
-    if _CPU_SPMM_NARROW_CHANNELS[0] <= channels < _CPU_SPMM_NARROW_CHANNELS[1] or (
+    low = 1 if biased else _CPU_SPMM_NARROW_CHANNELS[0]
+    if low <= channels < _CPU_SPMM_NARROW_CHANNELS[1] or (
         channels == _CPU_SPMM_NARROW_CHANNELS[1]
         and senders is not None
         and senders * channels * dtype.itemsize < PREFETCH_MIN_BYTES

@@ -202,12 +202,26 @@ def _take_edges(values: Tensor, index: Tensor) -> Tensor:
 
 class _SpMM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, graph: CSRGraph, values: Tensor, x: Tensor, deterministic: bool) -> Tensor:
-        heads = x.size(0)
+    def forward(
+        ctx,
+        graph: CSRGraph,
+        values: Tensor,
+        x: Tensor,
+        deterministic: bool,
+        bias: Tensor | None,
+        squeeze: bool,
+    ) -> Tensor:
+        """(H, E) values and (H, N_in, C) ``x`` -> (H, N_out, C); with ``squeeze`` one head's
+        (E,) values and (N_in, C) ``x`` -> (N_out, C), with no view nodes around this one."""
+        if squeeze:
+            values, x = values.unsqueeze(0), x.unsqueeze(0)
+        heads, channels = x.size(0), x.size(2)
+        entries, senders = heads * graph.num_edges, heads * x.size(1)
+        biased = bias is not None
         kernel = backend.spmm_kernel(
-            x.device, x.dtype, deterministic, x.size(2), heads * graph.num_edges, heads * x.size(1)
+            x.device, x.dtype, deterministic, channels, entries, senders, biased
         )
-        out = _spmm_raw(graph, False, values, x, kernel)
+        out = _spmm_raw(graph, False, values, x, kernel, bias)
         ctx.graph = graph
         ctx.kernel = kernel
         # Save only what the backward needs: x for the values' gradient, values for x's.
@@ -215,7 +229,8 @@ class _SpMM(torch.autograd.Function):
             x if ctx.needs_input_grad[1] else None,
             values if ctx.needs_input_grad[2] else None,
         )
-        return out
+        ctx.squeeze = squeeze
+        return out[0] if squeeze else out
 
     @staticmethod
     @once_differentiable
@@ -224,12 +239,20 @@ class _SpMM(torch.autograd.Function):
         graph: CSRGraph = ctx.graph
         grad_values = grad_x = None
         grad_out = grad_out.contiguous()  # once, for both kernels below
+        if ctx.squeeze:
+            grad_out = grad_out.unsqueeze(0)
         if ctx.needs_input_grad[1]:
             kernel = backend.sddmm_kernel(x.device, x.dtype, x.size(2))
             grad_values = _sddmm_raw(graph, grad_out, x, kernel)
         if ctx.needs_input_grad[2]:
             grad_x = _spmm_transposed(graph, values, grad_out, ctx.kernel)
-        return None, grad_values, grad_x, None
+        grad_bias = None
+        if ctx.needs_input_grad[4]:  # as autograd reduces an added (C,) bias: one sum over rows
+            grad_bias = grad_out.reshape(-1, grad_out.size(-1)).sum(0)
+        if ctx.squeeze:
+            grad_values = None if grad_values is None else grad_values[0]
+            grad_x = None if grad_x is None else grad_x[0]
+        return None, grad_values, grad_x, None, grad_bias, None
 
 
 def _as_heads(values: Tensor, x: Tensor, name: str) -> tuple[Tensor, Tensor, bool]:
@@ -245,22 +268,32 @@ def _as_heads(values: Tensor, x: Tensor, name: str) -> tuple[Tensor, Tensor, boo
 
 
 def spmm(
-    graph: CSRGraph, values: Tensor, x: Tensor, *, deterministic: bool | None = None
+    graph: CSRGraph,
+    values: Tensor,
+    x: Tensor,
+    *,
+    bias: Tensor | None = None,
+    deterministic: bool | None = None,
 ) -> Tensor:
-    r"""Sum aggregation as a sparse-dense matmul: ``out[i] = sum_{e=(j->i)} values[e] * x[j]``.
+    r"""Sum aggregation as a sparse-dense matmul: ``out[i] = sum_{e=(j->i)} values[e] * x[j]``
+    (``+ bias``).
 
-    Differentiable with respect to ``values`` (through an SDDMM) and ``x`` (through an SpMM on
-    the transposed graph); neither direction materialises per-edge messages.
+    Differentiable with respect to ``values`` (through an SDDMM), ``x`` (through an SpMM on
+    the transposed graph) and ``bias``; neither direction materialises per-edge messages.
 
     Args:
         graph (CSRGraph): the connectivity.
         values (Tensor): one weight per edge in CSR order, (|E|,), or (H, |E|) for H heads.
         x (Tensor): sender features, (|V_in|, C), or (H, |V_in|, C) for H heads.
+        bias (Tensor, optional): (C,), added to every output row (of every head); on CPU the
+            compiled kernels add it as they store each row, with the bits of adding it after.
+            (default: ``None``)
         deterministic (bool, optional): force deterministic kernels; ``None`` follows
             :func:`gnnkit.ops.is_deterministic`. (default: ``None``)
 
     Shapes:
-        - **input:** ``values`` (|E|,) or (H, |E|); ``x`` (|V_in|, C) or (H, |V_in|, C)
+        - **input:** ``values`` (|E|,) or (H, |E|); ``x`` (|V_in|, C) or (H, |V_in|, C);
+          ``bias`` (C,)
         - **output:** (|V_out|, C) or (H, |V_out|, C)
     """
     values_h, x_h, squeeze = _as_heads(values, x, "spmm")
@@ -271,8 +304,25 @@ def spmm(
         )
     if values_h.dtype != x_h.dtype:
         raise InputError(f"spmm: values are {values_h.dtype} but x is {x_h.dtype}")
-    out = _SpMM.apply(graph, values_h, x_h, backend.is_deterministic(deterministic))
-    return out.squeeze(0) if squeeze else out
+    if bias is not None and (
+        not isinstance(bias, Tensor)
+        or bias.shape != (x_h.size(2),)
+        or bias.dtype != x_h.dtype
+        or bias.device != x_h.device
+    ):
+        got = (
+            f"{tuple(bias.shape)} {bias.dtype} on {bias.device}"
+            if isinstance(bias, Tensor)
+            else type(bias).__name__
+        )
+        raise InputError(
+            f"spmm: bias must be a ({x_h.size(2)},) tensor of x's dtype on x's device "
+            f"({x_h.dtype}, {x_h.device}), got {got}"
+        )
+    deterministic = backend.is_deterministic(deterministic)
+    if squeeze:  # one head: the 2-D tensors themselves (the kernel views them as one head)
+        return _SpMM.apply(graph, values, x, deterministic, bias, True)
+    return _SpMM.apply(graph, values_h, x_h, deterministic, bias, False)
 
 
 def sddmm(graph: CSRGraph, a: Tensor, b: Tensor) -> Tensor:
