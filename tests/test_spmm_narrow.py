@@ -12,6 +12,7 @@ import torch
 from test_spmm_kernels import dense_reference, differentiable_case, random_case
 
 from gnnkit import ops
+from gnnkit.errors import InputError
 from gnnkit.ops import backend
 from gnnkit.ops import matmul as matmul_module
 from gnnkit.ops._jit import jit_available
@@ -170,3 +171,29 @@ def test_narrow_spmm_rejects_a_non_contiguous_output():
     out = torch.empty(1, 8, 10).transpose(1, 2)
     with pytest.raises(ValueError, match="contiguous"):
         narrow().spmm(graph.rowptr, graph.col, values, x, out)
+
+
+@pytest.mark.parametrize("kernel", ["narrow", "csr", "segment"])
+def test_spmm_bias_gradient_on_every_kernel(kernel, monkeypatch):
+    monkeypatch.setattr(backend, "spmm_kernel", lambda *args, **kwargs: kernel)
+    graph, values, x = differentiable_case(1, 6)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+
+    def fn(v, features, b):
+        return ops.spmm(graph, v, features, bias=b)
+
+    assert torch.autograd.gradcheck(fn, (values, x, bias))
+    out = fn(values, x, bias)
+    torch.testing.assert_close(out, ops.spmm(graph, values, x) + bias, rtol=0, atol=1e-12)
+    assert type(out.grad_fn).__name__ == "_SpMMBackward"  # one node, bias included
+
+
+def test_spmm_refuses_a_bias_that_does_not_fit():
+    graph, values, x = differentiable_case(1, 6)
+    for bias, fix in (
+        (torch.zeros(5, dtype=torch.float64), r"\(5,\) torch.float64"),
+        (torch.zeros(6), "torch.float32"),
+        ([0.0] * 6, "list"),
+    ):
+        with pytest.raises(InputError, match=fix):
+            ops.spmm(graph, values, x, bias=bias)

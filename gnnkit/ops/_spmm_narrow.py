@@ -21,9 +21,11 @@ for these kernels alone while they compile, and the tests check them against a d
 and MKL's kernel. Indices are unsigned, so numba emits no negative-index wrap-around, which
 would hide from LLVM that a row's loads are consecutive.
 
-Measured on Cora (1 thread, hot caches): the bag-of-words features (49,216 entries) times a
-16-channel weight 27 us against MKL's 56 us, at 64 channels 64 against 197 us; the
-13,264-entry graph times 16 channels 15 against 26 us. The sums run in CSR order, one entry
+Measured on Cora (``benchmarks/results/narrow_spmm.md``, 1 thread): the bag-of-words features
+(49,216 entries) times a 16-channel weight 29 us against MKL's 58 us, at 64 channels 66
+against 206 us; the 13,264-entry graph times 16 channels 15 against 30 us; the features'
+transpose times 16 channels 34 us, against 80 for gathering the values into the transpose's
+order and MKL's product. The sums run in CSR order, one entry
 at a time, without fused multiply-adds (``fastmath`` off), exactly as MKL's CSR kernel adds
 them: the two give the same bits (tested). Each output row is written by one thread from its
 own entries, so the result is the same for every thread count

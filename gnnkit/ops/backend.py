@@ -26,14 +26,18 @@ in ``benchmarks/results/layers.md``: 169,343 nodes, 1,166,243 edges, 64 channels
   time from 500 to 4,267 nodes), so the threshold now keeps MKL for some products numba would
   win. Rows of 8 to 63 channels, and of 64 channels whose sender rows fit in 12 MiB, take
   a third kernel, written out per channel count so that LLVM vectorises rows that narrow
-  (:mod:`gnnkit.ops._spmm_narrow`; ``python benchmarks/roofline.py`` and the kernel's module
-  docstring). Measured against MKL's kernel, interleaved, 1 thread: on Cora's 13,264-entry
-  graph 15 against 26 us at 16 channels, 18 against 27 at 32, 31 against 63 at 64 (13.7
-  against 16.4 at 7 channels, where MKL keeps them); on ogbl-ddi's size (2 million entries)
-  1.0 against 1.7 ms at 16 channels and 3.2 against 8.7 at 64 (6.4 for the four-entry
-  kernel); at ogbn-arxiv's size 1.6 against 2.3 ms at 8 channels, 1.8 against 2.4 at 16, 4.6
-  against 8.8 at 32 and 9.8 against 22.1 at 48, but 13.1 against the prefetching kernel's
-  11.4 at 64, which keeps those. The prefetching numba kernel and the narrow one add each
+  (:mod:`gnnkit.ops._spmm_narrow`; ``python benchmarks/narrow_spmm.py``,
+  ``benchmarks/results/narrow_spmm.md``). Measured against MKL's kernel in one process, 1
+  thread, CPU time, the candidates interleaved: on Cora's 13,264-entry graph 15 against
+  30 us at 16 channels, 18 against 28 at 32, 32 against 66 at 64; Cora's features times a
+  weight 29 against 58 us at 16 channels, 66 against 206 at 64; at ogbl-ddi's size (2 million
+  entries) 1.2 against 1.8 ms at 16 channels and 3.5 against 9.3 at 64 (7.0 for the row
+  kernel); at ogbn-arxiv's size 2.0 against 2.8 ms at 8 channels, 3.1 against 4.0 at 16, 5.2
+  against 8.1 at 32 and 9.3 against 22.2 at 48 (11.2 for the row kernel), but at 64 12.3
+  against the prefetching row kernel's 12.1, which keeps those rows. At 7 channels MKL's
+  kernel is as fast (16 against 17 us on Cora), so it keeps narrower rows, except where a
+  bias is added: the narrow kernel adds it as it stores each row, saving the 6-8 us of an add
+  after MKL's product. The prefetching numba kernel and the narrow one add each
   row's entries in CSR order, without fused multiply-adds, as MKL's does (the same bits in
   every measurement); the cache-resident four-entry kernel adds them four at a time
   (last-bit differences). The rule is fixed in code rather
