@@ -197,3 +197,21 @@ def test_spmm_refuses_a_bias_that_does_not_fit():
     ):
         with pytest.raises(InputError, match=fix):
             ops.spmm(graph, values, x, bias=bias)
+
+
+def test_benchmark_rows_on_a_small_graph():
+    import narrow_spmm  # benchmarks/narrow_spmm.py
+
+    _, graph, _, _ = random_case(30, 200, 1, 16, torch.float32, 10, senders=25)
+    product = narrow_spmm.product_row(graph, 16, reps=2)
+    assert product["same_bits"]["narrow"]  # the claim its report prints
+    assert set(product["seconds"]) == {"mkl", "rows", "narrow"}
+    transposed_row = narrow_spmm.transposed_row(graph, 16, reps=2)
+    assert transposed_row["same_bits"] == {"gather": True, "pass": True}
+    body = narrow_spmm.markdown_body(
+        [
+            {"graph": "g", "kind": "product", "channels": 16} | product,
+            {"graph": "g", "kind": "transposed", "channels": 16} | transposed_row,
+        ]
+    )
+    assert any(line.startswith("| g | 16 |") for line in body)
