@@ -215,3 +215,30 @@ def test_benchmark_rows_on_a_small_graph():
         ]
     )
     assert any(line.startswith("| g | 16 |") for line in body)
+
+
+def test_a_miscompiled_kernel_fails_its_self_check(monkeypatch):
+    real = narrow()._source
+
+    def dropped_last_channel(channels, kind):  # the last channel never accumulated
+        return real(channels, kind).replace(f"s{channels - 1} += ", f"s{channels - 1} = 0 * ")
+
+    monkeypatch.setattr(narrow(), "_source", dropped_last_channel)
+    monkeypatch.setattr(narrow(), "_COMPILED", {})
+    narrow()._dispatcher.cache_clear()
+    try:
+        _, graph, values, x = random_case(20, 100, 1, 12, torch.float32, 11)
+        with pytest.raises(RuntimeError, match=r"self-check.*GNNKIT_NARROW_SPMM=0"):
+            run(graph, values, x)
+    finally:
+        narrow()._dispatcher.cache_clear()  # the real kernels again for later tests
+
+
+def test_narrow_kernels_can_be_switched_off(monkeypatch):
+    assert backend.spmm_kernel(CPU, torch.float32, False, 16, 1, 1, biased=True) == "narrow"
+    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
+    assert backend.spmm_kernel(CPU, torch.float32, False, 16, 1, 1, biased=True) == "csr"
+    graph, values, x = differentiable_case(1, 16)
+    out = ops.spmm(graph, values, x)  # MKL's kernel, the same bits
+    monkeypatch.delenv("GNNKIT_NARROW_SPMM")
+    assert torch.equal(out, ops.spmm(graph, values, x))

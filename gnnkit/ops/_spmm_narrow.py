@@ -32,7 +32,9 @@ own entries, so the result is the same for every thread count
 (:func:`gnnkit.ops._jit.run_rows`).
 
 The source is generated, so numba cannot cache the machine code on disk: each process
-compiles a kernel on its first call for a channel count, kind and dtype (0.2-0.8 s measured).
+compiles a kernel on its first call for a channel count, kind and dtype (0.2-0.8 s measured),
+then checks it on a small case against numpy, bit for bit (:func:`_self_check`), and raises if
+they differ. ``GNNKIT_NARROW_SPMM=0`` sends these products to MKL's kernel instead.
 """
 
 from __future__ import annotations
@@ -123,8 +125,43 @@ def _compiled(kind: str, args: tuple[Any, ...]) -> Callable[..., None]:
             kernel.compile(signature)
         finally:
             settings.SLP_VECTORIZE = switched
+    _self_check(kernel, key[0], kind, features.dtype, ptr.dtype)
     _COMPILED[key] = kernel
     return kernel
+
+
+def _self_check(
+    kernel: Callable[..., None], channels: int, kind: str, dtype: Any, index: Any
+) -> None:
+    """Run a freshly compiled kernel on a small case with empty rows and a repeated column
+    and compare it with the same sums in numpy, bit for bit (both add in CSR order without
+    FMA): a miscompilation by the SLP vectoriser fails here, loudly, before any result."""
+    rng = np.random.default_rng(channels)
+    rowptr = np.array([0, 3, 3, 5, 8, 8], dtype=index)  # rows 1 and 4 empty
+    col = np.array([2, 0, 2, 5, 1, 0, 3, 4], dtype=index)  # a repeated column in row 0
+    num_cols = 6
+    values = rng.standard_normal((1, col.size)).astype(dtype)
+    bias = rng.standard_normal(channels).astype(dtype)
+    rows_in = num_cols if kind != "transposed" else rowptr.size - 1
+    rows_out = rowptr.size - 1 if kind != "transposed" else num_cols
+    x = rng.standard_normal((1, rows_in, channels)).astype(dtype)
+    out = np.full((1, rows_out, channels), np.nan, dtype=dtype)
+    expected = np.zeros((rows_out, channels), dtype=dtype)
+    for i in range(rowptr.size - 1):
+        for e in range(rowptr[i], rowptr[i + 1]):
+            if kind == "transposed":
+                expected[col[e]] = expected[col[e]] + values[0, e] * x[0, i]
+            else:
+                expected[i] = expected[i] + values[0, e] * x[0, col[e]]
+    if kind == "biased rows":
+        expected = expected + bias
+    kernel(0, rowptr.size - 1, rowptr, col, values, True, x, out, bias)
+    if not np.array_equal(out[0], expected):
+        raise RuntimeError(
+            f"gnnkit's compiled SpMM kernel ({kind}, {channels} channels, {np.dtype(dtype)}) "
+            "failed its self-check against numpy (a miscompilation); set GNNKIT_NARROW_SPMM=0 "
+            "to use MKL's kernel instead, and report it with your numba and CPU versions"
+        )
 
 
 def _arrays(rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Tensor) -> list:

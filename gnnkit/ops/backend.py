@@ -78,6 +78,7 @@ import torch
 
 from gnnkit.errors import InputError
 from gnnkit.ops._jit import PREFETCH_MIN_BYTES, jit_available
+from gnnkit.utils.env import switched_off
 
 __all__ = [
     "backend_info",
@@ -231,9 +232,9 @@ def spmm_kernel(
     known; ``biased``: a bias is added to the product. On CPU, with numba available, rows of
     8 to 63 channels (1 to 63 with a bias, which that kernel adds as it stores each row) take
     :mod:`gnnkit.ops._spmm_narrow`'s kernel, and so do rows of 64 channels whose sender rows
-    fit in cache; otherwise rows of at least 32 channels in a product of at least ``2**20``
-    multiply-adds take :mod:`gnnkit.ops._spmm_cpu`'s, and narrower rows, smaller products
-    and products of unknown size MKL's CSR kernel. All add each row's entries in CSR order
+    fit in cache (unless ``GNNKIT_NARROW_SPMM=0``); otherwise rows of at least 32 channels in
+    a product of at least ``2**20`` multiply-adds take :mod:`gnnkit.ops._spmm_cpu`'s, and
+    narrower rows, smaller products and products of unknown size MKL's CSR kernel. All add each row's entries in CSR order
     and give the same result. The measurements behind the rule are in the module docstring.
     """
     if deterministic and device.type != "cpu":
@@ -242,12 +243,10 @@ def spmm_kernel(
         return "segment"
     if device.type != "cpu" or channels is None or not jit_available():
         return "csr"
-    low = 1 if biased else _CPU_SPMM_NARROW_CHANNELS[0]
-    if low <= channels < _CPU_SPMM_NARROW_CHANNELS[1] or (
-        channels == _CPU_SPMM_NARROW_CHANNELS[1]
-        and senders is not None
-        and senders * channels * dtype.itemsize < PREFETCH_MIN_BYTES
-    ):
+    low, high = (1 if biased else _CPU_SPMM_NARROW_CHANNELS[0]), _CPU_SPMM_NARROW_CHANNELS[1]
+    resident = senders is not None and senders * channels * dtype.itemsize < PREFETCH_MIN_BYTES
+    narrow = low <= channels < high or (channels == high and resident)
+    if narrow and not switched_off("GNNKIT_NARROW_SPMM"):
         return "narrow"
     if (
         entries is not None
