@@ -242,3 +242,16 @@ def test_narrow_kernels_can_be_switched_off(monkeypatch):
     out = ops.spmm(graph, values, x)  # MKL's kernel, the same bits
     monkeypatch.delenv("GNNKIT_NARROW_SPMM")
     assert torch.equal(out, ops.spmm(graph, values, x))
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_spmm_output_can_be_modified_in_place_under_autograd(heads):
+    # one head returns its own memory (not a view made inside the autograd Function, which
+    # autograd would refuse to modify in place)
+    graph, values, x = differentiable_case(heads, 9)
+    out = ops.spmm(graph, values.detach(), x)
+    assert not out._is_view()
+    out.mul_(2.0)
+    (grad_x,) = torch.autograd.grad(out.sum(), x)
+    (expected,) = torch.autograd.grad(ops.spmm(graph, values.detach(), x).sum() * 2.0, x)
+    torch.testing.assert_close(grad_x, expected, rtol=0, atol=1e-12)

@@ -111,34 +111,36 @@ def _spmm_raw(
     x: Tensor,
     kernel: str,
     bias: Tensor | None = None,
+    flat: bool = False,
 ) -> Tensor:
     """(H, E) values and (H, N_in, C) features -> (H, N_out, C), for A or its transpose; plus
     a (C,) ``bias`` where given (added in the narrow kernel as it stores a row, else after:
-    the same bits)."""
+    the same bits). ``flat`` (one head): the (N_out, C) output itself rather than a view of it
+    (what :class:`_SpMM` returns, so that it can be modified in place)."""
     num_out = graph.num_cols if transpose else graph.num_rows
-    shape = (x.size(0), num_out, x.size(2))
+    shape = (num_out, x.size(2)) if flat else (x.size(0), num_out, x.size(2))
     # MKL honours beta=0 (rows without entries come out as 0, whatever `out` held); zero the
     # buffer elsewhere rather than rely on every backend doing the same.
-    out = x.new_empty(shape) if x.device.type == "cpu" else x.new_zeros(shape)
+    memory = x.new_empty(shape) if x.device.type == "cpu" else x.new_zeros(shape)
+    out = memory.unsqueeze(0) if flat else memory  # (H, N_out, C)
     if graph.num_edges == 0 or out.numel() == 0:
         out.zero_()
-        return out if bias is None else out.add_(bias)
-    x = x.contiguous()
-    values = values.contiguous()
-    if kernel == "narrow":
+    elif kernel == "narrow":
         ptr, idx = graph.kernel_indices(transpose)
-        _narrow_kernels().spmm(ptr, idx, values, x, out, bias)
-        return out
-    if kernel == "csr":
+        _narrow_kernels().spmm(ptr, idx, values.contiguous(), x.contiguous(), out, bias)
+        bias = None  # added
+    elif kernel == "csr":
         ptr, idx = graph.kernel_indices(transpose, heads=x.size(0))
-        _csr_matmul(ptr, idx, values, x, out)
+        _csr_matmul(ptr, idx, values.contiguous(), x.contiguous(), out)
     elif kernel == "numba":
         ptr, idx = graph.kernel_indices(transpose)  # one head's indices serve every head
-        _cpu_kernels().spmm(ptr, idx, values, x, out)
+        _cpu_kernels().spmm(ptr, idx, values.contiguous(), x.contiguous(), out)
     else:
         ptr, idx = graph.transpose()[:2] if transpose else (graph.rowptr, graph.col)
-        _segment_matmul(ptr, idx, values, x, out)
-    return out if bias is None else out.add_(bias)
+        _segment_matmul(ptr, idx, values.contiguous(), x.contiguous(), out)
+    if bias is not None:
+        out.add_(bias)
+    return memory if flat else out
 
 
 def _spmm_transposed(graph: CSRGraph, values: Tensor, x: Tensor, kernel: str) -> Tensor:
@@ -221,7 +223,7 @@ class _SpMM(torch.autograd.Function):
         kernel = backend.spmm_kernel(
             x.device, x.dtype, deterministic, channels, entries, senders, biased
         )
-        out = _spmm_raw(graph, False, values, x, kernel, bias)
+        out = _spmm_raw(graph, False, values, x, kernel, bias, flat=squeeze)
         ctx.graph = graph
         ctx.kernel = kernel
         # Save only what the backward needs: x for the values' gradient, values for x's.
@@ -230,7 +232,7 @@ class _SpMM(torch.autograd.Function):
             values if ctx.needs_input_grad[2] else None,
         )
         ctx.squeeze = squeeze
-        return out[0] if squeeze else out
+        return out  # one head: its (N_out, C) memory itself, not a view
 
     @staticmethod
     @once_differentiable
