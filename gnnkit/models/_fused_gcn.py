@@ -55,6 +55,7 @@ from gnnkit.ops.linear import linear as dense_linear
 from gnnkit.ops.matmul import (
     _csr_matrix,
     _csr_product,
+    _spmm_kernel,
     _spmm_raw,
     _spmm_transposed,
     _take_edges,
@@ -107,28 +108,20 @@ class _Product:
         same call, so the same bits), else :func:`gnnkit.ops.spmm`'s other kernel (on the
         transposed values kept in ``matrices`` where there are any). The bias is added as
         ``add_`` would, by the narrow kernel as it stores each row."""
-        graph = self.graph
-        kernel = backend.spmm_kernel(
-            x.device,
-            x.dtype,
-            self.deterministic,
-            x.size(-1),
-            graph.num_edges,
-            x.size(0),
-            biased=bias is not None,
-        )
+        graph, x = self.graph, x.contiguous()
+        kernel = _spmm_kernel(graph, x, self.deterministic, bias is not None)
         if kernel != "csr" or graph.num_edges == 0:
-            x = x.contiguous().unsqueeze(0)
+            rows = x.unsqueeze(0)  # one head
             if not transpose:
-                return _spmm_raw(graph, False, self.values, x, kernel, bias)[0]
+                return _spmm_raw(graph, False, self.values, rows, kernel, bias, flat=True)
             if self.matrices:  # A^T's values in its CSR order, gathered once
                 values = self.matrices[1].values().unsqueeze(0)
-                return _spmm_raw(graph, True, values, x, kernel)[0]
-            return _spmm_transposed(graph, self.values, x, kernel)[0]
+                return _spmm_raw(graph, True, values, rows, kernel, flat=True)
+            return _spmm_transposed(graph, self.values, rows, kernel)[0]
         matrix = (
             self.matrices[transpose] if self.matrices else _matrix(graph, self.values, transpose)
         )
-        out = _csr_product(matrix, x.contiguous(), x.new_empty(matrix.size(0), x.size(-1)))
+        out = _csr_product(matrix, x, x.new_empty(matrix.size(0), x.size(-1)))
         return out if bias is None else out.add_(bias)
 
 

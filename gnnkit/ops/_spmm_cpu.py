@@ -124,20 +124,29 @@ def spmm(rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Ten
         out (Tensor): (H, |V_out|, C) contiguous output of ``x``'s dtype; every element is
             written.
     """
-    if not out.is_contiguous():
-        raise ValueError("spmm: `out` must be contiguous (the kernel writes through a view)")
+    args = kernel_arguments(rowptr, col, values, x, out)
     advise_huge_pages(out)
-    features = as_numpy(x)
+    ptr, features = args[0], args[4]
     # Prefetched, one entry a pass, only when the gathered rows outgrow the cache (module
     # docstring); cache-resident rows take the kernel adding four entries a pass.
     distance = prefetch_distance(features.shape[2] * features.itemsize, features.nbytes)
-    ptr = as_numpy(rowptr)
-    if values is None:
-        weights, weighted = np.empty((1, 0), features.dtype), False
-    else:
-        weights, weighted = as_numpy(values), True
-    args = (ptr, as_numpy(col), weights, weighted, features, as_numpy(out))
     if distance == NO_PREFETCH:
         run_rows(_spmm_rows_unrolled, ptr, *args)
     else:
         run_rows(_spmm_rows, ptr, *args, distance)
+
+
+def kernel_arguments(
+    rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Tensor
+) -> list:
+    """The row kernels' arguments after ``lo, hi``: ``[rowptr, col, values, weighted, x,
+    out]`` as numpy views (missing values as an empty array and ``weighted=False``, so one
+    compiled kernel serves both). Shared with :mod:`gnnkit.ops._spmm_narrow`."""
+    if not out.is_contiguous():
+        raise ValueError("spmm: `out` must be contiguous (the kernel writes through a view)")
+    features = as_numpy(x)
+    if values is None:
+        weights, weighted = np.empty((1, 0), features.dtype), False
+    else:
+        weights, weighted = as_numpy(values), True
+    return [as_numpy(rowptr), as_numpy(col), weights, weighted, features, as_numpy(out)]

@@ -47,6 +47,7 @@ import numpy as np
 from torch import Tensor
 
 from gnnkit.ops._jit import _numba, as_numpy, run_rows
+from gnnkit.ops._spmm_cpu import kernel_arguments
 
 __all__ = ["spmm", "spmm_transposed"]
 
@@ -164,18 +165,6 @@ def _self_check(
         )
 
 
-def _arrays(rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Tensor) -> list:
-    """The kernels' arguments after ``lo, hi`` but the bias (the order of :func:`spmm`'s)."""
-    if not out.is_contiguous():
-        raise ValueError("spmm: `out` must be contiguous (the kernel writes through a view)")
-    features = as_numpy(x)
-    if values is None:
-        weights, weighted = np.empty((1, 0), features.dtype), False
-    else:
-        weights, weighted = as_numpy(values), True
-    return [as_numpy(rowptr), as_numpy(col), weights, weighted, features, as_numpy(out)]
-
-
 def spmm(
     rowptr: Tensor,
     col: Tensor,
@@ -193,7 +182,7 @@ def spmm(
     ``None`` for all ones, ``rowptr`` and ``col`` of one integer dtype; every element of
     ``out`` is written. Rows are spread over ``torch.get_num_threads()`` threads.
     """
-    args = _arrays(rowptr, col, values, x, out)
+    args = kernel_arguments(rowptr, col, values, x, out)
     args.append(np.zeros(1, args[4].dtype) if bias is None else as_numpy(bias))
     kernel = _compiled("rows" if bias is None else "biased rows", (0, 0, *args))
     run_rows(kernel, args[0], *args)
@@ -212,6 +201,6 @@ def spmm_transposed(
     gathering the values into that order. The additions into shared rows keep it on one
     thread.
     """
-    args = _arrays(rowptr, col, values, x, out)
+    args = kernel_arguments(rowptr, col, values, x, out)
     args.append(np.zeros(1, args[4].dtype))  # no bias
     _compiled("transposed", (0, 0, *args))(0, len(args[0]) - 1, *args)

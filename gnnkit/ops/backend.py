@@ -297,20 +297,24 @@ def _gat_kernel_name(device: torch.device, dtype: torch.dtype) -> str:
 
 
 def _spmm_description(device: torch.device, dtype: torch.dtype, det: bool, default: str) -> str:
-    """The SpMM kernel of unknown or small products, and the rules that pick numba's."""
-    wide = spmm_kernel(
-        device, dtype, det, _CPU_SPMM_JIT_MIN_CHANNELS, _CPU_SPMM_JIT_MIN_WORK
-    )  # the smallest product the rule sends to numba
-    if wide not in ("numba", "narrow"):
-        return default
+    """The SpMM kernel of unknown or small products, and the rules that pick numba's where
+    they apply here (each asked of :func:`spmm_kernel` with a product it would take)."""
+    rules = []
     low, high = _CPU_SPMM_NARROW_CHANNELS
-    return (
-        f"{default}; gnnkit's numba kernels written per channel count "
-        f"(gnnkit.ops._spmm_narrow) for rows of {low} to {high - 1} channels, and of {high} "
-        f"channels whose sender rows fit in {PREFETCH_MIN_BYTES >> 20} MiB; gnnkit's numba "
-        f"row kernel (gnnkit.ops._spmm_cpu) for other rows of >= {_CPU_SPMM_JIT_MIN_CHANNELS} "
-        f"channels in products of >= 2**{_CPU_SPMM_JIT_MIN_WORK.bit_length() - 1} multiply-adds"
-    )
+    if spmm_kernel(device, dtype, det, low) == "narrow":
+        rules.append(
+            f"gnnkit's numba kernels written per channel count (gnnkit.ops._spmm_narrow) for "
+            f"rows of {low} to {high - 1} channels, and of {high} channels whose sender rows "
+            f"fit in {PREFETCH_MIN_BYTES >> 20} MiB"
+        )
+    wide = (high + 1, _CPU_SPMM_JIT_MIN_WORK)  # a product the row kernel's rule takes
+    if spmm_kernel(device, dtype, det, *wide) == "numba":
+        rules.append(
+            f"gnnkit's numba row kernel (gnnkit.ops._spmm_cpu) for other rows of >= "
+            f"{_CPU_SPMM_JIT_MIN_CHANNELS} channels in products of >= "
+            f"2**{_CPU_SPMM_JIT_MIN_WORK.bit_length() - 1} multiply-adds"
+        )
+    return "; ".join([default, *rules])
 
 
 def backend_info(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> dict:

@@ -104,6 +104,16 @@ def _narrow_kernels() -> ModuleType:
     return _spmm_narrow
 
 
+def _spmm_kernel(graph: CSRGraph, x: Tensor, deterministic: bool, biased: bool) -> str:
+    """:func:`gnnkit.ops.backend.spmm_kernel`'s choice for ``A x``, ``x`` (H, N_in, C) or
+    one head's (N_in, C)."""
+    heads = x.size(0) if x.dim() == 3 else 1
+    entries, senders = heads * graph.num_edges, heads * x.size(-2)
+    return backend.spmm_kernel(
+        x.device, x.dtype, deterministic, x.size(-1), entries, senders, biased
+    )
+
+
 def _spmm_raw(
     graph: CSRGraph,
     transpose: bool,
@@ -123,21 +133,22 @@ def _spmm_raw(
     # buffer elsewhere rather than rely on every backend doing the same.
     memory = x.new_empty(shape) if x.device.type == "cpu" else x.new_zeros(shape)
     out = memory.unsqueeze(0) if flat else memory  # (H, N_out, C)
+    x, values = x.contiguous(), values.contiguous()
     if graph.num_edges == 0 or out.numel() == 0:
         out.zero_()
     elif kernel == "narrow":
         ptr, idx = graph.kernel_indices(transpose)
-        _narrow_kernels().spmm(ptr, idx, values.contiguous(), x.contiguous(), out, bias)
+        _narrow_kernels().spmm(ptr, idx, values, x, out, bias)
         bias = None  # added
     elif kernel == "csr":
         ptr, idx = graph.kernel_indices(transpose, heads=x.size(0))
-        _csr_matmul(ptr, idx, values.contiguous(), x.contiguous(), out)
+        _csr_matmul(ptr, idx, values, x, out)
     elif kernel == "numba":
         ptr, idx = graph.kernel_indices(transpose)  # one head's indices serve every head
-        _cpu_kernels().spmm(ptr, idx, values.contiguous(), x.contiguous(), out)
+        _cpu_kernels().spmm(ptr, idx, values, x, out)
     else:
         ptr, idx = graph.transpose()[:2] if transpose else (graph.rowptr, graph.col)
-        _segment_matmul(ptr, idx, values.contiguous(), x.contiguous(), out)
+        _segment_matmul(ptr, idx, values, x, out)
     if bias is not None:
         out.add_(bias)
     return memory if flat else out
@@ -217,12 +228,7 @@ class _SpMM(torch.autograd.Function):
         (E,) values and (N_in, C) ``x`` -> (N_out, C), with no view nodes around this one."""
         if squeeze:
             values, x = values.unsqueeze(0), x.unsqueeze(0)
-        heads, channels = x.size(0), x.size(2)
-        entries, senders = heads * graph.num_edges, heads * x.size(1)
-        biased = bias is not None
-        kernel = backend.spmm_kernel(
-            x.device, x.dtype, deterministic, channels, entries, senders, biased
-        )
+        kernel = _spmm_kernel(graph, x, deterministic, bias is not None)
         out = _spmm_raw(graph, False, values, x, kernel, bias, flat=squeeze)
         ctx.graph = graph
         ctx.kernel = kernel
