@@ -813,3 +813,13 @@ def test_tensors_made_under_inference_mode_are_checked_and_never_served_stale(la
         x[0, 0] = float("nan")
         with pytest.raises(InputError, match="NaN"):
             conv(x.to_sparse_csr(), edge_index)
+
+
+@pytest.mark.parametrize("layer", ["gcn", "gat"])
+def test_a_graph_on_another_device_than_the_layer_is_refused(layer):
+    from gnnkit.nn import GATConv
+
+    conv = GCNConv(4, 3) if layer == "gcn" else GATConv(4, 3)
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]], device="meta")  # no data: a device only
+    with pytest.raises(InputError, match="edge_index is on meta and .*parameters on cpu"):
+        conv(torch.randn(5, 4), edge_index)

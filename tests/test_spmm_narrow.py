@@ -137,7 +137,7 @@ def test_slp_vectoriser_is_switched_on_only_while_compiling():
     run(graph, values, x)  # compiles the 11-channel kernel
     after = config.SLP_VECTORIZE
     assert after == before
-    kernel = narrow()._dispatcher(11, "rows")
+    kernel = narrow()._dispatcher(11, "rows", "float32", "int32")  # small graph: int32 indices
     assert len(kernel.overloads) == 1  # one compiled signature, reused
     run(graph, values, x)
     assert len(kernel.overloads) == 1
@@ -255,3 +255,43 @@ def test_spmm_output_can_be_modified_in_place_under_autograd(heads):
     (grad_x,) = torch.autograd.grad(out.sum(), x)
     (expected,) = torch.autograd.grad(ops.spmm(graph, values.detach(), x).sum() * 2.0, x)
     torch.testing.assert_close(grad_x, expected, rtol=0, atol=1e-12)
+
+
+def test_narrow_spmm_refuses_what_its_raw_reads_cannot_take():
+    # the kernel reads addresses: a strided input, a mixed dtype or mixed index dtypes would
+    # be read as the wrong memory, so they are refused before the call
+    _, graph, values, x = random_case(10, 40, 1, 8, torch.float32, 9)
+    out = torch.empty(1, 10, 8)
+    ptr, col = graph.rowptr, graph.col
+    strided = torch.randn(1, 8, 9)[..., :8]
+    for args, match in (
+        ((ptr, col, values, strided, out), "contiguous"),
+        ((ptr, col, values.double(), x, out), "dtype"),
+        ((ptr, col, values, x, out, torch.zeros(16)[::2]), "contiguous"),
+        ((ptr, col.int(), values, x, out), "one dtype"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            narrow().spmm(*args)
+    with pytest.raises(ValueError, match="contiguous"):
+        narrow().spmm_transposed(ptr, col, values, x, torch.empty(1, 8, 10).transpose(1, 2))
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_spmm_without_gradients_skips_the_autograd_function(heads, monkeypatch):
+    graph, values, x = differentiable_case(heads, 9)
+    bias = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    expected = ops.spmm(graph, values, x, bias=bias).detach()
+
+    def refused(*args):
+        raise AssertionError("an autograd Function ran for a product without gradients")
+
+    monkeypatch.setattr(matmul_module._SpMM, "apply", refused)
+    with torch.no_grad():
+        out = ops.spmm(graph, values, x, bias=bias)
+    assert out.grad_fn is None and torch.equal(out, expected)
+    out = ops.spmm(graph, values.detach(), x.detach(), bias=bias[::1].detach())
+    assert torch.equal(out, expected) and not out._is_view()
+    with torch.inference_mode():
+        assert torch.equal(ops.spmm(graph, values, x, bias=bias), expected)
+    with pytest.raises(AssertionError, match="autograd Function"):  # gradients: the Function
+        ops.spmm(graph, values, x, bias=bias)

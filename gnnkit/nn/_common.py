@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
 from gnnkit.errors import InputError
@@ -87,36 +88,44 @@ def check_features(
     Constant-time checks always run (type, dtype, shape, layout, channels, device); with
     ``validate`` NaN/inf in ``x`` is checked too (not under ``torch.compile``, where a
     data-dependent check would break the graph). ``static`` allows a dense (B, |V|, F) batch
-    of feature matrices on one graph (PyG's static graphs).
+    of feature matrices on one graph (PyG's static graphs). Runs on every forward call: each
+    attribute is read once (a module's parameter is a slow ``__getattr__`` lookup).
     """
-    layer_name = type(layer).__name__
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() not in (2, 3):
+    if not isinstance(x, Tensor) or not x.is_floating_point():
         check_node_features(x, name=name)  # raises with a message that says how to fix it
-    if x.dim() == 3 and not (static and x.layout == torch.strided):
-        raise InputError(
-            f"{layer_name}: {name} must be a (|V|, F) matrix, got shape {tuple(x.shape)}"
-            + ("; static graphs (B, |V|, F) must be dense" if static else "")
-        )
-    if x.layout != torch.strided and x.layout not in _SPARSE:
-        raise InputError(f"{name} must be dense, sparse COO or sparse CSR, got layout {x.layout}")
+    dim, layout = x.dim(), x.layout
+    if dim != 2:
+        if dim != 3:
+            check_node_features(x, name=name)
+        if not (static and layout == torch.strided):
+            layer_name = type(layer).__name__
+            raise InputError(
+                f"{layer_name}: {name} must be a (|V|, F) matrix, got shape {tuple(x.shape)}"
+                + ("; static graphs (B, |V|, F) must be dense" if static else "")
+            )
+    if layout != torch.strided and layout not in _SPARSE:
+        raise InputError(f"{name} must be dense, sparse COO or sparse CSR, got layout {layout}")
     if validate and not torch.compiler.is_compiling():
         _check_finite(layer, x, name)
-    materialize(lin, x)
     weight = lin.weight
+    if isinstance(weight, UninitializedParameter):  # PyG's lazy Linear: sized by this input
+        lin.initialize_parameters(lin, (x,))
+        weight = lin.weight
     if x.size(-1) != lin.in_channels:
         raise InputError(
-            f"{name} has {x.size(-1)} features per node but {layer_name} was built with "
-            f"in_channels={lin.in_channels}; pass in_channels={x.size(-1)} (or -1 to infer it)"
+            f"{name} has {x.size(-1)} features per node but {type(layer).__name__} was built "
+            f"with in_channels={lin.in_channels}; pass in_channels={x.size(-1)} (or -1 to infer "
+            "it)"
         )
     if x.dtype != weight.dtype:
         raise InputError(
-            f"{name} is {x.dtype} but {layer_name}'s parameters are {weight.dtype}; convert "
-            f"{name} ({name}.to({weight.dtype})) or the layer (layer.to({x.dtype}))"
+            f"{name} is {x.dtype} but {type(layer).__name__}'s parameters are {weight.dtype}; "
+            f"convert {name} ({name}.to({weight.dtype})) or the layer (layer.to({x.dtype}))"
         )
     if x.device != weight.device:
         raise InputError(
-            f"{name} is on {x.device} and {layer_name}'s parameters on {weight.device}; move "
-            "them to one device"
+            f"{name} is on {x.device} and {type(layer).__name__}'s parameters on "
+            f"{weight.device}; move them to one device"
         )
     return x
 
@@ -146,12 +155,13 @@ def _check_finite(layer, x: Tensor, name: str) -> None:
     _FINITE[layer] = ((weakref.ref(x), key), *seen[:1])
 
 
-def check_graph_device(layer, graph_tensor: Tensor, weight: Tensor) -> None:
-    """The graph must sit on the parameters' device."""
-    if graph_tensor.device != weight.device:
+def check_graph_device(layer, graph_tensor: Tensor, reference: Tensor) -> None:
+    """The graph must sit on the parameters' device, that of ``reference`` (a parameter, or
+    features :func:`check_features` has checked)."""
+    if graph_tensor.device != reference.device:
         raise InputError(
             f"edge_index is on {graph_tensor.device} and {type(layer).__name__}'s parameters "
-            f"on {weight.device}; move them to one device"
+            f"on {reference.device}; move them to one device"
         )
 
 

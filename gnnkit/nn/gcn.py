@@ -336,7 +336,8 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         tensors = (graph.edge_index, edge_weight) if cached else (graph.edge_index,)
         extra = (num_nodes, dtype, fused, graph.form, cached)
         entry = self._cache.lookup(tensors, extra)
-        fixed = self.raw_self_loop_weight is None and not (
+        # (A registered parameter read from _parameters: nn.Module.__getattr__ is slow.)
+        fixed = self._parameters["raw_self_loop_weight"] is None and not (
             edge_weight is not None and edge_weight.requires_grad
         )
         if entry is None:
@@ -399,7 +400,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
             )
         graph = read_graph("GCNConv", edge_index, None, self.flow)
         x = check_features(self, x, self.lin, validate=self.validate, static=True)
-        check_graph_device(self, graph.edge_index, self.lin.weight)
+        check_graph_device(self, graph.edge_index, x)  # x is on the parameters' device
         num_nodes = x.size(-2)
         edge_weight = square_graph_weights("GCNConv", graph, edge_weight, num_nodes)
         if edge_weight is not None and not isinstance(edge_weight, Tensor):

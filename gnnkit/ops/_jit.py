@@ -156,6 +156,32 @@ def _prefetch() -> Any:
     return prefetch_intrinsic
 
 
+@functools.cache
+def address_pointer(dtype: Any) -> Any:
+    """``pointer(address)`` inside a kernel: a typed pointer to elements of numpy ``dtype``
+    at an integer ``address`` (a tensor's ``data_ptr()``), for ``numba.carray(pointer,
+    shape)``. A kernel that takes its arrays as addresses and sizes this way is called with
+    integers only: numba unboxes those in nanoseconds, where a numpy view of each tensor
+    (:func:`as_numpy`) costs about a microsecond. The caller keeps the tensors alive and
+    contiguous for the call, and gives sizes that fit them: nothing is checked."""
+    numba = _numba()
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    pointer_type = types.CPointer(numba.from_dtype(np.dtype(dtype)))
+
+    def codegen(context, builder, signature, args):  # pragma: no cover - compiled
+        return builder.inttoptr(args[0], context.get_value_type(pointer_type))
+
+    @intrinsic
+    def pointer(typingctx, address):  # pragma: no cover - compiled
+        if not isinstance(address, types.Integer):
+            return None
+        return pointer_type(address), codegen
+
+    return pointer
+
+
 def prefetch_distance(row_bytes: int, total_bytes: int | None = None) -> int:
     """How many CSR entries ahead a kernel prefetches rows of ``row_bytes`` bytes: about 8 KiB
     of rows, at least 16 and at most 64 entries; :data:`NO_PREFETCH` (a distance past any

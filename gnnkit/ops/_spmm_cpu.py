@@ -141,7 +141,7 @@ def kernel_arguments(
 ) -> list:
     """The row kernels' arguments after ``lo, hi``: ``[rowptr, col, values, weighted, x,
     out]`` as numpy views (missing values as an empty array and ``weighted=False``, so one
-    compiled kernel serves both). Shared with :mod:`gnnkit.ops._spmm_narrow`."""
+    compiled kernel serves both)."""
     if not out.is_contiguous():
         raise ValueError("spmm: `out` must be contiguous (the kernel writes through a view)")
     features = as_numpy(x)

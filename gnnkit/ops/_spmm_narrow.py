@@ -35,6 +35,11 @@ The source is generated, so numba cannot cache the machine code on disk: each pr
 compiles a kernel on its first call for a channel count, kind and dtype (0.2-0.8 s measured),
 then checks it on a small case against numpy, bit for bit (:func:`_self_check`), and raises if
 they differ. ``GNNKIT_NARROW_SPMM=0`` sends these products to MKL's kernel instead.
+
+A kernel takes its tensors as addresses and sizes (integers), not as numpy views: on Cora a
+product's kernel runs for 7-30 us, and building six numpy views took 6 us of every call
+(:func:`gnnkit.ops._jit.address_pointer`); the dtypes are baked into the kernel, and
+:func:`spmm` checks what the raw reads rely on (contiguous tensors of the compiled dtypes).
 """
 
 from __future__ import annotations
@@ -44,37 +49,55 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
-from gnnkit.ops._jit import _numba, as_numpy, run_rows
-from gnnkit.ops._spmm_cpu import kernel_arguments
+from gnnkit.ops._jit import _numba, address_pointer, as_numpy, run_rows
+
+_DTYPES = {
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.int32: "int32",
+    torch.int64: "int64",
+}
 
 __all__ = ["spmm", "spmm_transposed"]
 
 
 def _source(channels: int, kind: str) -> str:
-    """The source of ``kernel(lo, hi, rowptr, col, values, weighted, x, out, bias)`` for rows
-    of ``channels`` channels (the arguments of :func:`spmm`). ``kind``: ``"rows"``, the sums
-    of rows ``lo:hi``; ``"biased rows"``, those sums plus ``bias``; ``"transposed"``, every
-    row's products added to the rows of its columns. (One kernel per kind: a branch on the
-    bias inside the row loop kept LLVM from vectorising the sums.)"""
+    """The source of ``kernel(lo, hi, rowptr, col, values, weighted, x, out, bias, heads,
+    num_ptr, num_edges, num_x, num_out)`` for rows of ``channels`` channels: the arrays come as
+    addresses (:func:`gnnkit.ops._jit.address_pointer`) with their sizes: ``rowptr``
+    (num_ptr,), ``col`` (num_edges,), ``values`` (heads, num_edges) where ``weighted``, ``x``
+    (heads, num_x, C), ``out`` (heads, num_out, C), ``bias`` (C,) for ``"biased rows"``.
+    ``kind``: ``"rows"``, the sums of rows ``lo:hi``; ``"biased rows"``, those sums plus
+    ``bias``; ``"transposed"``, every row's products added to the rows of its columns. (One
+    kernel per kind: a branch on the bias inside the row loop kept LLVM from vectorising the
+    sums.)"""
     lines = [
-        "def kernel(lo, hi, rowptr, col, values, weighted, x, out, bias):",
-        "    one = x.dtype.type(1)",
-        "    for h in range(out.shape[0]):",
-        "        x_h, out_h = x[h].reshape(-1), out[h].reshape(-1)",
+        "def kernel(lo, hi, rowptr, col, values, weighted, x, out, bias, heads, num_ptr,",
+        "           num_edges, num_x, num_out):",
+        "    rowptr = carray(INDEX(rowptr), num_ptr)",
+        "    col = carray(INDEX(col), num_edges)",
+        "    values = carray(FLOAT(values), (heads if weighted else 1, num_edges * weighted))",
+        "    x = carray(FLOAT(x), (heads, num_x * WIDTH))",
+        "    out = carray(FLOAT(out), (heads, num_out * WIDTH))",
+        "    one = ONE",
+        "    for h in range(heads):",
+        "        x_h, out_h = x[h], out[h]",
         "        v_h = values[h if weighted else 0]",
     ]
     if kind == "transposed":
         lines.append("        out_h[:] = 0")
     if kind == "biased rows":  # added to each row's sums as they are stored
+        lines.insert(7, "    bias = carray(FLOAT(bias), WIDTH)")
         lines += [f"        b{c} = bias[C{c}]" for c in range(channels)]
     lines.append("        for i in range(np.uint64(lo), np.uint64(hi)):")
     if kind == "transposed":  # the row's own features, added to each of its columns' rows
         lines.append("            base = i * WIDTH")
         lines += [f"            s{c} = x_h[base + C{c}]" for c in range(channels)]
     else:  # the row's sums, stored once after its entries
-        lines += [f"            s{c} = x.dtype.type(0)" for c in range(channels)]
+        lines += [f"            s{c} = ZERO" for c in range(channels)]
     lines += [
         "            for e in range(np.uint64(rowptr[i]), np.uint64(rowptr[i + NEXT])):",
         "                v = v_h[e] if weighted else one",
@@ -91,10 +114,21 @@ def _source(channels: int, kind: str) -> str:
 
 
 @functools.cache
-def _dispatcher(channels: int, kind: str) -> Any:
-    """The numba dispatcher of one kernel (:func:`_source`), not yet compiled."""
+def _dispatcher(channels: int, kind: str, dtype: str, index: str) -> Any:
+    """The numba dispatcher of one kernel (:func:`_source`) for numpy ``dtype`` values and
+    ``index`` indices (both baked in: the kernel takes only integers), not yet compiled."""
     numba = _numba()
-    names: dict[str, Any] = {"np": np, "WIDTH": np.uint64(channels), "NEXT": np.uint64(1)}
+    float_type = np.dtype(dtype).type
+    names: dict[str, Any] = {
+        "np": np,
+        "carray": numba.carray,
+        "FLOAT": address_pointer(dtype),
+        "INDEX": address_pointer(index),
+        "ONE": float_type(1),
+        "ZERO": float_type(0),
+        "WIDTH": np.uint64(channels),
+        "NEXT": np.uint64(1),
+    }
     names.update({f"C{c}": np.uint64(c) for c in range(channels)})  # unsigned offsets
     source = compile(_source(channels, kind), f"<gnnkit spmm: {kind}, {channels}>", "exec")
     exec(source, names)
@@ -102,13 +136,15 @@ def _dispatcher(channels: int, kind: str) -> Any:
 
 
 _COMPILED: dict[tuple[int, str, str, str], Any] = {}
+# The kernel's arguments after lo and hi: addresses, a flag and sizes, all integers.
+_SIGNATURE = ("int64",) * 3 + ("boolean",) + ("int64",) * 8
 
 
-def _compiled(kind: str, args: tuple[Any, ...]) -> Callable[..., None]:
-    """The kernel of ``kind`` for ``args`` (those of the kernel), compiled for their types on
-    first use with LLVM's SLP vectoriser switched on while it compiles (module docstring)."""
-    features, ptr = args[6], args[2]
-    key = (features.shape[2], kind, features.dtype.str, ptr.dtype.str)  # what types vary in
+def _compiled(kind: str, channels: int, dtype: str, index: str) -> Callable[..., None]:
+    """The kernel of ``kind`` for ``channels`` channels of numpy ``dtype`` with ``index``
+    indices, compiled on first use with LLVM's SLP vectoriser switched on while it compiles
+    (module docstring), then checked (:func:`_self_check`)."""
+    key = (channels, kind, dtype, index)
     kernel = _COMPILED.get(key)
     if kernel is not None:
         return kernel
@@ -117,8 +153,8 @@ def _compiled(kind: str, args: tuple[Any, ...]) -> Callable[..., None]:
     from numba.core.compiler_lock import global_compiler_lock
 
     settings: Any = config  # numba sets its options at import: no attributes to type-check
-    kernel = _dispatcher(key[0], kind)
-    signature = tuple(numba.typeof(arg) for arg in args)
+    kernel = _dispatcher(*key)
+    signature = tuple(getattr(numba.types, name) for name in ("int64", "int64", *_SIGNATURE))
     with global_compiler_lock:  # no other compilation sees the setting
         switched = settings.SLP_VECTORIZE
         settings.SLP_VECTORIZE = 1
@@ -126,7 +162,7 @@ def _compiled(kind: str, args: tuple[Any, ...]) -> Callable[..., None]:
             kernel.compile(signature)
         finally:
             settings.SLP_VECTORIZE = switched
-    _self_check(kernel, key[0], kind, features.dtype, ptr.dtype)
+    _self_check(kernel, channels, kind, np.dtype(dtype), np.dtype(index))
     _COMPILED[key] = kernel
     return kernel
 
@@ -156,13 +192,56 @@ def _self_check(
                 expected[i] = expected[i] + values[0, e] * x[0, col[e]]
     if kind == "biased rows":
         expected = expected + bias
-    kernel(0, rowptr.size - 1, rowptr, col, values, True, x, out, bias)
+    arrays = (rowptr, col, values, x, out, bias)
+    rowptr_at, col_at, values_at, x_at, out_at, bias_at = (a.ctypes.data for a in arrays)
+    kernel(0, rowptr.size - 1, rowptr_at, col_at, values_at, True, x_at, out_at, bias_at,
+           1, rowptr.size, col.size, rows_in, rows_out)  # fmt: skip
     if not np.array_equal(out[0], expected):
         raise RuntimeError(
             f"gnnkit's compiled SpMM kernel ({kind}, {channels} channels, {np.dtype(dtype)}) "
             "failed its self-check against numpy (a miscompilation); set GNNKIT_NARROW_SPMM=0 "
             "to use MKL's kernel instead, and report it with your numba and CPU versions"
         )
+
+
+def _arguments(
+    rowptr: Tensor,
+    col: Tensor,
+    values: Tensor | None,
+    x: Tensor,
+    out: Tensor,
+    bias: Tensor | None,
+) -> tuple[int | bool, ...]:
+    """The kernel's arguments after ``lo, hi`` (see :func:`_source`): addresses and sizes of
+    contiguous tensors (an absent array as address 0, never read)."""
+    return (
+        rowptr.data_ptr(),
+        col.data_ptr(),
+        0 if values is None else values.data_ptr(),
+        values is not None,
+        x.data_ptr(),
+        out.data_ptr(),
+        0 if bias is None else bias.data_ptr(),
+        x.size(0),
+        rowptr.size(0),
+        col.size(0),
+        x.size(1),
+        out.size(1),
+    )
+
+
+def _check(rowptr: Tensor, col: Tensor, values: Tensor | None, x: Tensor, out: Tensor,
+           bias: Tensor | None = None) -> None:  # fmt: skip
+    """What the kernels' addresses rely on (they read and write raw memory): contiguous CPU
+    tensors, the values of one float dtype, the indices of one integer dtype."""
+    dtype = x.dtype
+    for tensor in (values, out, bias):
+        if tensor is not None and (tensor.dtype != dtype or not tensor.is_contiguous()):
+            raise ValueError("narrow spmm: values, out and bias must be contiguous, of x's dtype")
+    if not (x.is_contiguous() and rowptr.is_contiguous() and col.is_contiguous()):
+        raise ValueError("narrow spmm: x, rowptr and col must be contiguous")
+    if col.dtype != rowptr.dtype or not (x.is_cpu and out.is_cpu):
+        raise ValueError("narrow spmm: CPU tensors and indices of one dtype expected")
 
 
 def spmm(
@@ -174,18 +253,19 @@ def spmm(
     bias: Tensor | None = None,
 ) -> None:
     """``out[h, i] = sum over row i's entries e of values[h, e] * x[h, col[e]]``, in place,
-    plus ``bias`` (C,) contiguous where given (added to each sum as it is stored: the bits of
-    adding it to the output afterwards).
+    plus ``bias`` (C,) where given (added to each sum as it is stored: the bits of adding it
+    to the output afterwards).
 
-    The arguments of :func:`gnnkit.ops._spmm_cpu.spmm`: ``x`` (H, |V_in|, C) and ``out``
-    (H, |V_out|, C) contiguous, of one float dtype, ``values`` (H, |E|) contiguous or
-    ``None`` for all ones, ``rowptr`` and ``col`` of one integer dtype; every element of
+    ``x`` (H, |V_in|, C) and ``out`` (H, |V_out|, C) contiguous, of one float dtype, ``values``
+    (H, |E|) contiguous or ``None`` for all ones, ``bias`` contiguous, ``rowptr`` and ``col``
+    of one integer dtype (checked: the kernel reads their memory directly); every element of
     ``out`` is written. Rows are spread over ``torch.get_num_threads()`` threads.
     """
-    args = kernel_arguments(rowptr, col, values, x, out)
-    args.append(np.zeros(1, args[4].dtype) if bias is None else as_numpy(bias))
-    kernel = _compiled("rows" if bias is None else "biased rows", (0, 0, *args))
-    run_rows(kernel, args[0], *args)
+    _check(rowptr, col, values, x, out, bias)
+    kind = "rows" if bias is None else "biased rows"
+    kernel = _compiled(kind, x.size(2), _DTYPES[x.dtype], _DTYPES[rowptr.dtype])
+    rows = as_numpy(rowptr) if torch.get_num_threads() > 1 else rowptr.size(0) - 1
+    run_rows(kernel, rows, *_arguments(rowptr, col, values, x, out, bias))
 
 
 def spmm_transposed(
@@ -201,6 +281,6 @@ def spmm_transposed(
     gathering the values into that order. The additions into shared rows keep it on one
     thread.
     """
-    args = kernel_arguments(rowptr, col, values, x, out)
-    args.append(np.zeros(1, args[4].dtype))  # no bias
-    _compiled("transposed", (0, 0, *args))(0, len(args[0]) - 1, *args)
+    _check(rowptr, col, values, x, out)
+    kernel = _compiled("transposed", x.size(2), _DTYPES[x.dtype], _DTYPES[rowptr.dtype])
+    kernel(0, rowptr.size(0) - 1, *_arguments(rowptr, col, values, x, out, None))

@@ -138,7 +138,9 @@ def _spmm_raw(
         out.zero_()
     elif kernel == "narrow":
         ptr, idx = graph.kernel_indices(transpose)
-        _narrow_kernels().spmm(ptr, idx, values, x, out, bias)
+        _narrow_kernels().spmm(
+            ptr, idx, values, x, out, None if bias is None else bias.contiguous()
+        )
         bias = None  # added
     elif kernel == "csr":
         ptr, idx = graph.kernel_indices(transpose, heads=x.size(0))
@@ -213,6 +215,20 @@ def _take_edges(values: Tensor, index: Tensor) -> Tensor:
     return values.index_select(1, index)
 
 
+def _spmm_forward(
+    graph: CSRGraph,
+    values: Tensor,
+    x: Tensor,
+    deterministic: bool,
+    bias: Tensor | None,
+    flat: bool,
+) -> tuple[Tensor, str]:
+    """:class:`_SpMM`'s product of (H, E) ``values`` and (H, N_in, C) ``x`` and the kernel
+    that made it (for its backward); ``flat`` (one head): the (N_out, C) output itself."""
+    kernel = _spmm_kernel(graph, x, deterministic, bias is not None)
+    return _spmm_raw(graph, False, values, x, kernel, bias, flat=flat), kernel
+
+
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -228,8 +244,7 @@ class _SpMM(torch.autograd.Function):
         (E,) values and (N_in, C) ``x`` -> (N_out, C), with no view nodes around this one."""
         if squeeze:
             values, x = values.unsqueeze(0), x.unsqueeze(0)
-        kernel = _spmm_kernel(graph, x, deterministic, bias is not None)
-        out = _spmm_raw(graph, False, values, x, kernel, bias, flat=squeeze)
+        out, kernel = _spmm_forward(graph, values, x, deterministic, bias, squeeze)
         ctx.graph = graph
         ctx.kernel = kernel
         # Save only what the backward needs: x for the values' gradient, values for x's.
@@ -328,6 +343,10 @@ def spmm(
             f"({x_h.dtype}, {x_h.device}), got {got}"
         )
     deterministic = backend.is_deterministic(deterministic)
+    if not torch.is_grad_enabled() or not (
+        values.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)
+    ):  # nothing to differentiate (an evaluation): the product without an autograd Function
+        return _spmm_forward(graph, values_h, x_h, deterministic, bias, squeeze)[0]
     if squeeze:  # one head: the 2-D tensors themselves (the kernel views them as one head)
         return _SpMM.apply(graph, values, x, deterministic, bias, True)
     return _SpMM.apply(graph, values_h, x_h, deterministic, bias, False)
