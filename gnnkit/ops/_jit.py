@@ -156,6 +156,37 @@ def _prefetch() -> Any:
     return prefetch_intrinsic
 
 
+def generated_kernel(source: str, filename: str, names: dict[str, Any]) -> Any:
+    """The numba dispatcher (``nogil``, not yet compiled) of the function ``kernel`` defined
+    by generated ``source``, run with ``names`` as its globals; ``filename`` names it in
+    tracebacks. Kernels written out for one shape this way cannot be cached on disk."""
+    scope = dict(names)
+    exec(compile(source, filename, "exec"), scope)
+    return _numba().njit(nogil=True)(scope["kernel"])
+
+
+def compile_vectorised(kernel: Any, signature: tuple[Any, ...]) -> None:
+    """Compile ``kernel`` for ``signature`` with LLVM's SLP vectoriser switched on.
+
+    numba keeps the SLP vectoriser off by default after miscompilations with older LLVM
+    releases (numba PR #8852); kernels whose straight-line code needs it to fill vectors (a
+    row's sums held in locals) switch it on for their own compilation only, under numba's
+    compiler lock so that no other compilation sees the setting, and check their results
+    after compiling.
+    """
+    from numba.core import config
+    from numba.core.compiler_lock import global_compiler_lock
+
+    settings: Any = config  # numba sets its options at import: no attributes to type-check
+    with global_compiler_lock:
+        switched = settings.SLP_VECTORIZE
+        settings.SLP_VECTORIZE = 1
+        try:
+            kernel.compile(signature)
+        finally:
+            settings.SLP_VECTORIZE = switched
+
+
 @functools.cache
 def address_pointer(dtype: Any) -> Any:
     """``pointer(address)`` inside a kernel: a typed pointer to elements of numpy ``dtype``

@@ -52,7 +52,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gnnkit.ops._jit import _numba, address_pointer, as_numpy, run_rows
+from gnnkit.ops._jit import (
+    _numba,
+    address_pointer,
+    as_numpy,
+    compile_vectorised,
+    generated_kernel,
+    run_rows,
+)
 
 _DTYPES = {
     torch.float32: "float32",
@@ -117,11 +124,10 @@ def _source(channels: int, kind: str) -> str:
 def _dispatcher(channels: int, kind: str, dtype: str, index: str) -> Any:
     """The numba dispatcher of one kernel (:func:`_source`) for numpy ``dtype`` values and
     ``index`` indices (both baked in: the kernel takes only integers), not yet compiled."""
-    numba = _numba()
     float_type = np.dtype(dtype).type
     names: dict[str, Any] = {
         "np": np,
-        "carray": numba.carray,
+        "carray": _numba().carray,
         "FLOAT": address_pointer(dtype),
         "INDEX": address_pointer(index),
         "ONE": float_type(1),
@@ -130,9 +136,7 @@ def _dispatcher(channels: int, kind: str, dtype: str, index: str) -> Any:
         "NEXT": np.uint64(1),
     }
     names.update({f"C{c}": np.uint64(c) for c in range(channels)})  # unsigned offsets
-    source = compile(_source(channels, kind), f"<gnnkit spmm: {kind}, {channels}>", "exec")
-    exec(source, names)
-    return numba.njit(nogil=True)(names["kernel"])
+    return generated_kernel(_source(channels, kind), f"<gnnkit spmm: {kind}, {channels}>", names)
 
 
 _COMPILED: dict[tuple[int, str, str, str], Any] = {}
@@ -148,20 +152,9 @@ def _compiled(kind: str, channels: int, dtype: str, index: str) -> Callable[...,
     kernel = _COMPILED.get(key)
     if kernel is not None:
         return kernel
-    numba = _numba()
-    from numba.core import config
-    from numba.core.compiler_lock import global_compiler_lock
-
-    settings: Any = config  # numba sets its options at import: no attributes to type-check
     kernel = _dispatcher(*key)
-    signature = tuple(getattr(numba.types, name) for name in ("int64", "int64", *_SIGNATURE))
-    with global_compiler_lock:  # no other compilation sees the setting
-        switched = settings.SLP_VECTORIZE
-        settings.SLP_VECTORIZE = 1
-        try:
-            kernel.compile(signature)
-        finally:
-            settings.SLP_VECTORIZE = switched
+    types = _numba().types
+    compile_vectorised(kernel, tuple(getattr(types, t) for t in ("int64", "int64", *_SIGNATURE)))
     _self_check(kernel, channels, kind, np.dtype(dtype), np.dtype(index))
     _COMPILED[key] = kernel
     return kernel

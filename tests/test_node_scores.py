@@ -1,0 +1,143 @@
+"""GAT's per-node attention products written out per (heads, channels) (gnnkit.ops._node_scores).
+
+References: the products and their gradients in float64 torch (``(xw * a).sum(-1)`` and
+autograd), and the general kernels of gnnkit.ops._gat_cpu for the shapes that take them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gnnkit.ops import attention
+from gnnkit.ops._jit import jit_available
+
+pytestmark = pytest.mark.skipif(not jit_available(), reason="numba is not available")
+
+
+def scores():
+    from gnnkit.ops import _node_scores
+
+    return _node_scores
+
+
+def case(rows, heads, channels, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    xw = torch.randn(rows, heads, channels, dtype=dtype, generator=gen)
+    att = [torch.randn(heads, channels, dtype=dtype, generator=gen) for _ in "sd"]
+    grads = [torch.randn(rows, heads, dtype=dtype, generator=gen) for _ in "sd"]
+    return xw, att, grads
+
+
+def reference(xw, att, grads):
+    """The products and all three gradients through float64 torch autograd."""
+    xw64 = xw.double().requires_grad_()
+    att64 = [a.double().requires_grad_() for a in att]
+    products = [(xw64 * a).sum(-1) for a in att64]
+    backward = torch.autograd.grad(products, [xw64, *att64], [g.double() for g in grads])
+    return [p.detach() for p in products], list(backward)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("heads", "channels"),
+    [(8, 8), (1, 7), (2, 3), (1, 64), (4, 16), (8, 16)],  # the last three: general forward
+)
+def test_products_and_gradients_match_float64(heads, channels, dtype):
+    xw, att, grads = case(1100, heads, channels, dtype)  # three blocks of the sums, one partial
+    out = scores().node_scores(xw, *att)
+    back = scores().node_scores_grad(xw, *grads, *att, (True, True, True))
+    want_out, want_back = reference(xw, att, grads)
+    tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-11}
+    for ours, theirs in zip([*out, *back], [*want_out, *want_back], strict=True):
+        assert ours.dtype == dtype and ours.is_contiguous()
+        torch.testing.assert_close(ours.double(), theirs, **tol)
+
+
+def test_only_the_gradients_asked_for():
+    xw, att, grads = case(40, 8, 8, torch.float64)
+    for needs in [(True, False, False), (False, True, False), (False, False, True)]:
+        back = scores().node_scores_grad(xw, *grads, *att, needs)
+        assert [b is not None for b in back] == list(needs)
+
+
+@pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7)])
+def test_same_bits_for_every_thread_count(heads, channels):
+    xw, att, grads = case(2000, heads, channels, torch.float32, seed=1)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(
+                [
+                    *scores().node_scores(xw, *att),
+                    *scores().node_scores_grad(xw, *grads, *att, (True, True, True)),
+                ]
+            )
+    finally:
+        torch.set_num_threads(previous)
+    for one, two in zip(*results, strict=True):
+        assert torch.equal(one, two)
+
+
+def test_written_out_kernels_equal_the_general_ones_to_rounding(monkeypatch):
+    xw, att, grads = case(600, 8, 8, torch.float32, seed=2)
+    ours = [
+        *scores().node_scores(xw, *att),
+        *scores().node_scores_grad(xw, *grads, *att, (True, True, True)),
+    ]
+    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")  # the general kernels and einsum
+    general = [
+        *scores().node_scores(xw, *att),
+        *scores().node_scores_grad(xw, *grads, *att, (True, True, True)),
+    ]
+    for a, b in zip(ours, general, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_kernels_refuse_what_their_raw_reads_cannot_take():
+    xw, att, grads = case(20, 2, 3, torch.float32)
+    with pytest.raises(ValueError, match="one dtype"):
+        scores().node_scores(xw, att[0].double(), att[1])
+    with pytest.raises(ValueError, match="contiguous"):
+        scores().node_scores_grad(xw, grads[0], grads[1], att[0].t().contiguous().t(), att[1],
+                                  (True, True, True))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["forward", "features grad", "attention grad"])
+def test_a_miscompiled_kernel_fails_its_self_check(kind, monkeypatch):
+    module = scores()
+    real = module._SOURCES[kind]
+
+    def broken(heads, channels):  # the first entry's product is dropped
+        source = real(heads, channels)
+        if kind == "features grad":
+            return source.replace("gs_0 * s_0 + ", "")
+        return source.replace("+= x * s_0", "+= 0 * x").replace("+= gs_0 * x", "+= 0 * x")
+
+    monkeypatch.setitem(module._SOURCES, kind, broken)
+    monkeypatch.setattr(module, "_COMPILED", {})
+    module._dispatcher.cache_clear()
+    try:
+        xw, att, grads = case(10, 2, 3, torch.float32)
+        with pytest.raises(RuntimeError, match=r"self-check.*GNNKIT_NARROW_SPMM=0"):
+            if kind == "forward":
+                module.node_scores(xw, *att)
+            else:
+                module.node_scores_grad(xw, *grads, *att, (True, True, True))
+    finally:
+        module._dispatcher.cache_clear()  # the real kernels again for later tests
+
+
+def test_gat_attention_gradients_run_through_the_written_out_kernels(monkeypatch):
+    calls = []
+    real = scores().node_scores_grad
+    monkeypatch.setattr(scores(), "node_scores_grad", lambda *a: calls.append(a[-1]) or real(*a))
+    xw, att, _ = case(30, 8, 8, torch.float64)
+    att = [a.unsqueeze(0).requires_grad_() for a in att]  # (1, H, C), as GATConv holds them
+    xw.requires_grad_()
+    assert torch.autograd.gradcheck(attention.node_scores, (xw[:5].detach().requires_grad_(), *att))
+    a_src, a_dst = attention.node_scores(xw, *att)
+    (a_src.exp().sum() + a_dst.sum()).backward()
+    assert calls and att[0].grad.shape == (1, 8, 8)
