@@ -18,7 +18,9 @@ run and for any thread count, with no atomics):
 The forward's aggregation adds four entries to the output row per pass,
 ``(a0 x0 + a1 x1) + (a2 x2 + a3 x3)``, loading and storing the row once per four products
 (0.92 the forward's time at ogbn-arxiv's size, 0.95-0.99 on Cora; see
-:mod:`gnnkit.ops._spmm_cpu`).
+:mod:`gnnkit.ops._spmm_cpu`). Small graphs with at most 64 entries per node take that pass,
+and for one head the backward's sender pass, written out for their shape
+(:mod:`gnnkit.ops._gat_rows`: Cora's 8 x 8 aggregation in a quarter of the time).
 
 Two passes that each gather a feature row per edge (``xw_j`` over receivers for the attention
 gradient, ``grad_out_i`` over senders) took 369 ms at ogbn-arxiv's size (8 heads x 32
@@ -44,6 +46,7 @@ from torch import Tensor
 
 from gnnkit.ops import _expf as E
 from gnnkit.ops import _gat_cpu_one_head as one_head
+from gnnkit.ops import _gat_rows
 from gnnkit.ops._jit import as_numpy, jit_kernel, prefetch, prefetch_distance, run_rows
 from gnnkit.ops._memory import empty_advised
 
@@ -307,8 +310,20 @@ def _forward_rows(
     lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, params, keep,
     has_keep, out, alpha, fast_exp, distance,
 ):  # fmt: skip
-    """The three forward passes over rows ``lo:hi``; their entries ``rowptr[lo]:rowptr[hi]``
-    are contiguous in ``alpha``, so the exponentials run over that slice, in blocks of
+    """The three forward passes over rows ``lo:hi`` (:func:`_score_exp_rows`, then the
+    aggregation)."""
+    scores = (lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, params, alpha)
+    _score_exp_rows(*scores, fast_exp)
+    _aggregate_rows(lo, hi, rowptr, col, xw, params, keep, has_keep, out, alpha, distance)
+
+
+@jit_kernel()
+def _score_exp_rows(
+    lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, params, alpha, fast_exp,
+):  # fmt: skip
+    """The forward's first two passes over rows ``lo:hi``: the scores less each row's
+    maximum, then their exponentials. The rows' entries ``rowptr[lo]:rowptr[hi]`` are
+    contiguous in ``alpha``, so the exponentials run over that slice, in blocks of
     :data:`_EXP_BLOCK` entries that share one small scratch array."""
     scores = (lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, params, alpha)
     if alpha.shape[1] == 1:  # one head: the running maximum in a register
@@ -324,7 +339,6 @@ def _forward_rows(
             _exp_entries_f32(block, min(block + _EXP_BLOCK, last), flat, powers)
     else:
         _exp_entries(first, last, flat)
-    _aggregate_rows(lo, hi, rowptr, col, xw, params, keep, has_keep, out, alpha, distance)
 
 
 _EMPTY = {torch.float32: np.float32, torch.float64: np.float64}
@@ -361,13 +375,22 @@ def forward(
     (all the chunk's entries in one vectorised loop), normalisation and aggregation.
     """
     num_rows, (_, heads, channels), dtype = rowptr.numel() - 1, xw.shape, xw.dtype
-    out = empty_advised(xw, num_rows, heads, channels)
     alpha = empty_advised(xw, col.numel(), heads)
+    params = _params(dtype, negative_slope, scale)
     fast_exp = dtype == torch.float32  # the vectorised expf
-    args = (
+    scores = (
         as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
-        *_optional(edge_score, dtype), as_numpy(xw), _params(dtype, negative_slope, scale),
-        *_optional(keep, torch.bool), as_numpy(out), as_numpy(alpha), fast_exp, _distance(xw),
+        *_optional(edge_score, dtype), params, as_numpy(alpha),
+    )  # fmt: skip
+    if _gat_rows.aggregates(xw, rowptr):  # the aggregation written out for (H, C)
+        run_rows(_score_exp_rows, scores[0], *scores, fast_exp)
+        kernel, arguments, out = _gat_rows.aggregation(rowptr, col, xw, alpha, keep, scale)
+        run_rows(kernel, scores[0], *arguments)
+        return out, alpha
+    out = empty_advised(xw, num_rows, heads, channels)
+    args = (
+        *scores[:-2], as_numpy(xw), params, *_optional(keep, torch.bool), as_numpy(out),
+        scores[-1], fast_exp, _distance(xw),
     )  # fmt: skip
     run_rows(_forward_rows, args[0], *args)
     return out, alpha
@@ -408,7 +431,13 @@ def backward(
         as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
         *_optional(edge_score, dtype), alpha_np, params, grad_score_np, as_numpy(grad_dst),
     )  # fmt: skip
-    run_rows(_sender_grad_rows, colptr_np, *senders)
+    if _gat_rows.sender_grads(xw, rowptr):  # one head, written out for its channels
+        kernel, arguments = _gat_rows.sender_gradient(
+            (colptr, row_t, perm_t), xw, alpha, keep, scale, grad_out, grad_xw, grad_score
+        )
+        run_rows(kernel, colptr_np, *arguments)
+    else:
+        run_rows(_sender_grad_rows, colptr_np, *senders)
     one = heads == 1  # one head: the kernels with their running sums in registers
     run_rows(one_head.score_grad_rows if one else _score_grad_rows, scores[0], *scores)
     sources = (colptr_np, perm_np, grad_score_np, as_numpy(grad_src), params[2], distance)

@@ -1,0 +1,138 @@
+"""The fused GAT's passes written out per (heads, channels) (gnnkit.ops._gat_rows).
+
+References: the general kernels of gnnkit.ops._gat_cpu (``GNNKIT_NARROW_SPMM=0``) and the
+torch form of the layer (``reference_gat``, autograd); tests/test_fused_gat.py checks the
+kernels against a dense softmax on small graphs, which take these passes too.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gnnkit.ops import CSRGraph
+from gnnkit.ops._jit import PREFETCH_MIN_BYTES, jit_available
+from gnnkit.ops.attention import reference_gat
+
+pytestmark = pytest.mark.skipif(not jit_available(), reason="numba is not available")
+SLOPE, P = 0.2, 0.6
+
+
+def modules():
+    from gnnkit.ops import _gat_cpu, _gat_rows
+
+    return _gat_cpu, _gat_rows
+
+
+def case(heads, channels, dtype=torch.float32, nodes=300, edges=2400, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, nodes, (2, edges), generator=gen)
+    edge_index[:, :nodes] = torch.arange(nodes)  # self-loops: no empty rows but some
+    edge_index[1, edge_index[1] == 7] = 8  # receiver 7 without edges
+    graph = CSRGraph.from_edge_index(edge_index, nodes)
+    inputs = [
+        torch.randn(nodes, heads, generator=gen, dtype=dtype),  # a_src
+        torch.randn(nodes, heads, generator=gen, dtype=dtype),  # a_dst
+        None,  # edge scores
+        torch.randn(nodes, heads, channels, generator=gen, dtype=dtype),  # xw
+    ]
+    keep = torch.rand(graph.num_edges, heads, generator=gen) >= P
+    return graph, inputs, keep
+
+
+def forward_backward(graph, inputs, keep, grad_seed=1):
+    cpu, _ = modules()
+    scale = 1 / (1 - P) if keep is not None else 1.0
+    out, alpha = cpu.forward(graph.rowptr, graph.col, *inputs, SLOPE, keep, scale)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed))
+    colptr, row_t, _, perm_t = graph.transpose()
+    grads = cpu.backward(
+        graph.rowptr, graph.col, colptr, row_t, perm_t, *inputs, alpha, SLOPE, keep, scale,
+        grad_out.to(out.dtype),
+    )  # fmt: skip
+    return [out, alpha, *(g for g in grads if g is not None)]
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+@pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7), (2, 3), (1, 64)])
+def test_written_out_passes_equal_the_general_kernels(heads, channels, dropout, monkeypatch):
+    graph, inputs, keep = case(heads, channels)
+    keep = keep if dropout else None
+    _, rows = modules()
+    assert rows.aggregates(inputs[3], graph.rowptr)
+    assert rows.sender_grads(inputs[3], graph.rowptr) == (heads == 1)
+    ours = forward_backward(graph, inputs, keep)
+    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
+    assert not rows.aggregates(inputs[3], graph.rowptr)
+    general = forward_backward(graph, inputs, keep)
+    for a, b in zip(ours, general, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert ours[0][7].abs().sum() == 0  # the receiver without edges
+
+
+@pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7)])
+def test_written_out_passes_match_the_torch_form_in_float64(heads, channels):
+    graph, inputs, keep = case(heads, channels, torch.float64, nodes=60, edges=300, seed=3)
+    leaves = [t.requires_grad_() if t is not None else None for t in inputs]
+    ref_out, ref_alpha = reference_gat(graph, *leaves, SLOPE, keep, 1 / (1 - P))
+    grad_out = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(1)).double()
+    want = torch.autograd.grad(ref_out, [leaves[3], leaves[0], leaves[1]], grad_out)
+    got = forward_backward(graph, [t.detach() if t is not None else None for t in leaves], keep)
+    for a, b in zip(got, [ref_out, ref_alpha, *want], strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-12)
+
+
+def test_same_bits_for_every_thread_count():
+    graph, inputs, keep = case(1, 7, nodes=2000, edges=16000, seed=4)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = forward_backward(graph, inputs, keep)
+        torch.set_num_threads(2)
+        two = forward_backward(graph, inputs, keep)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_which_shapes_take_the_written_out_passes():
+    _, rows = modules()
+    rowptr = torch.zeros(3, dtype=torch.int64)
+    assert rows.aggregates(torch.empty(10, 8, 8), rowptr)
+    assert not rows.aggregates(torch.empty(10, 8, 9), rowptr)  # 72 entries per node
+    assert not rows.aggregates(torch.empty(10, 8, 8), rowptr.int())  # int32 indices
+    assert not rows.aggregates(torch.empty(10, 8, 8, dtype=torch.float16), rowptr)
+    big = PREFETCH_MIN_BYTES // (4 * 64) + 1  # features past the cache: the prefetching kernel
+    assert not rows.aggregates(torch.empty(big, 8, 8), rowptr)
+    assert rows.sender_grads(torch.empty(10, 1, 7), rowptr)
+    assert not rows.sender_grads(torch.empty(10, 8, 8), rowptr)
+
+
+def test_raw_reads_are_refused_what_they_cannot_take():
+    _, rows = modules()
+    graph, inputs, keep = case(2, 3, nodes=20, edges=60)
+    alpha = torch.rand(graph.num_edges, 2)
+    with pytest.raises(ValueError, match="int64 indices"):
+        rows.aggregation(graph.rowptr.int(), graph.col.int(), inputs[3], alpha, keep, 2.5)
+    with pytest.raises(ValueError, match="contiguous"):
+        rows.aggregation(graph.rowptr, graph.col, inputs[3].transpose(1, 2), alpha, keep, 2.5)
+
+
+@pytest.mark.parametrize("kind", ["aggregate", "sender grad"])
+def test_a_miscompiled_kernel_fails_its_self_check(kind, monkeypatch):
+    _, rows = modules()
+    real = rows._SOURCES[kind]
+
+    def broken(heads, channels, dropout):  # the first channel's sum never grows
+        return real(heads, channels, dropout).replace("sum_0 += ", "sum_0 = 0 * ")
+
+    monkeypatch.setitem(rows._SOURCES, kind, broken)
+    monkeypatch.setattr(rows, "_COMPILED", {})
+    rows._dispatcher.cache_clear()
+    try:
+        graph, inputs, keep = case(1, 5, nodes=20, edges=60)
+        with pytest.raises(RuntimeError, match=r"self-check.*GNNKIT_NARROW_SPMM=0"):
+            forward_backward(graph, inputs, keep)
+    finally:
+        rows._dispatcher.cache_clear()  # the real kernels again for later tests
