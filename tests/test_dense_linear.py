@@ -120,3 +120,20 @@ def test_autocast_keeps_f_linears_compute_dtype(outputs):
         ours, theirs = linear(x, weight), F.linear(x, weight)
     assert ours.dtype == theirs.dtype == torch.bfloat16
     assert torch.equal(ours, theirs)
+
+
+@pytest.mark.skipif(not jit_available(), reason="numba is not available")
+def test_without_gradients_the_kernel_runs_without_an_autograd_function(monkeypatch):
+    x = torch.randn(600, 16)
+    weight = torch.randn(7, 16, requires_grad=True)
+    expected = linear(x, weight).detach()
+
+    def refused(*args):
+        raise AssertionError("an autograd Function ran for a product without gradients")
+
+    monkeypatch.setattr(linear_module._NarrowLinear, "apply", refused)
+    with torch.no_grad():
+        out = linear(x.t().contiguous().t(), weight)  # a strided input is made contiguous
+    assert out.grad_fn is None and torch.equal(out, expected)
+    with pytest.raises(AssertionError, match="autograd Function"):
+        linear(x, weight)

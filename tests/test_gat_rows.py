@@ -136,3 +136,26 @@ def test_a_miscompiled_kernel_fails_its_self_check(kind, monkeypatch):
             forward_backward(graph, inputs, keep)
     finally:
         rows._dispatcher.cache_clear()  # the real kernels again for later tests
+
+
+def test_without_gradients_the_kernels_run_without_autograd_functions(monkeypatch):
+    from gnnkit.ops import attention, fused_gat
+
+    graph, inputs, _ = case(8, 8, nodes=50, edges=300)
+    att = [torch.randn(1, 8, 8, requires_grad=True) for _ in "sd"]
+    xw = inputs[3].requires_grad_()
+    expected_scores = [s.detach() for s in attention.node_scores(xw, *att)]
+    expected_out = fused_gat(graph, inputs[0], inputs[1], None, xw, SLOPE, P, False)[0].detach()
+
+    def refused(*args):
+        raise AssertionError("an autograd Function ran without gradients")
+
+    monkeypatch.setattr(attention._NodeScores, "apply", refused)
+    monkeypatch.setattr(attention._FusedGAT, "apply", refused)
+    with torch.no_grad():
+        scores = attention.node_scores(xw, *att)
+        out = fused_gat(graph, inputs[0], inputs[1], None, xw, SLOPE, P, False)[0]
+    assert all(torch.equal(a, b) for a, b in zip(scores, expected_scores, strict=True))
+    assert out.grad_fn is None and torch.equal(out, expected_out)
+    with pytest.raises(AssertionError, match="autograd Function"):
+        attention.node_scores(xw, *att)

@@ -821,5 +821,5 @@ def test_a_graph_on_another_device_than_the_layer_is_refused(layer):
 
     conv = GCNConv(4, 3) if layer == "gcn" else GATConv(4, 3)
     edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]], device="meta")  # no data: a device only
-    with pytest.raises(InputError, match="edge_index is on meta and .*parameters on cpu"):
+    with pytest.raises(InputError, match=r"edge_index is on meta and .*parameters on cpu"):
         conv(torch.randn(5, 4), edge_index)

@@ -384,6 +384,7 @@ def forward(
     )  # fmt: skip
     if _gat_rows.aggregates(xw, rowptr):  # the aggregation written out for (H, C)
         run_rows(_score_exp_rows, scores[0], *scores, fast_exp)
+        xw = xw.contiguous()  # read through its address
         kernel, arguments, out = _gat_rows.aggregation(rowptr, col, xw, alpha, keep, scale)
         run_rows(kernel, scores[0], *arguments)
         return out, alpha
@@ -432,6 +433,7 @@ def backward(
         *_optional(edge_score, dtype), alpha_np, params, grad_score_np, as_numpy(grad_dst),
     )  # fmt: skip
     if _gat_rows.sender_grads(xw, rowptr):  # one head, written out for its channels
+        xw = xw.contiguous()  # read through its address
         kernel, arguments = _gat_rows.sender_gradient(
             (colptr, row_t, perm_t), xw, alpha, keep, scale, grad_out, grad_xw, grad_score
         )

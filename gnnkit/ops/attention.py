@@ -265,13 +265,15 @@ def fused_gat(
         alpha = alpha.detach()
     else:
         kernels = _cpu_kernels() if backend == "numba" else _triton_kernels()
+        options = (float(negative_slope), keep, scale)
         if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (a_src, a_dst, edge_score, xw)
         ):
             graph.transpose()  # built once per graph, before the activations exist
-        out, alpha = _FusedGAT.apply(
-            kernels, graph, a_src, a_dst, edge_score, xw, float(negative_slope), keep, scale
-        )
+            out, alpha = _FusedGAT.apply(kernels, graph, a_src, a_dst, edge_score, xw, *options)
+        else:  # nothing to differentiate (an evaluation): the kernel without a Function
+            out, alpha = kernels.forward(graph.rowptr, graph.col, a_src, a_dst, edge_score, xw,
+                                         *options)  # fmt: skip
     if not return_attention:
         return out, None
     return out, alpha if keep is None else alpha * keep * scale
@@ -333,4 +335,8 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
             f"node_scores expects xw (N, H, C) and attention vectors of H x C entries, got "
             f"{tuple(xw.shape)}, {tuple(att_src.shape)} and {tuple(att_dst.shape)}"
         )
-    return _NodeScores.apply(xw, att_src, att_dst)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (xw, att_src, att_dst)):
+        return _NodeScores.apply(xw, att_src, att_dst)
+    shape = xw.shape[1:]  # nothing to differentiate: the kernel without a Function
+    att_src, att_dst = att_src.reshape(shape).contiguous(), att_dst.reshape(shape).contiguous()
+    return _score_kernels().node_scores(xw.contiguous(), att_src, att_dst)

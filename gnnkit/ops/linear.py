@@ -129,7 +129,9 @@ def linear(x: Tensor, weight: Tensor) -> Tensor:
     if torch.compiler.is_compiling() or x.dim() != 2 or torch.is_autocast_enabled(x.device.type):
         return F.linear(x, weight)  # autocast picks F.linear's compute dtype
     if _narrow(x, weight):
-        return _NarrowLinear.apply(x, weight)
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            return _NarrowLinear.apply(x, weight)
+        return _kernels().narrow_linear(x.contiguous(), weight.contiguous())  # no Function
     if _large(x, weight):
         return _LargeLinear.apply(x, weight)
     return F.linear(x, weight)
