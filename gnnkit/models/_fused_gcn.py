@@ -175,9 +175,10 @@ class _TwoLayerGCN(torch.autograd.Function):
         return None, g_w1, g_b1, g_w2, g_b2
 
 
-def _eligible(model: GCN, x: Any) -> tuple[GCNConv, GCNConv] | None:
-    """The two layers, where they would run exactly what :func:`_forward` runs (module
-    docstring); else ``None``."""
+def _eligible(model: GCN, x: Any) -> tuple[GCNConv, GCNConv, tuple[Tensor, ...]] | None:
+    """The two layers and their parameters ``(W1, b1, W2, b2)``, where the layers would run
+    exactly what :func:`_forward` runs (module docstring); else ``None``. Each module
+    attribute is read once (``nn.Module.__getattr__`` is slow, and this runs every call)."""
     if torch.jit.is_scripting() or torch.compiler.is_compiling():
         return None
     if not isinstance(x, Tensor) or x.layout != torch.sparse_csr or x.dim() != 2:
@@ -189,14 +190,17 @@ def _eligible(model: GCN, x: Any) -> tuple[GCNConv, GCNConv] | None:
     conv1, conv2 = model.conv1, model.conv2
     if not (isinstance(conv1, GCNConv) and isinstance(conv2, GCNConv)):
         return None
+    params = []
     for conv in (conv1, conv2):
         if type(conv) is not GCNConv or runs_propagate(conv, GCNConv) or uses_plain_path(conv):
             return None
         if conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks:
             return None
-        if conv.bias is None or conv.raw_self_loop_weight is not None:
+        own = conv._parameters  # registered, so never plain attributes
+        if own.get("bias") is None or own.get("raw_self_loop_weight") is not None:
             return None
-    first, second = conv1.lin.weight, conv2.lin.weight
+        params += [conv.lin.weight, own["bias"]]
+    first, second = params[0], params[2]
     fits = (
         second.dim() == 2  # not a lazy weight
         and second.size(1) == first.size(0)
@@ -204,7 +208,7 @@ def _eligible(model: GCN, x: Any) -> tuple[GCNConv, GCNConv] | None:
         and second.dtype == x.dtype
         and second.device == x.device
     )
-    return (conv1, conv2) if fits else None
+    return (conv1, conv2, tuple(params)) if fits else None
 
 
 def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
@@ -216,7 +220,7 @@ def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
     layers = _eligible(model, x)
     if layers is None:
         return None
-    conv1, conv2 = layers
+    conv1, conv2, params = layers
     x, graph, plain, first, weights1 = conv1._checked_inputs(x, edge_index, None)
     if plain or weights1.requires_grad:
         return None
@@ -234,7 +238,6 @@ def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
         model.dropout,
         model.training,
     )
-    params = (conv1.lin.weight, conv1.bias, conv2.lin.weight, conv2.bias)
     if torch.is_grad_enabled() and any(p.requires_grad for p in params):
         return _TwoLayerGCN.apply(net, *params)
     return _forward(net, *params)[0]
