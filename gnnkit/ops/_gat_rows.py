@@ -256,6 +256,7 @@ def _self_check(
     expected = _reference(kind, case, scale, dropout)
     rowptr, col, xw, keep = case["rowptr"], case["col"], case["xw"], case["keep"]
     alpha = case["alpha"].copy()
+    arrays: tuple[np.ndarray, ...]
     if kind == "aggregate":
         out = np.full_like(xw, np.nan)
         arrays = (rowptr, col, xw, alpha, keep, out)

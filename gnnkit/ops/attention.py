@@ -265,6 +265,7 @@ def fused_gat(
         alpha = alpha.detach()
     else:
         kernels = _cpu_kernels() if backend == "numba" else _triton_kernels()
+        assert kernels is not None  # fused_gat_backend names an available backend
         options = (float(negative_slope), keep, scale)
         if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (a_src, a_dst, edge_score, xw)
