@@ -337,7 +337,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         extra = (num_nodes, dtype, fused, graph.form, cached)
         entry = self._cache.lookup(tensors, extra)
         # (A registered parameter read from _parameters: nn.Module.__getattr__ is slow.)
-        fixed = self._parameters["raw_self_loop_weight"] is None and not (
+        fixed = self._parameters.get("raw_self_loop_weight") is None and not (
             edge_weight is not None and edge_weight.requires_grad
         )
         if entry is None:
