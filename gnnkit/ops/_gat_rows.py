@@ -41,18 +41,20 @@ import torch
 from torch import Tensor
 
 from gnnkit.ops._jit import (
+    NUMPY_DTYPES,
     PREFETCH_MIN_BYTES,
     _numba,
     address_pointer,
     compile_vectorised,
     generated_kernel,
+    kernel_globals,
+    node_row_globals,
 )
 from gnnkit.utils.env import switched_off
 
 __all__ = ["aggregates", "aggregation", "sender_gradient", "sender_grads"]
 
-MAX_ENTRIES = 64  # H x C per node, at most
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+MAX_ENTRIES = 64  # H x C per node, at most (also gnnkit.ops._node_scores's limit)
 
 
 def _coefficients(heads: int, dropout: bool, indent: str) -> list[str]:
@@ -148,24 +150,14 @@ _ARGUMENTS = {"aggregate": 11, "sender grad": 14}
 @functools.cache
 def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str) -> Any:
     """The numba dispatcher of one kernel of ``kind`` (shape and dtypes baked in)."""
-    float_type = np.dtype(dtype).type
-    names: dict[str, Any] = {
-        "np": np,
-        "carray": _numba().carray,
-        "FLOAT": address_pointer(dtype),
-        "INDEX": address_pointer("int64"),
-        "BOOL": address_pointer("bool"),
-        "FLOAT_TYPE": float_type,
-        "ZERO": float_type(0),
-        "ONE": float_type(1),
-        "ONE_U": np.uint64(1),
-        "DROPOUT": dropout,
-        "HEADS": np.uint64(heads),
-        "ENTRIES": np.uint64(heads * channels),
-        "HEADS_N": heads,  # signed sizes for the arrays (numba makes int64 * uint64 a float)
-        "ENTRIES_N": heads * channels,
-    }
-    names.update({f"E{k}": np.uint64(k) for k in range(heads * channels)})  # unsigned offsets
+    names = kernel_globals(
+        dtype,
+        INDEX=address_pointer("int64"),
+        BOOL=address_pointer("bool"),
+        ONE_U=np.uint64(1),
+        DROPOUT=dropout,
+        **node_row_globals(heads, channels),
+    )
     source = _SOURCES[kind](heads, channels, dropout)
     label = f"<gnnkit GAT {kind}: {heads} x {channels}{', dropout' if dropout else ''}>"
     return generated_kernel(source, label, names)
@@ -324,7 +316,9 @@ def aggregation(
     :func:`gnnkit.ops._jit.run_rows` over ``rowptr``'s rows (``alpha`` holds the
     exponentials, normalised in place)."""
     _check((rowptr, col), xw, alpha, keep)
-    kernel = _compiled("aggregate", xw.size(1), xw.size(2), keep is not None, _DTYPES[xw.dtype])
+    kernel = _compiled(
+        "aggregate", xw.size(1), xw.size(2), keep is not None, NUMPY_DTYPES[xw.dtype]
+    )
     out = xw.new_empty(rowptr.size(0) - 1, xw.size(1), xw.size(2))
     keep_at = 0 if keep is None else keep.data_ptr()
     tensors = (rowptr.data_ptr(), col.data_ptr(), xw.data_ptr(), alpha.data_ptr())
@@ -344,7 +338,7 @@ def sender_gradient(
     """``(kernel, arguments after lo and hi)`` of the backward's sender pass for one head,
     over the senders of ``transposed`` (``colptr, row_t, perm_t``)."""
     _check(transposed, xw, alpha, keep, grad_out, grad_xw, grad_alpha)
-    kernel = _compiled("sender grad", 1, xw.size(2), keep is not None, _DTYPES[xw.dtype])
+    kernel = _compiled("sender grad", 1, xw.size(2), keep is not None, NUMPY_DTYPES[xw.dtype])
     keep_at = 0 if keep is None else keep.data_ptr()
     addresses = [t.data_ptr() for t in (*transposed, xw, alpha)]
     addresses += [keep_at, grad_out.data_ptr(), grad_xw.data_ptr(), grad_alpha.data_ptr()]

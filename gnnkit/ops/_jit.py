@@ -165,6 +165,28 @@ def generated_kernel(source: str, filename: str, names: dict[str, Any]) -> Any:
     return _numba().njit(nogil=True)(scope["kernel"])
 
 
+def kernel_globals(dtype: str, **constants: Any) -> dict[str, Any]:
+    """The globals a generated kernel for values of numpy ``dtype`` reads, plus
+    ``constants``: ``np``, ``carray`` (``numba.carray``), ``FLOAT`` (:func:`address_pointer`
+    for ``dtype``), ``FLOAT_TYPE`` and its ``ZERO`` and ``ONE``."""
+    float_type = np.dtype(dtype).type
+    names = {"np": np, "carray": _numba().carray, "FLOAT": address_pointer(dtype)}
+    names.update(FLOAT_TYPE=float_type, ZERO=float_type(0), ONE=float_type(1), **constants)
+    return names
+
+
+def node_row_globals(heads: int, channels: int) -> dict[str, Any]:
+    """The shape globals of a kernel written out for rows of ``heads`` x ``channels``
+    entries: ``HEADS`` and ``ENTRIES`` unsigned (for offsets: unsigned indices spare numba's
+    negative-index wrap-around), ``HEADS_N`` and ``ENTRIES_N`` signed (for array sizes: numba
+    makes ``int64 * uint64`` a float), and the offsets ``E0`` ... ``E{H C - 1}``."""
+    entries = heads * channels
+    names: dict[str, Any] = {"HEADS": np.uint64(heads), "ENTRIES": np.uint64(entries)}
+    names.update(HEADS_N=heads, ENTRIES_N=entries)
+    names.update({f"E{k}": np.uint64(k) for k in range(entries)})
+    return names
+
+
 def compile_vectorised(kernel: Any, signature: tuple[Any, ...]) -> None:
     """Compile ``kernel`` for ``signature`` with LLVM's SLP vectoriser switched on.
 
@@ -271,6 +293,14 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 # A forked child inherits the cached pools without their threads: let it start its own.
 os.register_at_fork(after_in_child=_pool.cache_clear)
 
+
+#: The numpy names of the dtypes that kernels generated per shape are compiled for.
+NUMPY_DTYPES = {
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.int32: "int32",
+    torch.int64: "int64",
+}
 
 _TYPESTR = {
     torch.float32: "<f4",

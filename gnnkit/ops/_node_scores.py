@@ -49,45 +49,60 @@ import torch
 from torch import Tensor
 
 from gnnkit.ops import _gat_cpu
+from gnnkit.ops._gat_rows import MAX_ENTRIES  # H x C per node, at most
 from gnnkit.ops._jit import (
+    NUMPY_DTYPES,
     _numba,
-    address_pointer,
     as_numpy,
     compile_vectorised,
     generated_kernel,
     jit_kernel,
+    kernel_globals,
+    node_row_globals,
     run_rows,
 )
 from gnnkit.utils.env import switched_off
 
 __all__ = ["node_scores", "node_scores_grad"]
 
-MAX_ENTRIES = 64  # H x C per node, at most, for the written-out kernels
 MAX_FORWARD_CHANNELS = 8  # C, at most, for the written-out forward pass
 BLOCK_ROWS = 512  # nodes per block of the attention gradients' sums
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+def _attention_locals(entries: int) -> list[str]:
+    """Lines that read both attention vectors (``entries`` each) into locals ``s_k``, ``d_k``."""
+    lines = [
+        f"    a_src = carray(FLOAT(a_src), {entries})",
+        f"    a_dst = carray(FLOAT(a_dst), {entries})",
+    ]
+    lines += [f"    s_{k} = a_src[{k}]" for k in range(entries)]
+    return lines + [f"    d_{k} = a_dst[{k}]" for k in range(entries)]
+
+
+def _node_rows(indent: str) -> list[str]:
+    """The loop over nodes ``lo:hi`` with each node's offsets (``base`` of its H x C entries,
+    ``node`` of its H scores), at ``indent``."""
+    return [
+        f"{indent}for j in range(np.uint64(lo), np.uint64(hi)):",
+        f"{indent}    base, node = j * ENTRIES, j * HEADS",
+    ]
+
+
+def _score_gradients(heads: int, indent: str) -> list[str]:
+    """Lines that read node ``j``'s two score gradients into locals ``gs_h``, ``gd_h``."""
+    lines = [f"{indent}gs_{h} = g_src[node + E{h}]" for h in range(heads)]
+    return lines + [f"{indent}gd_{h} = g_dst[node + E{h}]" for h in range(heads)]
 
 
 def _forward_source(heads: int, channels: int) -> str:
     """``kernel(lo, hi, xw, a_src, a_dst, out_src, out_dst)``: the products of rows
     ``lo:hi``, each a sum over the channels in order, the heads side by side."""
-    entries = heads * channels
     lines = ["def kernel(lo, hi, xw, a_src, a_dst, out_src, out_dst):"]
+    lines += ["    xw = carray(FLOAT(xw), hi * ENTRIES_N)"]
     lines += [
-        f"    a_src = carray(FLOAT(a_src), {entries})",
-        f"    a_dst = carray(FLOAT(a_dst), {entries})",
+        f"    {name} = carray(FLOAT({name}), hi * HEADS_N)" for name in ("out_src", "out_dst")
     ]
-    lines += [
-        "    xw = carray(FLOAT(xw), hi * ENTRIES_N)",
-        "    out_src = carray(FLOAT(out_src), hi * HEADS_N)",
-    ]
-    lines += ["    out_dst = carray(FLOAT(out_dst), hi * HEADS_N)"]
-    lines += [f"    s_{k} = a_src[{k}]" for k in range(entries)]
-    lines += [f"    d_{k} = a_dst[{k}]" for k in range(entries)]
-    lines += [
-        "    for j in range(np.uint64(lo), np.uint64(hi)):",
-        "        base, node = j * ENTRIES, j * HEADS",
-    ]
+    lines += _attention_locals(heads * channels) + _node_rows("    ")
     lines += [f"        src_{h} = ZERO" for h in range(heads)]
     lines += [f"        dst_{h} = ZERO" for h in range(heads)]
     for c in range(channels):  # channel outer: the heads' sums advance together
@@ -103,28 +118,14 @@ def _forward_source(heads: int, channels: int) -> str:
 def _features_grad_source(heads: int, channels: int) -> str:
     """``kernel(lo, hi, g_src, g_dst, a_src, a_dst, grad_xw)``: the features' gradient of
     rows ``lo:hi``."""
-    entries = heads * channels
     lines = ["def kernel(lo, hi, g_src, g_dst, a_src, a_dst, grad_xw):"]
-    lines += [
-        f"    a_src = carray(FLOAT(a_src), {entries})",
-        f"    a_dst = carray(FLOAT(a_dst), {entries})",
-    ]
-    lines += [
-        "    g_src = carray(FLOAT(g_src), hi * HEADS_N)",
-        "    g_dst = carray(FLOAT(g_dst), hi * HEADS_N)",
-    ]
+    lines += [f"    {name} = carray(FLOAT({name}), hi * HEADS_N)" for name in ("g_src", "g_dst")]
     lines += ["    grad_xw = carray(FLOAT(grad_xw), hi * ENTRIES_N)"]
-    lines += [f"    s_{k} = a_src[{k}]" for k in range(entries)]
-    lines += [f"    d_{k} = a_dst[{k}]" for k in range(entries)]
-    lines += [
-        "    for j in range(np.uint64(lo), np.uint64(hi)):",
-        "        base, node = j * ENTRIES, j * HEADS",
-    ]
-    lines += [f"        gs_{h} = g_src[node + E{h}]" for h in range(heads)]
-    lines += [f"        gd_{h} = g_dst[node + E{h}]" for h in range(heads)]
+    lines += _attention_locals(heads * channels) + _node_rows("    ")
+    lines += _score_gradients(heads, "        ")
     lines += [
         f"        grad_xw[base + E{k}] = gs_{k // channels} * s_{k} + gd_{k // channels} * d_{k}"
-        for k in range(entries)
+        for k in range(heads * channels)
     ]
     return "\n".join(lines) + "\n"
 
@@ -154,8 +155,7 @@ def _attention_grad_source(heads: int, channels: int) -> str:
         "        for j in range(first, last):",
         "            base, node = j * ENTRIES, j * HEADS",
     ]
-    lines += [f"            gs_{h} = g_src[node + E{h}]" for h in range(heads)]
-    lines += [f"            gd_{h} = g_dst[node + E{h}]" for h in range(heads)]
+    lines += _score_gradients(heads, "            ")
     for k in range(entries):
         h = k // channels
         lines += [
@@ -179,19 +179,7 @@ _SOURCES = {
 @functools.cache
 def _dispatcher(kind: str, heads: int, channels: int, dtype: str) -> Any:
     """The numba dispatcher of one kernel of ``kind`` (its dtype baked in), not compiled."""
-    float_type = np.dtype(dtype).type
-    names: dict[str, Any] = {
-        "np": np,
-        "carray": _numba().carray,
-        "FLOAT": address_pointer(dtype),
-        "ZERO": float_type(0),
-        "HEADS": np.uint64(heads),
-        "ENTRIES": np.uint64(heads * channels),
-        "BLOCK": np.uint64(BLOCK_ROWS),
-        "HEADS_N": heads,  # signed sizes for the arrays (numba makes int64 * uint64 a float)
-        "ENTRIES_N": heads * channels,
-    }
-    names.update({f"E{k}": np.uint64(k) for k in range(heads * channels)})  # unsigned offsets
+    names = kernel_globals(dtype, BLOCK=np.uint64(BLOCK_ROWS), **node_row_globals(heads, channels))
     source = _SOURCES[kind](heads, channels)
     return generated_kernel(source, f"<gnnkit node scores: {kind}, {heads} x {channels}>", names)
 
@@ -271,7 +259,11 @@ def _self_check(kernel: Any, kind: str, heads: int, channels: int, dtype: np.dty
 def _written_out(xw: Tensor, forward: bool) -> bool:
     heads, channels = xw.shape[1:]
     fits = heads * channels <= MAX_ENTRIES and (not forward or channels <= MAX_FORWARD_CHANNELS)
-    return fits and xw.dtype in _DTYPES and not switched_off("GNNKIT_NARROW_SPMM")
+    return (
+        fits
+        and xw.dtype in (torch.float32, torch.float64)
+        and not switched_off("GNNKIT_NARROW_SPMM")
+    )
 
 
 def _check(*tensors: Tensor) -> None:
@@ -287,7 +279,7 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
     if not _written_out(xw, forward=True):
         return _gat_cpu.node_scores(xw, att_src, att_dst)
     out_src, out_dst = xw.new_empty(xw.shape[:2]), xw.new_empty(xw.shape[:2])
-    kernel = _compiled("forward", xw.size(1), xw.size(2), _DTYPES[xw.dtype])
+    kernel = _compiled("forward", xw.size(1), xw.size(2), NUMPY_DTYPES[xw.dtype])
     tensors = (xw, att_src, att_dst, out_src, out_dst)
     _check(*tensors)
     run_rows(kernel, xw.size(0), *(t.data_ptr() for t in tensors))
@@ -320,7 +312,7 @@ def node_scores_grad(
             grad_dst = torch.einsum("jh,jhc->hc", g_dst, xw)
         return grad_xw, grad_src, grad_dst
     rows, heads, channels = xw.shape
-    dtype = _DTYPES[xw.dtype]
+    dtype = NUMPY_DTYPES[xw.dtype]
     _check(xw, g_src, g_dst, att_src, att_dst)
     if needs[0]:
         grad_xw = torch.empty_like(xw)

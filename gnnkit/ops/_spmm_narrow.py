@@ -53,20 +53,15 @@ import torch
 from torch import Tensor
 
 from gnnkit.ops._jit import (
+    NUMPY_DTYPES,
     _numba,
     address_pointer,
     as_numpy,
     compile_vectorised,
     generated_kernel,
+    kernel_globals,
     run_rows,
 )
-
-_DTYPES = {
-    torch.float32: "float32",
-    torch.float64: "float64",
-    torch.int32: "int32",
-    torch.int64: "int64",
-}
 
 __all__ = ["spmm", "spmm_transposed"]
 
@@ -124,17 +119,9 @@ def _source(channels: int, kind: str) -> str:
 def _dispatcher(channels: int, kind: str, dtype: str, index: str) -> Any:
     """The numba dispatcher of one kernel (:func:`_source`) for numpy ``dtype`` values and
     ``index`` indices (both baked in: the kernel takes only integers), not yet compiled."""
-    float_type = np.dtype(dtype).type
-    names: dict[str, Any] = {
-        "np": np,
-        "carray": _numba().carray,
-        "FLOAT": address_pointer(dtype),
-        "INDEX": address_pointer(index),
-        "ONE": float_type(1),
-        "ZERO": float_type(0),
-        "WIDTH": np.uint64(channels),
-        "NEXT": np.uint64(1),
-    }
+    names = kernel_globals(
+        dtype, INDEX=address_pointer(index), WIDTH=np.uint64(channels), NEXT=np.uint64(1)
+    )
     names.update({f"C{c}": np.uint64(c) for c in range(channels)})  # unsigned offsets
     return generated_kernel(_source(channels, kind), f"<gnnkit spmm: {kind}, {channels}>", names)
 
@@ -256,7 +243,7 @@ def spmm(
     """
     _check(rowptr, col, values, x, out, bias)
     kind = "rows" if bias is None else "biased rows"
-    kernel = _compiled(kind, x.size(2), _DTYPES[x.dtype], _DTYPES[rowptr.dtype])
+    kernel = _compiled(kind, x.size(2), NUMPY_DTYPES[x.dtype], NUMPY_DTYPES[rowptr.dtype])
     rows = as_numpy(rowptr) if torch.get_num_threads() > 1 else rowptr.size(0) - 1
     run_rows(kernel, rows, *_arguments(rowptr, col, values, x, out, bias))
 
@@ -275,5 +262,5 @@ def spmm_transposed(
     thread.
     """
     _check(rowptr, col, values, x, out)
-    kernel = _compiled("transposed", x.size(2), _DTYPES[x.dtype], _DTYPES[rowptr.dtype])
+    kernel = _compiled("transposed", x.size(2), NUMPY_DTYPES[x.dtype], NUMPY_DTYPES[rowptr.dtype])
     kernel(0, rowptr.size(0) - 1, *_arguments(rowptr, col, values, x, out, None))

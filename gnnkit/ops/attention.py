@@ -280,15 +280,20 @@ def fused_gat(
     return out, alpha if keep is None else alpha * keep * scale
 
 
+def _score_inputs(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, ...]:
+    """What the attention-product kernels take: contiguous ``xw`` (N, H, C) and both
+    attention vectors as contiguous (H, C)."""
+    shape = xw.shape[1:]
+    return xw.contiguous(), att_src.reshape(shape).contiguous(), att_dst.reshape(shape).contiguous()
+
+
 class _NodeScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
-        xw = xw.contiguous()
-        shape = xw.shape[1:]  # (H, C)
         ctx.shapes = (att_src.shape, att_dst.shape)
-        att_src, att_dst = att_src.reshape(shape).contiguous(), att_dst.reshape(shape).contiguous()
-        ctx.save_for_backward(xw, att_src, att_dst)
-        return _score_kernels().node_scores(xw, att_src, att_dst)
+        inputs = _score_inputs(xw, att_src, att_dst)
+        ctx.save_for_backward(*inputs)
+        return _score_kernels().node_scores(*inputs)
 
     @staticmethod
     def backward(ctx: Any, g_src: Tensor, g_dst: Tensor) -> tuple[Tensor | None, ...]:
@@ -338,6 +343,5 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
         )
     if torch.is_grad_enabled() and any(t.requires_grad for t in (xw, att_src, att_dst)):
         return _NodeScores.apply(xw, att_src, att_dst)
-    shape = xw.shape[1:]  # nothing to differentiate: the kernel without a Function
-    att_src, att_dst = att_src.reshape(shape).contiguous(), att_dst.reshape(shape).contiguous()
-    return _score_kernels().node_scores(xw.contiguous(), att_src, att_dst)
+    # nothing to differentiate: the kernel without a Function
+    return _score_kernels().node_scores(*_score_inputs(xw, att_src, att_dst))
