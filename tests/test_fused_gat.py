@@ -360,3 +360,47 @@ def test_node_scores_gradient_of_one_attention_vector(frozen):
     expected = [(xw * a).sum(-1) for a in att]
     (want,) = torch.autograd.grad((expected[0] * 2 + expected[1].cos()).sum(), [att[1 - frozen]])
     torch.testing.assert_close(grad, want)
+
+
+@needs_jit
+def test_attention_weights_with_gradients_leave_the_kernel_output_unchanged(monkeypatch):
+    """PyG's test_gat_conv compares the output with and without return_attention_weights by
+    allclose's default tolerance: with gradients recorded the output stays the kernel's (the
+    same bits) and the coefficients come beside it, with gradients equal to the unfused path's.
+    """
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(30, 6, generator=gen)
+    edge_index = torch.randint(0, 30, (2, 120), generator=gen)
+    weights = torch.randn(150, 2, generator=gen)  # at most |E| + |V| coefficients per head
+    layer = GATConv(6, 5, heads=2)  # dropout 0: nothing dropped in training
+    grads = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("GNNKIT_FUSED_GAT", flag)
+        layer.zero_grad()
+        plain = layer(x, edge_index)
+        out, (edges, alpha) = layer(x, edge_index, return_attention_weights=True)
+        if flag == "1":
+            assert torch.equal(out, plain)
+            with torch.no_grad():  # the kernel's own coefficients
+                _, (kernel_edges, kernel_alpha) = layer(
+                    x, edge_index, return_attention_weights=True
+                )
+            assert torch.equal(edges, kernel_edges)
+            torch.testing.assert_close(alpha.detach(), kernel_alpha)
+        assert alpha.requires_grad
+        (out.sum() + (alpha * weights[: alpha.size(0)]).sum()).backward()
+        grads.append([p.grad.clone() for p in layer.parameters()])
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+@needs_jit
+def test_attention_weights_under_attention_dropout_take_the_unfused_path(monkeypatch):
+    calls = []
+    original = _FusedGAT.apply
+    monkeypatch.setattr(_FusedGAT, "apply", lambda *args: calls.append(1) or original(*args))
+    layer = GATConv(5, 4, heads=2, dropout=0.5)
+    x, edge_index = torch.randn(10, 5), torch.randint(0, 10, (2, 30))
+    _, (_, alpha) = layer(x, edge_index, return_attention_weights=True)
+    assert not calls and alpha.requires_grad  # the coefficients it aggregated with
+    layer(x, edge_index)
+    assert len(calls) == 1

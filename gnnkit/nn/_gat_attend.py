@@ -23,13 +23,19 @@ __all__ = ["dst_features", "fused_attend", "node_scores", "uses_fused_kernel"]
 def uses_fused_kernel(layer, sides: Sides, lean: bool, attention_weights: bool) -> bool:
     """Whether this call runs :func:`gnnkit.ops.fused_gat` (a kernel, not its torch form).
 
-    Not for coefficients returned with gradients recorded: the kernel's coefficients carry
-    none, and PyG's carry them.
+    Not for coefficients returned with gradients recorded while attention dropout is active:
+    the kernel's coefficients carry no gradient (PyG's do), and coefficients computed beside
+    the kernel (:func:`fused_attend`) would not be the dropped-out ones it used.
     """
-    if not lean or (attention_weights and torch.is_grad_enabled()):
+    if not lean or (attention_weights and torch.is_grad_enabled() and dropout_active(layer)):
         return False
     weight = sides.lin_src.weight
     return fused_gat_backend(sides.x_src.device, weight.dtype) != "torch"
+
+
+def dropout_active(layer) -> bool:
+    """Whether ``layer`` drops attention coefficients in this call (training, ``p > 0``)."""
+    return layer.training and layer.dropout > 0.0
 
 
 def dst_features(sides: Sides) -> Tensor:
@@ -77,23 +83,33 @@ def fused_attend(
     return_attention: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """The aggregated features (|V_dst|, H, C) and, if asked, the coefficients after dropout
-    (|E'|, H) in CSR order, through :func:`gnnkit.ops.fused_gat`."""
+    (|E'|, H) in CSR order, through :func:`gnnkit.ops.fused_gat`.
+
+    Coefficients asked for while gradients are recorded (no attention dropout active: see
+    :func:`uses_fused_kernel`) come from PyG's per-edge softmax beside the kernel, with their
+    gradients; the output is still the kernel's, the very output of the same call without
+    them (PyG's tests compare the two with ``allclose``'s default tolerance, tighter than the
+    rounding difference between the kernel's sums and the unfused path's)."""
     H, C = layer.heads, layer.out_channels
     csr = structure.graph
     assert csr is not None and structure.fused  # built for the fused kernel
     xw = linear(sides.x_src, sides.lin_src.weight, layer._feature_cache)  # (N_s, H C)
     a_src, a_dst = node_scores(layer, sides, xw)  # (N_s, H), (N_d, H) or None
-    if edge_scores is not None:
-        edge_scores = edge_scores.index_select(0, csr.perm)  # (E', H) edge -> CSR order
-    return fused_gat(
+    scores = None if edge_scores is None else edge_scores.index_select(0, csr.perm)  # CSR order
+    beside = return_attention and torch.is_grad_enabled()
+    out, alpha = fused_gat(
         csr,
         a_src,
         a_dst,
-        edge_scores,
+        scores,
         xw.view(-1, H, C),
         layer.negative_slope,
         layer.dropout,
         training,
         deterministic=layer.deterministic,
-        return_attention=return_attention,
+        return_attention=return_attention and not beside,
     )
+    if beside:  # (|E'|, H) in edge order, with gradients, gathered into CSR order
+        _, alpha = layer._attend(sides, structure, edge_scores, False, csr.num_rows)
+        alpha = alpha.index_select(0, csr.perm)
+    return out, alpha

@@ -96,7 +96,10 @@ class GATConv(MessagePassing):
     draws the attention-dropout mask as (|E'|, H) in CSR order, so a seed drops other
     coefficients than the unfused path did: results agree to float rounding, training runs
     differ. Coefficients requested with ``return_attention_weights`` while gradients are
-    recorded come from the unfused path (the kernel's carry no gradient).
+    recorded (the kernel's carry none) are computed beside the kernel by PyG's per-edge
+    softmax, so that the output is the same as without them; while attention dropout is
+    active (training, ``dropout > 0``) such a call takes the unfused path instead, whose
+    coefficients are the dropped-out ones it aggregates with.
 
     The layer is a drop-in replacement for PyG's ``GATConv`` (see
     ``docs/pyg-compatibility.md``): bipartite ``(x_src, x_dst)`` input with separate weights
