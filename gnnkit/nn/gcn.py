@@ -35,6 +35,7 @@ from gnnkit.nn._common import (
     runs_propagate,
     uses_plain_path,
 )
+from gnnkit.nn._gcn_layer import hooked_propagate, layer_node
 from gnnkit.nn._loops import add_loops, looped_weights
 from gnnkit.nn.gcn_norm import (
     _inverse_sqrt_degree,
@@ -383,7 +384,10 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         if not transform_first:  # aggregated, then (..., N, F_out) with F.linear's bias
             out = self._fused_propagate(x, structure, weights)
             return F.linear(out, self.lin.weight, self.bias)
-        return self._fused_propagate(self._transform(x), structure, weights, self.bias)
+        out = layer_node(self, GCNConv, x, structure.graph, weights)  # a training step's
+        if out is None:  # no graph to record, or a case one node does not serve
+            out = self._fused_propagate(self._transform(x), structure, weights, self.bias)
+        return out
 
     @torch.jit.unused
     def _checked_inputs(
@@ -426,14 +430,8 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         if not runs_propagate(self, GCNConv):  # what propagate would run: the SpMM (+ bias)
             fused, bias = (None, bias) if batch else (bias, None)  # (N, B F): added after
             out = ops.spmm(csr, weights, h, bias=fused, deterministic=self.deterministic)
-        else:
-            # PyG's propagate for its hooks, on the oriented CSR graph: with the default flow
-            flow: str = self.flow  # type: ignore[has-type]
-            self._fused_graph, self.flow = csr, "source_to_target"
-            try:
-                out = self.propagate(csr.to_sparse_csr(weights.detach()), x=h, edge_weight=weights)
-            finally:
-                self._fused_graph, self.flow = None, flow
+        else:  # PyG's propagate, for its hooks
+            out = hooked_propagate(self, csr, h, weights)
         if batch:
             out = out.view(out.size(0), batch, -1).transpose(0, 1)  # (B, N, F)
         # Out of place under autograd: added in place to the SpMM's output (a view), autograd

@@ -1,0 +1,136 @@
+"""GCNConv's training call as one autograd node (gnnkit.nn._gcn_layer.layer_node).
+
+References: the same call with the node switched off (the transform's and the SpMM's own
+autograd Functions), bit for bit; ``torch.autograd.gradcheck``; and the cases that must keep
+the separate operations (a gradient the node does not compute, hooks, other layouts).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conv_checks import directed_graph
+
+import gnnkit.nn.gcn as gcn_module
+from gnnkit.nn import GCNConv
+from gnnkit.ops._jit import jit_available
+
+needs_jit = pytest.mark.skipif(not jit_available(), reason="numba is not available")
+NODE = "_GCNLayerBackward"
+NODES = 600  # dense features of 600 x 8 = 4800 entries: the narrow kernel serves them
+
+
+def node_of(out: torch.Tensor) -> str:
+    return type(out.grad_fn).__name__
+
+
+def features(case: str, dtype: torch.dtype) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(NODES, 8, generator=gen, dtype=dtype)
+    if case == "sparse":
+        x = (x * (torch.rand(NODES, 8, generator=gen) < 0.3)).to_sparse_csr()
+    return x.requires_grad_() if case == "x needs a gradient" else x
+
+
+CASES = {
+    "dense": {},
+    "x needs a gradient": {},
+    "sparse": {},
+    "no bias": {"bias": False},
+    "cached": {"cached": True},
+    "deterministic": {"deterministic": True},
+    "self-loop weight 2": {"improved": True},
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", list(CASES))
+def test_one_node_equals_the_separate_operations_bit_for_bit(case, dtype, monkeypatch):
+    if case != "sparse" and not jit_available():
+        pytest.skip("the narrow kernel needs numba")
+    x, edge_index = features(case, dtype), directed_graph(NODES, 3000, seed=2)
+    torch.manual_seed(0)
+    layer = GCNConv(8, 5, **CASES[case]).to(dtype)
+    grad = torch.linspace(-1, 1, NODES * 5, dtype=dtype).view(NODES, 5)
+    results = []
+    for one_node in (True, False):
+        if not one_node:
+            monkeypatch.setattr(gcn_module, "layer_node", lambda *args: None)
+        layer.zero_grad()
+        x.grad = None
+        out = layer(x, edge_index)
+        assert (node_of(out) == NODE) is one_node
+        out.backward(grad)
+        results.append([out.detach(), *(p.grad for p in layer.parameters())])
+        if x.requires_grad:
+            results[-1].append(x.grad)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+@needs_jit
+def test_gradcheck_dense_features_and_parameters():
+    edge_index = directed_graph(NODES, 2000, seed=3)
+    torch.manual_seed(0)
+    layer = GCNConv(8, 3).double()
+    x = torch.randn(NODES, 8, dtype=torch.float64, requires_grad=True)
+    params = dict(layer.named_parameters())
+    assert node_of(layer(x, edge_index)) == NODE
+
+    def run(x, weight, bias):
+        state = {"lin.weight": weight, "bias": bias}
+        return torch.func.functional_call(layer, state, (x, edge_index))
+
+    assert torch.autograd.gradcheck(run, (x, params["lin.weight"], params["bias"]))
+
+
+def test_gradcheck_sparse_features():
+    edge_index = directed_graph(40, 150, seed=4)
+    torch.manual_seed(0)
+    layer = GCNConv(12, 4).double()
+    gen = torch.Generator().manual_seed(5)
+    dense = torch.randn(40, 12, generator=gen, dtype=torch.float64)
+    x = (dense * (torch.rand(40, 12, generator=gen) < 0.3)).to_sparse_csr()
+    params = dict(layer.named_parameters())
+    assert node_of(layer(x, edge_index)) == NODE
+
+    def run(weight, bias):
+        state = {"lin.weight": weight, "bias": bias}
+        return torch.func.functional_call(layer, state, (x, edge_index))
+
+    assert torch.autograd.gradcheck(run, (params["lin.weight"], params["bias"]))
+
+
+def _hooked(layer):
+    layer.register_propagate_forward_hook(lambda module, inputs, out: out)
+    return layer
+
+
+SEPARATE = {
+    "sparse COO features": (lambda: GCNConv(8, 5), lambda x: x.to_sparse_coo(), None),
+    "more outputs than the narrow kernel's": (lambda: GCNConv(8, 9), None, None),
+    "a learned self-loop weight": (lambda: GCNConv(8, 5, learn_self_loop_weight=True), None, None),
+    "edge weights with a gradient": (lambda: GCNConv(8, 5), None, "grad"),
+    "a hook on propagate": (lambda: _hooked(GCNConv(8, 5)), None, None),
+    "sparse features with a gradient": (
+        lambda: GCNConv(8, 5),
+        lambda x: x.to_sparse_csr().requires_grad_(),
+        None,
+    ),
+}
+
+
+@needs_jit
+@pytest.mark.parametrize("case", list(SEPARATE))
+def test_cases_the_node_does_not_serve_keep_the_separate_operations(case):
+    build, convert, weights = SEPARATE[case]
+    edge_index = directed_graph(NODES, 3000, seed=6)
+    x = torch.randn(NODES, 8)
+    x = convert(x) if convert else x
+    edge_weight = torch.rand(edge_index.size(1), requires_grad=True) if weights else None
+    layer = build()
+    out = layer(x, edge_index, edge_weight)
+    assert node_of(out) != NODE
+    out.sum().backward()
+    assert layer.lin.weight.grad is not None
+    with torch.no_grad():  # an evaluation records nothing
+        assert layer(x, edge_index, edge_weight).grad_fn is None
