@@ -134,3 +134,17 @@ def test_cases_the_node_does_not_serve_keep_the_separate_operations(case):
     assert layer.lin.weight.grad is not None
     with torch.no_grad():  # an evaluation records nothing
         assert layer(x, edge_index, edge_weight).grad_fn is None
+
+
+@needs_jit
+def test_a_bias_replaced_by_a_plain_tensor_is_added():
+    edge_index = directed_graph(NODES, 3000, seed=7)
+    x = torch.randn(NODES, 8)
+    layer = GCNConv(8, 5)
+    del layer.bias
+    layer.bias = torch.full((5,), 3.0)  # an attribute, not a registered parameter
+    out = layer(x, edge_index)
+    assert node_of(out) == NODE
+    with torch.no_grad():  # the evaluation path, without the node
+        expected = layer(x, edge_index)
+    assert torch.equal(out.detach(), expected)
