@@ -99,9 +99,9 @@ def layer_node(layer: Any, base: type, x: Tensor, graph: CSRGraph | None, weight
     (:func:`gnnkit.nn._common.runs_propagate`), a static batch, autocast, edge weights or
     sparse features that need a gradient, sparse COO features, or dense features that the
     narrow kernel does not serve. ``x`` and the graph are the layer's checked inputs."""
-    weight, bias = layer.lin.weight, layer.bias  # (a bias may be a plain tensor attribute)
     if not torch.is_grad_enabled() or graph is None or weights.requires_grad:
-        return None
+        return None  # (first: an evaluation reads nothing more)
+    weight, bias = layer.lin.weight, layer.bias  # (a bias may be a plain tensor attribute)
     if not (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)):
         return None
     if x.dim() != 2 or runs_propagate(layer, base) or torch.is_autocast_enabled(x.device.type):

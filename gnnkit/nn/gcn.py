@@ -384,7 +384,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         if not transform_first:  # aggregated, then (..., N, F_out) with F.linear's bias
             out = self._fused_propagate(x, structure, weights)
             return F.linear(out, self.lin.weight, self.bias)
-        out = layer_node(self, GCNConv, x, structure.graph, weights)  # a training step's
+        out = layer_node(self, GCNConv, x, structure.graph, weights)  # one autograd node
         if out is None:  # no graph to record, or a case one node does not serve
             out = self._fused_propagate(self._transform(x), structure, weights, self.bias)
         return out
