@@ -252,3 +252,29 @@ def test_relu_dropout_grad_kernel_equals_torch():
     assert torch.equal(kernel.nan_to_num(nan=7.0), reference.nan_to_num(nan=7.0))
     assert torch.equal(reference.nan_to_num(nan=7.0),
                        torch.where(out > 0, grad * 2, 0.0).nan_to_num(nan=7.0))  # fmt: skip
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_second_derivatives_through_dropout_are_taken_not_dropped(relu):
+    # With create_graph the gradient must stay differentiable (a gradient penalty through
+    # dropout): gradgradcheck against finite differences, the mask fixed by the seed.
+    probe = (torch.randn(15, 4, dtype=torch.float64) + 0.1).requires_grad_()
+
+    def fixed(t: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(6)
+        return relu_dropout(t, 0.5, True) if relu else dropout(t, 0.5, True)
+
+    assert torch.autograd.gradgradcheck(fixed, (probe,))
+    # with grad mode on, relu_dropout_grad takes torch's differentiable ops: the same bits
+    out, grad = fixed(probe).detach(), torch.randn(15, 4, dtype=torch.float64)
+    with torch.no_grad():
+        compiled = relu_dropout_grad(out, grad, 0.5)
+    assert torch.equal(relu_dropout_grad(out, grad, 0.5), compiled)
+
+
+def test_the_elu_variants_refuse_a_second_derivative():
+    x = torch.randn(10, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.ones(10, 3, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(elu_dropout(x, 0.5, True), x, weights, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

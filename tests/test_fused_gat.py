@@ -404,3 +404,17 @@ def test_attention_weights_under_attention_dropout_take_the_unfused_path(monkeyp
     assert not calls and alpha.requires_grad  # the coefficients it aggregated with
     layer(x, edge_index)
     assert len(calls) == 1
+
+
+def test_a_second_derivative_through_the_kernels_is_refused_not_dropped():
+    # The compiled backward passes record no graph: with create_graph a second derivative
+    # through them raises instead of silently leaving out their terms.
+    layer = GATConv(5, 4, heads=2).eval()
+    x = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
+    layer = layer.double()
+    edge_index = torch.randint(0, 10, (2, 30))
+    out = layer(x, edge_index)
+    weights = torch.ones_like(out, requires_grad=True)
+    (grad,) = torch.autograd.grad(out, x, weights, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

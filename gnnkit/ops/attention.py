@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from gnnkit.errors import InputError
 from gnnkit.ops._jit import jit_available
@@ -118,6 +119,7 @@ class _FusedGAT(torch.autograd.Function):
         return out, alpha
 
     @staticmethod
+    @once_differentiable  # the kernels record no graph: a second derivative is refused
     def backward(ctx: Any, grad_out: Tensor | None, _grad_alpha: None) -> tuple[Any, ...]:
         if grad_out is None:  # an undefined gradient (gradcheck passes one): zero
             return (None,) * 9
@@ -296,6 +298,7 @@ class _NodeScores(torch.autograd.Function):
         return _score_kernels().node_scores(*inputs)
 
     @staticmethod
+    @once_differentiable  # the kernels record no graph: a second derivative is refused
     def backward(ctx: Any, g_src: Tensor, g_dst: Tensor) -> tuple[Tensor | None, ...]:
         xw, att_src, att_dst = ctx.saved_tensors
         g_src, g_dst = g_src.contiguous(), g_dst.contiguous()

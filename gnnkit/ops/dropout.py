@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from gnnkit.ops._jit import as_numpy, jit_available, run_rows
 
@@ -98,6 +99,8 @@ class _CounterDropout(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         grad = grad.contiguous()
         if not ctx.relu:
+            if torch.is_grad_enabled():  # create_graph: the product stays differentiable
+                return grad * _mask(torch.ones_like(grad), ctx.seed, ctx.p, False), None, None
             return _mask(grad, ctx.seed, ctx.p, False), None, None
         (out,) = ctx.saved_tensors
         return relu_dropout_grad(out, grad, ctx.p), None, None
@@ -108,8 +111,9 @@ def relu_dropout_grad(out: Tensor, grad: Tensor, p: float) -> Tensor:
     (a kept, positive unit), else 0. One compiled pass for float32 and float64 CPU tensors
     with numba (10-30x faster than ``torch.where`` on Cora's hidden layer), else torch."""
     scale = 1.0 / (1.0 - p)
-    if not (counter_dropout_available(grad) and out.is_contiguous()):
-        return torch.where(out > 0, grad, 0.0).mul_(scale)
+    if torch.is_grad_enabled() or not (counter_dropout_available(grad) and out.is_contiguous()):
+        # (with create_graph the product must stay differentiable in grad: torch's ops)
+        return torch.where(out > 0, grad, 0.0) * scale
     grad = grad.contiguous()
     result = torch.empty_like(grad)
     _entries(_kernels().relu_grad_entries, out, grad, result, _DTYPES[grad.dtype](scale))
@@ -162,6 +166,7 @@ class _CounterELUDropout(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (elu,) = ctx.saved_tensors
         grad = grad.contiguous()
