@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gnnkit.errors import InputError
-from gnnkit.nn import GATConv
+from gnnkit.nn import GATConv, GCNConv
 from gnnkit.ops import CSRGraph, fused_gat
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops.attention import _FusedGAT, fused_gat_backend, reference_gat
@@ -406,15 +406,19 @@ def test_attention_weights_under_attention_dropout_take_the_unfused_path(monkeyp
     assert len(calls) == 1
 
 
-def test_a_second_derivative_through_the_kernels_is_refused_not_dropped():
+@pytest.mark.parametrize("cls", [GATConv, GCNConv])
+def test_a_second_derivative_through_the_kernels_is_refused_not_dropped(cls):
     # The compiled backward passes record no graph: with create_graph a second derivative
-    # through them raises instead of silently leaving out their terms.
-    layer = GATConv(5, 4, heads=2).eval()
+    # through them raises instead of silently leaving out their terms; PyG's path
+    # (fuse = False), which docs/pyg-compatibility.md points to, is differentiable twice.
+    torch.manual_seed(0)
+    layer = (cls(5, 4, heads=2) if cls is GATConv else cls(5, 4)).double().eval()
     x = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
-    layer = layer.double()
     edge_index = torch.randint(0, 10, (2, 30))
     out = layer(x, edge_index)
     weights = torch.ones_like(out, requires_grad=True)
     (grad,) = torch.autograd.grad(out, x, weights, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()
+    layer.fuse = False
+    assert torch.autograd.gradgradcheck(lambda t: layer(t, edge_index), (x,))
