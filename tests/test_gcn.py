@@ -302,6 +302,36 @@ def test_sparse_linear_structure_cache_hits_and_is_invalidated():
     torch.testing.assert_close(explicit, dense @ weight.t())
 
 
+@pytest.mark.parametrize("layer", ["gcn", "gat"])
+def test_column_major_weight_gives_the_same_bits_and_no_copies(layer):
+    # column_major_ changes the memory, not the values: a layer on sparse features gives the
+    # same output and gradients bit for bit, and the gradient arrives in the weight's layout
+    # (autograd copies a gradient whose strides differ from the parameter's).
+    from gnnkit.nn import GATConv, column_major_
+
+    torch.manual_seed(0)
+    x = (torch.rand(40, 30) < 0.2).float().to_sparse_csr()
+    edge_index = torch.randint(0, 40, (2, 160))
+    build = (lambda: GCNConv(30, 8)) if layer == "gcn" else (lambda: GATConv(30, 4, heads=2))
+    results = []
+    for transposed in (False, True):
+        torch.manual_seed(1)
+        conv = build()
+        weight = conv.lin.weight
+        if transposed:
+            assert column_major_(weight) is weight
+            assert weight.t().is_contiguous() and not weight.is_contiguous()
+        out = conv(sparse_dropout(x, 0.5, True), edge_index)
+        out.square().sum().backward()
+        assert weight.grad.stride() == weight.stride()
+        results.append((out.detach(), weight.detach().clone(), weight.grad))
+    for plain, stored in zip(*results, strict=True):
+        assert torch.equal(plain, stored)
+    for bad in (torch.zeros(3), "weight"):
+        with pytest.raises(InputError, match="column_major_ expects a 2-D weight"):
+            column_major_(bad)
+
+
 def test_sparse_linear_errors():
     x = sparse_matrix(4, 3, 0.5, seed=24).to_sparse_csr()
     weight = torch.randn(2, 3, dtype=torch.float64)

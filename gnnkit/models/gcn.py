@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from gnnkit.models._fused_gcn import fused_gcn
 from gnnkit.nn import GCNConv
 from gnnkit.nn.functional import check_dropout, dropout, relu_dropout, sparse_dropout
+from gnnkit.nn.linear import column_major_
 from gnnkit.utils.checks import check_flags, check_ints
 
 __all__ = ["GCN", "BatchNormGCN", "NormalizedStack", "TwoLayerNetwork"]
@@ -72,28 +73,12 @@ class TwoLayerNetwork(nn.Module, ABC):
         self.conv2.reset_parameters()
 
     def _store_input_weight_transposed(self) -> None:
-        """Keep ``conv1.lin.weight`` (F_hidden, F_in) in column-major memory: the same values,
-        stored as the contiguous (F_in, F_hidden) matrix its sparse product reads.
-
-        NOTE: with sparse features the first layer computes ``X @ W^T`` with a torch.sparse
-        or compiled kernel that needs ``W^T`` contiguous, so a row-major ``W`` is copied on
-        every forward pass, and its gradient, which comes out as ``(X^T G)^T``, is copied
-        again to ``W``'s layout (Cora GCN: 13 us for each copy of 1433 x 16 and 20 us for the
-        gradient's; GAT, 1433 x 64, 35 and 45 us). In ``W``'s own layout both copies are
-        gone. The values and the results are the same (bit for bit in the pinned Cora
-        histories; a dense ``F.linear`` reads either layout and gave the same bits on Cora's
-        features); only ``weight.is_contiguous()`` is ``False``, which matters to code
-        that needs contiguous tensors, such as safetensors (``.contiguous()`` first).
-        ``load_state_dict`` and ``reset_parameters`` keep the layout; the latter fills memory in
-        storage order, so after it the same seed gives another (equally distributed) draw
-        than PyG's layer would. ``__init__`` initialises first and then changes the layout, so
-        a new model has PyG's values for the seed.
-        Fused Adam on CPU steps a weight in this layout more slowly (Cora GAT: 85 against
-        49 us for 64 x 1433), less than the copies cost.
-        """
+        """Keep ``conv1.lin.weight`` in column-major memory (:func:`gnnkit.nn.column_major_`:
+        the copies of ``W^T`` that its sparse product needs are gone). ``__init__`` calls it
+        after initialising, so a new model has PyG's values for the seed."""
         weight = getattr(getattr(self.conv1, "lin", None), "weight", None)
         if isinstance(weight, nn.Parameter) and weight.dim() == 2:
-            weight.data = weight.data.t().contiguous().t()
+            column_major_(weight)
 
     def activation_dropout(self, x: Tensor) -> Tensor:
         """:meth:`activation`, then dropout (a subclass may fuse the two)."""

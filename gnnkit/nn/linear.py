@@ -10,7 +10,42 @@ from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
 from gnnkit.ops.csr import CSRGraph
 
-__all__ = ["sparse_linear", "sparse_structure"]
+__all__ = ["column_major_", "sparse_linear", "sparse_structure"]
+
+
+def column_major_(weight: Tensor) -> Tensor:
+    """Store a (F_out, F_in) weight in column-major memory, in place: the same values and the
+    same object, stored as the contiguous (F_in, F_out) matrix ``weight.t()``. Returns
+    ``weight``.
+
+    A layer that multiplies sparse features, ``X W^T`` (:func:`sparse_linear`, and the first
+    layer of a model on bag-of-words features), needs ``W^T`` contiguous: a row-major ``W``
+    (``torch.nn.Linear``'s and PyG's layout) is copied on every forward pass, in training and
+    in evaluation, and its gradient, which comes out as ``(X^T G)^T``, is copied back to
+    ``W``'s layout by autograd. In column-major memory all three copies are gone (Cora,
+    1433 x 16: about 13 us for each forward copy and 20 us for the gradient's; GAT's 1433 x
+    64: 35 and 45 us). :class:`gnnkit.models.GCN` and :class:`gnnkit.models.GAT` do this to
+    their first layer; a script of its own calls
+    ``column_major_(model.conv1.lin.weight)`` once, before it builds its optimizer.
+
+    NOTE: the results are the same (bit for bit on Cora: a dense ``F.linear`` reads either
+    layout); only ``weight.is_contiguous()`` becomes ``False``, which breaks code that needs
+    contiguous parameters: ``weight.view(-1)`` (``torch.nn.utils.parameters_to_vector``) and
+    safetensors' ``save_file`` (save ``state_dict`` values with ``.contiguous()``).
+    ``load_state_dict`` and in-place initialisers keep the layout; an initialiser fills memory
+    in storage order, so after ``reset_parameters`` the same seed draws other (equally
+    distributed) values than in row-major memory. Fused Adam on CPU steps a weight in this
+    layout more slowly (Cora GAT: 85 against 49 us for 64 x 1433), less than the copies cost.
+    For that reason gnnkit's layers never change a weight's layout themselves.
+
+    Args:
+        weight (Tensor): a 2-D weight, usually an ``nn.Parameter`` (its ``data`` is replaced).
+    """
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+        raise InputError(f"column_major_ expects a 2-D weight tensor, got {shape}")
+    weight.data = weight.data.t().contiguous().t()
+    return weight
 
 
 def _plain_matrix(x: Tensor) -> bool:
