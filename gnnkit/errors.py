@@ -15,6 +15,7 @@ __all__ = [
     "GnnkitError",
     "InputError",
     "OutputError",
+    "SecondDerivativeError",
     "UnknownDatasetError",
 ]
 
@@ -50,3 +51,8 @@ class CheckpointError(GnnkitError):
 class OutputError(GnnkitError, OSError):
     """A file or folder cannot be written: not a regular file, no permission, a read-only or
     full disk, a file where a folder is expected. The message names the path and the fix."""
+
+
+class SecondDerivativeError(GnnkitError, RuntimeError):
+    """A backward pass with ``create_graph=True`` (a second derivative) reached one of gnnkit's
+    compiled kernels, whose backward passes are differentiable once."""

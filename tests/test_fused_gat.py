@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gnnkit.errors import InputError
+from gnnkit.errors import InputError, SecondDerivativeError
 from gnnkit.nn import GATConv, GCNConv
 from gnnkit.ops import CSRGraph, fused_gat
 from gnnkit.ops._jit import jit_available
@@ -408,17 +408,21 @@ def test_attention_weights_under_attention_dropout_take_the_unfused_path(monkeyp
 
 @pytest.mark.parametrize("cls", [GATConv, GCNConv])
 def test_a_second_derivative_through_the_kernels_is_refused_not_dropped(cls):
-    # The compiled backward passes record no graph: with create_graph a second derivative
-    # through them raises instead of silently leaving out their terms; PyG's path
-    # (fuse = False), which docs/pyg-compatibility.md points to, is differentiable twice.
+    # The compiled backward passes record no graph: a backward pass with create_graph raises
+    # instead of returning gradients whose second-order terms (through the weights and the
+    # features) would be missing, also when the incoming gradient is a constant (out.sum()),
+    # where PyTorch's once_differentiable would let them go; PyG's path (fuse = False) on
+    # small dense features is differentiable twice.
     torch.manual_seed(0)
     layer = (cls(5, 4, heads=2) if cls is GATConv else cls(5, 4)).double().eval()
     x = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
     edge_index = torch.randint(0, 10, (2, 30))
-    out = layer(x, edge_index)
-    weights = torch.ones_like(out, requires_grad=True)
-    (grad,) = torch.autograd.grad(out, x, weights, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        grad.sum().backward()
+    for incoming in ("constant", "with a graph"):
+        out = layer(x, edge_index)
+        weights = torch.ones_like(out, requires_grad=incoming == "with a graph")
+        with pytest.raises(SecondDerivativeError, match="differentiable once"):
+            torch.autograd.grad(out, x, weights, create_graph=True)
+    (grad,) = torch.autograd.grad(layer(x, edge_index).sum(), x)  # first order: unchanged
+    assert grad.shape == x.shape
     layer.fuse = False
     assert torch.autograd.gradgradcheck(lambda t: layer(t, edge_index), (x,))

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from gnnkit.ops import CSRGraph
+from gnnkit.ops._autograd import differentiable_once
 
 __all__ = ["HaloPlan", "PartitionGraph", "exchange_halo"]
 
@@ -68,6 +69,7 @@ class _HaloExchange(torch.autograd.Function):
         return _all_to_all(rows, plan.num_halo, plan.send_counts, plan.recv_counts, plan.group)
 
     @staticmethod
+    @differentiable_once("the halo exchange (all_to_all)")
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         plan: HaloPlan = ctx.plan
         back = _all_to_all(

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from gnnkit.nn import GCNConv
 from gnnkit.nn._common import runs_propagate, uses_plain_path
@@ -49,6 +48,7 @@ from gnnkit.nn.functional import dropout, relu_dropout
 from gnnkit.nn.gcn_norm import _Structure
 from gnnkit.nn.linear import sparse_structure
 from gnnkit.ops import backend
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
 from gnnkit.ops.dropout import relu_dropout_grad
 from gnnkit.ops.linear import linear as dense_linear
@@ -156,7 +156,7 @@ class _TwoLayerGCN(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable  # the kernels record no graph: a second derivative is refused
+    @differentiable_once("gnnkit.models.GCN's fused two-layer step")
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         net: _Network = ctx.net
         a1, w2 = ctx.saved_tensors

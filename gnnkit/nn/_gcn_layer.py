@@ -30,11 +30,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from gnnkit.nn._common import runs_propagate
 from gnnkit.nn.linear import sparse_structure
 from gnnkit.ops import backend
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.linear import _kernels as _linear_kernels
 from gnnkit.ops.linear import _narrow
@@ -74,7 +74,7 @@ class _GCNLayer(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @differentiable_once("GCNConv's fused training call")
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]

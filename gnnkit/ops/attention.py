@@ -36,9 +36,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from gnnkit.errors import InputError
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.random import keep_mask
@@ -119,7 +119,7 @@ class _FusedGAT(torch.autograd.Function):
         return out, alpha
 
     @staticmethod
-    @once_differentiable  # the kernels record no graph: a second derivative is refused
+    @differentiable_once("gnnkit's fused GAT attention")
     def backward(ctx: Any, grad_out: Tensor | None, _grad_alpha: None) -> tuple[Any, ...]:
         if grad_out is None:  # an undefined gradient (gradcheck passes one): zero
             return (None,) * 9
@@ -298,7 +298,7 @@ class _NodeScores(torch.autograd.Function):
         return _score_kernels().node_scores(*inputs)
 
     @staticmethod
-    @once_differentiable  # the kernels record no graph: a second derivative is refused
+    @differentiable_once("gnnkit's GAT attention products (node_scores)")
     def backward(ctx: Any, g_src: Tensor, g_dst: Tensor) -> tuple[Tensor | None, ...]:
         xw, att_src, att_dst = ctx.saved_tensors
         g_src, g_dst = g_src.contiguous(), g_dst.contiguous()

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops._jit import as_numpy, jit_available, run_rows
 
 __all__ = [
@@ -109,11 +109,13 @@ class _CounterDropout(torch.autograd.Function):
 def relu_dropout_grad(out: Tensor, grad: Tensor, p: float) -> Tensor:
     """The gradient through ``out = dropout(relu(x), p)``: ``grad / (1 - p)`` where ``out > 0``
     (a kept, positive unit), else 0. One compiled pass for float32 and float64 CPU tensors
-    with numba (10-30x faster than ``torch.where`` on Cora's hidden layer), else torch."""
+    with numba (10-30x faster than ``torch.where`` on Cora's hidden layer), else torch, and
+    torch with grad mode on (a backward pass with ``create_graph=True``: the result stays
+    differentiable, with the same bits)."""
     scale = 1.0 / (1.0 - p)
     if torch.is_grad_enabled() or not (counter_dropout_available(grad) and out.is_contiguous()):
-        # (with create_graph the product must stay differentiable in grad: torch's ops)
-        return torch.where(out > 0, grad, 0.0) * scale
+        # (grad mode on inside a backward pass with create_graph: torch's differentiable ops)
+        return torch.where(out > 0, grad, 0.0).mul_(scale)
     grad = grad.contiguous()
     result = torch.empty_like(grad)
     _entries(_kernels().relu_grad_entries, out, grad, result, _DTYPES[grad.dtype](scale))
@@ -166,7 +168,7 @@ class _CounterELUDropout(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @differentiable_once("gnnkit's ELU-dropout (elu_dropout)")
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (elu,) = ctx.saved_tensors
         grad = grad.contiguous()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment
 
@@ -27,7 +27,7 @@ class _Gather(torch.autograd.Function):
         return x.index_select(x.dim() - 1, graph.row if receivers else graph.col)
 
     @staticmethod
-    @once_differentiable
+    @differentiable_once("gnnkit's edge gather")
     def backward(ctx, grad: Tensor):
         axis = grad.dim() - 1
         if ctx.receivers:

@@ -15,8 +15,8 @@ import weakref
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.random import uniform_draws
 
 __all__ = ["Workspace", "hadamard_mlp"]
@@ -150,7 +150,7 @@ class _HadamardMLPFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable  # the kernels record no graph: a second derivative is refused
+    @differentiable_once("gnnkit's Hadamard MLP link predictor")
     def backward(ctx, grad_out):
         src, dst, w, h_src, h_dst, prod, hidden, last_weight = ctx.saved_tensors
         work = ctx.workspace if ctx.lease is not None else None

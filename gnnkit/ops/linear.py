@@ -28,8 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops._memory import MIN_ADVISED_BYTES, empty_advised
 
@@ -54,7 +54,7 @@ class _NarrowLinear(torch.autograd.Function):
         return _kernels().narrow_linear(x, weight)
 
     @staticmethod
-    @once_differentiable
+    @differentiable_once("gnnkit's narrow linear kernel (dense features, at most 8 outputs)")
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
         grad_x = grad.mm(weight) if ctx.needs_input_grad[0] else None

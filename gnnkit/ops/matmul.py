@@ -23,10 +23,10 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment
 
@@ -256,7 +256,7 @@ class _SpMM(torch.autograd.Function):
         return out  # one head: its (N_out, C) memory itself, not a view
 
     @staticmethod
-    @once_differentiable
+    @differentiable_once("gnnkit's SpMM (the fused layers and sparse features)")
     def backward(ctx, grad_out: Tensor):
         x, values = ctx.saved_tensors
         graph: CSRGraph = ctx.graph

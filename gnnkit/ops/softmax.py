@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from gnnkit.errors import InputError
+from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment, scatter_max, scatter_sum
 
@@ -36,7 +36,7 @@ class _EdgeSoftmax(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @differentiable_once("gnnkit's edge softmax")
     def backward(ctx, grad_out: Tensor):
         out, rowptr, row = ctx.saved_tensors
         axis = out.dim() - 1
