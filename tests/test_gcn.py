@@ -327,9 +327,11 @@ def test_column_major_weight_gives_the_same_bits_and_no_copies(layer):
         results.append((out.detach(), weight.detach().clone(), weight.grad))
     for plain, stored in zip(*results, strict=True):
         assert torch.equal(plain, stored)
-    for bad in (torch.zeros(3), "weight"):
-        with pytest.raises(InputError, match="column_major_ expects a 2-D weight"):
+    for bad in (torch.zeros(3), "weight", torch.eye(3).to_sparse()):
+        with pytest.raises(InputError, match="column_major_ expects a 2-D dense weight"):
             column_major_(bad)
+    with pytest.raises(InputError, match="expects a leaf tensor"):
+        column_major_(torch.zeros(4, 3, requires_grad=True) * 2)
 
 
 def test_sparse_linear_errors():

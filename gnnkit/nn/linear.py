@@ -22,7 +22,8 @@ def column_major_(weight: Tensor) -> Tensor:
     layer of a model on bag-of-words features), needs ``W^T`` contiguous: a row-major ``W``
     (``torch.nn.Linear``'s and PyG's layout) is copied on every forward pass, in training and
     in evaluation, and its gradient, which comes out as ``(X^T G)^T``, is copied back to
-    ``W``'s layout by autograd. In column-major memory all three copies are gone (Cora,
+    ``W``'s layout by autograd: three copies in a training step and an evaluation. In
+    column-major memory they are gone (Cora,
     1433 x 16: about 13 us for each forward copy and 20 us for the gradient's; GAT's 1433 x
     64: 35 and 45 us). :class:`gnnkit.models.GCN` and :class:`gnnkit.models.GAT` do this to
     their first layer; a script of its own calls
@@ -34,16 +35,26 @@ def column_major_(weight: Tensor) -> Tensor:
     safetensors' ``save_file`` (save ``state_dict`` values with ``.contiguous()``).
     ``load_state_dict`` and in-place initialisers keep the layout; an initialiser fills memory
     in storage order, so after ``reset_parameters`` the same seed draws other (equally
-    distributed) values than in row-major memory. Fused Adam on CPU steps a weight in this
-    layout more slowly (Cora GAT: 85 against 49 us for 64 x 1433), less than the copies cost.
-    For that reason gnnkit's layers never change a weight's layout themselves.
+    distributed) values than in row-major memory; ``vector_to_parameters`` writes the weight
+    back in row-major memory. Fused Adam on CPU steps a weight in this layout more slowly
+    (Cora GAT: 85 against 49 us for 64 x 1433), less than the copies cost. Because of what
+    the layout breaks, gnnkit's layers never change a weight's layout themselves.
 
     Args:
         weight (Tensor): a 2-D weight, usually an ``nn.Parameter`` (its ``data`` is replaced).
     """
-    if not isinstance(weight, Tensor) or weight.dim() != 2:
-        shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise InputError(f"column_major_ expects a 2-D weight tensor, got {shape}")
+    if not isinstance(weight, Tensor) or weight.dim() != 2 or weight.layout != torch.strided:
+        got = (
+            f"{tuple(weight.shape)} ({weight.layout})"
+            if isinstance(weight, Tensor)
+            else type(weight).__name__
+        )
+        raise InputError(f"column_major_ expects a 2-D dense weight tensor, got {got}")
+    if not weight.is_leaf:
+        raise InputError(
+            "column_major_ expects a leaf tensor such as a layer's nn.Parameter (replacing the "
+            "memory of a computed tensor or view would detach it); pass layer.lin.weight"
+        )
     weight.data = weight.data.t().contiguous().t()
     return weight
 
