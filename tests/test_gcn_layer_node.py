@@ -149,3 +149,66 @@ def test_a_bias_replaced_by_a_plain_tensor_is_added():
     with torch.no_grad():  # the evaluation path, without the node
         expected = layer(x, edge_index)
     assert torch.equal(out.detach(), expected)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "dense",
+        pytest.param("dense, narrow transform", marks=needs_jit),
+        "sparse features",
+    ],
+)
+def test_gcnconv_is_differentiable_twice_on_its_fused_paths(case):
+    # With create_graph the fused path's products run in torch's differentiable operators
+    # (the SpMM and the one-node training call): gradgradcheck against finite differences,
+    # in the weight and the bias, and in dense features where they are few enough.
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    nodes = 12 if case == "dense" else 520  # 520 x 8 entries reach the narrow transform
+    edge_index = torch.randint(0, nodes, (2, 4 * nodes))
+    if case == "sparse features":
+        x = (torch.rand(nodes, 8) < 0.2).double().to_sparse_csr()
+    else:
+        x = torch.randn(nodes, 8 if case != "dense" else 5, dtype=torch.float64)
+    layer = GCNConv(x.size(1), 3).double()
+    weight = layer.lin.weight.detach().clone().requires_grad_()
+    bias = layer.bias.detach().clone().requires_grad_()
+
+    def call(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return functional_call(layer, {"lin.weight": w, "bias": b}, (x, edge_index))
+
+    node = type(call(weight, bias).grad_fn).__name__
+    assert node == ("_SpMMBackward" if case == "dense" else "_GCNLayerBackward")
+    assert torch.autograd.gradgradcheck(call, (weight, bias))
+    if case == "dense":
+        features = x.clone().requires_grad_()
+        assert torch.autograd.gradgradcheck(lambda t: layer(t, edge_index), (features,))
+
+
+@needs_jit
+@pytest.mark.parametrize("column_major", [False, True])
+def test_a_mixed_second_derivative_equals_pygs(column_major):
+    # d/dW of |d out.sum() / dx|^2 through the one-node call on the narrow transform, against
+    # PyG's GCNConv with the same weights. The weight reaches the features' gradient only
+    # through the saved weight: a copy made for the kernel (a column-major weight is copied
+    # to row-major) must not cut it off.
+    from torch_geometric.nn import GCNConv as PygGCNConv
+
+    from gnnkit.nn import column_major_
+
+    torch.manual_seed(0)
+    x = torch.randn(520, 8, dtype=torch.float64, requires_grad=True)  # the narrow transform
+    edge_index = torch.randint(0, 520, (2, 2080))
+    ours, theirs = GCNConv(8, 3).double(), PygGCNConv(8, 3).double()
+    theirs.load_state_dict(ours.state_dict())
+    if column_major:
+        column_major_(ours.lin.weight)
+    results = []
+    for layer in (ours, theirs):
+        out = layer(x, edge_index)
+        (grad_x,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(grad_x.square().sum(), layer.lin.weight)[0])
+    assert type(ours(x, edge_index).grad_fn).__name__ == "_GCNLayerBackward"
+    torch.testing.assert_close(results[0], results[1])

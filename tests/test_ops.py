@@ -207,6 +207,30 @@ def test_spmm_gradcheck(spmm_kernel, sddmm_kernel, heads, monkeypatch):
     assert torch.autograd.gradcheck(lambda v, f: ops.spmm(graph, v, f), (values, x))
 
 
+@pytest.mark.parametrize("heads", [None, 2])
+def test_spmm_is_differentiable_twice(heads):
+    # With create_graph the gradients are formed in torch's operators (the kernels record no
+    # graph): gradgradcheck in the values, the features and the bias, against finite
+    # differences; the first-order gradients are the kernels' to float rounding.
+    graph = ops.CSRGraph.from_edge_index(random_graph(7, 25, seed=6), 7)
+    shape_v = (25,) if heads is None else (heads, 25)
+    shape_x = (7, 3) if heads is None else (heads, 7, 3)
+    values = torch.rand(shape_v, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(shape_x, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    if heads is None:
+        assert torch.autograd.gradgradcheck(lambda v, f, b: ops.spmm(graph, v, f, bias=b),
+                                            (values, x, bias))  # fmt: skip
+    else:
+        assert torch.autograd.gradgradcheck(lambda v, f: ops.spmm(graph, v, f), (values, x))
+    out = ops.spmm(graph, values, x)
+    weights = torch.randn_like(out)
+    plain = torch.autograd.grad(out, (values, x), weights, retain_graph=True)
+    built = torch.autograd.grad(out, (values, x), weights, create_graph=True)
+    for got, want in zip(built, plain, strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_spmm_chunked_fallback_matches_csr(monkeypatch):
     monkeypatch.setattr(matmul_module, "_CHUNK_ELEMENTS", 16)  # force many row blocks / chunks
     graph = ops.CSRGraph.from_edge_index(random_graph(20, 120, seed=5), 20)

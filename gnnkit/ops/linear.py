@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops._memory import MIN_ADVISED_BYTES, empty_advised
 
@@ -49,13 +48,12 @@ def _kernels() -> ModuleType:
 class _NarrowLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor) -> Tensor:
-        x, weight = x.contiguous(), weight.contiguous()
-        ctx.save_for_backward(x, weight)
-        return _kernels().narrow_linear(x, weight)
+        ctx.save_for_backward(x, weight)  # the inputs: with create_graph, reached again
+        return _kernels().narrow_linear(x.contiguous(), weight.contiguous())
 
     @staticmethod
-    @differentiable_once("gnnkit's narrow linear kernel (dense features, at most 8 outputs)")
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        # torch's matmuls: with create_graph they are differentiated again
         x, weight = ctx.saved_tensors
         grad_x = grad.mm(weight) if ctx.needs_input_grad[0] else None
         grad_weight = grad.t().mm(x) if ctx.needs_input_grad[1] else None

@@ -26,7 +26,6 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
-from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment
 
@@ -229,6 +228,34 @@ def _spmm_forward(
     return _spmm_raw(graph, False, values, x, kernel, bias, flat=flat), kernel
 
 
+def _spmm_gradients(
+    graph: CSRGraph,
+    values: Tensor | None,
+    x: Tensor | None,
+    grad_out: Tensor,
+    need_values: bool,
+    need_x: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    r"""The gradients of ``out = A x`` for (H, E) ``values`` in CSR order, (H, N_in, C) ``x``
+    and (H, N_out, C) ``grad_out``, in torch's differentiable operators: a backward pass with
+    ``create_graph=True`` differentiates them again (the compiled kernels record no graph).
+
+    .. math::
+        \bar{a}_{he} = \langle \bar{o}_{h, r_e}, x_{h, c_e} \rangle, \qquad
+        \bar{x}_{h, c} = \textstyle\sum_{e : c_e = c} a_{he} \, \bar{o}_{h, r_e}
+
+    The same products as the kernels, added in another order (equal to float rounding); each
+    entry's (C,) row is formed, so this takes (H, E, C) memory."""
+    sent = grad_out.index_select(1, graph.row)  # (H, E, C): each entry's output gradient
+    grad_values = grad_x = None
+    if need_values and x is not None:
+        grad_values = (sent * x.index_select(1, graph.col)).sum(-1)
+    if need_x and values is not None:
+        shape = (grad_out.size(0), graph.num_cols, grad_out.size(2))
+        grad_x = grad_out.new_zeros(shape).index_add(1, graph.col, values.unsqueeze(-1) * sent)
+    return grad_values, grad_x
+
+
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -242,32 +269,40 @@ class _SpMM(torch.autograd.Function):
     ) -> Tensor:
         """(H, E) values and (H, N_in, C) ``x`` -> (H, N_out, C); with ``squeeze`` one head's
         (E,) values and (N_in, C) ``x`` -> (N_out, C), with no view nodes around this one."""
+        # Save only what the backward needs: x for the values' gradient, values for x's; the
+        # inputs themselves (not views made here), so that with create_graph the gradients
+        # formed from them reach their graphs.
+        ctx.save_for_backward(
+            x if ctx.needs_input_grad[1] else None,
+            values if ctx.needs_input_grad[2] else None,
+        )
         if squeeze:
             values, x = values.unsqueeze(0), x.unsqueeze(0)
         out, kernel = _spmm_forward(graph, values, x, deterministic, bias, squeeze)
         ctx.graph = graph
         ctx.kernel = kernel
-        # Save only what the backward needs: x for the values' gradient, values for x's.
-        ctx.save_for_backward(
-            x if ctx.needs_input_grad[1] else None,
-            values if ctx.needs_input_grad[2] else None,
-        )
         ctx.squeeze = squeeze
         return out  # one head: its (N_out, C) memory itself, not a view
 
     @staticmethod
-    @differentiable_once("gnnkit's SpMM (the fused layers and sparse features)")
     def backward(ctx, grad_out: Tensor):
         x, values = ctx.saved_tensors
+        if ctx.squeeze:  # one head's (E,) values and (N_in, C) x: as (1, E) and (1, N_in, C)
+            x = None if x is None else x.unsqueeze(0)
+            values = None if values is None else values.unsqueeze(0)
         graph: CSRGraph = ctx.graph
         grad_values = grad_x = None
         grad_out = grad_out.contiguous()  # once, for both kernels below
         if ctx.squeeze:
             grad_out = grad_out.unsqueeze(0)
-        if ctx.needs_input_grad[1]:
+        if torch.is_grad_enabled():  # create_graph: torch's differentiable operators
+            grad_values, grad_x = _spmm_gradients(
+                graph, values, x, grad_out, ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+            )
+        elif ctx.needs_input_grad[1]:
             kernel = backend.sddmm_kernel(x.device, x.dtype, x.size(2))
             grad_values = _sddmm_raw(graph, grad_out, x, kernel)
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2] and grad_x is None:
             grad_x = _spmm_transposed(graph, values, grad_out, ctx.kernel)
         grad_bias = None
         if ctx.needs_input_grad[4]:  # as autograd reduces an added (C,) bias: one sum over rows
@@ -303,6 +338,9 @@ def spmm(
 
     Differentiable with respect to ``values`` (through an SDDMM), ``x`` (through an SpMM on
     the transposed graph) and ``bias``; neither direction materialises per-edge messages.
+    Differentiable twice: a backward pass with ``create_graph=True`` forms the gradients with
+    torch's operators instead (per-edge rows, (H, |E|, C) memory), which a second backward
+    pass differentiates.
 
     Args:
         graph (CSRGraph): the connectivity.
