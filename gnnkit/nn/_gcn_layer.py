@@ -37,7 +37,7 @@ from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.linear import _kernels as _linear_kernels
 from gnnkit.ops.linear import _narrow
-from gnnkit.ops.matmul import _spmm_forward, _spmm_gradients, _spmm_transposed
+from gnnkit.ops.matmul import _spmm_forward, _spmm_transposed
 
 __all__ = ["hooked_propagate", "layer_node"]
 
@@ -76,34 +76,19 @@ class _GCNLayer(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        # With create_graph (grad mode on here) the products run in torch's differentiable
-        # operators, so that a second derivative goes through them.
-        graph_built = torch.is_grad_enabled()
+        # (with create_graph every product here is differentiable: _spmm_transposed and mm)
         grad = grad.contiguous().unsqueeze(0)  # (1, N, F_out)
         grad_bias = grad.reshape(-1, grad.size(-1)).sum(0) if need_bias else None
-        grad_h = _transposed(ctx.graph, ctx.values, grad, ctx.kernel, graph_built)  # (1, N, F_out)
+        grad_h = _spmm_transposed(ctx.graph, ctx.values, grad, ctx.kernel)  # (1, N, F_out)
         grad_x = grad_weight = None
         if ctx.features is not None:  # (X^T grad_h)^T, as sparse_linear's backward
             if need_weight:
-                product = _transposed(ctx.features, x, grad_h, ctx.transform, graph_built)
-                grad_weight = product[0].t()
+                grad_weight = _spmm_transposed(ctx.features, x, grad_h, ctx.transform)[0].t()
         else:  # as the narrow kernel's backward
             grad_h = grad_h[0]
             grad_x = grad_h.mm(weight) if need_x else None
             grad_weight = grad_h.t().mm(x) if need_weight else None
         return grad_x, grad_weight, grad_bias, None, None, None, None
-
-
-def _transposed(
-    graph: CSRGraph, values: Tensor, x: Tensor, kernel: str, differentiable: bool
-) -> Tensor:
-    """``A^T x`` for (1, E) ``values`` and (1, N_out, C) ``x``: the compiled kernel, or torch's
-    differentiable operators (``gnnkit.ops.matmul._spmm_gradients``)."""
-    if differentiable:
-        product = _spmm_gradients(graph, values, None, x, need_values=False, need_x=True)[1]
-        assert product is not None
-        return product
-    return _spmm_transposed(graph, values, x, kernel)
 
 
 def layer_node(layer: Any, base: type, x: Tensor, graph: CSRGraph | None, weights: Tensor) -> Any:

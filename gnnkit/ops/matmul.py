@@ -156,13 +156,23 @@ def _spmm_raw(
 
 
 def _spmm_transposed(graph: CSRGraph, values: Tensor, x: Tensor, kernel: str) -> Tensor:
-    """``A^T x`` for (H, E) values in ``A``'s CSR order and (H, N_out, C) ``x``.
+    r"""``A^T x`` for (H, E) values in ``A``'s CSR order and (H, N_out, C) ``x``.
 
     With the narrow kernel on one thread, straight from ``A``'s own CSR order
     (:func:`gnnkit.ops._spmm_narrow.spmm_transposed`: the same bits, without gathering the
     values into the transpose's order); otherwise the values are gathered and the transpose
     multiplied (:func:`_spmm_raw`).
+
+    Its callers are backward passes. With grad mode on there (``create_graph=True``) the
+    product is formed with torch's differentiable operators instead, so that a second backward
+    pass differentiates it: :math:`(A^\top x)_{h, c} = \sum_{e : c_e = c} a_{he} \,
+    x_{h, r_e}`, each entry's (C,) row formed ((H, E, C) memory), the same products added in
+    another order (equal to float rounding).
     """
+    if torch.is_grad_enabled():
+        rows = values.unsqueeze(-1) * x.index_select(1, graph.row)  # (H, E, C)
+        out = x.new_zeros(x.size(0), graph.num_cols, x.size(2))
+        return out.index_add(1, graph.col, rows)
     if kernel == "narrow" and torch.get_num_threads() == 1 and graph.num_edges > 0:
         out = x.new_empty(x.size(0), graph.num_cols, x.size(2))
         ptr, idx = graph.kernel_indices(False)
@@ -228,34 +238,6 @@ def _spmm_forward(
     return _spmm_raw(graph, False, values, x, kernel, bias, flat=flat), kernel
 
 
-def _spmm_gradients(
-    graph: CSRGraph,
-    values: Tensor | None,
-    x: Tensor | None,
-    grad_out: Tensor,
-    need_values: bool,
-    need_x: bool,
-) -> tuple[Tensor | None, Tensor | None]:
-    r"""The gradients of ``out = A x`` for (H, E) ``values`` in CSR order, (H, N_in, C) ``x``
-    and (H, N_out, C) ``grad_out``, in torch's differentiable operators: a backward pass with
-    ``create_graph=True`` differentiates them again (the compiled kernels record no graph).
-
-    .. math::
-        \bar{a}_{he} = \langle \bar{o}_{h, r_e}, x_{h, c_e} \rangle, \qquad
-        \bar{x}_{h, c} = \textstyle\sum_{e : c_e = c} a_{he} \, \bar{o}_{h, r_e}
-
-    The same products as the kernels, added in another order (equal to float rounding); each
-    entry's (C,) row is formed, so this takes (H, E, C) memory."""
-    sent = grad_out.index_select(1, graph.row)  # (H, E, C): each entry's output gradient
-    grad_values = grad_x = None
-    if need_values and x is not None:
-        grad_values = (sent * x.index_select(1, graph.col)).sum(-1)
-    if need_x and values is not None:
-        shape = (grad_out.size(0), graph.num_cols, grad_out.size(2))
-        grad_x = grad_out.new_zeros(shape).index_add(1, graph.col, values.unsqueeze(-1) * sent)
-    return grad_values, grad_x
-
-
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -295,14 +277,14 @@ class _SpMM(torch.autograd.Function):
         grad_out = grad_out.contiguous()  # once, for both kernels below
         if ctx.squeeze:
             grad_out = grad_out.unsqueeze(0)
-        if torch.is_grad_enabled():  # create_graph: torch's differentiable operators
-            grad_values, grad_x = _spmm_gradients(
-                graph, values, x, grad_out, ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-            )
+        if ctx.needs_input_grad[1] and torch.is_grad_enabled():
+            # create_graph: <grad_out[row_e], x[col_e]> in torch's differentiable operators
+            sent = grad_out.index_select(1, graph.row)  # (H, E, C)
+            grad_values = (sent * x.index_select(1, graph.col)).sum(-1)
         elif ctx.needs_input_grad[1]:
             kernel = backend.sddmm_kernel(x.device, x.dtype, x.size(2))
             grad_values = _sddmm_raw(graph, grad_out, x, kernel)
-        if ctx.needs_input_grad[2] and grad_x is None:
+        if ctx.needs_input_grad[2]:  # (differentiable with create_graph, see there)
             grad_x = _spmm_transposed(graph, values, grad_out, ctx.kernel)
         grad_bias = None
         if ctx.needs_input_grad[4]:  # as autograd reduces an added (C,) bias: one sum over rows
