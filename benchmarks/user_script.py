@@ -132,30 +132,25 @@ class UserGAT(torch.nn.Module):
         return torch.optim.Adam(self.parameters(), lr=0.005, weight_decay=5e-4)
 
 
-class TunedGCN(UserGCN):
-    """:class:`UserGCN` with the two edits gnnkit's own model makes (module docstring)."""
+def tuned(script: type, fused: Callable[..., Any], p: float) -> type:
+    """``script`` (:class:`UserGCN` or :class:`UserGAT`) with the two edits gnnkit's own model
+    makes (module docstring): ``fused`` activation and dropout, a column-major first weight."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        gnnkit.nn.column_major_(self.conv1.lin.weight)
+    class Tuned(script):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            gnnkit.nn.column_major_(self.conv1.lin.weight)
 
-    def forward(self, x, edge_index):
-        x = self.dropout(x, p=0.5, training=self.training)
-        x = gnnkit.nn.relu_dropout(self.conv1(x, edge_index), 0.5, self.training)
-        return self.conv2(x, edge_index)
+        def forward(self, x, edge_index):
+            x = self.dropout(x, p=p, training=self.training)
+            x = fused(self.conv1(x, edge_index), p, self.training)
+            return self.conv2(x, edge_index)
+
+    return Tuned
 
 
-class TunedGAT(UserGAT):
-    """:class:`UserGAT` with the two edits gnnkit's own model makes (module docstring)."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        gnnkit.nn.column_major_(self.conv1.lin.weight)
-
-    def forward(self, x, edge_index):
-        x = self.dropout(x, p=0.6, training=self.training)
-        x = gnnkit.nn.elu_dropout(self.conv1(x, edge_index), 0.6, self.training)
-        return self.conv2(x, edge_index)
+TunedGCN = tuned(UserGCN, gnnkit.nn.relu_dropout, 0.5)
+TunedGAT = tuned(UserGAT, gnnkit.nn.elu_dropout, 0.6)
 
 
 def user_run(kind: str, variant: str, cora: Any, seed: int, epochs: int) -> dict[str, Any]:
