@@ -60,7 +60,7 @@ def test_written_out_passes_equal_the_general_kernels(heads, channels, dropout, 
     keep = keep if dropout else None
     _, rows = modules()
     assert rows.aggregates(inputs[3], graph.rowptr)
-    assert rows.sender_grads(inputs[3], graph.rowptr) == (heads == 1)
+    assert rows.sender_grads(inputs[3], graph.rowptr)
     ours = forward_backward(graph, inputs, keep)
     monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
     assert not rows.aggregates(inputs[3], graph.rowptr)
@@ -82,8 +82,9 @@ def test_written_out_passes_match_the_torch_form_in_float64(heads, channels):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-12)
 
 
-def test_same_bits_for_every_thread_count():
-    graph, inputs, keep = case(1, 7, nodes=2000, edges=16000, seed=4)
+@pytest.mark.parametrize(("heads", "channels"), [(1, 7), (8, 8)])
+def test_same_bits_for_every_thread_count(heads, channels):
+    graph, inputs, keep = case(heads, channels, nodes=2000, edges=16000, seed=4)
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -106,7 +107,8 @@ def test_which_shapes_take_the_written_out_passes():
     big = PREFETCH_MIN_BYTES // (4 * 64) + 1  # features past the cache: the prefetching kernel
     assert not rows.aggregates(torch.empty(big, 8, 8), rowptr)
     assert rows.sender_grads(torch.empty(10, 1, 7), rowptr)
-    assert not rows.sender_grads(torch.empty(10, 8, 8), rowptr)
+    assert rows.sender_grads(torch.empty(10, 8, 8), rowptr)
+    assert not rows.sender_grads(torch.empty(10, 8, 9), rowptr)
 
 
 def test_raw_reads_are_refused_what_they_cannot_take():
@@ -119,19 +121,29 @@ def test_raw_reads_are_refused_what_they_cannot_take():
         rows.aggregation(graph.rowptr, graph.col, inputs[3].transpose(1, 2), alpha, keep, 2.5)
 
 
-@pytest.mark.parametrize("kind", ["aggregate", "sender grad"])
-def test_a_miscompiled_kernel_fails_its_self_check(kind, monkeypatch):
+@pytest.mark.parametrize(
+    ("kind", "heads", "old", "new"),
+    [
+        ("aggregate", 1, "sum_0 += ", "sum_0 = 0 * "),  # the first channel's sum never grows
+        ("sender grad", 1, "sum_0 += ", "sum_0 = 0 * "),
+        ("sender grad", 2, "sum_0 += ", "sum_0 = 0 * "),
+        ("heads last", 2, "dst[row + E1] = ", "dst[row + E1] = 0 * "),  # one entry lost
+    ],
+)
+def test_a_miscompiled_kernel_fails_its_self_check(kind, heads, old, new, monkeypatch):
     _, rows = modules()
     real = rows._SOURCES[kind]
 
-    def broken(heads, channels, dropout):  # the first channel's sum never grows
-        return real(heads, channels, dropout).replace("sum_0 += ", "sum_0 = 0 * ")
+    def broken(heads, channels, dropout):
+        source = real(heads, channels, dropout)
+        assert old in source
+        return source.replace(old, new)
 
     monkeypatch.setitem(rows._SOURCES, kind, broken)
     monkeypatch.setattr(rows, "_COMPILED", {})
     rows._dispatcher.cache_clear()
     try:
-        graph, inputs, keep = case(1, 5, nodes=20, edges=60)
+        graph, inputs, keep = case(heads, 5, nodes=20, edges=60)
         with pytest.raises(RuntimeError, match=r"self-check.*GNNKIT_NARROW_SPMM=0"):
             forward_backward(graph, inputs, keep)
     finally:
@@ -159,3 +171,56 @@ def test_without_gradients_the_kernels_run_without_autograd_functions(monkeypatc
     assert out.grad_fn is None and torch.equal(out, expected_out)
     with pytest.raises(AssertionError, match="autograd Function"):
         attention.node_scores(xw, *att)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("heads", "has_dst", "has_score"), [(8, True, False), (1, True, True),
+                                                           (3, False, True), (16, False, False)])  # fmt: skip
+def test_scalar_passes_give_the_general_kernels_bits(heads, has_dst, has_score, dtype):
+    import numpy as np
+
+    cpu, rows = modules()
+    from gnnkit.ops import _gat_cpu_one_head as one_head
+    from gnnkit.ops._jit import as_numpy
+
+    graph, inputs, _ = case(heads, 2, dtype, nodes=400, edges=3000, seed=5)
+    a_src, a_dst, _, _ = inputs
+    gen = torch.Generator().manual_seed(6)
+    a_dst = a_dst if has_dst else None
+    score = torch.randn(graph.num_edges, heads, generator=gen, dtype=dtype) if has_score else None
+    assert rows.scalar_passes(a_src, graph.rowptr)
+    params = cpu._params(dtype, SLOPE, 1.0)
+    empty = np.empty((0, 0), dtype=np.dtype(str(dtype).split(".")[1]))
+    optional = (
+        *((as_numpy(a_dst), True) if has_dst else (empty, False)),
+        *((as_numpy(score), True) if has_score else (empty, False)),
+    )
+    rowptr, col = as_numpy(graph.rowptr), as_numpy(graph.col)
+    general = (rowptr, col, as_numpy(a_src), *optional)
+    score_rows = one_head.score_rows if heads == 1 else cpu._score_rows
+    score_grad_rows = one_head.score_grad_rows if heads == 1 else cpu._score_grad_rows
+    source_grad_rows = one_head.source_grad_rows if heads == 1 else cpu._source_grad_rows
+
+    want = torch.empty(graph.num_edges, heads, dtype=dtype)
+    score_rows(0, graph.num_rows, *general, params, as_numpy(want))
+    got = torch.full_like(want, float("nan"))
+    rows.scores((graph.rowptr, graph.col), (a_src, a_dst, score), got, SLOPE, rowptr)
+    assert torch.equal(got, want)
+
+    alpha = torch.rand(graph.num_edges, heads, generator=gen, dtype=dtype)
+    g_alpha = torch.randn(graph.num_edges, heads, generator=gen, dtype=dtype)
+    want_score, want_dst = g_alpha.clone(), torch.empty(graph.num_rows, heads, dtype=dtype)
+    outputs = (as_numpy(want_score), as_numpy(want_dst))
+    score_grad_rows(0, graph.num_rows, *general, as_numpy(alpha), params, *outputs)
+    got_score, got_dst = g_alpha.clone(), torch.full_like(want_dst, float("nan"))
+    graph_scores = ((graph.rowptr, graph.col), (a_src, a_dst, score))
+    rows.score_gradients(*graph_scores, alpha, SLOPE, (got_score, got_dst), rowptr)
+    assert torch.equal(got_score, want_score) and torch.equal(got_dst, want_dst)
+
+    colptr, _, _, perm_t = graph.transpose()
+    want_src = torch.empty(graph.num_cols, heads, dtype=dtype)
+    transposed = (as_numpy(colptr), as_numpy(perm_t))
+    source_grad_rows(0, graph.num_cols, *transposed, outputs[0], as_numpy(want_src), params[2], 16)
+    got_src = torch.full_like(want_src, float("nan"))
+    rows.source_gradients((colptr, perm_t), got_score, got_src, transposed[0])
+    assert torch.equal(got_src, want_src)

@@ -18,9 +18,12 @@ run and for any thread count, with no atomics):
 The forward's aggregation adds four entries to the output row per pass,
 ``(a0 x0 + a1 x1) + (a2 x2 + a3 x3)``, loading and storing the row once per four products
 (0.92 the forward's time at ogbn-arxiv's size, 0.95-0.99 on Cora; see
-:mod:`gnnkit.ops._spmm_cpu`). Small graphs with at most 64 entries per node take that pass,
-and for one head the backward's sender pass, written out for their shape
-(:mod:`gnnkit.ops._gat_rows`: Cora's 8 x 8 aggregation in a quarter of the time).
+:mod:`gnnkit.ops._spmm_cpu`). Small graphs with at most 64 entries per node take that pass
+and the backward's sender pass written out for their shape (:mod:`gnnkit.ops._gat_rows`:
+Cora's 8 x 8 aggregation in a quarter of the time, its sender pass in 0.4 of it), and graphs
+of every size take the passes over per-edge scalars (the scores, the softmax backward, the
+sender-score sums) written out for their head count: the kernels here serve only what those
+do not (more than 64 heads, int32 indices, ``GNNKIT_NARROW_SPMM=0``).
 
 Two passes that each gather a feature row per edge (``xw_j`` over receivers for the attention
 gradient, ``grad_out_i`` over senders) took 369 ms at ogbn-arxiv's size (8 heads x 32
@@ -50,7 +53,7 @@ from gnnkit.ops import _gat_rows
 from gnnkit.ops._jit import as_numpy, jit_kernel, prefetch, prefetch_distance, run_rows
 from gnnkit.ops._memory import empty_advised
 
-__all__ = ["backward", "forward", "node_scores", "node_scores_grad"]
+__all__ = ["backward", "forward"]
 
 
 @jit_kernel()
@@ -330,6 +333,14 @@ def _score_exp_rows(
         one_head.score_rows(*scores)
     else:
         _score_rows(*scores)
+    _exp_rows(lo, hi, rowptr, alpha, fast_exp)
+
+
+@jit_kernel()
+def _exp_rows(lo, hi, rowptr, alpha, fast_exp):  # pragma: no cover - compiled
+    """``alpha = exp(alpha)`` for the entries of rows ``lo:hi``, contiguous in ``alpha``, in
+    blocks of :data:`_EXP_BLOCK` entries that share one small scratch array (``fast_exp``:
+    float32's vectorised ``expf``)."""
     heads = alpha.shape[1]
     flat = alpha.reshape(-1)
     first, last = rowptr[lo] * heads, rowptr[hi] * heads
@@ -351,6 +362,17 @@ def _optional(t: Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
     if t.dtype == torch.uint8:  # a keep mask: one kernel specialisation, for bool
         t = t.view(torch.bool)
     return as_numpy(t), True
+
+
+def _contiguous(
+    a_src: Tensor, a_dst: Tensor | None, edge_score: Tensor | None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The scores in contiguous memory, which the written-out kernels read by address."""
+    return (
+        a_src.contiguous(),
+        None if a_dst is None else a_dst.contiguous(),
+        None if edge_score is None else edge_score.contiguous(),
+    )
 
 
 def _params(dtype: torch.dtype, negative_slope: float, scale: float) -> np.ndarray:
@@ -382,18 +404,27 @@ def forward(
         as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
         *_optional(edge_score, dtype), params, as_numpy(alpha),
     )  # fmt: skip
+    rows = scores[0]
+    written = _gat_rows.scalar_passes(a_src, rowptr)
+    if written:  # the scores written out for the head count, then their exponentials
+        a_src, a_dst, edge_score = _contiguous(a_src, a_dst, edge_score)
+        _gat_rows.scores((rowptr, col), (a_src, a_dst, edge_score), alpha, negative_slope, rows)
+        run_rows(_exp_rows, rows, rows, scores[-1], fast_exp)
     if _gat_rows.aggregates(xw, rowptr):  # the aggregation written out for (H, C)
-        run_rows(_score_exp_rows, scores[0], *scores, fast_exp)
+        if not written:
+            run_rows(_score_exp_rows, rows, *scores, fast_exp)
         xw = xw.contiguous()  # read through its address
         kernel, arguments, out = _gat_rows.aggregation(rowptr, col, xw, alpha, keep, scale)
-        run_rows(kernel, scores[0], *arguments)
+        run_rows(kernel, rows, *arguments)
         return out, alpha
     out = empty_advised(xw, num_rows, heads, channels)
-    args = (
-        *scores[:-2], as_numpy(xw), params, *_optional(keep, torch.bool), as_numpy(out),
-        scores[-1], fast_exp, _distance(xw),
-    )  # fmt: skip
-    run_rows(_forward_rows, args[0], *args)
+    outputs = (*_optional(keep, torch.bool), as_numpy(out), scores[-1])
+    if written:
+        aggregate = (rows, scores[1], as_numpy(xw), params, *outputs, _distance(xw))
+        run_rows(_aggregate_rows, rows, *aggregate)
+    else:
+        args = (*scores[:-2], as_numpy(xw), params, *outputs, fast_exp, _distance(xw))
+        run_rows(_forward_rows, rows, *args)
     return out, alpha
 
 
@@ -432,66 +463,28 @@ def backward(
         as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
         *_optional(edge_score, dtype), alpha_np, params, grad_score_np, as_numpy(grad_dst),
     )  # fmt: skip
-    if _gat_rows.sender_grads(xw, rowptr):  # one head, written out for its channels
-        xw = xw.contiguous()  # read through its address
-        kernel, arguments = _gat_rows.sender_gradient(
-            (colptr, row_t, perm_t), xw, alpha, keep, scale, grad_out, grad_xw, grad_score
+    if _gat_rows.sender_grads(xw, rowptr):  # written out for its heads and channels
+        xw, grad_out = xw.contiguous(), grad_out.contiguous()  # read through their addresses
+        transposed = (colptr, row_t, perm_t)
+        _gat_rows.sender_gradient(
+            transposed, xw, alpha, keep, scale, grad_out, grad_xw, grad_score, colptr_np
         )
-        run_rows(kernel, colptr_np, *arguments)
     else:
         run_rows(_sender_grad_rows, colptr_np, *senders)
-    one = heads == 1  # one head: the kernels with their running sums in registers
-    run_rows(one_head.score_grad_rows if one else _score_grad_rows, scores[0], *scores)
-    sources = (colptr_np, perm_np, grad_score_np, as_numpy(grad_src), params[2], distance)
-    run_rows(one_head.source_grad_rows if one else _source_grad_rows, colptr_np, *sources)
+    if _gat_rows.scalar_passes(a_src, rowptr):  # written out for the head count
+        a_src, a_dst, edge_score = _contiguous(a_src, a_dst, edge_score)
+        graph = (rowptr, col)
+        inputs = ((a_src, a_dst, edge_score), alpha, negative_slope)
+        _gat_rows.score_gradients(graph, *inputs, (grad_score, grad_dst), scores[0])
+        _gat_rows.source_gradients((colptr, perm_t), grad_score, grad_src, colptr_np)
+    else:
+        one = heads == 1  # one head: the kernels with their running sums in registers
+        run_rows(one_head.score_grad_rows if one else _score_grad_rows, scores[0], *scores)
+        sources = (colptr_np, perm_np, grad_score_np, as_numpy(grad_src), params[2], distance)
+        run_rows(one_head.source_grad_rows if one else _source_grad_rows, colptr_np, *sources)
     return (
         grad_xw,
         grad_src,
         grad_dst if a_dst is not None else None,
         grad_score if edge_score is not None else None,
     )
-
-
-@jit_kernel(fastmath={"reassoc"})
-def _node_score_rows(lo, hi, xw, att_src, att_dst, out_src, out_dst):  # pragma: no cover
-    """``out_src[j, h] = <xw[j, h], att_src[h]>``, and ``out_dst`` with ``att_dst``. The sums
-    are reassociated (as in :func:`_dot`: vector lanes, a fixed order): 2.3x faster on Cora's
-    8 heads x 8 and 4x at 8 x 32 than one running sum, whose additions wait on each other."""
-    heads, channels = xw.shape[1], xw.shape[2]
-    zero = xw.dtype.type(0)
-    for j in range(lo, hi):
-        for h in range(heads):
-            s, d = zero, zero
-            for c in range(channels):
-                s += xw[j, h, c] * att_src[h, c]
-                d += xw[j, h, c] * att_dst[h, c]
-            out_src[j, h] = s
-            out_dst[j, h] = d
-
-
-@jit_kernel()
-def _node_score_grad_rows(lo, hi, g_src, g_dst, att_src, att_dst, grad_xw):  # pragma: no cover
-    """``grad_xw[j, h, c] = g_src[j, h] att_src[h, c] + g_dst[j, h] att_dst[h, c]``."""
-    heads, channels = grad_xw.shape[1], grad_xw.shape[2]
-    for j in range(lo, hi):
-        for h in range(heads):
-            a, b = g_src[j, h], g_dst[j, h]
-            for c in range(channels):
-                grad_xw[j, h, c] = a * att_src[h, c] + b * att_dst[h, c]
-
-
-def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
-    """Both attention products of every node, (N, H) each (``xw`` (N, H, C) contiguous,
-    ``att_*`` (H, C) contiguous)."""
-    out_src, out_dst = xw.new_empty(xw.shape[:2]), xw.new_empty(xw.shape[:2])
-    run_rows(_node_score_rows, xw.size(0), as_numpy(xw), as_numpy(att_src), as_numpy(att_dst),
-             as_numpy(out_src), as_numpy(out_dst))  # fmt: skip
-    return out_src, out_dst
-
-
-def node_scores_grad(g_src: Tensor, g_dst: Tensor, att_src: Tensor, att_dst: Tensor) -> Tensor:
-    """The gradient of :func:`node_scores` with respect to ``xw``, (N, H, C)."""
-    grad_xw = g_src.new_empty(*g_src.shape, att_src.size(-1))
-    run_rows(_node_score_grad_rows, g_src.size(0), as_numpy(g_src), as_numpy(g_dst),
-             as_numpy(att_src), as_numpy(att_dst), as_numpy(grad_xw))  # fmt: skip
-    return grad_xw

@@ -11,7 +11,8 @@ The arithmetic and its order are the general kernels' (the same bits); measured 
 60 us, the whole forward of a one-head layer (the paper's output layer) in 0.90 of the
 time, its backward in 0.77. With 8 heads the general kernels are faster (walking the
 entries once per head took 1.3-1.4x as long), so :mod:`gnnkit.ops._gat_cpu` uses these for
-one head only.
+one head only, where the passes written out per head count
+(:mod:`gnnkit.ops._gat_scalar_sources`) do not serve.
 
 This module imports numba (through :func:`gnnkit.ops._jit.jit_kernel`): only kernel modules
 import it.

@@ -1,4 +1,4 @@
-r"""Two passes of the fused GAT kernels written out per (heads, channels) (see
+r"""Passes of the fused GAT kernels written out per (heads, channels) (see
 :mod:`gnnkit.ops._gat_cpu`).
 
 - The forward's aggregation (pass 3): each row's exponentials normalised (stored in
@@ -8,27 +8,39 @@ r"""Two passes of the fused GAT kernels written out per (heads, channels) (see
   row's H x C sums are locals that LLVM's SLP vectoriser packs into vectors
   (:mod:`gnnkit.ops._spmm_narrow` explains why a loop over a channel count known only at run
   time is not vectorised).
-- The backward's sender pass (pass 1) for one head: for each edge :math:`e = (j \to i)` on the
-  transposed structure, :math:`g_{\alpha_e} = \langle \partial L/\partial \text{out}_i,
-  x_j\rangle` (times the dropout mask) and :math:`\partial L / \partial x_j \mathrel{+}=
-  \tilde\alpha_e \, \partial L/\partial \text{out}_i`, the sender's row and its gradient held
-  in locals. With several heads the per-edge dot products are eight horizontal sums, which
-  the written-out code ran slower than the general kernel (500 against 383 us on Cora's 8 x 8),
-  so only one head (GAT's output layer) takes it.
+- The backward's sender pass (pass 1): for each edge :math:`e = (j \to i)` on the transposed
+  structure, :math:`g_{\alpha_{eh}} = \langle \partial L/\partial \text{out}_{ih},
+  x_{jh}\rangle` (times the dropout mask) and :math:`\partial L / \partial x_{jh}
+  \mathrel{+}= \tilde\alpha_{eh} \, \partial L/\partial \text{out}_{ih}`, the sender's row
+  and its gradient held in locals. With several heads, ``grad_out`` is first copied
+  heads-last, (N, C, H): the per-edge dot products then sum one vector of H heads per
+  channel, where in (N, H, C) they were H horizontal sums per edge (which ran slower than the
+  general kernel: 500 against 383 us on Cora's 8 x 8).
+- The passes over per-edge scalars, written out per head count only
+  (:mod:`gnnkit.ops._gat_scalar_sources`): the forward's scores less each row's maximum, the
+  backward's softmax and leaky-ReLU pass and its sender-score sums. They gather no feature
+  rows, so they serve graphs of every size.
 
 Measured on Cora with self-loops (13,264 entries, 1 thread, the kernel calls alone): the
 aggregation of 8 heads x 8 channels with attention dropout 55 against 234 us, of 1 x 7
-18 against 97 us; the one-head sender pass 18 against 139 us. The written-out kernels run
-where the gathered feature rows fit in cache (below
-:data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not prefetch); larger graphs keep the
-general kernels, which do.
+18 against 97 us; the one-head sender pass 18 against 139 us; 8 x 8: the sender pass 230
+against 620-700 us (plus 50 us for the heads-last copy), the score-gradient pass 31-39
+against 200-340 us, the sender-score sums 11 against 49 us. The whole fused layer (8 x 8),
+forward 180 against 270 us and backward 410 against 950 us; at ogbn-arxiv's size (8 x 32,
+where only the scalar passes are written out) forward 272-312 against 479-540 ms, backward
+473-527 against 633-695 ms. The feature-row kernels run where the gathered rows fit in
+cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not prefetch); larger
+graphs keep the general kernels, which do.
 
 Sums run in CSR order (over the transposed structure for the sender pass), one entry at a
 time, without fused multiply-adds, each row by one thread: the same bits for every thread
-count. The general kernels add four entries per pass, so the two differ in the last bits.
-Like :mod:`gnnkit.ops._node_scores`, each kernel is compiled once per process for its shape
-and dtype, checked bit for bit against numpy on a small case (:func:`_self_check`), switched
-off with the narrow SpMM (``GNNKIT_NARROW_SPMM=0``), and takes its tensors as addresses.
+count. The scalar passes compute exactly what the general kernels do (the same bits); the
+general aggregation adds four entries per pass and reassociates the backward's dot
+products, so the feature-row passes differ from it in the last bits. Like
+:mod:`gnnkit.ops._node_scores`, each kernel is compiled once per process for its shape and
+dtype, checked bit for bit against numpy on a small case (:mod:`gnnkit.ops._gat_rows_check`),
+switched off with the narrow SpMM (``GNNKIT_NARROW_SPMM=0``), and takes its tensors as
+addresses.
 """
 
 from __future__ import annotations
@@ -40,6 +52,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnnkit.ops import _gat_scalar_sources as scalar_sources
+from gnnkit.ops._gat_rows_check import self_check
 from gnnkit.ops._jit import (
     NUMPY_DTYPES,
     PREFETCH_MIN_BYTES,
@@ -49,10 +63,20 @@ from gnnkit.ops._jit import (
     generated_kernel,
     kernel_globals,
     node_row_globals,
+    run_rows,
 )
 from gnnkit.utils.env import switched_off
 
-__all__ = ["aggregates", "aggregation", "sender_gradient", "sender_grads"]
+__all__ = [
+    "aggregates",
+    "aggregation",
+    "scalar_passes",
+    "score_gradients",
+    "scores",
+    "sender_gradient",
+    "sender_grads",
+    "source_gradients",
+]
 
 MAX_ENTRIES = 64  # H x C per node, at most (also gnnkit.ops._node_scores's limit)
 
@@ -106,7 +130,11 @@ def _aggregate_source(heads: int, channels: int, dropout: bool) -> str:
 
 def _sender_grad_source(heads: int, channels: int, dropout: bool) -> str:
     """``kernel(lo, hi, colptr, row_t, perm_t, xw, alpha, keep, grad_out, grad_xw,
-    grad_alpha, scale, num_edges, num_rows)`` for one head (``heads`` is 1)."""
+    grad_alpha, scale, num_edges, num_rows)``. ``grad_out`` is read heads-last, (N, C, H)
+    (:func:`_heads_last_source`; for one head that is its own layout): the per-edge sums over
+    channels then run across the heads' lanes, one vector per channel, with no horizontal
+    sums. ``xw`` and ``grad_xw`` are (N, H, C), read and written once per sender."""
+    entries = heads * channels
     lines = [
         "def kernel(lo, hi, colptr, row_t, perm_t, xw, alpha, keep, grad_out, grad_xw,",
         "           grad_alpha, scale, num_edges, num_rows):",
@@ -114,37 +142,80 @@ def _sender_grad_source(heads: int, channels: int, dropout: bool) -> str:
         "    row_t = carray(INDEX(row_t), num_edges)",
         "    perm_t = carray(INDEX(perm_t), num_edges)",
         "    xw = carray(FLOAT(xw), hi * ENTRIES_N)",
-        "    alpha = carray(FLOAT(alpha), num_edges)",
-        "    keep = carray(BOOL(keep), num_edges if DROPOUT else 0)",
+        "    alpha = carray(FLOAT(alpha), num_edges * HEADS_N)",
+        "    keep = carray(BOOL(keep), num_edges * HEADS_N if DROPOUT else 0)",
         "    grad_out = carray(FLOAT(grad_out), num_rows * ENTRIES_N)",
         "    grad_xw = carray(FLOAT(grad_xw), hi * ENTRIES_N)",
-        "    grad_alpha = carray(FLOAT(grad_alpha), num_edges)",
+        "    grad_alpha = carray(FLOAT(grad_alpha), num_edges * HEADS_N)",
         "    SCALE = FLOAT_TYPE(scale)",
         "    for j in range(np.uint64(lo), np.uint64(hi)):",
         "        row = j * ENTRIES",
     ]
-    lines += [f"        x_{c} = xw[row + E{c}]" for c in range(channels)]
-    lines += [f"        sum_{c} = ZERO" for c in range(channels)]
+    # Entry k = h C + c of a row in (H, C) order sits at c H + h heads-last.
+    order = [(h, c) for c in range(channels) for h in range(heads)]  # heads-last order
+    lines += [f"        x_{h * channels + c} = xw[row + E{h * channels + c}]" for h, c in order]
+    lines += [f"        sum_{k} = ZERO" for k in range(entries)]
     lines += [
         "        for k in range(np.uint64(colptr[j]), np.uint64(colptr[j + ONE_U])):",
-        "            e, i = np.uint64(perm_t[k]), np.uint64(row_t[k]) * ENTRIES",
-        "            g = ZERO",
+        "            e, i = np.uint64(perm_t[k]) * HEADS, np.uint64(row_t[k]) * ENTRIES",
     ]
-    lines += [f"            g += grad_out[i + E{c}] * x_{c}" for c in range(channels)]
-    lines.append("            a = alpha[e]")
+    lines += [f"            g_{h} = ZERO" for h in range(heads)]
+    lines += [
+        f"            g_{h} += grad_out[i + E{c * heads + h}] * x_{h * channels + c}"
+        for h, c in order
+    ]
+    lines += [f"            a_{h} = alpha[e + E{h}]" for h in range(heads)]
     if dropout:
-        lines += [
-            "            g = g * SCALE if keep[e] else ZERO",
-            "            a = a * SCALE if keep[e] else ZERO",
-        ]
-    lines.append("            grad_alpha[e] = g")
-    lines += [f"            sum_{c} += a * grad_out[i + E{c}]" for c in range(channels)]
-    lines += [f"        grad_xw[row + E{c}] = sum_{c}" for c in range(channels)]
+        for h in range(heads):
+            lines += [
+                f"            g_{h} = g_{h} * SCALE if keep[e + E{h}] else ZERO",
+                f"            a_{h} = a_{h} * SCALE if keep[e + E{h}] else ZERO",
+            ]
+    lines += [f"            grad_alpha[e + E{h}] = g_{h}" for h in range(heads)]
+    lines += [
+        f"            sum_{h * channels + c} += a_{h} * grad_out[i + E{c * heads + h}]"
+        for h, c in order
+    ]
+    lines += [f"        grad_xw[row + E{k}] = sum_{k}" for k in range(entries)]
     return "\n".join(lines) + "\n"
 
 
-_SOURCES = {"aggregate": _aggregate_source, "sender grad": _sender_grad_source}
-_ARGUMENTS = {"aggregate": 11, "sender grad": 14}
+def _heads_last_source(heads: int, channels: int, dropout: bool) -> str:
+    """``kernel(lo, hi, src, dst)``: the (N, H, C) rows of ``src`` into ``dst`` as (N, C, H),
+    the layout the sender pass gathers (a copy: torch's ``transpose(1, 2).contiguous()`` of
+    Cora's 2708 x 8 x 8 took three times as long)."""
+    lines = [
+        "def kernel(lo, hi, src, dst):",
+        "    src = carray(FLOAT(src), hi * ENTRIES_N)",
+        "    dst = carray(FLOAT(dst), hi * ENTRIES_N)",
+        "    for i in range(np.uint64(lo), np.uint64(hi)):",
+        "        row = i * ENTRIES",
+    ]
+    lines += [
+        f"        dst[row + E{c * heads + h}] = src[row + E{h * channels + c}]"
+        for c in range(channels)
+        for h in range(heads)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_SOURCES = {
+    "aggregate": _aggregate_source,
+    "sender grad": _sender_grad_source,
+    "heads last": _heads_last_source,
+    "score": scalar_sources.score,
+    "score grad": scalar_sources.score_grad,
+    "source grad": scalar_sources.source_grad,
+}
+_ARGUMENTS = {
+    "aggregate": 11,
+    "sender grad": 14,
+    "heads last": 4,
+    "score": 13,
+    "score grad": 15,
+    "source grad": 7,
+}
+_WITHOUT_FLOAT = ("heads last", "source grad")  # the others' third-last argument is a float
 
 
 @functools.cache
@@ -155,6 +226,7 @@ def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str)
         INDEX=address_pointer("int64"),
         BOOL=address_pointer("bool"),
         ONE_U=np.uint64(1),
+        NEG_INF=np.dtype(dtype).type(-np.inf),
         DROPOUT=dropout,
         **node_row_globals(heads, channels),
     )
@@ -174,111 +246,12 @@ def _compiled(kind: str, heads: int, channels: int, dropout: bool, dtype: str) -
         kernel = _dispatcher(*key)
         types = _numba().types
         signature = [types.int64] * _ARGUMENTS[kind]
-        signature[-3] = types.float64  # the dropout scale
+        if kind not in _WITHOUT_FLOAT:
+            signature[-3] = types.float64  # the dropout scale or the leaky ReLU's slope
         compile_vectorised(kernel, tuple(signature))
-        _self_check(kernel, *key)
+        self_check(kernel, *key)
         _COMPILED[key] = kernel
     return kernel
-
-
-def _small_case(heads: int, channels: int, dtype: np.dtype) -> dict[str, np.ndarray]:
-    """A 5-node graph with an empty row and a repeated sender, random values."""
-    rng = np.random.default_rng(heads * 100 + channels)
-    rowptr = np.array([0, 3, 3, 5, 8, 9], dtype=np.int64)
-    col = np.array([2, 0, 2, 4, 1, 0, 3, 4, 4], dtype=np.int64)
-    return {
-        "rowptr": rowptr,
-        "col": col,
-        "xw": rng.standard_normal((5, heads, channels)).astype(dtype),
-        "alpha": rng.uniform(0.1, 1.0, (col.size, heads)).astype(dtype),
-        "keep": rng.uniform(size=(col.size, heads)) > 0.4,
-        "grad_out": rng.standard_normal((5, heads, channels)).astype(dtype),
-    }
-
-
-def _reference(kind: str, case: dict[str, np.ndarray], scale: Any, dropout: bool) -> list:
-    """``kind``'s results in numpy, one scalar operation at a time in the kernels' order."""
-    rowptr, col, xw, keep = case["rowptr"], case["col"], case["xw"], case["keep"]
-    alpha = case["alpha"].copy()
-    zero = xw.dtype.type(0)
-
-    def masked(value: Any, e: int, h: int) -> Any:
-        return value if not dropout else (value * scale if keep[e, h] else zero)
-
-    if kind == "aggregate":
-        out = np.zeros_like(xw)
-        for i in range(rowptr.size - 1):
-            entries = range(rowptr[i], rowptr[i + 1])
-            for h in range(xw.shape[1]):
-                total = zero
-                for e in entries:
-                    total = total + alpha[e, h]
-                inverse = xw.dtype.type(1) / total if len(entries) else zero
-                for e in entries:
-                    alpha[e, h] = alpha[e, h] * inverse
-                for c in range(xw.shape[2]):
-                    value = zero
-                    for e in entries:
-                        value = value + masked(alpha[e, h], e, h) * xw[col[e], h, c]
-                    out[i, h, c] = value
-        return [out, alpha]
-    grad_xw, grad_alpha = np.zeros_like(xw), np.zeros_like(alpha)
-    order = np.argsort(col, kind="stable")  # the transposed structure: senders ascending
-    rows = np.repeat(np.arange(rowptr.size - 1), np.diff(rowptr))
-    for e in order:
-        j, i = col[e], rows[e]
-        g = zero
-        for c in range(xw.shape[2]):
-            g = g + case["grad_out"][i, 0, c] * xw[j, 0, c]
-        grad_alpha[e, 0] = masked(g, e, 0)
-        for c in range(xw.shape[2]):
-            grad_xw[j, 0, c] = (
-                grad_xw[j, 0, c] + masked(alpha[e, 0], e, 0) * case["grad_out"][i, 0, c]
-            )
-    return [grad_xw, grad_alpha]
-
-
-def _self_check(
-    kernel: Any, kind: str, heads: int, channels: int, dropout: bool, dtype: str
-) -> None:
-    """Run a freshly compiled kernel on a small case and compare it with numpy bit for bit:
-    a miscompilation by the SLP vectoriser fails here, loudly, before any result."""
-    case = _small_case(heads, channels, np.dtype(dtype))
-    scale = np.dtype(dtype).type(1 / 0.6)
-    expected = _reference(kind, case, scale, dropout)
-    rowptr, col, xw, keep = case["rowptr"], case["col"], case["xw"], case["keep"]
-    alpha = case["alpha"].copy()
-    arrays: tuple[np.ndarray, ...]
-    if kind == "aggregate":
-        out = np.full_like(xw, np.nan)
-        arrays = (rowptr, col, xw, alpha, keep, out)
-        kernel(0, rowptr.size - 1, *(a.ctypes.data for a in arrays), 1 / 0.6, col.size, 5)
-        got = [out, alpha]
-    else:
-        order = np.argsort(col, kind="stable")
-        colptr = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=5))]).astype(np.int64)
-        rows = np.repeat(np.arange(rowptr.size - 1), np.diff(rowptr))[order].astype(np.int64)
-        grad_xw, grad_alpha = np.full_like(xw, np.nan), np.full_like(alpha, np.nan)
-        arrays = (
-            colptr,
-            rows,
-            order.astype(np.int64),
-            xw,
-            alpha,
-            keep,
-            case["grad_out"],
-            grad_xw,
-            grad_alpha,
-        )
-        kernel(0, 5, *(a.ctypes.data for a in arrays), 1 / 0.6, col.size, 5)
-        got = [grad_xw, grad_alpha]
-    if not all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)):
-        raise RuntimeError(
-            f"gnnkit's compiled GAT kernel ({kind}, {heads} heads x {channels} channels, "
-            f"{dtype}) failed its self-check against numpy (a miscompilation); set "
-            "GNNKIT_NARROW_SPMM=0 to use the general kernels instead, and report it with your "
-            "numba and CPU versions"
-        )
 
 
 def _fits(xw: Tensor) -> bool:
@@ -297,8 +270,8 @@ def aggregates(xw: Tensor, rowptr: Tensor) -> bool:
 
 
 def sender_grads(xw: Tensor, rowptr: Tensor) -> bool:
-    """Whether :func:`sender_gradient` serves ``xw`` (one head only)."""
-    return xw.size(1) == 1 and aggregates(xw, rowptr)
+    """Whether :func:`sender_gradient` serves ``xw`` (N, H, C) on a graph of ``rowptr``."""
+    return aggregates(xw, rowptr)
 
 
 def _check(indices: tuple[Tensor, ...], *tensors: Tensor | None) -> None:
@@ -334,12 +307,84 @@ def sender_gradient(
     grad_out: Tensor,
     grad_xw: Tensor,
     grad_alpha: Tensor,
-) -> tuple[Any, tuple[int | float, ...]]:
-    """``(kernel, arguments after lo and hi)`` of the backward's sender pass for one head,
-    over the senders of ``transposed`` (``colptr, row_t, perm_t``)."""
+    colptr: np.ndarray,
+) -> None:
+    """Run the backward's sender pass over the senders of ``transposed`` (``colptr, row_t,
+    perm_t``; ``colptr`` as numpy too, to cut the senders into chunks): ``grad_out`` copied
+    heads-last first when there are several heads."""
     _check(transposed, xw, alpha, keep, grad_out, grad_xw, grad_alpha)
-    kernel = _compiled("sender grad", 1, xw.size(2), keep is not None, NUMPY_DTYPES[xw.dtype])
+    (_, heads, channels), dtype = xw.shape, NUMPY_DTYPES[xw.dtype]
+    if heads > 1:
+        rows = grad_out.size(0)
+        last = grad_out.new_empty(rows, channels, heads)
+        copy = _compiled("heads last", heads, channels, False, dtype)
+        run_rows(copy, rows, grad_out.data_ptr(), last.data_ptr())
+        grad_out = last
+    kernel = _compiled("sender grad", heads, channels, keep is not None, dtype)
     keep_at = 0 if keep is None else keep.data_ptr()
     addresses = [t.data_ptr() for t in (*transposed, xw, alpha)]
     addresses += [keep_at, grad_out.data_ptr(), grad_xw.data_ptr(), grad_alpha.data_ptr()]
-    return kernel, (*addresses, scale, alpha.size(0), grad_out.size(0))
+    run_rows(kernel, colptr, *addresses, scale, alpha.size(0), grad_out.size(0))
+
+
+def scalar_passes(a_src: Tensor, rowptr: Tensor) -> bool:
+    """Whether the passes over per-edge scalars (:func:`scores`, :func:`score_gradients`,
+    :func:`source_gradients`) serve scores ``a_src`` (N, H) on a graph of ``rowptr``: they
+    gather no feature rows, so they serve graphs of any size."""
+    return (
+        a_src.size(1) <= MAX_ENTRIES
+        and a_src.dtype in (torch.float32, torch.float64)
+        and rowptr.dtype == torch.int64
+        and not switched_off("GNNKIT_NARROW_SPMM")
+    )
+
+
+Scores = tuple[Tensor, "Tensor | None", "Tensor | None"]  # a_src, a_dst, edge_score: (·, H)
+
+
+def _score_pass(
+    kind: str, graph: tuple[Tensor, Tensor], scores: Scores, tensors: tuple, slope: float,
+    rowptr: np.ndarray,
+) -> None:  # fmt: skip
+    """Run ``kind``'s kernel over the rows of ``graph`` on the scores and ``tensors`` (the
+    per-edge ones first)."""
+    a_src, a_dst, edge_score = scores
+    _check(graph, *scores, *tensors)
+    kernel = _compiled(kind, a_src.size(1), 1, False, NUMPY_DTYPES[a_src.dtype])
+    optional = [(0, 0) if t is None else (t.data_ptr(), 1) for t in (a_dst, edge_score)]
+    arguments = (*(t.data_ptr() for t in (*graph, a_src)), *optional[0], *optional[1])
+    sizes = (tensors[0].size(0), a_src.size(0))
+    run_rows(kernel, rowptr, *arguments, *(t.data_ptr() for t in tensors), slope, *sizes)
+
+
+def scores(
+    graph: tuple[Tensor, Tensor], scores: Scores, alpha: Tensor, slope: float, rowptr: np.ndarray
+) -> None:
+    """The forward's first pass over the rows of ``graph`` (``rowptr, col``; ``rowptr`` as
+    numpy too): ``alpha`` (E, H) = each entry's leaky-ReLU score less its row's maximum."""
+    _score_pass("score", graph, scores, (alpha,), slope, rowptr)
+
+
+def score_gradients(
+    graph: tuple[Tensor, Tensor],
+    scores: Scores,
+    alpha: Tensor,
+    slope: float,
+    gradients: tuple[Tensor, Tensor],
+    rowptr: np.ndarray,
+) -> None:
+    """The backward's pass over the rows of ``graph``: ``gradients`` = ``(grad_score (E, H),
+    grad_dst (N_d, H))``, ``grad_score`` from the attention gradient to the score gradient,
+    in place."""
+    _score_pass("score grad", graph, scores, (alpha, *gradients), slope, rowptr)
+
+
+def source_gradients(
+    transposed: tuple[Tensor, Tensor], grad_score: Tensor, grad_src: Tensor, colptr: np.ndarray
+) -> None:
+    """The backward's last pass over the senders of ``transposed`` (``colptr, perm_t``):
+    ``grad_src`` (N_s, H), each sender's score gradients summed."""
+    _check(transposed, grad_score, grad_src)
+    kernel = _compiled("source grad", grad_src.size(1), 1, False, NUMPY_DTYPES[grad_src.dtype])
+    addresses = (*(t.data_ptr() for t in transposed), grad_score.data_ptr(), grad_src.data_ptr())
+    run_rows(kernel, colptr, *addresses, grad_score.size(0))

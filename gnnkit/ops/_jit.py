@@ -43,6 +43,7 @@ __all__ = [
     "jit_available",
     "jit_kernel",
     "prefetch_distance",
+    "require_same_bits",
     "run_rows",
 ]
 
@@ -207,6 +208,19 @@ def compile_vectorised(kernel: Any, signature: tuple[Any, ...]) -> None:
             kernel.compile(signature)
         finally:
             settings.SLP_VECTORIZE = switched
+
+
+def require_same_bits(got: list[np.ndarray], expected: list[np.ndarray], what: str) -> None:
+    """The end of a compiled kernel's self-check: raise ``RuntimeError`` unless every array of
+    ``got`` equals numpy's ``expected`` bit for bit. ``what`` names the kernel ("SpMM kernel
+    (rows, 16 channels, float32)"); the message names ``GNNKIT_NARROW_SPMM=0``, which sends
+    the work to the kernels these replace."""
+    if not all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)):
+        raise RuntimeError(
+            f"gnnkit's compiled {what} failed its self-check against numpy (a "
+            "miscompilation); set GNNKIT_NARROW_SPMM=0 to use the general kernels instead, "
+            "and report it with your numba and CPU versions"
+        )
 
 
 @functools.cache

@@ -27,7 +27,7 @@ gradient and both attention gradients) 8 x 8 11 against 118 us (the general kern
 ``einsum``), 1 x 7 4 against 28 us. The forward pass is written out for at most 8 channels
 (wider ones ran slower than the general kernel: 36 against 28 us at 4 x 16), both for at most
 :data:`MAX_ENTRIES` entries per node; other shapes take the general kernels
-(:mod:`gnnkit.ops._gat_cpu`) and ``einsum``.
+below (:func:`_node_score_rows`, :func:`_node_score_grad_rows`) and ``einsum``.
 
 Sums run in a fixed order without fused multiply-adds (``fastmath`` off): each dot product
 over the channels in order; the attention gradients over fixed blocks of
@@ -48,7 +48,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gnnkit.ops import _gat_cpu
 from gnnkit.ops._gat_rows import MAX_ENTRIES  # H x C per node, at most
 from gnnkit.ops._jit import (
     NUMPY_DTYPES,
@@ -59,6 +58,7 @@ from gnnkit.ops._jit import (
     jit_kernel,
     kernel_globals,
     node_row_globals,
+    require_same_bits,
     run_rows,
 )
 from gnnkit.utils.env import switched_off
@@ -247,13 +247,8 @@ def _self_check(kernel: Any, kind: str, heads: int, channels: int, dtype: np.dty
         partial = np.empty((2, 2, heads, channels), dtype)
         kernel(0, 2, *(a.ctypes.data for a in (xw, *g, partial)), rows)
         got = [partial[:, 0], partial[:, 1]]
-    if not all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)):
-        raise RuntimeError(
-            f"gnnkit's compiled attention kernel ({kind}, {heads} heads x {channels} channels, "
-            f"{dtype}) failed its self-check against numpy (a miscompilation); set "
-            "GNNKIT_NARROW_SPMM=0 to use the general kernels instead, and report it with your "
-            "numba and CPU versions"
-        )
+    what = f"attention kernel ({kind}, {heads} heads x {channels} channels, {dtype})"
+    require_same_bits(got, expected, what)
 
 
 def _written_out(xw: Tensor, forward: bool) -> bool:
@@ -264,6 +259,54 @@ def _written_out(xw: Tensor, forward: bool) -> bool:
         and xw.dtype in (torch.float32, torch.float64)
         and not switched_off("GNNKIT_NARROW_SPMM")
     )
+
+
+# The general kernels, for any (H, C).
+
+
+@jit_kernel(fastmath={"reassoc"})
+def _node_score_rows(lo, hi, xw, att_src, att_dst, out_src, out_dst):  # pragma: no cover
+    """``out_src[j, h] = <xw[j, h], att_src[h]>``, and ``out_dst`` with ``att_dst``. The sums
+    are reassociated (as in :func:`gnnkit.ops._gat_cpu._dot`: vector lanes, a fixed order):
+    2.3x faster on Cora's 8 heads x 8 and 4x at 8 x 32 than one running sum, whose additions
+    wait on each other."""
+    heads, channels = xw.shape[1], xw.shape[2]
+    zero = xw.dtype.type(0)
+    for j in range(lo, hi):
+        for h in range(heads):
+            s, d = zero, zero
+            for c in range(channels):
+                s += xw[j, h, c] * att_src[h, c]
+                d += xw[j, h, c] * att_dst[h, c]
+            out_src[j, h] = s
+            out_dst[j, h] = d
+
+
+@jit_kernel()
+def _node_score_grad_rows(lo, hi, g_src, g_dst, att_src, att_dst, grad_xw):  # pragma: no cover
+    """``grad_xw[j, h, c] = g_src[j, h] att_src[h, c] + g_dst[j, h] att_dst[h, c]``."""
+    heads, channels = grad_xw.shape[1], grad_xw.shape[2]
+    for j in range(lo, hi):
+        for h in range(heads):
+            a, b = g_src[j, h], g_dst[j, h]
+            for c in range(channels):
+                grad_xw[j, h, c] = a * att_src[h, c] + b * att_dst[h, c]
+
+
+def _general_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`node_scores` by the general kernel (any (H, C))."""
+    out_src, out_dst = xw.new_empty(xw.shape[:2]), xw.new_empty(xw.shape[:2])
+    run_rows(_node_score_rows, xw.size(0), as_numpy(xw), as_numpy(att_src), as_numpy(att_dst),
+             as_numpy(out_src), as_numpy(out_dst))  # fmt: skip
+    return out_src, out_dst
+
+
+def _general_grad_xw(g_src: Tensor, g_dst: Tensor, att_src: Tensor, att_dst: Tensor) -> Tensor:
+    """The gradient of :func:`node_scores` with respect to ``xw`` by the general kernel."""
+    grad_xw = g_src.new_empty(*g_src.shape, att_src.size(-1))
+    run_rows(_node_score_grad_rows, g_src.size(0), as_numpy(g_src), as_numpy(g_dst),
+             as_numpy(att_src), as_numpy(att_dst), as_numpy(grad_xw))  # fmt: skip
+    return grad_xw
 
 
 def _check(*tensors: Tensor) -> None:
@@ -277,7 +320,7 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
     """Both attention products of every node, (N, H) each, for contiguous ``xw`` (N, H, C)
     and ``att_*`` (H, C)."""
     if not _written_out(xw, forward=True):
-        return _gat_cpu.node_scores(xw, att_src, att_dst)
+        return _general_scores(xw, att_src, att_dst)
     out_src, out_dst = xw.new_empty(xw.shape[:2]), xw.new_empty(xw.shape[:2])
     kernel = _compiled("forward", xw.size(1), xw.size(2), NUMPY_DTYPES[xw.dtype])
     tensors = (xw, att_src, att_dst, out_src, out_dst)
@@ -305,7 +348,7 @@ def node_scores_grad(
     grad_xw = grad_src = grad_dst = None
     if not _written_out(xw, forward=False):
         if needs[0]:
-            grad_xw = _gat_cpu.node_scores_grad(g_src, g_dst, att_src, att_dst)
+            grad_xw = _general_grad_xw(g_src, g_dst, att_src, att_dst)
         if needs[1]:  # sums over the nodes
             grad_src = torch.einsum("jh,jhc->hc", g_src, xw)
         if needs[2]:

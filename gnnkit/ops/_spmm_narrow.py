@@ -60,6 +60,7 @@ from gnnkit.ops._jit import (
     compile_vectorised,
     generated_kernel,
     kernel_globals,
+    require_same_bits,
     run_rows,
 )
 
@@ -176,12 +177,8 @@ def _self_check(
     rowptr_at, col_at, values_at, x_at, out_at, bias_at = (a.ctypes.data for a in arrays)
     kernel(0, rowptr.size - 1, rowptr_at, col_at, values_at, True, x_at, out_at, bias_at,
            1, rowptr.size, col.size, rows_in, rows_out)  # fmt: skip
-    if not np.array_equal(out[0], expected):
-        raise RuntimeError(
-            f"gnnkit's compiled SpMM kernel ({kind}, {channels} channels, {np.dtype(dtype)}) "
-            "failed its self-check against numpy (a miscompilation); set GNNKIT_NARROW_SPMM=0 "
-            "to use MKL's kernel instead, and report it with your numba and CPU versions"
-        )
+    what = f"SpMM kernel ({kind}, {channels} channels, {np.dtype(dtype)})"
+    require_same_bits([out[0]], [expected], what)
 
 
 def _arguments(
