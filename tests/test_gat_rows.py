@@ -109,6 +109,10 @@ def test_which_shapes_take_the_written_out_passes():
     assert rows.sender_grads(torch.empty(10, 1, 7), rowptr)
     assert rows.sender_grads(torch.empty(10, 8, 8), rowptr)
     assert not rows.sender_grads(torch.empty(10, 8, 9), rowptr)
+    assert rows.scalar_passes(torch.empty(big, 64), rowptr)  # any size: no feature rows
+    assert not rows.scalar_passes(torch.empty(10, 65), rowptr)
+    assert not rows.scalar_passes(torch.empty(10, 8), rowptr.int())
+    assert not rows.scalar_passes(torch.empty(10, 8, dtype=torch.float16), rowptr)
 
 
 def test_raw_reads_are_refused_what_they_cannot_take():
@@ -224,3 +228,22 @@ def test_scalar_passes_give_the_general_kernels_bits(heads, has_dst, has_score, 
     got_src = torch.full_like(want_src, float("nan"))
     rows.source_gradients((colptr, perm_t), got_score, got_src, transposed[0])
     assert torch.equal(got_src, want_src)
+
+
+@pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7)])
+def test_large_graphs_take_the_scalar_passes_with_the_general_feature_kernels(
+    heads, channels, monkeypatch
+):
+    """Features past the cache keep the general aggregation and sender pass; the scalar
+    passes written out beside them give the general kernels' bits, so the whole layer does."""
+    graph, inputs, keep = case(heads, channels, seed=7)
+    _, rows = modules()
+    monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
+    assert not rows.aggregates(inputs[3], graph.rowptr)
+    assert rows.scalar_passes(inputs[0], graph.rowptr)
+    mixed = forward_backward(graph, inputs, keep)
+    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
+    assert not rows.scalar_passes(inputs[0], graph.rowptr)
+    general = forward_backward(graph, inputs, keep)
+    for a, b in zip(mixed, general, strict=True):
+        assert torch.equal(a, b)
