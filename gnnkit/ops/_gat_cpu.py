@@ -398,18 +398,20 @@ def forward(
     """
     num_rows, (_, heads, channels), dtype = rowptr.numel() - 1, xw.shape, xw.dtype
     alpha = empty_advised(xw, col.numel(), heads)
-    params = _params(dtype, negative_slope, scale)
     fast_exp = dtype == torch.float32  # the vectorised expf
-    scores = (
-        as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
-        *_optional(edge_score, dtype), params, as_numpy(alpha),
-    )  # fmt: skip
-    rows = scores[0]
+    rows, alpha_np = as_numpy(rowptr), as_numpy(alpha)
     written = _gat_rows.scalar_passes(a_src, rowptr)
     if written:  # the scores written out for the head count, then their exponentials
         a_src, a_dst, edge_score = _contiguous(a_src, a_dst, edge_score)
         _gat_rows.scores((rowptr, col), (a_src, a_dst, edge_score), alpha, negative_slope, rows)
-        run_rows(_exp_rows, rows, rows, scores[-1], fast_exp)
+        run_rows(_exp_rows, rows, rows, alpha_np, fast_exp)
+    params = _params(dtype, negative_slope, scale)
+    scores: tuple = ()  # the general score kernels' inputs: numpy views, a microsecond each
+    if not written:
+        scores = (
+            rows, as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
+            *_optional(edge_score, dtype), params, alpha_np,
+        )  # fmt: skip
     if _gat_rows.aggregates(xw, rowptr):  # the aggregation written out for (H, C)
         if not written:
             run_rows(_score_exp_rows, rows, *scores, fast_exp)
@@ -418,9 +420,9 @@ def forward(
         run_rows(kernel, rows, *arguments)
         return out, alpha
     out = empty_advised(xw, num_rows, heads, channels)
-    outputs = (*_optional(keep, torch.bool), as_numpy(out), scores[-1])
+    outputs = (*_optional(keep, torch.bool), as_numpy(out), alpha_np)
     if written:
-        aggregate = (rows, scores[1], as_numpy(xw), params, *outputs, _distance(xw))
+        aggregate = (rows, as_numpy(col), as_numpy(xw), params, *outputs, _distance(xw))
         run_rows(_aggregate_rows, rows, *aggregate)
     else:
         args = (*scores[:-2], as_numpy(xw), params, *outputs, fast_exp, _distance(xw))
@@ -446,23 +448,13 @@ def backward(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """``(grad_xw, grad_a_src, grad_a_dst or None, grad_edge_score or None)``."""
     (num_src, heads, channels), dtype = xw.shape, xw.dtype
-    num_rows = rowptr.numel() - 1
     grad_xw = empty_advised(xw, num_src, heads, channels)
     grad_src = xw.new_empty(num_src, heads)
-    grad_dst = xw.new_empty(num_rows, heads)
+    grad_dst = xw.new_empty(rowptr.numel() - 1, heads)
     grad_score = empty_advised(xw, col.numel(), heads)  # g_alpha, then the score gradient
     params = _params(dtype, negative_slope, scale)
-    alpha_np, grad_score_np = as_numpy(alpha), as_numpy(grad_score)
-    colptr_np, perm_np, distance = as_numpy(colptr), as_numpy(perm_t), _distance(xw)
-    senders = (
-        colptr_np, as_numpy(row_t), perm_np, as_numpy(xw), alpha_np, params,
-        *_optional(keep, torch.bool), as_numpy(grad_out), as_numpy(grad_xw), grad_score_np,
-        distance,
-    )  # fmt: skip
-    scores = (
-        as_numpy(rowptr), as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
-        *_optional(edge_score, dtype), alpha_np, params, grad_score_np, as_numpy(grad_dst),
-    )  # fmt: skip
+    rows, colptr_np = as_numpy(rowptr), as_numpy(colptr)  # the passes' chunks
+    # The general kernels' inputs are numpy views (about a microsecond each): built where used.
     if _gat_rows.sender_grads(xw, rowptr):  # written out for its heads and channels
         xw, grad_out = xw.contiguous(), grad_out.contiguous()  # read through their addresses
         transposed = (colptr, row_t, perm_t)
@@ -470,17 +462,31 @@ def backward(
             transposed, xw, alpha, keep, scale, grad_out, grad_xw, grad_score, colptr_np
         )
     else:
+        senders = (
+            colptr_np, as_numpy(row_t), as_numpy(perm_t), as_numpy(xw), as_numpy(alpha),
+            params, *_optional(keep, torch.bool), as_numpy(grad_out), as_numpy(grad_xw),
+            as_numpy(grad_score), _distance(xw),
+        )  # fmt: skip
         run_rows(_sender_grad_rows, colptr_np, *senders)
     if _gat_rows.scalar_passes(a_src, rowptr):  # written out for the head count
         a_src, a_dst, edge_score = _contiguous(a_src, a_dst, edge_score)
         graph = (rowptr, col)
         inputs = ((a_src, a_dst, edge_score), alpha, negative_slope)
-        _gat_rows.score_gradients(graph, *inputs, (grad_score, grad_dst), scores[0])
+        _gat_rows.score_gradients(graph, *inputs, (grad_score, grad_dst), rows)
         _gat_rows.source_gradients((colptr, perm_t), grad_score, grad_src, colptr_np)
     else:
         one = heads == 1  # one head: the kernels with their running sums in registers
-        run_rows(one_head.score_grad_rows if one else _score_grad_rows, scores[0], *scores)
-        sources = (colptr_np, perm_np, grad_score_np, as_numpy(grad_src), params[2], distance)
+        grad_score_np = as_numpy(grad_score)
+        scores = (
+            rows, as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
+            *_optional(edge_score, dtype), as_numpy(alpha), params, grad_score_np,
+            as_numpy(grad_dst),
+        )  # fmt: skip
+        run_rows(one_head.score_grad_rows if one else _score_grad_rows, rows, *scores)
+        sources = (
+            colptr_np, as_numpy(perm_t), grad_score_np, as_numpy(grad_src), params[2],
+            _distance(xw),
+        )  # fmt: skip
         run_rows(one_head.source_grad_rows if one else _source_grad_rows, colptr_np, *sources)
     return (
         grad_xw,
