@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gnnkit.errors import InputError, SecondDerivativeError
+from gnnkit.errors import InputError
 from gnnkit.nn import GATConv
 from gnnkit.ops import CSRGraph, fused_gat
 from gnnkit.ops._jit import jit_available
@@ -406,22 +406,76 @@ def test_attention_weights_under_attention_dropout_take_the_unfused_path(monkeyp
     assert len(calls) == 1
 
 
-def test_a_second_derivative_through_the_kernels_is_refused_not_dropped():
-    # The fused attention's compiled backward pass records no graph: a backward pass with
-    # create_graph raises instead of returning gradients whose second-order terms (through the
-    # weights and the features) would be missing, also when the incoming gradient is a
-    # constant (out.sum()), where PyTorch's once_differentiable would let them go; PyG's path
-    # (fuse = False) on small dense features is differentiable twice.
+def _graph_nodes(out):
+    """The names of the autograd nodes behind ``out``."""
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and type(node).__name__ not in seen:
+            seen.add(type(node).__name__)
+            stack += [next_node for next_node, _ in node.next_functions]
+    return seen
+
+
+@pytest.mark.parametrize("edge_dim", [None, 3])
+def test_second_derivatives_through_the_fused_layer(edge_dim):
+    # With create_graph the fused attention and the attention products differentiate their
+    # torch form (recomputed from the saved inputs): gradgradcheck against finite differences,
+    # through the features and through every parameter, with a constant incoming gradient
+    # (out.sum()) and with one that has a graph; the first-order gradient is the kernels'.
     torch.manual_seed(0)
-    layer = GATConv(5, 4, heads=2).double().eval()
-    x = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
+    layer = GATConv(9, 4, heads=2, edge_dim=edge_dim).double().eval()  # 9 >= 2 x 4: node_scores
+    x = torch.randn(10, 9, dtype=torch.float64, requires_grad=True)
     edge_index = torch.randint(0, 10, (2, 30))
-    for incoming in ("constant", "with a graph"):
+    edge_attr = None if edge_dim is None else torch.randn(30, edge_dim, dtype=torch.float64)
+    nodes = _graph_nodes(layer(x, edge_index, edge_attr))
+    assert {"_FusedGATBackward", "_NodeScoresBackward"} <= nodes  # the kernels' Functions
+    assert torch.autograd.gradgradcheck(lambda t: layer(t, edge_index, edge_attr), (x,))
+    params = [p for p in layer.parameters()]
+    assert torch.autograd.gradgradcheck(
+        lambda t, *ps: torch.func.functional_call(
+            layer, dict(zip([n for n, _ in layer.named_parameters()], ps, strict=True)),
+            (t, edge_index, edge_attr),
+        ),
+        (x, *[p.detach().requires_grad_() for p in params]),
+    )  # fmt: skip
+    first = torch.autograd.grad(layer(x, edge_index, edge_attr).sum(), x)[0]
+    with_graph = torch.autograd.grad(layer(x, edge_index, edge_attr).sum(), x, create_graph=True)
+    torch.testing.assert_close(with_graph[0], first)
+    assert with_graph[0].requires_grad
+
+
+def test_a_mixed_second_derivative_equals_pygs():
+    # d/dW of |d out.sum() / dx|^2 (a gradient penalty) through the fused layer, against PyG's
+    # GATConv with the same weights, on a graph that takes the written-out kernels.
+    from torch_geometric.nn import GATConv as PygGATConv
+
+    torch.manual_seed(0)
+    x = torch.randn(300, 40, dtype=torch.float64, requires_grad=True)
+    edge_index = torch.randint(0, 300, (2, 1500))
+    ours, theirs = GATConv(40, 8, heads=4).double(), PygGATConv(40, 8, heads=4).double()
+    theirs.load_state_dict(ours.state_dict())
+    results = []
+    assert {"_FusedGATBackward", "_NodeScoresBackward"} <= _graph_nodes(ours(x, edge_index))
+    for layer in (ours.eval(), theirs.eval()):
         out = layer(x, edge_index)
-        weights = torch.ones_like(out, requires_grad=incoming == "with a graph")
-        with pytest.raises(SecondDerivativeError, match="fused GAT attention is differentiable"):
-            torch.autograd.grad(out, x, weights, create_graph=True)
-    (grad,) = torch.autograd.grad(layer(x, edge_index).sum(), x)  # first order: unchanged
-    assert grad.shape == x.shape
-    layer.fuse = False
-    assert torch.autograd.gradgradcheck(lambda t: layer(t, edge_index), (x,))
+        (grad_x,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        penalty = grad_x.square().sum()
+        results.append(torch.autograd.grad(penalty, [layer.lin.weight, layer.att_src]))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_second_derivative_in_training_keeps_the_forward_dropout_mask():
+    # The recomputed torch form reuses the attention-dropout mask the forward pass drew: the
+    # create_graph gradient of one forward pass equals the kernels' gradient of the same pass.
+    torch.manual_seed(0)
+    layer = GATConv(40, 8, heads=4, dropout=0.5).double().train()
+    x = torch.randn(300, 40, dtype=torch.float64, requires_grad=True)
+    edge_index = torch.randint(0, 300, (2, 1500))
+    out = layer(x, edge_index)
+    kernels = torch.autograd.grad(out.sum(), [x, layer.att_src], retain_graph=True)
+    recomputed = torch.autograd.grad(out.sum(), [x, layer.att_src], create_graph=True)
+    for a, b in zip(kernels, recomputed, strict=True):
+        torch.testing.assert_close(a, b)
+        assert b.requires_grad and not a.requires_grad

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.ops._autograd import differentiable_once
+from gnnkit.ops._autograd import recomputed_gradients
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.random import keep_mask
@@ -119,14 +119,24 @@ class _FusedGAT(torch.autograd.Function):
         return out, alpha
 
     @staticmethod
-    @differentiable_once("gnnkit's fused GAT attention")
     def backward(ctx: Any, grad_out: Tensor | None, _grad_alpha: None) -> tuple[Any, ...]:
         if grad_out is None:  # an undefined gradient (gradcheck passes one): zero
             return (None,) * 9
         a_src, a_dst, edge_score, xw, alpha, keep = ctx.saved_tensors
         graph: CSRGraph = ctx.graph
-        colptr, row_t, _, perm_t = graph.transpose()
         slope, scale = ctx.options
+        if torch.is_grad_enabled():  # create_graph=True: the torch form, differentiable again
+
+            def torch_form(
+                a_src: Tensor, a_dst: Tensor | None, edge_score: Tensor | None, xw: Tensor
+            ) -> Tensor:
+                inputs = (a_src, a_dst, edge_score, xw, slope, keep, scale)
+                return reference_gat(graph, *inputs, twice_differentiable=True)[0]
+
+            inputs = (a_src, a_dst, edge_score, xw)
+            grads = recomputed_gradients(torch_form, inputs, ctx.needs_input_grad[2:6], [grad_out])
+            return None, None, *grads, None, None, None
+        colptr, row_t, _, perm_t = graph.transpose()
         grad_xw, grad_src, grad_dst, grad_score = ctx.kernels.backward(
             graph.rowptr, graph.col, colptr, row_t, perm_t, a_src, a_dst, edge_score, xw,
             alpha, slope, keep, scale, grad_out.contiguous(),
@@ -143,9 +153,15 @@ def reference_gat(
     negative_slope: float,
     keep: Tensor | None,
     scale: float,
+    *,
+    twice_differentiable: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The same math as torch operations (autograd through them): ``(out, alpha)``, alpha
-    before dropout. Builds the (|E|, H, C) messages; deterministic (segment sums only)."""
+    before dropout. Builds the (|E|, H, C) messages; deterministic (segment sums only).
+    ``twice_differentiable`` sums the rows with ``index_add`` instead, whose backward is
+    differentiable again (torch's segment reduction's is not); on CUDA it adds in no fixed
+    order."""
+    segment_sum_ = _index_sum if twice_differentiable else segment_sum
     scores = a_src.index_select(0, graph.col)  # (E, H)
     if a_dst is not None:
         scores = scores + a_dst.index_select(0, graph.row)
@@ -154,10 +170,19 @@ def reference_gat(
     scores = F.leaky_relu(scores, negative_slope)
     peak = segment_max(scores.detach(), graph.rowptr)  # (N_d, H), -inf on empty rows
     exp = (scores - peak.index_select(0, graph.row)).exp()
-    alpha = exp / segment_sum(exp, graph.rowptr).index_select(0, graph.row)  # (E, H)
+    alpha = exp / segment_sum_(exp, graph.rowptr).index_select(0, graph.row)  # (E, H)
     weights = alpha if keep is None else alpha * keep * scale
     messages = weights.unsqueeze(-1) * xw.index_select(0, graph.col)  # (E, H, C)
-    return segment_sum(messages, graph.rowptr), alpha
+    return segment_sum_(messages, graph.rowptr), alpha
+
+
+def _index_sum(values: Tensor, rowptr: Tensor) -> Tensor:
+    """``segment_sum(values, rowptr)`` by ``index_add`` (differentiable twice)."""
+    rows = torch.repeat_interleave(
+        torch.arange(rowptr.numel() - 1, device=rowptr.device), rowptr.diff()
+    )
+    out = values.new_zeros(rowptr.numel() - 1, *values.shape[1:])
+    return out.index_add(0, rows, values)
 
 
 def _check(
@@ -289,18 +314,25 @@ def _score_inputs(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor,
     return xw.contiguous(), att_src.reshape(shape).contiguous(), att_dst.reshape(shape).contiguous()
 
 
+def _torch_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`node_scores` with torch's operators (for second derivatives)."""
+    shape = xw.shape[1:]
+    return (xw * att_src.reshape(shape)).sum(-1), (xw * att_dst.reshape(shape)).sum(-1)
+
+
 class _NodeScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
         ctx.shapes = (att_src.shape, att_dst.shape)
-        inputs = _score_inputs(xw, att_src, att_dst)
-        ctx.save_for_backward(*inputs)
-        return _score_kernels().node_scores(*inputs)
+        ctx.save_for_backward(xw, att_src, att_dst)  # the inputs: create_graph reaches them
+        return _score_kernels().node_scores(*_score_inputs(xw, att_src, att_dst))
 
     @staticmethod
-    @differentiable_once("gnnkit's GAT attention products (node_scores)")
     def backward(ctx: Any, g_src: Tensor, g_dst: Tensor) -> tuple[Tensor | None, ...]:
-        xw, att_src, att_dst = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the torch form, differentiable again
+            return recomputed_gradients(_torch_scores, saved, ctx.needs_input_grad, [g_src, g_dst])
+        xw, att_src, att_dst = _score_inputs(*saved)
         g_src, g_dst = g_src.contiguous(), g_dst.contiguous()
         grad_xw, grad_src, grad_dst = _score_kernels().node_scores_grad(
             xw, g_src, g_dst, att_src, att_dst, ctx.needs_input_grad
