@@ -408,13 +408,14 @@ def test_attention_weights_under_attention_dropout_take_the_unfused_path(monkeyp
 
 def _graph_nodes(out):
     """The names of the autograd nodes behind ``out``."""
-    seen, stack = set(), [out.grad_fn]
+    names, visited, stack = set(), set(), [out.grad_fn]
     while stack:
         node = stack.pop()
-        if node is not None and type(node).__name__ not in seen:
-            seen.add(type(node).__name__)
+        if node is not None and node not in visited:
+            visited.add(node)
+            names.add(type(node).__name__)
             stack += [next_node for next_node, _ in node.next_functions]
-    return seen
+    return names
 
 
 @pytest.mark.parametrize("edge_dim", [None, 3])
@@ -479,3 +480,16 @@ def test_a_second_derivative_in_training_keeps_the_forward_dropout_mask():
     for a, b in zip(kernels, recomputed, strict=True):
         torch.testing.assert_close(a, b)
         assert b.requires_grad and not a.requires_grad
+
+
+def test_the_unfused_lean_path_is_differentiable_twice(monkeypatch):
+    # GNNKIT_FUSED_GAT=0: per-edge scores, edge softmax and a CSR matmul on the
+    # head-interleaved graph, each differentiable twice.
+    monkeypatch.setenv("GNNKIT_FUSED_GAT", "0")
+    torch.manual_seed(0)
+    layer = GATConv(9, 4, heads=2).double().eval()
+    x = torch.randn(10, 9, dtype=torch.float64, requires_grad=True)
+    edge_index = torch.randint(0, 10, (2, 30))
+    nodes = _graph_nodes(layer(x, edge_index))
+    assert "_FusedGATBackward" not in nodes and "_EdgeSoftmaxBackward" in nodes
+    assert torch.autograd.gradgradcheck(lambda t: layer(t, edge_index), (x,))

@@ -399,6 +399,26 @@ def test_edge_softmax_equals_dense_masked_softmax_and_gradchecks():
     assert torch.autograd.gradcheck(lambda s: ops.edge_softmax(graph, s), (one_head,))
 
 
+def test_edge_softmax_and_gathers_are_differentiable_twice():
+    # Under create_graph their backward passes sum with index_add (torch's segment reduction
+    # has no second derivative): gradgradcheck against finite differences, one head and two,
+    # and the first-order gradient is the segment-sum one.
+    edge_index = random_graph(10, 45, seed=13)
+    graph = ops.CSRGraph.from_edge_index(edge_index, 10)
+    torch.manual_seed(0)
+    for shape in ((graph.num_edges,), (2, graph.num_edges)):
+        scores = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradgradcheck(lambda s: ops.edge_softmax(graph, s), (scores,))
+    for gather in (ops.gather_src, ops.gather_dst):
+        x = torch.randn(2, 10, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradgradcheck(lambda t, g=gather: g(graph, t).square(), (x,))
+        out = gather(graph, x).square()
+        weights = torch.randn(out.shape, dtype=torch.float64)
+        plain = torch.autograd.grad(out, x, weights, retain_graph=True)[0]
+        with_graph = torch.autograd.grad(out, x, weights, create_graph=True)[0]
+        torch.testing.assert_close(with_graph, plain)
+
+
 def test_edge_softmax_is_finite_for_huge_scores_and_matches_scatter_softmax():
     edge_index = random_graph(6, 20, seed=13)
     graph = ops.CSRGraph.from_edge_index(edge_index, 6)

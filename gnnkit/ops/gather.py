@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment
 
@@ -19,17 +18,20 @@ __all__ = ["gather_dst", "gather_src"]
 
 class _Gather(torch.autograd.Function):
     """``x[..., row_e]`` (``receivers=True``) or ``x[..., col_e]``; the gradient is a segment
-    sum over the CSR rows or over the transpose's rows."""
+    sum over the CSR rows or over the transpose's rows (under ``create_graph`` an
+    ``index_add``, differentiable again)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, graph: CSRGraph, receivers: bool) -> Tensor:
-        ctx.graph, ctx.receivers = graph, receivers
+        ctx.graph, ctx.receivers, ctx.shape = graph, receivers, x.shape
         return x.index_select(x.dim() - 1, graph.row if receivers else graph.col)
 
     @staticmethod
-    @differentiable_once("gnnkit's edge gather")
     def backward(ctx, grad: Tensor):
         axis = grad.dim() - 1
+        if torch.is_grad_enabled():  # create_graph=True: index_add, differentiable again
+            index = ctx.graph.row if ctx.receivers else ctx.graph.col
+            return grad.new_zeros(ctx.shape).index_add(axis, index, grad), None, None
         if ctx.receivers:
             return _segment(grad.contiguous(), ctx.graph.rowptr, "sum", axis), None, None
         colptr, _, _, perm_t = ctx.graph.transpose()

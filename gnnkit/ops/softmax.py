@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment, scatter_max, scatter_sum
 
@@ -23,7 +22,9 @@ __all__ = ["edge_softmax", "scatter_softmax"]
 
 
 class _EdgeSoftmax(torch.autograd.Function):
-    """Segment softmax whose backward needs only its output (saves one |E| x H tensor)."""
+    """Segment softmax whose backward needs only its output (saves one |E| x H tensor). Under
+    ``create_graph`` the backward sums rows with ``index_add`` (torch's segment reduction's
+    backward is not differentiable), so the softmax is differentiable twice."""
 
     @staticmethod
     def forward(ctx, scores: Tensor, rowptr: Tensor, row: Tensor) -> Tensor:
@@ -36,12 +37,15 @@ class _EdgeSoftmax(torch.autograd.Function):
         return out
 
     @staticmethod
-    @differentiable_once("gnnkit's edge softmax")
     def backward(ctx, grad_out: Tensor):
         out, rowptr, row = ctx.saved_tensors
         axis = out.dim() - 1
         weighted = out * grad_out
         # d softmax: alpha_e * (g_e - sum_{e' into i} alpha_e' g_e')
+        if torch.is_grad_enabled():  # create_graph=True: ops whose backward is differentiable
+            shape = (*out.shape[:axis], rowptr.numel() - 1)
+            sums = weighted.new_zeros(shape).index_add(axis, row, weighted)
+            return weighted - out * sums.index_select(axis, row), None, None
         correction = _segment(weighted, rowptr, "sum", axis).index_select(axis, row)
         return weighted.sub_(out * correction), None, None
 
