@@ -53,18 +53,23 @@ def forward_backward(graph, inputs, keep, grad_seed=1):
     return [out, alpha, *(g for g in grads if g is not None)]
 
 
+def with_and_without_written_out_passes(graph, inputs, keep, monkeypatch):
+    """``forward_backward`` with the kernels as chosen, then with every written-out pass
+    switched off (``GNNKIT_NARROW_SPMM=0``, left set for the rest of the test)."""
+    chosen = forward_backward(graph, inputs, keep)
+    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
+    return chosen, forward_backward(graph, inputs, keep)
+
+
 @pytest.mark.parametrize("dropout", [False, True])
 @pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7), (2, 3), (1, 64)])
 def test_written_out_passes_equal_the_general_kernels(heads, channels, dropout, monkeypatch):
     graph, inputs, keep = case(heads, channels)
     keep = keep if dropout else None
     _, rows = modules()
-    assert rows.aggregates(inputs[3], graph.rowptr)
-    assert rows.sender_grads(inputs[3], graph.rowptr)
-    ours = forward_backward(graph, inputs, keep)
-    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
-    assert not rows.aggregates(inputs[3], graph.rowptr)
-    general = forward_backward(graph, inputs, keep)
+    assert rows.feature_passes(inputs[3], graph.rowptr)
+    ours, general = with_and_without_written_out_passes(graph, inputs, keep, monkeypatch)
+    assert not rows.feature_passes(inputs[3], graph.rowptr)
     for a, b in zip(ours, general, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert ours[0][7].abs().sum() == 0  # the receiver without edges
@@ -100,15 +105,13 @@ def test_same_bits_for_every_thread_count(heads, channels):
 def test_which_shapes_take_the_written_out_passes():
     _, rows = modules()
     rowptr = torch.zeros(3, dtype=torch.int64)
-    assert rows.aggregates(torch.empty(10, 8, 8), rowptr)
-    assert not rows.aggregates(torch.empty(10, 8, 9), rowptr)  # 72 entries per node
-    assert not rows.aggregates(torch.empty(10, 8, 8), rowptr.int())  # int32 indices
-    assert not rows.aggregates(torch.empty(10, 8, 8, dtype=torch.float16), rowptr)
+    assert rows.feature_passes(torch.empty(10, 8, 8), rowptr)
+    assert not rows.feature_passes(torch.empty(10, 8, 9), rowptr)  # 72 entries per node
+    assert not rows.feature_passes(torch.empty(10, 8, 8), rowptr.int())  # int32 indices
+    assert not rows.feature_passes(torch.empty(10, 8, 8, dtype=torch.float16), rowptr)
     big = PREFETCH_MIN_BYTES // (4 * 64) + 1  # features past the cache: the prefetching kernel
-    assert not rows.aggregates(torch.empty(big, 8, 8), rowptr)
-    assert rows.sender_grads(torch.empty(10, 1, 7), rowptr)
-    assert rows.sender_grads(torch.empty(10, 8, 8), rowptr)
-    assert not rows.sender_grads(torch.empty(10, 8, 9), rowptr)
+    assert not rows.feature_passes(torch.empty(big, 8, 8), rowptr)
+    assert rows.feature_passes(torch.empty(10, 1, 7), rowptr)
     assert rows.scalar_passes(torch.empty(big, 64), rowptr)  # any size: no feature rows
     assert not rows.scalar_passes(torch.empty(10, 65), rowptr)
     assert not rows.scalar_passes(torch.empty(10, 8), rowptr.int())
@@ -239,11 +242,9 @@ def test_large_graphs_take_the_scalar_passes_with_the_general_feature_kernels(
     graph, inputs, keep = case(heads, channels, seed=7)
     _, rows = modules()
     monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
-    assert not rows.aggregates(inputs[3], graph.rowptr)
+    assert not rows.feature_passes(inputs[3], graph.rowptr)
     assert rows.scalar_passes(inputs[0], graph.rowptr)
-    mixed = forward_backward(graph, inputs, keep)
-    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
+    mixed, general = with_and_without_written_out_passes(graph, inputs, keep, monkeypatch)
     assert not rows.scalar_passes(inputs[0], graph.rowptr)
-    general = forward_backward(graph, inputs, keep)
     for a, b in zip(mixed, general, strict=True):
         assert torch.equal(a, b)

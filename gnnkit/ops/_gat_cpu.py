@@ -412,7 +412,7 @@ def forward(
             rows, as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
             *_optional(edge_score, dtype), params, alpha_np,
         )  # fmt: skip
-    if _gat_rows.aggregates(xw, rowptr):  # the aggregation written out for (H, C)
+    if _gat_rows.feature_passes(xw, rowptr):  # the aggregation written out for (H, C)
         if not written:
             run_rows(_score_exp_rows, rows, *scores, fast_exp)
         xw = xw.contiguous()  # read through its address
@@ -455,7 +455,7 @@ def backward(
     params = _params(dtype, negative_slope, scale)
     rows, colptr_np = as_numpy(rowptr), as_numpy(colptr)  # the passes' chunks
     # The general kernels' inputs are numpy views (about a microsecond each): built where used.
-    if _gat_rows.sender_grads(xw, rowptr):  # written out for its heads and channels
+    if _gat_rows.feature_passes(xw, rowptr):  # written out for its heads and channels
         xw, grad_out = xw.contiguous(), grad_out.contiguous()  # read through their addresses
         transposed = (colptr, row_t, perm_t)
         _gat_rows.sender_gradient(

@@ -68,13 +68,12 @@ from gnnkit.ops._jit import (
 from gnnkit.utils.env import switched_off
 
 __all__ = [
-    "aggregates",
     "aggregation",
+    "feature_passes",
     "scalar_passes",
     "score_gradients",
     "scores",
     "sender_gradient",
-    "sender_grads",
     "source_gradients",
 ]
 
@@ -254,24 +253,23 @@ def _compiled(kind: str, heads: int, channels: int, dropout: bool, dtype: str) -
     return kernel
 
 
-def _fits(xw: Tensor) -> bool:
-    """Written out for this shape and dtype, features that stay in cache, and not off."""
+def _compiled_for(scores_or_features: Tensor, rowptr: Tensor) -> bool:
+    """What every kernel here needs: a compiled float dtype, int64 indices, and not off."""
     return (
-        xw.size(1) * xw.size(2) <= MAX_ENTRIES
-        and xw.dtype in (torch.float32, torch.float64)
-        and xw.nbytes < PREFETCH_MIN_BYTES
+        scores_or_features.dtype in (torch.float32, torch.float64)
+        and rowptr.dtype == torch.int64
         and not switched_off("GNNKIT_NARROW_SPMM")
     )
 
 
-def aggregates(xw: Tensor, rowptr: Tensor) -> bool:
-    """Whether :func:`aggregation` serves ``xw`` (N, H, C) on a graph of ``rowptr``."""
-    return _fits(xw) and rowptr.dtype == torch.int64
-
-
-def sender_grads(xw: Tensor, rowptr: Tensor) -> bool:
-    """Whether :func:`sender_gradient` serves ``xw`` (N, H, C) on a graph of ``rowptr``."""
-    return aggregates(xw, rowptr)
+def feature_passes(xw: Tensor, rowptr: Tensor) -> bool:
+    """Whether :func:`aggregation` and :func:`sender_gradient` serve ``xw`` (N, H, C) on a
+    graph of ``rowptr``: written out for its (H, C), with features that stay in cache."""
+    return (
+        xw.size(1) * xw.size(2) <= MAX_ENTRIES
+        and xw.nbytes < PREFETCH_MIN_BYTES
+        and _compiled_for(xw, rowptr)
+    )
 
 
 def _check(indices: tuple[Tensor, ...], *tensors: Tensor | None) -> None:
@@ -331,12 +329,7 @@ def scalar_passes(a_src: Tensor, rowptr: Tensor) -> bool:
     """Whether the passes over per-edge scalars (:func:`scores`, :func:`score_gradients`,
     :func:`source_gradients`) serve scores ``a_src`` (N, H) on a graph of ``rowptr``: they
     gather no feature rows, so they serve graphs of any size."""
-    return (
-        a_src.size(1) <= MAX_ENTRIES
-        and a_src.dtype in (torch.float32, torch.float64)
-        and rowptr.dtype == torch.int64
-        and not switched_off("GNNKIT_NARROW_SPMM")
-    )
+    return a_src.size(1) <= MAX_ENTRIES and _compiled_for(a_src, rowptr)
 
 
 Scores = tuple[Tensor, "Tensor | None", "Tensor | None"]  # a_src, a_dst, edge_score: (·, H)

@@ -42,7 +42,7 @@ from gnnkit.ops._autograd import recomputed_gradients
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.random import keep_mask
-from gnnkit.ops.scatter import segment_max, segment_sum
+from gnnkit.ops.scatter import index_sum, segment_max, segment_sum
 from gnnkit.utils.env import switched_off
 
 __all__ = ["fused_gat", "fused_gat_backend", "node_scores", "node_scores_available"]
@@ -161,7 +161,12 @@ def reference_gat(
     ``twice_differentiable`` sums the rows with ``index_add`` instead, whose backward is
     differentiable again (torch's segment reduction's is not); on CUDA it adds in no fixed
     order."""
-    segment_sum_ = _index_sum if twice_differentiable else segment_sum
+
+    def row_sums(values: Tensor) -> Tensor:  # (E, ...) -> (N_d, ...)
+        if twice_differentiable:
+            return index_sum(values, graph.row, graph.num_rows)
+        return segment_sum(values, graph.rowptr)
+
     scores = a_src.index_select(0, graph.col)  # (E, H)
     if a_dst is not None:
         scores = scores + a_dst.index_select(0, graph.row)
@@ -170,19 +175,10 @@ def reference_gat(
     scores = F.leaky_relu(scores, negative_slope)
     peak = segment_max(scores.detach(), graph.rowptr)  # (N_d, H), -inf on empty rows
     exp = (scores - peak.index_select(0, graph.row)).exp()
-    alpha = exp / segment_sum_(exp, graph.rowptr).index_select(0, graph.row)  # (E, H)
+    alpha = exp / row_sums(exp).index_select(0, graph.row)  # (E, H)
     weights = alpha if keep is None else alpha * keep * scale
     messages = weights.unsqueeze(-1) * xw.index_select(0, graph.col)  # (E, H, C)
-    return segment_sum_(messages, graph.rowptr), alpha
-
-
-def _index_sum(values: Tensor, rowptr: Tensor) -> Tensor:
-    """``segment_sum(values, rowptr)`` by ``index_add`` (differentiable twice)."""
-    rows = torch.repeat_interleave(
-        torch.arange(rowptr.numel() - 1, device=rowptr.device), rowptr.diff()
-    )
-    out = values.new_zeros(rowptr.numel() - 1, *values.shape[1:])
-    return out.index_add(0, rows, values)
+    return row_sums(messages), alpha
 
 
 def _check(

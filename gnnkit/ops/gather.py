@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from gnnkit.ops.csr import CSRGraph
-from gnnkit.ops.scatter import _segment
+from gnnkit.ops.scatter import _segment, index_sum
 
 __all__ = ["gather_dst", "gather_src"]
 
@@ -23,15 +23,18 @@ class _Gather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, graph: CSRGraph, receivers: bool) -> Tensor:
-        ctx.graph, ctx.receivers, ctx.shape = graph, receivers, x.shape
+        ctx.graph, ctx.receivers = graph, receivers
         return x.index_select(x.dim() - 1, graph.row if receivers else graph.col)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         axis = grad.dim() - 1
         if torch.is_grad_enabled():  # create_graph=True: index_add, differentiable again
-            index = ctx.graph.row if ctx.receivers else ctx.graph.col
-            return grad.new_zeros(ctx.shape).index_add(axis, index, grad), None, None
+            graph = ctx.graph
+            index, size = (
+                (graph.row, graph.num_rows) if ctx.receivers else (graph.col, graph.num_cols)
+            )
+            return index_sum(grad, index, size, axis), None, None
         if ctx.receivers:
             return _segment(grad.contiguous(), ctx.graph.rowptr, "sum", axis), None, None
         colptr, _, _, perm_t = ctx.graph.transpose()

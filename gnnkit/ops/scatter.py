@@ -16,7 +16,7 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
 
-__all__ = ["scatter_max", "scatter_sum", "segment_max", "segment_sum"]
+__all__ = ["index_sum", "scatter_max", "scatter_sum", "segment_max", "segment_sum"]
 
 Reduce = Literal["sum", "max"]
 
@@ -142,3 +142,13 @@ class _DeterministicScatterSum(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         (index,) = ctx.saved_tensors
         return grad_out[index], None, None
+
+
+def index_sum(values: Tensor, index: Tensor, size: int, dim: int = 0) -> Tensor:
+    """``values`` summed along ``dim`` into ``size`` slots by ``index``, with ``index_add``,
+    whose backward (``index_select``) is differentiable again. For backward passes under
+    ``create_graph=True``, where a segment reduction cannot serve (torch's has no second
+    derivative); on CUDA the additions run in no fixed order."""
+    shape = list(values.shape)
+    shape[dim] = size
+    return values.new_zeros(shape).index_add(dim, index, values)

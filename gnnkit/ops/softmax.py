@@ -16,7 +16,7 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops.csr import CSRGraph
-from gnnkit.ops.scatter import _segment, scatter_max, scatter_sum
+from gnnkit.ops.scatter import _segment, index_sum, scatter_max, scatter_sum
 
 __all__ = ["edge_softmax", "scatter_softmax"]
 
@@ -43,8 +43,7 @@ class _EdgeSoftmax(torch.autograd.Function):
         weighted = out * grad_out
         # d softmax: alpha_e * (g_e - sum_{e' into i} alpha_e' g_e')
         if torch.is_grad_enabled():  # create_graph=True: ops whose backward is differentiable
-            shape = (*out.shape[:axis], rowptr.numel() - 1)
-            sums = weighted.new_zeros(shape).index_add(axis, row, weighted)
+            sums = index_sum(weighted, row, rowptr.numel() - 1, axis)
             return weighted - out * sums.index_select(axis, row), None, None
         correction = _segment(weighted, rowptr, "sum", axis).index_select(axis, row)
         return weighted.sub_(out * correction), None, None
