@@ -146,3 +146,21 @@ def collection_parser(doc: str | None, command: str, stem: str) -> argparse.Argu
 def read_collection(path: Path) -> dict[str, Any]:
     """The collection in ``path`` (empty when the file does not exist yet)."""
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def interleaved_times(
+    candidates: dict[str, Callable[[], Any]], reps: int
+) -> dict[str, list[float]]:
+    """Thread CPU seconds of each candidate's calls after one warm-up call each (which also
+    compiles), one call of each per repetition: a busy machine slows them alike."""
+    import time
+
+    for fn in candidates.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(reps):
+        for name, fn in candidates.items():
+            tick = time.thread_time()
+            fn()
+            times[name].append(time.thread_time() - tick)
+    return times

@@ -25,7 +25,6 @@ Run ``GNNKIT_MIRROR=/work/shared/datasets python benchmarks/narrow_spmm.py``; it
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,7 @@ from gnnkit.ops.matmul import _csr_matrix, _take_edges
 
 def interleaved(candidates: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
     """Median thread CPU seconds of each candidate, one call of each per repetition."""
-    for fn in candidates.values():  # warm up (and compile)
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(reps):
-        for name, fn in candidates.items():
-            tick = time.thread_time()
-            fn()
-            times[name].append(time.thread_time() - tick)
+    times = collect.interleaved_times(candidates, reps)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

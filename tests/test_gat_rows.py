@@ -112,6 +112,13 @@ def test_which_shapes_take_the_written_out_passes():
     big = PREFETCH_MIN_BYTES // (4 * 64) + 1  # features past the cache: the prefetching kernel
     assert not rows.feature_passes(torch.empty(big, 8, 8), rowptr)
     assert rows.feature_passes(torch.empty(10, 1, 7), rowptr)
+    assert rows.written_aggregation(torch.empty(big, 8, 8), rowptr)  # by head, prefetching
+    wide = PREFETCH_MIN_BYTES // (4 * 256) + 1
+    assert rows.written_aggregation(torch.empty(wide, 8, 32), rowptr)  # ogbn-arxiv's layer
+    assert not rows.written_aggregation(torch.empty(10, 8, 32), rowptr)  # cached: general
+    assert not rows.written_aggregation(torch.empty(wide, 1, 65), rowptr)  # 65 sums a head
+    assert not rows.written_aggregation(torch.empty(wide, 16, 64), rowptr)  # 1024 entries
+    assert not rows.written_aggregation(torch.empty(wide, 8, 32), rowptr.int())
     assert rows.scalar_passes(torch.empty(big, 64), rowptr)  # any size: no feature rows
     assert not rows.scalar_passes(torch.empty(10, 65), rowptr)
     assert not rows.scalar_passes(torch.empty(10, 8), rowptr.int())
@@ -132,6 +139,7 @@ def test_raw_reads_are_refused_what_they_cannot_take():
     ("kind", "heads", "old", "new"),
     [
         ("aggregate", 1, "sum_0 += ", "sum_0 = 0 * "),  # the first channel's sum never grows
+        ("aggregate by head", 2, "sum_0 += ", "sum_0 = 0 * "),
         ("sender grad", 1, "sum_0 += ", "sum_0 = 0 * "),
         ("sender grad", 2, "sum_0 += ", "sum_0 = 0 * "),
         ("heads last", 2, "dst[row + E1] = ", "dst[row + E1] = 0 * "),  # one entry lost
@@ -148,6 +156,8 @@ def test_a_miscompiled_kernel_fails_its_self_check(kind, heads, old, new, monkey
 
     monkeypatch.setitem(rows._SOURCES, kind, broken)
     monkeypatch.setattr(rows, "_COMPILED", {})
+    if kind == "aggregate by head":
+        monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
     rows._dispatcher.cache_clear()
     try:
         graph, inputs, keep = case(heads, 5, nodes=20, edges=60)
@@ -234,17 +244,68 @@ def test_scalar_passes_give_the_general_kernels_bits(heads, has_dst, has_score, 
 
 
 @pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7)])
-def test_large_graphs_take_the_scalar_passes_with_the_general_feature_kernels(
+def test_large_graphs_take_the_scalar_passes_with_the_general_sender_pass(
     heads, channels, monkeypatch
 ):
-    """Features past the cache keep the general aggregation and sender pass; the scalar
-    passes written out beside them give the general kernels' bits, so the whole layer does."""
+    """Features past the cache keep the general sender pass and aggregate one head at a time;
+    the scalar passes written out beside them give the general kernels' bits, so every
+    output but the aggregation's does (that one adds its terms in another order)."""
     graph, inputs, keep = case(heads, channels, seed=7)
     _, rows = modules()
     monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
     assert not rows.feature_passes(inputs[3], graph.rowptr)
+    assert rows.written_aggregation(inputs[3], graph.rowptr)
     assert rows.scalar_passes(inputs[0], graph.rowptr)
     mixed, general = with_and_without_written_out_passes(graph, inputs, keep, monkeypatch)
     assert not rows.scalar_passes(inputs[0], graph.rowptr)
-    for a, b in zip(mixed, general, strict=True):
+    torch.testing.assert_close(mixed[0], general[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(mixed[1:], general[1:], strict=True):
         assert torch.equal(a, b)
+
+
+def forward_only(graph, inputs, keep):
+    cpu, _ = modules()
+    scale = 1 / (1 - P) if keep is not None else 1.0
+    return cpu.forward(graph.rowptr, graph.col, *inputs, SLOPE, keep, scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dropout", [False, True])
+@pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7), (3, 5)])
+def test_aggregation_by_head_gives_the_written_out_aggregations_bits(
+    heads, channels, dropout, dtype, monkeypatch
+):
+    """Past the cache the aggregation runs one head at a time, prefetching: the same terms
+    in the same order as the aggregation written out for cached features."""
+    graph, inputs, keep = case(heads, channels, dtype, seed=5)
+    keep = keep if dropout else None
+    _, rows = modules()
+    whole_rows = forward_only(graph, inputs, keep)
+    monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
+    assert rows._by_head(inputs[3]) and rows.written_aggregation(inputs[3], graph.rowptr)
+    by_head = forward_only(graph, inputs, keep)
+    for a, b in zip(by_head, whole_rows, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_aggregation_by_head_of_wide_rows_matches_the_general_kernel_and_torch(
+    dropout, monkeypatch
+):
+    """8 heads x 32 channels (ogbn-arxiv's layer) is wider than the whole-row kernels go:
+    by head it agrees with the general kernel (float32) and with the torch form (float64)."""
+    graph, inputs, keep = case(8, 32, seed=6)
+    keep = keep if dropout else None
+    _, rows = modules()
+    monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
+    by_head = forward_only(graph, inputs, keep)
+    monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
+    assert not rows.written_aggregation(inputs[3], graph.rowptr)
+    general = forward_only(graph, inputs, keep)
+    torch.testing.assert_close(by_head[0], general[0], rtol=1e-5, atol=1e-5)
+    assert torch.equal(by_head[1], general[1])
+    monkeypatch.delenv("GNNKIT_NARROW_SPMM")
+    doubles = [t.double() if t is not None else None for t in inputs]
+    want = reference_gat(graph, *doubles, SLOPE, keep, 1 / (1 - P) if dropout else 1.0)
+    for a, b in zip(forward_only(graph, doubles, keep), want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

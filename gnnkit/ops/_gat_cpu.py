@@ -22,8 +22,10 @@ The forward's aggregation adds four entries to the output row per pass,
 and the backward's sender pass written out for their shape (:mod:`gnnkit.ops._gat_rows`:
 Cora's 8 x 8 aggregation in a quarter of the time, its sender pass in 0.4 of it), and graphs
 of every size take the passes over per-edge scalars (the scores, the softmax backward, the
-sender-score sums) written out for their head count: the kernels here serve only what those
-do not (more than 64 heads, int32 indices, ``GNNKIT_NARROW_SPMM=0``).
+sender-score sums) written out for their head count; larger graphs aggregate one head at a
+time, written out for its channels (ogbn-arxiv's 8 x 32 in 0.5-0.6 of the time). The
+kernels here serve what those do not (the sender pass of large graphs, more than 64 heads,
+int32 indices, ``GNNKIT_NARROW_SPMM=0``).
 
 Two passes that each gather a feature row per edge (``xw_j`` over receivers for the attention
 gradient, ``grad_out_i`` over senders) took 369 ms at ogbn-arxiv's size (8 heads x 32
@@ -412,7 +414,7 @@ def forward(
             rows, as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
             *_optional(edge_score, dtype), params, alpha_np,
         )  # fmt: skip
-    if _gat_rows.feature_passes(xw, rowptr):  # the aggregation written out for (H, C)
+    if _gat_rows.written_aggregation(xw, rowptr):  # written out for (H, C)
         if not written:
             run_rows(_score_exp_rows, rows, *scores, fast_exp)
         xw = xw.contiguous()  # read through its address

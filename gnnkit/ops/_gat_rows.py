@@ -7,7 +7,10 @@ r"""Passes of the fused GAT kernels written out per (heads, channels) (see
   dropout. Written out for one (H, C) with at most :data:`MAX_ENTRIES` entries per node: the
   row's H x C sums are locals that LLVM's SLP vectoriser packs into vectors
   (:mod:`gnnkit.ops._spmm_narrow` explains why a loop over a channel count known only at run
-  time is not vectorised).
+  time is not vectorised). Features past the cache are aggregated one head at a time
+  (:func:`_aggregate_by_head_source`, up to :data:`MAX_CHANNELS_BY_HEAD` channels and
+  :data:`MAX_ENTRIES_BY_HEAD` entries per node): one head's C sums fill a few registers where
+  all H x C would spill, and the first head's pass asks for the sender rows ahead of use.
 - The backward's sender pass (pass 1): for each edge :math:`e = (j \to i)` on the transposed
   structure, :math:`g_{\alpha_{eh}} = \langle \partial L/\partial \text{out}_{ih},
   x_{jh}\rangle` (times the dropout mask) and :math:`\partial L / \partial x_{jh}
@@ -26,11 +29,14 @@ aggregation of 8 heads x 8 channels with attention dropout 55 against 234 us, of
 18 against 97 us; the one-head sender pass 18 against 139 us; 8 x 8: the sender pass 230
 against 620-700 us (plus 50 us for the heads-last copy), the score-gradient pass 31-39
 against 200-340 us, the sender-score sums 11 against 49 us. The whole fused layer (8 x 8),
-forward 180 against 270 us and backward 410 against 950 us; at ogbn-arxiv's size (8 x 32,
-where only the scalar passes are written out) forward 272-312 against 479-540 ms, backward
-473-527 against 633-695 ms. The feature-row kernels run where the gathered rows fit in
-cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not prefetch); larger
-graphs keep the general kernels, which do.
+forward 180 against 270 us and backward 410 against 950 us. At ogbn-arxiv's size (8 x 32,
+1.34 M entries with self-loops, 1 thread), the aggregation by head takes 145-165 ms against
+the general kernel's 245-320 ms, and a whole layer step (forward and backward, the GEMMs
+included) 0.78 against 0.85 s, the two interleaved in one process. The whole-row kernels
+run where the gathered rows fit in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`:
+they do not prefetch); larger graphs aggregate by head and keep the general sender pass,
+which prefetches (a sender pass by head, its dot products summed in a fixed tree, ran no
+faster there: 290-360 against 305-420 ms, the receivers' rows gathered at random dominate).
 
 Sums run in CSR order (over the transposed structure for the sender pass), one entry at a
 time, without fused multiply-adds, each row by one thread: the same bits for every thread
@@ -63,8 +69,11 @@ from gnnkit.ops._jit import (
     generated_kernel,
     kernel_globals,
     node_row_globals,
+    prefetch,
+    prefetch_distance,
     run_rows,
 )
+from gnnkit.ops._memory import empty_advised
 from gnnkit.utils.env import switched_off
 
 __all__ = [
@@ -75,9 +84,12 @@ __all__ = [
     "scores",
     "sender_gradient",
     "source_gradients",
+    "written_aggregation",
 ]
 
 MAX_ENTRIES = 64  # H x C per node, at most (also gnnkit.ops._node_scores's limit)
+MAX_CHANNELS_BY_HEAD = 64  # one head's sums: four AVX-512 or eight AVX2 registers of float32
+MAX_ENTRIES_BY_HEAD = 512  # H x C: about 5 s to compile at 8 x 32 (a 2-core machine)
 
 
 def _coefficients(heads: int, dropout: bool, indent: str) -> list[str]:
@@ -94,17 +106,25 @@ def _coefficients(heads: int, dropout: bool, indent: str) -> list[str]:
     return lines
 
 
-def _aggregate_source(heads: int, channels: int, dropout: bool) -> str:
-    """``kernel(lo, hi, rowptr, col, xw, alpha, keep, out, scale, num_edges, num_x)``."""
-    entries = heads * channels
-    lines = [
-        "def kernel(lo, hi, rowptr, col, xw, alpha, keep, out, scale, num_edges, num_x):",
+def _aggregation_header(extra: str) -> list[str]:
+    """The first lines of an aggregation kernel, ``extra`` arguments before ``scale``: its
+    signature and its arrays at the addresses it is given."""
+    return [
+        f"def kernel(lo, hi, rowptr, col, xw, alpha, keep, out, {extra}scale, num_edges, num_x):",
         "    rowptr = carray(INDEX(rowptr), hi + 1)",
         "    col = carray(INDEX(col), num_edges)",
         "    xw = carray(FLOAT(xw), num_x * ENTRIES_N)",
         "    alpha = carray(FLOAT(alpha), num_edges * HEADS_N)",
         "    keep = carray(BOOL(keep), num_edges * HEADS_N if DROPOUT else 0)",
         "    out = carray(FLOAT(out), hi * ENTRIES_N)",
+    ]
+
+
+def _aggregate_source(heads: int, channels: int, dropout: bool) -> str:
+    """``kernel(lo, hi, rowptr, col, xw, alpha, keep, out, scale, num_edges, num_x)``."""
+    entries = heads * channels
+    lines = [
+        *_aggregation_header(""),
         "    SCALE = FLOAT_TYPE(scale)",
         "    for i in range(np.uint64(lo), np.uint64(hi)):",
         "        start, end = np.uint64(rowptr[i]), np.uint64(rowptr[i + ONE_U])",
@@ -124,6 +144,50 @@ def _aggregate_source(heads: int, channels: int, dropout: bool) -> str:
     lines += [f"            sum_{k} += a_{k // channels} * xw[row + E{k}]" for k in range(entries)]
     lines.append("        row = i * ENTRIES")
     lines += [f"        out[row + E{k}] = sum_{k}" for k in range(entries)]
+    return "\n".join(lines) + "\n"
+
+
+def _aggregate_by_head_source(heads: int, channels: int, dropout: bool) -> str:
+    """``kernel(lo, hi, rowptr, col, xw, alpha, keep, out, distance, scale, num_edges,
+    num_x)``: the aggregation of :func:`_aggregate_source` for features past the cache, one
+    head at a time. Each head's C sums are locals (a few vector registers, where H x C of
+    them would spill); the pass for the first head asks for every cache line of the sender
+    row ``distance`` entries ahead, so the later heads find their lines in cache. Each sum
+    adds the same terms in the same order as :func:`_aggregate_source`: the same bits."""
+    lines = [
+        *_aggregation_header("distance, "),
+        "    SCALE, AHEAD = FLOAT_TYPE(scale), np.uint64(distance)",
+        "    LAST = np.uint64(num_edges) - AHEAD if np.uint64(num_edges) > AHEAD else ZERO_U",
+        "    for i in range(np.uint64(lo), np.uint64(hi)):",
+        "        start, end, row = np.uint64(rowptr[i]), np.uint64(rowptr[i + ONE_U]), i * ENTRIES",
+    ]
+    for h in range(heads):
+        lines.append("        inverse = ZERO")
+        lines.append("        for e in range(start, end):")
+        lines.append(f"            inverse += alpha[e * HEADS + E{h}]")
+        lines.append("        inverse = ONE / inverse if end > start else ZERO")
+        lines += [f"        sum_{c} = ZERO" for c in range(channels)]
+        lines.append("        for e in range(start, end):")
+        if h == 0:  # every line of the row `distance` entries ahead, for all the heads
+            lines += [
+                "            if e < LAST:",
+                "                ahead = np.uint64(col[e + AHEAD]) * ENTRIES",
+            ]
+            lines += [
+                "                for k in range(ZERO_U, ENTRIES, LINE):",
+                "                    prefetch(xw, ahead + k)",
+            ]
+        lines += [
+            f"            sender, eh = np.uint64(col[e]) * ENTRIES, e * HEADS + E{h}",
+            "            a = alpha[eh] * inverse",
+            "            alpha[eh] = a",
+        ]
+        if dropout:
+            lines.append("            a = a * SCALE if keep[eh] else ZERO")
+        lines += [
+            f"            sum_{c} += a * xw[sender + E{h * channels + c}]" for c in range(channels)
+        ]
+        lines += [f"        out[row + E{h * channels + c}] = sum_{c}" for c in range(channels)]
     return "\n".join(lines) + "\n"
 
 
@@ -200,6 +264,7 @@ def _heads_last_source(heads: int, channels: int, dropout: bool) -> str:
 
 _SOURCES = {
     "aggregate": _aggregate_source,
+    "aggregate by head": _aggregate_by_head_source,
     "sender grad": _sender_grad_source,
     "heads last": _heads_last_source,
     "score": scalar_sources.score,
@@ -208,6 +273,7 @@ _SOURCES = {
 }
 _ARGUMENTS = {
     "aggregate": 11,
+    "aggregate by head": 12,
     "sender grad": 14,
     "heads last": 4,
     "score": 13,
@@ -224,7 +290,10 @@ def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str)
         dtype,
         INDEX=address_pointer("int64"),
         BOOL=address_pointer("bool"),
+        ZERO_U=np.uint64(0),
         ONE_U=np.uint64(1),
+        LINE=np.uint64(64 // np.dtype(dtype).itemsize),  # entries per cache line
+        prefetch=prefetch,
         NEG_INF=np.dtype(dtype).type(-np.inf),
         DROPOUT=dropout,
         **node_row_globals(heads, channels),
@@ -272,6 +341,22 @@ def feature_passes(xw: Tensor, rowptr: Tensor) -> bool:
     )
 
 
+def _by_head(xw: Tensor) -> bool:
+    """Whether the aggregation of ``xw`` (N, H, C) runs one head at a time, prefetching:
+    features past the cache, with rows of a size the kernel is written out for."""
+    return (
+        xw.nbytes >= PREFETCH_MIN_BYTES
+        and xw.size(2) <= MAX_CHANNELS_BY_HEAD
+        and xw.size(1) * xw.size(2) <= MAX_ENTRIES_BY_HEAD
+    )
+
+
+def written_aggregation(xw: Tensor, rowptr: Tensor) -> bool:
+    """Whether :func:`aggregation` serves ``xw`` (N, H, C) on a graph of ``rowptr``: as
+    :func:`feature_passes` does, or one head at a time for features past the cache."""
+    return feature_passes(xw, rowptr) or (_by_head(xw) and _compiled_for(xw, rowptr))
+
+
 def _check(indices: tuple[Tensor, ...], *tensors: Tensor | None) -> None:
     """What the kernels' raw reads rely on: contiguous tensors, int64 ``indices``."""
     if any(t.dtype != torch.int64 for t in indices) or any(
@@ -287,13 +372,16 @@ def aggregation(
     :func:`gnnkit.ops._jit.run_rows` over ``rowptr``'s rows (``alpha`` holds the
     exponentials, normalised in place)."""
     _check((rowptr, col), xw, alpha, keep)
-    kernel = _compiled(
-        "aggregate", xw.size(1), xw.size(2), keep is not None, NUMPY_DTYPES[xw.dtype]
-    )
-    out = xw.new_empty(rowptr.size(0) - 1, xw.size(1), xw.size(2))
+    (_, heads, channels), by_head = xw.shape, _by_head(xw)
+    kind = "aggregate by head" if by_head else "aggregate"
+    kernel = _compiled(kind, heads, channels, keep is not None, NUMPY_DTYPES[xw.dtype])
+    out = empty_advised(xw, rowptr.size(0) - 1, heads, channels)
     keep_at = 0 if keep is None else keep.data_ptr()
     tensors = (rowptr.data_ptr(), col.data_ptr(), xw.data_ptr(), alpha.data_ptr())
-    return kernel, (*tensors, keep_at, out.data_ptr(), scale, col.size(0), xw.size(0)), out
+    arguments = (*tensors, keep_at, out.data_ptr())
+    if by_head:  # how far ahead it asks for sender rows
+        arguments += (prefetch_distance(heads * channels * xw.element_size()),)
+    return kernel, (*arguments, scale, col.size(0), xw.size(0)), out
 
 
 def sender_gradient(

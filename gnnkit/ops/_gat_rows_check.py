@@ -143,7 +143,7 @@ def _reference(kind: str, case: dict[str, np.ndarray], dropout: bool) -> list[np
     def masked(value: Any, e: int, h: int) -> Any:
         return value if not dropout else (value * scale if case["keep"][e, h] else zero)
 
-    if kind == "aggregate":
+    if kind in ("aggregate", "aggregate by head"):
         return _aggregate(case, masked)
     if kind == "sender grad":
         return _sender_grad(case, masked)
@@ -164,9 +164,11 @@ def _run(kernel: Any, kind: str, case: dict[str, np.ndarray]) -> list[np.ndarray
         kernel(0, 5, *(a.ctypes.data if isinstance(a, np.ndarray) else a for a in arrays), *after)
 
     scores = (c["rowptr"], c["col"], c["a_src"], c["a_dst"], 1, c["edge_score"], 1)
-    if kind == "aggregate":
+    if kind in ("aggregate", "aggregate by head"):
         out, alpha = nan(c["xw"].shape), c["alpha"].copy()
-        run(c["rowptr"], c["col"], c["xw"], alpha, c["keep"], out, after=(scale, edges, 5))
+        ahead = (2,) if kind == "aggregate by head" else ()  # prefetch two entries ahead
+        run(c["rowptr"], c["col"], c["xw"], alpha, c["keep"], out, *ahead,
+            after=(scale, edges, 5))  # fmt: skip
         return [out, alpha]
     if kind == "sender grad":
         grad_xw, grad_alpha = nan(c["xw"].shape), nan(c["alpha"].shape)

@@ -1,0 +1,138 @@
+"""The fused GAT's aggregation at ogbn-arxiv's size: one head at a time against the general kernel.
+
+Past the cache, the fused GAT forward aggregates one head at a time, written out for the
+head's channels and prefetching the sender rows (:mod:`gnnkit.ops._gat_rows`); before, the
+general kernel of :mod:`gnnkit.ops._gat_cpu` served these graphs. Both run here in one
+process on one thread, interleaved call by call (CPU time of the thread, medians):
+
+- ``kernel``: the aggregation pass alone (its exponentials restored before each call), on a
+  random graph of ogbn-arxiv's size with self-loops (169,343 nodes, 1,166,243 edges plus
+  one loop each) and features of 8 heads x 32 channels;
+- ``layer``: a whole step of ``GATConv(128, 32, heads=8)``, forward and backward, as
+  ``benchmarks/layers.py`` times it, with the aggregation by head switched on and off from
+  one step to the next (the GEMMs and every other pass are the same code in both).
+
+Run ``python benchmarks/gat_aggregation.py``; it writes
+``benchmarks/results/gat_aggregation.json`` and ``.md`` (``--no-write``: print only).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import _collect as collect
+import torch
+
+from gnnkit.nn import GATConv
+from gnnkit.ops import CSRGraph, _gat_cpu, _gat_rows
+from gnnkit.ops._jit import as_numpy, run_rows
+from gnnkit.ops._memory import empty_advised
+
+NODES, EDGES, HEADS, CHANNELS = 169_343, 1_166_243, 8, 32
+
+
+def kernel_times(reps: int) -> dict[str, list[float]]:
+    """The aggregation pass alone, by head and general."""
+    gen = torch.Generator().manual_seed(0)
+    edge_index = torch.randint(0, NODES, (2, EDGES), generator=gen)
+    loops = torch.arange(NODES).expand(2, -1)
+    graph = CSRGraph.from_edge_index(torch.cat([edge_index, loops], 1), NODES)
+    rowptr, col = graph.rowptr, graph.col
+    xw = empty_advised(torch.empty(0), NODES, HEADS, CHANNELS)
+    xw.copy_(torch.randn(NODES, HEADS, CHANNELS, generator=gen))
+    exps = torch.rand(graph.num_edges, HEADS, generator=gen) + 0.1
+    alpha = exps.clone()
+    rows = as_numpy(rowptr)
+    assert _gat_rows.written_aggregation(xw, rowptr), "the aggregation by head is off here"
+    kernel, arguments, _ = _gat_rows.aggregation(rowptr, col, xw, alpha, None, 1.0)
+    out = empty_advised(xw, NODES, HEADS, CHANNELS)
+    params = _gat_cpu._params(xw.dtype, 0.2, 1.0)
+    general = (rows, as_numpy(col), as_numpy(xw), params, *_gat_cpu._optional(None, torch.bool))
+    general += (as_numpy(out), as_numpy(alpha), _gat_cpu._distance(xw))
+
+    def by_head() -> None:
+        alpha.copy_(exps)
+        run_rows(kernel, rows, *arguments)
+
+    def general_kernel() -> None:
+        alpha.copy_(exps)
+        run_rows(_gat_cpu._aggregate_rows, rows, *general)
+
+    return collect.interleaved_times({"by head": by_head, "general": general_kernel}, reps)
+
+
+def layer_times(reps: int) -> dict[str, list[float]]:
+    """Steps of the layer, the aggregation by head switched on and off step by step."""
+    gen = torch.Generator().manual_seed(0)
+    edge_index = torch.randint(0, NODES, (2, EDGES), generator=gen)
+    x = torch.randn(NODES, 128, generator=gen)
+    layer = GATConv(128, CHANNELS, heads=HEADS)
+    grad = torch.randn(NODES, HEADS * CHANNELS, generator=gen)
+    by_head = _gat_rows._by_head
+
+    def step(on: bool) -> None:
+        _gat_rows._by_head = by_head if on else (lambda xw: False)
+        try:
+            layer(x, edge_index).backward(grad)
+        finally:
+            _gat_rows._by_head = by_head
+        layer.zero_grad(set_to_none=True)
+
+    return collect.interleaved_times(
+        {"by head": lambda: step(True), "general": lambda: step(False)}, reps
+    )
+
+
+def summary(times: dict[str, list[float]]) -> dict[str, Any]:
+    """Medians and minima (ms), and the median of the paired ratios general / by head."""
+    pairs = [g / b for b, g in zip(times["by head"], times["general"], strict=True)]
+    row: dict[str, Any] = {"paired_ratio": statistics.median(pairs), "reps": len(pairs)}
+    for name, values in times.items():
+        row[name] = {"median_ms": statistics.median(values) * 1e3, "min_ms": min(values) * 1e3}
+    return row
+
+
+def main() -> None:
+    parser = collect.script_parser(__doc__)
+    parser.add_argument("--kernel-reps", type=int, default=15)
+    parser.add_argument("--layer-reps", type=int, default=10)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    start = collect.load_average()
+    rows = {"kernel": summary(kernel_times(args.kernel_reps))}
+    rows["layer"] = summary(layer_times(args.layer_reps))
+    env = collect.run_environment(threads=1)
+    end = collect.load_average()
+    lines = ["| what | by head (ms) | general (ms) | general / by head |", "|---|---:|---:|---:|"]
+    for name, row in rows.items():
+        b, g = row["by head"], row["general"]
+        lines.append(
+            f"| {name} | {b['median_ms']:.1f} (min {b['min_ms']:.1f}) | {g['median_ms']:.1f} "
+            f"(min {g['min_ms']:.1f}) | **{row['paired_ratio']:.2f}x** |"
+        )
+        print(lines[-1])
+    if args.no_write:
+        return
+    title = "The fused GAT's aggregation at ogbn-arxiv's size: by head against the general kernel"
+    intro = (
+        f"{NODES:,} nodes, {EDGES:,} random edges plus a self-loop each, 8 heads x 32 channels, "
+        "float32, one thread; the candidates interleaved call by call in one process, thread "
+        "CPU time (medians and minima; the ratio is the median of the paired ratios). `layer` "
+        "is a forward and backward step of `GATConv(128, 32, heads=8)` with the aggregation "
+        "by head switched on and off step by step."
+    )
+    machine = collect.machine_line(env, start, end, "a shared machine: compare within a row")
+    collect.write_outputs(
+        {"rows": rows, "environment": env, "command": collect.command_line()},
+        json_path=collect.RESULTS / "gat_aggregation.json",
+        markdown_path=collect.RESULTS / "gat_aggregation.md",
+        markdown=lambda: collect.markdown_report(
+            title, intro, lines, machine=machine, command=collect.command_line()
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
