@@ -378,7 +378,7 @@ def aggregation(
     out = empty_advised(xw, rowptr.size(0) - 1, heads, channels)
     keep_at = 0 if keep is None else keep.data_ptr()
     tensors = (rowptr.data_ptr(), col.data_ptr(), xw.data_ptr(), alpha.data_ptr())
-    arguments = (*tensors, keep_at, out.data_ptr())
+    arguments: tuple[int, ...] = (*tensors, keep_at, out.data_ptr())
     if by_head:  # how far ahead it asks for sender rows
         arguments += (prefetch_distance(heads * channels * xw.element_size()),)
     return kernel, (*arguments, scale, col.size(0), xw.size(0)), out
