@@ -87,9 +87,12 @@ def test_written_out_passes_match_the_torch_form_in_float64(heads, channels):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("large", [False, True])  # large: the aggregation by head
 @pytest.mark.parametrize(("heads", "channels"), [(1, 7), (8, 8)])
-def test_same_bits_for_every_thread_count(heads, channels):
+def test_same_bits_for_every_thread_count(heads, channels, large, monkeypatch):
     graph, inputs, keep = case(heads, channels, nodes=2000, edges=16000, seed=4)
+    if large:
+        monkeypatch.setattr(modules()[1], "PREFETCH_MIN_BYTES", 0)
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
