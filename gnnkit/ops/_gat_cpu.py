@@ -23,7 +23,7 @@ and the backward's sender pass written out for their shape (:mod:`gnnkit.ops._ga
 Cora's 8 x 8 aggregation in a quarter of the time, its sender pass in 0.4 of it), and graphs
 of every size take the passes over per-edge scalars (the scores, the softmax backward, the
 sender-score sums) written out for their head count; larger graphs aggregate one head at a
-time, written out for its channels (ogbn-arxiv's 8 x 32 in 0.5-0.6 of the time). The
+time, written out for its channels (ogbn-arxiv's 8 x 32 in two thirds of the time). The
 kernels here serve what those do not (the sender pass of large graphs, more than 64 heads,
 int32 indices, ``GNNKIT_NARROW_SPMM=0``).
 

@@ -30,9 +30,10 @@ aggregation of 8 heads x 8 channels with attention dropout 55 against 234 us, of
 against 620-700 us (plus 50 us for the heads-last copy), the score-gradient pass 31-39
 against 200-340 us, the sender-score sums 11 against 49 us. The whole fused layer (8 x 8),
 forward 180 against 270 us and backward 410 against 950 us. At ogbn-arxiv's size (8 x 32,
-1.34 M entries with self-loops, 1 thread), the aggregation by head takes 145-165 ms against
-the general kernel's 245-320 ms, and a whole layer step (forward and backward, the GEMMs
-included) 0.78 against 0.85 s, the two interleaved in one process. The whole-row kernels
+1.34 M entries with self-loops, 1 thread, the two interleaved in one process), the
+aggregation by head takes 148 against the general kernel's 219 ms, and a whole layer step
+(forward and backward, the GEMMs included) 0.88 against 0.95 s
+(``benchmarks/results/gat_aggregation.md``). The whole-row kernels
 run where the gathered rows fit in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`:
 they do not prefetch); larger graphs aggregate by head and keep the general sender pass,
 which prefetches (a sender pass by head, its dot products summed in a fixed tree, ran no
@@ -89,7 +90,7 @@ __all__ = [
 
 MAX_ENTRIES = 64  # H x C per node, at most (also gnnkit.ops._node_scores's limit)
 MAX_CHANNELS_BY_HEAD = 64  # one head's sums: four AVX-512 or eight AVX2 registers of float32
-MAX_ENTRIES_BY_HEAD = 512  # H x C: about 5 s to compile at 8 x 32 (a 2-core machine)
+MAX_ENTRIES_BY_HEAD = 512  # H x C: 8 x 32 compiles in about 3 s (a busy 2-core machine)
 
 
 def _coefficients(heads: int, dropout: bool, indent: str) -> list[str]:
