@@ -119,7 +119,12 @@ def test_which_shapes_take_the_written_out_passes():
     wide = PREFETCH_MIN_BYTES // (4 * 256) + 1
     assert rows.written_aggregation(torch.empty(wide, 8, 32), rowptr)  # ogbn-arxiv's layer
     assert not rows.written_aggregation(torch.empty(10, 8, 32), rowptr)  # cached: general
-    assert not rows.written_aggregation(torch.empty(wide, 1, 65), rowptr)  # 65 sums a head
+    large = PREFETCH_MIN_BYTES // 4 + 1  # rows: each row has at least one float32 entry
+    assert rows.written_aggregation(torch.empty(large // 64 + 1, 1, 64), rowptr)
+    assert not rows.written_aggregation(torch.empty(large // 65 + 1, 1, 65), rowptr)  # 65 sums
+    assert rows.written_aggregation(torch.empty(large // 16 + 1, 16, 1), rowptr)
+    assert not rows.written_aggregation(torch.empty(large // 17 + 1, 17, 1), rowptr)  # heads
+    assert rows.written_aggregation(torch.empty(wide // 2 + 1, 16, 32), rowptr)  # 512 entries
     assert not rows.written_aggregation(torch.empty(wide, 16, 64), rowptr)  # 1024 entries
     assert not rows.written_aggregation(torch.empty(wide, 8, 32), rowptr.int())
     assert rows.scalar_passes(torch.empty(big, 64), rowptr)  # any size: no feature rows

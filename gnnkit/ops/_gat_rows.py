@@ -31,13 +31,15 @@ against 620-700 us (plus 50 us for the heads-last copy), the score-gradient pass
 against 200-340 us, the sender-score sums 11 against 49 us. The whole fused layer (8 x 8),
 forward 180 against 270 us and backward 410 against 950 us. At ogbn-arxiv's size (8 x 32,
 1.34 M entries with self-loops, 1 thread, the two interleaved in one process), the
-aggregation by head takes 148 against the general kernel's 219 ms, and a whole layer step
-(forward and backward, the GEMMs included) 0.88 against 0.95 s
-(``benchmarks/results/gat_aggregation.md``). The whole-row kernels
-run where the gathered rows fit in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`:
-they do not prefetch); larger graphs aggregate by head and keep the general sender pass,
-which prefetches (a sender pass by head, its dot products summed in a fixed tree, ran no
-faster there: 290-360 against 305-420 ms, the receivers' rows gathered at random dominate).
+aggregation pass by head takes 129 against the general kernel's 199 ms, the fused forward
+140 against 209 ms, and a whole layer step (forward and backward, the GEMMs included) 0.79
+against 0.87 s (``benchmarks/results/gat_aggregation.md``). The whole-row kernels run where
+the gathered rows fit in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not
+prefetch); larger graphs aggregate by head, up to :data:`MAX_HEADS_BY_HEAD` heads (each head's
+pass is written out, so compile time grows with them: 8 x 32 about 3 s, 16 x 32 about 8 s),
+and keep the general sender pass, which prefetches. A sender pass by head, its dot products
+summed in a fixed tree, was tried and ran no faster there: the receivers' rows gathered at
+random dominate it.
 
 Sums run in CSR order (over the transposed structure for the sender pass), one entry at a
 time, without fused multiply-adds, each row by one thread: the same bits for every thread
@@ -90,6 +92,7 @@ __all__ = [
 
 MAX_ENTRIES = 64  # H x C per node, at most (also gnnkit.ops._node_scores's limit)
 MAX_CHANNELS_BY_HEAD = 64  # one head's sums: four AVX-512 or eight AVX2 registers of float32
+MAX_HEADS_BY_HEAD = 16  # one pass per head is written out: compile time grows with heads
 MAX_ENTRIES_BY_HEAD = 512  # H x C: 8 x 32 compiles in about 3 s (a busy 2-core machine)
 
 
@@ -177,6 +180,7 @@ def _aggregate_by_head_source(heads: int, channels: int, dropout: bool) -> str:
             lines += [
                 "                for k in range(ZERO_U, ENTRIES, LINE):",
                 "                    prefetch(xw, ahead + k)",
+                "                prefetch(xw, ahead + ENTRIES - ONE_U)",  # a row across lines
             ]
         lines += [
             f"            sender, eh = np.uint64(col[e]) * ENTRIES, e * HEADS + E{h}",
@@ -347,6 +351,7 @@ def _by_head(xw: Tensor) -> bool:
     features past the cache, with rows of a size the kernel is written out for."""
     return (
         xw.nbytes >= PREFETCH_MIN_BYTES
+        and xw.size(1) <= MAX_HEADS_BY_HEAD
         and xw.size(2) <= MAX_CHANNELS_BY_HEAD
         and xw.size(1) * xw.size(2) <= MAX_ENTRIES_BY_HEAD
     )
