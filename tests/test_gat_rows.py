@@ -40,10 +40,16 @@ def case(heads, channels, dtype=torch.float32, nodes=300, edges=2400, seed=0):
     return graph, inputs, keep
 
 
+def forward_only(graph, inputs, keep):
+    cpu, _ = modules()
+    scale = 1 / (1 - P) if keep is not None else 1.0
+    return cpu.forward(graph.rowptr, graph.col, *inputs, SLOPE, keep, scale)
+
+
 def forward_backward(graph, inputs, keep, grad_seed=1):
     cpu, _ = modules()
     scale = 1 / (1 - P) if keep is not None else 1.0
-    out, alpha = cpu.forward(graph.rowptr, graph.col, *inputs, SLOPE, keep, scale)
+    out, alpha = forward_only(graph, inputs, keep)
     grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed))
     colptr, row_t, _, perm_t = graph.transpose()
     grads = cpu.backward(
@@ -269,12 +275,6 @@ def test_large_graphs_take_the_scalar_passes_with_the_general_sender_pass(
     torch.testing.assert_close(mixed[0], general[0], rtol=1e-5, atol=1e-5)
     for a, b in zip(mixed[1:], general[1:], strict=True):
         assert torch.equal(a, b)
-
-
-def forward_only(graph, inputs, keep):
-    cpu, _ = modules()
-    scale = 1 / (1 - P) if keep is not None else 1.0
-    return cpu.forward(graph.rowptr, graph.col, *inputs, SLOPE, keep, scale)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -96,11 +96,22 @@ MAX_HEADS_BY_HEAD = 16  # one pass per head is written out: compile time grows w
 MAX_ENTRIES_BY_HEAD = 512  # H x C: 8 x 32 compiles in about 3 s (a busy 2-core machine)
 
 
-def _coefficients(heads: int, dropout: bool, indent: str) -> list[str]:
-    """Lines that turn entry ``e``'s exponentials into ``a_{h}``: normalised (and stored in
-    ``alpha``), then with the dropout mask applied where ``dropout``."""
+def _inverses(heads: range, indent: str) -> list[str]:
+    """Lines that set ``inverse_{h}`` for each of ``heads`` to 1 / the sum of row
+    ``start:end``'s exponentials (0 for an empty row)."""
+    lines = [f"{indent}inverse_{h} = ZERO" for h in heads]
+    lines.append(f"{indent}for e in range(start, end):")
+    lines += [f"{indent}    inverse_{h} += alpha[e * HEADS + E{h}]" for h in heads]
+    lines += [f"{indent}inverse_{h} = ONE / inverse_{h} if end > start else ZERO" for h in heads]
+    return lines
+
+
+def _coefficients(heads: range, dropout: bool, indent: str) -> list[str]:
+    """Lines that turn entry ``e``'s exponentials into ``a_{h}`` for each of ``heads``
+    (``eh`` = ``e`` H): normalised (and stored in ``alpha``), then with the dropout mask
+    applied where ``dropout``."""
     lines = []
-    for h in range(heads):
+    for h in heads:
         lines += [
             f"{indent}a_{h} = alpha[eh + E{h}] * inverse_{h}",
             f"{indent}alpha[eh + E{h}] = a_{h}",
@@ -133,18 +144,13 @@ def _aggregate_source(heads: int, channels: int, dropout: bool) -> str:
         "    for i in range(np.uint64(lo), np.uint64(hi)):",
         "        start, end = np.uint64(rowptr[i]), np.uint64(rowptr[i + ONE_U])",
     ]
-    lines += [f"        inverse_{h} = ZERO" for h in range(heads)]
-    lines.append("        for e in range(start, end):")
-    lines += [f"            inverse_{h} += alpha[e * HEADS + E{h}]" for h in range(heads)]
-    lines += [
-        f"        inverse_{h} = ONE / inverse_{h} if end > start else ZERO" for h in range(heads)
-    ]
+    lines += _inverses(range(heads), "        ")
     lines += [f"        sum_{k} = ZERO" for k in range(entries)]
     lines += [
         "        for e in range(start, end):",
         "            row, eh = np.uint64(col[e]) * ENTRIES, e * HEADS",
     ]
-    lines += _coefficients(heads, dropout, "            ")
+    lines += _coefficients(range(heads), dropout, "            ")
     lines += [f"            sum_{k} += a_{k // channels} * xw[row + E{k}]" for k in range(entries)]
     lines.append("        row = i * ENTRIES")
     lines += [f"        out[row + E{k}] = sum_{k}" for k in range(entries)]
@@ -166,10 +172,7 @@ def _aggregate_by_head_source(heads: int, channels: int, dropout: bool) -> str:
         "        start, end, row = np.uint64(rowptr[i]), np.uint64(rowptr[i + ONE_U]), i * ENTRIES",
     ]
     for h in range(heads):
-        lines.append("        inverse = ZERO")
-        lines.append("        for e in range(start, end):")
-        lines.append(f"            inverse += alpha[e * HEADS + E{h}]")
-        lines.append("        inverse = ONE / inverse if end > start else ZERO")
+        lines += _inverses(range(h, h + 1), "        ")
         lines += [f"        sum_{c} = ZERO" for c in range(channels)]
         lines.append("        for e in range(start, end):")
         if h == 0:  # every line of the row `distance` entries ahead, for all the heads
@@ -182,15 +185,11 @@ def _aggregate_by_head_source(heads: int, channels: int, dropout: bool) -> str:
                 "                    prefetch(xw, ahead + k)",
                 "                prefetch(xw, ahead + ENTRIES - ONE_U)",  # a row across lines
             ]
+        lines.append("            sender, eh = np.uint64(col[e]) * ENTRIES, e * HEADS")
+        lines += _coefficients(range(h, h + 1), dropout, "            ")
         lines += [
-            f"            sender, eh = np.uint64(col[e]) * ENTRIES, e * HEADS + E{h}",
-            "            a = alpha[eh] * inverse",
-            "            alpha[eh] = a",
-        ]
-        if dropout:
-            lines.append("            a = a * SCALE if keep[eh] else ZERO")
-        lines += [
-            f"            sum_{c} += a * xw[sender + E{h * channels + c}]" for c in range(channels)
+            f"            sum_{c} += a_{h} * xw[sender + E{h * channels + c}]"
+            for c in range(channels)
         ]
         lines += [f"        out[row + E{h * channels + c}] = sum_{c}" for c in range(channels)]
     return "\n".join(lines) + "\n"
