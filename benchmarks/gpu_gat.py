@@ -15,7 +15,9 @@ step of every implementation in turn, synchronised; the time is the median step.
 must agree to 1e-3.
 
 Run: python benchmarks/gpu_gat.py [--repeat 30] [--sizes cora arxiv]
-Writes benchmarks/results/gat_cuda_<gpu>.json and .md (``--out-stem`` to change).
+Writes benchmarks/results/gat_cuda_<gpu>.json and .md (``--out-dir``, ``--out-stem`` to
+change). ``--device cpu`` runs the same steps on the CPU (``gat_cpu``): a check of the script
+(``benchmarks/gpu_session.sh``), not the measurement it is for.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import statistics
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,15 +113,16 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             f"| {ms['gnnkit-unfused']:.2f} ms | {ms['pyg']:.2f} ms | {ms['pyg-tuned']:.2f} ms "
             f"| **{up['pyg']:.2f}x** | **{up['pyg-tuned']:.2f}x** |"
         )
+    where = "CUDA" if payload["device"] == "cuda" else "the CPU (a check of the script)"
     intro = (
-        f"One `GATConv` (8 heads) forward + backward on CUDA, median of {payload['repeat']} "
+        f"One `GATConv` (8 heads) forward + backward on {where}, median of {payload['repeat']} "
         "interleaved steps; vs = T_reference / T_gnnkit. gnnkit's backend: "
         + ", ".join(f"{s} {payload[s]['backend']}" for s in payload["sizes"])
         + "."
     )
     env = payload["environment"]
-    machine = machine_line(env, payload["load"][0], payload["load"][1], "GPU timings")
-    return markdown_report("GATConv on CUDA", intro, body, machine=machine, command=command)
+    machine = machine_line(env, payload["load"][0], payload["load"][1], f"{where} timings")
+    return markdown_report(f"GATConv on {where}", intro, body, machine=machine, command=command)
 
 
 def main() -> None:
@@ -126,24 +130,31 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--out-stem", default=None, help="default: gat_cuda_<gpu>")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--out-stem", default=None, help="default: gat_cuda_<gpu>, or gat_cpu")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_gat.py needs a CUDA GPU (torch.cuda.is_available() is False)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            "gpu_gat.py needs a CUDA GPU (torch.cuda.is_available() is False); "
+            "--device cpu checks the script on the CPU"
+        )
     start = load_average()
-    payload: dict[str, Any] = {"sizes": args.sizes, "repeat": args.repeat}
+    payload: dict[str, Any] = {"sizes": args.sizes, "repeat": args.repeat, "device": args.device}
     for size in args.sizes:
-        payload[size] = measure(size, args.repeat, args.warmup)
+        payload[size] = measure(size, args.repeat, args.warmup, args.device)
         print(size, {k: f"{v:.2f} ms" for k, v in payload[size]["median_ms"].items()})
-    payload["environment"] = run_environment("cuda")
+    payload["environment"] = run_environment(args.device)
     payload["load"] = [start, load_average()]
-    gpu = torch.cuda.get_device_name().split()[-1].lower()
-    stem = args.out_stem or f"gat_cuda_{re.sub(r'[^a-z0-9]+', '', gpu)}"
+    stem = args.out_stem or "gat_cpu"
+    if args.device == "cuda" and args.out_stem is None:
+        gpu = torch.cuda.get_device_name().split()[-1].lower()
+        stem = f"gat_cuda_{re.sub(r'[^a-z0-9]+', '', gpu)}"
     command = command_line()
     write_outputs(
         payload,
-        json_path=RESULTS / f"{stem}.json",
-        markdown_path=RESULTS / f"{stem}.md",
+        json_path=args.out_dir / f"{stem}.json",
+        markdown_path=args.out_dir / f"{stem}.md",
         markdown=lambda: markdown(payload, command),
     )
 
