@@ -7,7 +7,7 @@
 #
 #   bash benchmarks/gpu_session.sh prepare    # here: Cora and the missing wheels into .gpu/
 #   # the device tool: command "bash benchmarks/gpu_session.sh run", carry [".gpu"],
-#   # timeout_s 560; the results and the log come back from $OUT
+#   # timeout_s 580; the results and the log come back from $OUT
 #
 # then copies the JSON and Markdown files from $OUT into benchmarks/results/ and cites them.
 # `run` goes on past a failed step (each step has its own time limit, and the log says which
@@ -18,7 +18,8 @@
 #   layers  one GATConv step at Cora's and ogbn-arxiv's size: gnnkit against PyG's GATConv
 #           and tuned PyG (benchmarks/gpu_gat.py), the "GPU arxiv-size GAT layer" row
 #   node    Cora GAT and GCN training, gnnkit's harness against PyG's examples and tuned PyG
-#           (gnnkit bench node), the "H100/H200 Cora GAT" row
+#           (gnnkit bench node), the "H100/H200 Cora GAT" row; GAT again with
+#           gnnkit's training step captured as a CUDA graph (--cuda-graph)
 #
 # GPU_SESSION_DEVICE=cpu runs the same steps on the CPU with tiny settings: a check of this
 # script and of the commands it runs, not a measurement (tests/test_gpu_session.py runs it).
@@ -74,25 +75,30 @@ run() {
     [ "$device" = cuda ] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     "$py" -c 'import torch, torch_geometric, numba; print("torch", torch.__version__, "PyG", torch_geometric.__version__, "numba", numba.__version__, "cuda", torch.cuda.is_available())'
 
-    local quick=() layers=(--sizes cora arxiv --repeat 20 --warmup 3) node=(--runs 10)
+    local quick=() layers=(--sizes cora arxiv --repeat 15 --warmup 3) node=(--runs 6)
     if [ "$device" = cpu ]; then  # a check of the commands, not a measurement
         layers=(--sizes cora --repeat 2 --warmup 1)
         node=(--runs 1 --epochs 3 --warmup 1)
         quick=(--threads 1)
     fi
     case " $steps " in *" tests "*)
-        step tests 120 "$py" -m pytest -q -p no:cacheprovider -m cuda tests
-        step triton 60 "$py" -m pytest -q -p no:cacheprovider tests/test_gat_triton.py ;;
+        step tests 100 "$py" -m pytest -q -p no:cacheprovider -m cuda tests
+        step triton 50 "$py" -m pytest -q -p no:cacheprovider tests/test_gat_triton.py ;;
     esac
     case " $steps " in *" layers "*)
-        step layers 150 "$py" benchmarks/gpu_gat.py --device "$device" --out-dir "$out" "${layers[@]}" ;;
+        step layers 120 "$py" benchmarks/gpu_gat.py --device "$device" --out-dir "$out" "${layers[@]}" ;;
     esac
     case " $steps " in *" node "*)
-        local model
-        for model in gat gcn; do
-            step "node-$model" 120 "$py" -m gnnkit bench node --dataset cora --model "$model" \
+        local name options
+        for name in gat gcn gat-graph; do
+            options=()
+            if [ "$name" = gat-graph ]; then
+                [ "$device" = cpu ] && echo "=== node-gat-graph: skipped (CUDA graphs need CUDA)" && continue
+                options=(--cuda-graph)
+            fi
+            step "node-$name" 90 "$py" -m gnnkit bench node --dataset cora --model "${name%-graph}" \
                 --compare pyg,pyg-tuned --device "$device" --no-progress "${node[@]}" "${quick[@]}" \
-                --json "$out/node_cora_${model}_$device.json"
+                "${options[@]}" --json "$out/node_cora_${name}_$device.json"
         done ;;
     esac
     echo "=== files in $out:" && ls -l "$out"

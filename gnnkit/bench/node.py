@@ -83,6 +83,7 @@ def run_node_benchmark(
     sampling: Any = None,
     distributed: bool = False,
     protocol: str | None = None,
+    cuda_graph: bool = False,
 ) -> NodeBenchResult:
     """Train ``model`` (and the references of ``compare``) ``runs`` times on ``data``.
 
@@ -115,6 +116,9 @@ def run_node_benchmark(
             (default: ``False``)
         protocol (str, optional): a paper's protocol for every run, a key of
             :data:`gnnkit.train.protocols.PROTOCOLS` (full-batch only). (default: none)
+        cuda_graph (bool, optional): gnnkit's runs capture their training step as a CUDA graph
+            (``TrainConfig(cuda_graph=True)``; CUDA, full batch); the references train as
+            their examples do, eagerly. (default: ``False``)
     """
     # First statement: ``locals()`` holds exactly the keyword arguments above.
     arguments = {name: value for name, value in locals().items() if name != "data"}
@@ -141,6 +145,7 @@ class _Options:
     sampling: Any
     distributed: bool
     protocol: str | None
+    cuda_graph: bool
 
 
 class _NodeBench:
@@ -164,6 +169,8 @@ class _NodeBench:
                 "--compare pyg-tuned caches the whole graph (GCNConv(cached=True)): it trains "
                 "full batch; drop --mini-batch or pyg-tuned"
             )
+        if o.cuda_graph and o.sampling is not None:
+            raise InputError("--cuda-graph captures a full-batch step: drop --mini-batch")
         self.recipes = harness.implementations(self.recipe, o.compare)
         harness.check_resume(o.resume, o.checkpoint_dir)
         maximum = self.recipe.epochs if o.protocol is None else make_protocol(o.protocol).epochs
@@ -184,10 +191,11 @@ class _NodeBench:
         seeds = harness.seeds(self.options.seed, self.options.runs)
         return self.result(seeds, self.train_runs(seeds))
 
-    def config(self, recipe: Any, run_seed: int, epochs: int) -> Any:
+    def config(self, impl: str, recipe: Any, run_seed: int, epochs: int) -> Any:
         from gnnkit.train import TrainConfig
 
         return TrainConfig(
+            cuda_graph=self.options.cuda_graph and impl == "gnnkit",
             epochs=epochs,
             lr=recipe.lr,
             weight_decay=recipe.weight_decay,
@@ -207,7 +215,9 @@ class _NodeBench:
         seed, epochs = self.options.seed, self.warmup_epochs
         for impl, recipe in self.recipes.items():
             seed_everything(seed)
-            self.train(self.build(recipe), self.inputs[impl], self.config(recipe, seed, epochs))
+            self.train(
+                self.build(recipe), self.inputs[impl], self.config(impl, recipe, seed, epochs)
+            )
 
     def train_runs(self, seeds: list[int]) -> dict[str, list[RunRecord]]:
         """Every run of every implementation, run by run (:func:`gnnkit.train.round_order`)."""
@@ -255,7 +265,7 @@ class _NodeBench:
         release_free_memory()
         with PeakRSS() as peak:
             net = self.build(recipe)
-            config = self.config(recipe, run_seed, self.epochs)
+            config = self.config(impl, recipe, run_seed, self.epochs)
             result = self.train(net, self.inputs[impl], config, checkpoint=path, resume=o.resume)
         device_peak = None
         if device.type == "cuda":

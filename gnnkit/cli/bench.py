@@ -233,6 +233,7 @@ def run_benchmark(
 OPTIONS = (
     "dataset", "model", "runs", "epochs", "seed", "patience", "compare", "device", "threads",
     "warmup", "mini_batch", "fanouts", "batch_size", "accumulate", "distributed", "protocol",
+    "cuda_graph",
 )  # fmt: skip
 
 
@@ -288,6 +289,12 @@ def register_node(subparsers: argparse._SubParsersAction) -> None:
         "--mini-batch)",
     )
     _add_sampling_arguments(parser)
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="gnnkit's runs capture their training step as a CUDA graph after 3 eager steps "
+        "and replay it (--device cuda, full batch; the references train eagerly)",
+    )
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -434,6 +441,8 @@ def run_node(args: argparse.Namespace) -> int:
     check_resume(args.resume, args.checkpoint_dir or None)
     sampling = sampling_config(args, args.dataset)
     _paper_protocol(args, sampling)  # refused before any data is loaded
+    if args.cuda_graph and not str(args.device).startswith("cuda"):
+        raise InputError(f"--cuda-graph captures CUDA work: add --device cuda (got {args.device})")
     if args.warmup is None:
         args.warmup = default_warmup_epochs(sampling)
     set_threads(args)
@@ -476,4 +485,5 @@ def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
         sampling=sampling,
         distributed=args.distributed,
         protocol=protocol,
+        cuda_graph=args.cuda_graph,
     )

@@ -19,6 +19,7 @@ from torch_geometric import EdgeIndex
 from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import values_readable
 
 __all__ = ["GraphInput", "attention_adjacency", "check_indices", "read_graph"]
 
@@ -200,7 +201,7 @@ def _raise_bad_edge_index(layer: str, edge_index: object) -> None:
 def check_indices(layer: str, graph: GraphInput, num_src: int, num_dst: int) -> None:
     """Every sender below ``num_src`` and every receiver below ``num_dst``, none negative."""
     ei = graph.edge_index
-    if ei.numel() == 0 or torch.compiler.is_compiling():  # data-dependent: would break graphs
+    if ei.numel() == 0 or not values_readable(ei):  # data-dependent: would break graphs
         return
     low = int(ei.min())
     if low < 0:

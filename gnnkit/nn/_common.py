@@ -15,7 +15,7 @@ from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache, _fingerprint
 from gnnkit.nn.linear import sparse_linear
 from gnnkit.ops.linear import linear as dense_linear
-from gnnkit.utils.checks import check_node_features
+from gnnkit.utils.checks import check_node_features, values_readable
 
 _SPARSE = (torch.sparse_coo, torch.sparse_csr)
 
@@ -87,7 +87,8 @@ def check_features(
 
     Constant-time checks always run (type, dtype, shape, layout, channels, device); with
     ``validate`` NaN/inf in ``x`` is checked too (not under ``torch.compile``, where a
-    data-dependent check would break the graph). ``static`` allows a dense (B, |V|, F) batch
+    data-dependent check would break the graph, nor while a CUDA graph is captured:
+    :func:`gnnkit.utils.checks.values_readable`). ``static`` allows a dense (B, |V|, F) batch
     of feature matrices on one graph (PyG's static graphs). Runs on every forward call: each
     attribute is read once (a module's parameter is a slow ``__getattr__`` lookup).
     """
@@ -105,7 +106,7 @@ def check_features(
             )
     if layout != torch.strided and layout not in _SPARSE:
         raise InputError(f"{name} must be dense, sparse COO or sparse CSR, got layout {layout}")
-    if validate and not torch.compiler.is_compiling():
+    if validate and values_readable(x):
         _check_finite(layer, x, name)
     weight = lin.weight
     if isinstance(weight, UninitializedParameter):  # PyG's lazy Linear: sized by this input

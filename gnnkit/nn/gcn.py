@@ -45,7 +45,7 @@ from gnnkit.nn.gcn_norm import (
     gcn_norm,
 )
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
-from gnnkit.utils.checks import check_edge_weight
+from gnnkit.utils.checks import check_edge_weight, values_readable
 
 __all__ = ["GCNConv", "gcn_norm"]
 
@@ -349,7 +349,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
                 weights = self._weights(structure, edge_weight, dtype) if cached and fixed else None
             entry = (structure, weights, graph.form)
             self._cache.store(tensors, extra, entry)
-        elif not cached and self.validate:  # a known graph, maybe with new weights
+        elif not cached and self.validate and values_readable(graph.edge_index):  # new weights?
             check_edge_weight(edge_weight, graph.edge_index.size(1))
         structure, weights, _ = entry
         if not fixed:  # a learned lambda or weights with a gradient: computed on every call

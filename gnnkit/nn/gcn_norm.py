@@ -16,13 +16,13 @@ from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn._loops import LoopedEdges, add_loops, looped_weights
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
-from gnnkit.utils.checks import check_edge_index, check_edge_weight
+from gnnkit.utils.checks import check_edge_index, check_edge_weight, values_readable
 
 __all__ = ["gcn_norm"]
 
 
 def _inverse_sqrt_degree(degree: Tensor) -> Tensor:
-    if degree.numel() and not torch.compiler.is_compiling() and bool((degree < 0).any()):
+    if degree.numel() and values_readable(degree) and bool((degree < 0).any()):
         bad = (degree < 0).nonzero().view(-1)[:5].tolist()
         raise InputError(
             f"the weighted in-degree (including the self-loop) is negative for nodes {bad}; "

@@ -296,7 +296,7 @@ def _keep_bytes(keep: Tensor | None, like: Tensor) -> tuple[Tensor, bool]:
     return keep.contiguous().view(torch.uint8), True
 
 
-@functools.lru_cache(maxsize=32)
+@functools.cache  # never evicted: a captured CUDA graph may read the tensor for its lifetime
 def _params(negative_slope: float, scale: float, dtype: torch.dtype, device: Any) -> Tensor:
     """(slope, scale) as a tensor of the accumulation dtype (a float argument is float32),
     made once: no host-to-device copy per call (nor inside a CUDA graph capture)."""

@@ -29,12 +29,14 @@ from gnnkit.train.engine import (
     round_order,
     seed_everything,
 )
+from gnnkit.train.graphed import CapturedStep
 from gnnkit.train.inputs import NodeInputs, node_inputs, normalize_features
 from gnnkit.train.node import HISTORY_KEYS, NodeTask, TrainConfig, TrainResult, fit
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "HISTORY_KEYS",
+    "CapturedStep",
     "NodeInputs",
     "NodeTask",
     "NonFiniteLossError",

@@ -304,6 +304,11 @@ def fit_minibatch(
     sampling = sampling or SamplingConfig()
     world = _world or World()
     check_node_run(model, inputs, config)
+    if config.cuda_graph:
+        raise InputError(
+            "cuda_graph=True captures a full-batch step, whose inputs stay in place; "
+            "mini-batches change shape from step to step: leave cuda_graph=False"
+        )
     check_type("sampling", sampling, SamplingConfig, "a SamplingConfig")
     module = world.wrap(model, inputs.y.device)
     task = MiniBatchTask(model, inputs, config, sampling, world=world, module=module)

@@ -40,9 +40,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
+from gnnkit.ops.backend import is_deterministic
 from gnnkit.ops.metrics import split_metrics
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
+from gnnkit.train.graphed import CapturedStep
 from gnnkit.train.inputs import NodeInputs
 from gnnkit.train.protocols import StoppingRule, make_protocol
 from gnnkit.utils.checks import (
@@ -92,6 +94,14 @@ class TrainConfig:
             (default: ``True``)
         checkpoint_every (int, optional): with a checkpoint path, write one every this many
             epochs, and always after the last epoch. (default: ``10``)
+        cuda_graph (bool, optional): on a CUDA device, record the training step as a CUDA
+            graph after three eager steps and replay it every later epoch
+            (:class:`gnnkit.train.CapturedStep`): one launch per step instead of
+            hundreds, for small graphs where launching kernels takes longer than running
+            them. The optimiser is made ``capturable``. While the graph is captured the
+            layers skip their checks of values on the host (the eager steps made them); a
+            resumed run is not promised to be bit-for-bit an uninterrupted one.
+            (default: ``False``)
     """
 
     epochs: int = field(default=200, metadata=POSITIVE_INT)
@@ -102,6 +112,7 @@ class TrainConfig:
     seed: int | None = field(default=None, metadata=SEED)
     restore_best: bool = True
     checkpoint_every: int = field(default=10, metadata=POSITIVE_INT)
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -110,6 +121,8 @@ class TrainConfig:
         """The options that shape the trajectory (checked on resume; ``epochs`` may grow)."""
         options = asdict(self)
         del options["epochs"], options["checkpoint_every"]
+        if not self.cuda_graph:  # (checkpoints written before the option existed match)
+            del options["cuda_graph"]
         return options
 
     def run_options(self) -> dict[str, Any]:
@@ -178,7 +191,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     fused = bool(params) and all(
         p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
     )
-    return cls(groups, lr=config.lr, fused=fused or None)
+    # A captured step needs the optimiser's step count on the device (capturable).
+    capturable = {"capturable": True} if config.cuda_graph else {}
+    return cls(groups, lr=config.lr, fused=fused or None, **capturable)
 
 
 class NodeEvaluator:
@@ -222,7 +237,19 @@ def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
     and one device for model and inputs. Returns that device."""
     check_type("config", config, TrainConfig, "a TrainConfig")
     check_type("inputs", inputs, NodeInputs, "NodeInputs (from gnnkit.train.node_inputs)")
-    return _device_of(model, inputs)
+    device = _device_of(model, inputs)
+    if getattr(config, "cuda_graph", False):
+        if device.type != "cuda":
+            raise InputError(
+                f"cuda_graph=True captures the training step on a CUDA GPU, but the model and "
+                f"inputs are on {device}; move them to CUDA or leave cuda_graph=False"
+            )
+        if is_deterministic():
+            raise InputError(
+                "cuda_graph=True cannot capture deterministic mode's SpMM (it reads row "
+                "pointers on the host); leave deterministic mode or cuda_graph=False"
+            )
+    return device
 
 
 class NodeTask(Task):
@@ -253,6 +280,9 @@ class NodeTask(Task):
         self.model, self.inputs, self.config = model, inputs, config
         self.optimizer = make_optimizer(model, config)
         self.evaluator = NodeEvaluator(inputs)
+        # (CapturedStep is handed the step on each call: holding self._eager_step would make a
+        # reference cycle that keeps the model alive until the garbage collector's next pass.)
+        self._captured = CapturedStep(inputs.y.device) if config.cuda_graph else None
         self._loss: Tensor | None = None
         self.protocol, self.kept, self._stop = protocol, 0, False
         self._measured: dict[str, float] | None = None
@@ -275,15 +305,20 @@ class NodeTask(Task):
             self.protocol.load_state_dict(state["protocol"])
             self.kept = int(state["kept"])
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def _eager_step(self) -> Tensor:
+        """One optimiser step on the whole graph (no host sync: a CUDA graph may capture it)."""
         inputs, model = self.inputs, self.model
-        model.train()
         self.optimizer.zero_grad(set_to_none=True)
         out = model(inputs.x, inputs.edge_index)
         loss = F.cross_entropy(out[inputs.train_idx], self.evaluator.y_train)
         loss.backward()
         self.optimizer.step()
-        self._loss = loss  # read with the evaluation: one host sync per epoch
+        return loss
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        step, captured = self._eager_step, self._captured
+        self._loss = step() if captured is None else captured(step)  # read by the evaluation
         if self.protocol is not None:  # evaluated now, for should_stop (module docstring)
             self._measured = self._judge(self.protocol, self._measure())
         return {}

@@ -59,6 +59,17 @@ __all__ = [
 ]
 
 
+def values_readable(tensor: Tensor) -> bool:
+    """Whether a check may read ``tensor``'s values on the host here: not while
+    ``torch.compile`` traces (a data-dependent branch would break the graph), nor while a CUDA
+    graph captures the stream (a host read is not allowed then;
+    :class:`gnnkit.train.CapturedStep` captures after eager steps that checked the
+    same inputs)."""
+    if torch.compiler.is_compiling():
+        return False
+    return not (tensor.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
 def _preview(values: Tensor, limit: int = 5) -> str:
     shown = values.flatten()[:limit].tolist()
     more = "" if values.numel() <= limit else f" ... ({values.numel()} in all)"
