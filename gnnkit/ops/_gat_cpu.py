@@ -43,8 +43,6 @@ kernel compiles once per float dtype (float32, float64): about 20 s per dtype on
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -115,32 +113,6 @@ def _score_rows(
         for e in range(start, end):
             for h in range(heads):
                 alpha[e, h] -= peak[h]
-
-
-# exp(x) for float32 x <= 0: Cephes' expf, written out (gnnkit.ops._expf).
-
-
-@jit_kernel(fastmath={"contract"})
-def _exp_entries_f32(lo, hi, values, powers):  # pragma: no cover - compiled
-    """``values[k] = exp(values[k])`` for float32 ``values[k] <= 0``; ``powers`` is an int32
-    scratch array of at least ``hi - lo`` entries (2^n is built from its exponent bits). A
-    NaN stays NaN. The loops run over 0-based slices with no library call (``reduced`` is
-    inlined), which LLVM vectorises (16 lanes on AVX-512: 0.2 ns an entry against 1.6-2.2 for
-    the C library's ``expf``)."""
-    v, bits = values[lo:hi], powers[: hi - lo]
-    for k in range(v.shape[0]):
-        q, bits[k] = E.reduced(v[k])
-        v[k] = q + np.float32(1.0)
-    two_n = bits.view(np.float32)
-    for k in range(v.shape[0]):
-        v[k] *= two_n[k]
-
-
-@jit_kernel()
-def _exp_entries(lo, hi, values):  # pragma: no cover - compiled
-    """``values[k] = exp(values[k])`` through the C library (float64: full precision)."""
-    for k in range(lo, hi):
-        values[k] = math.exp(values[k])
 
 
 @jit_kernel()
@@ -307,9 +279,6 @@ def _source_grad_rows(lo, hi, colptr, perm_t, grad_score, grad_src, zero, distan
                 grad_src[j, h] += grad_score[e, h]
 
 
-_EXP_BLOCK = 4096  # exponentials per vectorised block: the int32 scratch stays in L1 (16 KiB)
-
-
 @jit_kernel()
 def _forward_rows(
     lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, xw, params, keep,
@@ -329,29 +298,13 @@ def _score_exp_rows(
     """The forward's first two passes over rows ``lo:hi``: the scores less each row's
     maximum, then their exponentials. The rows' entries ``rowptr[lo]:rowptr[hi]`` are
     contiguous in ``alpha``, so the exponentials run over that slice, in blocks of
-    :data:`_EXP_BLOCK` entries that share one small scratch array."""
+    :data:`gnnkit.ops._expf.EXP_BLOCK` entries that share one small scratch array."""
     scores = (lo, hi, rowptr, col, a_src, a_dst, has_dst, edge_score, has_score, params, alpha)
     if alpha.shape[1] == 1:  # one head: the running maximum in a register
         one_head.score_rows(*scores)
     else:
         _score_rows(*scores)
-    _exp_rows(lo, hi, rowptr, alpha, fast_exp)
-
-
-@jit_kernel()
-def _exp_rows(lo, hi, rowptr, alpha, fast_exp):  # pragma: no cover - compiled
-    """``alpha = exp(alpha)`` for the entries of rows ``lo:hi``, contiguous in ``alpha``, in
-    blocks of :data:`_EXP_BLOCK` entries that share one small scratch array (``fast_exp``:
-    float32's vectorised ``expf``)."""
-    heads = alpha.shape[1]
-    flat = alpha.reshape(-1)
-    first, last = rowptr[lo] * heads, rowptr[hi] * heads
-    if fast_exp:
-        powers = np.empty(min(_EXP_BLOCK, last - first), dtype=np.int32)
-        for block in range(first, last, _EXP_BLOCK):
-            _exp_entries_f32(block, min(block + _EXP_BLOCK, last), flat, powers)
-    else:
-        _exp_entries(first, last, flat)
+    E.exp_rows(lo, hi, rowptr, alpha, fast_exp)
 
 
 _EMPTY = {torch.float32: np.float32, torch.float64: np.float64}
@@ -406,7 +359,7 @@ def forward(
     if written:  # the scores written out for the head count, then their exponentials
         a_src, a_dst, edge_score = _contiguous(a_src, a_dst, edge_score)
         _gat_rows.scores((rowptr, col), (a_src, a_dst, edge_score), alpha, negative_slope, rows)
-        run_rows(_exp_rows, rows, rows, alpha_np, fast_exp)
+        run_rows(E.exp_rows, rows, rows, alpha_np, fast_exp)
     params = _params(dtype, negative_slope, scale)
     scores: tuple = ()  # the general score kernels' inputs: numpy views, a microsecond each
     if not written:
