@@ -156,6 +156,25 @@ def test_cuda_graph_on_the_cpu_is_refused_with_what_to_do():
         fit(model, inputs, TrainConfig(epochs=2, cuda_graph=True))
 
 
+def test_cuda_graph_in_deterministic_mode_is_refused_with_what_to_do():
+    from gnnkit import ops
+
+    inputs = node_inputs(cora_like())
+    model = GCN(inputs.num_features, inputs.num_classes)
+    with ops.deterministic(), pytest.raises(InputError, match="cannot capture deterministic"):
+        fit(model, inputs, TrainConfig(epochs=2, cuda_graph=True))
+
+
+def test_the_benchmark_refuses_cuda_graph_with_mini_batches():
+    from gnnkit.bench.node import run_node_benchmark
+    from gnnkit.train.minibatch import SamplingConfig
+
+    with pytest.raises(InputError, match="--cuda-graph captures a full-batch step: drop"):
+        run_node_benchmark(
+            cora_like(), dataset="cora", model="gcn", cuda_graph=True, sampling=SamplingConfig()
+        )
+
+
 def test_the_cli_refuses_cuda_graph_without_a_cuda_device(capsys):
     from gnnkit.cli import main
 

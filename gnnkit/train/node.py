@@ -239,15 +239,15 @@ def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
     check_type("inputs", inputs, NodeInputs, "NodeInputs (from gnnkit.train.node_inputs)")
     device = _device_of(model, inputs)
     if getattr(config, "cuda_graph", False):
-        if device.type != "cuda":
-            raise InputError(
-                f"cuda_graph=True captures the training step on a CUDA GPU, but the model and "
-                f"inputs are on {device}; move them to CUDA or leave cuda_graph=False"
-            )
         if is_deterministic():
             raise InputError(
                 "cuda_graph=True cannot capture deterministic mode's SpMM (it reads row "
                 "pointers on the host); leave deterministic mode or cuda_graph=False"
+            )
+        if device.type != "cuda":
+            raise InputError(
+                f"cuda_graph=True captures the training step on a CUDA GPU, but the model and "
+                f"inputs are on {device}; move them to CUDA or leave cuda_graph=False"
             )
     return device
 
