@@ -15,33 +15,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, require_data
+from conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu_session.sh"
 
 
 def session(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """``gpu_session.sh run`` with this interpreter, results under ``tmp_path / "out"``."""
-    variables = dict(
-        os.environ,
-        OUT=str(tmp_path / "out"),
-        PYTHON=sys.executable,
-        GNNKIT_DATA=str(tmp_path / "data"),
-        **env,
-    )
+    variables = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable, **env)
     command = ["bash", str(SCRIPT), "run"]
     return subprocess.run(command, env=variables, capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_the_cpu_check_runs_every_benchmark_step_and_writes_its_results(tmp_path):
-    mirror = os.environ.get("GNNKIT_MIRROR", "")
-    if not (Path(mirror) / "planetoid" / "Cora" / "raw").is_dir():
-        if require_data():
-            pytest.fail("GNNKIT_REQUIRE_DATA=1 but $GNNKIT_MIRROR holds no planetoid/Cora/raw")
-        pytest.skip("needs Cora in $GNNKIT_MIRROR")
-    proc = session(tmp_path, GPU_SESSION_DEVICE="cpu", GPU_SESSION_STEPS="layers node")
+def test_the_cpu_check_runs_every_benchmark_step_and_writes_its_results(
+    tmp_path, dataset, data_root
+):
+    dataset("cora")  # in the session's data root, where the script's commands find it
+    steps = {"GPU_SESSION_DEVICE": "cpu", "GPU_SESSION_STEPS": "layers node"}
+    proc = session(tmp_path, GNNKIT_DATA=str(data_root), **steps)
     out = tmp_path / "out"
     log = (out / "session.log").read_text()
     assert proc.returncode == 0, log[-4000:]
