@@ -1,9 +1,10 @@
-"""The fused GAT's aggregation at ogbn-arxiv's size: one head at a time against the general kernel.
+"""The fused GAT's passes by head at ogbn-arxiv's size, against the general kernels.
 
-Past the cache, the fused GAT forward aggregates one head at a time, written out for the
-head's channels and prefetching the sender rows (:mod:`gnnkit.ops._gat_rows`); before, the
-general kernel of :mod:`gnnkit.ops._gat_cpu` served these graphs. Both run here in one
-process on one thread, interleaved call by call (CPU time of the thread, medians):
+Past the cache, the fused GAT forward aggregates one head at a time and the backward's
+sender pass runs one head at a time, each written out for the head's channels and
+prefetching the gathered rows (:mod:`gnnkit.ops._gat_rows`); before, the general kernels of
+:mod:`gnnkit.ops._gat_cpu` served these graphs. Both run here in one process on one thread,
+interleaved call by call (CPU time of the thread, medians):
 
 - ``aggregation pass``: the pass alone, on a random graph of ogbn-arxiv's size with
   self-loops (169,343 nodes, 1,166,243 edges plus one loop each) and features of 8 heads x 32
@@ -11,6 +12,10 @@ process on one thread, interleaved call by call (CPU time of the thread, medians
   copied, a few ms of both candidates' times);
 - ``fused forward``: the fused GAT forward's kernels on that graph (the scores, their
   exponentials and the aggregation, with their outputs allocated as in training);
+- ``sender pass``: the backward's sender pass alone (the attention gradient and the
+  features' gradient, gathering the output gradient's rows over the transposed structure);
+- ``fused backward``: the fused GAT backward's kernels (the sender pass, the softmax and
+  leaky-ReLU backward, the sender-score sums);
 - ``layer step``: a whole step of ``GATConv(128, 32, heads=8)``, forward and backward, as
   ``benchmarks/layers.py`` times it (the GEMMs and every other pass are the same code in
   both).
@@ -37,7 +42,7 @@ NODES, EDGES, HEADS, CHANNELS = 169_343, 1_166_243, 8, 32
 
 
 def switched(on: bool, call: Callable[[], Any]) -> Any:
-    """``call()`` with the aggregation by head on or off (the general kernel then)."""
+    """``call()`` with the passes by head on or off (the general kernels then)."""
     by_head = _gat_rows._by_head
     _gat_rows._by_head = by_head if on else (lambda xw: False)
     try:
@@ -47,15 +52,15 @@ def switched(on: bool, call: Callable[[], Any]) -> Any:
 
 
 def paired(reps: int, call: Callable[[], Any]) -> dict[str, list[float]]:
-    """``call`` by head and with the general kernel, interleaved."""
+    """``call`` by head and with the general kernels, interleaved."""
     candidates = {"by head": lambda: switched(True, call), "general": lambda: switched(False, call)}
     return collect.interleaved_times(candidates, reps)
 
 
 def kernel_times(reps: int) -> dict[str, dict[str, list[float]]]:
     """The aggregation pass alone (with the exponentials it normalises in place restored
-    before each call: 43 MB copied, a few ms) and the fused forward's kernels, by head and
-    general."""
+    before each call: 43 MB copied, a few ms), the fused forward's kernels, the sender pass
+    alone and the fused backward's kernels, by head and general."""
     gen = torch.Generator().manual_seed(0)
     edge_index = torch.randint(0, NODES, (2, EDGES), generator=gen)
     loops = torch.arange(NODES).expand(2, -1)
@@ -67,7 +72,7 @@ def kernel_times(reps: int) -> dict[str, dict[str, list[float]]]:
     exps = torch.rand(graph.num_edges, HEADS, generator=gen) + 0.1
     alpha = exps.clone()
     rows = as_numpy(rowptr)
-    assert _gat_rows.written_aggregation(xw, rowptr), "the aggregation by head is off here"
+    assert _gat_rows.written_feature_passes(xw, rowptr), "the aggregation by head is off here"
     kernel, arguments, _ = _gat_rows.aggregation(rowptr, col, xw, alpha, None, 1.0)
     out = empty_advised(xw, NODES, HEADS, CHANNELS)
     params = _gat_cpu._params(xw.dtype, 0.2, 1.0)
@@ -85,16 +90,45 @@ def kernel_times(reps: int) -> dict[str, dict[str, list[float]]]:
     def forward() -> Any:
         return _gat_cpu.forward(rowptr, col, *scores, None, xw, 0.2, None, 1.0)
 
+    transposed = graph.transpose()
+    colptr, row_t, _, perm_t = transposed
+    grad_out = empty_advised(xw, NODES, HEADS, CHANNELS)
+    grad_out.copy_(torch.randn(NODES, HEADS, CHANNELS, generator=gen))
+    grad_xw, grad_alpha = torch.empty_like(xw), torch.empty_like(alpha)
+    colptr_np = as_numpy(colptr)
+
+    def sender_by_head() -> None:
+        pass_inputs = (xw, alpha, None, 1.0, grad_out, grad_xw, grad_alpha, colptr_np)
+        _gat_rows.sender_gradient((colptr, row_t, perm_t), *pass_inputs)
+
+    sender_general = (colptr_np, as_numpy(row_t), as_numpy(perm_t), as_numpy(xw))
+    sender_general += (as_numpy(alpha), params, *_gat_cpu._optional(None, torch.bool))
+    sender_general += (as_numpy(grad_out), as_numpy(grad_xw), as_numpy(grad_alpha))
+    sender_general += (_gat_cpu._distance(xw),)
+
+    def sender_general_kernel() -> None:
+        run_rows(_gat_cpu._sender_grad_rows, colptr_np, *sender_general)
+
+    def backward() -> Any:
+        return _gat_cpu.backward(
+            rowptr, col, colptr, row_t, perm_t, *scores, None, xw, alpha, 0.2, None, 1.0,
+            grad_out,
+        )  # fmt: skip
+
     return {
         "aggregation pass": collect.interleaved_times(
             {"by head": by_head, "general": general_kernel}, reps
         ),
         "fused forward (scores, exponentials, aggregation)": paired(reps, forward),
+        "sender pass": collect.interleaved_times(
+            {"by head": sender_by_head, "general": sender_general_kernel}, reps
+        ),
+        "fused backward (sender pass, score gradients, sender-score sums)": paired(reps, backward),
     }
 
 
 def layer_times(reps: int) -> dict[str, list[float]]:
-    """Steps of the layer, the aggregation by head switched on and off step by step."""
+    """Steps of the layer, the passes by head switched on and off step by step."""
     gen = torch.Generator().manual_seed(0)
     edge_index = torch.randint(0, NODES, (2, EDGES), generator=gen)
     x = torch.randn(NODES, 128, generator=gen)
@@ -139,16 +173,18 @@ def main() -> None:
         print(lines[-1])
     if args.no_write:
         return
-    title = "The fused GAT's aggregation at ogbn-arxiv's size: by head against the general kernel"
+    title = "The fused GAT's passes by head at ogbn-arxiv's size, against the general kernels"
     intro = (
         f"{NODES:,} nodes, {EDGES:,} random edges plus a self-loop each, 8 heads x 32 channels, "
         "float32, one thread; the candidates interleaved call by call in one process, thread "
         "CPU time (medians and minima; the ratio is the median of the paired ratios). The "
         "aggregation pass's calls each restore the 43 MB of exponentials it normalises in "
         "place (a few ms of both times); the fused forward is the layer's forward kernels "
-        "(scores, exponentials, aggregation); the layer step is a forward and backward step "
-        "of `GATConv(128, 32, heads=8)`, the aggregation by head switched on and off step by "
-        "step."
+        "(scores, exponentials, aggregation); the sender pass is the backward's pass over "
+        "the transposed structure alone, the fused backward the backward's kernels (sender "
+        "pass, score gradients, sender-score sums); the layer step is a forward and backward "
+        "step of `GATConv(128, 32, heads=8)`, the passes by head (aggregation and sender "
+        "pass) switched on and off step by step."
     )
     machine = collect.machine_line(env, start, end, "a shared machine: compare within a row")
     collect.write_outputs(

@@ -367,7 +367,7 @@ def forward(
             rows, as_numpy(col), as_numpy(a_src), *_optional(a_dst, dtype),
             *_optional(edge_score, dtype), params, alpha_np,
         )  # fmt: skip
-    if _gat_rows.written_aggregation(xw, rowptr):  # written out for (H, C)
+    if _gat_rows.written_feature_passes(xw, rowptr):  # written out for (H, C)
         if not written:
             run_rows(_score_exp_rows, rows, *scores, fast_exp)
         xw = xw.contiguous()  # read through its address
@@ -410,7 +410,7 @@ def backward(
     params = _params(dtype, negative_slope, scale)
     rows, colptr_np = as_numpy(rowptr), as_numpy(colptr)  # the passes' chunks
     # The general kernels' inputs are numpy views (about a microsecond each): built where used.
-    if _gat_rows.feature_passes(xw, rowptr):  # written out for its heads and channels
+    if _gat_rows.written_feature_passes(xw, rowptr):  # written out for (H, C)
         xw, grad_out = xw.contiguous(), grad_out.contiguous()  # read through their addresses
         transposed = (colptr, row_t, perm_t)
         _gat_rows.sender_gradient(

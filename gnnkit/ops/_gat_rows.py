@@ -8,7 +8,7 @@ r"""Passes of the fused GAT kernels written out per (heads, channels) (see
   row's H x C sums are locals that LLVM's SLP vectoriser packs into vectors
   (:mod:`gnnkit.ops._spmm_narrow` explains why a loop over a channel count known only at run
   time is not vectorised). Features past the cache are aggregated one head at a time
-  (:func:`_aggregate_by_head_source`, up to :data:`MAX_CHANNELS_BY_HEAD` channels and
+  (:func:`gnnkit.ops._gat_feature_sources.aggregate_by_head`, up to :data:`MAX_CHANNELS_BY_HEAD` channels and
   :data:`MAX_ENTRIES_BY_HEAD` entries per node): one head's C sums fill a few registers where
   all H x C would spill, and the first head's pass asks for the sender rows ahead of use.
 - The backward's sender pass (pass 1): for each edge :math:`e = (j \to i)` on the transposed
@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnnkit.ops import _gat_feature_sources as feature_sources
 from gnnkit.ops import _gat_scalar_sources as scalar_sources
 from gnnkit.ops._gat_rows_check import self_check
 from gnnkit.ops._jit import (
@@ -81,13 +82,13 @@ from gnnkit.utils.env import switched_off
 
 __all__ = [
     "aggregation",
-    "feature_passes",
     "scalar_passes",
     "score_gradients",
     "scores",
     "sender_gradient",
     "source_gradients",
-    "written_aggregation",
+    "whole_row_passes",
+    "written_feature_passes",
 ]
 
 MAX_ENTRIES = 64  # H x C per node, at most (also gnnkit.ops._node_scores's limit)
@@ -96,181 +97,12 @@ MAX_HEADS_BY_HEAD = 16  # one pass per head is written out: compile time grows w
 MAX_ENTRIES_BY_HEAD = 512  # H x C: 8 x 32 compiles in about 3 s (a busy 2-core machine)
 
 
-def _inverses(heads: range, indent: str) -> list[str]:
-    """Lines that set ``inverse_{h}`` for each of ``heads`` to 1 / the sum of row
-    ``start:end``'s exponentials (0 for an empty row)."""
-    lines = [f"{indent}inverse_{h} = ZERO" for h in heads]
-    lines.append(f"{indent}for e in range(start, end):")
-    lines += [f"{indent}    inverse_{h} += alpha[e * HEADS + E{h}]" for h in heads]
-    lines += [f"{indent}inverse_{h} = ONE / inverse_{h} if end > start else ZERO" for h in heads]
-    return lines
-
-
-def _coefficients(heads: range, dropout: bool, indent: str) -> list[str]:
-    """Lines that turn entry ``e``'s exponentials into ``a_{h}`` for each of ``heads``
-    (``eh`` = ``e`` H): normalised (and stored in ``alpha``), then with the dropout mask
-    applied where ``dropout``."""
-    lines = []
-    for h in heads:
-        lines += [
-            f"{indent}a_{h} = alpha[eh + E{h}] * inverse_{h}",
-            f"{indent}alpha[eh + E{h}] = a_{h}",
-        ]
-        if dropout:
-            lines.append(f"{indent}a_{h} = a_{h} * SCALE if keep[eh + E{h}] else ZERO")
-    return lines
-
-
-def _aggregation_header(extra: str) -> list[str]:
-    """The first lines of an aggregation kernel, ``extra`` arguments before ``scale``: its
-    signature and its arrays at the addresses it is given."""
-    return [
-        f"def kernel(lo, hi, rowptr, col, xw, alpha, keep, out, {extra}scale, num_edges, num_x):",
-        "    rowptr = carray(INDEX(rowptr), hi + 1)",
-        "    col = carray(INDEX(col), num_edges)",
-        "    xw = carray(FLOAT(xw), num_x * ENTRIES_N)",
-        "    alpha = carray(FLOAT(alpha), num_edges * HEADS_N)",
-        "    keep = carray(BOOL(keep), num_edges * HEADS_N if DROPOUT else 0)",
-        "    out = carray(FLOAT(out), hi * ENTRIES_N)",
-    ]
-
-
-def _aggregate_source(heads: int, channels: int, dropout: bool) -> str:
-    """``kernel(lo, hi, rowptr, col, xw, alpha, keep, out, scale, num_edges, num_x)``."""
-    entries = heads * channels
-    lines = [
-        *_aggregation_header(""),
-        "    SCALE = FLOAT_TYPE(scale)",
-        "    for i in range(np.uint64(lo), np.uint64(hi)):",
-        "        start, end = np.uint64(rowptr[i]), np.uint64(rowptr[i + ONE_U])",
-    ]
-    lines += _inverses(range(heads), "        ")
-    lines += [f"        sum_{k} = ZERO" for k in range(entries)]
-    lines += [
-        "        for e in range(start, end):",
-        "            row, eh = np.uint64(col[e]) * ENTRIES, e * HEADS",
-    ]
-    lines += _coefficients(range(heads), dropout, "            ")
-    lines += [f"            sum_{k} += a_{k // channels} * xw[row + E{k}]" for k in range(entries)]
-    lines.append("        row = i * ENTRIES")
-    lines += [f"        out[row + E{k}] = sum_{k}" for k in range(entries)]
-    return "\n".join(lines) + "\n"
-
-
-def _aggregate_by_head_source(heads: int, channels: int, dropout: bool) -> str:
-    """``kernel(lo, hi, rowptr, col, xw, alpha, keep, out, distance, scale, num_edges,
-    num_x)``: the aggregation of :func:`_aggregate_source` for features past the cache, one
-    head at a time. Each head's C sums are locals (a few vector registers, where H x C of
-    them would spill); the pass for the first head asks for every cache line of the sender
-    row ``distance`` entries ahead, so the later heads find their lines in cache. Each sum
-    adds the same terms in the same order as :func:`_aggregate_source`: the same bits."""
-    lines = [
-        *_aggregation_header("distance, "),
-        "    SCALE, AHEAD = FLOAT_TYPE(scale), np.uint64(distance)",
-        "    LAST = np.uint64(num_edges) - AHEAD if np.uint64(num_edges) > AHEAD else ZERO_U",
-        "    for i in range(np.uint64(lo), np.uint64(hi)):",
-        "        start, end, row = np.uint64(rowptr[i]), np.uint64(rowptr[i + ONE_U]), i * ENTRIES",
-    ]
-    for h in range(heads):
-        lines += _inverses(range(h, h + 1), "        ")
-        lines += [f"        sum_{c} = ZERO" for c in range(channels)]
-        lines.append("        for e in range(start, end):")
-        if h == 0:  # every line of the row `distance` entries ahead, for all the heads
-            lines += [
-                "            if e < LAST:",
-                "                ahead = np.uint64(col[e + AHEAD]) * ENTRIES",
-            ]
-            lines += [
-                "                for k in range(ZERO_U, ENTRIES, LINE):",
-                "                    prefetch(xw, ahead + k)",
-                "                prefetch(xw, ahead + ENTRIES - ONE_U)",  # a row across lines
-            ]
-        lines.append("            sender, eh = np.uint64(col[e]) * ENTRIES, e * HEADS")
-        lines += _coefficients(range(h, h + 1), dropout, "            ")
-        lines += [
-            f"            sum_{c} += a_{h} * xw[sender + E{h * channels + c}]"
-            for c in range(channels)
-        ]
-        lines += [f"        out[row + E{h * channels + c}] = sum_{c}" for c in range(channels)]
-    return "\n".join(lines) + "\n"
-
-
-def _sender_grad_source(heads: int, channels: int, dropout: bool) -> str:
-    """``kernel(lo, hi, colptr, row_t, perm_t, xw, alpha, keep, grad_out, grad_xw,
-    grad_alpha, scale, num_edges, num_rows)``. ``grad_out`` is read heads-last, (N, C, H)
-    (:func:`_heads_last_source`; for one head that is its own layout): the per-edge sums over
-    channels then run across the heads' lanes, one vector per channel, with no horizontal
-    sums. ``xw`` and ``grad_xw`` are (N, H, C), read and written once per sender."""
-    entries = heads * channels
-    lines = [
-        "def kernel(lo, hi, colptr, row_t, perm_t, xw, alpha, keep, grad_out, grad_xw,",
-        "           grad_alpha, scale, num_edges, num_rows):",
-        "    colptr = carray(INDEX(colptr), hi + 1)",
-        "    row_t = carray(INDEX(row_t), num_edges)",
-        "    perm_t = carray(INDEX(perm_t), num_edges)",
-        "    xw = carray(FLOAT(xw), hi * ENTRIES_N)",
-        "    alpha = carray(FLOAT(alpha), num_edges * HEADS_N)",
-        "    keep = carray(BOOL(keep), num_edges * HEADS_N if DROPOUT else 0)",
-        "    grad_out = carray(FLOAT(grad_out), num_rows * ENTRIES_N)",
-        "    grad_xw = carray(FLOAT(grad_xw), hi * ENTRIES_N)",
-        "    grad_alpha = carray(FLOAT(grad_alpha), num_edges * HEADS_N)",
-        "    SCALE = FLOAT_TYPE(scale)",
-        "    for j in range(np.uint64(lo), np.uint64(hi)):",
-        "        row = j * ENTRIES",
-    ]
-    # Entry k = h C + c of a row in (H, C) order sits at c H + h heads-last.
-    order = [(h, c) for c in range(channels) for h in range(heads)]  # heads-last order
-    lines += [f"        x_{h * channels + c} = xw[row + E{h * channels + c}]" for h, c in order]
-    lines += [f"        sum_{k} = ZERO" for k in range(entries)]
-    lines += [
-        "        for k in range(np.uint64(colptr[j]), np.uint64(colptr[j + ONE_U])):",
-        "            e, i = np.uint64(perm_t[k]) * HEADS, np.uint64(row_t[k]) * ENTRIES",
-    ]
-    lines += [f"            g_{h} = ZERO" for h in range(heads)]
-    lines += [
-        f"            g_{h} += grad_out[i + E{c * heads + h}] * x_{h * channels + c}"
-        for h, c in order
-    ]
-    lines += [f"            a_{h} = alpha[e + E{h}]" for h in range(heads)]
-    if dropout:
-        for h in range(heads):
-            lines += [
-                f"            g_{h} = g_{h} * SCALE if keep[e + E{h}] else ZERO",
-                f"            a_{h} = a_{h} * SCALE if keep[e + E{h}] else ZERO",
-            ]
-    lines += [f"            grad_alpha[e + E{h}] = g_{h}" for h in range(heads)]
-    lines += [
-        f"            sum_{h * channels + c} += a_{h} * grad_out[i + E{c * heads + h}]"
-        for h, c in order
-    ]
-    lines += [f"        grad_xw[row + E{k}] = sum_{k}" for k in range(entries)]
-    return "\n".join(lines) + "\n"
-
-
-def _heads_last_source(heads: int, channels: int, dropout: bool) -> str:
-    """``kernel(lo, hi, src, dst)``: the (N, H, C) rows of ``src`` into ``dst`` as (N, C, H),
-    the layout the sender pass gathers (a copy: torch's ``transpose(1, 2).contiguous()`` of
-    Cora's 2708 x 8 x 8 took three times as long)."""
-    lines = [
-        "def kernel(lo, hi, src, dst):",
-        "    src = carray(FLOAT(src), hi * ENTRIES_N)",
-        "    dst = carray(FLOAT(dst), hi * ENTRIES_N)",
-        "    for i in range(np.uint64(lo), np.uint64(hi)):",
-        "        row = i * ENTRIES",
-    ]
-    lines += [
-        f"        dst[row + E{c * heads + h}] = src[row + E{h * channels + c}]"
-        for c in range(channels)
-        for h in range(heads)
-    ]
-    return "\n".join(lines) + "\n"
-
-
 _SOURCES = {
-    "aggregate": _aggregate_source,
-    "aggregate by head": _aggregate_by_head_source,
-    "sender grad": _sender_grad_source,
-    "heads last": _heads_last_source,
+    "aggregate": feature_sources.aggregate,
+    "aggregate by head": feature_sources.aggregate_by_head,
+    "sender grad": feature_sources.sender_grad,
+    "sender grad by head": feature_sources.sender_grad_by_head,
+    "heads last": feature_sources.heads_last,
     "score": scalar_sources.score,
     "score grad": scalar_sources.score_grad,
     "source grad": scalar_sources.source_grad,
@@ -279,6 +111,7 @@ _ARGUMENTS = {
     "aggregate": 11,
     "aggregate by head": 12,
     "sender grad": 14,
+    "sender grad by head": 15,
     "heads last": 4,
     "score": 13,
     "score grad": 15,
@@ -335,7 +168,7 @@ def _compiled_for(scores_or_features: Tensor, rowptr: Tensor) -> bool:
     )
 
 
-def feature_passes(xw: Tensor, rowptr: Tensor) -> bool:
+def whole_row_passes(xw: Tensor, rowptr: Tensor) -> bool:
     """Whether :func:`aggregation` and :func:`sender_gradient` serve ``xw`` (N, H, C) on a
     graph of ``rowptr``: written out for its (H, C), with features that stay in cache."""
     return (
@@ -346,7 +179,8 @@ def feature_passes(xw: Tensor, rowptr: Tensor) -> bool:
 
 
 def _by_head(xw: Tensor) -> bool:
-    """Whether the aggregation of ``xw`` (N, H, C) runs one head at a time, prefetching:
+    """Whether the aggregation and the sender pass of ``xw`` (N, H, C) run one head at a
+    time, prefetching:
     features past the cache, with rows of a size the kernel is written out for."""
     return (
         xw.nbytes >= PREFETCH_MIN_BYTES
@@ -356,10 +190,11 @@ def _by_head(xw: Tensor) -> bool:
     )
 
 
-def written_aggregation(xw: Tensor, rowptr: Tensor) -> bool:
-    """Whether :func:`aggregation` serves ``xw`` (N, H, C) on a graph of ``rowptr``: as
-    :func:`feature_passes` does, or one head at a time for features past the cache."""
-    return feature_passes(xw, rowptr) or (_by_head(xw) and _compiled_for(xw, rowptr))
+def written_feature_passes(xw: Tensor, rowptr: Tensor) -> bool:
+    """Whether :func:`aggregation` and :func:`sender_gradient` serve ``xw`` (N, H, C) on a
+    graph of ``rowptr``: as :func:`whole_row_passes` does, or one head at a time for
+    features past the cache."""
+    return whole_row_passes(xw, rowptr) or (_by_head(xw) and _compiled_for(xw, rowptr))
 
 
 def _check(indices: tuple[Tensor, ...], *tensors: Tensor | None) -> None:
@@ -401,21 +236,26 @@ def sender_gradient(
     colptr: np.ndarray,
 ) -> None:
     """Run the backward's sender pass over the senders of ``transposed`` (``colptr, row_t,
-    perm_t``; ``colptr`` as numpy too, to cut the senders into chunks): ``grad_out`` copied
-    heads-last first when there are several heads."""
+    perm_t``; ``colptr`` as numpy too, to cut the senders into chunks): one head at a time
+    for features past the cache, else on whole rows, with ``grad_out`` copied heads-last
+    first when there are several heads."""
     _check(transposed, xw, alpha, keep, grad_out, grad_xw, grad_alpha)
     (_, heads, channels), dtype = xw.shape, NUMPY_DTYPES[xw.dtype]
-    if heads > 1:
+    by_head, ahead = _by_head(xw), ()
+    if by_head:  # how far ahead it asks for receiver rows
+        ahead = (prefetch_distance(heads * channels * xw.element_size()),)
+    elif heads > 1:
         rows = grad_out.size(0)
         last = grad_out.new_empty(rows, channels, heads)
         copy = _compiled("heads last", heads, channels, False, dtype)
         run_rows(copy, rows, grad_out.data_ptr(), last.data_ptr())
         grad_out = last
-    kernel = _compiled("sender grad", heads, channels, keep is not None, dtype)
+    kind = "sender grad by head" if by_head else "sender grad"
+    kernel = _compiled(kind, heads, channels, keep is not None, dtype)
     keep_at = 0 if keep is None else keep.data_ptr()
     addresses = [t.data_ptr() for t in (*transposed, xw, alpha)]
     addresses += [keep_at, grad_out.data_ptr(), grad_xw.data_ptr(), grad_alpha.data_ptr()]
-    run_rows(kernel, colptr, *addresses, scale, alpha.size(0), grad_out.size(0))
+    run_rows(kernel, colptr, *addresses, *ahead, scale, alpha.size(0), grad_out.size(0))
 
 
 def scalar_passes(a_src: Tensor, rowptr: Tensor) -> bool:

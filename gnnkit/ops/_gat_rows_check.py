@@ -9,10 +9,12 @@ computes any result.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
+from gnnkit.ops._gat_feature_sources import halving_sum
 from gnnkit.ops._jit import require_same_bits
 
 __all__ = ["self_check"]
@@ -66,7 +68,9 @@ def _aggregate(case: dict[str, np.ndarray], masked: Any) -> list[np.ndarray]:
     return [out, alpha]
 
 
-def _sender_grad(case: dict[str, np.ndarray], masked: Any) -> list[np.ndarray]:
+def _sender_grad(case: dict[str, np.ndarray], masked: Any, tree: bool) -> list[np.ndarray]:
+    """The sender pass; each edge's dot product summed over channels in order, or as a
+    :func:`halving_sum` (``tree``: the pass by head)."""
     xw, alpha, grad_out, zero = (
         case["xw"],
         case["alpha"],
@@ -77,9 +81,12 @@ def _sender_grad(case: dict[str, np.ndarray], masked: Any) -> list[np.ndarray]:
     for e in case["perm_t"]:
         j, i = case["col"][e], case["rows"][e]
         for h in range(xw.shape[1]):
-            g = zero
-            for c in range(xw.shape[2]):
-                g = g + grad_out[i, h, c] * xw[j, h, c]
+            products = [grad_out[i, h, c] * xw[j, h, c] for c in range(xw.shape[2])]
+            g = (
+                halving_sum(products, lambda a, b: a + b)
+                if tree
+                else functools.reduce(lambda a, b: a + b, products, zero)
+            )
             grad_alpha[e, h] = masked(g, e, h)
             for c in range(xw.shape[2]):
                 grad_xw[j, h, c] = grad_xw[j, h, c] + masked(alpha[e, h], e, h) * grad_out[i, h, c]
@@ -145,8 +152,8 @@ def _reference(kind: str, case: dict[str, np.ndarray], dropout: bool) -> list[np
 
     if kind in ("aggregate", "aggregate by head"):
         return _aggregate(case, masked)
-    if kind == "sender grad":
-        return _sender_grad(case, masked)
+    if kind in ("sender grad", "sender grad by head"):
+        return _sender_grad(case, masked, tree=kind == "sender grad by head")
     if kind == "heads last":
         return [np.ascontiguousarray(case["xw"].transpose(0, 2, 1))]
     return {"score": _scores, "score grad": _score_grads, "source grad": _source_grads}[kind](case)
@@ -170,12 +177,14 @@ def _run(kernel: Any, kind: str, case: dict[str, np.ndarray]) -> list[np.ndarray
         run(c["rowptr"], c["col"], c["xw"], alpha, c["keep"], out, *ahead,
             after=(scale, edges, 5))  # fmt: skip
         return [out, alpha]
-    if kind == "sender grad":
+    if kind in ("sender grad", "sender grad by head"):
         grad_xw, grad_alpha = nan(c["xw"].shape), nan(c["alpha"].shape)
-        heads_last = np.ascontiguousarray(c["grad_out"].transpose(0, 2, 1))
+        grad_out, ahead = c["grad_out"], (2,)  # by head: prefetch two entries ahead
+        if kind == "sender grad":  # heads-last
+            grad_out, ahead = np.ascontiguousarray(grad_out.transpose(0, 2, 1)), ()
         transposed = (c["colptr"], c["row_t"], c["perm_t"])
-        run(*transposed, c["xw"], c["alpha"], c["keep"], heads_last, grad_xw, grad_alpha,
-            after=(scale, edges, 5))  # fmt: skip
+        run(*transposed, c["xw"], c["alpha"], c["keep"], grad_out, grad_xw, grad_alpha,
+            *ahead, after=(scale, edges, 5))  # fmt: skip
         return [grad_xw, grad_alpha]
     if kind == "heads last":
         out = nan(c["xw"].shape[:1] + c["xw"].shape[:0:-1])
