@@ -73,15 +73,18 @@ def kernel_times(reps: int) -> dict[str, dict[str, list[float]]]:
     alpha = exps.clone()
     rows = as_numpy(rowptr)
     assert _gat_rows.written_feature_passes(xw, rowptr), "the aggregation by head is off here"
-    kernel, arguments, _ = _gat_rows.aggregation(rowptr, col, xw, alpha, None, 1.0)
+    # The kernel writes its output through an address in `arguments`: `by_head` holds on to
+    # `out_by_head`, the tensor at that address.
+    kernel, arguments, out_by_head = _gat_rows.aggregation(rowptr, col, xw, alpha, None, 1.0)
     out = empty_advised(xw, NODES, HEADS, CHANNELS)
     params = _gat_cpu._params(xw.dtype, 0.2, 1.0)
     general = (rows, as_numpy(col), as_numpy(xw), params, *_gat_cpu._optional(None, torch.bool))
     general += (as_numpy(out), as_numpy(alpha), _gat_cpu._distance(xw))
 
-    def by_head() -> None:
+    def by_head() -> torch.Tensor:
         alpha.copy_(exps)
         run_rows(kernel, rows, *arguments)
+        return out_by_head
 
     def general_kernel() -> None:
         alpha.copy_(exps)
