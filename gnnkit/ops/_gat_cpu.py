@@ -22,10 +22,10 @@ The forward's aggregation adds four entries to the output row per pass,
 and the backward's sender pass written out for their shape (:mod:`gnnkit.ops._gat_rows`:
 Cora's 8 x 8 aggregation in a quarter of the time, its sender pass in 0.4 of it), and graphs
 of every size take the passes over per-edge scalars (the scores, the softmax backward, the
-sender-score sums) written out for their head count; larger graphs aggregate one head at a
-time, written out for its channels (ogbn-arxiv's 8 x 32 in two thirds of the time). The
-kernels here serve what those do not (the sender pass of large graphs, more heads or
-channels than those are written out for, int32 indices, ``GNNKIT_NARROW_SPMM=0``).
+sender-score sums) written out for their head count; larger graphs aggregate and run the
+sender pass one head at a time, written out for its channels (ogbn-arxiv's 8 x 32 in 0.60
+and 0.64 of the time). The kernels here serve what those do not (more heads or channels
+than those are written out for, int32 indices, ``GNNKIT_NARROW_SPMM=0``).
 
 Two passes that each gather a feature row per edge (``xw_j`` over receivers for the attention
 gradient, ``grad_out_i`` over senders) took 369 ms at ogbn-arxiv's size (8 heads x 32

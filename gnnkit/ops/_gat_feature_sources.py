@@ -157,14 +157,17 @@ def sender_grad(heads: int, channels: int, dropout: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ahead_lines(array: str, index: str, h: int, channels: int, indent: str) -> list[str]:
-    """Lines that ask for head ``h``'s entries of ``array``'s row ``index`` (``row_t`` or
-    ``col`` at ``AHEAD`` entries past the current one, unless that is past ``LAST``): its
-    cache lines, and the line of its last entry for a head that straddles two."""
-    base, last = h * channels, h * channels + channels - 1
+def _ahead_lines(
+    array: str, index: tuple[str, str], h: int, channels: int, indent: str
+) -> list[str]:
+    """Lines that ask for head ``h``'s entries of a row of ``array``: the row that the index
+    array ``index[0]`` (``col`` or ``row_t``) names ``AHEAD`` entries past entry ``index[1]``
+    (unless that is past ``LAST``). Its cache lines, and the line of its last entry for a
+    head that straddles two."""
+    (indices, entry), base, last = index, h * channels, h * channels + channels - 1
     return [
-        f"{indent}if {index[1]} < LAST:",
-        f"{indent}    ahead = np.uint64({index[0]}[{index[1]} + AHEAD]) * ENTRIES",
+        f"{indent}if {entry} < LAST:",
+        f"{indent}    ahead = np.uint64({indices}[{entry} + AHEAD]) * ENTRIES",
         f"{indent}    for q in range(np.uint64({base}), np.uint64({base + channels}), LINE):",
         f"{indent}        prefetch({array}, ahead + q)",
         f"{indent}    prefetch({array}, ahead + np.uint64({last}))",

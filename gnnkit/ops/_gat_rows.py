@@ -8,9 +8,10 @@ r"""Passes of the fused GAT kernels written out per (heads, channels) (see
   row's H x C sums are locals that LLVM's SLP vectoriser packs into vectors
   (:mod:`gnnkit.ops._spmm_narrow` explains why a loop over a channel count known only at run
   time is not vectorised). Features past the cache are aggregated one head at a time
-  (:func:`gnnkit.ops._gat_feature_sources.aggregate_by_head`, up to :data:`MAX_CHANNELS_BY_HEAD` channels and
-  :data:`MAX_ENTRIES_BY_HEAD` entries per node): one head's C sums fill a few registers where
-  all H x C would spill, and the first head's pass asks for the sender rows ahead of use.
+  (:func:`gnnkit.ops._gat_feature_sources.aggregate_by_head`, up to
+  :data:`MAX_CHANNELS_BY_HEAD` channels and :data:`MAX_ENTRIES_BY_HEAD` entries per node):
+  one head's C sums fill a few registers where all H x C would spill, and each head's pass
+  asks for its own lines of the sender rows ahead of use.
 - The backward's sender pass (pass 1): for each edge :math:`e = (j \to i)` on the transposed
   structure, :math:`g_{\alpha_{eh}} = \langle \partial L/\partial \text{out}_{ih},
   x_{jh}\rangle` (times the dropout mask) and :math:`\partial L / \partial x_{jh}
@@ -18,7 +19,11 @@ r"""Passes of the fused GAT kernels written out per (heads, channels) (see
   and its gradient held in locals. With several heads, ``grad_out`` is first copied
   heads-last, (N, C, H): the per-edge dot products then sum one vector of H heads per
   channel, where in (N, H, C) they were H horizontal sums per edge (which ran slower than the
-  general kernel: 500 against 383 us on Cora's 8 x 8).
+  general kernel: 500 against 383 us on Cora's 8 x 8). Past the cache the sender pass too
+  runs one head at a time (:func:`gnnkit.ops._gat_feature_sources.sender_grad_by_head`,
+  the same limits), on ``grad_out`` as it is: the sender's C inputs and sums in registers,
+  each edge's dot product a fixed tree of C products, each head's pass asking for its own
+  lines of the receiver rows ahead.
 - The passes over per-edge scalars, written out per head count only
   (:mod:`gnnkit.ops._gat_scalar_sources`): the forward's scores less each row's maximum, the
   backward's softmax and leaky-ReLU pass and its sender-score sums. They gather no feature
@@ -31,21 +36,25 @@ against 620-700 us (plus 50 us for the heads-last copy), the score-gradient pass
 against 200-340 us, the sender-score sums 11 against 49 us. The whole fused layer (8 x 8),
 forward 180 against 270 us and backward 410 against 950 us. At ogbn-arxiv's size (8 x 32,
 1.34 M entries with self-loops, 1 thread, the two interleaved in one process), the
-aggregation pass by head takes 129 against the general kernel's 199 ms, the fused forward
-140 against 209 ms, and a whole layer step (forward and backward, the GEMMs included) 0.79
-against 0.87 s (``benchmarks/results/gat_aggregation.md``). The whole-row kernels run where
-the gathered rows fit in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not
-prefetch); larger graphs aggregate by head, up to :data:`MAX_HEADS_BY_HEAD` heads (each head's
-pass is written out, so compile time grows with them: 8 x 32 about 3 s, 16 x 32 about 8 s),
-and keep the general sender pass, which prefetches. A sender pass by head, its dot products
-summed in a fixed tree, was tried and ran no faster there: the receivers' rows gathered at
-random dominate it.
+aggregation pass by head takes 130 against the general kernel's 217 ms, the fused forward
+142 against 229 ms, the sender pass by head 214 against the general kernel's 333 ms, the
+fused backward 229 against 345 ms, and a whole layer step (forward and backward, the GEMMs
+included) 0.69 against 0.90 s (``benchmarks/results/gat_aggregation.md``). A sender pass by
+head whose first head's pass asked for every line of the receiver rows ran no faster than
+the general kernel (1.4x as long as with the requests spread over the heads' passes),
+most likely because the burst of requests fills the core's queue of outstanding misses and
+the later heads' passes then compute with no loads in flight. The whole-row kernels run where the gathered rows fit
+in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not prefetch); larger
+graphs run both feature-row passes by head, up to :data:`MAX_HEADS_BY_HEAD` heads (each
+head's pass is written out, so compile time grows with them: 8 x 32 about 3 s for the
+aggregation and 5 s for the sender pass, 16 x 32 about twice as long).
 
 Sums run in CSR order (over the transposed structure for the sender pass), one entry at a
 time, without fused multiply-adds, each row by one thread: the same bits for every thread
 count. The scalar passes compute exactly what the general kernels do (the same bits); the
 general aggregation adds four entries per pass and reassociates the backward's dot
-products, so the feature-row passes differ from it in the last bits. Like
+products, and the sender pass by head sums its dot products in a halving tree, so the
+feature-row passes differ from the general kernels in the last bits. Like
 :mod:`gnnkit.ops._node_scores`, each kernel is compiled once per process for its shape and
 dtype, checked bit for bit against numpy on a small case (:mod:`gnnkit.ops._gat_rows_check`),
 switched off with the narrow SpMM (``GNNKIT_NARROW_SPMM=0``), and takes its tensors as
@@ -94,7 +103,7 @@ __all__ = [
 MAX_ENTRIES = 64  # H x C per node, at most (also gnnkit.ops._node_scores's limit)
 MAX_CHANNELS_BY_HEAD = 64  # one head's sums: four AVX-512 or eight AVX2 registers of float32
 MAX_HEADS_BY_HEAD = 16  # one pass per head is written out: compile time grows with heads
-MAX_ENTRIES_BY_HEAD = 512  # H x C: 8 x 32 compiles in about 3 s (a busy 2-core machine)
+MAX_ENTRIES_BY_HEAD = 512  # H x C: 8 x 32 compiles in 3-5 s a pass (a busy 2-core machine)
 
 
 _SOURCES = {
@@ -241,8 +250,9 @@ def sender_gradient(
     first when there are several heads."""
     _check(transposed, xw, alpha, keep, grad_out, grad_xw, grad_alpha)
     (_, heads, channels), dtype = xw.shape, NUMPY_DTYPES[xw.dtype]
-    by_head, ahead = _by_head(xw), ()
-    if by_head:  # how far ahead it asks for receiver rows
+    by_head = _by_head(xw)
+    ahead: tuple[int, ...] = ()  # by head: how far ahead it asks for receiver rows
+    if by_head:
         ahead = (prefetch_distance(heads * channels * xw.element_size()),)
     elif heads > 1:
         rows = grad_out.size(0)
