@@ -320,3 +320,18 @@ def test_passes_by_head_of_wide_rows_match_the_general_kernels_and_torch(dropout
     got = forward_backward(graph, [t.detach() if t is not None else None for t in leaves], keep)
     for a, b in zip(got, [ref_out, ref_alpha, *want], strict=True):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-12)
+
+
+def test_halving_sum_pairs_each_term_with_the_one_half_the_terms_on():
+    """The sender pass by head sums each edge's products in this tree (its self-check and
+    numpy reference share the function): term c with term c + ceil(n / 2), halving."""
+    from gnnkit.ops._gat_feature_sources import halving_sum
+
+    def join(a, b):
+        return f"({a} + {b})"
+
+    assert halving_sum(list("abcd"), join) == "((a + c) + (b + d))"
+    assert halving_sum(list("abcde"), join) == "(((a + d) + c) + (b + e))"
+    assert halving_sum(["a"], join) == "a"
+    values = [0.1 * k for k in range(1, 33)]
+    assert halving_sum(values, lambda a, b: a + b) == pytest.approx(sum(values), rel=1e-12)
