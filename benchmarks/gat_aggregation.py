@@ -72,7 +72,7 @@ def kernel_times(reps: int) -> dict[str, dict[str, list[float]]]:
     exps = torch.rand(graph.num_edges, HEADS, generator=gen) + 0.1
     alpha = exps.clone()
     rows = as_numpy(rowptr)
-    assert _gat_rows.written_feature_passes(xw, rowptr), "the aggregation by head is off here"
+    assert _gat_rows.written_feature_passes(xw, rowptr), "the passes by head are off here"
     # The kernel writes its output through an address in `arguments`: `by_head` holds on to
     # `out_by_head`, the tensor at that address.
     kernel, arguments, out_by_head = _gat_rows.aggregation(rowptr, col, xw, alpha, None, 1.0)

@@ -93,7 +93,7 @@ def test_written_out_passes_match_the_torch_form_in_float64(heads, channels):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("large", [False, True])  # large: the aggregation by head
+@pytest.mark.parametrize("large", [False, True])  # large: the passes by head
 @pytest.mark.parametrize(("heads", "channels"), [(1, 7), (8, 8)])
 def test_same_bits_for_every_thread_count(heads, channels, large, monkeypatch):
     graph, inputs, keep = case(heads, channels, nodes=2000, edges=16000, seed=4)
@@ -293,6 +293,22 @@ def test_aggregation_by_head_gives_the_written_out_aggregations_bits(
     by_head = forward_only(graph, inputs, keep)
     for a, b in zip(by_head, whole_rows, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+@pytest.mark.parametrize(("heads", "channels"), [(3, 5), (16, 1)])
+def test_passes_by_head_in_float64_match_the_general_kernels(heads, channels, dropout, monkeypatch):
+    """Odd shapes by head in float64 (8 entries per cache line; heads whose channels straddle
+    lines; many one-channel heads): forward and backward agree with the general kernels to
+    float64 rounding."""
+    graph, inputs, keep = case(heads, channels, torch.float64, seed=8)
+    keep = keep if dropout else None
+    _, rows = modules()
+    monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
+    assert rows._by_head(inputs[3]) and rows.written_feature_passes(inputs[3], graph.rowptr)
+    by_head, general = with_and_without_written_out_passes(graph, inputs, keep, monkeypatch)
+    for a, b in zip(by_head, general, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dropout", [False, True])

@@ -213,8 +213,8 @@ def sender_grad_by_head(heads: int, channels: int, dropout: bool) -> str:
     locals (a few vector registers); each edge's dot product is a :func:`halving_sum` of
     its C products. Each head's pass asks for its own lines of the receiver row ``distance``
     entries ahead, so the requests are spread over the whole pass (the first head asking for
-    every line ran 1.4x as long at ogbn-arxiv's size), and the first head's pass asks for
-    the edge's attention values too."""
+    every line: 329 against 229 ms in a prototype at ogbn-arxiv's size), and the first
+    head's pass asks for the edge's attention values too."""
     lines = [
         *_sender_header("distance, "),
         "    SCALE, AHEAD = FLOAT_TYPE(scale), np.uint64(distance)",

@@ -38,16 +38,18 @@ forward 180 against 270 us and backward 410 against 950 us. At ogbn-arxiv's size
 1.34 M entries with self-loops, 1 thread, the two interleaved in one process), the
 aggregation pass by head takes 130 against the general kernel's 217 ms, the fused forward
 142 against 229 ms, the sender pass by head 214 against the general kernel's 333 ms, the
-fused backward 229 against 345 ms, and a whole layer step (forward and backward, the GEMMs
-included) 0.69 against 0.90 s (``benchmarks/results/gat_aggregation.md``). A sender pass by
-head whose first head's pass asked for every line of the receiver rows ran no faster than
-the general kernel (1.4x as long as with the requests spread over the heads' passes),
-most likely because the burst of requests fills the core's queue of outstanding misses and
-the later heads' passes then compute with no loads in flight. The whole-row kernels run where the gathered rows fit
-in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not prefetch); larger
-graphs run both feature-row passes by head, up to :data:`MAX_HEADS_BY_HEAD` heads (each
-head's pass is written out, so compile time grows with them: 8 x 32 about 3 s for the
-aggregation and 5 s for the sender pass, 16 x 32 about twice as long).
+fused backward 229 against 345 ms, and with both passes by head a whole layer step (forward
+and backward, the GEMMs included) 0.69 against 0.90 s
+(``benchmarks/results/gat_aggregation.md``). A sender pass by head whose first head's pass
+asked for every line of the receiver rows ran no faster than the general kernel (in a
+prototype 329 against 229 ms with the requests spread over the heads' passes), most likely
+because the burst of requests fills the core's queue of outstanding misses and the later
+heads' passes then compute with no loads in flight. The whole-row kernels run where the
+gathered rows fit in cache (below :data:`gnnkit.ops._jit.PREFETCH_MIN_BYTES`: they do not
+prefetch); larger graphs run both feature-row passes by head, up to
+:data:`MAX_HEADS_BY_HEAD` heads (each head's pass is written out, so compile time grows with
+them: 8 x 32 about 3 s for the aggregation and 5 s for the sender pass, 16 x 32 about twice
+as long).
 
 Sums run in CSR order (over the transposed structure for the sender pass), one entry at a
 time, without fused multiply-adds, each row by one thread: the same bits for every thread
@@ -189,8 +191,8 @@ def whole_row_passes(xw: Tensor, rowptr: Tensor) -> bool:
 
 def _by_head(xw: Tensor) -> bool:
     """Whether the aggregation and the sender pass of ``xw`` (N, H, C) run one head at a
-    time, prefetching:
-    features past the cache, with rows of a size the kernel is written out for."""
+    time, prefetching: features past the cache, with rows of a size the kernels are written
+    out for."""
     return (
         xw.nbytes >= PREFETCH_MIN_BYTES
         and xw.size(1) <= MAX_HEADS_BY_HEAD
