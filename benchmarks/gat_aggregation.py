@@ -104,13 +104,9 @@ def kernel_times(reps: int) -> dict[str, dict[str, list[float]]]:
         pass_inputs = (xw, alpha, None, 1.0, grad_out, grad_xw, grad_alpha, colptr_np)
         _gat_rows.sender_gradient((colptr, row_t, perm_t), *pass_inputs)
 
-    sender_general = (colptr_np, as_numpy(row_t), as_numpy(perm_t), as_numpy(xw))
-    sender_general += (as_numpy(alpha), params, *_gat_cpu._optional(None, torch.bool))
-    sender_general += (as_numpy(grad_out), as_numpy(grad_xw), as_numpy(grad_alpha))
-    sender_general += (_gat_cpu._distance(xw),)
-
     def sender_general_kernel() -> None:
-        run_rows(_gat_cpu._sender_grad_rows, colptr_np, *sender_general)
+        pass_inputs = (xw, alpha, None, params, grad_out, grad_xw, grad_alpha)
+        _gat_cpu.general_sender_pass((colptr_np, row_t, perm_t), *pass_inputs)
 
     def backward() -> Any:
         return _gat_cpu.backward(

@@ -385,6 +385,28 @@ def forward(
     return out, alpha
 
 
+def general_sender_pass(
+    transposed: tuple[np.ndarray, Tensor, Tensor],
+    xw: Tensor,
+    alpha: Tensor,
+    keep: Tensor | None,
+    params: np.ndarray,
+    grad_out: Tensor,
+    grad_xw: Tensor,
+    grad_alpha: Tensor,
+) -> None:
+    """The backward's sender pass by the general kernel (:func:`_sender_grad_rows`) over the
+    senders of ``transposed`` (``colptr`` as numpy, ``row_t``, ``perm_t``); ``params`` from
+    :func:`_params`."""
+    colptr, row_t, perm_t = transposed
+    senders = (
+        colptr, as_numpy(row_t), as_numpy(perm_t), as_numpy(xw), as_numpy(alpha), params,
+        *_optional(keep, torch.bool), as_numpy(grad_out), as_numpy(grad_xw),
+        as_numpy(grad_alpha), _distance(xw),
+    )  # fmt: skip
+    run_rows(_sender_grad_rows, colptr, *senders)
+
+
 def backward(
     rowptr: Tensor,
     col: Tensor,
@@ -417,12 +439,8 @@ def backward(
             transposed, xw, alpha, keep, scale, grad_out, grad_xw, grad_score, colptr_np
         )
     else:
-        senders = (
-            colptr_np, as_numpy(row_t), as_numpy(perm_t), as_numpy(xw), as_numpy(alpha),
-            params, *_optional(keep, torch.bool), as_numpy(grad_out), as_numpy(grad_xw),
-            as_numpy(grad_score), _distance(xw),
-        )  # fmt: skip
-        run_rows(_sender_grad_rows, colptr_np, *senders)
+        transposed_np = (colptr_np, row_t, perm_t)
+        general_sender_pass(transposed_np, xw, alpha, keep, params, grad_out, grad_xw, grad_score)
     if _gat_rows.scalar_passes(a_src, rowptr):  # written out for the head count
         a_src, a_dst, edge_score = _contiguous(a_src, a_dst, edge_score)
         graph = (rowptr, col)

@@ -201,6 +201,11 @@ def _by_head(xw: Tensor) -> bool:
     )
 
 
+def _by_head_distance(xw: Tensor) -> int:
+    """How many entries ahead the passes by head ask for the gathered rows of ``xw``'s size."""
+    return prefetch_distance(xw.size(1) * xw.size(2) * xw.element_size())
+
+
 def written_feature_passes(xw: Tensor, rowptr: Tensor) -> bool:
     """Whether :func:`aggregation` and :func:`sender_gradient` serve ``xw`` (N, H, C) on a
     graph of ``rowptr``: as :func:`whole_row_passes` does, or one head at a time for
@@ -230,8 +235,8 @@ def aggregation(
     keep_at = 0 if keep is None else keep.data_ptr()
     tensors = (rowptr.data_ptr(), col.data_ptr(), xw.data_ptr(), alpha.data_ptr())
     arguments: tuple[int, ...] = (*tensors, keep_at, out.data_ptr())
-    if by_head:  # how far ahead it asks for sender rows
-        arguments += (prefetch_distance(heads * channels * xw.element_size()),)
+    if by_head:
+        arguments += (_by_head_distance(xw),)
     return kernel, (*arguments, scale, col.size(0), xw.size(0)), out
 
 
@@ -255,7 +260,7 @@ def sender_gradient(
     by_head = _by_head(xw)
     ahead: tuple[int, ...] = ()  # by head: how far ahead it asks for receiver rows
     if by_head:
-        ahead = (prefetch_distance(heads * channels * xw.element_size()),)
+        ahead = (_by_head_distance(xw),)
     elif heads > 1:
         rows = grad_out.size(0)
         last = grad_out.new_empty(rows, channels, heads)

@@ -238,7 +238,7 @@ def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
     check_type("config", config, TrainConfig, "a TrainConfig")
     check_type("inputs", inputs, NodeInputs, "NodeInputs (from gnnkit.train.node_inputs)")
     device = _device_of(model, inputs)
-    if getattr(config, "cuda_graph", False):
+    if config.cuda_graph:
         if is_deterministic():
             raise InputError(
                 "cuda_graph=True cannot capture deterministic mode's SpMM (it reads row "
