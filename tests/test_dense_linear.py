@@ -80,23 +80,30 @@ def test_other_inputs_are_f_linear_exactly(x, weight):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_a_large_output_is_f_linear_bit_for_bit(dtype):
+@pytest.mark.parametrize("biased", [False, True])
+def test_a_large_output_is_f_linear_bit_for_bit(dtype, biased):
     outputs = 64
     rows = MIN_ADVISED_BYTES // (outputs * torch.finfo(dtype).bits // 8) + 3
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(rows, 32, dtype=dtype, generator=gen).requires_grad_()
     weight = torch.randn(outputs, 32, dtype=dtype, generator=gen).requires_grad_()
-    ours, theirs = linear(x, weight), F.linear(x, weight)
+    bias = torch.randn(outputs, dtype=dtype, generator=gen).requires_grad_() if biased else None
+    ours, theirs = linear(x, weight, bias), F.linear(x, weight, bias)
     assert node_of(ours) == "_LargeLinearBackward"
     assert torch.equal(ours, theirs)
     grad = torch.randn_like(ours)
-    for a, b in zip(
-        torch.autograd.grad(ours, (x, weight), grad),
-        torch.autograd.grad(theirs, (x, weight), grad),
-        strict=True,
-    ):
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    got = torch.autograd.grad(ours, inputs, grad)
+    want = torch.autograd.grad(theirs, inputs, grad)
+    for a, b in zip(got[:2], want[:2], strict=True):
         assert torch.equal(a, b)
-    assert node_of(linear(x[:-4], weight)) != "_LargeLinearBackward"  # under the threshold
+    if biased:  # the compiled column sums: within rounding of torch's sum
+        tol = {"rtol": 1e-5, "atol": 1e-3} if dtype == torch.float32 else {}
+        torch.testing.assert_close(got[2], want[2], **tol)
+    assert node_of(linear(x[:-4], weight, bias)) != "_LargeLinearBackward"  # under the threshold
+    if biased:  # a bias that broadcasts, which linear leaves to F.linear
+        assert node_of(linear(x, weight, bias[:1])) != "_LargeLinearBackward"
+        assert torch.equal(linear(x, weight, bias[:1]), F.linear(x, weight, bias[:1]))
 
 
 def test_the_large_output_path_is_twice_differentiable(monkeypatch):
@@ -106,8 +113,13 @@ def test_the_large_output_path_is_twice_differentiable(monkeypatch):
     weight = torch.randn(NARROW_OUTPUTS + 3, 4, dtype=torch.float64, generator=gen)
     weight.requires_grad_()
     assert node_of(linear(x, weight)) == "_LargeLinearBackward"
+    bias = torch.randn(NARROW_OUTPUTS + 3, dtype=torch.float64, generator=gen)
+    bias.requires_grad_()
+    assert node_of(linear(x, weight, bias)) == "_LargeLinearBackward"
     assert torch.autograd.gradcheck(linear, (x, weight))
     assert torch.autograd.gradgradcheck(linear, (x, weight))
+    assert torch.autograd.gradcheck(linear, (x, weight, bias))
+    assert torch.autograd.gradgradcheck(linear, (x, weight, bias))
     assert node_of(linear(x.half(), weight.half())) != "_LargeLinearBackward"
     assert node_of(linear(x.unsqueeze(0), weight)) != "_LargeLinearBackward"
 
@@ -137,3 +149,73 @@ def test_without_gradients_the_kernel_runs_without_an_autograd_function(monkeypa
     assert out.grad_fn is None and torch.equal(out, expected)
     with pytest.raises(AssertionError, match="autograd Function"):
         linear(x, weight)
+
+
+def float64_sums(grad, shape):
+    return grad.double().reshape(-1, *shape).sum(0)
+
+
+@needs_jit
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows", [1025, 2048])  # blocks of rows: one partial, all whole
+def test_bias_gradient_sums_over_the_leading_dimensions(dtype, rows):
+    grad = torch.randn(rows, 4, 64, dtype=dtype)  # at least 1 MiB: the compiled sums
+    with torch.no_grad():
+        got = linear_module.bias_gradient(grad, (4, 64))
+    tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-11}
+    assert got.shape == (4, 64) and got.dtype == dtype
+    torch.testing.assert_close(got.double(), float64_sums(grad, (4, 64)), **tol)
+
+
+@needs_jit
+def test_bias_gradient_takes_the_compiled_sums_only_where_they_pay(monkeypatch):
+    calls = []
+    kernels = linear_module._kernels()
+    real = kernels.column_sums
+    monkeypatch.setattr(kernels, "column_sums", lambda v: calls.append(v.shape) or real(v))
+    large, small = torch.randn(2048, 256), torch.randn(100, 16)
+    with torch.no_grad():
+        linear_module.bias_gradient(large, (256,))
+        assert torch.equal(linear_module.bias_gradient(small, (16,)), small.sum(0))
+    assert calls == [(2048, 256)]
+    # while gradients are recorded (create_graph), torch's sum: differentiable again
+    leaf = large.clone().requires_grad_()
+    assert linear_module.bias_gradient(leaf, (256,)).grad_fn is not None
+    assert len(calls) == 1
+
+
+@needs_jit
+def test_bias_gradient_is_the_same_for_any_thread_count():
+    grad = torch.randn(30000, 48)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                results.append(linear_module.bias_gradient(grad, (48,)))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(*results)
+
+
+@needs_jit
+def test_add_bias_in_place_with_autograds_gradients():
+    from gnnkit.ops.linear import add_bias_
+
+    base = torch.randn(3000, 8, 32, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(8, 32, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(3000, 8, 32, dtype=torch.float64)
+    out = base * 2.0
+    storage = out.data_ptr()
+    result = add_bias_(out, bias)
+    assert result.data_ptr() == storage and node_of(result) == "_AddBiasBackward"
+    result.backward(grad)
+    want = [torch.autograd.grad(base * 2.0 + bias, [base, bias], grad)]
+    torch.testing.assert_close(base.grad, want[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(bias.grad, want[0][1], rtol=1e-12, atol=1e-11)
+    # a small output: autograd's own add_ (one operator call fewer)
+    small = torch.randn(10, 4, requires_grad=True) * 1.0
+    assert node_of(add_bias_(small, torch.randn(4, requires_grad=True))) == "AddBackward0"
+    with pytest.raises(ValueError, match="trailing dimensions"):
+        add_bias_(torch.randn(10, 4), torch.randn(5))

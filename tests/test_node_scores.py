@@ -141,3 +141,72 @@ def test_gat_attention_gradients_run_through_the_written_out_kernels(monkeypatch
     a_src, a_dst = attention.node_scores(xw, *att)
     (a_src.exp().sum() + a_dst.sum()).backward()
     assert calls and att[0].grad.shape == (1, 8, 8)
+
+
+def projected_case(dtype, rows=300, inputs=12, heads=4, channels=6):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(rows, inputs, dtype=dtype, generator=gen)
+    weight = torch.randn(heads * channels, inputs, dtype=dtype, generator=gen)
+    att = [torch.randn(1, heads, channels, dtype=dtype, generator=gen) for _ in "sd"]
+    return x, weight, att
+
+
+def projection_of(weight, att):
+    """W^T A for the block-diagonal A (H C, 2H) of both attention vectors."""
+    heads, channels = att[0].shape[1:]
+    blocks = torch.zeros(heads * channels, 2 * heads, dtype=weight.dtype)
+    for h in range(heads):
+        rows = slice(h * channels, (h + 1) * channels)
+        blocks[rows, h] = att[0][0, h]
+        blocks[rows, heads + h] = att[1][0, h]
+    return weight.t() @ blocks
+
+
+def test_projected_scores_are_the_products_with_the_gradients_of_x_times_the_projection():
+    x, weight, att = projected_case(torch.float64)
+    x.requires_grad_()
+    projection = projection_of(weight, att).requires_grad_()
+    xw = (x @ weight.t()).detach().view(x.size(0), *att[0].shape[1:])
+    a_src, a_dst = attention.projected_node_scores(x, projection, xw, *att)
+    logits = x @ projection  # the reference: the same products as one matmul
+    heads = att[0].size(1)
+    torch.testing.assert_close(torch.cat([a_src, a_dst], 1), logits, rtol=1e-12, atol=1e-11)
+    g = torch.randn_like(logits)
+    ours = torch.autograd.grad([a_src, a_dst], [x, projection], [g[:, :heads], g[:, heads:]])
+    want = torch.autograd.grad(logits, [x, projection], g)
+    for a, b in zip(ours, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-11)
+
+
+def test_gat_with_projected_scores_passes_gradcheck_and_matches_its_matmul_path(monkeypatch):
+    from gnnkit.nn import GATConv, _gat_attend
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    edge_index = torch.randint(0, 40, (2, 160), generator=gen)
+    layer = GATConv(6, 5, heads=3).double()
+    layer.bias.data.normal_(generator=gen)
+    calls = []
+    real = attention.projected_node_scores
+    monkeypatch.setattr(
+        _gat_attend, "projected_node_scores", lambda *a: calls.append(1) or real(*a)
+    )
+    monkeypatch.setattr(_gat_attend, "MIN_PROJECTED_BYTES", 0)  # every xw takes the pass
+    names = ["lin.weight", "att_src", "att_dst"]
+    leaves = [x] + [layer.get_parameter(n).detach().clone().requires_grad_() for n in names]
+
+    def run(x, *params):
+        return torch.func.functional_call(
+            layer, dict(zip(names, params, strict=True)), (x, edge_index)
+        )
+
+    assert torch.autograd.gradcheck(run, tuple(leaves))
+    assert calls
+    g = torch.randn(40, 15, dtype=torch.float64, generator=gen)
+    ours = torch.autograd.grad(run(*leaves), leaves, g)
+    monkeypatch.setattr(_gat_attend, "MIN_PROJECTED_BYTES", 1 << 62)  # x @ (W^T A)
+    calls.clear()
+    want = torch.autograd.grad(run(*leaves), leaves, g)
+    assert not calls
+    for a, b in zip(ours, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-11)

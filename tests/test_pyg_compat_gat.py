@@ -68,6 +68,30 @@ def test_plain_graph_with_self_loops_matches_pyg(path, loops):
     assert_same_grads(ours, theirs, out, expected)
 
 
+def test_a_large_graph_takes_the_large_graph_passes_and_matches_pyg(monkeypatch):
+    """Dense input narrower than the heads' features, large enough (5000 x 4 x 32 float64,
+    5 MB) for the attention products from xw differentiated through x
+    (``projected_node_scores``) and the bias's compiled gradient (``add_bias_``)."""
+    from gnnkit.nn import _gat_attend
+    from gnnkit.ops import linear
+
+    calls = []
+    for module, name in [(_gat_attend, "projected_node_scores"), (linear, "column_sums")]:
+        target = linear._kernels() if module is linear else module
+        real = getattr(target, name)
+        monkeypatch.setattr(
+            target, name, lambda *a, real=real, name=name: calls.append(name) or real(*a)
+        )
+    ei = directed_graph(5000, 30000, seed=2)
+    x = torch.randn(5000, 16, dtype=torch.float64)
+    ours, theirs = pair(16, 32, heads=4, path="lean")
+    ours.train(), theirs.train()  # attention dropout is 0: the same output in training
+    out, expected = ours(x, ei), theirs(x, ei)
+    torch.testing.assert_close(out, expected)
+    assert_same_grads(ours, theirs, out, expected)
+    assert sorted(set(calls)) == ["column_sums", "projected_node_scores"]
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("channels", [6, (6, 4)])
 @pytest.mark.parametrize("loops", [True, False])

@@ -36,7 +36,7 @@ from gnnkit.nn.linear import sparse_structure
 from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.linear import _kernels as _linear_kernels
-from gnnkit.ops.linear import _narrow
+from gnnkit.ops.linear import _narrow, bias_gradient
 from gnnkit.ops.matmul import _spmm_forward, _spmm_transposed
 
 __all__ = ["hooked_propagate", "layer_node"]
@@ -78,7 +78,7 @@ class _GCNLayer(torch.autograd.Function):
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
         # (with create_graph every product here is differentiable: _spmm_transposed and mm)
         grad = grad.contiguous().unsqueeze(0)  # (1, N, F_out)
-        grad_bias = grad.reshape(-1, grad.size(-1)).sum(0) if need_bias else None
+        grad_bias = bias_gradient(grad, (grad.size(-1),)) if need_bias else None
         grad_h = _spmm_transposed(ctx.graph, ctx.values, grad, ctx.kernel)  # (1, N, F_out)
         grad_x = grad_weight = None
         if ctx.features is not None:  # (X^T grad_h)^T, as sparse_linear's backward

@@ -42,6 +42,7 @@ from gnnkit.nn._gat_inputs import (
 )
 from gnnkit.nn.functional import dropout
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
+from gnnkit.ops.linear import add_bias_
 
 __all__ = ["GATConv"]
 
@@ -421,7 +422,7 @@ class GATConv(MessagePassing):
         if bias_in_place:
             # On the kernel's own (N_d, H, C) output, which nothing saved for the backward pass:
             # the same sums (so the same bits) without a second output of that size.
-            out.add_(self.bias.view(H, C))
+            out = add_bias_(out, self.bias.view(H, C))
         # (N_d, H C), or (N_d, C) averaged over heads (one head: a view, no copy)
         out = out.reshape(-1, H * C) if self.concat or H == 1 else out.mean(1)
         if residual:

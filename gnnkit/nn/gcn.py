@@ -45,6 +45,7 @@ from gnnkit.nn.gcn_norm import (
     gcn_norm,
 )
 from gnnkit.ops.csr import CSRGraph, ordinary_tensors
+from gnnkit.ops.linear import linear as dense_linear
 from gnnkit.utils.checks import check_edge_weight, values_readable
 
 __all__ = ["GCNConv", "gcn_norm"]
@@ -383,7 +384,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         transform_first = x.layout != torch.strided or self.out_channels <= x.size(-1)
         if not transform_first:  # aggregated, then (..., N, F_out) with F.linear's bias
             out = self._fused_propagate(x, structure, weights)
-            return F.linear(out, self.lin.weight, self.bias)
+            return dense_linear(out, self.lin.weight, self.bias)
         out = layer_node(self, GCNConv, x, structure.graph, weights)  # one autograd node
         if out is None:  # no graph to record, or a case one node does not serve
             out = self._fused_propagate(self._transform(x), structure, weights, self.bias)

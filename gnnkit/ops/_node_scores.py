@@ -61,6 +61,7 @@ from gnnkit.ops._jit import (
     require_same_bits,
     run_rows,
 )
+from gnnkit.ops._linear_cpu import add_blocks
 from gnnkit.utils.env import switched_off
 
 __all__ = ["node_scores", "node_scores_grad"]
@@ -329,16 +330,6 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
     return out_src, out_dst
 
 
-@jit_kernel()
-def _add_blocks(partial, total):  # pragma: no cover - compiled
-    """``total = partial[0] + partial[1] + ...`` in block order, from zero."""
-    for k in range(total.shape[0]):
-        value = total.dtype.type(0)
-        for block in range(partial.shape[0]):
-            value += partial[block, k]
-        total[k] = value
-
-
 def node_scores_grad(
     xw: Tensor, g_src: Tensor, g_dst: Tensor, att_src: Tensor, att_dst: Tensor, needs: tuple
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -368,7 +359,7 @@ def node_scores_grad(
         total = xw.new_empty(2, heads, channels)
         kernel = _compiled("attention grad", heads, channels, dtype)
         run_rows(kernel, blocks, *(t.data_ptr() for t in (xw, g_src, g_dst, partial)), rows)
-        _add_blocks(as_numpy(partial), as_numpy(total.view(-1)))
+        add_blocks(as_numpy(partial), as_numpy(total.view(-1)))
         grad_src = total[0] if needs[1] else None
         grad_dst = total[1] if needs[2] else None
     return grad_xw, grad_src, grad_dst

@@ -22,6 +22,7 @@ bit-identical to it; the input gradient, when as large, is written the same way.
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -29,13 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gnnkit.errors import InputError
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops._memory import MIN_ADVISED_BYTES, empty_advised
 
-__all__ = ["NARROW_OUTPUTS", "linear"]
+__all__ = ["NARROW_OUTPUTS", "add_bias_", "bias_gradient", "linear"]
 
 NARROW_OUTPUTS = 8  # at most this many outputs take the compiled kernel (measured above)
 _MIN_ENTRIES = 4096  # smaller inputs: the kernel call costs more than it saves
+_MIN_SUM_BYTES = 1 << 20  # smaller gradients: torch's sum (the kernel call costs more)
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -60,29 +63,35 @@ class _NarrowLinear(torch.autograd.Function):
         return grad_x, grad_weight
 
 
-def _product(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b``; into huge-page memory when the product is large (and needs no graph)."""
+def _product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``a @ b`` (``+ bias``, as ``F.linear`` adds it: ``addmm``); into huge-page memory when
+    the product is large (and needs no graph)."""
     size = a.size(0) * b.size(1) * a.element_size()
     if size < MIN_ADVISED_BYTES or torch.is_grad_enabled():
-        return a.mm(b)
-    return torch.mm(a, b, out=empty_advised(a, a.size(0), b.size(1)))
+        return a.mm(b) if bias is None else torch.addmm(bias, a, b)
+    out = empty_advised(a, a.size(0), b.size(1))
+    return torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
 
 
 class _LargeLinear(torch.autograd.Function):
-    """``x @ weight.T`` into huge-page memory; the backward as ``F.linear``'s (``mm``), and
-    differentiable again (with ``create_graph=True`` the products run on the graph)."""
+    """``x @ weight.T`` (``+ bias``) into huge-page memory; the backward as ``F.linear``'s
+    (``mm``), the bias's gradient by :func:`bias_gradient`, and differentiable again (with
+    ``create_graph=True`` the products run on the graph)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
-        return _product(x, weight.t())  # large (the caller checked), and no graph in forward
+        # large (the caller checked), and no graph in forward
+        return _product(x, weight.t(), bias)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        grad_x = _product(grad, weight) if ctx.needs_input_grad[0] else None
-        grad_weight = grad.t().mm(x) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_weight
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        grad_x = _product(grad, weight) if need_x else None
+        grad_weight = grad.t().mm(x) if need_weight else None
+        grad_bias = bias_gradient(grad, (grad.size(1),)) if need_bias else None
+        return grad_x, grad_weight, grad_bias
 
 
 def _dense_cpu(x: Tensor, weight: Tensor) -> bool:
@@ -113,23 +122,95 @@ def _large(x: Tensor, weight: Tensor) -> bool:
     )
 
 
-def linear(x: Tensor, weight: Tensor) -> Tensor:
-    """``F.linear(x, weight)`` (no bias): a compiled kernel for 2-D float CPU input with at
-    most :data:`NARROW_OUTPUTS` outputs (equal to ``F.linear`` to float rounding, the same every
-    run and for every thread count), ``F.linear``'s product into huge-page memory for a large
-    2-D CPU output (bit-identical to it), ``F.linear`` otherwise (and under autocast, which
-    chooses ``F.linear``'s compute dtype).
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(x, weight, bias)``: a compiled kernel for 2-D float CPU input with at most
+    :data:`NARROW_OUTPUTS` outputs and no bias (equal to ``F.linear`` to float rounding, the
+    same every run and for every thread count), ``F.linear``'s product into huge-page memory
+    for a large 2-D CPU output (bit-identical to it; the bias's gradient by
+    :func:`bias_gradient`), ``F.linear`` otherwise (and under autocast, which chooses
+    ``F.linear``'s compute dtype).
 
     Args:
         x (Tensor): (N, K) dense features (any shape ``F.linear`` takes, off the kernel).
         weight (Tensor): (M, K), as ``torch.nn.Linear.weight``.
+        bias (Tensor, optional): (M,), as ``torch.nn.Linear.bias``. (default: ``None``)
     """
     if torch.compiler.is_compiling() or x.dim() != 2 or torch.is_autocast_enabled(x.device.type):
-        return F.linear(x, weight)  # autocast picks F.linear's compute dtype
-    if _narrow(x, weight):
+        return F.linear(x, weight, bias)  # autocast picks F.linear's compute dtype
+    if bias is None and _narrow(x, weight):
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
             return _NarrowLinear.apply(x, weight)
         return _kernels().narrow_linear(x.contiguous(), weight.contiguous())  # no Function
-    if _large(x, weight):
-        return _LargeLinear.apply(x, weight)
-    return F.linear(x, weight)
+    if _large(x, weight) and (bias is None or _matching_bias(bias, weight)):
+        return _LargeLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+def _matching_bias(bias: Tensor, weight: Tensor) -> bool:
+    """A (M,) bias of the weight's dtype and device, dense."""
+    return (
+        bias.shape == weight.shape[:1]
+        and bias.dtype == weight.dtype
+        and bias.device == weight.device
+        and bias.layout == torch.strided
+    )
+
+
+def _sums_compiled(values: Tensor) -> bool:
+    """Whether :func:`bias_gradient` sums ``values`` (or a gradient of their size) with the
+    compiled kernel."""
+    return (
+        values.device.type == "cpu"
+        and values.dtype in _DTYPES
+        and values.numel() * values.element_size() >= _MIN_SUM_BYTES
+        and not torch.is_grad_enabled()
+        and jit_available()
+    )
+
+
+def bias_gradient(grad: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
+    """The gradient of a bias of ``shape`` broadcast over the leading dimensions of an output
+    whose gradient is ``grad``: ``grad`` summed over those dimensions.
+
+    torch's ``sum`` over the leading dimension of a tall CPU tensor reads it at a third of the
+    memory bandwidth: at ogbn-arxiv's size (169,343 x 256, float32, 1 thread) 23 ms, where a
+    compiled loop that keeps one running sum per column takes 8 ms
+    (:func:`gnnkit.ops._linear_cpu.column_sums`, in blocks of rows, so the result is the same
+    for every thread count). That loop serves float CPU gradients of at least 1 MiB; torch's
+    ``sum`` the rest, and every gradient while gradients are recorded (``create_graph``).
+    """
+    values = grad.reshape(-1, math.prod(shape))
+    if _sums_compiled(values):
+        return _kernels().column_sums(values.contiguous()).view(shape)
+    return values.sum(0).view(shape)
+
+
+class _AddBias(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, out: Tensor, bias: Tensor) -> Tensor:
+        ctx.mark_dirty(out)
+        ctx.shape = bias.shape
+        return out.add_(bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None]:
+        return grad, bias_gradient(grad, ctx.shape) if ctx.needs_input_grad[1] else None
+
+
+def add_bias_(out: Tensor, bias: Tensor) -> Tensor:
+    """``out.add_(bias)`` for a ``bias`` shaped as ``out``'s trailing dimensions, its
+    gradient summed by :func:`bias_gradient` where that takes the compiled kernel (a large
+    CPU output; elsewhere autograd's own ``add_``, one operator call fewer on small graphs).
+    ``out`` must be free to overwrite: nothing saved for a backward pass may hold it."""
+    if bias.shape != out.shape[out.dim() - bias.dim() :]:
+        raise InputError(
+            f"add_bias_: a bias of shape {tuple(bias.shape)} does not match the trailing "
+            f"dimensions of an output of shape {tuple(out.shape)}; reshape the bias to them"
+        )
+    recorded = torch.is_grad_enabled() and (out.requires_grad or bias.requires_grad)
+    if recorded and bias.requires_grad and out.device.type == "cpu":
+        with torch.no_grad():  # what the backward pass will ask of bias_gradient
+            compiled = _sums_compiled(out)
+        if compiled:
+            return _AddBias.apply(out, bias)
+    return out.add_(bias)

@@ -27,6 +27,7 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.linear import bias_gradient
 from gnnkit.ops.scatter import _segment
 
 __all__ = ["sddmm", "spmm"]
@@ -288,7 +289,7 @@ class _SpMM(torch.autograd.Function):
             grad_x = _spmm_transposed(graph, values, grad_out, ctx.kernel)
         grad_bias = None
         if ctx.needs_input_grad[4]:  # as autograd reduces an added (C,) bias: one sum over rows
-            grad_bias = grad_out.reshape(-1, grad_out.size(-1)).sum(0)
+            grad_bias = bias_gradient(grad_out, (grad_out.size(-1),))
         if ctx.squeeze:
             grad_values = None if grad_values is None else grad_values[0]
             grad_x = None if grad_x is None else grad_x[0]
