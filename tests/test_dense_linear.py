@@ -158,13 +158,27 @@ def float64_sums(grad, shape):
 @needs_jit
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("rows", [1025, 2048])  # blocks of rows: one partial, all whole
-def test_bias_gradient_sums_over_the_leading_dimensions(dtype, rows):
+def test_bias_gradient_sums_over_the_leading_dimensions(dtype, rows, monkeypatch):
+    calls = []
+    kernels = linear_module._kernels()
+    real = kernels.column_sums
+    monkeypatch.setattr(kernels, "column_sums", lambda v: calls.append(v.shape) or real(v))
     grad = torch.randn(rows, 4, 64, dtype=dtype)  # at least 1 MiB: the compiled sums
     with torch.no_grad():
         got = linear_module.bias_gradient(grad, (4, 64))
+    assert calls == [(rows, 256)]
     tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-11}
     assert got.shape == (4, 64) and got.dtype == dtype
     torch.testing.assert_close(got.double(), float64_sums(grad, (4, 64)), **tol)
+
+
+def test_bias_gradient_reads_other_gradients_in_place_and_refuses_a_wrong_shape():
+    column_major = torch.randn(256, 4096).t()  # 4 MiB, not contiguous: torch's sum, no copy
+    with torch.no_grad():
+        got = linear_module.bias_gradient(column_major, (256,))
+    assert torch.equal(got, column_major.sum(0))
+    with pytest.raises(ValueError, match="does not end in the bias's shape"):
+        linear_module.bias_gradient(torch.randn(10, 4), (5,))
 
 
 @needs_jit
@@ -211,11 +225,28 @@ def test_add_bias_in_place_with_autograds_gradients():
     result = add_bias_(out, bias)
     assert result.data_ptr() == storage and node_of(result) == "_AddBiasBackward"
     result.backward(grad)
-    want = [torch.autograd.grad(base * 2.0 + bias, [base, bias], grad)]
-    torch.testing.assert_close(base.grad, want[0][0], rtol=0, atol=0)
-    torch.testing.assert_close(bias.grad, want[0][1], rtol=1e-12, atol=1e-11)
+    want = torch.autograd.grad(base * 2.0 + bias, [base, bias], grad)
+    torch.testing.assert_close(base.grad, want[0], rtol=0, atol=0)
+    torch.testing.assert_close(bias.grad, want[1], rtol=1e-12, atol=1e-11)
     # a small output: autograd's own add_ (one operator call fewer)
     small = torch.randn(10, 4, requires_grad=True) * 1.0
     assert node_of(add_bias_(small, torch.randn(4, requires_grad=True))) == "AddBackward0"
     with pytest.raises(ValueError, match="trailing dimensions"):
         add_bias_(torch.randn(10, 4), torch.randn(5))
+
+
+@needs_jit
+def test_add_bias_is_twice_differentiable(monkeypatch):
+    from gnnkit.ops.linear import add_bias_
+
+    monkeypatch.setattr(linear_module, "_MIN_SUM_BYTES", 0)  # every output takes the Function
+    gen = torch.Generator().manual_seed(6)
+    base = torch.randn(7, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.randn(3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+
+    def added(base, bias):
+        return add_bias_(base * base, bias)  # a fresh output, free to overwrite
+
+    assert node_of(added(base, bias)) == "_AddBiasBackward"
+    assert torch.autograd.gradcheck(added, (base, bias))
+    assert torch.autograd.gradgradcheck(added, (base, bias))

@@ -210,3 +210,23 @@ def test_gat_with_projected_scores_passes_gradcheck_and_matches_its_matmul_path(
     assert not calls
     for a, b in zip(ours, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-11)
+
+
+def test_projected_scores_are_twice_differentiable_and_check_their_inputs():
+    x, weight, att = projected_case(torch.float64, rows=20, inputs=5, heads=2, channels=3)
+    xw = (x @ weight.t()).view(20, 2, 3)
+    projection = projection_of(weight, att).requires_grad_()
+    x.requires_grad_()
+
+    def products(x, projection):  # xw and the vectors fixed: the vjp depends on x, projection
+        return attention.projected_node_scores(x, projection, xw, *att)
+
+    assert torch.autograd.gradgradcheck(products, (x, projection))
+    with pytest.raises(ValueError, match=r"projection \(F_in, 2H\)"):
+        attention.projected_node_scores(x, projection[:, :3], xw, *att)
+    with pytest.raises(ValueError, match="attention vectors of H x C entries"):
+        attention.projected_node_scores(x, projection, xw, att[0][..., :2], att[1])
+    # where the compiled pass does not serve xw (half precision): x @ projection itself
+    half = [t.detach().half() for t in (x, projection, xw)]
+    a_src, a_dst = attention.projected_node_scores(*half, *(a.half() for a in att))
+    assert torch.equal(torch.cat([a_src, a_dst], 1), half[0] @ half[1])

@@ -16,6 +16,7 @@ from torch_geometric.utils import to_torch_coo_tensor
 
 from gnnkit.errors import InputError
 from gnnkit.nn import GATConv
+from gnnkit.ops._jit import jit_available
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -68,6 +69,7 @@ def test_plain_graph_with_self_loops_matches_pyg(path, loops):
     assert_same_grads(ours, theirs, out, expected)
 
 
+@pytest.mark.skipif(not jit_available(), reason="numba is not available")
 def test_a_large_graph_takes_the_large_graph_passes_and_matches_pyg(monkeypatch):
     """Dense input narrower than the heads' features, large enough (5000 x 4 x 32 float64,
     5 MB) for the attention products from xw differentiated through x

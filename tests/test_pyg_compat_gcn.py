@@ -15,6 +15,7 @@ from torch_geometric.utils import to_torch_coo_tensor
 
 from gnnkit.errors import InputError
 from gnnkit.nn import GCNConv
+from gnnkit.ops._jit import jit_available
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,6 +34,30 @@ def graph_with_loops(num_nodes=10, seed=0):
     ei = torch.cat([ei, loops], dim=1)
     weight = torch.rand(ei.size(1), dtype=torch.float64) + 0.1
     return ei, weight
+
+
+@pytest.mark.skipif(not jit_available(), reason="numba is not available")
+def test_a_large_aggregate_first_layer_matches_pyg_with_its_bias(monkeypatch):
+    """Fewer input than output channels: aggregated, then ``W x + b`` as ``F.linear``'s addmm
+    into huge pages (8.7 MB of float64 output), the bias's gradient by the compiled sums."""
+    from gnnkit.ops import linear
+
+    calls = []
+    kernels = linear._kernels()
+    real = kernels.column_sums
+    monkeypatch.setattr(kernels, "column_sums", lambda v: calls.append(v.shape) or real(v))
+    ei = directed_graph(17000, 60000, seed=3)
+    x = torch.randn(17000, 16, dtype=torch.float64)
+    ours, theirs = pair(16, 64)
+    out, expected = ours(x, ei), theirs(x, ei)
+    assert type(out.grad_fn).__name__ == "_LargeLinearBackward"
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, list(ours.parameters()), grad)
+    want = torch.autograd.grad(expected, list(theirs.parameters()), grad)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+    assert calls == [(17000, 64)]
 
 
 def test_signature_is_pygs_with_gnnkit_extras_keyword_only():

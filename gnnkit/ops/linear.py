@@ -1,4 +1,5 @@
-r"""A dense linear map :math:`Y = X W^\top` that is fast for few outputs on CPU.
+r"""A dense linear map :math:`Y = X W^\top (+ b)` that is fast for few outputs and for large
+outputs on CPU, and a bias's gradient (:func:`bias_gradient`, :func:`add_bias_`).
 
 MKL's single-precision GEMM on the AMD EPYC this project is measured on runs products with
 few output columns far below its peak: ``F.linear`` of Cora's 2708 x 16 hidden features to 7
@@ -16,8 +17,10 @@ A large output (at least 8 MiB, 2-D, CPU) is the same matmul written into memory
 with transparent huge pages (:func:`gnnkit.ops._memory.empty_advised`): ``F.linear``'s fresh
 output pays one page fault per 4 KiB on first touch, which at ogbn-arxiv's size (169,343 x
 128 to 256 outputs, 173 MB) took a third of the product (166 against 111 ms, 1 thread). The
-products are the same calls as ``F.linear``'s and its autograd's (``mm``), so the results are
-bit-identical to it; the input gradient, when as large, is written the same way.
+products are the same calls as ``F.linear``'s and its autograd's (``mm``, ``addmm`` with a
+bias), so the output and the gradients of the input and the weight are bit-identical to it;
+the input gradient, when as large, is written the same way. A bias's gradient is summed by
+:func:`bias_gradient`, equal to autograd's to float rounding.
 """
 
 from __future__ import annotations
@@ -126,9 +129,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)``: a compiled kernel for 2-D float CPU input with at most
     :data:`NARROW_OUTPUTS` outputs and no bias (equal to ``F.linear`` to float rounding, the
     same every run and for every thread count), ``F.linear``'s product into huge-page memory
-    for a large 2-D CPU output (bit-identical to it; the bias's gradient by
-    :func:`bias_gradient`), ``F.linear`` otherwise (and under autocast, which chooses
-    ``F.linear``'s compute dtype).
+    for a large 2-D CPU output (the output and the gradients of ``x`` and ``weight``
+    bit-identical to ``F.linear``'s; the bias's gradient by :func:`bias_gradient`, equal to
+    rounding), ``F.linear`` otherwise (and under autocast, which chooses ``F.linear``'s
+    compute dtype).
 
     Args:
         x (Tensor): (N, K) dense features (any shape ``F.linear`` takes, off the kernel).
@@ -157,13 +161,15 @@ def _matching_bias(bias: Tensor, weight: Tensor) -> bool:
 
 
 def _sums_compiled(values: Tensor) -> bool:
-    """Whether :func:`bias_gradient` sums ``values`` (or a gradient of their size) with the
-    compiled kernel."""
+    """Whether :func:`bias_gradient` sums ``values`` (or a gradient like them) with the
+    compiled kernel: contiguous float CPU values of at least 1 MiB, no gradient recorded."""
     return (
-        values.device.type == "cpu"
+        values.numel() * values.element_size() >= _MIN_SUM_BYTES  # first: small ones end here
+        and values.device.type == "cpu"
         and values.dtype in _DTYPES
-        and values.numel() * values.element_size() >= _MIN_SUM_BYTES
+        and values.is_contiguous()
         and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
         and jit_available()
     )
 
@@ -176,13 +182,25 @@ def bias_gradient(grad: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
     memory bandwidth: at ogbn-arxiv's size (169,343 x 256, float32, 1 thread) 23 ms, where a
     compiled loop that keeps one running sum per column takes 8 ms
     (:func:`gnnkit.ops._linear_cpu.column_sums`, in blocks of rows, so the result is the same
-    for every thread count). That loop serves float CPU gradients of at least 1 MiB; torch's
-    ``sum`` the rest, and every gradient while gradients are recorded (``create_graph``).
+    for every thread count). That loop serves contiguous float CPU gradients of at least
+    1 MiB; torch's ``sum`` the rest (read in place), and every gradient while gradients are
+    recorded (``create_graph``).
     """
-    values = grad.reshape(-1, math.prod(shape))
-    if _sums_compiled(values):
-        return _kernels().column_sums(values.contiguous()).view(shape)
-    return values.sum(0).view(shape)
+    small = grad.numel() * grad.element_size() < _MIN_SUM_BYTES
+    if small and len(shape) == 1 and grad.dim() and grad.size(-1) == shape[0]:
+        return grad.reshape(-1, shape[0]).sum(0)  # a small (C,) bias: the quickest call
+    shape = tuple(shape)
+    width = math.prod(shape)
+    if len(shape) > grad.dim() or grad.shape[grad.dim() - len(shape) :] != shape:
+        raise InputError(
+            f"bias_gradient: a gradient of shape {tuple(grad.shape)} does not end in the "
+            f"bias's shape {shape}; pass the bias's own shape"
+        )
+    if small:
+        return grad.reshape(-1, width).sum(0).view(shape)
+    if _sums_compiled(grad):
+        return _kernels().column_sums(grad.view(-1, width)).view(shape)
+    return grad.sum(tuple(range(grad.dim() - len(shape)))).view(shape)  # read in place
 
 
 class _AddBias(torch.autograd.Function):
@@ -202,13 +220,14 @@ def add_bias_(out: Tensor, bias: Tensor) -> Tensor:
     gradient summed by :func:`bias_gradient` where that takes the compiled kernel (a large
     CPU output; elsewhere autograd's own ``add_``, one operator call fewer on small graphs).
     ``out`` must be free to overwrite: nothing saved for a backward pass may hold it."""
-    if bias.shape != out.shape[out.dim() - bias.dim() :]:
+    expected = tuple(out.shape[max(0, out.dim() - bias.dim()) :])
+    if tuple(bias.shape) != expected:
         raise InputError(
             f"add_bias_: a bias of shape {tuple(bias.shape)} does not match the trailing "
-            f"dimensions of an output of shape {tuple(out.shape)}; reshape the bias to them"
+            f"dimensions of an output of shape {tuple(out.shape)}; reshape it to {expected}"
         )
     recorded = torch.is_grad_enabled() and (out.requires_grad or bias.requires_grad)
-    if recorded and bias.requires_grad and out.device.type == "cpu":
+    if recorded and bias.requires_grad and not torch.compiler.is_compiling():
         with torch.no_grad():  # what the backward pass will ask of bias_gradient
             compiled = _sums_compiled(out)
         if compiled:
