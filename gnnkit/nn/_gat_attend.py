@@ -82,7 +82,7 @@ def node_scores(layer, sides: Sides, xw: Tensor) -> tuple[Tensor, Tensor | None]
     if not narrow_input:
         return _split(xw @ attention, H)
     projection = sides.lin_src.weight.t() @ attention  # (F_in, 2H)
-    if xw.nbytes >= MIN_PROJECTED_BYTES and node_scores_available(xw):
+    if xw.nbytes >= MIN_PROJECTED_BYTES:  # (x @ projection itself off the compiled pass)
         xw = xw.view(xw.size(0), H, -1)  # the products from xw, their gradients through x
         return projected_node_scores(x, projection, xw, sides.att_src, sides.att_dst)
     return _split(x @ projection, H)

@@ -161,14 +161,13 @@ def _matching_bias(bias: Tensor, weight: Tensor) -> bool:
 
 
 def _sums_compiled(values: Tensor) -> bool:
-    """Whether :func:`bias_gradient` sums ``values`` (or a gradient like them) with the
-    compiled kernel: contiguous float CPU values of at least 1 MiB, no gradient recorded."""
+    """Whether the compiled kernel sums ``values`` (or a gradient like them): contiguous
+    float CPU values of at least 1 MiB, outside ``torch.compile``."""
     return (
         values.numel() * values.element_size() >= _MIN_SUM_BYTES  # first: small ones end here
         and values.device.type == "cpu"
         and values.dtype in _DTYPES
         and values.is_contiguous()
-        and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and jit_available()
     )
@@ -198,7 +197,7 @@ def bias_gradient(grad: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
         )
     if small:
         return grad.reshape(-1, width).sum(0).view(shape)
-    if _sums_compiled(grad):
+    if not torch.is_grad_enabled() and _sums_compiled(grad):  # (recorded: differentiable)
         return _kernels().column_sums(grad.view(-1, width)).view(shape)
     return grad.sum(tuple(range(grad.dim() - len(shape)))).view(shape)  # read in place
 
@@ -227,9 +226,6 @@ def add_bias_(out: Tensor, bias: Tensor) -> Tensor:
             f"dimensions of an output of shape {tuple(out.shape)}; reshape it to {expected}"
         )
     recorded = torch.is_grad_enabled() and (out.requires_grad or bias.requires_grad)
-    if recorded and bias.requires_grad and not torch.compiler.is_compiling():
-        with torch.no_grad():  # what the backward pass will ask of bias_gradient
-            compiled = _sums_compiled(out)
-        if compiled:
-            return _AddBias.apply(out, bias)
+    if recorded and bias.requires_grad and _sums_compiled(out):  # as bias_gradient will ask
+        return _AddBias.apply(out, bias)
     return out.add_(bias)
