@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import re
 import subprocess
 import sys
 import threading
@@ -92,33 +93,37 @@ def test_prefetch_distance_covers_about_8_kib():
 
 @needs_jit
 def test_prefetch_compiles_for_any_rank_and_index_type():
-    from gnnkit.ops._jit import prefetch
+    from gnnkit.ops._jit import prefetch_l2
 
     @jit_kernel()
     def touch(a, b, c):  # pragma: no cover - compiled
         total = 0.0
         for i in range(a.shape[0]):
-            prefetch(a, i)
-            prefetch(b, np.int32(i), 0)
-            prefetch(c, i, 0, np.int64(1))
+            prefetch_l2(a, i)
+            prefetch_l2(b, np.int32(i), 0)
+            prefetch_l2(c, i, 0, np.int64(1))
             total += a[i]
         return total
 
     a = np.arange(5.0)
     assert touch(a, np.ones((5, 2), np.float32), np.ones((5, 2, 3))) == 10.0
     ir = "".join(touch.inspect_llvm().values())
-    assert "llvm.prefetch" in ir
+    # every request reads (0) into L2 (temporal locality 2) from the data cache (1)
+    requests = re.findall(
+        r"call void @llvm\.prefetch[.\w]*\([^,]+, i32 (\d), i32 (\d), i32 (\d)\)", ir
+    )
+    assert requests and set(requests) == {("0", "2", "1")}
 
 
 @needs_jit
 def test_prefetch_rejects_a_wrong_number_of_indices():
     import numba
 
-    from gnnkit.ops._jit import prefetch
+    from gnnkit.ops._jit import prefetch_l2
 
     @numba.njit
     def bad(a):  # pragma: no cover - compiled
-        prefetch(a, 0)
+        prefetch_l2(a, 0)
 
     with pytest.raises(numba.core.errors.TypingError):
         bad(np.ones((2, 2)))

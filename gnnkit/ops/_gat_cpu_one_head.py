@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gnnkit.ops._jit import jit_kernel, prefetch
+from gnnkit.ops._jit import jit_kernel, prefetch_l2
 
 __all__ = ["score_grad_rows", "score_rows", "source_grad_rows"]
 
@@ -89,6 +89,6 @@ def source_grad_rows(
         total = zero
         for k in range(colptr[j], colptr[j + 1]):
             if k + distance < num_edges:
-                prefetch(grad_score, perm_t[k + distance], 0)
+                prefetch_l2(grad_score, perm_t[k + distance], 0)
             total += grad_score[perm_t[k], 0]
         grad_src[j, 0] = total

@@ -5,7 +5,7 @@ when it runs).
 Each source defines ``kernel(lo, hi, ...)`` over rows ``lo:hi``, reading its tensors through
 addresses (the globals of :func:`gnnkit.ops._jit.kernel_globals` and
 :func:`gnnkit.ops._jit.node_row_globals`, plus ``INDEX``, ``BOOL``, ``ZERO_U``, ``ONE_U``,
-``LINE`` (entries per cache line), ``prefetch`` and ``DROPOUT``). A row's sums are locals
+``LINE`` (entries per cache line), ``prefetch_l2`` and ``DROPOUT``). A row's sums are locals
 ``sum_{k}`` that LLVM's SLP vectoriser packs into vectors; every sum adds its terms in a
 fixed order, which :mod:`gnnkit.ops._gat_rows_check` repeats in numpy.
 """
@@ -163,14 +163,14 @@ def _ahead_lines(
     """Lines that ask for head ``h``'s entries of a row of ``array``: the row that the index
     array ``index[0]`` (``col`` or ``row_t``) names ``AHEAD`` entries past entry ``index[1]``
     (unless that is past ``LAST``). Its cache lines, and the line of its last entry for a
-    head that straddles two."""
+    head that straddles two, into L2 (``gnnkit.ops._jit._prefetch`` says why)."""
     (indices, entry), base, last = index, h * channels, h * channels + channels - 1
     return [
         f"{indent}if {entry} < LAST:",
         f"{indent}    ahead = np.uint64({indices}[{entry} + AHEAD]) * ENTRIES",
         f"{indent}    for q in range(np.uint64({base}), np.uint64({base + channels}), LINE):",
-        f"{indent}        prefetch({array}, ahead + q)",
-        f"{indent}    prefetch({array}, ahead + np.uint64({last}))",
+        f"{indent}        prefetch_l2({array}, ahead + q)",
+        f"{indent}    prefetch_l2({array}, ahead + np.uint64({last}))",
     ]
 
 
@@ -231,11 +231,11 @@ def sender_grad_by_head(heads: int, channels: int, dropout: bool) -> str:
         if h == 0:  # the edge's attention values, for every head
             lines += [
                 "                edge = np.uint64(perm_t[k + AHEAD]) * HEADS",
-                "                prefetch(alpha, edge)",
-                "                prefetch(grad_alpha, edge)",
+                "                prefetch_l2(alpha, edge)",
+                "                prefetch_l2(grad_alpha, edge)",
             ]
             if dropout:
-                lines.append("                prefetch(keep, edge)")
+                lines.append("                prefetch_l2(keep, edge)")
         lines.append(
             "            e, i = np.uint64(perm_t[k]) * HEADS, np.uint64(row_t[k]) * ENTRIES"
         )

@@ -84,8 +84,8 @@ from gnnkit.ops._jit import (
     generated_kernel,
     kernel_globals,
     node_row_globals,
-    prefetch,
     prefetch_distance,
+    prefetch_l2,
     run_rows,
 )
 from gnnkit.ops._memory import empty_advised
@@ -141,7 +141,7 @@ def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str)
         ZERO_U=np.uint64(0),
         ONE_U=np.uint64(1),
         LINE=np.uint64(64 // np.dtype(dtype).itemsize),  # entries per cache line
-        prefetch=prefetch,
+        prefetch_l2=prefetch_l2,
         NEG_INF=np.dtype(dtype).type(-np.inf),
         DROPOUT=dropout,
         **node_row_globals(heads, channels),

@@ -20,7 +20,10 @@ chosen by the size of the gathered rows (:func:`gnnkit.ops._jit.prefetch_distanc
   keeping many loads in flight, and adds one entry at a time, in CSR order, as torch's CSR
   ``addmm`` does (the same bits in every measurement). That prefetch is what beats MKL's
   kernel (about 7x at 128 channels for the bare kernels on one thread; without it the same
-  loop was 1.2-1.6x).
+  loop was 1.2-1.6x). It asks for the lines into L2 (:func:`gnnkit.ops._jit.prefetch_l2`),
+  which keeps more of them in flight than requests into L1: at ogbn-arxiv's size, 1 thread,
+  the kernel took 20-23 against 38-39 ms at 64 channels, 55-61 against 64-66 ms at 128 and
+  96 against 142-148 ms at 256 (the same bits).
 - **Rows that stay in cache** (Cora, ogbl-ddi): no prefetch (the requests only cost), and
   four entries per pass, adding ``(v0 x0 + v1 x1) + (v2 x2 + v3 x3)`` to the output row, so
   the row is loaded and stored once per four products instead of four times (each store
@@ -48,8 +51,8 @@ from gnnkit.ops._jit import (
     NO_PREFETCH,
     as_numpy,
     jit_kernel,
-    prefetch,
     prefetch_distance,
+    prefetch_l2,
     run_rows,
 )
 from gnnkit.ops._memory import advise_huge_pages
@@ -75,7 +78,7 @@ def _spmm_rows(lo, hi, rowptr, col, values, weighted, x, out, distance):  # prag
                 if e + distance < nnz:  # the sender row `distance` entries ahead, every line
                     ahead = col[e + distance]
                     for c in range(0, channels, _CACHE_LINE_FLOATS):
-                        prefetch(x_h, ahead, c)
+                        prefetch_l2(x_h, ahead, c)
                 row_in = x_h[col[e]]
                 if weighted:
                     v = values[h, e]
