@@ -117,6 +117,20 @@ def write_outputs(
         print(f"wrote {json_path}")
 
 
+def write_report(
+    stem: Path, payload: dict[str, Any], title: str, intro: str, body: list[str], machine: str
+) -> None:
+    """Write ``stem``.json (the ``payload``) and ``stem``.md (:func:`markdown_report` of
+    ``title``, ``intro``, ``body`` and ``machine``, with this process's command line)."""
+    command = command_line()
+    write_outputs(
+        payload,
+        json_path=stem.with_suffix(".json"),
+        markdown_path=stem.with_suffix(".md"),
+        markdown=lambda: markdown_report(title, intro, body, machine=machine, command=command),
+    )
+
+
 def with_pyg_weights(impl: str, pyg: Callable[[], Any], gnnkit: Callable[[], Any]) -> Any:
     """PyG's module ``pyg()`` built with seed-0 weights, or for ``impl="gnnkit"`` gnnkit's
     ``gnnkit()`` with those weights loaded: both libraries start from the same parameters."""

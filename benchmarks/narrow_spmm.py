@@ -196,18 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = collect.machine_line(
         env, start, collect.load_average(), "a shared machine: read ratios"
     )
-    collect.write_outputs(
-        payload,
-        json_path=args.out.with_suffix(".json"),
-        markdown_path=args.out.with_suffix(".md"),
-        markdown=lambda: collect.markdown_report(
-            "Narrow SpMM kernels",
-            intro,
-            markdown_body(rows),
-            machine=machine,
-            command=collect.command_line(),
-        ),
-    )
+    title = "Narrow SpMM kernels"
+    collect.write_report(args.out, payload, title, intro, markdown_body(rows), machine)
     return 0
 
 

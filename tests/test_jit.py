@@ -217,3 +217,40 @@ def test_kernels_run_in_a_process_forked_after_they_ran(two_threads):
         child.join()
         pytest.fail("the kernel hung in a forked child")
     assert child.exitcode == 0  # 3: different bits
+
+
+@needs_jit
+def test_prefetch_locality_benchmark_times_both_forms_with_the_same_bits():
+    import prefetch_locality  # benchmarks/prefetch_locality.py
+
+    # Big enough for the GAT passes by head (features past gnnkit's prefetch threshold).
+    graph = prefetch_locality.random_graph(13000, 30000, self_loops=True)
+    rows = prefetch_locality.gat_rows(graph, reps=1)
+    rows += prefetch_locality.spmm_rows(prefetch_locality.random_graph(300, 2000, False), 1)
+    assert [row["kernel"] for row in rows] == [
+        "GAT aggregation by head, 8 x 32",
+        "GAT sender pass by head, 8 x 32",
+        "SpMM, 64 channels",
+        "SpMM, 128 channels",
+        "SpMM, 256 channels",
+    ]
+    for row in rows:  # the claim its report prints, and both forms timed
+        assert row["same_bits"] and set(row["ms"]) == set(prefetch_locality.FORMS)
+    assert "| GAT sender pass by head, 8 x 32 |" in "\n".join(prefetch_locality.markdown_body(rows))
+
+
+@needs_jit
+def test_prefetch_into_l1_is_built_on_request():
+    # the benchmark's L1 form: the same intrinsic with locality 3 in its IR
+    l1 = _jit._prefetch(3)
+
+    @jit_kernel()
+    def touch(a):  # pragma: no cover - compiled
+        for i in range(a.shape[0]):
+            l1(a, i)
+        return a[0]
+
+    touch(np.ones(3))
+    ir = "".join(touch.inspect_llvm().values())
+    localities = re.findall(r"call void @llvm\.prefetch[.\w]*\([^,]+, i32 0, i32 (\d), i32 1\)", ir)
+    assert localities and set(localities) == {"3"}

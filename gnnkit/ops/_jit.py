@@ -99,31 +99,34 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-#: LLVM's temporal-locality hint of :func:`_prefetch`'s requests: 2 keeps the line in the
-#: second cache level and up (x86 ``prefetcht1``); 3 would bring it into L1 (``prefetcht0``).
+#: LLVM's temporal-locality hint of the kernels' requests: 2 keeps the line in the second
+#: cache level and up (x86 ``prefetcht1``); 3 would bring it into L1 (``prefetcht0``).
 _LOCALITY = 2
 
 
 @functools.cache
-def _prefetch() -> Any:
+def _prefetch(locality: int = _LOCALITY) -> Any:
     """``prefetch_l2(array, i, j, ...)`` inside a kernel: ask for the cache line of
     ``array[i, j, ...]`` to be brought into L2 (LLVM ``llvm.prefetch`` for reading with
-    temporal locality ``_LOCALITY``), one integer index per dimension. A hint only:
-    nothing is loaded and no bounds are checked. A Python no-op where numba is unavailable
-    (the kernels are never called then).
+    temporal ``locality``, by default ``_LOCALITY``), one integer index per dimension. A hint
+    only: nothing is loaded and no bounds are checked. A Python no-op where numba is
+    unavailable (the kernels are never called then). ``benchmarks/prefetch_locality.py``
+    builds the same request into L1 (``locality=3``) to time the kernels both ways.
 
     Into L2 rather than L1: a request into L1 holds one of L1's few miss buffers (about two
     dozen on the AMD Zen cores measured) until its line arrives, which caps the lines in
     flight, while L2 tracks more misses at once, and a load that then finds its line in L2
     waits only about 14 cycles. Measured at ogbn-arxiv's size (1 thread, the same bits either
-    way), the kernels that gather rows far past the cache at random ran faster with every
-    request into L2: the SpMM at 64 / 128 / 256 channels 20-23 / 55-61 / 96 ms against
-    38-39 / 64-66 / 142-148 ms into L1; the fused GAT's aggregation by head (8 x 32) 151-156
-    against 197 ms and its backward's sender pass 261-277 against 298-325 ms (then 228-241
-    against 238-247 ms with each edge's attention values asked for into L2 too); the general
-    aggregation 250 against 332 ms (2 x 128) and 158 against 249 ms (1 x 256); the sum of
-    each sender's score gradients (8 heads) 15 against 22 ms, and 4.0 against 3.9 ms for one
-    head (``benchmarks/results/performance_log.md``)."""
+    way), the kernels that gather rows far past the cache at random ran as fast or faster
+    with their requests into L2: the SpMM at 64 / 128 / 256 channels 20-23 / 55-61 / 96 ms
+    against 38-39 / 64-66 / 142-148 ms into L1; the fused GAT's aggregation by head (8 x 32)
+    151-156 against 197 ms; its backward's sender pass 261-277 against 298-325 ms with the
+    receiver rows into L2, and 228-241 against 238-247 ms (later runs) with each edge's
+    attention values into L2 as well; the general aggregation 250 against 332 ms (2 x 128)
+    and 158 against 249 ms (1 x 256); the sums of each sender's score gradients 15 against
+    22 ms for 8 heads, 4.0 against 3.9 ms for one (``benchmarks/results/performance_log.md``).
+    Graphs whose rows fit in the last-level cache measured the same either way. Not measured
+    on Intel cores, where ``prefetcht1`` also fills L2."""
     numba = _numba()
     if numba is None:
 
@@ -159,10 +162,10 @@ def _prefetch() -> Any:
             ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32]),
             name,
         )
-        # read, temporal locality _LOCALITY, data cache
+        # read, the temporal locality asked for, data cache
         builder.call(
             function,
-            [builder.bitcast(pointer, byte_pointer), int32(0), int32(_LOCALITY), int32(1)],
+            [builder.bitcast(pointer, byte_pointer), int32(0), int32(locality), int32(1)],
         )
         return context.get_dummy_value()
 
