@@ -101,6 +101,8 @@ def __getattr__(name: str) -> Any:
 
 #: LLVM's temporal-locality hint of the kernels' requests: 2 keeps the line in the second
 #: cache level and up (x86 ``prefetcht1``); 3 would bring it into L1 (``prefetcht0``).
+#: numba's on-disk cache keys each kernel on its own file, not on this value: a change here
+#: reaches kernels compiled with ``cache=True`` only once their cached machine code is cleared.
 _LOCALITY = 2
 
 
