@@ -1,4 +1,4 @@
-"""gnnkit's gathering kernels with their prefetches into L2 (as shipped) against into L1.
+"""gnnkit's gathering kernels prefetching into L2, as shipped, against their form before.
 
 The CPU kernels that gather rows far past the cache ask for each row some entries ahead of
 its use. They ask for it into L2 (``gnnkit.ops._jit.prefetch_l2``: LLVM's temporal locality
@@ -12,7 +12,10 @@ Kernels, on a random graph of ogbn-arxiv's size (169,343 nodes, 1,166,243 edges,
 
 - the SpMM row kernel (:mod:`gnnkit.ops._spmm_cpu`) at 64, 128 and 256 channels;
 - the fused GAT's aggregation and backward sender pass by head (:mod:`gnnkit.ops._gat_rows`),
-  8 heads x 32 channels, on the graph with a self-loop per node (as ``GATConv`` adds them).
+  8 heads x 32 channels, on the graph with a self-loop per node (as ``GATConv`` adds them);
+- the narrow SpMM kernels (:mod:`gnnkit.ops._spmm_narrow`, 8-63 channels) at 16, 32 and 48
+  channels, which did not prefetch at all before: their prefetching kind as shipped against
+  their plain kind, which rows that stay in cache still take.
 
 Run ``python benchmarks/prefetch_locality.py`` (``--nodes`` / ``--edges`` for another size,
 ``--reps`` repetitions); it writes ``benchmarks/results/prefetch_locality.{json,md}``
@@ -33,9 +36,11 @@ from torch import Tensor
 
 from gnnkit import ops
 from gnnkit.ops import _gat_rows, _jit, _spmm_cpu
+from gnnkit.ops._jit import NUMPY_DTYPES
 
 ARXIV_NODES, ARXIV_EDGES = 169_343, 1_166_243
 SPMM_CHANNELS = (64, 128, 256)
+NARROW_CHANNELS = (16, 32, 48)
 HEADS, CHANNELS = 8, 32
 FORMS = {"L2 (shipped)": 2, "L1 (before)": 3}  # name -> LLVM temporal locality
 
@@ -98,7 +103,7 @@ def spmm_rows(graph: ops.CSRGraph, reps: int) -> list[dict[str, Any]]:
             return (outs[name],)
 
         result = timed({name: (lambda n=name: call(n)) for name in FORMS}, reps)
-        rows.append({"kernel": f"SpMM, {channels} channels"} | result)
+        rows.append({"kernel": f"SpMM, {channels} channels", "before": "into L1"} | result)
         print(rows[-1], flush=True)
     return rows
 
@@ -145,7 +150,37 @@ def gat_rows(graph: ops.CSRGraph, reps: int) -> list[dict[str, Any]]:
         kernels = {name: gat_kernel(kind, locality) for name, locality in FORMS.items()}
         calls = {name: (lambda n=name, k=kernels[name], r=run: r(n, k)) for name in FORMS}
         result = timed(calls, reps)
-        rows.append({"kernel": label} | result)
+        rows.append({"kernel": label, "before": "into L1"} | result)
+        print(rows[-1], flush=True)
+    return rows
+
+
+def narrow_rows(graph: ops.CSRGraph, reps: int) -> list[dict[str, Any]]:
+    """The narrow SpMM kernels at each of :data:`NARROW_CHANNELS`: the prefetching kind (the
+    first form) against the plain kind (the second), both compiled as gnnkit compiles them."""
+    from gnnkit.ops import _spmm_narrow
+
+    ptr, idx = graph.kernel_indices(False)
+    index = NUMPY_DTYPES[ptr.dtype]
+    rows = []
+    for channels in NARROW_CHANNELS:
+        gen = torch.Generator().manual_seed(channels)
+        values = torch.rand(1, graph.num_edges, generator=gen)
+        x = torch.randn(1, graph.num_cols, channels, generator=gen)
+        outs = {name: torch.empty(1, graph.num_rows, channels) for name in FORMS}
+        kinds = dict(zip(FORMS, ("rows, prefetching", "rows"), strict=True))
+        kernels = {
+            n: _spmm_narrow._compiled(k, channels, "float32", index) for n, k in kinds.items()
+        }
+
+        def call(name: str, values=values, x=x, outs=outs, kernels=kernels) -> Any:
+            arguments = _spmm_narrow._arguments(ptr, idx, values, x, outs[name], None)
+            _jit.run_rows(kernels[name], graph.num_rows, *arguments)
+            return (outs[name],)
+
+        result = timed({name: (lambda n=name: call(n)) for name in FORMS}, reps)
+        label = f"narrow SpMM, {channels} channels"
+        rows.append({"kernel": label, "before": "no prefetch"} | result)
         print(rows[-1], flush=True)
     return rows
 
@@ -162,14 +197,15 @@ def random_graph(nodes: int, edges: int, self_loops: bool) -> ops.CSRGraph:
 def markdown_body(rows: list[dict[str, Any]]) -> list[str]:
     names = list(FORMS)
     lines = [
-        f"| kernel | {names[0]} (ms) | {names[1]} (ms) | speed-up | same bits |",
-        "|---|---:|---:|---:|---|",
+        "| kernel | shipped: into L2 (ms) | before (ms) | before, the requests | speed-up "
+        "| same bits |",
+        "|---|---:|---:|---|---:|---|",
     ]
     for row in rows:
         shipped, before = (row["ms"][name] for name in names)
         lines.append(
-            f"| {row['kernel']} | {shipped:.1f} | {before:.1f} | {before / shipped:.2f}x | "
-            f"{'yes' if row['same_bits'] else 'no'} |"
+            f"| {row['kernel']} | {shipped:.1f} | {before:.1f} | {row['before']} | "
+            f"{before / shipped:.2f}x | {'yes' if row['same_bits'] else 'no'} |"
         )
     return [*lines, ""]
 
@@ -192,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     torch.set_num_threads(1)
     start = collect.load_average()
-    rows = spmm_rows(random_graph(args.nodes, args.edges, False), args.reps)
+    graph = random_graph(args.nodes, args.edges, False)
+    rows = spmm_rows(graph, args.reps) + narrow_rows(graph, args.reps)
     rows += gat_rows(random_graph(args.nodes, args.edges, True), args.reps)
     env = collect.run_environment("cpu", 1)
     payload = {"env": env, "rows": rows, "command": collect.command_line()}
@@ -201,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     intro = (
         f"Random graph of {args.nodes:,} nodes and {args.edges:,} edges (the GAT rows with a "
         "self-loop per node), float32, one thread. Each kernel compiled twice from the same "
-        "source, its prefetches into L2 as shipped or into L1 as before, the two interleaved "
+        "source, its prefetches into L2 as shipped and as before (into L1, or none for the "
+        "narrow SpMM), the two interleaved "
         f"repetition by repetition ({args.reps} repetitions after a warm-up call), medians of "
         "the thread's CPU time. `same bits`: the two outputs equal bit for bit."
     )

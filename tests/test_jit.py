@@ -226,13 +226,17 @@ def test_prefetch_locality_benchmark_times_both_forms_with_the_same_bits():
     # Big enough for the GAT passes by head (features past gnnkit's prefetch threshold).
     graph = prefetch_locality.random_graph(13000, 30000, self_loops=True)
     rows = prefetch_locality.gat_rows(graph, reps=1)
-    rows += prefetch_locality.spmm_rows(prefetch_locality.random_graph(300, 2000, False), 1)
+    small = prefetch_locality.random_graph(300, 2000, False)
+    rows += prefetch_locality.spmm_rows(small, 1) + prefetch_locality.narrow_rows(small, 1)
     assert [row["kernel"] for row in rows] == [
         "GAT aggregation by head, 8 x 32",
         "GAT sender pass by head, 8 x 32",
         "SpMM, 64 channels",
         "SpMM, 128 channels",
         "SpMM, 256 channels",
+        "narrow SpMM, 16 channels",
+        "narrow SpMM, 32 channels",
+        "narrow SpMM, 48 channels",
     ]
     for row in rows:  # the claim its report prints, and both forms timed
         assert row["same_bits"] and set(row["ms"]) == set(prefetch_locality.FORMS)

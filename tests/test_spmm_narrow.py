@@ -73,6 +73,35 @@ def test_narrow_spmm_matches_dense_and_is_mkls_bits(case, dtype, index_dtype):
     assert torch.equal(out, csr)  # CSR order, no FMA: MKL's own bits
 
 
+@pytest.mark.parametrize(("channels", "dtype"), [(24, torch.float32), (13, torch.float64)])
+def test_narrow_spmm_past_the_cache_prefetches_with_the_same_bits(channels, dtype):
+    # Features past gnnkit's prefetch threshold take the kernels that ask for the sender rows
+    # ahead: MKL's bits, with and without a bias, and a kernel of the prefetching kind ran.
+    from gnnkit.ops._jit import PREFETCH_MIN_BYTES
+
+    senders = PREFETCH_MIN_BYTES // (channels * torch.finfo(dtype).bits // 8) + 1
+    _, graph, values, x = random_case(300, 4000, 1, channels, dtype, 7, 20, senders)
+    assert x.nbytes > PREFETCH_MIN_BYTES
+    bias = torch.randn(channels, dtype=dtype)
+    csr = torch.empty(1, graph.num_rows, channels, dtype=dtype)
+    matmul_module._csr_matmul(*graph.kernel_indices(), values, x, csr)
+    assert torch.equal(run(graph, values, x), csr)  # MKL's own bits
+    assert torch.equal(run(graph, values, x, torch.int64, bias), csr + bias)
+    kinds = {key[1] for key in narrow()._COMPILED if key[0] == channels}
+    assert {"rows, prefetching", "biased rows, prefetching"} <= kinds
+
+
+def test_narrow_prefetching_source_asks_for_every_line_of_the_row():
+    # 24 float32 channels span two or three 64-byte lines wherever the row starts: offsets 0,
+    # 16 and the last; the plain kind asks for nothing.
+    source = narrow()._source(24, "rows, prefetching", 16)
+    assert [line.strip() for line in source.splitlines() if "prefetch_l2" in line] == [
+        f"prefetch_l2(x_h, ahead + C{c})" for c in (0, 16, 23)
+    ]
+    assert "prefetch_l2" not in narrow()._source(24, "rows", 16)
+    assert narrow()._line_starts(20, 8) == [0, 8, 16, 19]  # float64: 8 entries a line
+
+
 def test_narrow_spmm_without_values_sums_sender_rows():
     edge_index, graph, values, x = random_case(30, 200, 2, 24, torch.float64, 5, empty_rows=4)
     out = run(graph, None, x)
@@ -220,8 +249,8 @@ def test_benchmark_rows_on_a_small_graph():
 def test_a_miscompiled_kernel_fails_its_self_check(monkeypatch):
     real = narrow()._source
 
-    def dropped_last_channel(channels, kind):  # the last channel never accumulated
-        return real(channels, kind).replace(f"s{channels - 1} += ", f"s{channels - 1} = 0 * ")
+    def dropped_last_channel(channels, kind, line):  # the last channel never accumulated
+        return real(channels, kind, line).replace(f"s{channels - 1} += ", f"s{channels - 1} = 0 * ")
 
     monkeypatch.setattr(narrow(), "_source", dropped_last_channel)
     monkeypatch.setattr(narrow(), "_COMPILED", {})
