@@ -77,7 +77,7 @@ def test_narrow_spmm_matches_dense_and_is_mkls_bits(case, dtype, index_dtype):
 def test_narrow_spmm_past_the_cache_prefetches_with_the_same_bits(channels, dtype):
     # Features past gnnkit's prefetch threshold take the kernels that ask for the sender rows
     # ahead: MKL's bits, with and without a bias, and a kernel of the prefetching kind ran.
-    from gnnkit.ops._jit import PREFETCH_MIN_BYTES
+    from gnnkit.ops._spmm_narrow import PREFETCH_MIN_BYTES
 
     senders = PREFETCH_MIN_BYTES // (channels * torch.finfo(dtype).bits // 8) + 1
     _, graph, values, x = random_case(300, 4000, 1, channels, dtype, 7, 20, senders)
@@ -89,6 +89,11 @@ def test_narrow_spmm_past_the_cache_prefetches_with_the_same_bits(channels, dtyp
     assert torch.equal(run(graph, values, x, torch.int64, bias), csr + bias)
     kinds = {key[1] for key in narrow()._COMPILED if key[0] == channels}
     assert {"rows, prefetching", "biased rows, prefetching"} <= kinds
+    # one row fewer than the threshold: the plain kind
+    narrow()._COMPILED.clear()
+    small = random_case(300, 4000, 1, channels, dtype, 7, 20, senders - 2)
+    run(*small[1:])
+    assert {key[1] for key in narrow()._COMPILED} == {"rows"}
 
 
 def test_narrow_prefetching_source_asks_for_every_line_of_the_row():
