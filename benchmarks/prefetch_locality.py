@@ -63,9 +63,7 @@ def gat_kernel(kind: str, locality: int) -> Any:
         kernel = _gat_rows._dispatcher.__wrapped__(kind, HEADS, CHANNELS, False, "float32")
     finally:
         _gat_rows.prefetch_l2 = shipped
-    signature = [_jit._numba().types.int64] * _gat_rows._ARGUMENTS[kind]
-    signature[-3] = _jit._numba().types.float64
-    _jit.compile_vectorised(kernel, tuple(signature))
+    _jit.compile_vectorised(kernel, _gat_rows._signature(kind))
     return kernel
 
 

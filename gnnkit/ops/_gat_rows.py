@@ -154,17 +154,23 @@ def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str)
 _COMPILED: dict[tuple[str, int, int, bool, str], Any] = {}
 
 
+def _signature(kind: str) -> tuple[Any, ...]:
+    """The numba signature a kernel of ``kind`` is compiled for: integers (addresses, sizes),
+    and one float where the kind takes one."""
+    types = _numba().types
+    signature = [types.int64] * _ARGUMENTS[kind]
+    if kind not in _WITHOUT_FLOAT:
+        signature[-3] = types.float64  # the dropout scale or the leaky ReLU's slope
+    return tuple(signature)
+
+
 def _compiled(kind: str, heads: int, channels: int, dropout: bool, dtype: str) -> Any:
     """The kernel, compiled on first use with the SLP vectoriser on, then checked."""
     key = (kind, heads, channels, dropout, dtype)
     kernel = _COMPILED.get(key)
     if kernel is None:
         kernel = _dispatcher(*key)
-        types = _numba().types
-        signature = [types.int64] * _ARGUMENTS[kind]
-        if kind not in _WITHOUT_FLOAT:
-            signature[-3] = types.float64  # the dropout scale or the leaky ReLU's slope
-        compile_vectorised(kernel, tuple(signature))
+        compile_vectorised(kernel, _signature(kind))
         self_check(kernel, *key)
         _COMPILED[key] = kernel
     return kernel
