@@ -13,7 +13,7 @@ Kernels, on a random graph of ogbn-arxiv's size (169,343 nodes, 1,166,243 edges,
 - the SpMM row kernel (:mod:`gnnkit.ops._spmm_cpu`) at 64, 128 and 256 channels;
 - the fused GAT's aggregation and backward sender pass by head (:mod:`gnnkit.ops._gat_rows`),
   8 heads x 32 channels, on the graph with a self-loop per node (as ``GATConv`` adds them);
-- the narrow SpMM kernels (:mod:`gnnkit.ops._spmm_narrow`, 8-63 channels) at 16, 32 and 48
+- the narrow SpMM kernels (:mod:`gnnkit.ops._spmm_narrow`, then 8-63 channels) at 16, 32 and 48
   channels, which did not prefetch at all before: their prefetching kind as shipped against
   their plain kind, which rows that stay in cache still take.
 

@@ -461,7 +461,7 @@ def test_backend_info_reports_the_measured_defaults():
 
     numba_rule = "numba row kernel (gnnkit.ops._spmm_cpu) for other rows of >= 32 channels"
     assert (numba_rule in info["kernels"]["spmm"]) == jit_available()
-    narrow_rule = "(gnnkit.ops._spmm_narrow) for rows of 8 to 63 channels, and of 64 channels"
+    narrow_rule = "(gnnkit.ops._spmm_narrow) for rows of 8 to 64 channels, and of up to 128"
     assert (narrow_rule in info["kernels"]["spmm"]) == jit_available()
     assert "2**20 multiply-adds" in info["kernels"]["spmm"] or not jit_available()
     assert info["kernels"]["scatter_max"] == "Tensor.scatter_reduce_"

@@ -169,15 +169,18 @@ def test_spmm_kernel_rule():
     numba = "numba" if jit_available() else "csr"
     narrow = "narrow" if jit_available() else "csr"
     many = 2**15  # with 32 channels, 2**20 multiply-adds
-    resident = (12 * 2**20) // (64 * 4) - 1  # 64-channel float32 sender rows below 12 MiB
+    past = (12 * 2**20) // (128 * 4)  # 128-channel float32 sender rows of 12 MiB
     assert backend.spmm_kernel(CPU, torch.float32, False, 32, many) == narrow
     assert backend.spmm_kernel(CPU, torch.float32, False, 8, 1) == narrow  # any size
     assert backend.spmm_kernel(CPU, torch.float64, True, 63, 2**30) == narrow  # deterministic
-    assert backend.spmm_kernel(CPU, torch.float32, False, 64, 2**30, resident) == narrow
-    assert backend.spmm_kernel(CPU, torch.float32, False, 64, 2**30, resident + 1) == numba
-    assert backend.spmm_kernel(CPU, torch.float64, False, 64, 2**30, resident) == numba  # 8 B
-    assert backend.spmm_kernel(CPU, torch.float32, False, 64, 2**30) == numba  # rows unknown
-    assert backend.spmm_kernel(CPU, torch.float32, False, 65, many) == numba
+    assert backend.spmm_kernel(CPU, torch.float32, False, 64, 2**30) == narrow  # rows unknown
+    assert backend.spmm_kernel(CPU, torch.float64, False, 64, 2**30, 2**20) == narrow  # past
+    # 65 to 128 channels: written out only past the cache (12 MiB of sender rows)
+    assert backend.spmm_kernel(CPU, torch.float32, False, 128, 2**30, past) == narrow
+    assert backend.spmm_kernel(CPU, torch.float32, False, 128, 2**30, past - 1) == numba
+    assert backend.spmm_kernel(CPU, torch.float64, False, 65, 2**30, past) == narrow  # 8 B
+    assert backend.spmm_kernel(CPU, torch.float32, False, 129, 2**30, 2**20) == numba
+    assert backend.spmm_kernel(CPU, torch.float32, False, 65, many) == numba  # rows unknown
     assert backend.spmm_kernel(CPU, torch.float32, False, 65, many // 4) == "csr"  # small product
     assert backend.spmm_kernel(CPU, torch.float32, False, 7, 2**30) == "csr"  # narrow rows
     assert backend.spmm_kernel(CPU, torch.float32, False) == "csr"  # size unknown

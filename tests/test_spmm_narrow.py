@@ -73,7 +73,9 @@ def test_narrow_spmm_matches_dense_and_is_mkls_bits(case, dtype, index_dtype):
     assert torch.equal(out, csr)  # CSR order, no FMA: MKL's own bits
 
 
-@pytest.mark.parametrize(("channels", "dtype"), [(24, torch.float32), (13, torch.float64)])
+@pytest.mark.parametrize(
+    ("channels", "dtype"), [(24, torch.float32), (13, torch.float64), (128, torch.float32)]
+)
 def test_narrow_spmm_past_the_cache_prefetches_with_the_same_bits(channels, dtype):
     # Features past gnnkit's prefetch threshold take the kernels that ask for the sender rows
     # ahead: MKL's bits, with and without a bias, and a kernel of the prefetching kind ran.
@@ -198,6 +200,27 @@ def test_spmm_gradients_through_the_narrow_kernel(heads, monkeypatch):
     assert torch.equal(out, out_csr)
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("past_the_cache", [False, True])
+def test_backward_gathers_the_transposed_values_past_the_cache(past_the_cache, monkeypatch):
+    # A^T G from A's own order adds into output rows at random: only while they fit in cache.
+    # Past it the values are gathered into the transpose's order for the row kernel, which
+    # asks for its rows ahead. Either way MKL's bits.
+    calls = []
+    real = narrow().spmm_transposed
+    monkeypatch.setattr(narrow(), "spmm_transposed", lambda *a: calls.append(1) or real(*a))
+    channels = 16
+    senders = narrow().PREFETCH_MIN_BYTES // (4 * channels) + (1 if past_the_cache else -1)
+    _, graph, values, x = random_case(300, 4000, 1, channels, torch.float32, 8, 0, senders)
+    x.requires_grad_(True)
+    grad_out = torch.randn(1, 300, channels, generator=torch.Generator().manual_seed(1))
+    (ours,) = torch.autograd.grad(ops.spmm(graph, values[0], x[0]), x, grad_out[0])
+    assert bool(calls) != past_the_cache
+    reference = torch.empty_like(x)
+    gathered = matmul_module._take_edges(values, graph.transpose()[3])
+    matmul_module._csr_matmul(*graph.kernel_indices(True), gathered, grad_out, reference)
+    assert torch.equal(ours, reference)
 
 
 def test_narrow_spmm_rejects_a_non_contiguous_output():

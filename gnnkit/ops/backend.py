@@ -24,8 +24,8 @@ in ``benchmarks/results/layers.md``: 169,343 nodes, 1,166,243 edges, 64 channels
   a kernel adding four entries a pass, the operation as dispatched is 1.3x slower than MKL's at
   32 channels there, and faster from 64 channels at every size measured (0.74-0.91 of MKL's
   time from 500 to 4,267 nodes), so the threshold now keeps MKL for some products numba would
-  win. Rows of 8 to 63 channels, and of 64 channels whose sender rows fit in 12 MiB, take
-  a third kernel, written out per channel count so that LLVM vectorises rows that narrow
+  win. Rows of 8 to 64 channels take a third kernel, written out per channel count so that
+  LLVM vectorises rows that narrow and keeps each row's sums in registers
   (:mod:`gnnkit.ops._spmm_narrow`; ``python benchmarks/narrow_spmm.py``,
   ``benchmarks/results/narrow_spmm.md``). Measured against MKL's kernel in one process, 1
   thread, CPU time, the candidates interleaved: on Cora's 13,264-entry graph 15 against
@@ -33,9 +33,18 @@ in ``benchmarks/results/layers.md``: 169,343 nodes, 1,166,243 edges, 64 channels
   weight 29 against 58 us at 16 channels, 66 against 206 at 64; at ogbl-ddi's size (2 million
   entries) 1.2 against 1.8 ms at 16 channels and 3.5 against 9.3 at 64 (7.0 for the row
   kernel); at ogbn-arxiv's size 2.0 against 2.8 ms at 8 channels, 3.1 against 4.0 at 16, 5.2
-  against 8.1 at 32 and 9.3 against 22.2 at 48 (11.2 for the row kernel), but at 64 12.3
-  against the prefetching row kernel's 12.1, which keeps those rows. At 7 channels MKL's
-  kernel is as fast (16 against 17 us on Cora), so it keeps narrower rows, except where a
+  against 8.1 at 32 and 9.3 against 22.2 at 48 (11.2 for the row kernel). Since that kernel
+  asks for the sender rows ahead past the cache it also beats the row kernel there from 64
+  channels up, with the same bits: on a random graph of ogbn-arxiv's size, 1 thread, 15.5
+  against 21.6 ms at 64 channels, 28-32 against 48-50 ms at 96-112, 38.5-40.6 against
+  60.8-63.3 ms at 128, and 82-87 against 89-101 ms at 256. Its sums in registers are what
+  the row kernel lacks: that kernel loads and stores the output row once per entry. So rows
+  of 65 to 128 channels whose sender rows take 12 MiB or more take it as well; narrower
+  products of those widths keep the row kernel (the written-out kernel is faster there too,
+  0.53-0.74x its time from 2 to 16 MiB of features at 80 and 128 channels, but compiling a
+  kernel this wide takes a process 1.2-2 s, which a small product does not repay), and wider
+  rows do too (3.7-7.6 s to compile at 160-256 channels, for a 7-26 % gain). At 7 channels
+  MKL's kernel is as fast (16 against 17 us on Cora), so it keeps narrower rows, except where a
   bias is added: the narrow kernel adds it as it stores each row, saving the 6-8 us of an add
   after MKL's product. The prefetching numba kernel and the narrow one add each
   row's entries in CSR order, without fused multiply-adds, as MKL's does (the same bits in
@@ -116,9 +125,11 @@ _CPU_SDDMM_MIN_CHANNELS = 8
 # The numba SpMM kernel beats MKL's on CPU for rows this wide, in products this large (|E| H C).
 _CPU_SPMM_JIT_MIN_CHANNELS = 32
 _CPU_SPMM_JIT_MIN_WORK = 2**20
-# Rows this wide take the numba kernel written out per channel count (the upper bound only
-# when the sender rows fit in cache); see spmm_kernel.
+# Rows this wide take the numba kernel written out per channel count; see spmm_kernel.
 _CPU_SPMM_NARROW_CHANNELS = (8, 64)
+# Wider rows, up to this many channels, take it too when their sender rows are past the cache,
+# in products large enough to repay its compilation (seconds per process; see spmm_kernel).
+_CPU_SPMM_NARROW_WIDE = 128
 
 
 def torch_scatter_available() -> bool:
@@ -230,12 +241,14 @@ def spmm_kernel(
     ``channels`` is the width C of the dense rows, ``entries`` the number of sparse entries
     (|E| H for H heads) and ``senders`` the number of dense rows gathered (|V_in| H), where
     known; ``biased``: a bias is added to the product. On CPU, with numba available, rows of
-    8 to 63 channels (1 to 63 with a bias, which that kernel adds as it stores each row) take
-    :mod:`gnnkit.ops._spmm_narrow`'s kernel, and so do rows of 64 channels whose sender rows
-    fit in cache (unless ``GNNKIT_NARROW_SPMM=0``); otherwise rows of at least 32 channels in
-    a product of at least ``2**20`` multiply-adds take :mod:`gnnkit.ops._spmm_cpu`'s, and
-    narrower rows, smaller products and products of unknown size MKL's CSR kernel. All add each row's entries in CSR order
-    and give the same result. The measurements behind the rule are in the module docstring.
+    8 to 64 channels (1 to 64 with a bias, which that kernel adds as it stores each row) take
+    :mod:`gnnkit.ops._spmm_narrow`'s kernel, and so do rows of 65 to 128 channels whose
+    sender rows are past the cache (12 MiB or more: a product large enough to repay the 1-2 s
+    a process spends compiling a kernel that wide), unless ``GNNKIT_NARROW_SPMM=0``;
+    otherwise rows of at least 32 channels in a product of at least ``2**20`` multiply-adds
+    take :mod:`gnnkit.ops._spmm_cpu`'s, and narrower rows, smaller products and products of
+    unknown size MKL's CSR kernel. All add each row's entries in CSR order and give the same
+    result. The measurements behind the rule are in the module docstring.
     """
     if deterministic and device.type != "cpu":
         return "segment"
@@ -244,8 +257,8 @@ def spmm_kernel(
     if device.type != "cpu" or channels is None or not jit_available():
         return "csr"
     low, high = (1 if biased else _CPU_SPMM_NARROW_CHANNELS[0]), _CPU_SPMM_NARROW_CHANNELS[1]
-    resident = senders is not None and senders * channels * dtype.itemsize < PREFETCH_MIN_BYTES
-    narrow = low <= channels < high or (channels == high and resident)
+    past_cache = senders is not None and senders * channels * dtype.itemsize >= PREFETCH_MIN_BYTES
+    narrow = low <= channels <= high or (high < channels <= _CPU_SPMM_NARROW_WIDE and past_cache)
     if narrow and not switched_off("GNNKIT_NARROW_SPMM"):
         return "narrow"
     if (
@@ -304,8 +317,8 @@ def _spmm_description(device: torch.device, dtype: torch.dtype, det: bool, defau
     if spmm_kernel(device, dtype, det, low) == "narrow":
         rules.append(
             f"gnnkit's numba kernels written per channel count (gnnkit.ops._spmm_narrow) for "
-            f"rows of {low} to {high - 1} channels, and of {high} channels whose sender rows "
-            f"fit in {PREFETCH_MIN_BYTES >> 20} MiB"
+            f"rows of {low} to {high} channels, and of up to {_CPU_SPMM_NARROW_WIDE} channels "
+            f"whose sender rows take {PREFETCH_MIN_BYTES >> 20} MiB or more"
         )
     wide = (high + 1, _CPU_SPMM_JIT_MIN_WORK)  # a product the row kernel's rule takes
     if spmm_kernel(device, dtype, det, *wide) == "numba":

@@ -159,10 +159,15 @@ def _spmm_raw(
 def _spmm_transposed(graph: CSRGraph, values: Tensor, x: Tensor, kernel: str) -> Tensor:
     r"""``A^T x`` for (H, E) values in ``A``'s CSR order and (H, N_out, C) ``x``.
 
-    With the narrow kernel on one thread, straight from ``A``'s own CSR order
-    (:func:`gnnkit.ops._spmm_narrow.spmm_transposed`: the same bits, without gathering the
-    values into the transpose's order); otherwise the values are gathered and the transpose
-    multiplied (:func:`_spmm_raw`).
+    With the narrow kernel on one thread, where the output rows fit in cache, straight from
+    ``A``'s own CSR order (:func:`gnnkit.ops._spmm_narrow.spmm_transposed`: the same bits,
+    without gathering the values into the transpose's order); otherwise the values are
+    gathered and the transpose multiplied (:func:`_spmm_raw`). That pass adds each entry's
+    product to the row of its column, rows that are not in cache once the output outgrows it
+    (and it asks for none ahead): on random graphs of 7 entries a row, 1 thread, it took
+    0.74-1.04x the gathered product's time up to 4 MiB of output and 1.09-1.67x from 6 to 12
+    MiB (16 and 64 channels), 1.14-2.12x at ogbn-arxiv's size (16 to 128 channels;
+    ``benchmarks/results/narrow_spmm.md``).
 
     Its callers are backward passes. With grad mode on there (``create_graph=True``) the
     product is formed with torch's differentiable operators instead, so that a second backward
@@ -174,7 +179,13 @@ def _spmm_transposed(graph: CSRGraph, values: Tensor, x: Tensor, kernel: str) ->
         rows = values.unsqueeze(-1) * x.index_select(1, graph.row)  # (H, E, C)
         out = x.new_zeros(x.size(0), graph.num_cols, x.size(2))
         return out.index_add(1, graph.col, rows)
-    if kernel == "narrow" and torch.get_num_threads() == 1 and graph.num_edges > 0:
+    out_bytes = x.size(0) * graph.num_cols * x.size(2) * x.element_size()
+    if (
+        kernel == "narrow"
+        and torch.get_num_threads() == 1
+        and graph.num_edges > 0
+        and out_bytes < _narrow_kernels().PREFETCH_MIN_BYTES
+    ):
         out = x.new_empty(x.size(0), graph.num_cols, x.size(2))
         ptr, idx = graph.kernel_indices(False)
         _narrow_kernels().spmm_transposed(ptr, idx, values.contiguous(), x.contiguous(), out)
