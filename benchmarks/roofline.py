@@ -42,9 +42,9 @@ same thread count, G = the measured SGEMM rate at the layer's shape):
 A layer's floor is the sum of its parts' bound times (no overlap of GEMM and memory phases).
 
 Candidates: SpMM as the bare kernels writing into a preallocated output (torch's CSR
-``addmm``, gnnkit's kernel before this one; gnnkit's numba kernel) and as the operation a layer
-calls, which allocates its output (``gnnkit.ops.spmm`` with torch's kernel, "before", and as it
-chooses now), at ogbn-arxiv's size (169,343 nodes, 1,166,243 random edges) and Cora's (2,708
+``addmm``, gnnkit's kernel before this one; gnnkit's numba row kernel) and as the operation a
+layer calls, which allocates its output (``gnnkit.ops.spmm`` with torch's kernel, "before", and
+as it chooses now: the row kernel or the narrow one written out per channel count), at ogbn-arxiv's size (169,343 nodes, 1,166,243 random edges) and Cora's (2,708
 nodes, 13,264 edges). A fresh output costs its page faults on first touch, which the model
 leaves out (torch's ``THP_MEM_ALLOC_ENABLE=1`` cuts them with huge pages). Then
 ``gnnkit.ops.sddmm``, ``gnnkit.ops.edge_softmax``; ``gnnkit.nn.GCNConv(128, 256, cached=True)``
@@ -203,13 +203,16 @@ def random_graph(nodes: int, edges: int, device: str) -> tuple[torch.Tensor, ops
 
 
 def spmm_with_csr(graph: ops.CSRGraph, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``gnnkit.ops.spmm`` with the numba kernel switched off (torch's CSR kernel throughout)."""
-    threshold = backend._CPU_SPMM_JIT_MIN_CHANNELS
+    """``gnnkit.ops.spmm`` with the numba kernels switched off (torch's CSR kernel throughout)."""
+    saved = (backend._CPU_SPMM_JIT_MIN_CHANNELS, backend._CPU_SPMM_NARROW_CHANNELS,
+             backend._CPU_SPMM_NARROW_WIDE)  # fmt: skip
     backend._CPU_SPMM_JIT_MIN_CHANNELS = 2**62
+    backend._CPU_SPMM_NARROW_CHANNELS, backend._CPU_SPMM_NARROW_WIDE = (0, 0), 0
     try:
         return ops.spmm(graph, values, x)
     finally:
-        backend._CPU_SPMM_JIT_MIN_CHANNELS = threshold
+        (backend._CPU_SPMM_JIT_MIN_CHANNELS, backend._CPU_SPMM_NARROW_CHANNELS,
+         backend._CPU_SPMM_NARROW_WIDE) = saved  # fmt: skip
 
 
 def spmm_candidates(
@@ -247,7 +250,7 @@ def spmm_rows(device: str, channels: list[int], rounds: int, machine: Machine) -
                 spmm_candidates(graph, values, x), rounds, device, calls, machine.references()
             )
             bandwidth = machine.bandwidth(times)
-            kernel = backend.spmm_kernel(x.device, x.dtype, False, width, edges)
+            kernel = backend.spmm_kernel(x.device, x.dtype, False, width, edges, nodes)
             gathered = spmm_bytes(nodes, edges, width, True) / bandwidth
             once = spmm_bytes(nodes, edges, width, False) / bandwidth
             rows.append({
