@@ -32,6 +32,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(tmp_path_factory):
+    """Generated kernels cache their machine code in the session's own private folder
+    (:mod:`gnnkit.ops._kernel_cache`), not the user's, unless GNNKIT_KERNEL_CACHE names one."""
+    if "GNNKIT_KERNEL_CACHE" not in os.environ:
+        folder = tmp_path_factory.mktemp("kernels")
+        folder.chmod(0o700)
+        os.environ["GNNKIT_KERNEL_CACHE"] = str(folder)
+    return Path(os.environ["GNNKIT_KERNEL_CACHE"])
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The data root shared by the whole test session (processed caches are reused)."""

@@ -57,8 +57,9 @@ count. The scalar passes compute exactly what the general kernels do (the same b
 general aggregation adds four entries per pass and reassociates the backward's dot
 products, and the sender pass by head sums its dot products in a halving tree, so the
 feature-row passes differ from the general kernels in the last bits. Like
-:mod:`gnnkit.ops._node_scores`, each kernel is compiled once per process for its shape and
-dtype, checked bit for bit against numpy on a small case (:mod:`gnnkit.ops._gat_rows_check`),
+:mod:`gnnkit.ops._node_scores`, each kernel is compiled for its shape and dtype on first use
+(its machine code kept on disk by :mod:`gnnkit.ops._kernel_cache`), checked bit for bit
+against numpy on a small case in every process (:mod:`gnnkit.ops._gat_rows_check`),
 switched off with the narrow SpMM (``GNNKIT_NARROW_SPMM=0``), and takes its tensors as
 addresses.
 """

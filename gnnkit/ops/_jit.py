@@ -106,8 +106,14 @@ def __getattr__(name: str) -> Any:
 _LOCALITY = 2
 
 
-@functools.cache
 def _prefetch(locality: int = _LOCALITY) -> Any:
+    """The prefetch intrinsic for ``locality`` (:func:`_prefetch_at`): one object per
+    locality however it is asked for, which a generated kernel's cached module relies on."""
+    return _prefetch_at(locality)
+
+
+@functools.cache
+def _prefetch_at(locality: int) -> Any:
     """``prefetch_l2(array, i, j, ...)`` inside a kernel: ask for the cache line of
     ``array[i, j, ...]`` to be brought into L2 (LLVM ``llvm.prefetch`` for reading with
     temporal ``locality``, by default ``_LOCALITY``), one integer index per dimension. A hint
@@ -141,6 +147,8 @@ def _prefetch(locality: int = _LOCALITY) -> Any:
     from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
+
+    from gnnkit.ops._kernel_cache import register
 
     # The intrinsic's name carries its pointer type: opaque ``p0`` since LLVM 16's pointers,
     # ``p0i8`` (i8*) before (numba 0.60-0.61).
@@ -179,13 +187,20 @@ def _prefetch(locality: int = _LOCALITY) -> Any:
             return None
         return types.void(array, types.StarArgTuple.from_types(index)), codegen
 
-    return prefetch_intrinsic
+    return register(prefetch_intrinsic, f"_prefetch({locality})")
 
 
 def generated_kernel(source: str, filename: str, names: dict[str, Any]) -> Any:
     """The numba dispatcher (``nogil``, not yet compiled) of the function ``kernel`` defined
     by generated ``source``, run with ``names`` as its globals; ``filename`` names it in
-    tracebacks. Kernels written out for one shape this way cannot be cached on disk."""
+    tracebacks. Its machine code is cached on disk through a module file written for it
+    (:mod:`gnnkit.ops._kernel_cache`) where that cache is on and can serve it; otherwise
+    it is compiled in each process."""
+    from gnnkit.ops._kernel_cache import cached_module
+
+    module = cached_module(source, filename, names)
+    if module is not None:
+        return _numba().njit(nogil=True, cache=True)(module.kernel)
     scope = dict(names)
     exec(compile(source, filename, "exec"), scope)
     return _numba().njit(nogil=True)(scope["kernel"])
@@ -248,7 +263,6 @@ def require_same_bits(got: list[np.ndarray], expected: list[np.ndarray], what: s
         )
 
 
-@functools.cache
 def address_pointer(dtype: Any) -> Any:
     """``pointer(address)`` inside a kernel: a typed pointer to elements of numpy ``dtype``
     at an integer ``address`` (a tensor's ``data_ptr()``), for ``numba.carray(pointer,
@@ -256,6 +270,12 @@ def address_pointer(dtype: Any) -> Any:
     integers only: numba unboxes those in nanoseconds, where a numpy view of each tensor
     (:func:`as_numpy`) costs about a microsecond. The caller keeps the tensors alive and
     contiguous for the call, and gives sizes that fit them: nothing is checked."""
+    return _address_pointer(np.dtype(dtype).name)  # one object per dtype, however named
+
+
+@functools.cache
+def _address_pointer(dtype: str) -> Any:
+    """:func:`address_pointer` for the numpy dtype named ``dtype``."""
     numba = _numba()
     from numba.core import types
     from numba.extending import intrinsic
@@ -271,7 +291,9 @@ def address_pointer(dtype: Any) -> Any:
             return None
         return pointer_type(address), codegen
 
-    return pointer
+    from gnnkit.ops._kernel_cache import register
+
+    return register(pointer, f"address_pointer({dtype!r})")
 
 
 def prefetch_distance(row_bytes: int, total_bytes: int | None = None) -> int:

@@ -33,8 +33,9 @@ Sums run in a fixed order without fused multiply-adds (``fastmath`` off): each d
 over the channels in order; the attention gradients over fixed blocks of
 :data:`BLOCK_ROWS` nodes in order, then the blocks in order, so the result is the same for
 every thread count (:func:`gnnkit.ops._jit.run_rows` spreads the blocks). Each kernel is
-compiled once per process for its (H, C, dtype) and checked bit for bit against numpy on a
-small case (:func:`_self_check`); like the narrow SpMM, ``GNNKIT_NARROW_SPMM=0`` switches
+compiled for its (H, C, dtype) on first use, its machine code kept on disk
+(:mod:`gnnkit.ops._kernel_cache`), and checked bit for bit against numpy on a small case
+in every process (:func:`_self_check`); like the narrow SpMM, ``GNNKIT_NARROW_SPMM=0`` switches
 these kernels off. They take their tensors as addresses and sizes
 (:func:`gnnkit.ops._jit.address_pointer`).
 """

@@ -42,10 +42,11 @@ against 6.0 / 11.1 / 18.2 ms without (``benchmarks/results/prefetch_locality.md`
 bits). Features that stay in cache keep kernels without the requests: testing each entry
 against the last one to ask for took 8 % of a Cora product.
 
-The source is generated, so numba cannot cache the machine code on disk: each process
-compiles a kernel on its first call for a channel count, kind and dtype (0.2-0.8 s measured
-up to 64 channels, 1.2-2 s at 80-128), then checks it on a small case against numpy, bit for
-bit (:func:`_self_check`), and raises if they differ. ``GNNKIT_NARROW_SPMM=0`` sends these products to MKL's kernel instead.
+A kernel is compiled on its first call for a channel count, kind and dtype (0.2-0.8 s
+measured up to 64 channels, 1.2-2 s at 80-128); its machine code is kept on disk
+(:mod:`gnnkit.ops._kernel_cache`), so later processes load it in about 0.1 s. Each process
+checks it on a small case against numpy, bit for bit (:func:`_self_check`), and raises if
+they differ. ``GNNKIT_NARROW_SPMM=0`` sends these products to MKL's kernel instead.
 
 A kernel takes its tensors as addresses and sizes (integers), not as numpy views: on Cora a
 product's kernel runs for 7-30 us, and building six numpy views took 6 us of every call

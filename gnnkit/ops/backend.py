@@ -42,8 +42,10 @@ in ``benchmarks/results/layers.md``: 169,343 nodes, 1,166,243 edges, 64 channels
   of 65 to 128 channels whose sender rows take 12 MiB or more take it as well; narrower
   products of those widths keep the row kernel (the written-out kernel is faster there too,
   0.53-0.74x its time from 2 to 16 MiB of features at 80 and 128 channels, but compiling a
-  kernel this wide takes a process 1.2-2 s, which a small product does not repay), and wider
-  rows do too (3.7-7.6 s to compile at 160-256 channels, for a 7-26 % gain). At 7 channels
+  kernel this wide takes 1.2-2 s on a machine's first use, which a small product does not
+  repay), and wider rows do too (3.7-7.6 s to compile at 160-256 channels, for a 7-26 %
+  gain). Compiled kernels are kept on disk (:mod:`gnnkit.ops._kernel_cache`), so later
+  processes load them in about 0.1 s. At 7 channels
   MKL's kernel is as fast (16 against 17 us on Cora), so it keeps narrower rows, except where a
   bias is added: the narrow kernel adds it as it stores each row, saving the 6-8 us of an add
   after MKL's product. The prefetching numba kernel and the narrow one add each
@@ -128,7 +130,7 @@ _CPU_SPMM_JIT_MIN_WORK = 2**20
 # Rows this wide take the numba kernel written out per channel count; see spmm_kernel.
 _CPU_SPMM_NARROW_CHANNELS = (8, 64)
 # Wider rows, up to this many channels, take it too when their sender rows are past the cache,
-# in products large enough to repay its compilation (seconds per process; see spmm_kernel).
+# in products large enough to repay its compilation (seconds on first use; see spmm_kernel).
 _CPU_SPMM_NARROW_WIDE = 128
 
 
@@ -244,7 +246,7 @@ def spmm_kernel(
     8 to 64 channels (1 to 64 with a bias, which that kernel adds as it stores each row) take
     :mod:`gnnkit.ops._spmm_narrow`'s kernel, and so do rows of 65 to 128 channels whose
     sender rows are past the cache (12 MiB or more: a product large enough to repay the 1-2 s
-    a process spends compiling a kernel that wide), unless ``GNNKIT_NARROW_SPMM=0``;
+    of compiling a kernel that wide on first use), unless ``GNNKIT_NARROW_SPMM=0``;
     otherwise rows of at least 32 channels in a product of at least ``2**20`` multiply-adds
     take :mod:`gnnkit.ops._spmm_cpu`'s, and narrower rows, smaller products and products of
     unknown size MKL's CSR kernel. All add each row's entries in CSR order and give the same

@@ -19,8 +19,8 @@ _OFF = ("0", "false", "no", "off")
 
 def switched_off(variable: str) -> bool:
     """Whether the environment variable ``variable`` (``GNNKIT_JIT``, ``GNNKIT_FUSED_GAT``,
-    ``GNNKIT_HUGE_PAGES``, ``GNNKIT_NARROW_SPMM``) is set to 0, false, no or off, in any case;
-    unset means on."""
+    ``GNNKIT_HUGE_PAGES``, ``GNNKIT_NARROW_SPMM``, ``GNNKIT_KERNEL_CACHE``) is set to 0, false,
+    no or off, in any case; unset means on."""
     return os.environ.get(variable, "1").strip().lower() in _OFF
 
 
