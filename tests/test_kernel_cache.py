@@ -6,7 +6,12 @@ kernels' bit-for-bit self-check against numpy, and the files on disk.
 
 from __future__ import annotations
 
+import enum
 import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +20,7 @@ from gnnkit.ops import _kernel_cache
 from gnnkit.ops._jit import jit_available
 
 pytestmark = pytest.mark.skipif(not jit_available(), reason="numba is not available")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def narrow():
@@ -63,10 +69,28 @@ def test_a_generated_kernel_compiles_once_then_loads_from_disk(folder):
 
 @pytest.mark.parametrize("setting", ["0", "off"])
 def test_the_cache_can_be_switched_off(setting, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GNNKIT_KERNEL_CACHE", setting)
     assert _kernel_cache.cache_directory() is None
     kernel = fresh_kernel(8)  # compiled in the process, as before
-    assert kernel.stats.cache_path is None or not kernel.stats.cache_hits
+    assert kernel.stats.cache_path is None
+    assert list(tmp_path.iterdir()) == []  # not taken for a folder's name
+
+
+def test_the_next_process_loads_the_kernel_from_disk(folder):
+    # A new process: numba rebuilds the kernel's environment by importing its module by name.
+    script = (
+        "import sys; sys.path.insert(0, 'tests'); import test_kernel_cache as t; "
+        "k = t.fresh_kernel(8); print(sum(k.stats.cache_hits.values()), "
+        "sum(k.stats.cache_misses.values()))"
+    )
+    env = dict(os.environ, GNNKIT_KERNEL_CACHE=str(folder))
+    runs = [
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                       check=True, cwd=REPO).stdout.split()
+        for _ in range(2)
+    ]  # fmt: skip
+    assert runs == [["0", "1"], ["1", "0"]]  # compiled, then loaded (and self-checked)
 
 
 def test_a_folder_others_can_write_to_is_not_used(folder):
@@ -77,6 +101,39 @@ def test_a_folder_others_can_write_to_is_not_used(folder):
     assert kernel_files(folder) == []
     folder.chmod(0o700)
     assert _kernel_cache.cache_directory() == folder
+    (folder / "__pycache__").chmod(0o770)  # where numba keeps its pickles
+    assert _kernel_cache.cache_directory() is None
+    (folder / "__pycache__").chmod(0o700)
+    assert _kernel_cache.cache_directory() == folder
+
+
+def test_numba_files_others_could_have_written_are_not_loaded(folder):
+    fresh_kernel(8)
+    (entry,) = [p for p in (folder / "__pycache__").iterdir() if p.suffix == ".nbi"]
+    entry.chmod(0o666)
+    assert fresh_kernel(8).stats.cache_path is None  # compiled in the process instead
+    entry.chmod(0o600)
+    assert sum(fresh_kernel(8).stats.cache_hits.values()) == 1
+
+
+def test_folders_above_must_be_safe_too(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could swap the cache folder for their own
+    monkeypatch.setenv("GNNKIT_KERNEL_CACHE", str(shared / "kernels"))
+    assert _kernel_cache.cache_directory() is None
+    shared.chmod(0o777 | stat.S_ISVTX)  # sticky, as /tmp: only owners rename or remove
+    assert _kernel_cache.cache_directory() == shared / "kernels"
+
+
+def test_a_relative_xdg_cache_home_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.delenv("GNNKIT_KERNEL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert _kernel_cache.cache_directory() == tmp_path / ".cache" / "gnnkit" / "kernels"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _kernel_cache.cache_directory() == tmp_path / "xdg" / "gnnkit" / "kernels"
 
 
 def test_a_link_in_place_of_the_folder_is_not_used(tmp_path, monkeypatch):
@@ -110,6 +167,7 @@ def test_globals_are_written_out_exactly():
 
     values = [
         np.float32(-np.inf), np.float64(0.1), np.float32(0.2), np.uint64(7), np.bool_(True),
+        np.float32(-0.0), np.float32(np.nan), np.uint64(2**64 - 1), np.int8(-3), -0.0,
         True, 3, 0.25, np.float32, _jit.address_pointer("float32"), _jit._prefetch(3),
         _jit.address_pointer(np.float64),
     ]  # fmt: skip
@@ -119,8 +177,10 @@ def test_globals_are_written_out_exactly():
         rebuilt = eval(_kernel_cache.expression(value), scope)
         assert _kernel_cache._same(rebuilt, value), value
     assert _jit._prefetch() is _jit._prefetch(_jit._LOCALITY)  # one object per locality
-    with pytest.raises(_kernel_cache._Unwritable):
-        _kernel_cache.expression(object())
+    assert not _kernel_cache._same(0.0, -0.0)
+    for refused in (object(), enum.IntEnum("E", "A").A, np.timedelta64(3, "s")):
+        with pytest.raises(_kernel_cache._Unwritable):
+            _kernel_cache.expression(refused)
 
 
 def test_a_kernel_with_a_global_that_cannot_be_written_out_is_not_cached(folder):

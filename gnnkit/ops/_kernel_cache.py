@@ -1,7 +1,7 @@
 """An on-disk cache for the kernels gnnkit writes out per shape (generated numba source).
 
 numba caches a compiled function's machine code only when the function lives in a source
-file, which it stamps (modification time and size) to tell when the cache is stale. The
+file, which it stamps to tell when the cache is stale. The
 kernels written out per channel count or head count (:mod:`gnnkit.ops._spmm_narrow`,
 :mod:`gnnkit.ops._gat_rows`, :mod:`gnnkit.ops._node_scores`) are generated source, so each
 process used to compile every kernel it ran: a Cora GAT process compiled 21 of them, about
@@ -10,19 +10,22 @@ globals written out as Python expressions above the source, so that numba's ``ca
 keeps the machine code beside it and the next process loads it in a fraction of a second.
 
 - **Where**: ``GNNKIT_KERNEL_CACHE`` (a folder; ``0``, ``off``, ``false`` or ``no`` turns the
-  cache off), else ``$XDG_CACHE_HOME/gnnkit/kernels``, else ``~/.cache/gnnkit/kernels``;
-  numba's own files go where numba puts them (``__pycache__`` there, or
-  ``NUMBA_CACHE_DIR``).
+  cache off), else ``$XDG_CACHE_HOME/gnnkit/kernels`` (an absolute ``XDG_CACHE_HOME``), else
+  ``~/.cache/gnnkit/kernels``; numba's own files go to ``__pycache__`` there, or to
+  ``NUMBA_CACHE_DIR`` where that is set (as for gnnkit's other compiled kernels).
 - **Trust**: numba's cache files are pickles and the module files are Python, so the folder
-  must be private: gnnkit creates it with mode 0700 and uses it only if it is a folder owned
-  by the current user that no one else can write to; otherwise kernels compile in the
-  process, uncached, as before. The module gnnkit runs is the text it has just generated,
-  never what it reads back from the folder.
+  must be private. gnnkit creates it and its ``__pycache__`` with mode 0700 and uses them
+  only while both are real folders owned by the current user that no one else can write to,
+  every folder above them is owned by the user or root and writable by no one else unless
+  sticky (``/tmp``), and numba's files for the kernel are the user's and writable by no one
+  else; otherwise, and on platforms without file owners, kernels compile in the process,
+  uncached, as before. The module gnnkit runs is the text it has just generated, never what
+  it reads back from the folder.
 - **Staleness**: the file's name is a hash of its whole text (the source and every constant
   baked into it), of :mod:`gnnkit.ops._jit`'s source (the intrinsics the kernels call and
-  the options they compile with) and numba's version; a changed generator, constant or
-  intrinsic is a new file.
-  numba keys its own entries on the signature and the CPU.
+  the options they compile with) and of numba's and llvmlite's versions; a changed
+  generator, constant or intrinsic is a new file. numba keys its own entries on the
+  signature, the Python version and the CPU.
 - **Safety of writes**: a file is written to a temporary name and moved into place, only
   when it is missing or differs (rewriting an equal file would change its stamp and make
   numba recompile), and never over anything that is not a regular file.
@@ -39,6 +42,7 @@ import importlib.util
 import os
 import stat
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -72,50 +76,74 @@ class _Unwritable(Exception):
 
 
 def expression(value: Any) -> str:
-    """A Python expression for a generated kernel's global ``value``: numbers and numpy
-    scalars exactly (floats through their hexadecimal form, infinities included), numpy
-    scalar types, and objects of gnnkit's factories (:func:`register`)."""
+    """A Python expression for a generated kernel's global ``value``: Python ``bool``,
+    ``int`` and ``float`` and numpy booleans, integers and floats exactly (numpy scalars
+    through their bytes, so every bit, NaN payloads included), numpy scalar types, and
+    objects of gnnkit's factories (:func:`register`); anything else is refused."""
     if id(value) in _EXPRESSIONS:
         return _EXPRESSIONS[id(value)]
-    if isinstance(value, np.floating):
-        return f"np.{type(value).__name__}(float.fromhex({float(value).hex()!r}))"
-    if isinstance(value, np.integer | np.bool_):
-        return f"np.{type(value).__name__}({value.item()!r})"
-    if isinstance(value, float):
-        return f"float.fromhex({value.hex()!r})"
-    if isinstance(value, bool | int):
+    kind = type(value)
+    if kind in (bool, int):
         return repr(value)
+    if kind is float:
+        return f"float.fromhex({value.hex()!r})"
+    numeric = isinstance(value, np.bool_ | np.integer | np.floating)
+    if numeric and kind.__module__ == "numpy" and not isinstance(value, np.timedelta64):
+        data, dtype = value.tobytes().hex(), np.dtype(kind).name
+        return f"np.frombuffer(bytes.fromhex({data!r}), {dtype!r})[0]"
     if isinstance(value, type) and issubclass(value, np.generic):
         return f"np.{value.__name__}"
-    raise _Unwritable(f"{type(value).__name__} {value!r}")
+    raise _Unwritable(f"{kind.__name__} {value!r}")
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Whether a global rebuilt from its expression is the original (bits for scalars)."""
+    """Whether a global rebuilt from its expression is the original, bit for bit."""
     if isinstance(a, np.generic):
         return type(a) is type(b) and a.tobytes() == b.tobytes()
+    if type(a) is float:
+        return type(b) is float and a.hex() == b.hex()
     return a is b or (type(a) is type(b) and a == b)
+
+
+def _private(path: Path) -> bool:
+    """Whether ``path`` is a real folder (not a link) owned by this user that no one else can
+    write to."""
+    info = path.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
+def _safe_parent(path: Path) -> bool:
+    """Whether no other user can replace ``path``'s entries: owned by this user or root, and
+    writable by no one else unless sticky (as ``/tmp``)."""
+    info = path.stat()
+    return info.st_uid in (0, os.getuid()) and (
+        not info.st_mode & 0o022 or bool(info.st_mode & stat.S_ISVTX)
+    )
 
 
 def cache_directory() -> Path | None:
     """The private folder of the cache (module docstring), created if missing, or ``None``
-    when the cache is off or the folder cannot be trusted or made."""
+    when the cache is off, the platform has no file owners (not POSIX), or the folder, the
+    ``__pycache__`` in it where numba writes, or a folder above it cannot be trusted."""
     setting = os.environ.get("GNNKIT_KERNEL_CACHE")
-    if setting is not None and switched_off("GNNKIT_KERNEL_CACHE"):
+    if (setting is not None and switched_off("GNNKIT_KERNEL_CACHE")) or not hasattr(os, "getuid"):
         return None
     try:
         if setting:
-            folder = Path(setting).expanduser()
+            folder = Path(setting).expanduser().absolute()
         else:
-            base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-            folder = Path(base) / "gnnkit" / "kernels"
+            base = Path(os.environ.get("XDG_CACHE_HOME") or "")
+            if not base.is_absolute():  # unset, or relative, which the XDG spec ignores
+                base = Path.home() / ".cache"
+            folder = base / "gnnkit" / "kernels"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = folder.lstat()
+        pycache = folder / "__pycache__"
+        pycache.mkdir(mode=0o700, exist_ok=True)
+        if not (_private(folder) and _private(pycache)):
+            return None
+        if not all(_safe_parent(parent) for parent in folder.parents):
+            return None
     except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
-        return None
-    if not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o022:
-        return None  # a link, or a folder others can write to
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
         return None
     return folder
 
@@ -141,6 +169,7 @@ def _module_text(source: str, names: dict[str, Any]) -> str:
 def _write(path: Path, text: str) -> None:
     """Put ``text`` at ``path`` unless an equal regular file is there: through a temporary
     file moved into place; never over anything but a regular file."""
+    data = text.encode()
     try:
         info = path.lstat()
     except FileNotFoundError:
@@ -148,41 +177,64 @@ def _write(path: Path, text: str) -> None:
     if info is not None:
         if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path} is not a regular file")
-        if path.read_text() == text:
+        if path.read_bytes() == data:
             return
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _stem(text: str) -> str:
+    """The module's name: a hash of its text, the intrinsics' source and numba's and
+    llvmlite's versions (module docstring)."""
+    import llvmlite
+    import numba
+
+    key = "\0".join([text, _intrinsics_digest(), numba.__version__, llvmlite.__version__])
+    return "gnnkit_kernel_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _cache_files_private(folder: Path, stem: str) -> bool:
+    """Whether numba's files for module ``stem`` in the folder's ``__pycache__`` (which
+    numba unpickles) are this user's and writable by no one else."""
+    for path in (folder / "__pycache__").glob(f"{stem}.*"):
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return False
+    return True
 
 
 def cached_module(source: str, label: str, names: dict[str, Any]) -> ModuleType | None:
     """The module defining generated ``source`` with ``names`` as its globals, backed by a
     file in the cache folder so that numba can cache what it compiles from it; ``None``
     when the cache is off or cannot serve this kernel (the caller then runs ``source``
-    uncached). ``label`` names the kernel in the module's docstring."""
+    uncached), whatever went wrong. ``label`` names the kernel in the module's docstring."""
     folder = cache_directory()
     if folder is None:
         return None
-    import numba
-
+    stem = None
     try:
         text = f'"""gnnkit kernel: {label}"""\n' + _module_text(source, names)
-    except _Unwritable:
-        return None
-    key = "\0".join([text, _intrinsics_digest(), numba.__version__])
-    stem = "gnnkit_kernel_" + hashlib.sha256(key.encode()).hexdigest()[:32]
-    path = folder / f"{stem}.py"
-    try:
+        stem = _stem(text)
+        path = folder / f"{stem}.py"
         _write(path, text)
-    except OSError:
-        return None
-    spec = importlib.util.spec_from_file_location(stem, path)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    # numba imports the module by name when it loads a cached entry: register it first.
-    sys.modules[stem] = module
-    exec(compile(text, str(path), "exec"), module.__dict__)
-    if not all(_same(getattr(module, name), value) for name, value in names.items()):
-        del sys.modules[stem]
-        return None  # not rebuilt exactly: compile uncached rather than trust the file
-    return module
+        if not _cache_files_private(folder, stem):
+            return None
+        spec = importlib.util.spec_from_file_location(stem, path)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        # numba imports the module by name when it loads a cached entry: register it first.
+        sys.modules[stem] = module
+        exec(compile(text, str(path), "exec"), module.__dict__)
+        if all(_same(getattr(module, name), value) for name, value in names.items()):
+            return module
+    except Exception:  # a global it cannot write out, an unwritable folder...: no cache
+        pass
+    if stem is not None:
+        sys.modules.pop(stem, None)
+    return None
