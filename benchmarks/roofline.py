@@ -44,7 +44,8 @@ A layer's floor is the sum of its parts' bound times (no overlap of GEMM and mem
 Candidates: SpMM as the bare kernels writing into a preallocated output (torch's CSR
 ``addmm``, gnnkit's kernel before this one; gnnkit's numba row kernel) and as the operation a
 layer calls, which allocates its output (``gnnkit.ops.spmm`` with torch's kernel, "before", and
-as it chooses now: the row kernel or the narrow one written out per channel count), at ogbn-arxiv's size (169,343 nodes, 1,166,243 random edges) and Cora's (2,708
+as it chooses now: the row kernel or the narrow one written out per channel count), at
+ogbn-arxiv's size (169,343 nodes, 1,166,243 random edges) and Cora's (2,708
 nodes, 13,264 edges). A fresh output costs its page faults on first touch, which the model
 leaves out (torch's ``THP_MEM_ALLOC_ENABLE=1`` cuts them with huge pages). Then
 ``gnnkit.ops.sddmm``, ``gnnkit.ops.edge_softmax``; ``gnnkit.nn.GCNConv(128, 256, cached=True)``

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnnkit.ops._kernel_cache import cached_module, register
 from gnnkit.utils.env import switched_off
 
 __all__ = [
@@ -148,8 +149,6 @@ def _prefetch_at(locality: int) -> Any:
     from numba.core import cgutils
     from numba.extending import intrinsic
 
-    from gnnkit.ops._kernel_cache import register
-
     # The intrinsic's name carries its pointer type: opaque ``p0`` since LLVM 16's pointers,
     # ``p0i8`` (i8*) before (numba 0.60-0.61).
     name = "llvm.prefetch.p0" if binding.llvm_version_info[0] >= 16 else "llvm.prefetch.p0i8"
@@ -196,8 +195,6 @@ def generated_kernel(source: str, filename: str, names: dict[str, Any]) -> Any:
     tracebacks. Its machine code is cached on disk through a module file written for it
     (:mod:`gnnkit.ops._kernel_cache`) where that cache is on and can serve it; otherwise
     it is compiled in each process."""
-    from gnnkit.ops._kernel_cache import cached_module
-
     module = cached_module(source, filename, names)
     if module is not None:
         return _numba().njit(nogil=True, cache=True)(module.kernel)
@@ -290,8 +287,6 @@ def _address_pointer(dtype: str) -> Any:
         if not isinstance(address, types.Integer):
             return None
         return pointer_type(address), codegen
-
-    from gnnkit.ops._kernel_cache import register
 
     return register(pointer, f"address_pointer({dtype!r})")
 

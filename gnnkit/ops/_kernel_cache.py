@@ -105,11 +105,12 @@ def _same(a: Any, b: Any) -> bool:
     return a is b or (type(a) is type(b) and a == b)
 
 
-def _private(path: Path) -> bool:
-    """Whether ``path`` is a real folder (not a link) owned by this user that no one else can
-    write to."""
+def _private(path: Path, file_type: int = stat.S_IFDIR) -> bool:
+    """Whether ``path`` is of ``file_type`` (a real folder by default; never a link), owned by
+    this user and writable by no one else."""
     info = path.lstat()
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
+    owned = stat.S_IFMT(info.st_mode) == file_type and info.st_uid == os.getuid()
+    return owned and not info.st_mode & 0o022
 
 
 def _safe_parent(path: Path) -> bool:
@@ -202,11 +203,7 @@ def _stem(text: str) -> str:
 def _cache_files_private(folder: Path, stem: str) -> bool:
     """Whether numba's files for module ``stem`` in the folder's ``__pycache__`` (which
     numba unpickles) are this user's and writable by no one else."""
-    for path in (folder / "__pycache__").glob(f"{stem}.*"):
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-            return False
-    return True
+    return all(_private(path, stat.S_IFREG) for path in (folder / "__pycache__").glob(f"{stem}.*"))
 
 
 def cached_module(source: str, label: str, names: dict[str, Any]) -> ModuleType | None:
