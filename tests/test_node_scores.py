@@ -105,14 +105,32 @@ def test_kernels_refuse_what_their_raw_reads_cannot_take():
                                   (True, True, True))  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["forward", "features grad", "attention grad"])
+@pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7), (2, 3), (4, 16)])
+def test_the_features_gradient_added_into_a_tensor_is_that_sum_to_the_bit(heads, channels):
+    # into=: the products' gradient added in place, as autograd would add it to another
+    # consumer's gradient (a + b), written out for small (H, C) and by the general kernel.
+    xw, att, grads = case(700, heads, channels, torch.float32, seed=3)
+    other = torch.randn(xw.shape, generator=torch.Generator().manual_seed(4))
+    alone = scores().node_scores_grad(xw, *grads, *att, (True, True, True))
+    into = other.clone()
+    added = scores().node_scores_grad(xw, *grads, *att, (True, True, True), into=into)
+    assert added[0] is into and torch.equal(into, other + alone[0])
+    assert torch.equal(added[1], alone[1]) and torch.equal(added[2], alone[2])
+    untouched = other.clone()  # no gradient asked for the features: into is left alone
+    skipped = scores().node_scores_grad(xw, *grads, *att, (False, True, True), into=untouched)
+    assert skipped[0] is None and torch.equal(untouched, other)
+
+
+@pytest.mark.parametrize(
+    "kind", ["forward", "features grad", "features grad add", "attention grad"]
+)
 def test_a_miscompiled_kernel_fails_its_self_check(kind, monkeypatch):
     module = scores()
     real = module._SOURCES[kind]
 
     def broken(heads, channels):  # the first entry's product is dropped
         source = real(heads, channels)
-        if kind == "features grad":
+        if kind.startswith("features grad"):
             return source.replace("gs_0 * s_0 + ", "")
         return source.replace("+= x * s_0", "+= 0 * x").replace("+= gs_0 * x", "+= 0 * x")
 
@@ -125,7 +143,8 @@ def test_a_miscompiled_kernel_fails_its_self_check(kind, monkeypatch):
             if kind == "forward":
                 module.node_scores(xw, *att)
             else:
-                module.node_scores_grad(xw, *grads, *att, (True, True, True))
+                into = torch.zeros_like(xw) if kind == "features grad add" else None
+                module.node_scores_grad(xw, *grads, *att, (True, True, True), into=into)
     finally:
         module._dispatcher.cache_clear()  # the real kernels again for later tests
 

@@ -4,7 +4,9 @@ The per-node products :math:`a^{h\\top}_{src} W^h x_j` and :math:`a^{h\\top}_{ds
 come from one matmul (:func:`node_scores`). Where a fused kernel serves the device and dtype
 (:func:`gnnkit.ops.fused_gat`: numba on CPU, Triton on CUDA), :func:`fused_attend` runs the
 rest of the layer's sparse part (scores per edge, leaky ReLU, softmax, attention dropout,
-aggregation) in one pass over the CSR graph; otherwise the layer takes its unfused lean path.
+aggregation) in one pass over the CSR graph, and where the products come from their compiled
+pass too, both as one autograd Function (:func:`gnnkit.ops._gat_scored.fused_gat_scored`);
+otherwise the layer takes its unfused lean path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import Tensor
 
 from gnnkit.nn._common import linear
 from gnnkit.nn._gat_inputs import Sides, Structure, att_block
+from gnnkit.ops._gat_scored import fused_gat_scored
 from gnnkit.ops.attention import (
     fused_gat,
     fused_gat_backend,
@@ -71,7 +74,7 @@ def node_scores(layer, sides: Sides, xw: Tensor) -> tuple[Tensor, Tensor | None]
     # still through x (gnnkit.ops.attention.projected_node_scores).
     x = sides.x_src
     narrow_input = x.layout == torch.strided and x.size(1) < xw.size(1)
-    if not narrow_input and node_scores_available(xw):
+    if _compiled_products(sides, xw):
         return ops_node_scores(xw.view(xw.size(0), H, -1), sides.att_src, sides.att_dst)
     att = torch.cat([sides.att_src, sides.att_dst])  # (2, H, C)
     eye = torch.eye(H, dtype=att.dtype, device=att.device)
@@ -86,6 +89,14 @@ def node_scores(layer, sides: Sides, xw: Tensor) -> tuple[Tensor, Tensor | None]
         xw = xw.view(xw.size(0), H, -1)  # the products from xw, their gradients through x
         return projected_node_scores(x, projection, xw, sides.att_src, sides.att_dst)
     return _split(x @ projection, H)
+
+
+def _compiled_products(sides: Sides, xw: Tensor) -> bool:
+    """Whether :func:`node_scores` takes both products from the compiled pass over ``xw``
+    (one node set, input features no narrower than ``xw``, a kernel for its device)."""
+    x = sides.x_src
+    narrow_input = x.layout == torch.strided and x.size(1) < xw.size(1)
+    return sides.shared and not narrow_input and node_scores_available(xw)
 
 
 def _split(logits: Tensor, heads: int) -> tuple[Tensor, Tensor]:
@@ -114,21 +125,22 @@ def fused_attend(
     csr = structure.graph
     assert csr is not None and structure.fused  # built for the fused kernel
     xw = linear(sides.x_src, sides.lin_src.weight, layer._feature_cache)  # (N_s, H C)
-    a_src, a_dst = node_scores(layer, sides, xw)  # (N_s, H), (N_d, H) or None
     scores = None if edge_scores is None else edge_scores.index_select(0, csr.perm)  # CSR order
     beside = return_attention and torch.is_grad_enabled()
-    out, alpha = fused_gat(
-        csr,
-        a_src,
-        a_dst,
-        scores,
-        xw.view(-1, H, C),
-        layer.negative_slope,
-        layer.dropout,
-        training,
-        deterministic=layer.deterministic,
-        return_attention=return_attention and not beside,
-    )
+    options = (layer.negative_slope, layer.dropout, training)
+    returned = return_attention and not beside
+    if _compiled_products(sides, xw):  # the products and the kernels as one Function
+        att_src, att_dst = sides.att_src, sides.att_dst
+        features = xw.view(-1, H, C)
+        out, alpha = fused_gat_scored(
+            csr, features, att_src, att_dst, scores, *options, return_attention=returned
+        )
+    else:
+        a_src, a_dst = node_scores(layer, sides, xw)  # (N_s, H), (N_d, H) or None
+        out, alpha = fused_gat(
+            csr, a_src, a_dst, scores, xw.view(-1, H, C), *options,
+            deterministic=layer.deterministic, return_attention=returned,
+        )  # fmt: skip
     if beside:  # (|E'|, H) in edge order, with gradients, gathered into CSR order
         _, alpha = layer._attend(sides, structure, edge_scores, False, csr.num_rows)
         alpha = alpha.index_select(0, csr.perm)

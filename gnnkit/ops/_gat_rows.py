@@ -260,12 +260,13 @@ def sender_gradient(
 ) -> None:
     """Run the backward's sender pass over the senders of ``transposed`` (``colptr, row_t,
     perm_t``; ``colptr`` as numpy too, to cut the senders into chunks): one head at a time
-    for features past the cache, else on whole rows, with ``grad_out`` copied heads-last
-    first when there are several heads."""
+    for features past the cache, else on whole rows heads-last (several heads: ``grad_out``
+    copied heads-last first, the senders' gradients copied back to (H, C) after)."""
     _check(transposed, xw, alpha, keep, grad_out, grad_xw, grad_alpha)
-    (_, heads, channels), dtype = xw.shape, NUMPY_DTYPES[xw.dtype]
+    (senders, heads, channels), dtype = xw.shape, NUMPY_DTYPES[xw.dtype]
     by_head = _by_head(xw)
     ahead: tuple[int, ...] = ()  # by head: how far ahead it asks for receiver rows
+    into = grad_xw
     if by_head:
         ahead = (_by_head_distance(xw),)
     elif heads > 1:
@@ -273,13 +274,16 @@ def sender_gradient(
         last = grad_out.new_empty(rows, channels, heads)
         copy = _compiled("heads last", heads, channels, False, dtype)
         run_rows(copy, rows, grad_out.data_ptr(), last.data_ptr())
-        grad_out = last
+        grad_out, into = last, grad_xw.new_empty(senders, channels, heads)
     kind = "sender grad by head" if by_head else "sender grad"
     kernel = _compiled(kind, heads, channels, keep is not None, dtype)
     keep_at = 0 if keep is None else keep.data_ptr()
     addresses = [t.data_ptr() for t in (*transposed, xw, alpha)]
-    addresses += [keep_at, grad_out.data_ptr(), grad_xw.data_ptr(), grad_alpha.data_ptr()]
+    addresses += [keep_at, grad_out.data_ptr(), into.data_ptr(), grad_alpha.data_ptr()]
     run_rows(kernel, colptr, *addresses, *ahead, scale, alpha.size(0), grad_out.size(0))
+    if into is not grad_xw:  # (N, C, H) back to (N, H, C): the same copy, the roles swapped
+        back = _compiled("heads last", channels, heads, False, dtype)
+        run_rows(back, senders, into.data_ptr(), grad_xw.data_ptr())
 
 
 def scalar_passes(a_src: Tensor, rowptr: Tensor) -> bool:

@@ -180,11 +180,14 @@ def _run(kernel: Any, kind: str, case: dict[str, np.ndarray]) -> list[np.ndarray
     if kind in ("sender grad", "sender grad by head"):
         grad_xw, grad_alpha = nan(c["xw"].shape), nan(c["alpha"].shape)
         grad_out, ahead = c["grad_out"], (2,)  # by head: prefetch two entries ahead
-        if kind == "sender grad":  # heads-last
+        if kind == "sender grad":  # heads-last in and out
             grad_out, ahead = np.ascontiguousarray(grad_out.transpose(0, 2, 1)), ()
+            grad_xw = nan(grad_out.shape)
         transposed = (c["colptr"], c["row_t"], c["perm_t"])
         run(*transposed, c["xw"], c["alpha"], c["keep"], grad_out, grad_xw, grad_alpha,
             *ahead, after=(scale, edges, 5))  # fmt: skip
+        if kind == "sender grad":
+            grad_xw = np.ascontiguousarray(grad_xw.transpose(0, 2, 1))
         return [grad_xw, grad_alpha]
     if kind == "heads last":
         out = nan(c["xw"].shape[:1] + c["xw"].shape[:0:-1])

@@ -117,19 +117,27 @@ def _forward_source(heads: int, channels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _features_grad_source(heads: int, channels: int) -> str:
+def _features_grad_source(heads: int, channels: int, add: bool = False) -> str:
     """``kernel(lo, hi, g_src, g_dst, a_src, a_dst, grad_xw)``: the features' gradient of
-    rows ``lo:hi``."""
+    rows ``lo:hi`` into ``grad_xw``, or with ``add`` added to what it holds (the sum autograd
+    would form of the two gradients, in one pass)."""
     lines = ["def kernel(lo, hi, g_src, g_dst, a_src, a_dst, grad_xw):"]
     lines += [f"    {name} = carray(FLOAT({name}), hi * HEADS_N)" for name in ("g_src", "g_dst")]
     lines += ["    grad_xw = carray(FLOAT(grad_xw), hi * ENTRIES_N)"]
     lines += _attention_locals(heads * channels) + _node_rows("    ")
     lines += _score_gradients(heads, "        ")
-    lines += [
-        f"        grad_xw[base + E{k}] = gs_{k // channels} * s_{k} + gd_{k // channels} * d_{k}"
-        for k in range(heads * channels)
-    ]
+    for k in range(heads * channels):
+        h = k // channels
+        term = f"gs_{h} * s_{k} + gd_{h} * d_{k}"
+        lines.append(f"        grad_xw[base + E{k}] = " + (
+            f"grad_xw[base + E{k}] + ({term})" if add else term
+        ))  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _features_grad_add_source(heads: int, channels: int) -> str:
+    """:func:`_features_grad_source` adding into ``grad_xw``."""
+    return _features_grad_source(heads, channels, add=True)
 
 
 def _attention_grad_source(heads: int, channels: int) -> str:
@@ -174,6 +182,7 @@ def _attention_grad_source(heads: int, channels: int) -> str:
 _SOURCES = {
     "forward": _forward_source,
     "features grad": _features_grad_source,
+    "features grad add": _features_grad_add_source,
     "attention grad": _attention_grad_source,
 }
 
@@ -216,8 +225,9 @@ def _reference(kind: str, xw: np.ndarray, g: tuple, att: tuple) -> list[np.ndarr
                         total = total + xw[j, h, c] * a[h, c]
                     o[j, h] = total
         return out
-    if kind == "features grad":
-        return [g[0][:, :, None] * att[0][None] + g[1][:, :, None] * att[1][None]]
+    if kind.startswith("features grad"):
+        grad = g[0][:, :, None] * att[0][None] + g[1][:, :, None] * att[1][None]
+        return [_added_to(xw) + grad if kind == "features grad add" else grad]
     sums = []
     for grad in g:
         blocks = []
@@ -228,6 +238,11 @@ def _reference(kind: str, xw: np.ndarray, g: tuple, att: tuple) -> list[np.ndarr
             blocks.append(total)
         sums.append(np.stack(blocks))
     return sums
+
+
+def _added_to(xw: np.ndarray) -> np.ndarray:
+    """What the self-check's "features grad add" adds to: numbers of the features' scale."""
+    return np.cos(xw).astype(xw.dtype)
 
 
 def _self_check(kernel: Any, kind: str, heads: int, channels: int, dtype: np.dtype) -> None:
@@ -242,8 +257,8 @@ def _self_check(kernel: Any, kind: str, heads: int, channels: int, dtype: np.dty
     if kind == "forward":
         got = [np.empty((rows, heads), dtype) for _ in range(2)]
         kernel(0, rows, *(a.ctypes.data for a in (xw, *att, *got)))
-    elif kind == "features grad":
-        got = [np.empty_like(xw)]
+    elif kind.startswith("features grad"):
+        got = [_added_to(xw).copy() if kind == "features grad add" else np.empty_like(xw)]
         kernel(0, rows, *(a.ctypes.data for a in (*g, *att, *got)))
     else:
         partial = np.empty((2, 2, heads, channels), dtype)
@@ -332,15 +347,23 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
 
 
 def node_scores_grad(
-    xw: Tensor, g_src: Tensor, g_dst: Tensor, att_src: Tensor, att_dst: Tensor, needs: tuple
+    xw: Tensor,
+    g_src: Tensor,
+    g_dst: Tensor,
+    att_src: Tensor,
+    att_dst: Tensor,
+    needs: tuple,
+    into: Tensor | None = None,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """The gradients of :func:`node_scores` with respect to ``xw`` (N, H, C) and the two
     attention vectors (H, C), each where ``needs`` (three flags) asks for it; every tensor
-    contiguous."""
+    contiguous. With ``into`` (shaped as ``xw``), the features' gradient is added to it in
+    place, and ``into`` is returned as that gradient."""
     grad_xw = grad_src = grad_dst = None
     if not _written_out(xw, forward=False):
         if needs[0]:
             grad_xw = _general_grad_xw(g_src, g_dst, att_src, att_dst)
+            grad_xw = grad_xw if into is None else into.add_(grad_xw)
         if needs[1]:  # sums over the nodes
             grad_src = torch.einsum("jh,jhc->hc", g_src, xw)
         if needs[2]:
@@ -348,10 +371,11 @@ def node_scores_grad(
         return grad_xw, grad_src, grad_dst
     rows, heads, channels = xw.shape
     dtype = NUMPY_DTYPES[xw.dtype]
-    _check(xw, g_src, g_dst, att_src, att_dst)
+    _check(xw, g_src, g_dst, att_src, att_dst, *(() if into is None else (into,)))
     if needs[0]:
-        grad_xw = torch.empty_like(xw)
-        kernel = _compiled("features grad", heads, channels, dtype)
+        grad_xw = torch.empty_like(xw) if into is None else into
+        kind = "features grad" if into is None else "features grad add"
+        kernel = _compiled(kind, heads, channels, dtype)
         tensors = (g_src, g_dst, att_src, att_dst, grad_xw)
         run_rows(kernel, rows, *(t.data_ptr() for t in tensors))
     if needs[1] or needs[2]:

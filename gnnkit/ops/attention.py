@@ -115,13 +115,9 @@ class _FusedGAT(torch.autograd.Function):
         keep: Tensor | None,
         scale: float,
     ) -> tuple[Tensor, Tensor]:
-        out, alpha = kernels.forward(
-            graph.rowptr, graph.col, a_src, a_dst, edge_score, xw, negative_slope, keep, scale
-        )
-        ctx.kernels, ctx.graph, ctx.options = kernels, graph, (negative_slope, scale)
+        scores = (a_src, a_dst, edge_score)
+        out, alpha = kernels_forward(ctx, kernels, graph, scores, xw, negative_slope, keep, scale)
         ctx.save_for_backward(a_src, a_dst, edge_score, xw, alpha, keep)
-        ctx.mark_non_differentiable(alpha)
-        ctx.set_materialize_grads(False)  # no zero (E, H) gradient for alpha
         return out, alpha
 
     @staticmethod
@@ -129,25 +125,57 @@ class _FusedGAT(torch.autograd.Function):
         if grad_out is None:  # an undefined gradient (gradcheck passes one): zero
             return (None,) * 9
         a_src, a_dst, edge_score, xw, alpha, keep = ctx.saved_tensors
-        graph: CSRGraph = ctx.graph
-        slope, scale = ctx.options
         if torch.is_grad_enabled():  # create_graph=True: the torch form, differentiable again
-
-            def torch_form(
-                a_src: Tensor, a_dst: Tensor | None, edge_score: Tensor | None, xw: Tensor
-            ) -> Tensor:
-                inputs = (a_src, a_dst, edge_score, xw, slope, keep, scale)
-                return reference_gat(graph, *inputs, twice_differentiable=True)[0]
-
+            form = torch_form(ctx.graph, ctx.options, keep)
             inputs = (a_src, a_dst, edge_score, xw)
-            grads = recomputed_gradients(torch_form, inputs, ctx.needs_input_grad[2:6], [grad_out])
+            grads = recomputed_gradients(form, inputs, ctx.needs_input_grad[2:6], [grad_out])
             return None, None, *grads, None, None, None
-        colptr, row_t, _, perm_t = graph.transpose()
-        grad_xw, grad_src, grad_dst, grad_score = ctx.kernels.backward(
-            graph.rowptr, graph.col, colptr, row_t, perm_t, a_src, a_dst, edge_score, xw,
-            alpha, slope, keep, scale, grad_out.contiguous(),
-        )  # fmt: skip
+        saved = (a_src, a_dst, edge_score, xw, alpha, keep)
+        grad_xw, grad_src, grad_dst, grad_score = kernels_backward(ctx, saved, grad_out)
         return None, None, grad_src, grad_dst, grad_score, grad_xw, None, None, None
+
+
+def kernels_forward(
+    ctx: Any, kernels: ModuleType, graph: CSRGraph, scores: tuple, xw: Tensor,
+    negative_slope: float, keep: Tensor | None, scale: float,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """``(out, alpha)`` from the kernels' forward on ``scores`` = ``(a_src, a_dst,
+    edge_score)``, with on ``ctx`` what :func:`kernels_backward` reads (the caller saves the
+    tensors); ``alpha`` is not differentiable and no zero gradient is made for it."""
+    a_src, a_dst, edge_score = scores
+    out, alpha = kernels.forward(
+        graph.rowptr, graph.col, a_src, a_dst, edge_score, xw, negative_slope, keep, scale
+    )
+    ctx.kernels, ctx.graph, ctx.options = kernels, graph, (negative_slope, scale)
+    ctx.mark_non_differentiable(alpha)
+    ctx.set_materialize_grads(False)  # no zero (E, H) gradient for alpha
+    return out, alpha
+
+
+def torch_form(graph: CSRGraph, options: tuple[float, float], keep: Tensor | None) -> Any:
+    """The fused forward's output as a function of ``(a_src, a_dst, edge_score, xw)`` in
+    torch's operators, differentiable twice (a backward pass with ``create_graph=True``
+    differentiates it); ``options`` are the Function's ``(negative_slope, scale)``."""
+    slope, scale = options
+
+    def form(a_src: Tensor, a_dst: Tensor | None, edge_score: Tensor | None, xw: Tensor) -> Tensor:
+        inputs = (a_src, a_dst, edge_score, xw, slope, keep, scale)
+        return reference_gat(graph, *inputs, twice_differentiable=True)[0]
+
+    return form
+
+
+def kernels_backward(ctx: Any, saved: tuple, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+    """``(grad_xw, grad_a_src, grad_a_dst, grad_edge_score)`` from the kernels of
+    ``ctx.kernels`` on ``ctx.graph``, ``saved`` being ``(a_src, a_dst, edge_score, xw, alpha,
+    keep)`` and ``ctx.options`` ``(negative_slope, scale)``."""
+    a_src, a_dst, edge_score, xw, alpha, keep = saved
+    graph: CSRGraph = ctx.graph
+    (slope, scale), (colptr, row_t, _, perm_t) = ctx.options, graph.transpose()
+    return ctx.kernels.backward(  # type: ignore[no-any-return]
+        graph.rowptr, graph.col, colptr, row_t, perm_t, a_src, a_dst, edge_score, xw,
+        alpha, slope, keep, scale, grad_out.contiguous(),
+    )  # fmt: skip
 
 
 def reference_gat(
@@ -189,13 +217,17 @@ def reference_gat(
 
 def _check(
     graph: Any,
-    a_src: Tensor,
+    a_src: Tensor | None,
     a_dst: Tensor | None,
     edge_score: Tensor | None,
     xw: Tensor,
     negative_slope: Any,
     dropout_p: Any,
+    *,
+    scores_given: bool = True,
 ) -> None:
+    """Raise :class:`InputError` for any argument :func:`fused_gat` cannot take; without
+    ``scores_given`` the sender scores are computed by the caller (``a_src`` is ``None``)."""
     if not isinstance(graph, CSRGraph):
         raise InputError(f"fused_gat: graph must be a CSRGraph, got {type(graph).__name__}")
     if graph._heads != 1:
@@ -210,7 +242,7 @@ def _check(
         "edge_score": (edge_score, (graph.num_edges, heads)),
     }
     for name, (tensor, shape) in expected.items():
-        if tensor is None and name != "a_src":
+        if tensor is None and (name != "a_src" or not scores_given):
             continue
         if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape:
             found = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
@@ -351,6 +383,17 @@ def node_scores_available(xw: Tensor) -> bool:
     return xw.device.type == "cpu" and xw.dtype in _KERNEL_DTYPES and jit_available()
 
 
+def check_score_inputs(what: str, xw: Tensor, att_src: Tensor, att_dst: Tensor) -> None:
+    """Raise :class:`InputError` unless ``xw`` is (N, H, C) and both attention vectors hold
+    H x C entries; ``what`` names the function in the message."""
+    entries = xw[0].numel() if xw.dim() == 3 else -1
+    if att_src.numel() != entries or att_dst.numel() != entries:
+        raise InputError(
+            f"{what} expects xw (N, H, C) and attention vectors of H x C entries, got "
+            f"{tuple(xw.shape)}, {tuple(att_src.shape)} and {tuple(att_dst.shape)}"
+        )
+
+
 def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, Tensor]:
     r"""GAT's per-node attention products, :math:`a^{src}_{jh} = \langle x_{jh},
     a^{src}_h \rangle` and :math:`a^{dst}_{jh} = \langle x_{jh}, a^{dst}_h \rangle`, in one
@@ -373,11 +416,7 @@ def node_scores(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, T
     Returns:
         ``(a_src, a_dst)``, each (N, H) and contiguous.
     """
-    if xw.dim() != 3 or att_src.numel() != xw[0].numel() or att_dst.numel() != xw[0].numel():
-        raise InputError(
-            f"node_scores expects xw (N, H, C) and attention vectors of H x C entries, got "
-            f"{tuple(xw.shape)}, {tuple(att_src.shape)} and {tuple(att_dst.shape)}"
-        )
+    check_score_inputs("node_scores", xw, att_src, att_dst)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (xw, att_src, att_dst)):
         return _NodeScores.apply(xw, att_src, att_dst)
     # nothing to differentiate: the kernel without a Function

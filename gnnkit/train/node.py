@@ -46,6 +46,7 @@ from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
 from gnnkit.train.graphed import CapturedStep
 from gnnkit.train.inputs import NodeInputs
+from gnnkit.train.optim import adam_class
 from gnnkit.train.protocols import StoppingRule, make_protocol
 from gnnkit.utils.checks import (
     NON_NEGATIVE_NUMBER,
@@ -180,7 +181,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         groups = list(groups_fn(config.weight_decay))
     else:
         groups = [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
-    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    cls = adam_class(decoupled=config.optimizer != "adam")
     # The fused kernel updates every parameter in one call: about 3x faster than the default
     # per-parameter loop on CPU for the few small tensors of a GCN or GAT.
     groups = [
