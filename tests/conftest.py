@@ -90,6 +90,23 @@ def one_thread():
 
 
 @pytest.fixture
+def per_thread_count():
+    """``per_thread_count(fn, counts=(1, 2))``: the results of ``fn()`` run with each torch
+    thread count in turn; the test's thread count is restored after."""
+    previous = torch.get_num_threads()
+
+    def run(fn, counts=(1, 2)):
+        results = []
+        for count in counts:
+            torch.set_num_threads(count)
+            results.append(fn())
+        return results
+
+    yield run
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def cli_fails(capsys):
     """``cli_fails(argv, message)``: ``gnnkit`` exits 2 with ``message`` on one stderr line."""
     from gnnkit.cli import main

@@ -431,6 +431,7 @@ def test_second_derivatives_through_the_fused_layer(edge_dim):
     edge_attr = None if edge_dim is None else torch.randn(30, edge_dim, dtype=torch.float64)
     nodes = _graph_nodes(layer(x, edge_index, edge_attr))
     assert "_ScoredGATBackward" in nodes  # the products and the kernels as one Function
+    assert not {"_FusedGATBackward", "_NodeScoresBackward"} & nodes
     assert torch.autograd.gradgradcheck(lambda t: layer(t, edge_index, edge_attr), (x,))
     params = [p for p in layer.parameters()]
     assert torch.autograd.gradgradcheck(

@@ -95,18 +95,11 @@ def test_written_out_passes_match_the_torch_form_in_float64(heads, channels):
 
 @pytest.mark.parametrize("large", [False, True])  # large: the passes by head
 @pytest.mark.parametrize(("heads", "channels"), [(1, 7), (8, 8)])
-def test_same_bits_for_every_thread_count(heads, channels, large, monkeypatch):
+def test_same_bits_for_every_thread_count(heads, channels, large, monkeypatch, per_thread_count):
     graph, inputs, keep = case(heads, channels, nodes=2000, edges=16000, seed=4)
     if large:
         monkeypatch.setattr(modules()[1], "PREFETCH_MIN_BYTES", 0)
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = forward_backward(graph, inputs, keep)
-        torch.set_num_threads(2)
-        two = forward_backward(graph, inputs, keep)
-    finally:
-        torch.set_num_threads(previous)
+    one, two = per_thread_count(lambda: forward_backward(graph, inputs, keep))
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
 

@@ -68,7 +68,7 @@ def _copies(opt) -> int:
 
 def test_no_copy_of_a_column_major_gradient():
     assert _copies(train(optim.Adam, steps=1, fused=True)[1]) == 0
-    assert _copies(train(torch.optim.Adam, steps=1, fused=True)[1]) == 2  # what the views avoid
+    assert _copies(train(torch.optim.Adam, steps=1, fused=True)[1]) >= 1  # what the views avoid
 
 
 def test_memory_order_views_dense_tensors_only():
@@ -100,3 +100,30 @@ def test_the_trainer_uses_it_for_gnnkits_column_major_models():
     assert type(make_optimizer(model, TrainConfig(epochs=1, optimizer="adamw"))) is optim.AdamW
     state = opt.state_dict()  # torch's state dict: loads into torch's own Adam
     torch.optim.Adam(model.parameters(), lr=0.1).load_state_dict(state)
+
+
+def test_gradients_and_moments_laid_out_unlike_their_parameter_update_the_right_entries():
+    # torch's fused step pairs entries by memory position: a row-major gradient on a
+    # column-major weight, or moments loaded row-major, update the wrong entries there. Here
+    # they are copied into the parameter's layout first (the moments once, in the state).
+    def run(cls, relaid_moments=False, **options):
+        torch.manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(37, 5).t())  # column-major
+        opt = cls([p], lr=0.01, **options)
+        gen = torch.Generator().manual_seed(2)
+        for step in range(4):
+            p.grad = torch.randn(5, 37, generator=gen)  # row-major, unlike p
+            opt.step()
+            if relaid_moments and step == 1:  # as a state loaded in another layout
+                for key in ("exp_avg", "exp_avg_sq"):
+                    opt.state[p][key] = opt.state[p][key].contiguous()
+        return p.detach(), opt
+
+    for relaid in (False, True):
+        loop, _ = run(torch.optim.Adam, relaid, foreach=False)
+        ours, opt = run(optim.Adam, relaid, fused=True)
+        torch.testing.assert_close(ours, loop, rtol=1e-6, atol=1e-7)
+        (p,) = opt.param_groups[0]["params"]
+        assert opt.state[p]["exp_avg"].stride() == p.stride()
+        torchs, _ = run(torch.optim.Adam, relaid, fused=True)
+        assert (torchs - loop).abs().max() > 1e-3  # what the copies mend

@@ -182,7 +182,7 @@ def _run(kernel: Any, kind: str, case: dict[str, np.ndarray]) -> list[np.ndarray
         grad_out, ahead = c["grad_out"], (2,)  # by head: prefetch two entries ahead
         if kind == "sender grad":  # heads-last in and out
             grad_out, ahead = np.ascontiguousarray(grad_out.transpose(0, 2, 1)), ()
-            grad_xw = nan(grad_out.shape)
+            grad_xw = nan(c["xw"].shape[:1] + c["xw"].shape[:0:-1])  # senders x C x H
         transposed = (c["colptr"], c["row_t"], c["perm_t"])
         run(*transposed, c["xw"], c["alpha"], c["keep"], grad_out, grad_xw, grad_alpha,
             *ahead, after=(scale, edges, 5))  # fmt: skip

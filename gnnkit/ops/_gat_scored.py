@@ -12,8 +12,8 @@ gradient of :math:`x` in place (``"features grad add"``, :mod:`gnnkit.ops._node_
 each entry the same two terms added (``a + b``), so the same bits as the two Functions, one
 operator and one autograd node fewer.
 
-It serves where both pieces run compiled kernels (numba on CPU, products written out for the
-(H, C), gradients recorded); elsewhere it is the two functions called one after the other.
+It serves where both pieces run compiled kernels (numba on CPU, gradients recorded); elsewhere
+it is the two functions called one after the other, after the same checks.
 """
 
 from __future__ import annotations
@@ -138,17 +138,17 @@ def fused_gat_scored(
     Returns:
         ``(out, alpha)`` as :func:`gnnkit.ops.fused_gat`.
     """
-    if not _one_function(xw, att_src, att_dst, edge_score):
-        a_src, a_dst = node_scores(xw, att_src, att_dst)
-        return fused_gat(graph, a_src, a_dst, edge_score, xw, negative_slope, dropout_p,
-                         training, return_attention=return_attention)  # fmt: skip
-    check_score_inputs("fused_gat_scored", xw, att_src, att_dst)
     _check(graph, None, None, edge_score, xw, negative_slope, dropout_p, scores_given=False)
+    check_score_inputs("fused_gat_scored", xw, att_src, att_dst)
     if graph.num_rows != graph.num_cols:
         raise InputError(
             f"fused_gat_scored: graph must join one node set (|V_src| = |V_dst|), got "
             f"{graph.num_cols} senders and {graph.num_rows} receivers; use fused_gat"
         )
+    if not _one_function(xw, att_src, att_dst, edge_score):
+        a_src, a_dst = node_scores(xw, att_src, att_dst)
+        return fused_gat(graph, a_src, a_dst, edge_score, xw, negative_slope, dropout_p,
+                         training, return_attention=return_attention)  # fmt: skip
     keep, scale = None, 1.0
     if training and dropout_p > 0:
         keep = keep_mask((graph.num_edges, xw.size(1)), dropout_p, xw.device)

@@ -386,7 +386,10 @@ def node_scores_available(xw: Tensor) -> bool:
 def check_score_inputs(what: str, xw: Tensor, att_src: Tensor, att_dst: Tensor) -> None:
     """Raise :class:`InputError` unless ``xw`` is (N, H, C) and both attention vectors hold
     H x C entries; ``what`` names the function in the message."""
-    entries = xw[0].numel() if xw.dim() == 3 else -1
+    if not all(isinstance(t, Tensor) for t in (xw, att_src, att_dst)):
+        found = ", ".join(type(t).__name__ for t in (xw, att_src, att_dst))
+        raise InputError(f"{what} expects tensors xw, att_src and att_dst, got {found}")
+    entries = xw.size(1) * xw.size(2) if xw.dim() == 3 else -1
     if att_src.numel() != entries or att_dst.numel() != entries:
         raise InputError(
             f"{what} expects xw (N, H, C) and attention vectors of H x C entries, got "

@@ -5,12 +5,17 @@
 :math:`W^\\top` (``GCN._store_input_weight_transposed``). torch's fused Adam step on CPU
 (``torch._fused_adam_``) copies every gradient that is not contiguous in row-major order before
 it updates the parameter through raw pointers, and then reads the original gradient: the copy is
-wasted work, 70-100 us an epoch for Cora's 64 x 1433 weight on one thread (a GCN epoch on Cora
-takes about 2 ms). :class:`Adam` and :class:`AdamW` hand the fused step each such parameter, its
-gradient and its moments as the contiguous views of their memory (a permutation of their
+wasted work, 70-100 us a step for Cora GAT's 64 x 1433 weight on one thread (a GAT epoch on
+Cora takes about 6 ms). :class:`Adam` and :class:`AdamW` hand the fused step each such parameter,
+its gradient and its moments as the contiguous views of their memory (a permutation of their
 dimensions): the same elements updated in the same memory order, so the same bits, without the
 copy. Every other step (``foreach``, the per-parameter loop, ``capturable``, ``differentiable``)
 is torch's own.
+
+Walking raw pointers, torch's fused step is also wrong where a gradient or a moment is laid out
+unlike its parameter (a gradient assigned by hand, moments loaded in another layout): it pairs
+entries by memory position. Here such a tensor is first copied into its parameter's layout (a
+moment once, in the optimiser's state), so the step updates the entries it should.
 """
 
 from __future__ import annotations
@@ -58,14 +63,30 @@ class _MemoryOrderFused:
             rewritten = [params, grads, exp_avgs, exp_avg_sqs]
             if group.get("amsgrad"):
                 rewritten.append(max_exp_avg_sqs)
+            moments = ["exp_avg", "exp_avg_sq"] + (
+                ["max_exp_avg_sq"] if group.get("amsgrad") else []
+            )
             for i, p in enumerate(params):
-                # Only where every tensor of the update shares the parameter's layout (autograd
-                # keeps a gradient in its parameter's strides; the moments are made alike).
-                if p.is_contiguous() or any(t[i].stride() != p.stride() for t in rewritten):
+                if all(t[i].is_contiguous() for t in rewritten):  # the common case: as it is
                     continue
-                for t in rewritten:
-                    t[i] = memory_order(t[i])
+                if any(t[i].stride() != p.stride() for t in rewritten[1:]):
+                    self._same_layout(p, i, grads, dict(zip(moments, rewritten[2:], strict=True)))
+                if memory_order(p).is_contiguous():  # a dense parameter: its memory's view
+                    for t in rewritten:
+                        t[i] = memory_order(t[i])
         return result
+
+    def _same_layout(
+        self, p: Tensor, i: int, grads: list[Tensor], moments: dict[str, list[Tensor]]
+    ) -> None:
+        """Copy entry ``i`` of ``grads`` and of each moment's list into ``p``'s layout where
+        it differs (a moment in the optimiser's state too, so the step updates it in place)."""
+        if grads[i].stride() != p.stride():
+            grads[i] = torch.empty_like(p).copy_(grads[i])
+        state = self.state[p]  # type: ignore[attr-defined]
+        for key, tensors in moments.items():
+            if tensors[i].stride() != p.stride():
+                state[key] = tensors[i] = torch.empty_like(p).copy_(tensors[i])
 
 
 class Adam(_MemoryOrderFused, torch.optim.Adam):
