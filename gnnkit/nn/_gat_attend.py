@@ -73,9 +73,9 @@ def node_scores(layer, sides: Sides, xw: Tensor) -> tuple[Tensor, Tensor | None]
     # large xw the products of x (W^T A) come from the compiled pass over xw, their gradients
     # still through x (gnnkit.ops.attention.projected_node_scores).
     x = sides.x_src
-    narrow_input = x.layout == torch.strided and x.size(1) < xw.size(1)
     if _compiled_products(sides, xw):
         return ops_node_scores(xw.view(xw.size(0), H, -1), sides.att_src, sides.att_dst)
+    narrow_input = _narrow_input(x, xw)
     att = torch.cat([sides.att_src, sides.att_dst])  # (2, H, C)
     eye = torch.eye(H, dtype=att.dtype, device=att.device)
     # blocks[h, c, s, k] = att[s, h, c] if k == h else 0; the product keeps the permuted
@@ -94,9 +94,12 @@ def node_scores(layer, sides: Sides, xw: Tensor) -> tuple[Tensor, Tensor | None]
 def _compiled_products(sides: Sides, xw: Tensor) -> bool:
     """Whether :func:`node_scores` takes both products from the compiled pass over ``xw``
     (one node set, input features no narrower than ``xw``, a kernel for its device)."""
-    x = sides.x_src
-    narrow_input = x.layout == torch.strided and x.size(1) < xw.size(1)
-    return sides.shared and not narrow_input and node_scores_available(xw)
+    return sides.shared and not _narrow_input(sides.x_src, xw) and node_scores_available(xw)
+
+
+def _narrow_input(x: Tensor, xw: Tensor) -> bool:
+    """Dense input features with fewer channels than the transformed ones ``xw``."""
+    return x.layout == torch.strided and x.size(1) < xw.size(1)
 
 
 def _split(logits: Tensor, heads: int) -> tuple[Tensor, Tensor]:

@@ -25,23 +25,24 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops._autograd import recomputed_gradients
+from gnnkit.ops._gat_reference import torch_form
 from gnnkit.ops.attention import (
     _check,
     _cpu_kernels,
     _score_inputs,
     _score_kernels,
     _torch_scores,
+    attention_dropout,
     check_score_inputs,
-    fused_gat,
+    checked_fused_gat,
     fused_gat_backend,
     kernels_backward,
     kernels_forward,
     node_scores,
     node_scores_available,
-    torch_form,
+    returned_attention,
 )
 from gnnkit.ops.csr import CSRGraph
-from gnnkit.ops.random import keep_mask
 
 __all__ = ["fused_gat_scored"]
 
@@ -145,19 +146,14 @@ def fused_gat_scored(
             f"fused_gat_scored: graph must join one node set (|V_src| = |V_dst|), got "
             f"{graph.num_cols} senders and {graph.num_rows} receivers; use fused_gat"
         )
-    if not _one_function(xw, att_src, att_dst, edge_score):
+    options = (negative_slope, dropout_p, training, return_attention)
+    if not _one_function(xw, att_src, att_dst, edge_score):  # checked: the two functions' work
         a_src, a_dst = node_scores(xw, att_src, att_dst)
-        return fused_gat(graph, a_src, a_dst, edge_score, xw, negative_slope, dropout_p,
-                         training, return_attention=return_attention)  # fmt: skip
-    keep, scale = None, 1.0
-    if training and dropout_p > 0:
-        keep = keep_mask((graph.num_edges, xw.size(1)), dropout_p, xw.device)
-        scale = 1.0 / (1.0 - dropout_p)
+        return checked_fused_gat(graph, a_src, a_dst, edge_score, xw, *options)
+    keep, scale = attention_dropout(graph, xw, dropout_p, training)
     graph.transpose()  # built once per graph, before the activations exist
     out, alpha = _ScoredGAT.apply(
         _cpu_kernels(), graph, xw, att_src, att_dst, edge_score, float(negative_slope), keep,
         scale,
     )  # fmt: skip
-    if not return_attention:
-        return out, None
-    return out, alpha if keep is None else alpha * keep * scale
+    return returned_attention(out, alpha, keep, scale, return_attention)

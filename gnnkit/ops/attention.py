@@ -34,15 +34,14 @@ from types import ModuleType
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops._autograd import recomputed_gradients
+from gnnkit.ops._gat_reference import reference_gat, torch_form
 from gnnkit.ops._jit import jit_available
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.random import keep_mask
-from gnnkit.ops.scatter import index_sum, segment_max, segment_sum
 from gnnkit.utils.env import switched_off
 
 __all__ = [
@@ -152,19 +151,6 @@ def kernels_forward(
     return out, alpha
 
 
-def torch_form(graph: CSRGraph, options: tuple[float, float], keep: Tensor | None) -> Any:
-    """The fused forward's output as a function of ``(a_src, a_dst, edge_score, xw)`` in
-    torch's operators, differentiable twice (a backward pass with ``create_graph=True``
-    differentiates it); ``options`` are the Function's ``(negative_slope, scale)``."""
-    slope, scale = options
-
-    def form(a_src: Tensor, a_dst: Tensor | None, edge_score: Tensor | None, xw: Tensor) -> Tensor:
-        inputs = (a_src, a_dst, edge_score, xw, slope, keep, scale)
-        return reference_gat(graph, *inputs, twice_differentiable=True)[0]
-
-    return form
-
-
 def kernels_backward(ctx: Any, saved: tuple, grad_out: Tensor) -> tuple[Tensor | None, ...]:
     """``(grad_xw, grad_a_src, grad_a_dst, grad_edge_score)`` from the kernels of
     ``ctx.kernels`` on ``ctx.graph``, ``saved`` being ``(a_src, a_dst, edge_score, xw, alpha,
@@ -176,43 +162,6 @@ def kernels_backward(ctx: Any, saved: tuple, grad_out: Tensor) -> tuple[Tensor |
         graph.rowptr, graph.col, colptr, row_t, perm_t, a_src, a_dst, edge_score, xw,
         alpha, slope, keep, scale, grad_out.contiguous(),
     )  # fmt: skip
-
-
-def reference_gat(
-    graph: CSRGraph,
-    a_src: Tensor,
-    a_dst: Tensor | None,
-    edge_score: Tensor | None,
-    xw: Tensor,
-    negative_slope: float,
-    keep: Tensor | None,
-    scale: float,
-    *,
-    twice_differentiable: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """The same math as torch operations (autograd through them): ``(out, alpha)``, alpha
-    before dropout. Builds the (|E|, H, C) messages; deterministic (segment sums only).
-    ``twice_differentiable`` sums the rows with ``index_add`` instead, whose backward is
-    differentiable again (torch's segment reduction's is not); on CUDA it adds in no fixed
-    order."""
-
-    def row_sums(values: Tensor) -> Tensor:  # (E, ...) -> (N_d, ...)
-        if twice_differentiable:
-            return index_sum(values, graph.row, graph.num_rows)
-        return segment_sum(values, graph.rowptr)
-
-    scores = a_src.index_select(0, graph.col)  # (E, H)
-    if a_dst is not None:
-        scores = scores + a_dst.index_select(0, graph.row)
-    if edge_score is not None:
-        scores = scores + edge_score
-    scores = F.leaky_relu(scores, negative_slope)
-    peak = segment_max(scores.detach(), graph.rowptr)  # (N_d, H), -inf on empty rows
-    exp = (scores - peak.index_select(0, graph.row)).exp()
-    alpha = exp / row_sums(exp).index_select(0, graph.row)  # (E, H)
-    weights = alpha if keep is None else alpha * keep * scale
-    messages = weights.unsqueeze(-1) * xw.index_select(0, graph.col)  # (E, H, C)
-    return row_sums(messages), alpha
 
 
 def _check(
@@ -314,10 +263,37 @@ def fused_gat(
     _check(graph, a_src, a_dst, edge_score, xw, negative_slope, dropout_p)
     if deterministic is not None and not isinstance(deterministic, bool):
         raise InputError(f"fused_gat: deterministic must be None or a bool, got {deterministic!r}")
-    keep, scale = None, 1.0
+    inputs = (graph, a_src, a_dst, edge_score, xw)
+    return checked_fused_gat(*inputs, negative_slope, dropout_p, training, return_attention)
+
+
+def attention_dropout(
+    graph: CSRGraph, xw: Tensor, dropout_p: float, training: bool
+) -> tuple[Tensor | None, float]:
+    """The attention-dropout keep mask (one entry per edge and head, in CSR order, drawn by
+    :func:`gnnkit.ops.random.keep_mask`) and its scale; ``(None, 1.0)`` without dropout."""
     if training and dropout_p > 0:
         keep = keep_mask((graph.num_edges, xw.size(1)), dropout_p, xw.device)
-        scale = 1.0 / (1.0 - dropout_p)
+        return keep, 1.0 / (1.0 - dropout_p)
+    return None, 1.0
+
+
+def returned_attention(
+    out: Tensor, alpha: Tensor, keep: Tensor | None, scale: float, return_attention: bool
+) -> tuple[Tensor, Tensor | None]:
+    """``(out, coefficients after dropout)``, or ``(out, None)`` unless ``return_attention``."""
+    if not return_attention:
+        return out, None
+    return out, alpha if keep is None else alpha * keep * scale
+
+
+def checked_fused_gat(
+    graph: CSRGraph, a_src: Tensor, a_dst: Tensor | None, edge_score: Tensor | None,
+    xw: Tensor, negative_slope: float, dropout_p: float, training: bool,
+    return_attention: bool,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """:func:`fused_gat` on inputs it has checked already."""
+    keep, scale = attention_dropout(graph, xw, dropout_p, training)
     backend = fused_gat_backend(xw.device, xw.dtype)
     if backend == "torch":
         out, alpha = reference_gat(
@@ -336,9 +312,7 @@ def fused_gat(
         else:  # nothing to differentiate (an evaluation): the kernel without a Function
             out, alpha = kernels.forward(graph.rowptr, graph.col, a_src, a_dst, edge_score, xw,
                                          *options)  # fmt: skip
-    if not return_attention:
-        return out, None
-    return out, alpha if keep is None else alpha * keep * scale
+    return returned_attention(out, alpha, keep, scale, return_attention)
 
 
 def _score_inputs(xw: Tensor, att_src: Tensor, att_dst: Tensor) -> tuple[Tensor, ...]:

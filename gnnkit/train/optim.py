@@ -33,6 +33,10 @@ _GROUP_LISTS = ["params_with_grad", "grads", "exp_avgs", "exp_avg_sqs", "max_exp
                 "state_steps"]  # fmt: skip
 
 
+# The state keys of the moments, in the order of _GROUP_LISTS's lists of them.
+_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
 def memory_order(t: Tensor) -> Tensor:
     """``t`` as the contiguous view of its memory (its dimensions permuted) when it is dense in
     another order, such as a transposed matrix; else ``t`` itself."""
@@ -63,14 +67,12 @@ class _MemoryOrderFused:
             rewritten = [params, grads, exp_avgs, exp_avg_sqs]
             if group.get("amsgrad"):
                 rewritten.append(max_exp_avg_sqs)
-            moments = ["exp_avg", "exp_avg_sq"] + (
-                ["max_exp_avg_sq"] if group.get("amsgrad") else []
-            )
             for i, p in enumerate(params):
                 if all(t[i].is_contiguous() for t in rewritten):  # the common case: as it is
                     continue
                 if any(t[i].stride() != p.stride() for t in rewritten[1:]):
-                    self._same_layout(p, i, grads, dict(zip(moments, rewritten[2:], strict=True)))
+                    moments = dict(zip(_MOMENTS, rewritten[2:], strict=False))  # amsgrad's third
+                    self._same_layout(p, i, grads, moments)
                 if memory_order(p).is_contiguous():  # a dense parameter: its memory's view
                     for t in rewritten:
                         t[i] = memory_order(t[i])
