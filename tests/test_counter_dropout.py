@@ -91,6 +91,51 @@ def test_relu_variant_equals_relu_then_dropout_and_keeps_nan():
     assert torch.equal(fused[keep & ~x.isnan()], 2 * torch.relu(x[keep & ~x.isnan()]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kept_mask_and_the_mask_drawn_again_give_the_same_gradient_bits(dtype, monkeypatch):
+    # Small tensors keep their mask for the backward pass; large ones draw it again. Both must
+    # give the gradient grad * m of the drawn mask to the bit (NaN, infinities, signed zeros),
+    # with and without create_graph.
+    import gnnkit.ops.dropout as counter
+
+    x = torch.randn(97, 13, dtype=dtype)
+    grad = torch.randn(97, 13, dtype=dtype)
+    grad[0, :5] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0])
+    grad[1] = -0.0
+
+    kernels = counter._kernels()
+    reads = []
+    real_read = kernels.kept_entries
+
+    def read_kept(*args):
+        reads.append(True)
+        return real_read(*args)
+
+    monkeypatch.setattr(kernels, "kept_entries", read_kept)
+
+    def gradient(limit: int, create_graph: bool) -> torch.Tensor:
+        monkeypatch.setattr(counter, "MAX_KEPT_MASK", limit)
+        leaf = x.clone().requires_grad_()
+        torch.manual_seed(21)
+        out = counter_dropout(leaf, 0.3)  # a scale that float32 and float64 round apart
+        (result,) = torch.autograd.grad(out, leaf, grad, create_graph=create_graph)
+        return result.detach()
+
+    torch.manual_seed(21)
+    keep = counter_keep_mask(tuple(x.shape), 0.3)
+    expected = grad * torch.where(keep, torch.tensor(1 / 0.7, dtype=dtype), 0.0)
+    bits = torch.int32 if dtype == torch.float32 else torch.int64
+    numbers = ~expected.isnan()
+    for limit in (x.numel(), x.numel() - 1):  # the mask kept, then drawn again
+        for create_graph in (False, True):
+            reads.clear()
+            got = gradient(limit, create_graph)
+            assert torch.equal(got.isnan(), expected.isnan())
+            assert torch.equal(got[numbers].view(bits), expected[numbers].view(bits))
+            # the compiled read of the kept mask ran where it should (not under create_graph)
+            assert bool(reads) == (limit == x.numel() and not create_graph)
+
+
 @pytest.mark.parametrize("relu", [False, True])
 def test_gradient_is_the_same_mask_scaled(relu):
     x = torch.randn(300, 7, dtype=torch.float64, requires_grad=True)
@@ -226,6 +271,32 @@ def test_elu_variant_gradient_is_the_chain_of_elu_and_dropout():
 
     assert torch.autograd.gradcheck(fixed, (probe,))
     assert torch.autograd.gradcheck(lambda t: counter_elu_dropout(t, 0.5, False), (probe,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_elu_variant_gradient_reads_the_mask_it_drew_bit_for_bit(dtype):
+    # The backward pass reads the mask from the kept ELU output (dropped entries marked)
+    # instead of drawing it again: the gradient must be the chain (grad * m) * ELU'(x) of the
+    # mask the forward pass drew, to the bit, with NaN, infinities and signed zeros in both
+    # the input and the incoming gradient, and ELU outputs of exactly -1.
+    x = elu_inputs(dtype).requires_grad_()
+    grad = torch.randn(x.shape, dtype=dtype)
+    special = [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e30, -1e30]
+    grad[0, : len(special)] = torch.tensor(special, dtype=dtype)
+    grad[1, : len(special)] = torch.tensor(special[::-1], dtype=dtype)
+    grad[2:10] = grad[2:10].sign() * 0.0  # signed zeros against every kind of input
+    torch.manual_seed(11)
+    counter_elu_dropout(x, 0.6, training=True).backward(grad)
+    torch.manual_seed(11)
+    keep = counter_keep_mask(tuple(x.shape), 0.6)
+    elu = counter_elu_dropout(x.detach(), 0.6, training=False)
+    scale = torch.tensor(1 / 0.4, dtype=dtype)
+    chained = (grad * torch.where(keep, scale, 0.0)) * torch.where(elu > 0, 1.0, elu + 1)
+    assert bool(keep.any()) and not bool(keep.all())
+    assert torch.equal(x.grad.isnan(), chained.isnan())
+    bits = torch.int32 if dtype == torch.float32 else torch.int64
+    numbers = ~chained.isnan()
+    assert torch.equal(x.grad[numbers].view(bits), chained[numbers].view(bits))
 
 
 def test_elu_dropout_elsewhere_is_elu_then_dropout():

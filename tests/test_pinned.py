@@ -9,7 +9,11 @@ so these tests prove that the reorganisation changed no number.
 On the machine kind that recorded the file (same torch version, CPU model and instruction
 set) the comparison is exact: every float must be bit-identical. Elsewhere floating-point
 sums may round differently (another BLAS code path), so the series are compared to a
-relative 1e-4 over their first epochs, before rounding differences can grow.
+relative 1e-4 over their first epochs, before rounding differences can grow. Series counted
+from argmax predictions (the predicted labels, and the accuracies and scores of them) move
+in steps where such a rounding difference flips a prediction near a tie: on another machine
+kind they may differ by 1 % of the predictions (measured: 4 of 874 citation predictions of a
+text model after two epochs, its losses equal to 1e-4).
 """
 
 from __future__ import annotations
@@ -30,6 +34,15 @@ import torch
 PINNED = Path(__file__).with_name("pinned") / "histories.json"
 #: Entries compared on a machine kind other than the recording one.
 PREFIX = 5
+#: How much of a series counted from argmax predictions may differ on another machine kind.
+FLIPPED = 0.01
+
+
+def _counted_from_predictions(key: str) -> bool:
+    """Predicted labels, or an accuracy or score computed from them."""
+    name = key.rsplit(".", 1)[-1]
+    return name in ("pred", "scores", "accuracy") or name.endswith("acc")
+
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -204,8 +217,16 @@ def compare(case: str, got: dict[str, list[float]], want: dict[str, list[float]]
             assert values == expected, f"{case} {key}: first difference at entry {first}"
             continue
         assert len(values) == len(expected), f"{case} {key}: {len(values)} entries"
+        if key.endswith(".pred"):  # labels: a few may flip
+            flipped = sum(a != b for a, b in zip(values, expected, strict=True))
+            assert flipped <= FLIPPED * len(values), f"{case} {key}: {flipped} labels differ"
+            continue
+        steps = _counted_from_predictions(key)
         for i, (a, b) in enumerate(zip(values[:PREFIX], expected[:PREFIX], strict=True)):
-            assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6), f"{case} {key}[{i}]: {a} != {b}"
+            close = (
+                abs(a - b) <= FLIPPED if steps else math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+            )
+            assert close, f"{case} {key}[{i}]: {a} != {b}"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -37,7 +37,7 @@ from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.linear import _kernels as _linear_kernels
 from gnnkit.ops.linear import _narrow, bias_gradient
-from gnnkit.ops.matmul import _spmm_forward, _spmm_transposed
+from gnnkit.ops.matmul import _spmm_forward, _spmm_transposed, transposed_gradient
 
 __all__ = ["hooked_propagate", "layer_node"]
 
@@ -82,8 +82,10 @@ class _GCNLayer(torch.autograd.Function):
         grad_h = _spmm_transposed(ctx.graph, ctx.values, grad, ctx.kernel)  # (1, N, F_out)
         grad_x = grad_weight = None
         if ctx.features is not None:  # (X^T grad_h)^T, as sparse_linear's backward
-            if need_weight:
-                grad_weight = _spmm_transposed(ctx.features, x, grad_h, ctx.transform)[0].t()
+            if need_weight:  # a row-major parameter's gradient in its layout (no copy later)
+                grad_t = _spmm_transposed(ctx.features, x, grad_h, ctx.transform)[0]
+                row_major = weight.is_leaf and weight.is_contiguous()
+                grad_weight = transposed_gradient(grad_t) if row_major else grad_t.t()
         else:  # as the narrow kernel's backward
             grad_h = grad_h[0]
             grad_x = grad_h.mm(weight) if need_x else None

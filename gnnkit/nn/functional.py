@@ -6,7 +6,8 @@ differ in what they avoid:
 
 - :func:`dropout`: a drop-in for ``F.dropout(x, p, training)``. On CPU one compiled pass
   draws, compares and scales (:func:`gnnkit.ops.dropout.counter_dropout`: a counter-based
-  generator, no mask kept for the backward; 6x faster than ``torch.rand_like(x) >= p`` and
+  generator, the mask kept as one byte an entry for tensors of up to 2**22 entries and drawn
+  again for larger ones; 6x faster than ``torch.rand_like(x) >= p`` and
   its four passes, which in turn are 2-3x faster than ``F.dropout``'s ``bernoulli_``), or
   with ``draw="bytes"`` the mask is one random byte per entry (:func:`dropout_mask`). A sparse
   COO or CSR input goes to :func:`sparse_dropout` and stays sparse.

@@ -21,13 +21,14 @@ def column_major_(weight: Tensor) -> Tensor:
     A layer that multiplies sparse features, ``X W^T`` (:func:`sparse_linear`, and the first
     layer of a model on bag-of-words features), needs ``W^T`` contiguous: a row-major ``W``
     (``torch.nn.Linear``'s and PyG's layout) is copied on every forward pass, in training and
-    in evaluation, and its gradient, which comes out as ``(X^T G)^T``, is copied back to
-    ``W``'s layout by autograd: three copies in a training step and an evaluation. In
-    column-major memory they are gone (Cora,
-    1433 x 16: about 13 us for each forward copy and 20 us for the gradient's; GAT's 1433 x
-    64: 35 and 45 us). :class:`gnnkit.models.GCN` and :class:`gnnkit.models.GAT` do this to
-    their first layer; a script of its own calls
-    ``column_major_(model.conv1.lin.weight)`` once, before it builds its optimizer.
+    in evaluation, and its gradient, which comes out as ``X^T G``, is copied back into
+    ``W``'s layout: three copies in a training step and an evaluation. On CPU a compiled
+    blocked copy makes them (:mod:`gnnkit.ops._transpose_cpu`; GAT's 64 x 1433 weight on
+    Cora, 1 thread, 93-185 us each against torch's 169-267 us,
+    ``benchmarks/results/weight_copies.md``); in column-major memory they are gone.
+    :class:`gnnkit.models.GCN` and :class:`gnnkit.models.GAT` do this to their first layer; a
+    script of its own calls ``column_major_(model.conv1.lin.weight)`` once, before it builds
+    its optimizer.
 
     NOTE: the results are the same (bit for bit on Cora: a dense ``F.linear`` reads either
     layout); only ``weight.is_contiguous()`` becomes ``False``, which breaks code that needs

@@ -8,7 +8,9 @@ modulo 2**64. Its top 24 bits are a uniform integer in [0, 2**24); the entry is 
 is at or above the threshold ``round(p * 2**24)``. Each draw depends on ``(s, i)`` alone, so
 
 - the mask is the same for any split of the entries over threads, and
-- the backward pass draws it again from the seed instead of keeping it.
+- the backward pass can draw it again from the seed instead of keeping it (what a large
+  tensor's dropout does; a small one's keeps a byte mask, :func:`mask_keep_entries`, and
+  ELU-dropout marks the dropped entries in the ELU output it keeps, :data:`DROPPED`).
 
 Every kernel is a serial function over a range of flat entries, spread over threads by
 :func:`gnnkit.ops._jit.run_rows`.
@@ -23,12 +25,21 @@ import numpy as np
 from gnnkit.ops import _expf as E
 from gnnkit.ops._jit import jit_kernel
 
+#: What the ELU kernels keep for an entry that dropout dropped in place of ELU's output,
+#: which is never below -1: the backward pass reads the mask from it rather than drawing it
+#: again (the draw is most of a backward pass that draws it again:
+#: ``benchmarks/results/weight_copies.md``).
+DROPPED = -2.0
+
 __all__ = [
+    "DROPPED",
     "elu_entries",
     "elu_entries_f32",
     "elu_grad_entries",
     "keep_entries",
+    "kept_entries",
     "mask_entries",
+    "mask_keep_entries",
     "relu_grad_entries",
 ]
 
@@ -55,6 +66,28 @@ def mask_entries(lo, hi, x, out, seed, threshold, scale, relu):  # pragma: no co
         if relu and v < zero:  # as torch.relu: NaN passes through
             v = zero
         dst[k] = v * (scale if _draw(seed, lo + k) >= threshold else zero)
+
+
+@jit_kernel()
+def mask_keep_entries(lo, hi, x, out, keep, seed, threshold, scale):  # pragma: no cover
+    """:func:`mask_entries` without ReLU that also writes each entry's flag to ``keep``
+    (bool): whether it was kept."""
+    zero = x.dtype.type(0)
+    src, dst, kept = x[lo:hi], out[lo:hi], keep[lo:hi]
+    for k in range(src.shape[0]):
+        on = _draw(seed, lo + k) >= threshold
+        kept[k] = on
+        dst[k] = src[k] * (scale if on else zero)
+
+
+@jit_kernel()
+def kept_entries(lo, hi, keep, grad, result, scale):  # pragma: no cover - compiled
+    """``result[i] = grad[i] * m``, ``m = scale`` where ``keep[i]``, else 0: the bits of
+    :func:`mask_entries` for the same mask."""
+    zero = grad.dtype.type(0)
+    kept, src, dst = keep[lo:hi], grad[lo:hi], result[lo:hi]
+    for k in range(src.shape[0]):
+        dst[k] = src[k] * (scale if kept[k] else zero)
 
 
 @jit_kernel()
@@ -95,8 +128,9 @@ def elu_entries_f32(lo, hi, x, elu, out, seed, threshold, scale, drop):  # pragm
         two_n = dst[k]
         e = v if v > f(0.0) else two_n * y[k] + (two_n - f(1.0))
         e = e if v == v else v  # NaN in, NaN out
-        y[k] = e
-        dst[k] = e * (scale if not drop or _draw(seed, lo + k) >= threshold else f(0.0))
+        kept = not drop or _draw(seed, lo + k) >= threshold
+        y[k] = e if kept or e != e else f(DROPPED)
+        dst[k] = e * (scale if kept else f(0.0))
 
 
 @jit_kernel()
@@ -106,17 +140,29 @@ def elu_entries(lo, hi, x, elu, out, seed, threshold, scale, drop):  # pragma: n
     for k in range(lo, hi):
         v = x[k]
         e = v if v > zero else math.expm1(v)
-        elu[k] = e
-        out[k] = e * (scale if not drop or _draw(seed, k) >= threshold else zero)
+        kept = not drop or _draw(seed, k) >= threshold
+        elu[k] = e if kept or e != e else x.dtype.type(DROPPED)
+        out[k] = e * (scale if kept else zero)
 
 
 @jit_kernel()
-def elu_grad_entries(lo, hi, elu, grad, result, seed, threshold, scale, drop):  # pragma: no cover
-    """The gradient through ``out = dropout(ELU(x))`` from ``elu``, ELU's output: the dropout
+def elu_grad_entries(lo, hi, elu, grad, result, scale):  # pragma: no cover - compiled
+    """The gradient through ``out = dropout(ELU(x))`` from ``elu``, ELU's output as the
+    forward kernels keep it (:data:`DROPPED` where the entry was dropped): the dropout
     backward (``grad * m``, NaN stays NaN) times ELU's derivative, 1 where ``elu > 0`` and
-    ``elu + 1`` (:math:`e^x`) elsewhere."""
+    ``elu + 1`` (:math:`e^x`) elsewhere.
+
+    A dropped entry's gradient is ``grad * 0`` whatever ELU's output was: that derivative
+    lies in [0, 1] (ELU's output is at least -1), and ``(g * 0) * d`` has the bits of
+    ``g * 0`` for every such ``d`` (a signed zero keeps its sign, NaN stays NaN). A NaN
+    output is kept as NaN even where dropped, so that its gradient stays NaN (which NaN:
+    there, that of the output rather than of ``g * 0``)."""
     zero, one = grad.dtype.type(0), grad.dtype.type(1)
+    dropped = grad.dtype.type(DROPPED)
     y, src, dst = elu[lo:hi], grad[lo:hi], result[lo:hi]
     for k in range(src.shape[0]):
-        g = src[k] * (scale if not drop or _draw(seed, lo + k) >= threshold else zero)
-        dst[k] = g * (one if y[k] > zero else y[k] + one)
+        v = y[k]
+        if v == dropped:
+            dst[k] = src[k] * zero
+        else:
+            dst[k] = src[k] * scale * (one if v > zero else v + one)

@@ -1,12 +1,14 @@
-r"""Dropout on CPU in one compiled pass: counter-based draws, no mask kept for the backward.
+r"""Dropout on CPU in one compiled pass: counter-based draws, a large tensor's mask drawn again.
 
 Dropout (Srivastava et al., JMLR 2014) keeps each entry with probability :math:`1 - p` and
 scales it by :math:`1 / (1 - p)`. Drawn with torch on CPU, ``x * (torch.rand_like(x) >= p) /
 (1 - p)`` costs five passes over the tensor and a mask kept for the backward pass, and
 ``rand_like`` itself (a Mersenne twister, one call per entry) is most of the time. Here one
 numba pass (:mod:`gnnkit.ops._dropout_cpu`) draws every entry's uniform from a counter-based
-generator (SplitMix64: Steele, Lea & Flood, OOPSLA 2014), compares, scales and writes, and the
-backward pass draws the same mask again from the seed:
+generator (SplitMix64: Steele, Lea & Flood, OOPSLA 2014), compares, scales and writes. The
+backward pass of a large tensor's dropout draws the same mask again from the seed, so that
+nothing of the tensor's size is kept; a small one's keeps the mask (:data:`MAX_KEPT_MASK`), and
+ELU-dropout marks the dropped entries in the ELU output its backward keeps anyway:
 
 .. math::
     y_i = x_i \, \frac{\mathbb{1}[u_i \ge p]}{1 - p}, \qquad
@@ -37,6 +39,7 @@ from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops._jit import as_numpy, jit_available, run_rows
 
 __all__ = [
+    "MAX_KEPT_MASK",
     "counter_dropout",
     "counter_dropout_available",
     "counter_elu_dropout",
@@ -45,6 +48,12 @@ __all__ = [
 ]
 
 _BITS = 24  # bits of each uniform draw
+#: Dropout (without ReLU) of at most this many entries keeps its mask for the backward pass,
+#: one byte an entry (as torch's dropout keeps one): reading it is about ten times faster
+#: than drawing it again (Cora's 2708 x 64 hidden layer, 1 thread: 55 against 232 us, the
+#: kernels alone: ``benchmarks/results/weight_copies.md``). Larger tensors
+#: draw the mask again, so that dropout keeps nothing of their size.
+MAX_KEPT_MASK = 1 << 22
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
@@ -80,30 +89,53 @@ def _entries(kernel: Any, *args: Any) -> None:
 def _mask(x: Tensor, seed: np.uint64, p: float, relu: bool) -> Tensor:
     """``x`` (contiguous, any shape) times its scaled keep mask for ``seed``."""
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    scale = _DTYPES[x.dtype](1.0 / (1.0 - p) if p < 1.0 else 0.0)
-    _entries(_kernels().mask_entries, x, out, seed, _threshold(p), scale, relu)
+    _entries(_kernels().mask_entries, x, out, seed, _threshold(p), _scale(p, x.dtype), relu)
     return out
+
+
+def _scale(p: float, dtype: torch.dtype) -> Any:
+    """Dropout's scale of a kept entry, :math:`1 / (1 - p)`, as a numpy scalar of ``dtype``
+    (0 for :math:`p = 1`, where nothing is kept)."""
+    return _DTYPES[dtype](1.0 / (1.0 - p) if p < 1.0 else 0.0)
 
 
 class _CounterDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, p: float, relu: bool) -> Tensor:
         seed = _seed()
-        out = _mask(x.contiguous(), seed, p, relu)
-        ctx.seed, ctx.p, ctx.relu = seed, p, relu
+        x = x.contiguous()
+        ctx.seed, ctx.p, ctx.relu, ctx.kept = seed, p, relu, False
         if relu:  # out > 0 exactly where x > 0 and the entry was kept
+            out = _mask(x, seed, p, relu)
             ctx.save_for_backward(out)
+        elif x.numel() <= MAX_KEPT_MASK:  # the mask kept for the backward pass
+            out, keep = torch.empty_like(x), torch.empty_like(x, dtype=torch.bool)
+            _entries(_kernels().mask_keep_entries, x, out, keep, seed, _threshold(p),
+                     _scale(p, x.dtype))  # fmt: skip
+            ctx.save_for_backward(keep)
+            ctx.kept = True
+        else:
+            out = _mask(x, seed, p, relu)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         grad = grad.contiguous()
-        if not ctx.relu:
-            if torch.is_grad_enabled():  # create_graph: the product stays differentiable
-                return grad * _mask(torch.ones_like(grad), ctx.seed, ctx.p, False), None, None
+        if ctx.relu:
+            (out,) = ctx.saved_tensors
+            return relu_dropout_grad(out, grad, ctx.p), None, None
+        if torch.is_grad_enabled():  # create_graph: the product stays differentiable
+            if ctx.kept:
+                (keep,) = ctx.saved_tensors
+                scaled = keep.to(grad.dtype).mul_(float(_scale(ctx.p, grad.dtype)))
+                return grad * scaled, None, None
+            return grad * _mask(torch.ones_like(grad), ctx.seed, ctx.p, False), None, None
+        if not ctx.kept:
             return _mask(grad, ctx.seed, ctx.p, False), None, None
-        (out,) = ctx.saved_tensors
-        return relu_dropout_grad(out, grad, ctx.p), None, None
+        (keep,) = ctx.saved_tensors
+        result = torch.empty_like(grad)
+        _entries(_kernels().kept_entries, keep, grad, result, _scale(ctx.p, grad.dtype))
+        return result, None, None
 
 
 def relu_dropout_grad(out: Tensor, grad: Tensor, p: float) -> Tensor:
@@ -125,10 +157,11 @@ def relu_dropout_grad(out: Tensor, grad: Tensor, p: float) -> Tensor:
 def counter_dropout(x: Tensor, p: float, *, relu: bool = False) -> Tensor:
     r"""``dropout(x, p)`` (``dropout(relu(x), p)`` with ``relu``) in one compiled pass.
 
-    Only for tensors where :func:`counter_dropout_available` holds. Differentiable in ``x``;
-    the backward pass draws the mask again from the call's seed (``relu``: reads the output,
-    which is positive exactly where the gradient passes), so nothing of the size of ``x`` is
-    kept but what ``relu`` needs. Values are ``x * mask`` to the bit: NaN stays NaN.
+    Only for tensors where :func:`counter_dropout_available` holds. Differentiable in ``x``:
+    with ``relu`` the backward pass reads the output, which is positive exactly where the
+    gradient passes; without, it reads the mask, kept (one byte an entry) for ``x`` of up to
+    :data:`MAX_KEPT_MASK` entries, and draws it again from the call's seed for larger ``x``,
+    so that nothing of their size is kept. Values are ``x * mask`` to the bit: NaN stays NaN.
 
     Args:
         x (Tensor): float32 or float64 on CPU, any shape.
@@ -163,7 +196,7 @@ class _CounterELUDropout(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, p: float, drop: bool) -> Tensor:
         seed = _seed() if drop else np.uint64(0)
         elu, out = _elu_mask(x.contiguous(), seed, p, drop)
-        ctx.seed, ctx.p, ctx.drop = seed, p, drop
+        ctx.p, ctx.drop = p, drop
         ctx.save_for_backward(elu)
         return out
 
@@ -174,8 +207,7 @@ class _CounterELUDropout(torch.autograd.Function):
         grad = grad.contiguous()
         result = torch.empty_like(grad)
         scale = _DTYPES[grad.dtype](1.0 / (1.0 - ctx.p) if ctx.drop else 1.0)
-        _entries(_kernels().elu_grad_entries, elu, grad, result, ctx.seed, _threshold(ctx.p),
-                 scale, ctx.drop)  # fmt: skip
+        _entries(_kernels().elu_grad_entries, elu, grad, result, scale)
         return result, None, None
 
 
@@ -186,7 +218,9 @@ def counter_elu_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     Only for tensors where :func:`counter_dropout_available` holds. ELU's negative branch is
     computed in float32 by a vectorised ``expm1`` (Cephes' reduction, within 2 ulp of
     ``torch.expm1``; float64 calls the C library). The backward pass keeps ELU's output, as
-    ``F.elu(inplace=True)`` does, and draws the mask again from the seed.
+    ``F.elu(inplace=True)`` does, with the dropped entries marked in it
+    (:data:`gnnkit.ops._dropout_cpu.DROPPED`), so it reads the mask rather than drawing it
+    again: nothing more is kept than ELU's backward keeps.
     """
     drop = training and p > 0.0
     if torch.is_grad_enabled() and x.requires_grad:

@@ -104,6 +104,53 @@ def _narrow_kernels() -> ModuleType:
     return _spmm_narrow
 
 
+def _transpose_kernels() -> ModuleType:
+    """:mod:`gnnkit.ops._transpose_cpu`, imported (with numba) when its kernel first runs."""
+    from gnnkit.ops import _transpose_cpu
+
+    return _transpose_cpu
+
+
+def _column_major(x: Tensor) -> bool:
+    """Whether ``x``, (N, C) or one head's (1, N, C), is stored column-major: the ``.t()``
+    of a row-major matrix, such as a ``torch.nn.Linear`` weight's transpose multiplied by
+    sparse features. (Strides only: no view, no operator call.)"""
+    if x.dim() == 3 and x.size(0) != 1:
+        return False
+    rows, cols = x.shape[-2:]
+    return x.stride(-2) == 1 and x.stride(-1) == rows and cols > 1 and not x.is_contiguous()
+
+
+def _of_leaf(x: Tensor) -> bool:
+    """Whether ``x`` is a view of a leaf tensor (a parameter's ``.t()``), whose gradient
+    autograd keeps as ``.grad`` without a copy only when it comes in the leaf's layout."""
+    base = x._base
+    return base is not None and base.is_leaf
+
+
+def _row_major(x: Tensor) -> Tensor:
+    """``x.contiguous()`` for (H, N, C) ``x``; one head stored column-major copied by the
+    blocked kernel of :mod:`gnnkit.ops._transpose_cpu` (faster than torch's copy of a
+    transposed view, whose reads stride across whole rows: measured there)."""
+    if x.is_contiguous():
+        return x
+    if _column_major(x) and _transpose_kernels().serves(x[0].t()):
+        return _transpose_kernels().transposed(x[0].t()).unsqueeze(0)
+    return x.contiguous()
+
+
+def transposed_gradient(grad: Tensor) -> Tensor:
+    """``grad.t()`` stored row-major: the gradient of a row-major weight ``W`` whose
+    transpose was multiplied (``X W^T``), from the product's gradient for ``W^T``, in ``W``'s
+    own layout. autograd keeps a gradient laid out like its parameter as the parameter's
+    ``.grad``; any other it copies with torch's copy of a transposed view, which the blocked
+    kernel of :mod:`gnnkit.ops._transpose_cpu` does faster (measured there). With grad mode
+    on (a backward pass with ``create_graph``) the differentiable view ``grad.t()``."""
+    if not torch.is_grad_enabled() and _transpose_kernels().serves(grad):
+        return _transpose_kernels().transposed(grad)
+    return grad.t()
+
+
 def _spmm_kernel(graph: CSRGraph, x: Tensor, deterministic: bool, biased: bool) -> str:
     """:func:`gnnkit.ops.backend.spmm_kernel`'s choice for ``A x``, ``x`` (H, N_in, C) or
     one head's (N_in, C)."""
@@ -133,7 +180,7 @@ def _spmm_raw(
     # buffer elsewhere rather than rely on every backend doing the same.
     memory = x.new_empty(shape) if x.device.type == "cpu" else x.new_zeros(shape)
     out = memory.unsqueeze(0) if flat else memory  # (H, N_out, C)
-    x, values = x.contiguous(), values.contiguous()
+    x, values = _row_major(x), values.contiguous()
     if graph.num_edges == 0 or out.numel() == 0:
         out.zero_()
     elif kernel == "narrow":
@@ -276,6 +323,7 @@ class _SpMM(torch.autograd.Function):
         ctx.graph = graph
         ctx.kernel = kernel
         ctx.squeeze = squeeze
+        ctx.column_major = squeeze and _column_major(x) and _of_leaf(x)  # (see backward)
         return out  # one head: its (N_out, C) memory itself, not a view
 
     @staticmethod
@@ -304,6 +352,8 @@ class _SpMM(torch.autograd.Function):
         if ctx.squeeze:
             grad_values = None if grad_values is None else grad_values[0]
             grad_x = None if grad_x is None else grad_x[0]
+        if grad_x is not None and ctx.column_major:  # in the layout of x, a leaf's .t()
+            grad_x = transposed_gradient(grad_x).t()
         return None, grad_values, grad_x, None, grad_bias, None
 
 
