@@ -104,18 +104,17 @@ class _CounterDropout(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, p: float, relu: bool) -> Tensor:
         seed = _seed()
         x = x.contiguous()
-        ctx.seed, ctx.p, ctx.relu, ctx.kept = seed, p, relu, False
-        if relu:  # out > 0 exactly where x > 0 and the entry was kept
-            out = _mask(x, seed, p, relu)
-            ctx.save_for_backward(out)
-        elif x.numel() <= MAX_KEPT_MASK:  # the mask kept for the backward pass
+        ctx.seed, ctx.p, ctx.relu = seed, p, relu
+        ctx.kept = not relu and x.numel() <= MAX_KEPT_MASK
+        if ctx.kept:  # the mask kept for the backward pass
             out, keep = torch.empty_like(x), torch.empty_like(x, dtype=torch.bool)
             _entries(_kernels().mask_keep_entries, x, out, keep, seed, _threshold(p),
                      _scale(p, x.dtype))  # fmt: skip
             ctx.save_for_backward(keep)
-            ctx.kept = True
-        else:
-            out = _mask(x, seed, p, relu)
+            return out
+        out = _mask(x, seed, p, relu)
+        if relu:  # out > 0 exactly where x > 0 and the entry was kept
+            ctx.save_for_backward(out)
         return out
 
     @staticmethod
@@ -124,18 +123,18 @@ class _CounterDropout(torch.autograd.Function):
         if ctx.relu:
             (out,) = ctx.saved_tensors
             return relu_dropout_grad(out, grad, ctx.p), None, None
-        if torch.is_grad_enabled():  # create_graph: the product stays differentiable
-            if ctx.kept:
-                (keep,) = ctx.saved_tensors
-                scaled = keep.to(grad.dtype).mul_(float(_scale(ctx.p, grad.dtype)))
-                return grad * scaled, None, None
+        # (grad mode on: a backward pass with create_graph, the product stays differentiable)
+        if ctx.kept:
+            (keep,) = ctx.saved_tensors
+            scale = _scale(ctx.p, grad.dtype)
+            if torch.is_grad_enabled():
+                return grad * keep.to(grad.dtype).mul_(float(scale)), None, None
+            result = torch.empty_like(grad)
+            _entries(_kernels().kept_entries, keep, grad, result, scale)
+            return result, None, None
+        if torch.is_grad_enabled():
             return grad * _mask(torch.ones_like(grad), ctx.seed, ctx.p, False), None, None
-        if not ctx.kept:
-            return _mask(grad, ctx.seed, ctx.p, False), None, None
-        (keep,) = ctx.saved_tensors
-        result = torch.empty_like(grad)
-        _entries(_kernels().kept_entries, keep, grad, result, _scale(ctx.p, grad.dtype))
-        return result, None, None
+        return _mask(grad, ctx.seed, ctx.p, False), None, None
 
 
 def relu_dropout_grad(out: Tensor, grad: Tensor, p: float) -> Tensor:

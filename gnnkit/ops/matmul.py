@@ -134,8 +134,10 @@ def _row_major(x: Tensor) -> Tensor:
     transposed view, whose reads stride across whole rows: measured there)."""
     if x.is_contiguous():
         return x
-    if _column_major(x) and _transpose_kernels().serves(x[0].t()):
-        return _transpose_kernels().transposed(x[0].t()).unsqueeze(0)
+    if _column_major(x):
+        matrix = x[0].t()  # row-major
+        if _transpose_kernels().serves(matrix):
+            return _transpose_kernels().transposed(matrix).unsqueeze(0)
     return x.contiguous()
 
 
