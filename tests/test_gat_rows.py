@@ -344,3 +344,29 @@ def test_halving_sum_pairs_each_term_with_the_one_half_the_terms_on():
     assert halving_sum(["a"], join) == "a"
     values = [0.1 * k for k in range(1, 33)]
     assert halving_sum(values, lambda a, b: a + b) == pytest.approx(sum(values), rel=1e-12)
+
+
+@pytest.mark.parametrize("passes", ["written out", "by head", "general"])
+@pytest.mark.parametrize(("heads", "channels"), [(8, 8), (1, 7), (2, 3)])
+def test_a_dropped_entry_is_its_value_times_zero_as_in_torch(heads, channels, passes, monkeypatch):
+    """Attention dropout multiplies by the mask, as torch's ``alpha * keep * scale``: a
+    receiver whose scores are NaN for a head gives NaN even where dropout dropped every one
+    of its entries, forward and backward (choosing 0 for a dropped entry would hide it)."""
+    if passes == "by head":
+        monkeypatch.setattr(modules()[1], "PREFETCH_MIN_BYTES", 0)
+    if passes == "general":
+        monkeypatch.setenv("GNNKIT_NARROW_SPMM", "0")
+    graph, inputs, keep = case(heads, channels, nodes=60, edges=300, seed=3)
+    assert modules()[1]._by_head(inputs[3]) == (passes == "by head")
+    receiver = 5
+    entries = slice(int(graph.rowptr[receiver]), int(graph.rowptr[receiver + 1]))
+    inputs[1][receiver, 0] = float("nan")  # a_dst: the receiver's scores for head 0
+    keep[entries, 0] = False
+    leaves = [t.clone().requires_grad_() if t is not None else None for t in inputs]
+    ref_out, ref_alpha = reference_gat(graph, *leaves, SLOPE, keep, 1 / (1 - P))
+    grad_out = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(1))
+    want = torch.autograd.grad(ref_out, [leaves[3], leaves[0], leaves[1]], grad_out)
+    got = forward_backward(graph, inputs, keep)
+    assert got[0][receiver, 0].isnan().all()
+    for a, b in zip(got, [ref_out, ref_alpha, *want], strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5, equal_nan=True)

@@ -193,8 +193,8 @@ def _coefficient(alpha, e, h, inverse_total, keep, has_keep, scale, zero):  # pr
     returned with the dropout mask applied."""
     a = alpha[e, h] * inverse_total
     alpha[e, h] = a
-    if has_keep:
-        return a * scale if keep[e, h] else zero
+    if has_keep:  # a product, not a choice (gnnkit.ops._gat_feature_sources says why)
+        return a * (scale * (keep[e, h] + zero))
     return a
 
 
@@ -226,12 +226,12 @@ def _sender_grad_rows(
             for h in range(heads):
                 g = _dot(grad_out[i, h], xw[j, h], zero)
                 if has_keep:
-                    g = g * scale if keep[e, h] else zero
+                    g = g * (scale * (keep[e, h] + zero))
                 grad_alpha[e, h] = g
             for h in range(heads):
                 d = alpha[e, h]
                 if has_keep:
-                    d = d * scale if keep[e, h] else zero
+                    d = d * (scale * (keep[e, h] + zero))
                 row_out, row_in = grad_xw[j, h], grad_out[i, h]
                 for c in range(channels):
                     row_out[c] += d * row_in[c]
@@ -319,9 +319,9 @@ _EMPTY = {torch.float32: np.float32, torch.float64: np.float64}
 def _optional(t: Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, bool]:
     """``t`` as a numpy (rows, H) array, or an empty one and ``False`` for ``None``."""
     if t is None:
-        return np.empty((0, 0), dtype=_EMPTY.get(dtype, np.bool_)), False
-    if t.dtype == torch.uint8:  # a keep mask: one kernel specialisation, for bool
-        t = t.view(torch.bool)
+        return np.empty((0, 0), dtype=_EMPTY.get(dtype, np.uint8)), False
+    if t.dtype == torch.bool:  # a keep mask, read as bytes (see _coefficient)
+        t = t.view(torch.uint8)
     return as_numpy(t), True
 
 

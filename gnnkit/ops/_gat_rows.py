@@ -94,6 +94,7 @@ from gnnkit.utils.env import switched_off
 
 __all__ = [
     "aggregation",
+    "kernel_names",
     "scalar_passes",
     "score_gradients",
     "scores",
@@ -132,13 +133,12 @@ _ARGUMENTS = {
 _WITHOUT_FLOAT = ("heads last", "source grad")  # the others' third-last argument is a float
 
 
-@functools.cache
-def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str) -> Any:
-    """The numba dispatcher of one kernel of ``kind`` (shape and dtypes baked in)."""
-    names = kernel_globals(
+def kernel_names(heads: int, channels: int, dropout: bool, dtype: str) -> dict[str, Any]:
+    """The globals of the kernels' sources for one shape and dtype."""
+    return kernel_globals(
         dtype,
         INDEX=address_pointer("int64"),
-        BOOL=address_pointer("bool"),
+        BYTE=address_pointer("uint8"),
         ZERO_U=np.uint64(0),
         ONE_U=np.uint64(1),
         LINE=np.uint64(64 // np.dtype(dtype).itemsize),  # entries per cache line
@@ -147,9 +147,14 @@ def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str)
         DROPOUT=dropout,
         **node_row_globals(heads, channels),
     )
+
+
+@functools.cache
+def _dispatcher(kind: str, heads: int, channels: int, dropout: bool, dtype: str) -> Any:
+    """The numba dispatcher of one kernel of ``kind`` (shape and dtypes baked in)."""
     source = _SOURCES[kind](heads, channels, dropout)
     label = f"<gnnkit GAT {kind}: {heads} x {channels}{', dropout' if dropout else ''}>"
-    return generated_kernel(source, label, names)
+    return generated_kernel(source, label, kernel_names(heads, channels, dropout, dtype))
 
 
 _COMPILED: dict[tuple[str, int, int, bool, str], Any] = {}

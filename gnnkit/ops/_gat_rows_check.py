@@ -145,10 +145,10 @@ def _source_grads(case: dict[str, np.ndarray]) -> list[np.ndarray]:
 def _reference(kind: str, case: dict[str, np.ndarray], dropout: bool) -> list[np.ndarray]:
     """``kind``'s results in numpy, one scalar operation at a time in the kernel's order."""
     dtype = case["xw"].dtype
-    scale, zero = dtype.type(1 / (1 - P)), dtype.type(0)
+    scale = dtype.type(1 / (1 - P))
 
     def masked(value: Any, e: int, h: int) -> Any:
-        return value if not dropout else (value * scale if case["keep"][e, h] else zero)
+        return value if not dropout else value * (scale * dtype.type(case["keep"][e, h]))
 
     if kind in ("aggregate", "aggregate by head"):
         return _aggregate(case, masked)

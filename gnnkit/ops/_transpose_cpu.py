@@ -11,8 +11,9 @@ longer in cache, it took 340 us for Cora's 64 x 1433 weight of GAT's first layer
 under the profiler).
 
 Here each 8 x 8 block of the source is read into 64 locals, row by row (eight consecutive
-loads a row), and stored column by column into the output's eight rows; LLVM's SLP
-vectoriser turns the block into vector loads, shuffles and vector stores. A source of at
+loads a row), and stored column by column into the output's eight rows (as scalar loads and
+stores: on the AVX2 machine inspected, LLVM's SLP vectoriser did not pack the block into
+vector shuffles; the gain is the access order below). A source of at
 most as many rows as columns (a weight ``W``) is read eight rows at a time, front to back:
 eight sequential streams that the hardware prefetchers follow. A source of more rows than
 columns (the gradient of ``W^T``) runs the loop over blocks of columns outside, so that the
