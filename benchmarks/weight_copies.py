@@ -11,7 +11,11 @@ gradient back. This script times, on Cora's shapes (1,433 input features; GCN's 
 - ``gradient copy``: the same for the (1433, C) gradient of ``W^T`` back into ``W``'s layout;
 
 each with the matrix in cache (called again and again) and from memory (a 64 MiB buffer
-written between calls, untimed, as a training epoch's other work evicts the weight); and
+written between calls, untimed, as a training epoch's other work evicts the weight);
+
+- ``heads-last copy``: the fused GAT's copy of Cora's first-layer (2708, 8, 8) gradient into
+  (2708, 8, 8) heads-last (``transpose(1, 2).contiguous()`` against gnnkit's kernel,
+  :mod:`gnnkit.ops._gat_rows`), in cache; and
 
 - ``dropout backward``: ``gnnkit.nn.dropout``'s backward on Cora's 2708 x C hidden layer,
   reading the mask kept by the forward pass (``kept_entries``) against drawing it again from
@@ -36,7 +40,7 @@ import _collect as collect
 import numpy as np
 import torch
 
-from gnnkit.ops import _transpose_cpu
+from gnnkit.ops import _gat_rows, _transpose_cpu
 from gnnkit.ops import dropout as counter
 
 FEATURES, NODES, P = 1433, 2708, 0.6
@@ -79,6 +83,20 @@ def copy_rows(reps: int) -> list[dict[str, Any]]:
                 row = {"what": what, "shape": list(shape), "where": where}
                 rows.append(row | paired(pair, reps, buffer))
                 print(rows[-1], flush=True)
+    # the fused GAT's heads-last copy of Cora's first layer (its sender pass, twice a step)
+    grad = torch.randn(NODES, 8, 8)
+    heads_last = _gat_rows._compiled("heads last", 8, 8, False, "float32")
+
+    def copy_heads_last() -> torch.Tensor:
+        out = torch.empty(NODES, 8, 8)
+        heads_last(0, NODES, grad.data_ptr(), out.data_ptr())
+        return out
+
+    assert torch.equal(copy_heads_last(), grad.transpose(1, 2))
+    pair = {"torch": lambda: grad.transpose(1, 2).contiguous(), "gnnkit": copy_heads_last}
+    row = {"what": "heads-last copy", "shape": [NODES, 8, 8], "where": "in cache"}
+    rows.append(row | paired(pair, reps, None))
+    print(rows[-1], flush=True)
     return rows
 
 

@@ -143,16 +143,17 @@ def test_raw_reads_are_refused_what_they_cannot_take():
 
 
 @pytest.mark.parametrize(
-    ("kind", "heads", "old", "new"),
+    ("kind", "heads", "channels", "old", "new"),
     [
-        ("aggregate", 1, "sum_0 += ", "sum_0 = 0 * "),  # the first channel's sum never grows
-        ("aggregate by head", 2, "sum_0 += ", "sum_0 = 0 * "),
-        ("sender grad", 1, "sum_0 += ", "sum_0 = 0 * "),
-        ("sender grad", 2, "sum_0 += ", "sum_0 = 0 * "),
-        ("heads last", 2, "dst[row + E1] = ", "dst[row + E1] = 0 * "),  # one entry lost
+        ("aggregate", 1, 5, "sum_0 += ", "sum_0 = 0 * "),  # the first channel's sum never grows
+        ("aggregate by head", 2, 5, "sum_0 += ", "sum_0 = 0 * "),
+        ("sender grad", 1, 5, "sum_0 += ", "sum_0 = 0 * "),
+        ("sender grad", 2, 5, "sum_0 += ", "sum_0 = 0 * "),
+        ("heads last", 2, 5, "dst[row + E1] = ", "dst[row + E1] = 0 * "),  # one entry lost
+        ("heads last", 8, 8, "transpose8(", "pass  # "),  # the 8 x 8 block not copied
     ],
 )
-def test_a_miscompiled_kernel_fails_its_self_check(kind, heads, old, new, monkeypatch):
+def test_a_miscompiled_kernel_fails_its_self_check(kind, heads, channels, old, new, monkeypatch):
     _, rows = modules()
     real = rows._SOURCES[kind]
 
@@ -167,7 +168,7 @@ def test_a_miscompiled_kernel_fails_its_self_check(kind, heads, old, new, monkey
         monkeypatch.setattr(rows, "PREFETCH_MIN_BYTES", 0)  # every graph counts as large
     rows._dispatcher.cache_clear()
     try:
-        graph, inputs, keep = case(heads, 5, nodes=20, edges=60)
+        graph, inputs, keep = case(heads, channels, nodes=20, edges=60)
         with pytest.raises(RuntimeError, match=r"self-check.*GNNKIT_NARROW_SPMM=0"):
             forward_backward(graph, inputs, keep)
     finally:

@@ -129,6 +129,42 @@ def test_prefetch_rejects_a_wrong_number_of_indices():
         bad(np.ones((2, 2)))
 
 
+def transposed_blocks(transpose, dtype, **options):
+    """A (20, 24) matrix's 8 x 8 block at (3, 5), copied transposed by ``transpose`` into a
+    (30, 16) array at (2, 7): the rest of the destination must stay NaN."""
+    src = np.random.default_rng(0).standard_normal((20, 24)).astype(dtype)
+    dst = np.full((30, 16), np.nan, dtype=dtype)
+    transpose(src.reshape(-1), 3 * 24 + 5, 24, dst.reshape(-1), 2 * 16 + 7, 16, **options)
+    expected = np.full_like(dst, np.nan)
+    expected[2:10, 7:15] = src[3:11, 5:13].T
+    return dst, expected
+
+
+@needs_jit
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose8_copies_an_8x8_block_transposed_with_any_strides(dtype):
+    from gnnkit.ops._jit import _transpose8
+
+    transpose8 = _transpose8()
+
+    @jit_kernel()
+    def copy(src, src_at, src_stride, dst, dst_at, dst_stride):  # pragma: no cover - compiled
+        transpose8(src, src_at, src_stride, dst, dst_at, np.uint64(dst_stride))
+
+    dst, expected = transposed_blocks(copy, dtype)
+    np.testing.assert_array_equal(dst, expected)  # every bit: a copy
+
+
+def test_transpose8_without_numba_is_a_python_loop(monkeypatch):
+    monkeypatch.setattr(_jit, "_numba", lambda: None)
+    _jit._transpose8.cache_clear()
+    try:
+        dst, expected = transposed_blocks(_jit._transpose8(), np.float32)
+    finally:
+        _jit._transpose8.cache_clear()
+    np.testing.assert_array_equal(dst, expected)
+
+
 def spmm_case(seed=0):
     gen = torch.Generator().manual_seed(seed)
     graph = ops.CSRGraph.from_edge_index(torch.randint(0, 400, (2, 5000), generator=gen), 400)

@@ -5,9 +5,9 @@ when it runs).
 Each source defines ``kernel(lo, hi, ...)`` over rows ``lo:hi``, reading its tensors through
 addresses (the globals of :func:`gnnkit.ops._jit.kernel_globals` and
 :func:`gnnkit.ops._jit.node_row_globals`, plus ``INDEX``, ``BYTE``, ``ZERO_U``, ``ONE_U``,
-``LINE`` (entries per cache line), ``prefetch_l2`` and ``DROPOUT``). A row's sums are locals
-``sum_{k}`` that LLVM's SLP vectoriser packs into vectors; every sum adds its terms in a
-fixed order, which :mod:`gnnkit.ops._gat_rows_check` repeats in numpy.
+``LINE`` (entries per cache line), ``prefetch_l2``, ``transpose8`` and ``DROPOUT``). A row's
+sums are locals ``sum_{k}`` that LLVM's SLP vectoriser packs into vectors; every sum adds its
+terms in a fixed order, which :mod:`gnnkit.ops._gat_rows_check` repeats in numpy.
 
 Attention dropout multiplies each coefficient by its mask value, ``SCALE`` times the keep
 flag read as a byte (:func:`masked`), as torch's ``alpha * keep * scale`` does: a dropped
@@ -23,6 +23,7 @@ of 1 x 7 63 against 123 us, a GAT training epoch 1.04x as fast;
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -277,10 +278,12 @@ def sender_grad_by_head(heads: int, channels: int, dropout: bool) -> str:
 
 def heads_last(heads: int, channels: int, dropout: bool) -> str:
     """``kernel(lo, hi, src, dst)``: the (N, H, C) rows of ``src`` into ``dst`` as (N, C, H),
-    the layout the sender pass gathers and writes (a copy: torch's
-    ``transpose(1, 2).contiguous()`` of Cora's 2708 x 8 x 8 took 129 us; this kernel 22 us,
-    each row read whole into locals first, and 49 us with each entry loaded where it is
-    stored)."""
+    the layout the sender pass gathers and writes. With H and C multiples of 8, each row's
+    8 x 8 blocks go through ``transpose8`` (:func:`gnnkit.ops._jit._transpose8`: vector
+    shuffles; Cora's 2708 x 8 x 8, one thread: 40 us, against 107 us for the same copy written
+    as 64 scalar moves and 175 us for torch's ``transpose(1, 2).contiguous()``,
+    ``benchmarks/results/weight_copies.md``); other shapes read each row whole into locals,
+    then store them in the new order."""
     lines = [
         "def kernel(lo, hi, src, dst):",
         "    src = carray(FLOAT(src), hi * ENTRIES_N)",
@@ -288,6 +291,11 @@ def heads_last(heads: int, channels: int, dropout: bool) -> str:
         "    for i in range(np.uint64(lo), np.uint64(hi)):",
         "        row = i * ENTRIES",
     ]
+    if heads % 8 == 0 and channels % 8 == 0:  # row strides: C entries in, H out
+        for h, c in itertools.product(range(0, heads, 8), range(0, channels, 8)):
+            source, target = f"row + E{h * channels + c}", f"row + E{c * heads + h}"
+            lines.append(f"        transpose8(src, {source}, E{channels}, dst, {target}, HEADS)")
+        return "\n".join(lines) + "\n"
     lines += [f"        x_{k} = src[row + E{k}]" for k in range(heads * channels)]
     lines += [
         f"        dst[row + E{c * heads + h}] = x_{h * channels + c}"

@@ -80,6 +80,7 @@ from gnnkit.ops._jit import (
     NUMPY_DTYPES,
     PREFETCH_MIN_BYTES,
     _numba,
+    _transpose8,
     address_pointer,
     compile_vectorised,
     generated_kernel,
@@ -143,6 +144,7 @@ def kernel_names(heads: int, channels: int, dropout: bool, dtype: str) -> dict[s
         ONE_U=np.uint64(1),
         LINE=np.uint64(64 // np.dtype(dtype).itemsize),  # entries per cache line
         prefetch_l2=prefetch_l2,
+        transpose8=_transpose8(),
         NEG_INF=np.dtype(dtype).type(-np.inf),
         DROPOUT=dropout,
         **node_row_globals(heads, channels),

@@ -291,6 +291,94 @@ def _address_pointer(dtype: str) -> Any:
     return register(pointer, f"address_pointer({dtype!r})")
 
 
+#: The masks of the 8 x 8 transposition of :func:`_transpose8`: pairs of rows interleaved
+#: (``vunpcklps``/``vunpckhps``), then pairs of pairs (``vshufps``), then the 128-bit halves
+#: of rows four apart (``vperm2f128``). Entry k of a mask picks entry k of the first vector
+#: for k < 8, of the second for k >= 8.
+_INTERLEAVE = ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])
+_PAIRS = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
+_HALVES = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+
+
+@functools.cache
+def _transpose8() -> Any:
+    """``transpose8(src, src_at, src_stride, dst, dst_at, dst_stride)`` inside a kernel: the
+    8 x 8 block of 1-D float array ``src`` whose row ``r`` starts at ``src_at + r *
+    src_stride``, written transposed into ``dst`` (row ``c`` at ``dst_at + c * dst_stride``):
+    eight 8-lane loads, 24 shuffles in three rounds (:data:`_INTERLEAVE`, :data:`_PAIRS`,
+    :data:`_HALVES`) and eight stores. Written as LLVM IR because LLVM's SLP vectoriser
+    leaves a transposition written as 64 scalar moves scalar (one thread, in cache: the GAT's
+    heads-last copy of Cora's 2708 x 8 x 8 rows 40 against 107 us, a 64 x 1433 weight 36
+    against 69 us; ``benchmarks/results/performance_log.md``). A copy, so the same bits as
+    any other; no bounds are checked.
+    A plain Python loop where numba is unavailable (the kernels are never called then)."""
+    numba = _numba()
+    if numba is None:
+
+        def transpose_python(
+            src: Any, src_at: int, src_stride: int, dst: Any, dst_at: int, dst_stride: int
+        ) -> None:
+            for r, c in itertools.product(range(8), range(8)):
+                dst[dst_at + c * dst_stride + r] = src[src_at + r * src_stride + c]
+
+        return transpose_python
+
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    def shuffle(builder: Any, a: Any, b: Any, mask: list[int]) -> Any:
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+    def rows(context, builder, array_type, array, at, stride):  # pragma: no cover - compiled
+        """Pointers to the eight rows of a block, as pointers to 8-lane vectors."""
+        data = context.make_array(array_type)(context, builder, array).data
+        vector = ir.VectorType(data.type.pointee, 8).as_pointer()
+        starts = [builder.add(at, builder.mul(stride, stride.type(r))) for r in range(8)]
+        return [builder.bitcast(builder.gep(data, [start]), vector) for start in starts]
+
+    def codegen(context, builder, signature, args):  # pragma: no cover - compiled
+        src, dst = (args[0], signature.args[0]), (args[3], signature.args[3])
+        at, stride = (
+            [context.cast(builder, args[k], signature.args[k], types.intp) for k in ks]
+            for ks in ((1, 4), (2, 5))  # the sources', then the destinations'
+        )
+        loads = [
+            builder.load(p, align=1)
+            for p in rows(context, builder, src[1], src[0], at[0], stride[0])
+        ]
+        # (v0, v1) interleaved low and high, (v2, v3) likewise, ... (v6, v7)
+        first = [
+            shuffle(builder, loads[k - k % 2], loads[k - k % 2 + 1], _INTERLEAVE[k % 2])
+            for k in range(8)
+        ]
+        second = []  # columns k and k + 4 of rows 0-3 (k < 4), then of rows 4-7
+        for base in (0, 4):
+            for k in range(4):
+                a, b = first[base + k // 2], first[base + k // 2 + 2]
+                second.append(shuffle(builder, a, b, _PAIRS[k % 2]))
+        out = [
+            shuffle(builder, second[c % 4], second[c % 4 + 4], _HALVES[c // 4]) for c in range(8)
+        ]
+        targets = rows(context, builder, dst[1], dst[0], at[1], stride[1])
+        for value, p in zip(out, targets, strict=True):
+            builder.store(value, p, align=1)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def transpose8(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):  # pragma: no cover
+        arrays = (src, dst)
+        if not all(isinstance(a, types.Array) and a.ndim == 1 for a in arrays):
+            return None
+        if src.dtype != dst.dtype or src.dtype not in (types.float32, types.float64):
+            return None
+        if not all(isinstance(i, types.Integer) for i in (src_at, src_stride, dst_at, dst_stride)):
+            return None
+        return types.void(src, src_at, src_stride, dst, dst_at, dst_stride), codegen
+
+    return register(transpose8, "_transpose8()")
+
+
 def prefetch_distance(row_bytes: int, total_bytes: int | None = None) -> int:
     """How many CSR entries ahead a kernel prefetches rows of ``row_bytes`` bytes: about 8 KiB
     of rows, at least 16 and at most 64 entries; :data:`NO_PREFETCH` (a distance past any

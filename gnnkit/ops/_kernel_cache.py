@@ -60,7 +60,7 @@ _EXPRESSIONS: dict[int, str] = {}
 _HEADER = (
     "import numpy as np",
     "from numba import carray",
-    "from gnnkit.ops._jit import _prefetch, address_pointer",
+    "from gnnkit.ops._jit import _prefetch, _transpose8, address_pointer",
 )
 
 

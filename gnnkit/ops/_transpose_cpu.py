@@ -10,10 +10,10 @@ the source with a stride of a whole row; within a training epoch, where the weig
 longer in cache, it took 340 us for Cora's 64 x 1433 weight of GAT's first layer (1 thread,
 under the profiler).
 
-Here each 8 x 8 block of the source is read into 64 locals, row by row (eight consecutive
-loads a row), and stored column by column into the output's eight rows (as scalar loads and
-stores: on the AVX2 machine inspected, LLVM's SLP vectoriser did not pack the block into
-vector shuffles; the gain is the access order below). A source of at
+Here each 8 x 8 block of the source goes through :func:`gnnkit.ops._jit._transpose8`: eight
+vector loads of its rows, shuffles, eight vector stores (written as 64 scalar moves, which
+LLVM's SLP vectoriser leaves scalar, the copy took 1.9-3x as long in cache: Cora's weights,
+``benchmarks/results/performance_log.md``). A source of at
 most as many rows as columns (a weight ``W``) is read eight rows at a time, front to back:
 eight sequential streams that the hardware prefetchers follow. A source of more rows than
 columns (the gradient of ``W^T``) runs the loop over blocks of columns outside, so that the
@@ -23,8 +23,8 @@ copy from memory (401 against 331 us for 1433 x 64; 240 us with the columns outs
 measurements of both against torch's copy, in cache and from memory:
 ``benchmarks/results/weight_copies.md``.
 
-The kernels are written out for :data:`BLOCK`, the loop order and the dtype, compiled on first use (cached on
-disk, :mod:`gnnkit.ops._kernel_cache`) and checked on a small case against numpy, bit for bit
+The kernels are written out for the loop order and the dtype, compiled on first use (cached
+on disk, :mod:`gnnkit.ops._kernel_cache`) and checked on a small case against numpy, bit for bit
 (a copy: any difference is a miscompilation). It works on blocks of source rows, so
 :func:`gnnkit.ops._jit.run_rows` spreads it over threads; each block writes its own columns
 of the output. ``GNNKIT_NARROW_SPMM=0`` (the switch of gnnkit's other written-out kernels)
@@ -43,7 +43,7 @@ from torch import Tensor
 from gnnkit.ops._jit import (
     NUMPY_DTYPES,
     _numba,
-    compile_vectorised,
+    _transpose8,
     generated_kernel,
     jit_available,
     kernel_globals,
@@ -54,7 +54,8 @@ from gnnkit.utils.env import switched_off
 
 __all__ = ["BLOCK", "MIN_ELEMENTS", "MIN_PARALLEL_ELEMENTS", "serves", "transposed"]
 
-#: Rows and columns of a block: 8 float32 fill one 256-bit vector.
+#: Rows and columns of a block (:func:`gnnkit.ops._jit._transpose8`'s): 8 float32 fill one
+#: 256-bit vector.
 BLOCK = 8
 #: Smaller matrices are left to torch, whose call costs less than a kernel's.
 MIN_ELEMENTS = 1024
@@ -63,14 +64,14 @@ MIN_ELEMENTS = 1024
 MIN_PARALLEL_ELEMENTS = 1 << 20
 
 
-def _source(block: int, columns_outer: bool) -> str:
+def _source(columns_outer: bool) -> str:
     """The source of ``kernel(lo, hi, src, dst, rows, cols)``: for the blocks ``lo:hi`` of
-    ``block`` source rows of the (rows, cols) matrix at address ``src``, their entries into
-    the (cols, rows) matrix at ``dst``. Whole blocks are written out (``block`` x ``block``
-    locals); the columns past the last whole block, and a last block of fewer rows, are plain
-    loops. ``columns_outer``: the loop over blocks of columns outside the loop over blocks of
-    rows, so that the output's rows are written front to back (:data:`BLOCK` streams), for a
-    source of more rows than columns; otherwise the source's rows are read front to back."""
+    :data:`BLOCK` source rows of the (rows, cols) matrix at address ``src``, their entries
+    into the (cols, rows) matrix at ``dst``. Whole blocks go through ``transpose8``; the
+    columns past the last whole block, and a last block of fewer rows, are plain loops.
+    ``columns_outer``: the loop over blocks of columns outside the loop over blocks of rows,
+    so that the output's rows are written front to back (:data:`BLOCK` streams), for a source
+    of more rows than columns; otherwise the source's rows are read front to back."""
     lines = [
         "def kernel(lo, hi, src, dst, rows, cols):",
         "    src = carray(FLOAT(src), rows * cols)",
@@ -87,15 +88,8 @@ def _source(block: int, columns_outer: bool) -> str:
     lines += [
         "            i0 = b * BLOCK",
         "            if i0 + BLOCK <= R:",
-        "                at = i0 * C + j0",
+        "                transpose8(src, i0 * C + j0, C, dst, j0 * R + i0, R)",
     ]
-    for a in range(block):
-        lines.append(f"                row = at + O{a} * C")
-        lines += [f"                x_{a}_{b} = src[row + O{b}]" for b in range(block)]
-    lines.append("                at = j0 * R + i0")
-    for b in range(block):
-        lines.append(f"                row = at + O{b} * R")
-        lines += [f"                dst[row + O{a}] = x_{a}_{b}" for a in range(block)]
     lines += [  # what the whole blocks left: the last columns, a last block of fewer rows
         "    for b in range(np.uint64(lo), np.uint64(hi)):",
         "        i0 = b * BLOCK",
@@ -111,10 +105,11 @@ def _source(block: int, columns_outer: bool) -> str:
 @functools.cache
 def _dispatcher(dtype: str, columns_outer: bool) -> Any:
     """The numba dispatcher of the kernel for numpy ``dtype`` values, not yet compiled."""
-    names = kernel_globals(dtype, BLOCK=np.uint64(BLOCK), ZERO_U=np.uint64(0))
-    names.update({f"O{k}": np.uint64(k) for k in range(BLOCK)})  # unsigned offsets
+    names = kernel_globals(
+        dtype, BLOCK=np.uint64(BLOCK), ZERO_U=np.uint64(0), transpose8=_transpose8()
+    )
     order = "columns outer" if columns_outer else "rows outer"
-    source = _source(BLOCK, columns_outer)
+    source = _source(columns_outer)
     return generated_kernel(source, f"<gnnkit transposed copy, {order}, {dtype}>", names)
 
 
@@ -122,13 +117,13 @@ _COMPILED: dict[tuple[str, bool], Any] = {}
 
 
 def _compiled(dtype: str, columns_outer: bool) -> Any:
-    """The kernel for numpy ``dtype``, compiled on first use with the SLP vectoriser on, then
-    checked (:func:`_self_check`)."""
+    """The kernel for numpy ``dtype``, compiled on first use, then checked
+    (:func:`_self_check`)."""
     key = (dtype, columns_outer)
     kernel = _COMPILED.get(key)
     if kernel is None:
         kernel = _dispatcher(*key)
-        compile_vectorised(kernel, (_numba().types.int64,) * 6)
+        kernel.compile((_numba().types.int64,) * 6)
         _self_check(kernel, dtype)
         _COMPILED[key] = kernel
     return kernel
