@@ -23,13 +23,17 @@ three ways. This script measures each against PyG's example and against gnnkit's
 The recipes are the examples': GCN 16 hidden, dropout 0.5, Adam lr 0.01, weight decay 5e-4 on
 the first layer; GAT 8 heads x 8 hidden, dropout 0.6, Adam lr 0.005, weight decay 5e-4; 200
 epochs. The user's loop times ``train()`` plus ``test()`` per epoch (as the examples do); the
-harness's epoch is its training step plus its evaluation and its per-epoch bookkeeping (from
-one :func:`~gnnkit.train.fit` callback to the next). Epochs are timed in CPU time of the process
-(``time.process_time``: one thread, so a shared machine's other load does not count) and in
-wall time. Reported per variant: the median epoch over all epochs of all seeds and the test
-accuracy at the best validation epoch (mean +- std over seeds). One process, one thread; every variant warms up
-for a few epochs, then each seed runs every variant once, in an order rotated per seed. Cora
-comes from gnnkit's data root or ``$GNNKIT_MIRROR``.
+harness's epoch is one step of :func:`~gnnkit.train.fit`'s engine (:class:`gnnkit.train.engine.Run`):
+its training step, its evaluation and its per-epoch bookkeeping. Epochs are timed in CPU time
+of the process (``time.process_time``: one thread, so a shared machine's other load does not
+count) and in wall time. Reported per variant: the median epoch over all epochs of all seeds
+and the test accuracy at the best validation epoch (mean +- std over seeds). One process, one
+thread; every variant warms up for a few epochs, then for each seed every variant is built
+and they take turns, ``--chunk`` epochs each (default 10), in an order rotated per seed, each
+on its own random stream (the accuracies are those of runs made alone). ``--chunk 0`` runs
+each variant's 200 epochs in one go, as the results before 2026-12-07 03:40 UTC were
+measured: on a machine whose speed drifts within minutes, that read variants doing the same
+work up to 1.3x apart. Cora comes from gnnkit's data root or ``$GNNKIT_MIRROR``.
 
 Run:  GNNKIT_MIRROR=/path/to/datasets python benchmarks/user_script.py [--seeds 3] [--epochs 200]
 Writes benchmarks/results/user_script.{md,json}.
@@ -37,7 +41,6 @@ Writes benchmarks/results/user_script.{md,json}.
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -63,7 +66,9 @@ import gnnkit.nn
 from gnnkit import SparseFeatures
 from gnnkit.data import load
 from gnnkit.recipes import get_recipe
-from gnnkit.train import TrainConfig, fit, node_inputs, seed_everything
+from gnnkit.train import TrainConfig, node_inputs, seed_everything
+from gnnkit.train.engine import Run
+from gnnkit.train.node import NodeTask, train_result
 
 VARIANTS = ("pyg", "swap", "one-step", "harness", "one-step-cached", "one-step-tuned")
 ONE_STEP = T.Compose([T.NormalizeFeatures(), SparseFeatures()])
@@ -153,17 +158,29 @@ TunedGCN = tuned(UserGCN, gnnkit.nn.relu_dropout, 0.5)
 TunedGAT = tuned(UserGAT, gnnkit.nn.elu_dropout, 0.6)
 
 
-def user_run(kind: str, variant: str, cora: Any, seed: int, epochs: int) -> dict[str, Any]:
-    """The user's script: build, then ``train()`` and ``test()`` each epoch, timed."""
-    layers, options, dropout, transform = SCRIPTS[variant]
-    seed_everything(seed)
-    data = transform(cora.clone())
-    tuned = variant == "one-step-tuned"
-    cls = (TunedGCN if tuned else UserGCN) if kind == "gcn" else (TunedGAT if tuned else UserGAT)
-    model = cls(layers, options, dropout, data.num_features, cora.num_classes)
-    optimizer = model.optimizer()
+class UserRun:
+    """The user's script for one variant and seed, built; :meth:`epochs` runs ``train()`` and
+    ``test()`` epochs, timed, on the run's own random stream (``torch``'s default generator
+    is saved and restored around each call, so that variants interleaved in chunks draw what
+    they would draw alone)."""
 
-    def train() -> float:
+    def __init__(self, kind: str, variant: str, cora: Any, seed: int) -> None:
+        layers, options, dropout, transform = SCRIPTS[variant]
+        seed_everything(seed)
+        self.data = transform(cora.clone())
+        tuned = variant == "one-step-tuned"
+        script = (
+            (TunedGCN if tuned else UserGCN) if kind == "gcn" else (TunedGAT if tuned else UserGAT)
+        )
+        self.model = script(layers, options, dropout, self.data.num_features, cora.num_classes)
+        self.optimizer = self.model.optimizer()
+        self.rng = torch.get_rng_state()
+        self.cpu: list[float] = []
+        self.wall: list[float] = []
+        self.best_val_acc = self.test_acc = 0.0
+
+    def train(self) -> float:
+        model, data, optimizer = self.model, self.data, self.optimizer
         model.train()
         optimizer.zero_grad()
         out = model(data.x, data.edge_index)
@@ -173,7 +190,8 @@ def user_run(kind: str, variant: str, cora: Any, seed: int, epochs: int) -> dict
         return float(loss.detach())
 
     @torch.no_grad()
-    def test() -> list[float]:
+    def test(self) -> list[float]:
+        model, data = self.model, self.data
         model.eval()
         pred = model(data.x, data.edge_index).argmax(dim=-1)
         accs = []
@@ -181,29 +199,46 @@ def user_run(kind: str, variant: str, cora: Any, seed: int, epochs: int) -> dict
             accs.append(int((pred[mask] == data.y[mask]).sum()) / int(mask.sum()))
         return accs
 
-    best_val_acc = test_acc = 0.0
-    cpu, wall = [], []
-    for _ in range(epochs):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        train()
-        _, val_acc, tmp_test_acc = test()
-        if val_acc > best_val_acc:
-            best_val_acc, test_acc = val_acc, tmp_test_acc
-        cpu.append(time.process_time() - start_cpu)
-        wall.append(time.perf_counter() - start)
-    return {"cpu": cpu, "wall": wall, "test_acc": test_acc}
+    def epochs(self, count: int) -> None:
+        torch.set_rng_state(self.rng)
+        for _ in range(count):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            self.train()
+            _, val_acc, tmp_test_acc = self.test()
+            if val_acc > self.best_val_acc:
+                self.best_val_acc, self.test_acc = val_acc, tmp_test_acc
+            self.cpu.append(time.process_time() - start_cpu)
+            self.wall.append(time.perf_counter() - start)
+        self.rng = torch.get_rng_state()
+
+    def summary(self) -> dict[str, Any]:
+        return {"cpu": self.cpu, "wall": self.wall, "test_acc": self.test_acc}
 
 
-def harness_run(kind: str, inputs: Any, seed: int, epochs: int) -> dict[str, Any]:
-    """gnnkit's model trained by gnnkit's engine with the recipe ``gnnkit bench node`` uses."""
-    recipe = get_recipe("node", kind)
-    seed_everything(seed)
-    model = recipe.build(inputs.num_features, inputs.num_classes)
-    config = TrainConfig(epochs=epochs, lr=recipe.lr, weight_decay=recipe.weight_decay, seed=seed)
-    ticks = [time.process_time()]
-    result = fit(model, inputs, config, callback=lambda _: ticks.append(time.process_time()))
-    cpu = [b - a for a, b in itertools.pairwise(ticks)]
-    return {"cpu": cpu, "wall": result.epoch_times, "test_acc": result.test_acc}
+class HarnessRun:
+    """gnnkit's model and engine with the recipe ``gnnkit bench node`` uses (what
+    :func:`gnnkit.train.fit` runs), stepped epoch by epoch; the engine keeps the run's own
+    random stream."""
+
+    def __init__(self, kind: str, inputs: Any, seed: int, epochs: int) -> None:
+        recipe = get_recipe("node", kind)
+        seed_everything(seed)
+        model = recipe.build(inputs.num_features, inputs.num_classes)
+        config = TrainConfig(
+            epochs=epochs, lr=recipe.lr, weight_decay=recipe.weight_decay, seed=seed
+        )
+        self.run = Run(NodeTask(model, inputs, config), seed=seed, **config.run_options())
+        self.cpu: list[float] = []
+
+    def epochs(self, count: int) -> None:
+        for _ in range(count):
+            start_cpu = time.process_time()
+            self.run.step()
+            self.cpu.append(time.process_time() - start_cpu)
+
+    def summary(self) -> dict[str, Any]:
+        result = train_result(self.run.result())
+        return {"cpu": self.cpu, "wall": result.epoch_times, "test_acc": result.test_acc}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,23 +246,30 @@ def harness_run(kind: str, inputs: Any, seed: int, epochs: int) -> dict[str, Any
 # ---------------------------------------------------------------------------------------------
 
 
-def measure(kind: str, cora: Any, seeds: int, epochs: int) -> dict[str, Any]:
-    """Every variant of ``kind`` for each seed, interleaved; the runs' epoch times and accuracy."""
+def measure(kind: str, cora: Any, seeds: int, epochs: int, chunk: int) -> dict[str, Any]:
+    """Every variant of ``kind`` for each seed, interleaved: ``chunk`` epochs of each in turn
+    (0: each seed's whole run of each variant in turn, in an order rotated per seed); the
+    runs' epoch times and accuracy."""
     inputs = node_inputs(cora, features=get_recipe("node", kind).features)
 
-    def run(variant: str, seed: int, count: int) -> dict[str, Any]:
+    def build(variant: str, seed: int, count: int) -> Any:
         if variant == "harness":
-            return harness_run(kind, inputs, seed, count)
-        return user_run(kind, variant, cora, seed, count)
+            return HarnessRun(kind, inputs, seed, count)
+        return UserRun(kind, variant, cora, seed)
 
     for variant in VARIANTS:
-        run(variant, 0, WARMUP_EPOCHS)
+        build(variant, 0, WARMUP_EPOCHS).epochs(WARMUP_EPOCHS)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     for seed in range(seeds):
         order = VARIANTS[seed % len(VARIANTS) :] + VARIANTS[: seed % len(VARIANTS)]
-        for variant in order:
-            runs[variant].append(run(variant, seed, epochs))
-            print(f"{kind} seed {seed} {variant}: done", flush=True)
+        built = {variant: build(variant, seed, epochs) for variant in order}
+        step = chunk or epochs
+        for done in range(0, epochs, step):
+            for run in built.values():
+                run.epochs(min(step, epochs - done))
+        for variant, run in built.items():
+            runs[variant].append(run.summary())
+        print(f"{kind} seed {seed}: done", flush=True)
     rows = {}
     for variant, done in runs.items():
         accs = [r["test_acc"] for r in done]
@@ -268,6 +310,9 @@ def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument(
+        "--chunk", type=int, default=10, help="epochs of each variant in turn (0: whole runs)"
+    )
     parser.add_argument("--models", nargs="+", default=["gcn", "gat"], choices=["gcn", "gat"])
     parser.add_argument("--json", default=str(RESULTS / "user_script.json"))
     parser.add_argument("--markdown", default=str(RESULTS / "user_script.md"))
@@ -275,7 +320,9 @@ def main() -> None:
     torch.set_num_threads(1)
     start_load = load_average()
     cora = load("cora")
-    results = {kind: measure(kind, cora, args.seeds, args.epochs) for kind in args.models}
+    results = {
+        kind: measure(kind, cora, args.seeds, args.epochs, args.chunk) for kind in args.models
+    }
     env = run_environment("cpu", threads=1)
     end_load = load_average()
     command = command_line()
