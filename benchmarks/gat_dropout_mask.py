@@ -198,16 +198,15 @@ def main() -> None:
         "gradients (checked before timing). See the script's docstring."
     )
     machine = collect.machine_line(env, start, end, "a shared machine: compare within a row")
-    command = collect.command_line()
-    collect.write_outputs(
-        {"rows": rows, "environment": env, "command": command},
-        json_path=collect.RESULTS / "gat_dropout_mask.json",
-        markdown_path=collect.RESULTS / "gat_dropout_mask.md",
-        markdown=lambda: collect.markdown_report(
-            "GAT attention dropout: a product, not a choice", intro, lines,
-            machine=machine, command=command,
-        ),
-    )  # fmt: skip
+    payload = {"rows": rows, "environment": env, "command": collect.command_line()}
+    collect.write_report(
+        collect.RESULTS / "gat_dropout_mask",
+        payload,
+        "GAT attention dropout: a product, not a choice",
+        intro,
+        lines,
+        machine,
+    )
 
 
 if __name__ == "__main__":

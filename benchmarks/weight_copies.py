@@ -160,16 +160,15 @@ def main() -> None:
         "Both sides give the same bits (checked before timing). See the script's docstring."
     )
     machine = collect.machine_line(env, start, end, "a shared machine: compare within a row")
-    command = collect.command_line()
-    collect.write_outputs(
-        {"rows": rows, "environment": env, "command": command},
-        json_path=collect.RESULTS / "weight_copies.json",
-        markdown_path=collect.RESULTS / "weight_copies.md",
-        markdown=lambda: collect.markdown_report(
-            "A row-major weight's copies and dropout's backward with its mask kept",
-            intro, lines, machine=machine, command=command,
-        ),
-    )  # fmt: skip
+    payload = {"rows": rows, "environment": env, "command": collect.command_line()}
+    collect.write_report(
+        collect.RESULTS / "weight_copies",
+        payload,
+        "A row-major weight's copies and dropout's backward with its mask kept",
+        intro,
+        lines,
+        machine,
+    )
 
 
 if __name__ == "__main__":
