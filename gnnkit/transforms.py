@@ -76,7 +76,8 @@ class SparseFeatures(BaseTransform):
         normalize (bool, optional): row-normalise first, as ``T.NormalizeFeatures()``.
             Sparse input stays sparse while it is normalised when its smallest entry is 0.
             (default: ``False``)
-        attrs (list of str, optional): the attributes to convert. (default: ``["x"]``)
+        attrs (list of str, optional): the attributes to convert; each must be in some node
+            store (a misspelt name is refused rather than skipped). (default: ``["x"]``)
 
     Shapes:
         - **input:** ``data.x`` (|V|, F), dense, sparse COO or sparse CSR, floating point
@@ -108,8 +109,13 @@ class SparseFeatures(BaseTransform):
             if not isinstance(flag, bool):
                 raise InputError(f"{name} must be True or False, got {flag!r}")
         attrs = ["x"] if attrs is None else attrs
-        if isinstance(attrs, str) or not all(isinstance(a, str) for a in attrs):
-            raise InputError(f"attrs must be a list of attribute names, got {attrs!r}")
+        if (
+            isinstance(attrs, str)
+            or not isinstance(attrs, (list, tuple))
+            or not attrs
+            or not all(isinstance(a, str) for a in attrs)
+        ):
+            raise InputError(f"attrs must be a non-empty list of attribute names, got {attrs!r}")
         self.max_density = float(max_density)
         self.force = force
         self.normalize = normalize
@@ -121,6 +127,14 @@ class SparseFeatures(BaseTransform):
             raise InputError(
                 f"SparseFeatures transforms a torch_geometric Data or HeteroData, got "
                 f"{type(data).__name__}"
+            )
+        found = {key for store in stores for key in self.attrs if key in store}
+        missing = [key for key in self.attrs if key not in found]
+        if missing:  # before anything is converted
+            raise InputError(
+                f"SparseFeatures(attrs={self.attrs!r}): no node store has {missing}; the "
+                "data's node attributes are "
+                f"{sorted({key for store in stores for key in store})}"
             )
         for store in stores:
             for key, value in store.items(*self.attrs):

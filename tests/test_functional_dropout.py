@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from gnnkit import InputError
-from gnnkit.nn import dropout, sparse_dropout
+from gnnkit.nn import dropout, elu_dropout, relu_dropout, sparse_dropout
 
 
 def sparse_features(layout: str, seed: int = 0) -> torch.Tensor:
@@ -108,3 +108,32 @@ def test_unsupported_sparse_layout_and_draw():
         dropout(torch.eye(3).to_sparse_csc(), 0.5)
     with pytest.raises(InputError, match="draw must be 'uniform' or 'bytes'"):
         dropout(sparse_features("csr"), 0.5, draw="normal")
+
+
+@pytest.mark.parametrize("fn", [relu_dropout, elu_dropout])
+@pytest.mark.parametrize("p", [1.0, 1.5, -0.5, float("nan"), True, "0.5", None])
+def test_the_fused_activations_refuse_a_p_outside_0_1(fn, p):
+    # relu_dropout used to return zeros for p >= 1 and mis-scale a negative p, silently
+    with pytest.raises(InputError, match=r"dropout probability p must be a number in \[0, 1\)"):
+        fn(torch.randn(4, 3), p, True)
+
+
+@pytest.mark.parametrize("fn", [dropout, relu_dropout, elu_dropout, sparse_dropout])
+def test_every_dropout_names_its_bad_arguments(fn):
+    x = torch.randn(4, 3)
+    with pytest.raises(InputError, match="training must be True or False, got None"):
+        fn(x, 0.5, None)
+    with pytest.raises(InputError, match=r"expects a floating-point x, got torch\.int64"):
+        fn(torch.ones(4, 3, dtype=torch.long), 0.5, True)
+    with pytest.raises(InputError, match=r"expects a torch\.Tensor"):
+        fn(x.numpy(), 0.5, True)
+    if fn is not dropout:
+        with pytest.raises(InputError, match="dropout probability p must be a number"):
+            fn(x, torch.tensor(0.5), True)
+    assert fn(x, 0.5, False).shape == x.shape  # valid arguments: accepted
+
+
+@pytest.mark.parametrize("fn", [relu_dropout, elu_dropout])
+def test_the_fused_activations_refuse_sparse_input(fn):
+    with pytest.raises(InputError, match=r"expects a dense x, got layout torch\.sparse_csr"):
+        fn(sparse_features("csr"), 0.5, True)

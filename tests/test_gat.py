@@ -343,7 +343,9 @@ def test_bad_constructor_arguments():
         ({"heads": 0}, "heads must be a positive int"),
         ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
         ({"dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
-        ({"negative_slope": "0.2"}, "negative_slope must be a number"),
+        ({"negative_slope": "0.2"}, "negative_slope must be a finite number"),
+        ({"negative_slope": float("nan")}, "negative_slope must be a finite number, got nan"),
+        ({"negative_slope": float("inf")}, "negative_slope must be a finite number, got inf"),
         ({"concat": 1}, "concat must be True or False"),
         ({"add_self_loops": None}, "add_self_loops must be True or False"),
         ({"deterministic": "no"}, "deterministic must be"),
@@ -393,3 +395,24 @@ def test_cuda_equals_cpu_and_deterministic_mode_is_bit_identical():
         runs.append((out, *torch.autograd.grad(out.square().sum(), list(layer_c.parameters()))))
     for first, second in zip(*runs, strict=True):
         assert torch.equal(first, second)
+
+
+def test_edge_features_of_the_wrong_shape_dtype_or_value_are_named():
+    # Each used to reach torch's matmul (a raw shape or dtype error) or pass NaN through.
+    x, edge_index = torch.randn(4, 4), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    conv = GATConv(4, 3, edge_dim=2)
+    cases = [
+        (torch.randn(4, 3), r"edge_attr must be \(\|E\|, edge_dim\) = \(4, 2\), got \(4, 3\)"),
+        (torch.randn(4), r"= \(4, 2\), got \(4,\)"),
+        (torch.randn(5, 2), r"= \(4, 2\), got \(5, 2\)"),
+        (torch.randn(4, 2).double(), r"edge_attr is torch\.float64 but the layer's weights are"),
+        (torch.ones(4, 2, dtype=torch.long), r"floating-point tensor .* got torch\.int64"),
+        (torch.full((4, 2), float("nan")), r"edge_attr holds 8 NaN or infinite value\(s\)"),
+    ]
+    for attr, message in cases:
+        with pytest.raises(InputError, match=message):
+            conv(x, edge_index, attr)
+    attr = torch.randn(4, 2)
+    reference = conv(x, edge_index, attr)  # valid: accepted, and (E,) for edge_dim=1
+    assert reference.shape == (4, 3) and torch.isfinite(reference).all()
+    assert GATConv(4, 3, edge_dim=1)(x, edge_index, torch.randn(4)).shape == (4, 3)

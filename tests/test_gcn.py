@@ -659,6 +659,8 @@ def test_bad_constructor_arguments():
             "no effect",
         ),
         ({"in_channels": 3, "out_channels": 2, "cached": "yes"}, "cached must be True or False"),
+        # add_self_loops defaults to normalize: the message names the argument given
+        ({"in_channels": 3, "out_channels": 2, "normalize": "no"}, "normalize must be True or"),
         ({"in_channels": 3, "out_channels": 2, "deterministic": 1}, "deterministic must be"),
         ({"in_channels": 3, "out_channels": 2, "aggr": "mean"}, "aggr must be 'add'"),
     ]

@@ -83,6 +83,18 @@ def test_receptive_field_equals_nodes_within_k_hops_upstream():
             assert torch.equal(receptive_field(edge_index, node, k, num_nodes=40), upstream)
 
 
+def test_receptive_field_of_very_many_layers_is_the_whole_upstream_component():
+    # PyG's search runs one pass per layer asked for: 10**9 layers used to run for hours
+    edge_index = random_edge_index(40, 80, seed=3)
+    hops = hop_distances(edge_index, 40)
+    for node in (0, 17):
+        upstream = (hops[:, node] >= 0).nonzero().view(-1)
+        for k in (39, 10**9):
+            assert torch.equal(receptive_field(edge_index, node, k, num_nodes=40), upstream)
+    chain = torch.tensor([[0, 1, 2], [1, 2, 3]], dtype=torch.uint8)  # any integer dtype
+    assert receptive_field(chain, 3, 10**9).tolist() == [0, 1, 2, 3]
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [

@@ -226,6 +226,18 @@ def test_fit_rejects_bad_arguments():
     model = Plain(device="meta")
     with pytest.raises(InputError, match="parameters are on meta but the inputs on cpu"):
         fit(model, inputs, TrainConfig(epochs=1))
+    with pytest.raises(InputError, match=r"callback must be a function .* got int"):
+        fit(Plain(), inputs, TrainConfig(epochs=1), callback=5)  # before any epoch
+
+
+def test_fit_names_a_model_with_too_few_outputs():
+    # cross-entropy used to fail inside torch ("Target 2 is out of bounds")
+    inputs = tiny_inputs(num_classes=3)
+    with pytest.raises(InputError, match=r"returned \(10, 2\) logits but the inputs have 10 "):
+        fit(Plain(), inputs, TrainConfig(epochs=1))
+    wide = Plain()
+    wide.lin = nn.Linear(10, 4)  # more columns than classes: cross-entropy takes it
+    assert len(fit(wide, inputs, TrainConfig(epochs=2)).history["loss"]) == 2
 
 
 # --------------------------------------------------------------------------- inputs

@@ -180,8 +180,22 @@ def test_bad_options():
         SparseFeatures(force=1)
     with pytest.raises(InputError, match="normalize must be True or False"):
         SparseFeatures(normalize="yes")
-    with pytest.raises(InputError, match="attrs must be a list of attribute names"):
-        SparseFeatures(attrs="x")
+    for attrs in ("x", [], ["x", 3]):
+        with pytest.raises(InputError, match="attrs must be a non-empty list of attribute"):
+            SparseFeatures(attrs=attrs)
+
+
+def test_a_name_in_no_node_store_is_refused_before_anything_is_converted():
+    # An empty list would reach PyG's store.items(*[]), which returns every attribute; a
+    # misspelt name would be skipped. Both are refused, and data is left as it was.
+    data = Data(
+        x=torch.eye(3), pos=torch.ones(3, 2), edge_index=torch.zeros(2, 0, dtype=torch.long)
+    )
+    with pytest.raises(InputError, match=r"no node store has \['posx'\].*'pos', 'x'"):
+        SparseFeatures(attrs=["x", "posx"])(data)
+    assert data.x.layout == torch.strided and data.pos.layout == torch.strided
+    out = SparseFeatures(force=True, attrs=["x"])(data)
+    assert out.x.layout == torch.sparse_csr and out.pos.layout == torch.strided
 
 
 @pytest.mark.parametrize(

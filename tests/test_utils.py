@@ -20,6 +20,7 @@ from gnnkit.utils.checks import (
     PROBABILITY,
     SEED,
     check_choice,
+    check_device,
     check_flag,
     check_flags,
     check_int,
@@ -184,11 +185,18 @@ def test_check_flag_choice_seed_and_type():
     check_choice("conv", "gat", ("gcn", "gat"))
     with pytest.raises(InputError, match="conv must be one of 'gcn', 'gat', got 'sage'"):
         check_choice("conv", "sage", ("gcn", "gat"))
-    for seed in (None, 0, -3, 2**40):
+    for seed in (None, 0, -3, 2**40, -(2**63), 2**64 - 1):  # torch.manual_seed's range
         check_seed("seed", seed)
+        if seed is not None:
+            torch.manual_seed(seed)
     for seed in (1.5, "1", True):
         with pytest.raises(InputError, match="seed must be an integer or None, got"):
             check_seed("seed", seed)
+    for seed in (2**64, 2**70, -(2**63) - 1):  # torch refuses these only once training starts
+        with pytest.raises(InputError, match=r"seed must be a 64-bit integer \(-9223372036"):
+            check_seed("seed", seed)
+        with pytest.raises(ValueError, match="Overflow"):
+            torch.manual_seed(seed)
     check_type("config", 3, int, "an int")
     with pytest.raises(InputError, match="config must be a TrainConfig, got dict"):
         check_type("config", {}, tuple, "a TrainConfig")
@@ -203,6 +211,7 @@ class _Config:
     decay: float = field(default=1.0, metadata=rule(check_number, low=0.0, high=1.0, open_low=True))
     seed: int | None = field(default=None, metadata=SEED)
     shuffle: bool = field(default=True, metadata=FLAG)
+    verbose: bool = False  # annotated bool, no rule: True or False
     note: object = None  # no rule: never checked
 
     def __post_init__(self) -> None:
@@ -233,6 +242,7 @@ class _Qualified:
         ({"decay": 0.0}, r"decay must be a number in \(0, 1\], got 0.0"),
         ({"seed": "7"}, "seed must be an integer or None, got '7'"),
         ({"shuffle": None}, "shuffle must be True or False, got None"),
+        ({"verbose": "no"}, "verbose must be True or False, got 'no'"),
         ({"epochs": -1, "dropout": 2.0}, "epochs must be"),  # the first field in order
     ],
 )
@@ -312,3 +322,39 @@ def test_describe_layout_names_the_layout_shape_and_non_zeros():
     assert describe_layout(dense) == "dense (3, 3)"
     assert describe_layout(dense.to_sparse()) == "sparse coo (3, 3), 3 non-zeros"
     assert describe_layout(dense.to_sparse_csr()) == "sparse csr (3, 3), 3 non-zeros"
+
+
+def test_the_trainers_flags_refuse_strings_that_would_read_as_true():
+    from gnnkit.graph import from_edge_list
+    from gnnkit.ops import CSRGraph, spmm
+    from gnnkit.train import TrainConfig
+
+    for name in ("restore_best", "cuda_graph"):
+        with pytest.raises(InputError, match=f"{name} must be True or False, got 'False'"):
+            TrainConfig(**{name: "False"})
+    with pytest.raises(InputError, match="directed must be True or False, got 'no'"):
+        from_edge_list(["a-b"], directed="no")
+    graph = CSRGraph.from_edge_index(torch.tensor([[0], [1]]), 2)
+    with pytest.raises(InputError, match="deterministic must be True, False or None, got 'yes'"):
+        spmm(graph, torch.ones(1), torch.ones(2, 3), deterministic="yes")
+    assert from_edge_list(["a-b"], directed=True)[0].tolist() == [[0], [1]]
+
+
+def test_check_device_names_a_bad_or_missing_device():
+    assert check_device("device", "cpu") == torch.device("cpu")
+    with pytest.raises(InputError, match="device must be cpu, cuda or cuda:N, got 'gpu'"):
+        check_device("device", "gpu")
+    if not torch.cuda.is_available():  # torch itself raises an AssertionError from deep inside
+        with pytest.raises(InputError, match="'cuda:1': CUDA is not available on this machine"):
+            check_device("device", "cuda:1")
+        from torch_geometric.data import Data
+
+        from gnnkit.ops import CSRGraph
+        from gnnkit.train import node_inputs
+
+        graph = CSRGraph.from_edge_index(torch.tensor([[0], [1]]), 2)
+        with pytest.raises(InputError, match="CUDA is not available"):
+            graph.to("cuda")
+        data = Data(x=torch.eye(2), edge_index=torch.tensor([[0], [1]]), y=torch.tensor([0, 1]))
+        with pytest.raises(InputError, match="CUDA is not available"):
+            node_inputs(data, device="cuda")

@@ -24,9 +24,10 @@ __all__ = ["adjacency"]
 DENSE_LIMIT = 2**31
 
 
-def _check_loop_weight(value: object, normalize: str | None) -> float:
-    """``self_loop_weight`` as a float: finite, and >= 0 when normalising (a negative weight
-    makes degrees zero or negative, whose inverse square root does not exist)."""
+def _check_loop_weight(value: object, normalize: str | None, dtype: torch.dtype) -> float:
+    """``self_loop_weight`` as a float: finite, within ``dtype``'s range, and >= 0 when
+    normalising (a negative weight makes degrees zero or negative, whose inverse square root
+    does not exist)."""
     if isinstance(value, Tensor) and value.dim() == 0:
         value = value.item()
     valid = not isinstance(value, (bool, str, Tensor)) and hasattr(value, "__float__")
@@ -38,6 +39,11 @@ def _check_loop_weight(value: object, normalize: str | None) -> float:
         )
     if not math.isfinite(number):
         raise InputError(f"self_loop_weight must be a finite number, got {value!r}")
+    if dtype.is_floating_point and abs(number) > torch.finfo(dtype).max:
+        raise InputError(
+            f"self_loop_weight {number!r} overflows the adjacency's {dtype} "
+            f"(at most {torch.finfo(dtype).max:.3g})"
+        )
     return number
 
 
@@ -97,11 +103,11 @@ def adjacency(
         raise InputError(f"normalize must be None, 'sym' or 'rw', got {normalize!r}")
     if layout not in ("dense", "sparse"):
         raise InputError(f"layout must be 'dense' or 'sparse', got {layout!r}")
-    self_loop_weight = _check_loop_weight(self_loop_weight, normalize)
+    dtype = edge_weight.dtype if edge_weight is not None else torch.get_default_dtype()
+    self_loop_weight = _check_loop_weight(self_loop_weight, normalize, dtype)
     _check_dense_size(num_nodes, layout)
 
     device = edge_index.device
-    dtype = edge_weight.dtype if edge_weight is not None else torch.get_default_dtype()
     weight = (
         edge_weight
         if edge_weight is not None

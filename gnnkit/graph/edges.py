@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import check_edge_index
+from gnnkit.utils.checks import check_edge_index, check_flag
 
 __all__ = ["from_edge_list", "parse_edge_string", "symmetrize"]
 
@@ -55,6 +55,7 @@ def from_edge_list(edges: Iterable[str], directed: bool = False) -> tuple[Tensor
         >>> edge_index.tolist()
         [[0, 1, 1, 2], [1, 0, 2, 1]]
     """
+    check_flag("directed", directed)
     if isinstance(edges, str):
         raise InputError(
             f"edges must be a list of tokens such as ['A-B', 'B-C'], got the string {edges!r}; "

@@ -138,7 +138,10 @@ def receptive_field(
     node_index = int(_check_nodes([as_index("node", node)], num_nodes, "node")[0])
     if num_layers == 0:
         return torch.tensor([node_index], dtype=torch.long)
+    # The field stops growing once a layer adds no node, at the latest after |V| - 1 or |E|
+    # layers: more cannot change it, and PyG's search runs every layer it is asked for.
+    layers = max(1, min(num_layers, num_nodes - 1, edge_index.size(1)))
     subset, _, _, _ = k_hop_subgraph(
-        node_index, num_layers, edge_index, num_nodes=num_nodes, flow="source_to_target"
+        node_index, layers, edge_index.long(), num_nodes=num_nodes, flow="source_to_target"
     )
     return subset.sort().values

@@ -7,6 +7,7 @@ layer built with ``(F_src, F_dst)`` channels maps each side with its own weights
 that into one :class:`Sides`, so the attention code sees senders and receivers only.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,9 @@ from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from gnnkit.errors import InputError
 from gnnkit.nn._adjacency import GraphInput, check_indices
-from gnnkit.nn._common import check_channels, check_features, materialize
+from gnnkit.nn._common import check_channels, check_features, is_lazy, materialize
 from gnnkit.ops.csr import CSRGraph
+from gnnkit.utils.checks import check_finite
 
 __all__ = [
     "ACCEPTED",
@@ -125,8 +127,12 @@ def check_arguments(
         check_channels(edge_dim=edge_dim)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise InputError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
-        raise InputError(f"negative_slope must be a number, got {negative_slope!r}")
+    if (
+        isinstance(negative_slope, bool)
+        or not isinstance(negative_slope, (int, float))
+        or not math.isfinite(negative_slope)
+    ):
+        raise InputError(f"negative_slope must be a finite number, got {negative_slope!r}")
     check_fill_value(fill_value)
     return in_channels
 
@@ -203,6 +209,31 @@ def sizes(sides: Sides, graph: GraphInput) -> tuple[int, int]:
     return num_src, num_dst
 
 
+def _check_edge_attr(layer, edge_attr: Any, num_edges: int) -> None:
+    """``edge_attr`` must be a finite floating-point (|E|, edge_dim) tensor (or (|E|,) for
+    ``edge_dim=1``) of the edge weight's dtype, as ``lin_edge`` will multiply it."""
+    width = layer.edge_dim
+    expected = f"(|E|, edge_dim) = ({num_edges}, {width})"
+    if not isinstance(edge_attr, Tensor) or not edge_attr.is_floating_point():
+        got = edge_attr.dtype if isinstance(edge_attr, Tensor) else type(edge_attr).__name__
+        raise InputError(
+            f"GATConv: edge_attr must be a floating-point tensor {expected}, got {got}"
+        )
+    flat = edge_attr.dim() == 1 and width in (1, -1)
+    if edge_attr.size(0) != num_edges or not (
+        flat or (edge_attr.dim() == 2 and width in (-1, edge_attr.size(1)))
+    ):
+        raise InputError(f"GATConv: edge_attr must be {expected}, got {tuple(edge_attr.shape)}")
+    weight = layer.lin_edge.weight
+    if not is_lazy(layer.lin_edge) and edge_attr.dtype != weight.dtype:
+        raise InputError(
+            f"GATConv: edge_attr is {edge_attr.dtype} but the layer's weights are "
+            f"{weight.dtype}; convert one of them (edge_attr.to({weight.dtype}) or layer.to(...))"
+        )
+    if layer.validate:
+        check_finite(edge_attr, name="GATConv: edge_attr")
+
+
 def edge_scores(
     layer, graph: GraphInput, edge_attr: Tensor | None, num_loops: int
 ) -> Tensor | None:
@@ -214,12 +245,8 @@ def edge_scores(
             "GATConv: edge features with add_self_loops=True need edge_index as a tensor "
             "(PyG raises this too); pass edge_index and edge_attr"
         )
+    _check_edge_attr(layer, edge_attr, graph.edge_index.size(1))
     attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
-    if attr.dim() != 2 or attr.size(0) != graph.edge_index.size(1):
-        raise InputError(
-            f"GATConv: edge_attr must be (|E|, edge_dim) = ({graph.edge_index.size(1)}, "
-            f"{layer.edge_dim}), got {tuple(edge_attr.shape)}"
-        )
     if layer.add_self_loops:  # the loops' features from fill_value, PyG's add_self_loops
         ei, attr = remove_self_loops(graph.edge_index, attr)
         _, attr = add_self_loops(ei, attr, layer.fill_value, num_loops)

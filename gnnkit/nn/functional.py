@@ -26,6 +26,7 @@ takes ``torch.rand_like``'s draws).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal
 
 import torch
@@ -57,6 +58,31 @@ def check_dropout(p: Any, name: str = "dropout") -> float:
     """A model's dropout probability as a float; refused unless it lies in [0, 1)."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
         raise InputError(f"{name} must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def _check_dense(name: str, x: Any, p: Any, training: Any, *, p_one: bool) -> float:
+    """``p`` as a float, after checking a dense dropout's arguments: ``x`` a dense
+    floating-point tensor, ``p`` a number in [0, 1] (``p_one``) or [0, 1), ``training`` a
+    bool."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name} expects a torch.Tensor x, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise InputError(
+            f"{name} expects a dense x, got layout {x.layout}; use sparse_dropout for sparse "
+            "features (no activation comes before it in GCN or GAT)"
+        )
+    if not x.is_floating_point():
+        raise InputError(f"{name} expects a floating-point x, got {x.dtype}; convert it first")
+    interval = "[0, 1]" if p_one else "[0, 1)"
+    if (
+        isinstance(p, bool)
+        or not isinstance(p, numbers.Real)  # (numpy floats too)
+        or not (0.0 <= p <= 1.0 if p_one else 0.0 <= p < 1.0)
+    ):
+        raise InputError(f"dropout probability p must be a number in {interval}, got {p!r}")
+    if not isinstance(training, bool):
+        raise InputError(f"{name}: training must be True or False, got {training!r}")
     return float(p)
 
 
@@ -133,10 +159,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, *, draw: Draw = "u
         - **input:** any shape, dense; or (|V|, F) sparse COO or CSR
         - **output:** the input's shape and layout (sparse: the same stored entries)
     """
-    if x.layout != torch.strided:
+    if isinstance(x, Tensor) and x.layout != torch.strided:
         return sparse_dropout(x, p, training, draw=draw)
-    if not 0.0 <= p <= 1.0:  # F.dropout refuses these too
-        raise InputError(f"dropout probability p must be a number in [0, 1], got {p!r}")
+    p = _check_dense("dropout", x, p, training, p_one=True)
     if not training or p == 0.0:
         return x
     if draw == "bytes" and p < 1.0:
@@ -193,6 +218,7 @@ def relu_dropout(x: Tensor, p: float, training: bool, *, draw: Draw = "uniform")
         draw (str, optional): the mask's draw, as in :func:`dropout`; with ``"uniform"`` on a
             device other than the CPU this is ``F.dropout(relu(x))``. (default: ``"uniform"``)
     """
+    p = _check_dense("relu_dropout", x, p, training, p_one=False)
     _check_draw(draw)
     if not training or p == 0.0:
         return torch.relu(x)
@@ -228,9 +254,8 @@ def elu_dropout(
         inplace (bool, optional): where the two steps run separately, ELU overwrites ``x``
             (``F.elu(x, inplace=True)``). (default: ``False``)
     """
+    p = _check_dense("elu_dropout", x, p, training, p_one=False)
     _check_draw(draw)
-    if not 0.0 <= p < 1.0:
-        raise InputError(f"dropout probability p must be a number in [0, 1), got {p!r}")
     if draw == "uniform" and counter_dropout_available(x):
         return counter_elu_dropout(x, p, training)
     return dropout(F.elu(x, inplace=inplace), p, training, draw=draw)
@@ -277,6 +302,8 @@ def sparse_dropout(
         raise InputError(f"dropout probability p must be a number in [0, 1], got {p!r}")
     if not isinstance(x, Tensor):
         raise InputError(f"sparse_dropout expects a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(training, bool):
+        raise InputError(f"sparse_dropout: training must be True or False, got {training!r}")
     _check_draw(draw)
     if x.layout == torch.strided:
         return dropout(x, float(p), training, draw=draw)

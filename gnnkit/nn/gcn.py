@@ -210,8 +210,8 @@ class GCNConv(PygCacheAttributes, MessagePassing):
             deterministic,
             improved=improved,
             cached=cached,
+            normalize=normalize,  # before add_self_loops, which defaults to it
             add_self_loops=add_self_loops,
-            normalize=normalize,
             bias=bias,
             learn_self_loop_weight=learn_self_loop_weight,
             validate=validate,

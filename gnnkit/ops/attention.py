@@ -185,6 +185,10 @@ def _check(
         got = tuple(xw.shape) if isinstance(xw, Tensor) else type(xw).__name__
         raise InputError(f"fused_gat: xw must be (|V_src|={graph.num_cols}, H, C), got {got}")
     heads = xw.size(1)
+    if heads == 0 or xw.size(2) == 0:
+        raise InputError(
+            f"fused_gat: xw must have at least one head and one channel, got {tuple(xw.shape)}"
+        )
     expected = {
         "a_src": (a_src, (graph.num_cols, heads)),
         "a_dst": (a_dst, (graph.num_rows, heads)),

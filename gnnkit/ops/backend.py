@@ -165,7 +165,9 @@ def is_deterministic(override: bool | None = None) -> bool:
             ``torch.are_deterministic_algorithms_enabled()``. (default: ``None``)
     """
     if override is not None:
-        return bool(override)
+        if not isinstance(override, bool):
+            raise InputError(f"deterministic must be True, False or None, got {override!r}")
+        return override
     local = getattr(_state, "deterministic", None)
     if local is not None:
         return local

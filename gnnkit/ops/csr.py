@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
+from gnnkit.ops._csr_checks import check_range, check_sparse, check_structure, count
+from gnnkit.utils.checks import check_device
 
 __all__ = ["CSRGraph"]
 
@@ -96,6 +98,9 @@ class CSRGraph:
 
     Build it with :meth:`from_edge_index`. The sort is stable, so edges that share a receiver
     keep their input order and every reduction over a row adds in the same order every run.
+    Built from its arrays directly (``CSRGraph(rowptr, col, row, perm, num_rows,
+    num_cols)``), it checks them first: the compiled kernels index memory through them
+    without bounds checks, so an index out of range would read or write outside a tensor.
 
     Attributes:
         rowptr (Tensor): (|V_out| + 1,) row pointer; row ``i`` is ``rowptr[i]:rowptr[i+1]``.
@@ -129,7 +134,11 @@ class CSRGraph:
         perm: Tensor | None,
         num_rows: int,
         num_cols: int,
+        *,
+        check: bool = True,
     ) -> None:
+        if check:  # (gnnkit's own constructions pass arrays they built: check=False)
+            check_structure(rowptr, col, row, perm, num_rows, num_cols)
         self.rowptr = rowptr
         self.col = col
         self.row = row
@@ -151,18 +160,41 @@ class CSRGraph:
         """Sort ``edge_index`` (row 0 senders, row 1 receivers) by receiver.
 
         Args:
-            edge_index (Tensor): (2, |E|) integer tensor; it is not validated here (the public
-                entry points validate with :func:`gnnkit.utils.checks.check_edge_index`).
+            edge_index (Tensor): (2, |E|) integer tensor; its senders must lie in
+                ``[0, num_cols)`` and its receivers in ``[0, num_nodes)``.
             num_nodes (int): number of receivers (and of senders unless ``num_cols`` is given).
             num_cols (int, optional): number of senders. (default: ``num_nodes``)
+
+        Raises:
+            InputError: ``edge_index`` is not a (2, |E|) integer tensor, a count is not a
+                non-negative int, or an index is out of range (the kernels would read or
+                write outside their tensors).
         """
-        num_cols = num_nodes if num_cols is None else num_cols
+        num_nodes = count("num_nodes", num_nodes)
+        num_cols = num_nodes if num_cols is None else count("num_cols", num_cols)
+        if (
+            not isinstance(edge_index, Tensor)
+            or edge_index.dim() != 2
+            or edge_index.size(0) != 2
+            or edge_index.is_floating_point()
+            or edge_index.is_complex()
+            or edge_index.dtype == torch.bool
+        ):
+            got = (
+                f"{edge_index.dtype} {tuple(edge_index.shape)}"
+                if isinstance(edge_index, Tensor)
+                else type(edge_index).__name__
+            )
+            raise InputError(f"CSRGraph: edge_index must be a (2, |E|) integer tensor, got {got}")
+        fix = "fix the edges or pass the right node counts"
+        check_range("CSRGraph: edge_index[0] (senders)", edge_index[0], num_cols, fix)
+        check_range("CSRGraph: edge_index[1] (receivers)", edge_index[1], num_nodes, fix)
         src, dst = edge_index[0].long(), edge_index[1].long()
         perm = _stable_argsort(dst, num_nodes)
         row = dst[perm]
         col = src[perm]
         rowptr = _ptr_from_sorted(row, num_nodes)
-        return cls(rowptr, col, row, perm, num_nodes, num_cols)
+        return cls(rowptr, col, row, perm, num_nodes, num_cols, check=False)
 
     @classmethod
     def from_sparse(cls, matrix: Tensor) -> CSRGraph:
@@ -176,8 +208,13 @@ class CSRGraph:
 
         Args:
             matrix (Tensor): sparse CSR, or sparse COO with ``is_coalesced()``, of shape
-                (rows, cols) with no dense dimensions; not validated further here.
+                (rows, cols) with no dense dimensions.
+
+        Raises:
+            InputError: ``matrix`` is not such a tensor, or its indices are out of range (a
+                CSR tensor built with torch's default ``check_invariants=False`` may hold any).
         """
+        check_sparse(matrix)
         num_rows, num_cols = matrix.shape
         with ordinary_tensors():
             if matrix.layout == torch.sparse_csr:
@@ -191,7 +228,9 @@ class CSRGraph:
                 row, col = indices[0], indices[1]
                 rowptr = _ptr_from_sorted(row, num_rows)
             perm = torch.arange(col.numel(), device=col.device)
-        return cls(rowptr, col, row, perm, num_rows, num_cols)
+        fix = "build the matrix with check_invariants=True to find the bad entry"
+        check_range("CSRGraph.from_sparse: the column indices", col, num_cols, fix)
+        return cls(rowptr, col, row, perm, num_rows, num_cols, check=False)
 
     @property
     def perm(self) -> Tensor:
@@ -326,7 +365,9 @@ class CSRGraph:
             rowptr, row, edge = _interleave_segments(self.rowptr, heads, self.num_edges, itype)
             # Entry (edge k, head h) of row i H + h: column col_k H + h = (col_k - i) H + row.
             col = (self.col - self.row).to(itype).index_select(0, edge).mul_(heads).add_(row)
-        graph = CSRGraph(rowptr, col, row, None, self.num_rows * heads, self.num_cols * heads)
+        graph = CSRGraph(
+            rowptr, col, row, None, self.num_rows * heads, self.num_cols * heads, check=False
+        )
         graph._heads = heads
         graph._base = self
         with ordinary_tensors():
@@ -346,6 +387,7 @@ class CSRGraph:
 
     def to(self, device: torch.device | str) -> CSRGraph:
         """A copy on ``device`` (the cached transpose moves too)."""
+        device = check_device("device", device)
         moved = CSRGraph(
             self.rowptr.to(device),
             self.col.to(device),
@@ -353,6 +395,7 @@ class CSRGraph:
             None if self._perm is None else self._perm.to(device),
             self.num_rows,
             self.num_cols,
+            check=False,
         )
         if self._transpose is not None:
             moved._transpose = tuple(t.to(device) for t in self._transpose)  # type: ignore[assignment]

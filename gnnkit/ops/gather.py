@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gnnkit.errors import InputError
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment, index_sum
 
@@ -41,13 +42,26 @@ class _Gather(torch.autograd.Function):
         return _segment(grad.index_select(axis, perm_t), colptr, "sum", axis), None, None
 
 
+def _check(name: str, graph: object, x: object, receivers: bool) -> None:
+    if not isinstance(graph, CSRGraph):
+        raise InputError(f"{name}: graph must be a CSRGraph, got {type(graph).__name__}")
+    size, what = (graph.num_rows, "receivers") if receivers else (graph.num_cols, "senders")
+    if not isinstance(x, Tensor) or x.dim() not in (1, 2) or x.size(-1) != size:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise InputError(
+            f"{name}: x must be ({size},) or (H, {size}), one value per node of the graph's "
+            f"{size} {what}, got {got}"
+        )
+
+
 def gather_dst(graph: CSRGraph, x: Tensor) -> Tensor:
     """The receiver's value for every edge, in CSR order: ``x[..., row_e]``.
 
     Shapes:
-        - **input:** ``x`` (|V|,) or (H, |V|)
+        - **input:** ``x`` (|V_out|,) or (H, |V_out|)
         - **output:** (|E|,) or (H, |E|)
     """
+    _check("gather_dst", graph, x, True)
     return _Gather.apply(x, graph, True)
 
 
@@ -55,7 +69,8 @@ def gather_src(graph: CSRGraph, x: Tensor) -> Tensor:
     """The sender's value for every edge, in CSR order: ``x[..., col_e]``.
 
     Shapes:
-        - **input:** ``x`` (|V|,) or (H, |V|)
+        - **input:** ``x`` (|V_in|,) or (H, |V_in|)
         - **output:** (|E|,) or (H, |E|)
     """
+    _check("gather_src", graph, x, False)
     return _Gather.apply(x, graph, False)

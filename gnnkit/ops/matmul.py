@@ -359,6 +359,14 @@ class _SpMM(torch.autograd.Function):
         return None, grad_values, grad_x, None, grad_bias, None
 
 
+def _check_graph(name: str, graph: object) -> None:
+    if not isinstance(graph, CSRGraph):
+        raise InputError(
+            f"{name}: graph must be a CSRGraph, got {type(graph).__name__}; build it with "
+            "CSRGraph.from_edge_index(edge_index, num_nodes)"
+        )
+
+
 def _as_heads(values: Tensor, x: Tensor, name: str) -> tuple[Tensor, Tensor, bool]:
     """View (|E|,) values and (|V|, C) features as one head: (1, |E|) and (1, |V|, C)."""
     if values.dim() == 1 and x.dim() == 2:
@@ -403,6 +411,7 @@ def spmm(
           ``bias`` (C,)
         - **output:** (|V_out|, C) or (H, |V_out|, C)
     """
+    _check_graph("spmm", graph)
     values_h, x_h, squeeze = _as_heads(values, x, "spmm")
     if values_h.size(1) != graph.num_edges or x_h.size(1) != graph.num_cols:
         raise InputError(
@@ -447,14 +456,37 @@ def sddmm(graph: CSRGraph, a: Tensor, b: Tensor) -> Tensor:
         - **input:** ``a`` (|V_out|, C) or (H, |V_out|, C); ``b`` (|V_in|, C) or (H, |V_in|, C)
         - **output:** (|E|,) or (H, |E|), in CSR order
     """
-    if a.dim() != b.dim() or a.dim() not in (2, 3):
+    _check_graph("sddmm", graph)
+    if (
+        not isinstance(a, Tensor)
+        or not isinstance(b, Tensor)
+        or a.dim() != b.dim()
+        or (a.dim() not in (2, 3))
+    ):
+        shapes = [tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in (a, b)]
         raise InputError(
-            f"sddmm expects a and b both (|V|, C) or both (H, |V|, C), got {tuple(a.shape)} "
-            f"and {tuple(b.shape)}"
+            f"sddmm expects a and b both (|V|, C) or both (H, |V|, C), got {shapes[0]} and "
+            f"{shapes[1]}"
         )
     squeeze = a.dim() == 2
     a_h = a.unsqueeze(0) if squeeze else a
     b_h = b.unsqueeze(0) if squeeze else b
+    expected = (graph.num_rows, graph.num_cols)
+    if (
+        (a_h.size(1), b_h.size(1)) != expected
+        or a_h.size(0) != b_h.size(0)
+        or (a_h.size(2) != b_h.size(2))
+    ):
+        raise InputError(
+            f"sddmm: the graph has {expected[0]} receivers and {expected[1]} senders; a must be "
+            f"({expected[0]}, C) and b ({expected[1]}, C) (with one head count), got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if a.dtype != b.dtype or a.device != b.device or not a.is_floating_point():
+        raise InputError(
+            f"sddmm: a and b must be floating-point tensors of one dtype on one device, got "
+            f"{a.dtype} on {a.device} and {b.dtype} on {b.device}"
+        )
     kernel = backend.sddmm_kernel(a.device, a.dtype, a_h.size(2))
     out = _sddmm_raw(graph, a_h, b_h, kernel)
     return out.squeeze(0) if squeeze else out

@@ -8,6 +8,7 @@ first and reduce segments. :mod:`gnnkit.ops.backend` picks the kernel.
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal
 
 import torch
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
+from gnnkit.utils.checks import values_readable
 
 __all__ = ["index_sum", "scatter_max", "scatter_sum", "segment_max", "segment_sum"]
 
@@ -40,29 +42,88 @@ def _segment(src: Tensor, ptr: Tensor, reduce: Reduce, axis: int = 0) -> Tensor:
     return torch.segment_reduce(src, reduce, offsets=offsets, axis=axis, unsafe=True)
 
 
+def _rises_within(ptr: Tensor, end: int) -> bool:
+    """Whether the integer vector ``ptr`` starts at 0 or more, never falls and ends at
+    ``end`` or less (on CPU through numpy: a few microseconds for a batch's pointer)."""
+    if ptr.device.type == "cpu":
+        values = ptr.numpy()
+        return bool(values[0] >= 0 and values[-1] <= end and (values[1:] >= values[:-1]).all())
+    first, last = ptr[[0, -1]].tolist()
+    return first >= 0 and last <= end and bool((ptr[1:] >= ptr[:-1]).all())
+
+
+def _check_src(prefix: str, src: object) -> None:
+    if not isinstance(src, Tensor) or src.dim() == 0:
+        got = tuple(src.shape) if isinstance(src, Tensor) else type(src).__name__
+        raise InputError(f"{prefix}src must be a tensor of shape (|E|, *), got {got}")
+
+
+def _integer_vector(value: object) -> bool:
+    """Whether ``value`` is a 1-D tensor of integers (not booleans)."""
+    return (
+        isinstance(value, Tensor)
+        and value.dim() == 1
+        and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    )
+
+
+def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
+    """Raise unless ``ptr`` is a 1-D integer tensor that never falls, from at least 0 to at
+    most ``src``'s rows: torch's segment kernel (run with ``unsafe=True``) reads ``src`` at
+    these offsets without bounds checks."""
+    _check_src(f"{name}: ", src)
+    if not _integer_vector(ptr) or ptr.numel() == 0:
+        found = f"{ptr.dtype} {tuple(ptr.shape)}" if isinstance(ptr, Tensor) else type(ptr).__name__
+        raise InputError(f"{name}: ptr must be a 1-D integer tensor (|V| + 1,), got {found}")
+    if ptr.device != src.device:
+        raise InputError(f"{name}: ptr is on {ptr.device} but src on {src.device}")
+    if values_readable(ptr) and not _rises_within(ptr, src.size(0)):
+        raise InputError(
+            f"{name}: ptr must never fall and stay within src's {src.size(0)} rows, got "
+            f"{ptr.flatten()[:6].tolist()}{' ...' if ptr.numel() > 6 else ''}"
+        )
+
+
 def segment_sum(src: Tensor, ptr: Tensor) -> Tensor:
     """Sum of each CSR segment: ``out[i] = src[ptr[i]:ptr[i+1]].sum(0)`` (0 for empty segments).
 
     Deterministic on every device and differentiable with respect to ``src``.
 
     Shapes:
-        - **input:** ``src`` (|E|, *), ``ptr`` (|V| + 1,)
+        - **input:** ``src`` (|E|, *), ``ptr`` (|V| + 1,), integers that never fall, within
+          ``[0, |E|]``
         - **output:** (|V|, *)
     """
+    _check_ptr("segment_sum", src, ptr)
     return _segment(src, ptr, "sum")
 
 
 def segment_max(src: Tensor, ptr: Tensor) -> Tensor:
     """Maximum of each CSR segment (``-inf`` for empty segments). Shapes as :func:`segment_sum`."""
+    _check_ptr("segment_max", src, ptr)
     return _segment(src, ptr, "max")
 
 
-def _check_index(src: Tensor, index: Tensor) -> None:
-    if index.dim() != 1 or index.numel() != src.size(0):
+def _check_index(src: Tensor, index: Tensor, dim_size: int) -> None:
+    """``index`` must give each row of ``src`` a target row in ``[0, dim_size)`` (the sorted
+    deterministic path would drop one past the end silently, ``index_add_`` fail deep in
+    torch)."""
+    _check_src("", src)
+    if not _integer_vector(index) or index.numel() != src.size(0):
+        found = f"{index.dtype} {tuple(index.shape)}" if isinstance(index, Tensor) else index
         raise InputError(
-            f"index must have shape ({src.size(0)},), one target per row of src, "
-            f"got {tuple(index.shape)}"
+            f"index must be an integer tensor of shape ({src.size(0)},), one target per row "
+            f"of src, got {found}"
         )
+    if isinstance(dim_size, bool) or not isinstance(dim_size, numbers.Integral) or dim_size < 0:
+        raise InputError(f"dim_size must be a non-negative int, got {dim_size!r}")
+    if index.numel() and values_readable(index):
+        low, high = (int(v) for v in torch.aminmax(index))
+        if low < 0 or high >= dim_size:
+            raise InputError(
+                f"index holds {low if low < 0 else high}, out of range for dim_size={dim_size} "
+                f"(valid: 0 .. {dim_size - 1})"
+            )
 
 
 def _sorted_segments(src: Tensor, index: Tensor, dim_size: int, reduce: Reduce) -> Tensor:
@@ -92,7 +153,7 @@ def scatter_sum(
         - **input:** ``src`` (|E|, *), ``index`` (|E|,)
         - **output:** (dim_size, *)
     """
-    _check_index(src, index)
+    _check_index(src, index, dim_size)
     kernel = backend.scatter_kernel("sum", backend.is_deterministic(deterministic))
     if kernel == "sort+segment":
         if src.requires_grad:
@@ -116,7 +177,7 @@ def scatter_max(
     changes which kernel runs. Gradients flow to the maximal entries (as ``scatter_reduce``).
     Shapes as :func:`scatter_sum`.
     """
-    _check_index(src, index)
+    _check_index(src, index, dim_size)
     kernel = backend.scatter_kernel("max", backend.is_deterministic(deterministic))
     if kernel == "torch_scatter" and not src.requires_grad:
         ts = backend.torch_scatter_module()

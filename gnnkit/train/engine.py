@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.checkpoint import resume_task, save_checkpoint, task_state
-from gnnkit.utils.checks import check_int
+from gnnkit.utils.checks import check_callable, check_int
 from gnnkit.utils.rng import rng_state, seed_everything, set_rng_state
 
 __all__ = [
@@ -223,6 +223,7 @@ class Run:
         check_int("checkpoint_every", checkpoint_every, 0)
         if patience is not None:
             check_int("patience", patience)
+        check_callable("callback", callback, "a function of the epoch's record (or None)")
         self.task, self.epochs, self.eval_every = task, epochs, eval_every
         self.patience, self.restore_best = patience, restore_best
         self.path = Path(checkpoint) if checkpoint is not None else None

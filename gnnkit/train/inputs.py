@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import check_edge_index
+from gnnkit.utils.checks import check_device, check_edge_index
 
 __all__ = [
     "EVAL_TRAIN_SEED",
@@ -128,6 +128,7 @@ class NodeInputs:
 
     def to(self, device: str | torch.device) -> NodeInputs:
         """A copy on ``device``."""
+        device = check_device("device", device)
         return NodeInputs(
             x=self.x.to(device),
             edge_index=self.edge_index.to(device),
@@ -206,7 +207,7 @@ def node_inputs(
             ``NormalizeFeatures``). (default: ``"auto"``)
         device (str or torch.device, optional): where to put everything. (default: ``"cpu"``)
     """
-    device = torch.device(device)
+    device = check_device("device", device)
     x, edge_index, y = (
         getattr(data, "x", None),
         getattr(data, "edge_index", None),

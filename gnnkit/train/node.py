@@ -253,6 +253,21 @@ def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
     return device
 
 
+def _check_logits(out: Any, inputs: NodeInputs) -> None:
+    """The model's output must be a floating-point (|V|, C) tensor with at least a column
+    per class (cross-entropy would fail deep inside torch with an IndexError)."""
+    expected = f"({inputs.num_nodes}, {inputs.num_classes})"
+    if not isinstance(out, Tensor) or not out.is_floating_point() or out.dim() != 2:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise InputError(f"the model must return (|V|, num_classes) = {expected} logits, got {got}")
+    if out.size(0) != inputs.num_nodes or out.size(1) < inputs.num_classes:
+        raise InputError(
+            f"the model returned {tuple(out.shape)} logits but the inputs have "
+            f"{inputs.num_nodes} nodes and {inputs.num_classes} classes; build its last layer "
+            f"with out_channels=inputs.num_classes (expected {expected})"
+        )
+
+
 class NodeTask(Task):
     """Full-batch node classification as a :class:`~gnnkit.train.engine.Task`.
 
@@ -287,6 +302,7 @@ class NodeTask(Task):
         self._loss: Tensor | None = None
         self.protocol, self.kept, self._stop = protocol, 0, False
         self._measured: dict[str, float] | None = None
+        self._unchecked_output = True
         if protocol is not None:
             self.monitor = (("kept", "max"),)
 
@@ -311,6 +327,9 @@ class NodeTask(Task):
         inputs, model = self.inputs, self.model
         self.optimizer.zero_grad(set_to_none=True)
         out = model(inputs.x, inputs.edge_index)
+        if self._unchecked_output:  # the first step: shapes only, no host read
+            _check_logits(out, inputs)
+            self._unchecked_output = False
         loss = F.cross_entropy(out[inputs.train_idx], self.evaluator.y_train)
         loss.backward()
         self.optimizer.step()

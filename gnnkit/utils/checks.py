@@ -70,6 +70,19 @@ def values_readable(tensor: Tensor) -> bool:
     return not (tensor.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
+def check_device(name: str, device: Any) -> torch.device:
+    """``device`` as a :class:`torch.device`: refused, with one line naming ``name``, when it
+    is not a device name or names CUDA on a machine without it (torch would raise a long list
+    of device types, or an ``AssertionError`` from deep inside its CUDA module)."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"{name} must be cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{name} {device!r}: CUDA is not available on this machine; use cpu")
+    return resolved
+
+
 def _preview(values: Tensor, limit: int = 5) -> str:
     shown = values.flatten()[:limit].tolist()
     more = "" if values.numel() <= limit else f" ... ({values.numel()} in all)"
@@ -212,6 +225,12 @@ def check_type(name: str, value: Any, cls: type | tuple[type, ...], what: str) -
         raise InputError(f"{name} must be {what}, got {type(value).__name__}")
 
 
+def check_callable(name: str, value: Any, what: str) -> None:
+    """Raise unless ``value`` is ``None`` or callable (``what`` says what it should be)."""
+    if value is not None and not callable(value):
+        raise InputError(f"{name} must be {what}, got {type(value).__name__}")
+
+
 def check_int(name: str, value: Any, minimum: int | None = 1, *, optional: bool = False) -> None:
     """Raise unless ``value`` is an integer (``int`` or numpy) >= ``minimum`` (booleans refused).
 
@@ -315,9 +334,18 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
         raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
+#: The seeds ``torch.manual_seed`` takes: a 64-bit integer, signed or unsigned.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
 def check_seed(name: str, value: Any) -> None:
-    """Raise unless ``value`` is an ``int`` (any sign) or ``None`` (booleans refused)."""
+    """Raise unless ``value`` is ``None`` or an ``int`` that ``torch.manual_seed`` takes (in
+    ``SEED_RANGE``; booleans refused)."""
     check_int(name, value, None, optional=True)
+    if value is not None and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+        raise InputError(
+            f"{name} must be a 64-bit integer ({SEED_RANGE[0]} .. {SEED_RANGE[1]}), got {value!r}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,8 +405,10 @@ def _field_check(cls: type, name: str) -> Check | None:
 def validate_fields(config: Any, *, qualified: bool = False) -> None:
     """Check every field of the dataclass instance ``config`` that declares a rule, in order.
 
-    A field declares its rule in its metadata (:func:`rule`, :data:`POSITIVE_INT`...); call
-    this first thing in ``__post_init__``. A subclass that redeclares a field only to change
+    A field declares its rule in its metadata (:func:`rule`, :data:`POSITIVE_INT`...); a
+    field annotated ``bool`` without one must be ``True`` or ``False`` (:func:`check_flag`: a
+    string such as ``"no"`` would otherwise count as true). Call this first thing in
+    ``__post_init__``. A subclass that redeclares a field only to change
     its default (``epochs: int = 300``) keeps the rule of the base class that declared it.
 
     Args:
@@ -394,5 +424,7 @@ def validate_fields(config: Any, *, qualified: bool = False) -> None:
     prefix = f"{cls.__name__}." if qualified else ""
     for spec in fields(config):
         check = _field_check(cls, spec.name)
+        if check is None and spec.type in ("bool", bool):  # a flag: True or False, not "no"
+            check = check_flag
         if check is not None:
             check(prefix + spec.name, getattr(config, spec.name))

@@ -1,0 +1,117 @@
+"""Checks of what a :class:`gnnkit.ops.CSRGraph` is built from.
+
+The compiled kernels (numba on CPU, Triton on CUDA) index memory through a graph's row
+pointer and column indices without bounds checks, so a graph built from an index out of range
+would read or write outside its tensors (a crash, or silent garbage). Every public way to
+build one checks here first; gnnkit's own constructions from arrays it built skip it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gnnkit.errors import InputError
+from gnnkit.utils.checks import as_index, values_readable
+
+__all__ = ["check_range", "check_sparse", "check_structure", "count"]
+
+
+def count(name: str, value: object) -> int:
+    """``value`` as a node count: a non-negative Python int (from an int, a numpy integer or
+    a 0-dim integer tensor)."""
+    number = as_index(name, value)
+    if number < 0:
+        raise InputError(f"{name} must be a non-negative int, got {value!r}")
+    return number
+
+
+def _integer_vector(name: str, value: object) -> Tensor:
+    """``value``, checked to be a 1-D integer tensor."""
+    if (
+        not isinstance(value, Tensor)
+        or value.dim() != 1
+        or value.is_floating_point()
+        or (value.is_complex() or value.dtype == torch.bool)
+    ):
+        got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value)
+        raise InputError(f"CSRGraph: {name} must be a 1-D integer tensor, got {got}")
+    return value
+
+
+def check_range(what: str, index: Tensor, size: int, hint: str) -> None:
+    """Raise unless every entry of the integer tensor ``index`` lies in ``[0, size)``: the
+    kernels read and write memory at these indices without bounds checks."""
+    if index.numel() == 0 or not values_readable(index):
+        return
+    low, high = (int(v) for v in torch.aminmax(index))
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise InputError(
+            f"{what} holds index {bad}, out of range for {size} nodes (valid: 0 .. {size - 1})"
+            f"; {hint}"
+        )
+
+
+def check_structure(
+    rowptr: Tensor, col: Tensor, row: Tensor, perm: Tensor | None, num_rows: int, num_cols: int
+) -> None:
+    """Raise :class:`InputError` unless the arrays describe a valid CSR graph (what the
+    compiled kernels assume when they index memory through them)."""
+    num_rows, num_cols = count("num_rows", num_rows), count("num_cols", num_cols)
+    rowptr, col = _integer_vector("rowptr", rowptr), _integer_vector("col", col)
+    row = _integer_vector("row", row)
+    sizes = {"rowptr": (rowptr, num_rows + 1), "row": (row, col.numel())}
+    if perm is not None:
+        sizes["perm"] = (_integer_vector("perm", perm), col.numel())
+    for name, (tensor, size) in sizes.items():
+        if tensor.numel() != size:
+            raise InputError(
+                f"CSRGraph: {name} must have {size} entries for {num_rows} rows and "
+                f"{col.numel()} edges, got {tensor.numel()}"
+            )
+    if not values_readable(rowptr):
+        return
+    fix = "build the graph with CSRGraph.from_edge_index(edge_index, num_nodes)"
+    if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel() or bool((rowptr.diff() < 0).any()):
+        raise InputError(
+            f"CSRGraph: rowptr must rise from 0 to the number of edges ({col.numel()}) and "
+            f"never fall; {fix}"
+        )
+    expected = torch.repeat_interleave(
+        torch.arange(num_rows, device=rowptr.device), rowptr.diff(), output_size=col.numel()
+    )
+    if not torch.equal(row.to(expected.dtype), expected):
+        raise InputError(f"CSRGraph: row must list each entry's row (rowptr expanded); {fix}")
+    check_range("CSRGraph: col", col, num_cols, fix)
+    if perm is not None:
+        check_range("CSRGraph: perm", perm, max(col.numel(), 1), fix)
+
+
+def check_sparse(matrix: object) -> None:
+    """Raise unless ``matrix`` is a 2-D sparse CSR or coalesced COO tensor with no dense
+    dimensions whose CSR row pointer (if CSR) rises from 0 to its number of entries."""
+    name = "CSRGraph.from_sparse"
+    layout = matrix.layout if isinstance(matrix, Tensor) else type(matrix).__name__
+    if layout not in (torch.sparse_csr, torch.sparse_coo):
+        raise InputError(f"{name} expects a sparse CSR or COO tensor, got {layout}")
+    assert isinstance(matrix, Tensor)
+    if matrix.dim() != 2 or matrix.dense_dim() != 0:
+        raise InputError(
+            f"{name} expects a 2-D matrix with no dense dimensions, got shape "
+            f"{tuple(matrix.shape)} with {matrix.dense_dim()} dense"
+        )
+    if matrix.layout == torch.sparse_coo:
+        if not matrix.is_coalesced():
+            raise InputError(f"{name} expects a coalesced COO matrix; call matrix.coalesce()")
+        fix = "fix the matrix's indices"
+        check_range(f"{name}: the row indices", matrix.indices()[0], matrix.size(0), fix)
+        return
+    crow, nnz = matrix.crow_indices(), matrix.values().numel()
+    if values_readable(crow) and (
+        int(crow[0]) != 0 or int(crow[-1]) != nnz or bool((crow.diff() < 0).any())
+    ):
+        raise InputError(
+            f"{name}: the CSR row pointer must rise from 0 to the number of entries ({nnz}) "
+            "and never fall; build the matrix with check_invariants=True to find the bad entry"
+        )
