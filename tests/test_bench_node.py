@@ -145,9 +145,11 @@ def test_library_entry_point_rejects_bad_values():
         run_node_benchmark(data, dataset="karate", model="gcn", distributed=True)
     if not torch.cuda.is_available():
         with pytest.raises(
-            InputError, match="--device cuda was asked for but CUDA is not available"
+            InputError, match="--device 'cuda': CUDA is not available on this machine; use cpu"
         ):
             run_node_benchmark(data, dataset="karate", model="gcn", device="cuda")
+    with pytest.raises(InputError, match="--device must be cpu, cuda or cuda:N, got 'gpu'"):
+        run_node_benchmark(data, dataset="karate", model="gcn", device="gpu")
 
 
 def test_release_free_memory_returns_freed_heap_pages():
@@ -175,7 +177,7 @@ def test_warmup_defaults_to_the_one_definition_per_mode(tmp_path):
     argv = ["bench", "node", "--dataset", "karate", "--no-progress", "--runs", "1", "--epochs", "1"]
     assert main([*argv, "--json", str(out)]) == 0
     assert json.loads(out.read_text())["options"]["warmup"] == WARMUP_EPOCHS["full-batch"]
-    assert main([*argv, "--mini-batch", "--json", str(out)]) == 0
+    assert main([*argv, "--mini-batch", "--json", str(out), "--overwrite"]) == 0
     assert json.loads(out.read_text())["options"]["warmup"] == WARMUP_EPOCHS["mini-batch"]
 
 

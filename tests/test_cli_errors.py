@@ -48,6 +48,14 @@ ERRORS = [
                 "--from 'Z' is not a node of the graph; known labels: A, B",
             ),
             (["--edges", "A-B", "--from", "A"], "give both --from and --to"),
+            (
+                ["--edges", "A-B", "--self-loop-weight", "1e308"],
+                "self_loop_weight 1e+308 overflows the adjacency's torch.float32",
+            ),
+            (
+                ["--edges", "A-B", "--json", "~nosuchuser-gnnkit/x.json"],
+                "--json ~nosuchuser-gnnkit/x.json: cannot expand '~' (no such user)",
+            ),
         ],
     ),
     # gnnkit data
@@ -117,7 +125,6 @@ ERRORS = [
         [
             (["--seq-len", "1"], "seq_len must be >= 2, got 1"),
             (["--seq-len", "5", "--embed-dim", "0"], "embed_dim must be >= 1, got 0"),
-            (["--seq-len", "5", "--seed", "-2"], "seed must be an integer >= 0"),
             (["--seq-len", "5", "--max-batches", "0"], "TrainConfig.max_batches"),
             (["--seq-len", "5", "--forget-bias", "big"], "--forget-bias must be a number"),
             (["--seq-len", "5", "--forget-bias", "nan"], "forget_bias must be a finite"),
@@ -155,7 +162,15 @@ USAGE_ERRORS = [
             (["--compare", "pyg,dgl"], "invalid choice: 'dgl' (choose from 'pyg', 'pyg-tuned')"),
             (["--compare", "pyg", "--compare", "pyg,"], "invalid choice: ''"),
             (["--protocol", "papers"], "invalid choice: 'papers'"),
+            # every generator gnnkit seeds takes these (torch overflowed past 2**64)
+            (["--seed", "-5"], "expected an integer seed in [0, 4294967295], got -5"),
+            (["--seed", str(10**23)], f"expected an integer seed in [0, 4294967295], got {10**23}"),
         ],
+    ),
+    *rows(["seq", "train"], [(["--seed", "-2"], "expected an integer seed in [0, 4294967295]")]),
+    *rows(
+        ["citation", "bench"],
+        [(["--seed", "4294967296"], "expected an integer seed in [0, 4294967295], got 4294967296")],
     ),
     # gnnkit bench graph
     *rows(

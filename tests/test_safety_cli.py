@@ -48,6 +48,17 @@ ROWS = [
     ),
     (["text", "table", "--checkpoint", "{tmp}/dir", "--out", "{tmp}/pipe"], "is a FIFO"),
     (["seq", "train", "--seq-len", "5", "--json", "{tmp}/dir"], "is a folder"),
+    # earlier results are never replaced silently (the file is "file": checked unchanged)
+    ([*HOPS, "--json", "{tmp}/file"], "--json {tmp}/file already exists; pass --overwrite"),
+    (
+        [*KARATE, *ONE, "--plot", "{tmp}/file.png", "--json", "{tmp}/file.png"],
+        "--json and --plot name the same file",
+    ),
+    ([*KARATE, *ONE, "--plot", "{tmp}/plot.xyz"], "matplotlib cannot write 'xyz'; use one of"),
+    (
+        ["text", "table", "--checkpoint", "{tmp}/dir", "--out", "{tmp}/file"],
+        "--out {tmp}/file already exists; pass --overwrite",
+    ),
 ]
 
 
@@ -103,6 +114,26 @@ def test_an_os_error_inside_a_command_is_one_line(monkeypatch, cli_fails):
     monkeypatch.setattr(hops, "run", broken, raising=False)
     monkeypatch.setattr("gnnkit.graph.from_edge_list", lambda *a, **k: broken(None))
     cli_fails(HOPS, "gnnkit: error: cannot access /srv/data/x: permission denied")
+
+
+def test_overwrite_replaces_earlier_results_and_resume_continues_them(tmp_path, capsys):
+    from gnnkit.cli import main
+
+    result = tmp_path / "hops.json"
+    result.write_text('{"earlier": 1}\n')
+    assert main([*HOPS, "--json", str(result)]) == 2
+    assert result.read_text() == '{"earlier": 1}\n'
+    assert main([*HOPS, "--json", str(result), "--overwrite"]) == 0
+    assert '"labels"' in result.read_text()
+    # a resumed benchmark writes the results of the run it continues
+    folder, out = tmp_path / "ck", tmp_path / "bench.json"
+    argv = [*KARATE, *ONE, "--checkpoint-dir", str(folder), "--json", str(out)]
+    assert main(argv) == 0
+    first = out.stat().st_ino
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err
+    assert out.stat().st_ino == first  # refused: the same file
+    assert main([*argv, "--resume"]) == 0
+    assert out.stat().st_ino != first and '"test_acc_mean"' in out.read_text()  # replaced
 
 
 def test_non_finite_numbers_are_refused_with_their_range(argparse_fails):

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import torch
 
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_device
 from gnnkit.utils.table import format_table
 
 __all__ = [
@@ -122,13 +123,7 @@ def check_resume(resume: bool, checkpoint_dir: Any) -> None:
 
 def resolve_device(device: Any) -> torch.device:
     """``device`` as a :class:`torch.device`; refused when malformed or when CUDA is missing."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but CUDA is not available here")
-    return device
+    return check_device("--device", device)
 
 
 def implementations(recipe: Any, compare: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnkit import __version__
-from gnnkit.errors import GnnkitError
+from gnnkit.errors import GnnkitError, OutputError
 from gnnkit.utils.io import atomic_write_json, check_output, check_output_dir, describe_os_error
 
 __all__ = [
@@ -183,11 +183,13 @@ def finite_float(text: str) -> float:
     return value
 
 
-def _integer(text: str, minimum: int, what: str) -> int:
+def _integer(text: str, minimum: int, what: str, *, maximum: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if maximum is not None and not minimum <= value <= maximum:  # (the range is in `what`)
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected {what} (>= {minimum}), got {value}")
     return value
@@ -200,10 +202,26 @@ def add_outputs(
     plot: str | None = None,
     markdown: str | None = None,
 ) -> None:
-    """``--json PATH``, ``--plot PATH`` and ``--markdown PATH``: each whose help is given."""
+    """``--json PATH``, ``--plot PATH`` and ``--markdown PATH``: each whose help is given, and
+    ``--overwrite`` (``add_overwrite``)."""
     for option, help_text in (("--json", json), ("--plot", plot), ("--markdown", markdown)):
         if help_text is not None:
             parser.add_argument(option, metavar="PATH", help=help_text)
+    add_overwrite(parser)
+
+
+#: ``--overwrite``'s help, one text for every command (results, and checkpoints where kept).
+OVERWRITE_HELP = (
+    "replace what an earlier run wrote: existing result files (--json, --plot, --markdown, "
+    "--out) and, with --checkpoint-dir, this benchmark's checkpoints; without it they are "
+    "refused"
+)
+
+
+def add_overwrite(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--overwrite``, once per command (the output and the checkpoint options both ask)."""
+    if "--overwrite" not in parser._option_string_actions:
+        parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 def add_seed(
@@ -212,8 +230,18 @@ def add_seed(
     *,
     default: int | None = 0,
 ) -> None:
-    """``--seed SEED``, an integer."""
-    parser.add_argument("--seed", type=int, default=default, help=help)
+    """``--seed SEED``, an integer in [0, 2**32 - 1] (what every generator gnnkit seeds takes:
+    numpy's legacy one, used by scikit-learn in ``citation bench``, is the narrowest)."""
+    parser.add_argument("--seed", type=seed_value, default=default, help=help)
+
+
+#: The seeds the CLI takes: numpy's legacy generator (scikit-learn's) takes no more.
+MAX_SEED = 2**32 - 1
+
+
+def seed_value(text: str) -> int:
+    """An argparse type: a seed in [0, :data:`MAX_SEED`]."""
+    return _integer(text, 0, f"an integer seed in [0, {MAX_SEED}]", maximum=MAX_SEED)
 
 
 def add_threads(
@@ -246,10 +274,40 @@ def check_outputs(args: argparse.Namespace) -> None:
     kind = getattr(args, "out_kind", None)
     if getattr(args, "out", None) is not None and kind is not None:
         (files if kind == "file" else folders).append("out")
+    replace = bool(getattr(args, "overwrite", False) or getattr(args, "resume", False))
+    written: dict[Path, str] = {}
     for name in files:
-        check_output(getattr(args, name), "--" + name.replace("_", "-"))
+        option = "--" + name.replace("_", "-")
+        target = check_output(getattr(args, name), option)
+        assert target is not None
+        if target.resolve() in written:
+            raise OutputError(
+                f"{written[target.resolve()]} and {option} name the same file {target}; give "
+                "each output its own path"
+            )
+        written[target.resolve()] = option
+        if name == "plot":
+            check_plot_format(target)
+        if target.exists() and not replace:  # earlier results: never replaced silently
+            raise OutputError(
+                f"{option} {target} already exists; pass --overwrite to replace it, or choose "
+                "another path"
+            )
     for name in folders:
         check_output_dir(getattr(args, name), "--" + name.replace("_", "-"))
+
+
+def check_plot_format(path: Path) -> None:
+    """Refuse, before any work, a ``--plot`` whose suffix matplotlib cannot write."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise OutputError(
+            f"--plot {path}: matplotlib cannot write {suffix or 'a file without a suffix'!r}; "
+            f"use one of {', '.join(sorted(formats))} (e.g. plot.png)"
+        )
 
 
 def _importer(module: str):

@@ -32,6 +32,7 @@ from gnnkit.cli import (
     LazySubParsers,
     add_command,
     add_outputs,
+    add_overwrite,
     add_seed,
     add_threads,
     data_kwargs,
@@ -141,12 +142,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue interrupted runs from --checkpoint-dir"
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace this benchmark's existing checkpoints in --checkpoint-dir (without it, "
-        "or --resume, they are refused)",
-    )
+    add_overwrite(parser)
 
 
 @contextlib.contextmanager

@@ -191,6 +191,7 @@ def _add_table(commands: argparse._SubParsersAction) -> None:
         help="a run folder, training checkpoint or model snapshot (repeat for more columns)",
     )
     table.add_argument("--out", metavar="FILE", help="write the Markdown here (default: stdout)")
+    table.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     table.set_defaults(out_kind="file")
     add_seed(table, "seed (default: 0)")
     table.add_argument(
@@ -218,15 +219,11 @@ def _add_table(commands: argparse._SubParsersAction) -> None:
 def _device(name: str) -> Any:
     import torch
 
+    from gnnkit.utils.checks import check_device
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return device
+    return check_device("--device", name)
 
 
 class _Progress:

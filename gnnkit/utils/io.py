@@ -125,7 +125,12 @@ def _destination(path: str | os.PathLike, option: str) -> Path:
     text = os.fspath(path)
     if not str(text).strip():
         raise OutputError(f"{option} is empty; give a file name such as result.json")
-    target = Path(text).expanduser()
+    try:
+        target = Path(text).expanduser()
+    except RuntimeError:  # "~user/..." for a user this machine does not know
+        raise OutputError(
+            f"{option} {text}: cannot expand '~' (no such user); fix the path"
+        ) from None
     if target.is_symlink():
         target = Path(os.path.realpath(target))
     try:
