@@ -89,8 +89,12 @@ def test_safe_torch_load_round_trip_and_errors(tmp_path):
 
     evil = tmp_path / "evil.pt"
     torch.save({"obj": _Unlisted()}, evil)  # a pickle of an arbitrary class
-    with pytest.raises(CheckpointError, match="not allowed to load safely"):
+    with pytest.raises(
+        CheckpointError, match=r"holds the global .*_Unlisted, which gnnkit"
+    ) as info:
         safe_torch_load(evil)
+    # torch's own advice (allow-list it, or load with weights_only=False) is left out
+    assert "weights_only" not in str(info.value) and "add_safe_globals" not in str(info.value)
 
     # Files that are no checkpoint at all: torch's weights-only unpickler fails on them with
     # UnpicklingError or with a bare KeyError/IndexError, depending on the first bytes.
@@ -358,3 +362,15 @@ def test_check_device_names_a_bad_or_missing_device():
         data = Data(x=torch.eye(2), edge_index=torch.tensor([[0], [1]]), y=torch.tensor([0, 1]))
         with pytest.raises(InputError, match="CUDA is not available"):
             node_inputs(data, device="cuda")
+
+
+def test_refused_global_keeps_the_name_and_drops_torchs_advice():
+    from gnnkit.utils.io import refused_global
+
+    message = (
+        "Weights only load failed. ... Re-running `torch.load` with `weights_only` set to "
+        "`False` will likely succeed ... Unsupported global: GLOBAL os.system was not an "
+        "allowed global by default. Please use `torch.serialization.add_safe_globals([system])`"
+    )
+    assert refused_global(message) == "the global os.system"
+    assert refused_global("Weights only load failed.") == "objects outside the allow-list"

@@ -49,7 +49,7 @@ from torch_geometric.data import Data
 
 from gnnkit.data.store import forget_processed, record_processed, untrusted_processed
 from gnnkit.errors import ChecksumError, DatasetError
-from gnnkit.utils.io import atomic_open
+from gnnkit.utils.io import atomic_open, refused_global
 
 __all__ = [
     "download_file",
@@ -367,11 +367,11 @@ class _SafeLinkDataset:
             with weights_only_loads(ogb_safe_globals()):
                 return super().get_edge_split(split_type)  # type: ignore[misc]
         except pickle.UnpicklingError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
             raise DatasetError(
-                f"a split file of {self.name} under {self.root}/split holds objects that are not "
-                f"allowed to load safely ({first}); delete the folder's files that are not "
-                "train.pt, valid.pt and test.pt (split_dict.pt...), or fetch the dataset again"
+                f"a split file of {self.name} under {self.root}/split holds "
+                f"{refused_global(str(exc))}, which gnnkit does not load (nothing in it was "
+                "run); delete the folder's files that are not train.pt, valid.pt and test.pt "
+                "(split_dict.pt...), or fetch the dataset again"
             ) from exc
 
 

@@ -31,8 +31,10 @@ import json
 import math
 import os
 import pickle
+import re
 import stat
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -375,6 +377,14 @@ def file_lock(
         lock.release()
 
 
+def refused_global(message: str) -> str:
+    """What torch's weights-only unpickler refused, from its error ``message``: ``"the global
+    exec"``, say. Only the name: the rest of torch's message suggests allow-listing it or
+    loading with ``weights_only=False``, which would run a planted file."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    return f"the global {found.group(1)}" if found else "objects outside the allow-list"
+
+
 def safe_torch_load(
     path: str | os.PathLike,
     *,
@@ -399,7 +409,9 @@ def safe_torch_load(
     if not path.is_file():
         raise CheckpointError(f"{what} {path} does not exist")
     try:
-        with torch.serialization.safe_globals(list(allow)):
+        with torch.serialization.safe_globals(list(allow)), warnings.catch_warnings():
+            # (a plain pickle makes torch warn about its protocol before the refusal below)
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
@@ -409,10 +421,10 @@ def safe_torch_load(
                 f"{what} {path} is not a torch checkpoint, or it is corrupt (it does not "
                 "unpickle); check the path, or delete the file and write it again"
             ) from exc
-        first = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), "")
         raise CheckpointError(
-            f"{what} {path} holds objects that are not allowed to load safely ({first}); "
-            "it was not written by this version of gnnkit or it is not a gnnkit file"
+            f"{what} {path} holds {refused_global(text)}, which gnnkit does not load (only "
+            "tensors and plain data; nothing in it was run); it was not written by this "
+            "version of gnnkit or it is not a gnnkit file"
         ) from exc
     except (EOFError, RuntimeError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(
