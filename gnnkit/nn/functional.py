@@ -26,6 +26,7 @@ takes ``torch.rand_like``'s draws).
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Literal
 
@@ -75,15 +76,12 @@ def _check_dense(name: str, x: Any, p: Any, training: Any, *, p_one: bool) -> fl
     if not x.is_floating_point():
         raise InputError(f"{name} expects a floating-point x, got {x.dtype}; convert it first")
     interval = "[0, 1]" if p_one else "[0, 1)"
-    if (
-        isinstance(p, bool)
-        or not isinstance(p, numbers.Real)  # (numpy floats too)
-        or not (0.0 <= p <= 1.0 if p_one else 0.0 <= p < 1.0)
-    ):
+    value = float(p) if isinstance(p, numbers.Real) and not isinstance(p, bool) else math.nan
+    if not (0.0 <= value <= 1.0 if p_one else 0.0 <= value < 1.0):  # (numpy floats too)
         raise InputError(f"dropout probability p must be a number in {interval}, got {p!r}")
     if not isinstance(training, bool):
         raise InputError(f"{name}: training must be True or False, got {training!r}")
-    return float(p)
+    return value
 
 
 def _check_draw(draw: Any) -> None:
