@@ -280,12 +280,13 @@ def check_outputs(args: argparse.Namespace) -> None:
         option = "--" + name.replace("_", "-")
         target = check_output(getattr(args, name), option)
         assert target is not None
-        if target.resolve() in written:
+        resolved = target.resolve()
+        if resolved in written:
             raise OutputError(
-                f"{written[target.resolve()]} and {option} name the same file {target}; give "
-                "each output its own path"
+                f"{written[resolved]} and {option} name the same file {target}; give each "
+                "output its own path"
             )
-        written[target.resolve()] = option
+        written[resolved] = option
         if name == "plot":
             check_plot_format(target)
         if target.exists() and not replace:  # earlier results: never replaced silently

@@ -12,9 +12,16 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import as_index, values_readable
+from gnnkit.utils.checks import as_index, is_integer_tensor, values_readable
 
-__all__ = ["check_range", "check_sparse", "check_structure", "count"]
+__all__ = [
+    "check_range",
+    "check_sparse",
+    "check_structure",
+    "count",
+    "integer_vector",
+    "pointer_rises",
+]
 
 
 def count(name: str, value: object) -> int:
@@ -26,17 +33,33 @@ def count(name: str, value: object) -> int:
     return number
 
 
+def integer_vector(value: object) -> bool:
+    """Whether ``value`` is a 1-D tensor of integers (not booleans)."""
+    return isinstance(value, Tensor) and value.dim() == 1 and is_integer_tensor(value)
+
+
 def _integer_vector(name: str, value: object) -> Tensor:
     """``value``, checked to be a 1-D integer tensor."""
-    if (
-        not isinstance(value, Tensor)
-        or value.dim() != 1
-        or value.is_floating_point()
-        or (value.is_complex() or value.dtype == torch.bool)
-    ):
+    if not integer_vector(value):
         got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value)
         raise InputError(f"CSRGraph: {name} must be a 1-D integer tensor, got {got}")
+    assert isinstance(value, Tensor)
     return value
+
+
+def pointer_rises(ptr: Tensor, end: int, *, exact: bool) -> bool:
+    """Whether the (non-empty) integer vector ``ptr`` never falls and runs from 0 to ``end``
+    (``exact``: a CSR row pointer) or within ``[0, end]`` (a segment pointer). On CPU through
+    numpy: a few microseconds for a batch's pointer."""
+    if ptr.device.type == "cpu":
+        values = ptr.numpy()
+        first, last = int(values[0]), int(values[-1])
+        rises = bool((values[1:] >= values[:-1]).all())
+    else:
+        first, last = ptr[[0, -1]].tolist()
+        rises = bool((ptr[1:] >= ptr[:-1]).all())
+    ends = first == 0 and last == end if exact else first >= 0 and last <= end
+    return ends and rises
 
 
 def check_range(what: str, index: Tensor, size: int, hint: str) -> None:
@@ -73,7 +96,7 @@ def check_structure(
     if not values_readable(rowptr):
         return
     fix = "build the graph with CSRGraph.from_edge_index(edge_index, num_nodes)"
-    if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel() or bool((rowptr.diff() < 0).any()):
+    if not pointer_rises(rowptr, col.numel(), exact=True):
         raise InputError(
             f"CSRGraph: rowptr must rise from 0 to the number of edges ({col.numel()}) and "
             f"never fall; {fix}"
@@ -108,9 +131,7 @@ def check_sparse(matrix: object) -> None:
         check_range(f"{name}: the row indices", matrix.indices()[0], matrix.size(0), fix)
         return
     crow, nnz = matrix.crow_indices(), matrix.values().numel()
-    if values_readable(crow) and (
-        int(crow[0]) != 0 or int(crow[-1]) != nnz or bool((crow.diff() < 0).any())
-    ):
+    if values_readable(crow) and not pointer_rises(crow, nnz, exact=True):
         raise InputError(
             f"{name}: the CSR row pointer must rise from 0 to the number of entries ({nnz}) "
             "and never fall; build the matrix with check_invariants=True to find the bad entry"

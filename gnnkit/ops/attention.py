@@ -40,7 +40,7 @@ from gnnkit.errors import InputError
 from gnnkit.ops._autograd import recomputed_gradients
 from gnnkit.ops._gat_reference import reference_gat, torch_form
 from gnnkit.ops._jit import jit_available
-from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.csr import CSRGraph, check_graph
 from gnnkit.ops.random import keep_mask
 from gnnkit.utils.env import switched_off
 
@@ -177,8 +177,7 @@ def _check(
 ) -> None:
     """Raise :class:`InputError` for any argument :func:`fused_gat` cannot take; without
     ``scores_given`` the sender scores are computed by the caller (``a_src`` is ``None``)."""
-    if not isinstance(graph, CSRGraph):
-        raise InputError(f"fused_gat: graph must be a CSRGraph, got {type(graph).__name__}")
+    check_graph("fused_gat", graph)
     if graph._heads != 1:
         raise InputError("fused_gat: graph must have one copy per edge (not interleave_heads)")
     if not isinstance(xw, Tensor) or xw.dim() != 3 or xw.size(0) != graph.num_cols:

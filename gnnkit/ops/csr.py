@@ -20,7 +20,7 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops._csr_checks import check_range, check_sparse, check_structure, count
-from gnnkit.utils.checks import check_device
+from gnnkit.utils.checks import check_device, is_integer_tensor
 
 __all__ = ["CSRGraph"]
 
@@ -36,6 +36,15 @@ with warnings.catch_warnings():
         (1, 1),
         check_invariants=False,
     )
+
+
+def check_graph(name: str, graph: object) -> None:
+    """Raise unless ``graph`` is a :class:`CSRGraph` (``name``: the function it was given to)."""
+    if not isinstance(graph, CSRGraph):
+        raise InputError(
+            f"{name}: graph must be a CSRGraph, got {type(graph).__name__}; build it with "
+            "CSRGraph.from_edge_index(edge_index, num_nodes)"
+        )
 
 
 def _stable_argsort(keys: Tensor, upper: int) -> Tensor:
@@ -172,14 +181,7 @@ class CSRGraph:
         """
         num_nodes = count("num_nodes", num_nodes)
         num_cols = num_nodes if num_cols is None else count("num_cols", num_cols)
-        if (
-            not isinstance(edge_index, Tensor)
-            or edge_index.dim() != 2
-            or edge_index.size(0) != 2
-            or edge_index.is_floating_point()
-            or edge_index.is_complex()
-            or edge_index.dtype == torch.bool
-        ):
+        if not is_integer_tensor(edge_index) or edge_index.dim() != 2 or edge_index.size(0) != 2:
             got = (
                 f"{edge_index.dtype} {tuple(edge_index.shape)}"
                 if isinstance(edge_index, Tensor)

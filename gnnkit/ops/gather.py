@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.csr import CSRGraph, check_graph
 from gnnkit.ops.scatter import _segment, index_sum
 
 __all__ = ["gather_dst", "gather_src"]
@@ -43,8 +43,8 @@ class _Gather(torch.autograd.Function):
 
 
 def _check(name: str, graph: object, x: object, receivers: bool) -> None:
-    if not isinstance(graph, CSRGraph):
-        raise InputError(f"{name}: graph must be a CSRGraph, got {type(graph).__name__}")
+    check_graph(name, graph)
+    assert isinstance(graph, CSRGraph)
     size, what = (graph.num_rows, "receivers") if receivers else (graph.num_cols, "senders")
     if not isinstance(x, Tensor) or x.dim() not in (1, 2) or x.size(-1) != size:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__

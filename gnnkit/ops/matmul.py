@@ -26,7 +26,7 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
-from gnnkit.ops.csr import CSRGraph
+from gnnkit.ops.csr import CSRGraph, check_graph
 from gnnkit.ops.linear import bias_gradient
 from gnnkit.ops.scatter import _segment
 
@@ -359,14 +359,6 @@ class _SpMM(torch.autograd.Function):
         return None, grad_values, grad_x, None, grad_bias, None
 
 
-def _check_graph(name: str, graph: object) -> None:
-    if not isinstance(graph, CSRGraph):
-        raise InputError(
-            f"{name}: graph must be a CSRGraph, got {type(graph).__name__}; build it with "
-            "CSRGraph.from_edge_index(edge_index, num_nodes)"
-        )
-
-
 def _as_heads(values: Tensor, x: Tensor, name: str) -> tuple[Tensor, Tensor, bool]:
     """View (|E|,) values and (|V|, C) features as one head: (1, |E|) and (1, |V|, C)."""
     if values.dim() == 1 and x.dim() == 2:
@@ -411,7 +403,7 @@ def spmm(
           ``bias`` (C,)
         - **output:** (|V_out|, C) or (H, |V_out|, C)
     """
-    _check_graph("spmm", graph)
+    check_graph("spmm", graph)
     values_h, x_h, squeeze = _as_heads(values, x, "spmm")
     if values_h.size(1) != graph.num_edges or x_h.size(1) != graph.num_cols:
         raise InputError(
@@ -456,7 +448,7 @@ def sddmm(graph: CSRGraph, a: Tensor, b: Tensor) -> Tensor:
         - **input:** ``a`` (|V_out|, C) or (H, |V_out|, C); ``b`` (|V_in|, C) or (H, |V_in|, C)
         - **output:** (|E|,) or (H, |E|), in CSR order
     """
-    _check_graph("sddmm", graph)
+    check_graph("sddmm", graph)
     if (
         not isinstance(a, Tensor)
         or not isinstance(b, Tensor)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
+from gnnkit.ops._csr_checks import integer_vector, pointer_rises
 from gnnkit.utils.checks import values_readable
 
 __all__ = ["index_sum", "scatter_max", "scatter_sum", "segment_max", "segment_sum"]
@@ -42,29 +43,10 @@ def _segment(src: Tensor, ptr: Tensor, reduce: Reduce, axis: int = 0) -> Tensor:
     return torch.segment_reduce(src, reduce, offsets=offsets, axis=axis, unsafe=True)
 
 
-def _rises_within(ptr: Tensor, end: int) -> bool:
-    """Whether the integer vector ``ptr`` starts at 0 or more, never falls and ends at
-    ``end`` or less (on CPU through numpy: a few microseconds for a batch's pointer)."""
-    if ptr.device.type == "cpu":
-        values = ptr.numpy()
-        return bool(values[0] >= 0 and values[-1] <= end and (values[1:] >= values[:-1]).all())
-    first, last = ptr[[0, -1]].tolist()
-    return first >= 0 and last <= end and bool((ptr[1:] >= ptr[:-1]).all())
-
-
 def _check_src(prefix: str, src: object) -> None:
     if not isinstance(src, Tensor) or src.dim() == 0:
         got = tuple(src.shape) if isinstance(src, Tensor) else type(src).__name__
         raise InputError(f"{prefix}src must be a tensor of shape (|E|, *), got {got}")
-
-
-def _integer_vector(value: object) -> bool:
-    """Whether ``value`` is a 1-D tensor of integers (not booleans)."""
-    return (
-        isinstance(value, Tensor)
-        and value.dim() == 1
-        and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
-    )
 
 
 def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
@@ -72,12 +54,12 @@ def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
     most ``src``'s rows: torch's segment kernel (run with ``unsafe=True``) reads ``src`` at
     these offsets without bounds checks."""
     _check_src(f"{name}: ", src)
-    if not _integer_vector(ptr) or ptr.numel() == 0:
+    if not integer_vector(ptr) or ptr.numel() == 0:
         found = f"{ptr.dtype} {tuple(ptr.shape)}" if isinstance(ptr, Tensor) else type(ptr).__name__
         raise InputError(f"{name}: ptr must be a 1-D integer tensor (|V| + 1,), got {found}")
     if ptr.device != src.device:
         raise InputError(f"{name}: ptr is on {ptr.device} but src on {src.device}")
-    if values_readable(ptr) and not _rises_within(ptr, src.size(0)):
+    if values_readable(ptr) and not pointer_rises(ptr, src.size(0), exact=False):
         raise InputError(
             f"{name}: ptr must never fall and stay within src's {src.size(0)} rows, got "
             f"{ptr.flatten()[:6].tolist()}{' ...' if ptr.numel() > 6 else ''}"
@@ -109,7 +91,7 @@ def _check_index(src: Tensor, index: Tensor, dim_size: int) -> None:
     deterministic path would drop one past the end silently, ``index_add_`` fail deep in
     torch)."""
     _check_src("", src)
-    if not _integer_vector(index) or index.numel() != src.size(0):
+    if not integer_vector(index) or index.numel() != src.size(0):
         found = f"{index.dtype} {tuple(index.shape)}" if isinstance(index, Tensor) else index
         raise InputError(
             f"index must be an integer tensor of shape ({src.size(0)},), one target per row "

@@ -70,6 +70,13 @@ def values_readable(tensor: Tensor) -> bool:
     return not (tensor.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
+def is_integer_tensor(value: Any) -> bool:
+    """Whether ``value`` is a tensor of integers (booleans, floats and complex numbers not)."""
+    return isinstance(value, Tensor) and not (
+        value.is_floating_point() or value.is_complex() or value.dtype == torch.bool
+    )
+
+
 def check_device(name: str, device: Any) -> torch.device:
     """``device`` as a :class:`torch.device`: refused, with one line naming ``name``, when it
     is not a device name or names CUDA on a machine without it (torch would raise a long list
@@ -121,7 +128,7 @@ def check_edge_index(
             f"{name} must be a torch.Tensor of shape (2, num_edges), got {type(edge_index).__name__}; "
             "build it with torch.tensor([[sources...], [targets...]], dtype=torch.long)"
         )
-    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
+    if not is_integer_tensor(edge_index):
         raise InputError(
             f"{name} must hold integer node indices, got dtype {edge_index.dtype}; "
             f"convert it with {name}.long()"
