@@ -205,7 +205,7 @@ def measure(args) -> dict:
                 payload["halo"][f"{method}-{p}"] = sum(halo_sizes(data.edge_index, part, p))
         folder = Path(args.work) / f"metis-{p}"
         tick = time.perf_counter()
-        partition_dataset(data, folder, p, dataset="synthetic", method="metis")
+        partition_dataset(data, folder, p, dataset="synthetic", method="metis", overwrite=True)
         cut = time.perf_counter() - tick
         payload["runs"][str(p)] = {"partition_s": cut, "ranks": launch(folder, p, args)}
         print(f"P={p}: {payload['runs'][str(p)]}", flush=True)
@@ -377,7 +377,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     parser.add_argument("--project", action="store_true", help="fit the halo and project")
     parser.add_argument("--masks", action="store_true", help="time the dropout masks")
-    parser.add_argument("--work", default=None, help="where shards go (default: a temp folder)")
+    parser.add_argument(
+        "--work",
+        default=None,
+        help="where shards go (default: a temp folder); an earlier run's there are cut again",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--from-json", type=Path, help="rewrite --markdown from this result")

@@ -110,6 +110,22 @@ def test_negative_loop_weight_without_normalisation_is_literal():
     torch.testing.assert_close(got.double(), reference(GRAPH, 5, -1.0, None))
 
 
+def test_negative_weights_normalise_while_every_degree_is_non_negative():
+    edges = torch.tensor([[0, 1, 2, 2], [1, 0, 1, 0]])
+    weight = torch.tensor([2.0, 1.0, -0.5, 3.0], dtype=torch.float64)  # node 1: 2 - 0.5
+    for normalize in ("sym", "rw"):
+        got = adjacency(edges, 3, edge_weight=weight, self_loop_weight=1.0, normalize=normalize)
+        torch.testing.assert_close(got, reference(edges, 3, 1.0, normalize, weight))
+    heavy = torch.tensor([2.0, 1.0, -3.5, 3.0], dtype=torch.float64)  # node 1: 2 - 3.5 + 1
+    with pytest.raises(
+        InputError, match=r"normalize='sym' needs every weighted degree >= 0, but node 1 has -0.5"
+    ):
+        adjacency(edges, 3, edge_weight=heavy, self_loop_weight=1.0, normalize="sym")
+    got = adjacency(edges, 3, edge_weight=heavy, self_loop_weight=1.0, normalize="rw")
+    a = dense_adjacency(edges, 3, heavy) + torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(got, a / a.sum(dim=1, keepdim=True))  # D^-1 of a negative degree
+
+
 def test_a_huge_dense_matrix_is_refused_before_allocating():
     with pytest.raises(
         InputError, match=r"dense adjacency of 1,000,000,000 nodes .* layout='sparse'"

@@ -25,7 +25,7 @@ from gnnkit.distributed import (
 )
 from gnnkit.distributed import partition as partition_module
 from gnnkit.distributed.synthetic import power_law_graph
-from gnnkit.errors import CheckpointError, ChecksumError, InputError
+from gnnkit.errors import CheckpointError, ChecksumError, InputError, OutputError
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +202,32 @@ def test_the_partition_command_writes_shards(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main([*argv, "--method", "spectral", "--out", str(out)])
     assert "invalid choice: 'spectral'" in capsys.readouterr().err
+
+
+def test_a_folder_that_holds_shards_is_refused_or_replaced_whole(graph, tmp_path, capsys):
+    """Shards are never replaced silently; ``--overwrite`` replaces the whole earlier cut, so
+    no part of a 3-part cut is left beside a 2-part one."""
+    out = tmp_path / "shards"
+    partition_dataset(graph, out, 3, dataset="g", method="contiguous")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(OutputError, match=r"already holds shards \(manifest.json\); pass --overw"):
+        partition_dataset(graph, out, 2, dataset="g", method="contiguous")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    (out / "manifest.json").unlink()  # an interrupted cut: parts without a manifest
+    with pytest.raises(OutputError, match=r"already holds shards \(part-00000.pt\)"):
+        partition_dataset(graph, out, 2, dataset="g", method="contiguous")
+    manifest = partition_dataset(graph, out, 2, dataset="g", method="random", overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "part-00000.pt",
+        "part-00001.pt",
+    ]
+    assert manifest["num_parts"] == 2 and manifest["method"] == "random"
+    argv = ["partition", "--dataset", "synthetic", "--nodes", "300", "--parts", "2"]
+    capsys.readouterr()
+    assert cli_main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds shards" in err
+    assert read_manifest(out)["dataset"] == "g"
+    assert cli_main([*argv, "--method", "random", "--out", str(out), "--overwrite"]) == 0
+    assert read_manifest(out)["dataset"] == "synthetic-300-0"

@@ -178,6 +178,54 @@ def test_an_existing_checkpoint_is_refused_then_resumed_or_overwritten(tmp_path,
     )
 
 
+def test_only_this_runs_checkpoints_are_refused_or_deleted(tmp_path):
+    """Another seed's or another reference's checkpoints in the same folder are another run's
+    work: neither refused nor deleted by ``--overwrite``."""
+    from gnnkit.bench.harness import checkpoint_path, checkpoint_suffix, run_checkpoints
+    from gnnkit.cli import main
+
+    folder = tmp_path / "ck"
+    base = [*KARATE, *ONE, "--checkpoint-dir", str(folder)]
+    assert main([*base, "--seed", "1"]) == 0
+    kept = folder / "karate-gcn-gnnkit-seed1.pt"
+    before = kept.read_bytes()
+    assert main(base) == 0  # seed 0: none of its checkpoints exists yet
+    assert main([*base, "--overwrite"]) == 0
+    assert sorted(p.name for p in folder.glob("*.pt")) == [
+        "karate-gcn-gnnkit-seed0.pt",
+        "karate-gcn-gnnkit-seed1.pt",
+    ]
+    assert kept.read_bytes() == before
+    names = run_checkpoints("cora-gat", "pyg,pyg-tuned", 3, 2, checkpoint_suffix(object()))
+    expect = [
+        checkpoint_path(tmp_path, "cora-gat", impl, seed, "-minibatch")
+        for impl in ("gnnkit", "pyg", "pyg-tuned")
+        for seed in (3, 4)
+    ]
+    assert names == [path.name for path in expect if path is not None]
+    assert names[0] == "cora-gat-gnnkit-seed3-minibatch.pt"
+    assert run_checkpoints("cora-gcn", None, 0, 1) == ["cora-gcn-gnnkit-seed0.pt"]
+
+
+def test_a_refused_command_creates_no_folder(tmp_path, capsys):
+    """Output folders are made when something is written into them, not while checking."""
+    from gnnkit.cli import main
+
+    new = tmp_path / "new" / "sub"
+    commands = [
+        [*KARATE, *ONE, "--json", str(new / "r.json"), "--plot", str(new / "r.json")],
+        [*KARATE, *ONE, "--model", "nosuch", "--json", str(new / "r.json")],
+        [*KARATE, *ONE, "--resume", "--json", str(new / "r.json")],
+        [*KARATE, *ONE, "--plot", str(new / "r.xyz"), "--checkpoint-dir", str(new / "ck")],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        assert not (tmp_path / "new").exists(), argv
+    assert capsys.readouterr().err.count("\n") == len(commands)
+    assert main([*HOPS, "--json", str(new / "r.json")]) == 0
+    assert (new / "r.json").is_file()
+
+
 def test_a_locked_checkpoint_dir_is_refused(tmp_path, cli_fails):
     import subprocess
     import sys

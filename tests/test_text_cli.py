@@ -266,10 +266,12 @@ def test_ctrl_c_finishes_the_batch_checkpoints_and_resumes(tmp_path, monkeypatch
 def test_parser_names_mirror_the_library():
     from gnnkit.cli import text as cli
     from gnnkit.seq.charlm import PRESETS, STRATEGIES
+    from gnnkit.seq.charlm.task import BEST_NAME
     from gnnkit.seq.charlm.training import CHECKPOINT_NAME
 
     assert tuple(sorted(PRESETS)) == cli.PRESET_NAMES and cli.STRATEGY_NAMES == STRATEGIES
     assert cli.CHECKPOINT_NAME == CHECKPOINT_NAME
+    assert cli.RUN_CHECKPOINTS[:2] == (CHECKPOINT_NAME, BEST_NAME)
 
 
 def test_resume_refuses_a_model_snapshot_with_a_specific_message(run_dir, tmp_path, capsys):
@@ -281,3 +283,26 @@ def test_resume_refuses_a_model_snapshot_with_a_specific_message(run_dir, tmp_pa
     args = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--resume"]
     assert main([*args, "--steps", "5", "--no-progress"]) == 2
     assert "is a model snapshot without optimizer state" in capsys.readouterr().err
+
+
+def test_an_earlier_runs_snapshots_are_refused_or_deleted_never_mixed(tmp_path, capsys):
+    """A folder holding an earlier run's snapshots is that run's even without its
+    checkpoint.pt; ``--overwrite`` deletes every one, so none survives beside the new run's."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "run"
+    common = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    assert main([*common, "--steps", "3", "--sample-every", "1"]) == 0
+    assert (out / "step_000003.pt").is_file()
+    (out / "checkpoint.pt").unlink()
+    (out / "best.pt").unlink()
+    before = {p.name: p.read_bytes() for p in out.glob("step_*.pt")}
+    capsys.readouterr()
+    assert main([*common, "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{min(before)} already holds a checkpoint" in err
+    assert {p.name: p.read_bytes() for p in out.glob("step_*.pt")} == before
+    assert main([*common, "--steps", "2", "--overwrite"]) == 0
+    snapshots = sorted(p.name for p in out.glob("step_*.pt"))
+    assert snapshots == ["step_000002.pt"]
+    assert (out / "checkpoint.pt").is_file() and (out / "best.pt").is_file()

@@ -140,6 +140,33 @@ def test_corrupt_and_alien_files_are_refused(karate, tmp_path):
         load_checkpoint(tmp_path / "nothing.pt")
 
 
+def test_a_flipped_bit_in_a_weight_is_refused_not_loaded(karate, tmp_path):
+    """torch loads a zip checkpoint without checking its records' CRC-32: one flipped low bit
+    of a weight loads as a slightly different number. gnnkit checks them first."""
+    import struct
+    import zipfile
+
+    path = tmp_path / "run.pt"
+    fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=path)
+    weight = load_checkpoint(path)["model"]["conv1.lin.weight"]
+    value = float(weight.reshape(-1)[7])
+    data = bytearray(path.read_bytes())
+    at = data.find(struct.pack("<f", value))
+    assert at > 0
+    data[at] ^= 1  # the lowest bit of the mantissa
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    silently = torch.load(damaged, weights_only=True)["model"]["conv1.lin.weight"]
+    assert 0 < abs(float(silently.reshape(-1)[7]) - value) < 1e-6 * abs(value)
+    with zipfile.ZipFile(damaged) as archive:
+        record = archive.testzip()
+    with pytest.raises(CheckpointError, match=rf"is corrupt: its record {record} does not match"):
+        load_checkpoint(damaged)
+    with pytest.raises(CheckpointError, match="does not match the checksum"):
+        fit(gcn(karate), karate, TrainConfig(epochs=3, seed=0), checkpoint=damaged, resume=True)
+    assert load_checkpoint(path)["epoch"] == 2  # the intact file still loads
+
+
 CHILD = """
 import sys, time
 import torch

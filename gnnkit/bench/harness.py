@@ -50,6 +50,7 @@ __all__ = [
     "check_resume",
     "check_runs",
     "checkpoint_path",
+    "checkpoint_suffix",
     "implementations",
     "interleave_seeds",
     "machine",
@@ -59,6 +60,7 @@ __all__ = [
     "plot_panels",
     "plot_training_curves",
     "resolve_device",
+    "run_checkpoints",
     "seeds",
     "speed_text",
 ]
@@ -156,7 +158,25 @@ def checkpoint_path(
     the dataset and model); ``None`` without a checkpoint folder."""
     if checkpoint_dir is None:
         return None
-    return Path(checkpoint_dir) / f"{stem}-{impl}-seed{seed}{suffix}.pt"
+    return Path(checkpoint_dir) / _checkpoint_name(stem, impl, seed, suffix)
+
+
+def _checkpoint_name(stem: str, impl: str, seed: int, suffix: str) -> str:
+    return f"{stem}-{impl}-seed{seed}{suffix}.pt"
+
+
+def checkpoint_suffix(sampling: Any) -> str:
+    """What a mini-batch run adds to its checkpoint's name (``-minibatch``; ``""`` for
+    full-batch runs, ``sampling`` ``None``), so the two modes never share a file."""
+    return "" if sampling is None else "-minibatch"
+
+
+def run_checkpoints(stem: str, compare: Any, seed: int, runs: int, suffix: str = "") -> list[str]:
+    """The names of every checkpoint a benchmark writes: one per implementation (gnnkit and
+    each reference of ``compare``) and seed (:func:`checkpoint_path`), so ``--overwrite``
+    and the refusal of an existing checkpoint concern these files and no other run's."""
+    impls = ("gnnkit", *parse_compare(compare))
+    return [_checkpoint_name(stem, impl, s, suffix) for impl in impls for s in seeds(seed, runs)]
 
 
 def interleave_seeds(

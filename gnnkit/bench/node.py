@@ -255,9 +255,9 @@ class _NodeBench:
         from gnnkit.utils.timing import PeakRSS
 
         o, recipe, device = self.options, self.recipes[impl], self.device
-        mode = "" if o.sampling is None else "-minibatch"
+        suffix = harness.checkpoint_suffix(o.sampling)
         path = harness.checkpoint_path(
-            o.checkpoint_dir, f"{o.dataset}-{o.model}", impl, run_seed, mode
+            o.checkpoint_dir, f"{o.dataset}-{o.model}", impl, run_seed, suffix
         )
         seed_everything(run_seed)
         if device.type == "cuda":

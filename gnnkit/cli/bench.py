@@ -146,22 +146,33 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def checkpoint_guard(args: argparse.Namespace, folder: Any, resume: bool) -> Iterator[None]:
-    """Claim ``--checkpoint-dir`` for this benchmark (refuse, keep or delete its existing
-    checkpoints: :func:`gnnkit.train.checkpoint.claim_checkpoint_dir`) and hold its lock while
-    the benchmark runs, so two commands never write the same checkpoints."""
+def checkpoint_guard(args: argparse.Namespace, options: dict[str, Any]) -> Iterator[None]:
+    """Claim the checkpoints this benchmark writes in ``--checkpoint-dir`` (one per
+    implementation and seed: refuse, keep or delete them,
+    :func:`gnnkit.train.checkpoint.claim_checkpoint_dir`) and hold the folder's lock while the
+    benchmark runs, so two commands never write the same checkpoints."""
+    import glob
+
+    from gnnkit.bench.harness import checkpoint_suffix, run_checkpoints
     from gnnkit.train.checkpoint import claim_checkpoint_dir
     from gnnkit.utils.io import folder_lock
 
+    folder, resume = options.get("checkpoint_dir"), bool(options.get("resume"))
     overwrite = bool(getattr(args, "overwrite", False))
     claim_checkpoint_dir(None, "", resume=resume, overwrite=overwrite)  # the flags agree
     if folder is None or os.environ.get("RANK", "0") != "0":
         yield
         return
+    names = run_checkpoints(
+        f"{args.dataset}-{args.model}",
+        getattr(args, "compare", None),
+        args.seed,
+        args.runs,
+        checkpoint_suffix(options.get("sampling")),
+    )
     with folder_lock(folder, option="--checkpoint-dir"):
-        claim_checkpoint_dir(
-            folder, f"{args.dataset}-{args.model}-", resume=resume, overwrite=overwrite
-        )
+        patterns = [glob.escape(name) for name in names]
+        claim_checkpoint_dir(folder, patterns, resume=resume, overwrite=overwrite)
         yield
 
 
@@ -210,7 +221,7 @@ def run_benchmark(
     """
     from gnnkit.utils.env import environment
 
-    with checkpoint_guard(args, options.get("checkpoint_dir"), bool(options.get("resume"))):
+    with checkpoint_guard(args, options):
         result = run(data, **{key: getattr(args, key) for key in COMMON}, **options)
     print(result.report())
     if args.json:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from gnnkit.cli import add_command, add_seed, data_kwargs, data_options, positive_int
+from gnnkit.cli import (
+    add_command,
+    add_overwrite,
+    add_seed,
+    data_kwargs,
+    data_options,
+    positive_int,
+)
 from gnnkit.distributed import PARTITION_METHODS, partition_dataset
 from gnnkit.errors import InputError
 from gnnkit.utils.table import format_table
@@ -43,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"--dataset {SYNTHETIC}: the number of nodes (default: 10000)",
     )
     add_seed(parser, "METIS / random-split seed, and the synthetic graph's (default: 0)")
+    add_overwrite(parser)
     parser.set_defaults(func=run, out_kind="folder")
 
 
@@ -67,10 +75,28 @@ def _load(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Cut the shards, holding the lock of ``--out`` so two commands never write one folder;
+    a folder that holds shards is refused before the dataset loads, unless ``--overwrite``."""
+    from gnnkit.distributed.shards import claim_shard_folder
+    from gnnkit.utils.io import folder_lock
+
+    if not args.overwrite:
+        claim_shard_folder(args.out)
+    with folder_lock(args.out, option="--out"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     data = _load(args)
     name = f"{SYNTHETIC}-{args.nodes}-{args.seed}" if args.dataset == SYNTHETIC else args.dataset
     manifest = partition_dataset(
-        data, args.out, args.parts, dataset=name, method=args.method, seed=args.seed
+        data,
+        args.out,
+        args.parts,
+        dataset=name,
+        method=args.method,
+        seed=args.seed,
+        overwrite=args.overwrite,
     )
     rows = [
         (p, s["num_nodes"], s["num_halo"], s["num_edges"], s["file"])

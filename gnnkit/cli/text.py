@@ -36,6 +36,11 @@ PRESET_NAMES = ("cpu", "paper")
 STRATEGY_NAMES = ("greedy", "temperature", "top-k")
 #: :data:`gnnkit.seq.charlm.training.CHECKPOINT_NAME`.
 CHECKPOINT_NAME = "checkpoint.pt"
+#: The checkpoints a run writes into ``--out``: the run's own, the best one so far
+#: (:data:`gnnkit.seq.charlm.task.BEST_NAME`) and the snapshots. An earlier run's are
+#: refused, kept with ``--resume`` or deleted with ``--overwrite``, so no snapshot of one run
+#: is left among another's.
+RUN_CHECKPOINTS = (CHECKPOINT_NAME, "best.pt", "step_*.pt")
 #: ``text table``'s prompts and temperatures unless --prompt / --temperature say otherwise.
 DEFAULT_PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
 DEFAULT_TEMPERATURES = (0.5, 1.0, 2.0)
@@ -103,7 +108,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh in a DIR that holds a run, replacing its checkpoint",
+        help="start afresh in a DIR that holds a run, deleting its checkpoints and snapshots",
     )
     train.set_defaults(out_kind="dir")
     add_seed(train)
@@ -289,8 +294,7 @@ def _settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from gnnkit.train.checkpoint import claim_checkpoint_dir
 
     checkpoint = out / CHECKPOINT_NAME
-    stem = CHECKPOINT_NAME.removesuffix(".pt")
-    claim_checkpoint_dir(out, stem, resume=args.resume, overwrite=args.overwrite)
+    claim_checkpoint_dir(out, RUN_CHECKPOINTS, resume=args.resume, overwrite=args.overwrite)
     if args.resume:
         settings = _resumed_settings(args, checkpoint)
     else:

@@ -230,8 +230,12 @@ def partition_dataset(
     dataset: str,
     method: str = "metis",
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Partition ``data``, cut its shards and write them with a manifest to ``folder``.
+
+    A folder that already holds shards is refused before any work, unless ``overwrite``
+    (:func:`gnnkit.distributed.shards.claim_shard_folder`).
 
     Args:
         data (torch_geometric.data.Data): a node-classification graph (as :func:`build_shards`).
@@ -240,12 +244,15 @@ def partition_dataset(
         dataset (str): the dataset's name, recorded in the manifest and checked at launch.
         method (str, optional): see :func:`partition_nodes`. (default: ``"metis"``)
         seed (int, optional): see :func:`partition_nodes`. (default: ``0``)
+        overwrite (bool, optional): replace the shards ``folder`` holds. (default: ``False``)
 
     Returns:
         dict: the manifest written (with the halo size of every part).
     """
-    from gnnkit.distributed.shards import write_shards
+    from gnnkit.distributed.shards import claim_shard_folder, read_manifest, write_shards
 
+    if not overwrite:
+        claim_shard_folder(folder)  # refused before the partitioning's work
     num_nodes = int(data.num_nodes)
     parts = partition_nodes(data.edge_index, num_nodes, num_parts, method=method, seed=seed)
     shards = build_shards(data, parts, num_parts)
@@ -262,7 +269,5 @@ def partition_dataset(
             split: int(getattr(data, f"{split}_mask").sum()) for split in ("train", "val", "test")
         },
     }
-    write_shards(folder, shards, info)
-    from gnnkit.distributed.shards import read_manifest
-
+    write_shards(folder, shards, info, overwrite=overwrite)
     return read_manifest(folder)

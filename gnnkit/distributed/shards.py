@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gnnkit.errors import ChecksumError, InputError
+from gnnkit.errors import ChecksumError, InputError, OutputError
 from gnnkit.utils.io import atomic_open, atomic_write_json, safe_torch_load
 
 __all__ = [
     "MANIFEST",
     "SHARD_FORMAT",
     "SHARD_KEYS",
+    "claim_shard_folder",
     "load_shard",
     "read_manifest",
     "sha256_file",
@@ -91,8 +92,36 @@ def _shard_name(part: int) -> str:
     return f"part-{part:05d}.pt"
 
 
+def claim_shard_folder(folder: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
+    """Refuse a folder that already holds shards (a manifest or ``part-*.pt`` files), or with
+    ``overwrite`` delete them, the manifest first (so an interrupted rewrite leaves no folder
+    that claims to be complete) and every part (so no part of the earlier cut is left beside
+    the new one's). Returns the files deleted.
+
+    Raises:
+        OutputError: ``folder`` holds shards and ``overwrite`` is false.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    existing = [folder / MANIFEST] if os.path.lexists(folder / MANIFEST) else []
+    existing += sorted(folder.glob("part-*.pt"))
+    if existing and not overwrite:
+        raise OutputError(
+            f"{folder} already holds shards ({existing[0].name}); pass --overwrite "
+            "(overwrite=True) to replace them, or choose another folder"
+        )
+    for path in existing:
+        path.unlink(missing_ok=True)
+    return existing
+
+
 def write_shards(
-    folder: str | os.PathLike, shards: list[dict[str, Tensor]], info: dict[str, Any]
+    folder: str | os.PathLike,
+    shards: list[dict[str, Tensor]],
+    info: dict[str, Any],
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write every shard, then the manifest, atomically; returns the manifest's path.
 
@@ -101,10 +130,13 @@ def write_shards(
         shards (list of dict): :func:`gnnkit.distributed.build_shards`'s output.
         info (dict): what the manifest records besides the shards (``dataset``, ``method``,
             ``num_nodes``, ``num_classes``...); ``dataset`` is required.
+        overwrite (bool, optional): replace the shards ``folder`` already holds; without it
+            such a folder is refused (:func:`claim_shard_folder`). (default: ``False``)
     """
     if "dataset" not in info:
         raise InputError("write_shards needs info['dataset'], the name shards are checked against")
     folder = Path(folder)
+    claim_shard_folder(folder, overwrite=overwrite)
     entries = []
     for part, shard in enumerate(shards):
         path = folder / _shard_name(part)

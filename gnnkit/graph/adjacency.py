@@ -56,6 +56,27 @@ def _check_dense_size(num_nodes: int, layout: str) -> None:
         )
 
 
+def _normalized(
+    rows: Tensor, cols: Tensor, weight: Tensor, num_nodes: int, normalize: str
+) -> Tensor:
+    """The entries' weights scaled by D^-1/2 on both sides (``"sym"``) or D^-1 on the left
+    (``"rw"``); a node of degree 0 keeps zeros. ``"sym"`` refuses a negative weighted degree,
+    whose inverse square root does not exist."""
+    degree = torch.zeros(num_nodes, dtype=weight.dtype, device=weight.device)
+    degree.index_add_(0, rows, weight)
+    negative = (degree < 0).nonzero() if normalize == "sym" else degree.new_empty(0)
+    if negative.numel():
+        node = int(negative[0])
+        raise InputError(
+            f"normalize='sym' needs every weighted degree >= 0, but node {node} has "
+            f"{float(degree[node]):g} ({negative.numel()} node(s) negative): its negative edge "
+            "weights outweigh the rest; use normalize='rw' or None, or non-negative weights"
+        )
+    inv = degree.pow(-0.5 if normalize == "sym" else -1.0)
+    inv[~torch.isfinite(inv)] = 0.0
+    return inv[rows] * weight * inv[cols] if normalize == "sym" else inv[rows] * weight
+
+
 def adjacency(
     edge_index: Tensor,
     num_nodes: int | None = None,
@@ -76,7 +97,9 @@ def adjacency(
     where :math:`A_{ij}` is the weight of the edge :math:`j \to i` (summed over duplicate
     edges) and :math:`\lambda` is ``self_loop_weight``. ``normalize="sym"`` with
     :math:`\lambda = 1` is Kipf & Welling's renormalised adjacency (arXiv 1609.02907).
-    Nodes with zero degree get zero rows and columns, never ``inf`` or ``NaN``.
+    Nodes with zero degree get zero rows and columns, never ``inf`` or ``NaN``. Negative edge
+    weights are allowed, but ``"sym"`` refuses a node whose weighted degree is negative
+    (:math:`\tilde{D}^{-1/2}` does not exist there).
 
     NOTE: self-loops already present in ``edge_index`` are kept and :math:`\lambda I` is added
     on top (literally :math:`A + \lambda I`). GCN layers instead follow PyG's
@@ -123,11 +146,7 @@ def adjacency(
         )
 
     if normalize is not None:
-        degree = torch.zeros(num_nodes, dtype=dtype, device=device).index_add_(0, rows, weight)
-        power = -0.5 if normalize == "sym" else -1.0
-        inv = degree.pow(power)
-        inv[~torch.isfinite(inv)] = 0.0
-        weight = inv[rows] * weight * inv[cols] if normalize == "sym" else inv[rows] * weight
+        weight = _normalized(rows, cols, weight, num_nodes, normalize)
 
     matrix = torch.sparse_coo_tensor(
         torch.stack([rows, cols]), weight, (num_nodes, num_nodes), check_invariants=False

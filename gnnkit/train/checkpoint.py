@@ -22,6 +22,7 @@ pickled code. It holds everything the engine needs to continue exactly where it 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,17 +99,27 @@ def claim_checkpoint(
 
 
 def claim_checkpoint_dir(
-    folder: str | os.PathLike | None, prefix: str, *, resume: bool, overwrite: bool = False
+    folder: str | os.PathLike | None,
+    patterns: str | Iterable[str],
+    *,
+    resume: bool,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """:func:`claim_checkpoint` for the checkpoints ``folder/PREFIX*.pt`` a command will write.
+    """:func:`claim_checkpoint` for the checkpoint files ``folder/PATTERN`` a command writes.
 
-    With ``overwrite`` the existing ones are deleted (and returned); with ``resume`` they are
-    kept; otherwise the first is refused.
+    ``patterns`` are :meth:`pathlib.Path.glob` patterns naming exactly the files of this
+    command's run (``glob.escape`` a literal name), so other runs' files in the same folder
+    (another model, another seed, another mode) are neither refused nor deleted. With
+    ``overwrite`` the existing ones are deleted (and returned), so no file of the earlier run
+    survives to be mixed with the new one; with ``resume`` they are kept; otherwise the first
+    is refused.
     """
     claim_checkpoint(None, resume=resume, overwrite=overwrite)  # the flags agree
     if folder is None or not Path(folder).is_dir():
         return []
-    existing = sorted(Path(folder).glob(f"{prefix}*.pt"))
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    existing = [path for pattern in patterns for path in sorted(Path(folder).glob(pattern))]
     for path in existing[:1]:
         claim_checkpoint(path, resume=resume, overwrite=overwrite)
     if overwrite:
