@@ -181,3 +181,26 @@ def test_a_timeout_that_is_not_positive_is_one_line(capsys):
 
     assert main(["--shards", "anywhere", "--timeout", "0"]) == 2
     assert "--timeout must be a positive number of seconds, got 0.0" in capsys.readouterr().err
+
+
+def test_earlier_results_and_checkpoints_are_refused_before_the_job_starts(tmp_path, capsys):
+    """An existing ``--json`` or ``--checkpoint`` is another run's work: refused on every rank
+    before any rank joins the job, unless ``--overwrite`` (or ``--resume``)."""
+    from gnnkit.distributed.__main__ import main
+
+    result, checkpoint = tmp_path / "result.json", tmp_path / "ckpt.pt"
+    result.write_text("{}")
+    checkpoint.write_bytes(b"earlier")
+    base = ["--shards", "anywhere", "--timeout", "0"]  # a bad timeout stops it after the checks
+    assert main([*base, "--json", str(result)]) == 2
+    assert f"--json {result} already exists; pass --overwrite" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ckpt.pt already holds a checkpoint; pass --resume" in err
+    assert main([*base, "--checkpoint", str(checkpoint), "--resume", "--overwrite"]) == 2
+    assert "contradict each other" in capsys.readouterr().err
+    for flag in ("--overwrite", "--resume"):
+        argv = [*base, "--json", str(result), "--checkpoint", str(checkpoint), flag]
+        assert main(argv) == 2
+        assert "--timeout must be a positive number" in capsys.readouterr().err, flag
+    assert result.read_text() == "{}" and checkpoint.read_bytes() == b"earlier"

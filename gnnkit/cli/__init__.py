@@ -23,7 +23,12 @@ from typing import Any
 
 from gnnkit import __version__
 from gnnkit.errors import GnnkitError, OutputError
-from gnnkit.utils.io import atomic_write_json, check_output, check_output_dir, describe_os_error
+from gnnkit.utils.io import (
+    atomic_write_json,
+    check_new_output,
+    check_output_dir,
+    describe_os_error,
+)
 
 __all__ = [
     "COMMANDS",
@@ -278,7 +283,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     written: dict[Path, str] = {}
     for name in files:
         option = "--" + name.replace("_", "-")
-        target = check_output(getattr(args, name), option)
+        target = check_new_output(getattr(args, name), option, replace=replace)
         assert target is not None
         resolved = target.resolve()
         if resolved in written:
@@ -289,11 +294,6 @@ def check_outputs(args: argparse.Namespace) -> None:
         written[resolved] = option
         if name == "plot":
             check_plot_format(target)
-        if target.exists() and not replace:  # earlier results: never replaced silently
-            raise OutputError(
-                f"{option} {target} already exists; pass --overwrite to replace it, or choose "
-                "another path"
-            )
     for name in folders:
         check_output_dir(getattr(args, name), "--" + name.replace("_", "-"))
 

@@ -28,8 +28,9 @@ import torch.distributed as dist
 
 from gnnkit.distributed.train import PartitionConfig, fit_partitioned
 from gnnkit.errors import GnnkitError, InputError
+from gnnkit.train.checkpoint import claim_checkpoint
 from gnnkit.train.distributed import init_distributed, local_device, shutdown_distributed
-from gnnkit.utils.io import atomic_write_json, check_output
+from gnnkit.utils.io import atomic_write_json, check_new_output
 
 logger = logging.getLogger("gnnkit.distributed")
 
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", metavar="PATH", help="rank 0 writes it; all ranks resume")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--json", metavar="PATH", help="rank 0 writes the result here")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --json and start afresh over an existing --checkpoint; "
+        "without it (or --resume) they are refused",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per rank")
     return parser
 
@@ -97,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        check_output(args.json, "--json")
+        claim_checkpoint(args.checkpoint, resume=args.resume, overwrite=args.overwrite)
+        check_new_output(args.json, "--json", replace=args.overwrite or args.resume)
         if not args.timeout > 0:
             raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
         config = PartitionConfig(

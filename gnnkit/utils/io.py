@@ -326,6 +326,24 @@ def check_output(path: str | os.PathLike | None, option: str) -> Path | None:
     return target
 
 
+def check_new_output(
+    path: str | os.PathLike | None, option: str, *, replace: bool = False
+) -> Path | None:
+    """:func:`check_output`, and refuse a file that already exists unless ``replace``: an
+    earlier result is never replaced without being asked (``--overwrite``).
+
+    Raises:
+        OutputError: :func:`check_output`'s refusals, or the file exists and not ``replace``.
+    """
+    target = check_output(path, option)
+    if target is not None and target.exists() and not replace:
+        raise OutputError(
+            f"{option} {target} already exists; pass --overwrite to replace it, or choose "
+            "another path"
+        )
+    return target
+
+
 def check_output_dir(path: str | os.PathLike | None, option: str) -> Path | None:
     """Check, before any work, that the folder ``path`` exists or can be made, and is writable.
     Creates nothing (the folder is made when something is written into it).
