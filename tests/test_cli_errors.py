@@ -123,24 +123,8 @@ ERRORS = [
     *rows(
         ["seq", "train", "--no-progress"],
         [
-            (["--seq-len", "1"], "seq_len must be >= 2, got 1"),
-            (["--seq-len", "5", "--embed-dim", "0"], "embed_dim must be >= 1, got 0"),
-            (["--seq-len", "5", "--max-batches", "0"], "TrainConfig.max_batches"),
             (["--seq-len", "5", "--forget-bias", "big"], "--forget-bias must be a number"),
             (["--seq-len", "5", "--forget-bias", "nan"], "forget_bias must be a finite"),
-        ],
-    ),
-    # gnnkit seq bench
-    *rows(
-        ["seq", "bench", "--no-progress"],
-        [(["--seeds", "0"], "seeds must be an integer >= 1, got 0")],
-    ),
-    # gnnkit seq gradients
-    *rows(
-        ["seq", "gradients"],
-        [
-            (["--seq-len", "1"], "seq_len must be >= 2, got 1"),
-            (["--batch-size", "0"], "num_samples must be >= 1, got 0"),
         ],
     ),
 ]
@@ -194,14 +178,44 @@ USAGE_ERRORS = [
             (["--negatives", "host"], "invalid choice: 'host'"),
         ],
     ),
-    # gnnkit seq train
+    # gnnkit seq train: the options name themselves, not the library's parameters
     *rows(
         ["seq", "train", "--seq-len", "5"],
         [
             (["--model", "transformer"], "invalid choice"),
             (["--task", "copy"], "invalid choice"),
             (["--threads", "0"], "expected a positive integer (>= 1), got 0"),
+            (["--embed-dim", "0"], "argument --embed-dim: expected a positive integer (>= 1)"),
+            (["--max-batches", "0"], "argument --max-batches: expected a positive integer"),
+            (["--hidden-dim", "-2"], "argument --hidden-dim: expected a positive integer"),
+            (["--confirm-samples", "-1"], "argument --confirm-samples: expected a non-negative"),
         ],
+    ),
+    *rows(
+        ["seq", "train"],
+        [(["--seq-len", "1"], "argument --seq-len: expected a sequence length, an integer >= 2")],
+    ),
+    # gnnkit seq bench
+    *rows(
+        ["seq", "bench", "--no-progress"],
+        [
+            (["--seeds", "0"], "argument --seeds: expected a positive integer (>= 1), got 0"),
+            (["--lengths", "5", "1"], "argument --lengths: expected a sequence length"),
+        ],
+    ),
+    # gnnkit seq gradients
+    *rows(
+        ["seq", "gradients"],
+        [
+            (["--seq-len", "1"], "argument --seq-len: expected a sequence length"),
+            (["--batch-size", "0"], "argument --batch-size: expected a positive integer (>= 1)"),
+            (["--hidden-dim", "0"], "argument --hidden-dim: expected a positive integer (>= 1)"),
+        ],
+    ),
+    # gnnkit text sample
+    *rows(
+        ["text", "sample", "--checkpoint", "x", "--prompt", "a"],
+        [(["--k", "0"], "argument --k: expected a positive integer (>= 1), got 0")],
     ),
 ]
 

@@ -103,7 +103,6 @@ def test_table(run_dir, tmp_path, capsys):
             "every step (the T -> 0 limit) use strategy='greedy' (--strategy greedy)",
         ),
         (["--strategy", "temperature", "--temperature", "-1"], "temperature must be"),
-        (["--k", "0"], "k must be an integer >= 1"),
         (["--strategy", "greedy", "--temperature", "2"], "--temperature has no effect"),
         (
             ["--prompt", "I would prefer ~~ ^"],

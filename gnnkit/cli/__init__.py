@@ -177,6 +177,11 @@ def nonnegative_int(text: str) -> int:
     return _integer(text, 0, "a non-negative integer")
 
 
+def sequence_length(text: str) -> int:
+    """argparse type: a sequence length, an integer >= 2 (an input element and a label)."""
+    return _integer(text, 2, "a sequence length, an integer >= 2 (an input and a label)")
+
+
 def finite_float(text: str) -> float:
     """argparse type: a finite number (no NaN, no infinity)."""
     try:

@@ -17,7 +17,16 @@ import logging
 import time
 from typing import Any
 
-from gnnkit.cli import add_command, add_outputs, add_seed, add_threads, write_json
+from gnnkit.cli import (
+    add_command,
+    add_outputs,
+    add_seed,
+    add_threads,
+    nonnegative_int,
+    positive_int,
+    sequence_length,
+    write_json,
+)
 from gnnkit.errors import InputError
 from gnnkit.utils.table import format_table
 
@@ -42,21 +51,21 @@ def _training_options() -> argparse.ArgumentParser:
     group = parser.add_argument_group("training (defaults: gnnkit.seq.TrainConfig's)")
     group.add_argument(
         "--hidden-dim",
-        type=int,
+        type=positive_int,
         default=DEFAULT_HIDDEN_DIM,
         metavar="H",
         help=f"hidden size (default: {DEFAULT_HIDDEN_DIM})",
     )
     group.add_argument(
         "--max-batches",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_BATCHES,
         metavar="N",
         help=f"training budget in batches (default: {DEFAULT_MAX_BATCHES})",
     )
     group.add_argument(
         "--confirm-samples",
-        type=int,
+        type=nonnegative_int,
         default=DEFAULT_CONFIRM_SAMPLES,
         metavar="N",
         help="confirm each early stop on N fresh samples; 0 = the 3-batch rule alone "
@@ -102,11 +111,11 @@ def _add_train(commands: argparse._SubParsersAction, training: argparse.Argument
     )
     train.add_argument("--task", choices=TASK_NAMES, default="randomcomb")
     train.add_argument("--model", choices=MODEL_NAMES, default="lstm")
-    train.add_argument("--seq-len", type=int, required=True, metavar="T")
+    train.add_argument("--seq-len", type=sequence_length, required=True, metavar="T")
     add_seed(train)
     train.add_argument(
         "--embed-dim",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="D",
         help="embedding size (default: 2 x seq-len)",
@@ -126,10 +135,10 @@ def _add_bench(commands: argparse._SubParsersAction, training: argparse.Argument
             f"{TABLE1_SCRIPT} sets the --json output beside the reference report's Table 1."
         ),
     )
-    bench.add_argument("--seeds", type=int, default=3, help="seeds per row (default: 3)")
+    bench.add_argument("--seeds", type=positive_int, default=3, help="seeds per row (default: 3)")
     bench.add_argument(
         "--lengths",
-        type=int,
+        type=sequence_length,
         nargs="+",
         default=[5, 10, 15],
         metavar="T",
@@ -163,13 +172,13 @@ def _add_gradients(commands: argparse._SubParsersAction) -> None:
         ),
     )
     grads.add_argument("--task", choices=TASK_NAMES, default="palindrome")
-    grads.add_argument("--seq-len", type=int, default=30, metavar="T")
+    grads.add_argument("--seq-len", type=sequence_length, default=30, metavar="T")
     grads.add_argument(
         "--models", nargs="+", choices=STATE_MODEL_NAMES, default=["rnn", "lstm"], metavar="MODEL"
     )
     add_seed(grads)
-    grads.add_argument("--batch-size", type=int, default=128)
-    grads.add_argument("--hidden-dim", type=int, default=DEFAULT_HIDDEN_DIM, metavar="H")
+    grads.add_argument("--batch-size", type=positive_int, default=128)
+    grads.add_argument("--hidden-dim", type=positive_int, default=DEFAULT_HIDDEN_DIM, metavar="H")
     grads.add_argument(
         "--forget-bias",
         nargs="+",

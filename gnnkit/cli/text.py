@@ -163,7 +163,9 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
     sample.add_argument(
         "--temperature", type=_float, default=None, help="T > 0 for sampling (default: 1)"
     )
-    sample.add_argument("--k", type=int, default=None, help="candidates kept by top-k (>= 1)")
+    sample.add_argument(
+        "--k", type=positive_int, default=None, help="candidates kept by top-k (>= 1)"
+    )
     add_seed(sample, "seed of the sampler", default=None)
     sample.add_argument(
         "--num", type=positive_int, default=1, help="independent samples, batched (default: 1)"
