@@ -193,7 +193,12 @@ USAGE_ERRORS = [
     ),
     *rows(
         ["seq", "train"],
-        [(["--seq-len", "1"], "argument --seq-len: expected a sequence length, an integer >= 2")],
+        [
+            (
+                ["--seq-len", "1"],
+                "argument --seq-len: expected a sequence length (an input element and a label) (>= 2), got 1",
+            )
+        ],
     ),
     # gnnkit seq bench
     *rows(

@@ -183,7 +183,9 @@ def test_a_timeout_that_is_not_positive_is_one_line(capsys):
     assert "--timeout must be a positive number of seconds, got 0.0" in capsys.readouterr().err
 
 
-def test_earlier_results_and_checkpoints_are_refused_before_the_job_starts(tmp_path, capsys):
+def test_earlier_results_and_checkpoints_are_refused_before_the_job_starts(
+    tmp_path, capsys, monkeypatch
+):
     """An existing ``--json`` or ``--checkpoint`` is another run's work: refused on every rank
     before any rank joins the job, unless ``--overwrite`` (or ``--resume``)."""
     from gnnkit.distributed.__main__ import main
@@ -204,3 +206,6 @@ def test_earlier_results_and_checkpoints_are_refused_before_the_job_starts(tmp_p
         assert main(argv) == 2
         assert "--timeout must be a positive number" in capsys.readouterr().err, flag
     assert result.read_text() == "{}" and checkpoint.read_bytes() == b"earlier"
+    monkeypatch.setenv("RANK", "1")  # refused before the process group: torchrun's rank
+    assert main([*base, "--json", str(result)]) == 2
+    assert "gnnkit.distributed: error on rank 1: --json" in capsys.readouterr().err

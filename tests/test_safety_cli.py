@@ -212,11 +212,18 @@ def test_a_refused_command_creates_no_folder(tmp_path, capsys):
     from gnnkit.cli import main
 
     new = tmp_path / "new" / "sub"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("far too short\n")
     commands = [
         [*KARATE, *ONE, "--json", str(new / "r.json"), "--plot", str(new / "r.json")],
         [*KARATE, *ONE, "--model", "nosuch", "--json", str(new / "r.json")],
         [*KARATE, *ONE, "--resume", "--json", str(new / "r.json")],
         [*KARATE, *ONE, "--plot", str(new / "r.xyz"), "--checkpoint-dir", str(new / "ck")],
+        # refused while the folder's lock is held: the lock's folders go again
+        [*KARATE, *ONE, "--mini-batch", "--compare", "pyg-tuned", "--checkpoint-dir", str(new)],
+        ["text", "train", "--corpus", str(corpus), "--out", str(new / "run"), "--resume"],
+        ["text", "train", "--corpus", str(corpus), "--out", str(new / "run")],
+        ["partition", "--dataset", "nosuch", "--parts", "2", "--out", str(new / "shards")],
     ]
     for argv in commands:
         assert main(argv) == 2, argv
@@ -224,6 +231,22 @@ def test_a_refused_command_creates_no_folder(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == len(commands)
     assert main([*HOPS, "--json", str(new / "r.json")]) == 0
     assert (new / "r.json").is_file()
+
+
+def test_a_tilde_path_is_claimed_as_the_path_it_is_written_to(tmp_path, monkeypatch, capsys):
+    """``--checkpoint-dir '~/ck'`` (quoted, so no shell expands it) names the folder gnnkit
+    writes, ``$HOME/ck``: its checkpoints are refused like any other's."""
+    from gnnkit.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    base = [*KARATE, *ONE, "--checkpoint-dir", "~/ck"]
+    assert main(base) == 0
+    written = tmp_path / "ck" / "karate-gcn-gnnkit-seed0.pt"
+    before = written.read_bytes()
+    capsys.readouterr()
+    assert main(base) == 2
+    assert "karate-gcn-gnnkit-seed0.pt already holds a checkpoint" in capsys.readouterr().err
+    assert written.read_bytes() == before and not (tmp_path / "~").exists()
 
 
 def test_a_locked_checkpoint_dir_is_refused(tmp_path, cli_fails):
@@ -238,7 +261,7 @@ def test_a_locked_checkpoint_dir_is_refused(tmp_path, cli_fails):
         f"""
         import time
         from pathlib import Path
-        from gnnkit.utils.io import folder_lock
+        from gnnkit.utils.locks import folder_lock
         with folder_lock({str(folder)!r}, option="test"):
             Path({str(ready)!r}).touch()
             time.sleep(60)

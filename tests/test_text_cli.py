@@ -301,6 +301,9 @@ def test_an_earlier_runs_snapshots_are_refused_or_deleted_never_mixed(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{min(before)} already holds a checkpoint" in err
     assert {p.name: p.read_bytes() for p in out.glob("step_*.pt")} == before
+    missing = ["text", "train", "--corpus", str(tmp_path / "nosuch.txt"), "--out", str(out)]
+    assert main([*missing, "--overwrite", "--no-progress"]) == 2  # refused after the claim
+    assert {p.name: p.read_bytes() for p in out.glob("step_*.pt")} == before  # nothing lost
     assert main([*common, "--steps", "2", "--overwrite"]) == 0
     snapshots = sorted(p.name for p in out.glob("step_*.pt"))
     assert snapshots == ["step_000002.pt"]

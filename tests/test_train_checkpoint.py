@@ -165,6 +165,30 @@ def test_a_flipped_bit_in_a_weight_is_refused_not_loaded(karate, tmp_path):
     with pytest.raises(CheckpointError, match="does not match the checksum"):
         fit(gcn(karate), karate, TrainConfig(epochs=3, seed=0), checkpoint=damaged, resume=True)
     assert load_checkpoint(path)["epoch"] == 2  # the intact file still loads
+    header = bytearray(path.read_bytes())  # the first record's "encrypted" flag, in its header
+    header[header.find(b"PK\x01\x02") + 8] ^= 1
+    damaged.write_bytes(bytes(header))
+    with pytest.raises(CheckpointError, match=r"is truncated or corrupt \(RuntimeError: .*encr"):
+        load_checkpoint(damaged)
+
+
+def test_a_checkpoint_saved_without_crcs_loads(karate, tmp_path):
+    """torch writes a CRC of 0 when told not to compute them: nothing to check, not damage."""
+    import zipfile
+
+    from torch.utils.serialization import config
+
+    path = tmp_path / "run.pt"
+    before = config.save.compute_crc32  # (torch's config objects refuse monkeypatch's delattr)
+    config.save.compute_crc32 = False
+    try:
+        fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=path)
+    finally:
+        config.save.compute_crc32 = before
+
+    with zipfile.ZipFile(path) as archive:
+        assert {info.CRC for info in archive.infolist()} == {0}
+    assert load_checkpoint(path)["epoch"] == 2
 
 
 CHILD = """

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -179,7 +180,7 @@ def nonnegative_int(text: str) -> int:
 
 def sequence_length(text: str) -> int:
     """argparse type: a sequence length, an integer >= 2 (an input element and a label)."""
-    return _integer(text, 2, "a sequence length, an integer >= 2 (an input and a label)")
+    return _integer(text, 2, "a sequence length (an input element and a label)")
 
 
 def finite_float(text: str) -> float:
@@ -284,6 +285,10 @@ def check_outputs(args: argparse.Namespace) -> None:
     kind = getattr(args, "out_kind", None)
     if getattr(args, "out", None) is not None and kind is not None:
         (files if kind == "file" else folders).append("out")
+    for name in (*files, *folders):  # one spelling for the checks, the claims and the writes
+        value = getattr(args, name)
+        if isinstance(value, str):
+            setattr(args, name, os.path.expanduser(value))
     replace = bool(getattr(args, "overwrite", False) or getattr(args, "resume", False))
     written: dict[Path, str] = {}
     for name in files:

@@ -155,7 +155,7 @@ def checkpoint_guard(args: argparse.Namespace, options: dict[str, Any]) -> Itera
 
     from gnnkit.bench.harness import checkpoint_suffix, run_checkpoints
     from gnnkit.train.checkpoint import claim_checkpoint_dir
-    from gnnkit.utils.io import folder_lock
+    from gnnkit.utils.locks import folder_lock
 
     folder, resume = options.get("checkpoint_dir"), bool(options.get("resume"))
     overwrite = bool(getattr(args, "overwrite", False))

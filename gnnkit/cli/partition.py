@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     """Cut the shards, holding the lock of ``--out`` so two commands never write one folder;
     a folder that holds shards is refused before the dataset loads, unless ``--overwrite``."""
     from gnnkit.distributed.shards import claim_shard_folder
-    from gnnkit.utils.io import folder_lock
+    from gnnkit.utils.locks import folder_lock
 
     if not args.overwrite:
         claim_shard_folder(args.out)

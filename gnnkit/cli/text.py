@@ -36,10 +36,8 @@ PRESET_NAMES = ("cpu", "paper")
 STRATEGY_NAMES = ("greedy", "temperature", "top-k")
 #: :data:`gnnkit.seq.charlm.training.CHECKPOINT_NAME`.
 CHECKPOINT_NAME = "checkpoint.pt"
-#: The checkpoints a run writes into ``--out``: the run's own, the best one so far
-#: (:data:`gnnkit.seq.charlm.task.BEST_NAME`) and the snapshots. An earlier run's are
-#: refused, kept with ``--resume`` or deleted with ``--overwrite``, so no snapshot of one run
-#: is left among another's.
+#: What a run writes into ``--out`` (its checkpoint, the best one, the snapshots): an earlier
+#: run's are refused, kept (``--resume``) or deleted (``--overwrite``), never mixed with it.
 RUN_CHECKPOINTS = (CHECKPOINT_NAME, "best.pt", "step_*.pt")
 #: ``text table``'s prompts and temperatures unless --prompt / --temperature say otherwise.
 DEFAULT_PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
@@ -163,9 +161,7 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
     sample.add_argument(
         "--temperature", type=_float, default=None, help="T > 0 for sampling (default: 1)"
     )
-    sample.add_argument(
-        "--k", type=positive_int, default=None, help="candidates kept by top-k (>= 1)"
-    )
+    sample.add_argument("--k", type=positive_int, help="candidates kept by top-k (>= 1)")
     add_seed(sample, "seed of the sampler", default=None)
     sample.add_argument(
         "--num", type=positive_int, default=1, help="independent samples, batched (default: 1)"
@@ -296,7 +292,7 @@ def _settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from gnnkit.train.checkpoint import claim_checkpoint_dir
 
     checkpoint = out / CHECKPOINT_NAME
-    claim_checkpoint_dir(out, RUN_CHECKPOINTS, resume=args.resume, overwrite=args.overwrite)
+    old = claim_checkpoint_dir(out, RUN_CHECKPOINTS, resume=args.resume, overwrite=args.overwrite)
     if args.resume:
         settings = _resumed_settings(args, checkpoint)
     else:
@@ -310,6 +306,7 @@ def _settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             f"--resume: {checkpoint} is already at batch {settings['step']} of "
             f"{settings['train'].steps}; pass a larger --steps to train further"
         )
+    settings["replaced"] = old  # --overwrite: deleted once the run is ready to start
     return settings
 
 
@@ -348,7 +345,7 @@ def _train(trainer: Any, total: int, progress: bool) -> tuple[Any, bool]:
 
 def run_train(args: argparse.Namespace) -> int:
     """``text train``, holding the lock of ``--out`` so two runs never share a folder."""
-    from gnnkit.utils.io import folder_lock
+    from gnnkit.utils.locks import folder_lock
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -393,6 +390,8 @@ def _run_train(args: argparse.Namespace, out: Path) -> int:
         f"{params:,}",
         settings["train"].steps,
     )
+    for path in settings["replaced"]:  # every check passed: the earlier run's files go
+        path.unlink(missing_ok=True)
     history, interrupted = _train(trainer, settings["train"].steps, not args.no_progress)
     _write_outputs(out, trainer, history, settings, params)
     if interrupted:

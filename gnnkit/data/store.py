@@ -25,7 +25,7 @@ trusts one it did not write: :func:`record_processed` stores the sha256 of every
 right after gnnkit built it, and :func:`untrusted_processed` names any cache file that is
 unrecorded or differs; the loaders delete such a cache and rebuild it from the checksummed raw
 files (:mod:`gnnkit.data.loaders`). Every operation on a data root holds its lock
-(:func:`gnnkit.utils.io.file_lock`), so concurrent processes leave one consistent copy.
+(:func:`gnnkit.utils.locks.file_lock`), so concurrent processes leave one consistent copy.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from gnnkit.utils.io import (
     TEMP_SUFFIX,
     atomic_write_json,
     describe_os_error,
-    file_lock,
     remove_stale_temps,
 )
+from gnnkit.utils.locks import file_lock
 
 __all__ = [
     "LOCAL_CHECKSUMS",

@@ -109,10 +109,10 @@ def claim_checkpoint_dir(
 
     ``patterns`` are :meth:`pathlib.Path.glob` patterns naming exactly the files of this
     command's run (``glob.escape`` a literal name), so other runs' files in the same folder
-    (another model, another seed, another mode) are neither refused nor deleted. With
-    ``overwrite`` the existing ones are deleted (and returned), so no file of the earlier run
-    survives to be mixed with the new one; with ``resume`` they are kept; otherwise the first
-    is refused.
+    (another model, another seed, another mode) are neither refused nor touched. The first
+    existing file is refused unless ``resume`` or ``overwrite``. Nothing is deleted here: with
+    ``overwrite`` the existing files are returned, for the caller to delete once every other
+    check has passed and the work starts (so a command refused later loses nothing).
     """
     claim_checkpoint(None, resume=resume, overwrite=overwrite)  # the flags agree
     if folder is None or not Path(folder).is_dir():
@@ -122,11 +122,7 @@ def claim_checkpoint_dir(
     existing = [path for pattern in patterns for path in sorted(Path(folder).glob(pattern))]
     for path in existing[:1]:
         claim_checkpoint(path, resume=resume, overwrite=overwrite)
-    if overwrite:
-        for path in existing:
-            path.unlink(missing_ok=True)
-        return existing
-    return []
+    return existing if overwrite else []
 
 
 def _first_difference(saved: Any, current: Any, where: str) -> str | None:

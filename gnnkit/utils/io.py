@@ -19,8 +19,7 @@ Every :class:`OSError` (permissions, a read-only or full disk, a file where a fo
 becomes an :class:`~gnnkit.errors.OutputError` with one line naming the path and the fix
 (:func:`describe_os_error`). :func:`check_output` and :func:`check_output_dir` run the same
 checks before any work starts, so an unwritable ``--json`` is found before training, not after.
-:func:`file_lock` is the one inter-process lock (``filelock``) for folders several gnnkit
-processes may share: the data root and checkpoint folders.
+The inter-process locks of shared folders are in :mod:`gnnkit.utils.locks`.
 """
 
 from __future__ import annotations
@@ -50,11 +49,10 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_json",
     "atomic_write_text",
+    "check_new_output",
     "check_output",
     "check_output_dir",
     "describe_os_error",
-    "file_lock",
-    "folder_lock",
     "remove_stale_temps",
     "safe_torch_load",
 ]
@@ -362,51 +360,6 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> Path | None
     return folder
 
 
-#: One lock object per lock file and process: a ``filelock`` lock is re-entrant per thread
-#: (exclusive between threads and processes), and a second object on the same file in the same
-#: thread would wait for the first forever.
-_LOCKS: dict[str, Any] = {}
-
-
-@contextlib.contextmanager
-def file_lock(
-    folder: str | os.PathLike,
-    *,
-    name: str = ".gnnkit.lock",
-    timeout: float = 3600.0,
-    option: str = "folder",
-) -> Iterator[None]:
-    """Hold an inter-process lock on ``folder`` (``filelock``, re-entrant in one process).
-
-    Other gnnkit processes that lock the same folder wait; the operating system drops the lock
-    of a process that dies, so a killed run never leaves the folder locked.
-
-    Raises:
-        OutputError: the folder cannot hold the lock file (read-only, a file...), or another
-            process held the lock for longer than ``timeout`` seconds.
-    """
-    from filelock import FileLock, Timeout
-
-    folder = Path(folder)
-    _make_folder(folder, option)
-    key = str(folder.resolve() / name)
-    lock = _LOCKS.setdefault(key, FileLock(key))
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout as exc:
-        waited = "" if timeout <= 0 else f" for more than {timeout:.0f} s"
-        raise OutputError(
-            f"{option} {folder} is locked by another gnnkit process{waited} (lock file {key}); "
-            "wait for it to finish, or choose another folder"
-        ) from exc
-    except OSError as exc:
-        raise OutputError(describe_os_error(exc, f"cannot lock {option}", folder)) from exc
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def refused_global(message: str) -> str:
     """What torch's weights-only unpickler refused, from its error ``message``: ``"the global
     exec"``, say. Only the name: the rest of torch's message suggests allow-listing it or
@@ -420,23 +373,36 @@ def _check_records(path: Path, what: str) -> None:
 
     torch does not check them when it loads, so a flipped byte in a tensor's data loaded
     silently as a slightly different number; this reads the file once more (about half the
-    time of the load itself). A file in torch's legacy format has no checksums to check.
+    time of the load itself). A record stored with a CRC of 0 is not checked: torch writes 0
+    when ``torch.utils.serialization.config.save.compute_crc32`` is off. A file in torch's
+    legacy format has no checksums to check.
     """
     if not zipfile.is_zipfile(path):
         return
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            for info in archive.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with archive.open(info) as record:  # checks the CRC at the record's end
+                        while record.read(1 << 22):
+                            pass
+                except zipfile.BadZipFile as exc:
+                    if "CRC" not in str(exc):
+                        raise
+                    raise CheckpointError(
+                        f"{what} {path} is corrupt: its record {info.filename} does not match "
+                        "the checksum written with it (damaged on disk or in a copy); delete "
+                        "it and write it again"
+                    ) from exc
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a damaged header: BadZipFile, an "encrypted" flag, a method...
         raise CheckpointError(
             f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
             "delete it and write it again"
         ) from exc
-    if bad is not None:
-        raise CheckpointError(
-            f"{what} {path} is corrupt: its record {bad} does not match the checksum written "
-            "with it (damaged on disk or in a copy); delete it and write it again"
-        )
 
 
 def safe_torch_load(
@@ -494,13 +460,3 @@ def safe_torch_load(
             f"({type(exc).__name__} while unpickling); check the path, or delete the file and "
             "write it again"
         ) from exc
-
-
-def folder_lock(folder: str | os.PathLike, *, option: str, timeout: float = 0.0) -> Any:
-    """The lock of an output folder (a checkpoint folder, a run's ``--out``), kept beside it
-    as ``.NAME.gnnkit-lock`` so the folder itself holds only what the run writes. With the
-    default ``timeout=0`` a folder in use by another process is refused at once."""
-    folder = Path(folder).expanduser().absolute()
-    return file_lock(
-        folder.parent, name=f".{folder.name}.gnnkit-lock", timeout=timeout, option=option
-    )
