@@ -273,10 +273,12 @@ def test_a_locked_checkpoint_dir_is_refused(tmp_path, cli_fails):
         while not ready.exists():
             assert child.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        cli_fails(
-            [*KARATE, *ONE, "--checkpoint-dir", str(folder)],
-            "is locked by another gnnkit process",
-        )
+        (folder / "inner").mkdir(parents=True)
+        for spelling in (folder, folder / "inner" / "..", f"{folder}/./"):  # one folder, one lock
+            cli_fails(
+                [*KARATE, *ONE, "--checkpoint-dir", str(spelling)],
+                "is locked by another gnnkit process",
+            )
     finally:
         child.kill()
         child.wait()

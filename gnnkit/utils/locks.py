@@ -72,7 +72,8 @@ def folder_lock(folder: str | os.PathLike, *, option: str, timeout: float = 0.0)
 
     A command that fails before it writes into the folder leaves no trace: the lock file and
     the parent folders the lock had to create are removed again."""
-    folder = Path(folder).expanduser().absolute()
+    # "a/b/.." and "a" are one folder with one lock; a link keeps its lock beside itself
+    folder = Path(os.path.abspath(Path(folder).expanduser()))
     created = [p for p in [folder.parent, *folder.parent.parents] if not os.path.lexists(p)]
     lock = folder.parent / f".{folder.name}.gnnkit-lock"
     try:
