@@ -148,9 +148,9 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def checkpoint_guard(args: argparse.Namespace, options: dict[str, Any]) -> Iterator[None]:
     """Claim the checkpoints this benchmark writes in ``--checkpoint-dir`` (one per
-    implementation and seed: refuse, keep or delete them,
-    :func:`gnnkit.train.checkpoint.claim_checkpoint_dir`) and hold the folder's lock while the
-    benchmark runs, so two commands never write the same checkpoints."""
+    implementation and seed: refused, or kept for ``--resume``, or left for the runs to replace
+    with ``--overwrite``: :func:`gnnkit.train.checkpoint.claim_checkpoint_dir`) and hold the
+    folder's lock while the benchmark runs, so two commands never write the same checkpoints."""
     import glob
 
     from gnnkit.bench.harness import checkpoint_suffix, run_checkpoints

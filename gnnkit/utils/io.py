@@ -368,6 +368,27 @@ def refused_global(message: str) -> str:
     return f"the global {found.group(1)}" if found else "objects outside the allow-list"
 
 
+def _damaged(what: str, path: Path, exc: BaseException) -> CheckpointError:
+    """The one-line refusal of a file whose bytes torch or :mod:`zipfile` cannot read."""
+    return CheckpointError(
+        f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
+        "delete it and write it again"
+    )
+
+
+def _record_intact(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Whether a record's bytes match its stored CRC-32 (``zipfile`` checks at the end)."""
+    try:
+        with archive.open(info) as record:
+            while record.read(1 << 22):
+                pass
+    except zipfile.BadZipFile as exc:
+        if "CRC" not in str(exc):
+            raise
+        return False
+    return True
+
+
 def _check_records(path: Path, what: str) -> None:
     """Refuse a damaged file in torch's zip format by the CRC-32 torch stored with each record.
 
@@ -381,28 +402,16 @@ def _check_records(path: Path, what: str) -> None:
         return
     try:
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if info.CRC == 0:
-                    continue
-                try:
-                    with archive.open(info) as record:  # checks the CRC at the record's end
-                        while record.read(1 << 22):
-                            pass
-                except zipfile.BadZipFile as exc:
-                    if "CRC" not in str(exc):
-                        raise
-                    raise CheckpointError(
-                        f"{what} {path} is corrupt: its record {info.filename} does not match "
-                        "the checksum written with it (damaged on disk or in a copy); delete "
-                        "it and write it again"
-                    ) from exc
-    except CheckpointError:
-        raise
+            bad = [
+                i.filename for i in archive.infolist() if i.CRC and not _record_intact(archive, i)
+            ]
     except Exception as exc:  # a damaged header: BadZipFile, an "encrypted" flag, a method...
+        raise _damaged(what, path, exc) from exc
+    if bad:
         raise CheckpointError(
-            f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
-            "delete it and write it again"
-        ) from exc
+            f"{what} {path} is corrupt: its record {bad[0]} does not match the checksum "
+            "written with it (damaged on disk or in a copy); delete it and write it again"
+        )
 
 
 def safe_torch_load(
@@ -450,10 +459,7 @@ def safe_torch_load(
             "version of gnnkit or it is not a gnnkit file"
         ) from exc
     except (EOFError, RuntimeError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(
-            f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
-            "delete it and write it again"
-        ) from exc
+        raise _damaged(what, path, exc) from exc
     except Exception as exc:  # the unpickler's KeyError, IndexError... on arbitrary bytes
         raise CheckpointError(
             f"{what} {path} is not a torch checkpoint, or it is corrupt "
