@@ -163,6 +163,37 @@ def test_light_commands_import_no_other_command(argv, tmp_path):
     assert others.isdisjoint(modules)
 
 
+def test_help_imports_neither_torch_nor_pyg():
+    probe = (
+        "import contextlib, io, json, sys\n"
+        "from gnnkit.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    modules = json.loads(done.stdout.splitlines()[-1])
+    assert "gnnkit.cli" in modules
+    assert [m for m in modules if m.split(".")[0] in ("torch", "torch_geometric")] == []
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line(monkeypatch, capsys):
+    import gnnkit.cli as cli
+
+    def importer(module):
+        def register(subparsers):
+            raise KeyboardInterrupt  # what a Ctrl-C during `import torch` raises
+
+        return register
+
+    monkeypatch.setattr(cli, "_importer", importer)
+    assert main(["hops", "--edges", "A-B", "--from", "A", "--to", "B"]) == 130
+    assert capsys.readouterr().err == "gnnkit: interrupted\n"
+
+
 def test_bench_node_imports_only_the_node_benchmark():
     modules = imported_by(["bench", "node", "--help"])
     assert {"gnnkit.cli.bench", "gnnkit.bench.node"} <= set(modules)

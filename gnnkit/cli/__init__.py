@@ -1,15 +1,16 @@
 """The ``gnnkit`` command line: one entry point, one subcommand module per feature.
 
 :data:`COMMANDS` lists every subcommand with its module and help line. ``gnnkit --help``
-shows them without importing any of those modules; a module is imported only when its command
-runs (:class:`LazySubParsers`), and its ``register(subparsers)`` then adds the command's
-parser and sets ``func``. User errors (:class:`gnnkit.errors.GnnkitError`) and OS errors
-(:func:`gnnkit.utils.io.describe_os_error`) print one line and exit with code 2; every output
-path is checked before the command starts (:func:`check_outputs`). What the command modules share is here too: the data options
-(:func:`data_options`, :func:`data_kwargs`), a command's parser (:func:`add_command`), the
-options several commands have (:func:`add_outputs`, :func:`add_seed`, :func:`add_threads`), the integer types
-(:func:`positive_int`, :func:`nonnegative_int`) and :func:`write_json`.
-"""
+shows them without importing any of those modules, or torch; a module is imported only when
+its command runs (:class:`LazySubParsers`), and its ``register(subparsers)`` then adds the
+command's parser and sets ``func``. User errors (:class:`gnnkit.errors.GnnkitError`) and OS
+errors (:func:`gnnkit.utils.io.describe_os_error`) print one line and exit with code 2; a
+Ctrl-C at any point, the command's imports included, prints one line and exits with 130; every
+output path is checked before the command starts (:func:`check_outputs`). What the command modules
+share is here too: the data options (:func:`data_options`, :func:`data_kwargs`), a command's
+parser (:func:`add_command`), the options several commands have (:func:`add_outputs`,
+:func:`add_seed`, :func:`add_threads`), the integer types (:func:`positive_int`,
+:func:`nonnegative_int`) and :func:`write_json`."""
 
 from __future__ import annotations
 
@@ -24,12 +25,6 @@ from typing import Any
 
 from gnnkit import __version__
 from gnnkit.errors import GnnkitError, OutputError
-from gnnkit.utils.io import (
-    atomic_write_json,
-    check_new_output,
-    check_output_dir,
-    describe_os_error,
-)
 
 __all__ = [
     "COMMANDS",
@@ -267,6 +262,8 @@ def add_threads(
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Write a result atomically as strict JSON; a bad path or a NaN is one clear error."""
+    from gnnkit.utils.io import atomic_write_json
+
     return atomic_write_json(path, payload, option="--json")
 
 
@@ -280,6 +277,8 @@ def check_outputs(args: argparse.Namespace) -> None:
     """Check every output path of a command before any work: ``--json``, ``--plot``,
     ``--markdown``, ``--checkpoint-dir``, and ``--out`` (a file or a folder, as the command's
     ``out_kind`` default says). An empty, unwritable or non-regular path is one clear error."""
+    from gnnkit.utils.io import check_new_output, check_output_dir
+
     files = [name for name in FILE_OPTIONS if getattr(args, name, None) is not None]
     folders = [name for name in FOLDER_OPTIONS if getattr(args, name, None) is not None]
     kind = getattr(args, "out_kind", None)
@@ -362,16 +361,17 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 a failed check, 2 an error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
     try:
+        args = build_parser().parse_args(argv)  # imports the chosen command's module
+        _configure_logging(args.verbose, args.quiet)
         check_outputs(args)
         return int(args.func(args) or 0)
     except GnnkitError as exc:
         print(f"gnnkit: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # permissions, a read-only or full disk, a file in place of a folder
+        from gnnkit.utils.io import describe_os_error
+
         print(f"gnnkit: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
