@@ -18,6 +18,7 @@ import torch
 
 from gnnkit.distributed import partition_dataset
 from gnnkit.distributed.synthetic import power_law_graph
+from gnnkit.errors import InputError
 
 DEADLINE_S = 60.0
 
@@ -176,11 +177,62 @@ def test_a_restarted_job_resumes_from_the_checkpoint_to_the_uninterrupted_result
     assert resumed == straight  # the history comes back with the checkpoint
 
 
-def test_a_timeout_that_is_not_positive_is_one_line(capsys):
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "1e300"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_one_line(capsys, timeout):
     from gnnkit.distributed.__main__ import main
 
-    assert main(["--shards", "anywhere", "--timeout", "0"]) == 2
-    assert "--timeout must be a positive number of seconds, got 0.0" in capsys.readouterr().err
+    assert main(["--shards", "anywhere", "--timeout", timeout]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (
+        f"--timeout must be a positive number of seconds, at most 1e+09, got {float(timeout)}"
+        in err
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--threads", "-2"], "--threads must be at least 1, got -2"),
+        (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+        (["--hidden", "0"], "hidden must be an integer >= 1 or None, got 0"),
+        (["--model", "gat", "--heads", "0"], "heads must be an integer >= 1, got 0"),
+        (["--eval-every", "0"], "eval_every must be an integer >= 1, got 0"),
+        (["--patience", "-1"], "patience must be an integer >= 1 or None, got -1"),
+        (["--dropout", "1"], "dropout must be a number in [0, 1), got 1.0"),
+        (["--lr", "nan"], "lr must be a finite number > 0 or None, got nan"),
+        (["--lr", "0"], "lr must be a finite number > 0 or None, got 0.0"),
+        (["--weight-decay", "-1"], "weight_decay must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_process_group(capsys, argv, message):
+    """Each is one line on every rank, before any rank joins the job (so outside torchrun
+    too), instead of a traceback from the optimiser or a model that trains nothing."""
+    from gnnkit.distributed.__main__ import main
+
+    assert main(["--shards", "anywhere", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"gnnkit.distributed: error on rank 0: {message}\n"
+
+
+def test_partition_config_checks_every_field():
+    from gnnkit.distributed import PartitionConfig
+
+    with pytest.raises(InputError, match=r"seed must be an integer, got None"):
+        PartitionConfig(seed=None)  # type: ignore[arg-type]  # each rank would draw its own
+    with pytest.raises(InputError, match=r"attention_dropout must be a number in \[0, 1\)"):
+        PartitionConfig(model="gat", attention_dropout=-0.1)
+    with pytest.raises(InputError, match=r"model must be one of 'gcn', 'gat', got 'sage'"):
+        PartitionConfig(model="sage")
+    assert PartitionConfig(model="gat").attention_dropout == 0.6  # the paper's: = dropout
+
+
+def test_init_distributed_refuses_a_timeout_the_process_group_cannot_hold():
+    from gnnkit.train.distributed import init_distributed
+
+    with pytest.raises(InputError, match=r"timeout_s must be a number in \(0, 1e\+09\]"):
+        init_distributed(timeout_s=float("inf"))
 
 
 def test_earlier_results_and_checkpoints_are_refused_before_the_job_starts(

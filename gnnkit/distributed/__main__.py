@@ -30,8 +30,13 @@ import torch.distributed as dist
 from gnnkit.distributed.train import PartitionConfig, fit_partitioned
 from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.checkpoint import claim_checkpoint
-from gnnkit.train.distributed import init_distributed, local_device, shutdown_distributed
-from gnnkit.utils.io import atomic_write_json, check_new_output
+from gnnkit.train.distributed import (
+    MAX_TIMEOUT_S,
+    init_distributed,
+    local_device,
+    shutdown_distributed,
+)
+from gnnkit.utils.io import atomic_write_json, check_new_output, describe_os_error
 
 logger = logging.getLogger("gnnkit.distributed")
 
@@ -104,17 +109,37 @@ def _lost_contact(exc: BaseException) -> bool:
     return isinstance(exc, dist.DistError) or any(word in text for word in _LOST)
 
 
+def _report(result: dict, json_path: str | None) -> None:
+    """Rank 0 logs the best epoch and writes ``--json``; the other ranks do nothing."""
+    if result["rank"] != 0:
+        return
+    best = result["best"]
+    logger.info(
+        "best epoch %s: val_acc %.4f test_acc %.4f",
+        best.get("epoch"),
+        best.get("val_acc", float("nan")),
+        best.get("test_acc", float("nan")),
+    )
+    if json_path:
+        atomic_write_json(json_path, result, option="--json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one rank; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise InputError(f"--threads must be at least 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
         claim_checkpoint(args.checkpoint, resume=args.resume, overwrite=args.overwrite)
         check_new_output(args.json, "--json", replace=args.overwrite or args.resume)
-        if not args.timeout > 0:
-            raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+        if not 0 < args.timeout <= MAX_TIMEOUT_S:  # NaN fails too
+            raise InputError(
+                f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_S:g}, "
+                f"got {args.timeout}"
+            )
         config = PartitionConfig(
             model=args.model,
             hidden=args.hidden,
@@ -139,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume=args.resume,
             progress=sys.stderr.isatty(),
         )
+        _report(result, args.json)
     except GnnkitError as exc:
         print(f"gnnkit.distributed: error on rank {_rank()}: {exc}", file=sys.stderr)
         return 2
@@ -152,18 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except OSError as exc:  # an unreadable shard folder, a full disk under --checkpoint
+        print(
+            f"gnnkit.distributed: error on rank {_rank()}: {describe_os_error(exc)}",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print(f"gnnkit.distributed: interrupted on rank {_rank()}", file=sys.stderr)
+        return 130
     finally:
         shutdown_distributed()
-    if result["rank"] == 0:
-        best = result["best"]
-        logger.info(
-            "best epoch %s: val_acc %.4f test_acc %.4f",
-            best.get("epoch"),
-            best.get("val_acc", float("nan")),
-            best.get("test_acc", float("nan")),
-        )
-        if args.json:
-            atomic_write_json(args.json, result, option="--json")
     return 0
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -34,6 +34,18 @@ from gnnkit.distributed.layers import PartitionGAT, PartitionGCN
 from gnnkit.distributed.shards import load_shard, version_hash
 from gnnkit.errors import InputError
 from gnnkit.train.engine import Run, Task
+from gnnkit.utils.checks import (
+    NON_NEGATIVE_NUMBER,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE_INT,
+    check_int,
+    check_number,
+    check_probability,
+    check_seed,
+    one_of,
+    rule,
+    validate_fields,
+)
 
 __all__ = [
     "PartitionConfig",
@@ -46,6 +58,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SPLITS = ("train", "val", "test")
+
+
+def _optional_probability(name: str, value: Any) -> None:
+    """A dropout rate in [0, 1), or ``None`` for the model's default."""
+    if value is not None:
+        check_probability(name, value)
+
+
+def _seed(name: str, value: Any) -> None:
+    """A seed every rank shares: an integer ``torch.manual_seed`` takes (``None`` is refused,
+    since each rank would draw its own)."""
+    check_int(name, value, None)
+    check_seed(name, value)
 
 
 @dataclass
@@ -69,24 +94,23 @@ class PartitionConfig:
         dtype (str, optional): ``"float32"`` or ``"float64"``. (default: ``"float32"``)
     """
 
-    model: str = "gcn"
-    hidden: int | None = None
-    heads: int = 8
-    dropout: float | None = None
-    attention_dropout: float | None = None
-    lr: float | None = None
-    weight_decay: float = 5e-4
-    epochs: int = 200
-    eval_every: int = 1
-    patience: int | None = None
-    seed: int = 0
-    dtype: str = "float32"
+    model: str = field(default="gcn", metadata=one_of("gcn", "gat"))
+    hidden: int | None = field(default=None, metadata=OPTIONAL_POSITIVE_INT)
+    heads: int = field(default=8, metadata=POSITIVE_INT)
+    dropout: float | None = field(default=None, metadata=rule(_optional_probability))
+    attention_dropout: float | None = field(default=None, metadata=rule(_optional_probability))
+    lr: float | None = field(
+        default=None, metadata=rule(check_number, low=0.0, open_low=True, optional=True)
+    )
+    weight_decay: float = field(default=5e-4, metadata=NON_NEGATIVE_NUMBER)
+    epochs: int = field(default=200, metadata=POSITIVE_INT)
+    eval_every: int = field(default=1, metadata=POSITIVE_INT)
+    patience: int | None = field(default=None, metadata=OPTIONAL_POSITIVE_INT)
+    seed: int = field(default=0, metadata=rule(_seed))
+    dtype: str = field(default="float32", metadata=one_of("float32", "float64"))
 
     def __post_init__(self) -> None:
-        if self.model not in ("gcn", "gat"):
-            raise InputError(f"model must be 'gcn' or 'gat', got {self.model!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        validate_fields(self)
         gat = self.model == "gat"
         self.hidden = self.hidden if self.hidden is not None else (8 if gat else 16)
         self.dropout = self.dropout if self.dropout is not None else (0.6 if gat else 0.5)

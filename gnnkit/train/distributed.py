@@ -44,8 +44,10 @@ from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.inputs import NodeInputs
 from gnnkit.train.minibatch import World, fit_minibatch
 from gnnkit.train.node import TrainResult
+from gnnkit.utils.checks import check_number
 
 __all__ = [
+    "MAX_TIMEOUT_S",
     "DistributedWorld",
     "default_backend",
     "fit_distributed",
@@ -77,6 +79,11 @@ def local_device(device: str | torch.device) -> torch.device:
     return device
 
 
+#: The longest collective timeout :func:`init_distributed` takes, in seconds (about 31 years:
+#: the process group stores it as a ``datetime.timedelta``, which overflows far above it).
+MAX_TIMEOUT_S = 1e9
+
+
 def init_distributed(
     backend: str | None = None,
     *,
@@ -100,8 +107,10 @@ def init_distributed(
         rank (int, optional): this process's rank. (default: from the environment)
         world_size (int, optional): the number of processes. (default: from the environment)
         timeout_s (float, optional): how long a collective waits for the other ranks before
-            failing, so a dead rank cannot hang the others forever. (default: ``600``)
+            failing, so a dead rank cannot hang the others forever; at most ``MAX_TIMEOUT_S``.
+            (default: ``600``)
     """
+    check_number("timeout_s", timeout_s, 0.0, MAX_TIMEOUT_S, open_low=True)
     if not dist.is_available():
         raise GnnkitError("this PyTorch build has no torch.distributed; install a standard build")
     if not dist.is_initialized():
