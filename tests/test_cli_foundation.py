@@ -252,3 +252,53 @@ def test_integer_types_refuse_what_is_not_an_integer_or_below_the_bound():
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse(text)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["seq", "bench", "--seed", "3"],  # would be --seeds 3: three runs, not seed 3
+        ["bench", "node", "--datas", "karate"],
+        ["data", "list", "--data-r", "elsewhere"],
+    ],
+)
+def test_a_long_option_must_be_spelt_out(argparse_fails, argv):
+    argparse_fails(argv, f"unrecognized arguments: {argv[-2]}")
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate "
+                "memory: you tried to allocate 400000000000 bytes. Error code 12"
+            ),
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 400000000000",
+        ),
+        (MemoryError(), "out of memory; the sizes"),
+        (MemoryError("Unable to allocate 745. GiB for an array"), "Unable to allocate 745. GiB"),
+    ],
+)
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys, error, shown):
+    from gnnkit.cli import hops
+
+    def allocate(args):
+        raise error
+
+    monkeypatch.setattr(hops, "run", allocate)
+    assert main(["hops", "--edges", "A-B", "--from", "A", "--to", "B"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gnnkit: error: out of memory") and err.count("\n") == 1
+    assert shown in err and "use smaller ones" in err
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(monkeypatch):
+    from gnnkit.cli import hops
+
+    def broken(args):
+        raise RuntimeError("a bug, not a user's input")
+
+    monkeypatch.setattr(hops, "run", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["hops", "--edges", "A-B", "--from", "A", "--to", "B"])

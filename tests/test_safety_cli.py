@@ -3,7 +3,8 @@
 Every row is a fault a careless user can cause; ``gnnkit`` must exit 2 with one line,
 ``gnnkit: error: ...``, naming the path and the fix, and no traceback. Output paths are checked
 before any work, so a bad ``--json`` never costs a training run. ``{tmp}`` is a fresh folder
-holding ``file`` (a regular file), ``pipe`` (a FIFO) and ``dir/`` (an empty folder).
+holding ``file`` (a regular file), ``pipe`` (a FIFO), ``dir/`` (an empty folder) and ``link``
+(a link to ``nowhere``, which does not exist).
 """
 
 from __future__ import annotations
@@ -59,6 +60,29 @@ ROWS = [
         ["text", "table", "--checkpoint", "{tmp}/dir", "--out", "{tmp}/file"],
         "--out {tmp}/file already exists; pass --overwrite",
     ),
+    # a link to nothing is refused: writing through it would create a file wherever it points
+    (
+        [*HOPS, "--json", "{tmp}/link"],
+        "--json {tmp}/link is a link to {tmp}/nowhere, which does not exist; remove the link",
+    ),
+    # what is read must be a regular file, and the message says what it is instead
+    (["text", "sample", "--checkpoint", "", "--prompt", "I"], "--checkpoint is empty"),
+    (
+        ["text", "sample", "--checkpoint", "{tmp}/pipe", "--prompt", "I"],
+        "{tmp}/pipe is a FIFO, not a regular file",
+    ),
+    (
+        ["text", "sample", "--checkpoint", "{tmp}/link", "--prompt", "I"],
+        "{tmp}/link is a link to {tmp}/nowhere, which does not exist",
+    ),
+    (
+        ["text", "train", "--corpus", "{tmp}/dir", "--out", "{tmp}/dir", "--no-progress"],
+        "corpus {tmp}/dir is a folder, not a file; give a UTF-8 text file",
+    ),
+    (
+        ["text", "train", "--corpus", "{tmp}/pipe", "--out", "{tmp}/dir", "--no-progress"],
+        "corpus {tmp}/pipe is a FIFO, not a regular file",
+    ),
 ]
 
 
@@ -67,6 +91,7 @@ def tmp(tmp_path):
     (tmp_path / "file").write_text("not a folder\n")
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "dir").mkdir()
+    os.symlink(tmp_path / "nowhere", tmp_path / "link")
     return tmp_path
 
 
@@ -82,7 +107,9 @@ def test_a_bad_path_is_one_line_and_exit_2(tmp, argv, message, capsys):
     assert err.startswith("gnnkit: error: ") and err.count("\n") == 1
     assert message.replace("{tmp}", str(tmp)) in err
     assert (tmp / "file").read_text() == "not a folder\n"  # nothing was replaced
-    assert sorted(p.name for p in tmp.iterdir()) == ["dir", "file", "pipe"]
+    made = sorted(p.name for p in tmp.iterdir() if not p.name.endswith(".gnnkit-lock"))
+    assert made == ["dir", "file", "link", "pipe"]  # (a folder's lock file stays beside it)
+    assert list((tmp / "dir").iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -264,12 +264,13 @@ def test_ctrl_c_finishes_the_batch_checkpoints_and_resumes(tmp_path, monkeypatch
 
 def test_parser_names_mirror_the_library():
     from gnnkit.cli import text as cli
+    from gnnkit.cli import text_sample
     from gnnkit.seq.charlm import PRESETS, STRATEGIES
     from gnnkit.seq.charlm.task import BEST_NAME
     from gnnkit.seq.charlm.training import CHECKPOINT_NAME
 
-    assert tuple(sorted(PRESETS)) == cli.PRESET_NAMES and cli.STRATEGY_NAMES == STRATEGIES
-    assert cli.CHECKPOINT_NAME == CHECKPOINT_NAME
+    assert tuple(sorted(PRESETS)) == cli.PRESET_NAMES and text_sample.STRATEGY_NAMES == STRATEGIES
+    assert cli.CHECKPOINT_NAME == text_sample.CHECKPOINT_NAME == CHECKPOINT_NAME
     assert cli.RUN_CHECKPOINTS[:2] == (CHECKPOINT_NAME, BEST_NAME)
 
 
@@ -308,3 +309,69 @@ def test_an_earlier_runs_snapshots_are_refused_or_deleted_never_mixed(tmp_path, 
     snapshots = sorted(p.name for p in out.glob("step_*.pt"))
     assert snapshots == ["step_000002.pt"]
     assert (out / "checkpoint.pt").is_file() and (out / "best.pt").is_file()
+
+
+def test_an_earlier_runs_history_is_refused_before_the_work(tmp_path, capsys):
+    """history.json and history.png are that run's results, even without its checkpoints:
+    refused before any training unless ``--overwrite``; a folder in their place is refused
+    whatever the flags, before any training, not after it."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "history.json").write_text("earlier")
+    (out / "history.png").write_bytes(b"earlier")
+    common = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    assert main([*common, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"gnnkit: error: --out {out / 'history.json'} already exists; pass --overwrite to "
+        "replace it, or choose another path\n"
+    )
+    assert (out / "history.json").read_text() == "earlier"
+    assert sorted(p.name for p in out.iterdir()) == ["history.json", "history.png"]
+    (out / "history.png").unlink()
+    (out / "history.png").mkdir()
+    for flag in ([], ["--overwrite"]):
+        assert main([*common, "--steps", "1", *flag]) == 2
+        assert capsys.readouterr().err == (
+            f"gnnkit: error: --out {out / 'history.png'} is a folder, not a file, where the run "
+            "writes its history.png; move it away or choose another --out\n"
+        )
+    assert not (out / "checkpoint.pt").exists()  # refused before any training
+    (out / "history.png").rmdir()
+    assert main([*common, "--steps", "1", "--overwrite"]) == 0
+    assert json.loads((out / "history.json").read_text())["summary"]["steps"] == 1
+
+
+def test_a_folder_where_the_checkpoint_goes_is_never_trained_into(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "run"
+    (out / "checkpoint.pt").mkdir(parents=True)
+    common = ["text", "train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    for flag in ([], ["--resume"], ["--overwrite"]):
+        assert main([*common, "--steps", "1", *flag]) == 2
+        assert capsys.readouterr().err == (
+            f"gnnkit: error: {out / 'checkpoint.pt'} is a folder, not a file, where the "
+            "checkpoint goes; move it away or choose another path\n"
+        ), flag
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["table", "--checkpoint", "x", "--temperature", "0"],
+            "expected a finite temperature > 0, got '0'; the table's greedy rows (--samples) "
+            "already show the T -> 0 limit",
+        ),
+        (
+            ["sample", "--checkpoint", "x", "--prompt", "I", "--length", "10000001"],
+            "expected a number of characters in 0..10,000,000, got 10000001",
+        ),
+    ],
+)
+def test_sizes_and_temperatures_out_of_range_are_usage_errors(argparse_fails, argv, message):
+    argparse_fails(["text", *argv], message)

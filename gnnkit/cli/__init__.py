@@ -28,11 +28,13 @@ from gnnkit.errors import GnnkitError, OutputError
 
 __all__ = [
     "COMMANDS",
+    "CommandParser",
     "LazySubParsers",
     "add_command",
     "add_outputs",
     "add_seed",
     "add_threads",
+    "bounded_int",
     "build_parser",
     "check_outputs",
     "data_kwargs",
@@ -171,6 +173,15 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _integer(text, 0, "a non-negative integer")
+
+
+def bounded_int(minimum: int, maximum: int, what: str) -> Callable[[str], int]:
+    """argparse type: an integer in ``minimum..maximum``, described as ``what`` in the error."""
+
+    def parse(text: str) -> int:
+        return _integer(text, minimum, f"{what} in {minimum}..{maximum:,}", maximum=maximum)
+
+    return parse
 
 
 def sequence_length(text: str) -> int:
@@ -329,9 +340,20 @@ def _importer(module: str):
     return register
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of ``gnnkit`` and of every command under it (argparse builds a subcommand's
+    parser with its parent's class): a long option must be spelt out, since an abbreviation
+    is silently another option where two share a prefix (``seq bench --seed 3`` would be
+    ``--seeds 3``, three runs)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; a subcommand's own parser is built when the command is chosen."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="gnnkit",
         description="gnnkit: graph-learning toolkit and benchmarks on PyTorch Geometric.",
     )
@@ -359,6 +381,24 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     package_logger.propagate = False
 
 
+#: What torch's and numpy's allocators say when a tensor or an array does not fit.
+_ALLOCATION_FAILED = ("can't allocate memory", "out of memory", "unable to allocate")
+
+
+def _out_of_memory(exc: BaseException) -> str:
+    """The one-line message for ``exc`` if it is an allocation that failed, else ``""``."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if not isinstance(exc, MemoryError) and not any(
+        words in text.lower() for words in _ALLOCATION_FAILED
+    ):
+        return ""
+    detail = f" ({text[:200]})" if text else ""
+    return (
+        f"out of memory{detail}; the sizes asked for do not fit this machine: use smaller "
+        "ones (fewer nodes, shorter sequences, a smaller batch, width or --num)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 a failed check, 2 an error)."""
     try:
@@ -373,6 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gnnkit.utils.io import describe_os_error
 
         print(f"gnnkit: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:  # torch's allocators raise RuntimeErrors
+        if not _out_of_memory(exc):
+            raise
+        print(f"gnnkit: error: {_out_of_memory(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gnnkit: interrupted", file=sys.stderr)

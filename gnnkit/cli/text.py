@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -24,33 +25,21 @@ from gnnkit.cli import (
     data_options,
     nonnegative_int,
     positive_int,
-    write_json,
 )
+from gnnkit.cli.text_sample import CHECKPOINT_NAME, add_sample, add_table
 from gnnkit.errors import InputError
 from gnnkit.utils.table import format_table
 
 logger = logging.getLogger(__name__)
 
-#: :data:`gnnkit.seq.charlm.PRESETS` and :data:`gnnkit.seq.charlm.STRATEGIES`.
+#: :data:`gnnkit.seq.charlm.PRESETS`.
 PRESET_NAMES = ("cpu", "paper")
-STRATEGY_NAMES = ("greedy", "temperature", "top-k")
-#: :data:`gnnkit.seq.charlm.training.CHECKPOINT_NAME`.
-CHECKPOINT_NAME = "checkpoint.pt"
 #: What a run writes into ``--out`` (its checkpoint, the best one, the snapshots): an earlier
 #: run's are refused, kept (``--resume``) or deleted (``--overwrite``), never mixed with it.
 RUN_CHECKPOINTS = (CHECKPOINT_NAME, "best.pt", "step_*.pt")
-#: ``text table``'s prompts and temperatures unless --prompt / --temperature say otherwise.
-DEFAULT_PROMPTS = ("I would prefer not to.", "for i in range", "Do Re Mi")
-DEFAULT_TEMPERATURES = (0.5, 1.0, 2.0)
-#: The benchmark script that writes the reference report's Tables 2 and 3.
-TABLES_SCRIPT = "benchmarks/charlm.py --tables-only"
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+#: The other files ``text train`` writes into ``--out``: an earlier run's are refused like its
+#: checkpoints (unless --overwrite, or --resume, which continues that run).
+RUN_OUTPUTS = ("history.json", "history.png")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = parser.add_subparsers(dest="text_command", metavar="COMMAND", required=True)
     _add_train(commands)
-    _add_sample(commands)
-    _add_table(commands)
+    add_sample(commands)
+    add_table(commands)
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -132,92 +121,6 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(func=run_train)
 
 
-def _add_sample(commands: argparse._SubParsersAction) -> None:
-    sample = commands.add_parser(
-        "sample",
-        help="continue a prompt (prints only the text)",
-        description=(
-            "Continue a prompt with a trained model and print the text (prompt included unless "
-            "--no-prompt). Temperature T divides the logits: T -> 0 is greedy."
-        ),
-    )
-    sample.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a run folder (its checkpoint.pt), a training checkpoint or a model snapshot",
-    )
-    sample.add_argument("--prompt", required=True, help="the text to continue (non-empty)")
-    sample.add_argument(
-        "--length", type=nonnegative_int, default=100, help="new characters (default: 100)"
-    )
-    sample.add_argument(
-        "--strategy",
-        choices=STRATEGY_NAMES,
-        default=None,
-        help="greedy, temperature or top-k (default: top-k with --k, temperature with "
-        "--temperature, else greedy)",
-    )
-    sample.add_argument(
-        "--temperature", type=_float, default=None, help="T > 0 for sampling (default: 1)"
-    )
-    sample.add_argument("--k", type=positive_int, help="candidates kept by top-k (>= 1)")
-    add_seed(sample, "seed of the sampler", default=None)
-    sample.add_argument(
-        "--num", type=positive_int, default=1, help="independent samples, batched (default: 1)"
-    )
-    sample.add_argument(
-        "--unknown",
-        choices=("error", "skip"),
-        default="error",
-        help="prompt characters outside the vocabulary: refuse (default) or skip them",
-    )
-    sample.add_argument("--no-prompt", action="store_true", help="print only the new characters")
-    sample.set_defaults(func=run_sample)
-
-
-def _add_table(commands: argparse._SubParsersAction) -> None:
-    table = commands.add_parser(
-        "table",
-        help="sample tables (Markdown) for one or more runs",
-        description=(
-            "Greedy samples at every snapshot of a run, samples at temperatures T (default: "
-            "0.5, 1, 2) from its last model and greedy completions of prompts, one column per "
-            f"run. {TABLES_SCRIPT} writes the reference report's Tables 2 and 3."
-        ),
-    )
-    table.add_argument(
-        "--checkpoint",
-        required=True,
-        action="append",
-        metavar="PATH",
-        help="a run folder, training checkpoint or model snapshot (repeat for more columns)",
-    )
-    table.add_argument("--out", metavar="FILE", help="write the Markdown here (default: stdout)")
-    table.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    table.set_defaults(out_kind="file")
-    add_seed(table, "seed (default: 0)")
-    table.add_argument(
-        "--samples", type=positive_int, default=5, help="greedy samples per checkpoint"
-    )
-    table.add_argument(
-        "--prompt",
-        action="append",
-        metavar="TEXT",
-        help="a prompt to complete (repeat for more rows; default: "
-        + ", ".join(repr(p) for p in DEFAULT_PROMPTS)
-        + ")",
-    )
-    table.add_argument(
-        "--temperature",
-        action="append",
-        type=_float,
-        metavar="T",
-        help="a sampling temperature (repeat for more rows; default: 0.5 1 2)",
-    )
-    table.set_defaults(func=run_table)
-
-
 # ------------------------------------------------------------------------------------ train
 def _device(name: str) -> Any:
     import torch
@@ -263,7 +166,7 @@ def _resumed_settings(args: argparse.Namespace, checkpoint: Path) -> dict[str, A
     from gnnkit.seq.charlm import CharLSTMConfig, TrainConfig
     from gnnkit.seq.charlm.training import training_state
 
-    if not checkpoint.is_file():
+    if not os.path.lexists(checkpoint):
         raise InputError(f"--resume: {checkpoint} does not exist; drop --resume to start")
     state = training_state(checkpoint)
     stored_preset = state.get("preset")
@@ -285,6 +188,24 @@ def _resumed_settings(args: argparse.Namespace, checkpoint: Path) -> dict[str, A
     }
 
 
+def _claim_outputs(out: Path, *, replace: bool) -> None:
+    """Check, before any work, the history files the run will write into ``out``: each must be
+    writable, a regular file if it exists, and new unless ``replace``."""
+    from gnnkit.errors import OutputError
+    from gnnkit.utils.io import check_new_output, not_a_file
+
+    for name in RUN_OUTPUTS:  # what no flag makes writable first, then what --overwrite does
+        path = out / name
+        problem = not_a_file(path) if os.path.lexists(path) else ""
+        if problem:
+            raise OutputError(
+                f"--out {path} {problem}, where the run writes its {name}; move it away or "
+                "choose another --out"
+            )
+    for name in RUN_OUTPUTS:
+        check_new_output(out / name, "--out", replace=replace)
+
+
 def _settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Preset name, model and training configs (flags applied) and, on --resume, the
     checkpoint's vocabulary and step."""
@@ -293,6 +214,7 @@ def _settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     checkpoint = out / CHECKPOINT_NAME
     old = claim_checkpoint_dir(out, RUN_CHECKPOINTS, resume=args.resume, overwrite=args.overwrite)
+    _claim_outputs(out, replace=args.overwrite or args.resume)
     if args.resume:
         settings = _resumed_settings(args, checkpoint)
     else:
@@ -405,6 +327,7 @@ def _write_outputs(
 ) -> None:
     """history.json, history.png and the summary table."""
     from gnnkit.seq.charlm import plot_history
+    from gnnkit.utils.io import atomic_write_json
 
     dataset, summary = trainer.dataset, history.summary()
     record = {
@@ -419,7 +342,7 @@ def _write_outputs(
         "summary": summary,
         "history": history.to_dict(),
     }
-    write_json(out / "history.json", record)
+    atomic_write_json(out / "history.json", record, option="--out")
     title = f"{dataset.name}, preset {settings['preset']}"
     plot_history(history, out / "history.png", title=title)
     labels = (
@@ -438,61 +361,3 @@ def _write_outputs(
         ("checkpoint", str(out / CHECKPOINT_NAME)),
     ]
     print(format_table(["", dataset.name], rows, "lr"))
-
-
-# ----------------------------------------------------------------------------------- sample
-def run_sample(args: argparse.Namespace) -> int:
-    from gnnkit.seq.charlm import generate_batch, load_model
-
-    strategy = args.strategy
-    if strategy is None:
-        strategy = (
-            "top-k"
-            if args.k is not None
-            else "temperature"
-            if args.temperature is not None
-            else "greedy"
-        )
-    if strategy == "greedy" and args.temperature is not None:
-        raise InputError(
-            "--temperature has no effect with --strategy greedy; drop it or use "
-            "--strategy temperature"
-        )
-    temperature = 1.0 if args.temperature is None else args.temperature
-    path = Path(args.checkpoint)
-    model = load_model(path / CHECKPOINT_NAME if path.is_dir() else path)
-    texts = generate_batch(
-        model,
-        [args.prompt] * args.num,
-        args.length,
-        strategy=strategy,
-        temperature=temperature,
-        k=args.k,
-        seed=args.seed,
-        unknown=args.unknown,
-    )
-    prompt = "" if args.no_prompt else args.prompt
-    sys.stdout.write("\n\n".join(prompt + text for text in texts) + "\n")
-    return 0
-
-
-# ------------------------------------------------------------------------------------ table
-def run_table(args: argparse.Namespace) -> int:
-    from gnnkit.seq.charlm import load_run, sample_table
-    from gnnkit.utils.io import atomic_write_text
-
-    runs = [load_run(path) for path in args.checkpoint]
-    markdown = sample_table(
-        runs,
-        prompts=args.prompt or DEFAULT_PROMPTS,
-        temperatures=args.temperature or DEFAULT_TEMPERATURES,
-        greedy_samples=args.samples,
-        seed=args.seed,
-    )
-    if args.out:
-        atomic_write_text(args.out, markdown, option="--out")
-        logger.info("wrote %s", args.out)
-    else:
-        sys.stdout.write(markdown)
-    logger.info("the reference report's Tables 2 and 3 (its tau = 1/T): python %s", TABLES_SCRIPT)
-    return 0

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchrun --nproc-per-node P -m gnnkit.distributed",
         description="Partition-parallel full-graph GCN/GAT training, one rank per shard.",
+        allow_abbrev=False,  # as in `gnnkit`: an abbreviation could name another option
     )
     parser.add_argument(
         "--shards", required=True, metavar="DIR", help="`gnnkit partition`'s folder"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gnnkit.errors import CheckpointError, InputError
-from gnnkit.utils.io import atomic_torch_save, safe_torch_load
+from gnnkit.utils.io import atomic_torch_save, not_a_file, safe_torch_load
 
 if TYPE_CHECKING:
     from gnnkit.train.engine import Task
@@ -72,6 +72,16 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
 
 
+def _refuse_non_file(path: str | os.PathLike) -> None:
+    """A folder, a link to nothing or a device where a checkpoint goes is not a checkpoint gnnkit
+    wrote: neither continued nor replaced, whatever the flags."""
+    problem = not_a_file(path)
+    if problem:
+        raise CheckpointError(
+            f"{path} {problem}, where the checkpoint goes; move it away or choose another path"
+        )
+
+
 def claim_checkpoint(
     path: str | os.PathLike | None, *, resume: bool, overwrite: bool = False
 ) -> None:
@@ -83,14 +93,18 @@ def claim_checkpoint(
 
     Raises:
         InputError: both ``resume`` and ``overwrite``.
-        CheckpointError: ``path`` exists and neither flag is given.
+        CheckpointError: ``path`` exists and neither flag is given, or ``path`` is not a
+            regular file (a folder, a link to nothing, a device), whatever the flags.
     """
     if resume and overwrite:
         raise InputError(
             "--resume and --overwrite contradict each other: resume continues the existing "
             "checkpoint, overwrite starts afresh and replaces it; pass one of them"
         )
-    if path is None or resume or overwrite or not os.path.lexists(path):
+    if path is None or not os.path.lexists(path):
+        return
+    _refuse_non_file(path)
+    if resume or overwrite:
         return
     raise CheckpointError(
         f"{path} already holds a checkpoint; pass --resume (resume=True) to continue it, "
@@ -120,6 +134,8 @@ def claim_checkpoint_dir(
     if isinstance(patterns, str):
         patterns = [patterns]
     existing = [path for pattern in patterns for path in sorted(Path(folder).glob(pattern))]
+    for path in existing:  # each must be a file; the first existing one decides the flags
+        _refuse_non_file(path)
     for path in existing[:1]:
         claim_checkpoint(path, resume=resume, overwrite=overwrite)
     return existing if overwrite else []

@@ -53,6 +53,7 @@ __all__ = [
     "check_output",
     "check_output_dir",
     "describe_os_error",
+    "not_a_file",
     "remove_stale_temps",
     "safe_torch_load",
 ]
@@ -120,6 +121,35 @@ def remove_stale_temps(path: Path) -> None:
                     os.unlink(entry.path)
 
 
+def _kind(mode: int) -> str:
+    """What a path that is not a regular file is, from its ``st_mode``."""
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    return "socket" if stat.S_ISSOCK(mode) else "special file"
+
+
+def not_a_file(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be read as a file, as a message goes on after the path ("does not
+    exist", "is a folder, not a file", "is a link to X, which does not exist", "is a FIFO,
+    not a regular file"); ``""`` for a regular file (or a link to one)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        if path.is_symlink():
+            return f"is a link to {os.readlink(path)}, which does not exist"
+        return "does not exist"
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    return f"is a {_kind(mode)}, not a regular file"
+
+
 def _destination(path: str | os.PathLike, option: str) -> Path:
     """The file a write to ``path`` replaces (symlinks followed); refuses non-regular files."""
     text = os.fspath(path)
@@ -132,6 +162,10 @@ def _destination(path: str | os.PathLike, option: str) -> Path:
             f"{option} {text}: cannot expand '~' (no such user); fix the path"
         ) from None
     if target.is_symlink():
+        if not target.exists():  # writing would create the file the link points to, anywhere
+            raise OutputError(
+                f"{option} {target} {not_a_file(target)}; remove the link or give another path"
+            )
         target = Path(os.path.realpath(target))
     try:
         mode = target.stat().st_mode
@@ -146,19 +180,8 @@ def _destination(path: str | os.PathLike, option: str) -> Path:
             f"{option} {target} is a folder; give a file name such as {target / 'result.json'}"
         )
     if not stat.S_ISREG(mode):
-        kind = (
-            "device"
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else (
-                "FIFO"
-                if stat.S_ISFIFO(mode)
-                else "socket"
-                if stat.S_ISSOCK(mode)
-                else "special file"
-            )
-        )
         raise OutputError(
-            f"{option} {target} is a {kind}, not a regular file; gnnkit replaces files "
+            f"{option} {target} is a {_kind(mode)}, not a regular file; gnnkit replaces files "
             "atomically and never writes into one: give the path of a regular file"
         )
     return target
@@ -437,8 +460,9 @@ def safe_torch_load(
             allow-list.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path} does not exist")
+    problem = not_a_file(path)
+    if problem:
+        raise CheckpointError(f"{what} {path} {problem}")
     _check_records(path, what)
     try:
         with torch.serialization.safe_globals(list(allow)), warnings.catch_warnings():

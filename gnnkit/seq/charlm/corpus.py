@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
+from gnnkit.utils.io import not_a_file
 
 __all__ = ["TextDataset", "Vocabulary", "load_corpus", "strip_gutenberg"]
 
@@ -206,11 +207,17 @@ def load_corpus(
         text = load(name, root=root, mirror=mirror, download=download)
     else:
         path = Path(source).expanduser()
-        if not path.is_file():
-            texts = sorted(n for n, s in DATASETS.items() if s.kind == "text")
+        problem = not_a_file(path)
+        texts = sorted(n for n, s in DATASETS.items() if s.kind == "text")
+        if problem == "does not exist":
             raise InputError(
                 f"corpus {name!r} is neither a registered text corpus ({', '.join(texts)}) "
                 "nor an existing file"
+            )
+        if problem:
+            raise InputError(
+                f"corpus {path} {problem}; give a UTF-8 text file or a registered corpus "
+                f"({', '.join(texts)})"
             )
         try:
             text = path.read_text(encoding="utf-8")

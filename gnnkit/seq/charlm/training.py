@@ -33,7 +33,7 @@ from gnnkit.seq.charlm.snapshot import FORMAT
 from gnnkit.seq.charlm.task import BEST_NAME, CharLMTask, evaluate, task_state
 from gnnkit.train.checkpoint import load_checkpoint
 from gnnkit.train.engine import Run
-from gnnkit.utils.io import safe_torch_load
+from gnnkit.utils.io import not_a_file, safe_torch_load
 
 __all__ = [
     "BEST_NAME",
@@ -298,8 +298,9 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise InputError("no out_dir and no path: nothing to resume from")
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist")
+        problem = not_a_file(path)
+        if problem:
+            raise CheckpointError(f"checkpoint {path} {problem}")
         try:
             run = self._new_run(self.config.steps, path, resume=True)
         except CheckpointError:
