@@ -97,6 +97,15 @@ def test_bench_bad_arguments(corpus_file, cli_fails, argv, message):
     cli_fails(["citation", "bench", "--corpus", str(corpus_file), *argv], message)
 
 
+def test_bench_takes_the_largest_seed(corpus_file, tmp_path, capsys):
+    # fold 1's seed, 2**32, was refused by scikit-learn's LinearSVC; it wraps to 0
+    out = tmp_path / "seed.json"
+    argv = ["citation", "bench", "--corpus", str(corpus_file), "--models", "svm", "--folds", "2"]
+    assert main([*argv, "--seed", "4294967295", "--json", str(out)]) == 0
+    assert "2-fold grouped stratified CV, seed 4294967295" in capsys.readouterr().out
+    assert json.loads(out.read_text())["seed"] == 4294967295
+
+
 def test_bench_json_to_a_folder_is_refused(corpus_file, tmp_path, capsys):
     code = main(["citation", "bench", "--corpus", str(corpus_file), "--json", str(tmp_path)])
     assert code == 2

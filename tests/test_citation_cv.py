@@ -21,6 +21,7 @@ from gnnkit.citation import (
     stratified_folds,
     to_data,
 )
+from gnnkit.citation.cv import fold_seed
 from gnnkit.errors import InputError
 
 
@@ -99,6 +100,18 @@ def test_every_model_sees_the_same_folds():
         assert np.array_equal(test_a, fold.test) and np.array_equal(test_b, fold.test)
         assert np.array_equal(train_a, train_b)
     assert result.summary("a")["macro_f1"] == result.summary("b")["macro_f1"]
+
+
+def test_fold_seeds_wrap_into_scikit_learns_range():
+    # fold k seeds with seed + k; past 2**32 - 1 (the largest --seed) it wraps to 0, 1...,
+    # which scikit-learn's random_state takes (seed + k itself was refused)
+    data = corpus()
+    folds = stratified_folds(data.y, 3, seed=0)
+    Recorder.seen.clear()
+    cross_validate(data, {"a": functools.partial(recorder, "a")}, folds, seed=2**32 - 2)
+    assert sorted(seed for _, seed in Recorder.seen) == [0, 2**32 - 2, 2**32 - 1]
+    assert [fold_seed(2**32 - 1, k) for k in range(3)] == [2**32 - 1, 0, 1]
+    assert [fold_seed(10, k) for k in range(3)] == [10, 11, 12]  # unchanged below the wrap
 
 
 def test_too_few_examples_for_the_folds_suggests_fewer_folds():

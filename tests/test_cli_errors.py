@@ -23,6 +23,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 KARATE = ["bench", "node", "--dataset", "karate", "--warmup", "1", "--no-progress"]
 #: The shortest benchmark, for rows whose input is checked only when the command runs.
 ONE_EPOCH = ["--runs", "1", "--epochs", "1"]
+#: What ``seq --forget-bias`` takes: a number the LSTMs' float32 biases hold, or 'torch'.
+FORGET_BIAS_RANGE = (
+    "--forget-bias must be a finite number that the LSTMs' float32 biases hold "
+    "(|B| <= 3.403e+38) or 'torch'"
+)
+#: The start of ``seq --forget-bias``'s refusal for a model without a forget gate.
+NO_FORGET = (
+    "--forget-bias sets the forget gate of the LSTM models (lstm, lstm-gnnkit, bilstm); --model"
+)
 
 
 def rows(command: list[str], table: list[tuple[list[str], str]]) -> list:
@@ -124,7 +133,40 @@ ERRORS = [
         ["seq", "train", "--no-progress"],
         [
             (["--seq-len", "5", "--forget-bias", "big"], "--forget-bias must be a number"),
-            (["--seq-len", "5", "--forget-bias", "nan"], "forget_bias must be a finite"),
+            (["--seq-len", "5", "--forget-bias", "nan"], f"{FORGET_BIAS_RANGE}, got 'nan'"),
+            # finite, but no float32 holds it (torch overflowed copying it into the biases)
+            (["--seq-len", "5", "--forget-bias", "1e308"], f"{FORGET_BIAS_RANGE}, got '1e308'"),
+            (["--seq-len", "5", "--forget-bias=-4e38"], f"{FORGET_BIAS_RANGE}, got '-4e38'"),
+            # models without a forget gate refuse it, even at the default's value
+            (["--seq-len", "5", "--model", "rnn", "--forget-bias", "3"], f"{NO_FORGET} rnn has"),
+            (["--seq-len", "5", "--model", "gru", "--forget-bias", "1.0"], f"{NO_FORGET} gru has"),
+        ],
+    ),
+    # gnnkit seq bench: refused before the first run
+    *rows(
+        ["seq", "bench", "--no-progress"],
+        [
+            (["--models", "rnn", "rnn"], "--models lists rnn twice: give each once"),
+            (["--lengths", "5", "10", "5"], "--lengths lists 5 twice: give each once"),
+            (["--forget-bias", "1e39"], f"{FORGET_BIAS_RANGE}, got '1e39'"),
+            (
+                ["--models", "rnn", "gru", "--forget-bias", "2"],
+                f"{NO_FORGET.replace('--model', '--models')} rnn gru have none: drop --forget-bias",
+            ),
+        ],
+    ),
+    # gnnkit seq gradients
+    *rows(
+        ["seq", "gradients", "--seq-len", "4", "--hidden-dim", "4"],
+        [
+            (["--forget-bias", "torch", "1e308"], f"{FORGET_BIAS_RANGE}, got '1e308'"),
+            (["--models", "lstm", "lstm"], "--models lists lstm twice: give each once"),
+            (["--forget-bias", "1", "1.0"], "--forget-bias lists 1 twice: give each once"),
+            (["--forget-bias", "torch", "none"], "--forget-bias lists torch twice"),
+            (
+                ["--models", "rnn", "--forget-bias", "3"],
+                f"{NO_FORGET.replace('--model', '--models')} rnn has none: drop --forget-bias",
+            ),
         ],
     ),
 ]
@@ -215,6 +257,27 @@ USAGE_ERRORS = [
             (["--seq-len", "1"], "argument --seq-len: expected a sequence length"),
             (["--batch-size", "0"], "argument --batch-size: expected a positive integer (>= 1)"),
             (["--hidden-dim", "0"], "argument --hidden-dim: expected a positive integer (>= 1)"),
+        ],
+    ),
+    # gnnkit partition: the synthetic graph's size (the other rows: test_partition.py)
+    *rows(
+        ["partition", "--dataset", "synthetic"],
+        [
+            (
+                ["--nodes", "100000000000"],
+                "argument --nodes: expected a number of nodes (about 1.5 GB of memory per "
+                "million) in 2..10,000,000, got 100000000000",
+            ),
+            (
+                ["--nodes", "1"],
+                "argument --nodes: expected a number of nodes (about 1.5 GB of memory per "
+                "million) in 2..10,000,000, got 1",
+            ),
+            (
+                ["--nodes", "1e4"],
+                "argument --nodes: expected a number of nodes (about 1.5 GB of memory per "
+                "million) in 2..10,000,000, got '1e4'",
+            ),
         ],
     ),
     # gnnkit text sample

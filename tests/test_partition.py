@@ -231,3 +231,42 @@ def test_a_folder_that_holds_shards_is_refused_or_replaced_whole(graph, tmp_path
     assert read_manifest(out)["dataset"] == "g"
     assert cli_main([*argv, "--method", "random", "--out", str(out), "--overwrite"]) == 0
     assert read_manifest(out)["dataset"] == "synthetic-300-0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--dataset", "karate", "--nodes", "100"],
+            "--nodes sets the size of --dataset synthetic only; --dataset karate has its own "
+            "nodes: drop --nodes",
+        ),
+        (
+            ["--dataset", "ogbg-molbace"],
+            "dataset 'ogbg-molbace' is a graph dataset, not one graph to cut; partition needs a "
+            "node dataset (cora, citeseer, pubmed, karate, ogbn-arxiv) or 'synthetic'",
+        ),
+        (["--dataset", "athar-citations"], "dataset 'athar-citations' is a citation dataset"),
+        (["--dataset", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+    ],
+)
+def test_the_partition_command_refuses_a_dataset_before_loading_it(
+    argv, message, tmp_path, monkeypatch, cli_fails
+):
+    from gnnkit.data import registry
+
+    def load(*args, **kwargs):
+        raise AssertionError("the dataset was loaded before it was refused")
+
+    monkeypatch.setattr(registry, "load", load)
+    out = tmp_path / "shards"
+    cli_fails(["partition", *argv, "--parts", "2", "--out", str(out)], message)
+    assert not out.exists()  # nor was the folder claimed
+
+
+def test_the_partition_command_draws_10000_synthetic_nodes_by_default(tmp_path, capsys):
+    out = tmp_path / "shards"
+    argv = ["partition", "--dataset", "synthetic", "--parts", "2", "--method", "contiguous"]
+    assert cli_main([*argv, "--out", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["dataset"] == "synthetic-10000-0" and manifest["num_nodes"] == 10_000

@@ -85,11 +85,24 @@ def test_bench_table_json_and_plot(tmp_path, capsys):
     assert lstm["seeds"] == 2 and "report" not in lstm
     assert len(lstm["val_acc"]) == 2 and 0.0 <= lstm["min_val_acc"] <= lstm["val_acc"][0]
     assert payload["environment"]["threads"] == 1
+    assert payload["forget_bias"] == 1.0 and "--forget-bias 1.0 --max-batches" in payload["command"]
     assert plot.read_bytes()[:4] == b"\x89PNG"
     markdown = (tmp_path / "t1.md").read_text()
     assert markdown.startswith("# Memory-task sweep on randomcomb")
     assert "| model | T | val loss | val acc | min acc | batches | 3-batch rule |" in markdown
     assert sum(line.startswith("| lstm | 5 |") for line in markdown.splitlines()) == 1
+
+
+def test_a_bench_of_models_without_a_forget_gate_reproduces_without_forget_bias(tmp_path):
+    # --forget-bias not given: the models without a forget gate run, and the command the JSON
+    # records does not name the option (which would be refused with them)
+    out = tmp_path / "rnn.json"
+    args = ["seq", "bench", "--seeds", "1", "--lengths", "3", "--models", "rnn", "gru"]
+    args += ["--hidden-dim", "4", "--max-batches", "2", "--confirm-samples", "0"]
+    assert main([*args, "--no-progress", "--threads", "1", "--json", str(out)]) == 0
+    command = json.loads(out.read_text())["command"]
+    assert command.startswith("gnnkit seq bench --seeds 1 --lengths 3 --models rnn gru")
+    assert "--forget-bias" not in command
 
 
 def test_gradients_table_and_plot(tmp_path, capsys):
@@ -112,6 +125,7 @@ def test_parser_names_mirror_the_library():
         MODELS,
         TASKS,
         BiLSTM,
+        LSTMClassifier,
         TrainConfig,
     )
 
@@ -124,6 +138,9 @@ def test_parser_names_mirror_the_library():
         DEFAULT_HIDDEN_DIM,
         DEFAULT_FORGET_BIAS,
     )
+    lstms = tuple(n for n, (c, _) in MODELS.items() if issubclass(c, LSTMClassifier))
+    assert lstms == cli.LSTM_MODEL_NAMES
+    assert torch.finfo(torch.float32).max == cli.MAX_FORGET_BIAS
     config = TrainConfig()
     assert (
         config.max_batches,

@@ -74,7 +74,7 @@ def test_forget_bias_sets_the_forget_gate_bias():
     slow = LSTMClassifier(4, 4, embed_dim=3, hidden_dim=5, backend="gnnkit", forget_bias=2.0)
     assert torch.all(slow.lstm.cell.bias[5:10] == 2.0)
     assert "forget_bias=2.0" in repr(slow)
-    with pytest.raises(InputError, match="forget_bias must be a finite number or None"):
+    with pytest.raises(InputError, match=r"forget_bias must be a finite number .* got inf"):
         LSTMClassifier(4, 4, embed_dim=3, forget_bias=float("inf"))
     # the default is 1 (see the NOTE in LSTMClassifier); None keeps PyTorch's initialisation
     default = LSTMClassifier(4, 4, embed_dim=3, hidden_dim=5)
@@ -84,6 +84,32 @@ def test_forget_bias_sets_the_forget_gate_bias():
     assert torch.all(forget.abs() <= 5**-0.5) and forget.unique().numel() == 5  # PyTorch's uniform
     # models without a forget gate ignore it
     assert isinstance(build_model("gru", RandomCombinations(4), forget_bias=1.0), torch.nn.Module)
+
+
+@pytest.mark.parametrize("backend", ["torch", "gnnkit"])
+def test_forget_bias_must_fit_the_biases_dtype(backend):
+    # 1e308 is finite but overflows float32: torch failed copying it into the bias
+    message = (
+        r"forget_bias must be a finite number that the LSTM's torch.float32 biases hold "
+        r"\(\|forget_bias\| <= 3.403e\+38\) or None, got -1e\+308"
+    )
+    with pytest.raises(InputError, match=message):
+        LSTMClassifier(4, 4, embed_dim=3, hidden_dim=5, backend=backend, forget_bias=-1e308)
+    with pytest.raises(InputError, match="got True"):
+        LSTMClassifier(4, 4, embed_dim=3, hidden_dim=5, backend=backend, forget_bias=True)
+    largest = torch.finfo(torch.float32).max  # the bound itself fits
+    model = LSTMClassifier(4, 4, embed_dim=3, hidden_dim=5, backend=backend, forget_bias=largest)
+    bias = model.lstm.bias_ih_l0 if backend == "torch" else model.lstm.cell.bias
+    assert torch.all(bias[5:10] == largest)
+    # the bound is the biases' dtype's: float64 biases hold 1e308
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = LSTMClassifier(4, 4, embed_dim=3, hidden_dim=5, backend=backend, forget_bias=1e308)
+    finally:
+        torch.set_default_dtype(dtype)
+    bias = model.lstm.bias_ih_l0 if backend == "torch" else model.lstm.cell.bias
+    assert bias.dtype == torch.float64 and torch.all(bias[5:10] == 1e308)
 
 
 def test_torch_and_hand_written_lstm_give_the_same_gradient_norms():

@@ -15,6 +15,7 @@ from gnnkit.seq import (
     build_model,
     fit,
     run_experiment,
+    run_sweep,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -161,3 +162,18 @@ def test_the_protocol_as_an_engine_task():
     assert result.finished == "converged" and result.epochs_run == 3
     assert result.history["eval_epoch"] == [3] and result.history["val_acc"] == [1.0]
     assert training.converged_at == training.report_rule_batch == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"models": ("rnn", "lstm", "rnn")}, "models lists 'rnn' twice; give each once"),
+        ({"lengths": (5, 5)}, "lengths lists 5 twice; give each once"),
+    ],
+)
+def test_a_sweep_refuses_a_model_or_length_given_twice(kwargs, message):
+    # a repeat would be the same seeded runs, counted twice in the mean +- std
+    runs = []
+    with pytest.raises(InputError, match=message):
+        run_sweep(seeds=1, **kwargs, run_callback=lambda *run: runs.append(run))
+    assert runs == []  # refused before the first run

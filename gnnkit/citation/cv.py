@@ -40,6 +40,7 @@ __all__ = [
     "FoldView",
     "citation_folds",
     "cross_validate",
+    "fold_seed",
     "fold_view",
     "inner_split",
     "normalize_text",
@@ -291,6 +292,17 @@ def _init_worker(payload: bytes, threads: int | None) -> None:
     _WORKER["data"] = pickle.loads(payload)
 
 
+#: Seeds scikit-learn's ``random_state`` takes (numpy's legacy generator): [0, 2**32).
+SEED_MODULUS = 2**32
+
+
+def fold_seed(seed: int, index: int) -> int:
+    """The seed of fold ``index``: ``seed + index``, wrapped into [0, 2**32) so that every seed
+    the command line takes (up to 2**32 - 1) gives scikit-learn a valid ``random_state``; below
+    the wrap it is ``seed + index`` unchanged."""
+    return (seed + index) % SEED_MODULUS
+
+
 def _fit_predict(
     data: Data | None, fold: Fold, factory: Callable[..., Any], seed: int
 ) -> tuple[np.ndarray, float]:
@@ -312,7 +324,7 @@ def _fit_here(
 ) -> Iterator[_Fitted]:
     """Fit the (model, fold) pairs one after the other in this process."""
     for name, fold in pairs:
-        yield name, fold, *_fit_predict(data, fold, models[name], seed + fold.index)
+        yield name, fold, *_fit_predict(data, fold, models[name], fold_seed(seed, fold.index))
 
 
 def _fit_in_workers(
@@ -337,7 +349,10 @@ def _fit_in_workers(
         initargs=(pickle.dumps(data), threads),
     ) as pool:
         futures = {
-            pool.submit(_fit_predict, None, fold, models[name], seed + fold.index): (name, fold)
+            pool.submit(_fit_predict, None, fold, models[name], fold_seed(seed, fold.index)): (
+                name,
+                fold,
+            )
             for name, fold in pairs
         }
         try:
@@ -379,8 +394,8 @@ def cross_validate(
             ``fit(view)`` and ``predict(view)`` (predictions for ``view.test``), e.g.
             ``functools.partial(make_model, "svm")``.
         folds (sequence of Fold): the splits, e.g. :func:`stratified_folds`.
-        seed (int, optional): base seed; fold ``k`` uses ``seed + k`` for every model.
-            (default: ``0``)
+        seed (int, optional): base seed; fold ``k`` uses ``seed + k`` for every model,
+            modulo 2**32 (:func:`fold_seed`). (default: ``0``)
         jobs (int, optional): fit this many (model, fold) pairs at once in worker processes;
             the factories must then be picklable (no lambdas), and a script must call this
             under ``if __name__ == "__main__":`` (the spawned workers re-import the main

@@ -38,6 +38,11 @@ TASK_NAMES = ("randomcomb", "palindrome")
 MODEL_NAMES = ("rnn", "lstm", "lstm-gnnkit", "bilstm", "gru")
 #: The models with per-time-step hidden states (all but the bidirectional one).
 STATE_MODEL_NAMES = ("rnn", "lstm", "lstm-gnnkit", "gru")
+#: The models with a forget gate (:class:`gnnkit.seq.LSTMClassifier` and its subclasses):
+#: the only ones ``--forget-bias`` applies to.
+LSTM_MODEL_NAMES = ("lstm", "lstm-gnnkit", "bilstm")
+#: The largest ``--forget-bias``: the LSTM biases are float32 (``torch.finfo(torch.float32).max``).
+MAX_FORGET_BIAS = 3.4028234663852886e38
 #: :data:`gnnkit.seq.DEFAULT_HIDDEN_DIM` and :data:`gnnkit.seq.DEFAULT_FORGET_BIAS`.
 DEFAULT_HIDDEN_DIM, DEFAULT_FORGET_BIAS = 256, 1.0
 #: :class:`gnnkit.seq.TrainConfig`'s ``max_batches`` and ``confirm_samples``.
@@ -73,10 +78,10 @@ def _training_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--forget-bias",
-        default=str(DEFAULT_FORGET_BIAS),
+        default=None,  # None: not given (DEFAULT_FORGET_BIAS), so a model without one refuses it
         metavar="B",
-        help="initial forget-gate bias of the LSTMs, or 'torch' for PyTorch's initialisation "
-        f"(default: {DEFAULT_FORGET_BIAS:g})",
+        help="initial forget-gate bias of the LSTMs (lstm, lstm-gnnkit, bilstm), or 'torch' "
+        f"for PyTorch's initialisation (default: {DEFAULT_FORGET_BIAS:g})",
     )
     group.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_threads(
@@ -182,7 +187,7 @@ def _add_gradients(commands: argparse._SubParsersAction) -> None:
     grads.add_argument(
         "--forget-bias",
         nargs="+",
-        default=["torch", str(DEFAULT_FORGET_BIAS)],
+        default=None,  # None: not given (torch and DEFAULT_FORGET_BIAS)
         metavar="B",
         help="measure every LSTM model once per initial forget-gate bias B ('torch': "
         f"PyTorch's initialisation) (default: torch {DEFAULT_FORGET_BIAS:g})",
@@ -191,16 +196,42 @@ def _add_gradients(commands: argparse._SubParsersAction) -> None:
     grads.set_defaults(func=run_gradients)
 
 
-def _forget_bias(text: str) -> float | None:
-    """``--forget-bias``: a number, or ``torch`` (PyTorch's initialisation)."""
+def _forget_bias(text: str | None) -> float | None:
+    """``--forget-bias``: a number the float32 biases hold, or ``torch`` (PyTorch's
+    initialisation); ``None`` (not given) is :data:`DEFAULT_FORGET_BIAS`."""
+    if text is None:
+        return DEFAULT_FORGET_BIAS
     if text.strip().lower() in ("torch", "none"):
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise InputError(
             f"--forget-bias must be a number or 'torch' (PyTorch's initialisation), got {text!r}"
         ) from None
+    if not abs(value) <= MAX_FORGET_BIAS:  # NaN too
+        raise InputError(
+            f"--forget-bias must be a finite number that the LSTMs' float32 biases hold "
+            f"(|B| <= {MAX_FORGET_BIAS:.4g}) or 'torch', got {text!r}"
+        )
+    return value
+
+
+def _check_forget_bias_applies(given: object, models: list[str], option: str) -> None:
+    """Refuse a ``--forget-bias`` the user gave when none of ``models`` has a forget gate."""
+    if given is not None and not any(name in LSTM_MODEL_NAMES for name in models):
+        raise InputError(
+            f"--forget-bias sets the forget gate of the LSTM models "
+            f"({', '.join(LSTM_MODEL_NAMES)}); {option} {' '.join(models)} "
+            f"{'has' if len(models) == 1 else 'have'} none: drop --forget-bias"
+        )
+
+
+def _check_unique(option: str, values: list[Any]) -> None:
+    """Refuse a value listed twice: it would be the same runs, counted twice."""
+    for value in values:
+        if values.count(value) > 1:
+            raise InputError(f"{option} lists {value} twice: give each once")
 
 
 def _forget_name(value: float | None) -> str:
@@ -227,6 +258,8 @@ def _progress(args: argparse.Namespace, total: int, desc: str):
 def run_train(args: argparse.Namespace) -> int:
     from gnnkit.seq import run_experiment
 
+    _check_forget_bias_applies(args.forget_bias, [args.model], "--model")
+    forget_bias = _forget_bias(args.forget_bias)
     config = _config(args)
     with _progress(args, config.max_batches, f"{args.model} T={args.seq_len}") as bar:
 
@@ -241,7 +274,7 @@ def run_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             embed_dim=args.embed_dim,
             hidden_dim=args.hidden_dim,
-            forget_bias=_forget_bias(args.forget_bias),
+            forget_bias=forget_bias,
             config=config,
             callback=update,
         )
@@ -292,6 +325,9 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     from gnnkit.utils.env import environment
 
+    _check_unique("--models", args.models)
+    _check_unique("--lengths", args.lengths)
+    _check_forget_bias_applies(args.forget_bias, args.models, "--models")
     config = _config(args)
     sweep = {
         key: getattr(args, key) for key in ("task", "seeds", "lengths", "models", "hidden_dim")
@@ -345,10 +381,11 @@ def _bench_command(args: argparse.Namespace) -> str:
         f"--models {' '.join(args.models)}",
         f"--task {args.task}",
         f"--hidden-dim {args.hidden_dim}",
-        f"--forget-bias {args.forget_bias}",
         f"--max-batches {args.max_batches}",
         f"--confirm-samples {args.confirm_samples}",
     ]
+    if any(name in LSTM_MODEL_NAMES for name in args.models):
+        parts.insert(6, f"--forget-bias {args.forget_bias or DEFAULT_FORGET_BIAS}")
     if args.threads is not None:
         parts.append(f"--threads {args.threads}")
     return " ".join(parts)
@@ -359,7 +396,10 @@ def _gradient_variants(args: argparse.Namespace) -> list[tuple[str, str, float |
     """``(label, model, forget_bias)`` per measured model: LSTMs once per ``--forget-bias``."""
     from gnnkit.seq import MODELS, LSTMClassifier
 
-    biases = [_forget_bias(text) for text in args.forget_bias]
+    _check_unique("--models", args.models)
+    _check_forget_bias_applies(args.forget_bias, args.models, "--models")
+    biases = [_forget_bias(text) for text in _gradient_biases(args)]
+    _check_unique("--forget-bias", ["torch" if b is None else f"{b:g}" for b in biases])
     variants = []
     for name in args.models:
         if issubclass(MODELS[name][0], LSTMClassifier):
@@ -367,6 +407,11 @@ def _gradient_variants(args: argparse.Namespace) -> list[tuple[str, str, float |
         else:
             variants.append((name, name, None))
     return variants
+
+
+def _gradient_biases(args: argparse.Namespace) -> list[str]:
+    """``seq gradients --forget-bias``, or its default: PyTorch's initialisation and 1."""
+    return args.forget_bias or ["torch", str(DEFAULT_FORGET_BIAS)]
 
 
 def run_gradients(args: argparse.Namespace) -> int:
@@ -408,7 +453,7 @@ def run_gradients(args: argparse.Namespace) -> int:
                 "seed": args.seed,
                 "batch_size": args.batch_size,
                 "hidden_dim": args.hidden_dim,
-                "forget_bias": [_forget_bias(text) for text in args.forget_bias],
+                "forget_bias": [_forget_bias(text) for text in _gradient_biases(args)],
                 "norms": {name: [float(v) for v in values] for name, values in norms.items()},
             },
         )

@@ -208,7 +208,8 @@ class LSTMClassifier(SequenceClassifier):
             gate an ordinary autograd node). (default: ``"torch"``)
         forget_bias (float, optional): initial total bias :math:`b_f` of the forget gate;
             ``None`` keeps PyTorch's initialisation (uniform, so :math:`f \approx 0.5` at
-            the start). (default: 1)
+            the start). It must fit the biases' dtype
+            (``|forget_bias| <= 3.4e38`` in float32). (default: 1)
 
     NOTE: the forget-gate bias starts at 1, not at PyTorch's small random values (Gers et
     al., 2000; Jozefowicz et al., ICML 2015; Keras' ``unit_forget_bias``): the cell starts
@@ -248,10 +249,7 @@ class LSTMClassifier(SequenceClassifier):
         )
         self.bidirectional = bool(bidirectional)
         self.backend = backend
-        if forget_bias is not None and (
-            not isinstance(forget_bias, (int, float)) or not math.isfinite(forget_bias)
-        ):
-            raise InputError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
+        _check_forget_bias(forget_bias)
         self.forget_bias = forget_bias
         self.has_states = not self.bidirectional
         self.lstm_reverse: LSTM | None = None
@@ -316,6 +314,25 @@ class LSTMClassifier(SequenceClassifier):
         if self.forget_bias is not None:
             extra += f", forget_bias={self.forget_bias}"
         return extra
+
+
+def _check_forget_bias(value: object) -> None:
+    """Raise unless ``value`` is ``None`` or a finite number the biases (torch's default
+    dtype, float32 unless changed) can hold: a larger one overflows when it is copied in."""
+    if value is None:
+        return
+    dtype = torch.get_default_dtype()
+    limit = torch.finfo(dtype).max
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or abs(value) > limit
+    ):
+        raise InputError(
+            f"forget_bias must be a finite number that the LSTM's {dtype} biases hold "
+            f"(|forget_bias| <= {limit:.4g}) or None, got {value!r}"
+        )
 
 
 class BiLSTM(LSTMClassifier):

@@ -82,6 +82,8 @@ def run_sweep(
     for name in models:
         if name not in MODELS:
             raise InputError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    _check_unique("models", models)
+    _check_unique("lengths", lengths)
     runs = []
     for model in models:
         for seq_len in lengths:
@@ -100,6 +102,16 @@ def run_sweep(
                     run_callback(model, seq_len, seed, result)
                 runs.append({"model": model, "seq_len": seq_len, "seed": seed, **result.to_dict()})
     return runs
+
+
+def _check_unique(name: str, values: Sequence[Any]) -> None:
+    """Refuse a value given twice: its runs would be the same runs, counted twice."""
+    for value in values:
+        if list(values).count(value) > 1:
+            raise InputError(
+                f"{name} lists {value!r} twice; give each once (a repeat would train the same "
+                "runs again and count them twice)"
+            )
 
 
 def _mean_std(values: Sequence[float]) -> list[float] | None:
