@@ -214,3 +214,48 @@ def test_protocol_paper_is_accepted_and_recorded(tmp_path, capsys):
         a["gnnkit"]["test_acc"] == b["gnnkit"]["test_acc"]
         and a["options"]["paper_protocol"] is None
     )
+
+
+def per_layer(given: str, count: int, layers: int, example: str) -> str:
+    return (
+        f"--fanouts {given}: {count} fan-out(s) for a model with {layers} message-passing "
+        f"layer(s); give one fan-out per layer, e.g. --fanouts {example}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "fanouts", "message"),
+    [
+        ("gcn", ["5"], per_layer("5", 1, 2, "10 10")),
+        ("gcn", ["5", "5", "5", "5"], per_layer("5 5 5 5", 4, 2, "10 10")),
+        ("gat", ["-1", "3", "3"], per_layer("-1 3 3", 3, 2, "10 10")),
+        ("arxiv-gcn", ["4", "4"], per_layer("4 4", 2, 3, "15 10 5")),
+    ],
+)
+def test_fanouts_not_one_per_layer_are_refused_before_loading(
+    model, fanouts, message, monkeypatch, capsys
+):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the dataset was loaded before the options were checked")
+
+    monkeypatch.setattr("gnnkit.data.load", no_loading)
+    argv = [*KARATE, "--model", model, "--runs", "1", "--epochs", "2", "--mini-batch", "--fanouts", *fanouts]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"gnnkit: error: {message}\n"
+
+
+def test_fanouts_one_per_layer_train(capsys):
+    argv = [*KARATE, "--model", "gcn", "--runs", "1", "--epochs", "2", "--mini-batch", "--fanouts", "5", "-1"]  # fmt: skip
+    assert main(argv) == 0
+    assert "mini-batch, fan-outs 5,-1" in capsys.readouterr().out
+
+
+def test_checkpoint_every_needs_checkpoint_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = [*KARATE, "--runs", "1", "--epochs", "2", "--checkpoint-every", "2"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "gnnkit: error: --checkpoint-every needs --checkpoint-dir (the folder the checkpoints "
+        "go to)\n"
+    )
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written

@@ -11,7 +11,7 @@ import pytest
 
 from gnnkit.data import store
 from gnnkit.data.store import FetchPlan, resolve_files
-from gnnkit.errors import ChecksumError, DataUnavailableError
+from gnnkit.errors import ChecksumError, DataUnavailableError, InputError
 
 
 def sha(data: bytes) -> str:
@@ -202,3 +202,85 @@ def test_packaged_manifest_matches_datasets_manifest():
         Path(store.__file__).with_name("manifest.json").read_text()
     )
     assert store.known_checksum("planetoid/Cora/raw/ind.cora.x") is not None
+
+
+EMPTY_ROOT = (
+    "data root (--data-root, root=) is empty: give a folder for the datasets, or leave it out "
+    "to use $GNNKIT_DATA or ./datasets"
+)
+EMPTY_MIRROR = (
+    "mirror (--mirror, mirror=) is empty: give the folder of a local mirror laid out like the "
+    "data root, or leave it out to use $GNNKIT_MIRROR"
+)
+NOT_A_MIRROR = (
+    "give the folder of a local mirror laid out like the data root (for example a copy of the "
+    "project's shared datasets mirror)"
+)
+
+
+@pytest.mark.parametrize("root", ["", "  "])
+def test_an_empty_data_root_is_refused_and_writes_nothing(root, tmp_path, monkeypatch):
+    from gnnkit.data import load
+
+    monkeypatch.chdir(tmp_path)
+    for call in (
+        lambda: store.data_root(root),
+        lambda: resolve_files(plan(), root=root),
+        lambda: load("cora", root=root, download=False),
+        lambda: load("karate", root=root),
+    ):
+        with pytest.raises(InputError) as caught:
+            call()
+        assert str(caught.value) == EMPTY_ROOT
+    assert not list(tmp_path.iterdir())  # no planetoid/ and no lock in the current folder
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_empty_environment_variables_count_as_unset(value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GNNKIT_DATA", value)
+    monkeypatch.setenv("GNNKIT_MIRROR", value)
+    assert store.data_root() == tmp_path.resolve() / "datasets"
+    assert store.mirror_root() is None
+
+
+def test_an_empty_mirror_is_refused_even_when_not_needed(tmp_path, manifest, mirror, offline):
+    from gnnkit.data import load, status
+
+    root = tmp_path / "root"
+    resolve_files(plan(), root=root, mirror=mirror)  # the data root is complete now
+    for call in (
+        lambda: store.mirror_root(""),
+        lambda: resolve_files(plan(), root=root, mirror=""),
+        lambda: load("karate", mirror=""),
+        lambda: status("cora", root=root, mirror=" "),
+    ):
+        with pytest.raises(InputError) as caught:
+            call()
+        assert str(caught.value) == EMPTY_MIRROR
+
+
+def test_a_mirror_that_is_not_a_folder_is_refused(tmp_path, manifest, offline, monkeypatch):
+    from gnnkit.data import load
+
+    afile, missing = tmp_path / "existing.json", tmp_path / "nowhere"
+    afile.write_text("{}")
+    root = tmp_path / "root"
+    with pytest.raises(DataUnavailableError) as caught:
+        resolve_files(plan(), root=root, mirror=afile)
+    assert str(caught.value) == (
+        f"mirror (--mirror, mirror=) {afile} is a file, not a folder: {NOT_A_MIRROR}"
+    )
+    with pytest.raises(DataUnavailableError) as caught:
+        load("karate", mirror=missing)
+    assert (
+        str(caught.value) == f"mirror (--mirror, mirror=) {missing} does not exist: {NOT_A_MIRROR}"
+    )
+    monkeypatch.setenv("GNNKIT_MIRROR", str(afile))
+    with pytest.raises(DataUnavailableError) as caught:
+        resolve_files(plan(), root=root)
+    assert str(caught.value) == (
+        f"mirror ($GNNKIT_MIRROR) {afile} is a file, not a folder: {NOT_A_MIRROR}, or unset "
+        "GNNKIT_MIRROR"
+    )
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name != ".gnnkit.lock"]

@@ -354,14 +354,17 @@ def test_minibatch_errors(tmp_path):
         fit_minibatch(small_model(), inputs, {"epochs": 1})
     with pytest.raises(InputError, match="inputs must be NodeInputs"):
         fit_minibatch(small_model(), {"x": 1})
+    two_hops = SamplingConfig(fanouts=(2, 2))  # small_model has 2 layers
     with pytest.raises(InputError, match="resume=True needs a checkpoint path"):
-        fit_minibatch(small_model(), inputs, resume=True)
+        fit_minibatch(small_model(), inputs, sampling=two_hops, resume=True)
     with pytest.raises(InputError, match=r"40 node\(s\), fewer than the 64 shards"):
-        fit_minibatch(small_model(), inputs, TrainConfig(epochs=1), SamplingConfig(accumulate=64))
+        wide = SamplingConfig(fanouts=(2, 2), accumulate=64)
+        fit_minibatch(small_model(), inputs, TrainConfig(epochs=1), wide)
     foreign = tmp_path / "foreign.pt"
     torch.save({"format": "something else"}, foreign)
     with pytest.raises(CheckpointError, match="not a gnnkit training checkpoint"):
-        fit_minibatch(small_model(), inputs, TrainConfig(epochs=1), checkpoint=foreign, resume=True)
+        config = TrainConfig(epochs=1)
+        fit_minibatch(small_model(), inputs, config, two_hops, checkpoint=foreign, resume=True)
     path = tmp_path / "run.pt"
     sampling = SamplingConfig(fanouts=(2, 2), batch_size=8)
     fit_minibatch(small_model(), inputs, TrainConfig(epochs=2, seed=0), sampling, checkpoint=path)
@@ -410,3 +413,61 @@ def test_minibatch_without_seed_resumes_with_the_drawn_seed(tmp_path):
     fit_minibatch(resumed, inputs, TrainConfig(epochs=2), sampling, checkpoint=path, resume=True)
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_message_passing_layers_counts_the_convolutions():
+    from torch_geometric.nn import GCNConv
+
+    from gnnkit.models import GAT, GCN, BatchNormGCN
+    from gnnkit.train.minibatch import message_passing_layers
+
+    assert message_passing_layers(GCN(6, 3)) == 2
+    assert message_passing_layers(GAT(6, 3)) == 2
+    assert message_passing_layers(BatchNormGCN(6, 3, hidden_channels=8, num_layers=4)) == 4
+    pyg = torch.nn.ModuleList([GCNConv(6, 6), torch.nn.Linear(6, 6), GCNConv(6, 3)])
+    assert message_passing_layers(pyg) == 2
+    assert message_passing_layers(torch.nn.Linear(6, 3)) == 0
+
+
+PER_LAYER = (
+    "fan-out(s) for a model with 2 message-passing layer(s); give one fan-out per layer, "
+    "e.g. SamplingConfig(fanouts=(10, 10))"
+)
+
+
+@pytest.mark.parametrize(
+    ("fanouts", "message"),
+    [
+        ((5,), f"sampling.fanouts (5,): 1 {PER_LAYER}"),
+        ((15, 10, 5), f"sampling.fanouts (15, 10, 5): 3 {PER_LAYER}"),
+    ],
+)
+def test_fanouts_not_one_per_layer_are_refused(fanouts, message):
+    from gnnkit.train.minibatch import check_fanouts_fit
+
+    with pytest.raises(InputError) as caught:
+        check_fanouts_fit(small_model(), fanouts)
+    assert str(caught.value) == message
+    check_fanouts_fit(small_model(), (4, 4))  # one per layer
+    check_fanouts_fit(torch.nn.Linear(6, 3), fanouts)  # no MessagePassing: not checked
+
+
+def test_minibatch_takes_more_hops_than_layer_modules():
+    """One APPNP layer propagates K hops: the library does not refuse its K fan-outs (only the
+    CLI checks its own recipes' fan-outs, one per layer)."""
+    from torch_geometric.nn import APPNP
+
+    from gnnkit.train import TrainConfig
+    from gnnkit.train.minibatch import SamplingConfig, fit_minibatch
+
+    class Propagated(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.prop = torch.nn.Linear(6, 3), APPNP(K=3, alpha=0.1)
+
+        def forward(self, x, edge_index):
+            return self.prop(self.lin(x), edge_index)
+
+    sampling = SamplingConfig(fanouts=(3, 3, 3), batch_size=10)
+    result = fit_minibatch(Propagated(), tiny_task(), TrainConfig(epochs=2, seed=0), sampling)
+    assert len(result.history["loss"]) == 2

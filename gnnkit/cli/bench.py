@@ -282,9 +282,9 @@ def register_node(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint-every",
         type=positive_int,
-        default=10,
+        default=None,
         metavar="N",
-        help="epochs between checkpoints (default: 10)",
+        help="epochs between checkpoints in --checkpoint-dir (default: 10)",
     )
     full, mini = WARMUP_EPOCHS["full-batch"], WARMUP_EPOCHS["mini-batch"]
     parser.add_argument(
@@ -349,11 +349,6 @@ def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_node_dataset(name: str, args: argparse.Namespace) -> Any:
-    """Load a registered node dataset; other kinds are refused with the list of node datasets."""
-    return load_dataset_of_kind(name, args, "node")
-
-
 def _one_of_several_torchrun_processes() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
@@ -389,14 +384,17 @@ def sampling_config(args: argparse.Namespace, dataset: str) -> Any:
             "run without torchrun"
         )
     from gnnkit.recipes import get_recipe
-    from gnnkit.train.minibatch import SamplingConfig
+    from gnnkit.train.minibatch import SamplingConfig, check_fanouts_fit
 
     recipe = get_recipe("node", args.model, dataset)
-    return SamplingConfig(
+    sampling = SamplingConfig(
         fanouts=tuple(args.fanouts) if args.fanouts is not None else recipe.fanouts,
         batch_size=args.batch_size or 1024,
         accumulate=args.accumulate or 1,
     )
+    model = recipe.build(1, 2)  # a throwaway copy counts its layers before any data is loaded
+    check_fanouts_fit(model, sampling.fanouts, option="--fanouts", hint=recipe.fanouts)
+    return sampling
 
 
 def _paper_protocol(args: argparse.Namespace, sampling: Any) -> str | None:
@@ -426,14 +424,14 @@ def _load_on_every_rank(args: argparse.Namespace, world: Any) -> Any:
     data = None
     if world.rank == 0:
         try:
-            data = load_node_dataset(args.dataset, args)
+            data = load_dataset_of_kind(args.dataset, args, "node")
         except GnnkitError as exc:
             failure = str(exc)
     failure = world.broadcast([failure])[0]
     if failure is not None:
         raise GnnkitError(failure)
     if world.rank != 0:
-        data = load_node_dataset(args.dataset, args)
+        data = load_dataset_of_kind(args.dataset, args, "node")
     return data
 
 
@@ -446,6 +444,10 @@ def run_node(args: argparse.Namespace) -> int:
     if args.warmup is not None and args.warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {args.warmup}")
     check_resume(args.resume, args.checkpoint_dir or None)
+    if args.checkpoint_every is not None and args.checkpoint_dir is None:
+        raise InputError(
+            "--checkpoint-every needs --checkpoint-dir (the folder the checkpoints go to)"
+        )
     sampling = sampling_config(args, args.dataset)
     _paper_protocol(args, sampling)  # refused before any data is loaded
     if args.cuda_graph and not str(args.device).startswith("cuda"):
@@ -454,7 +456,7 @@ def run_node(args: argparse.Namespace) -> int:
         args.warmup = default_warmup_epochs(sampling)
     set_threads(args)
     if not args.distributed:
-        return _run(args, load_node_dataset(args.dataset, args), sampling)
+        return _run(args, load_dataset_of_kind(args.dataset, args, "node"), sampling)
 
     from gnnkit.train.distributed import init_distributed, local_device, shutdown_distributed
 
@@ -486,7 +488,7 @@ def _run(args: argparse.Namespace, data: Any, sampling: Any) -> int:
         patience=args.patience,
         warmup_epochs=args.warmup,
         checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every or 10,
         resume=args.resume,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
         sampling=sampling,

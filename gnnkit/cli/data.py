@@ -8,7 +8,7 @@ from torch_geometric.data import Data, Dataset
 
 from gnnkit.cli import add_command, data_kwargs, data_options
 from gnnkit.data import registry
-from gnnkit.data.store import data_root
+from gnnkit.data.store import data_root, mirror_root
 from gnnkit.utils.table import format_table
 
 
@@ -41,7 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=run_verify)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse a bad --data-root or --mirror before any work, even where it is not needed."""
+    data_root(args.data_root)
+    if args.mirror is not None:
+        mirror_root(args.mirror)
+
+
 def run_list(args: argparse.Namespace) -> int:
+    _check_options(args)
     rows = [
         (
             spec.name,
@@ -70,6 +78,7 @@ def _summary(obj: object) -> str:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    _check_options(args)
     for name in args.names:
         obj = registry.load(name, **data_kwargs(args))
         print(f"{name}: ready ({_summary(obj)})")
@@ -77,6 +86,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    _check_options(args)
     names = args.names or [
         s.name
         for s in registry.DATASETS.values()

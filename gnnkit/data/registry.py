@@ -215,6 +215,14 @@ def get_spec(name: str) -> DatasetSpec:
         raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {known}") from None
 
 
+def _data_root(root: str | os.PathLike | None, mirror: str | os.PathLike | None) -> Path:
+    """The data root (:func:`~gnnkit.data.store.data_root`); a ``mirror`` given explicitly is
+    checked now (:func:`~gnnkit.data.store.mirror_root`), even where it is not needed."""
+    if mirror is not None:
+        mirror_root(mirror)
+    return data_root(root)
+
+
 def resolve(
     name: str,
     *,
@@ -229,7 +237,7 @@ def resolve(
     """
     spec = get_spec(name)
     if spec.embedded:
-        return data_root(root)
+        return _data_root(root, mirror)
     return resolve_files(spec.plan(), root=root, mirror=mirror, download=download)
 
 
@@ -253,9 +261,9 @@ def load(
         (4, 4)
     """
     spec = get_spec(name)
+    root_path = _data_root(root, mirror)
     if spec.embedded:
-        return spec.loader(data_root(root))
-    root_path = data_root(root)
+        return spec.loader(root_path)
     with data_lock(root_path):  # re-entrant: resolve takes it too
         return spec.loader(resolve(name, root=root_path, mirror=mirror, download=download))
 
@@ -269,9 +277,9 @@ def status(
     :func:`verify`, not here).
     """
     spec = get_spec(name)
+    root_path = _data_root(root, mirror)
     if spec.embedded:
         return "embedded"
-    root_path = data_root(root)
     if all((root_path / f).is_file() for f in spec.files):
         return "present"
     mirror_path = mirror_root(mirror)

@@ -45,7 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gnnkit.errors import ChecksumError, DataUnavailableError, GnnkitError
+from gnnkit.errors import ChecksumError, DataUnavailableError, GnnkitError, InputError
 from gnnkit.utils.io import (
     TEMP_SUFFIX,
     atomic_write_json,
@@ -115,16 +115,56 @@ def data_lock(root: Path, *, timeout: float = 3600.0):
     return file_lock(root, timeout=timeout, option="data root (--data-root, $GNNKIT_DATA)")
 
 
+def _is_empty(path: str | os.PathLike) -> bool:
+    """Whether a path given as text is empty or blank (``Path("")`` would mean ``.``)."""
+    return isinstance(path, (str, bytes)) and not path.strip()
+
+
+def _from_env(name: str) -> str | None:
+    """``$name``, or ``None`` when it is unset, empty or blank (the shell idiom ``NAME=``)."""
+    value = os.environ.get(name)
+    return value if value is not None and value.strip() else None
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The writable data root: ``root``, else ``$GNNKIT_DATA``, else ``./datasets``."""
-    chosen = root if root is not None else os.environ.get("GNNKIT_DATA") or "datasets"
+    """The writable data root: ``root``, else ``$GNNKIT_DATA``, else ``./datasets``.
+
+    An empty ``root`` is refused (it would silently mean the current folder); an empty
+    ``$GNNKIT_DATA`` counts as unset.
+    """
+    if root is not None and _is_empty(root):
+        raise InputError(
+            "data root (--data-root, root=) is empty: give a folder for the datasets, or leave "
+            "it out to use $GNNKIT_DATA or ./datasets"
+        )
+    chosen = root if root is not None else _from_env("GNNKIT_DATA") or "datasets"
     return Path(chosen).expanduser().resolve()
 
 
 def mirror_root(mirror: str | os.PathLike | None = None) -> Path | None:
-    """The read-only local mirror: ``mirror``, else ``$GNNKIT_MIRROR``, else ``None``."""
-    chosen = mirror if mirror is not None else os.environ.get("GNNKIT_MIRROR")
-    return Path(chosen).expanduser().resolve() if chosen else None
+    """The read-only local mirror: ``mirror``, else ``$GNNKIT_MIRROR``, else ``None``.
+
+    An empty ``mirror`` is refused, and so is a mirror that is not an existing folder; an
+    empty ``$GNNKIT_MIRROR`` counts as unset.
+    """
+    if mirror is not None and _is_empty(mirror):
+        raise InputError(
+            "mirror (--mirror, mirror=) is empty: give the folder of a local mirror laid out "
+            "like the data root, or leave it out to use $GNNKIT_MIRROR"
+        )
+    source = "mirror (--mirror, mirror=)" if mirror is not None else "mirror ($GNNKIT_MIRROR)"
+    chosen = mirror if mirror is not None else _from_env("GNNKIT_MIRROR")
+    if chosen is None:
+        return None
+    path = Path(chosen).expanduser().resolve()
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        fix = "" if mirror is not None else ", or unset GNNKIT_MIRROR"
+        raise DataUnavailableError(
+            f"{source} {path} {what}: give the folder of a local mirror laid out like the data "
+            f"root (for example a copy of the project's shared datasets mirror){fix}"
+        )
+    return path
 
 
 def downloads_enabled(download: bool | None = None) -> bool:
@@ -361,6 +401,8 @@ def resolve_files(
     See the module docstring for the order in which sources are tried.
     """
     root_path = data_root(root)
+    if mirror is not None:
+        mirror_root(mirror)  # a mirror given explicitly is checked even where it is not needed
     with data_lock(root_path):
         return _resolve_locked(plan, root_path, mirror, download)
 

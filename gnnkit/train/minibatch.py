@@ -54,7 +54,15 @@ from gnnkit.train.node import (
 )
 from gnnkit.utils.checks import FLAG, POSITIVE_INT, check_type, validate_fields
 
-__all__ = ["MiniBatchTask", "SamplingConfig", "World", "disable_graph_caches", "fit_minibatch"]
+__all__ = [
+    "MiniBatchTask",
+    "SamplingConfig",
+    "World",
+    "check_fanouts_fit",
+    "disable_graph_caches",
+    "fit_minibatch",
+    "message_passing_layers",
+]
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,8 @@ class SamplingConfig:
 
     Args:
         fanouts (tuple of int, optional): in-neighbours sampled per node at each hop, one per
-            layer of the model; ``-1`` keeps every neighbour. (default: ``(15, 10, 5)``)
+            message-passing layer of the model (:func:`check_fanouts_fit`); ``-1`` keeps every
+            neighbour. (default: ``(15, 10, 5)``, for a 3-layer model)
         batch_size (int, optional): seeds per shard (per process and micro-batch).
             (default: ``1024``)
         accumulate (int, optional): shards per optimiser step in each process. Their
@@ -113,6 +122,54 @@ class World:
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """What runs the forward pass of ``model`` (on ``device``): the model itself here."""
         return model
+
+
+def message_passing_layers(model: nn.Module) -> int:
+    """How many PyG ``MessagePassing`` layers ``model`` holds (its hops of message passing)."""
+    from torch_geometric.nn import MessagePassing
+
+    return sum(isinstance(module, MessagePassing) for module in model.modules())
+
+
+def check_fanouts_fit(
+    model: nn.Module,
+    fanouts: tuple[int, ...],
+    *,
+    option: str = "sampling.fanouts",
+    hint: tuple[int, ...] | None = None,
+) -> None:
+    """Refuse fan-outs whose number differs from the model's message-passing layers.
+
+    Each fan-out samples one hop; a model with ``L`` layers reads ``L`` hops. Fewer fan-outs
+    leave the outer layers without their neighbours, more sample hops that no layer reads.
+
+    Args:
+        model (torch.nn.Module): the model that trains on the sampled subgraphs.
+        fanouts (tuple of int): the fan-outs, one per hop.
+        option (str, optional): how the message names the fan-outs; a command-line option
+            (``"--fanouts"``) shows them, and its example, as typed on the command line.
+            (default: ``"sampling.fanouts"``)
+        hint (tuple of int, optional): the example of the message, when it has one fan-out
+            per layer. (default: ``10`` per layer)
+
+    NOTE: a model without any ``MessagePassing`` module (its own layers) is not checked. Nor
+    does :func:`fit_minibatch` call this: a layer used for several hops (APPNP's ``K``
+    propagation steps, one convolution applied twice) needs more fan-outs than it has
+    modules. ``gnnkit bench node --mini-batch`` calls it for its recipes, whose layers
+    each read one hop.
+    """
+    layers, count = message_passing_layers(model), len(fanouts)
+    if not layers or count == layers:
+        return
+    example = tuple(hint) if hint is not None and len(hint) == layers else (10,) * layers
+
+    given, fix = f"{option} {tuple(fanouts)}", f"SamplingConfig(fanouts={example})"
+    if option.startswith("--"):  # as typed on the command line
+        given, fix = (f"{option} {' '.join(map(str, v))}" for v in (fanouts, example))
+    raise InputError(
+        f"{given}: {count} fan-out(s) for a model with {layers} message-passing layer(s); "
+        f"give one fan-out per layer, e.g. {fix}"
+    )
 
 
 def disable_graph_caches(model: nn.Module) -> int:
@@ -281,8 +338,10 @@ def fit_minibatch(
         inputs (NodeInputs): from :func:`gnnkit.train.node_inputs`.
         config (TrainConfig, optional): epochs, optimiser, patience, seed (``None``: one
             drawn from torch's generator) and checkpoint interval. (default: ``TrainConfig()``)
-        sampling (SamplingConfig, optional): fan-outs, batch size, accumulation.
-            (default: ``SamplingConfig()``)
+        sampling (SamplingConfig, optional): fan-outs (one per hop of message passing in
+            ``model``: :func:`check_fanouts_fit` checks the usual one layer per hop), batch
+            size, accumulation. (default: ``SamplingConfig()``, whose fan-outs
+            ``(15, 10, 5)`` fit a 3-layer model)
         checkpoint (str or PathLike, optional): write checkpoints here (atomically; in a
             multi-process run, rank 0 alone writes). (default: none)
         resume (bool, optional): continue from ``checkpoint`` if it exists. The result equals
@@ -297,6 +356,7 @@ def fit_minibatch(
         training cross-entropy over all training nodes (dropout on).
 
     Raises:
+        InputError: a bad argument.
         NonFiniteLossError: a loss became NaN or infinite (the message names the epoch).
         CheckpointError: ``resume`` met a corrupt or foreign checkpoint.
     """
