@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections import Counter
 
 import pytest
@@ -136,6 +137,11 @@ def test_reader_file_errors(tmp_path):
     bad.write_bytes(b"P1\tP2\to\tna\xefve\n")
     with pytest.raises(DatasetError, match="not UTF-8"):
         athar.read_corpus(bad)
+    os.mkfifo(tmp_path / "pipe")  # a read of it would wait for a writer forever
+    with pytest.raises(DatasetError, match=r"pipe is a FIFO, not a regular file; give the"):
+        athar.read_corpus(tmp_path / "pipe")
+    with pytest.raises(DatasetError, match=r"corpus .* is a folder, not a file"):
+        athar.read_corpus(tmp_path)
 
 
 # -- graph -------------------------------------------------------------------------------------

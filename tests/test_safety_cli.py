@@ -161,6 +161,17 @@ def test_overwrite_replaces_earlier_results_and_resume_continues_them(tmp_path, 
     assert out.stat().st_ino == first  # refused: the same file
     assert main([*argv, "--resume"]) == 0
     assert out.stat().st_ino != first and '"test_acc_mean"' in out.read_text()  # replaced
+    # --resume without a checkpoint continues nothing: the file is another run's, kept
+    fresh = [*KARATE, *ONE, "--checkpoint-dir", str(tmp_path / "new"), "--json", str(out)]
+    capsys.readouterr()
+    assert main([*fresh, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"gnnkit: error: --json {out} already exists and --resume finds no checkpoint to "
+        "continue, so it is not this run's result; choose another path, or drop --resume and "
+        "pass --overwrite to replace it\n"
+    )
+    assert '"test_acc_mean"' in out.read_text() and not (tmp_path / "new").exists()
 
 
 def test_non_finite_numbers_are_refused_with_their_range(argparse_fails):

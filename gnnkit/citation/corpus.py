@@ -31,6 +31,7 @@ import torch
 from torch_geometric.data import Data
 
 from gnnkit.errors import DatasetError, InputError
+from gnnkit.utils.io import not_a_file
 
 __all__ = [
     "CITATION_TOKEN",
@@ -247,6 +248,9 @@ def read_corpus(
             file that cannot be read or decoded, or a file without any record.
     """
     path = Path(path)
+    problem = not_a_file(path)  # a FIFO would block the read, /dev/zero never end it
+    if problem:
+        raise DatasetError(f"citation corpus {path} {problem}; give the corpus's text file")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

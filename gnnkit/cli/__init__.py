@@ -299,12 +299,20 @@ def check_outputs(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if isinstance(value, str):
             setattr(args, name, os.path.expanduser(value))
-    replace = bool(getattr(args, "overwrite", False) or getattr(args, "resume", False))
+    resume = bool(getattr(args, "resume", False))
+    continued = resume and _holds_checkpoints(args)  # an earlier run's results are its own
+    replace = bool(getattr(args, "overwrite", False) or continued)
     written: dict[Path, str] = {}
     for name in files:
         option = "--" + name.replace("_", "-")
-        target = check_new_output(getattr(args, name), option, replace=replace)
+        target = check_new_output(getattr(args, name), option, replace=replace or resume)
         assert target is not None
+        if resume and not continued and target.exists():
+            raise OutputError(
+                f"{option} {target} already exists and --resume finds no checkpoint to "
+                "continue, so it is not this run's result; choose another path, or drop "
+                "--resume and pass --overwrite to replace it"
+            )
         resolved = target.resolve()
         if resolved in written:
             raise OutputError(
@@ -316,6 +324,15 @@ def check_outputs(args: argparse.Namespace) -> None:
             check_plot_format(target)
     for name in folders:
         check_output_dir(getattr(args, name), "--" + name.replace("_", "-"))
+
+
+def _holds_checkpoints(args: argparse.Namespace) -> bool:
+    """Whether the command's checkpoint folder (``--checkpoint-dir``, or a folder ``--out``)
+    holds a checkpoint (``*.pt``) for ``--resume`` to continue."""
+    folder = getattr(args, "checkpoint_dir", None)
+    if folder is None and getattr(args, "out_kind", "file") != "file":
+        folder = getattr(args, "out", None)
+    return folder is not None and Path(folder).is_dir() and any(Path(folder).glob("*.pt"))
 
 
 def check_plot_format(path: Path) -> None:
