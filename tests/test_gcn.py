@@ -627,6 +627,8 @@ def test_bad_inputs_raise_clear_errors():
         ((x, edge_index, [1.0, 1.0, 1.0]), "edge_weight must be a floating-point tensor"),
         ((x, edge_index, torch.ones(3, dtype=torch.float64)), "edge_weight is torch.float64 but x"),
         (((x, x), edge_index), "does not support bipartite message passing"),
+        (([x, x], edge_index), "does not support bipartite message passing"),
+        ((x.tolist(), edge_index), r"x must be a \(\|V\|, F\) float tensor, got a list"),
         ((x, edge_index, torch.tensor([1.0, -5.0, 1.0])), "in-degree .* is negative"),
     ]
     for args, message in cases:

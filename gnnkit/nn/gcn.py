@@ -397,6 +397,11 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         """``forward``'s checks and graph preparation: the checked ``x``, the graph read from
         ``edge_index``, whether PyG's plain path runs, the structure and normalised weights
         (CSR order unless plain). :class:`gnnkit.models.GCN`'s fused step calls it too."""
+        if isinstance(x, list) and not all(isinstance(part, Tensor) for part in x):
+            raise InputError(
+                "GCNConv: x must be a (|V|, F) float tensor, got a list; convert it first "
+                "(torch.tensor(x, dtype=torch.float))"
+            )
         if isinstance(x, (tuple, list)):
             raise InputError(
                 "'GCNConv' received a tuple of node features, but it does not support "
