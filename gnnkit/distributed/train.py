@@ -35,6 +35,7 @@ from gnnkit.distributed.shards import load_shard, version_hash
 from gnnkit.errors import InputError
 from gnnkit.train.engine import Run, Task
 from gnnkit.utils.checks import (
+    NON_NEGATIVE_INT,
     NON_NEGATIVE_NUMBER,
     OPTIONAL_POSITIVE_INT,
     POSITIVE_INT,
@@ -88,7 +89,8 @@ class PartitionConfig:
         lr (float, optional): Adam's learning rate. (default: ``0.01`` GCN, ``0.005`` GAT)
         weight_decay (float, optional): Adam's weight decay. (default: ``5e-4``)
         epochs (int, optional): (default: ``200``)
-        eval_every (int, optional): evaluate after every this many epochs. (default: ``1``)
+        eval_every (int, optional): evaluate after every this many epochs; ``0`` only after
+            the last one. (default: ``1``)
         patience (int, optional): early stopping on validation accuracy. (default: none)
         seed (int, optional): parameters and dropout masks. (default: ``0``)
         dtype (str, optional): ``"float32"`` or ``"float64"``. (default: ``"float32"``)
@@ -104,7 +106,7 @@ class PartitionConfig:
     )
     weight_decay: float = field(default=5e-4, metadata=NON_NEGATIVE_NUMBER)
     epochs: int = field(default=200, metadata=POSITIVE_INT)
-    eval_every: int = field(default=1, metadata=POSITIVE_INT)
+    eval_every: int = field(default=1, metadata=NON_NEGATIVE_INT)
     patience: int | None = field(default=None, metadata=OPTIONAL_POSITIVE_INT)
     seed: int = field(default=0, metadata=rule(_seed))
     dtype: str = field(default="float32", metadata=one_of("float32", "float64"))
