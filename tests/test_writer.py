@@ -92,7 +92,7 @@ def test_a_device_is_refused_and_kept(tmp_path):
     assert temps(tmp_path) == []
 
 
-def test_a_symlink_is_followed_to_its_target_and_stays_a_link(tmp_path):
+def test_a_symlink_is_followed_to_its_target_and_a_dangling_one_refused(tmp_path):
     real = tmp_path / "results" / "real.json"
     real.parent.mkdir()
     real.write_text("{}")
@@ -101,12 +101,11 @@ def test_a_symlink_is_followed_to_its_target_and_stays_a_link(tmp_path):
     atomic_write_json(link, {"a": 1})
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert json.loads(real.read_text()) == {"a": 1}  # the target is fresh, not stale
-    dangling = tmp_path / "dangling.json"
+    dangling = tmp_path / "dangling.json"  # a link to nothing: writing would create its target
     dangling.symlink_to(tmp_path / "results" / "new.json")
-    atomic_write_json(dangling, {"b": 2})
-    assert dangling.is_symlink() and json.loads((tmp_path / "results/new.json").read_text()) == {
-        "b": 2
-    }
+    with pytest.raises(OutputError, match=r"dangling.json is a link to .*new.json, which does not"):
+        atomic_write_json(dangling, {"b": 2})
+    assert dangling.is_symlink() and not (tmp_path / "results" / "new.json").exists()
 
 
 def test_a_symlink_to_a_fifo_is_refused(tmp_path):

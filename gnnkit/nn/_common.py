@@ -80,6 +80,21 @@ def materialize(lin, x: Tensor) -> None:
         lin.initialize_parameters(lin, (x,))
 
 
+def refuse_pair(layer: str, x: Any) -> None:
+    """Refuse node features given as a pair, or as a Python list, to a layer of one node set."""
+    if isinstance(x, list) and not all(isinstance(part, Tensor) for part in x):
+        raise InputError(
+            f"{layer}: x must be a (|V|, F) float tensor, got a list; convert it first "
+            "(torch.tensor(x, dtype=torch.float))"
+        )
+    if isinstance(x, (tuple, list)):
+        raise InputError(
+            f"'{layer}' received a tuple of node features, but it does not support "
+            "bipartite message passing; use one (|V|, F) tensor, or a layer such as "
+            "SAGEConv, GraphConv or gnnkit's GATConv"
+        )
+
+
 def check_features(
     layer, x: Any, lin, *, validate: bool, name: str = "x", static: bool = False
 ) -> Tensor:

@@ -32,6 +32,7 @@ from gnnkit.nn._common import (
     check_sum_aggregation,
     layer_caches,
     linear,
+    refuse_pair,
     runs_propagate,
     uses_plain_path,
 )
@@ -397,17 +398,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         """``forward``'s checks and graph preparation: the checked ``x``, the graph read from
         ``edge_index``, whether PyG's plain path runs, the structure and normalised weights
         (CSR order unless plain). :class:`gnnkit.models.GCN`'s fused step calls it too."""
-        if isinstance(x, list) and not all(isinstance(part, Tensor) for part in x):
-            raise InputError(
-                "GCNConv: x must be a (|V|, F) float tensor, got a list; convert it first "
-                "(torch.tensor(x, dtype=torch.float))"
-            )
-        if isinstance(x, (tuple, list)):
-            raise InputError(
-                "'GCNConv' received a tuple of node features, but it does not support "
-                "bipartite message passing; use one (|V|, F) tensor, or a layer such as "
-                "SAGEConv, GraphConv or gnnkit's GATConv"
-            )
+        refuse_pair("GCNConv", x)
         graph = read_graph("GCNConv", edge_index, None, self.flow)
         x = check_features(self, x, self.lin, validate=self.validate, static=True)
         check_graph_device(self, graph.edge_index, x)  # x is on the parameters' device
