@@ -432,9 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gnnkit: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as exc:  # torch's allocators raise RuntimeErrors
-        if not _out_of_memory(exc):
+        message = _out_of_memory(exc)
+        if not message:
             raise
-        print(f"gnnkit: error: {_out_of_memory(exc)}", file=sys.stderr)
+        print(f"gnnkit: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gnnkit: interrupted", file=sys.stderr)
