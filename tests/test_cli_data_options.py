@@ -86,3 +86,29 @@ def test_an_empty_gnnkit_data_means_the_default_root(workdir, monkeypatch, capsy
     monkeypatch.setenv("GNNKIT_MIRROR", "")
     assert main(["data", "list"]) == 0
     assert f"data root: {workdir.resolve() / 'datasets'}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "list"],
+        ["data", "verify"],
+        ["data", "fetch", "cora"],
+        ["bench", "node", "--dataset", "karate", "--runs", "1", "--epochs", "1"],
+    ],
+)
+@pytest.mark.parametrize("from_env", [False, True])
+def test_a_data_root_that_is_a_file_is_refused(argv, from_env, workdir, monkeypatch, capsys):
+    (workdir / "existing.json").write_text("{}")
+    if from_env:
+        monkeypatch.setenv("GNNKIT_DATA", "existing.json")
+    else:
+        argv = [*argv, "--data-root", "existing.json"]
+    assert main(argv) == 2
+    source = "$GNNKIT_DATA" if from_env else "--data-root, root="
+    assert capsys.readouterr().err == (
+        f"gnnkit: error: data root ({source}) {workdir.resolve() / 'existing.json'} is a file, "
+        "not a folder: give a folder for the datasets (one that does not exist yet is created)\n"
+    )
+    assert [p.name for p in workdir.iterdir()] == ["existing.json"]
+    assert (workdir / "existing.json").read_text() == "{}"

@@ -163,6 +163,8 @@ ERRORS = [
             (["--models", "lstm", "lstm"], "--models lists lstm twice: give each once"),
             (["--forget-bias", "1", "1.0"], "--forget-bias lists 1 twice: give each once"),
             (["--forget-bias", "torch", "none"], "--forget-bias lists torch twice"),
+            # the biases are float32: 1.00000001 is 1 there
+            (["--forget-bias", "1", "1.00000001"], "--forget-bias lists 1 twice: give each once"),
             (
                 ["--models", "rnn", "--forget-bias", "3"],
                 f"{NO_FORGET.replace('--model', '--models')} rnn has none: drop --forget-bias",

@@ -277,6 +277,19 @@ def test_a_long_option_must_be_spelt_out(argparse_fails, argv):
             "DefaultCPUAllocator: can't allocate memory: you tried to allocate 400000000000",
         ),
         (MemoryError(), "out of memory; the sizes"),
+        (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"), "Tried to allocate"),
+        (
+            RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`"),
+            "CUBLAS_STATUS_ALLOC_FAILED",
+        ),
+        (RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), "CUDNN_STATUS_ALLOC_FAILED"),
+        (
+            RuntimeError(
+                "unable to mmap 224 bytes from file </torch_1_2_3>: Cannot allocate memory (12)"
+            ),
+            "unable to mmap 224 bytes",
+        ),
+        (RuntimeError("std::bad_alloc"), "(std::bad_alloc)"),
         (MemoryError("Unable to allocate 745. GiB for an array"), "Unable to allocate 745. GiB"),
     ],
 )

@@ -257,6 +257,11 @@ def test_earlier_results_and_checkpoints_are_refused_before_the_job_starts(
         argv = [*base, "--json", str(result), "--checkpoint", str(checkpoint), flag]
         assert main(argv) == 2
         assert "--timeout must be a positive number" in capsys.readouterr().err, flag
+    # --resume with no checkpoint to continue starts afresh: the --json there is not its own
+    for argv in ([], ["--checkpoint", str(tmp_path / "none.pt")]):
+        assert main([*base, "--json", str(result), "--resume", *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"--json {result} already exists and --resume finds no checkpoint" in err
     assert result.read_text() == "{}" and checkpoint.read_bytes() == b"earlier"
     monkeypatch.setenv("RANK", "1")  # refused before the process group: torchrun's rank
     assert main([*base, "--json", str(result)]) == 2

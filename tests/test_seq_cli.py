@@ -117,6 +117,19 @@ def test_gradients_table_and_plot(tmp_path, capsys):
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_gradients_tells_apart_biases_that_float32_tells_apart(tmp_path):
+    # 1.0000001 is a float32 of its own (1 + 2**-23); 1.00000001 rounds to 1 and is refused
+    out = tmp_path / "g.json"
+    args = ["seq", "gradients", "--seq-len", "4", "--hidden-dim", "4", "--batch-size", "4"]
+    assert (
+        main([*args, "--models", "lstm", "--forget-bias", "1", "1.0000001", "--json", str(out)])
+        == 0
+    )
+    norms = json.loads(out.read_text())["norms"]
+    assert set(norms) == {"lstm (forget bias 1)", "lstm (forget bias 1.0000001)"}
+    assert main([*args, "--forget-bias", "1", "1.00000001"]) == 2
+
+
 def test_parser_names_mirror_the_library():
     from gnnkit.cli import seq as cli
     from gnnkit.seq import (

@@ -288,7 +288,8 @@ def check_outputs(args: argparse.Namespace) -> None:
     """Check every output path of a command before any work: ``--json``, ``--plot``,
     ``--markdown``, ``--checkpoint-dir``, and ``--out`` (a file or a folder, as the command's
     ``out_kind`` default says). An empty, unwritable or non-regular path is one clear error."""
-    from gnnkit.utils.io import check_new_output, check_output_dir
+    from gnnkit.train.checkpoint import check_result_output
+    from gnnkit.utils.io import check_output_dir
 
     files = [name for name in FILE_OPTIONS if getattr(args, name, None) is not None]
     folders = [name for name in FOLDER_OPTIONS if getattr(args, name, None) is not None]
@@ -301,18 +302,14 @@ def check_outputs(args: argparse.Namespace) -> None:
             setattr(args, name, os.path.expanduser(value))
     resume = bool(getattr(args, "resume", False))
     continued = resume and _holds_checkpoints(args)  # an earlier run's results are its own
-    replace = bool(getattr(args, "overwrite", False) or continued)
+    overwrite = bool(getattr(args, "overwrite", False))
     written: dict[Path, str] = {}
     for name in files:
         option = "--" + name.replace("_", "-")
-        target = check_new_output(getattr(args, name), option, replace=replace or resume)
+        target = check_result_output(
+            getattr(args, name), option, overwrite=overwrite, resume=resume, continued=continued
+        )
         assert target is not None
-        if resume and not continued and target.exists():
-            raise OutputError(
-                f"{option} {target} already exists and --resume finds no checkpoint to "
-                "continue, so it is not this run's result; choose another path, or drop "
-                "--resume and pass --overwrite to replace it"
-            )
         resolved = target.resolve()
         if resolved in written:
             raise OutputError(
@@ -398,8 +395,18 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     package_logger.propagate = False
 
 
-#: What torch's and numpy's allocators say when a tensor or an array does not fit.
-_ALLOCATION_FAILED = ("can't allocate memory", "out of memory", "unable to allocate")
+#: What torch's and numpy's allocators say when a tensor or an array does not fit: the CPU
+#: allocator, CUDA's (``torch.cuda.OutOfMemoryError``), cuBLAS and cuDNN creating their
+#: workspaces (``CUBLAS_STATUS_ALLOC_FAILED``), shared memory for the data-loader workers
+#: (``unable to mmap ...: Cannot allocate memory``), C++'s ``std::bad_alloc`` and numpy.
+_ALLOCATION_FAILED = (
+    "can't allocate memory",
+    "cannot allocate memory",
+    "out of memory",
+    "unable to allocate",
+    "_status_alloc_failed",
+    "std::bad_alloc",
+)
 
 
 def _out_of_memory(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import struct
 import time
 from typing import Any
 
@@ -234,8 +235,26 @@ def _check_unique(option: str, values: list[Any]) -> None:
             raise InputError(f"{option} lists {value} twice: give each once")
 
 
+def _float32(value: float) -> float:
+    """``value`` as the float32 biases hold it."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _bias_text(value: float | None) -> str:
+    """``torch`` or the shortest text of ``value`` that names its float32 exactly: two biases
+    with one text are one model, two models never share a text."""
+    if value is None:
+        return "torch"
+    held = _float32(value)
+    for digits in range(6, 10):  # 9 significant digits name every float32
+        text = f"{held:.{digits}g}"
+        if _float32(float(text)) == held:
+            return text
+    raise AssertionError(f"no text names the float32 {held!r}")  # pragma: no cover
+
+
 def _forget_name(value: float | None) -> str:
-    return "PyTorch init" if value is None else f"forget bias {value:g}"
+    return "PyTorch init" if value is None else f"forget bias {_bias_text(value)}"
 
 
 def _config(args: argparse.Namespace):
@@ -399,7 +418,7 @@ def _gradient_variants(args: argparse.Namespace) -> list[tuple[str, str, float |
     _check_unique("--models", args.models)
     _check_forget_bias_applies(args.forget_bias, args.models, "--models")
     biases = [_forget_bias(text) for text in _gradient_biases(args)]
-    _check_unique("--forget-bias", ["torch" if b is None else f"{b:g}" for b in biases])
+    _check_unique("--forget-bias", [_bias_text(b) for b in biases])
     variants = []
     for name in args.models:
         if issubclass(MODELS[name][0], LSTMClassifier):

@@ -129,8 +129,8 @@ def _from_env(name: str) -> str | None:
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The writable data root: ``root``, else ``$GNNKIT_DATA``, else ``./datasets``.
 
-    An empty ``root`` is refused (it would silently mean the current folder); an empty
-    ``$GNNKIT_DATA`` counts as unset.
+    An empty ``root`` is refused (it would silently mean the current folder), and so is one
+    that names an existing file; an empty ``$GNNKIT_DATA`` counts as unset.
     """
     if root is not None and _is_empty(root):
         raise InputError(
@@ -138,7 +138,14 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
             "it out to use $GNNKIT_DATA or ./datasets"
         )
     chosen = root if root is not None else _from_env("GNNKIT_DATA") or "datasets"
-    return Path(chosen).expanduser().resolve()
+    path = Path(chosen).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        source = "--data-root, root=" if root is not None else "$GNNKIT_DATA"
+        raise InputError(
+            f"data root ({source}) {path} is a file, not a folder: give a folder for the "
+            "datasets (one that does not exist yet is created)"
+        )
+    return path
 
 
 def mirror_root(mirror: str | os.PathLike | None = None) -> Path | None:

@@ -29,14 +29,14 @@ import torch.distributed as dist
 
 from gnnkit.distributed.train import PartitionConfig, fit_partitioned
 from gnnkit.errors import GnnkitError, InputError
-from gnnkit.train.checkpoint import claim_checkpoint
+from gnnkit.train.checkpoint import check_result_output, claim_checkpoint
 from gnnkit.train.distributed import (
     MAX_TIMEOUT_S,
     init_distributed,
     local_device,
     shutdown_distributed,
 )
-from gnnkit.utils.io import atomic_write_json, check_new_output, describe_os_error
+from gnnkit.utils.io import atomic_write_json, describe_os_error
 
 logger = logging.getLogger("gnnkit.distributed")
 
@@ -135,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise InputError(f"--threads must be at least 1, got {args.threads}")
             torch.set_num_threads(args.threads)
         claim_checkpoint(args.checkpoint, resume=args.resume, overwrite=args.overwrite)
-        check_new_output(args.json, "--json", replace=args.overwrite or args.resume)
+        continued = args.resume and args.checkpoint is not None and os.path.isfile(args.checkpoint)
+        check_result_output(
+            args.json, "--json", overwrite=args.overwrite, resume=args.resume, continued=continued
+        )
         if not 0 < args.timeout <= MAX_TIMEOUT_S:  # NaN fails too
             raise InputError(
                 f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_S:g}, "

@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gnnkit.errors import CheckpointError, InputError
-from gnnkit.utils.io import atomic_torch_save, not_a_file, safe_torch_load
+from gnnkit.errors import CheckpointError, InputError, OutputError
+from gnnkit.utils.io import atomic_torch_save, check_new_output, not_a_file, safe_torch_load
 
 if TYPE_CHECKING:
     from gnnkit.train.engine import Task
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_FORMAT",
     "check_identity",
+    "check_result_output",
     "claim_checkpoint",
     "claim_checkpoint_dir",
     "load_checkpoint",
@@ -110,6 +111,32 @@ def claim_checkpoint(
         f"{path} already holds a checkpoint; pass --resume (resume=True) to continue it, "
         "--overwrite (overwrite=True) to start afresh and replace it, or choose another path"
     )
+
+
+def check_result_output(
+    path: str | os.PathLike | None,
+    option: str,
+    *,
+    overwrite: bool,
+    resume: bool,
+    continued: bool,
+) -> Path | None:
+    """:func:`~gnnkit.utils.io.check_new_output` for a result file (``--json``, ``--plot``...)
+    of a run that may resume. An existing file is replaced with ``overwrite``, or when the run
+    ``continued`` a checkpoint (it is that run's own result, written again). A ``resume`` that
+    found no checkpoint starts afresh, so the file it would replace is another run's: refused.
+
+    Raises:
+        OutputError: ``check_new_output``'s refusals, or the file exists and is not this run's.
+    """
+    target = check_new_output(path, option, replace=overwrite or resume)
+    if target is not None and resume and not continued and not overwrite and target.exists():
+        raise OutputError(
+            f"{option} {target} already exists and --resume finds no checkpoint to "
+            "continue, so it is not this run's result; choose another path, or drop "
+            "--resume and pass --overwrite to replace it"
+        )
+    return target
 
 
 def claim_checkpoint_dir(

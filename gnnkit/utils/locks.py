@@ -70,8 +70,10 @@ def folder_lock(folder: str | os.PathLike, *, option: str, timeout: float = 0.0)
     as ``.NAME.gnnkit-lock`` so the folder itself holds only what the run writes. With the
     default ``timeout=0`` a folder in use by another process is refused at once.
 
-    A command that fails before it writes into the folder leaves no trace: the lock file and
-    the parent folders the lock had to create are removed again."""
+    The lock file stays after the command, as filelock leaves its Unix locks: deleting a file
+    another process may have opened would let each of two processes hold "the lock" on a
+    different file. Only where the parent folders had to be created for the lock and nothing
+    was written are the lock file and those folders removed again."""
     # "a/b/.." and "a" are one folder with one lock; a link keeps its lock beside itself
     folder = Path(os.path.abspath(Path(folder).expanduser()))
     created = [p for p in [folder.parent, *folder.parent.parents] if not os.path.lexists(p)]
