@@ -172,6 +172,12 @@ def test_overwrite_replaces_earlier_results_and_resume_continues_them(tmp_path, 
         "pass --overwrite to replace it\n"
     )
     assert '"test_acc_mean"' in out.read_text() and not (tmp_path / "new").exists()
+    # nor does a folder whose checkpoints are another benchmark's (another seed's)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "karate-gcn-gnnkit-seed7.pt").write_bytes(b"another run's")
+    assert main([*fresh, "--resume"]) == 2
+    assert "--resume finds no checkpoint to continue" in capsys.readouterr().err
+    assert '"test_acc_mean"' in out.read_text()
 
 
 def test_non_finite_numbers_are_refused_with_their_range(argparse_fails):

@@ -325,11 +325,17 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 def _holds_checkpoints(args: argparse.Namespace) -> bool:
     """Whether the command's checkpoint folder (``--checkpoint-dir``, or a folder ``--out``)
-    holds a checkpoint (``*.pt``) for ``--resume`` to continue."""
+    holds a checkpoint for ``--resume`` to continue: one of the command's own
+    (``args.checkpoint_names(args)``, where the command names them), else any ``*.pt``."""
     folder = getattr(args, "checkpoint_dir", None)
     if folder is None and getattr(args, "out_kind", "file") != "file":
         folder = getattr(args, "out", None)
-    return folder is not None and Path(folder).is_dir() and any(Path(folder).glob("*.pt"))
+    if folder is None or not Path(folder).is_dir():
+        return False
+    names = getattr(args, "checkpoint_names", None)
+    if names is None:
+        return any(Path(folder).glob("*.pt"))
+    return any(Path(folder, name).is_file() for name in names(args))
 
 
 def check_plot_format(path: Path) -> None:

@@ -143,6 +143,16 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue interrupted runs from --checkpoint-dir"
     )
     add_overwrite(parser)
+    parser.set_defaults(checkpoint_names=checkpoint_names)
+
+
+def checkpoint_names(args: argparse.Namespace) -> list[str]:
+    """The checkpoints this benchmark writes: one per implementation, seed and mode."""
+    from gnnkit.bench.harness import checkpoint_suffix, run_checkpoints
+
+    suffix = checkpoint_suffix(getattr(args, "mini_batch", None) or None)  # a mode, or None
+    compare = getattr(args, "compare", None)
+    return run_checkpoints(f"{args.dataset}-{args.model}", compare, args.seed, args.runs, suffix)
 
 
 @contextlib.contextmanager
@@ -153,7 +163,6 @@ def checkpoint_guard(args: argparse.Namespace, options: dict[str, Any]) -> Itera
     folder's lock while the benchmark runs, so two commands never write the same checkpoints."""
     import glob
 
-    from gnnkit.bench.harness import checkpoint_suffix, run_checkpoints
     from gnnkit.train.checkpoint import claim_checkpoint_dir
     from gnnkit.utils.locks import folder_lock
 
@@ -163,15 +172,8 @@ def checkpoint_guard(args: argparse.Namespace, options: dict[str, Any]) -> Itera
     if folder is None or os.environ.get("RANK", "0") != "0":
         yield
         return
-    names = run_checkpoints(
-        f"{args.dataset}-{args.model}",
-        getattr(args, "compare", None),
-        args.seed,
-        args.runs,
-        checkpoint_suffix(options.get("sampling")),
-    )
     with folder_lock(folder, option="--checkpoint-dir"):
-        patterns = [glob.escape(name) for name in names]
+        patterns = [glob.escape(name) for name in checkpoint_names(args)]
         claim_checkpoint_dir(folder, patterns, resume=resume, overwrite=overwrite)
         yield
 
