@@ -625,7 +625,10 @@ def test_bad_inputs_raise_clear_errors():
         ((x, edge_index, torch.tensor([1.0, float("nan"), 1.0])), "edge_weight holds 1 NaN"),
         ((x, edge_index, torch.ones(2)), r"edge_weight must have shape \(3,\)"),
         ((x, edge_index, [1.0, 1.0, 1.0]), "edge_weight must be a floating-point tensor"),
-        ((x, edge_index, torch.ones(3, dtype=torch.float64)), "edge_weight is torch.float64 but x"),
+        (
+            (x, edge_index, torch.ones(3, dtype=torch.long)),
+            "must be floating point, got torch.int64",
+        ),
         (((x, x), edge_index), "does not support bipartite message passing"),
         (([x, x], edge_index), "does not support bipartite message passing"),
         ((x.tolist(), edge_index), r"x must be a \(\|V\|, F\) float tensor, got a list"),

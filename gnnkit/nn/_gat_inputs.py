@@ -146,6 +146,8 @@ def check_fill_value(value: Any) -> None:
             )
     elif isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
         raise InputError(f"fill_value must be a number, a tensor or a reduction, got {value!r}")
+    elif not bool(torch.isfinite(torch.as_tensor(value)).all()):  # edge_attr is refused too
+        raise InputError(f"fill_value must be finite, got {value!r}")
 
 
 def att_block(att: Tensor) -> Tensor:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gnnkit.errors import InputError
+
 __all__ = ["LoopedEdges", "add_loops", "looped_weights"]
 
 
@@ -77,6 +79,11 @@ def looped_weights(
     if isinstance(self_loop_weight, Tensor):
         fill = self_loop_weight.to(dtype).expand(looped.num_nodes)
     else:
+        if float(self_loop_weight) > torch.finfo(dtype).max:
+            raise InputError(
+                f"self_loop_weight={float(self_loop_weight):g} does not fit the weights' {dtype} "
+                f"(at most {torch.finfo(dtype).max:.4g}); use a smaller one"
+            )
         fill = torch.full((looped.num_nodes,), float(self_loop_weight), dtype=dtype, device=device)
     if edge_weight is None:
         num_kept = looped.edge_index.size(1) - looped.num_nodes

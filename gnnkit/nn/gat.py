@@ -280,7 +280,8 @@ class GATConv(MessagePassing):
         self, graph: GraphInput, num_src: int, num_dst: int, lean: bool, fused: bool
     ) -> Structure:
         """The graph's structure, kept between calls while ``edge_index`` is unchanged."""
-        extra = (num_src, num_dst, lean, fused, self.add_self_loops)
+        heads = self.heads if lean and not fused else 0  # the lean CSR form interleaves heads
+        extra = (num_src, num_dst, lean, fused, self.add_self_loops, heads)
         entry = self._cache.lookup((graph.edge_index,), extra)
         if entry is None:
             with ordinary_tensors():  # reusable by training even if built under inference_mode
@@ -298,9 +299,7 @@ class GATConv(MessagePassing):
         lean: bool,
         num_dst: int,
     ) -> "tuple[Tensor, Tensor]":
-        """Transformed sender features and softmax-normalised attention.
-
-        Lean path: features (|V_src|, H C) and attention (|E'| H,), one entry per edge of the
+        """Transformed sender features and softmax-normalised attention. Lean path: features (|V_src|, H C) and attention (|E'| H,), one entry per edge of the
         head-interleaved graph, in its CSR order. Plain path: features (|V_src|, H, C) and
         attention (|E'|, H) in ``structure.edge_index`` order (PyG's layout).
         """

@@ -39,6 +39,7 @@ from gnnkit.nn._common import (
 from gnnkit.nn._gcn_layer import hooked_propagate, layer_node
 from gnnkit.nn._loops import add_loops, looped_weights
 from gnnkit.nn.gcn_norm import (
+    _check_self_loop_weight,
     _inverse_sqrt_degree,
     _resolve_self_loop_weight,
     _script_gcn_norm,
@@ -178,11 +179,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
     # PyG compiles propagate() from these types (for TorchScript as well).
     propagate_type = {"x": Tensor, "edge_weight": Optional[Tensor]}  # noqa: RUF012, UP045
     # Properties TorchScript must not compile (they return Python objects).
-    __jit_unused_properties__ = [  # noqa: RUF012
-        "self_loop_weight",
-        "_cached_edge_index",
-        "_cached_adj_t",
-    ]
+    __jit_unused_properties__ = ["self_loop_weight", "_cached_edge_index", "_cached_adj_t"]  # noqa: RUF012
 
     def __init__(
         self,
@@ -235,7 +232,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         self.cached = cached
         self.add_self_loops = add_self_loops
         self.normalize = normalize
-        self.initial_self_loop_weight = float(lam)
+        self.initial_self_loop_weight = _check_self_loop_weight(float(lam))
         self.learn_self_loop_weight = learn_self_loop_weight
         self.deterministic = deterministic
         self.validate = validate
@@ -296,7 +293,10 @@ class GCNConv(PygCacheAttributes, MessagePassing):
     def _weights(
         self, structure: "_Structure", edge_weight: "Tensor | None", dtype: torch.dtype
     ) -> Tensor:
-        """Normalised edge weights in CSR order (fused) or ``structure.edge_index`` order."""
+        """Normalised edge weights in CSR order (fused) or ``structure.edge_index`` order, in
+        ``dtype`` (x's: PyG's messages promote float32 weights to float64 features too)."""
+        if edge_weight is not None and edge_weight.dtype != dtype:
+            edge_weight = edge_weight.to(dtype)
         csr, ei = structure.graph, structure.edge_index
         if structure.looped is not None:
             weight = looped_weights(structure.looped, edge_weight, self.self_loop_weight, dtype)
@@ -326,18 +326,21 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         dtype: torch.dtype,
         fused: bool,
     ) -> "tuple[_Structure, Tensor]":
-        if edge_weight is not None and edge_weight.dtype != dtype:
+        if edge_weight is not None and not edge_weight.is_floating_point():
             raise InputError(
-                f"edge_weight is {edge_weight.dtype} but x is {dtype}; convert one to the other"
+                f"edge weights (edge_weight, or a sparse adjacency's values) must be floating "
+                f"point, got {edge_weight.dtype}; convert them with .to({dtype})"
             )
         if torch.compiler.is_compiling():  # a cache lookup reads tensor addresses: no
             structure = self._structure(graph, edge_weight, num_nodes, fused)
             return structure, self._weights(structure, edge_weight, dtype)
         # The structure (self-loops, CSR form) is always kept for the next call, validated;
-        # cached=True keeps the normalised weights as well, keyed by edge_weight too.
+        # cached=True keeps the normalised weights as well, keyed by edge_weight too. Layers
+        # sharing a GraphCache share entries only where they derive the same graph.
         cached = self.cached
         tensors = (graph.edge_index, edge_weight) if cached else (graph.edge_index,)
-        extra = (num_nodes, dtype, fused, graph.form, cached)
+        loops = (self.add_self_loops, self.normalize, self.initial_self_loop_weight)
+        extra = (num_nodes, dtype, fused, graph.form, cached, loops)
         entry = self._cache.lookup(tensors, extra)
         # (A registered parameter read from _parameters: nn.Module.__getattr__ is slow.)
         fixed = self._parameters.get("raw_self_loop_weight") is None and not (

@@ -108,7 +108,7 @@ def gcn_norm(
             dtype=dtype, self_loop_weight=lam, deterministic=deterministic,
         )  # fmt: skip
         return edge_index.flip(0), weight
-    dtype = edge_weight.dtype if edge_weight is not None else dtype or torch.get_default_dtype()
+    dtype = _weights_dtype(edge_weight, dtype)
     if add_self_loops:
         looped = add_loops(edge_index, num_nodes)
         edge_index = looped.edge_index
@@ -123,6 +123,14 @@ def gcn_norm(
     return edge_index, inv[src] * weight * inv[dst]
 
 
+def _weights_dtype(edge_weight: Tensor | None, dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype of :func:`gcn_norm`'s weights: ``edge_weight``'s, else ``dtype``'s."""
+    dtype = edge_weight.dtype if edge_weight is not None else dtype or torch.get_default_dtype()
+    if not dtype.is_floating_point:
+        raise InputError(f"dtype must be a floating-point dtype, got {dtype}")
+    return dtype
+
+
 def _resolve_self_loop_weight(improved: Any, self_loop_weight: Any) -> "float | Tensor":
     r""":math:`\lambda` from PyG's ``improved`` flag and gnnkit's ``self_loop_weight``."""
     if not isinstance(improved, bool):
@@ -130,7 +138,14 @@ def _resolve_self_loop_weight(improved: Any, self_loop_weight: Any) -> "float | 
     if self_loop_weight is None:
         return 2.0 if improved else 1.0
     if isinstance(self_loop_weight, Tensor):
-        return self_loop_weight
+        if self_loop_weight.dim() != 0 or not self_loop_weight.is_floating_point():
+            raise InputError(
+                "self_loop_weight must be a number or a 0-dimensional floating-point tensor, "
+                f"got a {self_loop_weight.dtype} tensor of shape {tuple(self_loop_weight.shape)}"
+            )
+        if self_loop_weight.requires_grad:  # learned (a softplus, say): kept in the graph
+            return self_loop_weight
+        self_loop_weight = self_loop_weight.item()
     lam = _check_self_loop_weight(self_loop_weight)
     if improved and lam != 2.0:
         raise InputError(

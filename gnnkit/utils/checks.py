@@ -128,6 +128,12 @@ def check_edge_index(
             f"{name} must be a torch.Tensor of shape (2, num_edges), got {type(edge_index).__name__}; "
             "build it with torch.tensor([[sources...], [targets...]], dtype=torch.long)"
         )
+    if edge_index.layout != torch.strided:  # an adjacency matrix, not a list of edges
+        raise InputError(
+            f"{name} must be a dense (2, num_edges) tensor of node indices, got a sparse "
+            f"{edge_index.layout} adjacency matrix; pass its edges, adj.to_sparse_coo().coalesce().indices() (the "
+            "two rows swapped for a transposed adj_t), with its .values() as edge_weight"
+        )
     if not is_integer_tensor(edge_index):
         raise InputError(
             f"{name} must hold integer node indices, got dtype {edge_index.dtype}; "
