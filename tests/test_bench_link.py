@@ -300,6 +300,30 @@ def test_model_interface_and_errors(tiny):
         LinkGNN(EmbeddingGNN(10, 16), HadamardMLP(8))
 
 
+@pytest.mark.parametrize("num_layers", [2, 3])
+def test_predictor_names_a_wrong_width_or_dtype_of_h(num_layers):
+    # both reached torch's matmul error inside the fused first layer
+    predictor, pairs = HadamardMLP(4, 8, num_layers=num_layers), torch.tensor([[0, 1], [2, 0]])
+    with pytest.raises(InputError, match=r"h must be \(\|V\|, 4\).*got \(3, 5\)"):
+        predictor(torch.randn(3, 5), pairs)
+    with pytest.raises(
+        InputError, match=r"h is torch\.float64 on cpu but the weights are torch\.float32"
+    ):
+        predictor(torch.randn(3, 4, dtype=torch.float64), pairs)
+    with pytest.raises(InputError, match=r"h must be \(\|V\|, 4\).*got \(3,\)"):
+        predictor(torch.randn(3), pairs)
+    lin = predictor.lins[0]
+    with pytest.raises(InputError, match=r"pairs must be an integer tensor of shape \(2, B\)"):
+        hadamard_mlp(torch.randn(3, 4), pairs.float(), lin.weight, lin.bias)
+    # what the checks let through is the module's product, float64 once converted
+    h = torch.randn(3, 4, dtype=torch.float64)
+    predictor.double().eval()
+    want = h[pairs[0]] * h[pairs[1]]
+    for layer in predictor.lins[:-1]:
+        want = torch.relu(layer(want))
+    torch.testing.assert_close(predictor(h, pairs), predictor.lins[-1](want).view(-1))
+
+
 # --------------------------------------------------------------------------- training loop
 
 

@@ -172,6 +172,20 @@ def test_to_data_rejects_an_empty_corpus():
         athar.to_data([])
 
 
+def test_to_data_rejects_what_is_not_a_citation_record():
+    record = athar.CitationRecord("A", "B", "o", "one.", 1)
+    expected = "takes a CitationCorpus or a sequence of CitationRecord"
+    with pytest.raises(InputError, match=f"{expected} .*, got str at position 0"):
+        athar.to_data(["a"])
+    with pytest.raises(InputError, match=f"{expected} .*, got tuple at position 1"):
+        athar.to_data([record, ("A", "B", "o", "two.", 2)])
+    with pytest.raises(InputError, match=f"{expected} .*, got str$"):
+        athar.to_data("A\tB\to\tone.")
+    with pytest.raises(InputError, match=f"{expected} .*, got int$"):
+        athar.to_data(5)
+    assert athar.to_data(iter([record])).num_nodes == 2  # any iterable of records still works
+
+
 def test_label_homophily_against_brute_force(tmp_path):
     rows = [("A", "B", "o"), ("A", "B", "o"), ("A", "B", "p"), ("C", "B", "n"), ("C", "D", "p")]
     rows += [("C", "D", "p"), ("E", "B", "o"), ("A", "D", "n")]

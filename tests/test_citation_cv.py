@@ -12,6 +12,7 @@ from sklearn.metrics import f1_score
 
 from gnnkit.citation import (
     CitationRecord,
+    Fold,
     FoldView,
     cross_validate,
     evaluate,
@@ -22,6 +23,7 @@ from gnnkit.citation import (
     to_data,
 )
 from gnnkit.citation.cv import fold_seed
+from gnnkit.citation.metrics import macro_f1
 from gnnkit.errors import InputError
 
 
@@ -153,6 +155,22 @@ def test_fold_view_hides_test_labels_and_weights_classes():
     torch.testing.assert_close(view.class_weights(0.5).double(), torch.tensor(expected**0.5))
 
 
+def test_fold_view_refuses_overlapping_and_out_of_range_folds():
+    data = corpus()  # 48 sentences
+    fold = stratified_folds(data.y, 3)[0]
+    leaky = Fold(0, fold.train, np.union1d(fold.test, fold.train[:2]))
+    shared = ", ".join(str(i) for i in fold.train[:2])
+    with pytest.raises(InputError, match=rf"sentence\(s\) {shared} are in both fold.train"):
+        fold_view(data, leaky)
+    with pytest.raises(InputError, match=r"fold.train holds sentence index\(es\) 48 outside"):
+        fold_view(data, Fold(0, np.append(fold.train, 48), fold.test))
+    # A negative index would silently count from the end.
+    with pytest.raises(InputError, match=r"fold.test holds sentence index\(es\) -1 outside"):
+        fold_view(data, Fold(0, fold.train, np.append(fold.test, -1)))
+    with pytest.raises(InputError, match="must be sorted and hold each sentence once"):
+        fold_view(data, Fold(0, fold.train[::-1], fold.test))
+
+
 # -- metrics -----------------------------------------------------------------------------------
 
 
@@ -168,6 +186,29 @@ def test_evaluate_against_a_hand_count():
     assert scores["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
     with pytest.raises(InputError, match="same shape"):
         evaluate([0, 1], [0], 2)
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "message"),
+    [
+        ([0, 1, 5], [0, 1, 2], r"y_true holds class id\(s\) 5 outside \[0, 3\)"),
+        ([0, -1, 2], [0, 1, 2], r"y_true holds class id\(s\) -1 outside \[0, 3\)"),
+        ([0, 1, 2], [0, 3, 7], r"y_pred holds class id\(s\) 3, 7 outside \[0, 3\)"),
+    ],
+)
+def test_evaluate_refuses_class_ids_that_scikit_learn_would_drop(y_true, y_pred, message):
+    # Before: labels outside [0, num_classes) were silently dropped (micro-F1 0.8, not 2/3).
+    with pytest.raises(InputError, match=message):
+        evaluate(y_true, y_pred, 3)
+    with pytest.raises(InputError, match=message):
+        macro_f1(np.array(y_true), np.array(y_pred), 3)
+
+
+def test_evaluate_refuses_no_classes_and_no_predictions():
+    with pytest.raises(InputError, match="num_classes must be an integer >= 1, got 0"):
+        evaluate([0], [0], 0)
+    with pytest.raises(InputError, match="at least one prediction"):
+        evaluate([], [], 3)
 
 
 def test_summary_aggregates_over_folds():
@@ -213,3 +254,13 @@ def test_cross_validate_errors():
 
     with pytest.raises(InputError, match="returned 3 predictions for"):
         cross_validate(data, {"short": lambda seed: Short("s", seed)}, folds)
+
+
+@pytest.mark.parametrize("threads", [0, -1, "2", 1.5])
+def test_set_threads_refuses_what_torch_cannot_use(threads):
+    from gnnkit.citation.cv import set_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(InputError, match=r"threads must be an integer >= 1"):
+        set_threads(threads)
+    assert torch.get_num_threads() == before

@@ -335,6 +335,25 @@ def test_make_model_errors():
         make_model("textgcn", val_fraction=1.0)
 
 
+@pytest.mark.parametrize("name", ["svm", "cs", "labels", "rgcn"])
+@pytest.mark.parametrize("ngram_range", [(3, 1), (0, 2), (1,), "13", (1.0, 2.0)])
+def test_make_model_refuses_an_empty_or_malformed_ngram_range(name, ngram_range):
+    # (3, 1) used to be accepted: scikit-learn then finds no n-gram at all.
+    with pytest.raises(InputError, match=r"ngram_range must be a pair \(min_n, max_n\)"):
+        make_model(name, ngram_range=ngram_range)
+    assert make_model(name, ngram_range=(2, 2)).ngram_range == (2, 2)
+    assert make_model(name, ngram_range=[1, 3]).ngram_range == [1, 3]  # a list from JSON
+
+
+@pytest.mark.parametrize("option", ["window", "min_df", "min_cooccurrence"])
+def test_textgcn_model_checks_its_graph_options_at_construction(option):
+    # textgcn_graph refuses them; the model used to accept them and fail only in fit.
+    with pytest.raises(InputError, match=rf"{option} must be an integer >= 1, got 0"):
+        make_model("textgcn", **{option: 0})
+    with pytest.raises(InputError, match=rf"{option} must be an integer >= 1, got 0"):
+        textgcn_graph([["a", "b"]] * 3, np.array([0, 1]), **{option: 0})
+
+
 def test_every_name_makes_a_model_and_the_package_resolves_every_export():
     import gnnkit.citation as package
 
@@ -363,6 +382,14 @@ def test_module_errors():
         textgcn_graph([["a"]], np.array([], dtype=int))
     with pytest.raises(InputError, match="lower min_df"):
         textgcn_graph([["a"], ["b"]], np.array([0, 1]), min_df=2)
+    tokens = [["a", "b"]] * 3
+    with pytest.raises(InputError, match=r"train holds document index\(es\) 9 outside \[0, 3\)"):
+        textgcn_graph(tokens, np.array([0, 9]))
+    # -1 would silently pick the last document.
+    with pytest.raises(InputError, match=r"train holds document index\(es\) -1 outside"):
+        textgcn_graph(tokens, np.array([0, -1]))
+    with pytest.raises(InputError, match="train must be a 1-D array of document indices"):
+        textgcn_graph(tokens, np.array([0.0, 1.0]))
 
 
 @pytest.mark.parametrize("name", ["svm", "text", "graph", "hybrid", "textgcn"])

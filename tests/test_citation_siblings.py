@@ -156,6 +156,46 @@ def test_correct_and_smooth_against_dense_numpy(seed):
     )
 
 
+def cs_inputs():
+    """Four nodes, three classes, nodes 0 and 1 labelled."""
+    return np.full((4, 3), 1 / 3), np.array([0, 1]), np.array([0, 1]), sp.eye(4).tocsr()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"norm_adjacency": sp.eye(5).tocsr()}, r"norm_adjacency must be a scipy sparse \(4, 4\)"),
+        ({"norm_adjacency": np.eye(4)}, r"scipy sparse \(4, 4\) matrix.*got ndarray"),
+        ({"z": np.ones(4)}, r"z must be \(n, C\) soft predictions, got shape \(4,\)"),
+        ({"train": np.array([0, 9])}, r"train holds node index\(es\) 9 outside \[0, 4\)"),
+        ({"train": np.array([0, -1])}, r"train holds node index\(es\) -1 outside \[0, 4\)"),
+        ({"y_train": np.array([0])}, r"one class per training node \(2\), got shape \(1,\)"),
+        ({"y_train": np.array([0, 7])}, r"y_train holds class id\(s\) 7 outside \[0, 3\)"),
+        ({"alpha": (2.0, 0.8)}, r"alpha\[0\] must be a number in \[0, 1\), got 2.0"),
+        ({"alpha": (0.8, -0.1)}, r"alpha\[1\] must be a number in \[0, 1\), got -0.1"),
+        ({"layers": (-1, 5)}, r"layers\[0\] must be an integer >= 1, got -1"),
+        ({"layers": (5,)}, r"layers must be a pair \(correction, smoothing\), got \(5,\)"),
+    ],
+)
+def test_correct_and_smooth_refuses_what_pyg_and_the_model_refuse(change, message):
+    z, y_train, train, s = cs_inputs()
+    inputs = {"z": z, "y_train": y_train, "train": train, "norm_adjacency": s}
+    options = {k: change.pop(k) for k in ("alpha", "layers") if k in change}
+    inputs.update(change)
+    with pytest.raises(InputError, match=message):
+        correct_and_smooth(*inputs.values(), **options)
+
+
+def test_correct_and_smooth_uses_the_models_rules():
+    # The same rules as the CorrectSmoothModel fields they stand for.
+    with pytest.raises(InputError, match=r"correction_alpha must be a number in \[0, 1\)"):
+        CorrectSmoothModel(correction_alpha=2.0)
+    with pytest.raises(InputError, match="smoothing_layers must be an integer >= 1, got 0"):
+        CorrectSmoothModel(smoothing_layers=0)
+    with pytest.raises(InputError, match=r"layers\[1\] must be an integer >= 1, got 0"):
+        correct_and_smooth(*cs_inputs(), layers=(5, 0))
+
+
 def corpus(n=150, seed=0):
     """Sentences whose words carry the label, grouped in (source, target) pairs."""
     rng = np.random.default_rng(seed)

@@ -91,3 +91,32 @@ def test_a_probability_outside_0_1_is_one_line(p):
         node_dropout(x, torch.arange(3), p, seed=0, step=0, layer=0, training=True)
     with pytest.raises(InputError, match=r"attention dropout p must be in \[0, 1\)"):
         attention_dropout(x.t(), torch.arange(3), p, seed=0, step=0, layer=0, training=True)
+
+
+def test_ids_must_be_one_integer_per_row_and_p_in_0_1():
+    # a wrong count used to fail in a broadcast, p = -1 overflowed a uint64 in the kernel,
+    # float ids were truncated silently
+    x = torch.ones(3, 2)
+    with pytest.raises(
+        InputError, match=r"node_dropout: node_ids must be a 1-D integer tensor of 3 entries"
+    ):
+        node_dropout(x, torch.arange(2), 0.5, seed=0, step=0, layer=0, training=True)
+    with pytest.raises(InputError, match=r"edge_ids must be a 1-D integer tensor of 2 entries"):
+        attention_dropout(
+            torch.ones(5, 2), torch.arange(3), 0.5, seed=0, step=0, layer=0, training=True
+        )
+    with pytest.raises(InputError, match=r"alpha must be an \(H, \|E\|\) tensor, got \(4,\)"):
+        attention_dropout(
+            torch.ones(4), torch.arange(4), 0.5, seed=0, step=0, layer=0, training=True
+        )
+    for p in (-1.0, 1.0, float("nan"), "0.5"):
+        with pytest.raises(InputError, match=r"keep_mask: dropout p must be in \[0, 1\)"):
+            keep_mask(torch.arange(3), 4, p, seed=0, step=0, layer=0)
+    with pytest.raises(InputError, match=r"keep_mask: node_ids must be a 1-D integer tensor"):
+        keep_mask(torch.arange(3.0), 4, 0.5, seed=0, step=0, layer=0)
+    with pytest.raises(InputError, match=r"num_columns must be an integer >= 0, got -1"):
+        keep_mask(torch.arange(3), -1, 0.5, seed=0, step=0, layer=0)
+    # matching ids still drop exactly the masked entries
+    out = node_dropout(x, torch.tensor([4, 9, 2]), 0.5, seed=0, step=0, layer=0, training=True)
+    mask = keep_mask(torch.tensor([4, 9, 2]), 2, 0.5, seed=0, step=0, layer=0)
+    assert torch.equal(out, mask.float() * 2)

@@ -224,3 +224,57 @@ def test_a_checkpoint_of_gnnkit_0_1_says_so(tmp_path):
     torch.save({"format": "gnnkit.train.node/1", "run": {}}, path)
     with pytest.raises(CheckpointError, match=r"written by gnnkit 0\.1 .*start the run afresh"):
         Run(Toy(), epochs=2, checkpoint=path, resume=True)
+
+
+def test_seed_everything_refuses_what_no_generator_takes():
+    import numpy as np
+
+    from gnnkit.train import seed_everything
+
+    # each used to fail inside Python's, NumPy's or torch's seeding with an unrelated error
+    for seed, message in (
+        ("1", r"seed must be an integer, got '1'"),  # TypeError: not all arguments converted
+        (1.5, r"seed must be an integer, got 1\.5"),  # numpy casting TypeError
+        (None, r"seed must be an integer, got None"),
+        (True, r"seed must be an integer, got True"),
+        (2**70, r"seed must be a 64-bit integer .* got 1180591620717411303424"),  # Overflow
+    ):
+        with pytest.raises(InputError, match=message):
+            seed_everything(seed)
+    for seed in (-1, 2**64 - 1):  # every seed torch takes still works
+        seed_everything(seed)
+    seed_everything(np.int64(5))  # a NumPy integer too (Python's random.seed refused it)
+    first = torch.rand(2)
+    seed_everything(5)
+    assert torch.equal(torch.rand(2), first)
+
+
+def test_run_refuses_bad_options_before_training():
+    for kwargs, message in (
+        ({"seed": "x"}, r"seed must be an integer or None, got 'x'"),
+        ({"seed": 2**70}, r"seed must be a 64-bit integer"),
+        ({"time_budget_s": -1}, r"time_budget_s must be a finite number > 0 or None, got -1"),
+        ({"time_budget_s": math.nan}, r"time_budget_s must be a finite number > 0 .* got nan"),
+        ({"time_budget_s": 0}, r"time_budget_s must be a finite number > 0"),
+        ({"progress_unit": 5}, r"progress_unit must be a str .* got int"),
+        ({"resume": "yes"}, r"resume must be True or False, got 'yes'"),
+        ({"restore_best": "no"}, r"restore_best must be True or False, got 'no'"),
+        ({"main_process": 1}, r"main_process must be True or False, got 1"),
+    ):
+        task = Toy()
+        with pytest.raises(InputError, match=message):
+            Run(task, epochs=2, **kwargs)
+        assert task.trained == []
+    with pytest.raises(InputError, match=r"task must be a Task .* got Linear"):
+        Run(torch.nn.Linear(2, 2), epochs=2)  # used to be an AttributeError on .model
+
+
+def test_interleave_refuses_a_list_and_a_nan_budget_but_takes_a_spent_one():
+    with pytest.raises(InputError, match=r"runs must be a dict of name -> Run, got list"):
+        interleave([Run(Toy(), epochs=2)])  # used to be an AttributeError on .values
+    with pytest.raises(InputError, match=r"time_budget_s must be a finite number or None"):
+        interleave({"a": Run(Toy(), epochs=2)}, time_budget_s=math.nan)
+    # a budget already spent (what the benchmark harness passes on) still stops cleanly
+    runs = {"a": Run(Toy(), epochs=50), "b": Run(Toy(), epochs=50)}
+    assert interleave(runs, time_budget_s=-1.0) == "time-budget"
+    assert [run.epoch for run in runs.values()] == [1, 1]

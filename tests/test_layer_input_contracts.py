@@ -142,3 +142,22 @@ def test_a_sparse_adjacency_where_edges_go_says_how_to_get_them(layout):
 def test_a_non_finite_gat_fill_value_is_refused(fill):
     with pytest.raises(InputError, match=r"fill_value must be finite"):
         GATConv(4, 2, edge_dim=2, fill_value=fill)
+
+
+def test_sparse_linear_names_a_cache_that_is_no_graph_cache():
+    from gnnkit.nn import sparse_linear
+
+    x = torch.eye(3).to_sparse_csr()
+    with pytest.raises(InputError, match=r"cache must be a gnnkit\.nn\.GraphCache, got dict"):
+        sparse_linear(x, torch.randn(2, 3), cache={})
+    torch.testing.assert_close(
+        sparse_linear(x, torch.ones(2, 3), cache=GraphCache()), torch.ones(3, 2)
+    )
+
+
+def test_the_fused_gat_backend_of_a_device_torch_does_not_know_is_one_line():
+    from gnnkit.ops.attention import fused_gat_backend
+
+    with pytest.raises(InputError, match=r"device must be cpu, cuda or cuda:N, got 'tpu'"):
+        fused_gat_backend("tpu", torch.float32)
+    assert fused_gat_backend("cpu", torch.float16) == "torch"  # no kernel for float16

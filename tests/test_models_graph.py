@@ -70,6 +70,35 @@ def test_bond_counts_by_hand():
     assert torch.equal(counts, expected)
 
 
+@pytest.mark.parametrize(
+    ("edge_attr", "target", "message"),
+    [
+        # [5, 0] used to be counted in node 1's first column (5 = one row of width 5 further).
+        ([[5, 0]], [0], r"edge_attr column 0 holds value\(s\) 5 outside \[0, 3\)"),
+        ([[0, 2]], [0], r"edge_attr column 1 holds value\(s\) 2 outside \[0, 2\)"),
+        ([[-1, 0], [1, 1]], [0, 1], r"edge_attr column 0 holds value\(s\) -1 outside"),
+        ([[0, 0], [1, 1]], [0, 7], r"target holds node index\(es\) 7 outside \[0, 2\)"),
+        ([[0, 0], [1, 1]], [-1, 0], r"target holds node index\(es\) -1 outside \[0, 2\)"),
+        ([[0, 0], [1, 1]], [0], r"target must have shape \(\|E\|,\) = \(2,\)"),
+        ([[0.0, 1.0]], [0], "must hold integers .* got dtypes torch.float32 and torch.int64"),
+    ],
+)
+def test_bond_counts_refuses_values_outside_their_range(edge_attr, target, message):
+    with pytest.raises(InputError, match=message):
+        bond_counts(torch.tensor(edge_attr), torch.tensor(target), 2, [3, 2])
+
+
+def test_bond_counts_checks_dims_and_counts_an_edgeless_batch():
+    with pytest.raises(InputError, match=r"dims\[1\] must be an integer >= 1, got -2"):
+        bond_counts(torch.tensor([[0, 0]]), torch.tensor([0]), 2, [3, -2])
+    with pytest.raises(InputError, match="dims must give the number of values"):
+        bond_counts(torch.zeros(1, 0, dtype=torch.long), torch.tensor([0]), 2, [])
+    counts = bond_counts(
+        torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, dtype=torch.long), 2, [3, 2]
+    )
+    assert torch.equal(counts, torch.zeros(2, 5))
+
+
 def test_mean_pool_matches_pyg(molecules):
     h = torch.randn(molecules.num_nodes, 5)
     torch.testing.assert_close(mean_pool(h, molecules.ptr), global_mean_pool(h, molecules.batch))
@@ -214,6 +243,11 @@ def test_bad_batches(molecules):
     broken.edge_attr = broken.edge_attr[:, :2]
     with pytest.raises(InputError, match=r"edge_attr must have shape \(\|E\|, 3\)"):
         model(broken)
+    out_of_range = molecules.clone()
+    out_of_range.edge_attr = out_of_range.edge_attr.clone()
+    out_of_range.edge_attr[0, 2] = model.bond_dims[2]
+    with pytest.raises(InputError, match=r"edge_attr column 2 holds value\(s\)"):
+        model(out_of_range)
     missing = molecules.clone()
     missing.edge_attr = None
     with pytest.raises(InputError, match="needs bond features"):

@@ -483,7 +483,7 @@ def test_ops_errors():
         ops.spmm(graph, torch.rand(10), torch.randn(2, 5, 3))
     with pytest.raises(InputError, match="10 edges and 5 senders"):
         ops.spmm(graph, torch.rand(9), torch.randn(5, 3))
-    with pytest.raises(InputError, match=r"values are torch\.float64 but x is torch\.float32"):
+    with pytest.raises(InputError, match=r"values are torch\.float64 and x is torch\.float32"):
         ops.spmm(graph, torch.rand(10, dtype=torch.float64), torch.randn(5, 3))
     with pytest.raises(InputError, match=r"index must be an integer tensor of shape \(4,\)"):
         ops.scatter_sum(torch.randn(4), torch.zeros(3, dtype=torch.long), 2)

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from gnnkit import InputError
+from gnnkit import InputError, ops
 from gnnkit.nn import GATConv, GCNConv
 from gnnkit.ops import (
     CSRGraph,
+    edge_softmax,
     fused_gat,
     gather_dst,
     gather_src,
     scatter_max,
+    scatter_softmax,
     scatter_sum,
     sddmm,
     segment_max,
@@ -207,3 +209,94 @@ def test_fused_gat_needs_a_head_and_a_channel():
                 graph, torch.randn(4, heads), torch.randn(4, heads), None,
                 torch.randn(4, heads, channels),
             )  # fmt: skip
+
+
+BACKENDS = [
+    "torch",
+    pytest.param(
+        "torch_scatter",
+        marks=pytest.mark.skipif(not ops.torch_scatter_available(), reason="torch_scatter"),
+    ),
+]
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+@pytest.mark.parametrize("name", BACKENDS)
+def test_integer_reductions_are_exact_in_their_dtype(name, deterministic):
+    # torch's segment kernel raised NotImplementedError for 'Long'; scatter_max overflowed
+    # filling -inf into an int64 tensor. Integers are reduced as torch_scatter reduces them,
+    # empty slots of a maximum holding the dtype's smallest value (the integer -inf).
+    src = torch.tensor([[5, -3], [7, 2], [9, 1], [-4, 8], [6, 0]])
+    ptr, index = torch.tensor([1, 3, 3, 5]), torch.tensor([2, 0, 2, 2, 0])
+    lowest = torch.iinfo(torch.int64).min
+    with ops.use_backend(name):
+        sums, peaks = segment_sum(src, ptr), segment_max(src, ptr)
+        scattered = [
+            fn(src, index, 4, deterministic=deterministic) for fn in (scatter_sum, scatter_max)
+        ]
+    # references written out: each output row from the source rows that reach it
+    segments = [src[lo:hi] for lo, hi in ((1, 3), (3, 3), (3, 5))]
+    groups = [src[index == i] for i in range(4)]
+    for got, rows_of, fill in [
+        (sums, segments, 0),
+        (peaks, segments, lowest),
+        (scattered[0], groups, 0),
+        (scattered[1], groups, lowest),
+    ]:
+        assert got.dtype == torch.int64
+        reduce = sum if fill == 0 else max
+        want = [
+            [reduce(row[c] for row in rows.tolist()) if len(rows) else fill for c in range(2)]
+            for rows in rows_of
+        ]
+        assert got.tolist() == want
+    assert scattered[0].tolist() == [[13, 2], [0, 0], [10, 6], [0, 0]]
+    small = torch.tensor([3, 200], dtype=torch.uint8)
+    assert segment_max(small, torch.tensor([0, 0, 2])).tolist() == [0, 200]
+
+
+def test_reductions_refuse_booleans_and_softmax_refuses_integers():
+    graph = CSRGraph.from_edge_index(EDGES, 4)
+    flags = torch.tensor([True, False, True])
+    with pytest.raises(InputError, match=r"src must be a floating-point or integer.*torch\.bool"):
+        segment_sum(flags, torch.tensor([0, 3]))
+    with pytest.raises(InputError, match=r"src must be a floating-point or integer.*torch\.bool"):
+        scatter_max(flags, torch.tensor([0, 0, 1]), 2)
+    with pytest.raises(
+        InputError, match=r"edge_softmax: scores must be a floating-point tensor, got torch\.int64"
+    ):
+        edge_softmax(graph, torch.ones(5, dtype=torch.long))
+    with pytest.raises(InputError, match=r"scatter_softmax: scores must be a floating-point"):
+        scatter_softmax(torch.ones(3, dtype=torch.long), torch.tensor([0, 0, 1]), 2)
+
+
+def test_spmm_without_values_weighs_every_edge_1_and_refuses_sparse_features():
+    graph = CSRGraph.from_edge_index(EDGES, 4)
+    adjacency = dense(graph, torch.ones(graph.num_edges))  # A[i, j] = edges j -> i
+    x = torch.randn(4, 3, requires_grad=True)
+    out = spmm(graph, None, x)
+    torch.testing.assert_close(out, adjacency @ x)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, adjacency.t() @ torch.ones(4, 3))
+    heads = torch.randn(2, 4, 3, dtype=torch.float64)
+    torch.testing.assert_close(spmm(graph, None, heads), adjacency.double() @ heads)
+    with pytest.raises(InputError, match=r"x must be a dense \(strided\) tensor, got torch\.spar"):
+        spmm(graph, torch.ones(5), torch.randn(4, 3).to_sparse())
+    with pytest.raises(InputError, match=r"pass x\.to_dense\(\).*sparse_linear"):
+        spmm(graph, torch.ones(5), torch.randn(4, 3).to_sparse_csr())
+    with pytest.raises(InputError, match=r"x must be a dense \(strided\) tensor"):
+        spmm(graph, None, torch.randn(4, 3).to_sparse())
+    with pytest.raises(InputError, match=r"got values \(5,\) and x list"):
+        spmm(graph, torch.ones(5), [[1.0]])
+    with pytest.raises(InputError, match=r"x is torch\.int64; both must be one floating-point"):
+        spmm(graph, torch.ones(5, dtype=torch.long), torch.ones(4, 3, dtype=torch.long))
+
+
+def test_backend_info_names_a_device_that_does_not_exist():
+    # torch's error listed every device type it knows
+    with pytest.raises(InputError, match="device must be cpu, cuda or cuda:N, got 'tpu'"):
+        ops.backend_info("tpu")
+    with pytest.raises(InputError, match="got None"):
+        ops.backend_info(None)
+    # a device this machine lacks is still reported (what would run there)
+    assert ops.backend_info("cuda")["device"] == "cuda"

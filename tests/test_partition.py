@@ -270,3 +270,63 @@ def test_the_partition_command_draws_10000_synthetic_nodes_by_default(tmp_path, 
     assert cli_main([*argv, "--out", str(out)]) == 0
     manifest = read_manifest(out)
     assert manifest["dataset"] == "synthetic-10000-0" and manifest["num_nodes"] == 10_000
+
+
+def test_parts_and_edges_outside_their_range_are_refused():
+    data, edge_index = tiny(), tiny().edge_index
+    # halo_sizes returned one entry per part id it met (6 for 2 parts); build_shards failed in
+    # bincount on a negative part and said "got shape (4,)" for the right shape
+    for parts, bad in ((torch.tensor([0, 1, 5, 0]), 5), (torch.tensor([0, -1, 1, 0]), -1)):
+        match = rf"parts holds part {bad}, outside \[0, num_parts\) = \[0, 2\)"
+        with pytest.raises(InputError, match=match):
+            halo_sizes(edge_index, parts, 2)
+        with pytest.raises(InputError, match=match):
+            build_shards(data, parts, 2)
+    with pytest.raises(
+        InputError, match=r"parts must be an integer tensor of shape \(\|V\|,\) = \(4,\)"
+    ):
+        build_shards(data, torch.tensor([0, 1]), 2)
+    with pytest.raises(
+        InputError, match="edge_index names node 3 but parts gives the part of only 2"
+    ):
+        halo_sizes(edge_index, torch.tensor([0, 1]), 2)
+    with pytest.raises(InputError, match=r"integer tensor of shape \(\|V\|,\), one part per node"):
+        halo_sizes(edge_index, torch.tensor([0.0, 1.0, 0.0, 1.0]), 2)
+    # global_edges kept ids >= num_nodes; partition_nodes cut a graph it did not hold
+    with pytest.raises(InputError, match=r"edge_index holds node indices \[4, 5"):
+        partition_module.global_edges(edge_index + 2, 4)
+    with pytest.raises(InputError, match=r"out of range for num_nodes=4"):
+        partition_nodes(edge_index + 2, 4, 2, method="random")
+    # the checks pass what they should: halo sizes counted by hand (see the tiny shard test)
+    assert halo_sizes(edge_index, torch.tensor([0, 0, 1, 1]), 2) == [2, 1]
+
+
+def test_partition_graph_and_layers_name_what_is_missing():
+    from gnnkit.distributed import (
+        PartitionConfig,
+        PartitionGAT,
+        PartitionGATConv,
+        PartitionGCNConv,
+        build_model,
+    )
+
+    with pytest.raises(InputError, match="the shard lacks the tensors node_ids, halo_ids, rowptr"):
+        PartitionGraph({})
+    shard = build_shards(tiny(), torch.tensor([0, 0, 1, 1]), 2)[0]
+    del shard["norm"]
+    with pytest.raises(InputError, match=r"the shard lacks the tensors norm; load it"):
+        PartitionGraph(shard)
+    with pytest.raises(InputError, match="PartitionGraph expects a shard dict, got list"):
+        PartitionGraph([])  # type: ignore[arg-type]
+    # GCNConv's rule: positive sizes (0 built a layer without weights)
+    with pytest.raises(InputError, match="in_channels must be an integer >= 1, got 0"):
+        PartitionGCNConv(0, 2)
+    with pytest.raises(InputError, match="heads must be an integer >= 1, got 0"):
+        PartitionGATConv(3, 2, heads=0)
+    with pytest.raises(InputError, match="hidden_channels must be an integer >= 1, got -1"):
+        PartitionGAT(3, -1, 2)
+    with pytest.raises(InputError, match="num_classes must be an integer >= 1, got 0"):
+        build_model(PartitionConfig(), 3, 0)
+    with pytest.raises(InputError, match="build_model expects a PartitionConfig, got dict"):
+        build_model({"model": "gcn"}, 3, 2)  # type: ignore[arg-type]
+    assert build_model(PartitionConfig(model="gat"), 3, 2).conv1.heads == 8

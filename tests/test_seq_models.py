@@ -231,3 +231,53 @@ def test_bad_lstm_arguments():
         lstm(torch.zeros(2, 3))
     with pytest.raises(InputError, match="at least one time step"):
         lstm(torch.zeros(2, 0, 3))
+
+
+def test_lstm_refuses_a_wrong_dtype_or_initial_state_as_torch_does():
+    # each used to fail inside a matrix product ("mat1 and mat2 must have the same dtype",
+    # "shapes cannot be multiplied"); torch.nn.LSTM refuses them too
+    lstm, x = LSTM(3, 4), torch.randn(2, 5, 3)
+    with pytest.raises(
+        InputError, match=r"LSTM expects x of dtype torch\.float32 .*, got torch\.float64"
+    ):
+        lstm(x.double())
+    with pytest.raises(
+        InputError, match=r"got torch\.int64; convert x with x\.to\(torch\.float32\)$"
+    ):
+        lstm(x.long())
+    h0, c0 = torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)
+    for state, message in (
+        ((torch.zeros(1, 2, 5), c0), r"h_0 of shape \(1, 2, 4\) .* got torch\.float32 \(1, 2, 5\)"),
+        ((h0, torch.zeros(1, 3, 4)), r"c_0 of shape \(1, 2, 4\) .* got torch\.float32 \(1, 3, 4\)"),
+        ((h0, c0.double()), r"c_0 of shape \(1, 2, 4\) .* got torch\.float64 \(1, 2, 4\)"),
+        (h0, r"LSTM expects state as a pair \(h_0, c_0\), got Tensor"),
+    ):
+        with pytest.raises(InputError, match=message):
+            lstm(x, state)
+        if isinstance(state, tuple):  # the reference refuses the same states
+            with pytest.raises(RuntimeError):
+                nn.LSTM(3, 4, batch_first=True)(x, state)
+    cell = LSTMCell(3, 4)
+    with pytest.raises(InputError, match=r"LSTMCell expects h_0 of shape \(2, 4\) \(batch, hid"):
+        cell(torch.randn(2, 3), (torch.zeros(2, 5), torch.zeros(2, 4)))
+    with pytest.raises(InputError, match=r"LSTMCell expects x of dtype torch\.float32"):
+        cell(torch.randn(2, 3).double())
+    assert lstm.double()(x.double(), (h0.double(), c0.double()))[0].dtype == torch.float64
+
+
+def test_lstm_runs_under_autocast_as_torch_does():
+    # autocast picks the products' dtype: bfloat16 input (and states) into float32 weights
+    lstm, x = LSTM(3, 4), torch.randn(2, 5, 3)
+    state = (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
+    expected = lstm(x, state)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = lstm(x.bfloat16(), state)[0]
+        nn.LSTM(3, 4, batch_first=True)(x.bfloat16(), state)  # the reference takes them too
+    torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
+
+
+def test_build_model_refuses_a_task_name_for_a_task():
+    with pytest.raises(InputError, match=r"task must be a MemoryTask such as make_task\('rand"):
+        build_model("lstm", "randomcomb")  # used to be an AttributeError on .seq_len
+    with pytest.raises(InputError, match=r"unknown model \['lstm'\]"):
+        build_model(["lstm"], RandomCombinations(5))  # used to be "unhashable type"

@@ -177,3 +177,84 @@ def test_a_sweep_refuses_a_model_or_length_given_twice(kwargs, message):
     with pytest.raises(InputError, match=message):
         run_sweep(seeds=1, **kwargs, run_callback=lambda *run: runs.append(run))
     assert runs == []  # refused before the first run
+
+
+def test_evaluate_matches_a_direct_cross_entropy_and_refuses_bad_samples():
+    import torch.nn.functional as F
+
+    from gnnkit.seq import evaluate
+    from gnnkit.seq.tasks import generator
+
+    task = RandomCombinations(5)
+    tokens, labels = task.sample(10, generator(0, "validation"))
+    model = build_model("rnn", task, hidden_dim=8)
+    with torch.no_grad():
+        logits = model(tokens)
+    expected_loss = F.cross_entropy(logits, labels).item()
+    expected_acc = (logits.argmax(1) == labels).float().mean().item()
+    for batch_size in (3, 10, 4096):  # batching does not change the result
+        loss, acc = evaluate(model, tokens, labels, batch_size=batch_size)
+        assert loss == pytest.approx(expected_loss, rel=1e-6) and acc == pytest.approx(expected_acc)
+    # each used to fail inside range(), a division or torch's cross-entropy
+    for args, kwargs, message in (
+        ((tokens, labels), {"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
+        ((tokens[:0], labels[:0]), {}, r"evaluate needs at least one sample"),
+        ((tokens, torch.full((10,), 7)), {}, r"labels must lie in 0\.\.4 .* got values in 7\.\.7"),
+        ((tokens[:4], labels), {}, r"tokens must be a tensor with one row per label \(10\)"),
+        ((tokens, labels.float()), {}, r"1-D torch\.long tensor of classes, got torch\.float32"),
+    ):
+        with pytest.raises(InputError, match=message):
+            evaluate(model, *args, **kwargs)
+    assert model.training  # the model's mode is left as it was, refused or not
+
+
+def test_fit_refuses_wrong_argument_types_before_training():
+    task, calls = RandomCombinations(5), []
+    config = TrainConfig(max_batches=2, val_samples=8, confirm_samples=0)
+    with pytest.raises(InputError, match=r"config must be a gnnkit\.seq\.TrainConfig .* dict"):
+        fit(Oracle(5), task, config={"lr": 0.1})  # used to be an AttributeError on .lr
+    with pytest.raises(InputError, match=r"callback must be a function .* got int"):
+        fit(Oracle(5), task, config=config, callback=5)  # used to fail after the first batch
+    with pytest.raises(InputError, match=r"task must be a MemoryTask .* got str"):
+        fit(Oracle(5), "randomcomb", config=config)
+    with pytest.raises(InputError, match=r"model must be a SequenceClassifier .* got Linear"):
+        fit(nn.Linear(2, 2), task, config=config)
+    assert fit(Oracle(5), task, config=config, callback=lambda *a: calls.append(a)).batches == 2
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"models": "lstm"}, r"models must be a list of model names .* got 'lstm'"),  # 'l'
+        ({"lengths": 5}, r"lengths must be a list of sequence lengths .* got 5"),  # TypeError
+        ({"lengths": (5, 1)}, r"seq_len must be >= 2, got 1"),  # after the T = 5 runs
+        ({"run_callback": 5}, r"run_callback must be a function .* got int"),
+        ({"models": ("lstm", 3)}, r"unknown model 3"),
+    ],
+)
+def test_a_sweep_refuses_bad_arguments_before_the_first_run(kwargs, message):
+    runs = []
+    options = {"seeds": 1, "models": ("rnn",), "hidden_dim": 4}
+    options["run_callback"] = lambda *run: runs.append(run)
+    with pytest.raises(InputError, match=message):
+        run_sweep(**{**options, **kwargs})
+    assert runs == []
+
+
+def test_summarize_refuses_what_run_sweep_did_not_return():
+    from gnnkit.seq import summarize
+
+    run = {"model": "rnn", "seq_len": 5, "converged": True, "batches_to_converge": 40}
+    run.update(report_rule_batch=30, val_loss=0.5, val_acc=0.75)
+    with pytest.raises(InputError, match=r"runs\[0\] has no 'model', 'seq_len'"):
+        summarize([{}])  # used to be a KeyError
+    with pytest.raises(InputError, match=r"runs\[1\] has no 'val_acc'; pass the dicts"):
+        summarize([run, {k: v for k, v in run.items() if k != "val_acc"}])
+    with pytest.raises(InputError, match=r"runs\[1\] must be a dict from run_sweep, got int"):
+        summarize([run, 5])
+    with pytest.raises(InputError, match=r"runs must be a list of the run dicts"):
+        summarize(5)  # used to be a TypeError
+    row = summarize([run])[0]
+    assert (row["model"], row["seq_len"], row["seeds"], row["converged"]) == ("rnn", 5, 1, 1)
+    assert row["val_acc"] == [0.75, 0.0] and row["batches"] == [40, 0.0]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gnnkit.data import load
-from gnnkit.errors import CheckpointError
+from gnnkit.errors import CheckpointError, InputError
 from gnnkit.models import GAT, GCN
 from gnnkit.train import (
     CHECKPOINT_FORMAT,
@@ -22,6 +22,7 @@ from gnnkit.train import (
     fit,
     load_checkpoint,
     node_inputs,
+    save_checkpoint,
     seed_everything,
 )
 
@@ -250,3 +251,19 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(karate, tmp_path):
         straight.test_acc,
     )
     assert same_state(resumed_model.state_dict(), straight_model.state_dict())
+
+
+def test_save_checkpoint_refuses_a_bad_state_or_path_and_writes_nothing(tmp_path):
+    path = tmp_path / "run.pt"
+    # each used to escape as a TypeError or AttributeError from torch's or os's internals
+    with pytest.raises(InputError, match=r"state must be a dict, got list"):
+        save_checkpoint([1, 2], path)
+    with pytest.raises(InputError, match=r"path must be a str or os\.PathLike .* got None"):
+        save_checkpoint({"epoch": 1}, None)
+    with pytest.raises(
+        InputError, match=r"state cannot be pickled \(.*pickle.*\); keep to tensors"
+    ):
+        save_checkpoint({"callback": lambda: 1}, path)
+    assert list(tmp_path.iterdir()) == []  # no checkpoint, no temporary file left behind
+    assert save_checkpoint({"epoch": 1}, path) == path
+    assert torch.load(path, weights_only=True) == {"format": CHECKPOINT_FORMAT, "epoch": 1}

@@ -332,3 +332,58 @@ def test_normalize_features_rejects_bad_arguments():
         InputError, match=r"node features must be a \(\|V\|, F\) tensor, got \(3,\)"
     ):
         normalize_features(torch.ones(3))
+
+
+def _replaced(**changes):
+    import dataclasses
+
+    return dataclasses.replace(tiny_inputs(), **changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [  # NodeInputs built directly used to fail in training (IndexError, ZeroDivisionError)
+        ({"y": LABELS[:5]}, r"x has 10 rows but y has 5 labels"),
+        ({"y": LABELS.float()}, r"y must be a 1-D torch\.long tensor .* got torch\.float32"),
+        ({"y": LABELS.int()}, r"y must be a 1-D torch\.long tensor .* got torch\.int32"),
+        ({"y": LABELS + 1}, r"labels must lie in \[0, 2\), got \[1, 2\]"),
+        ({"x": torch.ones(10, 3, dtype=torch.long)}, r"x must be a 2-D floating-point"),
+        ({"num_classes": 0}, r"num_classes must be an integer >= 1, got 0"),
+        ({"edge_index": torch.tensor([[0], [10]])}, r"out of range for num_nodes=10"),
+        ({"train_idx": torch.tensor([0, 50])}, r"train_idx holds node indices in \[0, 50\]"),
+        ({"val_idx": torch.tensor([-1, 2])}, r"val_idx holds node indices in \[-1, 2\]"),
+        ({"test_idx": torch.tensor([], dtype=torch.long)}, r"test_idx holds no node"),
+        ({"train_idx": LABELS == 0}, r"train_idx must hold node indices, got a boolean mask"),
+        ({"train_idx": torch.tensor([0.0, 1.0])}, r"train_idx must be a 1-D integer tensor"),
+        ({"train_idx": torch.tensor([[0, 1]])}, r"train_idx must be a 1-D integer tensor"),
+    ],
+)
+def test_node_inputs_built_directly_are_checked(changes, message):
+    with pytest.raises(InputError, match=message):
+        _replaced(**changes)
+
+
+def test_node_inputs_built_directly_keep_working_with_valid_tensors():
+    # int32 indices were valid before the checks and still are; the result is unchanged
+    inputs = tiny_inputs()
+    narrow = _replaced(**{k: getattr(inputs, k).int() for k in ("train_idx", "val_idx")})
+
+    def history(inputs):
+        seed_everything(0)  # the same initial weights
+        return fit(Plain(), inputs, TrainConfig(epochs=3)).history
+
+    assert history(narrow) == history(inputs)
+
+
+def test_node_task_and_fit_refuse_wrong_argument_types():
+    from gnnkit.train import NodeTask
+
+    inputs = tiny_inputs()
+    with pytest.raises(InputError, match=r"config must be a TrainConfig, got NoneType"):
+        NodeTask(Plain(), inputs, None)  # used to be an AttributeError on .weight_decay
+    with pytest.raises(InputError, match=r"inputs must be NodeInputs .* got Data"):
+        NodeTask(Plain(), _data(), TrainConfig(epochs=1))  # AttributeError on .train_idx
+    with pytest.raises(InputError, match=r"model must be a torch\.nn\.Module, got function"):
+        fit(lambda x, edge_index: x, inputs, TrainConfig(epochs=1))
+    with pytest.raises(InputError, match=r"resume must be True or False, got 'yes'"):
+        fit(Plain(), inputs, TrainConfig(epochs=1), resume="yes")  # was taken as True

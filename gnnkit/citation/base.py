@@ -8,6 +8,7 @@ the MLP head that several models use.
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -17,8 +18,9 @@ from torch import nn
 
 from gnnkit.citation.cv import FoldView
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import rule
 
-__all__ = ["CitationModel", "mlp", "tfidf_vectorizer"]
+__all__ = ["NGRAM_RANGE", "CitationModel", "check_ngram_range", "mlp", "tfidf_vectorizer"]
 
 
 class CitationModel(ABC):
@@ -56,6 +58,25 @@ class CitationModel(ABC):
                 f"the training part holds a single class ({int(present[0])}); a classifier "
                 "needs at least two"
             )
+
+
+def check_ngram_range(name: str, value: Any) -> None:
+    """Raise unless ``value`` is a pair ``(min_n, max_n)`` of integers with
+    ``1 <= min_n <= max_n`` (scikit-learn accepts an inverted range and finds no n-gram)."""
+    pair = isinstance(value, (tuple, list)) and len(value) == 2
+    if not (
+        pair
+        and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in value)
+        and 1 <= value[0] <= value[1]
+    ):
+        raise InputError(
+            f"{name} must be a pair (min_n, max_n) of integers with 1 <= min_n <= max_n, "
+            f"got {value!r}; for example (1, 3) for 1- to 3-grams"
+        )
+
+
+#: Field metadata: a valid n-gram range (:func:`check_ngram_range`).
+NGRAM_RANGE = rule(check_ngram_range)
 
 
 def _pretokenized(tokens: Any) -> Any:

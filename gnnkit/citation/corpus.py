@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -288,6 +289,25 @@ def read_corpus(
 # ---------------------------------------------------------------------------------------------
 
 
+def _records(corpus: Any) -> list[CitationRecord]:
+    """The records of a corpus or a sequence of records; anything else is refused."""
+    expected = "a CitationCorpus or a sequence of CitationRecord (from read_corpus)"
+    if isinstance(corpus, CitationCorpus):
+        records = corpus.records
+    elif isinstance(corpus, (str, bytes)) or not isinstance(corpus, Iterable):
+        raise InputError(f"to_data takes {expected}, got {type(corpus).__name__}")
+    else:
+        records = list(corpus)
+    if not records:
+        raise InputError("to_data needs at least one citation record")
+    for position, record in enumerate(records):
+        if not isinstance(record, CitationRecord):
+            raise InputError(
+                f"to_data takes {expected}, got {type(record).__name__} at position {position}"
+            )
+    return records
+
+
 def to_data(corpus: CitationCorpus | Sequence[CitationRecord]) -> Data:
     """The corpus as a graph: papers are nodes, citation sentences are (multi-)edges.
 
@@ -310,9 +330,7 @@ def to_data(corpus: CitationCorpus | Sequence[CitationRecord]) -> Data:
     Shapes:
         - **output:** ``edge_index`` (2, |E|), ``y`` (|E|,), ``citation_edge_index`` (2, |P|)
     """
-    records = corpus.records if isinstance(corpus, CitationCorpus) else list(corpus)
-    if not records:
-        raise InputError("to_data needs at least one citation record")
+    records = _records(corpus)
     node_of: dict[str, int] = {}
     pair_of: dict[tuple[int, int], int] = {}
     src, dst, pair = [], [], []

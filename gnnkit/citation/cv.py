@@ -34,10 +34,12 @@ from torch_geometric.data import Data
 
 from gnnkit.citation.metrics import CVResult, evaluate, labels_array
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_int
 
 __all__ = [
     "Fold",
     "FoldView",
+    "check_indices",
     "citation_folds",
     "cross_validate",
     "fold_seed",
@@ -256,15 +258,69 @@ class FoldView:
         return torch.tensor(weights, dtype=torch.float32)
 
 
+def _listed(values: np.ndarray) -> str:
+    """The first five ``values`` for a message: ``"3, 7"``, ``"1, 2, 3, 4, 5 ..."``."""
+    return ", ".join(str(v) for v in values[:5]) + (" ..." if values.size > 5 else "")
+
+
+def check_indices(name: str, index: Any, size: int, what: str) -> np.ndarray:
+    """``index`` as a 1-D integer array, refused unless every entry lies in [0, ``size``).
+
+    Negative entries are refused too: numpy and Python would silently count them from the end.
+    ``what`` names the items in the message (``"sentence"``, ``"document"``...).
+    """
+    array = np.asarray(index)
+    if array.size == 0:
+        return array.astype(np.int64).reshape(0)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise InputError(
+            f"{name} must be a 1-D array of {what} indices, got shape {array.shape} and "
+            f"dtype {array.dtype}"
+        )
+    outside = (array < 0) | (array >= size)
+    if outside.any():
+        bad = _listed(np.unique(array[outside]))
+        raise InputError(
+            f"{name} holds {what} index(es) {bad} outside [0, {size}); there are {size} "
+            f"{what}s, indexed 0 .. {size - 1}"
+        )
+    return array
+
+
+def _check_fold(fold: Fold, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's indices, refused when out of range, when ``train`` is not sorted and
+    distinct (:meth:`FoldView.labels_of` relies on it) or when a sentence is in both parts."""
+    train = check_indices("fold.train", fold.train, size, "sentence")
+    test = check_indices("fold.test", fold.test, size, "sentence")
+    if train.size > 1 and not (np.diff(train) > 0).all():
+        raise InputError(
+            f"fold {fold.index}: fold.train must be sorted and hold each sentence once; "
+            "pass np.unique(train)"
+        )
+    shared = np.intersect1d(train, test)
+    if shared.size:
+        raise InputError(
+            f"fold {fold.index}: sentence(s) {_listed(shared)} are in both fold.train and "
+            f"fold.test ({shared.size} in all), so test labels would leak into training; a "
+            "sentence belongs to one part only"
+        )
+    return train, test
+
+
 def fold_view(data: Data, fold: Fold, *, seed: int = 0) -> FoldView:
-    """The :class:`FoldView` of ``fold``: ``data`` stripped of its labels plus training labels."""
+    """The :class:`FoldView` of ``fold``: ``data`` stripped of its labels plus training labels.
+
+    Raises:
+        InputError: a fold index outside the sentences, or a sentence in both parts.
+    """
     y = labels_array(data.y)
+    train, test = _check_fold(fold, y.size)
     visible = Data(**{k: v for k, v in data.items() if k != "y"})
     return FoldView(
         data=visible,
-        train=fold.train,
-        test=fold.test,
-        y_train=y[fold.train].copy(),
+        train=train,
+        test=test,
+        y_train=y[train].copy(),
         num_classes=int(data.num_classes),
         seed=seed,
     )
@@ -282,6 +338,7 @@ def set_threads(threads: int) -> None:
     """
     from threadpoolctl import threadpool_limits
 
+    check_int("threads", threads)
     torch.set_num_threads(threads)
     threadpool_limits(limits=threads)
 

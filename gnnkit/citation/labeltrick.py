@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from gnnkit.citation.base import CitationModel, tfidf_vectorizer
+from gnnkit.citation.base import NGRAM_RANGE, CitationModel, tfidf_vectorizer
 from gnnkit.citation.cv import FoldView
 from gnnkit.citation.siblings import RELATIONS, sibling_label_features
 from gnnkit.errors import InputError
@@ -50,7 +50,7 @@ class LabelTrickModel(CitationModel):
     name: ClassVar[str] = "labels"
     relations: tuple[str, ...] = ("pair", "source")
     label_weight: float = field(default=1.0, metadata=POSITIVE_NUMBER)
-    ngram_range: tuple[int, int] = (1, 3)
+    ngram_range: tuple[int, int] = field(default=(1, 3), metadata=NGRAM_RANGE)
     C: float = field(default=0.5, metadata=POSITIVE_NUMBER)
     sublinear_tf: bool = True
     seed: int = 0

@@ -18,8 +18,9 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score
 
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_int
 
-__all__ = ["CVResult", "evaluate", "labels_array", "macro_f1"]
+__all__ = ["CVResult", "check_labels", "evaluate", "labels_array", "macro_f1"]
 
 
 def labels_array(y: Any) -> np.ndarray:
@@ -32,17 +33,45 @@ def labels_array(y: Any) -> np.ndarray:
     return array
 
 
+def check_labels(name: str, y: Any, num_classes: int) -> None:
+    """Raise unless every class id in ``y`` lies in [0, ``num_classes``).
+
+    scikit-learn's scores with ``labels=range(num_classes)`` silently drop the others, which
+    would report a wrong score rather than fail.
+    """
+    y = np.asarray(y)
+    if y.size == 0:
+        return
+    outside = (y < 0) | (y >= num_classes)
+    if outside.any():
+        bad = np.unique(y[outside])
+        shown = ", ".join(str(v) for v in bad[:5]) + (" ..." if bad.size > 5 else "")
+        raise InputError(
+            f"{name} holds class id(s) {shown} outside [0, {num_classes}) for "
+            f"num_classes={num_classes}; class ids must be 0 .. {num_classes - 1}"
+        )
+
+
 def evaluate(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:
     """Macro-F1, micro-F1, per-class F1 and the confusion matrix (rows true, columns predicted).
 
     A class absent from both ``y_true`` and ``y_pred`` gets F1 0 (scikit-learn's
     ``zero_division=0``) and still counts in the macro average.
+
+    Raises:
+        InputError: labels that are not 1-D integer class ids in [0, ``num_classes``), of
+            different shapes, or none at all.
     """
+    check_int("num_classes", num_classes)
     y_true, y_pred = labels_array(y_true), labels_array(y_pred)
     if y_true.shape != y_pred.shape:
         raise InputError(
             f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}"
         )
+    if y_true.size == 0:
+        raise InputError("evaluate needs at least one prediction, got empty y_true and y_pred")
+    check_labels("y_true", y_true, num_classes)
+    check_labels("y_pred", y_pred, num_classes)
     labels = list(range(num_classes))
     per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
     return {
@@ -56,6 +85,8 @@ def evaluate(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
     """The unweighted mean of the per-class F1 over ``num_classes`` classes (0 for a class
     absent from both ``y_true`` and ``y_pred``): the neural models' validation score."""
+    check_labels("y_true", y_true, num_classes)
+    check_labels("y_pred", y_pred, num_classes)
     return float(
         f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro", zero_division=0)
     )

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from gnnkit.citation.base import tfidf_vectorizer
+from gnnkit.citation.base import NGRAM_RANGE, tfidf_vectorizer
 from gnnkit.citation.cv import FoldView, text_groups
 from gnnkit.citation.siblings import (
     RELATIONS,
@@ -256,7 +256,7 @@ class RGCNModel(NeuralModel):
     label_features: bool = True
     hidden: int = field(default=64, metadata=POSITIVE_INT)
     layers: int = field(default=1, metadata=POSITIVE_INT)
-    ngram_range: tuple[int, int] = (1, 2)
+    ngram_range: tuple[int, int] = field(default=(1, 2), metadata=NGRAM_RANGE)
     min_df: int = field(default=2, metadata=POSITIVE_INT)
     epochs: int = 200
     patience: int = 30

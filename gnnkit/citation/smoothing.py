@@ -30,22 +30,72 @@ citing paper, and those of the same (citing, cited) pair twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.multiclass import OneVsRestClassifier
 from torch_geometric.nn.models import CorrectAndSmooth
 
-from gnnkit.citation.base import CitationModel, tfidf_vectorizer
-from gnnkit.citation.cv import FoldView, text_groups
+from gnnkit.citation.base import NGRAM_RANGE, CitationModel, tfidf_vectorizer
+from gnnkit.citation.cv import FoldView, check_indices, text_groups
+from gnnkit.citation.metrics import check_labels, labels_array
 from gnnkit.citation.siblings import normalized_adjacency, sibling_graph
-from gnnkit.utils.checks import POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, validate_fields
+from gnnkit.errors import InputError
+from gnnkit.utils.checks import (
+    CHECK,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    validate_fields,
+)
 
 __all__ = ["CorrectSmoothModel", "correct_and_smooth"]
+
+
+def _check_schedule(layers: Any, alpha: Any) -> None:
+    """``layers`` and ``alpha`` by the rules of :class:`CorrectSmoothModel`'s fields
+    (``correction_layers``, ``smoothing_alpha``...): PyG's ``CorrectAndSmooth`` checks none."""
+    for name, pair in (("layers", layers), ("alpha", alpha)):
+        if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+            raise InputError(f"{name} must be a pair (correction, smoothing), got {pair!r}")
+    rules = {
+        spec.name: spec.metadata[CHECK]
+        for spec in fields(CorrectSmoothModel)
+        if CHECK in spec.metadata
+    }
+    for position, step in enumerate(("correction", "smoothing")):
+        rules[f"{step}_layers"](f"layers[{position}]", layers[position])
+        rules[f"{step}_alpha"](f"alpha[{position}]", alpha[position])
+
+
+def _check_inputs(z: Any, y_train: Any, train: Any, norm_adjacency: Any) -> np.ndarray:
+    """Refuse mismatched shapes and out-of-range indices or classes, which PyG reports as an
+    ``IndexError``, a bare ``AssertionError`` or a ``one_hot`` ``RuntimeError``; returns
+    ``train`` as an index array."""
+    shape = tuple(np.shape(z))
+    if len(shape) != 2:
+        raise InputError(f"z must be (n, C) soft predictions, got shape {shape}")
+    n, num_classes = shape
+    if not sp.issparse(norm_adjacency) or norm_adjacency.shape != (n, n):
+        got = getattr(norm_adjacency, "shape", None)
+        raise InputError(
+            f"norm_adjacency must be a scipy sparse ({n}, {n}) matrix, one row per row of z, "
+            f"got {type(norm_adjacency).__name__} of shape {got}"
+        )
+    train = check_indices("train", train, n, "node")
+    y = labels_array(y_train)
+    if y.shape != train.shape:
+        raise InputError(
+            f"y_train must hold one class per training node ({train.size}), got shape {y.shape}"
+        )
+    check_labels("y_train", y, num_classes)
+    return train
 
 
 def correct_and_smooth(
@@ -68,7 +118,13 @@ def correct_and_smooth(
 
     Returns:
         array: (n, C) the smoothed scores.
+
+    Raises:
+        InputError: shapes that do not match ``z``, a ``train`` index or ``y_train`` class
+            out of range, or ``layers``/``alpha`` that :class:`CorrectSmoothModel` refuses.
     """
+    _check_schedule(layers, alpha)
+    train = _check_inputs(z, y_train, train, norm_adjacency)
     coo = norm_adjacency.tocoo()
     edge_index = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
     edge_weight = torch.as_tensor(coo.data, dtype=torch.float64)
@@ -102,7 +158,7 @@ class CorrectSmoothModel(CitationModel):
     smoothing_alpha: float = field(default=0.8, metadata=PROBABILITY)
     C: float = field(default=10.0, metadata=POSITIVE_NUMBER)
     inner_folds: int = field(default=5, metadata=POSITIVE_INT)
-    ngram_range: tuple[int, int] = (1, 3)
+    ngram_range: tuple[int, int] = field(default=(1, 3), metadata=NGRAM_RANGE)
     sublinear_tf: bool = True
     seed: int = 0
 

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from gnnkit.citation.base import CitationModel, tfidf_vectorizer
+from gnnkit.citation.base import NGRAM_RANGE, CitationModel, tfidf_vectorizer
 from gnnkit.citation.cv import FoldView
 from gnnkit.utils.checks import POSITIVE_INT, POSITIVE_NUMBER, validate_fields
 
@@ -41,7 +41,7 @@ class SVMModel(CitationModel):
     """
 
     name: ClassVar[str] = "svm"
-    ngram_range: tuple[int, int] = (1, 3)
+    ngram_range: tuple[int, int] = field(default=(1, 3), metadata=NGRAM_RANGE)
     C: float = field(default=0.5, metadata=POSITIVE_NUMBER)
     min_df: int = field(default=1, metadata=POSITIVE_INT)
     sublinear_tf: bool = True

@@ -24,7 +24,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from torch import Tensor, nn
 
 from gnnkit.citation.base import tfidf_vectorizer
-from gnnkit.citation.cv import FoldView
+from gnnkit.citation.cv import FoldView, check_indices
 from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
 from gnnkit.nn import GCNConv, sparse_dropout
@@ -149,9 +149,13 @@ def textgcn_graph(
 
     Returns:
         TextGCNGraph: ``edge_index`` and ``edge_weight`` hold each edge in both directions.
+
+    Raises:
+        InputError: no training document, a ``train`` index outside ``tokens``, or a
+            non-positive ``min_df``, ``window`` or ``min_cooccurrence``.
     """
     check_ints(min_df=min_df, window=window, min_cooccurrence=min_cooccurrence)
-    train = np.asarray(train)
+    train = check_indices("train", train, len(tokens), "document")
     if train.size == 0:
         raise InputError("textgcn_graph needs at least one training document")
     vectorizer = _training_vocabulary(tokens, train, min_df)
@@ -228,9 +232,10 @@ class TextGCNModel(NeuralModel):
 
     name: ClassVar[str] = "textgcn"
     hidden: int = field(default=128, metadata=POSITIVE_INT)
-    min_df: int = 2
-    window: int = 20
-    min_cooccurrence: int = 2
+    # The rule of textgcn_graph's check_ints, checked at construction rather than in fit.
+    min_df: int = field(default=2, metadata=POSITIVE_INT)
+    window: int = field(default=20, metadata=POSITIVE_INT)
+    min_cooccurrence: int = field(default=2, metadata=POSITIVE_INT)
     epochs: int = 100
     patience: int = 10
     lr: float = 0.02

@@ -17,11 +17,14 @@ On CPU with numba (:mod:`gnnkit.ops._jit`) the mask is one compiled pass
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops._jit import jit_available
+from gnnkit.utils.checks import check_int, describe, is_integer_tensor
 
 __all__ = ["ATTENTION_STREAM", "attention_dropout", "keep_mask", "node_dropout"]
 
@@ -96,6 +99,9 @@ def keep_mask(
     Returns:
         Tensor: (|V|, C) booleans, ``True`` = kept.
     """
+    _check_p(p, "keep_mask: dropout")
+    _check_ids("keep_mask", "node_ids", node_ids)
+    check_int("num_columns", num_columns, 0)
     row, column, threshold = _hashes(node_ids, num_columns, p, seed, step, layer)
     if compiled is None:
         compiled = row.device.type == "cpu" and jit_available()
@@ -107,8 +113,17 @@ def keep_mask(
 
 
 def _check_p(p: float, name: str) -> None:
-    if not 0.0 <= p < 1.0:
-        raise InputError(f"{name} p must be in [0, 1), got {p}")
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+        raise InputError(f"{name} p must be in [0, 1), got {p!r}")
+
+
+def _check_ids(name: str, what: str, ids: Tensor, rows: int | None = None, of: str = "") -> None:
+    """``ids`` must be a 1-D integer tensor, one global id per row (``rows`` of them, when
+    given): a float id would be truncated, a wrong count broadcast or fail deep in torch."""
+    if not is_integer_tensor(ids) or ids.dim() != 1 or (rows is not None and ids.numel() != rows):
+        got = describe(ids)
+        count = "" if rows is None else f" of {rows} entries, one per {of}"
+        raise InputError(f"{name}: {what} must be a 1-D integer tensor{count}, got {got}")
 
 
 def node_dropout(
@@ -121,6 +136,10 @@ def node_dropout(
         - **output:** (|V|, C)
     """
     _check_p(p, "dropout")
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        got = describe(x, dtype=False)
+        raise InputError(f"node_dropout: x must be a (|V|, C) tensor, got {got}")
+    _check_ids("node_dropout", "node_ids", node_ids, x.size(0), "row of x")
     if not training or p == 0.0:
         return x
     mask = keep_mask(node_ids, x.size(1), p, seed=seed, step=step, layer=layer)
@@ -140,6 +159,10 @@ def attention_dropout(
         - **output:** (H, |E|)
     """
     _check_p(p, "attention dropout")
+    if not isinstance(alpha, Tensor) or alpha.dim() != 2:
+        got = describe(alpha, dtype=False)
+        raise InputError(f"attention_dropout: alpha must be an (H, |E|) tensor, got {got}")
+    _check_ids("attention_dropout", "edge_ids", edge_ids, alpha.size(1), "column (edge) of alpha")
     if not training or p == 0.0:
         return alpha
     mask = keep_mask(

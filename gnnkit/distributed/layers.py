@@ -18,6 +18,7 @@ from gnnkit.distributed.dropout import attention_dropout, node_dropout
 from gnnkit.distributed.halo import PartitionGraph
 from gnnkit.errors import InputError
 from gnnkit.ops import edge_softmax, gather_dst, gather_src, spmm
+from gnnkit.utils.checks import check_ints
 
 __all__ = ["PartitionGAT", "PartitionGATConv", "PartitionGCN", "PartitionGCNConv"]
 
@@ -45,6 +46,7 @@ class PartitionGCNConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
+        check_ints(in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -107,6 +109,7 @@ class PartitionGATConv(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check_ints(in_channels=in_channels, out_channels=out_channels, heads=heads)
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"attention dropout must be in [0, 1), got {dropout}")
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
@@ -185,6 +188,9 @@ class PartitionGCN(_TwoLayer):
         self, in_channels: int, hidden_channels: int, out_channels: int, dropout: float = 0.5
     ) -> None:
         super().__init__(dropout)
+        check_ints(
+            in_channels=in_channels, hidden_channels=hidden_channels, out_channels=out_channels
+        )
         self.conv1 = PartitionGCNConv(in_channels, hidden_channels)
         self.conv2 = PartitionGCNConv(hidden_channels, out_channels)
 
@@ -213,6 +219,12 @@ class PartitionGAT(_TwoLayer):
         attention_dropout: float | None = None,
     ) -> None:
         super().__init__(dropout)
+        check_ints(
+            in_channels=in_channels,
+            hidden_channels=hidden_channels,
+            out_channels=out_channels,
+            heads=heads,
+        )
         att = dropout if attention_dropout is None else attention_dropout
         self.conv1 = PartitionGATConv(in_channels, hidden_channels, heads, dropout=att)
         self.conv2 = PartitionGATConv(

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import check_edge_index, check_int, describe, is_integer_tensor
 
 __all__ = [
     "PARTITION_METHODS",
@@ -92,12 +93,14 @@ def partition_nodes(
         Tensor: (|V|,) int64 part of every node, in ``[0, P)``.
 
     Raises:
-        InputError: an unknown method, P < 1 or P > |V|, or METIS without ``pymetis``.
+        InputError: an unknown method, P < 1 or P > |V|, an edge naming a node outside
+            ``[0, |V|)``, or METIS without ``pymetis``.
     """
     if method not in PARTITION_METHODS:
         raise InputError(
             f"unknown partition method {method!r}; choose one of {', '.join(PARTITION_METHODS)}"
         )
+    num_nodes = check_edge_index(edge_index, num_nodes)
     if not 1 <= num_parts <= max(num_nodes, 1):
         raise InputError(
             f"num_parts must be between 1 and the number of nodes ({num_nodes}), got {num_parts}"
@@ -131,7 +134,11 @@ def global_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
 
     Returns:
         Tensor: (2, |E'| + |V|) int64 edges, row 0 senders, row 1 receivers.
+
+    Raises:
+        InputError: ``edge_index`` is not (2, |E|) integers in ``[0, |V|)``.
     """
+    num_nodes = check_edge_index(edge_index, num_nodes)
     src, dst = edge_index[0].long(), edge_index[1].long()
     keep = src != dst
     loops = torch.arange(num_nodes)
@@ -148,6 +155,30 @@ def _local_index(parts: Tensor, num_parts: int) -> Tensor:
     return index
 
 
+def _checked_parts(parts: Tensor, num_parts: int, num_nodes: int | None = None) -> Tensor:
+    """``parts`` as int64, refused unless it is (|V|,) integers in ``[0, num_parts)``."""
+    check_int("num_parts", num_parts)
+    expected = "(|V|,)" if num_nodes is None else f"(|V|,) = ({num_nodes},)"
+    if (
+        not is_integer_tensor(parts)
+        or parts.dim() != 1
+        or (num_nodes is not None and parts.numel() != num_nodes)
+    ):
+        got = describe(parts)
+        raise InputError(
+            f"parts must be an integer tensor of shape {expected}, one part per node, got {got}"
+        )
+    if parts.numel():
+        low, high = (int(v) for v in torch.aminmax(parts))
+        if low < 0 or high >= num_parts:
+            raise InputError(
+                f"parts holds part {low if low < 0 else high}, outside [0, num_parts) = "
+                f"[0, {num_parts}); pass the num_parts the partition was made for "
+                "(partition_nodes)"
+            )
+    return parts.long()
+
+
 def build_shards(data: Any, parts: Tensor, num_parts: int) -> list[dict[str, Tensor]]:
     """Cut one shard per part (see the module docstring for what a shard holds).
 
@@ -161,12 +192,7 @@ def build_shards(data: Any, parts: Tensor, num_parts: int) -> list[dict[str, Ten
         list of dict: P shards of tensors, ready for :func:`torch.save`.
     """
     num_nodes = int(data.num_nodes)
-    parts = parts.long()
-    if parts.shape != (num_nodes,) or (num_nodes and int(parts.max()) >= num_parts):
-        raise InputError(
-            f"parts must be (|V|,) = ({num_nodes},) with values below {num_parts}, "
-            f"got shape {tuple(parts.shape)}"
-        )
+    parts = _checked_parts(parts, num_parts, num_nodes)
     src, dst = global_edges(data.edge_index, num_nodes)
     degree = torch.bincount(dst, minlength=num_nodes).double()
     norm = degree.pow(-0.5)
@@ -214,8 +240,21 @@ def build_shards(data: Any, parts: Tensor, num_parts: int) -> list[dict[str, Ten
 
 
 def halo_sizes(edge_index: Tensor, parts: Tensor, num_parts: int) -> list[int]:
-    """The number of halo nodes of every part (distinct remote senders into its nodes)."""
+    """The number of halo nodes of every part (distinct remote senders into its nodes).
+
+    Args:
+        edge_index (Tensor): (2, |E|) edges, row 0 senders, row 1 receivers.
+        parts (Tensor): (|V|,) the part of every node, in ``[0, P)``.
+        num_parts (int): P.
+    """
+    parts = _checked_parts(parts, num_parts)
     num_nodes = parts.numel()
+    needed = check_edge_index(edge_index)
+    if needed > num_nodes:
+        raise InputError(
+            f"edge_index names node {needed - 1} but parts gives the part of only {num_nodes} "
+            "nodes; pass one part per node (partition_nodes)"
+        )
     src, dst = edge_index[0].long(), edge_index[1].long()
     remote = parts[src] != parts[dst]
     key = torch.unique(parts[dst[remote]] * num_nodes + src[remote])

@@ -40,6 +40,7 @@ from gnnkit.utils.checks import (
     OPTIONAL_POSITIVE_INT,
     POSITIVE_INT,
     check_int,
+    check_ints,
     check_number,
     check_probability,
     check_seed,
@@ -127,6 +128,12 @@ class PartitionConfig:
 
 def build_model(config: PartitionConfig, in_channels: int, num_classes: int) -> nn.Module:
     """The model of ``config``, initialised from ``config.seed`` (the same on every rank)."""
+    if not isinstance(config, PartitionConfig):
+        raise InputError(
+            f"build_model expects a PartitionConfig, got {type(config).__name__}; build one with "
+            "PartitionConfig(model=..., ...)"
+        )
+    check_ints(in_channels=in_channels, num_classes=num_classes)
     torch.manual_seed(config.seed)
     assert config.hidden is not None and config.dropout is not None  # set by __post_init__
     if config.model == "gat":

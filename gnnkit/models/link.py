@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from gnnkit.errors import InputError
 from gnnkit.models._common import check_same_width_convs, same_width_convs
 from gnnkit.nn.functional import check_dropout, dropout
-from gnnkit.ops.hadamard import Workspace, hadamard_mlp
+from gnnkit.ops.hadamard import Workspace, check_pair_shape, hadamard_mlp
 from gnnkit.utils.checks import check_int, check_ints
 
 __all__ = ["EmbeddingGNN", "HadamardMLP", "LinkGNN"]
@@ -146,18 +146,7 @@ class HadamardMLP(nn.Module):
 
 
 def _check_pairs(pairs: Any, num_nodes: int) -> None:
-    if (
-        not isinstance(pairs, Tensor)
-        or pairs.dim() != 2
-        or pairs.size(0) != 2
-        or pairs.is_floating_point()
-        or pairs.dtype == torch.bool
-    ):
-        shape = tuple(pairs.shape) if isinstance(pairs, Tensor) else type(pairs).__name__
-        raise InputError(
-            f"pairs must be an integer tensor of shape (2, B) (row 0 one endpoint, row 1 the "
-            f"other), got {shape}; transpose an (B, 2) edge list with .t()"
-        )
+    check_pair_shape(pairs)
     if pairs.numel():
         low, high = torch.aminmax(pairs)
         if int(low) < 0 or int(high) >= num_nodes:

@@ -47,7 +47,13 @@ from gnnkit.errors import InputError
 from gnnkit.models._common import check_same_width_convs, same_width_convs
 from gnnkit.nn import GraphCache
 from gnnkit.nn.functional import check_dropout, dropout, relu_dropout
-from gnnkit.utils.checks import check_flags, check_int, check_ints
+from gnnkit.utils.checks import (
+    check_flags,
+    check_int,
+    check_ints,
+    is_integer_tensor,
+    values_readable,
+)
 
 __all__ = ["MolGNN", "bond_counts", "mean_pool"]
 
@@ -56,6 +62,56 @@ def _bond_dims() -> list[int]:
     from ogb.utils.features import get_bond_feature_dims
 
     return list(get_bond_feature_dims())
+
+
+def _values_outside(values: Tensor, low: int, high: int) -> str:
+    """The distinct entries of ``values`` outside [low, high), at most five, for a message."""
+    bad = values[(values < low) | (values >= high)].unique()
+    shown = ", ".join(str(v) for v in bad[:5].tolist())
+    return shown + (" ..." if bad.numel() > 5 else "")
+
+
+def _check_bond_inputs(
+    edge_attr: Tensor, target: Tensor, num_nodes: int, dims: list[int]
+) -> Tensor:
+    """Refuse what :func:`bond_counts` would count into another node's or feature's column, or
+    fail on with a bare ``RuntimeError``; returns ``[[0, *dims[:-1]], dims]`` on the device."""
+    check_int("num_nodes", num_nodes, 0)
+    if not dims:
+        raise InputError("dims must give the number of values of each feature, got []")
+    for f, dim in enumerate(dims):
+        check_int(f"dims[{f}]", dim)
+    if edge_attr.dim() != 2 or edge_attr.size(1) != len(dims):
+        raise InputError(
+            f"edge_attr must have shape (|E|, {len(dims)}) (OGB's bond features), got "
+            f"{tuple(edge_attr.shape)}"
+        )
+    if not is_integer_tensor(edge_attr) or not is_integer_tensor(target):
+        raise InputError(
+            "edge_attr and target must hold integers (feature values, node indices), got "
+            f"dtypes {edge_attr.dtype} and {target.dtype}"
+        )
+    if target.shape != (edge_attr.size(0),):
+        raise InputError(
+            f"target must have shape (|E|,) = ({edge_attr.size(0)},), one node per row of "
+            f"edge_attr, got {tuple(target.shape)}"
+        )
+    return torch.tensor([[0, *dims[:-1]], dims], device=edge_attr.device)  # (2, F)
+
+
+def _refuse_outside(edge_attr: Tensor, target: Tensor, num_nodes: int, dims: list[int]) -> None:
+    """Name the feature value or target :func:`bond_counts` found outside its range."""
+    low, high = edge_attr.aminmax(dim=0)  # (F,)
+    for f, dim in enumerate(dims):
+        if low[f] < 0 or high[f] >= dim:
+            raise InputError(
+                f"edge_attr column {f} holds value(s) {_values_outside(edge_attr[:, f], 0, dim)} "
+                f"outside [0, {dim}) (dims[{f}]={dim}); feature values must be 0 .. {dim - 1}"
+            )
+    raise InputError(
+        f"target holds node index(es) {_values_outside(target, 0, num_nodes)} outside "
+        f"[0, {num_nodes}) for num_nodes={num_nodes}; pass the batch's node count"
+    )
 
 
 def bond_counts(
@@ -81,18 +137,30 @@ def bond_counts(
 
     Returns:
         Tensor: (|V|, sum(dims)) counts.
+
+    Raises:
+        InputError: a feature value outside [0, ``dims[f]``) or a target outside
+            [0, ``num_nodes``) (counted past the end, so found from the size of
+            ``bincount``'s result), or mismatched shapes.
     """
-    if edge_attr.dim() != 2 or edge_attr.size(1) != len(dims):
-        raise InputError(
-            f"edge_attr must have shape (|E|, {len(dims)}) (OGB's bond features), got "
-            f"{tuple(edge_attr.shape)}"
-        )
+    bounds = _check_bond_inputs(edge_attr, target, num_nodes, dims)  # (2, F)
     width = sum(dims)
-    offsets = torch.tensor([0, *dims[:-1]], device=edge_attr.device).cumsum(0)  # (F,)
+    offsets = bounds[0].cumsum(0)  # (F,)
     columns = edge_attr.long() + offsets  # (E, F)
-    flat = (target.long().unsqueeze(1) * width + columns).view(-1)  # (E F,)
-    counts = torch.bincount(flat, minlength=num_nodes * width).view(num_nodes, width)
-    return counts.to(dtype or torch.get_default_dtype())
+    flat = target.long().unsqueeze(1) * width + columns  # (E, F)
+    # A value outside its column's range, or a target outside the nodes, is counted one past
+    # the end, so bincount's result grows: the check costs no host read of its own (none at
+    # all while torch.compile traces or a CUDA graph captures).
+    size = num_nodes * width
+    checked = values_readable(edge_attr)
+    if checked:
+        outside = (edge_attr < 0) | (edge_attr >= bounds[1])
+        outside |= ((target < 0) | (target >= num_nodes)).unsqueeze(1)
+        flat = torch.where(outside, size, flat)
+    counts = torch.bincount(flat.view(-1), minlength=size)
+    if checked and counts.numel() > size:
+        _refuse_outside(edge_attr, target, num_nodes, dims)
+    return counts.view(num_nodes, width).to(dtype or torch.get_default_dtype())
 
 
 def mean_pool(h: Tensor, ptr: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.nn._cache import GraphCache
 from gnnkit.ops.csr import CSRGraph
+from gnnkit.utils.checks import describe
 
 __all__ = ["column_major_", "sparse_linear", "sparse_structure"]
 
@@ -89,6 +90,8 @@ def sparse_structure(x: Tensor, cache: GraphCache | None = None) -> CSRGraph:
     """
     if cache is None:
         return CSRGraph.from_sparse(x)
+    if not isinstance(cache, GraphCache):
+        raise InputError(f"cache must be a gnnkit.nn.GraphCache, got {type(cache).__name__}")
     tensors, extra = _structure_key(x)
     graph = cache.lookup(tensors, extra)
     if graph is None:
@@ -140,7 +143,7 @@ def sparse_linear(
     if x.dim() != 2:
         raise InputError(f"sparse_linear expects a matrix x (2 dimensions), got {tuple(x.shape)}")
     if not isinstance(weight, Tensor) or weight.dim() != 2 or weight.size(1) != x.size(-1):
-        shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+        shape = describe(weight, dtype=False)
         raise InputError(
             f"sparse_linear: weight must have shape (out_features, {x.size(-1)}) for x of "
             f"shape {tuple(x.shape)}, got {shape}"

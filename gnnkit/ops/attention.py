@@ -40,8 +40,10 @@ from gnnkit.errors import InputError
 from gnnkit.ops._autograd import recomputed_gradients
 from gnnkit.ops._gat_reference import reference_gat, torch_form
 from gnnkit.ops._jit import jit_available
+from gnnkit.ops.backend import device_of
 from gnnkit.ops.csr import CSRGraph, check_graph
 from gnnkit.ops.random import keep_mask
+from gnnkit.utils.checks import describe
 from gnnkit.utils.env import switched_off
 
 __all__ = [
@@ -90,7 +92,7 @@ def fused_gat_backend(device: torch.device | str, dtype: torch.dtype) -> str:
         return "torch"
     if dtype not in _KERNEL_DTYPES:
         return "torch"
-    kind = torch.device(device).type
+    kind = device_of("device", device).type
     if kind == "cpu" and jit_available():
         return "numba"
     if kind == "cuda" and _triton_kernels() is not None:
@@ -181,7 +183,7 @@ def _check(
     if graph._heads != 1:
         raise InputError("fused_gat: graph must have one copy per edge (not interleave_heads)")
     if not isinstance(xw, Tensor) or xw.dim() != 3 or xw.size(0) != graph.num_cols:
-        got = tuple(xw.shape) if isinstance(xw, Tensor) else type(xw).__name__
+        got = describe(xw, dtype=False)
         raise InputError(f"fused_gat: xw must be (|V_src|={graph.num_cols}, H, C), got {got}")
     heads = xw.size(1)
     if heads == 0 or xw.size(2) == 0:
@@ -197,7 +199,7 @@ def _check(
         if tensor is None and (name != "a_src" or not scores_given):
             continue
         if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape:
-            found = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            found = describe(tensor, dtype=False)
             raise InputError(f"fused_gat: {name} must have shape {shape}, got {found}")
         if tensor.dtype != xw.dtype or tensor.device != xw.device:
             raise InputError(

@@ -89,6 +89,7 @@ import torch
 
 from gnnkit.errors import InputError
 from gnnkit.ops._jit import PREFETCH_MIN_BYTES, jit_available
+from gnnkit.utils.checks import check_device
 from gnnkit.utils.env import switched_off
 
 __all__ = [
@@ -334,6 +335,16 @@ def _spmm_description(device: torch.device, dtype: torch.dtype, det: bool, defau
     return "; ".join([default, *rules])
 
 
+def device_of(name: str, device: Any) -> torch.device:
+    """``device`` as a :class:`torch.device`, present or not; a name torch does not know (or
+    not a name) is refused with :func:`gnnkit.utils.checks.check_device`'s one-line message
+    rather than torch's list of every device type."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        return check_device(name, device)  # raises InputError: not a device name
+
+
 def backend_info(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> dict:
     """What runs each sparse operation on ``device`` for ``dtype``, as a JSON-ready dict.
 
@@ -342,8 +353,11 @@ def backend_info(device: str | torch.device = "cpu", dtype: torch.dtype = torch.
     ``kernels``, a mapping from operation to the kernel in force (``spmm``, ``sddmm``,
     ``segment_sum``, ``segment_max``, ``scatter_sum``, ``scatter_max``, and ``gat``:
     :func:`gnnkit.ops.fused_gat`, the attention of :class:`gnnkit.nn.GATConv`).
+
+    NOTE: ``device`` need not be present: ``"cuda"`` reports CUDA's kernels on a machine
+    without a GPU. A name that is no device at all is refused.
     """
-    device = torch.device(device)
+    device = device_of("device", device)
     det = is_deterministic()
     spmm = spmm_kernel(device, dtype, det)
     sddmm = sddmm_kernel(device, dtype)

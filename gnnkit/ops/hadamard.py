@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from gnnkit.errors import InputError
 from gnnkit.ops._autograd import differentiable_once
 from gnnkit.ops.random import uniform_draws
+from gnnkit.utils.checks import describe, is_integer_tensor
 
-__all__ = ["Workspace", "hadamard_mlp"]
+__all__ = ["Workspace", "check_pair_shape", "hadamard_mlp"]
 
 
 class _Lease:
@@ -192,6 +195,33 @@ class _HadamardMLPFunction(torch.autograd.Function):
         return grad_h, None, None, grad_w, grad_b, grad_last_w, grad_last_b, None, None, None
 
 
+def _check_inputs(h: Tensor, pairs: Tensor, weight: Tensor) -> None:
+    """Shapes, dtypes and devices only (no pass over the data): torch's matmul error would
+    name neither the argument nor the fix."""
+    if not isinstance(h, Tensor) or h.dim() != 2 or h.size(1) != weight.size(1):
+        shape = describe(h, dtype=False)
+        raise InputError(
+            f"hadamard_mlp: h must be (|V|, {weight.size(1)}) node representations, the width "
+            f"the first layer's weight {tuple(weight.shape)} takes (HadamardMLP's "
+            f"in_channels), got {shape}"
+        )
+    if h.dtype != weight.dtype or h.device != weight.device:
+        raise InputError(
+            f"hadamard_mlp: h is {h.dtype} on {h.device} but the weights are {weight.dtype} on "
+            f"{weight.device}; convert h with h.to(weight) or the model with model.to(h)"
+        )
+    check_pair_shape(pairs, "hadamard_mlp: ")
+
+
+def check_pair_shape(pairs: Any, prefix: str = "") -> None:
+    """Refuse ``pairs`` that are not an integer (2, B) tensor of node pairs."""
+    if not (is_integer_tensor(pairs) and pairs.dim() == 2 and pairs.size(0) == 2):
+        raise InputError(
+            f"{prefix}pairs must be an integer tensor of shape (2, B) (row 0 one endpoint, row "
+            f"1 the other), got {describe(pairs)}; transpose an (B, 2) edge list with .t()"
+        )
+
+
 def hadamard_mlp(
     h: Tensor,
     pairs: Tensor,
@@ -218,7 +248,7 @@ def hadamard_mlp(
     :func:`gnnkit.ops.random.uniform_draws`.
 
     Args:
-        h (Tensor): (|V|, C) node representations.
+        h (Tensor): (|V|, C) node representations, of the weights' dtype and device.
         pairs (Tensor): (2, B) node pairs, row 0 one endpoint and row 1 the other.
         weight (Tensor): (F, C) the first layer's weight; ``bias`` (F,) or ``None``.
         last_weight (Tensor, optional): (out, F) the last layer's weight, fused into the same
@@ -231,6 +261,7 @@ def hadamard_mlp(
     Shapes:
         - **output:** (B, out) with ``last_weight``, else (B, F)
     """
+    _check_inputs(h, pairs, weight)
     lease = workspace.acquire() if workspace is not None else None
     return _HadamardMLPFunction.apply(
         h, pairs[0], pairs[1], weight, bias, last_weight, last_bias, p, workspace, lease

@@ -29,6 +29,7 @@ from gnnkit.ops import backend
 from gnnkit.ops.csr import CSRGraph, check_graph
 from gnnkit.ops.linear import bias_gradient
 from gnnkit.ops.scatter import _segment
+from gnnkit.utils.checks import describe
 
 __all__ = ["sddmm", "spmm"]
 
@@ -359,21 +360,28 @@ class _SpMM(torch.autograd.Function):
         return None, grad_values, grad_x, None, grad_bias, None
 
 
-def _as_heads(values: Tensor, x: Tensor, name: str) -> tuple[Tensor, Tensor, bool]:
+def _as_heads(values: Tensor | None, x: Tensor, name: str) -> tuple[Tensor, Tensor, bool]:
     """View (|E|,) values and (|V|, C) features as one head: (1, |E|) and (1, |V|, C)."""
-    if values.dim() == 1 and x.dim() == 2:
-        return values.unsqueeze(0), x.unsqueeze(0), True
-    if values.dim() == 2 and x.dim() == 3 and values.size(0) == x.size(0):
-        return values, x, False
+    if isinstance(values, Tensor) and isinstance(x, Tensor):
+        if x.layout != torch.strided:  # (torch's error came from deep inside the kernels)
+            raise InputError(
+                f"{name}: x must be a dense (strided) tensor, got {x.layout}; pass x.to_dense(), "
+                "or multiply sparse features by a weight first with gnnkit.nn.sparse_linear"
+            )
+        if values.dim() == 1 and x.dim() == 2:
+            return values.unsqueeze(0), x.unsqueeze(0), True
+        if values.dim() == 2 and x.dim() == 3 and values.size(0) == x.size(0):
+            return values, x, False
+    shapes = [describe(t, dtype=False) for t in (values, x)]
     raise InputError(
         f"{name} expects values (|E|,) with x (|V|, C), or values (H, |E|) with x (H, |V|, C); "
-        f"got values {tuple(values.shape)} and x {tuple(x.shape)}"
+        f"got values {shapes[0]} and x {shapes[1]}"
     )
 
 
 def spmm(
     graph: CSRGraph,
-    values: Tensor,
+    values: Tensor | None,
     x: Tensor,
     *,
     bias: Tensor | None = None,
@@ -390,7 +398,9 @@ def spmm(
 
     Args:
         graph (CSRGraph): the connectivity.
-        values (Tensor): one weight per edge in CSR order, (|E|,), or (H, |E|) for H heads.
+        values (Tensor or None): one weight per edge in CSR order, (|E|,), or (H, |E|) for H
+            heads; ``None`` weighs every edge 1 (the plain adjacency matrix, as PyG's
+            ``edge_weight=None`` and a ``SparseTensor`` without values).
         x (Tensor): sender features, (|V_in|, C), or (H, |V_in|, C) for H heads.
         bias (Tensor, optional): (C,), added to every output row (of every head); on CPU the
             compiled kernels add it as they store each row, with the bits of adding it after.
@@ -399,19 +409,25 @@ def spmm(
             :func:`gnnkit.ops.is_deterministic`. (default: ``None``)
 
     Shapes:
-        - **input:** ``values`` (|E|,) or (H, |E|); ``x`` (|V_in|, C) or (H, |V_in|, C);
+        - **input:** ``values`` (|E|,) or (H, |E|); ``x`` (|V_in|, C) or (H, |V_in|, C),
+          floating point and dense (sparse features: :func:`gnnkit.nn.sparse_linear`);
           ``bias`` (C,)
         - **output:** (|V_out|, C) or (H, |V_out|, C)
     """
     check_graph("spmm", graph)
+    if values is None and isinstance(x, Tensor):  # every edge weighs 1
+        shape = (x.size(0), graph.num_edges) if x.dim() == 3 else (graph.num_edges,)
+        values = torch.ones(shape, dtype=x.dtype, device=x.device)  # (x may be sparse)
     values_h, x_h, squeeze = _as_heads(values, x, "spmm")
     if values_h.size(1) != graph.num_edges or x_h.size(1) != graph.num_cols:
         raise InputError(
             f"spmm: the graph has {graph.num_edges} edges and {graph.num_cols} senders, got "
             f"{values_h.size(1)} values per head and {x_h.size(1)} feature rows"
         )
-    if values_h.dtype != x_h.dtype:
-        raise InputError(f"spmm: values are {values_h.dtype} but x is {x_h.dtype}")
+    dtype = x_h.dtype
+    if values_h.dtype != dtype or not dtype.is_floating_point:
+        got = f"values are {values_h.dtype} and x is {dtype}"
+        raise InputError(f"spmm: {got}; both must be one floating-point dtype (use .float())")
     if bias is not None and (
         not isinstance(bias, Tensor)
         or bias.shape != (x_h.size(2),)
@@ -429,7 +445,7 @@ def spmm(
         )
     deterministic = backend.is_deterministic(deterministic)
     if not torch.is_grad_enabled() or not (
-        values.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)
+        values_h.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)
     ):  # nothing to differentiate (an evaluation): the product without an autograd Function
         return _spmm_forward(graph, values_h, x_h, deterministic, bias, squeeze)[0]
     if squeeze:  # one head: the 2-D tensors themselves (the kernel views them as one head)
@@ -455,7 +471,7 @@ def sddmm(graph: CSRGraph, a: Tensor, b: Tensor) -> Tensor:
         or a.dim() != b.dim()
         or (a.dim() not in (2, 3))
     ):
-        shapes = [tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in (a, b)]
+        shapes = [describe(t, dtype=False) for t in (a, b)]
         raise InputError(
             f"sddmm expects a and b both (|V|, C) or both (H, |V|, C), got {shapes[0]} and "
             f"{shapes[1]}"

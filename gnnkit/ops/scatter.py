@@ -17,7 +17,7 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
 from gnnkit.ops._csr_checks import integer_vector, pointer_rises
-from gnnkit.utils.checks import values_readable
+from gnnkit.utils.checks import describe, values_readable
 
 __all__ = ["index_sum", "scatter_max", "scatter_sum", "segment_max", "segment_sum"]
 
@@ -45,8 +45,34 @@ def _segment(src: Tensor, ptr: Tensor, reduce: Reduce, axis: int = 0) -> Tensor:
 
 def _check_src(prefix: str, src: object) -> None:
     if not isinstance(src, Tensor) or src.dim() == 0:
-        got = tuple(src.shape) if isinstance(src, Tensor) else type(src).__name__
+        got = describe(src, dtype=False)
         raise InputError(f"{prefix}src must be a tensor of shape (|E|, *), got {got}")
+    if src.dtype == torch.bool or src.is_complex():
+        raise InputError(
+            f"{prefix}src must be a floating-point or integer tensor, got {src.dtype}; "
+            "pass src.float()"
+        )
+
+
+def _scatter_integers(src: Tensor, index: Tensor, dim_size: int, reduce: Reduce) -> Tensor:
+    """Integer ``src`` reduced by ``index`` with ``scatter_reduce`` (torch's segment kernel
+    takes floating point only). Integer sums and maxima are exact in any order, so this is
+    deterministic on every device; slots no entry reaches hold 0 (sum) or the dtype's smallest
+    value (max, the integer counterpart of ``-inf``)."""
+    fill = 0 if reduce == "sum" else torch.iinfo(src.dtype).min
+    out = src.new_full((dim_size, *src.shape[1:]), fill)
+    expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
+    return out.scatter_reduce_(0, expanded, src, "sum" if reduce == "sum" else "amax")
+
+
+def _integer_segments(src: Tensor, ptr: Tensor, reduce: Reduce) -> Tensor:
+    """:func:`_segment` along rows for integer ``src``: the segment of every row of
+    ``src[ptr[0]:ptr[-1]]`` spelled out, then :func:`_scatter_integers`."""
+    num_segments = ptr.numel() - 1
+    lengths = ptr.diff()
+    segment = torch.repeat_interleave(torch.arange(num_segments, device=ptr.device), lengths)
+    first = int(ptr[0]) if num_segments else 0
+    return _scatter_integers(src[first : first + segment.numel()], segment, num_segments, reduce)
 
 
 def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
@@ -55,7 +81,7 @@ def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
     these offsets without bounds checks."""
     _check_src(f"{name}: ", src)
     if not integer_vector(ptr) or ptr.numel() == 0:
-        found = f"{ptr.dtype} {tuple(ptr.shape)}" if isinstance(ptr, Tensor) else type(ptr).__name__
+        found = describe(ptr)
         raise InputError(f"{name}: ptr must be a 1-D integer tensor (|V| + 1,), got {found}")
     if ptr.device != src.device:
         raise InputError(f"{name}: ptr is on {ptr.device} but src on {src.device}")
@@ -69,7 +95,9 @@ def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
 def segment_sum(src: Tensor, ptr: Tensor) -> Tensor:
     """Sum of each CSR segment: ``out[i] = src[ptr[i]:ptr[i+1]].sum(0)`` (0 for empty segments).
 
-    Deterministic on every device and differentiable with respect to ``src``.
+    Deterministic on every device and differentiable with respect to ``src``. Integer ``src``
+    is summed exactly in its own dtype, as ``torch_scatter.segment_csr`` does (torch's segment
+    kernel takes floating point only, so integers take ``scatter_reduce``).
 
     Shapes:
         - **input:** ``src`` (|E|, *), ``ptr`` (|V| + 1,), integers that never fall, within
@@ -77,12 +105,17 @@ def segment_sum(src: Tensor, ptr: Tensor) -> Tensor:
         - **output:** (|V|, *)
     """
     _check_ptr("segment_sum", src, ptr)
+    if not src.is_floating_point():
+        return _integer_segments(src, ptr, "sum")
     return _segment(src, ptr, "sum")
 
 
 def segment_max(src: Tensor, ptr: Tensor) -> Tensor:
-    """Maximum of each CSR segment (``-inf`` for empty segments). Shapes as :func:`segment_sum`."""
+    """Maximum of each CSR segment (``-inf`` for empty segments; for integer ``src``, the
+    dtype's smallest value). Shapes as :func:`segment_sum`."""
     _check_ptr("segment_max", src, ptr)
+    if not src.is_floating_point():
+        return _integer_segments(src, ptr, "max")
     return _segment(src, ptr, "max")
 
 
@@ -109,7 +142,10 @@ def _check_index(src: Tensor, index: Tensor, dim_size: int) -> None:
 
 
 def _sorted_segments(src: Tensor, index: Tensor, dim_size: int, reduce: Reduce) -> Tensor:
-    """Deterministic scatter: stable sort by index, then one segment reduction."""
+    """Deterministic scatter: stable sort by index, then one segment reduction (integers,
+    exact in any order, scatter directly)."""
+    if not src.is_floating_point():
+        return _scatter_integers(src, index, dim_size, reduce)
     perm = torch.sort(index, stable=True).indices
     counts = torch.bincount(index, minlength=dim_size)
     ptr = torch.zeros(dim_size + 1, dtype=torch.long, device=index.device)
@@ -153,7 +189,8 @@ def scatter_sum(
 def scatter_max(
     src: Tensor, index: Tensor, dim_size: int, *, deterministic: bool | None = None
 ) -> Tensor:
-    """``out[i] = max of src[e] over e with index[e] == i`` (``-inf`` where none).
+    """``out[i] = max of src[e] over e with index[e] == i`` (``-inf`` where none; for
+    integer ``src``, the dtype's smallest value).
 
     Maximum is order-independent, so every kernel is deterministic in value; the option only
     changes which kernel runs. Gradients flow to the maximal entries (as ``scatter_reduce``).
@@ -161,15 +198,16 @@ def scatter_max(
     """
     _check_index(src, index, dim_size)
     kernel = backend.scatter_kernel("max", backend.is_deterministic(deterministic))
+    lowest = float("-inf") if src.is_floating_point() else torch.iinfo(src.dtype).min
     if kernel == "torch_scatter" and not src.requires_grad:
         ts = backend.torch_scatter_module()
         out, _ = ts.scatter_max(src, index, dim=0, dim_size=dim_size)
         empty = torch.bincount(index, minlength=dim_size) == 0
-        return out.masked_fill(empty.view(-1, *([1] * (src.dim() - 1))), float("-inf"))
+        return out.masked_fill(empty.view(-1, *([1] * (src.dim() - 1))), lowest)
     if kernel == "sort+segment" and not src.requires_grad:
         return _sorted_segments(src, index, dim_size, "max")
     expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    out = src.new_full((dim_size, *src.shape[1:]), float("-inf"))
+    out = src.new_full((dim_size, *src.shape[1:]), lowest)
     return out.scatter_reduce(0, expanded, src, "amax", include_self=True)
 
 

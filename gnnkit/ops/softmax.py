@@ -17,6 +17,7 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.scatter import _segment, index_sum, scatter_max, scatter_sum
+from gnnkit.utils.checks import describe
 
 __all__ = ["edge_softmax", "scatter_softmax"]
 
@@ -57,20 +58,35 @@ def edge_softmax(graph: CSRGraph, scores: Tensor) -> Tensor:
 
     Args:
         graph (CSRGraph): the connectivity; ``scores`` follow its CSR order.
-        scores (Tensor): (|E|,) or (H, |E|) unnormalised scores.
+        scores (Tensor): (|E|,) or (H, |E|) unnormalised floating-point scores.
 
     Shapes:
         - **input:** ``scores`` (|E|,) or (H, |E|)
         - **output:** same as ``scores``; the entries into each node sum to 1
     """
-    if scores.dim() not in (1, 2) or scores.size(-1) != graph.num_edges:
+    if (
+        not isinstance(scores, Tensor)
+        or scores.dim() not in (1, 2)
+        or scores.size(-1) != graph.num_edges
+    ):
+        got = describe(scores, dtype=False)
         raise InputError(
             f"edge_softmax expects scores (|E|,) or (H, |E|) with |E| = {graph.num_edges}, "
-            f"got {tuple(scores.shape)}"
+            f"got {got}"
         )
+    _check_floating("edge_softmax", scores)
     if scores.numel() == 0:
         return scores.clone()
     return _EdgeSoftmax.apply(scores, graph.rowptr, graph.row)
+
+
+def _check_floating(name: str, scores: Tensor) -> None:
+    """A softmax of integers would round every probability to 0 or 1: refused."""
+    if not scores.is_floating_point():
+        raise InputError(
+            f"{name}: scores must be a floating-point tensor, got {scores.dtype}; pass "
+            "scores.float()"
+        )
 
 
 def scatter_softmax(
@@ -86,6 +102,9 @@ def scatter_softmax(
         - **input:** ``scores`` (|E|,) or (|E|, H), ``index`` (|E|,)
         - **output:** same as ``scores``
     """
+    if not isinstance(scores, Tensor):
+        raise InputError(f"scatter_softmax: scores must be a tensor, got {type(scores).__name__}")
+    _check_floating("scatter_softmax", scores)
     if scores.numel() == 0:
         return scores.clone()
     peak = scatter_max(scores.detach(), index, num_nodes, deterministic=deterministic)

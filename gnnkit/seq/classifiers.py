@@ -440,8 +440,11 @@ def build_model(
             :class:`LSTMClassifier`), ``None`` for PyTorch's initialisation; the other models
             have no forget gate and ignore it. (default: 1)
     """
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    if not isinstance(task, MemoryTask):
+        hint = f"make_task({task!r}, seq_len)" if isinstance(task, str) else "make_task(...)"
+        raise InputError(f"task must be a MemoryTask such as {hint}, got {type(task).__name__}")
     cls, kwargs = MODELS[name]
     if issubclass(cls, LSTMClassifier):
         kwargs = {**kwargs, "forget_bias": forget_bias}

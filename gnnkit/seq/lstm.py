@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.errors import InputError
+from gnnkit.utils.checks import describe
 
 __all__ = ["LSTM", "LSTMCell", "lstm_num_params"]
 
@@ -71,6 +72,40 @@ def _check_size(value: object, name: str) -> int:
     if value < 1:
         raise InputError(f"{name} must be >= 1, got {value}")
     return value
+
+
+def _autocasting(x: Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for ``x``'s device (it picks the products' dtypes)."""
+    return torch.is_autocast_enabled(x.device.type)
+
+
+def _check_dtype(owner: str, x: Tensor, weight: Tensor) -> None:
+    """``x`` must have the parameters' dtype (a matrix product would fail with a bare error),
+    unless autocast chooses the products' dtype."""
+    if x.dtype != weight.dtype and not (x.is_floating_point() and _autocasting(x)):
+        model = f" or the model with .to({x.dtype})" if x.is_floating_point() else ""
+        raise InputError(
+            f"{owner} expects x of dtype {weight.dtype} (its parameters'), got {x.dtype}; "
+            f"convert x with x.to({weight.dtype}){model}"
+        )
+
+
+def _check_state(owner: str, state: object, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """``state`` must be a pair (h, c) of tensors of ``shape`` and ``dtype``, as
+    :class:`torch.nn.LSTM` requires of its initial state (shape and dtype attributes only)."""
+    if not isinstance(state, tuple | list) or len(state) != 2:
+        raise InputError(f"{owner} expects state as a pair (h_0, c_0), got {type(state).__name__}")
+    for name, tensor in zip(("h_0", "c_0"), state, strict=True):
+        if (
+            not isinstance(tensor, Tensor)
+            or tuple(tensor.shape) != shape
+            or (tensor.dtype != dtype and not _autocasting(tensor))
+        ):
+            got = describe(tensor)
+            axes = "(1, batch, hidden_size)" if len(shape) == 3 else "(batch, hidden_size)"
+            raise InputError(
+                f"{owner} expects {name} of shape {shape} {axes} and dtype {dtype}, got {got}"
+            )
 
 
 class LSTMCell(nn.Module):
@@ -133,6 +168,9 @@ class LSTMCell(nn.Module):
             raise InputError(
                 f"LSTMCell expects x of shape (batch, {self.input_size}), got {tuple(x.shape)}"
             )
+        _check_dtype("LSTMCell", x, self.weight_x)
+        if state is not None:
+            _check_state("LSTMCell", state, (x.size(0), self.hidden_size), x.dtype)
         return self.step(self.project_input(x), state or self.initial_state(x))
 
     @torch.no_grad()
@@ -188,14 +226,24 @@ class LSTM(nn.Module):
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
 
-    def states(self, x: Tensor, state: State | None = None) -> list[State]:
-        """The list of ``(h_t, c_t)``, one per time step (each (B, N_h))."""
+    def _check_input(self, x: Tensor) -> None:
         if x.dim() != 3 or x.size(2) != self.input_size:
             raise InputError(
                 f"LSTM expects x of shape (batch, time, {self.input_size}), got {tuple(x.shape)}"
             )
         if x.size(1) == 0:
             raise InputError("LSTM needs at least one time step, got a sequence of length 0")
+        _check_dtype("LSTM", x, self.cell.weight_x)
+
+    def states(self, x: Tensor, state: State | None = None) -> list[State]:
+        """The list of ``(h_t, c_t)``, one per time step (each (B, N_h)); ``state`` is
+        ``(h_0, c_0)``, each (B, N_h)."""
+        self._check_input(x)
+        if state is not None:
+            _check_state("LSTM", state, (x.size(0), self.hidden_size), x.dtype)
+        return self._states(x, state)
+
+    def _states(self, x: Tensor, state: State | None) -> list[State]:
         x_proj = self.cell.project_input(x)  # (B, T, 4 N_h)
         state = state or self.cell.initial_state(x)
         out = []
@@ -205,9 +253,11 @@ class LSTM(nn.Module):
         return out
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        if state is not None:
+        self._check_input(x)
+        if state is not None:  # (1, B, N_h) each, as torch.nn.LSTM's (h_0, c_0)
+            _check_state("LSTM", state, (1, x.size(0), self.hidden_size), x.dtype)
             state = (state[0].squeeze(0), state[1].squeeze(0))
-        states = self.states(x, state)
+        states = self._states(x, state)
         out = torch.stack([h for h, _ in states], dim=1)  # (B, T, N_h)
         h_last, c_last = states[-1]
         return out, (h_last.unsqueeze(0), c_last.unsqueeze(0))

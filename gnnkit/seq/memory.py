@@ -49,7 +49,16 @@ from gnnkit.seq.classifiers import (
 )
 from gnnkit.seq.tasks import MemoryTask, generator, make_task
 from gnnkit.train.engine import Run, Task
-from gnnkit.utils.checks import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, validate_fields
+from gnnkit.utils.checks import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    check_callable,
+    check_int,
+    check_type,
+    describe,
+    validate_fields,
+)
 
 __all__ = [
     "SequenceClassifierTask",
@@ -140,19 +149,49 @@ class TrainResult:
 def evaluate(
     model: nn.Module, tokens: Tensor, labels: Tensor, batch_size: int = 4096
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(tokens, labels)``, in eval mode."""
+    """Mean cross-entropy and accuracy of ``model`` on ``(tokens, labels)``, in eval mode.
+
+    Args:
+        model (torch.nn.Module): returns (B, C) logits for (B, T) tokens.
+        tokens (Tensor): (N, T) integer tokens, N >= 1.
+        labels (Tensor): (N,) integer classes (``torch.long``) in ``0 .. C - 1``.
+        batch_size (int, optional): samples per forward pass. (default: 4096)
+    """
+    low, high = _check_samples(tokens, labels, batch_size)
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
     try:
         for start in range(0, labels.numel(), batch_size):
             logits = model(tokens[start : start + batch_size])
+            if start == 0 and (low < 0 or high >= logits.size(-1)):
+                raise InputError(
+                    f"labels must lie in 0..{logits.size(-1) - 1} (the model returns "
+                    f"{logits.size(-1)} classes), got values in {low}..{high}"
+                )
             target = labels[start : start + batch_size]
             total_loss += F.cross_entropy(logits, target, reduction="sum").item()
             correct += int((logits.argmax(dim=1) == target).sum())
     finally:
         model.train(was_training)
     return total_loss / labels.numel(), correct / labels.numel()
+
+
+def _check_samples(tokens: Any, labels: Any, batch_size: Any) -> tuple[int, int]:
+    """:func:`evaluate`'s arguments; returns the smallest and the largest label."""
+    check_int("batch_size", batch_size)
+    is_tensor = isinstance(labels, Tensor)
+    if not is_tensor or labels.dim() != 1 or labels.dtype not in (torch.long, torch.uint8):
+        got = f"{labels.dtype} {tuple(labels.shape)}" if is_tensor else type(labels).__name__
+        raise InputError(f"labels must be a 1-D torch.long tensor of classes, got {got}")
+    if not isinstance(tokens, Tensor) or tokens.dim() < 1 or tokens.size(0) != labels.numel():
+        got = describe(tokens, dtype=False)
+        raise InputError(
+            f"tokens must be a tensor with one row per label ({labels.numel()}), got {got}"
+        )
+    if labels.numel() == 0:
+        raise InputError("evaluate needs at least one sample, got tokens and labels of length 0")
+    return int(labels.min()), int(labels.max())
 
 
 def _confirm(
@@ -293,7 +332,13 @@ def fit(
         callback (callable, optional): ``callback(batch, loss, accuracy)`` after every batch
             (the CLI's progress bar). (default: None)
     """
-    config = config or TrainConfig()
+    config = TrainConfig() if config is None else config
+    check_type("model", model, SequenceClassifier, "a SequenceClassifier (build_model(name, task))")
+    check_type("task", task, MemoryTask, "a MemoryTask (make_task(name, seq_len))")
+    check_type(
+        "config", config, TrainConfig, "a gnnkit.seq.TrainConfig (for a dict d: TrainConfig(**d))"
+    )
+    check_callable("callback", callback, "a function callback(batch, loss, accuracy) or None")
     _check_sizes(model, task)
     start = time.perf_counter()
     training = SequenceClassifierTask(model, task, config, seed)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from torch import Tensor
 from gnnkit.errors import InputError
 from gnnkit.seq.classifiers import DEFAULT_FORGET_BIAS, DEFAULT_HIDDEN_DIM, MODELS
 from gnnkit.seq.memory import TrainConfig, TrainResult, run_experiment
-from gnnkit.seq.tasks import TASKS
+from gnnkit.seq.tasks import TASKS, make_task
+from gnnkit.utils.checks import check_callable
 from gnnkit.utils.plotting import plot_seed_curves, save_figure, subplots
 
 __all__ = [
@@ -62,7 +63,8 @@ def run_sweep(
     Args:
         seeds (int, optional): number of seeds. (default: 3)
         lengths (sequence of int, optional): sequence lengths. (default: 5, 10, 15)
-        models (sequence of str, optional): model names. (default: lstm, bilstm, rnn)
+        models (sequence of str, optional): model names, a list even for one (``["lstm"]``).
+            (default: lstm, bilstm, rnn)
         task (str, optional): the task. (default: ``"randomcomb"``)
         hidden_dim (int, optional): hidden size of every model. (default: 256)
         forget_bias (float, optional): initial forget-gate bias of the LSTMs, ``None`` for
@@ -74,16 +76,27 @@ def run_sweep(
     Returns:
         list of dict: one per run, with ``model``, ``seq_len``, ``seed`` and the fields of
         :class:`gnnkit.seq.TrainResult` (per-batch ``loss`` and ``accuracy`` included).
+
+    Raises:
+        InputError: before the first run, for an unknown task or model, a length that is not
+            an integer >= 2, a string or a number where a list goes, a repeat, or a callback
+            that cannot be called.
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InputError(f"seeds must be an integer >= 1, got {seeds!r}")
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise InputError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    models = _as_list("models", models, "model names such as ['lstm']")
+    lengths = _as_list("lengths", lengths, "sequence lengths such as [5, 10]")
     for name in models:
-        if name not in MODELS:
+        if not isinstance(name, str) or name not in MODELS:
             raise InputError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    for seq_len in lengths:
+        make_task(task, seq_len)  # refuses a length that is not an integer >= 2
     _check_unique("models", models)
     _check_unique("lengths", lengths)
+    check_callable("batch_callback", batch_callback, "a function (batch, loss, accuracy)")
+    check_callable("run_callback", run_callback, "a function (model, seq_len, seed, result)")
     runs = []
     for model in models:
         for seq_len in lengths:
@@ -104,6 +117,14 @@ def run_sweep(
     return runs
 
 
+def _as_list(name: str, values: Any, what: str) -> list[Any]:
+    """``values`` as a list: a list, tuple or other iterable, but not one string (whose
+    letters would be taken as the names) nor a single number."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InputError(f"{name} must be a list of {what}, got {values!r}")
+    return list(values)
+
+
 def _check_unique(name: str, values: Sequence[Any]) -> None:
     """Refuse a value given twice: its runs would be the same runs, counted twice."""
     for value in values:
@@ -122,6 +143,18 @@ def _mean_std(values: Sequence[float]) -> list[float] | None:
     return [statistics.fmean(values), std]
 
 
+#: What :func:`summarize` reads of each run.
+_RUN_KEYS = (
+    "model",
+    "seq_len",
+    "converged",
+    "batches_to_converge",
+    "report_rule_batch",
+    "val_loss",
+    "val_acc",
+)
+
+
 def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (model, seq_len), in the order the runs come: mean +- std over seeds.
 
@@ -131,7 +164,17 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ``report_rule_batches`` (the 3-batch rule alone, ``None`` unless it fired in every run).
     """
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for run in runs:
+    for index, run in enumerate(_as_list("runs", runs, "the run dicts run_sweep returns")):
+        if not isinstance(run, dict):
+            raise InputError(
+                f"runs[{index}] must be a dict from run_sweep, got {type(run).__name__}"
+            )
+        missing = [key for key in _RUN_KEYS if key not in run]
+        if missing:
+            raise InputError(
+                f"runs[{index}] has no {', '.join(map(repr, missing))}; pass the dicts run_sweep "
+                "returns"
+            )
         groups.setdefault((run["model"], run["seq_len"]), []).append(run)
     rows = []
     for (model, seq_len), group in groups.items():

@@ -22,6 +22,7 @@ pickled code. It holds everything the engine needs to continue exactly where it 
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,8 +70,24 @@ def run_identity(model: Any, config: dict[str, Any], data: dict[str, Any]) -> di
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` (with :data:`CHECKPOINT_FORMAT`) to ``path`` atomically."""
-    return atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
+    """Write ``state`` (with :data:`CHECKPOINT_FORMAT`) to ``path`` atomically.
+
+    Raises:
+        InputError: ``state`` is not a dict, ``path`` is not a path, or ``state`` holds an
+            object that cannot be pickled (a lambda, a lock...); nothing is written then.
+        OutputError: ``path`` cannot be written.
+    """
+    if not isinstance(state, dict):
+        raise InputError(f"state must be a dict, got {type(state).__name__}")
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"path must be a str or os.PathLike file name, got {path!r}")
+    try:
+        return atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise InputError(
+            f"state cannot be pickled ({exc}); keep to tensors, numbers, strings, lists and "
+            "dicts, which a checkpoint is loaded back with (torch.load(weights_only=True))"
+        ) from exc
 
 
 def _refuse_non_file(path: str | os.PathLike) -> None:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.checkpoint import resume_task, save_checkpoint, task_state
-from gnnkit.utils.checks import check_callable, check_int
+from gnnkit.utils.checks import check_callable, check_flags, check_int, check_number, check_type
 from gnnkit.utils.rng import rng_state, seed_everything, set_rng_state
 
 __all__ = [
@@ -192,7 +192,7 @@ class Run:
             an uninterrupted run; a checkpoint of another model, configuration or dataset is
             refused. (default: ``False``)
         time_budget_s (float, optional): stop, with a checkpoint, before an epoch that would
-            end past this many seconds of this call (judged by the previous epoch). (default: none)
+            end past this many seconds (> 0) of this call (by the previous epoch). (default: none)
         progress (bool, optional): a tqdm bar on stderr. (default: ``False``)
         progress_unit (str, optional): the bar's unit. (default: ``"ep"``)
         callback (callable, optional): :data:`Callback`, after every epoch.
@@ -218,11 +218,16 @@ class Run:
         callback: Callback | None = None,
         main_process: bool = True,
     ) -> None:
+        check_type("task", task, Task, "a Task (a NodeTask, for example; not a model)")
         check_int("epochs", epochs)
         check_int("eval_every", eval_every, 0)
         check_int("checkpoint_every", checkpoint_every, 0)
-        if patience is not None:
-            check_int("patience", patience)
+        check_int("patience", patience, optional=True)
+        check_int("seed", seed, None, optional=True)  # its range: seed_everything's check
+        check_number("time_budget_s", time_budget_s, 0.0, open_low=True, optional=True)
+        check_type("progress_unit", progress_unit, str, "a str (the bar's unit, such as 'ep')")
+        check_flags(restore_best=restore_best, resume=resume, progress=progress)
+        check_flags(main_process=main_process)
         check_callable("callback", callback, "a function of the epoch's record (or None)")
         self.task, self.epochs, self.eval_every = task, epochs, eval_every
         self.patience, self.restore_best = patience, restore_best
@@ -289,6 +294,7 @@ class Run:
         """Write the checkpoint now (no-op without a path, or outside the main process)."""
         if self.path is None or not self.main_process:
             return
+        times = {"epoch": self.epoch_times, "train": self.train_times, "eval": self.eval_times}
         save_checkpoint(
             {
                 **task_state(self.task),
@@ -297,12 +303,7 @@ class Run:
                 "history": self.history,
                 "best": self.best,
                 "best_state": self.best_state,
-                "times": {
-                    "epoch": self.epoch_times,
-                    "train": self.train_times,
-                    "eval": self.eval_times,
-                    "wall": self.wall_time(),
-                },
+                "times": {**times, "wall": self.wall_time()},
                 "rng": self._rng,
             },
             self.path,
@@ -385,11 +386,8 @@ class Run:
         """Advance the progress bar and call the callback; whether it asked to stop."""
         if self._bar is not None:
             self._bar.update(1)
-            shown = {
-                label: f"{record[key]:.3f}"
-                for label, key in self.task.progress_keys
-                if key in record
-            }
+            keys = self.task.progress_keys
+            shown = {label: f"{record[key]:.3f}" for label, key in keys if key in record}
             self._bar.set_postfix(shown, refresh=False)
         return self.callback is not None and bool(self.callback(record))
 
@@ -483,6 +481,8 @@ def interleave(runs: Mapping[str, Run], *, time_budget_s: float | None = None) -
     the same machine load. With ``time_budget_s`` every run stops, with a checkpoint, before
     a round of epochs that would end past the budget; returns ``"time-budget"`` then.
     """
+    check_type("runs", runs, Mapping, "a dict of name -> Run")
+    check_number("time_budget_s", time_budget_s, optional=True)  # < 0: spent, an epoch each
     began, index = time.perf_counter(), 0
     while not all(run.done for run in runs.values()):
         if time_budget_s is not None:

@@ -24,7 +24,13 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import check_device, check_edge_index
+from gnnkit.utils.checks import (
+    check_device,
+    check_edge_index,
+    check_int,
+    describe,
+    is_integer_tensor,
+)
 
 __all__ = [
     "EVAL_TRAIN_SEED",
@@ -70,7 +76,7 @@ def normalize_features(x: Tensor, *, layout: Layout = "auto") -> Tensor:
     if layout not in ("sparse", "dense", "auto"):
         raise InputError(f"layout must be 'sparse', 'dense' or 'auto', got {layout!r}")
     if not isinstance(x, Tensor) or x.dim() != 2:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        shape = describe(x, dtype=False)
         raise InputError(f"node features must be a (|V|, F) tensor, got {shape}")
     dense = x.to_dense() if x.layout != torch.strided else x
     if not dense.is_floating_point():
@@ -98,16 +104,43 @@ def raw_features(x: Tensor) -> Tensor:
     return dense.float().contiguous()
 
 
+def _check_split(name: str, index: Any, num_nodes: int, device: torch.device) -> None:
+    """A split's node indices: a non-empty 1-D integer tensor (not a mask) in [0, |V|)."""
+    got = describe(index)
+    if isinstance(index, Tensor) and index.dtype == torch.bool:
+        raise InputError(
+            f"{name} must hold node indices, got a boolean mask {tuple(index.shape)}; pass "
+            "mask.nonzero().view(-1), or build the inputs with gnnkit.train.node_inputs(data)"
+        )
+    if not is_integer_tensor(index) or index.dim() != 1:
+        raise InputError(f"{name} must be a 1-D integer tensor of node indices, got {got}")
+    if index.device != device:
+        raise InputError(f"{name} is on {index.device} but y on {device}; use one device")
+    if index.numel() == 0:
+        raise InputError(f"{name} holds no node; every split needs at least one node")
+    low, high = int(index.min()), int(index.max())
+    if low < 0 or high >= num_nodes:
+        raise InputError(
+            f"{name} holds node indices in [{low}, {high}] but the graph has {num_nodes} nodes "
+            f"(valid: 0..{num_nodes - 1})"
+        )
+
+
 @dataclass
 class NodeInputs:
     """Everything full-batch node classification needs, prepared once.
 
     Attributes:
-        x (Tensor): (|V|, F) node features, dense or sparse.
+        x (Tensor): (|V|, F) floating-point node features, dense or sparse.
         edge_index (Tensor): (2, |E|) edges, source row then target row.
-        y (Tensor): (|V|,) integer class labels.
-        train_idx, val_idx, test_idx (Tensor): node indices of the three splits.
+        y (Tensor): (|V|,) class labels in ``0 .. num_classes - 1`` (``torch.long``).
+        train_idx, val_idx, test_idx (Tensor): node indices of the three splits (not masks),
+            each non-empty.
         num_classes (int): number of classes.
+
+    Raises:
+        InputError: when built (:func:`node_inputs` does it for you) with mismatched sizes,
+            a wrong dtype, tensors on different devices, or an index out of range.
     """
 
     x: Tensor
@@ -117,6 +150,31 @@ class NodeInputs:
     val_idx: Tensor
     test_idx: Tensor
     num_classes: int
+
+    def __post_init__(self) -> None:
+        """Shapes and dtypes, plus one min/max per index tensor (built once, not per epoch)."""
+        y = self.y
+        if not isinstance(y, Tensor) or y.dtype not in (torch.long, torch.uint8) or y.dim() != 1:
+            got = describe(y)
+            raise InputError(f"y must be a 1-D torch.long tensor of class labels, got {got}")
+        x, num_nodes = self.x, y.size(0)
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 2:
+            got = describe(x)
+            raise InputError(f"x must be a 2-D floating-point (|V|, F) tensor, got {got}")
+        if x.size(0) != num_nodes:
+            raise InputError(f"x has {x.size(0)} rows but y has {num_nodes} labels (one per node)")
+        check_int("num_classes", self.num_classes)
+        check_edge_index(self.edge_index, num_nodes)
+        for name, tensor in (("x", x), ("edge_index", self.edge_index)):
+            if tensor.device != y.device:
+                raise InputError(
+                    f"{name} is on {tensor.device} but y on {y.device}; use one device"
+                )
+        low, high = (int(y.min()), int(y.max())) if num_nodes else (0, 0)
+        if low < 0 or high >= self.num_classes:
+            raise InputError(f"labels must lie in [0, {self.num_classes}), got [{low}, {high}]")
+        for name in ("train_idx", "val_idx", "test_idx"):
+            _check_split(name, getattr(self, name), num_nodes, y.device)
 
     @property
     def num_nodes(self) -> int:
@@ -226,12 +284,8 @@ def node_inputs(
     num_nodes = y.size(0)
     if x.size(0) != num_nodes:
         raise InputError(f"x has {x.size(0)} rows but y has {num_nodes} labels")
-    check_edge_index(edge_index, num_nodes)
+    # NodeInputs checks the edges and the labels' range when it is built (below).
     num_classes = int(getattr(data, "num_classes", 0) or 0) or int(y.max()) + 1
-    if int(y.min()) < 0 or int(y.max()) >= num_classes:
-        raise InputError(
-            f"labels must lie in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}]"
-        )
     if callable(features):
         prepared = features(x)
     elif features == "raw":
@@ -318,7 +372,7 @@ EVAL_TRAIN_SEED = 12345
 
 def _edge_list(value: Any, name: str, num_nodes: int) -> Tensor:
     if not isinstance(value, Tensor) or value.dim() != 2 or value.size(1) != 2:
-        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        shape = describe(value, dtype=False)
         raise InputError(f"{name} must be an integer tensor of shape (M, 2), got {shape}")
     if value.is_floating_point() or value.dtype == torch.bool:
         raise InputError(f"{name} must hold integer node indices, got {value.dtype}")

@@ -55,6 +55,7 @@ from gnnkit.utils.checks import (
     POSITIVE_NUMBER,
     SEED,
     check_type,
+    describe,
     one_of,
     validate_fields,
 )
@@ -234,8 +235,9 @@ def _device_of(model: nn.Module, inputs: NodeInputs) -> torch.device:
 
 
 def check_node_run(model: nn.Module, inputs: Any, config: Any) -> torch.device:
-    """The checks every node-training entry point makes: the config's and the inputs' types,
-    and one device for model and inputs. Returns that device."""
+    """The checks every node-training entry point makes: the model's, the config's and the
+    inputs' types, and one device for model and inputs. Returns that device."""
+    check_type("model", model, nn.Module, "a torch.nn.Module")
     check_type("config", config, TrainConfig, "a TrainConfig")
     check_type("inputs", inputs, NodeInputs, "NodeInputs (from gnnkit.train.node_inputs)")
     device = _device_of(model, inputs)
@@ -258,7 +260,7 @@ def _check_logits(out: Any, inputs: NodeInputs) -> None:
     per class (cross-entropy would fail deep inside torch with an IndexError)."""
     expected = f"({inputs.num_nodes}, {inputs.num_classes})"
     if not isinstance(out, Tensor) or not out.is_floating_point() or out.dim() != 2:
-        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        got = describe(out, dtype=False)
         raise InputError(f"the model must return (|V|, num_classes) = {expected} logits, got {got}")
     if out.size(0) != inputs.num_nodes or out.size(1) < inputs.num_classes:
         raise InputError(
@@ -293,6 +295,7 @@ class NodeTask(Task):
         config: TrainConfig,
         protocol: StoppingRule | None = None,
     ) -> None:
+        check_node_run(model, inputs, config)
         self.model, self.inputs, self.config = model, inputs, config
         self.optimizer = make_optimizer(model, config)
         self.evaluator = NodeEvaluator(inputs)

@@ -90,6 +90,14 @@ def check_device(name: str, device: Any) -> torch.device:
     return resolved
 
 
+def describe(value: Any, *, dtype: bool = True) -> str:
+    """What a message says it got: a tensor's dtype and shape (its shape alone without
+    ``dtype``), anything else its type's name."""
+    if not isinstance(value, Tensor):
+        return type(value).__name__
+    return f"{value.dtype} {tuple(value.shape)}" if dtype else str(tuple(value.shape))
+
+
 def _preview(values: Tensor, limit: int = 5) -> str:
     shown = values.flatten()[:limit].tolist()
     more = "" if values.numel() <= limit else f" ... ({values.numel()} in all)"

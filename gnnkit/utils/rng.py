@@ -12,13 +12,28 @@ from typing import Any
 
 import torch
 
+from gnnkit.utils.checks import check_int, check_seed
+
 __all__ = ["rng_state", "seed_everything", "set_rng_state"]
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device)."""
+    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device).
+
+    Args:
+        seed (int): any integer ``torch.manual_seed`` takes, from ``-2**63`` to
+            ``2**64 - 1`` (NumPy's legacy generator receives it modulo ``2**32``); a NumPy
+            integer too.
+
+    Raises:
+        InputError: ``seed`` is not an ``int`` (a string, a float, a bool, ``None``) or lies
+            outside that range.
+    """
     import numpy as np
 
+    check_int("seed", seed, None)
+    check_seed("seed", seed)
+    seed = int(seed)  # a NumPy integer too (Python's random.seed takes only an int)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
