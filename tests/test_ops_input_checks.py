@@ -223,9 +223,9 @@ BACKENDS = [
 @pytest.mark.parametrize("deterministic", [True, False])
 @pytest.mark.parametrize("name", BACKENDS)
 def test_integer_reductions_are_exact_in_their_dtype(name, deterministic):
-    # torch's segment kernel raised NotImplementedError for 'Long'; scatter_max overflowed
-    # filling -inf into an int64 tensor. Integers are reduced as torch_scatter reduces them,
-    # empty slots of a maximum holding the dtype's smallest value (the integer -inf).
+    # Integers are reduced exactly in their own dtype, as torch_scatter reduces them (torch's
+    # segment kernel takes floating point only); an empty slot of a maximum holds the dtype's
+    # smallest value, the integer -inf.
     src = torch.tensor([[5, -3], [7, 2], [9, 1], [-4, 8], [6, 0]])
     ptr, index = torch.tensor([1, 3, 3, 5]), torch.tensor([2, 0, 2, 2, 0])
     lowest = torch.iinfo(torch.int64).min

@@ -54,25 +54,29 @@ def _check_src(prefix: str, src: object) -> None:
         )
 
 
-def _scatter_integers(src: Tensor, index: Tensor, dim_size: int, reduce: Reduce) -> Tensor:
-    """Integer ``src`` reduced by ``index`` with ``scatter_reduce`` (torch's segment kernel
-    takes floating point only). Integer sums and maxima are exact in any order, so this is
-    deterministic on every device; slots no entry reaches hold 0 (sum) or the dtype's smallest
-    value (max, the integer counterpart of ``-inf``)."""
-    fill = 0 if reduce == "sum" else torch.iinfo(src.dtype).min
+def _lowest(src: Tensor) -> float | int:
+    """What a maximum over no entries holds: ``-inf``, or an integer dtype's smallest value."""
+    return float("-inf") if src.is_floating_point() else torch.iinfo(src.dtype).min
+
+
+def _scatter_reduce(src: Tensor, index: Tensor, dim_size: int, reduce: Reduce) -> Tensor:
+    """``src`` reduced by ``index`` with torch's ``scatter_reduce``; slots no entry reaches
+    hold 0 (sum) or :func:`_lowest` (max). It serves integer ``src`` too, which torch's segment
+    kernel does not take: integer sums and maxima are exact in any order, so deterministic."""
+    fill = 0 if reduce == "sum" else _lowest(src)
     out = src.new_full((dim_size, *src.shape[1:]), fill)
     expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    return out.scatter_reduce_(0, expanded, src, "sum" if reduce == "sum" else "amax")
+    return out.scatter_reduce(0, expanded, src, "sum" if reduce == "sum" else "amax")
 
 
 def _integer_segments(src: Tensor, ptr: Tensor, reduce: Reduce) -> Tensor:
     """:func:`_segment` along rows for integer ``src``: the segment of every row of
-    ``src[ptr[0]:ptr[-1]]`` spelled out, then :func:`_scatter_integers`."""
+    ``src[ptr[0]:ptr[-1]]`` spelled out, then :func:`_scatter_reduce`."""
     num_segments = ptr.numel() - 1
     lengths = ptr.diff()
     segment = torch.repeat_interleave(torch.arange(num_segments, device=ptr.device), lengths)
     first = int(ptr[0]) if num_segments else 0
-    return _scatter_integers(src[first : first + segment.numel()], segment, num_segments, reduce)
+    return _scatter_reduce(src[first : first + segment.numel()], segment, num_segments, reduce)
 
 
 def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
@@ -145,7 +149,7 @@ def _sorted_segments(src: Tensor, index: Tensor, dim_size: int, reduce: Reduce) 
     """Deterministic scatter: stable sort by index, then one segment reduction (integers,
     exact in any order, scatter directly)."""
     if not src.is_floating_point():
-        return _scatter_integers(src, index, dim_size, reduce)
+        return _scatter_reduce(src, index, dim_size, reduce)
     perm = torch.sort(index, stable=True).indices
     counts = torch.bincount(index, minlength=dim_size)
     ptr = torch.zeros(dim_size + 1, dtype=torch.long, device=index.device)
@@ -198,17 +202,14 @@ def scatter_max(
     """
     _check_index(src, index, dim_size)
     kernel = backend.scatter_kernel("max", backend.is_deterministic(deterministic))
-    lowest = float("-inf") if src.is_floating_point() else torch.iinfo(src.dtype).min
     if kernel == "torch_scatter" and not src.requires_grad:
         ts = backend.torch_scatter_module()
         out, _ = ts.scatter_max(src, index, dim=0, dim_size=dim_size)
         empty = torch.bincount(index, minlength=dim_size) == 0
-        return out.masked_fill(empty.view(-1, *([1] * (src.dim() - 1))), lowest)
+        return out.masked_fill(empty.view(-1, *([1] * (src.dim() - 1))), _lowest(src))
     if kernel == "sort+segment" and not src.requires_grad:
         return _sorted_segments(src, index, dim_size, "max")
-    expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    out = src.new_full((dim_size, *src.shape[1:]), lowest)
-    return out.scatter_reduce(0, expanded, src, "amax", include_self=True)
+    return _scatter_reduce(src, index, dim_size, "max")
 
 
 class _DeterministicScatterSum(torch.autograd.Function):
