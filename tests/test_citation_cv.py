@@ -1,4 +1,4 @@
-"""Cross-validation and its scores for citation sentiment (gnnkit.citation.cv, .metrics)."""
+"""Cross-validation and its scores for citation sentiment (gnnkit.citation.folds, .cv, .metrics)."""
 
 from __future__ import annotations
 
@@ -191,9 +191,13 @@ def test_evaluate_against_a_hand_count():
 @pytest.mark.parametrize(
     ("y_true", "y_pred", "message"),
     [
-        ([0, 1, 5], [0, 1, 2], r"y_true holds class id\(s\) 5 outside \[0, 3\)"),
-        ([0, -1, 2], [0, 1, 2], r"y_true holds class id\(s\) -1 outside \[0, 3\)"),
-        ([0, 1, 2], [0, 3, 7], r"y_pred holds class id\(s\) 3, 7 outside \[0, 3\)"),
+        (
+            [0, 1, 5],
+            [0, 1, 2],
+            r"y_true holds class id 5, out of range for 3 classes \(valid: 0 \.\. 2\)",
+        ),
+        ([0, -1, 2], [0, 1, 2], r"y_true holds class id -1, out of range for 3 classes"),
+        ([0, 1, 2], [0, 3, 7], r"y_pred holds class id 7, out of range for 3 classes"),
     ],
 )
 def test_evaluate_refuses_class_ids_that_scikit_learn_would_drop(y_true, y_pred, message):

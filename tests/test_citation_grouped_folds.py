@@ -1,4 +1,4 @@
-"""Grouped stratified folds (gnnkit.citation.cv: text_groups, citation_folds): issue 21, part 2.
+"""Grouped stratified folds (gnnkit.citation.folds: text_groups, citation_folds): issue 21, part 2.
 
 The reference for "the same sentence" is written here independently of the library (a
 hand-built table of texts, and on the real corpus a plain regular-expression normaliser).

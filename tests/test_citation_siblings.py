@@ -170,7 +170,7 @@ def cs_inputs():
         ({"train": np.array([0, 9])}, r"train holds node index\(es\) 9 outside \[0, 4\)"),
         ({"train": np.array([0, -1])}, r"train holds node index\(es\) -1 outside \[0, 4\)"),
         ({"y_train": np.array([0])}, r"one class per training node \(2\), got shape \(1,\)"),
-        ({"y_train": np.array([0, 7])}, r"y_train holds class id\(s\) 7 outside \[0, 3\)"),
+        ({"y_train": np.array([0, 7])}, r"y_train holds class id 7, out of range for 3 classes"),
         ({"alpha": (2.0, 0.8)}, r"alpha\[0\] must be a number in \[0, 1\), got 2.0"),
         ({"alpha": (0.8, -0.1)}, r"alpha\[1\] must be a number in \[0, 1\), got -0.1"),
         ({"layers": (-1, 5)}, r"layers\[0\] must be an integer >= 1, got -1"),

@@ -196,10 +196,56 @@ def test_ctrl_c_while_the_command_imports_is_one_line(monkeypatch, capsys):
 
 def test_bench_node_imports_only_the_node_benchmark():
     modules = imported_by(["bench", "node", "--help"])
-    assert {"gnnkit.cli.bench", "gnnkit.bench.node"} <= set(modules)
+    assert {"gnnkit.cli.bench", "gnnkit.cli.bench_node", "gnnkit.bench.node"} <= set(modules)
     assert "gnnkit.cli.bench_ogb" not in modules
     assert not {"gnnkit.bench.graph", "gnnkit.bench.link", "gnnkit.train.link"} & set(modules)
     assert [m for m in modules if m.startswith(("gnnkit.seq", "gnnkit.citation", "sklearn"))] == []
+
+
+def test_bench_graph_does_not_import_the_node_command():
+    modules = imported_by(["bench", "graph", "--help"])
+    assert {"gnnkit.cli.bench", "gnnkit.cli.bench_ogb"} <= set(modules)
+    assert "gnnkit.cli.bench_node" not in modules
+
+
+def test_each_benchmark_module_declares_its_row_of_the_table():
+    """``BENCHMARKS`` names the module whose ``register_<name>`` adds the benchmark's parser,
+    with the help line ``gnnkit bench --help`` lists, and whose own function runs it."""
+    import argparse
+    import importlib
+
+    from gnnkit.cli.bench import BENCHMARKS
+
+    assert [name for name, _, _ in BENCHMARKS] == ["node", "graph", "link"]
+    for name, module, help_line in BENCHMARKS:
+        parser = argparse.ArgumentParser(prog="gnnkit bench")
+        subparsers = parser.add_subparsers()
+        getattr(importlib.import_module(module), f"register_{name}")(subparsers)
+        declared = {action.dest: action.help for action in subparsers._choices_actions}
+        assert declared == {name: help_line}, module
+        assert subparsers.choices[name].get_default("func").__module__ == module
+
+
+def test_bench_node_runs_its_own_command_and_names_checkpoints_with_the_shared_rule(tmp_path):
+    import argparse
+
+    from gnnkit.cli import bench, bench_node
+
+    parser = argparse.ArgumentParser(prog="gnnkit")
+    bench.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["bench", "node", "--dataset", "cora", "--model", "gat", "--runs", "2", "--seed", "3",
+         "--compare", "pyg", "--mini-batch", "--checkpoint-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert args.func is bench_node.run_node
+    assert args.checkpoint_names is bench.checkpoint_names
+    # DIR/DATASET-MODEL-IMPL-seedSEED[-minibatch].pt, implementation by implementation
+    assert args.checkpoint_names(args) == [
+        "cora-gat-gnnkit-seed3-minibatch.pt",
+        "cora-gat-gnnkit-seed4-minibatch.pt",
+        "cora-gat-pyg-seed3-minibatch.pt",
+        "cora-gat-pyg-seed4-minibatch.pt",
+    ]
 
 
 def test_help_lists_every_command_and_each_command_shows_its_full_help(capsys):

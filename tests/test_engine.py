@@ -192,6 +192,17 @@ def test_interleaved_runs_draw_what_each_would_draw_alone():
     assert round_order(["a", "b"], 0) == ["a", "b"] and round_order(["a", "b"], 1) == ["b", "a"]
 
 
+def test_the_engine_names_are_the_same_objects_from_every_module_that_exports_them():
+    import gnnkit.train as train
+    from gnnkit.train import engine, interleaving, task
+
+    for name in ("Task", "RunResult"):
+        assert getattr(engine, name) is getattr(task, name) is getattr(train, name), name
+    for name in ("interleave", "round_order"):
+        assert getattr(engine, name) is getattr(interleaving, name) is getattr(train, name), name
+    assert callable(train.interleave)  # the function, not the module gnnkit.train.interleaving
+
+
 def test_a_time_budget_stops_with_a_checkpoint_and_resumes(tmp_path):
     path = tmp_path / "run.pt"
     run = Run(Toy(), epochs=50, checkpoint=path, time_budget_s=1e-9)

@@ -12,7 +12,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm as pyg_gcn_norm
 
 from gnnkit import adjacency, ops
 from gnnkit.errors import InputError
-from gnnkit.nn import GCNConv, gcn_norm, sparse_dropout, sparse_linear, sparse_structure
+from gnnkit.nn import GCNConv, _gcn_graph, gcn_norm, sparse_dropout, sparse_linear, sparse_structure
 from gnnkit.nn._cache import GraphCache
 from gnnkit.nn.functional import dropout as dense_dropout
 from gnnkit.ops.csr import CSRGraph
@@ -809,8 +809,8 @@ def test_uncached_layer_reuses_weights_only_while_edge_weight_is_unchanged(fused
     layer = make_layer(3, 2)
     layer.fuse = fused
     calls = []
-    compute = layer._weights
-    monkeypatch.setattr(layer, "_weights", lambda *a: calls.append(1) or compute(*a))
+    compute = _gcn_graph.normalised_weights
+    monkeypatch.setattr(_gcn_graph, "normalised_weights", lambda *a: calls.append(1) or compute(*a))
 
     def check(edge_weight):
         expected = dense_gcn(x, edge_index, layer.lin.weight, layer.bias, 1.0, edge_weight)

@@ -6,6 +6,8 @@ Every kernel is checked against a dense reference written here (a dense adjacenc
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -13,6 +15,9 @@ from gnnkit import ops
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
 from gnnkit.ops import matmul as matmul_module
+
+# The module, not the function that gnnkit.ops exports under its name.
+sddmm_module = importlib.import_module("gnnkit.ops._sddmm")
 
 needs_torch_scatter = pytest.mark.skipif(
     not ops.torch_scatter_available(), reason="torch_scatter is not installed"
@@ -233,6 +238,7 @@ def test_spmm_is_differentiable_twice(heads):
 
 def test_spmm_chunked_fallback_matches_csr(monkeypatch):
     monkeypatch.setattr(matmul_module, "_CHUNK_ELEMENTS", 16)  # force many row blocks / chunks
+    monkeypatch.setattr(sddmm_module, "_CHUNK_ELEMENTS", 16)  # (the SDDMM of the backward)
     graph = ops.CSRGraph.from_edge_index(random_graph(20, 120, seed=5), 20)
     values = torch.rand(2, 120, dtype=torch.float64, requires_grad=True)
     x = torch.randn(2, 20, 6, dtype=torch.float64, requires_grad=True)

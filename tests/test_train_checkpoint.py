@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import fractions
+import io
 import os
 import signal
 import subprocess
@@ -10,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -261,9 +265,96 @@ def test_save_checkpoint_refuses_a_bad_state_or_path_and_writes_nothing(tmp_path
     with pytest.raises(InputError, match=r"path must be a str or os\.PathLike .* got None"):
         save_checkpoint({"epoch": 1}, None)
     with pytest.raises(
-        InputError, match=r"state cannot be pickled \(.*pickle.*\); keep to tensors"
+        InputError,
+        match=r"run\.pt: entry callback has type function, which cannot be pickled \(.*pickle",
     ):
         save_checkpoint({"callback": lambda: 1}, path)
     assert list(tmp_path.iterdir()) == []  # no checkpoint, no temporary file left behind
     assert save_checkpoint({"epoch": 1}, path) == path
     assert torch.load(path, weights_only=True) == {"format": CHECKPOINT_FORMAT, "epoch": 1}
+
+
+class _Settings:
+    """A user's own class, which torch's weights-only unpickler refuses."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+
+
+def _loads_back(obj):
+    """The independent reference: torch.save, then torch.load(weights_only=True)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("state", "where", "kind"),
+    [
+        ({"task": {"ratio": fractions.Fraction(1, 3)}}, "entry task.ratio", "fractions.Fraction"),
+        ({"history": {"loss": [0.5, np.float64(0.4)]}}, r"entry history.loss\[1\]", "numpy"),
+        ({"task": {"settings": _Settings(0.1)}}, "entry task.settings", r"test_train_\w+._Set"),
+        ({"task": {fractions.Fraction(1, 2): 1}}, "a key of entry task", "fractions.Fraction"),
+        ({"task": collections.deque([1, 2])}, "entry task", "collections.deque"),
+        ({"task": [(1, frozenset({2}))]}, r"entry task\[0\]\[1\]", "frozenset"),
+        ({"big": 1 << 3000}, "entry big", "int"),
+    ],
+)
+def test_save_checkpoint_refuses_state_that_would_not_load_back(tmp_path, state, where, kind):
+    assert not _loads_back(state)  # torch would refuse it when the run resumes
+    path = tmp_path / "run.pt"
+    earlier = save_checkpoint({"epoch": 1, "model": {"w": torch.ones(3)}}, path)
+    written = earlier.read_bytes()
+    with pytest.raises(
+        InputError,
+        match=rf"^cannot save checkpoint {path}: {where} has type {kind}.*, which torch\.load\("
+        r"weights_only=True\) refuses \(.*\), so the run could not resume from it; store it "
+        r"as tensors, numbers, strings, lists, tuples or dicts instead .*; nothing was written$",
+    ):
+        save_checkpoint({"epoch": 2, **state}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left
+    assert path.read_bytes() == written  # the earlier checkpoint is untouched
+
+
+def test_save_checkpoint_keeps_what_torch_loads_back(tmp_path):
+    # torch's allow-list, beyond plain data: each must be written and read back unchanged
+    tagged = torch.arange(3.0)
+    tagged.note = "kept"  # a tensor's Python attributes are pickled with it
+    ordered = collections.OrderedDict(w=torch.ones(2))
+    ordered._metadata = {"": {"version": 1}}  # as in a module's state_dict
+    extra = {
+        "size": torch.Size([2, 3]),
+        "device": torch.device("cpu"),
+        "dtype": torch.bfloat16,
+        "tags": {"a", "b"},
+        "counts": collections.Counter("abca"),
+        "blob": bytearray(b"xy"),
+        "z": 1 + 2j,
+        "tagged": tagged,
+        "ordered": ordered,
+    }
+    shared = [1, 2]
+    cyclic: list = [shared, shared]
+    cyclic.append(cyclic)  # pickle keeps shared and cyclic references
+    assert _loads_back(extra) and _loads_back(cyclic)
+    path = save_checkpoint({"task": extra, "cyclic": cyclic}, tmp_path / "run.pt")
+    back = torch.load(path, weights_only=True)
+    assert back["task"]["size"] == torch.Size([2, 3]) and back["task"]["dtype"] is torch.bfloat16
+    assert back["task"]["counts"] == collections.Counter("abca")
+    assert back["task"]["tagged"].note == "kept"
+    assert back["task"]["ordered"]._metadata == {"": {"version": 1}}
+    assert back["cyclic"][2] is back["cyclic"] and back["cyclic"][0] is back["cyclic"][1]
+
+
+def test_save_checkpoint_accepts_a_class_the_user_allows(tmp_path):
+    state = {"task": {"settings": _Settings(0.1)}}
+    with pytest.raises(InputError, match=r"entry task\.settings has type"):
+        save_checkpoint(state, tmp_path / "refused.pt")
+    with torch.serialization.safe_globals([_Settings]):  # torch's own allow-list decides
+        path = save_checkpoint(state, tmp_path / "run.pt")
+        assert torch.load(path, weights_only=True)["task"]["settings"].rate == 0.1

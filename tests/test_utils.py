@@ -14,11 +14,6 @@ import torch
 
 from gnnkit.errors import CheckpointError, InputError
 from gnnkit.utils.checks import (
-    FLAG,
-    OPTIONAL_POSITIVE_NUMBER,
-    POSITIVE_INT,
-    PROBABILITY,
-    SEED,
     check_choice,
     check_device,
     check_flag,
@@ -30,11 +25,18 @@ from gnnkit.utils.checks import (
     check_probability,
     check_seed,
     check_type,
+)
+from gnnkit.utils.env import environment
+from gnnkit.utils.fields import (
+    FLAG,
+    OPTIONAL_POSITIVE_NUMBER,
+    POSITIVE_INT,
+    PROBABILITY,
+    SEED,
     one_of,
     rule,
     validate_fields,
 )
-from gnnkit.utils.env import environment
 from gnnkit.utils.io import atomic_open, atomic_torch_save, atomic_write_json, safe_torch_load
 from gnnkit.utils.plotting import plot_seed_curves, save_figure, smooth, subplots
 from gnnkit.utils.rng import rng_state, seed_everything, set_rng_state

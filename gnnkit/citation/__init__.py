@@ -14,10 +14,10 @@ corpus it does not hold: the graph carries almost no sentiment signal; see
 >>> result.summary("svm")["macro_f1_mean"]       # doctest: +SKIP
 
 - :mod:`~gnnkit.citation.corpus`: the corpus reader, tokeniser, vocabulary and PyG graph;
-- :mod:`~gnnkit.citation.cv`: seeded stratified folds grouped by sentence text (the
-  default, :func:`citation_folds`; plain :func:`stratified_folds` for comparison),
-  leakage-proof fold views and
-  cross-validation; :mod:`~gnnkit.citation.metrics`: the scores;
+- :mod:`~gnnkit.citation.folds`: seeded stratified folds grouped by sentence text (the
+  default, :func:`citation_folds`; plain :func:`stratified_folds` for comparison) and
+  leakage-proof fold views; :mod:`~gnnkit.citation.cv`: cross-validation;
+  :mod:`~gnnkit.citation.metrics`: the scores;
 - the models, one module each, behind one interface (:mod:`~gnnkit.citation.base`):
   :mod:`~gnnkit.citation.svm`, :mod:`~gnnkit.citation.text` (BiLSTM),
   :mod:`~gnnkit.citation.graph` (GCN/GAT over the papers), :mod:`~gnnkit.citation.hybrid`
@@ -46,15 +46,14 @@ from gnnkit.citation.corpus import (
     to_data,
     tokenize,
 )
-from gnnkit.citation.cv import (
+from gnnkit.citation.cv import cross_validate, set_threads
+from gnnkit.citation.folds import (
     Fold,
     FoldView,
     citation_folds,
-    cross_validate,
     fold_view,
     inner_split,
     normalize_text,
-    set_threads,
     stratified_folds,
     text_groups,
 )

@@ -16,9 +16,9 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from torch import nn
 
-from gnnkit.citation.cv import FoldView
+from gnnkit.citation.folds import FoldView
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import rule
+from gnnkit.utils.fields import rule
 
 __all__ = ["NGRAM_RANGE", "CitationModel", "check_ngram_range", "mlp", "tfidf_vectorizer"]
 

@@ -120,6 +120,22 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def _tokenised(sentences: Iterable[Sequence[str]]) -> Iterable[Sequence[str]]:
+    """``sentences``, refusing a plain string where a sentence's token list belongs."""
+    if isinstance(sentences, (str, bytes)):
+        raise InputError(
+            f"from_corpus takes a list of tokenised sentences, got the {type(sentences).__name__} "
+            f"{sentences[:40]!r}; pass [tokenize(text) for text in texts]"
+        )
+    for i, sentence in enumerate(sentences):
+        if isinstance(sentence, (str, bytes)):
+            raise InputError(
+                f"from_corpus takes tokenised sentences (lists of str), but sentence {i} is the "
+                f"{type(sentence).__name__} {sentence[:40]!r}; pass tokenize(text) for each"
+            )
+        yield sentence
+
+
 class Vocabulary:
     """Tokens with integer ids: ``0`` is padding, ``1`` the unknown token, then by frequency.
 
@@ -127,13 +143,19 @@ class Vocabulary:
     token seen only in the test part gets an id (such tokens map to ``<unk>``).
 
     Args:
-        tokens (iterable of str): distinct tokens in id order, without the two specials.
+        tokens (iterable of str): distinct tokens in id order, without the two specials (a
+            plain ``str`` is refused: it would become one token per character).
     """
 
     PAD = "<pad>"
     UNK = "<unk>"
 
     def __init__(self, tokens: Iterable[str]) -> None:
+        if isinstance(tokens, (str, bytes)):
+            raise InputError(
+                f"Vocabulary takes a list of tokens, got the {type(tokens).__name__} "
+                f"{tokens[:40]!r}; pass [token] for one token, or tokenize(text) for a sentence"
+            )
         self.itos: list[str] = [self.PAD, self.UNK]
         for token in tokens:
             if not isinstance(token, str):
@@ -150,7 +172,7 @@ class Vocabulary:
         """The tokens seen at least ``min_count`` times, most frequent first (ties by token)."""
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise InputError(f"min_count must be an integer >= 1, got {min_count!r}")
-        counts = Counter(t for sentence in sentences for t in sentence)
+        counts = Counter(t for sentence in _tokenised(sentences) for t in sentence)
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return cls(t for t, c in ranked if c >= min_count)
 

@@ -29,11 +29,12 @@ from sklearn.decomposition import TruncatedSVD
 from torch import Tensor, nn
 
 from gnnkit.citation.base import mlp, tfidf_vectorizer
-from gnnkit.citation.cv import FoldView
+from gnnkit.citation.folds import FoldView
 from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
 from gnnkit.nn import GATConv, GCNConv
-from gnnkit.utils.checks import check_choice, check_ints, check_probability, one_of
+from gnnkit.utils.checks import check_choice, check_int, check_ints, check_probability
+from gnnkit.utils.fields import POSITIVE_INT, one_of
 
 __all__ = ["CONVS", "PAPER_FEATURES", "GraphModel", "PaperGNN", "PaperInputs", "paper_features"]
 
@@ -93,7 +94,11 @@ def paper_features(view: FoldView, dim: int = 64, *, seed: int = 0) -> Tensor:
 
     Returns:
         Tensor: (|V|, 2 * dim + 2) float32.
+
+    Raises:
+        InputError: ``dim`` not an integer >= 1.
     """
+    check_int("dim", dim)
     z = _sentence_vectors(view, dim, seed)  # (|E|, dim)
     num_nodes = int(view.data.num_nodes)
     src, dst = view.data.edge_index.numpy()
@@ -247,7 +252,7 @@ class GraphModel(NeuralModel):
     features: str = field(default="both", metadata=one_of(*PAPER_FEATURES))
     conv: str = field(default="gcn", metadata=one_of(*CONVS))
     embed_dim: int = 32
-    feature_dim: int = 64
+    feature_dim: int = field(default=64, metadata=POSITIVE_INT)
     gnn_hidden: int = 64
     mlp_hidden: int = 64
     epochs: int = 300

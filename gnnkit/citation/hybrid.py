@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from gnnkit.citation.base import mlp
-from gnnkit.citation.cv import FoldView
+from gnnkit.citation.folds import FoldView
 from gnnkit.citation.graph import CONVS, PAPER_FEATURES, PaperGNN, PaperInputs
 from gnnkit.citation.text import BiLSTMEncoder, SentenceModel
-from gnnkit.utils.checks import PROBABILITY, one_of
+from gnnkit.utils.fields import PROBABILITY, one_of
 
 __all__ = ["HybridModel"]
 

@@ -25,10 +25,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from gnnkit.citation.base import NGRAM_RANGE, CitationModel, tfidf_vectorizer
-from gnnkit.citation.cv import FoldView
+from gnnkit.citation.folds import FoldView
 from gnnkit.citation.siblings import RELATIONS, sibling_label_features
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import POSITIVE_NUMBER, validate_fields
+from gnnkit.utils.fields import POSITIVE_NUMBER, validate_fields
 
 __all__ = ["LabelTrickModel"]
 

@@ -18,7 +18,7 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import check_int
+from gnnkit.utils.checks import check_int, check_range
 
 __all__ = ["CVResult", "check_labels", "evaluate", "labels_array", "macro_f1"]
 
@@ -39,17 +39,8 @@ def check_labels(name: str, y: Any, num_classes: int) -> None:
     scikit-learn's scores with ``labels=range(num_classes)`` silently drop the others, which
     would report a wrong score rather than fail.
     """
-    y = np.asarray(y)
-    if y.size == 0:
-        return
-    outside = (y < 0) | (y >= num_classes)
-    if outside.any():
-        bad = np.unique(y[outside])
-        shown = ", ".join(str(v) for v in bad[:5]) + (" ..." if bad.size > 5 else "")
-        raise InputError(
-            f"{name} holds class id(s) {shown} outside [0, {num_classes}) for "
-            f"num_classes={num_classes}; class ids must be 0 .. {num_classes - 1}"
-        )
+    fix = "pass the right num_classes or fix the labels"
+    check_range(name, y, num_classes, fix, what="class id", unit="classes")
 
 
 def evaluate(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from gnnkit.citation.base import NGRAM_RANGE, tfidf_vectorizer
-from gnnkit.citation.cv import FoldView, text_groups
+from gnnkit.citation.folds import FoldView, text_groups
 from gnnkit.citation.siblings import (
     RELATIONS,
     relation_keys,
@@ -48,7 +48,8 @@ from gnnkit.citation.siblings import (
 )
 from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import POSITIVE_INT, validate_fields
+from gnnkit.utils.checks import check_int, check_ints, check_probability
+from gnnkit.utils.fields import POSITIVE_INT, validate_fields
 
 __all__ = [
     "RGCNModel",
@@ -164,7 +165,8 @@ class SentenceRGCN(nn.Module):
     Args:
         in_channels (int): the TF-IDF vocabulary size :math:`V`.
         hidden (int): the width of every hidden layer.
-        num_relations (int): :math:`R`.
+        num_relations (int): :math:`R`; ``0`` leaves the self term alone (the text-only
+            control of ``rgcn-text``).
         out_channels (int): the classes :math:`C`.
         layers (int, optional): relational layers :math:`L`. (default: ``1``)
         label_channels (int, optional): width of the label features (0: none). (default: ``0``)
@@ -188,6 +190,10 @@ class SentenceRGCN(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        check_ints(in_channels=in_channels, hidden=hidden, out_channels=out_channels, layers=layers)
+        check_int("num_relations", num_relations, minimum=0)
+        check_int("label_channels", label_channels, minimum=0)
+        check_probability("dropout", dropout)
         self.num_relations, self.dropout = num_relations, dropout
         self.project = nn.Parameter(torch.empty(in_channels, hidden))
         self.root = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
@@ -201,7 +207,8 @@ class SentenceRGCN(nn.Module):
         nn.init.xavier_uniform_(self.project)
         for root, weight in zip(self.root, self.relation, strict=True):
             root.reset_parameters()
-            nn.init.xavier_uniform_(weight)
+            if weight.numel():  # num_relations=0: nothing to draw (and no torch warning)
+                nn.init.xavier_uniform_(weight)
         self.head.reset_parameters()
 
     def forward(

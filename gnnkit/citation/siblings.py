@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.data import Data
 
-from gnnkit.citation.cv import FoldView, text_groups
+from gnnkit.citation.folds import FoldView, text_groups
 from gnnkit.errors import InputError
 
 __all__ = [
@@ -80,11 +80,40 @@ def sibling_graph(data: Data, relation: str, *, link_copies: bool = False) -> sp
     return adjacency.tocsr()
 
 
-def normalized_adjacency(adjacency: sp.spmatrix) -> sp.csr_matrix:
-    r""":math:`D^{-1/2} A D^{-1/2}` with :math:`D` the row sums of :math:`A` (0 rows stay 0)."""
+def normalized_adjacency(adjacency: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    r""":math:`D^{-1/2} A D^{-1/2}` with :math:`D` the row sums of :math:`A` (0 rows stay 0).
+
+    Args:
+        adjacency (scipy.sparse matrix or array): (N, N) non-negative finite weights, e.g.
+            :func:`sibling_graph`.
+
+    Returns:
+        scipy.sparse.csr_matrix: (N, N) float64.
+
+    Raises:
+        InputError: ``adjacency`` not scipy sparse (a dense array or a tensor), not square,
+            or with a negative or non-finite weight (:math:`D^{-1/2}` of a negative degree
+            is not a number).
+    """
+    if not sp.issparse(adjacency):
+        shape = f" of shape {tuple(adjacency.shape)}" if hasattr(adjacency, "shape") else ""
+        raise InputError(
+            f"normalized_adjacency takes a scipy.sparse matrix, got {type(adjacency).__name__}"
+            f"{shape}; convert a dense array a with scipy.sparse.csr_matrix(a), a torch tensor t "
+            "with scipy.sparse.csr_matrix(t.to_dense().cpu().numpy())"
+        )
     adjacency = sp.csr_matrix(adjacency, dtype=np.float64)
     if adjacency.shape[0] != adjacency.shape[1]:
         raise InputError(f"the adjacency must be square, got shape {adjacency.shape}")
+    bad = ~(adjacency.data >= 0) | np.isinf(adjacency.data)  # negative, NaN or infinite
+    if bad.any():
+        first = np.flatnonzero(bad)[0]
+        row = np.searchsorted(adjacency.indptr, first, side="right") - 1
+        raise InputError(
+            f"the adjacency's weights must be finite and >= 0 (D^-1/2 of a negative degree is "
+            f"NaN), got {adjacency.data[first]} at ({row}, {adjacency.indices[first]}), "
+            f"{int(bad.sum())} such weight(s) in all; drop or clip them"
+        )
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     inv_sqrt = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0)
     scale = sp.diags(inv_sqrt)

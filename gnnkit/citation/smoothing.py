@@ -43,17 +43,11 @@ from sklearn.multiclass import OneVsRestClassifier
 from torch_geometric.nn.models import CorrectAndSmooth
 
 from gnnkit.citation.base import NGRAM_RANGE, CitationModel, tfidf_vectorizer
-from gnnkit.citation.cv import FoldView, check_indices, text_groups
+from gnnkit.citation.folds import FoldView, check_indices, text_groups
 from gnnkit.citation.metrics import check_labels, labels_array
 from gnnkit.citation.siblings import normalized_adjacency, sibling_graph
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import (
-    CHECK,
-    POSITIVE_INT,
-    POSITIVE_NUMBER,
-    PROBABILITY,
-    validate_fields,
-)
+from gnnkit.utils.fields import CHECK, POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, validate_fields
 
 __all__ = ["CorrectSmoothModel", "correct_and_smooth"]
 

@@ -17,8 +17,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from gnnkit.citation.base import NGRAM_RANGE, CitationModel, tfidf_vectorizer
-from gnnkit.citation.cv import FoldView
-from gnnkit.utils.checks import POSITIVE_INT, POSITIVE_NUMBER, validate_fields
+from gnnkit.citation.folds import FoldView
+from gnnkit.utils.fields import POSITIVE_INT, POSITIVE_NUMBER, validate_fields
 
 __all__ = ["SVMModel"]
 

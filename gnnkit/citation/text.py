@@ -25,9 +25,10 @@ from torch import Tensor, nn
 
 from gnnkit.citation.base import mlp
 from gnnkit.citation.corpus import Vocabulary
-from gnnkit.citation.cv import FoldView
+from gnnkit.citation.folds import FoldView
 from gnnkit.citation.training import CitationTask, NeuralModel
-from gnnkit.utils.checks import POSITIVE_INT, check_ints, check_probability
+from gnnkit.utils.checks import check_ints, check_probability
+from gnnkit.utils.fields import POSITIVE_INT
 
 __all__ = ["BiLSTMEncoder", "SentenceModel", "SentenceTask", "TextModel"]
 

@@ -24,11 +24,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from torch import Tensor, nn
 
 from gnnkit.citation.base import tfidf_vectorizer
-from gnnkit.citation.cv import FoldView, check_indices
+from gnnkit.citation.folds import FoldView, check_indices
 from gnnkit.citation.training import NeuralModel
 from gnnkit.errors import InputError
 from gnnkit.nn import GCNConv, sparse_dropout
-from gnnkit.utils.checks import POSITIVE_INT, check_ints
+from gnnkit.utils.checks import check_ints
+from gnnkit.utils.fields import POSITIVE_INT
 
 __all__ = ["TextGCNGraph", "TextGCNModel", "pmi_edges", "sliding_windows", "textgcn_graph"]
 

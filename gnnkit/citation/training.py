@@ -32,18 +32,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.citation.base import CitationModel
-from gnnkit.citation.cv import FoldView, inner_split
+from gnnkit.citation.folds import FoldView, inner_split
 from gnnkit.citation.metrics import macro_f1
 from gnnkit.errors import InputError
 from gnnkit.train.engine import Run, RunResult, Task
-from gnnkit.utils.checks import (
-    POSITIVE_INT,
-    POSITIVE_NUMBER,
-    PROBABILITY,
-    check_number,
-    rule,
-    validate_fields,
-)
+from gnnkit.utils.checks import check_number
+from gnnkit.utils.fields import POSITIVE_INT, POSITIVE_NUMBER, PROBABILITY, rule, validate_fields
 
 __all__ = ["CitationTask", "NeuralModel", "TrainingHistory", "train"]
 

@@ -1,6 +1,7 @@
 """``gnnkit bench graph|link``: the OGB graph-property and link-prediction benchmarks.
 
-The options every benchmark shares and the node benchmark are in :mod:`gnnkit.cli.bench`.
+The options every benchmark shares are in :mod:`gnnkit.cli.bench`; the node benchmark is
+:mod:`gnnkit.cli.bench_node`.
 """
 
 from __future__ import annotations

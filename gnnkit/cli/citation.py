@@ -327,7 +327,8 @@ def run_bench(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, names: list[str]) -> int:
     from tqdm.auto import tqdm
 
-    from gnnkit.citation.cv import citation_folds, cross_validate
+    from gnnkit.citation.cv import cross_validate
+    from gnnkit.citation.folds import citation_folds
     from gnnkit.citation.registry import make_model
     from gnnkit.utils.env import environment
 

@@ -17,24 +17,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from gnnkit.distributed.shards import GRAPH_KEYS
 from gnnkit.errors import InputError
 from gnnkit.ops import CSRGraph
 from gnnkit.ops._autograd import differentiable_once
 
 __all__ = ["HaloPlan", "PartitionGraph", "exchange_halo"]
-
-#: The tensors of a shard (:data:`gnnkit.distributed.shards.SHARD_KEYS`) the graph is built from.
-_GRAPH_KEYS = (
-    "node_ids",
-    "halo_ids",
-    "rowptr",
-    "col",
-    "edge_ids",
-    "norm",
-    "send_idx",
-    "send_counts",
-    "recv_counts",
-)
 
 
 @dataclass(frozen=True)
@@ -138,7 +126,7 @@ class PartitionGraph:
                 f"PartitionGraph expects a shard dict, got {type(shard).__name__}; load one with "
                 "gnnkit.distributed.load_shard(folder, part)"
             )
-        missing = [key for key in _GRAPH_KEYS if not isinstance(shard.get(key), Tensor)]
+        missing = [key for key in GRAPH_KEYS if not isinstance(shard.get(key), Tensor)]
         if missing:
             raise InputError(
                 f"PartitionGraph: the shard lacks the tensors {', '.join(missing)}; load it with "

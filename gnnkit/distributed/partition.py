@@ -32,7 +32,13 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import check_edge_index, check_int, describe, is_integer_tensor
+from gnnkit.utils.checks import (
+    check_edge_index,
+    check_int,
+    check_range,
+    describe,
+    is_integer_tensor,
+)
 
 __all__ = [
     "PARTITION_METHODS",
@@ -168,14 +174,8 @@ def _checked_parts(parts: Tensor, num_parts: int, num_nodes: int | None = None) 
         raise InputError(
             f"parts must be an integer tensor of shape {expected}, one part per node, got {got}"
         )
-    if parts.numel():
-        low, high = (int(v) for v in torch.aminmax(parts))
-        if low < 0 or high >= num_parts:
-            raise InputError(
-                f"parts holds part {low if low < 0 else high}, outside [0, num_parts) = "
-                f"[0, {num_parts}); pass the num_parts the partition was made for "
-                "(partition_nodes)"
-            )
+    fix = "pass the num_parts the partition was made for (partition_nodes)"
+    check_range("parts", parts, num_parts, fix, what="part", unit="parts")
     return parts.long()
 
 

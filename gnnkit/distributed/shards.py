@@ -29,7 +29,9 @@ from gnnkit.errors import ChecksumError, InputError, OutputError
 from gnnkit.utils.io import atomic_open, atomic_write_json, safe_torch_load
 
 __all__ = [
+    "GRAPH_KEYS",
     "MANIFEST",
+    "NODE_KEYS",
     "SHARD_FORMAT",
     "SHARD_KEYS",
     "claim_shard_folder",
@@ -44,15 +46,11 @@ __all__ = [
 MANIFEST = "manifest.json"
 #: The format tag a manifest must carry.
 SHARD_FORMAT = "gnnkit.partition/2"
-#: The tensors every shard holds.
-SHARD_KEYS = (
+#: The tensors of a shard that describe its graph and its halo exchange (what
+#: :class:`gnnkit.distributed.PartitionGraph` is built from).
+GRAPH_KEYS = (
     "node_ids",
     "halo_ids",
-    "x",
-    "y",
-    "train_mask",
-    "val_mask",
-    "test_mask",
     "rowptr",
     "col",
     "edge_ids",
@@ -61,6 +59,10 @@ SHARD_KEYS = (
     "send_idx",
     "send_counts",
 )
+#: The tensors of a shard that hold its nodes' data: features, labels, split masks.
+NODE_KEYS = ("x", "y", "train_mask", "val_mask", "test_mask")
+#: The tensors every shard holds.
+SHARD_KEYS = GRAPH_KEYS + NODE_KEYS
 
 
 def version_hash() -> str:

@@ -34,16 +34,12 @@ from gnnkit.distributed.layers import PartitionGAT, PartitionGCN
 from gnnkit.distributed.shards import load_shard, version_hash
 from gnnkit.errors import InputError
 from gnnkit.train.engine import Run, Task
-from gnnkit.utils.checks import (
+from gnnkit.utils.checks import check_int, check_ints, check_number, check_probability, check_seed
+from gnnkit.utils.fields import (
     NON_NEGATIVE_INT,
     NON_NEGATIVE_NUMBER,
     OPTIONAL_POSITIVE_INT,
     POSITIVE_INT,
-    check_int,
-    check_ints,
-    check_number,
-    check_probability,
-    check_seed,
     one_of,
     rule,
     validate_fields,

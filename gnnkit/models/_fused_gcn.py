@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from gnnkit.nn import GCNConv
 from gnnkit.nn._common import runs_propagate, uses_plain_path
+from gnnkit.nn._gcn_graph import prepare
 from gnnkit.nn.functional import dropout, relu_dropout
 from gnnkit.nn.gcn_norm import _Structure
 from gnnkit.nn.linear import sparse_structure
@@ -224,7 +225,7 @@ def fused_gcn(model: GCN, x: Tensor, edge_index: Any) -> Tensor | None:
     x, graph, plain, first, weights1 = conv1._checked_inputs(x, edge_index, None)
     if plain or weights1.requires_grad:
         return None
-    second, weights2 = conv2._prepare(graph, graph.values, x.size(0), x.dtype, True)
+    second, weights2 = prepare(conv2, graph, graph.values, x.size(0), x.dtype, True)
     if weights2.requires_grad or first.graph is None or second.graph is None:
         return None  # (the CSR graphs exist: both were prepared for the fused kernels)
     values = dropout(x.values(), model.dropout, model.training)  # sparse_dropout's draw

@@ -6,14 +6,20 @@ come from one matmul (:func:`node_scores`). Where a fused kernel serves the devi
 rest of the layer's sparse part (scores per edge, leaky ReLU, softmax, attention dropout,
 aggregation) in one pass over the CSR graph, and where the products come from their compiled
 pass too, both as one autograd Function (:func:`gnnkit.ops._gat_scored.fused_gat_scored`);
-otherwise the layer takes its unfused lean path.
+otherwise :func:`attend` computes the attention in torch's operators: per edge of the
+head-interleaved CSR graph (the unfused lean path) or per edge in PyG's layout (the plain
+path, which PyG's ``propagate`` then aggregates).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from gnnkit import ops
 from gnnkit.nn._common import linear
 from gnnkit.nn._gat_inputs import Sides, Structure, att_block
 from gnnkit.ops._gat_scored import fused_gat_scored
@@ -25,7 +31,17 @@ from gnnkit.ops.attention import (
 )
 from gnnkit.ops.attention import node_scores as ops_node_scores
 
-__all__ = ["dst_features", "fused_attend", "node_scores", "uses_fused_kernel"]
+if TYPE_CHECKING:
+    from gnnkit.nn.gat import GATConv
+
+__all__ = [
+    "attend",
+    "dst_features",
+    "edge_order",
+    "fused_attend",
+    "node_scores",
+    "uses_fused_kernel",
+]
 
 # xw of at least this many bytes takes projected_node_scores' forward pass over xw (measured,
 # 1 thread: 2 MB about even with x (W^T A), 8 MB 1.4-1.9x faster, 29 MB 1.6-2.1x)
@@ -145,6 +161,57 @@ def fused_attend(
             deterministic=layer.deterministic, return_attention=returned,
         )  # fmt: skip
     if beside:  # (|E'|, H) in edge order, with gradients, gathered into CSR order
-        _, alpha = layer._attend(sides, structure, edge_scores, False, csr.num_rows)
+        _, alpha = attend(layer, sides, structure, edge_scores, False, csr.num_rows)
         alpha = alpha.index_select(0, csr.perm)
     return out, alpha
+
+
+def attend(
+    layer: GATConv,
+    sides: Sides,
+    structure: Structure,
+    edge_scores: Tensor | None,
+    lean: bool,
+    num_dst: int,
+) -> tuple[Tensor, Tensor]:
+    """Transformed sender features and softmax-normalised attention, in torch's operators.
+
+    Lean path: features (|V_src|, H C) and attention (|E'| H,), one entry per edge of the
+    head-interleaved graph, in its CSR order. Plain path: features (|V_src|, H, C) and
+    attention (|E'|, H) in ``structure.edge_index`` order (PyG's layout).
+    """
+    H, C = layer.heads, layer.out_channels
+    xw = linear(sides.x_src, sides.lin_src.weight, layer._feature_cache)  # (N_s, H C)
+    if lean:
+        a_src, a_dst = node_scores(layer, sides, xw)  # (N_s, H), (N_d, H) or None
+        csr = structure.graph  # heads interleaved: node (i, h) is i * H + h
+        assert csr is not None  # the lean path builds it
+        scores = ops.gather_src(csr, a_src.reshape(-1))
+        if a_dst is not None:
+            scores = scores + ops.gather_dst(csr, a_dst.reshape(-1))
+        if edge_scores is not None:
+            scores = scores + edge_scores.reshape(-1)[csr.perm]
+        scores = F.leaky_relu(scores, layer.negative_slope)  # (E' H,)
+        return xw, ops.edge_softmax(csr, scores)
+    xw = xw.view(-1, H, C)
+    a_src = (xw * sides.att_src).sum(-1)  # (N_s, H)
+    src, dst = structure.edge_index[0], structure.edge_index[1]
+    scores = a_src[src]
+    if sides.x_dst is not None:
+        xw_dst = xw if sides.shared else dst_features(sides).view(-1, H, C)
+        scores = scores + (xw_dst * sides.att_dst).sum(-1)[dst]
+    if edge_scores is not None:
+        scores = scores + edge_scores
+    scores = F.leaky_relu(scores, layer.negative_slope)  # (E', H)
+    alpha = ops.scatter_softmax(scores, dst, num_dst, deterministic=layer.deterministic)
+    return xw, alpha
+
+
+def edge_order(layer: GATConv, structure: Structure, alpha: Tensor, lean: bool) -> Tensor:
+    """Attention as (|E'|, H) in ``structure.edge_index`` order."""
+    if not lean:
+        return alpha
+    ordered = torch.empty_like(alpha)  # (E', H) or (E' H,) in CSR order -> edge order
+    assert structure.graph is not None  # the lean path builds it
+    ordered[structure.graph.perm] = alpha
+    return ordered.view(-1, layer.heads)

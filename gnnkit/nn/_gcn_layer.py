@@ -34,10 +34,11 @@ from torch import Tensor
 from gnnkit.nn._common import runs_propagate
 from gnnkit.nn.linear import sparse_structure
 from gnnkit.ops import backend
+from gnnkit.ops._layout import transposed_gradient
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.linear import _kernels as _linear_kernels
 from gnnkit.ops.linear import _narrow, bias_gradient
-from gnnkit.ops.matmul import _spmm_forward, _spmm_transposed, transposed_gradient
+from gnnkit.ops.matmul import _spmm_forward, _spmm_transposed
 
 __all__ = ["hooked_propagate", "layer_node"]
 

@@ -9,7 +9,6 @@ inspector reads the annotations of ``message`` and ``aggregate``.
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
@@ -29,10 +28,9 @@ from gnnkit.nn._common import (
     linear,
     uses_plain_path,
 )
-from gnnkit.nn._gat_attend import dst_features, fused_attend, node_scores, uses_fused_kernel
+from gnnkit.nn._gat_attend import attend, edge_order, fused_attend, uses_fused_kernel
 from gnnkit.nn._gat_inputs import (
     ACCEPTED,
-    Sides,
     Structure,
     build_structure,
     check_arguments,
@@ -289,45 +287,7 @@ class GATConv(MessagePassing):
             self._cache.store((graph.edge_index,), extra, entry)
         return entry
 
-    # -- attention --------------------------------------------------------------------------
-
-    def _attend(
-        self,
-        sides: Sides,
-        structure: Structure,
-        edge_scores: "Tensor | None",
-        lean: bool,
-        num_dst: int,
-    ) -> "tuple[Tensor, Tensor]":
-        """Transformed sender features and softmax-normalised attention. Lean path: features (|V_src|, H C) and attention (|E'| H,), one entry per edge of the
-        head-interleaved graph, in its CSR order. Plain path: features (|V_src|, H, C) and
-        attention (|E'|, H) in ``structure.edge_index`` order (PyG's layout).
-        """
-        H, C = self.heads, self.out_channels
-        xw = linear(sides.x_src, sides.lin_src.weight, self._feature_cache)  # (N_s, H C)
-        if lean:
-            a_src, a_dst = node_scores(self, sides, xw)  # (N_s, H), (N_d, H) or None
-            csr = structure.graph  # heads interleaved: node (i, h) is i * H + h
-            assert csr is not None  # the lean path builds it
-            scores = ops.gather_src(csr, a_src.reshape(-1))
-            if a_dst is not None:
-                scores = scores + ops.gather_dst(csr, a_dst.reshape(-1))
-            if edge_scores is not None:
-                scores = scores + edge_scores.reshape(-1)[csr.perm]
-            scores = F.leaky_relu(scores, self.negative_slope)  # (E' H,)
-            return xw, ops.edge_softmax(csr, scores)
-        xw = xw.view(-1, H, C)
-        a_src = (xw * sides.att_src).sum(-1)  # (N_s, H)
-        src, dst = structure.edge_index[0], structure.edge_index[1]
-        scores = a_src[src]
-        if sides.x_dst is not None:
-            xw_dst = xw if sides.shared else dst_features(sides).view(-1, H, C)
-            scores = scores + (xw_dst * sides.att_dst).sum(-1)[dst]
-        if edge_scores is not None:
-            scores = scores + edge_scores
-        scores = F.leaky_relu(scores, self.negative_slope)  # (E', H)
-        alpha = ops.scatter_softmax(scores, dst, num_dst, deterministic=self.deterministic)
-        return xw, alpha
+    # -- inputs and attention ------------------------------------------------------------
 
     def _read(self, x: Any, edge_index: Any, size: Any):
         """The graph, the two sides, (|V_src|, |V_dst|) and whether the lean path serves."""
@@ -356,15 +316,6 @@ class GATConv(MessagePassing):
             return self.propagate(structure.edge_index, x=xw, alpha=alpha, size=size)
         finally:
             self.flow, self._fused_graph = flow, None
-
-    def _edge_order(self, structure: Structure, alpha: Tensor, lean: bool) -> Tensor:
-        """Attention as (|E'|, H) in ``structure.edge_index`` order."""
-        if not lean:
-            return alpha
-        ordered = torch.empty_like(alpha)  # (E', H) or (E' H,) in CSR order -> edge order
-        assert structure.graph is not None  # the lean path builds it
-        ordered[structure.graph.perm] = alpha
-        return ordered.view(-1, self.heads)
 
     # -- forward ----------------------------------------------------------------------------
 
@@ -412,7 +363,7 @@ class GATConv(MessagePassing):
                 self, sides, structure, scores, self.training, bool(return_attention_weights)
             )
         else:
-            xw, alpha = self._attend(sides, structure, scores, lean, num_dst)
+            xw, alpha = attend(self, sides, structure, scores, lean, num_dst)
             # F.dropout's semantics (keep with 1 - p, scale by 1 / (1 - p)); a faster draw on CPU.
             alpha = dropout(alpha, self.dropout, self.training)  # (E' H,) or (E', H)
             out = self._aggregate_unfused(structure, xw, alpha, lean, (num_src, num_dst))
@@ -432,7 +383,7 @@ class GATConv(MessagePassing):
             out = out + self.bias
         if return_attention_weights:
             assert alpha is not None  # asked for
-            alpha = self._edge_order(structure, alpha, lean)
+            alpha = edge_order(self, structure, alpha, lean)
             return out, attention_adjacency(graph, structure.edge_index, alpha, num_src, num_dst)
         return out
 
@@ -462,9 +413,9 @@ class GATConv(MessagePassing):
         if fused:
             _, alpha = fused_attend(self, sides, structure, scores, False, True)
         else:
-            _, alpha = self._attend(sides, structure, scores, lean, num_dst)
+            _, alpha = attend(self, sides, structure, scores, lean, num_dst)
         assert alpha is not None
-        return graph.as_input(structure.edge_index), self._edge_order(structure, alpha, lean)
+        return graph.as_input(structure.edge_index), edge_order(self, structure, alpha, lean)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j  # (E', H, C)

@@ -21,7 +21,7 @@ from torch_geometric.typing import Adj, OptTensor
 
 from gnnkit import ops
 from gnnkit.errors import InputError
-from gnnkit.nn._adjacency import GraphInput, check_indices, read_graph, square_graph_weights
+from gnnkit.nn._adjacency import GraphInput, read_graph, square_graph_weights
 from gnnkit.nn._cache import GraphCache, PygCacheAttributes
 from gnnkit.nn._common import (
     check_channels,
@@ -36,24 +36,21 @@ from gnnkit.nn._common import (
     runs_propagate,
     uses_plain_path,
 )
+from gnnkit.nn._gcn_graph import prepare
 from gnnkit.nn._gcn_layer import hooked_propagate, layer_node
-from gnnkit.nn._loops import add_loops, looped_weights
 from gnnkit.nn.gcn_norm import (
     _check_self_loop_weight,
-    _inverse_sqrt_degree,
     _resolve_self_loop_weight,
     _script_gcn_norm,
     _Structure,
     gcn_norm,
 )
-from gnnkit.ops.csr import CSRGraph, ordinary_tensors
+from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.linear import linear as dense_linear
-from gnnkit.utils.checks import check_edge_weight, values_readable
+from gnnkit.utils.checks import check_edge_weight
 
 __all__ = ["GCNConv", "gcn_norm"]
 
-# How each input form gets its self-loops in PyG's GCNConv (see gnnkit.nn._loops).
-_LOOP_MODES = {"edge_index": "remaining", "torch.sparse": "add", "SparseTensor": "replace"}
 _ACCEPTED = (
     "in_channels",
     "out_channels",
@@ -274,97 +271,6 @@ class GCNConv(PygCacheAttributes, MessagePassing):
             return self.initial_self_loop_weight
         return F.softplus(self.raw_self_loop_weight)
 
-    # -- graph preparation ------------------------------------------------------------------
-
-    def _structure(
-        self, graph: GraphInput, edge_weight: "Tensor | None", num_nodes: int, fused: bool
-    ) -> "_Structure":
-        ei = graph.edge_index
-        if self.validate:
-            check_indices("GCNConv", graph, num_nodes, num_nodes)
-            check_edge_weight(edge_weight, ei.size(1))
-        looped = None
-        if self.add_self_loops:
-            looped = add_loops(ei, num_nodes, _LOOP_MODES[graph.form])
-            ei = looped.edge_index
-        csr = CSRGraph.from_edge_index(ei, num_nodes) if fused else None
-        return _Structure(looped, ei, csr, num_nodes)
-
-    def _weights(
-        self, structure: "_Structure", edge_weight: "Tensor | None", dtype: torch.dtype
-    ) -> Tensor:
-        """Normalised edge weights in CSR order (fused) or ``structure.edge_index`` order, in
-        ``dtype`` (x's: PyG's messages promote float32 weights to float64 features too)."""
-        if edge_weight is not None and edge_weight.dtype != dtype:
-            edge_weight = edge_weight.to(dtype)
-        csr, ei = structure.graph, structure.edge_index
-        if structure.looped is not None:
-            weight = looped_weights(structure.looped, edge_weight, self.self_loop_weight, dtype)
-        elif edge_weight is not None:
-            weight = edge_weight
-        else:
-            weight = torch.ones(ei.size(1), dtype=dtype, device=ei.device)
-        if csr is not None:
-            weight = weight[csr.perm]  # CSR order: rows are targets
-        if not self.normalize:
-            return weight
-        if csr is None:
-            dst = ei[1]
-            degree = ops.scatter_sum(
-                weight, dst, structure.num_nodes, deterministic=self.deterministic
-            )
-            inv = _inverse_sqrt_degree(degree)
-            return inv[ei[0]] * weight * inv[dst]
-        inv = _inverse_sqrt_degree(ops.segment_sum(weight, csr.rowptr))
-        return ops.gather_dst(csr, inv) * weight * ops.gather_src(csr, inv)
-
-    def _prepare(
-        self,
-        graph: GraphInput,
-        edge_weight: "Tensor | None",
-        num_nodes: int,
-        dtype: torch.dtype,
-        fused: bool,
-    ) -> "tuple[_Structure, Tensor]":
-        if edge_weight is not None and not edge_weight.is_floating_point():
-            raise InputError(
-                f"edge weights (edge_weight, or a sparse adjacency's values) must be floating "
-                f"point, got {edge_weight.dtype}; convert them with .to({dtype})"
-            )
-        if torch.compiler.is_compiling():  # a cache lookup reads tensor addresses: no
-            structure = self._structure(graph, edge_weight, num_nodes, fused)
-            return structure, self._weights(structure, edge_weight, dtype)
-        # The structure (self-loops, CSR form) is always kept for the next call, validated;
-        # cached=True keeps the normalised weights as well, keyed by edge_weight too. Layers
-        # sharing a GraphCache share entries only where they derive the same graph.
-        cached = self.cached
-        tensors = (graph.edge_index, edge_weight) if cached else (graph.edge_index,)
-        loops = (self.add_self_loops, self.normalize, self.initial_self_loop_weight)
-        extra = (num_nodes, dtype, fused, graph.form, cached, loops)
-        entry = self._cache.lookup(tensors, extra)
-        # (A registered parameter read from _parameters: nn.Module.__getattr__ is slow.)
-        fixed = self._parameters.get("raw_self_loop_weight") is None and not (
-            edge_weight is not None and edge_weight.requires_grad
-        )
-        if entry is None:
-            # Ordinary tensors without autograd history even under inference_mode: the entry
-            # outlives this call (an evaluation first, then training steps that save them).
-            with ordinary_tensors():
-                structure = self._structure(graph, edge_weight, num_nodes, fused)
-                weights = self._weights(structure, edge_weight, dtype) if cached and fixed else None
-            entry = (structure, weights, graph.form)
-            self._cache.store(tensors, extra, entry)
-        elif not cached and self.validate and values_readable(graph.edge_index):  # new weights?
-            check_edge_weight(edge_weight, graph.edge_index.size(1))
-        structure, weights, _ = entry
-        if not fixed:  # a learned lambda or weights with a gradient: computed on every call
-            return structure, self._weights(structure, edge_weight, dtype)
-        if weights is None:  # cached=False: reused while edge_weight is the same, unmodified
-            weights = structure.normalised(
-                edge_weight, dtype, lambda: self._weights(structure, edge_weight, dtype)
-            )
-        return structure, weights
-
     # -- forward ----------------------------------------------------------------------------
 
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor = None) -> Tensor:
@@ -410,7 +316,7 @@ class GCNConv(PygCacheAttributes, MessagePassing):
         if edge_weight is not None and not isinstance(edge_weight, Tensor):
             check_edge_weight(edge_weight, graph.edge_index.size(1))  # raises, saying how to fix
         plain = uses_plain_path(self)
-        structure, weights = self._prepare(graph, edge_weight, num_nodes, x.dtype, not plain)
+        structure, weights = prepare(self, graph, edge_weight, num_nodes, x.dtype, not plain)
         return x, graph, plain, structure, weights
 
     def _transform(self, x: Tensor) -> Tensor:

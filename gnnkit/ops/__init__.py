@@ -14,6 +14,7 @@
   what runs, and how to change it.
 """
 
+from gnnkit.ops._sddmm import sddmm
 from gnnkit.ops.attention import fused_gat, fused_gat_backend
 from gnnkit.ops.backend import (
     backend_info,
@@ -27,7 +28,7 @@ from gnnkit.ops.backend import (
 )
 from gnnkit.ops.csr import CSRGraph
 from gnnkit.ops.gather import gather_dst, gather_src
-from gnnkit.ops.matmul import sddmm, spmm
+from gnnkit.ops.matmul import spmm
 from gnnkit.ops.scatter import scatter_max, scatter_sum, segment_max, segment_sum
 from gnnkit.ops.softmax import edge_softmax, scatter_softmax
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import as_index, is_integer_tensor, values_readable
+from gnnkit.utils.checks import as_index, check_range, is_integer_tensor, values_readable
 
 __all__ = [
     "check_range",
@@ -62,20 +62,6 @@ def pointer_rises(ptr: Tensor, end: int, *, exact: bool) -> bool:
     return ends and rises
 
 
-def check_range(what: str, index: Tensor, size: int, hint: str) -> None:
-    """Raise unless every entry of the integer tensor ``index`` lies in ``[0, size)``: the
-    kernels read and write memory at these indices without bounds checks."""
-    if index.numel() == 0 or not values_readable(index):
-        return
-    low, high = (int(v) for v in torch.aminmax(index))
-    if low < 0 or high >= size:
-        bad = low if low < 0 else high
-        raise InputError(
-            f"{what} holds index {bad}, out of range for {size} nodes (valid: 0 .. {size - 1})"
-            f"; {hint}"
-        )
-
-
 def check_structure(
     rowptr: Tensor, col: Tensor, row: Tensor, perm: Tensor | None, num_rows: int, num_cols: int
 ) -> None:
@@ -108,7 +94,7 @@ def check_structure(
         raise InputError(f"CSRGraph: row must list each entry's row (rowptr expanded); {fix}")
     check_range("CSRGraph: col", col, num_cols, fix)
     if perm is not None:
-        check_range("CSRGraph: perm", perm, max(col.numel(), 1), fix)
+        check_range("CSRGraph: perm", perm, max(col.numel(), 1), fix, unit="entries")
 
 
 def check_sparse(matrix: object) -> None:
@@ -128,7 +114,9 @@ def check_sparse(matrix: object) -> None:
         if not matrix.is_coalesced():
             raise InputError(f"{name} expects a coalesced COO matrix; call matrix.coalesce()")
         fix = "fix the matrix's indices"
-        check_range(f"{name}: the row indices", matrix.indices()[0], matrix.size(0), fix)
+        check_range(
+            f"{name}: the row indices", matrix.indices()[0], matrix.size(0), fix, unit="rows"
+        )
         return
     crow, nnz = matrix.crow_indices(), matrix.values().numel()
     if values_readable(crow) and not pointer_rises(crow, nnz, exact=True):

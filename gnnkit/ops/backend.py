@@ -339,10 +339,7 @@ def device_of(name: str, device: Any) -> torch.device:
     """``device`` as a :class:`torch.device`, present or not; a name torch does not know (or
     not a name) is refused with :func:`gnnkit.utils.checks.check_device`'s one-line message
     rather than torch's list of every device type."""
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        return check_device(name, device)  # raises InputError: not a device name
+    return check_device(name, device, require_available=False)
 
 
 def backend_info(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> dict:

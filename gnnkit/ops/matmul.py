@@ -1,4 +1,4 @@
-r"""Sparse-dense matmul (SpMM) and sampled dense-dense matmul (SDDMM) on a :class:`CSRGraph`.
+r"""Sparse-dense matmul (SpMM) on a :class:`CSRGraph`: the kernel choice, the raw calls, autograd.
 
 ``spmm(graph, values, x)`` computes :math:`Y = A X` where :math:`A_{ij}` is the value of edge
 :math:`j \to i`. Several heads (attention heads, each with its own edge values) are batched in
@@ -15,6 +15,9 @@ Its backward never materialises an ``|E| x C`` (or ``H x |E| x C``) tensor:
     \frac{\partial L}{\partial v_{h,e}} =
     \Big\langle \frac{\partial L}{\partial Y_{h,i,:}}, X_{h,j,:} \Big\rangle
     \quad (\text{an SDDMM: one dot product per edge}).
+
+The SDDMM is :func:`gnnkit.ops.sddmm` (``ops/_sddmm.py``); the layouts of the inputs and
+gradients (row-major copies, column-major weights) are ``ops/_layout.py``.
 """
 
 from __future__ import annotations
@@ -26,16 +29,14 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops import backend
+from gnnkit.ops._layout import _column_major, _of_leaf, _row_major, transposed_gradient
+from gnnkit.ops._sddmm import _CHUNK_ELEMENTS, _sddmm_raw
 from gnnkit.ops.csr import CSRGraph, check_graph
 from gnnkit.ops.linear import bias_gradient
 from gnnkit.ops.scatter import _segment
 from gnnkit.utils.checks import describe
 
-__all__ = ["sddmm", "spmm"]
-
-# Upper bound on the elements of one temporary (edges x channels) in the chunked fallback
-# kernels: 2**24 values (64 MiB in float32).
-_CHUNK_ELEMENTS = 2**24
+__all__ = ["spmm"]
 
 
 def _csr_matrix(ptr: Tensor, idx: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -103,55 +104,6 @@ def _narrow_kernels() -> ModuleType:
     from gnnkit.ops import _spmm_narrow
 
     return _spmm_narrow
-
-
-def _transpose_kernels() -> ModuleType:
-    """:mod:`gnnkit.ops._transpose_cpu`, imported (with numba) when its kernel first runs."""
-    from gnnkit.ops import _transpose_cpu
-
-    return _transpose_cpu
-
-
-def _column_major(x: Tensor) -> bool:
-    """Whether ``x``, (N, C) or one head's (1, N, C), is stored column-major: the ``.t()``
-    of a row-major matrix, such as a ``torch.nn.Linear`` weight's transpose multiplied by
-    sparse features. (Strides only: no view, no operator call.)"""
-    if x.dim() == 3 and x.size(0) != 1:
-        return False
-    rows, cols = x.shape[-2:]
-    return x.stride(-2) == 1 and x.stride(-1) == rows and cols > 1 and not x.is_contiguous()
-
-
-def _of_leaf(x: Tensor) -> bool:
-    """Whether ``x`` is a view of a leaf tensor (a parameter's ``.t()``), whose gradient
-    autograd keeps as ``.grad`` without a copy only when it comes in the leaf's layout."""
-    base = x._base
-    return base is not None and base.is_leaf
-
-
-def _row_major(x: Tensor) -> Tensor:
-    """``x.contiguous()`` for (H, N, C) ``x``; one head stored column-major copied by the
-    blocked kernel of :mod:`gnnkit.ops._transpose_cpu` (faster than torch's copy of a
-    transposed view, whose reads stride across whole rows: measured there)."""
-    if x.is_contiguous():
-        return x
-    if _column_major(x):
-        matrix = x[0].t()  # row-major
-        if _transpose_kernels().serves(matrix):
-            return _transpose_kernels().transposed(matrix).unsqueeze(0)
-    return x.contiguous()
-
-
-def transposed_gradient(grad: Tensor) -> Tensor:
-    """``grad.t()`` stored row-major: the gradient of a row-major weight ``W`` whose
-    transpose was multiplied (``X W^T``), from the product's gradient for ``W^T``, in ``W``'s
-    own layout. autograd keeps a gradient laid out like its parameter as the parameter's
-    ``.grad``; any other it copies with torch's copy of a transposed view, which the blocked
-    kernel of :mod:`gnnkit.ops._transpose_cpu` does faster (measured there). With grad mode
-    on (a backward pass with ``create_graph``) the differentiable view ``grad.t()``."""
-    if not torch.is_grad_enabled() and _transpose_kernels().serves(grad):
-        return _transpose_kernels().transposed(grad)
-    return grad.t()
 
 
 def _spmm_kernel(graph: CSRGraph, x: Tensor, deterministic: bool, biased: bool) -> str:
@@ -241,41 +193,6 @@ def _spmm_transposed(graph: CSRGraph, values: Tensor, x: Tensor, kernel: str) ->
         _narrow_kernels().spmm_transposed(ptr, idx, values.contiguous(), x.contiguous(), out)
         return out
     return _spmm_raw(graph, True, _take_edges(values, graph.transpose()[3]), x, kernel)
-
-
-def _sddmm_raw(graph: CSRGraph, a: Tensor, b: Tensor, kernel: str) -> Tensor:
-    """``out[h, e] = <a[h, row_e, :], b[h, col_e, :]>`` for every CSR entry ``e``."""
-    heads, nnz = a.size(0), graph.num_edges
-    if nnz == 0 or a.size(2) == 0:
-        return a.new_zeros((heads, nnz))
-    a, b = a.contiguous(), b.contiguous()
-    if kernel == "csr":
-        # One call for all heads on the block-diagonal pattern. sampled_addmm writes straight
-        # into our buffer when given it as `out`; the buffer must start at zero (beta=0 does
-        # not mask NaN in the input values).
-        out = a.new_zeros((heads, nnz))
-        ptr, idx = graph.kernel_indices(heads=heads)
-        pattern = torch.sparse_csr_tensor(
-            ptr,
-            idx,
-            out.view(-1),
-            (heads * graph.num_rows, heads * graph.num_cols),
-            check_invariants=False,
-        )
-        channels = a.size(2)
-        torch.sparse.sampled_addmm(
-            pattern, a.view(-1, channels), b.view(-1, channels).t(), beta=0.0, out=pattern
-        )
-        return out
-    out = a.new_empty((heads, nnz))
-    budget = max(1, _CHUNK_ELEMENTS // max(1, a.size(2)))
-    for h in range(heads):
-        for lo in range(0, nnz, budget):
-            hi = min(lo + budget, nnz)
-            rows = a[h].index_select(0, graph.row[lo:hi])
-            cols = b[h].index_select(0, graph.col[lo:hi])
-            out[h, lo:hi] = (rows * cols).sum(-1)
-    return out
 
 
 def _take_edges(values: Tensor, index: Tensor) -> Tensor:
@@ -451,50 +368,3 @@ def spmm(
     if squeeze:  # one head: the 2-D tensors themselves (the kernel views them as one head)
         return _SpMM.apply(graph, values, x, deterministic, bias, True)
     return _SpMM.apply(graph, values_h, x_h, deterministic, bias, False)
-
-
-def sddmm(graph: CSRGraph, a: Tensor, b: Tensor) -> Tensor:
-    r"""One dot product per edge: ``out[e] = <a[i], b[j]>`` for every edge ``e = (j -> i)``.
-
-    Computed without a per-edge ``|E| x C`` tensor (``torch.sparse.sampled_addmm`` where
-    available, else in bounded edge chunks). Not differentiable (it is the backward kernel of
-    :func:`spmm`).
-
-    Shapes:
-        - **input:** ``a`` (|V_out|, C) or (H, |V_out|, C); ``b`` (|V_in|, C) or (H, |V_in|, C)
-        - **output:** (|E|,) or (H, |E|), in CSR order
-    """
-    check_graph("sddmm", graph)
-    if (
-        not isinstance(a, Tensor)
-        or not isinstance(b, Tensor)
-        or a.dim() != b.dim()
-        or (a.dim() not in (2, 3))
-    ):
-        shapes = [describe(t, dtype=False) for t in (a, b)]
-        raise InputError(
-            f"sddmm expects a and b both (|V|, C) or both (H, |V|, C), got {shapes[0]} and "
-            f"{shapes[1]}"
-        )
-    squeeze = a.dim() == 2
-    a_h = a.unsqueeze(0) if squeeze else a
-    b_h = b.unsqueeze(0) if squeeze else b
-    expected = (graph.num_rows, graph.num_cols)
-    if (
-        (a_h.size(1), b_h.size(1)) != expected
-        or a_h.size(0) != b_h.size(0)
-        or (a_h.size(2) != b_h.size(2))
-    ):
-        raise InputError(
-            f"sddmm: the graph has {expected[0]} receivers and {expected[1]} senders; a must be "
-            f"({expected[0]}, C) and b ({expected[1]}, C) (with one head count), got "
-            f"{tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    if a.dtype != b.dtype or a.device != b.device or not a.is_floating_point():
-        raise InputError(
-            f"sddmm: a and b must be floating-point tensors of one dtype on one device, got "
-            f"{a.dtype} on {a.device} and {b.dtype} on {b.device}"
-        )
-    kernel = backend.sddmm_kernel(a.device, a.dtype, a_h.size(2))
-    out = _sddmm_raw(graph, a_h, b_h, kernel)
-    return out.squeeze(0) if squeeze else out

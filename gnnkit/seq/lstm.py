@@ -90,22 +90,34 @@ def _check_dtype(owner: str, x: Tensor, weight: Tensor) -> None:
         )
 
 
+def _autocast_casts(tensor: Tensor) -> bool:
+    """Whether ``torch.autocast`` casts ``tensor`` when it is an argument of an op on its list:
+    it is on for the tensor's device and the tensor is floating-point but not float64."""
+    return tensor.is_floating_point() and tensor.dtype != torch.float64 and _autocasting(tensor)
+
+
 def _check_state(owner: str, state: object, shape: tuple[int, ...], dtype: torch.dtype) -> None:
-    """``state`` must be a pair (h, c) of tensors of ``shape`` and ``dtype``, as
-    :class:`torch.nn.LSTM` requires of its initial state (shape and dtype attributes only)."""
+    """``state`` must be a pair (h, c) of tensors of ``shape`` and ``dtype`` (any dtype that
+    autocast casts, under autocast), as :class:`torch.nn.LSTM` requires of its initial state
+    (shape and dtype attributes only)."""
     if not isinstance(state, tuple | list) or len(state) != 2:
         raise InputError(f"{owner} expects state as a pair (h_0, c_0), got {type(state).__name__}")
     for name, tensor in zip(("h_0", "c_0"), state, strict=True):
         if (
             not isinstance(tensor, Tensor)
             or tuple(tensor.shape) != shape
-            or (tensor.dtype != dtype and not _autocasting(tensor))
+            or (tensor.dtype != dtype and not _autocast_casts(tensor))
         ):
             got = describe(tensor)
             axes = "(1, batch, hidden_size)" if len(shape) == 3 else "(batch, hidden_size)"
             raise InputError(
                 f"{owner} expects {name} of shape {shape} {axes} and dtype {dtype}, got {got}"
             )
+
+
+def _autocast_to(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``tensor`` as autocast passes it to an op on its lower-precision list."""
+    return tensor.to(dtype) if _autocast_casts(tensor) else tensor
 
 
 class LSTMCell(nn.Module):
@@ -212,6 +224,15 @@ class LSTM(nn.Module):
         input_size (int): :math:`N_{in}`.
         hidden_size (int): :math:`N_h`.
 
+    NOTE: under :func:`torch.autocast`, the initial state (given, or the zeros that stand for
+    it) is cast to autocast's lower-precision dtype (bfloat16 on CPU by default), so the output
+    and the final state have that dtype whatever the dtypes of ``x`` and ``(h_0, c_0)``.
+    :class:`torch.nn.LSTM` does the same: autocast casts every floating argument of its fused
+    kernel (``mkldnn_rnn_layer`` on CPU, cuDNN's on CUDA). Its CPU fallback without that kernel
+    (``torch.backends.mkldnn.enabled = False``, or a bfloat16 ``x`` on a CPU without bfloat16
+    instructions) instead promotes float32 states, returning float32. Outside autocast nothing
+    is cast. :class:`LSTMCell` casts nothing, as :class:`torch.nn.LSTMCell` on CPU.
+
     Shapes:
         input: x (B, T, N_in), state optional ((1, B, N_h), (1, B, N_h)) as in PyTorch.
         output: (out (B, T, N_h), (h_T (1, B, N_h), c_T (1, B, N_h))).
@@ -246,6 +267,9 @@ class LSTM(nn.Module):
     def _states(self, x: Tensor, state: State | None) -> list[State]:
         x_proj = self.cell.project_input(x)  # (B, T, 4 N_h)
         state = state or self.cell.initial_state(x)
+        if _autocasting(x):  # as autocast casts torch.nn.LSTM's (h_0, c_0): see the class NOTE
+            low = torch.get_autocast_dtype(x.device.type)
+            state = (_autocast_to(state[0], low), _autocast_to(state[1], low))
         out = []
         for t in range(x.size(1)):
             state = self.cell.step(x_proj[:, t], state)

@@ -3,7 +3,8 @@
 The one checkpoint format of :class:`gnnkit.train.Run`, whatever the task. A checkpoint is a
 plain dictionary of tensors, numbers, strings, lists and dictionaries, so it loads with
 ``torch.load(weights_only=True)`` (:func:`gnnkit.utils.io.safe_torch_load`) and never runs
-pickled code. It holds everything the engine needs to continue exactly where it stopped:
+pickled code; :func:`save_checkpoint` refuses, before writing, any state that this load would
+refuse (:func:`check_loadable`). It holds everything the engine needs to continue exactly where it stopped:
 
 - ``format``: :data:`CHECKPOINT_FORMAT`;
 - ``run``: the run's identity (:func:`run_identity`): model class, parameter names and shapes,
@@ -21,14 +22,24 @@ pickled code. It holds everything the engine needs to continue exactly where it 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from gnnkit.errors import CheckpointError, InputError, OutputError
-from gnnkit.utils.io import atomic_torch_save, check_new_output, not_a_file, safe_torch_load
+from gnnkit.utils.io import (
+    atomic_torch_save,
+    check_new_output,
+    not_a_file,
+    refused_global,
+    safe_torch_load,
+)
 
 if TYPE_CHECKING:
     from gnnkit.train.engine import Task
@@ -36,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_FORMAT",
     "check_identity",
+    "check_loadable",
     "check_result_output",
     "claim_checkpoint",
     "claim_checkpoint_dir",
@@ -69,25 +81,137 @@ def run_identity(model: Any, config: dict[str, Any], data: dict[str, Any]) -> di
     }
 
 
+#: Types whose exact instances torch's weights-only unpickler always loads back: each has a
+#: pickle opcode of its own or a global on torch's allow-list (``int`` only below the size
+#: that needs the LONG4 opcode, which it refuses).
+_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes})
+_INT_LIMIT = 1 << 2000
+
+
+def _flat(items: Iterable[Any]) -> bool:
+    """Whether every one of ``items`` is one of the :data:`_LEAVES` (a history's list of floats
+    is checked at C speed, not item by item)."""
+    items = list(items)
+    kinds = set(map(type, items))
+    if not kinds <= _LEAVES:
+        return False
+    return int not in kinds or all(-_INT_LIMIT < v < _INT_LIMIT for v in items if type(v) is int)
+
+
+def _collect(obj: Any, where: str, seen: set[int], out: list[tuple[str, Any]]) -> None:
+    """Append ``(description, object)`` for every part of ``obj`` whose loading back only
+    torch can vouch for: anything but the :data:`_LEAVES`, plain tensors and parameters (no
+    Python attributes) and the dicts, ordered dicts, lists and tuples (exact types) that hold
+    them. ``seen`` holds the containers already walked (a shared or cyclic reference)."""
+    kind = type(obj)
+    if kind in _LEAVES:
+        if kind is int and not -_INT_LIMIT < obj < _INT_LIMIT:
+            out.append((f"entry {where}", obj))
+        return
+    if kind is torch.Tensor or kind is torch.nn.Parameter:
+        if obj.__dict__:  # Python attributes are pickled with the tensor
+            out.append((f"entry {where}", obj))
+        return
+    if id(obj) in seen:
+        return
+    if kind is dict or kind is OrderedDict:
+        seen.add(id(obj))
+        if kind is dict and _flat(obj) and _flat(obj.values()):
+            return
+        if kind is OrderedDict:  # its attributes (a state_dict's _metadata) are pickled too
+            for name, value in vars(obj).items():
+                _collect(value, f"{where}.{name}", seen, out)
+        for key, value in obj.items():
+            if type(key) not in _LEAVES:
+                out.append((f"a key of entry {where}" if where else "a key of the state", key))
+            _collect(value, f"{where}.{key}" if where else str(key), seen, out)
+    elif kind is list or kind is tuple:
+        seen.add(id(obj))
+        if _flat(obj):
+            return
+        for i, value in enumerate(obj):
+            _collect(value, f"{where}[{i}]", seen, out)
+    else:
+        out.append((f"entry {where}", obj))
+
+
+def _refusal(obj: Any) -> str | None:
+    """Why ``obj`` cannot be a checkpoint's content: it does not pickle, or
+    ``torch.load(weights_only=True)`` refuses it once saved; ``None`` if it loads back.
+
+    Saves to memory and loads tensors onto the meta device (their bytes are not read)."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(obj, buffer)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        return f"cannot be pickled ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+    buffer.seek(0)
+    try:
+        torch.load(buffer, map_location="meta", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        return f"torch.load(weights_only=True) refuses ({refused_global(str(exc))})"
+    return None
+
+
+def _type_name(obj: Any) -> str:
+    kind = type(obj)
+    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    return f"{module}{kind.__qualname__}"
+
+
+def check_loadable(state: dict[str, Any], path: str | os.PathLike | None = None) -> None:
+    """Refuse a checkpoint ``state`` that could be written but not loaded back by
+    :func:`load_checkpoint` (``torch.load(weights_only=True)``), naming the first offending
+    entry (``task.ratio``, ``history.loss[3]``) and its type; ``path`` only names the file in
+    the message.
+
+    Plain data (tensors, numbers, strings and the dicts, lists and tuples that hold them) is
+    vouched for by its type alone; torch judges the rest (one save to memory and load back,
+    tensors read onto the meta device), so an object torch allows (``torch.Size``, a ``set``,
+    a global added with :func:`torch.serialization.add_safe_globals`) is accepted. That list is
+    the process's: PyG, which gnnkit imports, adds its own classes and
+    ``collections.defaultdict`` to it.
+
+    Raises:
+        InputError: an entry cannot be pickled, or torch's weights-only unpickler refuses it.
+    """
+    found: list[tuple[str, Any]] = []
+    _collect(state, "", set(), found)
+    if not found or _refusal([obj for _, obj in found]) is None:
+        return
+    where, obj, reason = next(
+        ((where, obj, why) for where, obj in found if (why := _refusal(obj))),
+        ("the state", state, "fails to load back as a whole"),
+    )
+    target = f"checkpoint {path}" if path else "the checkpoint"
+    raise InputError(
+        f"cannot save {target}: {where} has type {_type_name(obj)}, which {reason}, so the "
+        "run could not resume from it; store it as tensors, numbers, strings, lists, tuples or "
+        "dicts instead (float(x), str(x), a dict of its fields); nothing was written"
+    )
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` (with :data:`CHECKPOINT_FORMAT`) to ``path`` atomically.
 
+    Only what :func:`load_checkpoint` loads back is written (:func:`check_loadable`), so a
+    run's checkpoint can always resume it.
+
     Raises:
         InputError: ``state`` is not a dict, ``path`` is not a path, or ``state`` holds an
-            object that cannot be pickled (a lambda, a lock...); nothing is written then.
+            object that cannot be pickled (a lambda, a lock...) or that
+            ``torch.load(weights_only=True)`` refuses (a ``fractions.Fraction``, a numpy
+            scalar, an instance of your own class...); nothing is written then, and an
+            earlier checkpoint at ``path`` is left as it was.
         OutputError: ``path`` cannot be written.
     """
     if not isinstance(state, dict):
         raise InputError(f"state must be a dict, got {type(state).__name__}")
     if not isinstance(path, str | os.PathLike):
         raise InputError(f"path must be a str or os.PathLike file name, got {path!r}")
-    try:
-        return atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
-    except (pickle.PicklingError, AttributeError, TypeError) as exc:
-        raise InputError(
-            f"state cannot be pickled ({exc}); keep to tensors, numbers, strings, lists and "
-            "dicts, which a checkpoint is loaded back with (torch.load(weights_only=True))"
-        ) from exc
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    check_loadable(state, path)
+    return atomic_torch_save(state, path)
 
 
 def _refuse_non_file(path: str | os.PathLike) -> None:

@@ -1,6 +1,7 @@
-"""The training engine: the :class:`Task` interface and the :class:`Run` that drives it.
+"""The training engine: the :class:`Run` that drives a :class:`Task`.
 
-A task trains one epoch and evaluates; a run does everything around that, once for every
+A task trains one epoch and evaluates (:mod:`gnnkit.train.task`: the :class:`Task` interface and
+the :class:`RunResult` a run returns); a run does everything around that, once for every
 training path of gnnkit (node classification full-batch, mini-batch and distributed, graph
 property and link prediction, the memory-task RNNs, the character LSTM, the citation models):
 the epoch loop, model selection (the task's ``monitor`` metrics rank evaluations
@@ -9,10 +10,13 @@ a time budget), checkpoints (:mod:`gnnkit.train.checkpoint`; ``resume=True`` con
 bit), non-finite losses, progress bars and callbacks.
 
 Each run swaps its own torch (CPU, CUDA) and Python generator states in around its epochs
-(:mod:`gnnkit.utils.rng`), so runs stepped in turn (:func:`interleave`) draw exactly what each
-would draw alone, and a checkpoint holds the run's own state. One "epoch" is whatever the task
-makes it: a pass over the training nodes, graphs or edges, or one batch of a stream (the
-sequence models count batches).
+(:mod:`gnnkit.utils.rng`), so runs stepped in turn (:func:`interleave`, in
+:mod:`gnnkit.train.interleaving`) draw exactly what each would draw alone, and a checkpoint
+holds the run's own state. One "epoch" is whatever the task makes it: a pass over the training
+nodes, graphs or edges, or one batch of a stream (the sequence models count batches).
+
+:class:`Task`, :class:`RunResult`, :func:`interleave` and :func:`round_order` are importable
+from here as well as from their own modules.
 """
 
 from __future__ import annotations
@@ -21,16 +25,16 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from gnnkit.errors import GnnkitError, InputError
 from gnnkit.train.checkpoint import resume_task, save_checkpoint, task_state
+from gnnkit.train.interleaving import interleave, round_order
+from gnnkit.train.task import RunResult, Task
 from gnnkit.utils.checks import check_callable, check_flags, check_int, check_number, check_type
 from gnnkit.utils.rng import rng_state, seed_everything, set_rng_state
 
@@ -49,107 +53,6 @@ logger = logging.getLogger(__name__)
 
 class NonFiniteLossError(GnnkitError, FloatingPointError):
     """A loss became NaN or infinite; the message names the epoch."""
-
-
-class Task:
-    """What :class:`Run` trains: one epoch at a time, plus an evaluation.
-
-    Subclasses set :attr:`model` (and :attr:`optimizer`, which checkpoints hold) and
-    implement :meth:`train_epoch`; every other method has a default.
-
-    Attributes:
-        model (torch.nn.Module): the model being trained.
-        optimizer (torch.optim.Optimizer, optional): saved and restored with checkpoints.
-        monitor (sequence of (str, str)): ``(metric, "max" | "min")`` pairs that rank
-            evaluations in order (a tie on the first goes to the second); empty: no selection.
-        nonfinite (sequence of str): metrics that must stay finite (losses).
-        progress_keys (sequence of (str, str)): ``(label, metric)`` pairs the progress bar
-            shows after every epoch.
-    """
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer | None = None
-    monitor: Sequence[tuple[str, str]] = ()
-    nonfinite: Sequence[str] = ("loss",)
-    progress_keys: Sequence[tuple[str, str]] = (("loss", "loss"),)
-
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        """Train epoch ``epoch`` (1-based); returns its metrics (e.g. the mean loss)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement train_epoch")
-
-    def evaluate(self, epoch: int) -> dict[str, float]:
-        """Metrics after epoch ``epoch`` (validation and test scores). (default: none)"""
-        return {}
-
-    def should_stop(self) -> str | None:
-        """A reason to end the run after the epoch just trained (e.g. ``"converged"``)."""
-        return None
-
-    def identity(self) -> dict[str, Any]:
-        """What a checkpoint must agree on to be resumed
-        (:func:`gnnkit.train.checkpoint.run_identity`)."""
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Task state beyond the model and optimizer that a checkpoint must hold."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
-        """Restore :meth:`state_dict` from the checkpoint ``path``."""
-
-    def check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
-        """Refuse, with a specific message, a checkpoint this task cannot resume (called
-        before the generic identity check)."""
-
-    def on_evaluated(self, epoch: int, metrics: dict[str, float], improved: bool) -> None:
-        """Called after every evaluation (logging, best-model files)."""
-
-    def on_epoch_end(self, epoch: int, finished: str | None) -> None:
-        """Called after every epoch, before the checkpoint (samples, snapshots)."""
-
-    def nonfinite_message(self, epoch: int, bad: list[str]) -> str:
-        """The error message for non-finite ``bad`` metrics (``name=value``) at ``epoch``."""
-        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None
-        hint = "lower the learning rate" + (f" (lr={lr})" if lr is not None else "")
-        return (
-            f"the loss became non-finite at epoch {epoch} ({', '.join(bad)}); {hint} or check "
-            "the inputs for NaN/inf"
-        )
-
-
-@dataclass
-class RunResult:
-    """The outcome of a :class:`Run`.
-
-    Attributes:
-        history (dict): one list per metric: the epochs' metrics (one entry per epoch) and
-            the evaluations' (one entry per evaluation, whose epochs are ``eval_epoch``).
-        best (dict): the selected evaluation's ``epoch`` and metrics (empty: none selected).
-        epochs_run (int): epochs trained, over every call that trained the run.
-        finished (str or None): why the run ended: ``"epochs"``, ``"patience"``,
-            ``"time-budget"``, a task's reason, or ``None`` (interrupted, resumable).
-        epoch_times (list of float): seconds of each epoch (training plus evaluation;
-            checkpoints, progress bars and callbacks excluded).
-        train_times, eval_times (list of float): seconds of each epoch's training alone, and
-            of each evaluation.
-        resumed_from (int): the epoch this call continued from (0 for a fresh run).
-        wall_time (float): seconds of training, evaluation and checkpoints over all calls.
-    """
-
-    history: dict[str, list[Any]]
-    best: dict[str, Any]
-    epochs_run: int
-    finished: str | None
-    epoch_times: list[float] = field(repr=False)
-    train_times: list[float] = field(repr=False)
-    eval_times: list[float] = field(repr=False)
-    resumed_from: int = 0
-    wall_time: float = 0.0
-
-    @property
-    def run_time(self) -> float:
-        """Seconds spent in epochs (the sum of :attr:`epoch_times`)."""
-        return math.fsum(self.epoch_times)
 
 
 #: ``callback(record)`` after every epoch (``epoch``, its metrics, the evaluation's when one
@@ -462,39 +365,3 @@ class Run:
             resumed_from=self.resumed_from,
             wall_time=self.wall_time(),
         )
-
-
-def round_order(names: Iterable[str], index: int) -> list[str]:
-    """The names in order for round ``index``: as given on even rounds, reversed on odd.
-
-    Alternating who goes first means neither implementation always runs on a warmer (or a
-    busier) machine.
-    """
-    order = list(names)
-    return order if index % 2 == 0 else order[::-1]
-
-
-def interleave(runs: Mapping[str, Run], *, time_budget_s: float | None = None) -> str | None:
-    """Step several runs in turn, epoch by epoch (:func:`round_order`), until all are done.
-
-    Each run keeps its own random state, so each draws what it would draw alone; all see
-    the same machine load. With ``time_budget_s`` every run stops, with a checkpoint, before
-    a round of epochs that would end past the budget; returns ``"time-budget"`` then.
-    """
-    check_type("runs", runs, Mapping, "a dict of name -> Run")
-    check_number("time_budget_s", time_budget_s, optional=True)  # < 0: spent, an epoch each
-    began, index = time.perf_counter(), 0
-    while not all(run.done for run in runs.values()):
-        if time_budget_s is not None:
-            elapsed = time.perf_counter() - began
-            estimates = [run.next_epoch_estimate() for run in runs.values() if not run.done]
-            if None not in estimates and elapsed + sum(estimates) > time_budget_s:
-                for run in runs.values():
-                    if not run.done:
-                        run.stop("time-budget")
-                return "time-budget"
-        for name in round_order(runs, index):
-            if not runs[name].done:
-                runs[name].step()
-        index += 1
-    return None

@@ -39,14 +39,8 @@ from gnnkit.errors import InputError
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import NonFiniteLossError, Run, RunResult, Task
 from gnnkit.train.inputs import GraphSplits, graph_splits
-from gnnkit.utils.checks import (
-    FLAG,
-    POSITIVE_INT,
-    POSITIVE_NUMBER,
-    SEED,
-    check_type,
-    validate_fields,
-)
+from gnnkit.utils.checks import check_type
+from gnnkit.utils.fields import FLAG, POSITIVE_INT, POSITIVE_NUMBER, SEED, validate_fields
 
 __all__ = [
     "GraphSplits",

@@ -28,6 +28,7 @@ from gnnkit.utils.checks import (
     check_device,
     check_edge_index,
     check_int,
+    check_range,
     describe,
     is_integer_tensor,
 )
@@ -118,12 +119,7 @@ def _check_split(name: str, index: Any, num_nodes: int, device: torch.device) ->
         raise InputError(f"{name} is on {index.device} but y on {device}; use one device")
     if index.numel() == 0:
         raise InputError(f"{name} holds no node; every split needs at least one node")
-    low, high = int(index.min()), int(index.max())
-    if low < 0 or high >= num_nodes:
-        raise InputError(
-            f"{name} holds node indices in [{low}, {high}] but the graph has {num_nodes} nodes "
-            f"(valid: 0..{num_nodes - 1})"
-        )
+    check_range(name, index, num_nodes, "pass indices of the graph's nodes", what="node index")
 
 
 @dataclass
@@ -170,9 +166,8 @@ class NodeInputs:
                 raise InputError(
                     f"{name} is on {tensor.device} but y on {y.device}; use one device"
                 )
-        low, high = (int(y.min()), int(y.max())) if num_nodes else (0, 0)
-        if low < 0 or high >= self.num_classes:
-            raise InputError(f"labels must lie in [0, {self.num_classes}), got [{low}, {high}]")
+        fix = "pass the right num_classes or fix y"
+        check_range("y", y, self.num_classes, fix, what="class", unit="classes")
         for name in ("train_idx", "val_idx", "test_idx"):
             _check_split(name, getattr(self, name), num_nodes, y.device)
 
@@ -282,9 +277,7 @@ def node_inputs(
             f"y must hold one integer class per node, got {y.dtype} of shape {tuple(y.shape)}"
         )
     num_nodes = y.size(0)
-    if x.size(0) != num_nodes:
-        raise InputError(f"x has {x.size(0)} rows but y has {num_nodes} labels")
-    # NodeInputs checks the edges and the labels' range when it is built (below).
+    # NodeInputs checks x's rows against y, the edges and the labels' range (below).
     num_classes = int(getattr(data, "num_classes", 0) or 0) or int(y.max()) + 1
     if callable(features):
         prepared = features(x)
@@ -377,13 +370,7 @@ def _edge_list(value: Any, name: str, num_nodes: int) -> Tensor:
     if value.is_floating_point() or value.dtype == torch.bool:
         raise InputError(f"{name} must hold integer node indices, got {value.dtype}")
     value = value.long()
-    if value.numel():
-        low, high = int(value.min()), int(value.max())
-        if low < 0 or high >= num_nodes:
-            raise InputError(
-                f"{name} holds node indices in [{low}, {high}] but the graph has {num_nodes} "
-                f"nodes (valid: 0..{num_nodes - 1})"
-            )
+    check_range(name, value, num_nodes, "pass edges between the graph's nodes", what="node index")
     return value
 
 

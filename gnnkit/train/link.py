@@ -43,13 +43,12 @@ from gnnkit.sampling.negative import NegativeSampler
 from gnnkit.train.checkpoint import run_identity
 from gnnkit.train.engine import Run, RunResult, Task
 from gnnkit.train.inputs import LinkData, link_data
-from gnnkit.utils.checks import (
+from gnnkit.utils.checks import check_choice, check_type
+from gnnkit.utils.fields import (
     OPTIONAL_POSITIVE_NUMBER,
     POSITIVE_INT,
     POSITIVE_NUMBER,
     SEED,
-    check_choice,
-    check_type,
     one_of,
     validate_fields,
 )

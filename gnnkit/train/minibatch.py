@@ -52,7 +52,8 @@ from gnnkit.train.node import (
     check_node_run,
     train_result,
 )
-from gnnkit.utils.checks import FLAG, POSITIVE_INT, check_type, validate_fields
+from gnnkit.utils.checks import check_type
+from gnnkit.utils.fields import FLAG, POSITIVE_INT, validate_fields
 
 __all__ = [
     "MiniBatchTask",

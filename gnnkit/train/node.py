@@ -48,14 +48,13 @@ from gnnkit.train.graphed import CapturedStep
 from gnnkit.train.inputs import NodeInputs
 from gnnkit.train.optim import adam_class
 from gnnkit.train.protocols import StoppingRule, make_protocol
-from gnnkit.utils.checks import (
+from gnnkit.utils.checks import check_type, describe
+from gnnkit.utils.fields import (
     NON_NEGATIVE_NUMBER,
     OPTIONAL_POSITIVE_INT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
     SEED,
-    check_type,
-    describe,
     one_of,
     validate_fields,
 )

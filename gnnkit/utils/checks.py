@@ -4,41 +4,27 @@ Each check raises :class:`gnnkit.errors.InputError` (a ``ValueError``) whose mes
 argument, says what was received and the valid range (or how to fix it). Three kinds:
 
 - tensors: :func:`check_edge_index`, :func:`check_edge_weight`, :func:`check_finite`,
-  :func:`check_node_features`;
+  :func:`check_node_features`, :func:`check_range` (indices, labels, parts in ``[0, n)``);
 - scalar arguments: :func:`check_int`, :func:`check_number`, :func:`check_probability`,
   :func:`check_flag`, :func:`check_choice`, :func:`check_seed`, :func:`check_type`;
-- configuration dataclasses: each field names its rule in its metadata
-  (``field(default=64, metadata=POSITIVE_INT)``) and ``__post_init__`` calls
-  :func:`validate_fields`, which applies the scalar checks above.
+- configuration dataclasses: the field rules of :mod:`gnnkit.utils.fields`, which apply the
+  scalar checks above.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
-from functools import partial
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
 
 __all__ = [
-    "CHECK",
-    "FLAG",
-    "NON_NEGATIVE_INT",
-    "NON_NEGATIVE_NUMBER",
-    "OPTIONAL_POSITIVE_INT",
-    "OPTIONAL_POSITIVE_NUMBER",
-    "POSITIVE_INT",
-    "POSITIVE_NUMBER",
-    "PROBABILITY",
-    "SEED",
-    "Check",
     "as_index",
     "check_choice",
     "check_edge_index",
@@ -51,11 +37,9 @@ __all__ = [
     "check_node_features",
     "check_number",
     "check_probability",
+    "check_range",
     "check_seed",
     "check_type",
-    "one_of",
-    "rule",
-    "validate_fields",
 ]
 
 
@@ -77,15 +61,17 @@ def is_integer_tensor(value: Any) -> bool:
     )
 
 
-def check_device(name: str, device: Any) -> torch.device:
+def check_device(name: str, device: Any, *, require_available: bool = True) -> torch.device:
     """``device`` as a :class:`torch.device`: refused, with one line naming ``name``, when it
-    is not a device name or names CUDA on a machine without it (torch would raise a long list
-    of device types, or an ``AssertionError`` from deep inside its CUDA module)."""
+    is not a device name or (``require_available``) names CUDA on a machine without it (torch
+    would raise a long list of device types, or an ``AssertionError`` from deep inside its
+    CUDA module). ``require_available=False`` takes a device that is absent here (to describe
+    what would run on it)."""
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise InputError(f"{name} must be cpu, cuda or cuda:N, got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    if require_available and resolved.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"{name} {device!r}: CUDA is not available on this machine; use cpu")
     return resolved
 
@@ -115,6 +101,51 @@ def as_index(name: str, value: Any) -> int:
         )
         raise InputError(f"{name} must be an integer, got {shown}")
     return int(value.__index__())
+
+
+def _extremes(values: Any) -> tuple[Any, Any]:
+    """The smallest and the largest entry of a non-empty tensor (one reduction, one host
+    read) or array-like (through numpy), as Python numbers."""
+    if isinstance(values, Tensor):
+        low, high = torch.aminmax(values)
+        if values.device.type == "cpu":
+            return low.item(), high.item()
+        return tuple(torch.stack([low, high]).tolist())  # one copy to the host
+    array = np.asarray(values)
+    return array.min().item(), array.max().item()
+
+
+def check_range(
+    name: str, values: Any, size: int, fix: str, *, what: str = "index", unit: str = "nodes"
+) -> None:
+    """Raise unless every entry of ``values`` lies in ``[0, size)``: node indices, class
+    labels, part ids.
+
+    Costs one min/max reduction and one host read (nothing for an empty ``values``). Skipped
+    where values cannot be read on the host (``values_readable``: while ``torch.compile``
+    traces or a CUDA graph captures). The message reads ``"{name} holds {what} {bad}, out of
+    range for {size} {unit} (valid: 0 .. {size - 1}); {fix}"``.
+
+    Args:
+        name (str): the argument, as the message names it.
+        values (Tensor or array-like): integer entries (a tensor, a numpy array, a list).
+        size (int): the number of valid values, ``n``.
+        fix (str): how to fix it, the end of the message.
+        what (str, optional): what one entry is. (default: ``"index"``)
+        unit (str, optional): what ``size`` counts. (default: ``"nodes"``)
+    """
+    if isinstance(values, Tensor):
+        if values.numel() == 0 or not values_readable(values):
+            return
+    elif np.size(values) == 0:
+        return
+    low, high = _extremes(values)
+    if low < 0 or high >= size:
+        valid = f"valid: 0 .. {size - 1}" if size > 0 else "there are none"
+        raise InputError(
+            f"{name} holds {what} {low if low < 0 else high}, out of range for {size} {unit} "
+            f"({valid}); {fix}"
+        )
 
 
 def check_edge_index(
@@ -367,85 +398,3 @@ def check_seed(name: str, value: Any) -> None:
         raise InputError(
             f"{name} must be a 64-bit integer ({SEED_RANGE[0]} .. {SEED_RANGE[1]}), got {value!r}"
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Dataclass fields
-# ---------------------------------------------------------------------------------------------
-
-#: The key of a dataclass field's ``metadata`` that holds its check.
-CHECK = "gnnkit.check"
-
-#: A check of one value: ``check(name, value)`` raises :class:`~gnnkit.errors.InputError`.
-Check = Callable[[str, Any], None]
-
-
-def rule(check: Callable[..., None], **options: Any) -> Mapping[str, Check]:
-    """Field metadata that makes :func:`validate_fields` call ``check(name, value, **options)``.
-
-    ``epochs: int = field(default=200, metadata=rule(check_int, minimum=1))``; the common rules
-    have names (:data:`POSITIVE_INT`, :data:`PROBABILITY`...).
-    """
-    return MappingProxyType({CHECK: partial(check, **options)})
-
-
-def one_of(*choices: Any) -> Mapping[str, Check]:
-    """Field metadata: the value must be one of ``choices`` (:func:`check_choice`)."""
-    return rule(check_choice, choices=choices)
-
-
-#: An ``int`` >= 1.
-POSITIVE_INT = rule(check_int, minimum=1)
-#: An ``int`` >= 1, or ``None``.
-OPTIONAL_POSITIVE_INT = rule(check_int, minimum=1, optional=True)
-#: An ``int`` >= 0.
-NON_NEGATIVE_INT = rule(check_int, minimum=0)
-#: A finite number > 0.
-POSITIVE_NUMBER = rule(check_number, low=0.0, open_low=True)
-#: A finite number > 0, or ``None``.
-OPTIONAL_POSITIVE_NUMBER = rule(check_number, low=0.0, open_low=True, optional=True)
-#: A finite number >= 0.
-NON_NEGATIVE_NUMBER = rule(check_number, low=0.0)
-#: A number in [0, 1).
-PROBABILITY = rule(check_probability)
-#: ``True`` or ``False``.
-FLAG = rule(check_flag)
-#: An ``int`` or ``None``.
-SEED = rule(check_seed)
-
-
-def _field_check(cls: type, name: str) -> Check | None:
-    """The check of field ``name``: its own, else that of the nearest base class declaring one."""
-    for klass in cls.__mro__:
-        spec = vars(klass).get("__dataclass_fields__", {}).get(name)
-        if spec is not None and CHECK in spec.metadata:
-            return spec.metadata[CHECK]
-    return None
-
-
-def validate_fields(config: Any, *, qualified: bool = False) -> None:
-    """Check every field of the dataclass instance ``config`` that declares a rule, in order.
-
-    A field declares its rule in its metadata (:func:`rule`, :data:`POSITIVE_INT`...); a
-    field annotated ``bool`` without one must be ``True`` or ``False`` (:func:`check_flag`: a
-    string such as ``"no"`` would otherwise count as true). Call this first thing in
-    ``__post_init__``. A subclass that redeclares a field only to change
-    its default (``epochs: int = 300``) keeps the rule of the base class that declared it.
-
-    Args:
-        config (dataclass instance): the configuration to check.
-        qualified (bool, optional): name fields ``ClassName.field`` in messages.
-            (default: ``False``)
-
-    Raises:
-        InputError: the first field whose value breaks its rule (the message names the
-            field, the value and the valid range).
-    """
-    cls = type(config)
-    prefix = f"{cls.__name__}." if qualified else ""
-    for spec in fields(config):
-        check = _field_check(cls, spec.name)
-        if check is None and spec.type in ("bool", bool):  # a flag: True or False, not "no"
-            check = check_flag
-        if check is not None:
-            check(prefix + spec.name, getattr(config, spec.name))

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from gnnkit.errors import InputError
-from gnnkit.utils.checks import (
+from gnnkit.utils.checks import check_number
+from gnnkit.utils.fields import (
     NON_NEGATIVE_INT,
     NON_NEGATIVE_NUMBER,
     POSITIVE_INT,
     POSITIVE_NUMBER,
     PROBABILITY,
-    check_number,
     rule,
     validate_fields,
 )
