@@ -247,7 +247,7 @@ def test_worker_processes_give_the_same_scores_and_leave_the_data_alone():
 def test_cross_validate_errors():
     data = corpus()
     folds = stratified_folds(data.y, 3)
-    with pytest.raises(InputError, match="jobs must be a positive integer"):
+    with pytest.raises(InputError, match=r"jobs must be an integer >= 1, got 0"):
         cross_validate(data, {"a": functools.partial(recorder, "a")}, folds, jobs=0)
     with pytest.raises(InputError, match="at least one model"):
         cross_validate(data, {}, folds)

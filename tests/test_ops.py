@@ -6,18 +6,14 @@ Every kernel is checked against a dense reference written here (a dense adjacenc
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
 from gnnkit import ops
 from gnnkit.errors import InputError
+from gnnkit.ops import _sddmm as sddmm_module
 from gnnkit.ops import backend
 from gnnkit.ops import matmul as matmul_module
-
-# The module, not the function that gnnkit.ops exports under its name.
-sddmm_module = importlib.import_module("gnnkit.ops._sddmm")
 
 needs_torch_scatter = pytest.mark.skipif(
     not ops.torch_scatter_available(), reason="torch_scatter is not installed"

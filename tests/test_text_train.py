@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fractions
+
 import pytest
 import torch
 
@@ -135,6 +137,10 @@ def test_checkpoint_round_trip(tmp_path):
         assert generate(loaded, "the ", 20) == generate(model, "the ", 20)
     save_model(model, tmp_path / "copy.pt", note="x")
     assert read_model_file(tmp_path / "copy.pt")["note"] == "x"
+    # an extra entry the file could not be read back with is refused, and nothing written
+    with pytest.raises(InputError, match=r"entry ratio has type fractions\.Fraction, which torch"):
+        save_model(model, tmp_path / "ratio.pt", ratio=fractions.Fraction(1, 3))
+    assert not (tmp_path / "ratio.pt").exists()
 
 
 def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):

@@ -124,13 +124,13 @@ def _tokenised(sentences: Iterable[Sequence[str]]) -> Iterable[Sequence[str]]:
     """``sentences``, refusing a plain string where a sentence's token list belongs."""
     if isinstance(sentences, (str, bytes)):
         raise InputError(
-            f"from_corpus takes a list of tokenised sentences, got the {type(sentences).__name__} "
+            f"Vocabulary.from_corpus takes a list of tokenised sentences, got the {type(sentences).__name__} "
             f"{sentences[:40]!r}; pass [tokenize(text) for text in texts]"
         )
     for i, sentence in enumerate(sentences):
         if isinstance(sentence, (str, bytes)):
             raise InputError(
-                f"from_corpus takes tokenised sentences (lists of str), but sentence {i} is the "
+                f"Vocabulary.from_corpus takes tokenised sentences (lists of str), but sentence {i} is the "
                 f"{type(sentence).__name__} {sentence[:40]!r}; pass tokenize(text) for each"
             )
         yield sentence

@@ -25,6 +25,8 @@ from gnnkit.citation.folds import FoldView as FoldView
 from gnnkit.citation.folds import check_indices as check_indices
 from gnnkit.citation.folds import citation_folds as citation_folds
 from gnnkit.citation.folds import inner_split as inner_split
+from gnnkit.citation.folds import normalize_text as normalize_text
+from gnnkit.citation.folds import stratified_folds as stratified_folds
 from gnnkit.citation.folds import text_groups as text_groups
 from gnnkit.citation.metrics import CVResult, evaluate, labels_array
 from gnnkit.errors import InputError
@@ -145,8 +147,7 @@ def _score(
 def _check_plan(models: Any, folds: Any, jobs: Any) -> None:
     """Refuse what :func:`cross_validate` cannot run: no model, a factory that is not callable,
     no fold, something else than a :class:`Fold`, a ``jobs`` that is not a positive int."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InputError(f"jobs must be a positive integer, got {jobs!r}")
+    check_int("jobs", jobs)
     check_type("models", models, Mapping, "a mapping name -> factory(seed=...)")
     if not models:
         raise InputError("cross_validate needs at least one model")

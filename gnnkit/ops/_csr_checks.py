@@ -15,7 +15,6 @@ from gnnkit.errors import InputError
 from gnnkit.utils.checks import as_index, check_range, is_integer_tensor, values_readable
 
 __all__ = [
-    "check_range",
     "check_sparse",
     "check_structure",
     "count",

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import InputError
-from gnnkit.ops._csr_checks import check_range, check_sparse, check_structure, count
-from gnnkit.utils.checks import check_device, is_integer_tensor
+from gnnkit.ops._csr_checks import check_sparse, check_structure, count
+from gnnkit.utils.checks import check_device, check_range, is_integer_tensor
 
 __all__ = ["CSRGraph"]
 

@@ -231,7 +231,12 @@ class LSTM(nn.Module):
     kernel (``mkldnn_rnn_layer`` on CPU, cuDNN's on CUDA). Its CPU fallback without that kernel
     (``torch.backends.mkldnn.enabled = False``, or a bfloat16 ``x`` on a CPU without bfloat16
     instructions) instead promotes float32 states, returning float32. Outside autocast nothing
-    is cast. :class:`LSTMCell` casts nothing, as :class:`torch.nn.LSTMCell` on CPU.
+    is cast. The cell state is then rounded to the lower precision at every step, as in
+    torch's fused kernels: over long sequences with a forget gate near 1, ``c`` drifts further
+    from its float32 value than ``h`` does (``h`` is squashed by ``tanh``); keep the state in
+    float32 by running the LSTM outside autocast where that matters. :class:`LSTMCell` casts
+    nothing, as :class:`torch.nn.LSTMCell` on CPU (on CUDA, autocast runs torch's cell in
+    float16 and gnnkit's in its parameters' dtype).
 
     Shapes:
         input: x (B, T, N_in), state optional ((1, B, N_h), (1, B, N_h)) as in PyTorch.

@@ -4,7 +4,8 @@ The one checkpoint format of :class:`gnnkit.train.Run`, whatever the task. A che
 plain dictionary of tensors, numbers, strings, lists and dictionaries, so it loads with
 ``torch.load(weights_only=True)`` (:func:`gnnkit.utils.io.safe_torch_load`) and never runs
 pickled code; :func:`save_checkpoint` refuses, before writing, any state that this load would
-refuse (:func:`check_loadable`). It holds everything the engine needs to continue exactly where it stopped:
+refuse (:func:`check_loadable`). It holds everything the engine needs to continue exactly where
+it stopped:
 
 - ``format``: :data:`CHECKPOINT_FORMAT`;
 - ``run``: the run's identity (:func:`run_identity`): model class, parameter names and shapes,
@@ -139,18 +140,23 @@ def _refusal(obj: Any) -> str | None:
     """Why ``obj`` cannot be a checkpoint's content: it does not pickle, or
     ``torch.load(weights_only=True)`` refuses it once saved; ``None`` if it loads back.
 
-    Saves to memory and loads tensors onto the meta device (their bytes are not read)."""
+    Saves to memory and loads tensors onto the meta device (their bytes are not read), or
+    onto the CPU for tensors the meta device cannot hold (quantized, nested)."""
     buffer = io.BytesIO()
     try:
         torch.save(obj, buffer)
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
         return f"cannot be pickled ({str(exc).splitlines()[0] if str(exc) else exc!r})"
-    buffer.seek(0)
-    try:
-        torch.load(buffer, map_location="meta", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        return f"torch.load(weights_only=True) refuses ({refused_global(str(exc))})"
-    return None
+    for device in ("meta", "cpu"):
+        buffer.seek(0)
+        try:
+            torch.load(buffer, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            return f"torch.load(weights_only=True) refuses ({refused_global(str(exc))})"
+        except (NotImplementedError, RuntimeError):
+            continue  # a tensor the meta device does not take: judged on the CPU
+        return None
+    return None  # loads only onto its own device, as load_checkpoint's map_location gives
 
 
 def _type_name(obj: Any) -> str:
@@ -184,10 +190,15 @@ def check_loadable(state: dict[str, Any], path: str | os.PathLike | None = None)
         ("the state", state, "fails to load back as a whole"),
     )
     target = f"checkpoint {path}" if path else "the checkpoint"
+    advice = (
+        "store so large an int as a str (str(x))"
+        if type(obj) is int
+        else "store it as tensors, numbers, strings, lists, tuples or dicts instead (float(x), "
+        "str(x), a dict of its fields)"
+    )
     raise InputError(
         f"cannot save {target}: {where} has type {_type_name(obj)}, which {reason}, so the "
-        "run could not resume from it; store it as tensors, numbers, strings, lists, tuples or "
-        "dicts instead (float(x), str(x), a dict of its fields); nothing was written"
+        f"run could not resume from it; {advice}; nothing was written"
     )
 
 

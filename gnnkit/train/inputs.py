@@ -277,7 +277,9 @@ def node_inputs(
             f"y must hold one integer class per node, got {y.dtype} of shape {tuple(y.shape)}"
         )
     num_nodes = y.size(0)
-    # NodeInputs checks x's rows against y, the edges and the labels' range (below).
+    if x.size(0) != num_nodes:  # before features(x) runs (NodeInputs checks it again)
+        raise InputError(f"x has {x.size(0)} rows but y has {num_nodes} labels (one per node)")
+    # NodeInputs checks the edges and the labels' range when it is built (below).
     num_classes = int(getattr(data, "num_classes", 0) or 0) or int(y.max()) + 1
     if callable(features):
         prepared = features(x)

@@ -35,7 +35,7 @@ from gnnkit.errors import CheckpointError, InputError
 from gnnkit.seq.charlm.config import CharLSTMConfig
 from gnnkit.seq.charlm.corpus import Vocabulary
 from gnnkit.seq.charlm.model import CharLSTM
-from gnnkit.train.checkpoint import CHECKPOINT_FORMAT
+from gnnkit.train.checkpoint import CHECKPOINT_FORMAT, check_loadable
 from gnnkit.utils.io import atomic_torch_save, safe_torch_load
 
 __all__ = [
@@ -68,8 +68,16 @@ def model_payload(model: CharLSTM, **extra: Any) -> dict[str, Any]:
 
 
 def save_model(model: CharLSTM, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write a model file (config, vocabulary, weights, ``extra`` entries) atomically."""
-    return atomic_torch_save(model_payload(model, **extra), path)
+    """Write a model file (config, vocabulary, weights, ``extra`` entries) atomically.
+
+    Raises:
+        InputError: an ``extra`` entry that :func:`read_model_file` could not load back
+            (``torch.load(weights_only=True)``: a ``fractions.Fraction``, an instance of your
+            own class...); nothing is written then (``gnnkit.train.checkpoint.check_loadable``).
+    """
+    payload = model_payload(model, **extra)
+    check_loadable(payload, path)
+    return atomic_torch_save(payload, path)
 
 
 def _from_engine_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
