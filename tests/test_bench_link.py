@@ -283,9 +283,12 @@ def test_model_interface_and_errors(tiny):
     with pytest.raises(InputError, match="unknown link model 'sage'; known models: gcn, gat"):
         get_recipe("link", "sage")
     with pytest.raises(
-        InputError, match=r"pairs hold node indices in \[0, 40\] but there are only 40"
+        InputError,
+        match=r"pairs holds node index 40, out of range for 40 nodes \(valid: 0 \.\. 39\)",
     ):
         model.score(torch.randn(40, 32), torch.tensor([[0, 1], [40, 2]]))
+    with pytest.raises(InputError, match=r"pairs holds node index -1, out of range"):
+        model.score(torch.randn(40, 32), torch.tensor([[0, 1], [-1, 2]]))
     with pytest.raises(InputError, match=r"pairs must be an integer tensor of shape \(2, B\)"):
         model.score(torch.randn(40, 32), torch.zeros(5, 2, dtype=torch.long))
     with pytest.raises(InputError, match="the graph has 39 nodes but the model embeds 40"):

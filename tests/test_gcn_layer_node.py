@@ -212,3 +212,42 @@ def test_a_mixed_second_derivative_equals_pygs(column_major):
         results.append(torch.autograd.grad(grad_x.square().sum(), layer.lin.weight)[0])
     assert type(ours(x, edge_index).grad_fn).__name__ == "_GCNLayerBackward"
     torch.testing.assert_close(results[0], results[1])
+
+
+@pytest.mark.parametrize("through", ["edge_weight", "learned self-loop weight"])
+def test_second_derivatives_through_the_normalisation_equal_pygs(through):
+    # The fused path's degree sum (gnnkit.ops.segment_sum) is differentiable twice, so a
+    # gradient penalty on edge weights (or on the learned self-loop weight) runs: gradgradcheck
+    # against finite differences, and the penalty's gradient against PyG's GCNConv, whose
+    # self-loop weight 2.5 is a fixed fill value there.
+    from torch_geometric.nn import GCNConv as PygGCNConv
+    from torch_geometric.utils import add_remaining_self_loops
+
+    torch.manual_seed(0)
+    x = torch.randn(7, 3, dtype=torch.float64)
+    edge_index = torch.randint(0, 7, (2, 16))
+    learned = through != "edge_weight"
+    ours = GCNConv(3, 2, learn_self_loop_weight=learned, self_loop_weight=2.5).double()
+    if learned:
+        raw = ours.raw_self_loop_weight.detach().clone().requires_grad_()
+        assert torch.autograd.gradgradcheck(
+            lambda r: torch.func.functional_call(
+                ours, {"raw_self_loop_weight": r}, (x, edge_index)
+            ),
+            (raw,),
+        )
+        return
+    weight = (torch.rand(16, dtype=torch.float64) + 0.1).requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda w: ours(x, edge_index, w), (weight,))
+    theirs = PygGCNConv(3, 2).double()
+    theirs.load_state_dict(ours.state_dict(), strict=False)
+    penalties = []
+    for layer in (ours, theirs):
+        w = weight.detach().clone().requires_grad_()
+        if layer is theirs:  # ours fills the missing self-loops with 2.5
+            out = layer(x, *add_remaining_self_loops(edge_index, w, 2.5, 7))
+        else:
+            out = layer(x, edge_index, w)
+        (grad_w,) = torch.autograd.grad(out.square().sum(), w, create_graph=True)
+        penalties.append(torch.autograd.grad(grad_w.square().sum(), w)[0])
+    torch.testing.assert_close(penalties[0], penalties[1])

@@ -161,3 +161,66 @@ def test_the_fused_gat_backend_of_a_device_torch_does_not_know_is_one_line():
     with pytest.raises(InputError, match=r"device must be cpu, cuda or cuda:N, got 'tpu'"):
         fused_gat_backend("tpu", torch.float32)
     assert fused_gat_backend("cpu", torch.float16) == "torch"  # no kernel for float16
+
+
+@pytest.mark.parametrize("layer_type", [GCNConv, GATConv])
+@pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
+def test_a_copied_layer_never_serves_the_original_graph(layer_type, how):
+    # A cache entry is keyed by its tensors' addresses and kept valid by holding the tensors.
+    # A copy does not hold the original's graph, so it starts empty: a new graph that the
+    # allocator places where the original was (likely once it is freed) is not mistaken for
+    # it. Compared with a fresh layer of the same weights, on many freed-and-reallocated graphs.
+    import copy
+    import io
+
+    torch.manual_seed(0)
+    x = torch.randn(50, 5)
+    layer = layer_type(5, 4)
+    shared = GraphCache()
+    model = torch.nn.ModuleList([layer_type(5, 4, graph_cache=shared) for _ in range(2)])
+    for _ in range(10):
+        edge_index = torch.randint(0, 50, (2, 200))
+        layer(x, edge_index)
+        model[0](x, edge_index)
+        if how == "deepcopy":
+            clone, clones = copy.deepcopy(layer), copy.deepcopy(model)
+        else:
+            buffer = io.BytesIO()
+            torch.save((layer, model), buffer)
+            buffer.seek(0)
+            clone, clones = torch.load(buffer, weights_only=False)
+        assert clone._cache.value is None and clones[0]._cache is clones[1]._cache
+        del edge_index
+        graphs = [torch.randint(0, 50, (2, 200)) for _ in range(4)]
+        fresh = layer_type(5, 4)
+        fresh.load_state_dict(layer.state_dict())
+        for graph in graphs:
+            torch.testing.assert_close(clone(x, graph), fresh(x, graph))
+
+
+@pytest.mark.parametrize("layer_type", ["GCNConv", "GATConv"])
+@pytest.mark.parametrize("out_channels", [4, 16])
+def test_under_cpu_autocast_the_layers_run_like_pygs(layer_type, out_channels):
+    # Under torch.autocast the layers run PyG's plain path, where autocast casts each
+    # operator's inputs as it does in PyG's layer: the same dtype out (float32: bfloat16
+    # products promoted by float32 weights and bias), the same values, and a backward pass.
+    import torch_geometric.nn as pyg_nn
+
+    import gnnkit.nn as gnnkit_nn
+
+    torch.manual_seed(0)
+    x = torch.randn(30, 8)
+    edge_index = torch.randint(0, 30, (2, 90))
+    ours = getattr(gnnkit_nn, layer_type)(8, out_channels)
+    theirs = getattr(pyg_nn, layer_type)(8, out_channels)
+    theirs.load_state_dict(ours.state_dict())
+    results = []
+    for layer in (ours, theirs):
+        features = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(features, edge_index)
+        out.float().square().sum().backward()
+        results.append((out, features.grad))
+    assert results[0][0].dtype == results[1][0].dtype == torch.float32
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])

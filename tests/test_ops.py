@@ -527,3 +527,20 @@ def test_cuda_kernels_match_cpu_and_deterministic_mode_is_bit_identical():
         torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-4)
     out_fast = ops.spmm(graph_c, values_c, x_c)  # cuSPARSE path
     torch.testing.assert_close(out_fast.cpu(), out, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("ptr", [[0, 2, 2, 5, 6], [1, 3, 3, 4]])
+def test_segment_sum_is_differentiable_twice(ptr):
+    # Its backward gathers each segment's gradient (entries outside every segment take 0),
+    # with operators that are differentiable again: gradcheck and gradgradcheck, through
+    # values (E,) and (E, C), the second case leaving entries 0 and 4-5 out of every segment.
+    ptr = torch.tensor(ptr)
+    for shape in [(6,), (6, 3)]:
+        src = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda s: ops.segment_sum(s, ptr), (src,))
+        assert torch.autograd.gradgradcheck(lambda s: ops.segment_sum(s, ptr).square(), (src,))
+    src = torch.randn(6, 2, requires_grad=True)
+    ops.segment_sum(src, ptr).sum().backward()
+    inside = torch.zeros(6, 1)
+    inside[int(ptr[0]) : int(ptr[-1])] = 1
+    assert torch.equal(src.grad, inside.expand(6, 2))

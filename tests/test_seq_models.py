@@ -203,9 +203,11 @@ def test_bad_model_arguments():
         LSTMClassifier(5, 5, embed_dim=3, backend="cudnn")
     model = build_model("lstm", task, hidden_dim=8)
     with pytest.raises(
-        InputError, match=r"tokens must lie in 0..4 \(num_tokens=5\), got values in 0..7"
+        InputError, match=r"tokens holds token id 7, out of range for 5 tokens \(valid: 0 \.\. 4\)"
     ):
         model(torch.tensor([[0, 7]]))
+    with pytest.raises(InputError, match=r"tokens holds token id -1, out of range for 5 tokens"):
+        model(torch.tensor([[0, -1]]))
     with pytest.raises(InputError, match="tokens must be an integer tensor"):
         model(torch.zeros(2, 3))
     with pytest.raises(InputError, match=r"tokens must have shape \(batch, time\)"):

@@ -35,7 +35,7 @@ from gnnkit.errors import InputError
 from gnnkit.models._common import check_same_width_convs, same_width_convs
 from gnnkit.nn.functional import check_dropout, dropout
 from gnnkit.ops.hadamard import Workspace, check_pair_shape, hadamard_mlp
-from gnnkit.utils.checks import check_int, check_ints
+from gnnkit.utils.checks import check_int, check_ints, check_range
 
 __all__ = ["EmbeddingGNN", "HadamardMLP", "LinkGNN"]
 
@@ -147,13 +147,7 @@ class HadamardMLP(nn.Module):
 
 def _check_pairs(pairs: Any, num_nodes: int) -> None:
     check_pair_shape(pairs)
-    if pairs.numel():
-        low, high = torch.aminmax(pairs)
-        if int(low) < 0 or int(high) >= num_nodes:
-            raise InputError(
-                f"pairs hold node indices in [{int(low)}, {int(high)}] but there are only "
-                f"{num_nodes} nodes (valid: 0..{num_nodes - 1})"
-            )
+    check_range("pairs", pairs, num_nodes, "pass pairs of the graph's nodes", what="node index")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,13 +43,23 @@ class GraphCache:
     pass, far cheaper than rebuilding). Anything else misses and the caller rebuilds: a cache
     never hands back structures of a different graph.
 
-    NOTE: an in-place change made outside PyTorch's knowledge (through a NumPy array that
-    shares memory with the tensor) does not bump the version counter and is not detected.
-    Tensors made under ``torch.inference_mode()`` have no version counter: they never hit.
+    A copy (``copy.deepcopy``) or an unpickled cache (``torch.save`` of a whole model) starts
+    empty, and its first call rebuilds: its entry's addresses would name tensors the copy does
+    not hold, which a new graph could be allocated at.
+
+    NOTE: an in-place change made outside PyTorch's knowledge does not bump the version
+    counter and is not detected: through a NumPy array that shares memory with the tensor,
+    or through ``tensor.data`` (``edge_index.data[1, 0] = 5``); change a graph in place
+    through the tensor itself, or pass a new one. Tensors made under
+    ``torch.inference_mode()`` have no version counter: they never hit.
     """
 
     def __init__(self) -> None:
         self.clear()
+
+    def __reduce__(self) -> tuple:
+        """Copied and pickled as a new, empty cache (class docstring)."""
+        return (type(self), ())
 
     def clear(self) -> None:
         self._refs: tuple[Tensor | None, ...] | None = None

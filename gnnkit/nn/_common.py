@@ -187,10 +187,15 @@ def uses_plain_path(layer) -> bool:
     The fused kernels never build per-edge messages, so they cannot serve PyG's explain mode,
     hooks registered on ``message`` or ``aggregate``, ``decomposed_layers > 1`` (which splits
     the messages), nor ``torch.compile`` (PyG's path is the one written to trace without
-    breaks). ``layer.fuse = False`` asks for the plain path explicitly.
+    breaks). Nor :func:`torch.autocast`: the kernels take one dtype, and on PyG's path
+    autocast casts each operator's inputs as it does in PyG's layer, which returns the
+    dtypes PyG returns (float32 features, transformed in bfloat16 under CPU autocast, leave
+    a float32 output). ``layer.fuse = False`` asks for the plain path explicitly.
     """
     return (
         not layer.fuse
+        or torch.is_autocast_enabled("cpu")
+        or torch.is_autocast_enabled("cuda")
         or layer.explain
         or layer.decomposed_layers > 1
         or bool(layer._message_forward_pre_hooks)

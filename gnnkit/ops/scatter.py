@@ -99,8 +99,10 @@ def _check_ptr(name: str, src: Tensor, ptr: Tensor) -> None:
 def segment_sum(src: Tensor, ptr: Tensor) -> Tensor:
     """Sum of each CSR segment: ``out[i] = src[ptr[i]:ptr[i+1]].sum(0)`` (0 for empty segments).
 
-    Deterministic on every device and differentiable with respect to ``src``. Integer ``src``
-    is summed exactly in its own dtype, as ``torch_scatter.segment_csr`` does (torch's segment
+    Deterministic on every device and differentiable with respect to ``src``, twice too (its
+    backward pass gathers each segment's gradient with ``index_select``, whose own gradient
+    is a sum again; torch's segment reduction has no second derivative). Integer ``src`` is
+    summed exactly in its own dtype, as ``torch_scatter.segment_csr`` does (torch's segment
     kernel takes floating point only, so integers take ``scatter_reduce``).
 
     Shapes:
@@ -111,7 +113,32 @@ def segment_sum(src: Tensor, ptr: Tensor) -> Tensor:
     _check_ptr("segment_sum", src, ptr)
     if not src.is_floating_point():
         return _integer_segments(src, ptr, "sum")
+    if src.requires_grad and torch.is_grad_enabled():
+        return _SegmentSum.apply(src, ptr)
     return _segment(src, ptr, "sum")
+
+
+class _SegmentSum(torch.autograd.Function):
+    """:func:`segment_sum` whose backward pass is made of differentiable operators."""
+
+    @staticmethod
+    def forward(ctx, src: Tensor, ptr: Tensor) -> Tensor:
+        ctx.save_for_backward(ptr)
+        ctx.rows = src.size(0)
+        return _segment(src, ptr, "sum")
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (ptr,) = ctx.saved_tensors
+        # Each entry in [ptr[0], ptr[-1]) takes its segment's gradient; entries outside every
+        # segment take 0.
+        rows = torch.repeat_interleave(ptr.diff())
+        out = grad.index_select(0, rows)
+        first, last = int(ptr[0]), int(ptr[-1])
+        if first > 0 or last < ctx.rows:
+            pad = [0, 0] * (grad.dim() - 1) + [first, ctx.rows - last]
+            out = torch.nn.functional.pad(out, pad)
+        return out, None
 
 
 def segment_max(src: Tensor, ptr: Tensor) -> Tensor:

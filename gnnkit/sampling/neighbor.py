@@ -36,7 +36,7 @@ from torch import Tensor
 
 from gnnkit.errors import InputError
 from gnnkit.ops.csr import CSRGraph
-from gnnkit.utils.checks import check_edge_index
+from gnnkit.utils.checks import check_edge_index, check_range
 
 __all__ = ["NeighborLoader", "NeighborSampler", "SampledSubgraph", "derive_seed"]
 
@@ -213,11 +213,8 @@ class NeighborSampler:
         if seeds.dim() != 1:
             raise InputError(f"seeds must be a 1-D tensor of node ids, got {tuple(seeds.shape)}")
         seeds = seeds.to(self.device, torch.long)
-        if seeds.numel() and (int(seeds.min()) < 0 or int(seeds.max()) >= self.num_nodes):
-            bad = seeds[(seeds < 0) | (seeds >= self.num_nodes)][:5].tolist()
-            raise InputError(
-                f"seeds must lie in [0, {self.num_nodes}) (the graph's nodes), got {bad}"
-            )
+        check_range("seeds", seeds, self.num_nodes, "pass ids of the graph's nodes",
+                    what="node id")  # fmt: skip
         return seeds
 
     def _hop(

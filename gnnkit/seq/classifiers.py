@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from gnnkit.errors import InputError
 from gnnkit.seq.lstm import LSTM, _check_size
 from gnnkit.seq.tasks import MemoryTask
+from gnnkit.utils.checks import check_range
 
 __all__ = [
     "DEFAULT_FORGET_BIAS",
@@ -93,11 +94,8 @@ class SequenceClassifier(nn.Module):
             raise InputError(
                 f"tokens must have shape (batch, time) with time >= 1, got {tuple(tokens.shape)}"
             )
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.num_tokens):
-            raise InputError(
-                f"tokens must lie in 0..{self.num_tokens - 1} (num_tokens={self.num_tokens}), "
-                f"got values in {int(tokens.min())}..{int(tokens.max())}"
-            )
+        fix = "token ids index the model's embedding (num_tokens); map them into it"
+        check_range("tokens", tokens, self.num_tokens, fix, what="token id", unit="tokens")
         return self.embedding(tokens)
 
     def reset_parameters(self) -> None:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from gnnkit.errors import InputError
 from gnnkit.seq.charlm.config import CharLSTMConfig
 from gnnkit.seq.charlm.corpus import Vocabulary
+from gnnkit.utils.checks import check_range
 
 __all__ = ["CharLSTM", "State"]
 
@@ -97,11 +98,8 @@ class CharLSTM(nn.Module):
         if not isinstance(ids, Tensor) or ids.dtype != torch.long:
             got = ids.dtype if isinstance(ids, Tensor) else type(ids).__name__
             raise InputError(f"ids must be a torch.long tensor of character ids, got {got}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
-            raise InputError(
-                f"ids must lie in 0 .. {self.vocab_size - 1} (the vocabulary size), got values "
-                f"in {int(ids.min())} .. {int(ids.max())}"
-            )
+        fix = "encode the text with the vocabulary the model was built for"
+        check_range("ids", ids, self.vocab_size, fix, what="character id", unit="characters")
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits for the next character after every position, and the final state."""
