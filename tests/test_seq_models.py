@@ -222,15 +222,21 @@ def test_bad_lstm_arguments():
     with pytest.raises(InputError, match="input_size must be an integer, got float"):
         LSTMCell(2.5, 3)
     cell = LSTMCell(3, 4)
-    with pytest.raises(InputError, match=r"LSTMCell expects x of shape \(batch, 3\), got \(2, 5\)"):
+    with pytest.raises(
+        InputError, match=r"LSTMCell expects x of shape \(batch, 3\) or \(3,\), got \(2, 5\)"
+    ):
         cell(torch.zeros(2, 5))
     with pytest.raises(InputError, match="size mismatch"):
         cell.copy_from_torch(nn.LSTMCell(3, 5))
     with pytest.raises(InputError, match="one-layer, unidirectional"):
         LSTM(3, 4).copy_from_torch(nn.LSTM(3, 4, num_layers=2))
     lstm = LSTM(3, 4)
-    with pytest.raises(InputError, match=r"LSTM expects x of shape \(batch, time, 3\)"):
-        lstm(torch.zeros(2, 3))
+    with pytest.raises(
+        InputError, match=r"LSTM expects x of shape \(batch, time, 3\) or unbatched \(time, 3\)"
+    ):
+        lstm(torch.zeros(2, 4, 3, 1))
+    with pytest.raises(InputError, match=r"expects x of shape \(time, batch, 3\) .*got \(2, 4\)"):
+        LSTM(3, 4, batch_first=False)(torch.zeros(2, 4))
     with pytest.raises(InputError, match="at least one time step"):
         lstm(torch.zeros(2, 0, 3))
 
@@ -283,3 +289,113 @@ def test_build_model_refuses_a_task_name_for_a_task():
         build_model("lstm", "randomcomb")  # used to be an AttributeError on .seq_len
     with pytest.raises(InputError, match=r"unknown model \['lstm'\]"):
         build_model(["lstm"], RandomCombinations(5))  # used to be "unhashable type"
+
+
+def _pair(**options):
+    """A gnnkit LSTM and a torch.nn.LSTM with the same options and copied weights, float64."""
+    torch.manual_seed(5)
+    theirs = nn.LSTM(3, 4, **options).double()
+    ours = LSTM(3, 4, **options).double()
+    with torch.no_grad():
+        ours.cell.weight_x.copy_(theirs.weight_ih_l0)
+        ours.cell.weight_h.copy_(theirs.weight_hh_l0)
+        if ours.cell.bias is not None:
+            ours.cell.bias.copy_(theirs.bias_ih_l0 + theirs.bias_hh_l0)
+    return ours, theirs
+
+
+@pytest.mark.parametrize(
+    ("options", "shape"),
+    [
+        ({"batch_first": False}, (6, 2, 3)),  # (T, B, F): torch's default layout
+        ({"batch_first": True, "bias": False}, (2, 6, 3)),
+        ({"batch_first": True}, (6, 3)),  # unbatched (T, F)
+        ({"batch_first": False}, (6, 3)),
+    ],
+)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_torchs_layouts_bias_and_unbatched_input_match_torch(options, shape, with_state):
+    ours, theirs = _pair(**options)
+    x = torch.randn(*shape, dtype=torch.double)
+    batch = () if len(shape) == 2 else (shape[1] if options.get("batch_first") is False else 2,)
+    state = None
+    if with_state:
+        state = tuple(torch.randn(1, *batch, 4, dtype=torch.double) for _ in range(2))
+    results = []
+    for module in (ours, theirs):
+        features = x.clone().requires_grad_()
+        out, (h, c) = module(features, state)
+        (out.square().sum() + c.sum()).backward()
+        results.append((out, h, c, features.grad))
+    for a, b in zip(*results, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b)
+    assert ours.bias == theirs.bias and ours.batch_first == theirs.batch_first
+    ours.flatten_parameters()  # torch's call, a no-op here
+    if not options.get("bias", True):
+        assert "bias=False" in repr(ours) and "cell.bias" not in ours.state_dict()
+
+
+def test_unbatched_cell_input_matches_torchs_cell():
+    torch.manual_seed(6)
+    theirs = nn.LSTMCell(3, 4).double()
+    ours = LSTMCell(3, 4).double().copy_from_torch(theirs)
+    x, h0, c0 = (torch.randn(n, dtype=torch.double) for n in (3, 4, 4))
+    for state in (None, (h0, c0)):
+        for a, b in zip(ours(x, state), theirs(x, state), strict=True):
+            assert a.shape == (4,)
+            torch.testing.assert_close(a, b)
+
+
+def test_torchs_other_options_are_refused_or_warned_like_torch():
+    with pytest.raises(InputError, match=r"supports num_layers=1 only, got 2; stack"):
+        LSTM(3, 4, 2)
+    with pytest.raises(InputError, match=r"supports bidirectional=False only, got True"):
+        LSTM(3, 4, bidirectional=True)
+    with pytest.raises(InputError, match=r"supports proj_size=0 only, got 2"):
+        LSTM(3, 4, proj_size=2)
+    with pytest.raises(InputError, match=r"batch_first must be True or False, got 1"):
+        LSTM(3, 4, batch_first=1)
+    with pytest.raises(InputError, match=r"dropout"):
+        LSTM(3, 4, dropout=1.5)
+    with pytest.warns(UserWarning, match=r"dropout=0.2 does nothing in a one-layer LSTM"):
+        LSTM(3, 4, dropout=0.2)
+    made = LSTM(3, 4, device="meta", dtype=torch.float64)
+    assert made.cell.weight_x.device.type == "meta" and made.cell.bias.dtype == torch.float64
+
+
+def test_inputs_that_are_not_padded_tensors_are_one_line_errors():
+    lstm = LSTM(3, 4)
+    packed = nn.utils.rnn.pack_padded_sequence(
+        torch.randn(2, 5, 3), torch.tensor([5, 3]), batch_first=True
+    )
+    with pytest.raises(InputError, match=r"not a PackedSequence; pad it with .*pad_packed"):
+        lstm(packed)
+    with pytest.raises(InputError, match=r"LSTM expects x as a tensor of shape .*got list"):
+        lstm([[1.0, 2.0, 3.0]])
+    with pytest.raises(InputError, match=r"LSTMCell expects x as a tensor of shape .*got list"):
+        LSTMCell(3, 4)([1.0, 2.0, 3.0])
+
+
+def test_the_lstm_runs_on_the_meta_device_like_torchs():
+    # Shape inference without memory: autocast knows no "meta" device, so the autocast
+    # test must not ask it (torch raises "unknown device type for autocast").
+    x = torch.randn(2, 5, 3, device="meta")
+    out, (h, c) = LSTM(3, 4).to("meta")(x)
+    ref, (h_ref, _) = nn.LSTM(3, 4, batch_first=True, device="meta")(x)
+    assert out.shape == ref.shape and h.shape == h_ref.shape == c.shape
+    assert out.device.type == "meta"
+
+
+def test_copy_from_torch_names_what_it_cannot_copy():
+    with pytest.raises(InputError, match=r"takes a torch.nn.LSTM or torch.nn.LSTMCell, got GRU"):
+        LSTM(3, 4).copy_from_torch(nn.GRU(3, 4))
+    with pytest.raises(InputError, match=r"without projection; this one has proj_size=2"):
+        LSTM(3, 4).copy_from_torch(nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(InputError, match=r"has bias=False and this cell bias=True; build this"):
+        LSTM(3, 4).copy_from_torch(nn.LSTM(3, 4, bias=False))
+    with pytest.warns(UserWarning, match=r"batch_first=False into one with batch_first=True"):
+        LSTM(3, 4).copy_from_torch(nn.LSTM(3, 4))
+    ours, theirs = LSTM(3, 4, bias=False), nn.LSTM(3, 4, bias=False, batch_first=True)
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(ours.copy_from_torch(theirs)(x)[0], theirs(x)[0])
