@@ -95,6 +95,11 @@ def test_checkpoints_and_resume_through_the_cli(tmp_path, capsys):
     a, b = json.loads(first.read_text()), json.loads(second.read_text())
     assert b["gnnkit"]["resumed_runs"] == 2 and "resumed_runs" not in a["gnnkit"]
     assert a["gnnkit"]["test_acc"] == b["gnnkit"]["test_acc"]
+    # The resumed runs' memory was mostly used by the first process: not reported as a
+    # (smaller) peak of their own.
+    assert a["gnnkit"]["peak_rss_mb"] is not None and b["gnnkit"]["peak_rss_mb"] is None
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gnnkit ")]
+    assert rows[0].endswith("MiB") and rows[-1].endswith(" n/a")
 
 
 def test_cora_when_available(dataset, data_root, tmp_path, capsys):

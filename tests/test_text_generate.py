@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,6 +77,30 @@ def test_same_seed_same_sample(model, strategy, kwargs):
     assert len(set(batch)) > 1  # rows draw independently
 
 
+def test_prompts_may_be_any_iterable_read_once(model):
+    prompts = ["the", "a", "xyz"]
+    expected = generate_batch(model, prompts, 12)
+    assert generate_batch(model, (p for p in prompts), 12) == expected
+    assert generate_batch(model, iter(tuple(prompts)), 12) == expected
+    sampled = generate_batch(model, prompts, 12, strategy="temperature", seed=4)
+    assert generate_batch(model, (p for p in prompts), 12, strategy="temperature", seed=4) == (
+        sampled
+    )
+
+
+def test_seed_takes_torchs_whole_range(model):
+    sample = {"strategy": "temperature", "length": 30}
+    # numpy integers are seeds too, and the same one as the int
+    assert generate(model, "the ", seed=np.int64(5), **sample) == generate(
+        model, "the ", seed=5, **sample
+    )
+    # torch.Generator.manual_seed's bounds: -2**63 .. 2**64 - 1 (negative seeds wrap around)
+    assert generate(model, "the ", seed=2**64 - 1, **sample) == generate(
+        model, "the ", seed=-1, **sample
+    )
+    generate(model, "the ", seed=-(2**63), **sample)
+
+
 def test_generation_restores_training_mode(model):
     model.train()
     try:
@@ -135,6 +160,40 @@ def test_temperature_nan_refused(model):
         generate(model, "a", 5, strategy="temperature", temperature=float("nan"))
 
 
+@pytest.mark.parametrize(
+    ("seed", "match"),
+    [
+        ("abc", r"seed must be an integer or None, got 'abc'"),
+        (1.5, r"seed must be an integer or None, got 1\.5"),
+        (True, r"seed must be an integer or None, got True"),
+        (2**64, r"seed must be a 64-bit integer \(-9223372036854775808 \.\. 1844"),
+        (-(2**63) - 1, r"seed must be a 64-bit integer"),
+    ],
+)
+@pytest.mark.parametrize("strategy", ["greedy", "temperature"])
+def test_bad_seed_is_refused(model, seed, match, strategy):
+    with pytest.raises(InputError, match=match):
+        generate(model, "a", 5, strategy=strategy, seed=seed)
+    with pytest.raises(InputError, match=match):  # checked before the empty batch returns
+        generate_batch(model, [], 5, strategy=strategy, seed=seed)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2, -1.0, 0, float("nan"), "1.0", True])
+def test_greedy_refuses_a_temperature_like_k(model, temperature):
+    with pytest.raises(
+        InputError,
+        match=r"temperature=.* is only used by strategy='temperature' or 'top-k' \(got "
+        r"strategy='greedy'\); drop temperature",
+    ):
+        generate(model, "a", 5, temperature=temperature)
+
+
+def test_greedy_accepts_the_default_temperature(model):
+    greedy = generate(model, "the ", 20)
+    assert generate(model, "the ", 20, temperature=1.0) == greedy
+    assert generate(model, "the ", 20, strategy="greedy", temperature=1) == greedy
+
+
 @pytest.mark.parametrize("k", [0, -3, 2.5])
 def test_k_must_be_at_least_one(model, k):
     with pytest.raises(InputError, match="k must be an integer >= 1"):
@@ -158,8 +217,10 @@ def test_other_bad_arguments(model):
         generate(model, "a", -1)
     with pytest.raises(InputError, match="prompt must be a str"):
         generate(model, 3, 5)
-    with pytest.raises(InputError, match="prompts must be a list of strings"):
+    with pytest.raises(InputError, match="prompts must be a list of strings; for one prompt"):
         generate_batch(model, "abc", 5)
+    with pytest.raises(InputError, match="prompts must be a list of strings, got int"):
+        generate_batch(model, 3, 5)
     with pytest.raises(InputError, match="prompt 1 must be a str"):
         generate_batch(model, ["a", None], 5)
     with pytest.raises(InputError, match="model must be a CharLSTM"):

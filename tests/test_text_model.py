@@ -107,6 +107,17 @@ def test_bad_ids():
         model(torch.tensor([0, 1]))
 
 
+def test_zero_length_sequence_is_refused_and_empty_batch_works():
+    model = _model()
+    ids = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    with pytest.raises(
+        InputError, match=r"at least one time step, got ids of shape \(2, 0\); give every"
+    ):
+        model(ids[:, :0])
+    logits, (h, c) = model(ids[:0])  # no sequences (B = 0) is fine, as in nn.LSTM
+    assert logits.shape == (0, 3, len(VOCAB)) and h.shape == c.shape == (2, 0, 8)
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(InputError, match=r"must be a gnnkit\.seq\.charlm\.Vocabulary"):
         CharLSTM(["a", "b"])

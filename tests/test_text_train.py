@@ -14,6 +14,8 @@ from gnnkit.seq.charlm import (
     TextDataset,
     TrainConfig,
     Trainer,
+    Vocabulary,
+    completions_table,
     evaluate,
     generate,
     load_model,
@@ -23,9 +25,12 @@ from gnnkit.seq.charlm import (
     sample_table,
     save_model,
 )
+from gnnkit.seq.charlm.samples import Run
+from gnnkit.seq.charlm.snapshot import RESERVED_KEYS, model_payload
 from gnnkit.seq.charlm.training import CHECKPOINT_NAME
 from gnnkit.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from gnnkit.train.engine import NonFiniteLossError
+from gnnkit.utils.io import atomic_torch_save
 
 SENTENCE = "the quick brown fox jumps over the lazy dog\n"
 TINY = CharLSTMConfig(embedding_dim=8, hidden_size=24, num_layers=1, dropout=0.0)
@@ -141,6 +146,28 @@ def test_checkpoint_round_trip(tmp_path):
     with pytest.raises(InputError, match=r"entry ratio has type fractions\.Fraction, which torch"):
         save_model(model, tmp_path / "ratio.pt", ratio=fractions.Fraction(1, 3))
     assert not (tmp_path / "ratio.pt").exists()
+
+
+@pytest.mark.parametrize("key", RESERVED_KEYS)
+def test_save_model_refuses_extra_entries_that_replace_its_own(tmp_path, key):
+    model, _ = _setup(_quick())
+    with pytest.raises(
+        InputError,
+        match=rf"^extra entry '{key}' is reserved for the model file's own data \(reserved: "
+        r"format, version, kind, vocabulary, model_config, state_dict\); save it under",
+    ):
+        save_model(model, tmp_path / "m.pt", step=1, **{key: {}})
+    assert not (tmp_path / "m.pt").exists()
+    # every reserved key is one the file itself writes
+    assert set(RESERVED_KEYS) <= set(read_model_file(save_model(model, tmp_path / "ok.pt")))
+
+
+def test_save_model_refuses_another_module(tmp_path):
+    with pytest.raises(
+        InputError, match=r"model must be a gnnkit\.seq\.charlm\.CharLSTM, got Linear; save"
+    ):
+        save_model(torch.nn.Linear(2, 2), tmp_path / "linear.pt")
+    assert not (tmp_path / "linear.pt").exists()
 
 
 def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
@@ -259,7 +286,9 @@ def test_engine_checkpoint_holds_what_load_model_needs(tmp_path):
 def test_files_written_before_the_training_engine(tmp_path):
     config = _quick(steps=3)
     model, data = _setup(config)
-    old = save_model(model, tmp_path / CHECKPOINT_NAME, kind="training", step=3)
+    # the old layout: a model file whose kind says "training" (save_model reserves "kind")
+    payload = {**model_payload(model, step=3), "kind": "training"}
+    old = atomic_torch_save(payload, tmp_path / CHECKPOINT_NAME)
     assert load_model(old).config == SMALL  # still a model file
     trainer = Trainer(CharLSTM(data.vocabulary, SMALL), data, config, out_dir=tmp_path)
     with pytest.raises(CheckpointError, match=r"written by an earlier gnnkit.*cannot be resumed"):
@@ -349,6 +378,40 @@ def test_sample_table_layout(tmp_path, sample_table_rows):
         load_run(tmp_path / "empty")
 
 
+def test_sample_table_refuses_paths_and_one_string():
+    model, _ = _setup(_quick())
+    run = Run("toy", [(0, model.eval())])
+    options = {"prompts": PROMPTS, "temperatures": (1.0,), "sample_length": 5}
+    with pytest.raises(
+        InputError,
+        match=r"runs\[1\] must be a Run from load_run\(path\), got str; pass "
+        r"load_run\('runs/dir'\)",
+    ):
+        sample_table([run, "runs/dir"], **options)
+    with pytest.raises(InputError, match=r"runs must be a list of Runs from load_run\(path\)"):
+        sample_table("runs/dir", **options)
+    with pytest.raises(InputError, match=r"for one run pass \[run\]"):
+        sample_table(run, **options)
+    with pytest.raises(InputError, match="give at least one run"):
+        sample_table([], **options)
+    with pytest.raises(
+        InputError, match=r"prompts must be a list of strings; for one prompt pass \['the'\]"
+    ):
+        sample_table([run], prompts="the", temperatures=(1.0,))
+    with pytest.raises(InputError, match="prompt 1 must be a str, got int"):
+        completions_table([run], prompts=["the", 3])
+
+
+def test_completions_table_says_which_prompts_it_cannot_continue():
+    model, _ = _setup(_quick())
+    run = Run("toy", [(0, model.eval())])
+    markdown = completions_table([run], prompts=iter(["", "XYZ", "the"]), completion_length=8)
+    rows = markdown.splitlines()[2:]
+    assert rows[0] == "|  | (empty prompt: nothing to continue) |"
+    assert rows[1] == "| `XYZ` | (no character of the prompt is in the vocabulary) |"
+    assert rows[2].startswith("| `the` | `the") and len(rows) == 3
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_truncated_checkpoint(tmp_path):
     config = _quick(steps=3)
@@ -409,6 +472,20 @@ def test_resume_refuses_mismatches(tmp_path):
         match=r"trained on another vocabulary \(30 characters; this corpus has 30, 26 of them new",
     ):
         trainer.resume()
+
+    # the same characters in another order: other ids, refused with the way out, which works
+    chars = data.vocabulary.to_list()
+    reordered = TextDataset(CORPUS, config.seq_length, vocabulary=Vocabulary(chars[::-1]))
+    trainer = Trainer(CharLSTM(reordered.vocabulary, SMALL), reordered, config, out_dir=tmp_path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"trained on the same 30 characters in another order, so the character ids "
+        r"differ; build the dataset in the checkpoint's order .*read_model_file\(",
+    ):
+        trainer.resume()
+    stored = Vocabulary(read_model_file(tmp_path / CHECKPOINT_NAME)["vocabulary"])
+    fixed = TextDataset(CORPUS, config.seq_length, vocabulary=stored, name="toy")
+    assert Trainer(CharLSTM(stored, SMALL), fixed, config, out_dir=tmp_path).resume() == 3
 
     shuffled = TextDataset(CORPUS[::-1], config.seq_length, name="reversed")
     trainer = Trainer(CharLSTM(shuffled.vocabulary, SMALL), shuffled, config, out_dir=tmp_path)

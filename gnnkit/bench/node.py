@@ -271,6 +271,9 @@ class _NodeBench:
         if device.type == "cuda":
             device_peak = torch.cuda.max_memory_allocated(device) / MIB
         del net
+        # A resumed run's earlier epochs ran in another process: this one saw only a part of
+        # the run's memory, so it reports none (n/a) rather than too little.
+        resumed = bool(result.resumed_from)
         return RunRecord(
             seed=run_seed,
             test_acc=result.test_acc,
@@ -279,10 +282,10 @@ class _NodeBench:
             epochs_run=result.epochs_run,
             run_time_s=result.run_time,
             epoch_times_s=result.epoch_times,
-            peak_rss_mb=_peak_mb(peak.usage),
+            peak_rss_mb=None if resumed else _peak_mb(peak.usage),
             history=result.history,
             resumed_from=result.resumed_from,
-            peak_device_mb=device_peak,
+            peak_device_mb=None if resumed else device_peak,
         )
 
     def result(self, seeds: list[int], records: dict[str, list[RunRecord]]) -> NodeBenchResult:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -33,11 +33,14 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from gnnkit.errors import InputError
 from gnnkit.seq.charlm.corpus import Unknown
 from gnnkit.seq.charlm.model import CharLSTM, State
+from gnnkit.utils.checks import check_seed
 
 __all__ = ["STRATEGIES", "generate", "generate_batch", "pick_next"]
 
 #: The sampling strategies :func:`generate` accepts.
 STRATEGIES = ("greedy", "temperature", "top-k")
+#: :func:`generate`'s temperature unless told otherwise (the model's own distribution).
+DEFAULT_TEMPERATURE = 1.0
 
 
 def _check_sampling(strategy: str, temperature: float, k: int | None) -> None:
@@ -49,7 +52,17 @@ def _check_sampling(strategy: str, temperature: float, k: int | None) -> None:
                 f"k={k!r} is only used by strategy='top-k' (got strategy='greedy'); "
                 "drop k or choose top-k"
             )
-        return  # the temperature does not matter
+        # greedy takes the argmax, which no temperature changes: only the default passes
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
+            or temperature != DEFAULT_TEMPERATURE
+        ):
+            raise InputError(
+                f"temperature={temperature!r} is only used by strategy='temperature' or "
+                "'top-k' (got strategy='greedy'); drop temperature or choose one of those"
+            )
+        return
     if (
         isinstance(temperature, bool)
         or not isinstance(temperature, int | float)
@@ -149,6 +162,15 @@ def _read_prompts(model: CharLSTM, ids: list[Tensor]) -> tuple[Tensor, State]:
     return model.head(h[-1]), (h, c)
 
 
+def _prompt_list(prompts: Any) -> list[str]:
+    """``prompts`` (any iterable but one str) as a list, read once."""
+    if isinstance(prompts, str):
+        raise InputError("prompts must be a list of strings; for one prompt use generate()")
+    if not isinstance(prompts, Iterable):
+        raise InputError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+    return list(prompts)
+
+
 def _encode_prompts(model: CharLSTM, prompts: Sequence[str], unknown: Unknown) -> list[Tensor]:
     """Every prompt's character ids, refusing non-strings and (after skipping) empty ones."""
     ids = []
@@ -168,11 +190,11 @@ def _encode_prompts(model: CharLSTM, prompts: Sequence[str], unknown: Unknown) -
 
 def generate_batch(
     model: CharLSTM,
-    prompts: Sequence[str],
+    prompts: Iterable[str],
     length: int = 100,
     *,
     strategy: str = "greedy",
-    temperature: float = 1.0,
+    temperature: float = DEFAULT_TEMPERATURE,
     k: int | None = None,
     seed: int | None = None,
     unknown: Unknown = "error",
@@ -181,14 +203,17 @@ def generate_batch(
 
     Args:
         model (CharLSTM): the model (put in eval mode for the call, then restored).
-        prompts (sequence of str): non-empty prompts; lengths may differ.
+        prompts (iterable of str): non-empty prompts (a list, a tuple, a generator...; not
+            one str); lengths may differ.
         length (int, optional): new characters per prompt. (default: 100)
         strategy (str, optional): ``"greedy"``, ``"temperature"`` or ``"top-k"``.
             (default: ``"greedy"``)
         temperature (float, optional): :math:`T > 0` for the sampling strategies (the
-            logits are divided by :math:`T`). Ignored by greedy. (default: 1.0)
+            logits are divided by :math:`T`). Greedy refuses any other value than the
+            default, as no temperature changes its choice. (default: 1.0)
         k (int, optional): candidates kept by ``"top-k"`` (required there, refused elsewhere).
-        seed (int, optional): seed of the sampler; the same seed gives the same text.
+        seed (int, optional): seed of the sampler, a 64-bit integer (what
+            ``torch.Generator.manual_seed`` takes); the same seed gives the same text.
             (default: a fresh random seed)
         unknown (str, optional): ``"error"`` refuses prompt characters outside the vocabulary
             and lists them; ``"skip"`` drops them. (default: ``"error"``)
@@ -198,14 +223,14 @@ def generate_batch(
     """
     if not isinstance(model, CharLSTM):
         raise InputError(f"model must be a CharLSTM, got {type(model).__name__}")
-    if isinstance(prompts, str):
-        raise InputError("prompts must be a list of strings; for one prompt use generate()")
+    texts = _prompt_list(prompts)
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise InputError(f"length must be an integer >= 0, got {length!r}")
     _check_sampling(strategy, temperature, k)
-    if not prompts:
+    check_seed("seed", seed)
+    if not texts:
         return []
-    ids = _encode_prompts(model, prompts, unknown)
+    ids = _encode_prompts(model, texts, unknown)
     device = model.head.weight.device
     generator = torch.Generator(device=device)
     if seed is None:

@@ -100,12 +100,17 @@ class CharLSTM(nn.Module):
             raise InputError(f"ids must be a torch.long tensor of character ids, got {got}")
         fix = "encode the text with the vocabulary the model was built for"
         check_range("ids", ids, self.vocab_size, fix, what="character id", unit="characters")
+        if ids.dim() != 2:
+            raise InputError(f"ids must have shape (B, T), got {tuple(ids.shape)}")
+        if ids.shape[1] == 0:
+            raise InputError(
+                f"CharLSTM needs at least one time step, got ids of shape {tuple(ids.shape)}; "
+                "give every sequence at least one character"
+            )
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits for the next character after every position, and the final state."""
         self._check_ids(ids)
-        if ids.dim() != 2:
-            raise InputError(f"ids must have shape (B, T), got {tuple(ids.shape)}")
         out, state = self.lstm(self.embedding(ids), state)  # (B, T, H)
         if self.training:
             out = self.dropout(out)

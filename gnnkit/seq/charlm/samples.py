@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -102,6 +103,41 @@ def _starts(model: CharLSTM, count: int, seed: int) -> list[str]:
     return [letters[order[i % len(order)]] for i in range(count)]
 
 
+def _check_runs(runs: Any) -> list[Run]:
+    """``runs`` as a list, refusing anything but :class:`Run` objects (paths included)."""
+    if isinstance(runs, Run):
+        raise InputError("runs must be a list of Runs; for one run pass [run]")
+    if isinstance(runs, str | os.PathLike) or not isinstance(runs, Iterable):
+        raise InputError(
+            f"runs must be a list of Runs from load_run(path), got {type(runs).__name__}"
+        )
+    runs = list(runs)
+    if not runs:
+        raise InputError("give at least one run")
+    for n, run in enumerate(runs):
+        if not isinstance(run, Run):
+            hint = (
+                f"; pass load_run({os.fspath(run)!r})" if isinstance(run, str | os.PathLike) else ""
+            )
+            raise InputError(
+                f"runs[{n}] must be a Run from load_run(path), got {type(run).__name__}{hint}"
+            )
+    return runs
+
+
+def _check_prompts(prompts: Any) -> list[str]:
+    """``prompts`` as a list of str, refusing one str (it would be split into characters)."""
+    if isinstance(prompts, str):
+        raise InputError(f"prompts must be a list of strings; for one prompt pass [{prompts!r}]")
+    if not isinstance(prompts, Iterable):
+        raise InputError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+    prompts = list(prompts)
+    for n, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise InputError(f"prompt {n} must be a str, got {type(prompt).__name__}")
+    return prompts
+
+
 def _check_counts(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -162,7 +198,8 @@ def samples_table(
     """Greedy samples at every snapshot, then one sample per temperature from the last one.
 
     Args:
-        runs (sequence of Run): the runs, from :func:`load_run`; one column each.
+        runs (sequence of Run): the runs, from :func:`load_run` (not their paths); one
+            column each.
         temperatures (sequence of float): temperatures :math:`T` (logits divided by
             :math:`T`) of the sampled rows.
         greedy_samples (int, optional): greedy samples per snapshot. (default: 5)
@@ -172,8 +209,7 @@ def samples_table(
         temperature_label (callable, optional): the first cell of a temperature's row.
             (default: ``"T = 0.5"``...)
     """
-    if not runs:
-        raise InputError("give at least one run")
+    runs = _check_runs(runs)
     _check_counts(greedy_samples=greedy_samples, sample_length=sample_length)
     label = temperature_label or (lambda t: f"T = {t:g}")
     starts = [_starts(run.final[1], greedy_samples, seed) for run in runs]
@@ -197,13 +233,14 @@ def completions_table(
     Prompt characters outside a model's vocabulary are skipped, and the cell says so.
 
     Args:
-        runs (sequence of Run): the runs, from :func:`load_run`.
-        prompts (sequence of str): the prompts, one row each.
+        runs (sequence of Run): the runs, from :func:`load_run` (not their paths).
+        prompts (sequence of str): the prompts, one row each (a list, not one str); an empty
+            prompt gets a cell saying so.
         completion_length (int, optional): characters of a completion, prompt included.
             (default: 100)
     """
-    if not runs:
-        raise InputError("give at least one run")
+    runs = _check_runs(runs)
+    prompts = _check_prompts(prompts)
     _check_counts(completion_length=completion_length)
     lines = [
         "| Input string | " + " | ".join(run.name for run in runs) + " |",
@@ -213,6 +250,9 @@ def completions_table(
         cells = []
         for run in runs:
             model = run.final[1]
+            if not prompt:
+                cells.append("(empty prompt: nothing to continue)")
+                continue
             skipped = model.vocabulary.unknown(prompt)
             kept = "".join(c for c in prompt if c in model.vocabulary)
             if not kept:
@@ -239,6 +279,8 @@ def sample_table(
 
     See those functions for the arguments.
     """
+    runs = _check_runs(runs)
+    prompts = _check_prompts(prompts)  # refused before any sample is drawn
     samples = samples_table(
         runs,
         temperatures=temperatures,

@@ -40,6 +40,7 @@ from gnnkit.utils.io import atomic_torch_save, safe_torch_load
 
 __all__ = [
     "FORMAT",
+    "RESERVED_KEYS",
     "VERSION",
     "load_model",
     "model_from_payload",
@@ -52,8 +53,28 @@ FORMAT = "gnnkit.seq.charlm.CharLSTM"
 VERSION = 1
 
 
+#: The keys :func:`model_payload` writes itself; an ``extra`` entry may not replace them.
+RESERVED_KEYS = ("format", "version", "kind", "vocabulary", "model_config", "state_dict")
+
+
 def model_payload(model: CharLSTM, **extra: Any) -> dict[str, Any]:
-    """The model file dict of a model (weights on the CPU), with ``extra`` entries added."""
+    """The model file dict of a model (weights on the CPU), with ``extra`` entries added.
+
+    Raises:
+        InputError: ``model`` is not a :class:`CharLSTM`, or an ``extra`` key is one of
+            :data:`RESERVED_KEYS`.
+    """
+    if not isinstance(model, CharLSTM):
+        raise InputError(
+            f"model must be a gnnkit.seq.charlm.CharLSTM, got {type(model).__name__}; "
+            "save other modules with torch.save(module.state_dict(), path)"
+        )
+    taken = [key for key in extra if key in RESERVED_KEYS]
+    if taken:
+        raise InputError(
+            f"extra entry {taken[0]!r} is reserved for the model file's own data (reserved: "
+            f"{', '.join(RESERVED_KEYS)}); save it under another name"
+        )
     state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -71,7 +92,9 @@ def save_model(model: CharLSTM, path: str | os.PathLike, **extra: Any) -> Path:
     """Write a model file (config, vocabulary, weights, ``extra`` entries) atomically.
 
     Raises:
-        InputError: an ``extra`` entry that :func:`read_model_file` could not load back
+        InputError: ``model`` is not a :class:`CharLSTM`; an ``extra`` key that the file
+            uses itself (:data:`RESERVED_KEYS`); or an ``extra`` entry that
+            :func:`read_model_file` could not load back
             (``torch.load(weights_only=True)``: a ``fractions.Fraction``, an instance of your
             own class...); nothing is written then (``gnnkit.train.checkpoint.check_loadable``).
     """

@@ -256,6 +256,14 @@ def _check_vocabulary(chars: Any, model: CharLSTM, path: Path) -> None:
     if list(chars) == model.vocabulary.to_list():
         return
     ours, theirs = set(model.vocabulary), set(chars)
+    if ours == theirs and len(chars) == len(model.vocabulary):
+        raise CheckpointError(
+            f"checkpoint {path} was trained on the same {len(ours)} characters in another "
+            "order, so the character ids differ; build the dataset in the checkpoint's order "
+            f"(TextDataset(text, ..., vocabulary=Vocabulary(read_model_file({str(path)!r})"
+            "['vocabulary']))) and the model from its vocabulary, or start a new run in "
+            "another folder"
+        )
     raise CheckpointError(
         f"checkpoint {path} was trained on another vocabulary ({len(theirs)} characters; "
         f"this corpus has {len(ours)}, {len(ours - theirs)} of them new: "
