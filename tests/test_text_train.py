@@ -314,7 +314,10 @@ def test_resume_refuses_a_run_longer_than_asked(tmp_path):
     Trainer(model, data, config, out_dir=tmp_path).run()
     shorter = config.replace(steps=2)
     trainer = Trainer(CharLSTM(data.vocabulary, SMALL), data, shorter, out_dir=tmp_path)
-    with pytest.raises(CheckpointError, match="already trained 4 epochs, more than the 2"):
+    with pytest.raises(
+        CheckpointError,
+        match="already trained 4 batches, more than the 2 asked for; ask for at least 4 batches",
+    ):
         trainer.resume()
     with pytest.raises(CheckpointError, match="does not exist"):
         trainer.resume(tmp_path / "nothing.pt")

@@ -415,9 +415,10 @@ def resume_task(task: Task, path: Path, epochs: int) -> dict[str, Any]:
     task.check_checkpoint(state, path)
     check_identity(state, task.identity(), path)
     if state["epoch"] > epochs:
+        done, units = state["epoch"], getattr(task, "units", "epochs")
         raise CheckpointError(
-            f"checkpoint {path} has already trained {state['epoch']} epochs, more than "
-            f"the {epochs} asked for; ask for at least {state['epoch']} epochs"
+            f"checkpoint {path} has already trained {done} {units}, more than the {epochs} "
+            f"asked for; ask for at least {done} {units}"
         )
     task.model.load_state_dict(state["model"])
     if task.optimizer is not None:

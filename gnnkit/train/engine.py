@@ -306,7 +306,10 @@ class Run:
         (a later :meth:`run` in the same process, as a resumed run would)."""
         check_int("epochs", epochs)
         if epochs < self.epoch:
-            raise InputError(f"the run has already trained {self.epoch} epochs, more than {epochs}")
+            units = getattr(self.task, "units", "epochs")
+            raise InputError(
+                f"the run has already trained {self.epoch} {units}, more than {epochs}"
+            )
         self.epochs, self.interrupted = epochs, False
         if self.finished in ("epochs", "time-budget") and epochs > self.epoch:
             self.finished = None

@@ -36,6 +36,8 @@ class Task:
         nonfinite (sequence of str): metrics that must stay finite (losses).
         progress_keys (sequence of (str, str)): ``(label, metric)`` pairs the progress bar
             shows after every epoch.
+        units (str): what the engine's epochs are to the user, as messages count them
+            (``"epochs"``; a character model's task trains ``"batches"``).
     """
 
     model: nn.Module
@@ -43,6 +45,7 @@ class Task:
     monitor: Sequence[tuple[str, str]] = ()
     nonfinite: Sequence[str] = ("loss",)
     progress_keys: Sequence[tuple[str, str]] = (("loss", "loss"),)
+    units: str = "epochs"
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Train epoch ``epoch`` (1-based); returns its metrics (e.g. the mean loss)."""

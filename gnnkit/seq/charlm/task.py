@@ -90,6 +90,7 @@ class CharLMTask(Task):
 
     nonfinite = ("train_loss",)
     progress_keys = (("loss", "train_loss"), ("acc", "train_acc"))
+    units = "batches"
 
     def __init__(
         self,
