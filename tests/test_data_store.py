@@ -71,8 +71,13 @@ def test_corrupt_mirror_file_raises_and_leaves_nothing(tmp_path, manifest, mirro
     root = tmp_path / "root"
     with pytest.raises(ChecksumError, match=r"checksum mismatch for .*set/raw/b\.bin"):
         resolve_files(plan(), root=root, mirror=mirror)
-    # a.txt was copied and verified before b failed, but nothing is left behind: all or nothing.
-    assert not [p for p in root.rglob("*") if p.is_file() and p.name != ".gnnkit.lock"]
+    # a.txt was copied and verified before b failed, but nothing is left behind: all or nothing,
+    # the folders the copy made included (the root's lock stays: see gnnkit.utils.locks).
+    assert [p.name for p in root.rglob("*")] == [".gnnkit.lock"]
+    (root / "set").mkdir()  # a folder that was there before the copy stays
+    with pytest.raises(ChecksumError, match=r"replace it, or use another mirror \(--mirror"):
+        resolve_files(plan(), root=root, mirror=mirror)
+    assert sorted(p.name for p in root.rglob("*")) == [".gnnkit.lock", "set"]
 
 
 def test_data_root_is_used_first_and_needs_no_mirror(tmp_path, manifest, mirror, offline):

@@ -302,9 +302,11 @@ def _copy_from_mirror(mirror: Path, root: Path, files: list[str]) -> None:
     """
     staged: list[tuple[Path, Path]] = []
     recorded: dict[str, str] = {}
+    made: list[Path] = []  # folders this copy created, removed again if it fails
     try:
         for relpath in files:
             source, target = mirror / relpath, root / relpath
+            made += [d for d in reversed(target.parents) if root in d.parents and not d.exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(target)  # of a copy killed midway
             fd, name = tempfile.mkstemp(
@@ -321,15 +323,20 @@ def _copy_from_mirror(mirror: Path, root: Path, files: list[str]) -> None:
             elif actual != expected:
                 raise ChecksumError(
                     f"checksum mismatch for {source}: expected sha256 {expected}, got {actual}; "
-                    "the mirror copy is corrupt or truncated: replace it (or unset GNNKIT_MIRROR)"
+                    "the mirror copy is corrupt or truncated: replace it, or use another "
+                    "mirror (--mirror, GNNKIT_MIRROR) or none"
                 )
         for temp, target in staged:
             os.replace(temp, target)
         staged.clear()
+        made.clear()
     finally:
         for temp, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+        for folder in reversed(made):  # deepest first; only while empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     if recorded:
         logger.warning(
             "no known checksum for %d file(s) copied from the mirror (%s...); verification skipped, "
