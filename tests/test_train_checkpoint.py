@@ -134,6 +134,10 @@ def test_corrupt_and_alien_files_are_refused(karate, tmp_path):
     truncated.write_bytes(path.read_bytes()[:200])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         fit(gcn(karate), karate, TrainConfig(epochs=2, seed=0), checkpoint=truncated, resume=True)
+    empty = tmp_path / "empty.pt"
+    empty.touch()
+    with pytest.raises(CheckpointError, match=r"empty.pt is empty \(0 bytes\) \(EOFError"):
+        load_checkpoint(empty)
     alien = tmp_path / "alien.pt"
     torch.save({"weights": torch.zeros(2)}, alien)
     with pytest.raises(CheckpointError, match="not a gnnkit training checkpoint"):

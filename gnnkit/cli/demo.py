@@ -61,7 +61,7 @@ def load_demo_data(args: argparse.Namespace) -> tuple[str, Any, str]:
         print(
             "To get Cora: allow network access (gnnkit downloads it on first use), or point "
             "GNNKIT_MIRROR (or --mirror) at a folder holding planetoid/Cora/raw/, then run "
-            "`make demo` again.\n"
+            "the demo again.\n"
         )
         print(
             "Running the same pipeline on the embedded karate club instead (34 nodes, 4 "

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     hops = hop_distances(edge_index, num_nodes)
 
     weight = _number(args.self_loop_weight)
-    print(f"Adjacency matrix A + {weight} I (row i, column j: weight of the edge j -> i):")
+    loops = f"+ {weight}" if args.self_loop_weight >= 0 else f"- {_number(-args.self_loop_weight)}"
+    print(f"Adjacency matrix A {loops} I (row i, column j: weight of the edge j -> i):")
     print(
         format_table(
             ["", *labels],

@@ -359,7 +359,7 @@ def run_bench(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     rows = summarize(runs)
     print(
-        f"{args.task}: mean ± std over {args.seeds} seeds; batches = batches until convergence "
+        f"{args.task}: mean ± std over {args.seeds} seed{'s' if args.seeds != 1 else ''}; batches = batches until convergence "
         f"(confirmed on {config.confirm_samples:,} fresh samples), 3-batch rule = that rule "
         f"alone; validation on {config.val_samples:,} samples"
     )

@@ -393,9 +393,10 @@ def refused_global(message: str) -> str:
 
 def _damaged(what: str, path: Path, exc: BaseException) -> CheckpointError:
     """The one-line refusal of a file whose bytes torch or :mod:`zipfile` cannot read."""
+    empty = path.is_file() and os.path.getsize(path) == 0
+    state = "is empty (0 bytes)" if empty else "is truncated or corrupt"
     return CheckpointError(
-        f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
-        "delete it and write it again"
+        f"{what} {path} {state} ({type(exc).__name__}: {exc}); delete it and write it again"
     )
 
 
