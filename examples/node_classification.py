@@ -7,7 +7,7 @@ decay 5e-4 on the first layer), and report the test accuracy at the epoch with t
 validation accuracy. Expect about 81 % (the paper reports 81.5 %); a run takes a few seconds
 on a laptop CPU.
 
-Run (from a source checkout, after `make install`):
+Run (from a source checkout, after `make install`, which `make demo` runs too, with `.venv` active):
 
     GNNKIT_MIRROR=/path/to/datasets python examples/node_classification.py [--seed 0]
 

@@ -8,11 +8,11 @@ make it fast on bag-of-words features such as Cora's (2708 x 1433, 1.3 % non-zer
 2. the one step: `gnnkit.SparseFeatures()` after `T.NormalizeFeatures()`, which stores the
    features as a sparse CSR matrix. The layers multiply it without densifying it and `dropout`
    keeps it sparse; with dense features most of an epoch goes to dropout and `x @ W` on the
-   2708 x 1433 matrix (benchmarks/results/user_script.md).
+   2708 x 1433 matrix (benchmarks/results/user_script_rerun5.md, the latest measurement).
 
 Expect about 81 % (GCN) or 82 % (GAT) test accuracy on Cora, a few milliseconds per GCN epoch.
 
-Run (from a source checkout, after `make install`):
+Run (from a source checkout, after `make install`, which `make demo` runs too, with `.venv` active):
 
     GNNKIT_MIRROR=/path/to/datasets python examples/own_script.py [--model gat] [--seed 0]
 """
