@@ -2,7 +2,8 @@
 
 Shows the path through gnnkit.citation: load Athar's (2011) 8,736 citation sentences as a graph
 (papers are nodes, each sentence an edge from the citing to the cited paper), look at how much
-the graph says about sentiment (label homophily), cut seeded stratified folds, and score a
+the graph says about sentiment (label homophily), cut seeded stratified folds that keep the
+copies of a sentence together (as `gnnkit citation bench` does), and score a
 text-only BiLSTM against the hybrid (the same BiLSTM fused with GCN embeddings of both papers)
 on the same folds. Each model sees a FoldView: every sentence's text and the citation graph,
 but only the training labels. Scores are macro-F1, the mean of the per-class F1 (the 280
@@ -22,12 +23,12 @@ import functools
 import numpy as np
 
 from gnnkit.citation import (
+    citation_folds,
     cross_validate,
     label_homophily,
     load_citations,
     make_model,
     set_threads,
-    stratified_folds,
 )
 
 parser = argparse.ArgumentParser(description="BiLSTM vs BiLSTM + GCN on Athar's corpus.")
@@ -53,8 +54,9 @@ for group in ("pair", "source", "target"):
         f"same {group:6s}: agreement {h['agreement']:.3f} vs chance {h['chance']:.3f}; lift {lifts}"
     )
 
-# 3. Folds: seeded and stratified, identical for every model.
-folds = stratified_folds(data.y, args.folds, seed=args.seed, class_names=data.class_names)
+# 3. Folds: seeded and stratified, identical for every model; the copies of a sentence that
+#    cites several papers share a fold, so no test sentence is also a training sentence.
+folds = citation_folds(data, args.folds, seed=args.seed)
 folds = folds[: args.max_folds]
 
 # 4. Models: factories that take a seed; the hybrid uses the gated fusion by default.

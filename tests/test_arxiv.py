@@ -301,7 +301,7 @@ def test_gat_recipe_runs_mini_batch(arxiv_root, capsys):
         (["--mini-batch", "--fanouts", "5", "-3"], "each fan-out must be an int >= 0, or -1"),
         (["--mini-batch", "--distributed"], "start them with `torchrun --nproc_per_node=N"),
         (["--mini-batch", "--batch-size", "8", "--accumulate", "64"], "fewer than the 64 shards"),
-        (["--dataset", "ogbn-products"], "unknown dataset 'ogbn-products'; known datasets: cora"),
+        (["--dataset", "ogbn-products"], "unknown dataset 'ogbn-products'; bench node takes: cora"),
         (["--model", "sage"], "unknown model 'sage'; known models: gcn, gat, arxiv-gcn, arxiv-gat"),
     ],
 )

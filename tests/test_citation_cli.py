@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from test_citation_models import synthetic_records
@@ -172,3 +176,145 @@ def test_model_names_match_the_registry():
     assert parse_models(",".join(recipes.CITATION_MODEL_NAMES)) == list(
         recipes.CITATION_MODEL_NAMES
     )
+
+
+def _live_group(pgid: int) -> dict[int, tuple[int, bytes]]:
+    """The processes of group ``pgid`` that are not zombies: pid -> (parent pid, command)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        state, ppid, group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(group) == pgid and state != "Z":
+            found[int(entry)] = (int(ppid), command)
+    return found
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def _interrupt(command: list[str], *, when, group: bool, tmp_path: Path):
+    """Run ``command`` in its own process group and send it SIGINT (the whole group, as a
+    terminal's Ctrl-C does, or only the parent) once ``when(proc)`` holds; returns
+    ``(returncode, stderr, seconds from SIGINT to exit)`` after checking that no process of
+    the group is left."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        assert _wait_for(lambda: when(proc) or proc.poll() is not None, 240)
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        sent = time.monotonic()
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        seconds = time.monotonic() - sent
+        # the resource tracker ends when it reads its parent's end of file
+        assert _wait_for(lambda: not _live_group(proc.pid), 20), _live_group(proc.pid)
+    finally:
+        if proc.poll() is None or _live_group(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    return proc.returncode, err.decode(), seconds
+
+
+def _workers(proc) -> list[int]:
+    """The spawned worker processes of ``proc`` (not the resource tracker)."""
+    return [
+        pid
+        for pid, (ppid, command) in _live_group(proc.pid).items()
+        if ppid == proc.pid and b"spawn_main" in command
+    ]
+
+
+@pytest.mark.slow  # each starts Python, torch and scikit-learn three times
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize(
+    ("after", "group"),
+    [(0.0, True), (0.0, False), (1.0, True)],
+    ids=["group-at-worker-start", "parent-at-worker-start", "group-1s-later"],
+)
+def test_ctrl_c_with_jobs_prints_one_line_and_leaves_no_process(
+    corpus_file, tmp_path, after, group
+):
+    # Before: the spawned workers did not ignore SIGINT; one sent while they imported
+    # scikit-learn printed their KeyboardInterrupt tracebacks (or, sent to the parent alone,
+    # "pickle data was truncated") after "gnnkit: interrupted".
+    out = tmp_path / "c.json"
+    command = [sys.executable, "-m", "gnnkit", "citation", "bench", "--corpus", str(corpus_file)]
+    command += ["--models", "svm", "--folds", "3", "--jobs", "2", "--json", str(out)]
+    started: list[float] = []
+
+    def when(proc) -> bool:
+        if not started and _workers(proc):
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] >= after
+
+    code, err, _ = _interrupt(command, when=when, group=group, tmp_path=tmp_path)
+    if code == 0:  # the run finished first (a fast machine): nothing to check
+        pytest.skip("the run finished before the interrupt")
+    assert (code, err) == (130, "gnnkit: interrupted\n")
+    assert not out.exists()
+
+
+SLOW_FITS = """
+import functools, sys, time
+from pathlib import Path
+
+
+class Slow:  # writes fit-SEED when its fit starts, then fits for two minutes
+    def __init__(self, seed):
+        self.seed = seed
+
+    def fit(self, view):
+        Path(f"fit-{self.seed}").touch()
+        time.sleep(120)
+
+    def predict(self, view):
+        raise AssertionError("never reached")
+
+
+if __name__ == "__main__":
+    from gnnkit.citation import citation_folds, cross_validate, load_citations
+
+    data = load_citations(sys.argv[1])
+    try:
+        cross_validate(data, {"slow": Slow}, citation_folds(data, 3), jobs=2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+"""
+
+
+@pytest.mark.slow  # each starts Python, torch and scikit-learn three times
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_stops_running_fits_at_once(corpus_file, tmp_path):
+    # The parent ends the workers' fits rather than waiting for them (two minutes each).
+    script = tmp_path / "slow_fits.py"
+    script.write_text(textwrap.dedent(SLOW_FITS))
+    command = [sys.executable, str(script), str(corpus_file)]
+
+    def when(proc) -> bool:
+        return len(list(tmp_path.glob("fit-*"))) == 2
+
+    code, err, seconds = _interrupt(command, when=when, group=True, tmp_path=tmp_path)
+    assert (code, err) == (130, "")
+    assert seconds < 30

@@ -51,9 +51,16 @@ def test_registry_lists_the_promised_datasets():
 
 def test_unknown_dataset_lists_known_ones():
     with pytest.raises(
-        UnknownDatasetError, match=r"unknown dataset 'coraa'; known datasets: cora, citeseer"
+        UnknownDatasetError,
+        match=r"unknown dataset 'coraa' \(did you mean 'cora'\?\); known datasets: cora, citeseer",
     ):
         load("coraa")
+    with pytest.raises(
+        UnknownDatasetError, match=r"unknown dataset 'OGBN-Arxiv' \(did you mean 'ogbn-arxiv'"
+    ):
+        load("OGBN-Arxiv")
+    with pytest.raises(UnknownDatasetError, match=r"unknown dataset 'nosuch'; known datasets"):
+        load("nosuch")
 
 
 def test_cora_through_the_mirror_has_the_public_split(mirrored_root, mirror):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,9 +215,15 @@ def test_a_folder_that_holds_shards_is_refused_or_replaced_whole(graph, tmp_path
     with pytest.raises(OutputError, match=r"already holds shards \(manifest.json\); pass --overw"):
         partition_dataset(graph, out, 2, dataset="g", method="contiguous")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
-    (out / "manifest.json").unlink()  # an interrupted cut: parts without a manifest
-    with pytest.raises(OutputError, match=r"already holds shards \(part-00000.pt\)"):
+    (out / "manifest.json").unlink()  # an older version's interrupted cut: parts, no manifest
+    with pytest.raises(
+        OutputError,
+        match=r"holds an incomplete cut \(part-00000.pt but no manifest.json, left by an "
+        r"interrupted `gnnkit partition`\); pass --overwrite",
+    ):
         partition_dataset(graph, out, 2, dataset="g", method="contiguous")
+    with pytest.raises(InputError, match=r"not a complete shard folder \(part-00000.pt but no"):
+        load_shard(out, 0)  # what torchrun's ranks say of it
     manifest = partition_dataset(graph, out, 2, dataset="g", method="random", overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
@@ -330,3 +338,161 @@ def test_partition_graph_and_layers_name_what_is_missing():
     with pytest.raises(InputError, match="build_model expects a PartitionConfig, got dict"):
         build_model({"model": "gcn"}, 3, 2)  # type: ignore[arg-type]
     assert build_model(PartitionConfig(model="gat"), 3, 2).conv1.heads == 8
+
+
+def _hidden(folder) -> list[str]:
+    """The staging folders in ``folder`` and beside it."""
+    entries = [*folder.parent.iterdir(), *folder.iterdir()]
+    return sorted(p.name for p in entries if p.name.endswith(".gnnkit-tmp"))
+
+
+@pytest.mark.parametrize("fault", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_cut_that_fails_midway_leaves_the_folder_as_it_was(graph, tmp_path, monkeypatch, fault):
+    """A fault while part 3 is written leaves no shard folder at all, or the earlier complete
+    cut byte for byte (``overwrite``), and no staging folder."""
+    from gnnkit.distributed import shards as shards_module
+
+    save = torch.save
+    written = []
+
+    def failing_save(obj, handle, *args, **kwargs):
+        if len(written) == 3:
+            raise fault
+        written.append(handle.name)
+        return save(obj, handle, *args, **kwargs)
+
+    out = tmp_path / "cuts" / "shards"
+    monkeypatch.setattr(shards_module.torch, "save", failing_save)
+    with pytest.raises(type(fault)):
+        partition_dataset(graph, out, 5, dataset="g", method="random")
+    assert len(written) == 3  # parts 0, 1 and 2 were written, then part 3 failed
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+    monkeypatch.setattr(shards_module.torch, "save", save)
+    partition_dataset(graph, out, 4, dataset="earlier", method="contiguous")
+    (out / "notes.txt").write_text("mine")  # not a shard: kept through every rewrite
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    written.clear()
+    monkeypatch.setattr(shards_module.torch, "save", failing_save)
+    with pytest.raises(type(fault)):
+        partition_dataset(graph, out, 5, dataset="g", method="random", overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _hidden(out) == []
+    assert read_manifest(out)["dataset"] == "earlier"
+    load_shard(out, 3, num_parts=4)  # the checksums still match
+
+    monkeypatch.setattr(shards_module.torch, "save", save)
+    partition_dataset(graph, out, 2, dataset="g", method="random", overwrite=True)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["manifest.json", "notes.txt", "part-00000.pt", "part-00001.pt"]
+    assert read_manifest(out)["num_parts"] == 2 and _hidden(out) == []
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_swap_puts_the_earlier_cut_back(graph, tmp_path, monkeypatch):
+    """The earlier cut goes aside only once the new one is complete; a rename that fails while
+    the new files come in moves every file back."""
+    from gnnkit.distributed import shards as shards_module
+
+    out = tmp_path / "shards"
+    partition_dataset(graph, out, 3, dataset="earlier", method="contiguous")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    replace = os.replace
+    moves, failed = [], []
+
+    def failing_replace(src, dst):
+        if not Path(src).name.startswith("."):  # not atomic_open's temporary files
+            moves.append((Path(src).name, Path(dst).parent == out))
+        if not failed and Path(dst) == out / "part-00001.pt":  # the new part 1 coming in
+            failed.append(dst)
+            raise OSError(5, "Input/output error", str(dst))
+        return replace(src, dst)
+
+    monkeypatch.setattr(shards_module.os, "replace", failing_replace)
+    with pytest.raises(OutputError, match="cannot write shard folder"):
+        partition_dataset(graph, out, 2, dataset="g", method="random", overwrite=True)
+    monkeypatch.setattr(shards_module.os, "replace", replace)
+    # the earlier manifest went aside first, then its parts; then the new part 0 came in
+    assert moves[:5] == [
+        ("manifest.json", False),
+        ("part-00000.pt", False),
+        ("part-00001.pt", False),
+        ("part-00002.pt", False),
+        ("part-00000.pt", True),
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and _hidden(out) == []
+    assert read_manifest(out)["dataset"] == "earlier"
+
+
+def test_staging_folders_of_killed_cuts_are_removed(graph, tmp_path):
+    """A cut killed outright (``kill -9``) leaves its staging folder; the next cut removes it
+    (its process no longer runs), and a live process's is kept."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    pid = int(dead.stdout)
+    out = tmp_path / "shards"
+    beside = tmp_path / f".shards.{pid}-abc.gnnkit-tmp"
+    live = tmp_path / f".shards.{os.getppid()}-abc.gnnkit-tmp"
+    for stage in (beside, live):
+        stage.mkdir()
+        (stage / "part-00000.pt").write_bytes(b"half")
+    partition_dataset(graph, out, 2, dataset="g", method="random")
+    assert not beside.exists() and live.exists()
+    inside = out / f".cut.{pid}-abc.gnnkit-tmp"
+    inside.mkdir()
+    partition_dataset(graph, out, 2, dataset="g", method="random", overwrite=True)
+    assert not inside.exists() and _hidden(out) == [live.name]
+
+
+def test_a_real_ctrl_c_leaves_no_partial_cut_and_waits_for_the_swap(graph, tmp_path, monkeypatch):
+    """A SIGINT while the parts are written leaves the folder as it was; one while the earlier
+    cut goes aside is held back until the new cut is in place."""
+    import signal
+
+    from gnnkit.distributed import shards as shards_module
+
+    def interrupt() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    save, saved = torch.save, []
+
+    def save_then_interrupt(obj, handle, *args, **kwargs):
+        save(obj, handle, *args, **kwargs)
+        saved.append(obj)
+        if len(saved) == 3:
+            interrupt()
+
+    replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        if Path(src).name == "manifest.json" and Path(dst).parent.name == ".replaced":
+            interrupt()
+        return replace(src, dst)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's Ctrl-C
+    try:
+        out = tmp_path / "shards"
+        monkeypatch.setattr(shards_module.torch, "save", save_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            partition_dataset(graph, out, 4, dataset="g", method="random")
+        assert len(saved) == 3 and not out.exists() and list(tmp_path.iterdir()) == []
+        monkeypatch.setattr(shards_module.torch, "save", save)
+        partition_dataset(graph, out, 3, dataset="earlier", method="contiguous")
+        monkeypatch.setattr(shards_module.os, "replace", replace_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            partition_dataset(graph, out, 4, dataset="g", method="random", overwrite=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert read_manifest(out)["dataset"] == "g" and _hidden(out) == []
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        *(f"part-0000{i}.pt" for i in range(4)),
+    ]
+    load_shard(out, 3, num_parts=4)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -376,3 +377,16 @@ def test_refused_global_keeps_the_name_and_drops_torchs_advice():
     )
     assert refused_global(message) == "the global os.system"
     assert refused_global("Weights only load failed.") == "objects outside the allow-list"
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_signals_held_delivers_a_ctrl_c_when_the_block_ends():
+    from gnnkit.utils.signals import signals_held
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held(signal.SIGINT):
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("after the signal")  # still inside: held back
+        steps.append("after the block")  # not reached: raised as the block ends
+    assert steps == ["after the signal"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
+import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -31,6 +34,7 @@ from gnnkit.citation.folds import text_groups as text_groups
 from gnnkit.citation.metrics import CVResult, evaluate, labels_array
 from gnnkit.errors import InputError
 from gnnkit.utils.checks import check_int, check_type
+from gnnkit.utils.signals import signals_held
 
 __all__ = ["cross_validate", "fold_seed", "set_threads"]
 
@@ -54,10 +58,12 @@ def set_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def _init_worker(payload: bytes, threads: int | None) -> None:
+def _init_worker(payload: str, threads: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent alone handles Ctrl-C
     if threads is not None:
         set_threads(threads)
-    _WORKER["data"] = pickle.loads(payload)
+    with open(payload, "rb") as file:
+        _WORKER["data"] = pickle.load(file)
 
 
 #: Seeds scikit-learn's ``random_state`` takes (numpy's legacy generator): [0, 2**32).
@@ -108,28 +114,48 @@ def _fit_in_workers(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        # Plain pickle: multiprocessing's own pickler would move the caller's tensors
-        # into shared memory (replacing their storage under any existing numpy views).
-        initargs=(pickle.dumps(data), threads),
-    ) as pool:
-        futures = {
-            pool.submit(_fit_predict, None, fold, models[name], fold_seed(seed, fold.index)): (
-                name,
-                fold,
-            )
-            for name, fold in pairs
-        }
+    with tempfile.TemporaryDirectory(prefix="gnnkit-cv-") as folder:
+        # The workers read the data from a file: sent with them, it would make starting each
+        # one wait until it has imported its modules and read it all.
+        payload = os.path.join(folder, "data.pickle")
+        with open(payload, "wb") as file:
+            # Plain pickle: multiprocessing's own pickler would move the caller's tensors
+            # into shared memory (replacing their storage under any existing numpy views).
+            pickle.dump(data, file)
+        pool = ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(payload, threads),
+        )
         try:
+            # The workers start (on submit) with SIGINT blocked, and ignore it from their
+            # initializer on: a terminal's Ctrl-C reaches the parent alone.
+            with signals_held(signal.SIGINT):
+                futures = {
+                    pool.submit(
+                        _fit_predict, None, fold, models[name], fold_seed(seed, fold.index)
+                    ): (name, fold)
+                    for name, fold in pairs
+                }
             for future in as_completed(futures):
                 yield *futures[future], *future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
+        except BaseException:  # Ctrl-C, an error, or the caller stopped early
+            with signals_held(signal.SIGINT):
+                _stop(pool)
             raise
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _stop(pool: Any) -> None:
+    """End ``pool``'s workers at once, running fits and all; its manager thread then finds
+    them gone and fails the fits not started (``pool.shutdown`` waits for that)."""
+    processes = list((pool._processes or {}).values())  # no public way before Python 3.14
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
 
 
 def _score(

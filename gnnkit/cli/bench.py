@@ -174,12 +174,19 @@ def checkpoint_guard(args: argparse.Namespace, options: dict[str, Any]) -> Itera
 def load_dataset_of_kind(name: str, args: argparse.Namespace, kind: str) -> Any:
     """Load a registered dataset of ``kind``; others are refused with the list of that kind."""
     from gnnkit.data import DATASETS, get_spec, load
+    from gnnkit.data.registry import did_you_mean
 
+    names = [n for n, s in DATASETS.items() if s.kind == kind]
+    if name not in DATASETS:  # the datasets this command takes, not every registered one
+        raise InputError(
+            f"unknown dataset {name!r}{did_you_mean(name, names)}; bench {kind} takes: "
+            f"{', '.join(names)}"
+        )
     spec = get_spec(name)
     if spec.kind != kind:
-        names = ", ".join(n for n, s in DATASETS.items() if s.kind == kind)
         raise InputError(
-            f"dataset {name!r} is a {spec.kind} dataset; bench {kind} needs one of: {names}"
+            f"dataset {name!r} is a {spec.kind} dataset; bench {kind} needs one of: "
+            f"{', '.join(names)}"
         )
     return load(name, **data_kwargs(args))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -212,7 +213,19 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except (KeyError, TypeError):
         known = ", ".join(DATASETS)
-        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {known}") from None
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; known datasets: {known}"
+        ) from None
+
+
+def did_you_mean(name: object, names: Iterable[str]) -> str:
+    """``" (did you mean 'cora'?)"`` for the closest of ``names`` to a mistyped ``name``
+    (case ignored), else ``""``."""
+    if not isinstance(name, str):
+        return ""
+    lowered = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.85)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
 
 
 def _data_root(root: str | os.PathLike | None, mirror: str | os.PathLike | None) -> Path:

@@ -3,9 +3,10 @@
 A folder written by :func:`write_shards` holds ``part-00000.pt`` ... (one
 :func:`torch.save` dict of tensors per part) and ``manifest.json``: the format, the dataset,
 the number of parts P, the method, the graph's sizes, the version of gnnkit that cut it
-(:func:`version_hash`) and the sha256 of every shard. Every file goes through
-:func:`gnnkit.utils.io.atomic_open`, the manifest last, so a folder is complete or has no
-(new) manifest.
+(:func:`version_hash`) and the sha256 of every shard. A cut is all or nothing: every file
+is written (through :func:`gnnkit.utils.io.atomic_open`) into a hidden staging folder, and only
+the complete cut is put in place, so an interrupted ``gnnkit partition`` leaves the folder as
+it was.
 
 :func:`load_shard` reads one part only: it checks the manifest against the launch (P, dataset),
 the shard's checksum, and loads it with ``torch.load(weights_only=True)`` (tensors only, never
@@ -15,9 +16,14 @@ arbitrary pickles). Each mismatch is one :class:`~gnnkit.errors.InputError` or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import signal
+import stat
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,18 @@ import torch
 from torch import Tensor
 
 from gnnkit.errors import ChecksumError, InputError, OutputError
-from gnnkit.utils.io import atomic_open, atomic_write_json, safe_torch_load
+from gnnkit.utils.io import (
+    TEMP_SUFFIX,
+    _make_folder,
+    _pid_alive,
+    _umask,
+    atomic_open,
+    atomic_write_json,
+    describe_os_error,
+    not_a_file,
+    safe_torch_load,
+)
+from gnnkit.utils.signals import signals_held
 
 __all__ = [
     "GRAPH_KEYS",
@@ -94,28 +111,138 @@ def _shard_name(part: int) -> str:
     return f"part-{part:05d}.pt"
 
 
+def _shard_files(folder: Path) -> list[Path]:
+    """The files of a cut in ``folder``: the manifest first, then the parts."""
+    found = [folder / MANIFEST] if os.path.lexists(folder / MANIFEST) else []
+    return found + sorted(folder.glob("part-*.pt"))
+
+
 def claim_shard_folder(folder: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
-    """Refuse a folder that already holds shards (a manifest or ``part-*.pt`` files), or with
-    ``overwrite`` delete them, the manifest first (so an interrupted rewrite leaves no folder
-    that claims to be complete) and every part (so no part of the earlier cut is left beside
-    the new one's). Returns the files deleted.
+    """Refuse a folder that already holds shards (a manifest or ``part-*.pt`` files) unless
+    ``overwrite``. Deletes nothing: :func:`write_shards` replaces the earlier cut only once the
+    new one is complete. Returns the shard files found, the manifest first.
+
+    Parts without a manifest are an incomplete cut (an interrupted ``gnnkit partition`` of an
+    earlier version) and are named so.
 
     Raises:
-        OutputError: ``folder`` holds shards and ``overwrite`` is false.
+        OutputError: ``folder`` holds shards and ``overwrite`` is false, or one of its shard
+            names is a folder or another entry that is not a regular file (or a link).
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    existing = [folder / MANIFEST] if os.path.lexists(folder / MANIFEST) else []
-    existing += sorted(folder.glob("part-*.pt"))
+    existing = _shard_files(folder)
+    for path in existing:
+        mode = path.lstat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise OutputError(
+                f"{path} {not_a_file(path)}; gnnkit replaces only the files of a cut: move it "
+                "away, or choose another folder"
+            )
     if existing and not overwrite:
+        if existing[0].name != MANIFEST:
+            raise OutputError(
+                f"{folder} holds an incomplete cut ({existing[0].name} but no {MANIFEST}, left "
+                "by an interrupted `gnnkit partition`); pass --overwrite (overwrite=True) to "
+                "replace it, or choose another folder"
+            )
         raise OutputError(
             f"{folder} already holds shards ({existing[0].name}); pass --overwrite "
             "(overwrite=True) to replace them, or choose another folder"
         )
-    for path in existing:
-        path.unlink(missing_ok=True)
     return existing
+
+
+def _remove_stale_stages(folder: Path, prefix: str) -> None:
+    """Remove the staging folders ``PREFIX.PID-RANDOM.gnnkit-tmp`` in ``folder`` that a killed
+    :func:`write_shards` left behind (their process no longer runs on this host)."""
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
+                continue
+            pid = name[len(prefix) : -len(TEMP_SUFFIX)].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _make_stage(folder: Path) -> tuple[Path, bool]:
+    """A new, hidden staging folder on the file system of ``folder``, and whether it is inside
+    ``folder``: inside where the folder exists (so a link to a folder elsewhere is followed),
+    beside it where it does not."""
+    inside = folder.is_dir()
+    if inside:
+        where, prefix = folder, ".cut."
+    elif os.path.lexists(folder):
+        raise OutputError(
+            f"shard folder {folder} {not_a_file(folder) or 'is a file'}; give a folder"
+        )
+    else:
+        where, prefix = folder.parent, f".{folder.name}."
+        _make_folder(where, "shard folder")
+    _remove_stale_stages(where, prefix)
+    try:
+        stage = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=where)
+        # mkdtemp creates 0700; the folder it may become gets what a plain mkdir would give
+        os.chmod(stage, 0o777 & ~_umask())
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, "cannot write shard folder", folder)) from exc
+    return Path(stage), inside
+
+
+def _swap_in(folder: Path, stage: Path, names: list[str]) -> None:
+    """Move the complete cut in ``stage`` into the existing ``folder``: the earlier cut's files
+    go aside into the stage (its manifest first, so ``folder`` never claims a mix), the new
+    parts come in, then the new manifest. A failure moves everything back."""
+    aside = stage / ".replaced"
+    aside.mkdir()
+    old = [path.name for path in _shard_files(folder)]
+    moved_aside: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in old:
+            os.replace(folder / name, aside / name)
+            moved_aside.append(name)
+        for name in names:
+            os.replace(stage / name, folder / name)
+            moved_in.append(name)
+    except BaseException:
+        for name in reversed(moved_in):
+            with contextlib.suppress(OSError):
+                os.replace(folder / name, stage / name)
+        for name in reversed(moved_aside):  # the parts back first, the manifest last
+            with contextlib.suppress(OSError):
+                os.replace(aside / name, folder / name)
+        raise
+
+
+def _commit(folder: Path, stage: Path, inside: bool, names: list[str]) -> None:
+    """Put the complete cut staged in ``stage`` in place of ``folder``: one rename where the
+    folder did not exist (the stage becomes the folder), else :func:`_swap_in`, after which the
+    stage, and with it the earlier cut, is removed. After a failure the stage is removed only
+    if no file of the earlier cut that could not be moved back is left in it."""
+    committed = False
+    try:
+        # A Ctrl-C (or SIGTERM) cannot stop the commit between two renames: held back, it is
+        # raised as this block ends.
+        with signals_held(signal.SIGINT, signal.SIGTERM):
+            if inside:
+                _swap_in(folder, stage, names)
+            else:
+                os.rename(stage, folder)  # a folder made meanwhile: replaced only if empty
+            committed = True
+    except OSError as exc:
+        message = describe_os_error(exc, "cannot write shard folder", folder)
+        aside = stage / ".replaced"
+        if aside.is_dir() and any(aside.iterdir()):
+            message += f" (files of the earlier cut that could not be moved back are in {aside})"
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise OutputError(message) from exc
+    finally:
+        if committed and inside:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_shards(
@@ -125,7 +252,14 @@ def write_shards(
     *,
     overwrite: bool = False,
 ) -> Path:
-    """Write every shard, then the manifest, atomically; returns the manifest's path.
+    """Write every shard and the manifest into a hidden staging folder, then put the complete
+    cut in place; returns the manifest's path.
+
+    A cut is all or nothing: an exception or a Ctrl-C while the shards are written removes the
+    staging folder and leaves ``folder`` as it was (absent, or with the earlier cut intact).
+    A new folder appears with one rename; in an existing one (``overwrite``, or a folder that
+    holds no shards) the earlier cut is moved aside file by file only once the new one is
+    complete, with Ctrl-C held back for those few renames.
 
     Args:
         folder (str or PathLike): the shard folder (created if missing).
@@ -139,28 +273,36 @@ def write_shards(
         raise InputError("write_shards needs info['dataset'], the name shards are checked against")
     folder = Path(folder)
     claim_shard_folder(folder, overwrite=overwrite)
-    entries = []
-    for part, shard in enumerate(shards):
-        path = folder / _shard_name(part)
-        with atomic_open(path, "wb", option="shard") as handle:
-            torch.save(shard, handle)
-        entries.append(
-            {
-                "file": path.name,
-                "sha256": sha256_file(path),
-                "num_nodes": int(shard["node_ids"].numel()),
-                "num_halo": int(shard["halo_ids"].numel()),
-                "num_edges": int(shard["col"].numel()),
-            }
-        )
-    manifest = {
-        "format": SHARD_FORMAT,
-        **info,
-        "num_parts": len(shards),
-        "version_hash": version_hash(),
-        "shards": entries,
+    stage, inside = _make_stage(folder)
+    try:
+        entries = [_write_shard(stage, part, shard) for part, shard in enumerate(shards)]
+        manifest = {
+            "format": SHARD_FORMAT,
+            **info,
+            "num_parts": len(shards),
+            "version_hash": version_hash(),
+            "shards": entries,
+        }
+        atomic_write_json(stage / MANIFEST, manifest, option="manifest")
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _commit(folder, stage, inside, [entry["file"] for entry in entries] + [MANIFEST])
+    return folder / MANIFEST
+
+
+def _write_shard(stage: Path, part: int, shard: dict[str, Tensor]) -> dict[str, Any]:
+    """Save one shard into the staging folder; returns its manifest entry."""
+    path = stage / _shard_name(part)
+    with atomic_open(path, "wb", option="shard") as handle:
+        torch.save(shard, handle)
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "num_nodes": int(shard["node_ids"].numel()),
+        "num_halo": int(shard["halo_ids"].numel()),
+        "num_edges": int(shard["col"].numel()),
     }
-    return atomic_write_json(folder / MANIFEST, manifest, option="manifest")
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
@@ -170,6 +312,12 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         InputError: no manifest, unreadable JSON, or another format.
     """
     path = Path(folder) / MANIFEST
+    parts = sorted(Path(folder).glob("part-*.pt")) if not path.is_file() else []
+    if parts:
+        raise InputError(
+            f"{folder} is not a complete shard folder ({parts[0].name} but no {MANIFEST}: a cut "
+            "that was interrupted); cut it again with `gnnkit partition ... --overwrite`"
+        )
     if not path.is_file():
         raise InputError(
             f"{folder} is not a shard folder (no {MANIFEST}); cut one with `gnnkit partition`"
