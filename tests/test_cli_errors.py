@@ -3,7 +3,8 @@
 - ``ERRORS``: input only the command can check (an unknown dataset, a negative value). ``gnnkit``
   exits 2 with one line, ``gnnkit: error: <message>``, and no traceback (``cli_fails``).
 - ``USAGE_ERRORS``: input argparse refuses (an unknown command or choice, a malformed number):
-  exit 2 with argparse's usage and message (``argparse_fails``).
+  exit 2 with one line too, argparse's message and the command's ``--help`` to see, and no
+  usage block (``test_usage_error_exits_2``; whole lines: ``BAD_COMMAND_LINES``).
 
 The rows that need a module's own data stay in that module and call ``cli_fails`` too: the
 citation corpus (``test_citation_cli.py``), a trained character model (``test_text_cli.py``) and
@@ -76,7 +77,8 @@ ERRORS = [
     *rows(
         [*KARATE, *ONE_EPOCH],
         [
-            (["--dataset", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+            (["--dataset", "nosuch"], "unknown dataset 'nosuch'; bench node takes: cora, "),
+            (["--dataset", "corra"], "unknown dataset 'corra' (did you mean 'cora'?); bench node"),
             (
                 ["--dataset", "ogbg-molbace"],
                 "dataset 'ogbg-molbace' is a graph dataset; bench node needs one of: "
@@ -105,7 +107,10 @@ ERRORS = [
     *rows(
         ["bench", "graph", "--offline", *ONE_EPOCH],
         [
-            (["--dataset", "ogbg-molfoo"], "unknown dataset 'ogbg-molfoo'; known datasets: cora"),
+            (
+                ["--dataset", "ogbg-molfoo"],
+                "unknown dataset 'ogbg-molfoo'; bench graph takes: ogbg-",
+            ),
             (
                 ["--dataset", "karate"],
                 "dataset 'karate' is a node dataset; bench graph needs one of: ogbg-molbace",
@@ -121,7 +126,7 @@ ERRORS = [
             (["--model", "sage"], "unknown link model 'sage'; known models: gcn, gat"),
             (["--resume"], "--resume needs --checkpoint-dir"),
             (["--time-budget", "0"], "--time-budget must be a positive number of minutes, got 0"),
-            (["--dataset", "nosuch"], "unknown dataset 'nosuch'; known datasets: cora"),
+            (["--dataset", "nosuch"], "unknown dataset 'nosuch'; bench link takes: ogbl-ddi"),
             (
                 ["--dataset", "ogbg-molbace"],
                 "dataset 'ogbg-molbace' is a graph dataset; bench link needs one of: ogbl-ddi",
@@ -198,7 +203,15 @@ USAGE_ERRORS = [
     *rows(["seq", "train"], [(["--seed", "-2"], "expected an integer seed in [0, 4294967295]")]),
     *rows(
         ["citation", "bench"],
-        [(["--seed", "4294967296"], "expected an integer seed in [0, 4294967295], got 4294967296")],
+        [
+            (
+                ["--seed", "4294967296"],
+                "expected an integer seed in [0, 4294967295], got 4294967296",
+            ),
+            # one fold leaves nothing to train on: refused as the option, before the corpus loads
+            (["--folds", "1"], "argument --folds: expected a number of folds (>= 2), got 1"),
+            (["--folds", "0"], "argument --folds: expected a number of folds (>= 2), got 0"),
+        ],
     ),
     # gnnkit bench graph
     *rows(
@@ -296,5 +309,75 @@ def test_error_exits_2_with_one_line(argv, message, cli_fails):
 
 
 @pytest.mark.parametrize(("argv", "message"), USAGE_ERRORS)
-def test_usage_error_exits_2(argv, message, argparse_fails):
-    argparse_fails(argv, message)
+def test_usage_error_exits_2(argv, message, capsys):
+    from gnnkit.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err
+    assert err.startswith("gnnkit: error: ") and err.count("\n") == 1, err
+    assert err.endswith(" --help`)\n") and "usage:" not in err
+
+
+#: ``(argv, stderr)``: argparse's message, then the command that refused it (the one the user
+#: ran), and for an unknown option that command's close options.
+BAD_COMMAND_LINES = [
+    (
+        ["bench", "node", "--epochs", "0"],
+        "argument --epochs: expected a positive integer (>= 1), got 0 "
+        "(see `gnnkit bench node --help`)",
+    ),
+    # the options of `bench node`, not gnnkit's, and the one meant
+    (
+        ["bench", "node", "--epoch", "3"],
+        "unrecognized arguments: --epoch 3; did you mean --epochs? "
+        "(see `gnnkit bench node --help`)",
+    ),
+    (
+        ["bench", "node", "--epoch=3", "--run", "2"],
+        "unrecognized arguments: --epoch=3 --run 2; did you mean --epochs or --runs? "
+        "(see `gnnkit bench node --help`)",
+    ),
+    (
+        ["seq", "bench", "--seed", "3"],
+        "unrecognized arguments: --seed 3; did you mean --seeds? (see `gnnkit seq bench --help`)",
+    ),
+    # nothing close: no guess
+    (
+        ["data", "list", "--zzzz"],
+        "unrecognized arguments: --zzzz (see `gnnkit data list --help`)",
+    ),
+    # before the command, the option is gnnkit's to refuse
+    (["--foo", "data", "list"], "unrecognized arguments: --foo (see `gnnkit --help`)"),
+    (
+        ["bench", "nod"],
+        "argument BENCHMARK: invalid choice: 'nod' (choose from 'node', 'graph', 'link') "
+        "(see `gnnkit bench --help`)",
+    ),
+    (
+        ["seq", "train"],
+        "the following arguments are required: --seq-len (see `gnnkit seq train --help`)",
+    ),
+    ([], "the following arguments are required: COMMAND (see `gnnkit --help`)"),
+    (
+        ["-v", "-q", "data", "list"],
+        "argument -q/--quiet: not allowed with argument -v/--verbose (see `gnnkit --help`)",
+    ),
+    (
+        ["citation", "bench", "--folds", "1"],
+        "argument --folds: expected a number of folds (>= 2), got 1 "
+        "(see `gnnkit citation bench --help`)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_COMMAND_LINES)
+def test_a_bad_command_line_names_its_command(argv, message, capsys):
+    from gnnkit.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and captured.out == ""
+    assert captured.err == f"gnnkit: error: {message}\n"

@@ -61,6 +61,11 @@ def test_hops_self_loop_weight_and_directed(tmp_path, capsys):
     assert "never reaches" in capsys.readouterr().out
 
 
+def test_hops_heading_shows_a_negative_loop_weight_as_a_difference(capsys):
+    assert main(["hops", "--edges", "A-B", "--self-loop-weight", "-1.5"]) == 0
+    assert "Adjacency matrix A - 1.5 I (row i" in capsys.readouterr().out
+
+
 def test_data_list_and_verify(tmp_path, capsys, offline):
     assert main(["data", "list", "--data-root", str(tmp_path)]) == 0
     listing = capsys.readouterr().out
@@ -267,6 +272,16 @@ def test_help_lists_every_command_and_each_command_shows_its_full_help(capsys):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 0 and option in capsys.readouterr().out, argv
+
+
+def test_citation_help_is_plain_text(capsys):
+    """``gnnkit citation --help`` shows no Sphinx markup (the module docstring has it)."""
+    with pytest.raises(SystemExit) as info:
+        main(["citation", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "`gnnkit citation info` prints the corpus's counts" in out
+    assert "``" not in out and ":mod:" not in out
 
 
 def test_the_command_table_agrees_with_each_module(capsys):

@@ -3,8 +3,9 @@
 :data:`COMMANDS` lists every subcommand with its module and help line. ``gnnkit --help``
 shows them without importing any of those modules, or torch; a module is imported only when
 its command runs (:class:`LazySubParsers`), and its ``register(subparsers)`` then adds the
-command's parser and sets ``func``. User errors (:class:`gnnkit.errors.GnnkitError`) and OS
-errors (:func:`gnnkit.utils.io.describe_os_error`) print one line and exit with code 2; a
+command's parser and sets ``func``. User errors (:class:`gnnkit.errors.GnnkitError`, and a
+bad command line: :class:`CommandParser`) and OS errors
+(:func:`gnnkit.utils.io.describe_os_error`) print one line and exit with code 2; a
 Ctrl-C at any point, the command's imports included, prints one line and exits with 130; every
 output path is checked before the command starts (:func:`check_outputs`). What the command modules
 share is here too: the data options (:func:`data_options`, :func:`data_kwargs`), a command's
@@ -15,13 +16,14 @@ parser (:func:`add_command`), the options several commands have (:func:`add_outp
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gnnkit import __version__
 from gnnkit.errors import GnnkitError, OutputError
@@ -29,6 +31,7 @@ from gnnkit.errors import GnnkitError, OutputError
 __all__ = [
     "COMMANDS",
     "CommandParser",
+    "CommandSubParsers",
     "LazySubParsers",
     "add_command",
     "add_outputs",
@@ -77,7 +80,22 @@ COMMANDS = (
 )
 
 
-class LazySubParsers(argparse._SubParsersAction):
+class CommandSubParsers(argparse._SubParsersAction):
+    """The subcommands of a :class:`CommandParser`: arguments that the chosen command does not
+    take are refused by that command's parser (named in the error, with its close options),
+    not passed up to ``gnnkit``'s."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        # argparse appends the chosen parser's leftover arguments to this list of the parent's
+        known = len(getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, []))
+        super().__call__(parser, namespace, values, option_string)
+        extras = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, [])[known:]
+        chosen = self._name_parser_map[values[0]]
+        if extras and isinstance(chosen, CommandParser):
+            chosen.error(f"unrecognized arguments: {' '.join(extras)}{chosen.suggest(extras)}")
+
+
+class LazySubParsers(CommandSubParsers):
     """Subcommands listed by name and help line, whose parsers are built only when chosen.
 
     ``add_lazy(name, help, register)`` lists ``name`` in the parent's ``--help`` at the cost
@@ -362,13 +380,33 @@ def _importer(module: str):
 
 class CommandParser(argparse.ArgumentParser):
     """The parser of ``gnnkit`` and of every command under it (argparse builds a subcommand's
-    parser with its parent's class): a long option must be spelt out, since an abbreviation
-    is silently another option where two share a prefix (``seq bench --seed 3`` would be
-    ``--seeds 3``, three runs)."""
+    parser with its parent's class, and its subcommands with :class:`CommandSubParsers`).
+
+    A long option must be spelt out, since an abbreviation is silently another option where
+    two share a prefix (``seq bench --seed 3`` would be ``--seeds 3``, three runs). An error is
+    one line, ``gnnkit: error: MESSAGE (see `gnnkit bench node --help`)``, and exit code 2.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.register("action", "parsers", CommandSubParsers)
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line naming this command's ``--help``; exit with 2."""
+        message = " ".join(message.splitlines())
+        self.exit(2, f"gnnkit: error: {message} (see `{self.prog} --help`)\n")
+
+    def suggest(self, extras: Sequence[str]) -> str:
+        """``"; did you mean --epochs?"`` for the unknown options in ``extras`` close to one of
+        this command's long options, else ``""``."""
+        names = [name[2:] for name in self._option_string_actions if name.startswith("--")]
+        close = []
+        for word in extras:  # names compared without their dashes, which every option shares
+            if word.startswith("-"):
+                close += difflib.get_close_matches(word.split("=")[0].lstrip("-"), names, n=1)
+        close = [f"--{name}" for name in dict.fromkeys(close)]
+        return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

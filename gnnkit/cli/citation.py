@@ -1,10 +1,7 @@
 """``gnnkit citation``: citation sentiment on the Athar corpus.
 
-``gnnkit citation info`` prints the corpus's counts; ``gnnkit citation bench`` cross-validates
-the models (:mod:`gnnkit.citation.registry`) on the same seeded folds (stratified, and grouped
-by sentence text unless ``--grouping none``) and prints a
-table of macro-F1 (the headline), micro-F1 and per-class F1, mean +- sample std over folds,
-with optional JSON results and a confusion-matrix plot.
+What the two commands do is :data:`DESCRIPTION`, the text ``gnnkit citation --help`` shows;
+the models are :mod:`gnnkit.citation.registry`'s.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gnnkit.cli import (
+    _integer,
     add_command,
     add_outputs,
     add_seed,
@@ -41,11 +39,34 @@ if TYPE_CHECKING:
 
     from gnnkit.citation.metrics import CVResult
 
-__all__ = ["parse_models", "plot_confusions", "register", "run", "run_bench", "run_info"]
+__all__ = [
+    "DESCRIPTION",
+    "fold_count",
+    "parse_models",
+    "plot_confusions",
+    "register",
+    "run",
+    "run_bench",
+    "run_info",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ",".join(BASE_MODELS)
+
+#: ``gnnkit citation --help``'s paragraph: the module docstring's, in plain text.
+DESCRIPTION = (
+    "`gnnkit citation info` prints the corpus's counts; `gnnkit citation bench` cross-validates "
+    "the models on the same seeded folds (stratified, and grouped by sentence text unless "
+    "--grouping none) and prints a table of macro-F1 (the headline), micro-F1 and per-class F1, "
+    "mean +- sample std over folds, with optional JSON results and a confusion-matrix plot."
+)
+
+
+def fold_count(text: str) -> int:
+    """argparse type: k of k-fold cross-validation, an integer >= 2 (a fold to test on, the
+    others to train on)."""
+    return _integer(text, 2, "a number of folds")
 
 
 def parse_models(text: str) -> list[str]:
@@ -90,8 +111,9 @@ def _add_bench(
         "bench",
         parents=parents,
         help="k-fold cross-validation of the models on the same folds",
-        description="Stratified k-fold cross-validation of citation sentiment models; every "
-        "model is scored on the same seeded folds.",
+        description="Stratified k-fold cross-validation of citation sentiment models, the "
+        "folds grouped by sentence text unless --grouping none; every model is scored on the "
+        "same seeded folds.",
     )
     bench.add_argument(
         "--models",
@@ -100,7 +122,7 @@ def _add_bench(
         help=f"comma-separated models (default: {DEFAULT_MODELS}); ablations: "
         f"{', '.join(VARIANTS)}",
     )
-    bench.add_argument("--folds", type=positive_int, default=10, help="k (default: 10)")
+    bench.add_argument("--folds", type=fold_count, default=10, help="k, at least 2 (default: 10)")
     bench.add_argument(
         "--grouping",
         choices=("text", "none"),
@@ -128,7 +150,7 @@ def _add_bench(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_command(subparsers, "citation", __doc__.split("\n\n")[1].replace("\n", " "))
+    parser = add_command(subparsers, "citation", DESCRIPTION)
     commands = parser.add_subparsers(dest="citation_command", metavar="COMMAND", required=True)
     parents = [data_options(), _corpus_options()]
     info = commands.add_parser(
