@@ -10,7 +10,7 @@ __all__ = ["signals_held"]
 
 
 @contextlib.contextmanager
-def signals_held(*signums: signal.Signals) -> Iterator[None]:
+def signals_held(*signums: int) -> Iterator[None]:
     """Block ``signums`` in this thread for the ``with`` block; one that arrives meanwhile is
     delivered as the block ends (a Ctrl-C then raises ``KeyboardInterrupt`` there).
 
