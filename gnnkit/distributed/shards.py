@@ -35,13 +35,13 @@ from gnnkit.errors import ChecksumError, InputError, OutputError
 from gnnkit.utils.io import (
     TEMP_SUFFIX,
     _make_folder,
-    _pid_alive,
     _umask,
     atomic_open,
     atomic_write_json,
     describe_os_error,
     not_a_file,
     safe_torch_load,
+    stale_temps,
 )
 from gnnkit.utils.signals import signals_held
 
@@ -157,14 +157,8 @@ def claim_shard_folder(folder: str | os.PathLike, *, overwrite: bool = False) ->
 def _remove_stale_stages(folder: Path, prefix: str) -> None:
     """Remove the staging folders ``PREFIX.PID-RANDOM.gnnkit-tmp`` in ``folder`` that a killed
     :func:`write_shards` left behind (their process no longer runs on this host)."""
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for entry in entries:
-            name = entry.name
-            if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
-                continue
-            pid = name[len(prefix) : -len(TEMP_SUFFIX)].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                shutil.rmtree(entry.path, ignore_errors=True)
+    for stale in stale_temps(folder, prefix):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _make_stage(folder: Path) -> tuple[Path, bool]:

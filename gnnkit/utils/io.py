@@ -56,6 +56,7 @@ __all__ = [
     "not_a_file",
     "remove_stale_temps",
     "safe_torch_load",
+    "stale_temps",
 ]
 
 #: Suffix of the writer's temporary files (``.NAME.PID-RANDOM.gnnkit-tmp`` beside the target).
@@ -107,18 +108,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: Path) -> None:
-    """Remove this writer's temporary files for ``path`` whose process no longer runs."""
-    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
-        prefix = f".{path.name}."
+def stale_temps(folder: Path, prefix: str) -> Iterator[str]:
+    """The temporary entries ``PREFIX.PID-RANDOM`` + :data:`TEMP_SUFFIX` in ``folder`` whose
+    writing process no longer runs on this host (a writer killed midway left them)."""
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
             if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
                 continue
             pid = name[len(prefix) : -len(TEMP_SUFFIX)].split("-", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                yield entry.path
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove this writer's temporary files for ``path`` whose process no longer runs."""
+    for stale in stale_temps(path.parent, f".{path.name}."):
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
 
 
 def _kind(mode: int) -> str:
