@@ -256,9 +256,9 @@ def _workers(proc) -> list[int]:
 def test_ctrl_c_with_jobs_prints_one_line_and_leaves_no_process(
     corpus_file, tmp_path, after, group
 ):
-    # Before: the spawned workers did not ignore SIGINT; one sent while they imported
-    # scikit-learn printed their KeyboardInterrupt tracebacks (or, sent to the parent alone,
-    # "pickle data was truncated") after "gnnkit: interrupted".
+    # A Ctrl-C that reaches spawned workers while they import scikit-learn would print their
+    # KeyboardInterrupt tracebacks (or, sent to the parent alone, "pickle data was truncated"
+    # from a worker reading its start-up data) after "gnnkit: interrupted".
     out = tmp_path / "c.json"
     command = [sys.executable, "-m", "gnnkit", "citation", "bench", "--corpus", str(corpus_file)]
     command += ["--models", "svm", "--folds", "3", "--jobs", "2", "--json", str(out)]

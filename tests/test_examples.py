@@ -65,9 +65,9 @@ def test_char_generation_on_a_small_file(tmp_path):
 
 
 def test_citation_sentiment_cuts_the_grouped_folds():
-    # Before: it called stratified_folds(data.y, ...) without groups, the leaky folds whose
-    # scores do not match `gnnkit citation bench`. Running it takes minutes (two neural models
-    # on the real corpus), so this reads the calls it makes.
+    # stratified_folds(data.y, ...) without groups cuts the leaky folds, whose scores do not
+    # match `gnnkit citation bench`. Running the example takes minutes (two neural models on
+    # the real corpus), so this reads the calls it makes.
     import ast
 
     tree = ast.parse((EXAMPLES / "citation_sentiment.py").read_text())

@@ -380,13 +380,34 @@ def test_refused_global_keeps_the_name_and_drops_torchs_advice():
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
-def test_signals_held_delivers_a_ctrl_c_when_the_block_ends():
+def test_signals_held_delivers_held_signals_once_when_the_block_ends():
+    # With another thread running (torch starts some), the kernel may hand a process signal
+    # to that thread; Python still runs the handler in the main thread, at its next bytecode.
+    # The sleeps inside the block give it every chance to: a held signal must wait anyway.
+    import threading
+    import time
+
     from gnnkit.utils.signals import signals_held
 
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    terms: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda number, _: terms.append(number))
     steps = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_held(signal.SIGINT):
-            os.kill(os.getpid(), signal.SIGINT)
-            steps.append("after the signal")  # still inside: held back
-        steps.append("after the block")  # not reached: raised as the block ends
-    assert steps == ["after the signal"]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held(signal.SIGINT, signal.SIGTERM):
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(5):
+                    time.sleep(0.01)
+                steps.append("inside, after the signals")
+                assert terms == []
+            steps.append("after the block")  # not reached: raised as the block ends
+        assert steps == ["inside, after the signals"] and terms == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop.set()

@@ -194,13 +194,13 @@ def _swap_in(folder: Path, stage: Path, names: list[str]) -> None:
     old = [path.name for path in _shard_files(folder)]
     moved_aside: list[str] = []
     moved_in: list[str] = []
-    try:
+    try:  # each name is listed before its move: a rollback skips moves that did not happen
         for name in old:
-            os.replace(folder / name, aside / name)
             moved_aside.append(name)
+            os.replace(folder / name, aside / name)
         for name in names:
-            os.replace(stage / name, folder / name)
             moved_in.append(name)
+            os.replace(stage / name, folder / name)
     except BaseException:
         for name in reversed(moved_in):
             with contextlib.suppress(OSError):
