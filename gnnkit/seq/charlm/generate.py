@@ -162,21 +162,26 @@ def _read_prompts(model: CharLSTM, ids: list[Tensor]) -> tuple[Tensor, State]:
     return model.head(h[-1]), (h, c)
 
 
-def _prompt_list(prompts: Any) -> list[str]:
-    """``prompts`` (any iterable but one str) as a list, read once."""
+def prompt_list(prompts: Any, single: str) -> list[str]:
+    """``prompts`` (any iterable of str but one str, which would be split into characters) as
+    a list, read once; ``single`` ends the refusal of one str, ``{prompt}`` standing for it."""
     if isinstance(prompts, str):
-        raise InputError("prompts must be a list of strings; for one prompt use generate()")
+        fix = single.format(prompt=repr(prompts))
+        raise InputError(f"prompts must be a list of strings; {fix}")
     if not isinstance(prompts, Iterable):
         raise InputError(f"prompts must be a list of strings, got {type(prompts).__name__}")
-    return list(prompts)
-
-
-def _encode_prompts(model: CharLSTM, prompts: Sequence[str], unknown: Unknown) -> list[Tensor]:
-    """Every prompt's character ids, refusing non-strings and (after skipping) empty ones."""
-    ids = []
+    prompts = list(prompts)
     for n, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise InputError(f"prompt {n} must be a str, got {type(prompt).__name__}")
+    return prompts
+
+
+def _encode_prompts(model: CharLSTM, prompts: Sequence[str], unknown: Unknown) -> list[Tensor]:
+    """Every prompt's character ids (``prompt_list``'s strings), refusing the prompts that
+    are empty (after skipping)."""
+    ids = []
+    for n, prompt in enumerate(prompts):
         what = "prompt" if len(prompts) == 1 else f"prompt {n}"
         encoded = model.vocabulary.encode(prompt, unknown=unknown, what=what)
         if encoded.numel() == 0:
@@ -223,7 +228,7 @@ def generate_batch(
     """
     if not isinstance(model, CharLSTM):
         raise InputError(f"model must be a CharLSTM, got {type(model).__name__}")
-    texts = _prompt_list(prompts)
+    texts = prompt_list(prompts, "for one prompt use generate()")
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise InputError(f"length must be an integer >= 0, got {length!r}")
     _check_sampling(strategy, temperature, k)

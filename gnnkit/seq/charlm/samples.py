@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from gnnkit.errors import CheckpointError, InputError
-from gnnkit.seq.charlm.generate import generate
+from gnnkit.seq.charlm.generate import generate, prompt_list
 from gnnkit.seq.charlm.model import CharLSTM
 from gnnkit.seq.charlm.snapshot import model_from_payload, read_model_file
 
@@ -125,19 +125,6 @@ def _check_runs(runs: Any) -> list[Run]:
     return runs
 
 
-def _check_prompts(prompts: Any) -> list[str]:
-    """``prompts`` as a list of str, refusing one str (it would be split into characters)."""
-    if isinstance(prompts, str):
-        raise InputError(f"prompts must be a list of strings; for one prompt pass [{prompts!r}]")
-    if not isinstance(prompts, Iterable):
-        raise InputError(f"prompts must be a list of strings, got {type(prompts).__name__}")
-    prompts = list(prompts)
-    for n, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise InputError(f"prompt {n} must be a str, got {type(prompt).__name__}")
-    return prompts
-
-
 def _check_counts(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -240,7 +227,7 @@ def completions_table(
             (default: 100)
     """
     runs = _check_runs(runs)
-    prompts = _check_prompts(prompts)
+    prompts = prompt_list(prompts, "for one prompt pass [{prompt}]")
     _check_counts(completion_length=completion_length)
     lines = [
         "| Input string | " + " | ".join(run.name for run in runs) + " |",
@@ -280,7 +267,9 @@ def sample_table(
     See those functions for the arguments.
     """
     runs = _check_runs(runs)
-    prompts = _check_prompts(prompts)  # refused before any sample is drawn
+    prompts = prompt_list(
+        prompts, "for one prompt pass [{prompt}]"
+    )  # refused before any sample is drawn
     samples = samples_table(
         runs,
         temperatures=temperatures,
